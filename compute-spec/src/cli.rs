@@ -1,0 +1,134 @@
+//! The `compute-spec` command line: flags → spec source and document parameters.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::Parser;
+
+use crate::begin::{start_document, DocumentParams};
+use crate::document::DEFAULT_PRIVILEGED_ROLE;
+use crate::error::{ErrorKind, StageError};
+use crate::load::{load, SpecSource};
+use crate::logging::LogFormat;
+use crate::stage::{elapsed_ms, finish};
+
+const STAGE: &str = "compute-spec";
+
+/// Loads a compute spec, validates it and writes the compute document on stdout.
+///
+/// Exit status: 0 success; 1 run-time failure (control plane unreachable, file unreadable);
+/// 2 bad input or usage (invalid spec, bad flags). On failure stdout carries the error
+/// envelope {"error": {"stage", "kind", "message", "retryable"}}.
+#[derive(Debug, Parser)]
+#[command(name = "compute-spec", version)]
+pub struct Cli {
+    /// Bare spec JSON file (legacy compute_ctl -S).
+    #[arg(short = 'S', long = "spec-path")]
+    pub spec_path: Option<PathBuf>,
+    /// Bare spec as a JSON string (legacy compute_ctl -s).
+    #[arg(short = 's', long = "spec")]
+    pub spec: Option<String>,
+    /// The {spec, compute_ctl_config} envelope file.
+    #[arg(short = 'c', long = "config", conflicts_with = "control_plane_uri")]
+    pub config: Option<PathBuf>,
+    /// Control plane base URL; needs --compute-id.
+    #[arg(short = 'p', long = "control-plane-uri", requires = "compute_id")]
+    pub control_plane_uri: Option<String>,
+    /// The compute's id.
+    #[arg(short = 'i', long = "compute-id")]
+    pub compute_id: Option<String>,
+    /// Use the sample spec compiled into the binary (initdb, two roles, two databases).
+    #[arg(long)]
+    pub embedded_default: bool,
+    /// Data directory (rebuilt on every start).
+    #[arg(short = 'D', long = "pgdata")]
+    pub pgdata: PathBuf,
+    /// How the tools connect to their own Postgres.
+    #[arg(
+        short = 'C',
+        long = "connstr",
+        default_value = "postgresql://cloud_admin@localhost/postgres"
+    )]
+    pub connstr: String,
+    /// The postgres binary.
+    #[arg(
+        short = 'b',
+        long = "pgbin",
+        env = "POSTGRES_PATH",
+        default_value = "postgres"
+    )]
+    pub pgbin: PathBuf,
+    /// The privileged role given to users.
+    #[arg(long, default_value = DEFAULT_PRIVILEGED_ROLE)]
+    pub privileged_role_name: String,
+    /// Unix socket directory (default: PGDATA when the socket path fits, else under /tmp).
+    #[arg(long)]
+    pub socket_dir: Option<PathBuf>,
+    /// Log line format on stderr.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+impl Cli {
+    /// The spec source the flags name; legacy precedence: --spec, --spec-path, --config,
+    /// control plane, embedded, then stdin when it is not a terminal.
+    pub fn spec_source(&self) -> Result<SpecSource, StageError> {
+        if let Some(spec) = &self.spec {
+            return Ok(SpecSource::Inline(spec.clone()));
+        }
+        if let Some(path) = &self.spec_path {
+            return Ok(SpecSource::SpecPath(path.clone()));
+        }
+        if let Some(path) = &self.config {
+            return Ok(SpecSource::Config(path.clone()));
+        }
+        if let (Some(base_url), Some(compute_id)) = (&self.control_plane_uri, &self.compute_id) {
+            return Ok(SpecSource::ControlPlane {
+                base_url: base_url.clone(),
+                compute_id: compute_id.clone(),
+                token: std::env::var("NEON_CONTROL_PLANE_TOKEN").unwrap_or_default(),
+            });
+        }
+        if self.embedded_default {
+            return Ok(SpecSource::Embedded);
+        }
+        if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            return Ok(SpecSource::Stdin);
+        }
+        Err(StageError::new(
+            STAGE,
+            ErrorKind::Usage,
+            "no spec given: pass -S FILE, -s JSON, -c FILE, -p URL -i ID, --embedded-default, \
+             or pipe a spec on stdin",
+        ))
+    }
+
+    /// The document parameters the flags give.
+    pub fn document_params(&self) -> DocumentParams {
+        DocumentParams {
+            pgdata: self.pgdata.clone(),
+            pgbin: self.pgbin.clone(),
+            connstr: self.connstr.clone(),
+            compute_id: self.compute_id.clone(),
+            privileged_role_name: self.privileged_role_name.clone(),
+            socket_dir: self.socket_dir.clone(),
+        }
+    }
+}
+
+/// Runs the `compute-spec` stage with parsed flags.
+pub fn run(cli: &Cli) -> ExitCode {
+    let started = Instant::now();
+    let result = cli.spec_source().and_then(|source| {
+        let loaded = load(&source)?;
+        start_document(
+            STAGE,
+            &cli.document_params(),
+            loaded,
+            source.name(),
+            elapsed_ms(started),
+        )
+    });
+    finish(result)
+}

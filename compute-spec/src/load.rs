@@ -1,0 +1,272 @@
+//! Obtaining a spec: a file, inline JSON, the `{spec, compute_ctl_config}` envelope, stdin,
+//! the embedded sample, or a control plane.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::thread::sleep;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::error::{ErrorKind, StageError};
+use crate::spec::{
+    ComputeConfig, ComputeCtlConfig, ComputeSpec, ControlPlaneComputeStatus,
+    ControlPlaneSpecResponse,
+};
+
+const STAGE: &str = "compute-spec";
+
+/// The embedded sample spec: no storage (initdb), a few roles and databases.
+pub const EMBEDDED_SAMPLE_SPEC: &str = include_str!("sample-spec.json");
+
+/// Where to get the spec from.
+#[derive(Clone, Debug)]
+pub enum SpecSource {
+    /// `-S/--spec-path`: a bare spec file.
+    SpecPath(PathBuf),
+    /// `-s/--spec`: a bare spec as a JSON string.
+    Inline(String),
+    /// `-c/--config`: the `{spec, compute_ctl_config}` envelope.
+    Config(PathBuf),
+    /// A bare spec or an envelope on stdin.
+    Stdin,
+    /// The sample spec compiled into the binary.
+    Embedded,
+    /// `GET {base}/compute/api/v2/computes/{id}/spec`.
+    ControlPlane {
+        /// Base URL.
+        base_url: String,
+        /// The compute id.
+        compute_id: String,
+        /// Bearer token (`NEON_CONTROL_PLANE_TOKEN`).
+        token: String,
+    },
+}
+
+impl SpecSource {
+    /// The short name written in the `spec_load` section.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SpecSource::SpecPath(_) => "spec-path",
+            SpecSource::Inline(_) => "spec",
+            SpecSource::Config(_) => "config",
+            SpecSource::Stdin => "stdin",
+            SpecSource::Embedded => "embedded",
+            SpecSource::ControlPlane { .. } => "control-plane",
+        }
+    }
+}
+
+/// A loaded spec (none when the control plane has none yet) with its HTTP configuration.
+#[derive(Clone, Debug)]
+pub struct LoadedSpec {
+    /// The spec; `None` means "no spec yet".
+    pub spec: Option<ComputeSpec>,
+    /// JWT keys and TLS.
+    pub compute_ctl_config: ComputeCtlConfig,
+    /// Requests made to a control plane.
+    pub control_plane_attempts: u32,
+}
+
+/// Loads and parses a spec from `source`. The spec is not validated here.
+pub fn load(source: &SpecSource) -> Result<LoadedSpec, StageError> {
+    match source {
+        SpecSource::SpecPath(path) => {
+            let text = read_file(path)?;
+            parse_bare(&text, &format!("spec file {}", path.display()))
+        }
+        SpecSource::Inline(text) => parse_bare(text, "--spec"),
+        SpecSource::Config(path) => {
+            let text = read_file(path)?;
+            parse_envelope(&text, &format!("config file {}", path.display()))
+        }
+        SpecSource::Stdin => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|error| {
+                    StageError::new(STAGE, ErrorKind::Io, format!("reading stdin: {error}"))
+                })?;
+            parse_any(&text, "stdin")
+        }
+        SpecSource::Embedded => parse_bare(EMBEDDED_SAMPLE_SPEC, "the embedded sample spec"),
+        SpecSource::ControlPlane {
+            base_url,
+            compute_id,
+            token,
+        } => fetch_from_control_plane(base_url, compute_id, token),
+    }
+}
+
+fn read_file(path: &Path) -> Result<String, StageError> {
+    std::fs::read_to_string(path).map_err(|error| {
+        let kind = match error.kind() {
+            std::io::ErrorKind::NotFound => ErrorKind::Usage,
+            _ => ErrorKind::Io,
+        };
+        StageError::new(STAGE, kind, format!("reading {}: {error}", path.display()))
+    })
+}
+
+fn invalid(origin: &str, error: impl std::fmt::Display) -> StageError {
+    StageError::new(
+        STAGE,
+        ErrorKind::InvalidSpec,
+        format!("{origin} is not a valid spec: {error}"),
+    )
+}
+
+/// Parses a bare `ComputeSpec`.
+pub fn parse_bare(text: &str, origin: &str) -> Result<LoadedSpec, StageError> {
+    let spec: ComputeSpec = serde_json::from_str(text).map_err(|error| invalid(origin, error))?;
+    Ok(LoadedSpec {
+        spec: Some(spec),
+        compute_ctl_config: ComputeCtlConfig::default(),
+        control_plane_attempts: 0,
+    })
+}
+
+/// Parses the `{spec, compute_ctl_config}` envelope.
+pub fn parse_envelope(text: &str, origin: &str) -> Result<LoadedSpec, StageError> {
+    let config: ComputeConfig =
+        serde_json::from_str(text).map_err(|error| invalid(origin, error))?;
+    Ok(LoadedSpec {
+        spec: config.spec,
+        compute_ctl_config: config.compute_ctl_config,
+        control_plane_attempts: 0,
+    })
+}
+
+/// Parses either form: an object with a `cluster` key is a bare spec, else an envelope.
+pub fn parse_any(text: &str, origin: &str) -> Result<LoadedSpec, StageError> {
+    let value: Value = serde_json::from_str(text).map_err(|error| invalid(origin, error))?;
+    if value.get("cluster").is_some() {
+        parse_bare(text, origin)
+    } else {
+        parse_envelope(text, origin)
+    }
+}
+
+const CONTROL_PLANE_ATTEMPTS: u32 = 3;
+const CONTROL_PLANE_RETRY_DELAY: Duration = Duration::from_millis(100);
+
+enum Attempt {
+    Done(Result<LoadedSpec, StageError>),
+    Retry(StageError),
+}
+
+fn fetch_from_control_plane(
+    base_url: &str,
+    compute_id: &str,
+    token: &str,
+) -> Result<LoadedSpec, StageError> {
+    let url = format!(
+        "{}/compute/api/v2/computes/{}/spec",
+        base_url.trim_end_matches('/'),
+        compute_id
+    );
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let mut last_error = None;
+    for attempt in 1..=CONTROL_PLANE_ATTEMPTS {
+        if attempt > 1 {
+            sleep(CONTROL_PLANE_RETRY_DELAY);
+        }
+        match fetch_once(&agent, &url, token) {
+            Attempt::Done(result) => {
+                return result.map(|mut loaded| {
+                    loaded.control_plane_attempts = attempt;
+                    loaded
+                })
+            }
+            Attempt::Retry(error) => {
+                tracing::warn!(attempt, %url, "control plane request failed: {}", error.message);
+                last_error = Some(error);
+            }
+        }
+    }
+    let mut error = last_error.unwrap_or_else(|| {
+        StageError::new(
+            STAGE,
+            ErrorKind::Internal,
+            "control plane: no attempt was made",
+        )
+    });
+    error.message = format!(
+        "{} (gave up after {CONTROL_PLANE_ATTEMPTS} attempts)",
+        error.message
+    );
+    Err(error)
+}
+
+fn fetch_once(agent: &ureq::Agent, url: &str, token: &str) -> Attempt {
+    let response = agent
+        .get(url)
+        .header("Authorization", &format!("Bearer {token}"))
+        .call();
+    let mut response = match response {
+        Ok(response) => response,
+        Err(error) => {
+            return Attempt::Retry(StageError::new(
+                STAGE,
+                ErrorKind::Network,
+                format!("control plane {url}: {error}"),
+            ))
+        }
+    };
+    let status = response.status().as_u16();
+    let body = response.body_mut().read_to_string();
+    if status == 502 || status == 503 {
+        return Attempt::Retry(StageError::new(
+            STAGE,
+            ErrorKind::Network,
+            format!("control plane {url} answered {status}"),
+        ));
+    }
+    if status != 200 {
+        let detail = body.unwrap_or_default();
+        return Attempt::Done(Err(StageError::new(
+            STAGE,
+            ErrorKind::Server,
+            format!(
+                "control plane {url} answered {status}: {}; is compute id {:?} known to it?",
+                detail.trim(),
+                url.rsplit('/').nth(1).unwrap_or_default()
+            ),
+        )));
+    }
+    let parsed = body.map_err(|error| error.to_string()).and_then(|text| {
+        serde_json::from_str::<ControlPlaneSpecResponse>(&text).map_err(|e| e.to_string())
+    });
+    let response = match parsed {
+        Ok(response) => response,
+        Err(error) => {
+            return Attempt::Retry(StageError::new(
+                STAGE,
+                ErrorKind::Network,
+                format!("control plane {url} sent an undecodable answer: {error}"),
+            ))
+        }
+    };
+    let result = match (response.status, response.spec) {
+        (ControlPlaneComputeStatus::Attached, None) => Err(StageError::new(
+            STAGE,
+            ErrorKind::Server,
+            format!("control plane {url} says the compute is attached but sent no spec"),
+        )),
+        (ControlPlaneComputeStatus::Empty, _) => Ok(LoadedSpec {
+            spec: None,
+            compute_ctl_config: response.compute_ctl_config,
+            control_plane_attempts: 0,
+        }),
+        (ControlPlaneComputeStatus::Attached, Some(spec)) => Ok(LoadedSpec {
+            spec: Some(spec),
+            compute_ctl_config: response.compute_ctl_config,
+            control_plane_attempts: 0,
+        }),
+    };
+    Attempt::Done(result)
+}

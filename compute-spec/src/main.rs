@@ -1,0 +1,12 @@
+//! `compute-spec`: load a spec, validate it, write the compute document on stdout.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use compute_spec::cli::{run, Cli};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    compute_spec::logging::init(cli.log_format);
+    run(&cli)
+}

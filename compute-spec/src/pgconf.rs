@@ -1,0 +1,298 @@
+//! Rendering `postgresql.conf` from a spec, in Neon's order and quoting.
+//!
+//! Order: the spec's `postgresql_conf` text; the Neon storage settings; the ids; the locale
+//! settings; `neon.compute_mode` (and `hot_standby`, `recovery_target_lsn`); the privileged
+//! role name; the managed settings block; the settings this project owns for the local
+//! instance (port, socket directory, extra lines such as `primary_conninfo`); and last the
+//! `include_if_exists = 'compute_ctl_temp_override.conf'` line.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use crate::quote::quote_conf_value;
+use crate::spec::{ComputeMode, ComputeSpec, GenericOption};
+
+/// The first and last lines of the block `pg-reconcile` rewrites on reconfiguration.
+pub const MANAGED_BEGIN: &str = "# Managed by compute_ctl: begin";
+/// See [`MANAGED_BEGIN`].
+pub const MANAGED_END: &str = "# Managed by compute_ctl: end";
+/// The file included last, for temporary overrides.
+pub const TEMP_OVERRIDE_FILE: &str = "compute_ctl_temp_override.conf";
+
+/// What the rendering needs besides the spec.
+#[derive(Clone, Debug)]
+pub struct ConfParams {
+    /// The port the instance listens on.
+    pub port: u16,
+    /// The Unix socket directory.
+    pub socket_dir: PathBuf,
+    /// The privileged role name.
+    pub privileged_role_name: String,
+    /// The internal HTTP port, written as `neon.extension_server_port` when known.
+    pub extension_server_port: Option<u16>,
+    /// Use `mmap` dynamic shared memory (when overcommit is disabled).
+    pub dynamic_shared_memory_mmap: bool,
+    /// Extra `name = value` lines (values already quoted), after the managed block.
+    pub extra_lines: Vec<(String, String)>,
+}
+
+/// One settings line: `name = value`, the value quoted only for vartype `string`.
+pub fn setting_line(option: &GenericOption) -> Option<String> {
+    let value = option.value.as_deref()?;
+    let rendered = if option.vartype == "string" {
+        quote_conf_value(value)
+    } else {
+        value.to_string()
+    };
+    Some(format!("{} = {}", option.name, rendered))
+}
+
+/// The managed block: begin marker, one line per setting, end marker.
+pub fn managed_block(settings: &[GenericOption]) -> String {
+    let mut block = format!("{MANAGED_BEGIN}\n");
+    for line in settings.iter().filter_map(setting_line) {
+        block.push_str(&line);
+        block.push('\n');
+    }
+    block.push_str(MANAGED_END);
+    block.push('\n');
+    block
+}
+
+/// Renders the whole file.
+pub fn render(spec: &ComputeSpec, params: &ConfParams) -> String {
+    let mut conf = String::new();
+    if let Some(text) = &spec.cluster.postgresql_conf {
+        conf.push_str(text);
+        if !text.ends_with('\n') {
+            conf.push('\n');
+        }
+    }
+    storage_settings(spec, &mut conf);
+    let ids = [
+        ("neon.tenant_id", spec.tenant_id.map(|id| id.to_string())),
+        (
+            "neon.timeline_id",
+            spec.timeline_id.map(|id| id.to_string()),
+        ),
+        ("neon.project_id", spec.project_id.clone()),
+        ("neon.branch_id", spec.branch_id.clone()),
+        ("neon.endpoint_id", spec.endpoint_id.clone()),
+    ];
+    for (name, value) in ids {
+        if let Some(value) = value {
+            line(&mut conf, name, &quote_conf_value(&value));
+        }
+    }
+    for name in ["lc_messages", "lc_monetary", "lc_time", "lc_numeric"] {
+        line(&mut conf, name, "'C.UTF-8'");
+    }
+    line(&mut conf, "neon.compute_mode", spec.mode.as_setting());
+    match spec.mode {
+        ComputeMode::Primary => {}
+        ComputeMode::Static(lsn) => {
+            line(&mut conf, "hot_standby", "on");
+            line(
+                &mut conf,
+                "recovery_target_lsn",
+                &quote_conf_value(&lsn.to_string()),
+            );
+        }
+        ComputeMode::Replica => line(&mut conf, "hot_standby", "on"),
+    }
+    if params.dynamic_shared_memory_mmap {
+        line(&mut conf, "dynamic_shared_memory_type", "mmap");
+    }
+    line(
+        &mut conf,
+        "neon.privileged_role_name",
+        &quote_conf_value(&params.privileged_role_name),
+    );
+    conf.push_str(&managed_block(
+        spec.cluster.settings.as_deref().unwrap_or(&[]),
+    ));
+    if let Some(port) = params.extension_server_port {
+        line(&mut conf, "neon.extension_server_port", &port.to_string());
+    }
+    let drop_subscriptions = if spec.drop_subscriptions_before_start {
+        "true"
+    } else {
+        "false"
+    };
+    line(
+        &mut conf,
+        "neon.disable_logical_replication_subscribers",
+        drop_subscriptions,
+    );
+    if spec.logs_export_host.is_some() {
+        line(&mut conf, "log_destination", "'stderr,syslog'");
+    }
+    conf.push_str("# compute-tools: the local instance\n");
+    line(&mut conf, "port", &params.port.to_string());
+    let socket_dir = params.socket_dir.to_string_lossy();
+    line(
+        &mut conf,
+        "unix_socket_directories",
+        &quote_conf_value(&socket_dir),
+    );
+    for (name, value) in &params.extra_lines {
+        line(&mut conf, name, value);
+    }
+    let _ = writeln!(conf, "include_if_exists = '{TEMP_OVERRIDE_FILE}'");
+    conf
+}
+
+fn storage_settings(spec: &ComputeSpec, conf: &mut String) {
+    let connstrings = spec.pageserver_connstrings();
+    let safekeepers = spec.safekeepers();
+    if connstrings.is_none() && safekeepers.is_empty() {
+        return;
+    }
+    conf.push_str("# Neon storage settings\n");
+    if let Some(connstrings) = connstrings {
+        if connstrings.len() > 1 {
+            let stripe_size = spec
+                .pageserver_connection_info
+                .as_ref()
+                .and_then(|info| info.stripe_size)
+                .or(spec.shard_stripe_size);
+            if let Some(stripe_size) = stripe_size {
+                line(conf, "neon.stripe_size", &stripe_size.to_string());
+            }
+        }
+        let joined = connstrings.join(",");
+        line(
+            conf,
+            "neon.pageserver_connstring",
+            &quote_conf_value(&joined),
+        );
+    }
+    if !safekeepers.is_empty() {
+        let mut value = String::new();
+        if let Some(generation) = spec.safekeepers_generation {
+            let _ = write!(value, "g#{generation}:");
+        }
+        value.push_str(&safekeepers.join(","));
+        line(conf, "neon.safekeepers", &quote_conf_value(&value));
+    }
+}
+
+fn line(conf: &mut String, name: &str, value: &str) {
+    let _ = writeln!(conf, "{name}={value}");
+}
+
+/// The effective port: the spec's `port` setting, else the port in the connection string,
+/// else 5432.
+pub fn effective_port(spec: Option<&ComputeSpec>, connstr: &str) -> u16 {
+    spec.and_then(|spec| spec.setting("port")?.trim().parse().ok())
+        .or_else(|| connstr_port(connstr))
+        .unwrap_or(5432)
+}
+
+fn connstr_port(connstr: &str) -> Option<u16> {
+    let config: postgres::Config = connstr.parse().ok()?;
+    config.get_ports().first().copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture_spec() -> ComputeSpec {
+        let text = include_str!("../../../shared/fixtures/neon/compute_api-cluster_spec.json");
+        serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn settings_render_as_upstream() {
+        let spec = fixture_spec();
+        let block = managed_block(spec.cluster.settings.as_deref().unwrap());
+        let lines: Vec<&str> = block.lines().collect();
+        assert_eq!(lines.len(), 27);
+        assert_eq!(lines[0], MANAGED_BEGIN);
+        assert_eq!(lines[1], "fsync = off");
+        assert_eq!(
+            lines[6],
+            "neon.safekeepers = '127.0.0.1:6502,127.0.0.1:6503,127.0.0.1:6501'"
+        );
+        assert_eq!(lines[10], "port = 55432");
+        assert_eq!(
+            lines[25],
+            "test.escaping = 'here''s a backslash \\\\ and a quote '' and a double-quote \" hooray'"
+        );
+        assert_eq!(lines[26], MANAGED_END);
+    }
+
+    #[test]
+    fn full_file_order() {
+        let spec = fixture_spec();
+        let params = ConfParams {
+            port: 55432,
+            socket_dir: PathBuf::from("/run/pg"),
+            privileged_role_name: "neon_superuser".to_string(),
+            extension_server_port: Some(3081),
+            dynamic_shared_memory_mmap: false,
+            extra_lines: vec![("primary_conninfo".to_string(), "'host=x'".to_string())],
+        };
+        let conf = render(&spec, &params);
+        let position = |needle: &str| {
+            conf.find(needle)
+                .unwrap_or_else(|| panic!("{needle:?} missing from:\n{conf}"))
+        };
+        let order = [
+            "# Neon storage settings",
+            "neon.pageserver_connstring='host=127.0.0.1 port=6400'",
+            "neon.safekeepers='127.0.0.1:6502,127.0.0.1:6503,127.0.0.1:6501'",
+            "lc_messages='C.UTF-8'",
+            "neon.compute_mode=primary",
+            "neon.privileged_role_name='neon_superuser'",
+            MANAGED_BEGIN,
+            MANAGED_END,
+            "neon.extension_server_port=3081",
+            "port=55432",
+            "unix_socket_directories='/run/pg'",
+            "primary_conninfo='host=x'",
+            "include_if_exists = 'compute_ctl_temp_override.conf'",
+        ];
+        for pair in order.windows(2) {
+            assert!(
+                position(pair[0]) < position(pair[1]),
+                "{pair:?} out of order"
+            );
+        }
+        assert!(conf.ends_with("include_if_exists = 'compute_ctl_temp_override.conf'\n"));
+    }
+
+    #[test]
+    fn static_mode_adds_recovery_target() {
+        let mut spec = fixture_spec();
+        spec.mode = ComputeMode::Static("0/16B5A50".parse().unwrap());
+        let params = ConfParams {
+            port: 1,
+            socket_dir: PathBuf::from("/s"),
+            privileged_role_name: "p".to_string(),
+            extension_server_port: None,
+            dynamic_shared_memory_mmap: true,
+            extra_lines: Vec::new(),
+        };
+        let conf = render(&spec, &params);
+        assert!(conf.contains(
+            "neon.compute_mode=static\nhot_standby=on\nrecovery_target_lsn='0/16B5A50'\n"
+        ));
+        assert!(conf.contains("dynamic_shared_memory_type=mmap\n"));
+    }
+
+    #[test]
+    fn port_precedence() {
+        let spec = fixture_spec();
+        assert_eq!(
+            effective_port(Some(&spec), "postgresql://a@localhost:1234/db"),
+            55432
+        );
+        assert_eq!(
+            effective_port(None, "postgresql://a@localhost:1234/db"),
+            1234
+        );
+        assert_eq!(effective_port(None, "postgresql://a@localhost/db"), 5432);
+    }
+}

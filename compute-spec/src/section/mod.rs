@@ -1,0 +1,12 @@
+//! One section per stage: what it decided, what it did, and its timings (named as in
+//! Neon's `/metrics.json`). Each stage owns its file here.
+
+mod basebackup;
+mod reconcile;
+mod spec_load;
+mod sync_safekeepers;
+
+pub use basebackup::BasebackupSection;
+pub use reconcile::{PlannedStatement, ReconcileSection, StatementFailure};
+pub use spec_load::SpecLoadSection;
+pub use sync_safekeepers::SyncSafekeepersSection;

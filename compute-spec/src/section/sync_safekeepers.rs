@@ -1,0 +1,25 @@
+//! The `sync_safekeepers` section, written by `pg-sync-safekeepers`.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::ids::Lsn;
+
+/// The LSN the compute starts from, and how it was decided.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct SyncSafekeepersSection {
+    /// The start LSN (`0/0` = latest / none).
+    pub lsn: Lsn,
+    /// `none`, `static`, `replica`, `safekeepers-fast-path`, `sync-safekeepers` or `upstream`.
+    pub method: String,
+    /// Time of the `TIMELINE_STATUS` fast-path check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_sk_check_ms: Option<u64>,
+    /// Time of `postgres --sync-safekeepers` (or of the upstream query).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_safekeepers_ms: Option<u64>,
+    /// Fields this version does not know.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}

@@ -1,0 +1,322 @@
+//! Validation of a [`ComputeSpec`] and the facts derived from it: where the data comes from
+//! ([`StorageSource`]), the effective safekeepers, tenant and timeline.
+//!
+//! Validation reports every problem at once, each naming its field.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use crate::ids::{TenantId, TimelineId};
+use crate::spec::{ComputeMode, ComputeSpec, PageserverProtocol};
+
+/// One problem with one field of the spec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    /// JSON path of the field, e.g. `cluster.roles[2].name`.
+    pub field: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+/// Every problem found in a spec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpecErrors(pub Vec<FieldError>);
+
+impl fmt::Display for SpecErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, error) in self.0.iter().enumerate() {
+            if index > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{}: {}", error.field, error.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for SpecErrors {}
+
+/// Where a compute's starting data comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StorageSource {
+    /// Neon's pageserver and safekeepers.
+    Neon(NeonStorage),
+    /// A vanilla PostgreSQL primary (`upstream_connstring`).
+    Upstream {
+        /// libpq URL or key=value connection string of the primary.
+        connstr: String,
+    },
+    /// Nothing: `initdb` a fresh cluster.
+    Empty,
+}
+
+/// The Neon storage facts a spec resolves to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NeonStorage {
+    /// Tenant, from the field or the `neon.tenant_id` setting.
+    pub tenant_id: TenantId,
+    /// Timeline, from the field or the `neon.timeline_id` setting.
+    pub timeline_id: TimelineId,
+    /// One libpq connection string per shard, shard 0 first.
+    pub pageserver_connstrings: Vec<String>,
+    /// Stripe size when sharded.
+    pub stripe_size: Option<u32>,
+    /// Safekeepers `host:port` (may be empty for Replica and Static).
+    pub safekeepers: Vec<String>,
+}
+
+impl ComputeSpec {
+    /// The value of a `cluster.settings` entry (the last one wins, as in postgresql.conf).
+    pub fn setting(&self, name: &str) -> Option<&str> {
+        let settings = self.cluster.settings.as_deref()?;
+        let option = settings.iter().rev().find(|option| option.name == name)?;
+        option.value.as_deref()
+    }
+
+    /// The effective safekeepers: `safekeeper_connstrings`, else the `neon.safekeepers`
+    /// setting split on commas.
+    pub fn safekeepers(&self) -> Vec<String> {
+        if !self.safekeeper_connstrings.is_empty() {
+            return self.safekeeper_connstrings.clone();
+        }
+        let Some(list) = self.setting("neon.safekeepers") else {
+            return Vec::new();
+        };
+        let list = match list.split_once(':') {
+            Some((generation, rest)) if generation.starts_with("g#") => rest,
+            _ => list,
+        };
+        list.split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The libpq pageserver connection strings, shard 0 first, if the spec names any.
+    pub fn pageserver_connstrings(&self) -> Option<Vec<String>> {
+        if let Some(info) = &self.pageserver_connection_info {
+            let mut shards: Vec<(&String, Option<&String>)> = info
+                .shards
+                .iter()
+                .map(|(index, shard)| {
+                    let url = shard
+                        .pageservers
+                        .first()
+                        .and_then(|ps| ps.libpq_url.as_ref());
+                    (index, url)
+                })
+                .collect();
+            shards.sort_by(|a, b| a.0.cmp(b.0));
+            return shards
+                .into_iter()
+                .map(|(_, url)| url.cloned())
+                .collect::<Option<Vec<String>>>();
+        }
+        let list = self
+            .pageserver_connstring
+            .as_deref()
+            .or_else(|| self.setting("neon.pageserver_connstring"))?;
+        let list: Vec<String> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .map(str::to_string)
+            .collect();
+        (!list.is_empty()).then_some(list)
+    }
+
+    fn uses_neon_storage(&self) -> bool {
+        self.pageserver_connection_info.is_some()
+            || self.pageserver_connstring.is_some()
+            || self.setting("neon.pageserver_connstring").is_some()
+    }
+
+    /// Checks the spec and resolves where its data comes from. Every problem is reported.
+    pub fn validate(&self) -> Result<StorageSource, SpecErrors> {
+        let mut errors = Vec::new();
+        let mut error = |field: &str, message: String| {
+            errors.push(FieldError {
+                field: field.to_string(),
+                message,
+            })
+        };
+        check_catalog(self, &mut error);
+        if self.reconfigure_concurrency == 0 {
+            error("reconfigure_concurrency", "must be at least 1".to_string());
+        }
+        let source = if self.uses_neon_storage() {
+            if self.upstream_connstring.is_some() {
+                error(
+                    "upstream_connstring",
+                    "conflicts with the pageserver settings: a spec names one data source, \
+                     remove one of them"
+                        .to_string(),
+                );
+            }
+            neon_storage(self, &mut error)
+        } else if let Some(connstr) = &self.upstream_connstring {
+            if connstr.trim().is_empty() {
+                error("upstream_connstring", "is empty".to_string());
+            }
+            Some(StorageSource::Upstream {
+                connstr: connstr.clone(),
+            })
+        } else {
+            Some(StorageSource::Empty)
+        };
+        match source {
+            Some(source) if errors.is_empty() => Ok(source),
+            _ => Err(SpecErrors(errors)),
+        }
+    }
+}
+
+fn neon_storage(spec: &ComputeSpec, error: &mut impl FnMut(&str, String)) -> Option<StorageSource> {
+    let tenant_id = resolve_id(spec, spec.tenant_id, "tenant_id", "neon.tenant_id", error);
+    let timeline_id = resolve_id(
+        spec,
+        spec.timeline_id,
+        "timeline_id",
+        "neon.timeline_id",
+        error,
+    );
+    let pageserver_connstrings = match spec.pageserver_connstrings() {
+        Some(list) => list,
+        None => {
+            let message = match &spec.pageserver_connection_info {
+                Some(info) if info.prefer_protocol == PageserverProtocol::Grpc => {
+                    "only libpq pageservers are supported: give every shard a libpq_url"
+                }
+                Some(_) => "a shard has no pageserver with a libpq_url",
+                None => "names no pageserver",
+            };
+            error("pageserver_connection_info", message.to_string());
+            Vec::new()
+        }
+    };
+    let stripe_size = spec
+        .pageserver_connection_info
+        .as_ref()
+        .and_then(|info| info.stripe_size)
+        .or(spec.shard_stripe_size)
+        .or_else(|| spec.setting("neon.stripe_size")?.parse().ok());
+    if pageserver_connstrings.len() > 1 && stripe_size.is_none() {
+        error(
+            "shard_stripe_size",
+            "is required with more than one pageserver shard".to_string(),
+        );
+    }
+    let safekeepers = spec.safekeepers();
+    if spec.mode == ComputeMode::Primary {
+        if safekeepers.is_empty() {
+            error(
+                "safekeeper_connstrings",
+                "safekeeper_connstrings is empty: a Primary with Neon storage needs at least one \
+                 safekeeper (or the neon.safekeepers setting)"
+                    .to_string(),
+            );
+        }
+        let mut seen = HashSet::new();
+        for safekeeper in &safekeepers {
+            if !seen.insert(safekeeper) {
+                error(
+                    "safekeeper_connstrings",
+                    format!("duplicate entry in safekeeper_connstrings: {safekeeper}!"),
+                );
+            }
+        }
+    }
+    Some(StorageSource::Neon(NeonStorage {
+        tenant_id: tenant_id?,
+        timeline_id: timeline_id?,
+        pageserver_connstrings,
+        stripe_size,
+        safekeepers,
+    }))
+}
+
+fn resolve_id<T: std::str::FromStr>(
+    spec: &ComputeSpec,
+    field_value: Option<T>,
+    field: &str,
+    setting: &str,
+    error: &mut impl FnMut(&str, String),
+) -> Option<T> {
+    if field_value.is_some() {
+        return field_value;
+    }
+    let Some(text) = spec.setting(setting) else {
+        error(
+            field,
+            format!("missing: Neon storage needs {field} or the {setting} setting"),
+        );
+        return None;
+    };
+    match text.parse() {
+        Ok(id) => Some(id),
+        Err(_) => {
+            error(
+                &format!("cluster.settings.{setting}"),
+                format!("{text:?} is not a {field}: expected 32 hex characters"),
+            );
+            None
+        }
+    }
+}
+
+/// Postgres truncates longer identifiers, so such a name would never match its catalog row.
+const MAX_IDENTIFIER_BYTES: usize = 63;
+
+fn check_catalog(spec: &ComputeSpec, error: &mut impl FnMut(&str, String)) {
+    let mut role_names = HashSet::new();
+    for (index, role) in spec.cluster.roles.iter().enumerate() {
+        let field = format!("cluster.roles[{index}].name");
+        check_name(&role.name, &field, error);
+        if !role_names.insert(role.name.as_str()) {
+            error(&field, format!("duplicate role {:?}", role.name));
+        }
+    }
+    let mut database_names = HashSet::new();
+    for (index, database) in spec.cluster.databases.iter().enumerate() {
+        let field = format!("cluster.databases[{index}].name");
+        check_name(&database.name, &field, error);
+        check_name(
+            &database.owner,
+            &format!("cluster.databases[{index}].owner"),
+            error,
+        );
+        if !database_names.insert(database.name.as_str()) {
+            error(&field, format!("duplicate database {:?}", database.name));
+        }
+    }
+    for (index, delta) in spec.delta_operations.iter().flatten().enumerate() {
+        let field = format!("delta_operations[{index}]");
+        check_name(&delta.name, &format!("{field}.name"), error);
+        let is_rename = matches!(delta.action.as_str(), "rename_db" | "rename_role");
+        match (&delta.new_name, is_rename) {
+            (Some(new_name), true) => check_name(new_name, &format!("{field}.new_name"), error),
+            (None, true) => error(
+                &format!("{field}.new_name"),
+                format!("{} needs new_name", delta.action),
+            ),
+            _ => {}
+        }
+    }
+}
+
+fn check_name(name: &str, field: &str, error: &mut impl FnMut(&str, String)) {
+    if name.is_empty() {
+        error(field, "is empty".to_string());
+    } else if name.len() > MAX_IDENTIFIER_BYTES {
+        error(
+            field,
+            format!(
+                "{name:?} is {} bytes; PostgreSQL names are at most {MAX_IDENTIFIER_BYTES}",
+                name.len()
+            ),
+        );
+    } else if name.contains('\0') {
+        error(field, "contains a NUL byte".to_string());
+    }
+}
