@@ -32,6 +32,10 @@
 //! * A test process killed from outside (a timeout, `SIGKILL`) cannot run `Drop`. For that
 //!   case [`kill_leftover_postmasters`] (also available as the `pg-test-cleanup` binary)
 //!   finds every `postmaster.pid` under the test root and kills the live postmasters.
+//!   Servers on `/dev/shm` use `dynamic_shared_memory_type = mmap`, so even a killed server
+//!   leaves no `/dev/shm/PostgreSQL.*` segments behind: everything is in its directory.
+//! * Templates stay in the test root between runs (their names include the server version
+//!   and a format number); `pg-test-cleanup --purge` removes them.
 //!
 //! # Environment
 //!

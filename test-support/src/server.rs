@@ -179,6 +179,11 @@ impl TestPostgresBuilder {
             ("max_connections", "50".into()),
             ("log_min_messages", "warning".into()),
         ];
+        if data_dir.starts_with("/dev/shm") {
+            // Keep dynamic shared memory inside the data dir (still tmpfs), so a killed
+            // server leaves no `/dev/shm/PostgreSQL.*` segments behind.
+            settings.push(("dynamic_shared_memory_type", "mmap".into()));
+        }
         settings.extend(self.settings.iter().map(|(k, v)| (k.as_str(), v.clone())));
         for (name, value) in settings {
             let _ = writeln!(conf, "{name} = '{}'", value.replace('\'', "''"));

@@ -47,6 +47,11 @@ fn builder_settings_take_effect() {
     assert_eq!(pg.psql("SHOW wal_level"), "replica");
     assert_eq!(pg.psql("SHOW max_wal_senders"), "5");
     assert_eq!(pg.psql("SHOW listen_addresses"), "");
+    assert_eq!(pg.psql("SHOW fsync"), "off");
+    assert_eq!(pg.psql("SHOW shared_buffers"), "16MB");
+    if pg.data_dir().starts_with("/dev/shm") {
+        assert_eq!(pg.psql("SHOW dynamic_shared_memory_type"), "mmap");
+    }
     assert_eq!(pg.psql("select current_user"), "test_admin");
     let hba = std::fs::read_to_string(pg.data_dir().join("pg_hba.conf")).unwrap();
     assert!(hba.starts_with("local replication all trust\n"), "{hba}");
