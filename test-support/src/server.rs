@@ -372,11 +372,10 @@ impl TestPostgres {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Ok(text) = fs::read_to_string(&pid_file) {
-                let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
-                let pid_matches = lines.next() == Some(self.child.id().to_string().as_str());
-                if pid_matches
-                    && text.lines().map(str::trim).rfind(|l| !l.is_empty()) == Some("ready")
-                {
+                // Line 1 is the pid; the last line is the status ("starting", "ready", ...).
+                let lines: Vec<&str> = text.lines().map(str::trim).collect();
+                let ours = lines.first() == Some(&self.child.id().to_string().as_str());
+                if ours && lines.iter().rev().find(|l| !l.is_empty()) == Some(&"ready") {
                     return Ok(());
                 }
             }
