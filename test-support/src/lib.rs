@@ -1,1 +1,259 @@
-//! x
+//! Throwaway real PostgreSQL servers for the tests of the compute-tools workspace.
+//!
+//! Every test that needs a database calls [`TestPostgres::start`] (or configures one with
+//! [`TestPostgres::builder`]) and gets a private, running postmaster listening on a Unix
+//! socket in its own temporary directory (optionally also on `127.0.0.1`). Tests can run in
+//! parallel: every instance has its own data directory, socket directory and port number.
+//!
+//! # The template-cluster trick
+//!
+//! `initdb` takes about half a second even on tmpfs, so it runs at most once per
+//! (PostgreSQL version, bootstrap superuser): the first test to need a cluster builds a
+//! *template* under `/dev/shm/compute-tools-tests/template-…/` while holding an exclusive
+//! file lock on a `.lock` file beside it. The template is built under a temporary name and
+//! renamed into place only when `initdb` succeeded, so a half-made template is never used.
+//! Every [`TestPostgres`] then copies the template (a tmpfs copy takes well under 100 ms),
+//! appends its own settings to `postgresql.conf` and starts `postgres -D` directly, polling
+//! `postmaster.pid` for the `ready` status every 5 ms.
+//!
+//! # Running as root
+//!
+//! `initdb` and `postgres` refuse to run as root. When the test process runs as root, the
+//! directories are chowned to the `postgres` OS user and the server binaries are spawned
+//! with that user's uid/gid (see [`as_postgres_user`]). Otherwise everything runs as the
+//! current user.
+//!
+//! # Cleanup guarantees
+//!
+//! * Dropping a [`TestPostgres`] stops its postmaster with an immediate shutdown (`SIGQUIT`),
+//!   waits up to about 5 s for it to exit, escalates to `SIGKILL` if needed, and then removes
+//!   the whole temporary directory. `Drop` also runs while a panicking test unwinds, so a
+//!   failing test does not leave a server behind.
+//! * A test process killed from outside (a timeout, `SIGKILL`) cannot run `Drop`. For that
+//!   case [`kill_leftover_postmasters`] (also available as the `pg-test-cleanup` binary)
+//!   finds every `postmaster.pid` under the test root and kills the live postmasters.
+//!   Servers on `/dev/shm` use `dynamic_shared_memory_type = mmap`, so even a killed server
+//!   leaves no `/dev/shm/PostgreSQL.*` segments behind: everything is in its directory.
+//! * Templates stay in the test root between runs (their names include the server version
+//!   and a format number); `pg-test-cleanup --purge` removes them.
+//!
+//! # Environment
+//!
+//! * `PG_BIN_DIR` selects the directory holding `postgres`, `initdb` and `psql`; by default
+//!   the highest `/usr/lib/postgresql/<version>/bin` is used.
+
+#![warn(missing_docs)]
+
+mod cleanup;
+mod fsutil;
+mod server;
+mod template;
+
+use std::collections::HashSet;
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+
+pub use cleanup::kill_leftover_postmasters;
+pub use server::{TestPostgres, TestPostgresBuilder};
+
+/// Directory under which all test directories and templates live when `/dev/shm` exists.
+const SHM_ROOT: &str = "/dev/shm/compute-tools-tests";
+
+/// Longest Unix socket path PostgreSQL accepts (`sun_path` is 108 bytes including the NUL).
+pub(crate) const MAX_SOCKET_PATH: usize = 107;
+
+/// The root directory for test directories: `/dev/shm/compute-tools-tests`, or
+/// `<temp dir>/compute-tools-tests` when `/dev/shm` does not exist.
+///
+/// The directory is created on first use (mode `1777`, like `/tmp`, so that both root and
+/// the `postgres` user can work in it).
+pub fn test_root() -> PathBuf {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let root = if Path::new("/dev/shm").is_dir() {
+            PathBuf::from(SHM_ROOT)
+        } else {
+            std::env::temp_dir().join("compute-tools-tests")
+        };
+        if !root.is_dir() {
+            std::fs::create_dir_all(&root)
+                .unwrap_or_else(|e| panic!("cannot create test root {}: {e}", root.display()));
+            // Best effort: another user may have created it concurrently.
+            let _ = std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o1777));
+        }
+        root
+    })
+    .clone()
+}
+
+/// The directory holding the PostgreSQL server binaries (`postgres`, `initdb`, `psql`, …).
+///
+/// Uses `$PG_BIN_DIR` when set, otherwise the highest-numbered
+/// `/usr/lib/postgresql/<version>/bin` that contains a `postgres` binary.
+///
+/// # Panics
+///
+/// Panics with an explanatory message when no such directory exists.
+pub fn pg_bin_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(find_pg_bin_dir).clone()
+}
+
+fn find_pg_bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("PG_BIN_DIR") {
+        let dir = PathBuf::from(dir);
+        assert!(
+            dir.join("postgres").is_file(),
+            "PG_BIN_DIR={} does not contain a `postgres` binary",
+            dir.display()
+        );
+        return dir;
+    }
+    let mut best: Option<(Vec<u32>, PathBuf)> = None;
+    if let Ok(entries) = std::fs::read_dir("/usr/lib/postgresql") {
+        for entry in entries.flatten() {
+            let bin = entry.path().join("bin");
+            if !bin.join("postgres").is_file() {
+                continue;
+            }
+            // Compare versions numerically ("9.6" < "15" < "16").
+            let key: Vec<u32> = entry
+                .file_name()
+                .to_string_lossy()
+                .split('.')
+                .map(|part| part.parse().unwrap_or(0))
+                .collect();
+            if best.as_ref().is_none_or(|(k, _)| key > *k) {
+                best = Some((key, bin));
+            }
+        }
+    }
+    match best {
+        Some((_, dir)) => dir,
+        None => panic!(
+            "no PostgreSQL installation found: no /usr/lib/postgresql/*/bin/postgres; \
+             install PostgreSQL or set PG_BIN_DIR to the directory holding `postgres`"
+        ),
+    }
+}
+
+/// The path of the PostgreSQL program `name` (e.g. `"psql"`) in [`pg_bin_dir`].
+pub fn pg_bin(name: &str) -> PathBuf {
+    pg_bin_dir().join(name)
+}
+
+/// The `postgres` OS user's `(uid, gid, home)` when the current process runs as root, and
+/// `None` otherwise (then the servers simply run as the current user).
+///
+/// # Panics
+///
+/// Panics when running as root and there is no `postgres` user.
+pub fn postgres_os_user() -> Option<(u32, u32, PathBuf)> {
+    static USER: OnceLock<Option<(u32, u32, PathBuf)>> = OnceLock::new();
+    USER.get_or_init(|| {
+        if !nix::unistd::geteuid().is_root() {
+            return None;
+        }
+        let user = nix::unistd::User::from_name("postgres")
+            .expect("cannot read the user database to look up the `postgres` user")
+            .expect(
+                "running as root but there is no `postgres` OS user; PostgreSQL refuses to \
+                 run as root, so create that user (it comes with the postgresql package)",
+            );
+        Some((user.uid.as_raw(), user.gid.as_raw(), user.dir))
+    })
+    .clone()
+}
+
+/// Makes `cmd` run as the `postgres` OS user when the current process is root: sets its
+/// uid/gid, `HOME`, `USER` and `LOGNAME`, and a working directory that user can enter (its
+/// home if it exists, else `/`; call `current_dir` afterwards to choose another). Does
+/// nothing when not running as root.
+pub fn as_postgres_user(cmd: &mut Command) -> &mut Command {
+    if let Some((uid, gid, home)) = postgres_os_user() {
+        let cwd = if home.is_dir() {
+            home.clone()
+        } else {
+            PathBuf::from("/")
+        };
+        cmd.uid(uid)
+            .gid(gid)
+            .env("HOME", &home)
+            .env("USER", "postgres")
+            .env("LOGNAME", "postgres")
+            .current_dir(cwd);
+    }
+    cmd
+}
+
+/// Recursively changes the owner of `path` (not following symlinks) to the `postgres` OS
+/// user when running as root; does nothing otherwise.
+///
+/// # Panics
+///
+/// Panics with the failing path when a chown fails.
+pub fn chown_to_postgres(path: &Path) {
+    if let Some((uid, gid, _)) = postgres_os_user() {
+        fsutil::chown_recursive(path, uid, gid);
+    }
+}
+
+/// A free TCP port on `127.0.0.1`: binds port 0, reads the port the kernel chose and closes
+/// the socket again. Ports are never handed out twice within one process.
+pub fn free_tcp_port() -> u16 {
+    static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    for _ in 0..1000 {
+        let listener =
+            TcpListener::bind("127.0.0.1:0").expect("cannot bind a TCP socket on 127.0.0.1:0");
+        let port = listener
+            .local_addr()
+            .expect("cannot read the local address of a bound TCP socket")
+            .port();
+        drop(listener);
+        let mut guard = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.get_or_insert_with(HashSet::new).insert(port) {
+            return port;
+        }
+    }
+    panic!("could not find a TCP port that was not handed out already");
+}
+
+/// A fresh temporary directory under [`test_root`] (normally
+/// `/dev/shm/compute-tools-tests/`), mode `0700`, owned by the `postgres` OS user when
+/// running as root, and removed with everything in it on drop.
+#[derive(Debug)]
+pub struct TestDir {
+    dir: tempfile::TempDir,
+}
+
+impl TestDir {
+    /// Creates a new directory named `<prefix><random suffix>` under [`test_root`].
+    ///
+    /// Keep `prefix` short: the server's socket `<dir>/.s.PGSQL.<port>` must stay under 107
+    /// bytes.
+    ///
+    /// # Panics
+    ///
+    /// Panics when the directory cannot be created or chowned.
+    pub fn new(prefix: &str) -> TestDir {
+        let root = test_root();
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .rand_bytes(6)
+            .tempdir_in(&root)
+            .unwrap_or_else(|e| panic!("cannot create a temp dir in {}: {e}", root.display()));
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
+            .unwrap_or_else(|e| panic!("cannot chmod {}: {e}", dir.path().display()));
+        chown_to_postgres(dir.path());
+        TestDir { dir }
+    }
+
+    /// The directory's path.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
