@@ -115,6 +115,9 @@ impl ComputeDocument {
     }
 }
 
+/// The file compute-tools leaves in a PGDATA it built, so a later start may wipe it.
+pub const PGDATA_MARKER: &str = "compute-tools.pgdata";
+
 /// The longest Unix socket path PostgreSQL accepts (sun_path less the terminating NUL).
 pub const MAX_SOCKET_PATH: usize = 107;
 

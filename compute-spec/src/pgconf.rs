@@ -9,6 +9,7 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
+use crate::document::ComputeDocument;
 use crate::quote::quote_conf_value;
 use crate::spec::{ComputeMode, ComputeSpec, GenericOption};
 
@@ -179,6 +180,20 @@ fn storage_settings(spec: &ComputeSpec, conf: &mut String) {
 
 fn line(conf: &mut String, name: &str, value: &str) {
     let _ = writeln!(conf, "{name}={value}");
+}
+
+/// The rendering parameters a document implies: its port, socket directory, privileged role,
+/// and `mmap` shared memory when `/proc/sys/vm/overcommit_memory` is 2 (as upstream).
+pub fn params_for(document: &ComputeDocument) -> ConfParams {
+    let overcommit = std::fs::read_to_string("/proc/sys/vm/overcommit_memory").unwrap_or_default();
+    ConfParams {
+        port: document.instance.port,
+        socket_dir: document.instance.socket_dir.clone(),
+        privileged_role_name: document.privileged_role_name.clone(),
+        extension_server_port: None,
+        dynamic_shared_memory_mmap: overcommit.trim() == "2",
+        extra_lines: Vec::new(),
+    }
 }
 
 /// The effective port: the spec's `port` setting, else the port in the connection string,
