@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what compute-tools needs to run and test on Debian: the PostgreSQL server
+# packages (when no /usr/lib/postgresql/*/bin/postgres exists) and util-linux (unshare).
+set -euo pipefail
+
+have_postgres() {
+    compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null
+}
+
+sudo_if_needed() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+missing=()
+have_postgres || missing+=(postgresql postgresql-contrib)
+command -v unshare >/dev/null || missing+=(util-linux)
+command -v psql >/dev/null || missing+=(postgresql-client)
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "installing: ${missing[*]}" >&2
+    sudo_if_needed apt-get update -qq
+    sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if ! id postgres >/dev/null 2>&1; then
+    echo "the postgres OS user is missing: install the postgresql packages" >&2
+    exit 1
+fi
+have_postgres

@@ -1,0 +1,113 @@
+//! compute-ctl as the all-in-one entrypoint, with the real stages and real PostgreSQL.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use compute_tools_tests::{binary, postmaster_pid, process_alive, psql, wait_until, write_sample_spec};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use pg_test_support::{free_tcp_port, TestDir};
+use serde_json::Value;
+
+/// A running compute-ctl, killed with its postmaster on drop if the test fails.
+struct Compute {
+    child: Child,
+    pgdata: PathBuf,
+    http_port: u16,
+}
+
+impl Compute {
+    fn start(args: &[&str], pgdata: &Path, http_port: u16) -> Compute {
+        let child = Command::new(binary("compute-ctl"))
+            .args(args)
+            .args(["-D", pgdata.to_str().unwrap()])
+            .args(["--http-port", &http_port.to_string()])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawning compute-ctl");
+        Compute {
+            child,
+            pgdata: pgdata.to_path_buf(),
+            http_port,
+        }
+    }
+
+    fn status(&self) -> Option<Value> {
+        let url = format!("http://127.0.0.1:{}/status", self.http_port);
+        let mut response = ureq::get(&url).call().ok()?;
+        response.body_mut().read_json().ok()
+    }
+
+    fn wait_for_status(&self, wanted: &str, timeout: Duration) -> Value {
+        let mut last = Value::Null;
+        let reached = wait_until(timeout, || {
+            if let Some(status) = self.status() {
+                last = status;
+            }
+            assert_ne!(last["status"], "failed", "compute failed: {last}");
+            last["status"] == wanted
+        });
+        assert!(reached, "status never became {wanted}; last: {last}");
+        last
+    }
+}
+
+impl Drop for Compute {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(pid) = postmaster_pid(&self.pgdata) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+}
+
+#[test]
+fn compute_ctl_runs_the_spec_and_exits_with_postgres_code_on_sigterm() {
+    let dir = TestDir::new("e2e-ctl");
+    let port = free_tcp_port();
+    let spec = write_sample_spec(dir.path(), port);
+    let pgdata = dir.path().join("pgdata");
+    let pgbin = pg_test_support::pg_bin("postgres");
+    let mut compute = Compute::start(
+        &[
+            "-C",
+            "postgresql://cloud_admin@localhost/postgres",
+            "-S",
+            spec.to_str().unwrap(),
+            "-b",
+            pgbin.to_str().unwrap(),
+        ],
+        &pgdata,
+        free_tcp_port(),
+    );
+    let status = compute.wait_for_status("running", Duration::from_secs(60));
+    assert!(status["start_time"].is_string(), "{status}");
+
+    let socket_dir = pgdata.as_path();
+    let roles = psql(
+        socket_dir,
+        port,
+        "postgres",
+        "select count(*) from pg_roles where rolname in ('app_owner', 'app_reader')",
+    );
+    assert_eq!(roles, "2");
+    let app_owner = psql(
+        socket_dir,
+        port,
+        "postgres",
+        "select pg_get_userbyid(datdba) from pg_database where datname = 'app'",
+    );
+    assert_eq!(app_owner, "app_owner");
+
+    let postmaster = postmaster_pid(&pgdata).expect("postmaster.pid");
+    kill(Pid::from_raw(compute.child.id() as i32), Signal::SIGTERM).unwrap();
+    let mut exit = None;
+    assert!(wait_until(Duration::from_secs(30), || {
+        exit = compute.child.try_wait().ok().flatten();
+        exit.is_some()
+    }));
+    assert_eq!(exit.and_then(|status| status.code()), Some(0));
+    assert!(wait_until(Duration::from_secs(5), || !process_alive(postmaster)));
+}
