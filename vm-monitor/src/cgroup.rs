@@ -296,8 +296,9 @@ pub fn watch(dir: PathBuf, state: Arc<Mutex<MemoryState>>, stop: Arc<AtomicBool>
                 let avg = st.history.average();
                 let threshold = st.threshold;
                 drop(st);
-                let due = last_logged
-                    .is_none_or(|(t, a)| now.duration_since(t) >= Duration::from_secs(2) && a != avg);
+                let due = last_logged.is_none_or(|(t, a)| {
+                    now.duration_since(t) >= Duration::from_secs(2) && a != avg
+                });
                 if due {
                     tracing::debug!(
                         avg_mib = avg.map(|a| a / MIB),
@@ -385,27 +386,52 @@ mod tests {
         }
         // 1 GiB target → threshold ≈ 785 MiB; 700 MiB used + 100 MiB > 785 → deny.
         let s = state_with(&[700 * MIB; 3], 4 * GIB, now);
-        assert!(matches!(s.evaluate_downscale(GIB, now), DownscaleDecision::Deny(r) if r.contains("below")));
+        assert!(
+            matches!(s.evaluate_downscale(GIB, now), DownscaleDecision::Deny(r) if r.contains("below"))
+        );
         // Boundary: exactly threshold - headroom is allowed.
         let t = threshold_for(GIB);
         let s = state_with(&[t - DOWNSCALE_HEADROOM; 2], 4 * GIB, now);
-        assert!(matches!(s.evaluate_downscale(GIB, now), DownscaleDecision::Grant { .. }));
+        assert!(matches!(
+            s.evaluate_downscale(GIB, now),
+            DownscaleDecision::Grant { .. }
+        ));
         let s = state_with(&[t - DOWNSCALE_HEADROOM + 1; 2], 4 * GIB, now);
-        assert!(matches!(s.evaluate_downscale(GIB, now), DownscaleDecision::Deny(_)));
+        assert!(matches!(
+            s.evaluate_downscale(GIB, now),
+            DownscaleDecision::Deny(_)
+        ));
         // One sample only → deny.
         let s = state_with(&[MIB], 4 * GIB, now);
-        assert!(matches!(s.evaluate_downscale(GIB, now), DownscaleDecision::Deny(r) if r.contains("samples")));
+        assert!(
+            matches!(s.evaluate_downscale(GIB, now), DownscaleDecision::Deny(r) if r.contains("samples"))
+        );
         // Stale newest sample → error.
         let later = now + Duration::from_secs(6);
         let s = state_with(&[MIB; 5], 4 * GIB, now);
-        assert!(matches!(s.evaluate_downscale(GIB, later), DownscaleDecision::Error(_)));
+        assert!(matches!(
+            s.evaluate_downscale(GIB, later),
+            DownscaleDecision::Error(_)
+        ));
         // No sample at all after watching for > 5 s → error; before → deny.
         let s = state_with(&[], 4 * GIB, now);
-        assert!(matches!(s.evaluate_downscale(GIB, now), DownscaleDecision::Deny(_)));
-        assert!(matches!(s.evaluate_downscale(GIB, later), DownscaleDecision::Error(_)));
+        assert!(matches!(
+            s.evaluate_downscale(GIB, now),
+            DownscaleDecision::Deny(_)
+        ));
+        assert!(matches!(
+            s.evaluate_downscale(GIB, later),
+            DownscaleDecision::Error(_)
+        ));
         // Unmanaged → always granted.
         let s = MemoryState::new(false, None, now);
-        assert!(matches!(s.evaluate_downscale(1, later), DownscaleDecision::Grant { new_threshold: None, .. }));
+        assert!(matches!(
+            s.evaluate_downscale(1, later),
+            DownscaleDecision::Grant {
+                new_threshold: None,
+                ..
+            }
+        ));
     }
 
     #[test]

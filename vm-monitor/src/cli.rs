@@ -16,7 +16,11 @@ pub enum LogFormat {
 
 /// Flags of the `vm-monitor` binary.
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "vm-monitor", version, about = "Autoscaling vm-monitor for a Postgres compute")]
+#[command(
+    name = "vm-monitor",
+    version,
+    about = "Autoscaling vm-monitor for a Postgres compute"
+)]
 pub struct Args {
     /// cgroup (v2) whose memory is watched, relative to --cgroup-root.
     #[arg(short = 'c', long)]
@@ -74,8 +78,17 @@ mod tests {
         assert_eq!(a.log_format, LogFormat::Text);
         assert!(a.cgroup.is_none() && a.pgconnstr.is_none());
         let a = Args::try_parse_from([
-            "vm-monitor", "--cgroup", "neon-postgres", "--cgroup-root", "/tmp/cg", "--pgconnstr",
-            "host=/tmp", "--addr", "127.0.0.1:0", "--log-format", "json",
+            "vm-monitor",
+            "--cgroup",
+            "neon-postgres",
+            "--cgroup-root",
+            "/tmp/cg",
+            "--pgconnstr",
+            "host=/tmp",
+            "--addr",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
         ])
         .unwrap();
         let c = a.to_config();

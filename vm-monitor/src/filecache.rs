@@ -93,7 +93,11 @@ pub fn resize<B: SettingsBackend + ?Sized>(
     }
     let mib = size / MIB;
     backend.set_limit_mib(mib)?;
-    tracing::info!(total_mib = total / MIB, limit_mib = mib, "file-cache size set");
+    tracing::info!(
+        total_mib = total / MIB,
+        limit_mib = mib,
+        "file-cache size set"
+    );
     Ok(ResizeOutcome::Set { mib })
 }
 
@@ -160,10 +164,12 @@ impl SettingsBackend for PgSettings {
     fn setting_bytes(&mut self, name: &str) -> Result<Option<i64>, FileCacheError> {
         const Q: &str = "SELECT pg_size_bytes(current_setting($1, true))";
         self.with_retry(|c| {
-            let row = c.query_one(Q, &[&name]).map_err(|source| FileCacheError::Query {
-                query: Q.into(),
-                source,
-            })?;
+            let row = c
+                .query_one(Q, &[&name])
+                .map_err(|source| FileCacheError::Query {
+                    query: Q.into(),
+                    source,
+                })?;
             row.try_get::<_, Option<i64>>(0)
                 .map_err(|source| FileCacheError::Query {
                     query: Q.into(),
@@ -244,10 +250,19 @@ mod tests {
     fn sets_limit_and_honours_cap() {
         let mut f = Fake::default();
         f.settings.insert(LIMIT_SETTING, 0);
-        assert_eq!(resize(&mut f, GIB).unwrap(), ResizeOutcome::Set { mib: 698 });
+        assert_eq!(
+            resize(&mut f, GIB).unwrap(),
+            ResizeOutcome::Set { mib: 698 }
+        );
         f.settings.insert(MAX_SETTING, 512 * MIB as i64);
-        assert_eq!(resize(&mut f, GIB).unwrap(), ResizeOutcome::Set { mib: 512 });
-        assert_eq!(resize(&mut f, 256 * MIB).unwrap(), ResizeOutcome::Set { mib: 0 });
+        assert_eq!(
+            resize(&mut f, GIB).unwrap(),
+            ResizeOutcome::Set { mib: 512 }
+        );
+        assert_eq!(
+            resize(&mut f, 256 * MIB).unwrap(),
+            ResizeOutcome::Set { mib: 0 }
+        );
         assert_eq!(f.set_calls, [698, 512, 0]);
     }
 }

@@ -93,7 +93,10 @@ impl Error {
     /// Whether the error stems from bad configuration (exit code 2) rather
     /// than from the environment (exit code 1).
     pub fn is_usage(&self) -> bool {
-        matches!(self, Error::InvalidCgroupName { .. } | Error::InvalidConnStr(_))
+        matches!(
+            self,
+            Error::InvalidCgroupName { .. } | Error::InvalidConnStr(_)
+        )
     }
 }
 
@@ -169,7 +172,11 @@ impl MonitorHandle {
             let _ = t.join();
         }
         let sessions: Vec<_> = {
-            let mut s = self.shared.sessions.lock().unwrap_or_else(|p| p.into_inner());
+            let mut s = self
+                .shared
+                .sessions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             s.drain(..).collect()
         };
         for s in sessions {

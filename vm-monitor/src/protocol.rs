@@ -180,19 +180,23 @@ pub fn decode_inbound(text: &str) -> Result<InboundMsg, DecodeError> {
     };
     let kind = match raw.kind.as_str() {
         "UpscaleNotification" => {
-            let c: GrantedContent = serde_json::from_value(raw.content.clone()).map_err(bad_content)?;
+            let c: GrantedContent =
+                serde_json::from_value(raw.content.clone()).map_err(bad_content)?;
             InboundKind::UpscaleNotification { granted: c.granted }
         }
         "DownscaleRequest" => {
-            let c: TargetContent = serde_json::from_value(raw.content.clone()).map_err(bad_content)?;
+            let c: TargetContent =
+                serde_json::from_value(raw.content.clone()).map_err(bad_content)?;
             InboundKind::DownscaleRequest { target: c.target }
         }
         "InvalidMessage" => {
-            let c: ErrorContent = serde_json::from_value(raw.content.clone()).map_err(bad_content)?;
+            let c: ErrorContent =
+                serde_json::from_value(raw.content.clone()).map_err(bad_content)?;
             InboundKind::InvalidMessage { error: c.error }
         }
         "InternalError" => {
-            let c: ErrorContent = serde_json::from_value(raw.content.clone()).map_err(bad_content)?;
+            let c: ErrorContent =
+                serde_json::from_value(raw.content.clone()).map_err(bad_content)?;
             InboundKind::InternalError { error: c.error }
         }
         "HealthCheck" => match &raw.content {
@@ -200,7 +204,9 @@ pub fn decode_inbound(text: &str) -> Result<InboundMsg, DecodeError> {
             other => {
                 return Err(DecodeError {
                     id: Some(id),
-                    reason: format!("malformed content of HealthCheck message: expected an object, got {other}"),
+                    reason: format!(
+                        "malformed content of HealthCheck message: expected an object, got {other}"
+                    ),
                 })
             }
         },
@@ -311,20 +317,32 @@ mod tests {
                 3,
                 r#"{"type":"DownscaleResult","Ok":true,"Status":"fine","id":3}"#,
             ),
-            (OutboundKind::UpscaleRequest {}, 5, r#"{"type":"UpscaleRequest","id":5}"#),
+            (
+                OutboundKind::UpscaleRequest {},
+                5,
+                r#"{"type":"UpscaleRequest","id":5}"#,
+            ),
             (
                 OutboundKind::UpscaleConfirmation {},
                 4,
                 r#"{"type":"UpscaleConfirmation","id":4}"#,
             ),
-            (OutboundKind::HealthCheck {}, 8, r#"{"type":"HealthCheck","id":8}"#),
             (
-                OutboundKind::InvalidMessage { error: "bad".into() },
+                OutboundKind::HealthCheck {},
+                8,
+                r#"{"type":"HealthCheck","id":8}"#,
+            ),
+            (
+                OutboundKind::InvalidMessage {
+                    error: "bad".into(),
+                },
                 7,
                 r#"{"type":"InvalidMessage","error":"bad","id":7}"#,
             ),
             (
-                OutboundKind::InternalError { error: "oops".into() },
+                OutboundKind::InternalError {
+                    error: "oops".into(),
+                },
                 2,
                 r#"{"type":"InternalError","error":"oops","id":2}"#,
             ),
@@ -344,7 +362,10 @@ mod tests {
         assert_eq!(
             m.kind,
             InboundKind::UpscaleNotification {
-                granted: Resources { cpu: 1.5, mem: 4 << 30 }
+                granted: Resources {
+                    cpu: 1.5,
+                    mem: 4 << 30
+                }
             }
         );
         let m = decode_inbound(
@@ -354,7 +375,10 @@ mod tests {
         assert_eq!(
             m.kind,
             InboundKind::DownscaleRequest {
-                target: Resources { cpu: 0.25, mem: 1024 }
+                target: Resources {
+                    cpu: 0.25,
+                    mem: 1024
+                }
             }
         );
         for text in [
@@ -363,9 +387,11 @@ mod tests {
         ] {
             assert_eq!(decode_inbound(text).unwrap().kind, InboundKind::HealthCheck);
         }
-        let m = decode_inbound(r#"{"type":"InternalError","content":{"error":"x"},"id":8}"#).unwrap();
+        let m =
+            decode_inbound(r#"{"type":"InternalError","content":{"error":"x"},"id":8}"#).unwrap();
         assert_eq!(m.kind, InboundKind::InternalError { error: "x".into() });
-        let m = decode_inbound(r#"{"type":"InvalidMessage","content":{"error":"y"},"id":9}"#).unwrap();
+        let m =
+            decode_inbound(r#"{"type":"InvalidMessage","content":{"error":"y"},"id":9}"#).unwrap();
         assert_eq!(m.kind, InboundKind::InvalidMessage { error: "y".into() });
     }
 
@@ -397,9 +423,18 @@ mod tests {
             negotiate_version(r#"{"min":1,"max":3}"#),
             VersionReply::Version { version: 1 }
         );
-        for bad in [r#"{"min":2,"max":3}"#, r#"{"min":0,"max":0}"#, r#"{"min":3,"max":1}"#, "x", "{}"] {
+        for bad in [
+            r#"{"min":2,"max":3}"#,
+            r#"{"min":0,"max":0}"#,
+            r#"{"min":3,"max":1}"#,
+            "x",
+            "{}",
+        ] {
             let reply = negotiate_version(bad);
-            assert!(matches!(reply, VersionReply::Error { .. }), "{bad}: {reply:?}");
+            assert!(
+                matches!(reply, VersionReply::Error { .. }),
+                "{bad}: {reply:?}"
+            );
             let json = serde_json::to_value(&reply).unwrap();
             assert!(json["error"].is_string(), "{json}");
         }

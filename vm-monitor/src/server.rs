@@ -93,7 +93,8 @@ pub(crate) fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                     .spawn(move || run_session(stream, peer, sh));
                 match spawned {
                     Ok(handle) => {
-                        let mut sessions = shared.sessions.lock().unwrap_or_else(|p| p.into_inner());
+                        let mut sessions =
+                            shared.sessions.lock().unwrap_or_else(|p| p.into_inner());
                         sessions.retain(|h| !h.is_finished());
                         sessions.push(handle);
                     }
@@ -140,7 +141,10 @@ fn session(stream: TcpStream, shared: &Shared) -> Result<(), SessionError> {
     };
     // Becoming the current generation makes any older session close itself.
     let generation = shared.generation.fetch_add(1, Ordering::SeqCst) + 1;
-    tracing::info!(generation, "agent connected (any previous agent is disconnected)");
+    tracing::info!(
+        generation,
+        "agent connected (any previous agent is disconnected)"
+    );
     let mut s = Session {
         ws,
         shared,
@@ -154,22 +158,27 @@ fn session(stream: TcpStream, shared: &Shared) -> Result<(), SessionError> {
     s.run()
 }
 
+/// Handshake callback: only `/monitor` is upgraded, anything else gets 404.
+// The `Result` shape is imposed by tungstenite's `Callback` trait.
+#[allow(clippy::result_large_err)]
+fn check_path(req: &Request, resp: Response) -> Result<Response, ErrorResponse> {
+    let path = req.uri().path();
+    if path == MONITOR_PATH {
+        Ok(resp)
+    } else {
+        tracing::info!(path, "rejecting request for unknown path");
+        let mut err = ErrorResponse::new(Some(format!("not found: {path}\n")));
+        *err.status_mut() = tungstenite::http::StatusCode::NOT_FOUND;
+        Err(err)
+    }
+}
+
 /// HTTP → websocket upgrade of `GET /monitor`; `Ok(None)` when stopped.
 fn upgrade(
     stream: TcpStream,
     deadline: Instant,
     stop: &AtomicBool,
 ) -> Result<Option<WebSocket<TcpStream>>, SessionError> {
-    let check_path = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
-        let path = req.uri().path();
-        if path == MONITOR_PATH {
-            Ok(resp)
-        } else {
-            let mut err = ErrorResponse::new(Some(format!("not found: {path}\n")));
-            *err.status_mut() = tungstenite::http::StatusCode::NOT_FOUND;
-            Err(err)
-        }
-    };
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE_SIZE))
         .max_frame_size(Some(MAX_MESSAGE_SIZE));
@@ -267,7 +276,8 @@ impl Session<'_> {
             }
         };
         let reply = protocol::negotiate_version(&text);
-        let json = serde_json::to_string(&reply).unwrap_or_else(|_| r#"{"error":"internal"}"#.into());
+        let json =
+            serde_json::to_string(&reply).unwrap_or_else(|_| r#"{"error":"internal"}"#.into());
         self.send_text(json)?;
         match reply {
             VersionReply::Version { version } => {
@@ -351,7 +361,12 @@ impl Session<'_> {
                 Ok(())
             }
             InboundKind::UpscaleNotification { granted } => {
-                tracing::info!(id, mem_mib = granted.mem / MIB, cpu = granted.cpu, "upscale granted");
+                tracing::info!(
+                    id,
+                    mem_mib = granted.mem / MIB,
+                    cpu = granted.cpu,
+                    "upscale granted"
+                );
                 self.shared.memory().apply_upscale(granted.mem);
                 // The memory is already ours; a file-cache failure must not
                 // make the agent believe otherwise, so it is only logged.
@@ -365,7 +380,10 @@ impl Session<'_> {
     }
 
     fn handle_downscale(&mut self, target: u64, id: u64) -> Result<(), SessionError> {
-        let decision = self.shared.memory().evaluate_downscale(target, Instant::now());
+        let decision = self
+            .shared
+            .memory()
+            .evaluate_downscale(target, Instant::now());
         let kind = match decision {
             DownscaleDecision::Deny(status) => {
                 tracing::info!(id, target_mib = target / MIB, %status, "downscale denied");
