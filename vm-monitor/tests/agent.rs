@@ -221,3 +221,28 @@ fn memory_pressure_sends_rate_limited_upscale_requests() {
     assert!(a.recv(Duration::from_millis(1300)).is_none());
     h.shutdown();
 }
+
+#[test]
+fn session_setup_must_finish_within_four_seconds() {
+    use std::io::Read;
+    let h = common::start(None, None);
+    // A raw TCP client that never sends the HTTP upgrade…
+    let mut raw = std::net::TcpStream::connect(h.local_addr()).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(6))).unwrap();
+    // …and an upgraded agent that never sends its version range.
+    let mut silent = Agent::connect(h.local_addr());
+    let t = Instant::now();
+    let mut buf = [0u8; 64];
+    assert_eq!(raw.read(&mut buf).unwrap_or(0), 0, "expected EOF");
+    silent.expect_closed(Duration::from_secs(6));
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(3500) && took < Duration::from_millis(5500),
+        "{took:?}"
+    );
+    // A stalled client does not keep a good agent out.
+    let mut a = Agent::connect_v1(h.local_addr());
+    a.send("HealthCheck", json!({}), 2);
+    assert_eq!(a.recv_reply()["id"], 2);
+    h.shutdown();
+}
