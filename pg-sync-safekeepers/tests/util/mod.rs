@@ -95,3 +95,31 @@ pub fn lsn_and_method(outcome: &Outcome) -> (String, String) {
         section["method"].as_str().unwrap().to_string(),
     )
 }
+
+pub mod safekeeper;
+
+/// The Neon fixture spec with its safekeepers replaced, a storage token and a mode.
+pub fn neon_spec(safekeepers: &[String], token: &str, mode: Value) -> String {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/fixtures/neon/compute_api-cluster_spec.json"
+    );
+    let mut spec: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    for setting in spec["cluster"]["settings"].as_array_mut().unwrap() {
+        if setting["name"] == "neon.safekeepers" {
+            setting["value"] = Value::String(safekeepers.join(","));
+        }
+    }
+    spec["storage_auth_token"] = Value::String(token.to_string());
+    spec["mode"] = mode;
+    spec.to_string()
+}
+
+/// Writes an executable shell script standing in for Neon's `postgres`.
+pub fn fake_postgres(dir: &Path, body: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("postgres");
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
