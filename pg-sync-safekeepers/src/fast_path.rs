@@ -7,12 +7,15 @@
 //! answers have the same LSN. Anything else (including failures) means "take the slow path".
 
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use compute_spec::ids::{TenantId, TimelineId};
 use compute_spec::Lsn;
 
 use crate::wire::{Connection, Endpoint, Startup, WireError};
+
+/// Extra time allowed to the whole check beyond one safekeeper's timeout.
+const RESOLVE_MARGIN: Duration = Duration::from_millis(100);
 
 /// What to ask the safekeepers.
 #[derive(Clone, Debug)]
@@ -62,9 +65,15 @@ pub fn check(safekeepers: &[String], query: &StatusQuery) -> Verdict {
         });
     }
     drop(sender);
+    // Name resolution is not bounded by the per-safekeeper timeout; this bounds the whole.
+    let deadline = Instant::now() + query.timeout + RESOLVE_MARGIN;
     let mut answers = Vec::new();
     let mut failures = 0;
-    for (safekeeper, result) in receiver {
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let Ok((safekeeper, result)) = receiver.recv_timeout(remaining) else {
+            break;
+        };
         match result {
             Ok(status) => {
                 tracing::debug!(%safekeeper, flush_lsn = %status.flush_lsn,
@@ -82,7 +91,8 @@ pub fn check(safekeepers: &[String], query: &StatusQuery) -> Verdict {
     }
     if answers.len() < quorum {
         return Verdict::NotSynced(format!(
-            "{failures} of {} safekeepers did not answer TIMELINE_STATUS",
+            "only {} of {} safekeepers answered TIMELINE_STATUS ({failures} failed)",
+            answers.len(),
             safekeepers.len()
         ));
     }

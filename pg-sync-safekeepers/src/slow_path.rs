@@ -214,6 +214,13 @@ fn spawn(command: &SyncCommand<'_>) -> Result<Child, SyncError> {
         process.env("NEON_AUTH_TOKEN", token);
     }
     compute_spec::runas::apply_user(&mut process, command.user);
+    // Registered after the user switch (which would clear it): if we die, so does the child.
+    // SAFETY: the closure only makes the prctl system call, which is async-signal-safe.
+    unsafe {
+        process.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+        });
+    }
     tracing::info!(command = %command_line(command), "running");
     process.spawn().map_err(|source| SyncError::Spawn {
         command: command_line(command),
@@ -245,7 +252,10 @@ fn wait(child: &mut Child, deadline: Instant, signals: &Signals) -> Ended {
         if Instant::now() >= deadline {
             signal_group(group, Signal::SIGKILL);
             drop(child.wait());
-            return Ended::TimedOut;
+            return match forwarded {
+                Some(signal) => Ended::Interrupted(signal),
+                None => Ended::TimedOut,
+            };
         }
         if let (None, Some(number)) = (forwarded, signals.received()) {
             if let Ok(signal) = Signal::try_from(number) {

@@ -15,6 +15,9 @@ use util::{document, fake_postgres, lsn_and_method, neon_spec, run_doc, Outcome}
 const TOKEN: &str = "storage-token-123";
 const TENANT: &str = "b0554b632bd4d547a63b86c3630317e8";
 const TIMELINE: &str = "2414a61ffc94e428f14b5758fe308e13";
+/// Generous per-safekeeper time where the verdict, not the timeout, is under test (the
+/// machine is shared; 100 ms can pass before a stand-in's thread is scheduled).
+const PATIENT: [&str; 2] = ["--fast-path-timeout", "3s"];
 
 /// A script that records its environment, logs a line on stderr and prints `lsn`.
 fn printing(lsn: &str) -> String {
@@ -57,7 +60,7 @@ fn agreeing_quorum_takes_the_fast_path() {
         &sks.iter().collect::<Vec<_>>(),
         &printing("0/9"),
         json!("Primary"),
-        &[],
+        &PATIENT,
     );
     assert_eq!(outcome.code, 0, "{}", outcome.stderr);
     assert_eq!(
@@ -66,8 +69,12 @@ fn agreeing_quorum_takes_the_fast_path() {
     );
     assert!(outcome.stdout["sync_safekeepers"]["sync_sk_check_ms"].is_u64());
     assert!(ran(&dir).is_none(), "the slow path ran");
-    // Each safekeeper saw upstream's startup: no_user, the ids in options, the token.
-    let seen = sks[0].seen.lock().unwrap().clone();
+    // The safekeepers of the quorum saw upstream's startup: no_user, the ids, the token.
+    let seen: Vec<_> = sks
+        .iter()
+        .flat_map(|sk| sk.seen.lock().unwrap().clone())
+        .collect();
+    assert!(seen.len() >= 2, "{seen:?}");
     let startup = &seen[0];
     let get = |key: &str| {
         startup
@@ -90,7 +97,13 @@ fn one_of_three_down_still_takes_the_fast_path() {
     let a = Safekeeper::start(Behaviour::Answer("0/4000000", "0/4000000"), TOKEN);
     let b = Safekeeper::down();
     let c = Safekeeper::start(Behaviour::Answer("0/4000000", "0/4000000"), TOKEN);
-    let outcome = run_neon(&dir, &[&a, &b, &c], &printing("0/9"), json!("Primary"), &[]);
+    let outcome = run_neon(
+        &dir,
+        &[&a, &b, &c],
+        &printing("0/9"),
+        json!("Primary"),
+        &PATIENT,
+    );
     assert_eq!(outcome.code, 0, "{}", outcome.stderr);
     assert_eq!(
         lsn_and_method(&outcome),
@@ -102,9 +115,10 @@ fn one_of_three_down_still_takes_the_fast_path() {
 #[test]
 fn disagreement_takes_the_slow_path_with_pgdata_and_token() {
     let dir = TestDir::new("sync-slow");
+    // Any two of them disagree, whichever answer first.
     let a = Safekeeper::start(Behaviour::Answer("0/4000000", "0/4000000"), TOKEN);
     let b = Safekeeper::start(Behaviour::Answer("0/4000100", "0/4000100"), TOKEN);
-    let c = Safekeeper::start(Behaviour::Answer("0/4000100", "0/4000100"), TOKEN);
+    let c = Safekeeper::start(Behaviour::Answer("0/4000200", "0/4000200"), TOKEN);
     let outcome = run_neon(
         &dir,
         &[&a, &b, &c],
@@ -312,6 +326,36 @@ fn sigterm_is_forwarded_to_the_child() {
     assert!(
         dir.path().join("got-term").is_file(),
         "the child did not get SIGTERM"
+    );
+}
+
+#[test]
+fn the_child_dies_with_the_stage() {
+    let dir = TestDir::new("sync-sigkill");
+    let sk = Safekeeper::down();
+    let here = "$(dirname \"$0\")";
+    let script = format!(
+        "echo $$ > \"{here}/pid\"\nmv \"{here}/pid\" \"{here}/started\"\n\
+         while true; do sleep 0.05; done"
+    );
+    let pgbin = fake_postgres(dir.path(), &script);
+    let spec = neon_spec(std::slice::from_ref(&sk.address), TOKEN, json!("Primary"));
+    let doc = document(&spec, &dir.path().join("pgdata"), &pgbin);
+    let mut stage = Command::new(env!("CARGO_BIN_EXE_pg-sync-safekeepers"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    serde_json::to_writer(stage.stdin.take().unwrap(), &doc).unwrap();
+    let started = dir.path().join("started");
+    wait_for(&started);
+    stage.kill().unwrap();
+    stage.wait().unwrap();
+    let pid = std::fs::read_to_string(&started).unwrap();
+    assert!(
+        !alive(pid.trim()),
+        "postgres --sync-safekeepers outlived the stage"
     );
 }
 
