@@ -28,6 +28,15 @@ pub enum SyncError {
         /// PGDATA.
         path: PathBuf,
     },
+    /// `--after-shutdown` found no postgresql.conf to sync with.
+    #[error(
+        "{path} does not exist: --after-shutdown syncs with the configuration Postgres ran \
+         with; run without it to write one"
+    )]
+    NoConf {
+        /// The missing file.
+        path: PathBuf,
+    },
     /// The child could not be started.
     #[error("starting {command}: {source}: check -b/--pgbin")]
     Spawn {
@@ -104,6 +113,7 @@ impl SyncError {
         match self {
             SyncError::Pgdata { .. } => ErrorKind::Io,
             SyncError::ForeignPgdata { .. } => ErrorKind::Refused,
+            SyncError::NoConf { .. } => ErrorKind::Usage,
             SyncError::Spawn { .. }
             | SyncError::ChildFailed { .. }
             | SyncError::BadLsn { .. }

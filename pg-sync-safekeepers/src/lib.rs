@@ -179,7 +179,9 @@ fn sync_neon_primary(
             format!("looking up the postgres user: {error}"),
         )
     })?;
-    if !options.after_shutdown {
+    if options.after_shutdown {
+        slow_path::require_conf(&doc.pgdata)?;
+    } else {
         let conf = compute_spec::pgconf::render(spec, &compute_spec::pgconf::params_for(doc));
         slow_path::prepare_pgdata(&doc.pgdata, &conf, user.as_ref())?;
     }

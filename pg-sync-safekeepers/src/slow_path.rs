@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -103,6 +103,15 @@ pub fn prepare_pgdata(
     }
     tracing::info!(path = %conf_path.display(), "wrote postgresql.conf for --sync-safekeepers");
     Ok(())
+}
+
+/// After shutdown PGDATA is the one Postgres just used: it must hold postgresql.conf.
+pub fn require_conf(pgdata: &Path) -> Result<(), SyncError> {
+    let conf = pgdata.join("postgresql.conf");
+    match conf.is_file() {
+        true => Ok(()),
+        false => Err(SyncError::NoConf { path: conf }),
+    }
 }
 
 /// Runs `<pgbin> --sync-safekeepers` until it prints an LSN, fails for good, or time runs out.
@@ -353,11 +362,6 @@ impl Drop for Signals {
     }
 }
 
-/// The path a test or caller can expect the conf at.
-pub fn conf_path(pgdata: &Path) -> PathBuf {
-    pgdata.join("postgresql.conf")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -389,7 +393,7 @@ mod tests {
         let mode = std::fs::metadata(&pgdata).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700);
         assert!(pgdata.join(PGDATA_MARKER).is_file());
-        let conf = std::fs::read_to_string(conf_path(&pgdata)).unwrap();
+        let conf = std::fs::read_to_string(pgdata.join("postgresql.conf")).unwrap();
         assert_eq!(conf, "neon.safekeepers = 'x'\n");
     }
 }

@@ -67,7 +67,9 @@ fn agreeing_quorum_takes_the_fast_path() {
         lsn_and_method(&outcome),
         ("0/3000028".into(), "safekeepers-fast-path".into())
     );
-    assert!(outcome.stdout["sync_safekeepers"]["sync_sk_check_ms"].is_u64());
+    let check_ms = &outcome.stdout["sync_safekeepers"]["sync_sk_check_ms"];
+    assert!(check_ms.is_u64());
+    eprintln!("measured: fast path with 3 agreeing safekeepers took {check_ms} ms");
     assert!(ran(&dir).is_none(), "the slow path ran");
     // The safekeepers of the quorum saw upstream's startup: no_user, the ids, the token.
     let seen: Vec<_> = sks
@@ -191,6 +193,7 @@ fn uncommitted_or_unreachable_quorum_takes_the_slow_path() {
         (100..1000).contains(&check_ms),
         "fast path took {check_ms} ms"
     );
+    eprintln!("measured: fast path with 3 hanging safekeepers took {check_ms} ms");
     assert!(start.elapsed() < Duration::from_secs(5));
 }
 
@@ -249,6 +252,49 @@ fn failing_child_is_a_child_error_with_its_stderr() {
 }
 
 #[test]
+fn output_that_is_not_an_lsn_is_an_error() {
+    let dir = TestDir::new("sync-badlsn");
+    let sk = Safekeeper::down();
+    let outcome = run_neon(
+        &dir,
+        &[&sk],
+        &printing("garbage"),
+        json!("Primary"),
+        &["--retries", "0"],
+    );
+    assert_eq!(
+        outcome.stdout["error"]["kind"], "child",
+        "{}",
+        outcome.stdout
+    );
+    let message = outcome.stdout["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("\"garbage\", which is not an LSN"),
+        "{message}"
+    );
+}
+
+#[test]
+fn after_shutdown_needs_the_conf_postgres_ran_with() {
+    let dir = TestDir::new("sync-noconf");
+    let sk = Safekeeper::down();
+    let outcome = run_neon(
+        &dir,
+        &[&sk],
+        &printing("0/1"),
+        json!("Primary"),
+        &["--after-shutdown"],
+    );
+    assert_eq!(outcome.code, compute_spec::exit_code::USAGE as i32);
+    let message = outcome.stdout["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("postgresql.conf does not exist"),
+        "{message}"
+    );
+    assert!(ran(&dir).is_none());
+}
+
+#[test]
 fn failing_child_is_retried_with_backoff() {
     let dir = TestDir::new("sync-retry");
     let sk = Safekeeper::down();
@@ -284,6 +330,7 @@ fn hanging_child_is_killed_at_the_timeout() {
         "{error}"
     );
     assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+    eprintln!("measured: --timeout 500ms stage run took {elapsed:?}");
     let sleeper = std::fs::read_to_string(dir.path().join("sleeper")).unwrap();
     assert!(!alive(sleeper.trim()), "the child's child survived");
 }

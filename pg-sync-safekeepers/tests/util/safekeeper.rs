@@ -61,6 +61,7 @@ impl Safekeeper {
 }
 
 fn serve(mut stream: TcpStream, behaviour: Behaviour, token: &str, log: &Mutex<Vec<Startup>>) {
+    drop(stream.set_nodelay(true));
     let Some(mut params) = read_startup(&mut stream) else {
         return;
     };
