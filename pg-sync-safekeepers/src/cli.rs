@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use compute_spec::logging::LogFormat;
 
+use crate::signals::SignalForwarding;
 use crate::SyncOptions;
 
 /// Decide the LSN a compute starts from; reads the compute document on stdin, writes it with
@@ -32,20 +33,27 @@ pub struct Cli {
 }
 
 impl Cli {
-    /// The library options these flags mean.
-    pub fn options(&self) -> SyncOptions {
+    /// The library options these flags mean (with signal forwarding when `signals` is given).
+    pub fn options(&self, signals: Option<SignalForwarding>) -> SyncOptions {
         SyncOptions {
             timeout: self.timeout,
             retries: self.retries,
             fast_path_timeout: self.fast_path_timeout,
             after_shutdown: self.after_shutdown,
-            forward_signals: true,
+            signals,
         }
     }
 
-    /// Runs the stage with these flags.
+    /// Runs the stage with these flags, forwarding SIGTERM/SIGINT to the child.
     pub fn run(&self) -> ExitCode {
-        let options = self.options();
+        let signals = match SignalForwarding::install() {
+            Ok(signals) => Some(signals),
+            Err(error) => {
+                tracing::warn!("cannot catch SIGTERM/SIGINT to forward them: {error}");
+                None
+            }
+        };
+        let options = self.options(signals);
         compute_spec::stage::run(crate::STAGE, |doc| crate::run(doc, &options))
     }
 }

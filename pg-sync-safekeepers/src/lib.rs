@@ -29,6 +29,7 @@
 pub mod cli;
 pub mod error;
 pub mod fast_path;
+pub mod signals;
 pub mod slow_path;
 pub mod upstream;
 pub mod wire;
@@ -73,9 +74,10 @@ pub struct SyncOptions {
     pub fast_path_timeout: Duration,
     /// Skip the fast path and the conf writing: Postgres just exited from this PGDATA.
     pub after_shutdown: bool,
-    /// Forward SIGTERM/SIGINT to the child (the binary does; a library caller may not want
-    /// its handlers changed).
-    pub forward_signals: bool,
+    /// Forward SIGTERM/SIGINT to the child: the binary installs the handlers in `main`; a
+    /// library caller with its own signal handling leaves this `None` (the child still dies
+    /// with the calling process).
+    pub signals: Option<signals::SignalForwarding>,
 }
 
 impl Default for SyncOptions {
@@ -85,7 +87,7 @@ impl Default for SyncOptions {
             retries: 5,
             fast_path_timeout: Duration::from_millis(100),
             after_shutdown: false,
-            forward_signals: false,
+            signals: None,
         }
     }
 }
@@ -193,7 +195,7 @@ fn sync_neon_primary(
         safekeepers: &neon.safekeepers,
         timeout: options.timeout,
         retries: options.retries,
-        forward_signals: options.forward_signals,
+        signals: options.signals.as_ref(),
         user: user.as_ref(),
     };
     let (lsn, attempts) = slow_path::sync(&command)?;

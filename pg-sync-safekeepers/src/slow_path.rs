@@ -14,8 +14,6 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -26,6 +24,7 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
 use crate::error::SyncError;
+use crate::signals::{ForwardingGuard, SignalForwarding};
 
 /// How often the child is polled.
 const POLL: Duration = Duration::from_millis(10);
@@ -47,8 +46,8 @@ pub struct SyncCommand<'a> {
     pub timeout: Duration,
     /// Retries after a failed attempt.
     pub retries: u32,
-    /// Forward SIGTERM/SIGINT to the child.
-    pub forward_signals: bool,
+    /// Forward SIGTERM/SIGINT to the child (handlers installed by the caller).
+    pub signals: Option<&'a SignalForwarding>,
     /// Run as this user (when root).
     pub user: Option<&'a PostgresUser>,
 }
@@ -117,12 +116,13 @@ pub fn require_conf(pgdata: &Path) -> Result<(), SyncError> {
 /// Runs `<pgbin> --sync-safekeepers` until it prints an LSN, fails for good, or time runs out.
 /// Returns the LSN and the attempts made.
 pub fn sync(command: &SyncCommand<'_>) -> Result<(Lsn, u32), SyncError> {
-    let signals = Signals::install(command.forward_signals);
+    let guard = command.signals.map(SignalForwarding::forwarding);
+    let signals = Signals(guard.as_ref());
     let deadline = Instant::now() + command.timeout;
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let error = match attempt(command, deadline, &signals) {
+        let error = match attempt(command, deadline, signals) {
             Ok(lsn) => return Ok((lsn, attempts)),
             Err(error @ (SyncError::ChildFailed { .. } | SyncError::BadLsn { .. })) => error,
             Err(error) => return Err(error),
@@ -170,7 +170,7 @@ fn with_attempts(error: SyncError, made: u32) -> SyncError {
 fn attempt(
     command: &SyncCommand<'_>,
     deadline: Instant,
-    signals: &Signals,
+    signals: Signals<'_>,
 ) -> Result<Lsn, SyncError> {
     let mut child = spawn(command)?;
     let stderr = forward_stderr(&mut child);
@@ -237,6 +237,16 @@ fn spawn(command: &SyncCommand<'_>) -> Result<Child, SyncError> {
     })
 }
 
+/// The signal recorded while forwarding, if forwarding.
+#[derive(Clone, Copy)]
+struct Signals<'a>(Option<&'a ForwardingGuard<'a>>);
+
+impl Signals<'_> {
+    fn received(&self) -> Option<i32> {
+        self.0.and_then(ForwardingGuard::received)
+    }
+}
+
 enum Ended {
     Exited(ExitStatus),
     TimedOut,
@@ -244,7 +254,7 @@ enum Ended {
     WaitFailed(std::io::Error),
 }
 
-fn wait(child: &mut Child, deadline: Instant, signals: &Signals) -> Ended {
+fn wait(child: &mut Child, deadline: Instant, signals: Signals<'_>) -> Ended {
     let group = Pid::from_raw(child.id() as i32);
     let mut forwarded = None;
     loop {
@@ -323,43 +333,6 @@ fn timeout(command: &SyncCommand<'_>) -> SyncError {
 
 fn command_line(command: &SyncCommand<'_>) -> String {
     format!("{} --sync-safekeepers", command.pgbin.display())
-}
-
-/// SIGTERM/SIGINT recorded while the child runs (so they can be forwarded), restored after.
-struct Signals {
-    last: Arc<AtomicUsize>,
-    ids: Vec<signal_hook::SigId>,
-}
-
-impl Signals {
-    fn install(enabled: bool) -> Signals {
-        let last = Arc::new(AtomicUsize::new(0));
-        let mut ids = Vec::new();
-        if enabled {
-            for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-                match signal_hook::flag::register_usize(signal, last.clone(), signal as usize) {
-                    Ok(id) => ids.push(id),
-                    Err(error) => tracing::warn!("cannot catch signal {signal}: {error}"),
-                }
-            }
-        }
-        Signals { last, ids }
-    }
-
-    fn received(&self) -> Option<i32> {
-        match self.last.load(Ordering::SeqCst) {
-            0 => None,
-            signal => Some(signal as i32),
-        }
-    }
-}
-
-impl Drop for Signals {
-    fn drop(&mut self) {
-        for id in self.ids.drain(..) {
-            signal_hook::low_level::unregister(id);
-        }
-    }
 }
 
 #[cfg(test)]

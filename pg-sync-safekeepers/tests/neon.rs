@@ -377,6 +377,38 @@ fn sigterm_is_forwarded_to_the_child() {
 }
 
 #[test]
+fn sigterm_without_a_child_terminates_the_stage() {
+    let dir = TestDir::new("sync-sigterm-early");
+    let sk = Safekeeper::start(Behaviour::Hang, TOKEN);
+    let pgbin = fake_postgres(dir.path(), &printing("0/1"));
+    let spec = neon_spec(std::slice::from_ref(&sk.address), TOKEN, json!("Primary"));
+    let doc = document(&spec, &dir.path().join("pgdata"), &pgbin);
+    let mut stage = Command::new(env!("CARGO_BIN_EXE_pg-sync-safekeepers"))
+        .args(["--fast-path-timeout", "20s"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    serde_json::to_writer(stage.stdin.take().unwrap(), &doc).unwrap();
+    let start = Instant::now();
+    while sk.connections() == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no fast-path connection"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pid = nix::unistd::Pid::from_raw(stage.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = stage.wait().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(nix::libc::SIGTERM), "{status}");
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert!(ran(&dir).is_none());
+}
+
+#[test]
 fn the_child_dies_with_the_stage() {
     let dir = TestDir::new("sync-sigkill");
     let sk = Safekeeper::down();
