@@ -1,0 +1,12 @@
+//! `pg-sync-safekeepers`: decide the start LSN and add it to the compute document.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use pg_sync_safekeepers::cli::Cli;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    compute_spec::logging::init(cli.log_format);
+    cli.run()
+}

@@ -1,0 +1,372 @@
+//! The slow path: run Neon's `postgres --sync-safekeepers` and read the LSN it prints.
+//!
+//! That binary reads `neon.safekeepers`, the tenant and the timeline from
+//! `$PGDATA/postgresql.conf`, so [`prepare_pgdata`] makes sure the file is there first. The
+//! child gets `PGDATA` and `NEON_AUTH_TOKEN`, runs as the `postgres` user when we are root, in
+//! its own process group; its stderr is forwarded line by line to our log and its stdout,
+//! trimmed, is the LSN. Failures are retried with upstream's backoff (`min(1.1^n, 3.0)` s); one
+//! deadline bounds all attempts, after which the child's group is killed. SIGTERM/SIGINT to us
+//! are forwarded to the child when asked.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use compute_spec::document::PGDATA_MARKER;
+use compute_spec::runas::PostgresUser;
+use compute_spec::Lsn;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+
+use crate::error::SyncError;
+use crate::signals::{ForwardingGuard, SignalForwarding};
+
+/// How often the child is polled.
+const POLL: Duration = Duration::from_millis(10);
+/// stderr lines kept for the error message.
+const STDERR_TAIL: usize = 20;
+
+/// One `--sync-safekeepers` run, possibly retried.
+#[derive(Debug)]
+pub struct SyncCommand<'a> {
+    /// The `postgres` binary (Neon's build).
+    pub pgbin: &'a Path,
+    /// PGDATA holding postgresql.conf.
+    pub pgdata: &'a Path,
+    /// `NEON_AUTH_TOKEN`.
+    pub token: Option<&'a str>,
+    /// The safekeepers, for error messages.
+    pub safekeepers: &'a [String],
+    /// Deadline for all attempts together.
+    pub timeout: Duration,
+    /// Retries after a failed attempt.
+    pub retries: u32,
+    /// Forward SIGTERM/SIGINT to the child (handlers installed by the caller).
+    pub signals: Option<&'a SignalForwarding>,
+    /// Run as this user (when root).
+    pub user: Option<&'a PostgresUser>,
+}
+
+/// Upstream's backoff before retry `n` (1-based): `min(1.1^n, 3.0)` seconds.
+pub fn backoff(retry: u32) -> Duration {
+    Duration::from_secs_f64(1.1f64.powi(retry as i32).min(3.0))
+}
+
+/// Makes sure `$PGDATA/postgresql.conf` exists. An absent PGDATA, an empty one or one holding
+/// only our marker is created (0700, owned by `user`) with the marker and `conf`; a PGDATA we
+/// built earlier (marker present) gets `conf` rewritten, since `pg-basebackup-fetch` rebuilds
+/// it anyway; a foreign PGDATA is used only if it already has a postgresql.conf.
+pub fn prepare_pgdata(
+    pgdata: &Path,
+    conf: &str,
+    user: Option<&PostgresUser>,
+) -> Result<(), SyncError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| SyncError::Pgdata { path, source }
+    };
+    let names: Vec<String> = match std::fs::read_dir(pgdata) {
+        Ok(entries) => entries
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(error) => return Err(io(pgdata)(error)),
+    };
+    let conf_path = pgdata.join("postgresql.conf");
+    if !names.is_empty() && !names.iter().any(|n| n == PGDATA_MARKER) {
+        if conf_path.is_file() {
+            tracing::info!(pgdata = %pgdata.display(), "using the existing postgresql.conf");
+            return Ok(());
+        }
+        return Err(SyncError::ForeignPgdata {
+            path: pgdata.to_path_buf(),
+        });
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(pgdata)
+        .map_err(io(pgdata))?;
+    std::fs::set_permissions(pgdata, std::fs::Permissions::from_mode(0o700)).map_err(io(pgdata))?;
+    let marker = pgdata.join(PGDATA_MARKER);
+    std::fs::write(&marker, b"").map_err(io(&marker))?;
+    std::fs::write(&conf_path, conf).map_err(io(&conf_path))?;
+    if let Some(user) = user {
+        user.chown_recursive(pgdata).map_err(io(pgdata))?;
+    }
+    tracing::info!(path = %conf_path.display(), "wrote postgresql.conf for --sync-safekeepers");
+    Ok(())
+}
+
+/// After shutdown PGDATA is the one Postgres just used: it must hold postgresql.conf.
+pub fn require_conf(pgdata: &Path) -> Result<(), SyncError> {
+    let conf = pgdata.join("postgresql.conf");
+    match conf.is_file() {
+        true => Ok(()),
+        false => Err(SyncError::NoConf { path: conf }),
+    }
+}
+
+/// Runs `<pgbin> --sync-safekeepers` until it prints an LSN, fails for good, or time runs out.
+/// Returns the LSN and the attempts made.
+pub fn sync(command: &SyncCommand<'_>) -> Result<(Lsn, u32), SyncError> {
+    let guard = command.signals.map(SignalForwarding::forwarding);
+    let signals = Signals(guard.as_ref());
+    let deadline = Instant::now() + command.timeout;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let error = match attempt(command, deadline, signals) {
+            Ok(lsn) => return Ok((lsn, attempts)),
+            Err(error @ (SyncError::ChildFailed { .. } | SyncError::BadLsn { .. })) => error,
+            Err(error) => return Err(error),
+        };
+        if attempts > command.retries {
+            return Err(with_attempts(error, attempts));
+        }
+        let pause = backoff(attempts);
+        tracing::warn!("{error}; retrying in {pause:?}");
+        let wake = Instant::now() + pause;
+        while Instant::now() < wake {
+            if Instant::now() >= deadline {
+                return Err(timeout(command));
+            }
+            if let Some(signal) = signals.received() {
+                return Err(SyncError::Interrupted {
+                    command: command_line(command),
+                    signal,
+                });
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+fn with_attempts(error: SyncError, made: u32) -> SyncError {
+    match error {
+        SyncError::ChildFailed {
+            command,
+            status,
+            stdout,
+            stderr,
+            ..
+        } => SyncError::ChildFailed {
+            command,
+            status,
+            attempts: made,
+            stdout,
+            stderr,
+        },
+        other => other,
+    }
+}
+
+fn attempt(
+    command: &SyncCommand<'_>,
+    deadline: Instant,
+    signals: Signals<'_>,
+) -> Result<Lsn, SyncError> {
+    let mut child = spawn(command)?;
+    let stderr = forward_stderr(&mut child);
+    let stdout = collect_stdout(&mut child);
+    let ended = wait(&mut child, deadline, signals);
+    let stderr_tail = stderr.join().unwrap_or_default();
+    let stdout = stdout.join().unwrap_or_default();
+    let status = match ended {
+        Ended::Exited(status) => status,
+        Ended::TimedOut => return Err(timeout(command)),
+        Ended::Interrupted(signal) => {
+            return Err(SyncError::Interrupted {
+                command: command_line(command),
+                signal,
+            })
+        }
+        Ended::WaitFailed(source) => {
+            return Err(SyncError::Spawn {
+                command: command_line(command),
+                source,
+            })
+        }
+    };
+    if !status.success() {
+        return Err(SyncError::ChildFailed {
+            command: command_line(command),
+            status: status.to_string(),
+            attempts: 1,
+            stdout: stdout.trim().to_string(),
+            stderr: stderr_tail,
+        });
+    }
+    let text = stdout.trim();
+    text.parse().map_err(|_| SyncError::BadLsn {
+        command: command_line(command),
+        stdout: text.to_string(),
+    })
+}
+
+fn spawn(command: &SyncCommand<'_>) -> Result<Child, SyncError> {
+    let mut process = Command::new(command.pgbin);
+    process
+        .arg("--sync-safekeepers")
+        .env("PGDATA", command.pgdata)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    if let Some(token) = command.token {
+        process.env("NEON_AUTH_TOKEN", token);
+    }
+    compute_spec::runas::apply_user(&mut process, command.user);
+    // Registered after the user switch (which would clear it): if we die, so does the child.
+    // SAFETY: the closure only makes the prctl system call, which is async-signal-safe.
+    unsafe {
+        process.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+        });
+    }
+    tracing::info!(command = %command_line(command), "running");
+    process.spawn().map_err(|source| SyncError::Spawn {
+        command: command_line(command),
+        source,
+    })
+}
+
+/// The signal recorded while forwarding, if forwarding.
+#[derive(Clone, Copy)]
+struct Signals<'a>(Option<&'a ForwardingGuard<'a>>);
+
+impl Signals<'_> {
+    fn received(&self) -> Option<i32> {
+        self.0.and_then(ForwardingGuard::received)
+    }
+}
+
+enum Ended {
+    Exited(ExitStatus),
+    TimedOut,
+    Interrupted(i32),
+    WaitFailed(std::io::Error),
+}
+
+fn wait(child: &mut Child, deadline: Instant, signals: Signals<'_>) -> Ended {
+    let group = Pid::from_raw(child.id() as i32);
+    let mut forwarded = None;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                return match forwarded {
+                    Some(signal) => Ended::Interrupted(signal),
+                    None => Ended::Exited(status),
+                }
+            }
+            Ok(None) => {}
+            Err(error) => return Ended::WaitFailed(error),
+        }
+        if Instant::now() >= deadline {
+            signal_group(group, Signal::SIGKILL);
+            drop(child.wait());
+            return match forwarded {
+                Some(signal) => Ended::Interrupted(signal),
+                None => Ended::TimedOut,
+            };
+        }
+        if let (None, Some(number)) = (forwarded, signals.received()) {
+            if let Ok(signal) = Signal::try_from(number) {
+                tracing::info!("forwarding {signal} to postgres --sync-safekeepers");
+                signal_group(group, signal);
+            }
+            forwarded = Some(number);
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+fn signal_group(group: Pid, signal: Signal) {
+    if let Err(error) = killpg(group, signal) {
+        tracing::debug!("sending {signal} to process group {group}: {error}");
+    }
+}
+
+fn forward_stderr(child: &mut Child) -> JoinHandle<String> {
+    let stderr = child.stderr.take();
+    std::thread::spawn(move || {
+        let mut tail = VecDeque::new();
+        let Some(stderr) = stderr else {
+            return String::new();
+        };
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            tracing::info!(target: "sync_safekeepers", "sync-safekeepers: {line}");
+            if tail.len() == STDERR_TAIL {
+                tail.pop_front();
+            }
+            tail.push_back(line);
+        }
+        Vec::from(tail).join("\n")
+    })
+}
+
+fn collect_stdout(child: &mut Child) -> JoinHandle<String> {
+    let stdout = child.stdout.take();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(mut stdout) = stdout {
+            drop(stdout.read_to_string(&mut text));
+        }
+        text
+    })
+}
+
+fn timeout(command: &SyncCommand<'_>) -> SyncError {
+    SyncError::Timeout {
+        command: command_line(command),
+        timeout: command.timeout,
+        safekeepers: command.safekeepers.to_vec(),
+    }
+}
+
+fn command_line(command: &SyncCommand<'_>) -> String {
+    format!("{} --sync-safekeepers", command.pgbin.display())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert_eq!(backoff(1), Duration::from_secs_f64(1.1));
+        assert!(backoff(5) > backoff(4));
+        assert_eq!(backoff(20), Duration::from_secs(3));
+    }
+
+    #[test]
+    fn foreign_pgdata_without_conf_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("PG_VERSION"), "15").unwrap();
+        let error = prepare_pgdata(dir.path(), "x", None).unwrap_err();
+        assert!(matches!(error, SyncError::ForeignPgdata { .. }), "{error}");
+        std::fs::write(dir.path().join("postgresql.conf"), "port=1").unwrap();
+        prepare_pgdata(dir.path(), "x", None).unwrap();
+        let kept = std::fs::read_to_string(dir.path().join("postgresql.conf")).unwrap();
+        assert_eq!(kept, "port=1");
+    }
+
+    #[test]
+    fn absent_pgdata_is_created_private_with_marker_and_conf() {
+        let dir = tempfile::tempdir().unwrap();
+        let pgdata = dir.path().join("a/pgdata");
+        prepare_pgdata(&pgdata, "neon.safekeepers = 'x'\n", None).unwrap();
+        let mode = std::fs::metadata(&pgdata).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        assert!(pgdata.join(PGDATA_MARKER).is_file());
+        let conf = std::fs::read_to_string(pgdata.join("postgresql.conf")).unwrap();
+        assert_eq!(conf, "neon.safekeepers = 'x'\n");
+    }
+}
