@@ -151,7 +151,7 @@ const CONTROL_PLANE_ATTEMPTS: u32 = 3;
 const CONTROL_PLANE_RETRY_DELAY: Duration = Duration::from_millis(100);
 
 enum Attempt {
-    Done(Result<LoadedSpec, StageError>),
+    Done(Box<Result<LoadedSpec, StageError>>),
     Retry(StageError),
 }
 
@@ -177,7 +177,7 @@ fn fetch_from_control_plane(
         }
         match fetch_once(&agent, &url, token) {
             Attempt::Done(result) => {
-                return result.map(|mut loaded| {
+                return (*result).map(|mut loaded| {
                     loaded.control_plane_attempts = attempt;
                     loaded
                 })
@@ -228,7 +228,7 @@ fn fetch_once(agent: &ureq::Agent, url: &str, token: &str) -> Attempt {
     }
     if status != 200 {
         let detail = body.unwrap_or_default();
-        return Attempt::Done(Err(StageError::new(
+        return Attempt::Done(Box::new(Err(StageError::new(
             STAGE,
             ErrorKind::Server,
             format!(
@@ -236,7 +236,7 @@ fn fetch_once(agent: &ureq::Agent, url: &str, token: &str) -> Attempt {
                 detail.trim(),
                 url.rsplit('/').nth(1).unwrap_or_default()
             ),
-        )));
+        ))));
     }
     let parsed = body.map_err(|error| error.to_string()).and_then(|text| {
         serde_json::from_str::<ControlPlaneSpecResponse>(&text).map_err(|e| e.to_string())
@@ -268,5 +268,5 @@ fn fetch_once(agent: &ureq::Agent, url: &str, token: &str) -> Attempt {
             control_plane_attempts: 0,
         }),
     };
-    Attempt::Done(result)
+    Attempt::Done(Box::new(result))
 }

@@ -64,7 +64,9 @@ pub fn run_stage(name: &str, args: &[&str], input: &str) -> StageRun {
         .spawn()
         .unwrap_or_else(|e| panic!("spawning {name}: {e}"));
     let mut stdin = child.stdin.take().expect("piped stdin");
-    stdin.write_all(input.as_bytes()).expect("writing the stage's stdin");
+    stdin
+        .write_all(input.as_bytes())
+        .expect("writing the stage's stdin");
     drop(stdin);
     let output = child.wait_with_output().expect("waiting for the stage");
     stage_run(output)
@@ -97,8 +99,11 @@ pub fn write_sample_spec(dir: &Path, port: u16) -> PathBuf {
     }
     settings.push(serde_json::json!({"name": "fsync", "value": "off", "vartype": "bool"}));
     let path = dir.join("spec.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&spec).expect("spec serialises"))
-        .expect("writing spec.json");
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&spec).expect("spec serialises"),
+    )
+    .expect("writing spec.json");
     path
 }
 

@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use compute_tools_tests::{binary, postmaster_pid, process_alive, psql, wait_until, write_sample_spec};
+use compute_tools_tests::{
+    binary, postmaster_pid, process_alive, psql, wait_until, write_sample_spec,
+};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use pg_test_support::{free_tcp_port, TestDir};
@@ -109,5 +111,7 @@ fn compute_ctl_runs_the_spec_and_exits_with_postgres_code_on_sigterm() {
         exit.is_some()
     }));
     assert_eq!(exit.and_then(|status| status.code()), Some(0));
-    assert!(wait_until(Duration::from_secs(5), || !process_alive(postmaster)));
+    assert!(wait_until(Duration::from_secs(5), || !process_alive(
+        postmaster
+    )));
 }

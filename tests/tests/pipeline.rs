@@ -30,7 +30,9 @@ impl Supervisor {
             .spawn()
             .expect("spawning pg-supervise");
         let mut stdin = child.stdin.take().expect("piped stdin");
-        stdin.write_all(document.as_bytes()).expect("writing the document");
+        stdin
+            .write_all(document.as_bytes())
+            .expect("writing the document");
         drop(stdin);
         let events = BufReader::new(child.stdout.take().expect("piped stdout"));
         Supervisor {
@@ -102,7 +104,11 @@ fn shell_pipeline_brings_up_the_spec_and_stops_cleanly() {
 
     let reconciled = run_stage("pg-reconcile", &[], &document_text);
     assert_eq!(reconciled.code, Some(0), "{}", reconciled.stderr);
-    assert!(reconciled.json["reconcile"].is_object(), "{}", reconciled.stdout);
+    assert!(
+        reconciled.json["reconcile"].is_object(),
+        "{}",
+        reconciled.stdout
+    );
 
     let socket_dir = Path::new(document["instance"]["socket_dir"].as_str().unwrap());
     let roles = psql(
@@ -128,7 +134,9 @@ fn shell_pipeline_brings_up_the_spec_and_stops_cleanly() {
     assert_eq!(exited["code"], 0, "{exited}");
     let status = supervisor.child.wait().unwrap();
     assert_eq!(status.code(), Some(exit_code::OK as i32));
-    assert!(wait_until(Duration::from_secs(5), || !process_alive(postmaster)));
+    assert!(wait_until(Duration::from_secs(5), || !process_alive(
+        postmaster
+    )));
 }
 
 #[test]
@@ -139,15 +147,25 @@ fn an_invalid_spec_stops_the_pipeline_with_the_first_error() {
         env!("CARGO_MANIFEST_DIR"),
         "/../../shared/fixtures/neon/compute_tools-cluster_spec.json"
     );
-    let spec = run_stage("compute-spec", &["-S", fixture, "-D", pgdata.to_str().unwrap()], "");
+    let spec = run_stage(
+        "compute-spec",
+        &["-S", fixture, "-D", pgdata.to_str().unwrap()],
+        "",
+    );
     assert_eq!(spec.code, Some(exit_code::USAGE as i32));
     let synced = run_stage("pg-sync-safekeepers", &[], &spec.stdout);
     assert_eq!(synced.code, Some(exit_code::RUNTIME as i32));
     let fetched = run_stage("pg-basebackup-fetch", &[], &synced.stdout);
     assert_eq!(fetched.code, Some(exit_code::RUNTIME as i32));
-    assert_eq!(fetched.json, spec.json, "the first error passes through unchanged");
+    assert_eq!(
+        fetched.json, spec.json,
+        "the first error passes through unchanged"
+    );
     assert_eq!(fetched.json["error"]["stage"], "compute-spec");
     let message = fetched.json["error"]["message"].as_str().unwrap();
-    assert!(message.contains("duplicate entry in safekeeper_connstrings"), "{message}");
+    assert!(
+        message.contains("duplicate entry in safekeeper_connstrings"),
+        "{message}"
+    );
     assert!(!pgdata.exists(), "nothing was created");
 }

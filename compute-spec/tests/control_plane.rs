@@ -1,0 +1,106 @@
+//! Loading a spec from a control plane stand-in: retries on 502/503 and undecodable JSON,
+//! no retry on other statuses, `status: "empty"` means no spec yet, and the bearer token.
+
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use compute_spec::error::ErrorKind;
+use compute_spec::load::{load, SpecSource};
+
+const SPEC: &str = r#"{"format_version": 1.0, "cluster": {"roles": [], "databases": []}}"#;
+
+/// Serves the given (status, body) answers in order, recording each request's path and
+/// Authorization header.
+fn control_plane(answers: Vec<(u16, String)>) -> (String, Arc<Mutex<Vec<(String, String)>>>) {
+    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", server.server_addr().to_ip().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let recorded = seen.clone();
+    thread::spawn(move || {
+        for (status, body) in answers {
+            let Ok(request) = server.recv() else { return };
+            let auth = request
+                .headers()
+                .iter()
+                .find(|h| h.field.equiv("Authorization"))
+                .map(|h| h.value.to_string())
+                .unwrap_or_default();
+            recorded
+                .lock()
+                .unwrap()
+                .push((request.url().to_string(), auth));
+            let response = tiny_http::Response::from_string(body).with_status_code(status);
+            let _ = request.respond(response);
+        }
+    });
+    (url, seen)
+}
+
+fn source(url: &str) -> SpecSource {
+    SpecSource::ControlPlane {
+        base_url: format!("{url}/"),
+        compute_id: "compute-1".to_string(),
+        token: "cp-token".to_string(),
+    }
+}
+
+#[test]
+fn retries_503_and_garbage_then_succeeds() {
+    let attached = format!(
+        r#"{{"status": "attached", "spec": {SPEC}, "compute_ctl_config": {{"jwks": {{"keys": []}}}}}}"#
+    );
+    let (url, seen) = control_plane(vec![
+        (503, "busy".to_string()),
+        (200, "{not json".to_string()),
+        (200, attached),
+    ]);
+    let loaded = load(&source(&url)).unwrap();
+    assert!(loaded.spec.is_some());
+    assert_eq!(loaded.control_plane_attempts, 3);
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 3);
+    assert_eq!(seen[0].0, "/compute/api/v2/computes/compute-1/spec");
+    assert_eq!(seen[0].1, "Bearer cp-token");
+}
+
+#[test]
+fn gives_up_after_three_attempts() {
+    let (url, seen) = control_plane(vec![
+        (502, String::new()),
+        (502, String::new()),
+        (503, String::new()),
+    ]);
+    let error = load(&source(&url)).unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Network);
+    assert!(error.retryable);
+    assert!(error.message.contains("3 attempts"), "{}", error.message);
+    assert_eq!(seen.lock().unwrap().len(), 3);
+}
+
+#[test]
+fn other_statuses_are_not_retried() {
+    let (url, seen) = control_plane(vec![
+        (404, "unknown compute".to_string()),
+        (200, String::new()),
+    ]);
+    let error = load(&source(&url)).unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Server);
+    assert!(error.message.contains("404"), "{}", error.message);
+    assert!(error.message.contains("compute-1"), "{}", error.message);
+    assert_eq!(seen.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn empty_means_no_spec_yet() {
+    let empty = r#"{"status": "empty", "compute_ctl_config": {"jwks": {"keys": []}}}"#;
+    let (url, _) = control_plane(vec![(200, empty.to_string())]);
+    let loaded = load(&source(&url)).unwrap();
+    assert!(loaded.spec.is_none());
+}
+
+#[test]
+fn attached_without_a_spec_is_an_error() {
+    let (url, _) = control_plane(vec![(200, r#"{"status": "attached"}"#.to_string())]);
+    let error = load(&source(&url)).unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Server);
+}
