@@ -9,9 +9,12 @@ use compute_spec::load::{load, SpecSource};
 
 const SPEC: &str = r#"{"format_version": 1.0, "cluster": {"roles": [], "databases": []}}"#;
 
+/// (path, Authorization header) of each request seen.
+type Seen = Arc<Mutex<Vec<(String, String)>>>;
+
 /// Serves the given (status, body) answers in order, recording each request's path and
 /// Authorization header.
-fn control_plane(answers: Vec<(u16, String)>) -> (String, Arc<Mutex<Vec<(String, String)>>>) {
+fn control_plane(answers: Vec<(u16, String)>) -> (String, Seen) {
     let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
     let url = format!("http://{}", server.server_addr().to_ip().unwrap());
     let seen = Arc::new(Mutex::new(Vec::new()));
