@@ -73,3 +73,33 @@ pub fn write_file(
     }
     Ok(())
 }
+
+/// Upstream's file fixups after the data arrived: `zenith.signal` → `neon.signal` for old
+/// pageservers, `pg_dynshmem` → a symlink to `/dev/shm/`.
+pub fn fixups(pgdata: &Path) -> Result<(), BasebackupError> {
+    let zenith = pgdata.join("zenith.signal");
+    let neon = pgdata.join("neon.signal");
+    if zenith.exists() && !neon.exists() {
+        fs::copy(&zenith, &neon).map_err(|e| BasebackupError::io("copying to", &neon, e))?;
+    }
+    let dynshmem = pgdata.join("pg_dynshmem");
+    match fs::symlink_metadata(&dynshmem) {
+        Ok(metadata) if metadata.is_dir() => fs::remove_dir_all(&dynshmem)
+            .map_err(|e| BasebackupError::io("removing", &dynshmem, e))?,
+        Ok(_) => {
+            fs::remove_file(&dynshmem).map_err(|e| BasebackupError::io("removing", &dynshmem, e))?
+        }
+        Err(_) => {}
+    }
+    std::os::unix::fs::symlink("/dev/shm/", &dynshmem)
+        .map_err(|e| BasebackupError::io("linking /dev/shm/ as", &dynshmem, e))
+}
+
+/// Creates an empty `standby.signal` (kept when present).
+pub fn standby_signal(pgdata: &Path, user: Option<&PostgresUser>) -> Result<(), BasebackupError> {
+    let path = pgdata.join("standby.signal");
+    if path.exists() {
+        return Ok(());
+    }
+    write_file(&path, "", user)
+}

@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod archive;
+pub mod standin;
+
 use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
