@@ -76,11 +76,15 @@ pub fn write_file(
 
 /// Upstream's file fixups after the data arrived: `zenith.signal` → `neon.signal` for old
 /// pageservers, `pg_dynshmem` → a symlink to `/dev/shm/`.
-pub fn fixups(pgdata: &Path) -> Result<(), BasebackupError> {
+pub fn fixups(pgdata: &Path, user: Option<&PostgresUser>) -> Result<(), BasebackupError> {
     let zenith = pgdata.join("zenith.signal");
     let neon = pgdata.join("neon.signal");
     if zenith.exists() && !neon.exists() {
         fs::copy(&zenith, &neon).map_err(|e| BasebackupError::io("copying to", &neon, e))?;
+        if let Some(user) = user {
+            user.chown_recursive(&neon)
+                .map_err(|e| BasebackupError::io("changing the owner of", &neon, e))?;
+        }
     }
     let dynshmem = pgdata.join("pg_dynshmem");
     match fs::symlink_metadata(&dynshmem) {

@@ -105,46 +105,8 @@ pub fn run(
         .map_err(|error| StageError::new(STAGE, ErrorKind::Io, error.to_string()))?;
     let user = user.as_ref();
     let mut params = compute_spec::pgconf::params_for(&document);
-    let pgdata = document.pgdata.clone();
-    let (name, fetched, attempts) = match &source {
-        StorageSource::Empty => {
-            wipe::wipe_and_create(&pgdata, user)?;
-            let admin = compute_spec::local::admin_user(&document);
-            initdb::run_initdb(&document.sibling_binary("initdb"), &pgdata, &admin, user)?;
-            ("initdb", Fetched::default(), 1)
-        }
-        StorageSource::Neon(storage) => {
-            let lsn = document
-                .sync_safekeepers
-                .as_ref()
-                .map_or(Lsn::INVALID, |s| s.lsn);
-            let token = spec
-                .storage_auth_token
-                .as_ref()
-                .map(|t| t.expose().to_string());
-            let request = pageserver::PageserverRequest {
-                storage,
-                mode: spec.mode,
-                lsn,
-                token: token.as_deref(),
-            };
-            let (fetched, attempts) = with_retries(&pgdata, user, policy, || {
-                pageserver::fetch(&request, &pgdata)
-            })?;
-            ("pageserver", fetched, attempts)
-        }
-        StorageSource::Upstream { connstr } => {
-            if spec.mode != ComputeMode::Primary {
-                params
-                    .extra_lines
-                    .push(("primary_conninfo".into(), quote_conf_value(connstr)));
-            }
-            let (fetched, attempts) = with_retries(&pgdata, user, policy, || {
-                replication::fetch(connstr, &pgdata)
-            })?;
-            ("upstream", fetched, attempts)
-        }
-    };
+    let (name, fetched, attempts) =
+        fetch_source(&document, &spec, &source, &mut params, user, policy)?;
     after_data(&document, &spec, &source, &params, user)?;
     let mut section = BasebackupSection {
         source: name.to_string(),
@@ -166,12 +128,61 @@ pub fn run(
     }
     tracing::info!(
         "PGDATA {} prepared from {name} in {} ms ({} bytes read)",
-        pgdata.display(),
+        document.pgdata.display(),
         section.basebackup_ms,
         section.basebackup_bytes
     );
     document.basebackup = Some(section);
     Ok(document)
+}
+
+/// Fills PGDATA from `source`: (source name, what was fetched, attempts).
+fn fetch_source(
+    document: &ComputeDocument,
+    spec: &ComputeSpec,
+    source: &StorageSource,
+    params: &mut compute_spec::pgconf::ConfParams,
+    user: Option<&PostgresUser>,
+    policy: &RetryPolicy,
+) -> Result<(&'static str, Fetched, u32), BasebackupError> {
+    let pgdata = &document.pgdata;
+    match source {
+        StorageSource::Empty => {
+            wipe::wipe_and_create(pgdata, user)?;
+            let admin = compute_spec::local::admin_user(document);
+            initdb::run_initdb(&document.sibling_binary("initdb"), pgdata, &admin, user)?;
+            Ok(("initdb", Fetched::default(), 1))
+        }
+        StorageSource::Neon(storage) => {
+            let lsn = document
+                .sync_safekeepers
+                .as_ref()
+                .map_or(Lsn::INVALID, |section| section.lsn);
+            let token = spec.storage_auth_token.as_ref().map(|token| token.expose());
+            let request = pageserver::PageserverRequest {
+                storage,
+                mode: spec.mode,
+                lsn,
+                token,
+            };
+            let (fetched, attempts) =
+                with_retries(pgdata, user, policy, || pageserver::fetch(&request, pgdata))?;
+            Ok(("pageserver", fetched, attempts))
+        }
+        StorageSource::Upstream { connstr } => {
+            if spec.mode != ComputeMode::Primary {
+                // A standby cannot create the admin role: it must come from the primary.
+                let admin = compute_spec::local::admin_user(document);
+                replication::check_admin_role(connstr, &admin)?;
+                params
+                    .extra_lines
+                    .push(("primary_conninfo".into(), quote_conf_value(connstr)));
+            }
+            let (fetched, attempts) =
+                with_retries(pgdata, user, policy, || replication::fetch(connstr, pgdata))?;
+            Ok(("upstream", fetched, attempts))
+        }
+    }
 }
 
 /// Runs `fetch` into a freshly wiped PGDATA (marker first), retrying retryable failures.
@@ -222,7 +233,7 @@ fn after_data(
 ) -> Result<(), BasebackupError> {
     let pgdata = &document.pgdata;
     if !matches!(source, StorageSource::Empty) {
-        finish::fixups(pgdata)?;
+        finish::fixups(pgdata, user)?;
     }
     finish::finish_pgdata(document, spec, params, user)?;
     let standby = spec.mode != ComputeMode::Primary;

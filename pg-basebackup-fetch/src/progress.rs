@@ -33,11 +33,6 @@ impl<R> Counting<R> {
     pub fn bytes(&self) -> u64 {
         self.bytes
     }
-
-    /// The wrapped reader.
-    pub fn get_mut(&mut self) -> &mut R {
-        &mut self.inner
-    }
 }
 
 impl<R: Read> Read for Counting<R> {

@@ -62,6 +62,42 @@ pub fn fetch(connstr: &str, pgdata: &Path) -> Result<Fetched, BasebackupError> {
     })
 }
 
+/// Makes sure the compute's admin role exists on the primary (for standbys, which cannot
+/// create it). Asks over an ordinary connection; when that connection is not possible
+/// (e.g. `pg_hba.conf` allows only replication), logs a warning and goes on.
+pub fn check_admin_role(connstr: &str, admin: &str) -> Result<(), BasebackupError> {
+    let mut config: postgres::Config = connstr.parse().map_err(|error| {
+        BasebackupError::Document(format!("upstream_connstring is not valid: {error}"))
+    })?;
+    if config.get_dbname().is_none() {
+        config.dbname("postgres");
+    }
+    config
+        .application_name("compute_ctl")
+        .connect_timeout(Duration::from_secs(10));
+    let found = config.connect(postgres::NoTls).and_then(|mut client| {
+        client.query_opt(
+            "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1",
+            &[&admin],
+        )
+    });
+    match found {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(BasebackupError::Document(format!(
+            "the admin role {admin:?} (the -C user) does not exist on the primary, and a \
+             standby cannot create it: create it on the primary (CREATE ROLE … SUPERUSER \
+             LOGIN) or pass -C with a role the primary has"
+        ))),
+        Err(error) => {
+            tracing::warn!(
+                "could not check on the primary that the admin role {admin:?} exists ({error}); \
+                 going on"
+            );
+            Ok(())
+        }
+    }
+}
+
 enum Socket {
     Tcp(TcpStream),
     Unix(UnixStream),

@@ -183,3 +183,81 @@ fn scram_and_md5_passwords_work_and_a_wrong_one_fails_at_once() {
     );
     assert!(!outcome.stderr.contains("retrying"), "{}", outcome.stderr);
 }
+
+#[test]
+fn a_replica_of_a_primary_without_the_admin_role_is_refused_clearly() {
+    let primary = primary("origin_admin");
+    let dir = TestDir::new("bbf-");
+    let pgdata = dir.path().join("pgdata");
+    let document = upstream_document(&pgdata, &primary, "Replica");
+    let outcome = util::run_stage(&document, &[]);
+    assert_eq!(
+        outcome.code,
+        i32::from(exit_code::USAGE),
+        "{}",
+        outcome.stderr
+    );
+    let message = outcome.json["error"]["message"].as_str().unwrap();
+    assert!(message.contains("\"cloud_admin\""), "{message}");
+    assert!(message.contains("create it on the primary"), "{message}");
+}
+
+fn parse_lsn(text: &str) -> u64 {
+    let (high, low) = text.trim().split_once('/').unwrap();
+    (u64::from_str_radix(high, 16).unwrap() << 32) | u64::from_str_radix(low, 16).unwrap()
+}
+
+#[test]
+fn a_static_clone_replays_up_to_its_lsn_read_only() {
+    let primary = primary("cloud_admin");
+    // A target two WAL segments ahead: the primary passes it after the clone is taken.
+    let target = parse_lsn(&primary.psql("SELECT pg_current_wal_lsn()")) + 2 * 16 * 1024 * 1024;
+    let lsn = format!("{:X}/{:X}", target >> 32, target & 0xFFFF_FFFF);
+    let dir = TestDir::new("bbf-");
+    let pgdata = dir.path().join("pgdata");
+    let connstr = format!(
+        "host={} port={} user=cloud_admin",
+        primary.socket_dir().display(),
+        primary.port()
+    );
+    let document = util::document(&pgdata, free_tcp_port(), |spec| {
+        spec["upstream_connstring"] = json!(connstr);
+        spec["mode"] = json!({ "Static": lsn });
+    });
+    let outcome = util::run_stage(&document, &[]);
+    assert_eq!(outcome.code, i32::from(exit_code::OK), "{}", outcome.stderr);
+    assert!(pgdata.join("standby.signal").exists());
+    let conf = std::fs::read_to_string(pgdata.join("postgresql.conf")).unwrap();
+    assert!(
+        conf.contains(&format!("recovery_target_lsn='{lsn}'")),
+        "{conf}"
+    );
+    primary.psql("INSERT INTO cloned VALUES (30)");
+    while parse_lsn(&primary.psql("SELECT pg_current_wal_lsn()")) <= target {
+        primary.psql(
+            "INSERT INTO cloned VALUES (0); DELETE FROM cloned WHERE v = 0; SELECT pg_switch_wal()",
+        );
+    }
+    primary.psql("INSERT INTO cloned VALUES (99)");
+    let clone = util::RunningPostgres::start(&document);
+    let mut client = clone.client();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let paused: bool = client
+            .query_one("SELECT pg_get_wal_replay_pause_state() = 'paused'", &[])
+            .unwrap()
+            .get(0);
+        if paused {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the static clone did not reach {lsn}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(values(&mut client), [10, 20, 30]);
+    assert!(client
+        .batch_execute("INSERT INTO cloned VALUES (1)")
+        .is_err());
+}
