@@ -1,1 +1,248 @@
-//! x
+//! `pg-basebackup-fetch`: the stage that prepares PGDATA before Postgres starts.
+//!
+//! **Sources**, chosen by `spec.validate()`: a Neon pageserver (`basebackup … --gzip` over
+//! libpq COPY OUT, [`pageserver`]), a vanilla PostgreSQL primary (`upstream_connstring`,
+//! `BASE_BACKUP` over a physical replication connection, [`replication`]), or nothing
+//! (`initdb`, [`initdb`]). Archives stream through [`unpack`] straight into PGDATA.
+//!
+//! **Reads** from the compute document: the spec (storage source, mode, token, settings),
+//! `sync_safekeepers.lsn` (the pageserver LSN; 0/0 = latest), `pgdata`, `pgbin` (`initdb`
+//! and `postgres`), `connstr` (the admin user) and `instance` (port, socket directory).
+//!
+//! **Writes** the `basebackup` section: `source` (`pageserver`, `upstream`, `initdb`),
+//! `pageserver_connect_micros`, `basebackup_ms`, `basebackup_bytes` (bytes read from the
+//! wire: compressed for a pageserver), plus `attempts`, `files` and `unpacked_bytes`.
+//!
+//! **Invariants**
+//! - A directory is wiped only when it is empty, a PostgreSQL data directory (`PG_VERSION`)
+//!   or carries [`compute_spec::document::PGDATA_MARKER`]; anything else is refused and left
+//!   untouched ([`wipe`]). The marker is written before any data, so a partial tree left by
+//!   a failed attempt is always wiped before the next one.
+//! - Nothing is written outside PGDATA: archive entries are checked ([`unpack`]).
+//! - PGDATA is `0700` and owned by the user Postgres runs as; so is a separate socket dir.
+//! - `postgresql.conf` is always rendered from the spec (`compute_spec::pgconf::render`).
+//! - Unpacked files are not fsynced: PGDATA is rebuilt on every start (see README).
+//!
+//! **Tests**: unit tests next to the code; the binary is tested on real PostgreSQL (a
+//! pageserver stand-in, a real primary, hostile archives) in `pg-basebackup-fetch/tests/`.
+#![warn(missing_docs)]
+
+pub mod child;
+pub mod error;
+pub mod finish;
+pub mod initdb;
+pub mod pageserver;
+pub mod progress;
+pub mod replication;
+pub mod single;
+pub mod unpack;
+pub mod wipe;
+
+use std::time::{Duration, Instant};
+
+use compute_spec::document::{ComputeDocument, PGDATA_MARKER};
+use compute_spec::error::{ErrorKind, StageError};
+use compute_spec::ids::Lsn;
+use compute_spec::quote::quote_conf_value;
+use compute_spec::runas::PostgresUser;
+use compute_spec::section::BasebackupSection;
+use compute_spec::spec::{ComputeMode, ComputeSpec};
+use compute_spec::validate::StorageSource;
+use serde_json::Value;
+
+pub use error::BasebackupError;
+
+/// The stage name used in errors and logs.
+pub const STAGE: &str = "pg-basebackup-fetch";
+
+/// Retry policy for fetching (upstream: 10 retries from 500 ms, ×1.5 each).
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt.
+    pub retries: u32,
+    /// Pause before the first retry.
+    pub initial_backoff: Duration,
+    /// Factor applied to the pause after each retry.
+    pub multiplier: f64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            retries: 10,
+            initial_backoff: Duration::from_millis(500),
+            multiplier: 1.5,
+        }
+    }
+}
+
+/// What one fetch brought.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Fetched {
+    /// Time to connect and authenticate.
+    pub connect_micros: Option<u64>,
+    /// Bytes read from the wire.
+    pub wire_bytes: u64,
+    /// Files and bytes written.
+    pub unpacked: unpack::Unpacked,
+}
+
+/// Prepares PGDATA from the document's storage source and adds the `basebackup` section.
+pub fn run(
+    mut document: ComputeDocument,
+    policy: &RetryPolicy,
+) -> Result<ComputeDocument, StageError> {
+    let started = Instant::now();
+    let spec = document.require_spec(STAGE)?.clone();
+    let source = spec.validate().map_err(|errors| {
+        StageError::new(
+            STAGE,
+            ErrorKind::InvalidSpec,
+            format!("invalid spec: {errors}"),
+        )
+    })?;
+    let user = PostgresUser::for_current_process(None)
+        .map_err(|error| StageError::new(STAGE, ErrorKind::Io, error.to_string()))?;
+    let user = user.as_ref();
+    let mut params = compute_spec::pgconf::params_for(&document);
+    let (name, fetched, attempts) =
+        fetch_source(&document, &spec, &source, &mut params, user, policy)?;
+    after_data(&document, &spec, &source, &params, user)?;
+    let mut section = BasebackupSection {
+        source: name.to_string(),
+        pageserver_connect_micros: fetched.connect_micros,
+        basebackup_ms: compute_spec::stage::elapsed_ms(started),
+        basebackup_bytes: fetched.wire_bytes,
+        extra: Default::default(),
+    };
+    if name != "initdb" {
+        section
+            .extra
+            .insert("attempts".into(), Value::from(attempts));
+        section
+            .extra
+            .insert("files".into(), Value::from(fetched.unpacked.files));
+        section
+            .extra
+            .insert("unpacked_bytes".into(), Value::from(fetched.unpacked.bytes));
+    }
+    tracing::info!(
+        "PGDATA {} prepared from {name} in {} ms ({} bytes read)",
+        document.pgdata.display(),
+        section.basebackup_ms,
+        section.basebackup_bytes
+    );
+    document.basebackup = Some(section);
+    Ok(document)
+}
+
+/// Fills PGDATA from `source`: (source name, what was fetched, attempts).
+fn fetch_source(
+    document: &ComputeDocument,
+    spec: &ComputeSpec,
+    source: &StorageSource,
+    params: &mut compute_spec::pgconf::ConfParams,
+    user: Option<&PostgresUser>,
+    policy: &RetryPolicy,
+) -> Result<(&'static str, Fetched, u32), BasebackupError> {
+    let pgdata = &document.pgdata;
+    match source {
+        StorageSource::Empty => {
+            wipe::wipe_and_create(pgdata, user)?;
+            let admin = compute_spec::local::admin_user(document);
+            initdb::run_initdb(&document.sibling_binary("initdb"), pgdata, &admin, user)?;
+            Ok(("initdb", Fetched::default(), 1))
+        }
+        StorageSource::Neon(storage) => {
+            let lsn = document
+                .sync_safekeepers
+                .as_ref()
+                .map_or(Lsn::INVALID, |section| section.lsn);
+            let token = spec.storage_auth_token.as_ref().map(|token| token.expose());
+            let request = pageserver::PageserverRequest {
+                storage,
+                mode: spec.mode,
+                lsn,
+                token,
+            };
+            let (fetched, attempts) =
+                with_retries(pgdata, user, policy, || pageserver::fetch(&request, pgdata))?;
+            Ok(("pageserver", fetched, attempts))
+        }
+        StorageSource::Upstream { connstr } => {
+            if spec.mode != ComputeMode::Primary {
+                // A standby cannot create the admin role: it must come from the primary.
+                let admin = compute_spec::local::admin_user(document);
+                replication::check_admin_role(connstr, &admin)?;
+                params
+                    .extra_lines
+                    .push(("primary_conninfo".into(), quote_conf_value(connstr)));
+            }
+            let (fetched, attempts) =
+                with_retries(pgdata, user, policy, || replication::fetch(connstr, pgdata))?;
+            Ok(("upstream", fetched, attempts))
+        }
+    }
+}
+
+/// Runs `fetch` into a freshly wiped PGDATA (marker first), retrying retryable failures.
+fn with_retries(
+    pgdata: &std::path::Path,
+    user: Option<&PostgresUser>,
+    policy: &RetryPolicy,
+    mut fetch: impl FnMut() -> Result<Fetched, BasebackupError>,
+) -> Result<(Fetched, u32), BasebackupError> {
+    let mut backoff = policy.initial_backoff;
+    let mut attempt = 1;
+    loop {
+        wipe::wipe_and_create(pgdata, None)?;
+        finish::write_file(
+            &pgdata.join(PGDATA_MARKER),
+            "compute-tools: partial\n",
+            None,
+        )?;
+        match fetch() {
+            Ok(fetched) => {
+                if let Some(user) = user {
+                    user.chown_recursive(pgdata)
+                        .map_err(|e| BasebackupError::io("changing the owner of", pgdata, e))?;
+                }
+                return Ok((fetched, attempt));
+            }
+            Err(error) if error.is_retryable() && attempt <= policy.retries => {
+                tracing::warn!(
+                    "attempt {attempt} failed: {error}; retrying in {} ms",
+                    backoff.as_millis()
+                );
+                std::thread::sleep(backoff);
+                backoff = backoff.mul_f64(policy.multiplier);
+                attempt += 1;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// Configuration, fixups, the admin role of a cloned primary, and standby.signal.
+fn after_data(
+    document: &ComputeDocument,
+    spec: &ComputeSpec,
+    source: &StorageSource,
+    params: &compute_spec::pgconf::ConfParams,
+    user: Option<&PostgresUser>,
+) -> Result<(), BasebackupError> {
+    let pgdata = &document.pgdata;
+    if !matches!(source, StorageSource::Empty) {
+        finish::fixups(pgdata, user)?;
+    }
+    finish::finish_pgdata(document, spec, params, user)?;
+    let standby = spec.mode != ComputeMode::Primary;
+    if matches!(source, StorageSource::Upstream { .. }) && !standby {
+        let admin = compute_spec::local::admin_user(document);
+        single::finish_clone(&document.pgbin, pgdata, &admin, user)?;
+    }
+    if standby {
+        finish::standby_signal(pgdata, user)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,217 @@
+//! The errors of `pg-basebackup-fetch`, and how each maps to the envelope's kind and to
+//! "retry or not".
+
+use std::io;
+use std::path::PathBuf;
+
+use compute_spec::error::{ErrorKind, StageError};
+
+use crate::STAGE;
+
+/// A failure while preparing PGDATA.
+#[derive(Debug, thiserror::Error)]
+pub enum BasebackupError {
+    /// The directory is not ours to wipe.
+    #[error(
+        "refusing to wipe {path}: it is not empty, has no PG_VERSION and no {marker} marker; \
+         check -D, or empty the directory yourself if it really is the compute's data directory"
+    )]
+    Foreign {
+        /// The directory.
+        path: PathBuf,
+        /// The marker file name.
+        marker: &'static str,
+    },
+    /// A file operation failed.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done (`removing`, `creating`, …).
+        what: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A child process could not start or failed.
+    #[error("{command} failed: {detail}")]
+    Child {
+        /// The command line.
+        command: String,
+        /// Exit status and stderr, or the spawn error.
+        detail: String,
+    },
+    /// The document or spec cannot be used as it is.
+    #[error("{0}")]
+    Document(String),
+    /// The server could not be reached, or the stream broke off (retryable).
+    #[error("{server}: {detail}")]
+    Network {
+        /// Which server (`pageserver host:port`, `primary …`).
+        server: String,
+        /// What happened.
+        detail: String,
+    },
+    /// The server rejected our credentials (not retried).
+    #[error("{server} rejected the credentials: {message}; check the token or password")]
+    Auth {
+        /// Which server.
+        server: String,
+        /// The server's message.
+        message: String,
+    },
+    /// The server answered with an error (not retried).
+    #[error("{server} answered with an error: {message}")]
+    Server {
+        /// Which server.
+        server: String,
+        /// The server's message (with its SQLSTATE).
+        message: String,
+    },
+    /// The archive holds an entry this tool refuses to write.
+    #[error("refusing basebackup entry {entry:?}: {why}; nothing outside PGDATA was written")]
+    UnsafeEntry {
+        /// The entry's name as the archive gives it.
+        entry: String,
+        /// Why it is refused.
+        why: &'static str,
+    },
+}
+
+impl BasebackupError {
+    /// Shorthand for [`BasebackupError::Io`].
+    pub fn io(what: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        BasebackupError::Io {
+            what,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// The envelope kind of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            BasebackupError::Foreign { .. } | BasebackupError::UnsafeEntry { .. } => {
+                ErrorKind::Refused
+            }
+            BasebackupError::Io { .. } => ErrorKind::Io,
+            BasebackupError::Child { .. } => ErrorKind::Child,
+            BasebackupError::Document(_) => ErrorKind::InvalidSpec,
+            BasebackupError::Network { .. } => ErrorKind::Network,
+            BasebackupError::Auth { .. } => ErrorKind::Auth,
+            BasebackupError::Server { .. } => ErrorKind::Server,
+        }
+    }
+
+    /// Whether another attempt may succeed (connection refused or reset, stream cut).
+    pub fn is_retryable(&self) -> bool {
+        self.kind().is_retryable()
+    }
+}
+
+impl From<BasebackupError> for StageError {
+    fn from(error: BasebackupError) -> StageError {
+        StageError::new(STAGE, error.kind(), error.to_string())
+    }
+}
+
+/// An error message a server sent (`ErrorResponse`), carried through `io::Read` as the
+/// source of an `io::Error` so the unpacker's caller can classify it.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{severity} {code}: {message}")]
+pub struct ServerMessage {
+    /// Severity (`ERROR`, `FATAL`).
+    pub severity: String,
+    /// SQLSTATE.
+    pub code: String,
+    /// Primary message.
+    pub message: String,
+}
+
+impl ServerMessage {
+    /// Whether the SQLSTATE says authentication failed (`28000`, `28P01`).
+    pub fn is_auth(&self) -> bool {
+        self.code.starts_with("28")
+    }
+
+    /// Turns the message into the error for `server`.
+    pub fn into_error(self, server: &str) -> BasebackupError {
+        let server = server.to_string();
+        let message = self.to_string();
+        match self.is_auth() {
+            true => BasebackupError::Auth { server, message },
+            false => BasebackupError::Server { server, message },
+        }
+    }
+}
+
+/// Classifies an error met while reading a basebackup stream from `server`: a server's
+/// error message is final (auth or not); a broken or corrupt stream is a network error,
+/// worth retrying.
+pub fn classify_read(server: &str, error: io::Error) -> BasebackupError {
+    if let Some(message) = find::<ServerMessage>(&error) {
+        return message.clone().into_error(server);
+    }
+    if let Some(error) = find::<postgres::Error>(&error) {
+        return classify_client(server, error);
+    }
+    BasebackupError::Network {
+        server: server.to_string(),
+        detail: format!(
+            "the basebackup stream broke off or is corrupt: {}",
+            error_chain(&error)
+        ),
+    }
+}
+
+/// Classifies a `postgres` client error: a server error (auth or not) is final; anything
+/// else (refused, reset, closed) is a network error worth retrying.
+pub fn classify_client(server: &str, error: &postgres::Error) -> BasebackupError {
+    if let Some(db) = error.as_db_error() {
+        return ServerMessage {
+            severity: db.severity().to_string(),
+            code: db.code().code().to_string(),
+            message: db.message().to_string(),
+        }
+        .into_error(server);
+    }
+    BasebackupError::Network {
+        server: server.to_string(),
+        detail: error_chain(error),
+    }
+}
+
+/// Finds a `T` in the chain of `error`, looking inside `io::Error` wrappers too.
+fn find<'a, T: std::error::Error + 'static>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if let Some(found) = error.downcast_ref::<T>() {
+            return Some(found);
+        }
+        let inner = error
+            .downcast_ref::<io::Error>()
+            .and_then(io::Error::get_ref);
+        current = match inner {
+            Some(inner) => Some(inner),
+            None => error.source(),
+        };
+    }
+    None
+}
+
+/// The error and its causes on one line.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,41 @@
+//! The `pg-basebackup-fetch` binary: reads the compute document on stdin, prepares PGDATA,
+//! writes the document with its `basebackup` section on stdout.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use compute_spec::logging::{self, LogFormat};
+use pg_basebackup_fetch::{RetryPolicy, STAGE};
+
+/// Prepare PGDATA (initdb, a Neon pageserver, or a vanilla primary) from the compute document
+/// on stdin. Exit codes: 0 ok, 1 run-time failure, 2 bad input.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    /// Retries after a failed fetch (connection refused or reset, stream cut).
+    #[arg(long, default_value_t = 10)]
+    retries: u32,
+    /// Pause before the first retry, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    retry_initial_ms: u64,
+    /// Factor applied to the pause after each retry.
+    #[arg(long, default_value_t = 1.5)]
+    retry_multiplier: f64,
+    /// Log line format on stderr.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_format);
+    let policy = RetryPolicy {
+        retries: cli.retries,
+        initial_backoff: Duration::from_millis(cli.retry_initial_ms),
+        multiplier: cli.retry_multiplier,
+    };
+    compute_spec::stage::run(STAGE, |document| {
+        pg_basebackup_fetch::run(document, &policy)
+    })
+}

@@ -1,0 +1,102 @@
+//! The Neon pageserver source: `basebackup <tenant> <timeline> [<lsn>] --gzip [--replica]`
+//! read as a COPY OUT stream, through gzip, straight into PGDATA.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use compute_spec::ids::Lsn;
+use compute_spec::spec::ComputeMode;
+use compute_spec::validate::NeonStorage;
+
+use crate::error::{classify_client, classify_read, BasebackupError};
+use crate::progress::Counting;
+use crate::unpack::{self, UnpackError};
+use crate::Fetched;
+
+/// What to ask the pageserver for.
+pub struct PageserverRequest<'a> {
+    /// Tenant, timeline and shard-0 connection string.
+    pub storage: &'a NeonStorage,
+    /// The compute mode (`--replica` for non-primary modes; sent as `neon.compute_mode`).
+    pub mode: ComputeMode,
+    /// The LSN (from `sync_safekeepers`); omitted at 0/0, meaning "latest".
+    pub lsn: Lsn,
+    /// `storage_auth_token`, sent as the password.
+    pub token: Option<&'a str>,
+}
+
+/// The command text sent to the pageserver.
+pub fn command(request: &PageserverRequest<'_>) -> String {
+    let storage = request.storage;
+    let mut text = format!("basebackup {} {}", storage.tenant_id, storage.timeline_id);
+    if request.lsn != Lsn::INVALID {
+        text.push_str(&format!(" {}", request.lsn));
+    }
+    text.push_str(" --gzip");
+    if request.mode != ComputeMode::Primary {
+        text.push_str(" --replica");
+    }
+    text
+}
+
+/// Fetches the basebackup into the (empty) `pgdata`.
+pub fn fetch(request: &PageserverRequest<'_>, pgdata: &Path) -> Result<Fetched, BasebackupError> {
+    let connstr = request
+        .storage
+        .pageserver_connstrings
+        .first()
+        .ok_or_else(|| {
+            BasebackupError::Document(
+                "the spec names no pageserver: set pageserver_connection_info".into(),
+            )
+        })?;
+    let mut config: postgres::Config = connstr.parse().map_err(|error| {
+        BasebackupError::Document(format!(
+            "pageserver connection string is not valid: {error}"
+        ))
+    })?;
+    if let Some(token) = request.token {
+        config.password(token);
+    }
+    config
+        .application_name("compute_ctl")
+        .options(&format!(
+            "-c neon.compute_mode={}",
+            request.mode.as_setting()
+        ))
+        .connect_timeout(Duration::from_secs(10));
+    let server = server_name(&config);
+    let started = Instant::now();
+    let mut client = config
+        .connect(postgres::NoTls)
+        .map_err(|error| classify_client(&server, &error))?;
+    let connect_micros = started.elapsed().as_micros() as u64;
+    let text = command(request);
+    tracing::info!("{server}: {text}");
+    let reader = client
+        .copy_out(text.as_str())
+        .map_err(|error| classify_client(&server, &error))?;
+    let mut wire = Counting::new(reader, "basebackup from the pageserver");
+    let mut gzip = flate2::read::GzDecoder::new(&mut wire);
+    let unpacked = unpack::unpack(&mut gzip, pgdata).map_err(|error| match error {
+        UnpackError::Read(error) => classify_read(&server, error),
+        UnpackError::Write(error) => error,
+    })?;
+    unpack::drain(&mut gzip).map_err(|error| classify_read(&server, error))?;
+    unpack::drain(&mut wire).map_err(|error| classify_read(&server, error))?;
+    Ok(Fetched {
+        connect_micros: Some(connect_micros),
+        wire_bytes: wire.bytes(),
+        unpacked,
+    })
+}
+
+fn server_name(config: &postgres::Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(postgres::config::Host::Tcp(host)) => host.clone(),
+        Some(postgres::config::Host::Unix(path)) => path.display().to_string(),
+        None => "localhost".to_string(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!("pageserver {host}:{port}")
+}

@@ -1,0 +1,67 @@
+//! The "none" source on real PostgreSQL: initdb, configuration, start, and the safe wipe.
+
+mod util;
+
+use compute_spec::document::PGDATA_MARKER;
+use compute_spec::exit_code;
+use pg_test_support::{free_tcp_port, TestDir};
+
+#[test]
+fn initdb_builds_a_startable_pgdata() {
+    let dir = TestDir::new("bbf-");
+    let pgdata = dir.path().join("pgdata");
+    let port = free_tcp_port();
+    let document = util::document(&pgdata, port, |_| {});
+    let outcome = util::run_stage(&document, &[]);
+    assert_eq!(outcome.code, i32::from(exit_code::OK), "{}", outcome.stderr);
+    let section = &outcome.json["basebackup"];
+    assert_eq!(section["source"], "initdb");
+    assert_eq!(section["basebackup_bytes"], 0);
+    assert!(section["basebackup_ms"].as_u64().unwrap() > 0);
+    assert!(pgdata.join(PGDATA_MARKER).exists());
+    let hba = std::fs::read_to_string(pgdata.join("pg_hba.conf")).unwrap();
+    assert_eq!(hba.matches("host\tall\t\tall\t\tall\t\tmd5").count(), 1);
+    let conf = std::fs::read_to_string(pgdata.join("postgresql.conf")).unwrap();
+    assert!(conf.contains("max_connections"), "{conf}");
+
+    let postgres = util::RunningPostgres::start(&document);
+    let row = postgres.client().query_one("SHOW port", &[]).unwrap();
+    assert_eq!(row.get::<_, String>(0), port.to_string());
+    drop(postgres);
+
+    // A second run wipes what the first built and builds it again.
+    let again = util::run_stage(&document, &[]);
+    assert_eq!(again.code, i32::from(exit_code::OK), "{}", again.stderr);
+    let hba = std::fs::read_to_string(pgdata.join("pg_hba.conf")).unwrap();
+    assert_eq!(hba.matches("host\tall\t\tall\t\tall\t\tmd5").count(), 1);
+}
+
+#[test]
+fn a_foreign_directory_is_refused_and_untouched() {
+    let dir = TestDir::new("bbf-");
+    let pgdata = dir.path().join("home");
+    std::fs::create_dir(&pgdata).unwrap();
+    std::fs::write(pgdata.join("thesis.tex"), "years of work").unwrap();
+    let document = util::document(&pgdata, free_tcp_port(), |_| {});
+    let outcome = util::run_stage(&document, &[]);
+    assert_eq!(
+        outcome.code,
+        i32::from(exit_code::RUNTIME),
+        "{}",
+        outcome.stderr
+    );
+    let error = &outcome.json["error"];
+    assert_eq!(error["kind"], "refused");
+    let message = error["message"].as_str().unwrap();
+    assert!(message.contains(&pgdata.display().to_string()), "{message}");
+    assert!(message.contains("-D"), "{message}");
+    let names: Vec<_> = std::fs::read_dir(&pgdata)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["thesis.tex"]);
+    assert_eq!(
+        std::fs::read_to_string(pgdata.join("thesis.tex")).unwrap(),
+        "years of work"
+    );
+}

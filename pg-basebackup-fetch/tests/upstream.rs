@@ -1,0 +1,263 @@
+//! The vanilla primary source against a real PostgreSQL primary: a writable Primary clone
+//! (with the admin role created when the primary lacks it) and a streaming Replica.
+
+mod util;
+
+use std::time::{Duration, Instant};
+
+use compute_spec::exit_code;
+use pg_test_support::{free_tcp_port, TestDir, TestPostgres};
+use serde_json::json;
+
+fn primary(superuser: &str) -> TestPostgres {
+    let primary = TestPostgres::builder()
+        .superuser(superuser)
+        .setting("wal_level", "replica")
+        .setting("max_wal_senders", "4")
+        .hba_line("local replication all trust")
+        .start();
+    primary.psql("CREATE TABLE cloned(v int); INSERT INTO cloned VALUES (10), (20);");
+    primary
+}
+
+fn upstream_document(
+    pgdata: &std::path::Path,
+    primary: &TestPostgres,
+    mode: &str,
+) -> compute_spec::document::ComputeDocument {
+    let connstr = format!(
+        "host={} port={} user={}",
+        primary.socket_dir().display(),
+        primary.port(),
+        primary.superuser()
+    );
+    util::document(pgdata, free_tcp_port(), |spec| {
+        spec["upstream_connstring"] = json!(connstr);
+        spec["mode"] = json!(mode);
+    })
+}
+
+fn values(client: &mut postgres::Client) -> Vec<i32> {
+    let rows = client
+        .query("SELECT v FROM cloned ORDER BY v", &[])
+        .unwrap();
+    rows.iter().map(|row| row.get(0)).collect()
+}
+
+#[test]
+fn a_primary_clone_is_writable_and_gets_the_admin_role() {
+    let primary = primary("origin_admin");
+    let dir = TestDir::new("bbf-");
+    let pgdata = dir.path().join("pgdata");
+    let document = upstream_document(&pgdata, &primary, "Primary");
+    let outcome = util::run_stage(&document, &[]);
+    assert_eq!(outcome.code, i32::from(exit_code::OK), "{}", outcome.stderr);
+    let section = &outcome.json["basebackup"];
+    assert_eq!(section["source"], "upstream");
+    assert!(section["basebackup_bytes"].as_u64().unwrap() > 10_000_000);
+    assert!(!pgdata.join("standby.signal").exists());
+
+    let clone = util::RunningPostgres::start(&document);
+    let mut client = clone.client();
+    assert_eq!(values(&mut client), [10, 20]);
+    client
+        .batch_execute("INSERT INTO cloned VALUES (30)")
+        .unwrap();
+    assert_eq!(values(&mut client), [10, 20, 30]);
+    let superuser: bool = client
+        .query_one(
+            "SELECT rolsuper FROM pg_roles WHERE rolname = current_user",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(superuser);
+    // The primary did not see the clone's write.
+    assert_eq!(primary.psql("SELECT count(*) FROM cloned").trim(), "2");
+}
+
+#[test]
+fn a_replica_clone_streams_from_the_primary() {
+    let primary = primary("cloud_admin");
+    let dir = TestDir::new("bbf-");
+    let pgdata = dir.path().join("pgdata");
+    let document = upstream_document(&pgdata, &primary, "Replica");
+    let outcome = util::run_stage(&document, &[]);
+    assert_eq!(outcome.code, i32::from(exit_code::OK), "{}", outcome.stderr);
+    assert!(pgdata.join("standby.signal").exists());
+    let conf = std::fs::read_to_string(pgdata.join("postgresql.conf")).unwrap();
+    assert!(conf.contains("primary_conninfo="), "{conf}");
+
+    let replica = util::RunningPostgres::start(&document);
+    let mut client = replica.client();
+    let in_recovery: bool = client
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .unwrap()
+        .get(0);
+    assert!(in_recovery);
+    assert_eq!(values(&mut client), [10, 20]);
+    primary.psql("INSERT INTO cloned VALUES (99)");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while values(&mut client) != [10, 20, 99] {
+        assert!(
+            Instant::now() < deadline,
+            "the replica did not stream the new row"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn an_unreachable_primary_is_retried_then_reported() {
+    let dir = TestDir::new("bbf-");
+    let pgdata = dir.path().join("pgdata");
+    let port = free_tcp_port();
+    let document = util::document(&pgdata, free_tcp_port(), |spec| {
+        spec["upstream_connstring"] = json!(format!("host=127.0.0.1 port={port} user=x"));
+    });
+    let outcome = util::run_stage(&document, &["--retries", "2", "--retry-initial-ms", "5"]);
+    assert_eq!(
+        outcome.code,
+        i32::from(exit_code::RUNTIME),
+        "{}",
+        outcome.stderr
+    );
+    assert_eq!(outcome.json["error"]["kind"], "network");
+    assert_eq!(
+        outcome.stderr.matches("retrying in").count(),
+        2,
+        "{}",
+        outcome.stderr
+    );
+}
+
+#[test]
+fn scram_and_md5_passwords_work_and_a_wrong_one_fails_at_once() {
+    let primary = TestPostgres::builder()
+        .setting("wal_level", "replica")
+        .setting("max_wal_senders", "4")
+        .hba_line("local replication scram_user scram-sha-256")
+        .hba_line("local replication md5_user md5")
+        .start();
+    primary.psql(
+        "SET password_encryption = 'scram-sha-256'; \
+         CREATE ROLE scram_user REPLICATION LOGIN PASSWORD 's3cret'; \
+         SET password_encryption = 'md5'; \
+         CREATE ROLE md5_user REPLICATION LOGIN PASSWORD 'md5pass';",
+    );
+    let attempt = |user: &str, password: &str| {
+        let dir = TestDir::new("bbf-");
+        let connstr = format!(
+            "host={} port={} user={user} password={password}",
+            primary.socket_dir().display(),
+            primary.port()
+        );
+        let document = util::document(&dir.path().join("pgdata"), free_tcp_port(), |spec| {
+            spec["upstream_connstring"] = json!(connstr);
+            spec["mode"] = json!("Replica");
+        });
+        util::run_stage(&document, &["--retry-initial-ms", "5"])
+    };
+    for (user, password) in [("scram_user", "s3cret"), ("md5_user", "md5pass")] {
+        let outcome = attempt(user, password);
+        assert_eq!(
+            outcome.code,
+            i32::from(exit_code::OK),
+            "{user}: {}",
+            outcome.stderr
+        );
+    }
+    let outcome = attempt("scram_user", "wrong");
+    assert_eq!(
+        outcome.code,
+        i32::from(exit_code::RUNTIME),
+        "{}",
+        outcome.stderr
+    );
+    let error = &outcome.json["error"];
+    assert_eq!(error["kind"], "auth");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("password authentication failed"),
+        "{message}"
+    );
+    assert!(!outcome.stderr.contains("retrying"), "{}", outcome.stderr);
+}
+
+#[test]
+fn a_replica_of_a_primary_without_the_admin_role_is_refused_clearly() {
+    let primary = primary("origin_admin");
+    let dir = TestDir::new("bbf-");
+    let pgdata = dir.path().join("pgdata");
+    let document = upstream_document(&pgdata, &primary, "Replica");
+    let outcome = util::run_stage(&document, &[]);
+    assert_eq!(
+        outcome.code,
+        i32::from(exit_code::USAGE),
+        "{}",
+        outcome.stderr
+    );
+    let message = outcome.json["error"]["message"].as_str().unwrap();
+    assert!(message.contains("\"cloud_admin\""), "{message}");
+    assert!(message.contains("create it on the primary"), "{message}");
+}
+
+fn parse_lsn(text: &str) -> u64 {
+    let (high, low) = text.trim().split_once('/').unwrap();
+    (u64::from_str_radix(high, 16).unwrap() << 32) | u64::from_str_radix(low, 16).unwrap()
+}
+
+#[test]
+fn a_static_clone_replays_up_to_its_lsn_read_only() {
+    let primary = primary("cloud_admin");
+    // A target two WAL segments ahead: the primary passes it after the clone is taken.
+    let target = parse_lsn(&primary.psql("SELECT pg_current_wal_lsn()")) + 2 * 16 * 1024 * 1024;
+    let lsn = format!("{:X}/{:X}", target >> 32, target & 0xFFFF_FFFF);
+    let dir = TestDir::new("bbf-");
+    let pgdata = dir.path().join("pgdata");
+    let connstr = format!(
+        "host={} port={} user=cloud_admin",
+        primary.socket_dir().display(),
+        primary.port()
+    );
+    let document = util::document(&pgdata, free_tcp_port(), |spec| {
+        spec["upstream_connstring"] = json!(connstr);
+        spec["mode"] = json!({ "Static": lsn });
+    });
+    let outcome = util::run_stage(&document, &[]);
+    assert_eq!(outcome.code, i32::from(exit_code::OK), "{}", outcome.stderr);
+    assert!(pgdata.join("standby.signal").exists());
+    let conf = std::fs::read_to_string(pgdata.join("postgresql.conf")).unwrap();
+    assert!(
+        conf.contains(&format!("recovery_target_lsn='{lsn}'")),
+        "{conf}"
+    );
+    primary.psql("INSERT INTO cloned VALUES (30)");
+    while parse_lsn(&primary.psql("SELECT pg_current_wal_lsn()")) <= target {
+        primary.psql(
+            "INSERT INTO cloned VALUES (0); DELETE FROM cloned WHERE v = 0; SELECT pg_switch_wal()",
+        );
+    }
+    primary.psql("INSERT INTO cloned VALUES (99)");
+    let clone = util::RunningPostgres::start(&document);
+    let mut client = clone.client();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let paused: bool = client
+            .query_one("SELECT pg_get_wal_replay_pause_state() = 'paused'", &[])
+            .unwrap()
+            .get(0);
+        if paused {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the static clone did not reach {lsn}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(values(&mut client), [10, 20, 30]);
+    assert!(client
+        .batch_execute("INSERT INTO cloned VALUES (1)")
+        .is_err());
+}
