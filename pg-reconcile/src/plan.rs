@@ -31,7 +31,11 @@ pub enum Phase {
     RenameAndDeleteDatabases,
     /// Create missing databases, change owners that differ.
     CreateAndAlterDatabases,
-    /// `REASSIGN OWNED` + `DROP OWNED` of deleted roles, per database, in parallel.
+    /// `REASSIGN OWNED` + `DROP OWNED` of deleted roles in the system database, first: it
+    /// also handles shared objects (databases owned, database grants), which would make the
+    /// parallel per-database runs collide ("tuple concurrently updated").
+    DeleteRoleSharedReferences,
+    /// `REASSIGN OWNED` + `DROP OWNED` of deleted roles in the other databases, in parallel.
     DeleteRoleReferences,
     /// `pg_stat_statements` (when preloaded) and `neon` (when available).
     Extensions,
@@ -51,6 +55,7 @@ impl Phase {
             Phase::CreateAndAlterRoles => "create_and_alter_roles",
             Phase::RenameAndDeleteDatabases => "rename_and_delete_databases",
             Phase::CreateAndAlterDatabases => "create_and_alter_databases",
+            Phase::DeleteRoleSharedReferences => "delete_role_shared_references",
             Phase::DeleteRoleReferences => "delete_role_references",
             Phase::Extensions => "extensions",
             Phase::DropRoles => "drop_roles",
@@ -499,6 +504,19 @@ fn create_and_alter_databases(planner: &mut Planner<'_>) {
 }
 
 fn delete_role_references(planner: &mut Planner<'_>) {
+    let first = planner.steps.len();
+    delete_role_steps(planner);
+    // The system database's steps (shared objects) first, sequentially; the rest after.
+    let system = planner.system();
+    planner.steps[first..].sort_by_key(|step| step.database != system);
+    for step in &mut planner.steps[first..] {
+        if step.database == system {
+            step.phase = Phase::DeleteRoleSharedReferences;
+        }
+    }
+}
+
+fn delete_role_steps(planner: &mut Planner<'_>) {
     let system = planner.system();
     let admin = planner.context.admin_user.clone();
     let snapshot = planner.snapshot;

@@ -379,6 +379,16 @@ fn delete_role_reassigns_in_every_database_it_touches() {
         &snap,
         &[
             (
+                "delete_role_shared_references",
+                "postgres",
+                "REASSIGN OWNED BY \"r\" TO \"cloud_admin\"",
+            ),
+            (
+                "delete_role_shared_references",
+                "postgres",
+                "DROP OWNED BY \"r\"",
+            ),
+            (
                 "delete_role_references",
                 "a",
                 "REASSIGN OWNED BY \"r\" TO \"o\"",
@@ -390,18 +400,12 @@ fn delete_role_reassigns_in_every_database_it_touches() {
                 "REASSIGN OWNED BY \"r\" TO \"cloud_admin\"",
             ),
             ("delete_role_references", "b", "DROP OWNED BY \"r\""),
-            (
-                "delete_role_references",
-                "postgres",
-                "REASSIGN OWNED BY \"r\" TO \"cloud_admin\"",
-            ),
-            ("delete_role_references", "postgres", "DROP OWNED BY \"r\""),
             ("drop_roles", "postgres", "DROP ROLE IF EXISTS \"r\""),
         ],
     );
     assert!(plan(&spec, &context(), &snap)
         .iter()
-        .filter(|step| step.phase == Phase::DeleteRoleReferences)
+        .filter(|step| step.phase >= Phase::DeleteRoleSharedReferences)
         .all(|step| step.statements.iter().all(|sql| sql.destructive)));
     // Replayed after the role is gone: nothing.
     check(&spec, &snapshot(&[("o", None)], &[("a", "o")]), &[]);

@@ -11,6 +11,10 @@ use pg_reconcile::{reconcile, Options};
 use pg_test_support::TestPostgres;
 use serde_json::{json, Value};
 
+/// A valid SCRAM-SHA-256 verifier (of `secret`): Postgres stores it verbatim. A malformed
+/// one would be taken for a plain password and hashed.
+pub const SCRAM: &str = "SCRAM-SHA-256$4096:MDEyMzQ1Njc4OWFiY2RlZg==$bpSY5Ze9NUH+I35LC3gVq+DpBfK46iXBxvhAKqVu9pE=:VpYlBuxyzeCI1KnctrefdljpB1mk3Gp7sBI/t11+NkQ=";
+
 /// A fixture file's text.
 pub fn fixture(name: &str) -> String {
     let path = format!(
