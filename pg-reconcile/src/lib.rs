@@ -1,1 +1,299 @@
-//! x
+//! `pg-reconcile`: makes a running Postgres match the compute spec.
+//!
+//! **Reads** from the compute document: the spec (roles, databases, `delta_operations`,
+//! `cluster.settings`, `skip_pg_catalog_updates`, `reconfigure_concurrency`, `mode`), the
+//! admin `connstr`, `privileged_role_name`, `pgdata` and `instance` (socket directory and
+//! port). **Writes** the `reconcile` section: the plan (`sql` with passwords shown as
+//! `'********'`, `phase`, `database`, `destructive`), how many statements ran, per-object
+//! failures, settings pending a restart, and timings.
+//!
+//! How: rewrite the managed block of `postgresql.conf` ([`settings`]); take one catalog
+//! snapshot in one round trip ([`snapshot`]); compute the ordered plan with the pure
+//! [`plan::plan`]; apply it ([`apply`]), batching statements and spreading slow or
+//! per-database work over several connections.
+//!
+//! **Invariants**: plans before it acts; a second run on the same spec plans nothing; only
+//! explicit deltas drop anything; the privileged role is created once and never altered;
+//! every name and value reaches SQL through `compute_spec::quote`; passwords never appear in
+//! the section or the logs; a failing object does not stop independent ones, and the stage
+//! then exits 1 naming them.
+//!
+//! ```
+//! use pg_reconcile::plan::startup_concurrency;
+//! assert_eq!(startup_concurrency(Some(100)), 33);
+//! ```
+//!
+//! Tests: planner cases in `src/plan_tests.rs`; real-Postgres tests in `tests/` (fixtures,
+//! hostile names, deltas, delete_role across databases, quoting round trips).
+#![warn(missing_docs)]
+
+pub mod apply;
+pub mod plan;
+pub mod settings;
+pub mod snapshot;
+pub mod sql;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use compute_spec::error::{ErrorKind, StageError};
+use compute_spec::local::{admin_config, admin_user};
+use compute_spec::section::{PlannedStatement, ReconcileSection};
+use compute_spec::spec::ComputeSpec;
+use compute_spec::stage::elapsed_ms;
+use compute_spec::ComputeDocument;
+
+/// The stage name.
+pub const STAGE: &str = "pg-reconcile";
+/// The `application_name` of the reconciler's connections (as upstream).
+pub const APPLICATION_NAME: &str = "compute_ctl:apply_config";
+
+/// Flags that change what the stage does.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Replaces the document's `connstr`.
+    pub connstr: Option<String>,
+    /// Replaces the document's spec with the one in this file.
+    pub spec_file: Option<PathBuf>,
+    /// Only plan.
+    pub dry_run: bool,
+    /// Parallel connections for per-database work (overrides the computed default).
+    pub concurrency: Option<usize>,
+    /// Live-compute mode: `reconfigure_concurrency` applies.
+    pub reconfigure: bool,
+}
+
+/// Runs the stage on a document: [`reconcile`], then the section goes into the document;
+/// any failed object makes this an error naming them.
+pub fn run(
+    mut document: ComputeDocument,
+    options: &Options,
+) -> Result<ComputeDocument, StageError> {
+    apply_overrides(&mut document, options)?;
+    let section = reconcile(&document, options)?;
+    let failures = failure_summary(&section);
+    document.reconcile = Some(section);
+    match failures {
+        Some(message) => Err(StageError::new(STAGE, ErrorKind::Postgres, message)),
+        None => Ok(document),
+    }
+}
+
+/// Reconciles the instance with the document's spec. Errors are set-up failures (no spec,
+/// no connection, unreadable catalog or configuration); failures of single objects are in
+/// the returned section.
+pub fn reconcile(
+    document: &ComputeDocument,
+    options: &Options,
+) -> Result<ReconcileSection, StageError> {
+    let started = Instant::now();
+    let spec = document.require_spec(STAGE)?;
+    let mut section = ReconcileSection {
+        dry_run: options.dry_run,
+        catalog_skipped: !plan::catalog_enabled(spec),
+        ..Default::default()
+    };
+    section.conf_changed = rewrite_settings(document, spec, options.dry_run)?;
+    let config = admin_config(document, STAGE, APPLICATION_NAME, None)?;
+    let system_db = config.get_dbname().unwrap_or("postgres").to_string();
+    let mut client = connect(document, None)?;
+    let snapshot_started = Instant::now();
+    let deleted = if section.catalog_skipped {
+        Vec::new()
+    } else {
+        plan::deleted_roles(spec)
+    };
+    let snapshot = snapshot::take(&mut client, &deleted)
+        .map_err(|error| postgres_error("reading the catalog snapshot", &error))?;
+    section.snapshot_ms = elapsed_ms(snapshot_started);
+    section.pending_restart = snapshot.pending_restart.clone();
+    section.conf_errors = snapshot.conf_errors.clone();
+    let context = plan::PlanContext {
+        privileged_role: document.privileged_role_name.clone(),
+        admin_user: admin_user(document),
+        system_db: system_db.clone(),
+        conf_changed: section.conf_changed,
+    };
+    let steps = plan::plan(spec, &context, &snapshot);
+    section.plan = planned(&steps);
+    if !options.dry_run {
+        let apply_started = Instant::now();
+        let concurrency = concurrency(spec, options, snapshot.max_connections);
+        let connector = |database: &str| connect(document, Some(database)).map_err(|e| e.message);
+        let outcome = apply::apply(&steps, client, &system_db, &connector, concurrency);
+        section.applied = outcome.applied;
+        section.failures = outcome.failures;
+        section.apply_ms = elapsed_ms(apply_started);
+    }
+    section.config_ms = elapsed_ms(started);
+    log_summary(&section);
+    Ok(section)
+}
+
+fn apply_overrides(document: &mut ComputeDocument, options: &Options) -> Result<(), StageError> {
+    if let Some(connstr) = &options.connstr {
+        document.connstr = connstr.clone();
+    }
+    if let Some(path) = &options.spec_file {
+        let text = std::fs::read_to_string(path).map_err(|error| {
+            StageError::new(
+                STAGE,
+                ErrorKind::Usage,
+                format!(
+                    "reading --spec {}: {error}; give a readable spec file",
+                    path.display()
+                ),
+            )
+        })?;
+        document.spec = compute_spec::load::parse_any(&text, &path.display().to_string())?.spec;
+    }
+    Ok(())
+}
+
+/// Rewrites the managed block (unless dry); true when it changed or would change.
+fn rewrite_settings(
+    document: &ComputeDocument,
+    spec: &ComputeSpec,
+    dry_run: bool,
+) -> Result<bool, StageError> {
+    let path = document.pgdata.join("postgresql.conf");
+    let io =
+        |error: settings::SettingsError| StageError::new(STAGE, ErrorKind::Io, error.to_string());
+    let text = settings::read(&path).map_err(io)?;
+    let wanted = spec.cluster.settings.as_deref().unwrap_or_default();
+    let Some(new_text) =
+        settings::rewrite(&text, wanted, &path.display().to_string()).map_err(io)?
+    else {
+        return Ok(false);
+    };
+    if !dry_run {
+        settings::write(&path, &new_text).map_err(io)?;
+        tracing::info!(file = %path.display(), "rewrote the managed settings block");
+    }
+    Ok(true)
+}
+
+/// An admin connection to `database` (the system database when `None`).
+fn connect(
+    document: &ComputeDocument,
+    database: Option<&str>,
+) -> Result<postgres::Client, StageError> {
+    let mut config = admin_config(document, STAGE, APPLICATION_NAME, database)?;
+    // As upstream: the neon extension must not echo our DDL back to the control plane.
+    let options = format!(
+        "{} -c neon.forward_ddl=false",
+        config.get_options().unwrap_or_default()
+    );
+    config.options(&options);
+    config.connect(postgres::NoTls).map_err(|error| {
+        let target = database.unwrap_or("the system database");
+        StageError::new(
+            STAGE,
+            ErrorKind::Network,
+            format!(
+                "connecting to {target:?} through {} port {}: {}; is the instance running?",
+                document.instance.socket_dir.display(),
+                document.instance.port,
+                apply::message(&error)
+            ),
+        )
+    })
+}
+
+/// `--concurrency`, else `reconfigure_concurrency` on a live compute, else upstream's
+/// start-up rule from `max_connections` (spec settings, then `postgresql_conf`, then the
+/// running server).
+pub fn concurrency(spec: &ComputeSpec, options: &Options, server_max: Option<u32>) -> usize {
+    if let Some(n) = options.concurrency {
+        return n.max(1);
+    }
+    if options.reconfigure {
+        return spec.reconfigure_concurrency.max(1);
+    }
+    let from_conf = spec.cluster.postgresql_conf.as_deref().and_then(|text| {
+        text.lines().rev().find_map(|line| {
+            let (name, value) = line.split_once('=')?;
+            (name.trim() == "max_connections")
+                .then(|| value.trim().trim_matches('\'').parse().ok())?
+        })
+    });
+    let max = spec
+        .setting("max_connections")
+        .and_then(|value| value.trim().parse().ok())
+        .or(from_conf)
+        .or(server_max);
+    plan::startup_concurrency(max)
+}
+
+fn planned(steps: &[plan::Step]) -> Vec<PlannedStatement> {
+    steps
+        .iter()
+        .flat_map(|step| {
+            step.statements.iter().map(|sql| PlannedStatement {
+                sql: sql.shown.clone(),
+                phase: step.phase.name().to_string(),
+                database: step.database.clone(),
+                destructive: sql.destructive,
+            })
+        })
+        .collect()
+}
+
+fn log_summary(section: &ReconcileSection) {
+    tracing::info!(
+        planned = section.plan.len(),
+        applied = section.applied,
+        failed = section.failures.len(),
+        dry_run = section.dry_run,
+        conf_changed = section.conf_changed,
+        config_ms = section.config_ms,
+        "reconcile finished"
+    );
+    if !section.pending_restart.is_empty() {
+        tracing::warn!(settings = ?section.pending_restart, "settings need a restart to apply");
+    }
+    if !section.conf_errors.is_empty() {
+        tracing::warn!(errors = ?section.conf_errors, "postgresql.conf has settings the server rejects; it ignores the file on reload until they are fixed");
+    }
+    for failure in &section.failures {
+        tracing::error!(object = %failure.object, database = %failure.database, sql = %failure.sql, error = %failure.error, "statement failed");
+    }
+}
+
+/// The error message naming what failed, or `None` when everything applied.
+fn failure_summary(section: &ReconcileSection) -> Option<String> {
+    let first = section.failures.first()?;
+    let mut objects: Vec<String> = Vec::new();
+    for failure in &section.failures {
+        let name = format!(
+            "{} in {:?} ({})",
+            failure.object, failure.database, failure.error
+        );
+        if !objects.contains(&name) {
+            objects.push(name);
+        }
+    }
+    let shown: Vec<String> = objects.iter().take(5).cloned().collect();
+    let more = objects.len().saturating_sub(shown.len());
+    let tail = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "{} of {} statement(s) failed, first in phase {}: {}{tail}; fix them and run pg-reconcile again \
+         (the others were applied)",
+        section.failures.len(),
+        section.plan.len(),
+        first.phase,
+        shown.join("; "),
+    ))
+}
+
+fn postgres_error(what: &str, error: &postgres::Error) -> StageError {
+    StageError::new(
+        STAGE,
+        ErrorKind::Postgres,
+        format!("{what}: {}", apply::message(error)),
+    )
+}

@@ -22,6 +22,25 @@ pub struct ReconcileSection {
     /// Time from start to done.
     #[serde(default)]
     pub config_ms: u64,
+    /// True when catalog work was skipped (`skip_pg_catalog_updates`, or not a primary).
+    #[serde(default)]
+    pub catalog_skipped: bool,
+    /// True when the managed block of `postgresql.conf` was (or, dry, would be) rewritten.
+    #[serde(default)]
+    pub conf_changed: bool,
+    /// Settings in `postgresql.conf` that only take effect after a restart.
+    #[serde(default)]
+    pub pending_restart: Vec<String>,
+    /// Settings the server rejects (`name: error`, from `pg_file_settings`); while any
+    /// remain, Postgres ignores the whole file on reload.
+    #[serde(default)]
+    pub conf_errors: Vec<String>,
+    /// Time to read the catalog snapshot.
+    #[serde(default)]
+    pub snapshot_ms: u64,
+    /// Time to apply the plan.
+    #[serde(default)]
+    pub apply_ms: u64,
     /// Fields this version does not know.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -43,6 +62,12 @@ pub struct PlannedStatement {
 /// A statement that failed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct StatementFailure {
+    /// The object whose work failed (`role "x"`, `database "y"`, `settings`).
+    #[serde(default)]
+    pub object: String,
+    /// The phase it belongs to.
+    #[serde(default)]
+    pub phase: String,
     /// The SQL, redacted.
     pub sql: String,
     /// The database it ran in.

@@ -1,0 +1,280 @@
+//! The executor: runs a plan's steps and records what ran and what failed.
+//!
+//! Consecutive steps of one phase form a group. Transactional steps on one connection are
+//! sent together, many statements per round trip in one implicit transaction; if that
+//! batch fails, its steps are rerun one by one so that exactly the failing objects are
+//! reported and the others still apply. Steps that cannot run in a transaction block
+//! (`CREATE/DROP DATABASE`) run statement by statement. Parallel phases (roles, per-database
+//! cleanup) spread their work over several connections.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use compute_spec::section::StatementFailure;
+use postgres::Client;
+
+use crate::plan::{Phase, Sql, Step};
+
+/// Statements sent in one round trip at most.
+const BATCH: usize = 500;
+/// Slow (SCRAM) role statements per extra connection.
+const SLOW_PER_CONNECTION: usize = 25;
+
+/// Opens an admin connection to a database, or says why it could not.
+pub type Connect<'a> = dyn Fn(&str) -> Result<Client, String> + Sync + 'a;
+
+/// What applying a plan did.
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    /// Statements that ran.
+    pub applied: usize,
+    /// Statements that failed (one per failed step).
+    pub failures: Vec<StatementFailure>,
+}
+
+impl Outcome {
+    fn merge(&mut self, other: Outcome) {
+        self.applied += other.applied;
+        self.failures.extend(other.failures);
+    }
+
+    fn fail(&mut self, step: &Step, sql: &Sql, error: String) {
+        self.failures.push(StatementFailure {
+            object: step.object.clone(),
+            phase: step.phase.name().to_string(),
+            sql: sql.shown.clone(),
+            database: step.database.clone(),
+            error,
+        });
+    }
+}
+
+/// Connections by database, opened on first use.
+struct Pool<'a> {
+    connect: &'a Connect<'a>,
+    clients: HashMap<String, Client>,
+}
+
+impl Pool<'_> {
+    fn get(&mut self, database: &str) -> Result<&mut Client, String> {
+        if !self.clients.contains_key(database) {
+            let client = (self.connect)(database)?;
+            self.clients.insert(database.to_string(), client);
+        }
+        self.clients
+            .get_mut(database)
+            .ok_or_else(|| format!("no connection to database {database:?}"))
+    }
+}
+
+/// One unit of work: steps that run on one connection to `database`, in order.
+struct Job<'s> {
+    database: String,
+    steps: Vec<&'s Step>,
+}
+
+/// Runs `steps` in order; `system` is the already open connection to `system_db`.
+pub fn apply(
+    steps: &[Step],
+    system: Client,
+    system_db: &str,
+    connect: &Connect<'_>,
+    concurrency: usize,
+) -> Outcome {
+    let mut pool = Pool {
+        connect,
+        clients: HashMap::from([(system_db.to_string(), system)]),
+    };
+    let mut outcome = Outcome::default();
+    let mut start = 0;
+    while start < steps.len() {
+        let phase = steps[start].phase;
+        let end = start
+            + steps[start..]
+                .iter()
+                .take_while(|s| s.phase == phase)
+                .count();
+        let group = &steps[start..end];
+        let jobs = jobs(group, phase, concurrency);
+        if phase.parallel() && concurrency > 1 && jobs.len() > 1 {
+            outcome.merge(run_parallel(&jobs, concurrency, connect));
+        } else {
+            for job in &jobs {
+                run_job(&mut pool, job, &mut outcome);
+            }
+        }
+        start = end;
+    }
+    outcome
+}
+
+/// Groups a phase's steps into jobs: one per database, and for role phases with slow
+/// statements, the system database's steps split over several connections.
+fn jobs(group: &[Step], phase: Phase, concurrency: usize) -> Vec<Job<'_>> {
+    let mut jobs: Vec<Job<'_>> = Vec::new();
+    for step in group {
+        match jobs.iter_mut().find(|job| job.database == step.database) {
+            Some(job) => job.steps.push(step),
+            None => jobs.push(Job {
+                database: step.database.clone(),
+                steps: vec![step],
+            }),
+        }
+    }
+    if phase != Phase::CreateAndAlterRoles || jobs.len() != 1 {
+        return jobs;
+    }
+    let slow = group.iter().filter(|step| step.slow).count();
+    let split = concurrency.min(slow.div_ceil(SLOW_PER_CONNECTION)).max(1);
+    if split == 1 {
+        return jobs;
+    }
+    let Some(job) = jobs.pop() else {
+        return jobs;
+    };
+    let size = job.steps.len().div_ceil(split);
+    job.steps
+        .chunks(size.max(1))
+        .map(|chunk| Job {
+            database: job.database.clone(),
+            steps: chunk.to_vec(),
+        })
+        .collect()
+}
+
+fn run_parallel(jobs: &[Job<'_>], concurrency: usize, connect: &Connect<'_>) -> Outcome {
+    let next = AtomicUsize::new(0);
+    let total = Mutex::new(Outcome::default());
+    let workers = concurrency.min(jobs.len()).max(1);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                let mut pool = Pool {
+                    connect,
+                    clients: HashMap::new(),
+                };
+                let mut outcome = Outcome::default();
+                loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(job) = jobs.get(index) else { break };
+                    // A fresh connection per job: jobs of one database run side by side.
+                    pool.clients.remove(&job.database);
+                    run_job(&mut pool, job, &mut outcome);
+                }
+                if let Ok(mut total) = total.lock() {
+                    total.merge(outcome);
+                }
+            });
+        }
+    });
+    total.into_inner().unwrap_or_default()
+}
+
+fn run_job(pool: &mut Pool<'_>, job: &Job<'_>, outcome: &mut Outcome) {
+    match pool.get(&job.database) {
+        Ok(client) => run_steps(client, &job.steps, outcome),
+        Err(error) => {
+            for step in &job.steps {
+                if let Some(sql) = step.statements.first() {
+                    outcome.fail(step, sql, error.clone());
+                }
+            }
+        }
+    }
+}
+
+/// Runs steps on one connection: transactional runs batched, the rest one by one.
+fn run_steps(client: &mut Client, steps: &[&Step], outcome: &mut Outcome) {
+    let mut start = 0;
+    while start < steps.len() {
+        if !steps[start].transactional {
+            run_each(client, steps[start], outcome);
+            start += 1;
+            continue;
+        }
+        let mut end = start;
+        let mut count = 0;
+        while end < steps.len() && steps[end].transactional && count < BATCH {
+            count += steps[end].statements.len();
+            end += 1;
+        }
+        let chunk = &steps[start..end];
+        if chunk.len() == 1 {
+            run_in_transaction(client, chunk[0], outcome);
+        } else {
+            let text = chunk
+                .iter()
+                .flat_map(|step| step.statements.iter().map(|sql| sql.text.as_str()))
+                .collect::<Vec<_>>()
+                .join(";\n");
+            match client.batch_execute(&text) {
+                Ok(()) => outcome.applied += count,
+                Err(_) => {
+                    for step in chunk {
+                        run_in_transaction(client, step, outcome);
+                    }
+                }
+            }
+        }
+        start = end;
+    }
+}
+
+/// One step in its own transaction; on failure, the failing statement is reported.
+fn run_in_transaction(client: &mut Client, step: &Step, outcome: &mut Outcome) {
+    if let [sql] = step.statements.as_slice() {
+        match client.batch_execute(&sql.text) {
+            Ok(()) => outcome.applied += 1,
+            Err(error) => outcome.fail(step, sql, message(&error)),
+        }
+        return;
+    }
+    let mut transaction = match client.transaction() {
+        Ok(transaction) => transaction,
+        Err(error) => {
+            if let Some(sql) = step.statements.first() {
+                outcome.fail(step, sql, message(&error));
+            }
+            return;
+        }
+    };
+    for sql in &step.statements {
+        if let Err(error) = transaction.batch_execute(&sql.text) {
+            outcome.fail(step, sql, message(&error));
+            return;
+        }
+    }
+    match transaction.commit() {
+        Ok(()) => outcome.applied += step.statements.len(),
+        Err(error) => {
+            if let Some(sql) = step.statements.last() {
+                outcome.fail(step, sql, message(&error));
+            }
+        }
+    }
+}
+
+/// A non-transactional step: statement by statement, stopping at the first failure.
+fn run_each(client: &mut Client, step: &Step, outcome: &mut Outcome) {
+    for sql in &step.statements {
+        match client.batch_execute(&sql.text) {
+            Ok(()) => outcome.applied += 1,
+            Err(error) => {
+                outcome.fail(step, sql, message(&error));
+                return;
+            }
+        }
+    }
+}
+
+/// The server's message (and detail), or the client error.
+pub fn message(error: &postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => match db.detail() {
+            Some(detail) => format!("{} ({detail})", db.message()),
+            None => db.message().to_string(),
+        },
+        None => error.to_string(),
+    }
+}

@@ -1,0 +1,635 @@
+//! The planner: a pure function from (spec, snapshot) to the ordered list of steps.
+//!
+//! Nothing here touches a connection, so every decision is unit-tested with plain data
+//! (`tests` below, one `check` helper). The planner simulates each phase on a copy of the
+//! snapshot, so later phases see what earlier ones will have done (a renamed role, a dropped
+//! database), and a spec that is already in effect plans nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use compute_spec::spec::{ComputeMode, ComputeSpec};
+
+use crate::snapshot::{ExistingDatabase, Snapshot};
+use crate::sql::{ident, options, password_clause, password_matches, password_value};
+
+/// A phase of the reconciliation, in the order they run (upstream's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    /// Reload the configuration after the managed block of `postgresql.conf` changed.
+    Settings,
+    /// Drop the subscriptions of databases a `delete_db` delta drops.
+    DropSubscriptions,
+    /// Create the privileged role when missing (never altered).
+    CreatePrivilegedRole,
+    /// Drop databases an interrupted `DROP DATABASE` left invalid.
+    DropInvalidDatabases,
+    /// `rename_role` deltas.
+    RenameRoles,
+    /// Create missing roles, alter passwords that differ.
+    CreateAndAlterRoles,
+    /// `delete_db` and `rename_db` deltas.
+    RenameAndDeleteDatabases,
+    /// Create missing databases, change owners that differ.
+    CreateAndAlterDatabases,
+    /// `REASSIGN OWNED` + `DROP OWNED` of deleted roles in the system database, first: it
+    /// also handles shared objects (databases owned, database grants), which would make the
+    /// parallel per-database runs collide ("tuple concurrently updated").
+    DeleteRoleSharedReferences,
+    /// `REASSIGN OWNED` + `DROP OWNED` of deleted roles in the other databases, in parallel.
+    DeleteRoleReferences,
+    /// `pg_stat_statements` (when preloaded) and `neon` (when available).
+    Extensions,
+    /// `DROP ROLE` for `delete_role` deltas.
+    DropRoles,
+}
+
+impl Phase {
+    /// The phase's name in the plan.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Settings => "settings",
+            Phase::DropSubscriptions => "drop_subscriptions",
+            Phase::CreatePrivilegedRole => "create_privileged_role",
+            Phase::DropInvalidDatabases => "drop_invalid_databases",
+            Phase::RenameRoles => "rename_roles",
+            Phase::CreateAndAlterRoles => "create_and_alter_roles",
+            Phase::RenameAndDeleteDatabases => "rename_and_delete_databases",
+            Phase::CreateAndAlterDatabases => "create_and_alter_databases",
+            Phase::DeleteRoleSharedReferences => "delete_role_shared_references",
+            Phase::DeleteRoleReferences => "delete_role_references",
+            Phase::Extensions => "extensions",
+            Phase::DropRoles => "drop_roles",
+        }
+    }
+
+    /// Whether the phase's steps may run on several connections at once.
+    pub fn parallel(self) -> bool {
+        matches!(
+            self,
+            Phase::CreateAndAlterRoles | Phase::DeleteRoleReferences
+        )
+    }
+}
+
+/// One statement of a step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sql {
+    /// The SQL to run.
+    pub text: String,
+    /// The SQL with secrets replaced by `'********'`.
+    pub shown: String,
+    /// True for drops and owned-object reassignment.
+    pub destructive: bool,
+}
+
+/// The work for one object in one database: its statements run in order, and stop at the
+/// first failure; other steps go on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    /// Its phase.
+    pub phase: Phase,
+    /// The database it runs in.
+    pub database: String,
+    /// What it is about (`role "x"`, `database "y"`), for failure reports.
+    pub object: String,
+    /// False when a statement cannot run in a transaction block (`CREATE/DROP DATABASE`).
+    pub transactional: bool,
+    /// Its statements.
+    pub statements: Vec<Sql>,
+    /// Costly on the server (a SCRAM verifier is checked at ~4 ms): spread over connections.
+    pub slow: bool,
+}
+
+/// What the planner needs besides the spec and the snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlanContext {
+    /// The privileged role (`neon_superuser`).
+    pub privileged_role: String,
+    /// The user the tools connect as (`cloud_admin`).
+    pub admin_user: String,
+    /// The system database (the admin connection's).
+    pub system_db: String,
+    /// The managed block of `postgresql.conf` changed: reload.
+    pub conf_changed: bool,
+}
+
+/// Whether the spec asks for catalog work at all.
+pub fn catalog_enabled(spec: &ComputeSpec) -> bool {
+    !spec.skip_pg_catalog_updates && matches!(spec.mode, ComputeMode::Primary)
+}
+
+/// The names `delete_role` deltas name (their dependencies go into the snapshot).
+pub fn deleted_roles(spec: &ComputeSpec) -> Vec<&str> {
+    deltas(spec, "delete_role").map(|(name, _)| name).collect()
+}
+
+fn deltas<'a>(
+    spec: &'a ComputeSpec,
+    action: &'a str,
+) -> impl Iterator<Item = (&'a str, Option<&'a str>)> + 'a {
+    spec.delta_operations
+        .iter()
+        .flatten()
+        .filter(move |op| op.action == action)
+        .map(|op| (op.name.as_str(), op.new_name.as_deref()))
+}
+
+fn sql(text: String) -> Sql {
+    Sql {
+        shown: text.clone(),
+        text,
+        destructive: false,
+    }
+}
+
+fn destructive(text: String) -> Sql {
+    Sql {
+        destructive: true,
+        ..sql(text)
+    }
+}
+
+/// The planner's working state: the snapshot as it will be after the steps so far.
+struct Planner<'a> {
+    spec: &'a ComputeSpec,
+    context: &'a PlanContext,
+    snapshot: &'a Snapshot,
+    roles: BTreeMap<String, Option<String>>,
+    databases: BTreeMap<String, ExistingDatabase>,
+    /// Current name → name in the snapshot, for renamed roles.
+    renamed_from: BTreeMap<String, String>,
+    /// Name in the snapshot → current name, for renamed databases.
+    database_now: BTreeMap<String, String>,
+    steps: Vec<Step>,
+}
+
+impl Planner<'_> {
+    fn push(&mut self, phase: Phase, database: &str, object: String, statements: Vec<Sql>) {
+        self.push_step(phase, database, object, true, statements);
+    }
+
+    fn push_step(
+        &mut self,
+        phase: Phase,
+        database: &str,
+        object: String,
+        transactional: bool,
+        statements: Vec<Sql>,
+    ) {
+        self.steps.push(Step {
+            phase,
+            database: database.to_string(),
+            object,
+            transactional,
+            statements,
+            slow: false,
+        });
+    }
+
+    fn system(&self) -> String {
+        self.context.system_db.clone()
+    }
+}
+
+/// The ordered plan that makes the instance described by `snapshot` match `spec`.
+pub fn plan(spec: &ComputeSpec, context: &PlanContext, snapshot: &Snapshot) -> Vec<Step> {
+    let mut planner = Planner {
+        spec,
+        context,
+        snapshot,
+        roles: snapshot
+            .roles
+            .iter()
+            .map(|(name, role)| (name.clone(), role.password.clone()))
+            .collect(),
+        databases: snapshot.databases.clone(),
+        renamed_from: BTreeMap::new(),
+        database_now: BTreeMap::new(),
+        steps: Vec::new(),
+    };
+    if context.conf_changed {
+        let system = planner.system();
+        let reload = sql("SELECT pg_catalog.pg_reload_conf()".to_string());
+        planner.push(
+            Phase::Settings,
+            &system,
+            "settings".to_string(),
+            vec![reload],
+        );
+    }
+    if catalog_enabled(spec) {
+        drop_subscriptions(&mut planner);
+        create_privileged_role(&mut planner);
+        drop_invalid_databases(&mut planner);
+        rename_roles(&mut planner);
+        create_and_alter_roles(&mut planner);
+        rename_and_delete_databases(&mut planner);
+        create_and_alter_databases(&mut planner);
+        delete_role_references(&mut planner);
+        extensions(&mut planner);
+        drop_roles(&mut planner);
+    }
+    planner.steps
+}
+
+fn role_object(name: &str) -> String {
+    format!("role {}", ident(name))
+}
+
+fn database_object(name: &str) -> String {
+    format!("database {}", ident(name))
+}
+
+fn drop_subscriptions(planner: &mut Planner<'_>) {
+    let targets: Vec<&str> = deltas(planner.spec, "delete_db")
+        .map(|(name, _)| name)
+        .filter(|name| *name != planner.context.system_db)
+        .collect();
+    for target in targets {
+        let statements: Vec<Sql> = planner
+            .snapshot
+            .subscriptions
+            .iter()
+            .filter(|(database, _)| database == target)
+            .flat_map(|(_, name)| {
+                let name = ident(name);
+                [
+                    destructive(format!("ALTER SUBSCRIPTION {name} DISABLE")),
+                    destructive(format!("ALTER SUBSCRIPTION {name} SET (slot_name = NONE)")),
+                    destructive(format!("DROP SUBSCRIPTION {name}")),
+                ]
+            })
+            .collect();
+        if !statements.is_empty() {
+            let object = database_object(target);
+            planner.push(Phase::DropSubscriptions, target, object, statements);
+        }
+    }
+}
+
+fn create_privileged_role(planner: &mut Planner<'_>) {
+    let name = planner.context.privileged_role.clone();
+    if planner.roles.contains_key(&name) {
+        return;
+    }
+    let statement = sql(format!(
+        "CREATE ROLE {} CREATEDB CREATEROLE NOLOGIN REPLICATION BYPASSRLS \
+         IN ROLE pg_read_all_data, pg_write_all_data",
+        ident(&name)
+    ));
+    let system = planner.system();
+    planner.push(
+        Phase::CreatePrivilegedRole,
+        &system,
+        role_object(&name),
+        vec![statement],
+    );
+    planner.roles.insert(name, None);
+}
+
+fn drop_invalid_databases(planner: &mut Planner<'_>) {
+    let invalid: Vec<String> = planner
+        .databases
+        .iter()
+        .filter(|(_, database)| database.invalid)
+        .map(|(name, _)| name.clone())
+        .collect();
+    let system = planner.system();
+    for name in invalid {
+        let statement = destructive(format!("DROP DATABASE IF EXISTS {}", ident(&name)));
+        planner.push_step(
+            Phase::DropInvalidDatabases,
+            &system,
+            database_object(&name),
+            false,
+            vec![statement],
+        );
+        planner.databases.remove(&name);
+    }
+}
+
+fn rename_roles(planner: &mut Planner<'_>) {
+    let system = planner.system();
+    let renames: Vec<(String, String)> = deltas(planner.spec, "rename_role")
+        .filter_map(|(old, new)| Some((old.to_string(), new?.to_string())))
+        .collect();
+    for (old, new) in renames {
+        // Rename iff the old role exists and the new one does not (upstream inverted this).
+        if old == planner.context.privileged_role
+            || !planner.roles.contains_key(&old)
+            || planner.roles.contains_key(&new)
+        {
+            continue;
+        }
+        let statement = sql(format!(
+            "ALTER ROLE {} RENAME TO {}",
+            ident(&old),
+            ident(&new)
+        ));
+        planner.push(
+            Phase::RenameRoles,
+            &system,
+            role_object(&old),
+            vec![statement],
+        );
+        let password = planner.roles.remove(&old).flatten();
+        // The md5 salt is the role name: Postgres clears an md5 password on rename.
+        let kept = password.filter(|hash| !hash.starts_with("md5"));
+        planner.roles.insert(new.clone(), kept);
+        let origin = planner.renamed_from.remove(&old).unwrap_or(old);
+        planner.renamed_from.insert(new, origin);
+    }
+}
+
+fn create_and_alter_roles(planner: &mut Planner<'_>) {
+    let system = planner.system();
+    let spec = planner.spec;
+    let deleted: BTreeSet<&str> = deleted_roles(spec).into_iter().collect();
+    let jwks_roles: BTreeSet<&str> = spec
+        .local_proxy_config
+        .iter()
+        .flat_map(|config| config.jwks.iter().flatten())
+        .flat_map(|jwks| jwks.role_names.iter().map(String::as_str))
+        .collect();
+    let privileged = ident(&planner.context.privileged_role);
+    for role in &spec.cluster.roles {
+        if role.name == planner.context.privileged_role || deleted.contains(role.name.as_str()) {
+            continue;
+        }
+        let opts = options(role.options.as_deref());
+        let name = ident(&role.name);
+        let head = match planner.roles.get(&role.name) {
+            Some(stored) if password_matches(stored.as_deref(), role) => continue,
+            Some(_) => format!("ALTER ROLE {name}{opts} LOGIN"),
+            None if jwks_roles.contains(role.name.as_str()) => {
+                format!("CREATE ROLE {name}{opts} LOGIN")
+            }
+            None => format!(
+                "CREATE ROLE {name} INHERIT CREATEROLE CREATEDB BYPASSRLS REPLICATION \
+                 IN ROLE {privileged}{opts} LOGIN"
+            ),
+        };
+        let statement = Sql {
+            text: format!("{head}{}", password_clause(role, false)),
+            shown: format!("{head}{}", password_clause(role, true)),
+            destructive: false,
+        };
+        planner.push(
+            Phase::CreateAndAlterRoles,
+            &system,
+            role_object(&role.name),
+            vec![statement],
+        );
+        if let Some(step) = planner.steps.last_mut() {
+            step.slow = password_value(role).is_some_and(|hash| hash.starts_with("SCRAM"));
+        }
+        planner
+            .roles
+            .insert(role.name.clone(), password_value(role));
+    }
+}
+
+fn rename_and_delete_databases(planner: &mut Planner<'_>) {
+    let system = planner.system();
+    let ops: Vec<(String, String, Option<String>)> = planner
+        .spec
+        .delta_operations
+        .iter()
+        .flatten()
+        .filter(|op| op.action == "delete_db" || op.action == "rename_db")
+        .map(|op| (op.action.clone(), op.name.clone(), op.new_name.clone()))
+        .collect();
+    for (action, name, new_name) in ops {
+        if name == system || !planner.databases.contains_key(&name) {
+            continue;
+        }
+        if action == "delete_db" {
+            let mut statements = Vec::new();
+            if planner
+                .databases
+                .get(&name)
+                .is_some_and(|db| db.is_template)
+            {
+                statements.push(sql(format!(
+                    "ALTER DATABASE {} IS_TEMPLATE false",
+                    ident(&name)
+                )));
+            }
+            statements.push(destructive(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                ident(&name)
+            )));
+            let object = database_object(&name);
+            planner.push_step(
+                Phase::RenameAndDeleteDatabases,
+                &system,
+                object,
+                false,
+                statements,
+            );
+            planner.databases.remove(&name);
+        } else if let Some(new) = new_name.filter(|new| !planner.databases.contains_key(new)) {
+            let statement = sql(format!(
+                "ALTER DATABASE {} RENAME TO {}",
+                ident(&name),
+                ident(&new)
+            ));
+            let object = database_object(&name);
+            planner.push(
+                Phase::RenameAndDeleteDatabases,
+                &system,
+                object,
+                vec![statement],
+            );
+            if let Some(database) = planner.databases.remove(&name) {
+                planner.databases.insert(new.clone(), database);
+            }
+            let origin = planner
+                .database_now
+                .iter()
+                .find(|(_, now)| **now == name)
+                .map_or(name, |(origin, _)| origin.clone());
+            planner.database_now.insert(origin, new);
+        }
+    }
+}
+
+fn create_and_alter_databases(planner: &mut Planner<'_>) {
+    let system = planner.system();
+    let privileged = ident(&planner.context.privileged_role);
+    let spec = planner.spec;
+    for db in &spec.cluster.databases {
+        let name = ident(&db.name);
+        let owner = ident(&db.owner);
+        let object = database_object(&db.name);
+        match planner.databases.get(&db.name) {
+            Some(existing) if existing.owner == db.owner => {}
+            Some(_) => {
+                let statement = sql(format!("ALTER DATABASE {name} OWNER TO {owner}"));
+                planner.push(
+                    Phase::CreateAndAlterDatabases,
+                    &system,
+                    object,
+                    vec![statement],
+                );
+            }
+            None => {
+                let opts = options(db.options.as_deref());
+                let statements = vec![
+                    sql(format!("CREATE DATABASE {name}{opts} OWNER {owner}")),
+                    sql(format!(
+                        "GRANT ALL PRIVILEGES ON DATABASE {name} TO {privileged}"
+                    )),
+                ];
+                planner.push_step(
+                    Phase::CreateAndAlterDatabases,
+                    &system,
+                    object,
+                    false,
+                    statements,
+                );
+            }
+        }
+        let state = ExistingDatabase {
+            owner: db.owner.clone(),
+            allow_conn: true,
+            ..Default::default()
+        };
+        planner
+            .databases
+            .entry(db.name.clone())
+            .or_insert(state)
+            .owner = db.owner.clone();
+    }
+}
+
+fn delete_role_references(planner: &mut Planner<'_>) {
+    let first = planner.steps.len();
+    delete_role_steps(planner);
+    // The system database's steps (shared objects) first, sequentially; the rest after.
+    let system = planner.system();
+    planner.steps[first..].sort_by_key(|step| step.database != system);
+    for step in &mut planner.steps[first..] {
+        if step.database == system {
+            step.phase = Phase::DeleteRoleSharedReferences;
+        }
+    }
+}
+
+fn delete_role_steps(planner: &mut Planner<'_>) {
+    let system = planner.system();
+    let admin = planner.context.admin_user.clone();
+    let snapshot = planner.snapshot;
+    for role in deleted_roles(planner.spec) {
+        if !planner.roles.contains_key(role) || role == planner.context.privileged_role {
+            continue;
+        }
+        let origin = planner.renamed_from.get(role).map_or(role, String::as_str);
+        let dependencies = snapshot.role_dependencies.get(origin);
+        let owns_database = planner.databases.values().any(|db| db.owner == role);
+        let mut targets: BTreeSet<String> = dependencies
+            .iter()
+            .flat_map(|deps| deps.databases.iter())
+            .map(|name| planner.database_now.get(name).unwrap_or(name).clone())
+            .collect();
+        if owns_database || dependencies.is_some_and(|deps| deps.shared) {
+            targets.insert(system.clone());
+        }
+        for database in targets {
+            let Some(state) = planner.databases.get(&database) else {
+                continue;
+            };
+            if !state.allow_conn || state.invalid {
+                continue;
+            }
+            let new_owner = if database == system || state.owner == role {
+                admin.as_str()
+            } else {
+                state.owner.as_str()
+            };
+            let statements = vec![
+                destructive(format!(
+                    "REASSIGN OWNED BY {} TO {}",
+                    ident(role),
+                    ident(new_owner)
+                )),
+                destructive(format!("DROP OWNED BY {}", ident(role))),
+            ];
+            planner.push(
+                Phase::DeleteRoleReferences,
+                &database,
+                role_object(role),
+                statements,
+            );
+        }
+    }
+}
+
+fn extensions(planner: &mut Planner<'_>) {
+    let system = planner.system();
+    let snapshot = planner.snapshot;
+    let preloaded = snapshot
+        .preloaded
+        .iter()
+        .any(|lib| lib == "pg_stat_statements");
+    if let Some(ext) = snapshot.extensions.get("pg_stat_statements") {
+        if preloaded && ext.installed_version.is_none() {
+            let statement = sql(
+                "CREATE EXTENSION IF NOT EXISTS pg_stat_statements WITH SCHEMA public".to_string(),
+            );
+            let object = "extension \"pg_stat_statements\"".to_string();
+            planner.push(Phase::Extensions, &system, object, vec![statement]);
+        }
+    }
+    if let Some(ext) = snapshot.extensions.get("neon") {
+        let mut statements = Vec::new();
+        if !snapshot.neon_schema {
+            statements.push(sql("CREATE SCHEMA IF NOT EXISTS neon".to_string()));
+        }
+        match &ext.installed_version {
+            None => statements.push(sql(
+                "CREATE EXTENSION IF NOT EXISTS neon WITH SCHEMA neon".to_string()
+            )),
+            Some(version) if *version != ext.default_version => {
+                statements.push(sql("ALTER EXTENSION neon UPDATE".to_string()));
+            }
+            Some(_) => {}
+        }
+        if !statements.is_empty() {
+            let object = "extension \"neon\"".to_string();
+            planner.push(Phase::Extensions, &system, object, statements);
+        }
+    }
+}
+
+fn drop_roles(planner: &mut Planner<'_>) {
+    let system = planner.system();
+    for role in deleted_roles(planner.spec) {
+        if role == planner.context.privileged_role || planner.roles.remove(role).is_none() {
+            continue;
+        }
+        let statement = destructive(format!("DROP ROLE IF EXISTS {}", ident(role)));
+        planner.push(
+            Phase::DropRoles,
+            &system,
+            role_object(role),
+            vec![statement],
+        );
+    }
+}
+
+/// The per-database concurrency at start-up, from `max_connections` (upstream's rule):
+/// below 10 as is, 10–29 → 10, 30–299 → a third, 300 and more → 100, unknown → 10.
+pub fn startup_concurrency(max_connections: Option<u32>) -> usize {
+    match max_connections {
+        None => 10,
+        Some(n @ 0..=9) => (n as usize).max(1),
+        Some(10..=29) => 10,
+        Some(n @ 30..=299) => n as usize / 3,
+        Some(_) => 100,
+    }
+}
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

@@ -1,0 +1,139 @@
+//! The managed block of `$PGDATA/postgresql.conf`: the spec's settings, between
+//! `compute_spec::pgconf::MANAGED_BEGIN` and `MANAGED_END`, rewritten when they changed.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use compute_spec::pgconf::{managed_block, MANAGED_BEGIN, MANAGED_END};
+use compute_spec::spec::GenericOption;
+
+/// Why the managed block could not be rewritten.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The begin marker has no end marker after it.
+    #[error("{file}: the line {MANAGED_BEGIN:?} has no {MANAGED_END:?} after it; fix or remove the block")]
+    Unterminated {
+        /// The file.
+        file: String,
+    },
+    /// Reading or writing the file failed.
+    #[error("{file}: {source}; check that PGDATA is the instance's data directory")]
+    Io {
+        /// The file.
+        file: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// The file text with its managed block replaced by `settings` (appended when the file has
+/// none and there are settings), or `None` when nothing changes.
+pub fn rewrite(
+    text: &str,
+    settings: &[GenericOption],
+    file: &str,
+) -> Result<Option<String>, SettingsError> {
+    let block = managed_block(settings);
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let begin = lines
+        .iter()
+        .position(|line| line.trim_end() == MANAGED_BEGIN);
+    let new_text = match begin {
+        Some(begin) => {
+            let end = lines[begin..]
+                .iter()
+                .position(|line| line.trim_end() == MANAGED_END)
+                .map(|offset| begin + offset)
+                .ok_or_else(|| SettingsError::Unterminated {
+                    file: file.to_string(),
+                })?;
+            let mut new_text: String = lines[..begin].concat();
+            new_text.push_str(&block);
+            new_text.push_str(&lines[end + 1..].concat());
+            new_text
+        }
+        None if settings.is_empty() => return Ok(None),
+        None => {
+            let mut new_text = text.to_string();
+            if !new_text.is_empty() && !new_text.ends_with('\n') {
+                new_text.push('\n');
+            }
+            new_text.push_str(&block);
+            new_text
+        }
+    };
+    Ok((new_text != text).then_some(new_text))
+}
+
+/// Reads the configuration file.
+pub fn read(path: &Path) -> Result<String, SettingsError> {
+    std::fs::read_to_string(path).map_err(|source| SettingsError::Io {
+        file: path.display().to_string(),
+        source,
+    })
+}
+
+/// Replaces the file atomically, keeping its owner and mode (Postgres must still read it
+/// when this runs as root).
+pub fn write(path: &Path, text: &str) -> Result<(), SettingsError> {
+    let io = |source| SettingsError::Io {
+        file: path.display().to_string(),
+        source,
+    };
+    let metadata = std::fs::metadata(path).map_err(io)?;
+    let temp = path.with_extension("conf.pg-reconcile");
+    std::fs::write(&temp, text).map_err(io)?;
+    std::fs::set_permissions(&temp, metadata.permissions()).map_err(io)?;
+    std::os::unix::fs::chown(&temp, Some(metadata.uid()), Some(metadata.gid())).map_err(io)?;
+    std::fs::rename(&temp, path).map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setting(name: &str, value: &str, vartype: &str) -> GenericOption {
+        GenericOption {
+            name: name.into(),
+            value: Some(value.into()),
+            vartype: vartype.into(),
+        }
+    }
+
+    #[test]
+    fn replaces_only_the_block() {
+        let text = format!("a = 1\n{MANAGED_BEGIN}\nold = 1\n{MANAGED_END}\nport = 5\n");
+        let settings = [setting("work_mem", "4MB", "string")];
+        let new = rewrite(&text, &settings, "f").unwrap().unwrap();
+        assert_eq!(
+            new,
+            format!("a = 1\n{MANAGED_BEGIN}\nwork_mem = '4MB'\n{MANAGED_END}\nport = 5\n")
+        );
+        assert_eq!(
+            rewrite(&new, &settings, "f").unwrap(),
+            None,
+            "unchanged → None"
+        );
+    }
+
+    #[test]
+    fn appends_when_missing_and_needed() {
+        assert_eq!(rewrite("a = 1", &[], "f").unwrap(), None);
+        let new = rewrite("a = 1", &[setting("fsync", "off", "bool")], "f")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            new,
+            format!("a = 1\n{MANAGED_BEGIN}\nfsync = off\n{MANAGED_END}\n")
+        );
+    }
+
+    #[test]
+    fn unterminated_block_is_an_error() {
+        let error = rewrite(&format!("{MANAGED_BEGIN}\nx = 1\n"), &[], "pg.conf").unwrap_err();
+        assert!(
+            error.to_string().starts_with("pg.conf: the line"),
+            "{error}"
+        );
+    }
+}

@@ -1,0 +1,135 @@
+//! Rendering of spec objects into SQL fragments, all quoting through `compute_spec::quote`.
+
+use compute_spec::quote::{Ident, Literal};
+use compute_spec::secret::REDACTED;
+use compute_spec::spec::{GenericOption, Role};
+
+/// `name 'value'` for vartype string, `name value` otherwise, bare `name` when null; each
+/// option preceded by a space (upstream's rendering).
+pub fn options(options: Option<&[GenericOption]>) -> String {
+    let mut out = String::new();
+    for option in options.unwrap_or_default() {
+        out.push(' ');
+        out.push_str(&option.name);
+        match &option.value {
+            Some(value) if option.vartype == "string" => {
+                out.push(' ');
+                out.push_str(&Literal(value).to_string());
+            }
+            Some(value) => {
+                out.push(' ');
+                out.push_str(value);
+            }
+            None => {}
+        }
+    }
+    out
+}
+
+/// The password as it is sent: SCRAM verifiers verbatim, md5 digests with the `md5` prefix.
+pub fn password_value(role: &Role) -> Option<String> {
+    let hash = role.encrypted_password.as_ref()?.expose();
+    if hash.starts_with("SCRAM-SHA-256") || hash.starts_with("md5") {
+        Some(hash.to_string())
+    } else {
+        Some(format!("md5{hash}"))
+    }
+}
+
+/// ` PASSWORD '…'` or ` PASSWORD NULL`, with the hash shown or redacted.
+pub fn password_clause(role: &Role, redact: bool) -> String {
+    match password_value(role) {
+        None => " PASSWORD NULL".to_string(),
+        Some(_) if redact => format!(" PASSWORD '{REDACTED}'"),
+        Some(value) => format!(" PASSWORD {}", Literal(&value)),
+    }
+}
+
+/// Whether the stored `pg_authid.rolpassword` already equals what the spec asks for.
+pub fn password_matches(stored: Option<&str>, role: &Role) -> bool {
+    stored == password_value(role).as_deref()
+}
+
+/// `"name"`, for building statements.
+pub fn ident(name: &str) -> String {
+    Ident(name).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use compute_spec::secret::Secret;
+    use compute_spec::spec::Database;
+
+    fn fixture() -> compute_spec::ComputeSpec {
+        let text = include_str!("../../../shared/fixtures/neon/compute_api-cluster_spec.json");
+        serde_json::from_str(text).unwrap()
+    }
+
+    /// Upstream's `pg_helpers_tests`: the first database's and role's rendering.
+    #[test]
+    fn options_render_as_upstream() {
+        let spec = fixture();
+        let db: &Database = &spec.cluster.databases[0];
+        let rendered = format!(
+            "{} OWNER {}",
+            options(db.options.as_deref()),
+            ident(&db.owner)
+        );
+        assert_eq!(
+            rendered,
+            " LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0 OWNER \"alexk\""
+        );
+        let role = &spec.cluster.roles[0];
+        let rendered = format!(
+            "{} LOGIN{}",
+            options(role.options.as_deref()),
+            password_clause(role, false)
+        );
+        assert_eq!(
+            rendered,
+            " LOGIN PASSWORD 'md56b1d16b78004bbd51fa06af9eda75972'"
+        );
+        assert_eq!(password_clause(role, true), " PASSWORD '********'");
+    }
+
+    #[test]
+    fn null_valued_options_render_bare() {
+        let opts = [GenericOption {
+            name: "IN ROLE pg_monitor".into(),
+            value: None,
+            vartype: "string".into(),
+        }];
+        assert_eq!(options(Some(&opts)), " IN ROLE pg_monitor");
+        assert_eq!(options(None), "");
+    }
+
+    #[test]
+    fn passwords_compare_with_the_md5_prefix() {
+        let role = |hash: Option<&str>| Role {
+            name: "r".into(),
+            encrypted_password: hash.map(Secret::new),
+            options: None,
+        };
+        let md5 = "6b1d16b78004bbd51fa06af9eda75972";
+        let scram = "SCRAM-SHA-256$4096:abc$def:ghi";
+        assert!(password_matches(
+            Some(&format!("md5{md5}")),
+            &role(Some(md5))
+        ));
+        assert!(!password_matches(Some(md5), &role(Some(md5))));
+        assert!(password_matches(Some(scram), &role(Some(scram))));
+        assert!(!password_matches(
+            Some(&format!("md5{md5}")),
+            &role(Some(scram))
+        ));
+        assert!(password_matches(None, &role(None)));
+        assert!(!password_matches(Some(scram), &role(None)));
+        assert!(!password_matches(None, &role(Some(md5))));
+        // The hash is escaped like any literal.
+        assert_eq!(
+            password_clause(&role(Some("a'b\\")), false),
+            " PASSWORD E'md5a''b\\\\'"
+        );
+    }
+}

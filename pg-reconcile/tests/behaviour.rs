@@ -1,0 +1,269 @@
+//! Stage behaviour on a real Postgres: per-object failures, dry run, the settings block,
+//! extensions, the skip flag, and the binary's contract.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{apply, apply_ok, apply_with, assert_noop, column, spec, user_databases, user_roles};
+use compute_spec::pgconf::{MANAGED_BEGIN, MANAGED_END};
+use pg_reconcile::Options;
+use pg_test_support::TestPostgres;
+use serde_json::{json, Value};
+
+#[test]
+fn one_failing_object_does_not_stop_the_others() {
+    let pg = TestPostgres::start();
+    let roles = json!([{"name": "ok1", "encrypted_password": null},
+                       {"name": "pg_reserved", "encrypted_password": null},
+                       {"name": "ok2", "encrypted_password": null}]);
+    let databases = json!([{"name": "good", "owner": "ok1"},
+                           {"name": "orphan", "owner": "nobody"},
+                           {"name": "good2", "owner": "ok2"}]);
+    let bad = spec(roles, databases, json!([]));
+    let section = apply(&pg, &bad);
+    let failed: Vec<&str> = section.failures.iter().map(|f| f.object.as_str()).collect();
+    assert_eq!(failed, ["role \"pg_reserved\"", "database \"orphan\""]);
+    assert!(
+        section.failures[0].error.contains("reserved"),
+        "{:?}",
+        section.failures
+    );
+    assert_eq!(user_roles(&pg), ["ok1", "ok2"]);
+    assert_eq!(user_databases(&pg), ["good", "good2"]);
+    // Through the stage entry point, the error names the objects.
+    let mut doc = common::empty_document(&pg);
+    doc.spec = Some(bad);
+    let error = pg_reconcile::run(doc, &Options::default()).unwrap_err();
+    assert!(
+        error.message.contains("role \"pg_reserved\""),
+        "{}",
+        error.message
+    );
+    assert!(
+        error.message.contains("database \"orphan\""),
+        "{}",
+        error.message
+    );
+}
+
+#[test]
+fn dry_run_plans_without_changing_anything() {
+    let pg = TestPostgres::start();
+    let conf = pg.data_dir().join("postgresql.conf");
+    let before = std::fs::read_to_string(&conf).unwrap();
+    let mut wanted = spec(
+        json!([{"name": "r", "encrypted_password": common::SCRAM}]),
+        json!([{"name": "d", "owner": "r"}]),
+        json!([]),
+    );
+    wanted.cluster.settings = Some(vec![serde_json::from_value(
+        json!({"name": "work_mem", "value": "5MB", "vartype": "string"}),
+    )
+    .unwrap()]);
+    let options = Options {
+        dry_run: true,
+        ..Default::default()
+    };
+    let section = apply_with(&pg, &wanted, &options);
+    assert!(section.dry_run && section.conf_changed);
+    assert_eq!(section.applied, 0);
+    let plan: Vec<(&str, &str, bool)> = section
+        .plan
+        .iter()
+        .map(|p| (p.phase.as_str(), p.sql.as_str(), p.destructive))
+        .collect();
+    assert_eq!(
+        plan[0],
+        ("settings", "SELECT pg_catalog.pg_reload_conf()", false)
+    );
+    assert!(plan
+        .iter()
+        .any(|(_, sql, _)| sql.ends_with("LOGIN PASSWORD '********'")));
+    let json = serde_json::to_string(&section).unwrap();
+    assert!(
+        !json.contains("SCRAM-SHA-256$"),
+        "a password hash leaked: {json}"
+    );
+    assert_eq!(std::fs::read_to_string(&conf).unwrap(), before);
+    assert!(user_roles(&pg).is_empty());
+    assert!(user_databases(&pg).is_empty());
+}
+
+/// Waits until a new connection sees `work_mem` as `value` (reload is asynchronous).
+fn wait_for_work_mem(pg: &TestPostgres, value: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = column(pg, "postgres", "SELECT current_setting('work_mem')");
+        if now == [value] {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "work_mem is {now:?}, not {value}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn with_settings(settings: Value) -> compute_spec::spec::ComputeSpec {
+    let mut wanted = spec(json!([]), json!([]), json!([]));
+    wanted.cluster.settings = Some(serde_json::from_value(settings).unwrap());
+    wanted
+}
+
+#[test]
+fn settings_block_is_rewritten_reloaded_and_restart_needs_reported() {
+    let pg = TestPostgres::start();
+    let conf = pg.data_dir().join("postgresql.conf");
+    let first = with_settings(json!([
+        {"name": "work_mem", "value": "5MB", "vartype": "string"},
+        {"name": "max_connections", "value": "77", "vartype": "integer"}
+    ]));
+    let section = apply_ok(&pg, &first);
+    assert!(section.conf_changed);
+    assert_eq!(section.pending_restart, ["max_connections"]);
+    wait_for_work_mem(&pg, "5MB");
+    assert_noop(&pg, &first);
+    // A changed value replaces the block in place, once.
+    let second = with_settings(json!([{"name": "work_mem", "value": "6MB", "vartype": "string"}]));
+    let section = apply_ok(&pg, &second);
+    assert!(section.conf_changed && section.pending_restart.is_empty());
+    wait_for_work_mem(&pg, "6MB");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    assert_eq!(text.matches(MANAGED_BEGIN).count(), 1);
+    assert!(text.contains(&format!(
+        "{MANAGED_BEGIN}\nwork_mem = '6MB'\n{MANAGED_END}\n"
+    )));
+    assert_noop(&pg, &second);
+    // A parameter the server does not know is reported: Postgres then ignores the file.
+    let unknown =
+        with_settings(json!([{"name": "autoprewarm", "value": "off", "vartype": "bool"}]));
+    let section = apply_ok(&pg, &unknown);
+    assert!(
+        section
+            .conf_errors
+            .iter()
+            .any(|e| e.starts_with("autoprewarm:")),
+        "{:?}",
+        section.conf_errors
+    );
+}
+
+#[test]
+fn pg_stat_statements_is_created_when_preloaded() {
+    let pg = TestPostgres::builder()
+        .setting("shared_preload_libraries", "pg_stat_statements")
+        .start();
+    let empty = spec(json!([]), json!([]), json!([]));
+    let section = apply_ok(&pg, &empty);
+    let sql: Vec<&str> = section.plan.iter().map(|p| p.sql.as_str()).collect();
+    assert!(sql.contains(&"CREATE EXTENSION IF NOT EXISTS pg_stat_statements WITH SCHEMA public"));
+    assert!(
+        !sql.iter().any(|s| s.contains(" neon")),
+        "neon is not available here: {sql:?}"
+    );
+    let installed = column(
+        &pg,
+        "postgres",
+        "SELECT extname::text FROM pg_extension WHERE extname = 'pg_stat_statements'",
+    );
+    assert_eq!(installed, ["pg_stat_statements"]);
+    assert_noop(&pg, &empty);
+}
+
+#[test]
+fn skip_pg_catalog_updates_touches_no_catalog() {
+    let pg = TestPostgres::start();
+    let mut skipped = spec(
+        json!([{"name": "r", "encrypted_password": null}]),
+        json!([]),
+        json!([]),
+    );
+    skipped.skip_pg_catalog_updates = true;
+    let section = apply_ok(&pg, &skipped);
+    assert!(section.catalog_skipped);
+    assert!(section.plan.is_empty());
+    assert!(user_roles(&pg).is_empty());
+    let privileged = column(
+        &pg,
+        "postgres",
+        "SELECT rolname::text FROM pg_authid WHERE rolname = 'neon_superuser'",
+    );
+    assert!(privileged.is_empty());
+}
+
+fn run_binary(args: &[&str], stdin: &str) -> (i32, Value) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pg-reconcile"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !stderr.contains("SCRAM-SHA-256$"),
+        "a hash leaked to the log: {stderr}"
+    );
+    let stdout: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}); stderr: {stderr}"));
+    (output.status.code().unwrap_or(-1), stdout)
+}
+
+#[test]
+fn binary_speaks_the_contract() {
+    let pg = TestPostgres::start();
+    let doc = common::empty_document(&pg);
+    let dir = pg_test_support::TestDir::new("reconcile-spec");
+    let spec_file = dir.path().join("spec.json");
+    let wanted = json!({"format_version": 1.0, "cluster": {
+        "roles": [{"name": "cli role", "encrypted_password": common::SCRAM}],
+        "databases": [{"name": "cli db", "owner": "cli role"}]}});
+    std::fs::write(&spec_file, wanted.to_string()).unwrap();
+    let input = serde_json::to_string(&doc).unwrap();
+    let spec_arg = spec_file.to_str().unwrap();
+    // --dry-run with --spec and --connstr overrides: the plan, nothing applied.
+    let connstr = "postgresql://cloud_admin@localhost/postgres";
+    let args = [
+        "--dry-run",
+        "--spec",
+        spec_arg,
+        "--connstr",
+        connstr,
+        "--log-format",
+        "json",
+    ];
+    let (code, out) = run_binary(&args, &input);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out["reconcile"]["dry_run"], true);
+    let plan = out["reconcile"]["plan"].as_array().unwrap();
+    assert_eq!(plan[0]["phase"], "create_privileged_role");
+    assert!(user_roles(&pg).is_empty());
+    // Applied.
+    let (code, out) = run_binary(&["--spec", spec_arg, "--concurrency", "2"], &input);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(user_roles(&pg), ["cli role"]);
+    assert_eq!(user_databases(&pg), ["cli db"]);
+    // A failure: exit 1 with the error envelope naming the object.
+    let bad = json!({"format_version": 1.0, "cluster": {"roles": [],
+        "databases": [{"name": "x", "owner": "missing owner"}]}});
+    std::fs::write(&spec_file, bad.to_string()).unwrap();
+    let (code, out) = run_binary(&["--spec", spec_arg], &input);
+    assert_eq!(code, 1, "{out}");
+    let message = out["error"]["message"].as_str().unwrap();
+    assert!(message.contains("database \"x\""), "{message}");
+    // An earlier stage's error passes through.
+    let envelope = r#"{"error":{"stage":"x","kind":"Io","message":"m","retryable":false}}"#;
+    let (code, out) = run_binary(&[], envelope);
+    assert_eq!((code, out["error"]["stage"].as_str()), (1, Some("x")));
+}

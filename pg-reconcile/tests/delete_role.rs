@@ -1,0 +1,132 @@
+//! `delete_role` of a role that owns objects and holds grants in several databases, and a
+//! database of its own.
+
+mod common;
+
+use common::{apply_ok, assert_noop, column, spec, user_roles};
+use pg_reconcile::Options;
+use pg_test_support::TestPostgres;
+use serde_json::json;
+
+#[test]
+fn delete_role_cleans_every_database_then_drops_it() {
+    let pg = TestPostgres::start();
+    let setup = spec(
+        json!([{"name": "app owner", "encrypted_password": null},
+               {"name": "doomed", "encrypted_password": common::SCRAM},
+               {"name": "bystander", "encrypted_password": null}]),
+        json!([{"name": "one", "owner": "app owner"},
+               {"name": "two", "owner": "app owner"},
+               {"name": "mine", "owner": "doomed"}]),
+        json!([]),
+    );
+    apply_ok(&pg, &setup);
+    for db in ["one", "two", "mine"] {
+        pg.client_for(db)
+            .batch_execute(
+                "CREATE TABLE owned (); ALTER TABLE owned OWNER TO doomed; \
+                 CREATE TABLE shared (); GRANT SELECT ON shared TO doomed; \
+                 CREATE SCHEMA s AUTHORIZATION doomed; CREATE SEQUENCE s.seq; ALTER SEQUENCE s.seq OWNER TO doomed; \
+                 ALTER DEFAULT PRIVILEGES FOR ROLE doomed GRANT SELECT ON TABLES TO bystander",
+            )
+            .unwrap();
+    }
+    pg.psql("GRANT CONNECT ON DATABASE one TO doomed");
+    let deltas = json!([{"action": "delete_role", "name": "doomed"}]);
+    let delete = spec(json!([]), json!([]), deltas);
+    let section = apply_ok(&pg, &delete);
+    let mut touched: Vec<&str> = section
+        .plan
+        .iter()
+        .filter(|p| p.phase.starts_with("delete_role_"))
+        .map(|p| p.database.as_str())
+        .collect();
+    touched.dedup();
+    assert_eq!(touched, ["postgres", "mine", "one", "two"]);
+    assert!(section
+        .plan
+        .iter()
+        .filter(|p| p.phase.starts_with("delete_role_"))
+        .all(|p| p.destructive));
+    assert_eq!(user_roles(&pg), ["app owner", "bystander"]);
+    // Objects went to the database owner (the admin where the role owned the database).
+    for (db, owner) in [
+        ("one", "app owner"),
+        ("two", "app owner"),
+        ("mine", "cloud_admin"),
+    ] {
+        let owners = column(
+            &pg,
+            db,
+            "SELECT c.relname || ':' || pg_get_userbyid(c.relowner) FROM pg_class c \
+             WHERE c.relname IN ('owned', 'seq') ORDER BY 1",
+        );
+        assert_eq!(
+            owners,
+            [format!("owned:{owner}"), format!("seq:{owner}")],
+            "in {db}"
+        );
+    }
+    let mine = column(
+        &pg,
+        "postgres",
+        "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = 'mine'",
+    );
+    assert_eq!(mine, ["cloud_admin"]);
+    // Replayed after a restart of the control loop: nothing to do, twice.
+    assert_noop(&pg, &delete);
+    assert_noop(&pg, &delete);
+}
+
+#[test]
+fn per_database_work_runs_in_parallel_and_with_reconfigure_concurrency() {
+    let pg = TestPostgres::start();
+    let databases: Vec<_> = (0..6)
+        .map(|i| json!({"name": format!("db{i}"), "owner": "o"}))
+        .collect();
+    let setup = spec(
+        json!([{"name": "o", "encrypted_password": null}, {"name": "r", "encrypted_password": null}]),
+        json!(databases),
+        json!([]),
+    );
+    apply_ok(&pg, &setup);
+    for i in 0..6 {
+        pg.client_for(&format!("db{i}"))
+            .batch_execute("CREATE TABLE t (); ALTER TABLE t OWNER TO r")
+            .unwrap();
+    }
+    let delete = spec(
+        json!([]),
+        json!([]),
+        json!([{"action": "delete_role", "name": "r"}]),
+    );
+    let options = Options {
+        concurrency: Some(4),
+        ..Default::default()
+    };
+    let section = common::apply_with(&pg, &delete, &options);
+    assert!(section.failures.is_empty(), "{:?}", section.failures);
+    let per_database = section
+        .plan
+        .iter()
+        .filter(|p| p.phase == "delete_role_references");
+    assert_eq!(per_database.count(), 12);
+    assert_eq!(user_roles(&pg), ["o"]);
+    let concurrency = |options: &Options| pg_reconcile::concurrency(&delete, options, Some(100));
+    assert_eq!(concurrency(&Options::default()), 33);
+    assert_eq!(
+        concurrency(&Options {
+            reconfigure: true,
+            ..Default::default()
+        }),
+        1
+    );
+    assert_eq!(
+        concurrency(&Options {
+            concurrency: Some(7),
+            reconfigure: true,
+            ..Default::default()
+        }),
+        7
+    );
+}
