@@ -24,6 +24,8 @@
 pub mod cli;
 pub mod event;
 pub mod logs;
+pub mod monitor;
+pub mod notify;
 pub mod postmaster;
 pub mod ready;
 pub mod supervise;

@@ -1,15 +1,34 @@
 //! Readiness: the last line of `PGDATA/postmaster.pid` reads `ready` (and its first line is our
 //! postmaster's pid), as upstream. No SQL connection is used for readiness.
+//!
+//! The watcher sleeps on inotify (a watch on the data directory reports the creation of
+//! `postmaster.pid` and every write to it), so readiness is seen within a millisecond or so of
+//! Postgres writing it. The file is also re-read every [`FALLBACK_POLL`] whatever inotify says,
+//! which covers file systems without inotify and a failed inotify set-up.
 
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use nix::unistd::Pid;
 
-/// How often the pid file is read.
-const POLL: Duration = Duration::from_millis(5);
+/// How often the pid file is re-read without an inotify event (upstream: 100 ms).
+pub const FALLBACK_POLL: Duration = Duration::from_millis(100);
+/// The pid file's name in PGDATA.
+pub const PID_FILE: &str = "postmaster.pid";
+
+/// How readiness is detected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Detection {
+    /// inotify events, with the polling fallback.
+    Inotify,
+    /// Polling only, every [`FALLBACK_POLL`].
+    Poll,
+}
 
 /// Whether the pid file text says the postmaster `pid` is ready.
 pub fn says_ready(text: &str, pid: Pid) -> bool {
@@ -27,18 +46,12 @@ pub fn watch(
     stop: Arc<AtomicBool>,
     on_ready: impl FnOnce() + Send + 'static,
 ) {
-    let pid_file: PathBuf = pgdata.join("postmaster.pid");
+    let pgdata = pgdata.to_path_buf();
     let spawned = std::thread::Builder::new()
         .name("ready".into())
         .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                if let Ok(text) = std::fs::read_to_string(&pid_file) {
-                    if says_ready(&text, pid) {
-                        on_ready();
-                        return;
-                    }
-                }
-                std::thread::sleep(POLL);
+            if wait_ready(&pgdata, pid, &stop, Detection::Inotify) {
+                on_ready();
             }
         });
     if let Err(error) = spawned {
@@ -46,9 +59,69 @@ pub fn watch(
     }
 }
 
+/// Blocks until the pid file in `pgdata` says `pid` is ready (true) or `stop` is set (false).
+pub fn wait_ready(pgdata: &Path, pid: Pid, stop: &AtomicBool, detection: Detection) -> bool {
+    let pid_file: PathBuf = pgdata.join(PID_FILE);
+    let inotify = match detection {
+        Detection::Inotify => watch_directory(pgdata),
+        Detection::Poll => None,
+    };
+    while !stop.load(Ordering::Relaxed) {
+        if is_ready(&pid_file, pid) {
+            return true;
+        }
+        match &inotify {
+            Some(inotify) => wait_for_event(inotify),
+            None => std::thread::sleep(FALLBACK_POLL),
+        }
+    }
+    false
+}
+
+fn is_ready(pid_file: &Path, pid: Pid) -> bool {
+    std::fs::read_to_string(pid_file).is_ok_and(|text| says_ready(&text, pid))
+}
+
+/// An inotify instance watching `pgdata` for files created, moved in, or written; None (and a
+/// warning) when inotify is not available.
+fn watch_directory(pgdata: &Path) -> Option<Inotify> {
+    let flags = AddWatchFlags::IN_CREATE
+        | AddWatchFlags::IN_MOVED_TO
+        | AddWatchFlags::IN_MODIFY
+        | AddWatchFlags::IN_CLOSE_WRITE;
+    let watched =
+        Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).and_then(|inotify| {
+            inotify.add_watch(pgdata, flags)?;
+            Ok(inotify)
+        });
+    match watched {
+        Ok(inotify) => Some(inotify),
+        Err(error) => {
+            tracing::warn!(
+                "cannot watch {} with inotify ({error}); polling {PID_FILE} every {} ms",
+                pgdata.display(),
+                FALLBACK_POLL.as_millis()
+            );
+            None
+        }
+    }
+}
+
+/// Sleeps until an event concerning the pid file (or anything, if names are missing) arrives,
+/// or [`FALLBACK_POLL`] passes.
+fn wait_for_event(inotify: &Inotify) {
+    let mut fds = [PollFd::new(inotify.as_fd(), PollFlags::POLLIN)];
+    let timeout = PollTimeout::try_from(FALLBACK_POLL).unwrap_or(PollTimeout::NONE);
+    if poll(&mut fds, timeout).is_ok_and(|n| n > 0) {
+        // Drain; the caller re-reads the file whatever the events were.
+        while inotify.read_events().is_ok_and(|events| !events.is_empty()) {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     #[test]
     fn only_our_ready_pid_file_counts() {
@@ -59,5 +132,51 @@ mod tests {
         assert!(!says_ready(ready, Pid::from_raw(43)));
         assert!(!says_ready("", pid));
         assert!(!says_ready("42\n", pid));
+    }
+
+    /// Writes `starting`, then `ready` 30 ms later, as Postgres would; returns how long after
+    /// the `ready` write the watcher saw it.
+    fn detection_delay(detection: Detection) -> Duration {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join(PID_FILE);
+        let path = dir.path().to_path_buf();
+        let watcher = std::thread::spawn(move || {
+            let stop = AtomicBool::new(false);
+            assert!(wait_ready(&path, Pid::from_raw(7), &stop, detection));
+            Instant::now()
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(&pid_file, "7\n/data\nstarting\n").unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        let written = Instant::now();
+        std::fs::write(&pid_file, "7\n/data\nready   \n").unwrap();
+        let seen = watcher.join().unwrap();
+        seen.saturating_duration_since(written)
+    }
+
+    #[test]
+    fn inotify_sees_ready_at_once_and_polling_within_its_interval() {
+        let inotify = detection_delay(Detection::Inotify);
+        assert!(
+            inotify < Duration::from_millis(20),
+            "inotify took {inotify:?}"
+        );
+        let polled = detection_delay(Detection::Poll);
+        assert!(
+            polled <= FALLBACK_POLL + Duration::from_millis(50),
+            "polling took {polled:?}"
+        );
+    }
+
+    #[test]
+    fn the_watcher_stops_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let stop = AtomicBool::new(true);
+        assert!(!wait_ready(
+            dir.path(),
+            Pid::from_raw(7),
+            &stop,
+            Detection::Inotify
+        ));
     }
 }

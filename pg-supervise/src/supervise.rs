@@ -21,6 +21,8 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 use crate::cli::Options;
 use crate::event::Event;
 use crate::logs::LogTail;
+use crate::monitor;
+use crate::notify;
 use crate::postmaster::{self, ExitStatus};
 use crate::ready;
 use crate::STAGE;
@@ -74,6 +76,9 @@ impl Step {
 /// Runs Postgres from `document` until it exits; returns how it ended. A start-up failure (it
 /// exits first, or is not ready in time) is an error carrying its last log messages.
 pub fn supervise(document: &ComputeDocument, options: &Options) -> Result<ExitStatus, StageError> {
+    if nix::unistd::getpid().as_raw() == 1 {
+        tracing::info!("running as PID 1: reaping every orphan and forwarding signals to postgres");
+    }
     let (sender, receiver) = mpsc::channel();
     forward_signals(sender.clone())?;
     if let Err(error) = postmaster::become_subreaper() {
@@ -107,6 +112,8 @@ pub fn supervise(document: &ComputeDocument, options: &Options) -> Result<ExitSt
         let _ = ready_sender.send(Message::Ready);
     });
     let mut supervisor = Supervisor {
+        document,
+        sender,
         pid: spawned.pid,
         started,
         ready: false,
@@ -125,6 +132,9 @@ pub fn supervise(document: &ComputeDocument, options: &Options) -> Result<ExitSt
 fn postgres_command(document: &ComputeDocument, options: &Options) -> Result<Command, StageError> {
     let user = PostgresUser::for_current_process(options.user.as_deref())
         .map_err(|error| StageError::new(STAGE, ErrorKind::Usage, error.to_string()))?;
+    if user.is_none() && options.user.is_some() {
+        tracing::warn!("--user is ignored: not running as root, postgres runs as this user");
+    }
     let stdout = std::io::stderr()
         .as_fd()
         .try_clone_to_owned()
@@ -180,6 +190,8 @@ fn forward_signals(sender: Sender<Message>) -> Result<(), StageError> {
 }
 
 struct Supervisor<'a> {
+    document: &'a ComputeDocument,
+    sender: Sender<Message>,
     pid: Pid,
     started: Instant,
     ready: bool,
@@ -207,7 +219,8 @@ impl Supervisor<'_> {
                 Ok(Message::Ready) => self.on_ready(),
                 Ok(Message::Exited(status)) => return self.on_exit(status),
                 Ok(Message::Signal(signal)) => self.on_signal(signal),
-                Ok(Message::Event(event)) => self.emit(&event),
+                Ok(Message::Event(event)) if self.shutdown.is_none() => self.emit(&event),
+                Ok(Message::Event(_)) => {}
                 Err(RecvTimeoutError::Timeout) if self.shutdown.is_some() => self.escalate(),
                 Err(RecvTimeoutError::Timeout) => return Err(self.not_ready(receiver)),
                 Err(RecvTimeoutError::Disconnected) => {
@@ -232,6 +245,22 @@ impl Supervisor<'_> {
             pid: self.pid.as_raw(),
             start_postgres_ms,
         });
+        if self.options.notify {
+            notify::notify_or_warn("READY=1");
+        }
+        if self.options.monitor {
+            self.start_monitor();
+        }
+    }
+
+    fn start_monitor(&self) {
+        let sender = self.sender.clone();
+        let started = monitor::start(self.document, self.stop.clone(), move |event| {
+            sender.send(Message::Event(event)).is_ok()
+        });
+        if let Err(error) = started {
+            tracing::error!("the activity monitor is not running: {}", error.message);
+        }
     }
 
     /// Writes an event; a closed stdout means our consumer is gone, so Postgres is stopped.
@@ -256,6 +285,12 @@ impl Supervisor<'_> {
     }
 
     fn begin_shutdown(&mut self, step: Step) {
+        if self.shutdown.is_none() {
+            self.stop.store(true, Ordering::Relaxed);
+            if self.options.notify {
+                notify::notify_or_warn("STOPPING=1");
+            }
+        }
         tracing::info!(
             "{} shutdown of postgres (sending {})",
             match step {

@@ -47,6 +47,25 @@ impl Fixture {
         Fixture { pg, document }
     }
 
+    /// A client on the supervised server as `user` (who must exist) on database `dbname`.
+    pub fn client_as(&self, user: &str, dbname: &str) -> postgres::Client {
+        let connstr = format!(
+            "host={} port={} user={user} dbname={dbname}",
+            self.pg.socket_dir().display(),
+            self.pg.port()
+        );
+        postgres::Client::connect(&connstr, postgres::NoTls).unwrap()
+    }
+
+    /// `psql` connection string for the supervised server.
+    pub fn connstr(&self, extra: &str) -> String {
+        format!(
+            "host={} port={} user=cloud_admin dbname=postgres {extra}",
+            self.pg.socket_dir().display(),
+            self.pg.port()
+        )
+    }
+
     /// The document as the JSON line a stage would write.
     pub fn document_json(&self) -> String {
         serde_json::to_string(&self.document).unwrap()
@@ -54,10 +73,19 @@ impl Fixture {
 
     /// Starts `pg-supervise` with `args` on this fixture's document.
     pub fn supervise(&self, args: &[&str]) -> Supervisor {
-        Supervisor::start(
-            Command::new(env!("CARGO_BIN_EXE_pg-supervise")).args(args),
-            &self.document_json(),
-        )
+        self.supervise_with(self.command(args))
+    }
+
+    /// The `pg-supervise` command with `args`.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_pg-supervise"));
+        command.args(args);
+        command
+    }
+
+    /// Starts `command` (pg-supervise, or a wrapper running it) on this fixture's document.
+    pub fn supervise_with(&self, mut command: Command) -> Supervisor {
+        Supervisor::start(&mut command, &self.document_json())
     }
 
     /// A client on the supervised server.
@@ -143,6 +171,18 @@ impl Supervisor {
         }
     }
 
+    /// Asserts no stdout line arrives within `quiet`.
+    pub fn assert_quiet(&self, quiet: Duration) {
+        if let Ok(line) = self.lines.recv_timeout(quiet) {
+            panic!("unexpected line from pg-supervise: {line}");
+        }
+    }
+
+    /// Everything the supervisor wrote on stderr so far.
+    pub fn stderr_text(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
     pub fn signal(&self, signal: Signal) {
         kill(self.pid(), signal).unwrap();
     }
@@ -175,7 +215,31 @@ pub fn process_exists(pid: i32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
-/// Waits until process `pid` is gone; returns how long it took, or None after `timeout`.
+/// Whether process `pid` has ended: gone, or a zombie nobody reaped yet.
+pub fn process_dead(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => true,
+    }
+}
+
+/// Waits until process `pid` has ended (a zombie counts as ended); returns how long it took,
+/// or None after `timeout`.
+pub fn wait_dead(pid: i32, timeout: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < timeout {
+        if process_dead(pid) {
+            return Some(started.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    None
+}
+
+/// Waits until process `pid` is gone (reaped); returns how long it took, or None after `timeout`.
 pub fn wait_gone(pid: i32, timeout: Duration) -> Option<Duration> {
     let started = Instant::now();
     while started.elapsed() < timeout {
@@ -188,3 +252,58 @@ pub fn wait_gone(pid: i32, timeout: Duration) -> Option<Duration> {
 }
 
 pub const SECOND: Duration = Duration::from_secs(1);
+
+/// The children of process `pid`.
+pub fn children(pid: i32) -> Vec<i32> {
+    let mut children = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return children;
+    };
+    for task in tasks.flatten() {
+        let text = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        children.extend(
+            text.split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok()),
+        );
+    }
+    children
+}
+
+/// The parent of process `pid`.
+pub fn parent(pid: i32) -> Option<i32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("PPid:"))
+        .and_then(|ppid| ppid.trim().parse().ok())
+}
+
+/// The process whose command line is exactly `argv`, if any.
+pub fn find_process(argv: &[&str]) -> Option<i32> {
+    let wanted = argv
+        .iter()
+        .map(|arg| format!("{arg}\0"))
+        .collect::<String>();
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            (String::from_utf8_lossy(&cmdline) == wanted).then_some(pid)
+        })
+}
+
+/// Waits until `probe` returns Some, up to `timeout`.
+pub fn wait_for<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe() {
+            return Some(value);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
