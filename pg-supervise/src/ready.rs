@@ -24,10 +24,15 @@ pub const PID_FILE: &str = "postmaster.pid";
 /// How readiness is detected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Detection {
-    /// inotify events, with the polling fallback.
-    Inotify,
-    /// Polling only, every [`FALLBACK_POLL`].
-    Poll,
+    /// inotify events, and re-reading the file after this long without one.
+    Inotify(Duration),
+    /// Polling only, at this interval.
+    Poll(Duration),
+}
+
+impl Detection {
+    /// What the supervisor uses: inotify with the [`FALLBACK_POLL`] fallback.
+    pub const DEFAULT: Detection = Detection::Inotify(FALLBACK_POLL);
 }
 
 /// Whether the pid file text says the postmaster `pid` is ready.
@@ -50,7 +55,7 @@ pub fn watch(
     let spawned = std::thread::Builder::new()
         .name("ready".into())
         .spawn(move || {
-            if wait_ready(&pgdata, pid, &stop, Detection::Inotify) {
+            if wait_ready(&pgdata, pid, &stop, Detection::DEFAULT) {
                 on_ready();
             }
         });
@@ -62,17 +67,17 @@ pub fn watch(
 /// Blocks until the pid file in `pgdata` says `pid` is ready (true) or `stop` is set (false).
 pub fn wait_ready(pgdata: &Path, pid: Pid, stop: &AtomicBool, detection: Detection) -> bool {
     let pid_file: PathBuf = pgdata.join(PID_FILE);
-    let inotify = match detection {
-        Detection::Inotify => watch_directory(pgdata),
-        Detection::Poll => None,
+    let (inotify, interval) = match detection {
+        Detection::Inotify(interval) => (watch_directory(pgdata, interval), interval),
+        Detection::Poll(interval) => (None, interval),
     };
     while !stop.load(Ordering::Relaxed) {
         if is_ready(&pid_file, pid) {
             return true;
         }
         match &inotify {
-            Some(inotify) => wait_for_event(inotify),
-            None => std::thread::sleep(FALLBACK_POLL),
+            Some(inotify) => wait_for_event(inotify, interval),
+            None => std::thread::sleep(interval),
         }
     }
     false
@@ -84,7 +89,7 @@ fn is_ready(pid_file: &Path, pid: Pid) -> bool {
 
 /// An inotify instance watching `pgdata` for files created, moved in, or written; None (and a
 /// warning) when inotify is not available.
-fn watch_directory(pgdata: &Path) -> Option<Inotify> {
+fn watch_directory(pgdata: &Path, interval: Duration) -> Option<Inotify> {
     let flags = AddWatchFlags::IN_CREATE
         | AddWatchFlags::IN_MOVED_TO
         | AddWatchFlags::IN_MODIFY
@@ -100,18 +105,18 @@ fn watch_directory(pgdata: &Path) -> Option<Inotify> {
             tracing::warn!(
                 "cannot watch {} with inotify ({error}); polling {PID_FILE} every {} ms",
                 pgdata.display(),
-                FALLBACK_POLL.as_millis()
+                interval.as_millis()
             );
             None
         }
     }
 }
 
-/// Sleeps until an event concerning the pid file (or anything, if names are missing) arrives,
-/// or [`FALLBACK_POLL`] passes.
-fn wait_for_event(inotify: &Inotify) {
+/// Sleeps until an event on the data directory arrives,
+/// or `interval` passes.
+fn wait_for_event(inotify: &Inotify, interval: Duration) {
     let mut fds = [PollFd::new(inotify.as_fd(), PollFlags::POLLIN)];
-    let timeout = PollTimeout::try_from(FALLBACK_POLL).unwrap_or(PollTimeout::NONE);
+    let timeout = PollTimeout::try_from(interval).unwrap_or(PollTimeout::MAX);
     if poll(&mut fds, timeout).is_ok_and(|n| n > 0) {
         // Drain; the caller re-reads the file whatever the events were.
         while inotify.read_events().is_ok_and(|events| !events.is_empty()) {}
@@ -155,16 +160,23 @@ mod tests {
     }
 
     #[test]
-    fn inotify_sees_ready_at_once_and_polling_within_its_interval() {
-        let inotify = detection_delay(Detection::Inotify);
+    fn inotify_sees_ready_without_the_fallback() {
+        // With a 10 s fallback only inotify can see it in time.
+        let delay = detection_delay(Detection::Inotify(Duration::from_secs(10)));
+        eprintln!("inotify saw ready {delay:?} after the write");
+        assert!(delay < Duration::from_secs(3), "inotify took {delay:?}");
+    }
+
+    #[test]
+    fn polling_sees_ready_within_its_interval() {
+        let delay = detection_delay(Detection::Poll(FALLBACK_POLL));
+        eprintln!("polling saw ready {delay:?} after the write");
+        assert!(delay <= FALLBACK_POLL * 4, "polling took {delay:?}");
+        // A long interval really is slow: the write lands while the watcher sleeps.
+        let slow = detection_delay(Detection::Poll(Duration::from_millis(400)));
         assert!(
-            inotify < Duration::from_millis(20),
-            "inotify took {inotify:?}"
-        );
-        let polled = detection_delay(Detection::Poll);
-        assert!(
-            polled <= FALLBACK_POLL + Duration::from_millis(50),
-            "polling took {polled:?}"
+            slow >= Duration::from_millis(200),
+            "400 ms polling took {slow:?}"
         );
     }
 
@@ -176,7 +188,7 @@ mod tests {
             dir.path(),
             Pid::from_raw(7),
             &stop,
-            Detection::Inotify
+            Detection::DEFAULT
         ));
     }
 }
