@@ -16,7 +16,10 @@ fn orphan_grandchild(fixture: &Fixture, seconds: &str) -> i32 {
     let program = format!("sleep {seconds} </dev/null >/dev/null 2>&1 &");
     fixture
         .client()
-        .batch_execute(&format!("COPY (SELECT 1) TO PROGRAM '{program}'"))
+        .batch_execute(&format!(
+            "CREATE TEMP TABLE program_output (line text); \
+             COPY program_output FROM PROGRAM '{program}'"
+        ))
         .unwrap();
     wait_for(2 * SECOND, || find_process(&["sleep", seconds]))
         .expect("the orphaned sleep did not show up")
