@@ -7,8 +7,11 @@ use compute_spec::logging::LogFormat;
 /// `pg-supervise`: run Postgres from the compute document on stdin and report its life as JSON
 /// events on stdout (`ready`, `activity`, `downtime`, `exited`).
 ///
-/// Exit status: Postgres's exit code; 1 if it died by a signal or failed to start (with an error
-/// envelope on stdout); 2 for bad input.
+/// Exit status: Postgres's exit code; 1 if it died by a signal, stdout was closed, or it failed
+/// to start (then with an error envelope on stdout); 2 for bad input or usage.
+///
+/// Signals: SIGTERM/SIGINT → fast shutdown, SIGQUIT → immediate; a further signal or
+/// --shutdown-timeout escalates (fast → immediate → SIGKILL). SIGHUP is forwarded (reload).
 #[derive(Clone, Debug, clap::Parser)]
 #[command(name = "pg-supervise", version)]
 pub struct Cli {

@@ -12,7 +12,8 @@
 //! - only this package starts or signals the postmaster; it never outlives the supervisor
 //!   (parent-death signal, spawned from a thread that lives as long as it does);
 //! - stdout is written by one thread only, so `exited` is always the last line;
-//! - the exit code is Postgres's, 1 when it died by a signal or failed to start;
+//! - the exit code is Postgres's, 1 when it died by a signal, failed to start, or the `exited`
+//!   event could not be written (stdout closed: Postgres is then stopped at once, fast);
 //! - SIGTERM/SIGINT mean a fast shutdown, SIGQUIT immediate; a further signal or
 //!   `--shutdown-timeout` escalates (fast → immediate → SIGKILL);
 //! - secrets (the storage token) are passed in the environment, never logged.
@@ -52,7 +53,7 @@ pub fn run(options: &Options) -> ExitCode {
         Err(error) => return stage::fail(error),
     };
     match supervise::supervise(&document, options) {
-        Ok(status) => ExitCode::from(status.supervisor_code()),
+        Ok(outcome) => ExitCode::from(outcome.exit_code()),
         Err(error) => stage::fail(error),
     }
 }

@@ -12,10 +12,11 @@ use std::io;
 use std::os::unix::process::CommandExt;
 use std::process::{ChildStderr, Command};
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
-use nix::sys::wait::{waitpid, WaitStatus};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 /// How the postmaster ended.
@@ -102,12 +103,19 @@ pub fn spawn(
                 }
             };
             let status = reap_until(child);
+            reap_leftovers(Instant::now() + LEFTOVER_GRACE);
             on_exit(status);
         })?;
     started_rx
         .recv()
         .map_err(|_| io::Error::other("the postmaster thread ended before spawning postgres"))?
 }
+
+/// How long to wait, after the postmaster exited, for re-parented descendants (backends of a
+/// killed postmaster notice its death within milliseconds) to exit.
+const LEFTOVER_GRACE: Duration = Duration::from_secs(2);
+/// How often to look for them.
+const LEFTOVER_POLL: Duration = Duration::from_millis(5);
 
 /// Reaps every child (the postmaster and re-parented orphans) until the postmaster exits.
 fn reap_until(postmaster: Pid) -> ExitStatus {
@@ -128,6 +136,26 @@ fn reap_until(postmaster: Pid) -> ExitStatus {
                 tracing::error!("waiting for postgres (pid {postmaster}): {error}");
                 return ExitStatus::Signal(Signal::SIGKILL as i32);
             }
+        }
+    }
+}
+
+/// Reaps children that are left (only after an abnormal end: a normal shutdown waits for every
+/// backend) until there are none or `deadline` passes, so the supervisor leaves nothing behind.
+fn reap_leftovers(deadline: Instant) {
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) if Instant::now() < deadline => {
+                std::thread::sleep(LEFTOVER_POLL)
+            }
+            Ok(WaitStatus::StillAlive) => {
+                tracing::warn!("children of postgres are still running after it exited");
+                return;
+            }
+            Ok(status) => tracing::debug!("reaped a child of postgres: {status:?}"),
+            Err(Errno::EINTR) => {}
+            // ECHILD: nothing left.
+            Err(_) => return,
         }
     }
 }

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use compute_spec::document::ComputeDocument;
 use compute_spec::error::{ErrorKind, StageError};
 use compute_spec::runas::{apply_user, PostgresUser};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
+use nix::sys::stat::SFlag;
 use nix::unistd::Pid;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 
@@ -46,6 +48,8 @@ pub enum Message {
     Signal(i32),
     /// An event to write (from the activity monitor).
     Event(Event),
+    /// Whoever reads our stdout has gone.
+    StdoutClosed,
 }
 
 /// A shutdown step, in escalation order.
@@ -73,14 +77,35 @@ impl Step {
     }
 }
 
+/// How a supervised Postgres ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// The postmaster's exit status.
+    pub status: ExitStatus,
+    /// Whether the `exited` event reached stdout.
+    pub reported: bool,
+}
+
+impl Outcome {
+    /// The supervisor's exit code: Postgres's code, 1 if it died by a signal or nobody could be
+    /// told (stdout closed: whoever ran us has died, a run-time failure).
+    pub fn exit_code(self) -> u8 {
+        match self.reported {
+            true => self.status.supervisor_code(),
+            false => compute_spec::error::exit_code::RUNTIME,
+        }
+    }
+}
+
 /// Runs Postgres from `document` until it exits; returns how it ended. A start-up failure (it
 /// exits first, or is not ready in time) is an error carrying its last log messages.
-pub fn supervise(document: &ComputeDocument, options: &Options) -> Result<ExitStatus, StageError> {
+pub fn supervise(document: &ComputeDocument, options: &Options) -> Result<Outcome, StageError> {
     if nix::unistd::getpid().as_raw() == 1 {
         tracing::info!("running as PID 1: reaping every orphan and forwarding signals to postgres");
     }
     let (sender, receiver) = mpsc::channel();
     forward_signals(sender.clone())?;
+    watch_stdout(sender.clone());
     if let Err(error) = postmaster::become_subreaper() {
         tracing::warn!("cannot become a child subreaper ({error}); orphans will not be reaped");
     }
@@ -189,6 +214,43 @@ fn forward_signals(sender: Sender<Message>) -> Result<(), StageError> {
     Ok(())
 }
 
+/// When stdout is a pipe, tells the main loop once its reader has closed it (`poll` reports
+/// `POLLERR` on a pipe's write end then), so Postgres does not run on without a supervisor's
+/// reader.
+fn watch_stdout(sender: Sender<Message>) {
+    let is_pipe = nix::sys::stat::fstat(std::io::stdout().as_fd()).is_ok_and(|stat| {
+        SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT == SFlag::S_IFIFO
+    });
+    if !is_pipe {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("stdout".into())
+        .spawn(move || {
+            let stdout = std::io::stdout();
+            let mut fds = [PollFd::new(stdout.as_fd(), PollFlags::empty())];
+            loop {
+                match poll(&mut fds, PollTimeout::NONE) {
+                    Ok(_) => {
+                        let closed = PollFlags::POLLERR | PollFlags::POLLHUP;
+                        if fds[0]
+                            .revents()
+                            .is_some_and(|events| events.intersects(closed))
+                        {
+                            let _ = sender.send(Message::StdoutClosed);
+                            return;
+                        }
+                    }
+                    Err(nix::errno::Errno::EINTR) => {}
+                    Err(_) => return,
+                }
+            }
+        });
+    if let Err(error) = spawned {
+        tracing::warn!("cannot watch stdout: {error}");
+    }
+}
+
 struct Supervisor<'a> {
     document: &'a ComputeDocument,
     sender: Sender<Message>,
@@ -202,7 +264,7 @@ struct Supervisor<'a> {
 }
 
 impl Supervisor<'_> {
-    fn run(&mut self, receiver: &Receiver<Message>) -> Result<ExitStatus, StageError> {
+    fn run(&mut self, receiver: &Receiver<Message>) -> Result<Outcome, StageError> {
         loop {
             let deadline = match self.shutdown {
                 Some((_, deadline)) => Some(deadline),
@@ -221,6 +283,11 @@ impl Supervisor<'_> {
                 Ok(Message::Signal(signal)) => self.on_signal(signal),
                 Ok(Message::Event(event)) if self.shutdown.is_none() => self.emit(&event),
                 Ok(Message::Event(_)) => {}
+                Ok(Message::StdoutClosed) if self.shutdown.is_none() => {
+                    tracing::error!("stdout was closed (the reader exited); stopping postgres");
+                    self.begin_shutdown(Step::Fast);
+                }
+                Ok(Message::StdoutClosed) => {}
                 Err(RecvTimeoutError::Timeout) if self.shutdown.is_some() => self.escalate(),
                 Err(RecvTimeoutError::Timeout) => return Err(self.not_ready(receiver)),
                 Err(RecvTimeoutError::Disconnected) => {
@@ -315,7 +382,7 @@ impl Supervisor<'_> {
         }
     }
 
-    fn on_exit(&mut self, status: ExitStatus) -> Result<ExitStatus, StageError> {
+    fn on_exit(&mut self, status: ExitStatus) -> Result<Outcome, StageError> {
         self.stop.store(true, Ordering::Relaxed);
         self.logs.wait_eof(LOG_DRAIN);
         if !self.ready && self.shutdown.is_none() {
@@ -338,8 +405,8 @@ impl Supervisor<'_> {
             ExitStatus::Code(code) => (Some(code), None),
             ExitStatus::Signal(signal) => (None, Some(signal)),
         };
-        Event::Exited { code, signal }.emit();
-        Ok(status)
+        let reported = Event::Exited { code, signal }.emit();
+        Ok(Outcome { status, reported })
     }
 
     /// Start-up timed out: stop Postgres (immediate, then SIGKILL) and report.

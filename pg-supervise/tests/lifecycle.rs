@@ -6,8 +6,9 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{children, wait_dead, wait_gone, Fixture, SECOND};
+use common::{children, process_exists, wait_dead, wait_for, wait_gone, Fixture, SECOND};
 use compute_spec::error::exit_code;
+use compute_spec::secret::Secret;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::json;
@@ -234,4 +235,108 @@ fn notify_tells_systemd_ready_and_stopping() {
     assert_eq!(&buffer[..n], b"STOPPING=1");
     supervisor.wait_event("exited", 30 * SECOND);
     assert_eq!(supervisor.wait(10 * SECOND).code(), Some(0));
+}
+
+#[test]
+fn a_closed_stdout_stops_postgres() {
+    let fixture = Fixture::new("");
+    let mut child = fixture
+        .command(&["--no-monitor"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(fixture.document_json().as_bytes()).unwrap();
+    drop(stdin);
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    let pid = ready_pid(&serde_json::from_str(&line).unwrap());
+    drop(stdout);
+    let status = wait_for(10 * SECOND, || child.try_wait().unwrap()).expect("still running");
+    // Stopped (fast), and a failure: nobody could be told.
+    assert_eq!(status.code(), Some(i32::from(exit_code::RUNTIME)));
+    assert!(!process_exists(pid));
+}
+
+#[test]
+fn token_user_reload_and_json_logs() {
+    let mut fixture = Fixture::new("");
+    let token = "tok-3f9a-never-logged";
+    fixture.document.spec.as_mut().unwrap().storage_auth_token = Some(Secret::new(token));
+    let mut supervisor = fixture.supervise(&["--log-format", "json", "--no-monitor"]);
+    let pid = ready_pid(&supervisor.wait_event("ready", 30 * SECOND));
+
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let wanted = format!("NEON_AUTH_TOKEN={token}");
+    assert!(
+        environ
+            .split(|&b| b == 0)
+            .any(|entry| entry == wanted.as_bytes()),
+        "the postmaster has NEON_AUTH_TOKEN"
+    );
+    if let Some((uid, _, _)) = pg_test_support::postgres_os_user() {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let real_uid = status
+            .lines()
+            .find_map(|line| line.strip_prefix("Uid:"))
+            .and_then(|ids| ids.split_whitespace().next())
+            .unwrap();
+        assert_eq!(real_uid, uid.to_string(), "runs as the postgres user");
+    }
+
+    // SIGHUP is forwarded: Postgres reloads its configuration.
+    let conf = fixture.document.pgdata.join("postgresql.conf");
+    let mut file = std::fs::OpenOptions::new().append(true).open(conf).unwrap();
+    writeln!(file, "work_mem = '7MB'").unwrap();
+    supervisor.signal(Signal::SIGHUP);
+    let mut client = fixture.client();
+    let reloaded = wait_for(5 * SECOND, || {
+        let value: String = client.query_one("SHOW work_mem", &[]).unwrap().get(0);
+        (value == "7MB").then_some(())
+    });
+    assert!(reloaded.is_some(), "work_mem not reloaded");
+    drop(client);
+
+    supervisor.signal(Signal::SIGTERM);
+    supervisor.wait_event("exited", 30 * SECOND);
+    assert_eq!(supervisor.wait(10 * SECOND).code(), Some(0));
+    let stderr = supervisor.stderr_text();
+    assert!(!stderr.contains(token), "the token was logged");
+    let mut forwarded = 0;
+    for line in stderr.lines() {
+        let record: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        if record["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("PG:"))
+        {
+            forwarded += 1;
+        }
+    }
+    assert!(
+        forwarded >= 3,
+        "postgres's lines are forwarded as JSON:\n{stderr}"
+    );
+}
+
+#[test]
+fn an_unknown_user_is_a_usage_error() {
+    if pg_test_support::postgres_os_user().is_none() {
+        eprintln!("not root: --user is ignored, nothing to test");
+        return;
+    }
+    let fixture = Fixture::new("");
+    let mut supervisor = fixture.supervise(&["--user", "no_such_user_here"]);
+    let line = supervisor.next_line(10 * SECOND);
+    assert_eq!(line["error"]["kind"], "usage", "{line}");
+    assert!(line["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("no_such_user_here"));
+    assert_eq!(
+        supervisor.wait(10 * SECOND).code(),
+        Some(i32::from(exit_code::USAGE))
+    );
 }
