@@ -1,1 +1,59 @@
-//! x
+//! `pg-supervise`: owns the postmaster of a compute.
+//!
+//! Reads the compute document on stdin (whole, until end of file) and uses its `pgbin`,
+//! `pgdata`, `instance` (port and socket directory, for the activity monitor's connection),
+//! `connstr` (the admin user), and from the spec `storage_auth_token` (as `NEON_AUTH_TOKEN`) and
+//! `features`. It writes no document section: its stdout is a stream of JSON events, one a line
+//! (see [`event`]): `ready`, `activity`, `downtime`, and `exited` last. On a start-up failure it
+//! writes the error envelope instead of `ready` and exits 1. An error envelope on stdin is
+//! passed through (exit 1).
+//!
+//! Invariants:
+//! - only this package starts or signals the postmaster; it never outlives the supervisor
+//!   (parent-death signal, spawned from a thread that lives as long as it does);
+//! - stdout is written by one thread only, so `exited` is always the last line;
+//! - the exit code is Postgres's, 1 when it died by a signal, failed to start, or the `exited`
+//!   event could not be written (stdout closed: Postgres is then stopped at once, fast);
+//! - SIGTERM/SIGINT mean a fast shutdown, SIGQUIT immediate; a further signal or
+//!   `--shutdown-timeout` escalates (fast → immediate → SIGKILL);
+//! - secrets (the storage token) are passed in the environment, never logged.
+//!
+//! Tests: unit tests next to the code; real-Postgres tests in `pg-supervise/tests/`.
+
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod event;
+pub mod logs;
+pub mod monitor;
+pub mod notify;
+pub mod postmaster;
+pub mod ready;
+pub mod supervise;
+
+use std::process::ExitCode;
+
+use compute_spec::error::exit_code;
+use compute_spec::stage::{self, StageInput};
+
+pub use cli::{Cli, Options};
+
+/// The stage name in error envelopes.
+pub const STAGE: &str = "pg-supervise";
+
+/// Reads the document on stdin and supervises Postgres; returns the process exit code.
+pub fn run(options: &Options) -> ExitCode {
+    let document = match stage::read_input(STAGE) {
+        Ok(StageInput::Document(document)) => document,
+        Ok(StageInput::Failed(envelope)) => {
+            tracing::error!("an earlier stage failed; passing its error through");
+            stage::write_json(&envelope);
+            return ExitCode::from(exit_code::RUNTIME);
+        }
+        Err(error) => return stage::fail(error),
+    };
+    match supervise::supervise(&document, options) {
+        Ok(outcome) => ExitCode::from(outcome.exit_code()),
+        Err(error) => stage::fail(error),
+    }
+}

@@ -1,0 +1,161 @@
+//! Spawning the postmaster so it can never outlive the supervisor, and reaping children.
+//!
+//! The postmaster is spawned from a dedicated thread ([`spawn`]) that then waits for children
+//! with `waitpid(-1)` until the postmaster has exited. `PR_SET_PDEATHSIG` fires when the
+//! *spawning thread* exits, so that thread must live as long as the postmaster: it does, since it
+//! is the one waiting for it. The death signal is set in `pre_exec` after the drop to the
+//! `postgres` user (a credential change clears it), and the child checks that its parent is still
+//! alive afterwards. Because the supervisor is a child subreaper (and, as PID 1, the namespace's
+//! init), orphaned descendants are re-parented to it; the same `waitpid(-1)` loop reaps them.
+
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::process::{ChildStderr, Command};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::signal::Signal;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+/// How the postmaster ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// It exited with this code.
+    Code(i32),
+    /// A signal killed it.
+    Signal(i32),
+}
+
+impl ExitStatus {
+    /// The supervisor's exit code for this status: Postgres's code, 1 for a signal.
+    pub fn supervisor_code(self) -> u8 {
+        match self {
+            ExitStatus::Code(code) => u8::try_from(code).unwrap_or(1),
+            ExitStatus::Signal(_) => 1,
+        }
+    }
+}
+
+impl std::fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExitStatus::Code(code) => write!(f, "exit code {code}"),
+            ExitStatus::Signal(signal) => match Signal::try_from(*signal) {
+                Ok(signal) => write!(f, "signal {signal}"),
+                Err(_) => write!(f, "signal {signal}"),
+            },
+        }
+    }
+}
+
+/// A spawned postmaster.
+#[derive(Debug)]
+pub struct Spawned {
+    /// Its process id.
+    pub pid: Pid,
+    /// Its stderr (and stdout), to forward.
+    pub stderr: Option<ChildStderr>,
+}
+
+/// Makes this process a child subreaper, so orphaned descendants are re-parented to it and
+/// reaped by the postmaster thread instead of escaping to the host's init.
+pub fn become_subreaper() -> io::Result<()> {
+    nix::sys::prctl::set_child_subreaper(true).map_err(io::Error::from)
+}
+
+/// Spawns `command` on a new long-lived thread with a parent-death signal of `SIGKILL`, and
+/// returns once it runs. The thread then reaps children, and calls `on_exit` with the
+/// postmaster's exit status (then ends).
+pub fn spawn(
+    mut command: Command,
+    on_exit: impl FnOnce(ExitStatus) + Send + 'static,
+) -> io::Result<Spawned> {
+    let supervisor = nix::unistd::getpid();
+    // Registered after any pre_exec that changes credentials: a uid change clears the
+    // parent-death signal.
+    unsafe {
+        command.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
+            if nix::unistd::getppid() != supervisor {
+                return Err(io::Error::other(
+                    "the supervisor exited before postgres started",
+                ));
+            }
+            Ok(())
+        });
+    }
+    let (started_tx, started_rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("postmaster".into())
+        .spawn(move || {
+            let child = match command.spawn() {
+                Ok(mut child) => {
+                    let pid = Pid::from_raw(child.id() as i32);
+                    let stderr = child.stderr.take();
+                    let _ = started_tx.send(Ok(Spawned { pid, stderr }));
+                    pid
+                }
+                Err(error) => {
+                    let _ = started_tx.send(Err(error));
+                    return;
+                }
+            };
+            let status = reap_until(child);
+            reap_leftovers(Instant::now() + LEFTOVER_GRACE);
+            on_exit(status);
+        })?;
+    started_rx
+        .recv()
+        .map_err(|_| io::Error::other("the postmaster thread ended before spawning postgres"))?
+}
+
+/// How long to wait, after the postmaster exited, for re-parented descendants (backends of a
+/// killed postmaster notice its death within milliseconds) to exit.
+const LEFTOVER_GRACE: Duration = Duration::from_secs(2);
+/// How often to look for them.
+const LEFTOVER_POLL: Duration = Duration::from_millis(5);
+
+/// Reaps every child (the postmaster and re-parented orphans) until the postmaster exits.
+fn reap_until(postmaster: Pid) -> ExitStatus {
+    loop {
+        match waitpid(Pid::from_raw(-1), None) {
+            Ok(WaitStatus::Exited(pid, code)) if pid == postmaster => {
+                return ExitStatus::Code(code)
+            }
+            Ok(WaitStatus::Signaled(pid, signal, _)) if pid == postmaster => {
+                return ExitStatus::Signal(signal as i32)
+            }
+            Ok(WaitStatus::Exited(pid, _) | WaitStatus::Signaled(pid, _, _)) => {
+                tracing::debug!("reaped orphaned process {pid}");
+            }
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(error) => {
+                // ECHILD cannot happen while the postmaster lives; report it as gone.
+                tracing::error!("waiting for postgres (pid {postmaster}): {error}");
+                return ExitStatus::Signal(Signal::SIGKILL as i32);
+            }
+        }
+    }
+}
+
+/// Reaps children that are left (only after an abnormal end: a normal shutdown waits for every
+/// backend) until there are none or `deadline` passes, so the supervisor leaves nothing behind.
+fn reap_leftovers(deadline: Instant) {
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) if Instant::now() < deadline => {
+                std::thread::sleep(LEFTOVER_POLL)
+            }
+            Ok(WaitStatus::StillAlive) => {
+                tracing::warn!("children of postgres are still running after it exited");
+                return;
+            }
+            Ok(status) => tracing::debug!("reaped a child of postgres: {status:?}"),
+            Err(Errno::EINTR) => {}
+            // ECHILD: nothing left.
+            Err(_) => return,
+        }
+    }
+}
