@@ -1,1 +1,93 @@
-//! x
+//! compute-ctl: the `compute_ctl`-compatible entrypoint of a compute node.
+//!
+//! It stays thin: every start-up step is a stage binary run as a child process through the
+//! JSON contract (the compute document on stdin, the document or an error envelope on
+//! stdout), found at `$COMPUTE_CTL_STAGE_<NAME>` or beside this executable, so a user can
+//! replace any of them. The chain: `compute-spec` (with the spec flags passed through) →
+//! `pg-sync-safekeepers` → `pg-basebackup-fetch` → `pg-supervise` (long-running; its
+//! `ready`/`activity`/`downtime`/`exited` events are read from its stdout) → `pg-reconcile`
+//! once Postgres is ready (unless `skip_pg_catalog_updates`), and `pg-reconcile
+//! --reconfigure` for each `/configure` on a running compute.
+//!
+//! * [`cli`]: upstream's flags and the validated [`cli::Params`].
+//! * [`state`]: [`state::ComputeStatus`] and its only allowed transitions; the shared state.
+//! * [`compute`]: the controller thread that drives the stages and the statuses.
+//! * [`stages`], [`supervise`]: the child processes.
+//! * [`http`], [`routes`], [`control`], [`sql`], [`auth`], [`metrics`]: the HTTP API.
+//! * [`signals`]: SIGTERM/SIGINT → fast, SIGQUIT → immediate shutdown through pg-supervise.
+//! * [`vm_monitor`]: the AUTOSCALING integration point.
+//!
+//! Reads from the document: the spec (mode, safekeepers, `skip_pg_catalog_updates`, tenant and
+//! timeline), `compute_ctl_config` (JWT keys), the stage sections (timings for
+//! `/metrics.json`). Writes no section of its own: it only hands documents between stages.
+//!
+//! Invariants: compute-ctl never starts or signals the postmaster itself (only pg-supervise
+//! does); each shutdown signal is sent to pg-supervise once per mode; status changes only
+//! through [`state::Inner::transition`]; no token or password hash is logged.
+//!
+//! Tests: unit tests beside the code; process-level tests with stand-in stage scripts and
+//! real PostgreSQL in `compute-ctl/tests/`.
+#![warn(missing_docs)]
+
+pub mod auth;
+pub mod cli;
+pub mod compute;
+pub mod control;
+pub mod http;
+pub mod metrics;
+pub mod routes;
+pub mod signals;
+pub mod sql;
+pub mod stages;
+pub mod state;
+pub mod supervise;
+pub mod vm_monitor;
+
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use compute_spec::error::{ErrorKind, StageError};
+
+use crate::cli::{Cli, Params};
+use crate::compute::{Children, Controller};
+use crate::state::{ComputeStatus, Shared};
+
+/// The name compute-ctl uses in its own errors.
+pub const STAGE: &str = "compute-ctl";
+
+/// An internal error of compute-ctl.
+pub fn internal(message: impl Into<String>) -> StageError {
+    StageError::new(STAGE, ErrorKind::Internal, message)
+}
+
+/// Parses the flags, sets up logging and runs the compute (both binary names call this).
+pub fn main_entry() -> ExitCode {
+    let cli = Cli::parse();
+    compute_spec::logging::init(cli.log_format);
+    ExitCode::from(run(cli.into_params()))
+}
+
+/// Runs the compute with `params` until it stops; returns the exit code.
+pub fn run(params: Params) -> u8 {
+    let shared = Arc::new(Shared::new());
+    let (sender, receiver) = mpsc::channel();
+    let children = Children::default();
+    if let Err(error) = signals::install(shared.clone(), sender.clone(), children.clone()) {
+        tracing::error!(%error, "cannot start");
+        return 1;
+    }
+    let controller = Controller::new(params, shared.clone(), (sender, receiver), children);
+    let code = controller.run();
+    if shared.status() == ComputeStatus::Terminated {
+        // Let the requests that waited for `terminated` get their answer.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while shared.inflight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    tracing::info!(code, "compute-ctl exiting");
+    code
+}

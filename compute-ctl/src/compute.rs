@@ -1,0 +1,566 @@
+//! The controller: the one thread that runs the stages in order, owns pg-supervise, and
+//! moves the compute through its statuses. HTTP workers and the signal thread only change
+//! the shared state and send it a [`Event::Wake`].
+
+use std::ffi::OsString;
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::Arc;
+use std::time::Instant;
+
+use compute_spec::error::{ErrorKind, StageError};
+use compute_spec::spec::ComputeMode;
+use compute_spec::ComputeDocument;
+use nix::sys::signal::Signal;
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use crate::cli::{log_format_name, Params};
+use crate::http::{self, Api, Port};
+use crate::stages::{self, name, ChildPid};
+use crate::state::{ComputeStatus, Shared};
+use crate::supervise::{Event, Supervisor};
+use crate::vm_monitor::VmMonitor;
+
+/// The processes a signal may need to reach.
+#[derive(Clone, Debug, Default)]
+pub struct Children {
+    /// The stage running right now.
+    pub stage: ChildPid,
+    /// pg-supervise.
+    pub supervise: ChildPid,
+}
+
+/// How a controller run ended.
+enum Outcome {
+    /// Postgres stopped; exit with this code.
+    Exit(u8),
+}
+
+/// Runs the compute until Postgres stops; returns the process exit code.
+pub struct Controller {
+    params: Params,
+    shared: Arc<Shared>,
+    events: Receiver<Event>,
+    sender: Sender<Event>,
+    children: Children,
+    supervisor: Option<Supervisor>,
+    /// The shutdown signal already sent to pg-supervise (each is sent once: a second one
+    /// escalates).
+    signalled: Option<Signal>,
+    http_started: bool,
+    vm_monitor: Option<VmMonitor>,
+}
+
+impl Controller {
+    /// A controller over `shared`, fed by `events`.
+    pub fn new(
+        params: Params,
+        shared: Arc<Shared>,
+        events: (Sender<Event>, Receiver<Event>),
+        children: Children,
+    ) -> Controller {
+        Controller {
+            params,
+            shared,
+            sender: events.0,
+            events: events.1,
+            children,
+            supervisor: None,
+            signalled: None,
+            http_started: false,
+            vm_monitor: None,
+        }
+    }
+
+    /// Runs the compute; returns the exit code.
+    pub fn run(mut self) -> u8 {
+        let Outcome::Exit(code) = match self.start() {
+            Ok(outcome) => outcome,
+            Err(error) => self.fail(error),
+        };
+        if let Some(monitor) = self.vm_monitor.take() {
+            monitor.stop();
+        }
+        code
+    }
+
+    /// Starts the HTTP servers once the first document tells whether JWT keys exist.
+    fn ensure_http(&mut self) -> Result<(), StageError> {
+        if self.http_started {
+            return Ok(());
+        }
+        self.http_started = true;
+        let has_keys = !self.shared.lock().compute_ctl_config.jwks.keys.is_empty();
+        let address = match self.params.http_listen {
+            Some(address) => address,
+            None if has_keys => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            None => {
+                tracing::info!(
+                    "no JWT keys configured: the HTTP API listens on 127.0.0.1 only \
+                     (use --http-listen to change)"
+                );
+                IpAddr::V4(Ipv4Addr::LOCALHOST)
+            }
+        };
+        let api = Api {
+            shared: self.shared.clone(),
+            wake: self.sender.clone(),
+            compute_id: self.params.compute_id.clone(),
+        };
+        http::serve(
+            api.clone(),
+            address,
+            self.params.external_port,
+            Port::External,
+        )?;
+        if let Some(port) = self.params.internal_port {
+            let internal = self
+                .params
+                .http_listen
+                .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+            http::serve(api, internal, port, Port::Internal)?;
+        }
+        Ok(())
+    }
+
+    fn start(&mut self) -> Result<Outcome, StageError> {
+        let document = if self.params.has_spec_source {
+            self.shared
+                .transition(ComputeStatus::Init)
+                .map_err(internal_state)?;
+            let args = self.params.spec_args.clone();
+            self.run_stage(name::COMPUTE_SPEC, &args, b"")?
+        } else {
+            let args = self.params.document_args.clone();
+            let envelope = br#"{"spec": null, "compute_ctl_config": {}}"#;
+            self.run_stage(name::COMPUTE_SPEC, &args, envelope)?
+        };
+        self.ensure_http()?;
+        let document = match document.spec {
+            Some(_) => {
+                self.ensure_init()?;
+                document
+            }
+            None => match self.wait_for_spec(document)? {
+                Some(document) => document,
+                None => return self.finish_termination(None),
+            },
+        };
+        self.start_compute(document)
+    }
+
+    fn ensure_init(&mut self) -> Result<(), StageError> {
+        let status = self.shared.status();
+        if status == ComputeStatus::Init {
+            return Ok(());
+        }
+        if status.is_terminating() {
+            return Err(terminating());
+        }
+        self.shared
+            .transition(ComputeStatus::Init)
+            .map_err(internal_state)
+    }
+
+    /// Status `empty`: serve HTTP and wait for `/configure` (or a termination).
+    fn wait_for_spec(
+        &mut self,
+        document: ComputeDocument,
+    ) -> Result<Option<ComputeDocument>, StageError> {
+        self.shared.update(|inner| {
+            inner.compute_ctl_config = document.compute_ctl_config.clone();
+            inner.document = Some(document);
+        });
+        tracing::info!("no spec yet: waiting for POST /configure");
+        let pending = loop {
+            let mut inner = self
+                .shared
+                .wait_until(std::time::Duration::from_secs(3600), |inner| {
+                    inner.status() != ComputeStatus::Empty
+                });
+            if inner.status().is_terminating() {
+                return Ok(None);
+            }
+            if inner.status() == ComputeStatus::ConfigurationPending {
+                if let Some(pending) = inner.pending.take() {
+                    inner.metrics.wait_for_spec_ms = inner.started.elapsed().as_millis() as u64;
+                    inner.start_time = std::time::SystemTime::now();
+                    inner.started = Instant::now();
+                    inner
+                        .transition(ComputeStatus::Init)
+                        .map_err(internal_state)?;
+                    break pending;
+                }
+            }
+        };
+        self.shared.update(|_| ());
+        let envelope = serde_json::json!({
+            "spec": pending.spec,
+            "compute_ctl_config": pending.compute_ctl_config,
+        });
+        let args = self.params.document_args.clone();
+        let document =
+            self.run_stage(name::COMPUTE_SPEC, &args, envelope.to_string().as_bytes())?;
+        Ok(Some(document))
+    }
+
+    /// Status `init`: the stages, Postgres, the first reconcile.
+    fn start_compute(&mut self, document: ComputeDocument) -> Result<Outcome, StageError> {
+        self.store(&document);
+        let log_args = self.log_args();
+        let document = self.run_document_stage(name::SYNC_SAFEKEEPERS, &log_args, &document)?;
+        let document = self.run_document_stage(name::BASEBACKUP_FETCH, &log_args, &document)?;
+        self.check_not_terminating()?;
+        let bytes = stages::document_bytes(&document)?;
+        self.supervisor = Some(Supervisor::start(
+            &log_args,
+            &bytes,
+            self.shared.clone(),
+            self.sender.clone(),
+            self.children.supervise.clone(),
+        )?);
+        let ready_at = loop {
+            match self.next_event() {
+                Event::Ready { start_postgres_ms } => {
+                    self.shared
+                        .update(|inner| inner.metrics.start_postgres_ms = start_postgres_ms);
+                    break Instant::now();
+                }
+                Event::Exited { code, signal } => {
+                    self.reap_supervisor();
+                    return Err(StageError::new(
+                        name::SUPERVISE,
+                        ErrorKind::Postgres,
+                        format!(
+                            "postgres exited before it was ready ({}); see its log above",
+                            describe_exit(code, signal)
+                        ),
+                    ));
+                }
+                Event::SupervisorGone => {
+                    self.reap_supervisor();
+                    return Err(supervisor_gone());
+                }
+                Event::Wake => self.check_not_terminating()?,
+            }
+        };
+        let document = self.reconcile(document, false)?;
+        self.shared
+            .update(|inner| {
+                inner.metrics.config_ms = ready_at.elapsed().as_millis() as u64;
+                inner.metrics.total_startup_ms = inner.started.elapsed().as_millis() as u64;
+                inner.transition(ComputeStatus::Running)
+            })
+            .map_err(|_| terminating())?;
+        let metrics = self.shared.lock().metrics.clone();
+        tracing::info!(?metrics, "compute start finished");
+        if crate::vm_monitor::requested() {
+            self.vm_monitor = VmMonitor::start(&self.params.vm_monitor, &document.connstr);
+        }
+        self.supervise()
+    }
+
+    /// Status `running`: wait for Postgres to stop, apply `/configure`, forward terminations.
+    fn supervise(&mut self) -> Result<Outcome, StageError> {
+        loop {
+            match self.next_event() {
+                Event::Ready { .. } => {}
+                Event::Exited { code, signal } => {
+                    return self.after_exit(code, signal);
+                }
+                Event::SupervisorGone => {
+                    let code = self.reap_supervisor().and_then(|s| s.code());
+                    return self.after_exit(code, None);
+                }
+                Event::Wake => {
+                    if self.forward_termination() {
+                        continue;
+                    }
+                    if self.shared.status() == ComputeStatus::ConfigurationPending {
+                        self.reconfigure();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits for pg-supervise after it reported `exited` (or closed its stdout).
+    fn reap_supervisor(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.supervisor.as_mut().and_then(Supervisor::wait);
+        self.supervisor = None;
+        status
+    }
+
+    /// Postgres stopped while running or terminating.
+    fn after_exit(
+        &mut self,
+        code: Option<i32>,
+        signal: Option<i32>,
+    ) -> Result<Outcome, StageError> {
+        self.reap_supervisor();
+        tracing::info!(exit = %describe_exit(code, signal), "postgres stopped");
+        let exit = match (code, signal) {
+            (Some(code), None) => u8::try_from(code).unwrap_or(1),
+            _ => 1,
+        };
+        if self.shared.status().is_terminating() {
+            return self.finish_termination(Some(exit));
+        }
+        Ok(Outcome::Exit(exit))
+    }
+
+    /// Moves a pending termination to `terminated` (after the post-shutdown sync for a
+    /// primary with safekeepers).
+    fn finish_termination(&mut self, exit: Option<u8>) -> Result<Outcome, StageError> {
+        let lsn = self.post_shutdown_sync();
+        self.shared.update(|inner| {
+            inner.terminate_lsn = lsn;
+            let _ = inner.transition(ComputeStatus::Terminated);
+        });
+        Ok(Outcome::Exit(exit.unwrap_or(0)))
+    }
+
+    fn post_shutdown_sync(&mut self) -> Option<String> {
+        let document = self.shared.lock().document.clone()?;
+        let spec = document.spec.as_ref()?;
+        if spec.mode != ComputeMode::Primary || spec.safekeepers().is_empty() {
+            return None;
+        }
+        let mut args = self.log_args();
+        args.push("--after-shutdown".into());
+        match self.run_document_stage(name::SYNC_SAFEKEEPERS, &args, &document) {
+            Ok(synced) => synced
+                .sync_safekeepers
+                .map(|section| section.lsn.to_string()),
+            Err(error) => {
+                tracing::warn!(%error, "the post-shutdown safekeeper sync failed");
+                None
+            }
+        }
+    }
+
+    /// Start-up failure: `failed`, Postgres stopped, HTTP up for the grace period.
+    fn fail(&mut self, error: StageError) -> Outcome {
+        if self.shared.status().is_terminating() {
+            self.stop_postgres(Signal::SIGTERM);
+            return self.finish_termination(Some(1)).unwrap_or(Outcome::Exit(1));
+        }
+        tracing::error!(%error, "compute start failed");
+        if let Err(http_error) = self.ensure_http() {
+            tracing::error!(%http_error, "the HTTP API is not available to report the error");
+        }
+        let message = error.to_string();
+        self.shared.update(|inner| {
+            inner.error = Some(message);
+            if inner.transition(ComputeStatus::Failed).is_err() {
+                let _ = inner.transition(ComputeStatus::Init);
+                let _ = inner.transition(ComputeStatus::Failed);
+            }
+        });
+        self.stop_postgres(Signal::SIGQUIT);
+        let grace = self.params.failed_grace;
+        tracing::info!(?grace, "keeping the HTTP API up so the error can be read");
+        drop(
+            self.shared
+                .wait_until(grace, |inner| inner.status().is_terminating()),
+        );
+        Outcome::Exit(1)
+    }
+
+    fn stop_postgres(&mut self, signal: Signal) {
+        if self.supervisor.is_none() {
+            return;
+        }
+        if self.signalled.is_none() {
+            self.children.supervise.signal(signal);
+            self.signalled = Some(signal);
+        }
+        loop {
+            match self.events.recv() {
+                Ok(Event::Exited { .. } | Event::SupervisorGone) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        self.reap_supervisor();
+    }
+
+    /// Sends pg-supervise the signal for a pending termination (once per mode); true when
+    /// a termination is pending.
+    fn forward_termination(&mut self) -> bool {
+        let signal = match self.shared.status() {
+            ComputeStatus::TerminationPendingFast => Signal::SIGTERM,
+            ComputeStatus::TerminationPendingImmediate => Signal::SIGQUIT,
+            _ => return false,
+        };
+        if self.signalled != Some(signal) && self.signalled != Some(Signal::SIGQUIT) {
+            tracing::info!(%signal, "forwarding the termination to pg-supervise");
+            self.children.supervise.signal(signal);
+            self.signalled = Some(signal);
+        }
+        true
+    }
+
+    fn check_not_terminating(&mut self) -> Result<(), StageError> {
+        if self.forward_termination() {
+            return Err(terminating());
+        }
+        Ok(())
+    }
+
+    fn next_event(&mut self) -> Event {
+        self.events.recv().unwrap_or(Event::SupervisorGone)
+    }
+
+    fn log_args(&self) -> Vec<OsString> {
+        vec![
+            "--log-format".into(),
+            log_format_name(self.params.log_format).into(),
+        ]
+    }
+
+    fn store(&self, document: &ComputeDocument) {
+        let document = document.clone();
+        self.shared.update(|inner| {
+            inner.compute_ctl_config = document.compute_ctl_config.clone();
+            crate::metrics::absorb_sections(&mut inner.metrics, &document);
+            inner.document = Some(document);
+        });
+    }
+
+    fn run_stage(
+        &mut self,
+        stage: &str,
+        args: &[OsString],
+        input: &[u8],
+    ) -> Result<ComputeDocument, StageError> {
+        let started = Instant::now();
+        let result = stages::run(stage, args, input, &self.children.stage);
+        tracing::info!(
+            stage,
+            ms = started.elapsed().as_millis() as u64,
+            ok = result.is_ok(),
+            "stage finished"
+        );
+        if self.shared.status().is_terminating() {
+            return Err(terminating());
+        }
+        let document = result?;
+        self.store(&document);
+        Ok(document)
+    }
+
+    fn run_document_stage(
+        &mut self,
+        stage: &str,
+        args: &[OsString],
+        document: &ComputeDocument,
+    ) -> Result<ComputeDocument, StageError> {
+        let bytes = stages::document_bytes(document)?;
+        self.run_stage(stage, args, &bytes)
+    }
+
+    /// Runs pg-reconcile (`--reconfigure` on a running compute) unless the spec says
+    /// `skip_pg_catalog_updates` at start.
+    fn reconcile(
+        &mut self,
+        document: ComputeDocument,
+        reconfigure: bool,
+    ) -> Result<ComputeDocument, StageError> {
+        let skip = document
+            .spec
+            .as_ref()
+            .is_some_and(|spec| spec.skip_pg_catalog_updates);
+        let primary = document
+            .spec
+            .as_ref()
+            .is_some_and(|spec| spec.mode == ComputeMode::Primary);
+        if !reconfigure && (skip || !primary) {
+            return Ok(document);
+        }
+        let mut args = self.log_args();
+        if reconfigure {
+            args.push("--reconfigure".into());
+        }
+        let result = self.run_document_stage(name::RECONCILE, &args, &document);
+        self.shared.update(|inner| {
+            inner.counters.reconciles_total += 1;
+            match &result {
+                Ok(doc) => {
+                    inner.counters.reconcile_statements_applied =
+                        doc.reconcile.as_ref().map_or(0, |r| r.applied as u64);
+                }
+                Err(_) => inner.counters.reconcile_failures_total += 1,
+            }
+        });
+        result
+    }
+
+    /// `configuration_pending` → `configuration` → `running` (or `failed`).
+    fn reconfigure(&mut self) {
+        let pending = self.shared.update(|inner| {
+            let pending = inner.pending.take()?;
+            inner.transition(ComputeStatus::Configuration).ok()?;
+            Some(pending)
+        });
+        let Some(pending) = pending else { return };
+        let result = self.apply_pending(pending);
+        self.shared.update(|inner| match result {
+            Ok(()) => {
+                let _ = inner.transition(ComputeStatus::Running);
+            }
+            Err(error) => {
+                tracing::error!(%error, "reconfiguration failed");
+                inner.error = Some(error.to_string());
+                let _ = inner.transition(ComputeStatus::Failed);
+            }
+        });
+    }
+
+    fn apply_pending(&mut self, pending: crate::state::PendingConfig) -> Result<(), StageError> {
+        let mut document = self
+            .shared
+            .lock()
+            .document
+            .clone()
+            .ok_or_else(|| crate::internal("no document for a running compute"))?;
+        document.spec = Some(serde_json::from_value(pending.spec).map_err(|error| {
+            StageError::new(
+                crate::STAGE,
+                ErrorKind::InvalidSpec,
+                format!("spec: {error}"),
+            )
+        })?);
+        if let Ok(config) = serde_json::from_value(pending.compute_ctl_config) {
+            document.compute_ctl_config = config;
+        }
+        self.reconcile(document, true).map(|_| ())
+    }
+}
+
+fn describe_exit(code: Option<i32>, signal: Option<i32>) -> String {
+    match (code, signal) {
+        (_, Some(signal)) => format!("killed by signal {signal}"),
+        (Some(code), None) => format!("exit code {code}"),
+        (None, None) => "unknown exit status".to_string(),
+    }
+}
+
+fn terminating() -> StageError {
+    StageError::new(
+        crate::STAGE,
+        ErrorKind::Child,
+        "the compute is terminating; start-up stopped",
+    )
+}
+
+fn supervisor_gone() -> StageError {
+    StageError::new(
+        name::SUPERVISE,
+        ErrorKind::Child,
+        "pg-supervise stopped without an exited event; see its log above",
+    )
+}
+
+fn internal_state(error: crate::state::InvalidTransition) -> StageError {
+    crate::internal(error.to_string())
+}

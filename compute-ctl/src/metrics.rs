@@ -1,0 +1,127 @@
+//! Metrics: the startup timings taken from the stage sections (`/metrics.json`) and the
+//! Prometheus text exposition (`/metrics`).
+
+use std::fmt::Write;
+
+use compute_spec::ComputeDocument;
+
+use crate::state::{ComputeStatus, Inner, StartupMetrics};
+
+/// The build tag exported as a label (`BUILD_TAG` at compile time, else `latest`).
+pub const BUILD_TAG: &str = match option_env!("BUILD_TAG") {
+    Some(tag) => tag,
+    None => "latest",
+};
+
+/// Copies the timings the stages wrote in their sections.
+pub fn absorb_sections(metrics: &mut StartupMetrics, document: &ComputeDocument) {
+    if let Some(sync) = &document.sync_safekeepers {
+        metrics.sync_sk_check_ms = sync.sync_sk_check_ms.unwrap_or(0);
+        metrics.sync_safekeepers_ms = sync.sync_safekeepers_ms.unwrap_or(0);
+    }
+    if let Some(basebackup) = &document.basebackup {
+        metrics.pageserver_connect_micros = basebackup.pageserver_connect_micros.unwrap_or(0);
+        metrics.basebackup_ms = basebackup.basebackup_ms;
+        metrics.basebackup_bytes = basebackup.basebackup_bytes;
+    }
+}
+
+/// The Prometheus text for the current state.
+pub fn render(inner: &Inner) -> String {
+    let mut out = String::new();
+    let current = inner.status();
+    family(
+        &mut out,
+        "compute_ctl_up",
+        "gauge",
+        "1 for the compute's current status",
+    );
+    for status in ComputeStatus::ALL {
+        let value = u8::from(status == current);
+        let _ = writeln!(
+            out,
+            "compute_ctl_up{{build_tag=\"{}\",status=\"{}\"}} {value}",
+            escape(BUILD_TAG),
+            status.label()
+        );
+    }
+    let counters = &inner.counters;
+    single(
+        &mut out,
+        ("compute_pg_current_downtime_ms", "gauge"),
+        "time since the last successful Postgres check",
+        counters.downtime_current_ms,
+    );
+    single(
+        &mut out,
+        ("compute_pg_downtime_ms_total", "counter"),
+        "total time Postgres checks failed",
+        counters.downtime_total_ms,
+    );
+    single(
+        &mut out,
+        ("compute_ctl_reconciles_total", "counter"),
+        "pg-reconcile runs",
+        counters.reconciles_total,
+    );
+    single(
+        &mut out,
+        ("compute_ctl_reconcile_failures_total", "counter"),
+        "pg-reconcile runs that failed",
+        counters.reconcile_failures_total,
+    );
+    single(
+        &mut out,
+        ("compute_ctl_reconcile_statements_applied", "gauge"),
+        "statements the last pg-reconcile applied",
+        counters.reconcile_statements_applied,
+    );
+    if let Ok(serde_json::Value::Object(timings)) = serde_json::to_value(&inner.metrics) {
+        for (name, value) in timings {
+            let value = value.as_u64().unwrap_or(0);
+            single(
+                &mut out,
+                (&format!("compute_ctl_startup_{name}"), "gauge"),
+                "startup timing (see /metrics.json)",
+                value,
+            );
+        }
+    }
+    out
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn single(out: &mut String, (name, kind): (&str, &str), help: &str, value: u64) {
+    family(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
+}
+
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Shared;
+
+    #[test]
+    fn exposition_names_the_current_status() {
+        let shared = Shared::new();
+        shared.transition(ComputeStatus::Init).unwrap();
+        shared.update(|inner| inner.counters.downtime_total_ms = 1500);
+        let text = render(&shared.lock());
+        assert!(text.contains("compute_ctl_up{build_tag=\"latest\",status=\"init\"} 1"));
+        assert!(text.contains("compute_ctl_up{build_tag=\"latest\",status=\"empty\"} 0"));
+        assert!(text.contains("compute_pg_downtime_ms_total 1500"));
+        assert!(text.contains("compute_ctl_startup_total_startup_ms 0"));
+        assert!(text.contains("# TYPE compute_ctl_up gauge"));
+    }
+}

@@ -1,0 +1,175 @@
+//! Finding the stage binaries and running one stage as a child process through the JSON
+//! contract: the document on its stdin, the document (or an error envelope) on its stdout.
+
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use compute_spec::error::{ErrorEnvelope, ErrorKind, StageError};
+use compute_spec::ComputeDocument;
+use nix::sys::signal::Signal;
+
+use crate::STAGE;
+
+/// The stage binaries compute-ctl runs.
+pub mod name {
+    /// Loads the spec and starts the document.
+    pub const COMPUTE_SPEC: &str = "compute-spec";
+    /// Decides the start LSN.
+    pub const SYNC_SAFEKEEPERS: &str = "pg-sync-safekeepers";
+    /// Prepares PGDATA.
+    pub const BASEBACKUP_FETCH: &str = "pg-basebackup-fetch";
+    /// Reconciles settings and catalog.
+    pub const RECONCILE: &str = "pg-reconcile";
+    /// Owns the postmaster.
+    pub const SUPERVISE: &str = "pg-supervise";
+    /// The autoscaling agent (started only with AUTOSCALING).
+    pub const VM_MONITOR: &str = "vm-monitor";
+}
+
+/// The environment variable that overrides where stage `stage` is found.
+pub fn override_variable(stage: &str) -> String {
+    format!(
+        "COMPUTE_CTL_STAGE_{}",
+        stage.to_ascii_uppercase().replace('-', "_")
+    )
+}
+
+/// Where stage `stage` is: `$COMPUTE_CTL_STAGE_<NAME>`, else beside this executable, else the
+/// bare name (looked up on PATH).
+pub fn locate(stage: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(override_variable(stage)).filter(|v| !v.is_empty()) {
+        return PathBuf::from(path);
+    }
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join(stage)));
+    match beside {
+        Some(path) if path.exists() => path,
+        _ => PathBuf::from(stage),
+    }
+}
+
+/// The pid of a child running right now (a stage, or pg-supervise), so a signal can reach it.
+#[derive(Clone, Debug, Default)]
+pub struct ChildPid(Arc<Mutex<Option<u32>>>);
+
+impl ChildPid {
+    /// Records (or clears) the child's pid.
+    pub fn set(&self, pid: Option<u32>) {
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = pid;
+        }
+    }
+
+    /// Sends `signal` to the child, if one is recorded.
+    pub fn signal(&self, signal: Signal) {
+        let pid = self.0.lock().ok().and_then(|slot| *slot);
+        if let Some(pid) = pid.and_then(|pid| i32::try_from(pid).ok()) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
+        }
+    }
+}
+
+/// Spawns stage `stage` with `args`, stdin/stdout piped, stderr inherited.
+pub fn spawn(stage: &str, args: &[OsString]) -> Result<Child, StageError> {
+    let path = locate(stage);
+    Command::new(&path)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|error| {
+            StageError::new(
+                STAGE,
+                ErrorKind::Child,
+                format!(
+                    "starting stage {stage} ({}): {error}; install it beside compute-ctl or set {}",
+                    path.display(),
+                    override_variable(stage)
+                ),
+            )
+        })
+}
+
+/// Runs stage `stage` with `args` on `input` (a document or a spec envelope) and returns the
+/// document it wrote. A non-zero exit is the stage's own error envelope when it wrote one.
+pub fn run(
+    stage: &str,
+    args: &[OsString],
+    input: &[u8],
+    running: &ChildPid,
+) -> Result<ComputeDocument, StageError> {
+    let mut child = spawn(stage, args)?;
+    running.set(Some(child.id()));
+    let result = exchange(stage, &mut child, input);
+    running.set(None);
+    result
+}
+
+fn exchange(stage: &str, child: &mut Child, input: &[u8]) -> Result<ComputeDocument, StageError> {
+    let child_error = |message: String| StageError::new(STAGE, ErrorKind::Child, message);
+    let writer = child.stdin.take().map(|mut stdin| {
+        let input = input.to_vec();
+        std::thread::spawn(move || {
+            // A stage that does not read its stdin (or exits early) is not an error here.
+            let _ = stdin.write_all(&input);
+        })
+    });
+    let mut output = Vec::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        stdout
+            .read_to_end(&mut output)
+            .map_err(|error| child_error(format!("reading stage {stage}'s stdout: {error}")))?;
+    }
+    let status = child
+        .wait()
+        .map_err(|error| child_error(format!("waiting for stage {stage}: {error}")))?;
+    if let Some(writer) = writer {
+        let _ = writer.join();
+    }
+    if !status.success() {
+        if let Ok(envelope) = serde_json::from_slice::<ErrorEnvelope>(&output) {
+            return Err(envelope.error);
+        }
+        return Err(child_error(format!(
+            "stage {stage} failed ({status}) without an error envelope on stdout; see its log above"
+        )));
+    }
+    serde_json::from_slice(&output).map_err(|error| {
+        child_error(format!(
+            "stage {stage} exited 0 but its stdout is not a compute document: {error}"
+        ))
+    })
+}
+
+/// Serialises a document for a stage's stdin.
+pub fn document_bytes(document: &ComputeDocument) -> Result<Vec<u8>, StageError> {
+    serde_json::to_vec(document).map_err(|error| {
+        StageError::new(
+            STAGE,
+            ErrorKind::Internal,
+            format!("serialising the document: {error}"),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn override_names() {
+        assert_eq!(
+            override_variable("pg-reconcile"),
+            "COMPUTE_CTL_STAGE_PG_RECONCILE"
+        );
+        assert_eq!(
+            override_variable("compute-spec"),
+            "COMPUTE_CTL_STAGE_COMPUTE_SPEC"
+        );
+    }
+}

@@ -1,0 +1,405 @@
+//! The compute's status (upstream's `ComputeStatus`) as one type whose transitions are the
+//! only allowed ones, and the shared state the controller, the HTTP workers and the signal
+//! thread read and change under one lock.
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use compute_spec::spec::ComputeCtlConfig;
+use compute_spec::ComputeDocument;
+use serde::Serialize;
+use serde_json::Value;
+
+/// Upstream's compute status (JSON snake_case; metric label kebab-case).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ComputeStatus {
+    /// No spec yet; waiting for `/configure`.
+    Empty,
+    /// A spec arrived; the controller will apply it.
+    ConfigurationPending,
+    /// Starting: stages running, Postgres starting.
+    Init,
+    /// Postgres is up and matches the spec.
+    Running,
+    /// Applying a new spec to a running compute.
+    Configuration,
+    /// Start-up or reconfiguration failed; see `error`.
+    Failed,
+    /// Fast shutdown requested.
+    TerminationPendingFast,
+    /// Immediate shutdown requested.
+    TerminationPendingImmediate,
+    /// Postgres has stopped.
+    Terminated,
+}
+
+impl ComputeStatus {
+    /// Every status, for the metric export.
+    pub const ALL: [ComputeStatus; 9] = [
+        ComputeStatus::Empty,
+        ComputeStatus::ConfigurationPending,
+        ComputeStatus::Init,
+        ComputeStatus::Running,
+        ComputeStatus::Configuration,
+        ComputeStatus::Failed,
+        ComputeStatus::TerminationPendingFast,
+        ComputeStatus::TerminationPendingImmediate,
+        ComputeStatus::Terminated,
+    ];
+
+    /// The JSON name (`configuration_pending`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ComputeStatus::Empty => "empty",
+            ComputeStatus::ConfigurationPending => "configuration_pending",
+            ComputeStatus::Init => "init",
+            ComputeStatus::Running => "running",
+            ComputeStatus::Configuration => "configuration",
+            ComputeStatus::Failed => "failed",
+            ComputeStatus::TerminationPendingFast => "termination_pending_fast",
+            ComputeStatus::TerminationPendingImmediate => "termination_pending_immediate",
+            ComputeStatus::Terminated => "terminated",
+        }
+    }
+
+    /// The metric label (`configuration-pending`), as upstream's Display.
+    pub fn label(self) -> String {
+        self.as_str().replace('_', "-")
+    }
+
+    /// Whether a termination is pending.
+    pub fn is_terminating(self) -> bool {
+        matches!(
+            self,
+            ComputeStatus::TerminationPendingFast | ComputeStatus::TerminationPendingImmediate
+        )
+    }
+
+    /// Whether `self → next` is an allowed transition. Termination may be requested from any
+    /// live status (signals); `/terminate` itself accepts only `empty` and `running`.
+    pub fn can_become(self, next: ComputeStatus) -> bool {
+        use ComputeStatus::*;
+        matches!(
+            (self, next),
+            (Empty, ConfigurationPending | Init)
+                | (ConfigurationPending, Init | Configuration)
+                | (Init, Running | Failed)
+                | (Running, ConfigurationPending)
+                | (Configuration, Running | Failed)
+                | (
+                    Empty | ConfigurationPending | Init | Running | Configuration | Failed,
+                    TerminationPendingFast | TerminationPendingImmediate,
+                )
+                | (TerminationPendingFast, TerminationPendingImmediate)
+                | (
+                    TerminationPendingFast | TerminationPendingImmediate,
+                    Terminated
+                )
+        )
+    }
+}
+
+impl std::fmt::Display for ComputeStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A transition the state machine refuses.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid compute status: {from} (cannot become {to})")]
+pub struct InvalidTransition {
+    /// The current status.
+    pub from: ComputeStatus,
+    /// The refused status.
+    pub to: ComputeStatus,
+}
+
+/// Startup timings, named as upstream's `/metrics.json`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct StartupMetrics {
+    /// Time spent waiting for a spec (pooled computes).
+    pub wait_for_spec_ms: u64,
+    /// Safekeeper fast-path check.
+    pub sync_sk_check_ms: u64,
+    /// `postgres --sync-safekeepers`.
+    pub sync_safekeepers_ms: u64,
+    /// Pageserver connect.
+    pub pageserver_connect_micros: u64,
+    /// Basebackup (or initdb).
+    pub basebackup_ms: u64,
+    /// Compressed basebackup bytes.
+    pub basebackup_bytes: u64,
+    /// Spawn to ready.
+    pub start_postgres_ms: u64,
+    /// Ready to running.
+    pub config_ms: u64,
+    /// Start to running.
+    pub total_startup_ms: u64,
+}
+
+/// Counters and gauges beside the startup timings.
+#[derive(Clone, Debug, Default)]
+pub struct Counters {
+    /// Reconciles run (start-up and `/configure`).
+    pub reconciles_total: u64,
+    /// Reconciles that failed.
+    pub reconcile_failures_total: u64,
+    /// Statements applied by the last reconcile.
+    pub reconcile_statements_applied: u64,
+    /// Current downtime, from pg-supervise's `downtime` events.
+    pub downtime_current_ms: u64,
+    /// Total downtime.
+    pub downtime_total_ms: u64,
+}
+
+/// Everything behind the lock.
+#[derive(Debug)]
+pub struct Inner {
+    status: ComputeStatus,
+    /// When the compute started (reset when a pooled compute gets its spec).
+    pub start_time: SystemTime,
+    /// Monotonic twin of `start_time`.
+    pub started: Instant,
+    /// The error of a failed start or reconfiguration.
+    pub error: Option<String>,
+    /// From pg-supervise's `activity` events (RFC 3339).
+    pub last_active: Option<String>,
+    /// The current document (after the last stage that succeeded).
+    pub document: Option<ComputeDocument>,
+    /// A spec received by `/configure`, waiting for the controller.
+    pub pending: Option<PendingConfig>,
+    /// Startup timings.
+    pub metrics: StartupMetrics,
+    /// Counters.
+    pub counters: Counters,
+    /// The LSN reported by the post-shutdown sync (`/terminate`).
+    pub terminate_lsn: Option<String>,
+    /// JWT keys and TLS from the spec source or `/configure`.
+    pub compute_ctl_config: ComputeCtlConfig,
+}
+
+/// A spec received by `/configure`.
+#[derive(Clone, Debug)]
+pub struct PendingConfig {
+    /// The spec as JSON.
+    pub spec: Value,
+    /// The `compute_ctl_config` given with it.
+    pub compute_ctl_config: Value,
+}
+
+impl Inner {
+    /// The current status.
+    pub fn status(&self) -> ComputeStatus {
+        self.status
+    }
+
+    /// Moves to `next` if the transition is allowed, logging it.
+    pub fn transition(&mut self, next: ComputeStatus) -> Result<(), InvalidTransition> {
+        if !self.status.can_become(next) {
+            return Err(InvalidTransition {
+                from: self.status,
+                to: next,
+            });
+        }
+        tracing::info!(from = %self.status, to = %next, "compute status changed");
+        self.status = next;
+        Ok(())
+    }
+
+    /// The `/status` body.
+    pub fn status_body(&self) -> Value {
+        let spec = self.document.as_ref().and_then(|doc| doc.spec.as_ref());
+        let tenant = spec.and_then(|spec| {
+            spec.tenant_id
+                .as_ref()
+                .map(ToString::to_string)
+                .or_else(|| spec.setting("neon.tenant_id").map(str::to_string))
+        });
+        let timeline = spec.and_then(|spec| {
+            spec.timeline_id
+                .as_ref()
+                .map(ToString::to_string)
+                .or_else(|| spec.setting("neon.timeline_id").map(str::to_string))
+        });
+        serde_json::json!({
+            "start_time": rfc3339(self.start_time),
+            "tenant": tenant,
+            "timeline": timeline,
+            "status": self.status,
+            "last_active": self.last_active,
+            "error": self.error,
+        })
+    }
+}
+
+/// The shared state and the condition variable that announces every change.
+#[derive(Debug)]
+pub struct Shared {
+    inner: Mutex<Inner>,
+    changed: Condvar,
+    /// HTTP requests being answered right now.
+    pub inflight: AtomicUsize,
+}
+
+impl Shared {
+    /// A fresh state in `empty`, started now.
+    pub fn new() -> Shared {
+        Shared {
+            inner: Mutex::new(Inner {
+                status: ComputeStatus::Empty,
+                start_time: SystemTime::now(),
+                started: Instant::now(),
+                error: None,
+                last_active: None,
+                document: None,
+                pending: None,
+                metrics: StartupMetrics::default(),
+                counters: Counters::default(),
+                terminate_lsn: None,
+                compute_ctl_config: ComputeCtlConfig::default(),
+            }),
+            changed: Condvar::new(),
+            inflight: AtomicUsize::new(0),
+        }
+    }
+
+    /// Locks the state (a poisoned lock is recovered: the data stays consistent per field).
+    pub fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs `change` under the lock and wakes every waiter.
+    pub fn update<T>(&self, change: impl FnOnce(&mut Inner) -> T) -> T {
+        let result = change(&mut self.lock());
+        self.changed.notify_all();
+        result
+    }
+
+    /// Moves to `next` and wakes every waiter.
+    pub fn transition(&self, next: ComputeStatus) -> Result<(), InvalidTransition> {
+        self.update(|inner| inner.transition(next))
+    }
+
+    /// The current status.
+    pub fn status(&self) -> ComputeStatus {
+        self.lock().status
+    }
+
+    /// Waits until `done` holds or `timeout` passes; returns the guard either way.
+    pub fn wait_until(
+        &self,
+        timeout: Duration,
+        mut done: impl FnMut(&Inner) -> bool,
+    ) -> MutexGuard<'_, Inner> {
+        let guard = self.lock();
+        match self
+            .changed
+            .wait_timeout_while(guard, timeout, |inner| !done(inner))
+        {
+            Ok((guard, _)) => guard,
+            Err(poisoned) => poisoned.into_inner().0,
+        }
+    }
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared::new()
+    }
+}
+
+/// RFC 3339 UTC with milliseconds and `Z`.
+pub fn rfc3339(time: SystemTime) -> String {
+    let since = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(days as i64);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        since.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ComputeStatus::*;
+
+    #[test]
+    fn only_listed_transitions() {
+        let allowed = [
+            (Empty, ConfigurationPending),
+            (Empty, Init),
+            (ConfigurationPending, Init),
+            (ConfigurationPending, Configuration),
+            (Init, Running),
+            (Init, Failed),
+            (Running, ConfigurationPending),
+            (Configuration, Running),
+            (Configuration, Failed),
+            (TerminationPendingFast, TerminationPendingImmediate),
+            (TerminationPendingFast, Terminated),
+            (TerminationPendingImmediate, Terminated),
+        ];
+        for from in ComputeStatus::ALL {
+            for to in ComputeStatus::ALL {
+                let expected = allowed.contains(&(from, to))
+                    || (to.is_terminating()
+                        && !from.is_terminating()
+                        && from != Terminated
+                        && to != from);
+                assert_eq!(from.can_become(to), expected, "{from} -> {to}");
+            }
+        }
+    }
+
+    #[test]
+    fn transition_is_refused() {
+        let shared = Shared::new();
+        assert_eq!(
+            shared.transition(Running),
+            Err(InvalidTransition {
+                from: Empty,
+                to: Running
+            })
+        );
+        shared.transition(Init).unwrap();
+        shared.transition(Running).unwrap();
+        assert_eq!(shared.status(), Running);
+        assert_eq!(Running.label(), "running");
+        assert_eq!(ConfigurationPending.label(), "configuration-pending");
+    }
+
+    #[test]
+    fn timestamps() {
+        let time = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_986_000_123);
+        assert_eq!(rfc3339(time), "2026-11-29T21:00:00.123Z");
+        let leap_day = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400);
+        assert_eq!(rfc3339(leap_day), "2000-02-29T00:00:00.000Z");
+        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+    }
+}

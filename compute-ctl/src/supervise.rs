@@ -1,0 +1,180 @@
+//! `pg-supervise` as compute-ctl's long-running child: the document goes to its stdin, its
+//! events (`ready`, `activity`, `downtime`, `exited`; one JSON object a line) come back on
+//! its stdout and are turned into controller [`Event`]s and state updates.
+
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ExitStatus};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+
+use compute_spec::error::StageError;
+use serde_json::Value;
+
+use crate::stages::{self, ChildPid};
+use crate::state::Shared;
+
+/// What wakes the controller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Postgres is ready.
+    Ready {
+        /// Spawn to ready, as pg-supervise measured it.
+        start_postgres_ms: u64,
+    },
+    /// Postgres (and pg-supervise) stopped.
+    Exited {
+        /// Postgres's exit code, when it exited normally.
+        code: Option<i32>,
+        /// The signal that killed it, if any.
+        signal: Option<i32>,
+    },
+    /// pg-supervise's stdout closed without an `exited` event.
+    SupervisorGone,
+    /// Something in the shared state changed (`/configure`, `/terminate`, a signal).
+    Wake,
+}
+
+/// The running pg-supervise.
+#[derive(Debug)]
+pub struct Supervisor {
+    child: Child,
+    /// Its pid, shared with the signal thread.
+    pub pid: ChildPid,
+}
+
+impl Supervisor {
+    /// Spawns pg-supervise with `document` on its stdin and starts the event reader.
+    pub fn start(
+        args: &[OsString],
+        document: &[u8],
+        shared: Arc<Shared>,
+        events: Sender<Event>,
+        pid: ChildPid,
+    ) -> Result<Supervisor, StageError> {
+        let mut child = stages::spawn(stages::name::SUPERVISE, args)?;
+        pid.set(Some(child.id()));
+        if let Some(mut stdin) = child.stdin.take() {
+            let document = document.to_vec();
+            // Dropping stdin after the write closes it: pg-supervise reads to EOF.
+            std::thread::spawn(move || {
+                let _ = stdin.write_all(&document);
+            });
+        }
+        if let Some(stdout) = child.stdout.take() {
+            std::thread::Builder::new()
+                .name("supervise-events".into())
+                .spawn(move || read_events(BufReader::new(stdout), &shared, &events))
+                .map_err(|error| {
+                    crate::internal(format!("starting the event reader thread: {error}"))
+                })?;
+        }
+        Ok(Supervisor { child, pid })
+    }
+
+    /// Waits for pg-supervise to exit (after its `exited` event or its stdout closing).
+    pub fn wait(&mut self) -> Option<ExitStatus> {
+        let status = self.child.wait().ok();
+        self.pid.set(None);
+        status
+    }
+}
+
+fn read_events(reader: impl BufRead, shared: &Shared, events: &Sender<Event>) {
+    for line in reader.lines() {
+        let Ok(line) = line else { break };
+        let Ok(event) = serde_json::from_str::<Value>(&line) else {
+            tracing::warn!(line = %line, "pg-supervise wrote a line that is not a JSON event");
+            continue;
+        };
+        if let Some(event) = handle_event(&event, shared) {
+            let exited = matches!(event, Event::Exited { .. });
+            if events.send(event).is_err() || exited {
+                return;
+            }
+        }
+    }
+    let _ = events.send(Event::SupervisorGone);
+}
+
+/// Applies an event to the shared state; returns what the controller must hear about.
+fn handle_event(event: &Value, shared: &Shared) -> Option<Event> {
+    let number = |name: &str| event.get(name).and_then(Value::as_u64).unwrap_or(0);
+    let int = |name: &str| {
+        event
+            .get(name)
+            .and_then(Value::as_i64)
+            .and_then(|v| i32::try_from(v).ok())
+    };
+    match event.get("event").and_then(Value::as_str) {
+        Some("ready") => Some(Event::Ready {
+            start_postgres_ms: number("start_postgres_ms"),
+        }),
+        Some("activity") => {
+            let last_active = event.get("last_active").and_then(Value::as_str)?;
+            shared.update(|inner| inner.last_active = Some(last_active.to_string()));
+            None
+        }
+        Some("downtime") => {
+            shared.update(|inner| {
+                inner.counters.downtime_current_ms = number("current_ms");
+                inner.counters.downtime_total_ms = number("total_ms");
+            });
+            None
+        }
+        Some("exited") => Some(Event::Exited {
+            code: int("code"),
+            signal: int("signal"),
+        }),
+        other => {
+            tracing::debug!(event = ?other, "ignoring an unknown pg-supervise event");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn events_are_decoded() {
+        let shared = Shared::new();
+        assert_eq!(
+            handle_event(
+                &json!({"event": "ready", "pid": 1, "start_postgres_ms": 57}),
+                &shared
+            ),
+            Some(Event::Ready {
+                start_postgres_ms: 57
+            })
+        );
+        assert_eq!(
+            handle_event(
+                &json!({"event": "activity", "last_active": "2026-11-24T22:00:00.123Z"}),
+                &shared
+            ),
+            None
+        );
+        assert_eq!(
+            shared.lock().last_active.as_deref(),
+            Some("2026-11-24T22:00:00.123Z")
+        );
+        handle_event(
+            &json!({"event": "downtime", "current_ms": 5, "total_ms": 1500}),
+            &shared,
+        );
+        assert_eq!(shared.lock().counters.downtime_total_ms, 1500);
+        assert_eq!(
+            handle_event(
+                &json!({"event": "exited", "code": null, "signal": 9}),
+                &shared
+            ),
+            Some(Event::Exited {
+                code: None,
+                signal: Some(9)
+            })
+        );
+    }
+}

@@ -1,0 +1,332 @@
+//! Test harness: stand-in stage scripts (python3), a running compute-ctl with its HTTP
+//! port, and a tiny raw HTTP client (so every status code and method can be exercised).
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Stand-in `pg-sync-safekeepers`: LSN 0/0, or 0/2000000 with --after-shutdown.
+pub const SYNC: &str = r#"import sys, json, os
+doc = json.load(sys.stdin)
+log = os.environ.get("STANDIN_LOG")
+if log:
+    open(log, "a").write("sync " + " ".join(sys.argv[1:]) + "\n")
+after = "--after-shutdown" in sys.argv
+doc["sync_safekeepers"] = {"lsn": "0/2000000" if after else "0/0", "method": "none", "sync_safekeepers_ms": 3, "sync_sk_check_ms": 1}
+print(json.dumps(doc))
+"#;
+
+/// Stand-in `pg-basebackup-fetch`: a section, and the instance of a test server if given.
+pub const BASEBACKUP: &str = r#"import sys, json, os
+doc = json.load(sys.stdin)
+doc["basebackup"] = {"source": "initdb", "basebackup_ms": 5, "basebackup_bytes": 1234, "pageserver_connect_micros": 77}
+if os.environ.get("STANDIN_PG_PORT"):
+    doc["instance"] = {"port": int(os.environ["STANDIN_PG_PORT"]), "socket_dir": os.environ["STANDIN_PG_SOCKET"]}
+print(json.dumps(doc))
+"#;
+
+/// Stand-in `pg-reconcile`: logs its flags, may sleep, counts applied statements.
+pub const RECONCILE: &str = r#"import sys, json, os, time
+doc = json.load(sys.stdin)
+log = os.environ.get("STANDIN_LOG")
+if log:
+    roles = ",".join(r["name"] for r in doc["spec"]["cluster"]["roles"])
+    open(log, "a").write("reconcile " + " ".join(sys.argv[1:]) + " roles=" + roles + "\n")
+time.sleep(float(os.environ.get("STANDIN_RECONCILE_SLEEP", "0")))
+doc["reconcile"] = {"applied": 2, "config_ms": 1, "plan": [], "failures": []}
+print(json.dumps(doc))
+"#;
+
+/// Stand-in `pg-supervise`: `ready`, activity and downtime, then waits for SIGTERM/SIGQUIT and
+/// reports `exited` with $STANDIN_PG_EXIT.
+pub const SUPERVISE: &str = r#"import sys, json, os, signal, time
+doc = json.load(sys.stdin)
+d = os.environ["STANDIN_DIR"]
+open(os.path.join(d, "supervise.pid"), "w").write(str(os.getpid()))
+code = int(os.environ.get("STANDIN_PG_EXIT", "0"))
+def out(o):
+    print(json.dumps(o), flush=True)
+def stop(sig, frame):
+    open(os.path.join(d, "supervise.signal"), "a").write(str(sig) + "\n")
+    out({"event": "exited", "code": code, "signal": None})
+    sys.exit(code)
+signal.signal(signal.SIGTERM, stop)
+signal.signal(signal.SIGQUIT, stop)
+time.sleep(float(os.environ.get("STANDIN_READY_DELAY", "0")))
+if os.environ.get("STANDIN_PG_FAIL"):
+    out({"event": "exited", "code": 1, "signal": None})
+    sys.exit(1)
+out({"event": "ready", "pid": os.getpid(), "start_postgres_ms": 42})
+out({"event": "activity", "last_active": "2026-11-24T22:00:00.123Z"})
+out({"event": "downtime", "current_ms": 0, "total_ms": 1500})
+while True:
+    time.sleep(1)
+"#;
+
+/// A stage that fails with its own error envelope.
+pub const FAILING: &str = r#"import sys, json
+sys.stdin.read()
+print(json.dumps({"error": {"stage": "pg-basebackup-fetch", "kind": "network", "message": "pageserver 10.0.0.1:6400 refused the connection", "retryable": True}}))
+sys.exit(1)
+"#;
+
+/// The real compute-spec binary (built once if it is not beside compute-ctl).
+pub fn compute_spec_bin() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let ctl = PathBuf::from(env!("CARGO_BIN_EXE_compute-ctl"));
+        let beside = ctl.with_file_name("compute-spec");
+        if !beside.exists() {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = Command::new(cargo)
+                .args(["build", "-p", "compute-spec", "--bin", "compute-spec"])
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        beside
+    })
+    .clone()
+}
+
+/// A directory with the stand-in scripts and a compute-ctl command wired to them.
+pub struct Harness {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub command: Command,
+}
+
+impl Harness {
+    pub fn new() -> Harness {
+        let dir = tempfile::Builder::new()
+            .prefix("compute-ctl-test")
+            .tempdir_in("/dev/shm")
+            .unwrap();
+        let port = pg_test_support::free_tcp_port();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_compute-ctl"));
+        command
+            .arg("-D")
+            .arg(dir.path().join("pgdata"))
+            .args(["-b", &pg_test_support::pg_bin("postgres").to_string_lossy()])
+            .args([
+                "--http-port",
+                &port.to_string(),
+                "--internal-http-port",
+                "0",
+            ])
+            .env("STANDIN_DIR", dir.path())
+            .env("STANDIN_LOG", dir.path().join("stages.log"))
+            .env("COMPUTE_CTL_STAGE_COMPUTE_SPEC", compute_spec_bin())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        let mut harness = Harness { dir, port, command };
+        harness.stage("pg-sync-safekeepers", SYNC);
+        harness.stage("pg-basebackup-fetch", BASEBACKUP);
+        harness.stage("pg-reconcile", RECONCILE);
+        harness.stage("pg-supervise", SUPERVISE);
+        harness
+    }
+
+    /// Replaces stage `name` by a python3 script.
+    pub fn stage(&mut self, name: &str, python: &str) -> &mut Harness {
+        let path = self.dir.path().join(format!("{name}.py"));
+        std::fs::write(&path, format!("#!/usr/bin/env python3\n{python}")).unwrap();
+        Command::new("chmod").arg("+x").arg(&path).status().unwrap();
+        let variable = format!(
+            "COMPUTE_CTL_STAGE_{}",
+            name.to_ascii_uppercase().replace('-', "_")
+        );
+        self.command.env(variable, &path);
+        self
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stages.log")).unwrap_or_default()
+    }
+
+    /// Starts compute-ctl with extra arguments.
+    pub fn start(&mut self, args: &[&str]) -> Compute {
+        let child = self.command.args(args).spawn().unwrap();
+        let compute = Compute {
+            child,
+            port: self.port,
+        };
+        compute.wait_for_http();
+        compute
+    }
+}
+
+/// A running compute-ctl.
+pub struct Compute {
+    pub child: Child,
+    pub port: u16,
+}
+
+impl Drop for Compute {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A raw HTTP answer.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: String,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+}
+
+impl Compute {
+    pub fn wait_for_http(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "compute-ctl did not open its HTTP port"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Answer {
+        self.request("GET", path, &[], b"")
+    }
+
+    pub fn post(&self, path: &str, body: &[u8]) -> Answer {
+        self.request("POST", path, &[], body)
+    }
+
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Answer {
+        http(self.port, method, path, headers, body)
+    }
+
+    pub fn status(&self) -> String {
+        self.get("/status").json()["status"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Waits until /status says `status`.
+    pub fn wait_status(&self, status: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let body = self.get("/status").json();
+            if body["status"] == status {
+                return body;
+            }
+            assert!(Instant::now() < deadline, "status stayed {body}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal).unwrap();
+    }
+
+    /// Waits for the process to exit and returns its code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> i32 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(Instant::now() < deadline, "compute-ctl did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+pub fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    let _ = stream.write_all(body);
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP answer: {text:?}"));
+    Answer {
+        status,
+        headers: head.to_string(),
+        body: body.to_string(),
+    }
+}
+
+/// Whether a process exists (and is not a zombie).
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+pub fn supervise_pid(dir: &Path) -> i32 {
+    std::fs::read_to_string(dir.join("supervise.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+pub fn fixture(name: &str) -> String {
+    format!(
+        "{}/../../shared/fixtures/neon/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+/// A minimal valid spec with no storage (initdb source).
+pub fn empty_spec(extra_role: Option<&str>) -> Value {
+    let roles: Vec<Value> = extra_role
+        .map(|name| vec![serde_json::json!({"name": name, "encrypted_password": null})])
+        .unwrap_or_default();
+    serde_json::json!({
+        "format_version": 1.0,
+        "suspend_timeout_seconds": 0,
+        "cluster": {"roles": roles, "databases": [], "settings": [
+            {"name": "port", "value": "55499", "vartype": "integer"}
+        ]}
+    })
+}

@@ -1,0 +1,96 @@
+//! Start-up, status, reconfiguration, termination and signals, with stand-in stages.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use nix::sys::signal::Signal;
+
+#[test]
+fn spec_file_start_runs_every_stage_then_sigterm_propagates_the_exit_code() {
+    let mut harness = Harness::new();
+    harness.command.env("STANDIN_PG_EXIT", "7");
+    let spec_path = harness.path().join("spec.json");
+    std::fs::write(&spec_path, empty_spec(Some("alice")).to_string()).unwrap();
+    let spec_path = spec_path.to_string_lossy().to_string();
+    let mut compute = harness.start(&["-S", &spec_path, "-i", "compute-1"]);
+    let status = compute.wait_status("running");
+    assert!(status["start_time"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(status["last_active"], "2026-11-24T22:00:00.123Z");
+    assert!(harness
+        .log()
+        .contains("reconcile --log-format text roles=alice"));
+
+    let metrics = compute.get("/metrics.json").json();
+    assert_eq!(metrics["basebackup_bytes"], 1234);
+    assert_eq!(metrics["pageserver_connect_micros"], 77);
+    assert_eq!(metrics["sync_safekeepers_ms"], 3);
+    assert_eq!(metrics["start_postgres_ms"], 42);
+    let text = compute.get("/metrics").body;
+    assert!(
+        text.contains("compute_ctl_up{build_tag=\"latest\",status=\"running\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("compute_pg_downtime_ms_total 1500"));
+    assert!(text.contains("compute_ctl_reconciles_total 1"));
+
+    let pid = supervise_pid(harness.path());
+    compute.signal(Signal::SIGTERM);
+    assert_eq!(compute.wait_exit(Duration::from_secs(20)), 7);
+    assert!(!alive(pid), "pg-supervise left behind");
+    let signals = std::fs::read_to_string(harness.path().join("supervise.signal")).unwrap();
+    assert_eq!(signals.trim(), "15", "exactly one SIGTERM forwarded");
+}
+
+#[test]
+fn sigquit_means_immediate() {
+    let mut harness = Harness::new();
+    let mut compute = harness.start(&["--embedded-default"]);
+    compute.wait_status("running");
+    compute.signal(Signal::SIGQUIT);
+    assert_eq!(compute.wait_exit(Duration::from_secs(20)), 0);
+    let signals = std::fs::read_to_string(harness.path().join("supervise.signal")).unwrap();
+    assert_eq!(signals.trim(), "3");
+}
+
+#[test]
+fn skip_pg_catalog_updates_skips_reconcile() {
+    let mut harness = Harness::new();
+    let mut spec = empty_spec(Some("alice"));
+    spec["skip_pg_catalog_updates"] = true.into();
+    let mut compute = harness.start(&["-s", &spec.to_string()]);
+    compute.wait_status("running");
+    assert!(!harness.log().contains("reconcile"), "{}", harness.log());
+    compute.signal(Signal::SIGTERM);
+    assert_eq!(compute.wait_exit(Duration::from_secs(20)), 0);
+}
+
+#[test]
+fn a_failing_stage_fails_the_compute_with_its_error() {
+    let mut harness = Harness::new();
+    harness.stage("pg-basebackup-fetch", FAILING);
+    let mut compute = harness.start(&["--embedded-default", "--failed-grace", "1s"]);
+    let status = compute.wait_status("failed");
+    let error = status["error"].as_str().unwrap();
+    assert!(error.contains("pg-basebackup-fetch"), "{error}");
+    assert!(error.contains("refused the connection"), "{error}");
+    assert_eq!(compute.wait_exit(Duration::from_secs(20)), 1);
+    assert!(
+        !harness.path().join("supervise.pid").exists(),
+        "postgres must not start"
+    );
+}
+
+#[test]
+fn postgres_failing_to_start_is_a_failed_start() {
+    let mut harness = Harness::new();
+    harness.command.env("STANDIN_PG_FAIL", "1");
+    let mut compute = harness.start(&["--embedded-default", "--failed-grace", "200ms"]);
+    let status = compute.wait_status("failed");
+    assert!(status["error"]
+        .as_str()
+        .unwrap()
+        .contains("exited before it was ready"));
+    assert_eq!(compute.wait_exit(Duration::from_secs(20)), 1);
+}
