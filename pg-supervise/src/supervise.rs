@@ -40,8 +40,8 @@ const ERROR_LOG_MESSAGES: usize = 10;
 /// What the other threads tell the main loop.
 #[derive(Debug)]
 pub enum Message {
-    /// `postmaster.pid` says ready.
-    Ready,
+    /// `postmaster.pid` said ready at this moment.
+    Ready(Instant),
     /// The postmaster exited.
     Exited(ExitStatus),
     /// The supervisor received this signal.
@@ -109,6 +109,16 @@ pub fn supervise(document: &ComputeDocument, options: &Options) -> Result<Outcom
     if let Err(error) = postmaster::become_subreaper() {
         tracing::warn!("cannot become a child subreaper ({error}); orphans will not be reaped");
     }
+    if !document.pgdata.is_dir() {
+        return Err(StageError::new(
+            STAGE,
+            ErrorKind::InvalidDocument,
+            format!(
+                "pgdata {} is not a directory: prepare it first (pg-basebackup-fetch)",
+                document.pgdata.display()
+            ),
+        ));
+    }
     let command = postgres_command(document, options)?;
     let started = Instant::now();
     let exit_sender = sender.clone();
@@ -133,8 +143,8 @@ pub fn supervise(document: &ComputeDocument, options: &Options) -> Result<Outcom
     };
     let stop = Arc::new(AtomicBool::new(false));
     let ready_sender = sender.clone();
-    ready::watch(&document.pgdata, spawned.pid, stop.clone(), move || {
-        let _ = ready_sender.send(Message::Ready);
+    ready::watch(&document.pgdata, spawned.pid, stop.clone(), move |seen| {
+        let _ = ready_sender.send(Message::Ready(seen));
     });
     let mut supervisor = Supervisor {
         document,
@@ -278,7 +288,7 @@ impl Supervisor<'_> {
                 None => receiver.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
             match message {
-                Ok(Message::Ready) => self.on_ready(),
+                Ok(Message::Ready(seen)) => self.on_ready(seen),
                 Ok(Message::Exited(status)) => return self.on_exit(status),
                 Ok(Message::Signal(signal)) => self.on_signal(signal),
                 Ok(Message::Event(event)) if self.shutdown.is_none() => self.emit(&event),
@@ -301,12 +311,12 @@ impl Supervisor<'_> {
         }
     }
 
-    fn on_ready(&mut self) {
+    fn on_ready(&mut self, seen: Instant) {
         if self.ready || self.shutdown.is_some() {
             return;
         }
         self.ready = true;
-        let start_postgres_ms = compute_spec::stage::elapsed_ms(self.started);
+        let start_postgres_ms = millis(seen.saturating_duration_since(self.started));
         tracing::info!("postgres is ready after {start_postgres_ms} ms");
         self.emit(&Event::Ready {
             pid: self.pid.as_raw(),
@@ -444,4 +454,8 @@ fn wait_exit(receiver: &Receiver<Message>, timeout: Duration) -> Option<ExitStat
             Err(_) => return None,
         }
     }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
