@@ -267,7 +267,8 @@ struct Supervisor<'a> {
     pid: Pid,
     started: Instant,
     ready: bool,
-    shutdown: Option<(Step, Instant)>,
+    /// The current shutdown step and when to escalate (None: never, the timeout is too large).
+    shutdown: Option<(Step, Option<Instant>)>,
     options: &'a Options,
     logs: LogTail,
     stop: Arc<AtomicBool>,
@@ -277,8 +278,8 @@ impl Supervisor<'_> {
     fn run(&mut self, receiver: &Receiver<Message>) -> Result<Outcome, StageError> {
         loop {
             let deadline = match self.shutdown {
-                Some((_, deadline)) => Some(deadline),
-                None if !self.ready => Some(self.started + self.options.ready_timeout),
+                Some((_, deadline)) => deadline,
+                None if !self.ready => self.started.checked_add(self.options.ready_timeout),
                 None => None,
             };
             let message = match deadline {
@@ -377,7 +378,8 @@ impl Supervisor<'_> {
             },
             step.signal()
         );
-        self.shutdown = Some((step, Instant::now() + self.options.shutdown_timeout));
+        let deadline = Instant::now().checked_add(self.options.shutdown_timeout);
+        self.shutdown = Some((step, deadline));
         self.send(step.signal());
     }
 
