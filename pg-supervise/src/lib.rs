@@ -16,7 +16,9 @@
 //!   event could not be written (stdout closed: Postgres is then stopped at once, fast);
 //! - SIGTERM/SIGINT mean a fast shutdown, SIGQUIT immediate; a further signal or
 //!   `--shutdown-timeout` escalates (fast → immediate → SIGKILL);
-//! - secrets (the storage token) are passed in the environment, never logged.
+//! - secrets (the storage token) are passed in the environment, never logged;
+//! - the postmaster thread is the only one that waits for children (`waitpid(-1)`, which also
+//!   reaps orphans): nothing else in this process may spawn and wait for a child.
 //!
 //! Tests: unit tests next to the code; real-Postgres tests in `pg-supervise/tests/`.
 

@@ -33,6 +33,8 @@ fn sigterm_after_ready_is_a_clean_fast_shutdown() {
     assert_eq!(one, 1);
     let processes = children(pid);
     assert!(processes.len() >= 4, "postmaster children: {processes:?}");
+    // A multi-line statement in the log: forwarded as one line, joined with U+200B.
+    assert!(client.batch_execute("SELECT\n1/0").is_err());
 
     supervisor.signal(Signal::SIGTERM);
     let exited = supervisor.wait_event("exited", 30 * SECOND);
