@@ -34,6 +34,8 @@ use crate::STAGE;
 const FAILED_START_GRACE: Duration = Duration::from_secs(5);
 /// How long to wait for Postgres's last log lines after it exited.
 const LOG_DRAIN: Duration = Duration::from_millis(300);
+/// How often to retry a signal the just-spawned postmaster does not handle yet.
+const SIGNAL_RETRY: Duration = Duration::from_millis(2);
 /// How many log messages an error report carries.
 const ERROR_LOG_MESSAGES: usize = 10;
 
@@ -153,6 +155,7 @@ pub fn supervise(document: &ComputeDocument, options: &Options) -> Result<Outcom
         started,
         ready: false,
         shutdown: None,
+        pending: None,
         options,
         logs,
         stop,
@@ -269,6 +272,8 @@ struct Supervisor<'a> {
     ready: bool,
     /// The current shutdown step and when to escalate (None: never, the timeout is too large).
     shutdown: Option<(Step, Option<Instant>)>,
+    /// A signal to send once the postmaster handles it.
+    pending: Option<Signal>,
     options: &'a Options,
     logs: LogTail,
     stop: Arc<AtomicBool>,
@@ -277,10 +282,10 @@ struct Supervisor<'a> {
 impl Supervisor<'_> {
     fn run(&mut self, receiver: &Receiver<Message>) -> Result<Outcome, StageError> {
         loop {
-            let deadline = match self.shutdown {
-                Some((_, deadline)) => deadline,
-                None if !self.ready => self.started.checked_add(self.options.ready_timeout),
-                None => None,
+            let retry = self.pending.and(Instant::now().checked_add(SIGNAL_RETRY));
+            let deadline = match (self.step_deadline(), retry) {
+                (Some(step), Some(retry)) => Some(step.min(retry)),
+                (step, retry) => step.or(retry),
             };
             let message = match deadline {
                 Some(deadline) => {
@@ -299,6 +304,9 @@ impl Supervisor<'_> {
                     self.begin_shutdown(Step::Fast);
                 }
                 Ok(Message::StdoutClosed) => {}
+                Err(RecvTimeoutError::Timeout) if self.pending.is_some() && !self.step_due() => {
+                    self.retry_pending()
+                }
                 Err(RecvTimeoutError::Timeout) if self.shutdown.is_some() => self.escalate(),
                 Err(RecvTimeoutError::Timeout) => return Err(self.not_ready(receiver)),
                 Err(RecvTimeoutError::Disconnected) => {
@@ -388,9 +396,36 @@ impl Supervisor<'_> {
         self.begin_shutdown(next);
     }
 
-    fn send(&self, signal: Signal) {
-        if let Err(error) = kill(self.pid, signal) {
-            tracing::warn!("sending {signal} to postgres (pid {}): {error}", self.pid);
+    /// When the current step (start-up or shutdown) times out.
+    fn step_deadline(&self) -> Option<Instant> {
+        match self.shutdown {
+            Some((_, deadline)) => deadline,
+            None if !self.ready => self.started.checked_add(self.options.ready_timeout),
+            None => None,
+        }
+    }
+
+    fn step_due(&self) -> bool {
+        self.step_deadline()
+            .is_some_and(|deadline| deadline <= Instant::now())
+    }
+
+    /// Sends `signal` to the postmaster, or, while it does not handle the signal yet (it has
+    /// just been spawned: the default action would kill it without a clean shutdown), keeps it
+    /// pending to retry every [`SIGNAL_RETRY`]. `SIGKILL` is sent at once.
+    fn send(&mut self, signal: Signal) {
+        if signal != Signal::SIGKILL && !catches(self.pid, signal) {
+            tracing::debug!("postgres does not handle {signal} yet; sending it shortly");
+            self.pending = Some(signal);
+            return;
+        }
+        self.pending = None;
+        signal_postmaster(self.pid, signal);
+    }
+
+    fn retry_pending(&mut self) {
+        if let Some(signal) = self.pending {
+            self.send(signal);
         }
     }
 
@@ -427,7 +462,7 @@ impl Supervisor<'_> {
         let timeout = self.options.ready_timeout;
         tracing::error!("postgres was not ready within {timeout:?}; stopping it");
         for signal in [Signal::SIGQUIT, Signal::SIGKILL] {
-            self.send(signal);
+            signal_postmaster(self.pid, signal);
             if wait_exit(receiver, FAILED_START_GRACE).is_some() {
                 break;
             }
@@ -460,4 +495,52 @@ fn wait_exit(receiver: &Receiver<Message>, timeout: Duration) -> Option<ExitStat
 
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn signal_postmaster(pid: Pid, signal: Signal) {
+    if let Err(error) = kill(pid, signal) {
+        tracing::warn!("sending {signal} to postgres (pid {pid}): {error}");
+    }
+}
+
+/// Whether process `pid` has a handler for `signal` (the `SigCgt` mask in `/proc/<pid>/status`).
+/// When that cannot be read, assume it has.
+fn catches(pid: Pid, signal: Signal) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return true;
+    };
+    let mask = status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigCgt:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok());
+    match mask {
+        Some(mask) => mask & (1u64 << (signal as i32 - 1)) != 0,
+        None => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caught_signals_are_read_from_proc() {
+        let me = nix::unistd::getpid();
+        assert!(!catches(me, Signal::SIGUSR2));
+        let flag = Arc::new(AtomicBool::new(false));
+        signal_hook::flag::register(signal_hook::consts::SIGUSR2, flag).unwrap();
+        assert!(catches(me, Signal::SIGUSR2));
+        // An unreadable status (no such process) counts as handled: send rather than hang.
+        assert!(catches(Pid::from_raw(i32::MAX), Signal::SIGINT));
+    }
+
+    #[test]
+    fn shutdown_steps_escalate_to_sigkill() {
+        assert_eq!(Step::Fast.signal(), Signal::SIGINT);
+        assert_eq!(Step::Fast.next(), Step::Immediate);
+        assert_eq!(Step::Immediate.signal(), Signal::SIGQUIT);
+        assert_eq!(Step::Immediate.next(), Step::Kill);
+        assert_eq!(Step::Kill.next(), Step::Kill);
+        assert_eq!(Step::Kill.signal(), Signal::SIGKILL);
+    }
 }

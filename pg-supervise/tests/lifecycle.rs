@@ -358,3 +358,21 @@ fn an_unknown_user_is_a_usage_error() {
         Some(i32::from(exit_code::USAGE))
     );
 }
+
+#[test]
+fn sigterm_during_start_up_is_a_shutdown_not_an_error() {
+    let fixture = Fixture::new("");
+    let mut supervisor = fixture.supervise(&["--no-monitor"]);
+    let spawned = wait_for(10 * SECOND, || {
+        supervisor
+            .stderr_text()
+            .contains("started postgres")
+            .then_some(())
+    });
+    assert!(spawned.is_some());
+    supervisor.signal(Signal::SIGTERM);
+    // Whether or not it got to `ready` first, it ends with `exited`, never an error.
+    let exited = supervisor.wait_event("exited", 30 * SECOND);
+    assert_eq!(exited["code"], 0, "{exited}");
+    assert_eq!(supervisor.wait(10 * SECOND).code(), Some(0));
+}
