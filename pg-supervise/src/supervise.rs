@@ -5,7 +5,6 @@
 //! [`Message`]s to this loop, which alone writes stdout; so `exited` is always the last line.
 
 use std::os::fd::AsFd;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
@@ -13,9 +12,8 @@ use std::time::{Duration, Instant};
 
 use compute_spec::document::ComputeDocument;
 use compute_spec::error::{ErrorKind, StageError};
-use compute_spec::runas::{apply_user, PostgresUser};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::Signal;
 use nix::sys::stat::SFlag;
 use nix::unistd::Pid;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
@@ -121,7 +119,7 @@ pub fn supervise(document: &ComputeDocument, options: &Options) -> Result<Outcom
             ),
         ));
     }
-    let command = postgres_command(document, options)?;
+    let command = postmaster::postgres_command(document, options.user.as_deref())?;
     let started = Instant::now();
     let exit_sender = sender.clone();
     let spawned = postmaster::spawn(command, move |status| {
@@ -163,39 +161,6 @@ pub fn supervise(document: &ComputeDocument, options: &Options) -> Result<Outcom
     let result = supervisor.run(&receiver);
     supervisor.stop.store(true, Ordering::Relaxed);
     result
-}
-
-/// The `postgres -D PGDATA` command: as the postgres user when root, `NEON_AUTH_TOKEN` when the
-/// spec has a storage token, stdout and stderr both forwarded to our stderr.
-fn postgres_command(document: &ComputeDocument, options: &Options) -> Result<Command, StageError> {
-    let user = PostgresUser::for_current_process(options.user.as_deref())
-        .map_err(|error| StageError::new(STAGE, ErrorKind::Usage, error.to_string()))?;
-    if user.is_none() && options.user.is_some() {
-        tracing::warn!("--user is ignored: not running as root, postgres runs as this user");
-    }
-    let stdout = std::io::stderr()
-        .as_fd()
-        .try_clone_to_owned()
-        .map_err(|error| {
-            StageError::new(STAGE, ErrorKind::Io, format!("duplicating stderr: {error}"))
-        })?;
-    let mut command = Command::new(&document.pgbin);
-    command
-        .arg("-D")
-        .arg(&document.pgdata)
-        .current_dir(&document.pgdata)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(stdout))
-        .stderr(Stdio::piped());
-    let token = document
-        .spec
-        .as_ref()
-        .and_then(|spec| spec.storage_auth_token.as_ref());
-    if let Some(token) = token {
-        command.env("NEON_AUTH_TOKEN", token.expose());
-    }
-    apply_user(&mut command, user.as_ref());
-    Ok(command)
 }
 
 /// Sends SIGTERM, SIGINT, SIGQUIT and SIGHUP to the main loop.
@@ -414,13 +379,13 @@ impl Supervisor<'_> {
     /// just been spawned: the default action would kill it without a clean shutdown), keeps it
     /// pending to retry every [`SIGNAL_RETRY`]. `SIGKILL` is sent at once.
     fn send(&mut self, signal: Signal) {
-        if signal != Signal::SIGKILL && !catches(self.pid, signal) {
+        if signal != Signal::SIGKILL && !postmaster::catches(self.pid, signal) {
             tracing::debug!("postgres does not handle {signal} yet; sending it shortly");
             self.pending = Some(signal);
             return;
         }
         self.pending = None;
-        signal_postmaster(self.pid, signal);
+        postmaster::signal_postmaster(self.pid, signal);
     }
 
     fn retry_pending(&mut self) {
@@ -462,7 +427,7 @@ impl Supervisor<'_> {
         let timeout = self.options.ready_timeout;
         tracing::error!("postgres was not ready within {timeout:?}; stopping it");
         for signal in [Signal::SIGQUIT, Signal::SIGKILL] {
-            signal_postmaster(self.pid, signal);
+            postmaster::signal_postmaster(self.pid, signal);
             if wait_exit(receiver, FAILED_START_GRACE).is_some() {
                 break;
             }
@@ -497,42 +462,9 @@ fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-fn signal_postmaster(pid: Pid, signal: Signal) {
-    if let Err(error) = kill(pid, signal) {
-        tracing::warn!("sending {signal} to postgres (pid {pid}): {error}");
-    }
-}
-
-/// Whether process `pid` has a handler for `signal` (the `SigCgt` mask in `/proc/<pid>/status`).
-/// When that cannot be read, assume it has.
-fn catches(pid: Pid, signal: Signal) -> bool {
-    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
-        return true;
-    };
-    let mask = status
-        .lines()
-        .find_map(|line| line.strip_prefix("SigCgt:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok());
-    match mask {
-        Some(mask) => mask & (1u64 << (signal as i32 - 1)) != 0,
-        None => true,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn caught_signals_are_read_from_proc() {
-        let me = nix::unistd::getpid();
-        assert!(!catches(me, Signal::SIGUSR2));
-        let flag = Arc::new(AtomicBool::new(false));
-        signal_hook::flag::register(signal_hook::consts::SIGUSR2, flag).unwrap();
-        assert!(catches(me, Signal::SIGUSR2));
-        // An unreadable status (no such process) counts as handled: send rather than hang.
-        assert!(catches(Pid::from_raw(i32::MAX), Signal::SIGINT));
-    }
 
     #[test]
     fn shutdown_steps_escalate_to_sigkill() {
