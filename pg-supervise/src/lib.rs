@@ -5,8 +5,9 @@
 //! `connstr` (the admin user), and from the spec `storage_auth_token` (as `NEON_AUTH_TOKEN`) and
 //! `features`. It writes no document section: its stdout is a stream of JSON events, one a line
 //! (see [`event`]): `ready`, `activity`, `downtime`, and `exited` last. On a start-up failure it
-//! writes the error envelope instead of `ready` and exits 1. An error envelope on stdin is
-//! passed through (exit 1).
+//! writes the error envelope instead of `ready` and exits 1; bad input (not a document, no
+//! data directory, an unknown `--user`) exits 2 with the envelope. An error envelope on stdin
+//! is passed through (exit 1).
 //!
 //! Invariants:
 //! - only this package starts or signals the postmaster; it never outlives the supervisor
