@@ -5,8 +5,9 @@
 //! `connstr` (the admin user), and from the spec `storage_auth_token` (as `NEON_AUTH_TOKEN`) and
 //! `features`. It writes no document section: its stdout is a stream of JSON events, one a line
 //! (see [`event`]): `ready`, `activity`, `downtime`, and `exited` last. On a start-up failure it
-//! writes the error envelope instead of `ready` and exits 1. An error envelope on stdin is
-//! passed through (exit 1).
+//! writes the error envelope instead of `ready` and exits 1; bad input (not a document, no
+//! data directory, an unknown `--user`) exits 2 with the envelope. An error envelope on stdin
+//! is passed through (exit 1).
 //!
 //! Invariants:
 //! - only this package starts or signals the postmaster; it never outlives the supervisor
@@ -16,7 +17,9 @@
 //!   event could not be written (stdout closed: Postgres is then stopped at once, fast);
 //! - SIGTERM/SIGINT mean a fast shutdown, SIGQUIT immediate; a further signal or
 //!   `--shutdown-timeout` escalates (fast → immediate → SIGKILL);
-//! - secrets (the storage token) are passed in the environment, never logged.
+//! - secrets (the storage token) are passed in the environment, never logged;
+//! - the postmaster thread is the only one that waits for children (`waitpid(-1)`, which also
+//!   reaps orphans): nothing else in this process may spawn and wait for a child.
 //!
 //! Tests: unit tests next to the code; real-Postgres tests in `pg-supervise/tests/`.
 

@@ -248,13 +248,13 @@ impl Monitor {
     }
 
     fn observe(&mut self) -> Result<Observation, postgres::Error> {
-        if self.connection.is_none() {
-            let mut client = self.config.connect(postgres::NoTls)?;
-            let statement = client.prepare(SIGNALS_QUERY)?;
-            self.connection = Some((client, statement));
-        }
-        let Some((client, statement)) = &mut self.connection else {
-            unreachable!("connected just above")
+        let (client, statement) = match &mut self.connection {
+            Some(connection) => connection,
+            None => {
+                let mut client = self.config.connect(postgres::NoTls)?;
+                let statement = client.prepare(SIGNALS_QUERY)?;
+                self.connection.insert((client, statement))
+            }
         };
         let row = client.query_one(&*statement, &[&self.admin_user])?;
         Ok(Observation {

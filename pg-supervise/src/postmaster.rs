@@ -7,17 +7,27 @@
 //! `postgres` user (a credential change clears it), and the child checks that its parent is still
 //! alive afterwards. Because the supervisor is a child subreaper (and, as PID 1, the namespace's
 //! init), orphaned descendants are re-parented to it; the same `waitpid(-1)` loop reaps them.
+//!
+//! [`postgres_command`] builds the command (user, environment, pipes); [`spawn`] adds the death
+//! signal last, so it runs after the credential change. [`catches`] tells whether the postmaster
+//! handles a signal yet, so a shutdown request right after spawning is not fatal to it.
 
 use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
-use std::process::{ChildStderr, Command};
+use std::process::{ChildStderr, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use compute_spec::document::ComputeDocument;
+use compute_spec::error::{ErrorKind, StageError};
+use compute_spec::runas::{apply_user, PostgresUser};
 use nix::errno::Errno;
-use nix::sys::signal::Signal;
+use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
+
+use crate::STAGE;
 
 /// How the postmaster ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -157,5 +167,82 @@ fn reap_leftovers(deadline: Instant) {
             // ECHILD: nothing left.
             Err(_) => return,
         }
+    }
+}
+
+/// The `postgres -D PGDATA` command: as the postgres user when root, `NEON_AUTH_TOKEN` when the
+/// spec has a storage token, stdout and stderr both forwarded to our stderr.
+pub fn postgres_command(
+    document: &ComputeDocument,
+    user_name: Option<&str>,
+) -> Result<Command, StageError> {
+    let user = PostgresUser::for_current_process(user_name)
+        .map_err(|error| StageError::new(STAGE, ErrorKind::Usage, error.to_string()))?;
+    if user.is_none() && user_name.is_some() {
+        tracing::warn!("--user is ignored: not running as root, postgres runs as this user");
+    }
+    let stdout = std::io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|error| {
+            StageError::new(STAGE, ErrorKind::Io, format!("duplicating stderr: {error}"))
+        })?;
+    let mut command = Command::new(&document.pgbin);
+    command
+        .arg("-D")
+        .arg(&document.pgdata)
+        .current_dir(&document.pgdata)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(stdout))
+        .stderr(Stdio::piped());
+    let token = document
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.storage_auth_token.as_ref());
+    if let Some(token) = token {
+        command.env("NEON_AUTH_TOKEN", token.expose());
+    }
+    apply_user(&mut command, user.as_ref());
+    Ok(command)
+}
+
+/// Sends `signal` to the postmaster, logging a failure (it may have exited already).
+pub fn signal_postmaster(pid: Pid, signal: Signal) {
+    if let Err(error) = kill(pid, signal) {
+        tracing::warn!("sending {signal} to postgres (pid {pid}): {error}");
+    }
+}
+
+/// Whether process `pid` has a handler for `signal` (the `SigCgt` mask in `/proc/<pid>/status`).
+/// When that cannot be read, assume it has.
+pub fn catches(pid: Pid, signal: Signal) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return true;
+    };
+    let mask = status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigCgt:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok());
+    match mask {
+        Some(mask) => mask & (1u64 << (signal as i32 - 1)) != 0,
+        None => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    #[test]
+    fn caught_signals_are_read_from_proc() {
+        let me = nix::unistd::getpid();
+        assert!(!catches(me, Signal::SIGUSR2));
+        let flag = Arc::new(AtomicBool::new(false));
+        signal_hook::flag::register(signal_hook::consts::SIGUSR2, flag).unwrap();
+        assert!(catches(me, Signal::SIGUSR2));
+        // An unreadable status (no such process) counts as handled: send rather than hang.
+        assert!(catches(Pid::from_raw(i32::MAX), Signal::SIGINT));
     }
 }

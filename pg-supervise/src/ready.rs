@@ -1,5 +1,7 @@
 //! Readiness: the last line of `PGDATA/postmaster.pid` reads `ready` (and its first line is our
-//! postmaster's pid), as upstream. No SQL connection is used for readiness.
+//! postmaster's pid), as upstream. No SQL connection is used for readiness. Like `pg_ctl`,
+//! `standby` (a standby that does not take connections, `hot_standby = off`) also counts as
+//! started, since such a server never says `ready`.
 //!
 //! The watcher sleeps on inotify (a watch on the data directory reports the creation of
 //! `postmaster.pid` and every write to it), so readiness is seen within a millisecond or so of
@@ -10,7 +12,7 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
@@ -35,28 +37,30 @@ impl Detection {
     pub const DEFAULT: Detection = Detection::Inotify(FALLBACK_POLL);
 }
 
-/// Whether the pid file text says the postmaster `pid` is ready.
+/// Whether the pid file text says the postmaster `pid` is ready (or a standby without
+/// connections).
 pub fn says_ready(text: &str, pid: Pid) -> bool {
     let mut lines = text.lines().map(str::trim).filter(|line| !line.is_empty());
     let first = lines.next();
     let last = lines.next_back();
-    first == Some(pid.as_raw().to_string().as_str()) && last == Some("ready")
+    first == Some(pid.as_raw().to_string().as_str()) && matches!(last, Some("ready" | "standby"))
 }
 
-/// Watches `pgdata/postmaster.pid` on a thread; calls `on_ready` once it says ready. Stops
-/// quietly when `stop` is set.
+/// Watches `pgdata/postmaster.pid` on a thread; once it says ready, calls `on_ready` with the
+/// moment it was seen (taken here, so a busy machine's delay in handing it on does not count).
+/// Stops quietly when `stop` is set.
 pub fn watch(
     pgdata: &Path,
     pid: Pid,
     stop: Arc<AtomicBool>,
-    on_ready: impl FnOnce() + Send + 'static,
+    on_ready: impl FnOnce(Instant) + Send + 'static,
 ) {
     let pgdata = pgdata.to_path_buf();
     let spawned = std::thread::Builder::new()
         .name("ready".into())
         .spawn(move || {
             if wait_ready(&pgdata, pid, &stop, Detection::DEFAULT) {
-                on_ready();
+                on_ready(Instant::now());
             }
         });
     if let Err(error) = spawned {
@@ -126,7 +130,6 @@ fn wait_for_event(inotify: &Inotify, interval: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Instant;
 
     #[test]
     fn only_our_ready_pid_file_counts() {
@@ -134,6 +137,8 @@ mod tests {
         let ready = "42\n/d\n1\n5432\n/s\n\n  5432001  0\nready   \n";
         assert!(says_ready(ready, pid));
         assert!(!says_ready(&ready.replace("ready", "starting"), pid));
+        assert!(!says_ready(&ready.replace("ready", "stopping"), pid));
+        assert!(says_ready(&ready.replace("ready", "standby"), pid));
         assert!(!says_ready(ready, Pid::from_raw(43)));
         assert!(!says_ready("", pid));
         assert!(!says_ready("42\n", pid));

@@ -5,7 +5,6 @@
 //! [`Message`]s to this loop, which alone writes stdout; so `exited` is always the last line.
 
 use std::os::fd::AsFd;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
@@ -13,9 +12,8 @@ use std::time::{Duration, Instant};
 
 use compute_spec::document::ComputeDocument;
 use compute_spec::error::{ErrorKind, StageError};
-use compute_spec::runas::{apply_user, PostgresUser};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::Signal;
 use nix::sys::stat::SFlag;
 use nix::unistd::Pid;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
@@ -34,14 +32,16 @@ use crate::STAGE;
 const FAILED_START_GRACE: Duration = Duration::from_secs(5);
 /// How long to wait for Postgres's last log lines after it exited.
 const LOG_DRAIN: Duration = Duration::from_millis(300);
+/// How often to retry a signal the just-spawned postmaster does not handle yet.
+const SIGNAL_RETRY: Duration = Duration::from_millis(2);
 /// How many log messages an error report carries.
 const ERROR_LOG_MESSAGES: usize = 10;
 
 /// What the other threads tell the main loop.
 #[derive(Debug)]
 pub enum Message {
-    /// `postmaster.pid` says ready.
-    Ready,
+    /// `postmaster.pid` said ready at this moment.
+    Ready(Instant),
     /// The postmaster exited.
     Exited(ExitStatus),
     /// The supervisor received this signal.
@@ -109,7 +109,17 @@ pub fn supervise(document: &ComputeDocument, options: &Options) -> Result<Outcom
     if let Err(error) = postmaster::become_subreaper() {
         tracing::warn!("cannot become a child subreaper ({error}); orphans will not be reaped");
     }
-    let command = postgres_command(document, options)?;
+    if !document.pgdata.is_dir() {
+        return Err(StageError::new(
+            STAGE,
+            ErrorKind::InvalidDocument,
+            format!(
+                "pgdata {} is not a directory: prepare it first (pg-basebackup-fetch)",
+                document.pgdata.display()
+            ),
+        ));
+    }
+    let command = postmaster::postgres_command(document, options.user.as_deref())?;
     let started = Instant::now();
     let exit_sender = sender.clone();
     let spawned = postmaster::spawn(command, move |status| {
@@ -133,8 +143,8 @@ pub fn supervise(document: &ComputeDocument, options: &Options) -> Result<Outcom
     };
     let stop = Arc::new(AtomicBool::new(false));
     let ready_sender = sender.clone();
-    ready::watch(&document.pgdata, spawned.pid, stop.clone(), move || {
-        let _ = ready_sender.send(Message::Ready);
+    ready::watch(&document.pgdata, spawned.pid, stop.clone(), move |seen| {
+        let _ = ready_sender.send(Message::Ready(seen));
     });
     let mut supervisor = Supervisor {
         document,
@@ -143,6 +153,7 @@ pub fn supervise(document: &ComputeDocument, options: &Options) -> Result<Outcom
         started,
         ready: false,
         shutdown: None,
+        pending: None,
         options,
         logs,
         stop,
@@ -150,39 +161,6 @@ pub fn supervise(document: &ComputeDocument, options: &Options) -> Result<Outcom
     let result = supervisor.run(&receiver);
     supervisor.stop.store(true, Ordering::Relaxed);
     result
-}
-
-/// The `postgres -D PGDATA` command: as the postgres user when root, `NEON_AUTH_TOKEN` when the
-/// spec has a storage token, stdout and stderr both forwarded to our stderr.
-fn postgres_command(document: &ComputeDocument, options: &Options) -> Result<Command, StageError> {
-    let user = PostgresUser::for_current_process(options.user.as_deref())
-        .map_err(|error| StageError::new(STAGE, ErrorKind::Usage, error.to_string()))?;
-    if user.is_none() && options.user.is_some() {
-        tracing::warn!("--user is ignored: not running as root, postgres runs as this user");
-    }
-    let stdout = std::io::stderr()
-        .as_fd()
-        .try_clone_to_owned()
-        .map_err(|error| {
-            StageError::new(STAGE, ErrorKind::Io, format!("duplicating stderr: {error}"))
-        })?;
-    let mut command = Command::new(&document.pgbin);
-    command
-        .arg("-D")
-        .arg(&document.pgdata)
-        .current_dir(&document.pgdata)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(stdout))
-        .stderr(Stdio::piped());
-    let token = document
-        .spec
-        .as_ref()
-        .and_then(|spec| spec.storage_auth_token.as_ref());
-    if let Some(token) = token {
-        command.env("NEON_AUTH_TOKEN", token.expose());
-    }
-    apply_user(&mut command, user.as_ref());
-    Ok(command)
 }
 
 /// Sends SIGTERM, SIGINT, SIGQUIT and SIGHUP to the main loop.
@@ -257,7 +235,10 @@ struct Supervisor<'a> {
     pid: Pid,
     started: Instant,
     ready: bool,
-    shutdown: Option<(Step, Instant)>,
+    /// The current shutdown step and when to escalate (None: never, the timeout is too large).
+    shutdown: Option<(Step, Option<Instant>)>,
+    /// A signal to send once the postmaster handles it.
+    pending: Option<Signal>,
     options: &'a Options,
     logs: LogTail,
     stop: Arc<AtomicBool>,
@@ -266,10 +247,10 @@ struct Supervisor<'a> {
 impl Supervisor<'_> {
     fn run(&mut self, receiver: &Receiver<Message>) -> Result<Outcome, StageError> {
         loop {
-            let deadline = match self.shutdown {
-                Some((_, deadline)) => Some(deadline),
-                None if !self.ready => Some(self.started + self.options.ready_timeout),
-                None => None,
+            let retry = self.pending.and(Instant::now().checked_add(SIGNAL_RETRY));
+            let deadline = match (self.step_deadline(), retry) {
+                (Some(step), Some(retry)) => Some(step.min(retry)),
+                (step, retry) => step.or(retry),
             };
             let message = match deadline {
                 Some(deadline) => {
@@ -278,7 +259,7 @@ impl Supervisor<'_> {
                 None => receiver.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
             match message {
-                Ok(Message::Ready) => self.on_ready(),
+                Ok(Message::Ready(seen)) => self.on_ready(seen),
                 Ok(Message::Exited(status)) => return self.on_exit(status),
                 Ok(Message::Signal(signal)) => self.on_signal(signal),
                 Ok(Message::Event(event)) if self.shutdown.is_none() => self.emit(&event),
@@ -288,6 +269,9 @@ impl Supervisor<'_> {
                     self.begin_shutdown(Step::Fast);
                 }
                 Ok(Message::StdoutClosed) => {}
+                Err(RecvTimeoutError::Timeout) if self.pending.is_some() && !self.step_due() => {
+                    self.retry_pending()
+                }
                 Err(RecvTimeoutError::Timeout) if self.shutdown.is_some() => self.escalate(),
                 Err(RecvTimeoutError::Timeout) => return Err(self.not_ready(receiver)),
                 Err(RecvTimeoutError::Disconnected) => {
@@ -301,12 +285,12 @@ impl Supervisor<'_> {
         }
     }
 
-    fn on_ready(&mut self) {
+    fn on_ready(&mut self, seen: Instant) {
         if self.ready || self.shutdown.is_some() {
             return;
         }
         self.ready = true;
-        let start_postgres_ms = compute_spec::stage::elapsed_ms(self.started);
+        let start_postgres_ms = millis(seen.saturating_duration_since(self.started));
         tracing::info!("postgres is ready after {start_postgres_ms} ms");
         self.emit(&Event::Ready {
             pid: self.pid.as_raw(),
@@ -367,7 +351,8 @@ impl Supervisor<'_> {
             },
             step.signal()
         );
-        self.shutdown = Some((step, Instant::now() + self.options.shutdown_timeout));
+        let deadline = Instant::now().checked_add(self.options.shutdown_timeout);
+        self.shutdown = Some((step, deadline));
         self.send(step.signal());
     }
 
@@ -376,9 +361,36 @@ impl Supervisor<'_> {
         self.begin_shutdown(next);
     }
 
-    fn send(&self, signal: Signal) {
-        if let Err(error) = kill(self.pid, signal) {
-            tracing::warn!("sending {signal} to postgres (pid {}): {error}", self.pid);
+    /// When the current step (start-up or shutdown) times out.
+    fn step_deadline(&self) -> Option<Instant> {
+        match self.shutdown {
+            Some((_, deadline)) => deadline,
+            None if !self.ready => self.started.checked_add(self.options.ready_timeout),
+            None => None,
+        }
+    }
+
+    fn step_due(&self) -> bool {
+        self.step_deadline()
+            .is_some_and(|deadline| deadline <= Instant::now())
+    }
+
+    /// Sends `signal` to the postmaster, or, while it does not handle the signal yet (it has
+    /// just been spawned: the default action would kill it without a clean shutdown), keeps it
+    /// pending to retry every [`SIGNAL_RETRY`]. `SIGKILL` is sent at once.
+    fn send(&mut self, signal: Signal) {
+        if signal != Signal::SIGKILL && !postmaster::catches(self.pid, signal) {
+            tracing::debug!("postgres does not handle {signal} yet; sending it shortly");
+            self.pending = Some(signal);
+            return;
+        }
+        self.pending = None;
+        postmaster::signal_postmaster(self.pid, signal);
+    }
+
+    fn retry_pending(&mut self) {
+        if let Some(signal) = self.pending {
+            self.send(signal);
         }
     }
 
@@ -415,7 +427,7 @@ impl Supervisor<'_> {
         let timeout = self.options.ready_timeout;
         tracing::error!("postgres was not ready within {timeout:?}; stopping it");
         for signal in [Signal::SIGQUIT, Signal::SIGKILL] {
-            self.send(signal);
+            postmaster::signal_postmaster(self.pid, signal);
             if wait_exit(receiver, FAILED_START_GRACE).is_some() {
                 break;
             }
@@ -443,5 +455,24 @@ fn wait_exit(receiver: &Receiver<Message>, timeout: Duration) -> Option<ExitStat
             Ok(_) => {}
             Err(_) => return None,
         }
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shutdown_steps_escalate_to_sigkill() {
+        assert_eq!(Step::Fast.signal(), Signal::SIGINT);
+        assert_eq!(Step::Fast.next(), Step::Immediate);
+        assert_eq!(Step::Immediate.signal(), Signal::SIGQUIT);
+        assert_eq!(Step::Immediate.next(), Step::Kill);
+        assert_eq!(Step::Kill.next(), Step::Kill);
+        assert_eq!(Step::Kill.signal(), Signal::SIGKILL);
     }
 }

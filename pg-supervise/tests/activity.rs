@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
 use common::{Fixture, Supervisor, SECOND};
+use compute_spec::quote::quote_literal;
 use compute_spec::spec::ComputeFeature;
 use serde_json::Value;
 
@@ -131,4 +132,40 @@ fn the_monitor_reconnects_and_reports_downtime() {
     let up = supervisor.wait_event("downtime", 2 * SECOND);
     assert_eq!(up["current_ms"], 0, "{up}");
     assert!(up["total_ms"].as_u64().unwrap() >= down_ms, "{up}");
+}
+
+#[test]
+fn a_running_subscription_counts() {
+    let publisher = pg_test_support::TestPostgres::builder()
+        .setting("wal_level", "logical")
+        .start();
+    publisher
+        .client()
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY); CREATE PUBLICATION p FOR TABLE t")
+        .unwrap();
+    let fixture = Fixture::new("");
+    let supervisor = fixture.supervise(&[]);
+    supervisor.wait_event("ready", 30 * SECOND);
+    let mut admin = fixture.client();
+    admin
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY)")
+        .unwrap();
+    supervisor.assert_quiet(Duration::from_millis(600));
+
+    // Created by the admin, but its apply worker is user activity.
+    let created = SystemTime::now();
+    let connection = format!(
+        "host={} port={} user=cloud_admin dbname=postgres",
+        publisher.socket_dir().display(),
+        publisher.port()
+    );
+    admin
+        .batch_execute(&format!(
+            "CREATE SUBSCRIPTION s CONNECTION {} PUBLICATION p",
+            quote_literal(&connection)
+        ))
+        .unwrap();
+    let seen = activity_since(&supervisor, created, 5 * SECOND);
+    assert!(seen >= created);
+    admin.batch_execute("DROP SUBSCRIPTION s").unwrap();
 }

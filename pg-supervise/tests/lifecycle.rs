@@ -33,6 +33,8 @@ fn sigterm_after_ready_is_a_clean_fast_shutdown() {
     assert_eq!(one, 1);
     let processes = children(pid);
     assert!(processes.len() >= 4, "postmaster children: {processes:?}");
+    // A multi-line statement in the log: forwarded as one line, joined with U+200B.
+    assert!(client.batch_execute("SELECT\n1/0").is_err());
 
     supervisor.signal(Signal::SIGTERM);
     let exited = supervisor.wait_event("exited", 30 * SECOND);
@@ -215,6 +217,22 @@ fn bad_input_and_error_envelopes_on_stdin() {
     let (code, value) = run("not json");
     assert_eq!(code, Some(i32::from(exit_code::USAGE)));
     assert_eq!(value["error"]["kind"], "invalid_document", "{value}");
+
+    let params = compute_spec::begin::DocumentParams {
+        pgdata: "/nonexistent/pgdata".into(),
+        pgbin: pg_test_support::pg_bin("postgres"),
+        connstr: "postgresql://cloud_admin@localhost/postgres".into(),
+        compute_id: None,
+        privileged_role_name: "neon_superuser".into(),
+        socket_dir: None,
+    };
+    let loaded = compute_spec::load::parse_bare(compute_spec::load::EMBEDDED_SAMPLE_SPEC, "x");
+    let document =
+        compute_spec::begin::start_document("test", &params, loaded.unwrap(), "test", 0).unwrap();
+    let (code, value) = run(&serde_json::to_string(&document).unwrap());
+    assert_eq!(code, Some(i32::from(exit_code::USAGE)));
+    let message = value["error"]["message"].as_str().unwrap();
+    assert!(message.contains("/nonexistent/pgdata"), "{message}");
 }
 
 #[test]
@@ -339,4 +357,22 @@ fn an_unknown_user_is_a_usage_error() {
         supervisor.wait(10 * SECOND).code(),
         Some(i32::from(exit_code::USAGE))
     );
+}
+
+#[test]
+fn sigterm_during_start_up_is_a_shutdown_not_an_error() {
+    let fixture = Fixture::new("");
+    let mut supervisor = fixture.supervise(&["--no-monitor"]);
+    let spawned = wait_for(10 * SECOND, || {
+        supervisor
+            .stderr_text()
+            .contains("started postgres")
+            .then_some(())
+    });
+    assert!(spawned.is_some());
+    supervisor.signal(Signal::SIGTERM);
+    // Whether or not it got to `ready` first, it ends with `exited`, never an error.
+    let exited = supervisor.wait_event("exited", 30 * SECOND);
+    assert_eq!(exited["code"], 0, "{exited}");
+    assert_eq!(supervisor.wait(10 * SECOND).code(), Some(0));
 }
