@@ -21,7 +21,7 @@ const STAGE: &str = "compute-spec";
 /// 2 bad input or usage (invalid spec, bad flags). On failure stdout carries the error
 /// envelope {"error": {"stage", "kind", "message", "retryable"}}.
 #[derive(Debug, Parser)]
-#[command(name = "compute-spec", version)]
+#[command(name = "compute-spec", version = crate::VERSION)]
 pub struct Cli {
     /// Bare spec JSON file (legacy compute_ctl -S).
     #[arg(short = 'S', long = "spec-path")]

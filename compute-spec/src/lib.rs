@@ -44,6 +44,15 @@ pub mod spec;
 pub mod stage;
 pub mod validate;
 
+/// The version every binary of the workspace reports: the package version and the git commit
+/// it was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (git ",
+    env!("COMPUTE_TOOLS_GIT_HASH"),
+    ")"
+);
+
 pub use document::ComputeDocument;
 pub use error::{exit_code, ErrorKind, StageError};
 pub use ids::{Lsn, TenantId, TimelineId};
