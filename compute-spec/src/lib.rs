@@ -30,6 +30,7 @@ pub mod begin;
 pub mod cli;
 pub mod document;
 pub mod error;
+pub mod event;
 pub mod ids;
 pub mod load;
 pub mod local;

@@ -34,3 +34,11 @@ fn error_schema_is_current() {
         compute_spec::schema::error_schema(),
     );
 }
+
+#[test]
+fn supervise_event_schema_is_current() {
+    check(
+        "supervise-event.schema.json",
+        compute_spec::schema::supervise_event_schema(),
+    );
+}

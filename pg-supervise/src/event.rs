@@ -10,7 +10,8 @@
 
 use std::time::SystemTime;
 
-use serde_json::{json, Value};
+use compute_spec::event::SuperviseEvent;
+use serde_json::Value;
 
 /// One line on stdout.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,25 +45,33 @@ pub enum Event {
 }
 
 impl Event {
-    /// The JSON object for this event.
-    pub fn to_json(&self) -> Value {
-        match self {
+    /// The wire form of this event (the type whose schema is published).
+    pub fn to_wire(&self) -> SuperviseEvent {
+        match *self {
             Event::Ready {
                 pid,
                 start_postgres_ms,
-            } => json!({"event": "ready", "pid": pid, "start_postgres_ms": start_postgres_ms}),
-            Event::Activity { last_active } => json!({
-                "event": "activity",
-                "last_active": humantime::format_rfc3339_millis(*last_active).to_string(),
-            }),
+            } => SuperviseEvent::Ready {
+                pid,
+                start_postgres_ms,
+            },
+            Event::Activity { last_active } => SuperviseEvent::Activity {
+                last_active: humantime::format_rfc3339_millis(last_active).to_string(),
+            },
             Event::Downtime {
                 current_ms,
                 total_ms,
-            } => json!({"event": "downtime", "current_ms": current_ms, "total_ms": total_ms}),
-            Event::Exited { code, signal } => {
-                json!({"event": "exited", "code": code, "signal": signal})
-            }
+            } => SuperviseEvent::Downtime {
+                current_ms,
+                total_ms,
+            },
+            Event::Exited { code, signal } => SuperviseEvent::Exited { code, signal },
         }
+    }
+
+    /// The JSON object for this event.
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self.to_wire()).unwrap_or(Value::Null)
     }
 
     /// Writes the event as one line on stdout and flushes; false when stdout is closed.
