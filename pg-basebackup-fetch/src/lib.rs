@@ -201,8 +201,15 @@ fn with_retries(
             "compute-tools: partial\n",
             None,
         )?;
+        let started = Instant::now();
         match fetch() {
             Ok(fetched) => {
+                tracing::info!(
+                    "fetched {} bytes into {} files in {} ms",
+                    fetched.wire_bytes,
+                    fetched.unpacked.files,
+                    compute_spec::stage::elapsed_ms(started)
+                );
                 if let Some(user) = user {
                     user.chown_recursive(pgdata)
                         .map_err(|e| BasebackupError::io("changing the owner of", pgdata, e))?;
@@ -239,7 +246,12 @@ fn after_data(
     let standby = spec.mode != ComputeMode::Primary;
     if matches!(source, StorageSource::Upstream { .. }) && !standby {
         let admin = compute_spec::local::admin_user(document);
+        let started = Instant::now();
         single::finish_clone(&document.pgbin, pgdata, &admin, user)?;
+        tracing::info!(
+            "single-user recovery and admin role check: {} ms",
+            compute_spec::stage::elapsed_ms(started)
+        );
     }
     if standby {
         finish::standby_signal(pgdata, user)?;

@@ -100,3 +100,37 @@ fn server_name(config: &postgres::Config) -> String {
     let port = config.get_ports().first().copied().unwrap_or(5432);
     format!("pageserver {host}:{port}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_has_the_lsn_only_when_known_and_replica_for_standbys() {
+        let storage = NeonStorage {
+            tenant_id: "3aa8fcc61f6d357410b7de754b1d9001".parse().unwrap(),
+            timeline_id: "de5a2f3ab7e1d7cd4e0e6a1c1a5d2f0b".parse().unwrap(),
+            pageserver_connstrings: vec!["postgresql://no_user@ps:6400".into()],
+            stripe_size: None,
+            safekeepers: vec![],
+        };
+        let mut request = PageserverRequest {
+            storage: &storage,
+            mode: ComputeMode::Primary,
+            lsn: Lsn::INVALID,
+            token: None,
+        };
+        let ids = "3aa8fcc61f6d357410b7de754b1d9001 de5a2f3ab7e1d7cd4e0e6a1c1a5d2f0b";
+        assert_eq!(command(&request), format!("basebackup {ids} --gzip"));
+        request.lsn = "0/16B5A50".parse().unwrap();
+        assert_eq!(
+            command(&request),
+            format!("basebackup {ids} 0/16B5A50 --gzip")
+        );
+        request.mode = ComputeMode::Replica;
+        assert_eq!(
+            command(&request),
+            format!("basebackup {ids} 0/16B5A50 --gzip --replica")
+        );
+    }
+}

@@ -30,6 +30,7 @@ fn standin(command: &str, cut_first: usize, archive: Vec<u8>) -> Standin {
         command: command.to_string(),
         archive,
         cut_first,
+        late_error: false,
     })
 }
 
@@ -203,5 +204,34 @@ fn a_hostile_archive_from_the_pageserver_is_refused() {
     );
     assert_eq!(outcome.json["error"]["kind"], "refused");
     assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+    assert_eq!(standin.seen().len(), 1);
+}
+
+#[test]
+fn an_error_after_the_archive_is_not_missed() {
+    let command = format!("basebackup {TENANT} {TIMELINE} --gzip");
+    let standin = Standin::start(StandinConfig {
+        password: TOKEN.to_string(),
+        command: command.clone(),
+        archive: archive().to_vec(),
+        cut_first: 0,
+        late_error: true,
+    });
+    let dir = TestDir::new("bbf-");
+    let document = neon_document(&dir.path().join("pgdata"), &standin, TIMELINE, TOKEN);
+    let outcome = util::run_stage(&document, &["--retry-initial-ms", "10"]);
+    assert_eq!(
+        outcome.code,
+        i32::from(exit_code::RUNTIME),
+        "{}",
+        outcome.stderr
+    );
+    let error = &outcome.json["error"];
+    assert_eq!(error["kind"], "server");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("late failure after the archive"),
+        "{message}"
+    );
     assert_eq!(standin.seen().len(), 1);
 }

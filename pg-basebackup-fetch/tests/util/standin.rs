@@ -18,6 +18,8 @@ pub struct StandinConfig {
     pub archive: Vec<u8>,
     /// How many of the first connections are cut in the middle of the stream.
     pub cut_first: usize,
+    /// Send an error after the whole archive instead of ending the COPY.
+    pub late_error: bool,
 }
 
 /// One connection as the stand-in saw it.
@@ -155,6 +157,15 @@ fn serve(
                         return stream.shutdown(std::net::Shutdown::Both);
                     }
                     send(&mut stream, b'd', chunk)?;
+                }
+                if config.late_error {
+                    send_error(
+                        &mut stream,
+                        "ERROR",
+                        "XX000",
+                        "late failure after the archive",
+                    )?;
+                    continue;
                 }
                 send(&mut stream, b'c', &[])?;
                 send(&mut stream, b'C', b"COPY 0\0")?;

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Benchmark of pg-basebackup-fetch's vanilla-primary source against pg_basebackup.
+#
+# Usage: scripts/bench-basebackup.sh [SCALE]   (pgbench scale; 68 ≈ 1 GiB, the default)
+# Env:   BENCH_DIR (default /var/tmp/compute-tools-bench, on disk), RUNS (default 3),
+#        PGBIN (default the newest /usr/lib/postgresql/*/bin), CARGO_TARGET_DIR.
+#
+# Measures, in the same run, on a local primary (unix socket):
+#   1. from nothing to ready: ours (compute-spec | pg-basebackup-fetch, then pg_ctl start -w)
+#      against pg_basebackup -Fp -X stream, then pg_ctl start -w;
+#   2. fetch + unpack alone: ours (the stage) against pg_basebackup -Fp --no-sync.
+# Prints a table of medians. Heavy: needs ~3× the database size of free disk.
+set -euo pipefail
+
+SCALE=${1:-68}
+RUNS=${RUNS:-3}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BENCH_DIR=${BENCH_DIR:-/var/tmp/compute-tools-bench}
+PGBIN=${PGBIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)}
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+
+as_pg() {
+    if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+now_ms() { date +%s%3N; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+echo "building release binaries ..." >&2
+(cd "$ROOT" && cargo build --release -q -p compute-spec -p pg-basebackup-fetch)
+
+rm -rf "$BENCH_DIR"
+mkdir -p "$BENCH_DIR"
+[ "$(id -u)" = 0 ] && chown postgres: "$BENCH_DIR"
+PRIMARY=$BENCH_DIR/primary
+PORT=$(free_port)
+cleanup() {
+    for dir in "$PRIMARY" "$BENCH_DIR/ours" "$BENCH_DIR/pgbb"; do
+        [ -f "$dir/postmaster.pid" ] && as_pg "$PGBIN/pg_ctl" -D "$dir" stop -m immediate >/dev/null 2>&1 || true
+    done
+    [ -n "${KEEP:-}" ] && return; rm -rf "$BENCH_DIR"
+}
+trap cleanup EXIT
+
+echo "primary: initdb + pgbench -i -s $SCALE ..." >&2
+as_pg "$PGBIN/initdb" -D "$PRIMARY" -U cloud_admin -A trust --no-sync >/dev/null
+cat >>"$PRIMARY/postgresql.conf" <<CONF
+listen_addresses = ''
+port = $PORT
+unix_socket_directories = '$BENCH_DIR'
+wal_level = replica
+max_wal_senders = 4
+CONF
+as_pg "$PGBIN/pg_ctl" -D "$PRIMARY" -l "$BENCH_DIR/primary.log" start -w >/dev/null
+as_pg "$PGBIN/pgbench" -h "$BENCH_DIR" -p "$PORT" -U cloud_admin -i -q -s "$SCALE" postgres >/dev/null 2>&1
+as_pg "$PGBIN/psql" -h "$BENCH_DIR" -p "$PORT" -U cloud_admin -qc CHECKPOINT postgres
+echo "primary data directory (with its WAL): $(($(du -sb "$PRIMARY" | cut -f1) / 1048576)) MiB" >&2
+
+ours_once() { # prints: stage_ms total_ms fetch_ms (the fetch + unpack step alone)
+    local dir=$BENCH_DIR/ours port spec t0 t1 t2
+    port=$(free_port)
+    spec=$(printf '{"format_version":1.0,"cluster":{"roles":[],"databases":[],"settings":[{"name":"port","value":"%s","vartype":"integer"},{"name":"listen_addresses","value":"","vartype":"string"}]},"upstream_connstring":"host=%s port=%s user=cloud_admin"}' "$port" "$BENCH_DIR" "$PORT")
+    t0=$(now_ms)
+    "$TARGET/release/compute-spec" -D "$dir" -b "$PGBIN/postgres" \
+        -C "postgresql://cloud_admin@localhost/postgres" -s "$spec" 2>/dev/null |
+        "$TARGET/release/pg-basebackup-fetch" --log-format json >"$BENCH_DIR/doc.json" 2>"$BENCH_DIR/fetch.log"
+    t1=$(now_ms)
+    as_pg "$PGBIN/pg_ctl" -D "$dir" -l "$BENCH_DIR/ours.log" start -w >/dev/null
+    t2=$(now_ms)
+    as_pg "$PGBIN/pg_ctl" -D "$dir" stop -m fast >/dev/null
+    rm -rf "$dir"
+    fetch=$(grep -o 'fetched [0-9]* bytes into [0-9]* files in [0-9]* ms' "$BENCH_DIR/fetch.log" | awk '{print $(NF-1)}')
+    echo "$((t1 - t0)) $((t2 - t0)) $fetch"
+}
+
+pgbb_once() { # $1: extra pg_basebackup flags; $2: start too (1/0). prints: copy_ms total_ms bytes
+    local dir=$BENCH_DIR/pgbb t0 t1 t2
+    t0=$(now_ms)
+    # shellcheck disable=SC2086
+    as_pg "$PGBIN/pg_basebackup" -h "$BENCH_DIR" -p "$PORT" -U cloud_admin -D "$dir" -Fp $1
+    t1=$(now_ms)
+    t2=$t1
+    if [ "$2" = 1 ]; then
+        printf "port = %s\n" "$(free_port)" >>"$dir/postgresql.conf"
+        as_pg "$PGBIN/pg_ctl" -D "$dir" -l "$BENCH_DIR/pgbb.log" start -w >/dev/null
+        t2=$(now_ms)
+        as_pg "$PGBIN/pg_ctl" -D "$dir" stop -m fast >/dev/null
+    fi
+    bytes=$(du -sb "$dir" | cut -f1)
+    rm -rf "$dir"
+    echo "$((t1 - t0)) $((t2 - t0)) $bytes"
+}
+
+: >"$BENCH_DIR/ours.txt"; : >"$BENCH_DIR/stream.txt"; : >"$BENCH_DIR/nosync.txt"
+for run in $(seq "$RUNS"); do
+    echo "run $run/$RUNS ..." >&2
+    ours_once >>"$BENCH_DIR/ours.txt"
+    pgbb_once "-X stream" 1 >>"$BENCH_DIR/stream.txt"
+    pgbb_once "-X stream --no-sync" 0 >>"$BENCH_DIR/nosync.txt"
+done
+
+OURS_STAGE=$(cut -d' ' -f1 "$BENCH_DIR/ours.txt" | median)
+OURS_FETCH=$(cut -d' ' -f3 "$BENCH_DIR/ours.txt" | median)
+SIZE=$(cut -d' ' -f3 "$BENCH_DIR/nosync.txt" | median)
+OURS_READY=$(cut -d' ' -f2 "$BENCH_DIR/ours.txt" | median)
+PGBB_READY=$(cut -d' ' -f2 "$BENCH_DIR/stream.txt" | median)
+PGBB_NOSYNC=$(cut -d' ' -f1 "$BENCH_DIR/nosync.txt" | median)
+mbps() { awk -v b="$SIZE" -v ms="$1" 'BEGIN {printf "%.0f", b / 1e6 / (ms / 1000)}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", b / a}'; }
+
+echo
+echo "pgbench scale $SCALE, cloned data directory $((SIZE / 1048576)) MiB, medians of $RUNS runs, $(nproc) cores"
+printf '| %-62s | %10s | %10s | %8s |\n' "measurement" "ours ms" "theirs ms" "speed-up"
+printf '|%s|%s|%s|%s|\n' "----------------------------------------------------------------" "------------" "------------" "----------"
+printf '| %-62s | %10s | %10s | %7sx |\n' "nothing → ready (vs pg_basebackup -X stream + pg_ctl start -w)" \
+    "$OURS_READY" "$PGBB_READY" "$(ratio "$OURS_READY" "$PGBB_READY")"
+printf '| %-62s | %10s | %10s | %7sx |\n' "whole stage (vs pg_basebackup -Fp --no-sync)" \
+    "$OURS_STAGE" "$PGBB_NOSYNC" "$(ratio "$OURS_STAGE" "$PGBB_NOSYNC")"
+printf '| %-62s | %10s | %10s | %7sx |\n' "fetch + unpack alone (vs pg_basebackup -Fp --no-sync)" \
+    "$OURS_FETCH" "$PGBB_NOSYNC" "$(ratio "$OURS_FETCH" "$PGBB_NOSYNC")"
+echo
+echo "unpack throughput: ours $(mbps "$OURS_FETCH") MB/s, pg_basebackup -Fp --no-sync $(mbps "$PGBB_NOSYNC") MB/s"
