@@ -11,6 +11,7 @@ use pg_basebackup_fetch::{RetryPolicy, STAGE};
 /// Prepare PGDATA (initdb, a Neon pageserver, or a vanilla primary) from the compute document
 /// on stdin. Exit codes: 0 ok, 1 run-time failure, 2 bad input.
 #[derive(Parser)]
+#[command(name = "pg-basebackup-fetch", version = compute_spec::VERSION)]
 struct Cli {
     /// Retries after a failed fetch (connection refused or reset, stream cut).
     #[arg(long, default_value_t = 10)]

@@ -11,7 +11,7 @@ use crate::SyncOptions;
 /// Decide the LSN a compute starts from; reads the compute document on stdin, writes it with
 /// the `sync_safekeepers` section on stdout. Exit codes: 0 ok, 1 run-time failure, 2 bad input.
 #[derive(Debug, clap::Parser)]
-#[command(name = "pg-sync-safekeepers", version)]
+#[command(name = "pg-sync-safekeepers", version = compute_spec::VERSION)]
 pub struct Cli {
     /// Log line format on stderr.
     #[arg(long, value_enum, default_value = "text")]

@@ -18,7 +18,7 @@ pub enum LogFormat {
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
     name = "vm-monitor",
-    version,
+    version = compute_spec::VERSION,
     about = "Autoscaling vm-monitor for a Postgres compute"
 )]
 pub struct Args {
