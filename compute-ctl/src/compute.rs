@@ -328,7 +328,11 @@ impl Controller {
         }
         let mut args = self.log_args();
         args.push("--after-shutdown".into());
-        match self.run_document_stage(name::SYNC_SAFEKEEPERS, &args, &document) {
+        // Not through run_stage: a termination is pending, and this stage is part of it.
+        let synced = stages::document_bytes(&document).and_then(|bytes| {
+            stages::run(name::SYNC_SAFEKEEPERS, &args, &bytes, &self.children.stage)
+        });
+        match synced {
             Ok(synced) => synced
                 .sync_safekeepers
                 .map(|section| section.lsn.to_string()),

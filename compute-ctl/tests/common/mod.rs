@@ -45,7 +45,8 @@ print(json.dumps(doc))
 
 /// Stand-in `pg-supervise`: `ready`, activity and downtime, then waits for SIGTERM/SIGQUIT and
 /// reports `exited` with $STANDIN_PG_EXIT.
-pub const SUPERVISE: &str = r#"import sys, json, os, signal, time
+pub const SUPERVISE: &str = r#"import sys, json, os, signal, time, ctypes
+ctypes.CDLL(None).prctl(1, signal.SIGKILL)
 doc = json.load(sys.stdin)
 d = os.environ["STANDIN_DIR"]
 open(os.path.join(d, "supervise.pid"), "w").write(str(os.getpid()))
@@ -99,6 +100,7 @@ pub fn compute_spec_bin() -> PathBuf {
 pub struct Harness {
     pub dir: tempfile::TempDir,
     pub port: u16,
+    pub internal_port: u16,
     pub command: Command,
 }
 
@@ -109,6 +111,7 @@ impl Harness {
             .tempdir_in("/dev/shm")
             .unwrap();
         let port = pg_test_support::free_tcp_port();
+        let internal_port = pg_test_support::free_tcp_port();
         let mut command = Command::new(env!("CARGO_BIN_EXE_compute-ctl"));
         command
             .arg("-D")
@@ -118,7 +121,7 @@ impl Harness {
                 "--http-port",
                 &port.to_string(),
                 "--internal-http-port",
-                "0",
+                &internal_port.to_string(),
             ])
             .env("STANDIN_DIR", dir.path())
             .env("STANDIN_LOG", dir.path().join("stages.log"))
@@ -126,7 +129,12 @@ impl Harness {
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null());
-        let mut harness = Harness { dir, port, command };
+        let mut harness = Harness {
+            dir,
+            port,
+            internal_port,
+            command,
+        };
         harness.stage("pg-sync-safekeepers", SYNC);
         harness.stage("pg-basebackup-fetch", BASEBACKUP);
         harness.stage("pg-reconcile", RECONCILE);
