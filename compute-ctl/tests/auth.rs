@@ -50,7 +50,8 @@ fn jwt_cases() {
     let key = key_pair();
     let other = key_pair();
     let mut harness = Harness::new();
-    let config = json!({"spec": empty_spec(None), "compute_ctl_config": {"jwks": {"keys": [jwk(&key)]}}});
+    let config =
+        json!({"spec": empty_spec(None), "compute_ctl_config": {"jwks": {"keys": [jwk(&key)]}}});
     let config_path = harness.path().join("config.json");
     std::fs::write(&config_path, config.to_string()).unwrap();
     let config_path = config_path.to_string_lossy().to_string();
@@ -80,7 +81,10 @@ fn jwt_cases() {
     let anonymous = token(&key, json!({"exp": exp}));
     assert_eq!(status_with(&compute, Some(&anonymous)).status, 403);
 
-    let admin = token(&key, json!({"scope": "compute_ctl:admin", "aud": ["compute"], "exp": exp}));
+    let admin = token(
+        &key,
+        json!({"scope": "compute_ctl:admin", "aud": ["compute"], "exp": exp}),
+    );
     assert_eq!(status_with(&compute, Some(&admin)).status, 200);
     let admin_no_aud = token(&key, json!({"scope": "compute_ctl:admin", "exp": exp}));
     assert_eq!(status_with(&compute, Some(&admin_no_aud)).status, 401);

@@ -94,3 +94,47 @@ fn postgres_failing_to_start_is_a_failed_start() {
         .contains("exited before it was ready"));
     assert_eq!(compute.wait_exit(Duration::from_secs(20)), 1);
 }
+
+#[test]
+fn sigterm_during_a_stage_stops_it_and_exits() {
+    let mut harness = Harness::new();
+    harness.command.env("STANDIN_SYNC_SLEEP", "30");
+    let mut compute = harness.start(&["--embedded-default"]);
+    let pid_file = harness.path().join("sync.pid");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !pid_file.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sync stage never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let sync_pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(compute.status(), "init");
+    compute.signal(Signal::SIGTERM);
+    assert_eq!(compute.wait_exit(Duration::from_secs(5)), 1);
+    assert!(!alive(sync_pid), "the running stage was left behind");
+    assert!(!harness.path().join("supervise.pid").exists());
+}
+
+#[test]
+fn sigkill_of_compute_ctl_leaves_no_supervisor() {
+    let mut harness = Harness::new();
+    let mut compute = harness.start(&["--embedded-default"]);
+    compute.wait_status("running");
+    let pid = supervise_pid(harness.path());
+    compute.signal(Signal::SIGKILL);
+    compute.wait_exit(Duration::from_secs(5));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while alive(pid) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pg-supervise outlived compute-ctl"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

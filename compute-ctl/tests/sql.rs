@@ -29,7 +29,9 @@ fn sql_routes_against_real_postgres() {
     assert_eq!(listing.status, 200, "{}", listing.body);
     let listing = listing.json();
     let roles = listing["roles"].as_array().unwrap();
-    assert!(roles.iter().any(|role| role["name"] == "reader" && role["options"].is_null()));
+    assert!(roles
+        .iter()
+        .any(|role| role["name"] == "reader" && role["options"].is_null()));
     let shop = listing["databases"]
         .as_array()
         .unwrap()
@@ -63,12 +65,18 @@ fn readyz_fails_when_postgres_does_not_answer() {
     let socket_dir = harness.path().to_path_buf();
     harness
         .command
-        .env("STANDIN_PG_PORT", pg_test_support::free_tcp_port().to_string())
+        .env(
+            "STANDIN_PG_PORT",
+            pg_test_support::free_tcp_port().to_string(),
+        )
         .env("STANDIN_PG_SOCKET", socket_dir);
     let compute = harness.start(&["--embedded-default"]);
     compute.wait_status("running");
     let ready = compute.get("/readyz");
     assert_eq!(ready.status, 503);
-    assert!(ready.json()["error"].as_str().unwrap().contains("not ready"));
+    assert!(ready.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("not ready"));
     assert_eq!(compute.get("/dbs_and_roles").status, 500);
 }

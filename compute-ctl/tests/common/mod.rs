@@ -12,8 +12,11 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 /// Stand-in `pg-sync-safekeepers`: LSN 0/0, or 0/2000000 with --after-shutdown.
-pub const SYNC: &str = r#"import sys, json, os
+pub const SYNC: &str = r#"import sys, json, os, time
 doc = json.load(sys.stdin)
+if os.environ.get("STANDIN_SYNC_SLEEP") and "--after-shutdown" not in sys.argv:
+    open(os.path.join(os.environ["STANDIN_DIR"], "sync.pid"), "w").write(str(os.getpid()))
+    time.sleep(float(os.environ["STANDIN_SYNC_SLEEP"]))
 log = os.environ.get("STANDIN_LOG")
 if log:
     open(log, "a").write("sync " + " ".join(sys.argv[1:]) + "\n")
@@ -45,8 +48,7 @@ print(json.dumps(doc))
 
 /// Stand-in `pg-supervise`: `ready`, activity and downtime, then waits for SIGTERM/SIGQUIT and
 /// reports `exited` with $STANDIN_PG_EXIT.
-pub const SUPERVISE: &str = r#"import sys, json, os, signal, time, ctypes
-ctypes.CDLL(None).prctl(1, signal.SIGKILL)
+pub const SUPERVISE: &str = r#"import sys, json, os, signal, time
 doc = json.load(sys.stdin)
 d = os.environ["STANDIN_DIR"]
 open(os.path.join(d, "supervise.pid"), "w").write(str(os.getpid()))
