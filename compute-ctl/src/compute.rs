@@ -124,10 +124,9 @@ impl Controller {
     }
 
     fn start(&mut self) -> Result<Outcome, StageError> {
+        // Status stays `empty` while the spec loads (as upstream); a control plane that has
+        // no spec yet leaves it there.
         let document = if self.params.has_spec_source {
-            self.shared
-                .transition(ComputeStatus::Init)
-                .map_err(internal_state)?;
             let args = self.params.spec_args.clone();
             self.run_stage(name::COMPUTE_SPEC, &args, b"")?
         } else {

@@ -55,7 +55,7 @@ fn no_spec_waits_in_empty_then_configure_starts_the_compute() {
 #[test]
 fn reconfigure_a_running_compute_runs_reconcile_with_reconfigure() {
     let mut harness = Harness::new();
-    harness.command.env("STANDIN_RECONCILE_SLEEP", "0.3");
+    harness.command.env("STANDIN_RECONCILE_SLEEP", "1");
     let compute = harness.start(&["-s", &empty_spec(None).to_string()]);
     compute.wait_status("running");
     let body = json!({"spec": empty_spec(Some("carol"))});
@@ -69,7 +69,7 @@ fn reconfigure_a_running_compute_runs_reconcile_with_reconfigure() {
         let asked = Instant::now();
         let status = compute.status();
         assert!(
-            asked.elapsed() < Duration::from_millis(200),
+            asked.elapsed() < Duration::from_millis(500),
             "/status was blocked"
         );
         if status == "configuration" {
@@ -228,4 +228,41 @@ fn terminate_a_primary_with_safekeepers_syncs_after_shutdown() {
         .contains("sync --log-format text --after-shutdown"));
     assert_eq!(compute.wait_exit(Duration::from_secs(10)), 0);
     assert!(!alive(pid));
+}
+
+/// Serves one control-plane answer to every request on a background thread; returns the URL.
+fn control_plane(answer: serde_json::Value) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut buffer = [0u8; 4096];
+            let _ = std::io::Read::read(&mut stream, &mut buffer);
+            let body = answer.to_string();
+            let response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = std::io::Write::write_all(&mut stream, response.as_bytes());
+        }
+    });
+    url
+}
+
+#[test]
+fn a_control_plane_without_a_spec_leaves_the_compute_empty() {
+    let url = control_plane(json!({"status": "empty", "spec": null,
+        "compute_ctl_config": {"jwks": {"keys": []}}}));
+    let mut harness = Harness::new();
+    let mut compute = harness.start(&["-p", &url, "-i", "compute-7"]);
+    compute.wait_status("empty");
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(compute.status(), "empty");
+    let body = json!({"spec": empty_spec(Some("dave")), "compute_ctl_config": {}});
+    let answer = compute.post("/configure", body.to_string().as_bytes());
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(harness.log().contains("roles=dave"));
+    compute.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(compute.wait_exit(Duration::from_secs(10)), 0);
 }
