@@ -344,8 +344,13 @@ impl Controller {
 
     /// Start-up failure: `failed`, Postgres stopped, HTTP up for the grace period.
     fn fail(&mut self, error: StageError) -> Outcome {
-        if self.shared.status().is_terminating() {
-            self.stop_postgres(Signal::SIGTERM);
+        let status = self.shared.status();
+        if status.is_terminating() {
+            let signal = match status {
+                ComputeStatus::TerminationPendingImmediate => Signal::SIGQUIT,
+                _ => Signal::SIGTERM,
+            };
+            self.stop_postgres(signal);
             return self.finish_termination(Some(1)).unwrap_or(Outcome::Exit(1));
         }
         tracing::error!(%error, "compute start failed");
