@@ -124,10 +124,9 @@ impl Controller {
     }
 
     fn start(&mut self) -> Result<Outcome, StageError> {
+        // Status stays `empty` while the spec loads (as upstream); a control plane that has
+        // no spec yet leaves it there.
         let document = if self.params.has_spec_source {
-            self.shared
-                .transition(ComputeStatus::Init)
-                .map_err(internal_state)?;
             let args = self.params.spec_args.clone();
             self.run_stage(name::COMPUTE_SPEC, &args, b"")?
         } else {
@@ -328,7 +327,11 @@ impl Controller {
         }
         let mut args = self.log_args();
         args.push("--after-shutdown".into());
-        match self.run_document_stage(name::SYNC_SAFEKEEPERS, &args, &document) {
+        // Not through run_stage: a termination is pending, and this stage is part of it.
+        let synced = stages::document_bytes(&document).and_then(|bytes| {
+            stages::run(name::SYNC_SAFEKEEPERS, &args, &bytes, &self.children.stage)
+        });
+        match synced {
             Ok(synced) => synced
                 .sync_safekeepers
                 .map(|section| section.lsn.to_string()),
@@ -341,8 +344,13 @@ impl Controller {
 
     /// Start-up failure: `failed`, Postgres stopped, HTTP up for the grace period.
     fn fail(&mut self, error: StageError) -> Outcome {
-        if self.shared.status().is_terminating() {
-            self.stop_postgres(Signal::SIGTERM);
+        let status = self.shared.status();
+        if status.is_terminating() {
+            let signal = match status {
+                ComputeStatus::TerminationPendingImmediate => Signal::SIGQUIT,
+                _ => Signal::SIGTERM,
+            };
+            self.stop_postgres(signal);
             return self.finish_termination(Some(1)).unwrap_or(Outcome::Exit(1));
         }
         tracing::error!(%error, "compute start failed");

@@ -156,4 +156,36 @@ mod tests {
             br#"{"spec": {"format_version": 1.0, "cluster": {"roles": [], "databases": []}}}"#;
         assert!(parse_configure(good).is_ok());
     }
+
+    #[test]
+    fn terminate_when_already_terminated_is_201() {
+        let (sender, _receiver) = std::sync::mpsc::channel();
+        let api = Api {
+            shared: std::sync::Arc::new(crate::state::Shared::new()),
+            wake: sender,
+            compute_id: None,
+        };
+        api.shared
+            .transition(ComputeStatus::TerminationPendingFast)
+            .unwrap();
+        api.shared
+            .update(|inner| {
+                inner.terminate_lsn = Some("0/16B5A50".into());
+                inner.transition(ComputeStatus::Terminated)
+            })
+            .unwrap();
+        let reply = terminate(&api, "mode=fast");
+        assert_eq!(reply.status, 201);
+        assert_eq!(reply.body, br#"{"lsn":"0/16B5A50"}"#);
+        assert_eq!(terminate(&api, "mode=other").status, 400);
+        assert_eq!(configure(&api, b"{}").status, 400);
+        let spec =
+            br#"{"spec": {"format_version": 1.0, "cluster": {"roles": [], "databases": []}}}"#;
+        let refused = configure(&api, spec);
+        assert_eq!(refused.status, 412);
+        assert_eq!(
+            refused.body,
+            br#"{"error":"invalid compute status: terminated"}"#
+        );
+    }
 }

@@ -19,8 +19,9 @@ use crate::supervise::Event;
 /// Largest request body accepted (10 MiB); larger ones get 413.
 pub const MAX_BODY: usize = 10 * 1024 * 1024;
 
-/// Worker threads per server.
-const WORKERS: usize = 4;
+/// Worker threads per server: `/configure` and `/terminate` each hold one while they wait,
+/// and at most one `/configure` can be in flight, so `/status` always finds a free worker.
+const WORKERS: usize = 8;
 
 /// Which server a request came to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

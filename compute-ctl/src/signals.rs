@@ -33,7 +33,7 @@ pub fn install(
                 };
                 tracing::info!(signal, "shutdown requested by signal");
                 request_termination(&shared, next);
-                children.stage.signal(Signal::SIGTERM);
+                children.stage.signal_group(Signal::SIGTERM);
                 let _ = wake.send(Event::Wake);
             }
         })

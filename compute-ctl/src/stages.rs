@@ -3,6 +3,7 @@
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -66,33 +67,59 @@ impl ChildPid {
 
     /// Sends `signal` to the child, if one is recorded.
     pub fn signal(&self, signal: Signal) {
-        let pid = self.0.lock().ok().and_then(|slot| *slot);
-        if let Some(pid) = pid.and_then(|pid| i32::try_from(pid).ok()) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
+        if let Some(pid) = self.pid() {
+            let _ = nix::sys::signal::kill(pid, signal);
         }
+    }
+
+    /// Sends `signal` to the child's whole process group (a stage and its helpers).
+    pub fn signal_group(&self, signal: Signal) {
+        if let Some(pid) = self.pid() {
+            let _ = nix::sys::signal::killpg(pid, signal);
+        }
+    }
+
+    fn pid(&self) -> Option<nix::unistd::Pid> {
+        let pid = self.0.lock().ok().and_then(|slot| *slot)?;
+        i32::try_from(pid).ok().map(nix::unistd::Pid::from_raw)
+    }
+}
+
+/// Puts a child in its own process group (a terminal's Ctrl-C reaches compute-ctl only,
+/// which forwards exactly one shutdown signal: a second one would escalate pg-supervise's
+/// shutdown) and has it receive SIGTERM if compute-ctl dies, even by SIGKILL: no orphans.
+pub fn guard(command: &mut Command) {
+    command.process_group(0);
+    // SAFETY: the closure runs in the forked child before exec and only makes the prctl
+    // system call, which is async-signal-safe; it allocates nothing and takes no lock.
+    unsafe {
+        command.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(std::io::Error::from)
+        });
     }
 }
 
 /// Spawns stage `stage` with `args`, stdin/stdout piped, stderr inherited.
 pub fn spawn(stage: &str, args: &[OsString]) -> Result<Child, StageError> {
     let path = locate(stage);
-    Command::new(&path)
+    let mut command = Command::new(&path);
+    command
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|error| {
-            StageError::new(
-                STAGE,
-                ErrorKind::Child,
-                format!(
-                    "starting stage {stage} ({}): {error}; install it beside compute-ctl or set {}",
-                    path.display(),
-                    override_variable(stage)
-                ),
-            )
-        })
+        .stderr(Stdio::inherit());
+    guard(&mut command);
+    command.spawn().map_err(|error| {
+        StageError::new(
+            STAGE,
+            ErrorKind::Child,
+            format!(
+                "starting stage {stage} ({}): {error}; install it beside compute-ctl or set {}",
+                path.display(),
+                override_variable(stage)
+            ),
+        )
+    })
 }
 
 /// Runs stage `stage` with `args` on `input` (a document or a spec envelope) and returns the

@@ -26,7 +26,9 @@ impl VmMonitor {
     pub fn start(params: &VmMonitorParams, default_connstr: &str) -> Option<VmMonitor> {
         let path = locate(name::VM_MONITOR);
         let connstr = params.pgconnstr.as_deref().unwrap_or(default_connstr);
-        let spawned = Command::new(&path)
+        let mut command = Command::new(&path);
+        crate::stages::guard(&mut command);
+        let spawned = command
             .arg("--cgroup")
             .arg(&params.cgroup)
             .arg("--pgconnstr")

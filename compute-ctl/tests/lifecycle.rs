@@ -59,9 +59,14 @@ fn skip_pg_catalog_updates_skips_reconcile() {
     let mut harness = Harness::new();
     let mut spec = empty_spec(Some("alice"));
     spec["skip_pg_catalog_updates"] = true.into();
-    let mut compute = harness.start(&["-s", &spec.to_string()]);
+    let mut compute = harness.start(&["-s", &spec.to_string(), "--log-format", "json"]);
     compute.wait_status("running");
     assert!(!harness.log().contains("reconcile"), "{}", harness.log());
+    assert!(
+        harness.log().contains("sync --log-format json"),
+        "{}",
+        harness.log()
+    );
     compute.signal(Signal::SIGTERM);
     assert_eq!(compute.wait_exit(Duration::from_secs(20)), 0);
 }
@@ -93,4 +98,103 @@ fn postgres_failing_to_start_is_a_failed_start() {
         .unwrap()
         .contains("exited before it was ready"));
     assert_eq!(compute.wait_exit(Duration::from_secs(20)), 1);
+}
+
+#[test]
+fn sigterm_during_a_stage_stops_it_and_exits() {
+    let mut harness = Harness::new();
+    harness.command.env("STANDIN_SYNC_SLEEP", "30");
+    let mut compute = harness.start(&["--embedded-default"]);
+    let pid_file = harness.path().join("sync.pid");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !pid_file.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sync stage never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let sync_pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(compute.status(), "init");
+    compute.signal(Signal::SIGTERM);
+    assert_eq!(compute.wait_exit(Duration::from_secs(5)), 1);
+    assert!(!alive(sync_pid), "the running stage was left behind");
+    assert!(!harness.path().join("supervise.pid").exists());
+}
+
+#[test]
+fn sigkill_of_compute_ctl_leaves_no_supervisor() {
+    let mut harness = Harness::new();
+    let mut compute = harness.start(&["--embedded-default"]);
+    compute.wait_status("running");
+    let pid = supervise_pid(harness.path());
+    compute.signal(Signal::SIGKILL);
+    compute.wait_exit(Duration::from_secs(5));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while alive(pid) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pg-supervise outlived compute-ctl"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn every_transition_is_logged_in_order() {
+    let mut harness = Harness::new();
+    let log_path = harness.path().join("compute-ctl.log");
+    harness
+        .command
+        .stderr(std::fs::File::create(&log_path).unwrap());
+    let mut compute = harness.start(&[]);
+    compute.wait_status("empty");
+    let body = serde_json::json!({"spec": empty_spec(None)});
+    assert_eq!(
+        compute
+            .post("/configure", body.to_string().as_bytes())
+            .status,
+        200
+    );
+    assert_eq!(
+        compute
+            .post("/configure", body.to_string().as_bytes())
+            .status,
+        200
+    );
+    assert_eq!(compute.post("/terminate", b"").status, 200);
+    assert_eq!(compute.wait_exit(Duration::from_secs(10)), 0);
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let transitions: Vec<String> = log
+        .lines()
+        .filter(|line| line.contains("compute status changed"))
+        .map(|line| {
+            let from = line
+                .split("from=")
+                .nth(1)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap();
+            let to = line.split("to=").nth(1).unwrap().split(' ').next().unwrap();
+            format!("{from}->{to}")
+        })
+        .collect();
+    assert_eq!(
+        transitions,
+        [
+            "empty->configuration_pending",
+            "configuration_pending->init",
+            "init->running",
+            "running->configuration_pending",
+            "configuration_pending->configuration",
+            "configuration->running",
+            "running->termination_pending_fast",
+            "termination_pending_fast->terminated",
+        ]
+    );
 }

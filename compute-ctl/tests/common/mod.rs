@@ -12,8 +12,11 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 /// Stand-in `pg-sync-safekeepers`: LSN 0/0, or 0/2000000 with --after-shutdown.
-pub const SYNC: &str = r#"import sys, json, os
+pub const SYNC: &str = r#"import sys, json, os, time
 doc = json.load(sys.stdin)
+if os.environ.get("STANDIN_SYNC_SLEEP") and "--after-shutdown" not in sys.argv:
+    open(os.path.join(os.environ["STANDIN_DIR"], "sync.pid"), "w").write(str(os.getpid()))
+    time.sleep(float(os.environ["STANDIN_SYNC_SLEEP"]))
 log = os.environ.get("STANDIN_LOG")
 if log:
     open(log, "a").write("sync " + " ".join(sys.argv[1:]) + "\n")
@@ -99,6 +102,7 @@ pub fn compute_spec_bin() -> PathBuf {
 pub struct Harness {
     pub dir: tempfile::TempDir,
     pub port: u16,
+    pub internal_port: u16,
     pub command: Command,
 }
 
@@ -109,6 +113,7 @@ impl Harness {
             .tempdir_in("/dev/shm")
             .unwrap();
         let port = pg_test_support::free_tcp_port();
+        let internal_port = pg_test_support::free_tcp_port();
         let mut command = Command::new(env!("CARGO_BIN_EXE_compute-ctl"));
         command
             .arg("-D")
@@ -118,7 +123,7 @@ impl Harness {
                 "--http-port",
                 &port.to_string(),
                 "--internal-http-port",
-                "0",
+                &internal_port.to_string(),
             ])
             .env("STANDIN_DIR", dir.path())
             .env("STANDIN_LOG", dir.path().join("stages.log"))
@@ -126,7 +131,12 @@ impl Harness {
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null());
-        let mut harness = Harness { dir, port, command };
+        let mut harness = Harness {
+            dir,
+            port,
+            internal_port,
+            command,
+        };
         harness.stage("pg-sync-safekeepers", SYNC);
         harness.stage("pg-basebackup-fetch", BASEBACKUP);
         harness.stage("pg-reconcile", RECONCILE);
