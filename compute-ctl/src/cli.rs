@@ -19,7 +19,7 @@ use compute_spec::logging::LogFormat;
 /// Exit status: Postgres's exit code (1 if it died by a signal); 1 after a failed start;
 /// 2 on bad flags.
 #[derive(Debug, Parser)]
-#[command(name = "compute_ctl", version)]
+#[command(name = "compute_ctl", version = compute_spec::VERSION)]
 pub struct Cli {
     /// Data directory (rebuilt on every start).
     #[arg(short = 'D', long = "pgdata")]

@@ -254,7 +254,8 @@ impl Controller {
         let metrics = self.shared.lock().metrics.clone();
         tracing::info!(?metrics, "compute start finished");
         if crate::vm_monitor::requested() {
-            self.vm_monitor = VmMonitor::start(&self.params.vm_monitor, &document.connstr);
+            let file_cache_connstr = crate::vm_monitor::file_cache_connstr(&document);
+            self.vm_monitor = VmMonitor::start(&self.params.vm_monitor, file_cache_connstr);
         }
         self.supervise()
     }

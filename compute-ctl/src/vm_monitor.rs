@@ -6,8 +6,30 @@
 
 use std::process::{Child, Command, Stdio};
 
+use compute_spec::quote::quote_libpq_value;
+use compute_spec::ComputeDocument;
+
 use crate::cli::VmMonitorParams;
 use crate::stages::{locate, name};
+
+/// The monitor's file-cache connection: the compute's own instance through its socket
+/// directory, as the admin user; none when the spec sets `disable_lfc_resizing`.
+pub fn file_cache_connstr(document: &ComputeDocument) -> Option<String> {
+    let disabled = document
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.disable_lfc_resizing)
+        .unwrap_or(false);
+    if disabled {
+        return None;
+    }
+    Some(format!(
+        "host={} port={} user={} dbname=postgres application_name=vm-monitor",
+        quote_libpq_value(&document.instance.socket_dir.to_string_lossy()),
+        document.instance.port,
+        quote_libpq_value(&compute_spec::local::admin_user(document)),
+    ))
+}
 
 /// A running vm-monitor.
 #[derive(Debug)]
@@ -23,16 +45,18 @@ pub fn requested() -> bool {
 impl VmMonitor {
     /// Starts vm-monitor; a failure is logged and autoscaling stays off (as upstream, it is
     /// not fatal to the compute).
-    pub fn start(params: &VmMonitorParams, default_connstr: &str) -> Option<VmMonitor> {
+    /// `default_connstr` is used when `--filecache-connstr` is not given; with neither, the
+    /// monitor does no file-cache sizing.
+    pub fn start(params: &VmMonitorParams, default_connstr: Option<String>) -> Option<VmMonitor> {
         let path = locate(name::VM_MONITOR);
-        let connstr = params.pgconnstr.as_deref().unwrap_or(default_connstr);
         let mut command = Command::new(&path);
         crate::stages::guard(&mut command);
+        if let Some(connstr) = params.pgconnstr.clone().or(default_connstr) {
+            command.arg("--pgconnstr").arg(connstr);
+        }
         let spawned = command
             .arg("--cgroup")
             .arg(&params.cgroup)
-            .arg("--pgconnstr")
-            .arg(connstr)
             .arg("--addr")
             .arg(&params.addr)
             .stdin(Stdio::null())

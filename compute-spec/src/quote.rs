@@ -15,7 +15,8 @@
 //!   they mean the same under any `standard_conforming_strings`;
 //! * inside PL/pgSQL `DO` blocks names are dollar-quoted with the shortest run of `x`s that
 //!   the text does not contain, and the block itself uses a tag one `x` longer;
-//! * `postgresql.conf` values are wrapped in `'…'` with `'` and `\` doubled.
+//! * `postgresql.conf` values are wrapped in `'…'` with `'` and `\` doubled;
+//! * libpq connection-string values are wrapped in `'…'` with `'` and `\` backslash-escaped.
 
 use std::fmt;
 
@@ -86,6 +87,11 @@ pub fn quote_conf_value(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''").replace('\\', "\\\\"))
 }
 
+/// A libpq key=value connection-string value: `'…'` with `\` and `'` backslash-escaped.
+pub fn quote_libpq_value(value: &str) -> String {
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,6 +142,19 @@ mod tests {
         assert_eq!(do_block_tag(["name"]), "xx");
         assert_eq!(do_block_tag(["name", "xx"]), "xxxx");
         assert_eq!(do_block_tag([]), "xx");
+    }
+
+    #[test]
+    fn libpq_values() {
+        assert_eq!(quote_libpq_value("/tmp/a b"), "'/tmp/a b'");
+        assert_eq!(quote_libpq_value("it's\\"), "'it\\'s\\\\'");
+        let parsed: postgres::Config = format!("host={} user=x", quote_libpq_value("/d i'r"))
+            .parse()
+            .unwrap();
+        assert_eq!(
+            parsed.get_hosts(),
+            &[postgres::config::Host::Unix("/d i'r".into())]
+        );
     }
 
     #[test]

@@ -21,10 +21,21 @@ struct Compute {
 
 impl Compute {
     fn start(args: &[&str], pgdata: &Path, http_port: u16) -> Compute {
+        Compute::start_with_env(args, pgdata, http_port, &[])
+    }
+
+    fn start_with_env(
+        args: &[&str],
+        pgdata: &Path,
+        http_port: u16,
+        env: &[(&str, &str)],
+    ) -> Compute {
         let child = Command::new(binary("compute-ctl"))
+            .envs(env.iter().copied())
             .args(args)
             .args(["-D", pgdata.to_str().unwrap()])
             .args(["--http-port", &http_port.to_string()])
+            .args(["--internal-http-port", "0"])
             .stdin(Stdio::null())
             .spawn()
             .expect("spawning compute-ctl");
@@ -114,4 +125,60 @@ fn compute_ctl_runs_the_spec_and_exits_with_postgres_code_on_sigterm() {
     assert!(wait_until(Duration::from_secs(5), || !process_alive(
         postmaster
     )));
+}
+
+#[test]
+fn autoscaling_starts_the_vm_monitor_and_stops_it_with_postgres() {
+    let dir = TestDir::new("e2e-auto");
+    let spec = write_sample_spec(dir.path(), free_tcp_port());
+    let pgdata = dir.path().join("pgdata");
+    let pgbin = pg_test_support::pg_bin("postgres");
+    let monitor_addr = format!("127.0.0.1:{}", free_tcp_port());
+    let mut compute = Compute::start_with_env(
+        &[
+            "-S",
+            spec.to_str().unwrap(),
+            "-b",
+            pgbin.to_str().unwrap(),
+            "--vm-monitor-addr",
+            &monitor_addr,
+        ],
+        &pgdata,
+        free_tcp_port(),
+        &[("AUTOSCALING", "1")],
+    );
+    compute.wait_for_status("running", Duration::from_secs(60));
+
+    // The agent protocol: version handshake, then a health check echoed with its id.
+    let url = format!("ws://{monitor_addr}/monitor");
+    let mut agent = None;
+    assert!(wait_until(Duration::from_secs(10), || {
+        agent = tungstenite::connect(url.as_str()).ok();
+        agent.is_some()
+    }));
+    let (mut socket, _) = agent.unwrap();
+    let mut exchange = |message: &str| -> Value {
+        socket.send(tungstenite::Message::text(message)).unwrap();
+        loop {
+            if let tungstenite::Message::Text(text) = socket.read().unwrap() {
+                return serde_json::from_str(text.as_str()).unwrap();
+            }
+        }
+    };
+    assert_eq!(exchange(r#"{"min": 1, "max": 1}"#)["version"], 1);
+    let health = exchange(r#"{"type": "HealthCheck", "content": {}, "id": 2}"#);
+    assert_eq!(health["type"], "HealthCheck");
+    assert_eq!(health["id"], 2);
+
+    kill(Pid::from_raw(compute.child.id() as i32), Signal::SIGTERM).unwrap();
+    let mut exit = None;
+    assert!(wait_until(Duration::from_secs(30), || {
+        exit = compute.child.try_wait().ok().flatten();
+        exit.is_some()
+    }));
+    assert_eq!(exit.and_then(|status| status.code()), Some(0));
+    assert!(
+        std::net::TcpStream::connect(&monitor_addr).is_err(),
+        "the vm-monitor still listens after Postgres stopped"
+    );
 }
