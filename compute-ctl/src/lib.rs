@@ -30,6 +30,7 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod generate;
 pub mod cli;
 pub mod compute;
 pub mod control;
@@ -65,6 +66,10 @@ pub fn internal(message: impl Into<String>) -> StageError {
 
 /// Parses the flags, sets up logging and runs the compute (both binary names call this).
 pub fn main_entry() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(code) = generate::from_args(&args) {
+        return code;
+    }
     let cli = Cli::parse();
     compute_spec::logging::init(cli.log_format);
     ExitCode::from(run(cli.into_params()))
