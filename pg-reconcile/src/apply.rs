@@ -18,8 +18,8 @@ use crate::plan::{Phase, Sql, Step};
 
 /// Statements sent in one round trip at most.
 const BATCH: usize = 500;
-/// Slow (SCRAM) role statements per extra connection.
-const SLOW_PER_CONNECTION: usize = 25;
+/// Slow steps (SCRAM roles, `CREATE DATABASE`) per extra connection.
+const SLOW_PER_CONNECTION: usize = 10;
 
 /// Opens an admin connection to a database, or says why it could not.
 pub type Connect<'a> = dyn Fn(&str) -> Result<Client, String> + Sync + 'a;
@@ -109,8 +109,8 @@ pub fn apply(
     outcome
 }
 
-/// Groups a phase's steps into jobs: one per database, and for role phases with slow
-/// statements, the system database's steps split over several connections.
+/// Groups a phase's steps into jobs: one per database; when a parallel phase has only one
+/// database and slow steps, its steps are split over several connections.
 fn jobs(group: &[Step], phase: Phase, concurrency: usize) -> Vec<Job<'_>> {
     let mut jobs: Vec<Job<'_>> = Vec::new();
     for step in group {
@@ -122,7 +122,7 @@ fn jobs(group: &[Step], phase: Phase, concurrency: usize) -> Vec<Job<'_>> {
             }),
         }
     }
-    if phase != Phase::CreateAndAlterRoles || jobs.len() != 1 {
+    if !phase.parallel() || jobs.len() != 1 {
         return jobs;
     }
     let slow = group.iter().filter(|step| step.slow).count();

@@ -28,10 +28,12 @@
 #![warn(missing_docs)]
 
 pub mod apply;
+pub mod cli;
 pub mod plan;
 pub mod settings;
 pub mod snapshot;
 pub mod sql;
+pub mod step;
 
 use std::path::PathBuf;
 use std::time::Instant;

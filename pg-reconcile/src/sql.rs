@@ -27,13 +27,27 @@ pub fn options(options: Option<&[GenericOption]>) -> String {
 }
 
 /// The password as it is sent: SCRAM verifiers verbatim, md5 digests with the `md5` prefix.
+/// The md5 digest of the empty password is `None`: Postgres would clear it ("empty string
+/// is not a valid password"), and comparing with it would alter the role on every run.
 pub fn password_value(role: &Role) -> Option<String> {
     let hash = role.encrypted_password.as_ref()?.expose();
-    if hash.starts_with("SCRAM-SHA-256") || hash.starts_with("md5") {
-        Some(hash.to_string())
-    } else {
-        Some(format!("md5{hash}"))
+    if hash.starts_with("SCRAM-SHA-256") {
+        return Some(hash.to_string());
     }
+    let value = if hash.starts_with("md5") {
+        hash.to_string()
+    } else {
+        format!("md5{hash}")
+    };
+    (value != empty_password_md5(&role.name)).then_some(value)
+}
+
+/// `md5` + md5(password + role name) for the empty password.
+fn empty_password_md5(name: &str) -> String {
+    use md5::Digest;
+    let digest = md5::Md5::digest(name.as_bytes());
+    let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+    format!("md5{hex}")
 }
 
 /// ` PASSWORD '…'` or ` PASSWORD NULL`, with the hash shown or redacted.
@@ -126,6 +140,14 @@ mod tests {
         assert!(password_matches(None, &role(None)));
         assert!(!password_matches(Some(scram), &role(None)));
         assert!(!password_matches(None, &role(Some(md5))));
+        // The md5 of the empty password counts as none (Postgres clears it).
+        let empty = Role {
+            name: "role0".into(),
+            encrypted_password: Some(Secret::new("7018e40b9d81af30a8b22e3cb93d9930")),
+            options: None,
+        };
+        assert_eq!(password_value(&empty), None);
+        assert!(password_matches(None, &empty));
         // The hash is escaped like any literal.
         assert_eq!(
             password_clause(&role(Some("a'b\\")), false),

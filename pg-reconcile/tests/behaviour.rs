@@ -267,3 +267,16 @@ fn binary_speaks_the_contract() {
     let (code, out) = run_binary(&[], envelope);
     assert_eq!((code, out["error"]["stage"].as_str()), (1, Some("x")));
 }
+
+/// Postgres clears a password whose md5 is that of the empty string; the reconciler must
+/// not try to set it again on every run.
+#[test]
+fn md5_of_the_empty_password_converges() {
+    let pg = TestPostgres::start();
+    let empty_md5 =
+        json!([{"name": "role0", "encrypted_password": "7018e40b9d81af30a8b22e3cb93d9930"}]);
+    let wanted = spec(empty_md5, json!([]), json!([]));
+    apply_ok(&pg, &wanted);
+    assert_eq!(user_roles(&pg), ["role0"]);
+    assert_noop(&pg, &wanted);
+}
