@@ -280,3 +280,61 @@ fn md5_of_the_empty_password_converges() {
     assert_eq!(user_roles(&pg), ["role0"]);
     assert_noop(&pg, &wanted);
 }
+
+/// Users' `ALTER DATABASE … SET` (read-only, a tiny statement timeout, a search path) cannot
+/// break the reconciler: its connections force their own session options.
+#[test]
+fn user_database_settings_do_not_break_it() {
+    let pg = TestPostgres::start();
+    pg.psql("CREATE SCHEMA evil");
+    for setting in [
+        "statement_timeout = 1",
+        "search_path = evil",
+        "default_transaction_read_only = on",
+    ] {
+        pg.psql(&format!("ALTER DATABASE postgres SET {setting}"));
+    }
+    let wanted = spec(
+        json!([{"name": "r", "encrypted_password": null}]),
+        json!([{"name": "d", "owner": "r"}]),
+        json!([]),
+    );
+    apply_ok(&pg, &wanted);
+    assert_eq!(user_roles(&pg), ["r"]);
+    assert_noop(&pg, &wanted);
+}
+
+/// A database left invalid by an interrupted `DROP DATABASE` is dropped and, when the spec
+/// lists it, created again; objects the spec does not list are never dropped.
+#[test]
+fn invalid_database_is_recreated_and_unlisted_objects_stay() {
+    let pg = TestPostgres::start();
+    let wanted = spec(
+        json!([{"name": "o", "encrypted_password": null}]),
+        json!([{"name": "half", "owner": "o"}]),
+        json!([]),
+    );
+    apply_ok(&pg, &wanted);
+    pg.psql("CREATE ROLE unlisted");
+    pg.psql("CREATE DATABASE unlisted_db");
+    pg.psql("UPDATE pg_database SET datconnlimit = -2 WHERE datname = 'half'");
+    let section = apply_ok(&pg, &wanted);
+    let phases: Vec<&str> = section.plan.iter().map(|p| p.phase.as_str()).collect();
+    assert_eq!(
+        phases,
+        [
+            "drop_invalid_databases",
+            "create_and_alter_databases",
+            "create_and_alter_databases"
+        ]
+    );
+    let limit = column(
+        &pg,
+        "postgres",
+        "SELECT datconnlimit::text FROM pg_database WHERE datname = 'half'",
+    );
+    assert_eq!(limit, ["-1"]);
+    assert_eq!(user_roles(&pg), ["o", "unlisted"]);
+    assert_eq!(user_databases(&pg), ["half", "unlisted_db"]);
+    assert_noop(&pg, &spec(json!([]), json!([]), json!([])));
+}
