@@ -97,7 +97,11 @@ pub fn apply(
                 .count();
         let group = &steps[start..end];
         let jobs = jobs(group, phase, concurrency);
-        if phase.parallel() && concurrency > 1 && jobs.len() > 1 {
+        if phase == Phase::Settings {
+            if let Ok(client) = pool.get(system_db) {
+                reload(client, group, &mut outcome);
+            }
+        } else if phase.parallel() && concurrency > 1 && jobs.len() > 1 {
             outcome.merge(run_parallel(&jobs, concurrency, connect));
         } else {
             for job in &jobs {
@@ -107,6 +111,31 @@ pub fn apply(
         start = end;
     }
     outcome
+}
+
+const LOAD_TIME: &str = "SELECT pg_catalog.pg_conf_load_time()::pg_catalog.text";
+
+/// Runs the reload step, then waits (up to a second) until the server has loaded the file,
+/// so the catalog work that follows, and the next run, see the new settings.
+fn reload(client: &mut Client, steps: &[Step], outcome: &mut Outcome) {
+    let loaded = |client: &mut Client| -> Option<String> {
+        client.query_one(LOAD_TIME, &[]).ok()?.try_get(0).ok()
+    };
+    let before = loaded(client);
+    let failures = outcome.failures.len();
+    for step in steps {
+        run_in_transaction(client, step, outcome);
+    }
+    if outcome.failures.len() > failures {
+        return;
+    }
+    for _ in 0..200 {
+        if loaded(client) != before {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    tracing::warn!("the server has not reloaded postgresql.conf within a second");
 }
 
 /// Groups a phase's steps into jobs: one per database; when a parallel phase has only one

@@ -35,7 +35,7 @@ pub mod snapshot;
 pub mod sql;
 pub mod step;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use compute_spec::error::{ErrorKind, StageError};
@@ -95,10 +95,12 @@ pub fn reconcile(
         catalog_skipped: !plan::catalog_enabled(spec),
         ..Default::default()
     };
-    section.conf_changed = rewrite_settings(document, spec, options.dry_run)?;
     let config = admin_config(document, STAGE, APPLICATION_NAME, None)?;
     let system_db = config.get_dbname().unwrap_or("postgres").to_string();
+    // Connect first: when the instance is down, nothing changes.
     let mut client = connect(document, None)?;
+    let conf = document.pgdata.join("postgresql.conf");
+    section.conf_changed = rewrite_settings(&conf, spec, options.dry_run)?;
     let snapshot_started = Instant::now();
     let deleted = if section.catalog_skipped {
         Vec::new()
@@ -114,7 +116,9 @@ pub fn reconcile(
         privileged_role: document.privileged_role_name.clone(),
         admin_user: admin_user(document),
         system_db: system_db.clone(),
-        conf_changed: section.conf_changed,
+        // A file with errors is ignored whole by a reload: then only report them.
+        reload: snapshot.conf_errors.is_empty()
+            && (section.conf_changed || settings::modified_after(&conf, snapshot.conf_loaded_at)),
     };
     let steps = plan::plan(spec, &context, &snapshot);
     section.plan = planned(&steps);
@@ -152,16 +156,11 @@ fn apply_overrides(document: &mut ComputeDocument, options: &Options) -> Result<
     Ok(())
 }
 
-/// Rewrites the managed block (unless dry); true when it changed or would change.
-fn rewrite_settings(
-    document: &ComputeDocument,
-    spec: &ComputeSpec,
-    dry_run: bool,
-) -> Result<bool, StageError> {
-    let path = document.pgdata.join("postgresql.conf");
+/// Rewrites the managed block of `path` (unless dry); true when it changed or would change.
+fn rewrite_settings(path: &Path, spec: &ComputeSpec, dry_run: bool) -> Result<bool, StageError> {
     let io =
         |error: settings::SettingsError| StageError::new(STAGE, ErrorKind::Io, error.to_string());
-    let text = settings::read(&path).map_err(io)?;
+    let text = settings::read(path).map_err(io)?;
     let wanted = spec.cluster.settings.as_deref().unwrap_or_default();
     let Some(new_text) =
         settings::rewrite(&text, wanted, &path.display().to_string()).map_err(io)?
@@ -169,7 +168,7 @@ fn rewrite_settings(
         return Ok(false);
     };
     if !dry_run {
-        settings::write(&path, &new_text).map_err(io)?;
+        settings::write(path, &new_text).map_err(io)?;
         tracing::info!(file = %path.display(), "rewrote the managed settings block");
     }
     Ok(true)

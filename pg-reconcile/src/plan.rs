@@ -22,8 +22,8 @@ pub struct PlanContext {
     pub admin_user: String,
     /// The system database (the admin connection's).
     pub system_db: String,
-    /// The managed block of `postgresql.conf` changed: reload.
-    pub conf_changed: bool,
+    /// `postgresql.conf` changed since the server last loaded it: reload.
+    pub reload: bool,
 }
 
 /// Whether the spec asks for catalog work at all.
@@ -120,7 +120,7 @@ pub fn plan(spec: &ComputeSpec, context: &PlanContext, snapshot: &Snapshot) -> V
         database_now: BTreeMap::new(),
         steps: Vec::new(),
     };
-    if context.conf_changed {
+    if context.reload {
         let system = planner.system();
         let reload = sql("SELECT pg_catalog.pg_reload_conf()".to_string());
         planner.push(

@@ -49,7 +49,7 @@ pub struct AvailableExtension {
 }
 
 /// What exists in the instance.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Snapshot {
     /// Roles by name.
     pub roles: BTreeMap<String, ExistingRole>,
@@ -71,6 +71,8 @@ pub struct Snapshot {
     pub pending_restart: Vec<String>,
     /// Settings in the configuration files the server rejects (`name: error`).
     pub conf_errors: Vec<String>,
+    /// When the server last loaded its configuration (seconds since the epoch).
+    pub conf_loaded_at: Option<f64>,
 }
 
 const ROLES: &str = "SELECT rolname, rolpassword FROM pg_catalog.pg_authid";
@@ -86,7 +88,8 @@ const EXTENSIONS: &str = "SELECT name, default_version, installed_version \
 const SERVER: &str = "SELECT pg_catalog.current_setting('shared_preload_libraries'), \
      pg_catalog.current_setting('max_connections'), \
      EXISTS (SELECT FROM pg_catalog.pg_namespace \
-             WHERE nspname OPERATOR(pg_catalog.=) 'neon')";
+             WHERE nspname OPERATOR(pg_catalog.=) 'neon'), \
+     pg_catalog.date_part('epoch', pg_catalog.pg_conf_load_time())";
 const FILE_SETTINGS: &str = "SELECT DISTINCT coalesce(name, sourcefile), error \
      FROM pg_catalog.pg_file_settings WHERE error IS NOT NULL ORDER BY 1, 2";
 /// `pg_file_settings.error` of a setting that only a restart applies.
@@ -192,6 +195,7 @@ fn from_rows(sets: &[Rows]) -> Snapshot {
         snapshot.preloaded = split_list(&text(row, 0).unwrap_or_default());
         snapshot.max_connections = text(row, 1).and_then(|value| value.parse().ok());
         snapshot.neon_schema = flag(row, 2);
+        snapshot.conf_loaded_at = text(row, 3).and_then(|value| value.parse().ok());
     }
     for row in set(5) {
         let (Some(name), Some(error)) = (text(row, 0), text(row, 1)) else {

@@ -150,6 +150,16 @@ fn settings_block_is_rewritten_reloaded_and_restart_needs_reported() {
         "{:?}",
         section.conf_errors
     );
+    assert!(
+        section.conf_changed && section.plan.is_empty(),
+        "no reload: {:?}",
+        section.plan
+    );
+    assert_noop(&pg, &unknown);
+    // Fixed: the block is rewritten and the file reloaded.
+    let section = apply_ok(&pg, &second);
+    assert!(section.conf_errors.is_empty() && section.plan.len() == 1);
+    assert_noop(&pg, &second);
 }
 
 #[test]
@@ -300,7 +310,18 @@ fn user_database_settings_do_not_break_it() {
         json!([]),
     );
     apply_ok(&pg, &wanted);
-    assert_eq!(user_roles(&pg), ["r"]);
+    let connstr = format!(
+        "{} options='-c statement_timeout=0'",
+        pg.connstr("postgres")
+    );
+    let mut client = postgres::Client::connect(&connstr, postgres::NoTls).unwrap();
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM pg_catalog.pg_database WHERE datname = 'd'",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 1);
     assert_noop(&pg, &wanted);
 }
 
@@ -337,4 +358,26 @@ fn invalid_database_is_recreated_and_unlisted_objects_stay() {
     assert_eq!(user_roles(&pg), ["o", "unlisted"]);
     assert_eq!(user_databases(&pg), ["half", "unlisted_db"]);
     assert_noop(&pg, &spec(json!([]), json!([]), json!([])));
+}
+
+/// A run that wrote the file but died before reloading is caught up by the next run: the
+/// file is newer than the server's last load.
+#[test]
+fn a_missed_reload_is_caught_up() {
+    let pg = TestPostgres::start();
+    std::thread::sleep(Duration::from_millis(20));
+    let conf = pg.data_dir().join("postgresql.conf");
+    let mut text = std::fs::read_to_string(&conf).unwrap();
+    text.push_str("work_mem = '9MB'\n");
+    std::fs::write(&conf, text).unwrap();
+    let empty = spec(json!([]), json!([]), json!([]));
+    let section = apply_ok(&pg, &empty);
+    let reloads = section
+        .plan
+        .iter()
+        .filter(|p| p.phase == "settings")
+        .count();
+    assert_eq!(reloads, 1, "{:?}", section.plan);
+    wait_for_work_mem(&pg, "9MB");
+    assert_noop(&pg, &empty);
 }
