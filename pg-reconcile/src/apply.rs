@@ -142,13 +142,17 @@ fn reload(client: &mut Client, steps: &[Step], outcome: &mut Outcome) {
 /// database and slow steps, its steps are split over several connections.
 fn jobs(group: &[Step], phase: Phase, concurrency: usize) -> Vec<Job<'_>> {
     let mut jobs: Vec<Job<'_>> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
     for step in group {
-        match jobs.iter_mut().find(|job| job.database == step.database) {
-            Some(job) => job.steps.push(step),
-            None => jobs.push(Job {
-                database: step.database.clone(),
-                steps: vec![step],
-            }),
+        match index.get(step.database.as_str()) {
+            Some(&i) => jobs[i].steps.push(step),
+            None => {
+                index.insert(&step.database, jobs.len());
+                jobs.push(Job {
+                    database: step.database.clone(),
+                    steps: vec![step],
+                });
+            }
         }
     }
     if !phase.parallel() || jobs.len() != 1 {
