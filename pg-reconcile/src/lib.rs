@@ -99,6 +99,7 @@ pub fn reconcile(
     let system_db = config.get_dbname().unwrap_or("postgres").to_string();
     // Connect first: when the instance is down, nothing changes.
     let mut client = connect(document, None)?;
+    section.connect_ms = elapsed_ms(started);
     let conf = document.pgdata.join("postgresql.conf");
     section.conf_changed = rewrite_settings(&conf, spec, options.dry_run)?;
     let snapshot_started = Instant::now();
@@ -120,8 +121,10 @@ pub fn reconcile(
         reload: snapshot.conf_errors.is_empty()
             && (section.conf_changed || settings::modified_after(&conf, snapshot.conf_loaded_at)),
     };
+    let plan_started = Instant::now();
     let steps = plan::plan(spec, &context, &snapshot);
     section.plan = planned(&steps);
+    section.plan_ms = elapsed_ms(plan_started);
     if !options.dry_run {
         let apply_started = Instant::now();
         let concurrency = concurrency(spec, options, snapshot.max_connections);

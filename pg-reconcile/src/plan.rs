@@ -5,11 +5,11 @@
 //! snapshot, so later phases see what earlier ones will have done (a renamed role, a dropped
 //! database), and a spec that is already in effect plans nothing.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use compute_spec::spec::{ComputeMode, ComputeSpec};
 
-use crate::snapshot::{ExistingDatabase, Snapshot};
+use crate::snapshot::{ExistingDatabase, ExistingRole, Snapshot};
 use crate::sql::{ident, options, password_clause, password_matches, password_value};
 pub use crate::step::{Phase, Sql, Step};
 
@@ -62,12 +62,47 @@ fn destructive(text: String) -> Sql {
     }
 }
 
+/// The roles as they will be after the steps so far: changes over the snapshot, so that a
+/// no-op plan copies nothing.
+struct Roles<'a> {
+    base: &'a HashMap<String, ExistingRole>,
+    /// `Some(password)`: exists with that password; `None`: dropped or renamed away.
+    changed: BTreeMap<String, Option<Option<String>>>,
+}
+
+impl Roles<'_> {
+    /// `Some(stored password)` when the role exists.
+    fn get(&self, name: &str) -> Option<Option<&str>> {
+        match self.changed.get(name) {
+            Some(state) => state.as_ref().map(Option::as_deref),
+            None => self.base.get(name).map(|role| role.password.as_deref()),
+        }
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    fn insert(&mut self, name: String, password: Option<String>) {
+        self.changed.insert(name, Some(password));
+    }
+
+    /// Removes the role; its stored password when it existed.
+    fn remove(&mut self, name: &str) -> Option<Option<String>> {
+        let old = self.get(name).map(|password| password.map(str::to_string));
+        if old.is_some() {
+            self.changed.insert(name.to_string(), None);
+        }
+        old
+    }
+}
+
 /// The planner's working state: the snapshot as it will be after the steps so far.
 struct Planner<'a> {
     spec: &'a ComputeSpec,
     context: &'a PlanContext,
     snapshot: &'a Snapshot,
-    roles: BTreeMap<String, Option<String>>,
+    roles: Roles<'a>,
     databases: BTreeMap<String, ExistingDatabase>,
     /// Current name → name in the snapshot, for renamed roles.
     renamed_from: BTreeMap<String, String>,
@@ -110,11 +145,10 @@ pub fn plan(spec: &ComputeSpec, context: &PlanContext, snapshot: &Snapshot) -> V
         spec,
         context,
         snapshot,
-        roles: snapshot
-            .roles
-            .iter()
-            .map(|(name, role)| (name.clone(), role.password.clone()))
-            .collect(),
+        roles: Roles {
+            base: &snapshot.roles,
+            changed: BTreeMap::new(),
+        },
         databases: snapshot.databases.clone(),
         renamed_from: BTreeMap::new(),
         database_now: BTreeMap::new(),
@@ -182,7 +216,7 @@ fn drop_subscriptions(planner: &mut Planner<'_>) {
 
 fn create_privileged_role(planner: &mut Planner<'_>) {
     let name = planner.context.privileged_role.clone();
-    if planner.roles.contains_key(&name) {
+    if planner.roles.contains(&name) {
         return;
     }
     let statement = sql(format!(
@@ -229,8 +263,8 @@ fn rename_roles(planner: &mut Planner<'_>) {
     for (old, new) in renames {
         // Rename iff the old role exists and the new one does not (upstream inverted this).
         if old == planner.context.privileged_role
-            || !planner.roles.contains_key(&old)
-            || planner.roles.contains_key(&new)
+            || !planner.roles.contains(&old)
+            || planner.roles.contains(&new)
         {
             continue;
         }
@@ -269,10 +303,13 @@ fn create_and_alter_roles(planner: &mut Planner<'_>) {
         if role.name == planner.context.privileged_role || deleted.contains(role.name.as_str()) {
             continue;
         }
+        let existing = planner.roles.get(&role.name);
+        if existing.is_some_and(|stored| password_matches(stored, role)) {
+            continue;
+        }
         let opts = options(role.options.as_deref());
         let name = ident(&role.name);
-        let head = match planner.roles.get(&role.name) {
-            Some(stored) if password_matches(stored.as_deref(), role) => continue,
+        let head = match existing {
             Some(_) => format!("ALTER ROLE {name}{opts} LOGIN"),
             None if jwks_roles.contains(role.name.as_str()) => {
                 format!("CREATE ROLE {name}{opts} LOGIN")
@@ -372,11 +409,14 @@ fn create_and_alter_databases(planner: &mut Planner<'_>) {
     let privileged = ident(&planner.context.privileged_role);
     let spec = planner.spec;
     for db in &spec.cluster.databases {
+        let existing = planner.databases.get(&db.name);
+        if existing.is_some_and(|existing| existing.owner == db.owner) {
+            continue;
+        }
         let name = ident(&db.name);
         let owner = ident(&db.owner);
         let object = database_object(&db.name);
-        match planner.databases.get(&db.name) {
-            Some(existing) if existing.owner == db.owner => {}
+        match existing {
             Some(_) => {
                 let statement = sql(format!("ALTER DATABASE {name} OWNER TO {owner}"));
                 planner.push(
@@ -437,7 +477,7 @@ fn delete_role_steps(planner: &mut Planner<'_>) {
     let admin = planner.context.admin_user.clone();
     let snapshot = planner.snapshot;
     for role in deleted_roles(planner.spec) {
-        if !planner.roles.contains_key(role) || role == planner.context.privileged_role {
+        if !planner.roles.contains(role) || role == planner.context.privileged_role {
             continue;
         }
         let origin = planner.renamed_from.get(role).map_or(role, String::as_str);

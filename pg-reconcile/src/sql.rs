@@ -30,24 +30,30 @@ pub fn options(options: Option<&[GenericOption]>) -> String {
 /// The md5 digest of the empty password is `None`: Postgres would clear it ("empty string
 /// is not a valid password"), and comparing with it would alter the role on every run.
 pub fn password_value(role: &Role) -> Option<String> {
-    let hash = role.encrypted_password.as_ref()?.expose();
-    if hash.starts_with("SCRAM-SHA-256") {
-        return Some(hash.to_string());
-    }
-    let value = if hash.starts_with("md5") {
-        hash.to_string()
-    } else {
-        format!("md5{hash}")
-    };
+    let value = spec_password(role)?;
     (value != empty_password_md5(&role.name)).then_some(value)
+}
+
+/// The spec's password with the `md5` prefix where it needs one.
+fn spec_password(role: &Role) -> Option<String> {
+    let hash = role.encrypted_password.as_ref()?.expose();
+    if hash.starts_with("SCRAM-SHA-256") || hash.starts_with("md5") {
+        Some(hash.to_string())
+    } else {
+        Some(format!("md5{hash}"))
+    }
 }
 
 /// `md5` + md5(password + role name) for the empty password.
 fn empty_password_md5(name: &str) -> String {
     use md5::Digest;
-    let digest = md5::Md5::digest(name.as_bytes());
-    let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
-    format!("md5{hex}")
+    use std::fmt::Write as _;
+    let mut hex = String::with_capacity(35);
+    hex.push_str("md5");
+    for byte in md5::Md5::digest(name.as_bytes()).iter() {
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
 }
 
 /// ` PASSWORD '…'` or ` PASSWORD NULL`, with the hash shown or redacted.
@@ -61,7 +67,20 @@ pub fn password_clause(role: &Role, redact: bool) -> String {
 
 /// Whether the stored `pg_authid.rolpassword` already equals what the spec asks for.
 pub fn password_matches(stored: Option<&str>, role: &Role) -> bool {
-    stored == password_value(role).as_deref()
+    let Some(hash) = role
+        .encrypted_password
+        .as_ref()
+        .map(|secret| secret.expose())
+    else {
+        return stored.is_none();
+    };
+    match stored {
+        Some(stored) if hash.starts_with("SCRAM-SHA-256") || hash.starts_with("md5") => {
+            stored == hash
+        }
+        Some(stored) => stored.strip_prefix("md5") == Some(hash),
+        None => password_value(role).is_none(),
+    }
 }
 
 /// `"name"`, for building statements.
