@@ -131,8 +131,20 @@ start "$BIG/data" "$SOCK"
 psql_run -1 -f "$BIG/setup-roles.sql"
 psql_run -f "$BIG/setup-dbs.sql"
 document "$BIG/spec.json" "$BIG/data" >"$BIG/doc.json"
+for i in 1 2 3; do
+    t0=$(now_ms)
+    psql_run -c "SELECT 1" >/dev/null
+    t1=$(now_ms)
+    printf '%-44s %10s %10s %9s %8s\n' "baseline: psql connect + SELECT 1 (run $i)" "$((t1 - t0))" "-" 1 0
+done
 for i in 1 2 3 4 5; do
     read -r wall config planned applied failed < <(reconcile "$BIG/doc.json" "$BIG/out.json")
     printf '%-44s %10s %10s %9s %8s\n' "no-op, 10000 roles + 1000 dbs (run $i)" "$wall" "$config" "$planned" "$failed"
 done
+python3 - "$BIG/out.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))["reconcile"]
+print("last no-op: " + ", ".join(f"{k} {s[k]} ms" for k in ("connect_ms", "snapshot_ms", "plan_ms", "apply_ms", "config_ms")))
+PY
 stop
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"

@@ -7,16 +7,20 @@
 //! `'********'`, `phase`, `database`, `destructive`), how many statements ran, per-object
 //! failures, settings pending a restart, and timings.
 //!
-//! How: rewrite the managed block of `postgresql.conf` ([`settings`]); take one catalog
-//! snapshot in one round trip ([`snapshot`]); compute the ordered plan with the pure
+//! How: connect; rewrite the managed block of `postgresql.conf` ([`settings`]); take one
+//! catalog snapshot in one round trip ([`snapshot`]); compute the ordered plan with the pure
 //! [`plan::plan`]; apply it ([`apply`]), batching statements and spreading slow or
-//! per-database work over several connections.
+//! per-database work over several connections. The configuration is reloaded (and the
+//! reload awaited) when the file is newer than the server's last load, so a run that died
+//! between writing and reloading is caught up; a file the server rejects is reported in
+//! `conf_errors` instead of reloaded, and settings needing a restart in `pending_restart`.
 //!
 //! **Invariants**: plans before it acts; a second run on the same spec plans nothing; only
 //! explicit deltas drop anything; the privileged role is created once and never altered;
-//! every name and value reaches SQL through `compute_spec::quote`; passwords never appear in
-//! the section or the logs; a failing object does not stop independent ones, and the stage
-//! then exits 1 naming them.
+//! every name and string value reaches SQL through `compute_spec::quote` (option names and
+//! non-string option values are keywords, passed as upstream does); passwords never appear
+//! in the section or the logs; a failing object does not stop independent ones, and the
+//! stage then exits 1 naming them.
 //!
 //! ```
 //! use pg_reconcile::plan::startup_concurrency;
