@@ -18,8 +18,8 @@ use crate::plan::{Phase, Sql, Step};
 
 /// Statements sent in one round trip at most.
 const BATCH: usize = 500;
-/// Slow (SCRAM) role statements per extra connection.
-const SLOW_PER_CONNECTION: usize = 25;
+/// Slow steps (SCRAM roles, `CREATE DATABASE`) per extra connection.
+const SLOW_PER_CONNECTION: usize = 10;
 
 /// Opens an admin connection to a database, or says why it could not.
 pub type Connect<'a> = dyn Fn(&str) -> Result<Client, String> + Sync + 'a;
@@ -97,7 +97,11 @@ pub fn apply(
                 .count();
         let group = &steps[start..end];
         let jobs = jobs(group, phase, concurrency);
-        if phase.parallel() && concurrency > 1 && jobs.len() > 1 {
+        if phase == Phase::Settings {
+            if let Ok(client) = pool.get(system_db) {
+                reload(client, group, &mut outcome);
+            }
+        } else if phase.parallel() && concurrency > 1 && jobs.len() > 1 {
             outcome.merge(run_parallel(&jobs, concurrency, connect));
         } else {
             for job in &jobs {
@@ -109,20 +113,49 @@ pub fn apply(
     outcome
 }
 
-/// Groups a phase's steps into jobs: one per database, and for role phases with slow
-/// statements, the system database's steps split over several connections.
+const LOAD_TIME: &str = "SELECT pg_catalog.pg_conf_load_time()::pg_catalog.text";
+
+/// Runs the reload step, then waits (up to a second) until the server has loaded the file,
+/// so the catalog work that follows, and the next run, see the new settings.
+fn reload(client: &mut Client, steps: &[Step], outcome: &mut Outcome) {
+    let loaded = |client: &mut Client| -> Option<String> {
+        client.query_one(LOAD_TIME, &[]).ok()?.try_get(0).ok()
+    };
+    let before = loaded(client);
+    let failures = outcome.failures.len();
+    for step in steps {
+        run_in_transaction(client, step, outcome);
+    }
+    if outcome.failures.len() > failures {
+        return;
+    }
+    for _ in 0..200 {
+        if loaded(client) != before {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    tracing::warn!("the server has not reloaded postgresql.conf within a second");
+}
+
+/// Groups a phase's steps into jobs: one per database; when a parallel phase has only one
+/// database and slow steps, its steps are split over several connections.
 fn jobs(group: &[Step], phase: Phase, concurrency: usize) -> Vec<Job<'_>> {
     let mut jobs: Vec<Job<'_>> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
     for step in group {
-        match jobs.iter_mut().find(|job| job.database == step.database) {
-            Some(job) => job.steps.push(step),
-            None => jobs.push(Job {
-                database: step.database.clone(),
-                steps: vec![step],
-            }),
+        match index.get(step.database.as_str()) {
+            Some(&i) => jobs[i].steps.push(step),
+            None => {
+                index.insert(&step.database, jobs.len());
+                jobs.push(Job {
+                    database: step.database.clone(),
+                    steps: vec![step],
+                });
+            }
         }
     }
-    if phase != Phase::CreateAndAlterRoles || jobs.len() != 1 {
+    if !phase.parallel() || jobs.len() != 1 {
         return jobs;
     }
     let slow = group.iter().filter(|step| step.slow).count();

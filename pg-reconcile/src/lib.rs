@@ -7,16 +7,20 @@
 //! `'********'`, `phase`, `database`, `destructive`), how many statements ran, per-object
 //! failures, settings pending a restart, and timings.
 //!
-//! How: rewrite the managed block of `postgresql.conf` ([`settings`]); take one catalog
-//! snapshot in one round trip ([`snapshot`]); compute the ordered plan with the pure
+//! How: connect; rewrite the managed block of `postgresql.conf` ([`settings`]); take one
+//! catalog snapshot in one round trip ([`snapshot`]); compute the ordered plan with the pure
 //! [`plan::plan`]; apply it ([`apply`]), batching statements and spreading slow or
-//! per-database work over several connections.
+//! per-database work over several connections. The configuration is reloaded (and the
+//! reload awaited) when the file is newer than the server's last load, so a run that died
+//! between writing and reloading is caught up; a file the server rejects is reported in
+//! `conf_errors` instead of reloaded, and settings needing a restart in `pending_restart`.
 //!
 //! **Invariants**: plans before it acts; a second run on the same spec plans nothing; only
 //! explicit deltas drop anything; the privileged role is created once and never altered;
-//! every name and value reaches SQL through `compute_spec::quote`; passwords never appear in
-//! the section or the logs; a failing object does not stop independent ones, and the stage
-//! then exits 1 naming them.
+//! every name and string value reaches SQL through `compute_spec::quote` (option names and
+//! non-string option values are keywords, passed as upstream does); passwords never appear
+//! in the section or the logs; a failing object does not stop independent ones, and the
+//! stage then exits 1 naming them.
 //!
 //! ```
 //! use pg_reconcile::plan::startup_concurrency;
@@ -28,12 +32,14 @@
 #![warn(missing_docs)]
 
 pub mod apply;
+pub mod cli;
 pub mod plan;
 pub mod settings;
 pub mod snapshot;
 pub mod sql;
+pub mod step;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use compute_spec::error::{ErrorKind, StageError};
@@ -93,10 +99,13 @@ pub fn reconcile(
         catalog_skipped: !plan::catalog_enabled(spec),
         ..Default::default()
     };
-    section.conf_changed = rewrite_settings(document, spec, options.dry_run)?;
     let config = admin_config(document, STAGE, APPLICATION_NAME, None)?;
     let system_db = config.get_dbname().unwrap_or("postgres").to_string();
+    // Connect first: when the instance is down, nothing changes.
     let mut client = connect(document, None)?;
+    section.connect_ms = elapsed_ms(started);
+    let conf = document.pgdata.join("postgresql.conf");
+    section.conf_changed = rewrite_settings(&conf, spec, options.dry_run)?;
     let snapshot_started = Instant::now();
     let deleted = if section.catalog_skipped {
         Vec::new()
@@ -112,10 +121,14 @@ pub fn reconcile(
         privileged_role: document.privileged_role_name.clone(),
         admin_user: admin_user(document),
         system_db: system_db.clone(),
-        conf_changed: section.conf_changed,
+        // A file with errors is ignored whole by a reload: then only report them.
+        reload: snapshot.conf_errors.is_empty()
+            && (section.conf_changed || settings::modified_after(&conf, snapshot.conf_loaded_at)),
     };
+    let plan_started = Instant::now();
     let steps = plan::plan(spec, &context, &snapshot);
     section.plan = planned(&steps);
+    section.plan_ms = elapsed_ms(plan_started);
     if !options.dry_run {
         let apply_started = Instant::now();
         let concurrency = concurrency(spec, options, snapshot.max_connections);
@@ -150,16 +163,11 @@ fn apply_overrides(document: &mut ComputeDocument, options: &Options) -> Result<
     Ok(())
 }
 
-/// Rewrites the managed block (unless dry); true when it changed or would change.
-fn rewrite_settings(
-    document: &ComputeDocument,
-    spec: &ComputeSpec,
-    dry_run: bool,
-) -> Result<bool, StageError> {
-    let path = document.pgdata.join("postgresql.conf");
+/// Rewrites the managed block of `path` (unless dry); true when it changed or would change.
+fn rewrite_settings(path: &Path, spec: &ComputeSpec, dry_run: bool) -> Result<bool, StageError> {
     let io =
         |error: settings::SettingsError| StageError::new(STAGE, ErrorKind::Io, error.to_string());
-    let text = settings::read(&path).map_err(io)?;
+    let text = settings::read(path).map_err(io)?;
     let wanted = spec.cluster.settings.as_deref().unwrap_or_default();
     let Some(new_text) =
         settings::rewrite(&text, wanted, &path.display().to_string()).map_err(io)?
@@ -167,7 +175,7 @@ fn rewrite_settings(
         return Ok(false);
     };
     if !dry_run {
-        settings::write(&path, &new_text).map_err(io)?;
+        settings::write(path, &new_text).map_err(io)?;
         tracing::info!(file = %path.display(), "rewrote the managed settings block");
     }
     Ok(true)

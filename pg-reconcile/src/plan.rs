@@ -5,100 +5,13 @@
 //! snapshot, so later phases see what earlier ones will have done (a renamed role, a dropped
 //! database), and a spec that is already in effect plans nothing.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use compute_spec::spec::{ComputeMode, ComputeSpec};
 
-use crate::snapshot::{ExistingDatabase, Snapshot};
+use crate::snapshot::{ExistingDatabase, ExistingRole, Snapshot};
 use crate::sql::{ident, options, password_clause, password_matches, password_value};
-
-/// A phase of the reconciliation, in the order they run (upstream's).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Phase {
-    /// Reload the configuration after the managed block of `postgresql.conf` changed.
-    Settings,
-    /// Drop the subscriptions of databases a `delete_db` delta drops.
-    DropSubscriptions,
-    /// Create the privileged role when missing (never altered).
-    CreatePrivilegedRole,
-    /// Drop databases an interrupted `DROP DATABASE` left invalid.
-    DropInvalidDatabases,
-    /// `rename_role` deltas.
-    RenameRoles,
-    /// Create missing roles, alter passwords that differ.
-    CreateAndAlterRoles,
-    /// `delete_db` and `rename_db` deltas.
-    RenameAndDeleteDatabases,
-    /// Create missing databases, change owners that differ.
-    CreateAndAlterDatabases,
-    /// `REASSIGN OWNED` + `DROP OWNED` of deleted roles in the system database, first: it
-    /// also handles shared objects (databases owned, database grants), which would make the
-    /// parallel per-database runs collide ("tuple concurrently updated").
-    DeleteRoleSharedReferences,
-    /// `REASSIGN OWNED` + `DROP OWNED` of deleted roles in the other databases, in parallel.
-    DeleteRoleReferences,
-    /// `pg_stat_statements` (when preloaded) and `neon` (when available).
-    Extensions,
-    /// `DROP ROLE` for `delete_role` deltas.
-    DropRoles,
-}
-
-impl Phase {
-    /// The phase's name in the plan.
-    pub fn name(self) -> &'static str {
-        match self {
-            Phase::Settings => "settings",
-            Phase::DropSubscriptions => "drop_subscriptions",
-            Phase::CreatePrivilegedRole => "create_privileged_role",
-            Phase::DropInvalidDatabases => "drop_invalid_databases",
-            Phase::RenameRoles => "rename_roles",
-            Phase::CreateAndAlterRoles => "create_and_alter_roles",
-            Phase::RenameAndDeleteDatabases => "rename_and_delete_databases",
-            Phase::CreateAndAlterDatabases => "create_and_alter_databases",
-            Phase::DeleteRoleSharedReferences => "delete_role_shared_references",
-            Phase::DeleteRoleReferences => "delete_role_references",
-            Phase::Extensions => "extensions",
-            Phase::DropRoles => "drop_roles",
-        }
-    }
-
-    /// Whether the phase's steps may run on several connections at once.
-    pub fn parallel(self) -> bool {
-        matches!(
-            self,
-            Phase::CreateAndAlterRoles | Phase::DeleteRoleReferences
-        )
-    }
-}
-
-/// One statement of a step.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Sql {
-    /// The SQL to run.
-    pub text: String,
-    /// The SQL with secrets replaced by `'********'`.
-    pub shown: String,
-    /// True for drops and owned-object reassignment.
-    pub destructive: bool,
-}
-
-/// The work for one object in one database: its statements run in order, and stop at the
-/// first failure; other steps go on.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Step {
-    /// Its phase.
-    pub phase: Phase,
-    /// The database it runs in.
-    pub database: String,
-    /// What it is about (`role "x"`, `database "y"`), for failure reports.
-    pub object: String,
-    /// False when a statement cannot run in a transaction block (`CREATE/DROP DATABASE`).
-    pub transactional: bool,
-    /// Its statements.
-    pub statements: Vec<Sql>,
-    /// Costly on the server (a SCRAM verifier is checked at ~4 ms): spread over connections.
-    pub slow: bool,
-}
+pub use crate::step::{Phase, Sql, Step};
 
 /// What the planner needs besides the spec and the snapshot.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -109,8 +22,8 @@ pub struct PlanContext {
     pub admin_user: String,
     /// The system database (the admin connection's).
     pub system_db: String,
-    /// The managed block of `postgresql.conf` changed: reload.
-    pub conf_changed: bool,
+    /// `postgresql.conf` changed since the server last loaded it: reload.
+    pub reload: bool,
 }
 
 /// Whether the spec asks for catalog work at all.
@@ -149,12 +62,47 @@ fn destructive(text: String) -> Sql {
     }
 }
 
+/// The roles as they will be after the steps so far: changes over the snapshot, so that a
+/// no-op plan copies nothing.
+struct Roles<'a> {
+    base: &'a HashMap<String, ExistingRole>,
+    /// `Some(password)`: exists with that password; `None`: dropped or renamed away.
+    changed: BTreeMap<String, Option<Option<String>>>,
+}
+
+impl Roles<'_> {
+    /// `Some(stored password)` when the role exists.
+    fn get(&self, name: &str) -> Option<Option<&str>> {
+        match self.changed.get(name) {
+            Some(state) => state.as_ref().map(Option::as_deref),
+            None => self.base.get(name).map(|role| role.password.as_deref()),
+        }
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    fn insert(&mut self, name: String, password: Option<String>) {
+        self.changed.insert(name, Some(password));
+    }
+
+    /// Removes the role; its stored password when it existed.
+    fn remove(&mut self, name: &str) -> Option<Option<String>> {
+        let old = self.get(name).map(|password| password.map(str::to_string));
+        if old.is_some() {
+            self.changed.insert(name.to_string(), None);
+        }
+        old
+    }
+}
+
 /// The planner's working state: the snapshot as it will be after the steps so far.
 struct Planner<'a> {
     spec: &'a ComputeSpec,
     context: &'a PlanContext,
     snapshot: &'a Snapshot,
-    roles: BTreeMap<String, Option<String>>,
+    roles: Roles<'a>,
     databases: BTreeMap<String, ExistingDatabase>,
     /// Current name → name in the snapshot, for renamed roles.
     renamed_from: BTreeMap<String, String>,
@@ -197,17 +145,16 @@ pub fn plan(spec: &ComputeSpec, context: &PlanContext, snapshot: &Snapshot) -> V
         spec,
         context,
         snapshot,
-        roles: snapshot
-            .roles
-            .iter()
-            .map(|(name, role)| (name.clone(), role.password.clone()))
-            .collect(),
+        roles: Roles {
+            base: &snapshot.roles,
+            changed: BTreeMap::new(),
+        },
         databases: snapshot.databases.clone(),
         renamed_from: BTreeMap::new(),
         database_now: BTreeMap::new(),
         steps: Vec::new(),
     };
-    if context.conf_changed {
+    if context.reload {
         let system = planner.system();
         let reload = sql("SELECT pg_catalog.pg_reload_conf()".to_string());
         planner.push(
@@ -269,7 +216,7 @@ fn drop_subscriptions(planner: &mut Planner<'_>) {
 
 fn create_privileged_role(planner: &mut Planner<'_>) {
     let name = planner.context.privileged_role.clone();
-    if planner.roles.contains_key(&name) {
+    if planner.roles.contains(&name) {
         return;
     }
     let statement = sql(format!(
@@ -316,8 +263,8 @@ fn rename_roles(planner: &mut Planner<'_>) {
     for (old, new) in renames {
         // Rename iff the old role exists and the new one does not (upstream inverted this).
         if old == planner.context.privileged_role
-            || !planner.roles.contains_key(&old)
-            || planner.roles.contains_key(&new)
+            || !planner.roles.contains(&old)
+            || planner.roles.contains(&new)
         {
             continue;
         }
@@ -356,10 +303,13 @@ fn create_and_alter_roles(planner: &mut Planner<'_>) {
         if role.name == planner.context.privileged_role || deleted.contains(role.name.as_str()) {
             continue;
         }
+        let existing = planner.roles.get(&role.name);
+        if existing.is_some_and(|stored| password_matches(stored, role)) {
+            continue;
+        }
         let opts = options(role.options.as_deref());
         let name = ident(&role.name);
-        let head = match planner.roles.get(&role.name) {
-            Some(stored) if password_matches(stored.as_deref(), role) => continue,
+        let head = match existing {
             Some(_) => format!("ALTER ROLE {name}{opts} LOGIN"),
             None if jwks_roles.contains(role.name.as_str()) => {
                 format!("CREATE ROLE {name}{opts} LOGIN")
@@ -459,11 +409,14 @@ fn create_and_alter_databases(planner: &mut Planner<'_>) {
     let privileged = ident(&planner.context.privileged_role);
     let spec = planner.spec;
     for db in &spec.cluster.databases {
+        let existing = planner.databases.get(&db.name);
+        if existing.is_some_and(|existing| existing.owner == db.owner) {
+            continue;
+        }
         let name = ident(&db.name);
         let owner = ident(&db.owner);
         let object = database_object(&db.name);
-        match planner.databases.get(&db.name) {
-            Some(existing) if existing.owner == db.owner => {}
+        match existing {
             Some(_) => {
                 let statement = sql(format!("ALTER DATABASE {name} OWNER TO {owner}"));
                 planner.push(
@@ -488,6 +441,9 @@ fn create_and_alter_databases(planner: &mut Planner<'_>) {
                     false,
                     statements,
                 );
+                if let Some(step) = planner.steps.last_mut() {
+                    step.slow = true;
+                }
             }
         }
         let state = ExistingDatabase {
@@ -521,7 +477,7 @@ fn delete_role_steps(planner: &mut Planner<'_>) {
     let admin = planner.context.admin_user.clone();
     let snapshot = planner.snapshot;
     for role in deleted_roles(planner.spec) {
-        if !planner.roles.contains_key(role) || role == planner.context.privileged_role {
+        if !planner.roles.contains(role) || role == planner.context.privileged_role {
             continue;
         }
         let origin = planner.renamed_from.get(role).map_or(role, String::as_str);

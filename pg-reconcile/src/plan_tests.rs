@@ -13,7 +13,7 @@ fn context() -> PlanContext {
         privileged_role: "neon_superuser".into(),
         admin_user: "cloud_admin".into(),
         system_db: "postgres".into(),
-        conf_changed: false,
+        reload: false,
     }
 }
 
@@ -459,7 +459,7 @@ fn skip_flag_and_replicas_plan_only_the_reload() {
     skipped.skip_pg_catalog_updates = true;
     let reload = [("settings", "postgres", "SELECT pg_catalog.pg_reload_conf()")];
     let changed = PlanContext {
-        conf_changed: true,
+        reload: true,
         ..context()
     };
     check_with(&skipped, &changed, &snapshot(&[], &[]), &reload);

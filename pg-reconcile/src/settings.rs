@@ -65,6 +65,21 @@ pub fn rewrite(
     Ok((new_text != text).then_some(new_text))
 }
 
+/// Whether the file was modified after `loaded_at` (seconds since the epoch; the server's
+/// `pg_conf_load_time()`): then the server has not seen it yet. Unknown times count as
+/// modified, so a reload is never missed (say, after a run that died between writing the
+/// file and reloading).
+pub fn modified_after(path: &Path, loaded_at: Option<f64>) -> bool {
+    let modified = std::fs::metadata(path)
+        .and_then(|metadata| metadata.modified())
+        .ok()
+        .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok());
+    match (modified, loaded_at) {
+        (Some(modified), Some(loaded_at)) => modified.as_secs_f64() > loaded_at,
+        _ => true,
+    }
+}
+
 /// Reads the configuration file.
 pub fn read(path: &Path) -> Result<String, SettingsError> {
     std::fs::read_to_string(path).map_err(|source| SettingsError::Io {

@@ -5,10 +5,10 @@
 //! query is schema-qualified and compares with `OPERATOR(pg_catalog.=)`, so objects a user
 //! puts on the search path cannot change its meaning.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use compute_spec::quote::Literal;
-use postgres::{Client, SimpleQueryMessage};
+use postgres::{Client, SimpleQueryMessage, SimpleQueryRow};
 
 /// A role that exists.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -49,10 +49,10 @@ pub struct AvailableExtension {
 }
 
 /// What exists in the instance.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Snapshot {
     /// Roles by name.
-    pub roles: BTreeMap<String, ExistingRole>,
+    pub roles: HashMap<String, ExistingRole>,
     /// Databases by name.
     pub databases: BTreeMap<String, ExistingDatabase>,
     /// Dependencies of the roles that `delete_role` deltas name (only those are read).
@@ -71,13 +71,13 @@ pub struct Snapshot {
     pub pending_restart: Vec<String>,
     /// Settings in the configuration files the server rejects (`name: error`).
     pub conf_errors: Vec<String>,
+    /// When the server last loaded its configuration (seconds since the epoch).
+    pub conf_loaded_at: Option<f64>,
 }
 
 const ROLES: &str = "SELECT rolname, rolpassword FROM pg_catalog.pg_authid";
-const DATABASES: &str = "SELECT d.datname, r.rolname, d.datallowconn, \
-     d.datconnlimit OPERATOR(pg_catalog.=) -2, d.datistemplate \
-     FROM pg_catalog.pg_database d LEFT JOIN pg_catalog.pg_authid r \
-     ON r.oid OPERATOR(pg_catalog.=) d.datdba";
+const DATABASES: &str = "SELECT d.datname, pg_catalog.pg_get_userbyid(d.datdba), d.datallowconn, \
+     d.datconnlimit OPERATOR(pg_catalog.=) -2, d.datistemplate FROM pg_catalog.pg_database d";
 const SUBSCRIPTIONS: &str = "SELECT d.datname, s.subname FROM pg_catalog.pg_subscription s \
      JOIN pg_catalog.pg_database d ON d.oid OPERATOR(pg_catalog.=) s.subdbid";
 const EXTENSIONS: &str = "SELECT name, default_version, installed_version \
@@ -86,7 +86,8 @@ const EXTENSIONS: &str = "SELECT name, default_version, installed_version \
 const SERVER: &str = "SELECT pg_catalog.current_setting('shared_preload_libraries'), \
      pg_catalog.current_setting('max_connections'), \
      EXISTS (SELECT FROM pg_catalog.pg_namespace \
-             WHERE nspname OPERATOR(pg_catalog.=) 'neon')";
+             WHERE nspname OPERATOR(pg_catalog.=) 'neon'), \
+     pg_catalog.date_part('epoch', pg_catalog.pg_conf_load_time())";
 const FILE_SETTINGS: &str = "SELECT DISTINCT coalesce(name, sourcefile), error \
      FROM pg_catalog.pg_file_settings WHERE error IS NOT NULL ORDER BY 1, 2";
 /// `pg_file_settings.error` of a setting that only a restart applies.
@@ -108,8 +109,6 @@ fn dependencies_query(roles: &[&str]) -> Option<String> {
     ))
 }
 
-type Rows = Vec<Vec<Option<String>>>;
-
 /// Reads the snapshot through `client` (connected to the system database), reading the
 /// dependencies of `deleted_roles`.
 pub fn take(client: &mut Client, deleted_roles: &[&str]) -> Result<Snapshot, postgres::Error> {
@@ -122,91 +121,92 @@ pub fn take(client: &mut Client, deleted_roles: &[&str]) -> Result<Snapshot, pos
         FILE_SETTINGS.to_string(),
     ];
     queries.extend(dependencies_query(deleted_roles));
-    let sets = result_sets(client.simple_query(&queries.join(";\n"))?);
-    Ok(from_rows(&sets))
-}
-
-/// Splits a simple-query answer into one row list per statement.
-fn result_sets(messages: Vec<SimpleQueryMessage>) -> Vec<Rows> {
-    let mut sets = Vec::new();
-    let mut current: Rows = Vec::new();
-    for message in messages {
+    let mut snapshot = Snapshot::default();
+    let mut set = 0;
+    for message in client.simple_query(&queries.join(";\n"))? {
         match message {
-            SimpleQueryMessage::Row(row) => {
-                let values = (0..row.len())
-                    .map(|i| row.get(i).map(str::to_string))
-                    .collect();
-                current.push(values);
-            }
-            SimpleQueryMessage::CommandComplete(_) => sets.push(std::mem::take(&mut current)),
+            SimpleQueryMessage::Row(row) => snapshot.add(set, &row),
+            SimpleQueryMessage::CommandComplete(_) => set += 1,
             _ => {}
         }
     }
-    sets
+    Ok(snapshot)
 }
 
-fn text(row: &[Option<String>], i: usize) -> Option<String> {
-    row.get(i).cloned().flatten()
+fn text(row: &SimpleQueryRow, i: usize) -> Option<&str> {
+    row.try_get(i).ok().flatten()
 }
 
-fn flag(row: &[Option<String>], i: usize) -> bool {
-    text(row, i).as_deref() == Some("t")
+fn owned(row: &SimpleQueryRow, i: usize) -> Option<String> {
+    text(row, i).map(str::to_string)
 }
 
-/// Builds the snapshot from the result sets, in the order [`take`] sends the queries.
-fn from_rows(sets: &[Rows]) -> Snapshot {
-    let set = |i: usize| sets.get(i).map(Vec::as_slice).unwrap_or_default();
-    let mut snapshot = Snapshot::default();
-    for row in set(0) {
-        if let Some(name) = text(row, 0) {
-            let password = text(row, 1);
-            snapshot.roles.insert(name, ExistingRole { password });
+fn flag(row: &SimpleQueryRow, i: usize) -> bool {
+    text(row, i) == Some("t")
+}
+
+impl Snapshot {
+    /// Adds a row of result set `set` (the order [`take`] sends the queries in).
+    fn add(&mut self, set: usize, row: &SimpleQueryRow) {
+        match set {
+            0 => {
+                if let Some(name) = owned(row, 0) {
+                    let password = owned(row, 1);
+                    self.roles.insert(name, ExistingRole { password });
+                }
+            }
+            1 => {
+                if let Some(name) = owned(row, 0) {
+                    let database = ExistingDatabase {
+                        owner: owned(row, 1).unwrap_or_default(),
+                        allow_conn: flag(row, 2),
+                        invalid: flag(row, 3),
+                        is_template: flag(row, 4),
+                    };
+                    self.databases.insert(name, database);
+                }
+            }
+            2 => {
+                if let (Some(database), Some(name)) = (owned(row, 0), owned(row, 1)) {
+                    self.subscriptions.push((database, name));
+                }
+            }
+            3 => {
+                if let Some(name) = owned(row, 0) {
+                    let extension = AvailableExtension {
+                        default_version: owned(row, 1).unwrap_or_default(),
+                        installed_version: owned(row, 2),
+                    };
+                    self.extensions.insert(name, extension);
+                }
+            }
+            4 => self.add_server(row),
+            5 => self.add_file_setting(row),
+            _ => self.add_dependency(row),
         }
     }
-    for row in set(1) {
-        if let Some(name) = text(row, 0) {
-            let database = ExistingDatabase {
-                owner: text(row, 1).unwrap_or_default(),
-                allow_conn: flag(row, 2),
-                invalid: flag(row, 3),
-                is_template: flag(row, 4),
-            };
-            snapshot.databases.insert(name, database);
+
+    fn add_server(&mut self, row: &SimpleQueryRow) {
+        self.preloaded = split_list(text(row, 0).unwrap_or_default());
+        self.max_connections = text(row, 1).and_then(|value| value.parse().ok());
+        self.neon_schema = flag(row, 2);
+        self.conf_loaded_at = text(row, 3).and_then(|value| value.parse().ok());
+    }
+
+    fn add_file_setting(&mut self, row: &SimpleQueryRow) {
+        if let (Some(name), Some(error)) = (owned(row, 0), text(row, 1)) {
+            if error == NEEDS_RESTART {
+                self.pending_restart.push(name);
+            } else {
+                self.conf_errors.push(format!("{name}: {error}"));
+            }
         }
     }
-    for row in set(2) {
-        if let (Some(database), Some(name)) = (text(row, 0), text(row, 1)) {
-            snapshot.subscriptions.push((database, name));
-        }
-    }
-    for row in set(3) {
-        if let Some(name) = text(row, 0) {
-            let extension = AvailableExtension {
-                default_version: text(row, 1).unwrap_or_default(),
-                installed_version: text(row, 2),
-            };
-            snapshot.extensions.insert(name, extension);
-        }
-    }
-    if let Some(row) = set(4).first() {
-        snapshot.preloaded = split_list(&text(row, 0).unwrap_or_default());
-        snapshot.max_connections = text(row, 1).and_then(|value| value.parse().ok());
-        snapshot.neon_schema = flag(row, 2);
-    }
-    for row in set(5) {
-        let (Some(name), Some(error)) = (text(row, 0), text(row, 1)) else {
-            continue;
-        };
-        if error == NEEDS_RESTART {
-            snapshot.pending_restart.push(name);
-        } else {
-            snapshot.conf_errors.push(format!("{name}: {error}"));
-        }
-    }
-    for row in set(6) {
-        if let Some(role) = text(row, 0) {
-            let entry = snapshot.role_dependencies.entry(role).or_default();
-            match text(row, 1) {
+
+    fn add_dependency(&mut self, row: &SimpleQueryRow) {
+        if let Some(role) = owned(row, 0) {
+            let entry = self.role_dependencies.entry(role).or_default();
+            match owned(row, 1) {
                 Some(database) => {
                     entry.databases.insert(database);
                 }
@@ -214,7 +214,6 @@ fn from_rows(sets: &[Rows]) -> Snapshot {
             }
         }
     }
-    snapshot
 }
 
 /// `a, "b", c` → `[a, b, c]` (a GUC list value).

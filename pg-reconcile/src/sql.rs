@@ -27,13 +27,33 @@ pub fn options(options: Option<&[GenericOption]>) -> String {
 }
 
 /// The password as it is sent: SCRAM verifiers verbatim, md5 digests with the `md5` prefix.
+/// The md5 digest of the empty password is `None`: Postgres would clear it ("empty string
+/// is not a valid password"), and comparing with it would alter the role on every run.
 pub fn password_value(role: &Role) -> Option<String> {
+    let value = spec_password(role)?;
+    (value != empty_password_md5(&role.name)).then_some(value)
+}
+
+/// The spec's password with the `md5` prefix where it needs one.
+fn spec_password(role: &Role) -> Option<String> {
     let hash = role.encrypted_password.as_ref()?.expose();
     if hash.starts_with("SCRAM-SHA-256") || hash.starts_with("md5") {
         Some(hash.to_string())
     } else {
         Some(format!("md5{hash}"))
     }
+}
+
+/// `md5` + md5(password + role name) for the empty password.
+fn empty_password_md5(name: &str) -> String {
+    use md5::Digest;
+    use std::fmt::Write as _;
+    let mut hex = String::with_capacity(35);
+    hex.push_str("md5");
+    for byte in md5::Md5::digest(name.as_bytes()).iter() {
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
 }
 
 /// ` PASSWORD '…'` or ` PASSWORD NULL`, with the hash shown or redacted.
@@ -47,7 +67,20 @@ pub fn password_clause(role: &Role, redact: bool) -> String {
 
 /// Whether the stored `pg_authid.rolpassword` already equals what the spec asks for.
 pub fn password_matches(stored: Option<&str>, role: &Role) -> bool {
-    stored == password_value(role).as_deref()
+    let Some(hash) = role
+        .encrypted_password
+        .as_ref()
+        .map(|secret| secret.expose())
+    else {
+        return stored.is_none();
+    };
+    match stored {
+        Some(stored) if hash.starts_with("SCRAM-SHA-256") || hash.starts_with("md5") => {
+            stored == hash
+        }
+        Some(stored) => stored.strip_prefix("md5") == Some(hash),
+        None => password_value(role).is_none(),
+    }
 }
 
 /// `"name"`, for building statements.
@@ -126,6 +159,14 @@ mod tests {
         assert!(password_matches(None, &role(None)));
         assert!(!password_matches(Some(scram), &role(None)));
         assert!(!password_matches(None, &role(Some(md5))));
+        // The md5 of the empty password counts as none (Postgres clears it).
+        let empty = Role {
+            name: "role0".into(),
+            encrypted_password: Some(Secret::new("7018e40b9d81af30a8b22e3cb93d9930")),
+            options: None,
+        };
+        assert_eq!(password_value(&empty), None);
+        assert!(password_matches(None, &empty));
         // The hash is escaped like any literal.
         assert_eq!(
             password_clause(&role(Some("a'b\\")), false),

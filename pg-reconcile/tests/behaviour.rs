@@ -150,6 +150,16 @@ fn settings_block_is_rewritten_reloaded_and_restart_needs_reported() {
         "{:?}",
         section.conf_errors
     );
+    assert!(
+        section.conf_changed && section.plan.is_empty(),
+        "no reload: {:?}",
+        section.plan
+    );
+    assert_noop(&pg, &unknown);
+    // Fixed: the block is rewritten and the file reloaded.
+    let section = apply_ok(&pg, &second);
+    assert!(section.conf_errors.is_empty() && section.plan.len() == 1);
+    assert_noop(&pg, &second);
 }
 
 #[test]
@@ -266,4 +276,108 @@ fn binary_speaks_the_contract() {
     let envelope = r#"{"error":{"stage":"x","kind":"Io","message":"m","retryable":false}}"#;
     let (code, out) = run_binary(&[], envelope);
     assert_eq!((code, out["error"]["stage"].as_str()), (1, Some("x")));
+}
+
+/// Postgres clears a password whose md5 is that of the empty string; the reconciler must
+/// not try to set it again on every run.
+#[test]
+fn md5_of_the_empty_password_converges() {
+    let pg = TestPostgres::start();
+    let empty_md5 =
+        json!([{"name": "role0", "encrypted_password": "7018e40b9d81af30a8b22e3cb93d9930"}]);
+    let wanted = spec(empty_md5, json!([]), json!([]));
+    apply_ok(&pg, &wanted);
+    assert_eq!(user_roles(&pg), ["role0"]);
+    assert_noop(&pg, &wanted);
+}
+
+/// Users' `ALTER DATABASE … SET` (read-only, a tiny statement timeout, a search path) cannot
+/// break the reconciler: its connections force their own session options.
+#[test]
+fn user_database_settings_do_not_break_it() {
+    let pg = TestPostgres::start();
+    pg.psql("CREATE SCHEMA evil");
+    for setting in [
+        "statement_timeout = 1",
+        "search_path = evil",
+        "default_transaction_read_only = on",
+    ] {
+        pg.psql(&format!("ALTER DATABASE postgres SET {setting}"));
+    }
+    let wanted = spec(
+        json!([{"name": "r", "encrypted_password": null}]),
+        json!([{"name": "d", "owner": "r"}]),
+        json!([]),
+    );
+    apply_ok(&pg, &wanted);
+    let connstr = format!(
+        "{} options='-c statement_timeout=0'",
+        pg.connstr("postgres")
+    );
+    let mut client = postgres::Client::connect(&connstr, postgres::NoTls).unwrap();
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM pg_catalog.pg_database WHERE datname = 'd'",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 1);
+    assert_noop(&pg, &wanted);
+}
+
+/// A database left invalid by an interrupted `DROP DATABASE` is dropped and, when the spec
+/// lists it, created again; objects the spec does not list are never dropped.
+#[test]
+fn invalid_database_is_recreated_and_unlisted_objects_stay() {
+    let pg = TestPostgres::start();
+    let wanted = spec(
+        json!([{"name": "o", "encrypted_password": null}]),
+        json!([{"name": "half", "owner": "o"}]),
+        json!([]),
+    );
+    apply_ok(&pg, &wanted);
+    pg.psql("CREATE ROLE unlisted");
+    pg.psql("CREATE DATABASE unlisted_db");
+    pg.psql("UPDATE pg_database SET datconnlimit = -2 WHERE datname = 'half'");
+    let section = apply_ok(&pg, &wanted);
+    let phases: Vec<&str> = section.plan.iter().map(|p| p.phase.as_str()).collect();
+    assert_eq!(
+        phases,
+        [
+            "drop_invalid_databases",
+            "create_and_alter_databases",
+            "create_and_alter_databases"
+        ]
+    );
+    let limit = column(
+        &pg,
+        "postgres",
+        "SELECT datconnlimit::text FROM pg_database WHERE datname = 'half'",
+    );
+    assert_eq!(limit, ["-1"]);
+    assert_eq!(user_roles(&pg), ["o", "unlisted"]);
+    assert_eq!(user_databases(&pg), ["half", "unlisted_db"]);
+    assert_noop(&pg, &spec(json!([]), json!([]), json!([])));
+}
+
+/// A run that wrote the file but died before reloading is caught up by the next run: the
+/// file is newer than the server's last load.
+#[test]
+fn a_missed_reload_is_caught_up() {
+    let pg = TestPostgres::start();
+    std::thread::sleep(Duration::from_millis(20));
+    let conf = pg.data_dir().join("postgresql.conf");
+    let mut text = std::fs::read_to_string(&conf).unwrap();
+    text.push_str("work_mem = '9MB'\n");
+    std::fs::write(&conf, text).unwrap();
+    let empty = spec(json!([]), json!([]), json!([]));
+    let section = apply_ok(&pg, &empty);
+    let reloads = section
+        .plan
+        .iter()
+        .filter(|p| p.phase == "settings")
+        .count();
+    assert_eq!(reloads, 1, "{:?}", section.plan);
+    wait_for_work_mem(&pg, "9MB");
+    assert_noop(&pg, &empty);
 }

@@ -35,9 +35,15 @@ pub struct ReconcileSection {
     /// remain, Postgres ignores the whole file on reload.
     #[serde(default)]
     pub conf_errors: Vec<String>,
+    /// Time to connect to the instance.
+    #[serde(default)]
+    pub connect_ms: u64,
     /// Time to read the catalog snapshot.
     #[serde(default)]
     pub snapshot_ms: u64,
+    /// Time to compute the plan.
+    #[serde(default)]
+    pub plan_ms: u64,
     /// Time to apply the plan.
     #[serde(default)]
     pub apply_ms: u64,

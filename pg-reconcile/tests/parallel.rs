@@ -1,5 +1,6 @@
-//! `delete_role` of a role that owns objects and holds grants in several databases, and a
-//! database of its own.
+//! Work across databases and connections: `delete_role` of a role that owns objects and
+//! holds grants in several databases (and a database of its own), per-database work in
+//! parallel, and large role/database sets spread over several connections.
 
 mod common;
 
@@ -129,4 +130,31 @@ fn per_database_work_runs_in_parallel_and_with_reconfigure_concurrency() {
         }),
         7
     );
+}
+
+/// SCRAM roles and new databases spread over several connections (the slow-step split),
+/// with a failing role among them.
+#[test]
+fn large_sets_spread_over_connections() {
+    let pg = TestPostgres::start();
+    let mut roles: Vec<_> = (0..40)
+        .map(|i| json!({"name": format!("r{i}"), "encrypted_password": common::SCRAM}))
+        .collect();
+    roles.push(json!({"name": "pg_bad", "encrypted_password": common::SCRAM}));
+    let databases: Vec<_> = (0..24)
+        .map(|i| json!({"name": format!("d{i}"), "owner": format!("r{i}")}))
+        .collect();
+    let wanted = spec(json!(roles), json!(databases), json!([]));
+    let options = Options {
+        concurrency: Some(4),
+        ..Default::default()
+    };
+    let section = common::apply_with(&pg, &wanted, &options);
+    let failed: Vec<&str> = section.failures.iter().map(|f| f.object.as_str()).collect();
+    assert_eq!(failed, ["role \"pg_bad\""]);
+    assert_eq!(user_roles(&pg).len(), 40);
+    assert_eq!(common::user_databases(&pg).len(), 24);
+    let section = common::apply_with(&pg, &wanted, &options);
+    let planned: Vec<&str> = section.plan.iter().map(|p| p.sql.as_str()).collect();
+    assert_eq!(planned.len(), 1, "only the failing role again: {planned:?}");
 }

@@ -1,0 +1,72 @@
+//! The `pg-reconcile` command line.
+
+use std::path::PathBuf;
+
+use compute_spec::logging::LogFormat;
+
+use crate::Options;
+
+/// Make a running Postgres match the compute spec: reads the compute document on stdin and
+/// writes it on stdout with its `reconcile` section.
+///
+/// Exit status: 0 success; 1 run-time failure (the instance unreachable, or statements
+/// failed: the message names the objects); 2 bad input or usage. On failure stdout carries
+/// the error envelope {"error": {"stage", "kind", "message", "retryable"}}.
+#[derive(Debug, clap::Parser)]
+#[command(name = "pg-reconcile", version)]
+pub struct Cli {
+    /// Admin connection string (overrides the document's `connstr`).
+    #[arg(long)]
+    pub connstr: Option<String>,
+    /// Spec file (bare spec or `{spec, compute_ctl_config}`) replacing the document's spec.
+    #[arg(long)]
+    pub spec: Option<PathBuf>,
+    /// Only plan: write `reconcile.plan` and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Parallel connections (default: from `max_connections` at start-up, the spec's
+    /// `reconfigure_concurrency` with --reconfigure).
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// Live-compute mode (a reconfiguration rather than a start-up).
+    #[arg(long)]
+    pub reconfigure: bool,
+    /// Log line format on stderr.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+impl Cli {
+    /// The library options these flags ask for.
+    pub fn options(&self) -> Options {
+        Options {
+            connstr: self.connstr.clone(),
+            spec_file: self.spec.clone(),
+            dry_run: self.dry_run,
+            concurrency: self.concurrency,
+            reconfigure: self.reconfigure,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    #[test]
+    fn flags_parse() {
+        Cli::command().debug_assert();
+        let cli = Cli::parse_from([
+            "pg-reconcile",
+            "--dry-run",
+            "--concurrency",
+            "3",
+            "--reconfigure",
+        ]);
+        let options = cli.options();
+        assert!(options.dry_run && options.reconfigure);
+        assert_eq!(options.concurrency, Some(3));
+    }
+}

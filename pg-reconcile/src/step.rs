@@ -1,0 +1,93 @@
+//! What a plan is made of: phases (in the order they run), steps (one object's work in one
+//! database) and statements (the SQL to run and the SQL to show).
+
+/// A phase of the reconciliation, in the order they run (upstream's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    /// Reload the configuration after the managed block of `postgresql.conf` changed.
+    Settings,
+    /// Drop the subscriptions of databases a `delete_db` delta drops.
+    DropSubscriptions,
+    /// Create the privileged role when missing (never altered).
+    CreatePrivilegedRole,
+    /// Drop databases an interrupted `DROP DATABASE` left invalid.
+    DropInvalidDatabases,
+    /// `rename_role` deltas.
+    RenameRoles,
+    /// Create missing roles, alter passwords that differ.
+    CreateAndAlterRoles,
+    /// `delete_db` and `rename_db` deltas.
+    RenameAndDeleteDatabases,
+    /// Create missing databases, change owners that differ.
+    CreateAndAlterDatabases,
+    /// `REASSIGN OWNED` + `DROP OWNED` of deleted roles in the system database, first: it
+    /// also handles shared objects (databases owned, database grants), which would make the
+    /// parallel per-database runs collide ("tuple concurrently updated").
+    DeleteRoleSharedReferences,
+    /// `REASSIGN OWNED` + `DROP OWNED` of deleted roles in the other databases, in parallel.
+    DeleteRoleReferences,
+    /// `pg_stat_statements` (when preloaded) and `neon` (when available).
+    Extensions,
+    /// `DROP ROLE` for `delete_role` deltas.
+    DropRoles,
+}
+
+impl Phase {
+    /// The phase's name in the plan.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Settings => "settings",
+            Phase::DropSubscriptions => "drop_subscriptions",
+            Phase::CreatePrivilegedRole => "create_privileged_role",
+            Phase::DropInvalidDatabases => "drop_invalid_databases",
+            Phase::RenameRoles => "rename_roles",
+            Phase::CreateAndAlterRoles => "create_and_alter_roles",
+            Phase::RenameAndDeleteDatabases => "rename_and_delete_databases",
+            Phase::CreateAndAlterDatabases => "create_and_alter_databases",
+            Phase::DeleteRoleSharedReferences => "delete_role_shared_references",
+            Phase::DeleteRoleReferences => "delete_role_references",
+            Phase::Extensions => "extensions",
+            Phase::DropRoles => "drop_roles",
+        }
+    }
+
+    /// Whether the phase's steps are independent and may run on several connections.
+    pub fn parallel(self) -> bool {
+        matches!(
+            self,
+            Phase::CreateAndAlterRoles
+                | Phase::CreateAndAlterDatabases
+                | Phase::DeleteRoleReferences
+        )
+    }
+}
+
+/// One statement of a step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sql {
+    /// The SQL to run.
+    pub text: String,
+    /// The SQL with secrets replaced by `'********'`.
+    pub shown: String,
+    /// True for drops and owned-object reassignment.
+    pub destructive: bool,
+}
+
+/// The work for one object in one database: its statements run in order, and stop at the
+/// first failure; other steps go on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    /// Its phase.
+    pub phase: Phase,
+    /// The database it runs in.
+    pub database: String,
+    /// What it is about (`role "x"`, `database "y"`), for failure reports.
+    pub object: String,
+    /// False when a statement cannot run in a transaction block (`CREATE/DROP DATABASE`).
+    pub transactional: bool,
+    /// Its statements.
+    pub statements: Vec<Sql>,
+    /// Costly on the server (a SCRAM verifier is checked at ~4 ms, `CREATE DATABASE` copies
+    /// its template): such steps are spread over several connections.
+    pub slow: bool,
+}
