@@ -10,7 +10,8 @@ use clap_complete::Shell;
 
 use crate::cli::Cli;
 
-const USAGE: &str = "usage: compute-ctl completions bash|zsh|fish|elvish|powershell, or compute-ctl man";
+const USAGE: &str =
+    "usage: compute-ctl completions bash|zsh|fish|elvish|powershell, or compute-ctl man";
 
 /// When the first argument is `completions` or `man`, writes that output and returns the exit
 /// code; otherwise `None` (run the compute).
@@ -33,7 +34,12 @@ fn completions(program: &'static str, shell: Option<&str>) -> ExitCode {
         return ExitCode::from(compute_spec::exit_code::USAGE);
     };
     let mut command = Cli::command().name(program);
-    clap_complete::generate(shell, &mut command, program.to_string(), &mut std::io::stdout());
+    clap_complete::generate(
+        shell,
+        &mut command,
+        program.to_string(),
+        &mut std::io::stdout(),
+    );
     ExitCode::SUCCESS
 }
 

@@ -30,10 +30,10 @@
 #![warn(missing_docs)]
 
 pub mod auth;
-pub mod generate;
 pub mod cli;
 pub mod compute;
 pub mod control;
+pub mod generate;
 pub mod http;
 pub mod metrics;
 pub mod routes;

@@ -13,7 +13,7 @@ use crate::Options;
 /// failed: the message names the objects); 2 bad input or usage. On failure stdout carries
 /// the error envelope {"error": {"stage", "kind", "message", "retryable"}}.
 #[derive(Debug, clap::Parser)]
-#[command(name = "pg-reconcile", version)]
+#[command(name = "pg-reconcile", version = compute_spec::VERSION)]
 pub struct Cli {
     /// Admin connection string (overrides the document's `connstr`).
     #[arg(long)]

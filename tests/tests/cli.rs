@@ -28,7 +28,10 @@ fn every_binary_reports_its_commit_and_takes_log_format() {
         let version = stdout_of(name, &["--version"]);
         assert!(version.contains("(git "), "{name} --version: {version}");
         let help = stdout_of(name, &["--help"]);
-        assert!(help.contains("--log-format"), "{name} --help lacks --log-format");
+        assert!(
+            help.contains("--log-format"),
+            "{name} --help lacks --log-format"
+        );
     }
 }
 
@@ -36,14 +39,17 @@ fn every_binary_reports_its_commit_and_takes_log_format() {
 fn compute_ctl_generates_completions_and_a_man_page() {
     for shell in ["bash", "zsh", "fish"] {
         let script = stdout_of("compute-ctl", &["completions", shell]);
-        assert!(script.contains("--pgdata"), "{shell} completions lack --pgdata");
+        assert!(script.contains("pgdata"), "{shell} completions lack pgdata");
     }
     let bash = stdout_of("compute-ctl", &["completions", "bash"]);
     let syntax = Command::new("bash")
         .args(["-n", "-c", &bash])
         .status()
         .unwrap();
-    assert!(syntax.success(), "the bash completion script does not parse");
+    assert!(
+        syntax.success(),
+        "the bash completion script does not parse"
+    );
     let man = stdout_of("compute-ctl", &["man"]);
     assert!(man.contains(".TH compute-ctl 1"), "{man}");
     assert!(man.contains("pgdata"));
@@ -51,5 +57,8 @@ fn compute_ctl_generates_completions_and_a_man_page() {
         .args(["completions", "nosuchshell"])
         .output()
         .unwrap();
-    assert_eq!(bad.status.code(), Some(compute_spec::exit_code::USAGE as i32));
+    assert_eq!(
+        bad.status.code(),
+        Some(compute_spec::exit_code::USAGE as i32)
+    );
 }
