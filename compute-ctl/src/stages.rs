@@ -90,6 +90,8 @@ impl ChildPid {
 /// shutdown) and has it receive SIGTERM if compute-ctl dies, even by SIGKILL: no orphans.
 pub fn guard(command: &mut Command) {
     command.process_group(0);
+    // compute-ctl alone tells systemd when the compute is ready (not Postgres, not a stage).
+    command.env_remove(compute_spec::notify::NOTIFY_SOCKET);
     // SAFETY: the closure runs in the forked child before exec and only makes the prctl
     // system call, which is async-signal-safe; it allocates nothing and takes no lock.
     unsafe {

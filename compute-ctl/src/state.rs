@@ -206,6 +206,7 @@ impl Inner {
         }
         tracing::info!(from = %self.status, to = %next, "compute status changed");
         self.status = next;
+        tell_systemd(next);
         Ok(())
     }
 
@@ -342,6 +343,21 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let year = yoe + era * 400 + i64::from(month <= 2);
     (year, month, day)
+}
+
+/// Under systemd (`Type=notify`), `READY=1` once the compute runs and `STOPPING=1` when
+/// shutdown begins; nothing when `NOTIFY_SOCKET` is not set.
+fn tell_systemd(status: ComputeStatus) {
+    let state = match status {
+        ComputeStatus::Running => "READY=1",
+        ComputeStatus::TerminationPendingFast | ComputeStatus::TerminationPendingImmediate => {
+            "STOPPING=1"
+        }
+        _ => return,
+    };
+    if let Err(error) = compute_spec::notify::notify(state) {
+        tracing::warn!(%error, "cannot notify systemd ({state})");
+    }
 }
 
 #[cfg(test)]

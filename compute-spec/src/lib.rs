@@ -35,6 +35,7 @@ pub mod ids;
 pub mod load;
 pub mod local;
 pub mod logging;
+pub mod notify;
 pub mod pgconf;
 pub mod quote;
 pub mod runas;

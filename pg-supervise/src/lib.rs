@@ -29,7 +29,6 @@ pub mod cli;
 pub mod event;
 pub mod logs;
 pub mod monitor;
-pub mod notify;
 pub mod postmaster;
 pub mod ready;
 pub mod supervise;

@@ -188,6 +188,9 @@ pub fn postgres_command(
             StageError::new(STAGE, ErrorKind::Io, format!("duplicating stderr: {error}"))
         })?;
     let mut command = Command::new(&document.pgbin);
+    // Postgres built with systemd support would announce READY=1 itself; only the supervisor
+    // (or compute-ctl) speaks to systemd.
+    command.env_remove(compute_spec::notify::NOTIFY_SOCKET);
     command
         .arg("-D")
         .arg(&document.pgdata)

@@ -22,10 +22,10 @@ use crate::cli::Options;
 use crate::event::Event;
 use crate::logs::LogTail;
 use crate::monitor;
-use crate::notify;
 use crate::postmaster::{self, ExitStatus};
 use crate::ready;
 use crate::STAGE;
+use compute_spec::notify;
 
 /// How long to wait for the postmaster after an immediate shutdown request made because start-up
 /// failed, before `SIGKILL`.

@@ -182,3 +182,36 @@ fn autoscaling_starts_the_vm_monitor_and_stops_it_with_postgres() {
         "the vm-monitor still listens after Postgres stopped"
     );
 }
+
+#[test]
+fn systemd_hears_ready_once_running_and_stopping_on_shutdown() {
+    let dir = TestDir::new("e2e-sd");
+    let spec = write_sample_spec(dir.path(), free_tcp_port());
+    let pgdata = dir.path().join("pgdata");
+    let pgbin = pg_test_support::pg_bin("postgres");
+    let socket_path = dir.path().join("notify.sock");
+    let listener = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    listener
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut compute = Compute::start_with_env(
+        &["-S", spec.to_str().unwrap(), "-b", pgbin.to_str().unwrap()],
+        &pgdata,
+        free_tcp_port(),
+        &[("NOTIFY_SOCKET", socket_path.to_str().unwrap())],
+    );
+    let mut buffer = [0u8; 512];
+    let n = listener.recv(&mut buffer).expect("a notification");
+    // Postgres (built with systemd support) must not speak first: READY=1 means running.
+    assert_eq!(&buffer[..n], b"READY=1");
+    assert_eq!(compute.status().unwrap()["status"], "running");
+
+    kill(Pid::from_raw(compute.child.id() as i32), Signal::SIGTERM).unwrap();
+    let n = listener.recv(&mut buffer).expect("a notification");
+    assert_eq!(&buffer[..n], b"STOPPING=1");
+    assert_eq!(compute.child.wait().unwrap().code(), Some(0));
+    listener
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    assert!(listener.recv(&mut buffer).is_err(), "nothing else was sent");
+}

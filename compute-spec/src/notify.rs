@@ -1,5 +1,6 @@
 //! systemd readiness notification (`sd_notify`): a datagram to the unix socket named by
-//! `$NOTIFY_SOCKET` (a path, or an abstract name when it starts with `@`).
+//! `$NOTIFY_SOCKET` (a path, or an abstract name when it starts with `@`). Used by
+//! `compute-ctl` (READY=1 once running) and `pg-supervise --notify` (READY=1 once Postgres is).
 
 use std::ffi::OsStr;
 use std::io;
@@ -52,7 +53,7 @@ mod tests {
         let n = listener.recv(&mut buffer).unwrap();
         assert_eq!(&buffer[..n], b"READY=1");
 
-        let name = format!("pg-supervise-test-{}", std::process::id());
+        let name = format!("compute-spec-notify-test-{}", std::process::id());
         let address = SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
         let listener = UnixDatagram::bind_addr(&address).unwrap();
         send(OsStr::new(&format!("@{name}")), "STOPPING=1").unwrap();
