@@ -7,6 +7,8 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
+ARG COMPUTE_TOOLS_GIT_HASH=unknown
+ENV COMPUTE_TOOLS_GIT_HASH=${COMPUTE_TOOLS_GIT_HASH}
 RUN cargo build --release --locked --bins \
     && mkdir /out \
     && for bin in compute-ctl compute_ctl compute-spec pg-sync-safekeepers pg-basebackup-fetch \
