@@ -5,6 +5,7 @@ use std::io;
 use std::path::PathBuf;
 
 use compute_spec::error::{ErrorKind, StageError};
+use compute_spec::wire::WireError;
 
 use crate::STAGE;
 
@@ -152,6 +153,9 @@ pub fn classify_read(server: &str, error: io::Error) -> BasebackupError {
     if let Some(message) = find::<ServerMessage>(&error) {
         return message.clone().into_error(server);
     }
+    if let Some(error) = find::<WireError>(&error) {
+        return classify_wire(server, error);
+    }
     if let Some(error) = find::<postgres::Error>(&error) {
         return classify_client(server, error);
     }
@@ -161,6 +165,46 @@ pub fn classify_read(server: &str, error: io::Error) -> BasebackupError {
             "the basebackup stream broke off or is corrupt: {}",
             error_chain(&error)
         ),
+    }
+}
+
+/// Classifies an error of the replication client: a server's error message is final (auth
+/// or not), as are failed authentication and a protocol violation; a refused, cut or silent
+/// connection is a network error worth retrying.
+pub fn classify_wire(server: &str, error: &WireError) -> BasebackupError {
+    let server = server.to_string();
+    match error {
+        WireError::Server {
+            severity,
+            code,
+            message,
+            ..
+        } => ServerMessage {
+            severity: severity.clone(),
+            code: code.clone(),
+            message: message.clone(),
+        }
+        .into_error(&server),
+        WireError::Auth { message, .. } => BasebackupError::Auth {
+            server,
+            message: message.clone(),
+        },
+        WireError::Protocol { message, .. } => BasebackupError::Server {
+            server,
+            message: format!("protocol violation: {message}"),
+        },
+        WireError::Io { action, source, .. } => BasebackupError::Network {
+            server,
+            detail: format!("{action}: {source}"),
+        },
+        WireError::Timeout { timeout, .. } => BasebackupError::Network {
+            server,
+            detail: format!("no answer within {timeout:?}"),
+        },
+        WireError::Closed { .. } => BasebackupError::Network {
+            server,
+            detail: "the server closed the connection".to_string(),
+        },
     }
 }
 

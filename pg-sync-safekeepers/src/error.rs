@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use compute_spec::{ErrorKind, StageError};
 
-use crate::wire::WireError;
+use compute_spec::wire::WireError;
 
 /// A failure deciding the start LSN.
 #[derive(Debug, thiserror::Error)]
@@ -124,7 +124,9 @@ impl SyncError {
                 WireError::Io { .. } => ErrorKind::Network,
                 WireError::Timeout { .. } => ErrorKind::Timeout,
                 WireError::Server { code, .. } if code.starts_with("28") => ErrorKind::Auth,
-                WireError::Server { .. } | WireError::Protocol { .. } => ErrorKind::Server,
+                WireError::Server { .. }
+                | WireError::Protocol { .. }
+                | WireError::Closed { .. } => ErrorKind::Server,
                 WireError::Auth { .. } => ErrorKind::Auth,
             },
             SyncError::UpstreamAnswer(_) => ErrorKind::Server,
