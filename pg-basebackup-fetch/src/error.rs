@@ -259,3 +259,60 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(code: &str) -> WireError {
+        WireError::Server {
+            endpoint: "/run/.s.PGSQL.5432".into(),
+            severity: "FATAL".into(),
+            code: code.into(),
+            message: "no".into(),
+        }
+    }
+
+    #[test]
+    fn wire_errors_keep_their_kinds() {
+        let refused = WireError::Io {
+            endpoint: "db:5432".into(),
+            action: "connecting",
+            source: io::ErrorKind::ConnectionRefused.into(),
+        };
+        let timeout = WireError::Timeout {
+            endpoint: "db:5432".into(),
+            timeout: std::time::Duration::from_secs(1),
+        };
+        let closed = WireError::Closed {
+            endpoint: "db:5432".into(),
+        };
+        let no_password = WireError::Auth {
+            endpoint: "db:5432".into(),
+            message: "no password".into(),
+        };
+        for (error, kind) in [
+            (refused, ErrorKind::Network),
+            (timeout, ErrorKind::Network),
+            (closed, ErrorKind::Network),
+            (no_password, ErrorKind::Auth),
+            (server("28P01"), ErrorKind::Auth),
+            (server("58P01"), ErrorKind::Server),
+        ] {
+            assert_eq!(classify_wire("primary x", &error).kind(), kind, "{error:?}");
+        }
+    }
+
+    #[test]
+    fn a_wire_error_read_through_the_archive_is_classified() {
+        let error = io::Error::other(server("28000"));
+        let classified = classify_read("primary x", error);
+        assert_eq!(classified.kind(), ErrorKind::Auth);
+        assert!(
+            classified.to_string().contains("FATAL 28000: no"),
+            "{classified}"
+        );
+        let cut = io::Error::new(io::ErrorKind::UnexpectedEof, "cut");
+        assert_eq!(classify_read("primary x", cut).kind(), ErrorKind::Network);
+    }
+}

@@ -139,3 +139,54 @@ impl From<SyncError> for StageError {
         StageError::new(crate::STAGE, error.kind(), error.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_wire_errors_keep_their_kinds() {
+        let endpoint = || "db:5432".to_string();
+        let server = |code: &str| WireError::Server {
+            endpoint: endpoint(),
+            severity: "FATAL".into(),
+            code: code.into(),
+            message: "no".into(),
+        };
+        let cases = [
+            (
+                WireError::Io {
+                    endpoint: endpoint(),
+                    action: "connecting",
+                    source: std::io::ErrorKind::ConnectionRefused.into(),
+                },
+                ErrorKind::Network,
+            ),
+            (
+                WireError::Timeout {
+                    endpoint: endpoint(),
+                    timeout: Duration::from_secs(1),
+                },
+                ErrorKind::Timeout,
+            ),
+            (
+                WireError::Closed {
+                    endpoint: endpoint(),
+                },
+                ErrorKind::Server,
+            ),
+            (
+                WireError::Auth {
+                    endpoint: endpoint(),
+                    message: "no password".into(),
+                },
+                ErrorKind::Auth,
+            ),
+            (server("28P01"), ErrorKind::Auth),
+            (server("XX000"), ErrorKind::Server),
+        ];
+        for (error, kind) in cases {
+            assert_eq!(SyncError::Upstream(error).kind(), kind);
+        }
+    }
+}
