@@ -5,6 +5,10 @@ use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::thread::JoinHandle;
 
+use std::time::{Duration, Instant};
+
+use postgres_protocol::authentication::md5_hash;
+
 use super::*;
 
 /// One backend message: tag, length, body.
