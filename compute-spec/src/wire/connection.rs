@@ -15,8 +15,9 @@ use postgres_protocol::message::frontend;
 
 use super::{endpoints, Endpoint, Row, Startup, WireError};
 
-/// How much is read from the socket at a time.
-const READ_CHUNK: usize = 256 * 1024;
+/// How much is read from the socket at a time (large for basebackup streams; the buffers
+/// are allocated lazily by the OS, so small connections do not pay for it).
+const READ_CHUNK: usize = 1 << 20;
 
 enum Stream {
     Tcp(TcpStream),
