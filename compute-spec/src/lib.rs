@@ -45,6 +45,7 @@ pub mod section;
 pub mod spec;
 pub mod stage;
 pub mod validate;
+pub mod wire;
 
 /// The version every binary of the workspace reports: the package version and the git commit
 /// it was built from.

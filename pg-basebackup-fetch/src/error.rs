@@ -5,6 +5,7 @@ use std::io;
 use std::path::PathBuf;
 
 use compute_spec::error::{ErrorKind, StageError};
+use compute_spec::wire::WireError;
 
 use crate::STAGE;
 
@@ -152,6 +153,9 @@ pub fn classify_read(server: &str, error: io::Error) -> BasebackupError {
     if let Some(message) = find::<ServerMessage>(&error) {
         return message.clone().into_error(server);
     }
+    if let Some(error) = find::<WireError>(&error) {
+        return classify_wire(server, error);
+    }
     if let Some(error) = find::<postgres::Error>(&error) {
         return classify_client(server, error);
     }
@@ -161,6 +165,46 @@ pub fn classify_read(server: &str, error: io::Error) -> BasebackupError {
             "the basebackup stream broke off or is corrupt: {}",
             error_chain(&error)
         ),
+    }
+}
+
+/// Classifies an error of the replication client: a server's error message is final (auth
+/// or not), as are failed authentication and a protocol violation; a refused, cut or silent
+/// connection is a network error worth retrying.
+pub fn classify_wire(server: &str, error: &WireError) -> BasebackupError {
+    let server = server.to_string();
+    match error {
+        WireError::Server {
+            severity,
+            code,
+            message,
+            ..
+        } => ServerMessage {
+            severity: severity.clone(),
+            code: code.clone(),
+            message: message.clone(),
+        }
+        .into_error(&server),
+        WireError::Auth { message, .. } => BasebackupError::Auth {
+            server,
+            message: message.clone(),
+        },
+        WireError::Protocol { message, .. } => BasebackupError::Server {
+            server,
+            message: format!("protocol violation: {message}"),
+        },
+        WireError::Io { action, source, .. } => BasebackupError::Network {
+            server,
+            detail: format!("{action}: {source}"),
+        },
+        WireError::Timeout { timeout, .. } => BasebackupError::Network {
+            server,
+            detail: format!("no answer within {timeout:?}"),
+        },
+        WireError::Closed { .. } => BasebackupError::Network {
+            server,
+            detail: "the server closed the connection".to_string(),
+        },
     }
 }
 
@@ -214,4 +258,61 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(code: &str) -> WireError {
+        WireError::Server {
+            endpoint: "/run/.s.PGSQL.5432".into(),
+            severity: "FATAL".into(),
+            code: code.into(),
+            message: "no".into(),
+        }
+    }
+
+    #[test]
+    fn wire_errors_keep_their_kinds() {
+        let refused = WireError::Io {
+            endpoint: "db:5432".into(),
+            action: "connecting",
+            source: io::ErrorKind::ConnectionRefused.into(),
+        };
+        let timeout = WireError::Timeout {
+            endpoint: "db:5432".into(),
+            timeout: std::time::Duration::from_secs(1),
+        };
+        let closed = WireError::Closed {
+            endpoint: "db:5432".into(),
+        };
+        let no_password = WireError::Auth {
+            endpoint: "db:5432".into(),
+            message: "no password".into(),
+        };
+        for (error, kind) in [
+            (refused, ErrorKind::Network),
+            (timeout, ErrorKind::Network),
+            (closed, ErrorKind::Network),
+            (no_password, ErrorKind::Auth),
+            (server("28P01"), ErrorKind::Auth),
+            (server("58P01"), ErrorKind::Server),
+        ] {
+            assert_eq!(classify_wire("primary x", &error).kind(), kind, "{error:?}");
+        }
+    }
+
+    #[test]
+    fn a_wire_error_read_through_the_archive_is_classified() {
+        let error = io::Error::other(server("28000"));
+        let classified = classify_read("primary x", error);
+        assert_eq!(classified.kind(), ErrorKind::Auth);
+        assert!(
+            classified.to_string().contains("FATAL 28000: no"),
+            "{classified}"
+        );
+        let cut = io::Error::new(io::ErrorKind::UnexpectedEof, "cut");
+        assert_eq!(classify_read("primary x", cut).kind(), ErrorKind::Network);
+    }
 }

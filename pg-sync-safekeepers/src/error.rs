@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use compute_spec::{ErrorKind, StageError};
 
-use crate::wire::WireError;
+use compute_spec::wire::WireError;
 
 /// A failure deciding the start LSN.
 #[derive(Debug, thiserror::Error)]
@@ -124,7 +124,9 @@ impl SyncError {
                 WireError::Io { .. } => ErrorKind::Network,
                 WireError::Timeout { .. } => ErrorKind::Timeout,
                 WireError::Server { code, .. } if code.starts_with("28") => ErrorKind::Auth,
-                WireError::Server { .. } | WireError::Protocol { .. } => ErrorKind::Server,
+                WireError::Server { .. }
+                | WireError::Protocol { .. }
+                | WireError::Closed { .. } => ErrorKind::Server,
                 WireError::Auth { .. } => ErrorKind::Auth,
             },
             SyncError::UpstreamAnswer(_) => ErrorKind::Server,
@@ -135,5 +137,56 @@ impl SyncError {
 impl From<SyncError> for StageError {
     fn from(error: SyncError) -> StageError {
         StageError::new(crate::STAGE, error.kind(), error.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_wire_errors_keep_their_kinds() {
+        let endpoint = || "db:5432".to_string();
+        let server = |code: &str| WireError::Server {
+            endpoint: endpoint(),
+            severity: "FATAL".into(),
+            code: code.into(),
+            message: "no".into(),
+        };
+        let cases = [
+            (
+                WireError::Io {
+                    endpoint: endpoint(),
+                    action: "connecting",
+                    source: std::io::ErrorKind::ConnectionRefused.into(),
+                },
+                ErrorKind::Network,
+            ),
+            (
+                WireError::Timeout {
+                    endpoint: endpoint(),
+                    timeout: Duration::from_secs(1),
+                },
+                ErrorKind::Timeout,
+            ),
+            (
+                WireError::Closed {
+                    endpoint: endpoint(),
+                },
+                ErrorKind::Server,
+            ),
+            (
+                WireError::Auth {
+                    endpoint: endpoint(),
+                    message: "no password".into(),
+                },
+                ErrorKind::Auth,
+            ),
+            (server("28P01"), ErrorKind::Auth),
+            (server("XX000"), ErrorKind::Server),
+        ];
+        for (error, kind) in cases {
+            assert_eq!(SyncError::Upstream(error).kind(), kind);
+        }
     }
 }

@@ -32,7 +32,6 @@ pub mod fast_path;
 pub mod signals;
 pub mod slow_path;
 pub mod upstream;
-pub mod wire;
 
 use std::time::{Duration, Instant};
 

@@ -3,11 +3,10 @@
 
 use std::time::Duration;
 
+use compute_spec::wire::{endpoints, Connection, Endpoint, Startup};
 use compute_spec::Lsn;
-use postgres::config::Host;
 
 use crate::error::SyncError;
-use crate::wire::{Connection, Endpoint, Startup};
 
 /// The `application_name` this stage connects with.
 pub const APPLICATION_NAME: &str = "pg-sync-safekeepers";
@@ -57,55 +56,14 @@ fn identify_system(
     })
 }
 
-/// The startup packet: user (default: our OS user), database, options, `replication=true`.
+/// The startup packet: the connstr's user (default: our OS user), database, options and
+/// application name (default [`APPLICATION_NAME`]), with `replication=true`.
 fn startup(config: &postgres::Config) -> Startup {
-    let user = config
-        .get_user()
-        .map(str::to_string)
-        .or_else(os_user)
-        .unwrap_or_else(|| "postgres".to_string());
-    let mut params = vec![
-        ("replication".to_string(), "true".to_string()),
-        (
-            "application_name".to_string(),
-            config
-                .get_application_name()
-                .unwrap_or(APPLICATION_NAME)
-                .to_string(),
-        ),
-    ];
-    if let Some(database) = config.get_dbname() {
-        params.push(("database".to_string(), database.to_string()));
+    let mut startup = Startup::from_config(config, &[("replication", "true")]);
+    if startup.get("application_name").is_none() {
+        startup.set("application_name", APPLICATION_NAME);
     }
-    if let Some(options) = config.get_options() {
-        params.push(("options".to_string(), options.to_string()));
-    }
-    Startup {
-        user,
-        params,
-        password: config.get_password().map(<[u8]>::to_vec),
-    }
-}
-
-fn endpoints(config: &postgres::Config) -> Vec<Endpoint> {
-    let ports = config.get_ports();
-    config
-        .get_hosts()
-        .iter()
-        .enumerate()
-        .map(|(index, host)| {
-            let port = ports.get(index).or(ports.first()).copied().unwrap_or(5432);
-            match host {
-                Host::Tcp(name) => Endpoint::Tcp(name.clone(), port),
-                Host::Unix(dir) => Endpoint::Unix(dir.join(format!(".s.PGSQL.{port}"))),
-            }
-        })
-        .collect()
-}
-
-fn os_user() -> Option<String> {
-    let user = nix::unistd::User::from_uid(nix::unistd::getuid()).ok()??;
-    Some(user.name)
+    startup
 }
 
 #[cfg(test)]

@@ -1,0 +1,513 @@
+//! The connection itself: sockets, startup and authentication, the simple query protocol,
+//! COPY OUT, and the deadline / read-timeout bookkeeping (see the parent module).
+
+use std::io::{self, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use fallible_iterator::FallibleIterator;
+use postgres_protocol::authentication::md5_hash;
+use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256};
+use postgres_protocol::message::backend::{DataRowBody, ErrorResponseBody, Message};
+use postgres_protocol::message::frontend;
+
+use super::{endpoints, Endpoint, Row, Startup, WireError};
+
+/// How much is read from the socket at a time (large for basebackup streams; the buffers
+/// are allocated lazily by the OS, so small connections do not pay for it).
+const READ_CHUNK: usize = 1 << 20;
+
+enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_read_timeout(timeout),
+            Stream::Unix(s) => s.set_read_timeout(timeout),
+        }
+    }
+
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_write_timeout(timeout),
+            Stream::Unix(s) => s.set_write_timeout(timeout),
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// An authenticated connection, ready for simple queries.
+pub struct Connection {
+    stream: Stream,
+    endpoint: String,
+    deadline: Option<(Instant, Duration)>,
+    read_timeout: Option<Duration>,
+    input: BytesMut,
+    scratch: Vec<u8>,
+}
+
+impl Connection {
+    /// Connects, starts up and authenticates, all within `timeout`, which stays the
+    /// connection's overall deadline until [`set_deadline`](Self::set_deadline) changes it.
+    pub fn connect(
+        endpoint: &Endpoint,
+        startup: &Startup,
+        timeout: Duration,
+    ) -> Result<Connection, WireError> {
+        let deadline = (Instant::now() + timeout, timeout);
+        let name = endpoint.to_string();
+        let stream = open(endpoint, &name, deadline)?;
+        let mut connection = Connection {
+            stream,
+            endpoint: name,
+            deadline: Some(deadline),
+            read_timeout: None,
+            input: BytesMut::with_capacity(READ_CHUNK),
+            scratch: vec![0; READ_CHUNK],
+        };
+        connection.start_up(startup)?;
+        Ok(connection)
+    }
+
+    /// Connects to the servers `config` names, each in turn, with its startup plus `extra`
+    /// parameters (see [`Startup::from_config`]); returns the first that works or the last
+    /// error. `timeout` applies to each server.
+    pub fn from_config(
+        config: &postgres::Config,
+        extra: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<Connection, WireError> {
+        let startup = Startup::from_config(config, extra);
+        let mut last_error = WireError::Protocol {
+            endpoint: "(no server)".to_string(),
+            message: "the connection string names no host; add host=".to_string(),
+        };
+        for endpoint in endpoints(config) {
+            match Connection::connect(&endpoint, &startup, timeout) {
+                Ok(connection) => return Ok(connection),
+                Err(error) => last_error = error,
+            }
+        }
+        Err(last_error)
+    }
+
+    /// The server, as errors name it.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Sets the overall deadline to `timeout` from now (None: no deadline).
+    pub fn set_deadline(&mut self, timeout: Option<Duration>) {
+        self.deadline = timeout.map(|timeout| (Instant::now() + timeout, timeout));
+    }
+
+    /// Bounds each single read by `timeout` (None: only the deadline applies).
+    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
+        self.read_timeout = timeout;
+    }
+
+    /// Runs one simple query and returns its rows (of the last result set). An error the
+    /// server sends is returned after its ReadyForQuery, so the connection stays usable.
+    pub fn simple_query(&mut self, sql: &str) -> Result<Vec<Row>, WireError> {
+        self.send_query(sql)?;
+        self.read_results(Vec::new())
+    }
+
+    /// Starts `sql`, which must answer with COPY OUT (e.g. `BASE_BACKUP`).
+    pub fn copy_out(&mut self, sql: &str) -> Result<CopyOut<'_>, WireError> {
+        self.send_query(sql)?;
+        loop {
+            match self.receive()? {
+                Message::CopyOutResponse(_) => {
+                    return Ok(CopyOut {
+                        connection: self,
+                        done: false,
+                    })
+                }
+                Message::ErrorResponse(body) => return Err(self.server_error(&body)),
+                Message::ReadyForQuery(_) => {
+                    return Err(self.protocol("the command ended without a COPY OUT"))
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Says goodbye; errors are ignored (the connection is being dropped anyway).
+    pub fn close(mut self) {
+        let mut out = BytesMut::new();
+        frontend::terminate(&mut out);
+        drop(self.send(&out));
+    }
+
+    fn send_query(&mut self, sql: &str) -> Result<(), WireError> {
+        let mut out = BytesMut::new();
+        frontend::query(sql, &mut out).map_err(|e| self.io("sending", e))?;
+        self.send(&out)
+    }
+
+    /// Reads result sets up to ReadyForQuery; rows of the last one, or the server's error.
+    fn read_results(&mut self, mut rows: Vec<Row>) -> Result<Vec<Row>, WireError> {
+        let mut names: Vec<String> = Vec::new();
+        let mut failure = None;
+        loop {
+            match self.receive()? {
+                Message::RowDescription(body) => {
+                    names = body
+                        .fields()
+                        .map(|field| Ok(field.name().to_string()))
+                        .collect()
+                        .map_err(|e| self.io("receiving", e))?;
+                    rows.clear();
+                }
+                Message::DataRow(body) => rows.push(self.row(&names, &body)?),
+                Message::ErrorResponse(body) => failure = Some(self.server_error(&body)),
+                Message::ReadyForQuery(_) => break,
+                _ => {}
+            }
+        }
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(rows),
+        }
+    }
+
+    fn start_up(&mut self, startup: &Startup) -> Result<(), WireError> {
+        let mut params: Vec<(&str, &str)> = vec![("user", startup.user.as_str())];
+        params.extend(startup.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let mut out = BytesMut::new();
+        frontend::startup_message(params, &mut out).map_err(|e| self.io("sending", e))?;
+        self.send(&out)?;
+        self.authenticate(startup)?;
+        loop {
+            match self.receive()? {
+                Message::ReadyForQuery(_) => return Ok(()),
+                Message::ErrorResponse(body) => return Err(self.server_error(&body)),
+                _ => {}
+            }
+        }
+    }
+
+    fn authenticate(&mut self, startup: &Startup) -> Result<(), WireError> {
+        let endpoint = self.endpoint.clone();
+        let password = || {
+            startup.password.as_deref().ok_or_else(|| WireError::Auth {
+                endpoint: endpoint.clone(),
+                message: "the server asks for a password and none was given; add password= \
+                          to the connection string"
+                    .to_string(),
+            })
+        };
+        let mut out = BytesMut::new();
+        match self.receive()? {
+            Message::AuthenticationOk => return Ok(()),
+            Message::AuthenticationCleartextPassword => {
+                frontend::password_message(password()?, &mut out)
+                    .map_err(|e| self.io("sending", e))?;
+            }
+            Message::AuthenticationMd5Password(body) => {
+                let hash = md5_hash(startup.user.as_bytes(), password()?, body.salt());
+                frontend::password_message(hash.as_bytes(), &mut out)
+                    .map_err(|e| self.io("sending", e))?;
+            }
+            Message::AuthenticationSasl(body) => {
+                let mechanisms: Vec<String> = body
+                    .mechanisms()
+                    .map(|m| Ok(m.to_string()))
+                    .collect()
+                    .map_err(|e| self.io("receiving", e))?;
+                if !mechanisms.iter().any(|m| m == SCRAM_SHA_256) {
+                    return Err(self.auth(format!(
+                        "unsupported SASL mechanisms {mechanisms:?}; allow scram-sha-256, md5 \
+                         or password in the server's pg_hba.conf"
+                    )));
+                }
+                let scram = ScramSha256::new(password()?, ChannelBinding::unsupported());
+                return self.scram(scram);
+            }
+            Message::ErrorResponse(body) => return Err(self.server_error(&body)),
+            _ => {
+                return Err(self.auth(
+                    "unsupported authentication method; allow trust, password, md5 or \
+                     scram-sha-256 in the server's pg_hba.conf"
+                        .to_string(),
+                ))
+            }
+        }
+        self.send(&out)?;
+        self.expect_auth_ok()
+    }
+
+    fn scram(&mut self, mut scram: ScramSha256) -> Result<(), WireError> {
+        let mut out = BytesMut::new();
+        frontend::sasl_initial_response(SCRAM_SHA_256, scram.message(), &mut out)
+            .map_err(|e| self.io("sending", e))?;
+        self.send(&out)?;
+        let server_first = match self.receive()? {
+            Message::AuthenticationSaslContinue(body) => body.data().to_vec(),
+            Message::ErrorResponse(body) => return Err(self.server_error(&body)),
+            _ => return Err(self.protocol("expected SASL continue")),
+        };
+        scram
+            .update(&server_first)
+            .map_err(|e| self.auth(format!("SCRAM exchange: {e}")))?;
+        let mut out = BytesMut::new();
+        frontend::sasl_response(scram.message(), &mut out).map_err(|e| self.io("sending", e))?;
+        self.send(&out)?;
+        match self.receive()? {
+            Message::AuthenticationSaslFinal(body) => scram
+                .finish(body.data())
+                .map_err(|e| self.auth(format!("the server's SCRAM signature is wrong: {e}")))?,
+            Message::ErrorResponse(body) => return Err(self.server_error(&body)),
+            _ => return Err(self.protocol("expected SASL final")),
+        }
+        self.expect_auth_ok()
+    }
+
+    fn expect_auth_ok(&mut self) -> Result<(), WireError> {
+        match self.receive()? {
+            Message::AuthenticationOk => Ok(()),
+            Message::ErrorResponse(body) => Err(self.server_error(&body)),
+            _ => Err(self.protocol("expected AuthenticationOk")),
+        }
+    }
+
+    fn row(&self, names: &[String], body: &DataRowBody) -> Result<Row, WireError> {
+        let buffer = body.buffer();
+        let values: Vec<Option<String>> = body
+            .ranges()
+            .map(|range| Ok(range.map(|r| String::from_utf8_lossy(&buffer[r]).into_owned())))
+            .collect()
+            .map_err(|e| self.io("receiving", e))?;
+        if values.len() != names.len() {
+            return Err(self.protocol("a data row does not match its row description"));
+        }
+        Ok(Row {
+            columns: names.iter().cloned().zip(values).collect(),
+        })
+    }
+
+    fn send(&mut self, bytes: &[u8]) -> Result<(), WireError> {
+        let remaining = self.remaining()?;
+        let result = self
+            .stream
+            .set_write_timeout(remaining)
+            .and_then(|()| self.stream.write_all(bytes));
+        match result {
+            Err(error) if is_timeout(&error) => Err(self.timed_out()),
+            result => result.map_err(|e| self.io("sending", e)),
+        }
+    }
+
+    fn receive(&mut self) -> Result<Message, WireError> {
+        loop {
+            let parsed = Message::parse(&mut self.input).map_err(|e| self.io("receiving", e))?;
+            if let Some(message) = parsed {
+                return Ok(message);
+            }
+            let limit = match (self.remaining()?, self.read_timeout) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let read = self
+                .stream
+                .set_read_timeout(limit)
+                .and_then(|()| self.stream.read(&mut self.scratch));
+            match read {
+                Ok(0) => {
+                    return Err(WireError::Closed {
+                        endpoint: self.endpoint.clone(),
+                    })
+                }
+                Ok(n) => self.input.extend_from_slice(&self.scratch[..n]),
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) if is_timeout(&error) => return Err(self.timed_out()),
+                Err(error) => return Err(self.io("receiving", error)),
+            }
+        }
+    }
+
+    /// Time left before the deadline (None: no deadline); an error once it has passed.
+    fn remaining(&self) -> Result<Option<Duration>, WireError> {
+        let Some((deadline, _)) = self.deadline else {
+            return Ok(None);
+        };
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match remaining.is_zero() {
+            true => Err(self.timed_out()),
+            false => Ok(Some(remaining)),
+        }
+    }
+
+    fn server_error(&self, body: &ErrorResponseBody) -> WireError {
+        server_error(&self.endpoint, body)
+    }
+
+    fn io(&self, action: &'static str, source: io::Error) -> WireError {
+        WireError::Io {
+            endpoint: self.endpoint.clone(),
+            action,
+            source,
+        }
+    }
+
+    fn auth(&self, message: String) -> WireError {
+        WireError::Auth {
+            endpoint: self.endpoint.clone(),
+            message,
+        }
+    }
+
+    fn protocol(&self, message: &str) -> WireError {
+        WireError::Protocol {
+            endpoint: self.endpoint.clone(),
+            message: message.to_string(),
+        }
+    }
+
+    fn timed_out(&self) -> WireError {
+        let timeout = match (self.deadline, self.read_timeout) {
+            (Some((_, overall)), Some(read)) => overall.min(read),
+            (Some((_, overall)), None) => overall,
+            (None, read) => read.unwrap_or_default(),
+        };
+        WireError::Timeout {
+            endpoint: self.endpoint.clone(),
+            timeout,
+        }
+    }
+}
+
+/// A COPY OUT in progress: [`next_payload`](Self::next_payload) until None, then
+/// [`finish`](Self::finish).
+pub struct CopyOut<'a> {
+    connection: &'a mut Connection,
+    done: bool,
+}
+
+impl CopyOut<'_> {
+    /// The next CopyData payload; None at CopyDone. An ErrorResponse during the copy is
+    /// returned as [`WireError::Server`].
+    pub fn next_payload(&mut self) -> Result<Option<Bytes>, WireError> {
+        while !self.done {
+            match self.connection.receive()? {
+                Message::CopyData(body) => return Ok(Some(body.into_bytes())),
+                Message::CopyDone => self.done = true,
+                Message::ErrorResponse(body) => return Err(self.connection.server_error(&body)),
+                _ => {}
+            }
+        }
+        Ok(None)
+    }
+
+    /// Skips what is left of the copy, then reads the result sets after it up to
+    /// ReadyForQuery: the rows of the last one, or the error the server sent.
+    pub fn finish(mut self) -> Result<Vec<Row>, WireError> {
+        while self.next_payload()?.is_some() {}
+        self.connection.read_results(Vec::new())
+    }
+
+    /// The server, as errors name it.
+    pub fn endpoint(&self) -> &str {
+        &self.connection.endpoint
+    }
+}
+
+/// The [`WireError::Server`] an ErrorResponse carries.
+pub fn server_error(endpoint: &str, body: &ErrorResponseBody) -> WireError {
+    let (mut severity, mut code, mut message) = ("ERROR".to_string(), "XX000".to_string(), None);
+    let mut fields = body.fields();
+    while let Ok(Some(field)) = fields.next() {
+        let value = || String::from_utf8_lossy(field.value_bytes()).into_owned();
+        match field.type_() {
+            b'V' => severity = value(),
+            b'C' => code = value(),
+            b'M' => message = Some(value()),
+            _ => {}
+        }
+    }
+    WireError::Server {
+        endpoint: endpoint.to_string(),
+        severity,
+        code,
+        message: message.unwrap_or_else(|| "(no message)".to_string()),
+    }
+}
+
+fn is_timeout(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+fn open(
+    endpoint: &Endpoint,
+    name: &str,
+    (deadline, timeout): (Instant, Duration),
+) -> Result<Stream, WireError> {
+    let io_error = |source: io::Error| WireError::Io {
+        endpoint: name.to_string(),
+        action: "connecting",
+        source,
+    };
+    let timed_out = || WireError::Timeout {
+        endpoint: name.to_string(),
+        timeout,
+    };
+    match endpoint {
+        Endpoint::Unix(path) => UnixStream::connect(path)
+            .map(Stream::Unix)
+            .map_err(io_error),
+        Endpoint::Tcp(host, port) => {
+            let addresses = (host.as_str(), *port).to_socket_addrs().map_err(io_error)?;
+            let mut last_error = None;
+            for address in addresses {
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                if remaining.is_zero() {
+                    return Err(timed_out());
+                }
+                match TcpStream::connect_timeout(&address, remaining) {
+                    Ok(stream) => {
+                        drop(stream.set_nodelay(true));
+                        return Ok(Stream::Tcp(stream));
+                    }
+                    Err(error) if is_timeout(&error) => return Err(timed_out()),
+                    Err(error) => last_error = Some(error),
+                }
+            }
+            Err(io_error(last_error.unwrap_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "the host name resolves to no address",
+                )
+            })))
+        }
+    }
+}

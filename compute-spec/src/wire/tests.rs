@@ -1,0 +1,307 @@
+//! Unit tests of the wire client against a scripted server on a Unix socket: message
+//! framing, authentication, result sets, COPY OUT and error mapping.
+
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::thread::JoinHandle;
+
+use std::time::{Duration, Instant};
+
+use postgres_protocol::authentication::md5_hash;
+
+use super::*;
+
+/// One backend message: tag, length, body.
+fn message(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    out.extend_from_slice(&(body.len() as i32 + 4).to_be_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+fn auth(code: i32, extra: &[u8]) -> Vec<u8> {
+    let mut body = code.to_be_bytes().to_vec();
+    body.extend_from_slice(extra);
+    message(b'R', &body)
+}
+
+fn ready() -> Vec<u8> {
+    message(b'Z', b"I")
+}
+
+fn error(severity: &str, code: &str, text: &str) -> Vec<u8> {
+    let body = format!("S{severity}\0V{severity}\0C{code}\0M{text}\0\0");
+    message(b'E', body.as_bytes())
+}
+
+fn row_description(names: &[&str]) -> Vec<u8> {
+    let mut body = (names.len() as i16).to_be_bytes().to_vec();
+    for name in names {
+        body.extend_from_slice(name.as_bytes());
+        body.push(0);
+        body.extend_from_slice(&[0; 4]); // table oid
+        body.extend_from_slice(&[0; 2]); // column
+        body.extend_from_slice(&25i32.to_be_bytes()); // text
+        body.extend_from_slice(&(-1i16).to_be_bytes());
+        body.extend_from_slice(&(-1i32).to_be_bytes());
+        body.extend_from_slice(&[0; 2]); // text format
+    }
+    message(b'T', &body)
+}
+
+fn data_row(values: &[Option<&str>]) -> Vec<u8> {
+    let mut body = (values.len() as i16).to_be_bytes().to_vec();
+    for value in values {
+        match value {
+            Some(text) => {
+                body.extend_from_slice(&(text.len() as i32).to_be_bytes());
+                body.extend_from_slice(text.as_bytes());
+            }
+            None => body.extend_from_slice(&(-1i32).to_be_bytes()),
+        }
+    }
+    message(b'D', &body)
+}
+
+/// Reads one frontend message (the startup packet has no tag); returns its tag and body.
+fn read_frontend(stream: &mut UnixStream, startup: bool) -> (u8, Vec<u8>) {
+    let mut tag = [0u8];
+    if !startup {
+        stream.read_exact(&mut tag).unwrap();
+    }
+    let mut length = [0u8; 4];
+    stream.read_exact(&mut length).unwrap();
+    let mut body = vec![0; i32::from_be_bytes(length) as usize - 4];
+    stream.read_exact(&mut body).unwrap();
+    (tag[0], body)
+}
+
+/// A server that answers the startup with `greeting`, then each frontend message with the
+/// next answer; returns what it received.
+struct Scripted {
+    _dir: tempfile::TempDir,
+    endpoint: Endpoint,
+    server: JoinHandle<Vec<(u8, Vec<u8>)>>,
+}
+
+fn scripted(greeting: Vec<u8>, answers: Vec<Vec<u8>>) -> Scripted {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(".s.PGSQL.5432");
+    let listener = UnixListener::bind(&path).unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut received = vec![read_frontend(&mut stream, true)];
+        stream.write_all(&greeting).unwrap();
+        for answer in answers {
+            received.push(read_frontend(&mut stream, false));
+            stream.write_all(&answer).unwrap();
+        }
+        received
+    });
+    Scripted {
+        _dir: dir,
+        endpoint: Endpoint::Unix(path),
+        server,
+    }
+}
+
+fn startup(password: Option<&str>) -> Startup {
+    let mut startup = Startup {
+        user: "alice".to_string(),
+        params: Vec::new(),
+        password: password.map(|p| p.as_bytes().to_vec()),
+    };
+    startup.set("replication", "true");
+    startup
+}
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+#[test]
+fn trust_then_a_query_returns_named_text_columns() {
+    let mut greeting = auth(0, &[]);
+    greeting.extend(message(b'S', b"server_version\x0015.0\0"));
+    greeting.extend(message(b'K', &[0; 8]));
+    greeting.extend(ready());
+    let mut answer = row_description(&["systemid", "xlogpos", "dbname"]);
+    answer.extend(data_row(&[Some("7"), Some("0/16B5A50"), None]));
+    answer.extend(message(b'C', b"IDENTIFY_SYSTEM\0"));
+    answer.extend(ready());
+    let server = scripted(greeting, vec![answer]);
+    let mut connection = Connection::connect(&server.endpoint, &startup(None), TIMEOUT).unwrap();
+    let rows = connection.simple_query("IDENTIFY_SYSTEM").unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get("xlogpos"), Some("0/16B5A50"));
+    assert_eq!(rows[0].get("dbname"), None);
+    assert_eq!(
+        rows[0].columns[0],
+        ("systemid".to_string(), Some("7".into()))
+    );
+    let received = server.server.join().unwrap();
+    let startup_body = String::from_utf8_lossy(&received[0].1).into_owned();
+    assert!(
+        startup_body.contains("user\0alice\0replication\0true\0"),
+        "{startup_body:?}"
+    );
+    assert_eq!(received[1].0, b'Q');
+    assert_eq!(received[1].1, b"IDENTIFY_SYSTEM\0");
+}
+
+#[test]
+fn md5_sends_the_salted_hash_not_the_password() {
+    let mut ok = auth(0, &[]);
+    ok.extend(ready());
+    let server = scripted(auth(5, b"salt"), vec![ok]);
+    Connection::connect(&server.endpoint, &startup(Some("pw")), TIMEOUT).unwrap();
+    let received = server.server.join().unwrap();
+    assert_eq!(received[1].0, b'p');
+    let sent = String::from_utf8_lossy(&received[1].1).into_owned();
+    let expected = md5_hash(b"alice", b"pw", *b"salt");
+    assert_eq!(sent.trim_end_matches('\0'), expected);
+    assert!(!sent.contains("pw\0"));
+}
+
+#[test]
+fn a_password_request_without_a_password_is_an_auth_error() {
+    let server = scripted(auth(3, &[]), vec![]);
+    let error = Connection::connect(&server.endpoint, &startup(None), TIMEOUT)
+        .err()
+        .unwrap();
+    assert!(matches!(error, WireError::Auth { .. }), "{error:?}");
+    assert!(error.is_auth());
+    assert!(error.to_string().contains("add password="), "{error}");
+}
+
+#[test]
+fn a_refused_password_keeps_its_sqlstate_and_never_echoes_the_password() {
+    let message = "password authentication failed for user \"alice\"";
+    let answer = error("FATAL", "28P01", message);
+    let server = scripted(auth(3, &[]), vec![answer]);
+    let error = Connection::connect(&server.endpoint, &startup(Some("hunter2")), TIMEOUT)
+        .err()
+        .unwrap();
+    match &error {
+        WireError::Server { severity, code, .. } => {
+            assert_eq!((severity.as_str(), code.as_str()), ("FATAL", "28P01"))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(error.is_auth());
+    let text = error.to_string();
+    assert!(
+        text.contains(message) && text.contains(".s.PGSQL.5432"),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2"));
+}
+
+#[test]
+fn a_query_error_is_returned_after_ready_for_query() {
+    let mut greeting = auth(0, &[]);
+    greeting.extend(ready());
+    let mut failing = error("ERROR", "42601", "syntax error");
+    failing.extend(ready());
+    let mut answer = row_description(&["one"]);
+    answer.extend(data_row(&[Some("1")]));
+    answer.extend(ready());
+    let server = scripted(greeting, vec![failing, answer]);
+    let mut connection = Connection::connect(&server.endpoint, &startup(None), TIMEOUT).unwrap();
+    let error = connection.simple_query("BOGUS").unwrap_err();
+    assert!(matches!(&error, WireError::Server { code, .. } if code == "42601"));
+    assert!(!error.is_auth());
+    let rows = connection.simple_query("SELECT 1").unwrap();
+    assert_eq!(rows[0].get("one"), Some("1"));
+}
+
+#[test]
+fn copy_out_yields_payloads_then_surfaces_a_late_error() {
+    let mut greeting = auth(0, &[]);
+    greeting.extend(ready());
+    let mut answer = row_description(&["recptr"]);
+    answer.extend(data_row(&[Some("0/1")]));
+    answer.extend(message(b'H', &[0, 0, 0]));
+    answer.extend(message(b'd', b"nbase.tar\0"));
+    answer.extend(message(b'd', b"dhello"));
+    answer.extend(message(b'c', &[]));
+    answer.extend(error("ERROR", "58P01", "could not find WAL"));
+    answer.extend(ready());
+    let server = scripted(greeting, vec![answer]);
+    let mut connection = Connection::connect(&server.endpoint, &startup(None), TIMEOUT).unwrap();
+    let mut copy = connection.copy_out("BASE_BACKUP").unwrap();
+    assert_eq!(copy.next_payload().unwrap().unwrap(), &b"nbase.tar\0"[..]);
+    assert_eq!(copy.next_payload().unwrap().unwrap(), &b"dhello"[..]);
+    assert!(copy.next_payload().unwrap().is_none());
+    let error = copy.finish().unwrap_err();
+    assert!(
+        matches!(&error, WireError::Server { code, .. } if code == "58P01"),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn a_server_that_hangs_up_is_closed_and_a_silent_one_times_out() {
+    let server = scripted(Vec::new(), vec![]);
+    let error = Connection::connect(&server.endpoint, &startup(None), TIMEOUT)
+        .err()
+        .unwrap();
+    assert!(matches!(error, WireError::Closed { .. }), "{error:?}");
+    server.server.join().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(".s.PGSQL.1");
+    let _listener = UnixListener::bind(&path).unwrap();
+    let started = Instant::now();
+    let timeout = Duration::from_millis(100);
+    let error = Connection::connect(&Endpoint::Unix(path), &startup(None), timeout)
+        .err()
+        .unwrap();
+    assert!(
+        matches!(error, WireError::Timeout { timeout: t, .. } if t == timeout),
+        "{error:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[test]
+fn a_refused_connection_is_an_io_error_naming_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = Endpoint::Unix(dir.path().join(".s.PGSQL.9"));
+    let error = Connection::connect(&endpoint, &startup(None), TIMEOUT)
+        .err()
+        .unwrap();
+    assert!(
+        matches!(
+            error,
+            WireError::Io {
+                action: "connecting",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains(".s.PGSQL.9"), "{error}");
+    assert_eq!(error.endpoint(), endpoint.to_string());
+}
+
+#[test]
+fn endpoints_and_startup_come_from_the_config() {
+    let config: postgres::Config =
+        "host=/run/pg,db1,::1 port=5433,5434 user=rep dbname=x password=pw options='-c a=b'"
+            .parse()
+            .unwrap();
+    assert_eq!(
+        endpoints(&config),
+        vec![
+            Endpoint::Unix("/run/pg/.s.PGSQL.5433".into()),
+            Endpoint::Tcp("db1".into(), 5434),
+            Endpoint::Tcp("::1".into(), 5433),
+        ]
+    );
+    assert_eq!(endpoints(&config)[2].to_string(), "[::1]:5433");
+    let startup = Startup::from_config(&config, &[("replication", "true"), ("database", "y")]);
+    assert_eq!(startup.user, "rep");
+    assert_eq!(startup.password.as_deref(), Some(&b"pw"[..]));
+    assert_eq!(startup.get("database"), Some("y"));
+    assert_eq!(startup.get("options"), Some("-c a=b"));
+    assert_eq!(startup.get("replication"), Some("true"));
+    assert!(!format!("{startup:?}").contains("pw"));
+}
