@@ -215,3 +215,141 @@ fn systemd_hears_ready_once_running_and_stopping_on_shutdown() {
         .unwrap();
     assert!(listener.recv(&mut buffer).is_err(), "nothing else was sent");
 }
+
+fn post(url: &str, body: &str) -> (u16, Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut response = agent
+        .post(url)
+        .header("Content-Type", "application/json")
+        .send(body)
+        .expect("HTTP request");
+    let status = response.status().as_u16();
+    let json = response.body_mut().read_json().unwrap_or(Value::Null);
+    (status, json)
+}
+
+#[test]
+fn empty_then_configure_then_reconfigure_then_terminate() {
+    let dir = TestDir::new("e2e-cfg");
+    let port = free_tcp_port();
+    let spec_path = write_sample_spec(dir.path(), port);
+    let mut spec: Value =
+        serde_json::from_str(&std::fs::read_to_string(spec_path).unwrap()).unwrap();
+    let pgdata = dir.path().join("pgdata");
+    let pgbin = pg_test_support::pg_bin("postgres");
+    let http_port = free_tcp_port();
+    let mut compute = Compute::start(&["-b", pgbin.to_str().unwrap()], &pgdata, http_port);
+    compute.wait_for_status("empty", Duration::from_secs(30));
+    let base = format!("http://127.0.0.1:{http_port}");
+
+    let body = serde_json::json!({"spec": spec, "compute_ctl_config": {"jwks": {"keys": []}}});
+    let (status, answer) = post(&format!("{base}/configure"), &body.to_string());
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["status"], "running");
+    let roles =
+        "select string_agg(rolname, ',' order by rolname) from pg_roles where rolname like 'app%'";
+    assert_eq!(
+        psql(&pgdata, port, "postgres", roles),
+        "app_owner,app_reader"
+    );
+
+    // Live: one role more, one reloadable setting changed; Postgres is not restarted.
+    let postmaster = postmaster_pid(&pgdata).unwrap();
+    spec["cluster"]["roles"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"name": "app_writer", "encrypted_password": null}));
+    spec["cluster"]["settings"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!(
+            {"name": "log_min_duration_statement", "value": "250", "vartype": "integer"}
+        ));
+    let body = serde_json::json!({"spec": spec, "compute_ctl_config": {"jwks": {"keys": []}}});
+    let (status, answer) = post(&format!("{base}/configure"), &body.to_string());
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        psql(&pgdata, port, "postgres", roles),
+        "app_owner,app_reader,app_writer"
+    );
+    assert_eq!(
+        psql(&pgdata, port, "postgres", "show log_min_duration_statement"),
+        "250ms"
+    );
+    assert_eq!(
+        postmaster_pid(&pgdata),
+        Some(postmaster),
+        "Postgres was restarted"
+    );
+
+    let (status, answer) = post(&format!("{base}/terminate?mode=fast"), "");
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["lsn"], Value::Null, "no safekeepers, no LSN");
+    let mut exit = None;
+    assert!(wait_until(Duration::from_secs(45), || {
+        exit = compute.child.try_wait().ok().flatten();
+        exit.is_some()
+    }));
+    assert_eq!(exit.and_then(|status| status.code()), Some(0));
+    assert!(!process_alive(postmaster));
+}
+
+#[test]
+fn compute_ctl_clones_a_vanilla_primary() {
+    let primary = pg_test_support::TestPostgres::builder()
+        .setting("wal_level", "replica")
+        .setting("max_wal_senders", "5")
+        .hba_line("local replication all trust")
+        .start();
+    primary.psql("create table accounts (id int primary key); insert into accounts select generate_series(1, 42)");
+    let dir = TestDir::new("e2e-clone");
+    let port = free_tcp_port();
+    let spec_path = write_sample_spec(dir.path(), port);
+    let mut spec: Value =
+        serde_json::from_str(&std::fs::read_to_string(&spec_path).unwrap()).unwrap();
+    spec["upstream_connstring"] = Value::from(format!(
+        "host={} port={} user=cloud_admin",
+        primary.socket_dir().display(),
+        primary.port()
+    ));
+    std::fs::write(&spec_path, spec.to_string()).unwrap();
+    let pgdata = dir.path().join("pgdata");
+    let pgbin = pg_test_support::pg_bin("postgres");
+    let mut compute = Compute::start(
+        &[
+            "-S",
+            spec_path.to_str().unwrap(),
+            "-b",
+            pgbin.to_str().unwrap(),
+        ],
+        &pgdata,
+        free_tcp_port(),
+    );
+    compute.wait_for_status("running", Duration::from_secs(60));
+    assert_eq!(
+        psql(&pgdata, port, "postgres", "select count(*) from accounts"),
+        "42"
+    );
+    // A writable copy: the clone takes writes the primary never sees, and got the spec's roles.
+    psql(
+        &pgdata,
+        port,
+        "postgres",
+        "insert into accounts values (43)",
+    );
+    assert_eq!(primary.psql("select count(*) from accounts"), "42");
+    assert_eq!(
+        psql(
+            &pgdata,
+            port,
+            "postgres",
+            "select count(*) from pg_roles where rolname = 'app_owner'"
+        ),
+        "1"
+    );
+    kill(Pid::from_raw(compute.child.id() as i32), Signal::SIGTERM).unwrap();
+    assert_eq!(compute.child.wait().unwrap().code(), Some(0));
+}

@@ -169,3 +169,33 @@ fn an_invalid_spec_stops_the_pipeline_with_the_first_error() {
     );
     assert!(!pgdata.exists(), "nothing was created");
 }
+
+#[test]
+fn unknown_document_fields_pass_through_every_stage() {
+    let dir = TestDir::new("e2e-extra");
+    let port = free_tcp_port();
+    let spec = write_sample_spec(dir.path(), port);
+    let pgdata = dir.path().join("pgdata");
+    let started = run_stage(
+        "compute-spec",
+        &["-S", spec.to_str().unwrap(), "-D", pgdata.to_str().unwrap()],
+        "",
+    );
+    assert_eq!(started.code, Some(0), "{}", started.stderr);
+    let mut document = started.json;
+    document["from_a_newer_stage"] = serde_json::json!({"kept": [1, 2, 3]});
+    document["instance"]["future_field"] = Value::from("kept too");
+    let synced = run_stage("pg-sync-safekeepers", &[], &document.to_string());
+    assert_eq!(synced.code, Some(0), "{}", synced.stderr);
+    let fetched = run_stage("pg-basebackup-fetch", &[], &synced.stdout);
+    assert_eq!(fetched.code, Some(0), "{}", fetched.stderr);
+    for output in [&synced.json, &fetched.json] {
+        assert_eq!(
+            output["from_a_newer_stage"]["kept"],
+            serde_json::json!([1, 2, 3])
+        );
+        assert_eq!(output["instance"]["future_field"], "kept too");
+        assert_eq!(output["sync_safekeepers"]["lsn"], "0/0");
+    }
+    assert_eq!(fetched.json["basebackup"]["source"], "initdb");
+}
