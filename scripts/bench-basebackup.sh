@@ -67,6 +67,7 @@ ours_once() { # prints: stage_ms total_ms fetch_ms (the fetch + unpack step alon
     local dir=$BENCH_DIR/ours port spec t0 t1 t2
     port=$(free_port)
     spec=$(printf '{"format_version":1.0,"cluster":{"roles":[],"databases":[],"settings":[{"name":"port","value":"%s","vartype":"integer"},{"name":"listen_addresses","value":"","vartype":"string"}]},"upstream_connstring":"host=%s port=%s user=cloud_admin"}' "$port" "$BENCH_DIR" "$PORT")
+    sync # every measurement starts with no dirty pages or pending discards of the last one
     t0=$(now_ms)
     "$TARGET/release/compute-spec" -D "$dir" -b "$PGBIN/postgres" \
         -C "postgresql://cloud_admin@localhost/postgres" -s "$spec" 2>/dev/null |
@@ -82,6 +83,7 @@ ours_once() { # prints: stage_ms total_ms fetch_ms (the fetch + unpack step alon
 
 pgbb_once() { # $1: extra pg_basebackup flags; $2: start too (1/0). prints: copy_ms total_ms bytes
     local dir=$BENCH_DIR/pgbb t0 t1 t2
+    sync # every measurement starts with no dirty pages or pending discards of the last one
     t0=$(now_ms)
     # shellcheck disable=SC2086
     as_pg "$PGBIN/pg_basebackup" -h "$BENCH_DIR" -p "$PORT" -U cloud_admin -D "$dir" -Fp $1
@@ -103,6 +105,7 @@ TIMELINE=de5a2f3ab7e1d7cd4e0e6a1c1a5d2f0b
 ps_once() { # $1: stand-in port. prints: stage_ms fetch_ms (fetch + gunzip + unpack alone)
     local dir=$BENCH_DIR/ps spec t0 t1
     spec=$(printf '{"format_version":1.0,"cluster":{"roles":[],"databases":[],"settings":[{"name":"port","value":"%s","vartype":"integer"},{"name":"listen_addresses","value":"","vartype":"string"}]},"tenant_id":"%s","timeline_id":"%s","pageserver_connstring":"postgresql://no_user@127.0.0.1:%s","safekeeper_connstrings":["127.0.0.1:1"],"storage_auth_token":"bench"}' "$(free_port)" "$TENANT" "$TIMELINE" "$1")
+    sync # every measurement starts with no dirty pages or pending discards of the last one
     t0=$(now_ms)
     "$TARGET/release/compute-spec" -D "$dir" -b "$PGBIN/postgres" \
         -C "postgresql://cloud_admin@localhost/postgres" -s "$spec" 2>/dev/null |
@@ -116,6 +119,7 @@ ps_once() { # $1: stand-in port. prints: stage_ms fetch_ms (fetch + gunzip + unp
 tarxz_once() { # prints: ms bytes
     local dir=$BENCH_DIR/tarxz t0 t1
     mkdir -p "$dir"
+    sync # every measurement starts with no dirty pages or pending discards of the last one
     t0=$(now_ms)
     tar -xzf "$BENCH_DIR/base.tar.gz" -C "$dir"
     t1=$(now_ms)

@@ -25,11 +25,12 @@ use tar::EntryType;
 
 use crate::error::BasebackupError;
 
-/// Size of one chunk of file data handed to the writer (one `write` call).
-const CHUNK: usize = 1 << 20;
+/// Size of one chunk of file data handed to the writer (one `write` call). 128 KiB beat
+/// 1 MiB (~12 % on a 1 GiB clone: the queue's chunks stay in the CPU caches) and 32 KiB.
+const CHUNK: usize = 128 << 10;
 
 /// Chunks (or entries) the reader may be ahead of the writer.
-pub const QUEUE_DEPTH: usize = 8;
+pub const QUEUE_DEPTH: usize = 32;
 
 /// Read-ahead for tar headers (file data larger than this bypasses the buffer).
 const READ_BUFFER: usize = 256 << 10;
