@@ -8,8 +8,12 @@
 # Measures, in the same run, on a local primary (unix socket):
 #   1. from nothing to ready: ours (compute-spec | pg-basebackup-fetch, then pg_ctl start -w)
 #      against pg_basebackup -Fp -X stream, then pg_ctl start -w;
-#   2. fetch + unpack alone: ours (the stage) against pg_basebackup -Fp --no-sync.
-# Prints a table of medians. Heavy: needs ~3× the database size of free disk.
+#   2. fetch + unpack alone: ours (the stage) against pg_basebackup -Fp --no-sync;
+#   3. the pageserver path: the primary is stopped cleanly and tarred with gzip; ours fetches
+#      that archive from the pageserver stand-in (examples/pageserver_standin.rs, the tests'
+#      libpq stand-in: COPY OUT in 16 KiB messages over TCP) against tar -xzf of the same
+#      file (read from the page cache).
+# Prints a table of medians. Heavy: needs ~4× the database size of free disk.
 set -euo pipefail
 
 SCALE=${1:-68}
@@ -27,15 +31,18 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 echo "building release binaries ..." >&2
-(cd "$ROOT" && cargo build --release -q -p compute-spec -p pg-basebackup-fetch)
+(cd "$ROOT" && cargo build --release -q -p compute-spec -p pg-basebackup-fetch &&
+    cargo build --release -q -p pg-basebackup-fetch --example pageserver_standin)
 
 rm -rf "$BENCH_DIR"
 mkdir -p "$BENCH_DIR"
 [ "$(id -u)" = 0 ] && chown postgres: "$BENCH_DIR"
 PRIMARY=$BENCH_DIR/primary
 PORT=$(free_port)
+STANDIN_PID=
 cleanup() {
-    for dir in "$PRIMARY" "$BENCH_DIR/ours" "$BENCH_DIR/pgbb"; do
+    [ -n "$STANDIN_PID" ] && kill "$STANDIN_PID" 2>/dev/null || true
+    for dir in "$PRIMARY" "$BENCH_DIR/ours" "$BENCH_DIR/pgbb" "$BENCH_DIR/ps"; do
         [ -f "$dir/postmaster.pid" ] && as_pg "$PGBIN/pg_ctl" -D "$dir" stop -m immediate >/dev/null 2>&1 || true
     done
     [ -n "${KEEP:-}" ] && return; rm -rf "$BENCH_DIR"
@@ -60,6 +67,7 @@ ours_once() { # prints: stage_ms total_ms fetch_ms (the fetch + unpack step alon
     local dir=$BENCH_DIR/ours port spec t0 t1 t2
     port=$(free_port)
     spec=$(printf '{"format_version":1.0,"cluster":{"roles":[],"databases":[],"settings":[{"name":"port","value":"%s","vartype":"integer"},{"name":"listen_addresses","value":"","vartype":"string"}]},"upstream_connstring":"host=%s port=%s user=cloud_admin"}' "$port" "$BENCH_DIR" "$PORT")
+    sync # every measurement starts with no dirty pages or pending discards of the last one
     t0=$(now_ms)
     "$TARGET/release/compute-spec" -D "$dir" -b "$PGBIN/postgres" \
         -C "postgresql://cloud_admin@localhost/postgres" -s "$spec" 2>/dev/null |
@@ -75,6 +83,7 @@ ours_once() { # prints: stage_ms total_ms fetch_ms (the fetch + unpack step alon
 
 pgbb_once() { # $1: extra pg_basebackup flags; $2: start too (1/0). prints: copy_ms total_ms bytes
     local dir=$BENCH_DIR/pgbb t0 t1 t2
+    sync # every measurement starts with no dirty pages or pending discards of the last one
     t0=$(now_ms)
     # shellcheck disable=SC2086
     as_pg "$PGBIN/pg_basebackup" -h "$BENCH_DIR" -p "$PORT" -U cloud_admin -D "$dir" -Fp $1
@@ -91,6 +100,34 @@ pgbb_once() { # $1: extra pg_basebackup flags; $2: start too (1/0). prints: copy
     echo "$((t1 - t0)) $((t2 - t0)) $bytes"
 }
 
+TENANT=3aa8fcc61f6d357410b7de754b1d9001
+TIMELINE=de5a2f3ab7e1d7cd4e0e6a1c1a5d2f0b
+ps_once() { # $1: stand-in port. prints: stage_ms fetch_ms (fetch + gunzip + unpack alone)
+    local dir=$BENCH_DIR/ps spec t0 t1
+    spec=$(printf '{"format_version":1.0,"cluster":{"roles":[],"databases":[],"settings":[{"name":"port","value":"%s","vartype":"integer"},{"name":"listen_addresses","value":"","vartype":"string"}]},"tenant_id":"%s","timeline_id":"%s","pageserver_connstring":"postgresql://no_user@127.0.0.1:%s","safekeeper_connstrings":["127.0.0.1:1"],"storage_auth_token":"bench"}' "$(free_port)" "$TENANT" "$TIMELINE" "$1")
+    sync # every measurement starts with no dirty pages or pending discards of the last one
+    t0=$(now_ms)
+    "$TARGET/release/compute-spec" -D "$dir" -b "$PGBIN/postgres" \
+        -C "postgresql://cloud_admin@localhost/postgres" -s "$spec" 2>/dev/null |
+        "$TARGET/release/pg-basebackup-fetch" --log-format json >"$BENCH_DIR/doc.json" 2>"$BENCH_DIR/ps.log"
+    t1=$(now_ms)
+    rm -rf "$dir"
+    fetch=$(grep -o 'fetched [0-9]* bytes into [0-9]* files in [0-9]* ms' "$BENCH_DIR/ps.log" | awk '{print $(NF-1)}')
+    echo "$((t1 - t0)) $fetch"
+}
+
+tarxz_once() { # prints: ms bytes
+    local dir=$BENCH_DIR/tarxz t0 t1
+    mkdir -p "$dir"
+    sync # every measurement starts with no dirty pages or pending discards of the last one
+    t0=$(now_ms)
+    tar -xzf "$BENCH_DIR/base.tar.gz" -C "$dir"
+    t1=$(now_ms)
+    bytes=$(du -sb "$dir" | cut -f1)
+    rm -rf "$dir"
+    echo "$((t1 - t0)) $bytes"
+}
+
 : >"$BENCH_DIR/ours.txt"; : >"$BENCH_DIR/stream.txt"; : >"$BENCH_DIR/nosync.txt"
 for run in $(seq "$RUNS"); do
     echo "run $run/$RUNS ..." >&2
@@ -99,12 +136,32 @@ for run in $(seq "$RUNS"); do
     pgbb_once "-X stream --no-sync" 0 >>"$BENCH_DIR/nosync.txt"
 done
 
+echo "pageserver stand-in: the primary stopped cleanly, tar -czf ..." >&2
+as_pg "$PGBIN/pg_ctl" -D "$PRIMARY" stop -m fast >/dev/null
+tar -C "$PRIMARY" -czf "$BENCH_DIR/base.tar.gz" .
+GZ_BYTES=$(stat -c %s "$BENCH_DIR/base.tar.gz")
+"$TARGET/release/examples/pageserver_standin" "$BENCH_DIR/base.tar.gz" "$TENANT" "$TIMELINE" bench \
+    >"$BENCH_DIR/standin.port" &
+STANDIN_PID=$!
+for _ in $(seq 100); do [ -s "$BENCH_DIR/standin.port" ] && break; sleep 0.1; done
+STANDIN_PORT=$(head -1 "$BENCH_DIR/standin.port")
+: >"$BENCH_DIR/ps.txt"; : >"$BENCH_DIR/tarxz.txt"
+for run in $(seq "$RUNS"); do
+    echo "pageserver run $run/$RUNS ..." >&2
+    ps_once "$STANDIN_PORT" >>"$BENCH_DIR/ps.txt"
+    tarxz_once >>"$BENCH_DIR/tarxz.txt"
+done
+
 OURS_STAGE=$(cut -d' ' -f1 "$BENCH_DIR/ours.txt" | median)
 OURS_FETCH=$(cut -d' ' -f3 "$BENCH_DIR/ours.txt" | median)
 SIZE=$(cut -d' ' -f3 "$BENCH_DIR/nosync.txt" | median)
 OURS_READY=$(cut -d' ' -f2 "$BENCH_DIR/ours.txt" | median)
 PGBB_READY=$(cut -d' ' -f2 "$BENCH_DIR/stream.txt" | median)
 PGBB_NOSYNC=$(cut -d' ' -f1 "$BENCH_DIR/nosync.txt" | median)
+PS_STAGE=$(cut -d' ' -f1 "$BENCH_DIR/ps.txt" | median)
+PS_FETCH=$(cut -d' ' -f2 "$BENCH_DIR/ps.txt" | median)
+TARXZ=$(cut -d' ' -f1 "$BENCH_DIR/tarxz.txt" | median)
+TAR_SIZE=$(cut -d' ' -f2 "$BENCH_DIR/tarxz.txt" | median)
 mbps() { awk -v b="$SIZE" -v ms="$1" 'BEGIN {printf "%.0f", b / 1e6 / (ms / 1000)}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", b / a}'; }
 
@@ -118,5 +175,10 @@ printf '| %-62s | %10s | %10s | %7sx |\n' "whole stage (vs pg_basebackup -Fp --n
     "$OURS_STAGE" "$PGBB_NOSYNC" "$(ratio "$OURS_STAGE" "$PGBB_NOSYNC")"
 printf '| %-62s | %10s | %10s | %7sx |\n' "fetch + unpack alone (vs pg_basebackup -Fp --no-sync)" \
     "$OURS_FETCH" "$PGBB_NOSYNC" "$(ratio "$OURS_FETCH" "$PGBB_NOSYNC")"
+printf '| %-62s | %10s | %10s | %7sx |\n' "pageserver stand-in, gzip: whole stage (vs tar -xzf local file)" \
+    "$PS_STAGE" "$TARXZ" "$(ratio "$PS_STAGE" "$TARXZ")"
+printf '| %-62s | %10s | %10s | %7sx |\n' "pageserver stand-in, gzip: fetch + unpack (vs tar -xzf)" \
+    "$PS_FETCH" "$TARXZ" "$(ratio "$PS_FETCH" "$TARXZ")"
 echo
+echo "gzip tar: $((GZ_BYTES / 1048576)) MiB compressed, $((TAR_SIZE / 1048576)) MiB unpacked"
 echo "unpack throughput: ours $(mbps "$OURS_FETCH") MB/s, pg_basebackup -Fp --no-sync $(mbps "$PGBB_NOSYNC") MB/s"
