@@ -1,20 +1,27 @@
 #!/usr/bin/env python3
 """Cold start of a tiny database: compute-ctl against the floor, measured in the same run.
 
-  scripts/bench-startup.py [RUNS]        (default 20; needs `cargo build --release --bins`)
+  scripts/bench-startup.py [RUNS] [pageserver|upstream]
+      (default 20 pageserver; needs `cargo build --release --bins --examples`)
 
-Setup: a tiny primary (initdb) on a Unix socket, and a spec cloning it (upstream_connstring,
-Replica mode: the clone streams from it) with skip_pg_catalog_updates.
+Both sources start a Replica with skip_pg_catalog_updates from a tiny cluster (initdb):
+  pageserver: the cluster, cleanly shut down, as a gzip tar served by the pageserver stand-in
+              (pg-basebackup-fetch/examples/pageserver_standin.rs), as Neon serves a basebackup;
+              floor = `tar -xzf` of that same file + a bare `postgres` until postmaster.pid says
+              ready: "unpack the same data + bare postgres spawn to ready".
+  upstream:   the cluster running as a primary, cloned live with BASE_BACKUP (which checkpoints
+              the primary on every start); floor = a tar made once by pg_basebackup -Ft,
+              unpacked + a bare postgres.
   ours  = compute-ctl from process start to `running`: /metrics.json's total_startup_ms and
           each stage's timing.
-  floor = the same base backup (pg_basebackup -Ft -X fetch, made once) unpacked with tar into
-          a fresh directory, then a bare `postgres` spawn until postmaster.pid says ready.
 Prints p50/p90 of each and the ratio ours/floor. Run as root (drops to postgres) or as the
 postgres user.
 """
 import json, os, pwd, shutil, signal, socket, statistics, subprocess, sys, tempfile, time, urllib.request
 
 RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 20
+SOURCE = sys.argv[2] if len(sys.argv) > 2 else "pageserver"
+TENANT, TIMELINE, TOKEN = "b0554b632bd4d547a63b86c3630317e8", "2414a61ffc94e428f14b5758fe308e13", "bench-token"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "release")
 PGBIN = sorted(
@@ -86,30 +93,51 @@ def main():
         f.write("local replication all trust\n")
     primary_proc = subprocess.Popen([f"{PGBIN}/postgres", "-D", primary], preexec_fn=demote,
                                     stderr=subprocess.DEVNULL)
+    standin = None
     try:
         wait_ready(primary, primary_proc)
-        tarball = os.path.join(work, "base")
-        run_pg([f"{PGBIN}/pg_basebackup", "-h", work, "-p", str(primary_port), "-U", "cloud_admin",
-                "-D", tarball, "-Ft", "-X", "fetch", "--no-sync"])
+        if SOURCE == "pageserver":
+            primary_proc.send_signal(signal.SIGINT)  # a clean shutdown, as a pageserver serves
+            primary_proc.wait()
+            archive = os.path.join(work, "base.tar.gz")
+            os.remove(os.path.join(primary, "postmaster.opts"))
+            run_pg(["tar", "-czf", archive, "-C", primary, "."])
+            standin = subprocess.Popen(
+                [f"{BIN}/examples/pageserver_standin", archive, TENANT, TIMELINE, TOKEN, "--replica"],
+                stdout=subprocess.PIPE, text=True)
+            source = {"pageserver_connstring": f"host=127.0.0.1 port={standin.stdout.readline().strip()}",
+                      "tenant_id": TENANT, "timeline_id": TIMELINE, "storage_auth_token": TOKEN}
+            floor_archive = (archive, "-xzf")
+        else:
+            tarball = os.path.join(work, "base")
+            run_pg([f"{PGBIN}/pg_basebackup", "-h", work, "-p", str(primary_port), "-U",
+                    "cloud_admin", "-D", tarball, "-Ft", "-X", "fetch", "--no-sync"])
+            source = {"upstream_connstring": f"host={work} port={primary_port} user=cloud_admin"}
+            floor_archive = (os.path.join(tarball, "base.tar"), "-xf")
         ours, floor = [], []
         for i in range(RUNS):
-            floor.append(floor_run(work, tarball, i))
-            ours.append(our_run(work, primary_port, i))
+            floor.append(floor_run(work, floor_archive, i))
+            ours.append(our_run(work, source, i))
         report(ours, floor)
     finally:
-        primary_proc.send_signal(signal.SIGQUIT)
-        primary_proc.wait()
+        if standin:
+            standin.kill()
+            standin.wait()
+        if primary_proc.poll() is None:
+            primary_proc.send_signal(signal.SIGQUIT)
+            primary_proc.wait()
         shutil.rmtree(work, ignore_errors=True)
 
 
-def floor_run(work, tarball, i):
+def floor_run(work, floor_archive, i):
     pgdata = os.path.join(work, f"floor{i}")
     port = free_port()
     start = time.monotonic()
     os.mkdir(pgdata, 0o700)
     if PG:
         os.chown(pgdata, PG.pw_uid, PG.pw_gid)
-    run_pg(["tar", "-xf", os.path.join(tarball, "base.tar"), "-C", pgdata])
+    archive, flags = floor_archive
+    run_pg(["tar", flags, archive, "-C", pgdata])
     with open(os.path.join(pgdata, "postgresql.conf"), "a") as f:
         f.write(f"port={port}\nunix_socket_directories='{pgdata}'\nlisten_addresses=''\n")
     proc = subprocess.Popen([f"{PGBIN}/postgres", "-D", pgdata], preexec_fn=demote,
@@ -122,13 +150,12 @@ def floor_run(work, tarball, i):
     return {"total_ms": elapsed}
 
 
-def our_run(work, primary_port, i):
+def our_run(work, source, i):
     pgdata = os.path.join(work, f"ours{i}", "pgdata")
     os.makedirs(os.path.dirname(pgdata))
     port, http_port = free_port(), free_port()
     spec = {
-        "format_version": 1.0, "mode": "Replica", "skip_pg_catalog_updates": True,
-        "upstream_connstring": f"host={work} port={primary_port} user=cloud_admin",
+        "format_version": 1.0, "mode": "Replica", "skip_pg_catalog_updates": True, **source,
         "cluster": {"roles": [], "databases": [], "settings": [
             {"name": "port", "value": str(port), "vartype": "integer"},
             {"name": "listen_addresses", "value": "", "vartype": "string"},
@@ -165,11 +192,11 @@ def our_run(work, primary_port, i):
 
 def report(ours, floor):
     floor_total = [r["total_ms"] for r in floor]
-    rows = [("floor: tar -xf + postgres to ready", floor_total)]
-    for key in ["sync_safekeepers_ms", "basebackup_ms", "start_postgres_ms", "config_ms",
+    rows = [("floor: untar the same data + postgres to ready", floor_total)]
+    for key in ["sync_safekeepers_ms", "pageserver_connect_micros", "basebackup_ms", "start_postgres_ms", "config_ms",
                 "total_startup_ms"]:
         rows.append((f"ours: {key}", [r.get(key, 0) for r in ours]))
-    print(f"{RUNS} cold starts of a tiny database (Replica clone, skip_pg_catalog_updates)")
+    print(f"{RUNS} cold starts of a tiny database ({SOURCE} source, Replica, skip_pg_catalog_updates)")
     print(f"{'measure':<42} {'p50 ms':>8} {'p90 ms':>8}")
     for name, values in rows:
         print(f"{name:<42} {pct(values, 50):>8.1f} {pct(values, 90):>8.1f}")
