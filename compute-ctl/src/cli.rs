@@ -3,7 +3,6 @@
 
 use std::ffi::OsString;
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -21,42 +20,12 @@ use compute_spec::logging::LogFormat;
 #[derive(Debug, Parser)]
 #[command(name = "compute_ctl", version = compute_spec::VERSION)]
 pub struct Cli {
-    /// Data directory (rebuilt on every start).
-    #[arg(short = 'D', long = "pgdata")]
-    pub pgdata: PathBuf,
-    /// How the tools connect to their own Postgres.
-    #[arg(
-        short = 'C',
-        long = "connstr",
-        default_value = "postgresql://cloud_admin@localhost/postgres"
-    )]
-    pub connstr: String,
-    /// The postgres binary.
-    #[arg(
-        short = 'b',
-        long = "pgbin",
-        env = "POSTGRES_PATH",
-        default_value = "postgres"
-    )]
-    pub pgbin: PathBuf,
-    /// Bare spec JSON file (legacy).
-    #[arg(short = 'S', long = "spec-path")]
-    pub spec_path: Option<PathBuf>,
-    /// Bare spec as a JSON string (legacy).
-    #[arg(short = 's', long = "spec")]
-    pub spec: Option<String>,
-    /// The {spec, compute_ctl_config} envelope file.
-    #[arg(short = 'c', long = "config", conflicts_with = "control_plane_uri")]
-    pub config: Option<PathBuf>,
-    /// Control plane base URL; needs --compute-id.
-    #[arg(short = 'p', long = "control-plane-uri", requires = "compute_id")]
-    pub control_plane_uri: Option<String>,
-    /// The compute's id (checked against the JWT `compute_id` claim).
-    #[arg(short = 'i', long = "compute-id")]
-    pub compute_id: Option<String>,
-    /// Use compute-spec's embedded sample spec.
-    #[arg(long)]
-    pub embedded_default: bool,
+    /// -D, -C, -b: the local instance (shared with compute-spec).
+    #[command(flatten)]
+    pub instance: compute_spec::cli::InstanceArgs,
+    /// -S, -s, -c, -p, -i, --embedded-default: the spec source (shared with compute-spec).
+    #[command(flatten)]
+    pub source: compute_spec::cli::SpecSourceArgs,
     /// The privileged role given to users.
     #[arg(long)]
     pub privileged_role_name: Option<String>,
@@ -148,10 +117,8 @@ pub struct VmMonitorParams {
 impl Cli {
     /// Builds the validated parameters.
     pub fn into_params(self) -> Params {
-        let mut document_args: Vec<OsString> = vec!["-D".into(), self.pgdata.clone().into()];
-        document_args.extend(["-C".into(), self.connstr.clone().into()]);
-        document_args.extend(["-b".into(), self.pgbin.clone().into()]);
-        if let Some(id) = &self.compute_id {
+        let mut document_args: Vec<OsString> = self.instance.to_args();
+        if let Some(id) = &self.source.compute_id {
             document_args.extend(["-i".into(), id.into()]);
         }
         if let Some(name) = &self.privileged_role_name {
@@ -161,26 +128,15 @@ impl Cli {
             "--log-format".into(),
             log_format_name(self.log_format).into(),
         ]);
+        let source_args = self.source.to_args();
+        let has_spec_source = !source_args.is_empty();
         let mut spec_args = document_args.clone();
-        let mut has_spec_source = true;
-        if let Some(spec) = &self.spec {
-            spec_args.extend(["-s".into(), spec.into()]);
-        } else if let Some(path) = &self.spec_path {
-            spec_args.extend(["-S".into(), path.into()]);
-        } else if let Some(path) = &self.config {
-            spec_args.extend(["-c".into(), path.into()]);
-        } else if let Some(uri) = &self.control_plane_uri {
-            spec_args.extend(["-p".into(), uri.into()]);
-        } else if self.embedded_default {
-            spec_args.push("--embedded-default".into());
-        } else {
-            has_spec_source = false;
-        }
+        spec_args.extend(source_args);
         Params {
             spec_args,
             document_args,
             has_spec_source,
-            compute_id: self.compute_id,
+            compute_id: self.source.compute_id,
             external_port: self.http_port.or(self.external_http_port).unwrap_or(3080),
             internal_port: (self.internal_http_port != 0).then_some(self.internal_http_port),
             http_listen: self.http_listen,

@@ -1,5 +1,7 @@
-//! The `compute-spec` command line: flags → spec source and document parameters.
+//! The `compute-spec` command line: flags → spec source and document parameters. The spec
+//! source and instance flags are shared with `compute-ctl` ([`SpecSourceArgs`], [`InstanceArgs`]).
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -15,14 +17,9 @@ use crate::stage::{elapsed_ms, finish};
 
 const STAGE: &str = "compute-spec";
 
-/// Loads a compute spec, validates it and writes the compute document on stdout.
-///
-/// Exit status: 0 success; 1 run-time failure (control plane unreachable, file unreadable);
-/// 2 bad input or usage (invalid spec, bad flags). On failure stdout carries the error
-/// envelope {"error": {"stage", "kind", "message", "retryable"}}.
-#[derive(Debug, Parser)]
-#[command(name = "compute-spec", version = crate::VERSION)]
-pub struct Cli {
+/// Where the spec comes from: the flags `compute-spec` and `compute-ctl` share.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct SpecSourceArgs {
     /// Bare spec JSON file (legacy compute_ctl -S).
     #[arg(short = 'S', long = "spec-path")]
     pub spec_path: Option<PathBuf>,
@@ -35,45 +32,39 @@ pub struct Cli {
     /// Control plane base URL; needs --compute-id.
     #[arg(short = 'p', long = "control-plane-uri", requires = "compute_id")]
     pub control_plane_uri: Option<String>,
-    /// The compute's id.
+    /// The compute's id (also checked against a JWT's compute_id claim by compute-ctl).
     #[arg(short = 'i', long = "compute-id")]
     pub compute_id: Option<String>,
     /// Use the sample spec compiled into the binary (initdb, two roles, two databases).
     #[arg(long)]
     pub embedded_default: bool,
-    /// Data directory (rebuilt on every start).
-    #[arg(short = 'D', long = "pgdata")]
-    pub pgdata: PathBuf,
-    /// How the tools connect to their own Postgres.
-    #[arg(
-        short = 'C',
-        long = "connstr",
-        default_value = "postgresql://cloud_admin@localhost/postgres"
-    )]
-    pub connstr: String,
-    /// The postgres binary.
-    #[arg(
-        short = 'b',
-        long = "pgbin",
-        env = "POSTGRES_PATH",
-        default_value = "postgres"
-    )]
-    pub pgbin: PathBuf,
-    /// The privileged role given to users.
-    #[arg(long, default_value = DEFAULT_PRIVILEGED_ROLE)]
-    pub privileged_role_name: String,
-    /// Unix socket directory (default: PGDATA when the socket path fits, else under /tmp).
-    #[arg(long)]
-    pub socket_dir: Option<PathBuf>,
-    /// Log line format on stderr.
-    #[arg(long, value_enum, default_value = "text")]
-    pub log_format: LogFormat,
 }
 
-impl Cli {
-    /// The spec source the flags name; legacy precedence: --spec, --spec-path, --config,
-    /// control plane, embedded, then stdin when it is not a terminal.
-    pub fn spec_source(&self) -> Result<SpecSource, StageError> {
+impl SpecSourceArgs {
+    /// The flag (with its value) naming the source these flags choose, for passing on to
+    /// `compute-spec`; empty when none is given. Legacy precedence: --spec, --spec-path,
+    /// --config, control plane, embedded. `-i` is not included.
+    pub fn to_args(&self) -> Vec<OsString> {
+        if let Some(spec) = &self.spec {
+            return vec!["-s".into(), spec.into()];
+        }
+        if let Some(path) = &self.spec_path {
+            return vec!["-S".into(), path.into()];
+        }
+        if let Some(path) = &self.config {
+            return vec!["-c".into(), path.into()];
+        }
+        if let Some(uri) = &self.control_plane_uri {
+            return vec!["-p".into(), uri.into()];
+        }
+        if self.embedded_default {
+            return vec!["--embedded-default".into()];
+        }
+        Vec::new()
+    }
+
+    /// The source the flags name; stdin when none is given and stdin is not a terminal.
+    pub fn source(&self) -> Result<SpecSource, StageError> {
         if let Some(spec) = &self.spec {
             return Ok(SpecSource::Inline(spec.clone()));
         }
@@ -103,14 +94,83 @@ impl Cli {
              or pipe a spec on stdin",
         ))
     }
+}
+
+/// The local instance: the flags `compute-spec` and `compute-ctl` share.
+#[derive(Clone, Debug, clap::Args)]
+pub struct InstanceArgs {
+    /// Data directory (rebuilt on every start).
+    #[arg(short = 'D', long = "pgdata")]
+    pub pgdata: PathBuf,
+    /// How the tools connect to their own Postgres.
+    #[arg(
+        short = 'C',
+        long = "connstr",
+        default_value = "postgresql://cloud_admin@localhost/postgres"
+    )]
+    pub connstr: String,
+    /// The postgres binary.
+    #[arg(
+        short = 'b',
+        long = "pgbin",
+        env = "POSTGRES_PATH",
+        default_value = "postgres"
+    )]
+    pub pgbin: PathBuf,
+}
+
+impl InstanceArgs {
+    /// `-D`, `-C` and `-b` with their values, for passing on to `compute-spec`.
+    pub fn to_args(&self) -> Vec<OsString> {
+        vec![
+            "-D".into(),
+            self.pgdata.clone().into(),
+            "-C".into(),
+            self.connstr.clone().into(),
+            "-b".into(),
+            self.pgbin.clone().into(),
+        ]
+    }
+}
+
+/// Loads a compute spec, validates it and writes the compute document on stdout.
+///
+/// Exit status: 0 success; 1 run-time failure (control plane unreachable, file unreadable);
+/// 2 bad input or usage (invalid spec, bad flags). On failure stdout carries the error
+/// envelope {"error": {"stage", "kind", "message", "retryable"}}.
+#[derive(Debug, Parser)]
+#[command(name = "compute-spec", version = crate::VERSION)]
+pub struct Cli {
+    /// Where the spec comes from.
+    #[command(flatten)]
+    pub source: SpecSourceArgs,
+    /// The local instance.
+    #[command(flatten)]
+    pub instance: InstanceArgs,
+    /// The privileged role given to users.
+    #[arg(long, default_value = DEFAULT_PRIVILEGED_ROLE)]
+    pub privileged_role_name: String,
+    /// Unix socket directory (default: PGDATA when the socket path fits, else under /tmp).
+    #[arg(long)]
+    pub socket_dir: Option<PathBuf>,
+    /// Log line format on stderr.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+impl Cli {
+    /// The spec source the flags name.
+    pub fn spec_source(&self) -> Result<SpecSource, StageError> {
+        self.source.source()
+    }
 
     /// The document parameters the flags give.
     pub fn document_params(&self) -> DocumentParams {
         DocumentParams {
-            pgdata: self.pgdata.clone(),
-            pgbin: self.pgbin.clone(),
-            connstr: self.connstr.clone(),
-            compute_id: self.compute_id.clone(),
+            pgdata: self.instance.pgdata.clone(),
+            pgbin: self.instance.pgbin.clone(),
+            connstr: self.instance.connstr.clone(),
+            compute_id: self.source.compute_id.clone(),
             privileged_role_name: self.privileged_role_name.clone(),
             socket_dir: self.socket_dir.clone(),
         }
