@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{apply, apply_ok, apply_with, assert_noop, column, spec, user_databases, user_roles};
@@ -206,20 +204,7 @@ fn skip_pg_catalog_updates_touches_no_catalog() {
 }
 
 fn run_binary(args: &[&str], stdin: &str) -> (i32, Value) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pg-reconcile"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output = pg_test_support::run_with_stdin(env!("CARGO_BIN_EXE_pg-reconcile"), args, stdin);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         !stderr.contains("SCRAM-SHA-256$"),

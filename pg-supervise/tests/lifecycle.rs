@@ -3,7 +3,7 @@
 mod common;
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{children, process_exists, wait_dead, wait_for, wait_gone, Fixture, SECOND};
@@ -193,19 +193,8 @@ fn not_ready_in_time_is_a_timeout_and_leaves_nothing_running() {
 #[test]
 fn bad_input_and_error_envelopes_on_stdin() {
     let run = |stdin: &str| {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pg-supervise"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        let output = child.wait_with_output().unwrap();
+        let output =
+            pg_test_support::run_with_stdin(env!("CARGO_BIN_EXE_pg-supervise"), &[], stdin);
         let stdout = String::from_utf8(output.stdout).unwrap();
         let value: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
         (output.status.code(), value)

@@ -204,6 +204,32 @@ pub fn chown_to_postgres(path: &Path) {
 
 /// A free TCP port on `127.0.0.1`: binds port 0, reads the port the kernel chose and closes
 /// the socket again. Ports are never handed out twice within one process.
+/// Runs `program` with `args`, writes `stdin` to it, closes it, and returns the whole output
+/// (the stage binaries' stdin/stdout contract, in one call).
+pub fn run_with_stdin(
+    program: impl AsRef<std::ffi::OsStr>,
+    args: &[&str],
+    stdin: &str,
+) -> std::process::Output {
+    use std::io::Write;
+    let program = program.as_ref();
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning {}: {e}", program.to_string_lossy()));
+    let mut input = child.stdin.take().expect("stdin is piped");
+    // A program that exits without reading its input closes the pipe: not a test failure.
+    let _ = input.write_all(stdin.as_bytes());
+    drop(input);
+    child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("waiting for {}: {e}", program.to_string_lossy()))
+}
+
+/// A free TCP port on 127.0.0.1 (bound, read and released).
 pub fn free_tcp_port() -> u16 {
     static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
     for _ in 0..1000 {

@@ -5,9 +5,8 @@
 //! the stages, and `compute-ctl` as the all-in-one entrypoint, against real PostgreSQL.
 #![warn(missing_docs)]
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -56,19 +55,7 @@ pub struct StageRun {
 
 /// Runs a stage binary with `args`, writing `input` on its stdin.
 pub fn run_stage(name: &str, args: &[&str], input: &str) -> StageRun {
-    let mut child = Command::new(binary(name))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawning {name}: {e}"));
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    stdin
-        .write_all(input.as_bytes())
-        .expect("writing the stage's stdin");
-    drop(stdin);
-    let output = child.wait_with_output().expect("waiting for the stage");
+    let output = pg_test_support::run_with_stdin(binary(name), args, input);
     stage_run(output)
 }
 

@@ -6,7 +6,6 @@
 pub mod archive;
 pub mod standin;
 
-use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -53,21 +52,9 @@ pub struct Outcome {
 
 /// Runs `pg-basebackup-fetch` with `args` on `document`.
 pub fn run_stage(document: &ComputeDocument, args: &[&str]) -> Outcome {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pg-basebackup-fetch"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     let text = serde_json::to_string(document).unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output =
+        pg_test_support::run_with_stdin(env!("CARGO_BIN_EXE_pg-basebackup-fetch"), args, &text);
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     let json = serde_json::from_str(stdout.trim())

@@ -2,9 +2,7 @@
 
 #![allow(dead_code)]
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use compute_spec::begin::{start_document, DocumentParams};
 use compute_spec::load::parse_bare;
@@ -52,20 +50,8 @@ pub struct Outcome {
 
 /// Runs the built binary with `args` on `input`.
 pub fn run_stage(input: &str, args: &[&str]) -> Outcome {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pg-sync-safekeepers"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output =
+        pg_test_support::run_with_stdin(env!("CARGO_BIN_EXE_pg-sync-safekeepers"), args, input);
     let stdout = String::from_utf8_lossy(&output.stdout).to_string();
     Outcome {
         code: output.status.code().unwrap_or(-1),
