@@ -6,14 +6,22 @@
 #        PGBIN (default the newest /usr/lib/postgresql/*/bin), CARGO_TARGET_DIR.
 #
 # Measures, in the same run, on a local primary (unix socket):
-#   1. from nothing to ready: ours (compute-spec | pg-basebackup-fetch, then pg_ctl start -w)
-#      against pg_basebackup -Fp -X stream, then pg_ctl start -w;
+#   1. from nothing to ready: ours (compute-spec | pg-basebackup-fetch | pg-supervise, until
+#      its `ready` event) against pg_basebackup -Fp -X stream, then pg_ctl start -w;
 #   2. fetch + unpack alone: ours (the stage) against pg_basebackup -Fp --no-sync;
 #   3. the pageserver path: the primary is stopped cleanly and tarred with gzip; ours fetches
 #      that archive from the pageserver stand-in (examples/pageserver_standin.rs, the tests'
 #      libpq stand-in: COPY OUT in 16 KiB messages over TCP) against tar -xzf of the same
 #      file (read from the page cache).
-# Prints a table of medians. Heavy: needs ~4× the database size of free disk.
+# Prints a table of medians. Heavy: needs ~10 GiB free besides the primary (TRASH_BUDGET_MB).
+#
+# Hygiene, the same for every tool measured: each measurement starts after a `sync` (no
+# dirty pages or pending discards of an earlier run), with the page cache holding only the
+# primary (finished trees are evicted with POSIX_FADV_DONTNEED), and without any inode freed
+# within the last 60 s: on ext4 without a journal (this machine's root file system) the
+# inode allocator skips every inode freed less than 60 s ago, one lookup each, so deleting
+# the previous run's 1,000 files right before the next run cost that run ~0.3–0.5 s of CPU.
+# Finished trees are therefore moved aside and deleted in batches, each followed by a pause.
 set -euo pipefail
 
 SCALE=${1:-68}
@@ -32,9 +40,11 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 echo "building release binaries ..." >&2
 (cd "$ROOT" && cargo build --release -q -p compute-spec -p pg-basebackup-fetch &&
+    cargo build --release -q -p pg-supervise &&
     cargo build --release -q -p pg-basebackup-fetch --example pageserver_standin)
 
 rm -rf "$BENCH_DIR"
+PURGED=$(date +%s)
 mkdir -p "$BENCH_DIR"
 [ "$(id -u)" = 0 ] && chown postgres: "$BENCH_DIR"
 PRIMARY=$BENCH_DIR/primary
@@ -63,27 +73,61 @@ as_pg "$PGBIN/pgbench" -h "$BENCH_DIR" -p "$PORT" -U cloud_admin -i -q -s "$SCAL
 as_pg "$PGBIN/psql" -h "$BENCH_DIR" -p "$PORT" -U cloud_admin -qc CHECKPOINT postgres
 echo "primary data directory (with its WAL): $(($(du -sb "$PRIMARY" | cut -f1) / 1048576)) MiB" >&2
 
+TRASH=$BENCH_DIR/trash
+TRASH_BUDGET_MB=${TRASH_BUDGET_MB:-8192}
+retire() { # a finished tree: moved aside now, deleted in a later batch (see the top)
+    mkdir -p "$TRASH"
+    mv "$1" "$TRASH/$(date +%s%N)"
+}
+settle() { # before every measurement (see the top)
+    sync
+    if [ -d "$TRASH" ] && [ "$(du -sm "$TRASH" | cut -f1)" -gt "$TRASH_BUDGET_MB" ]; then
+        rm -rf "$TRASH"
+        sync
+        PURGED=$(date +%s)
+    fi
+    [ -d "$TRASH" ] && python3 - "$TRASH" <<'PY'
+import os, sys
+for top, _, files in os.walk(sys.argv[1]):
+    for name in files:
+        fd = os.open(os.path.join(top, name), os.O_RDONLY | os.O_NOFOLLOW)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        os.close(fd)
+PY
+    local wait=$((PURGED + 61 - $(date +%s)))
+    if [ "$wait" -gt 0 ]; then
+        echo "  (waiting ${wait} s until no inode was freed within the last minute)" >&2
+        sleep "$wait"
+    fi
+}
+
 ours_once() { # prints: stage_ms total_ms fetch_ms (the fetch + unpack step alone)
     local dir=$BENCH_DIR/ours port spec t0 t1 t2
     port=$(free_port)
     spec=$(printf '{"format_version":1.0,"cluster":{"roles":[],"databases":[],"settings":[{"name":"port","value":"%s","vartype":"integer"},{"name":"listen_addresses","value":"","vartype":"string"}]},"upstream_connstring":"host=%s port=%s user=cloud_admin"}' "$port" "$BENCH_DIR" "$PORT")
-    sync # every measurement starts with no dirty pages or pending discards of the last one
+    settle
     t0=$(now_ms)
     "$TARGET/release/compute-spec" -D "$dir" -b "$PGBIN/postgres" \
         -C "postgresql://cloud_admin@localhost/postgres" -s "$spec" 2>/dev/null |
         "$TARGET/release/pg-basebackup-fetch" --log-format json >"$BENCH_DIR/doc.json" 2>"$BENCH_DIR/fetch.log"
     t1=$(now_ms)
-    as_pg "$PGBIN/pg_ctl" -D "$dir" -l "$BENCH_DIR/ours.log" start -w >/dev/null
+    # Our start: the supervisor, until it reports `ready` (as compute-ctl runs it).
+    coproc SUPERVISE { "$TARGET/release/pg-supervise" <"$BENCH_DIR/doc.json" 2>"$BENCH_DIR/ours.log"; }
+    local event
+    while read -r event <&"${SUPERVISE[0]}"; do
+        case $event in *'"event":"ready"'*) break ;; esac
+    done
     t2=$(now_ms)
-    as_pg "$PGBIN/pg_ctl" -D "$dir" stop -m fast >/dev/null
-    rm -rf "$dir"
+    kill -TERM "$SUPERVISE_PID"
+    wait "$SUPERVISE_PID" || true
+    retire "$dir"
     fetch=$(grep -o 'fetched [0-9]* bytes into [0-9]* files in [0-9]* ms' "$BENCH_DIR/fetch.log" | awk '{print $(NF-1)}')
     echo "$((t1 - t0)) $((t2 - t0)) $fetch"
 }
 
 pgbb_once() { # $1: extra pg_basebackup flags; $2: start too (1/0). prints: copy_ms total_ms bytes
     local dir=$BENCH_DIR/pgbb t0 t1 t2
-    sync # every measurement starts with no dirty pages or pending discards of the last one
+    settle
     t0=$(now_ms)
     # shellcheck disable=SC2086
     as_pg "$PGBIN/pg_basebackup" -h "$BENCH_DIR" -p "$PORT" -U cloud_admin -D "$dir" -Fp $1
@@ -96,7 +140,7 @@ pgbb_once() { # $1: extra pg_basebackup flags; $2: start too (1/0). prints: copy
         as_pg "$PGBIN/pg_ctl" -D "$dir" stop -m fast >/dev/null
     fi
     bytes=$(du -sb "$dir" | cut -f1)
-    rm -rf "$dir"
+    retire "$dir"
     echo "$((t1 - t0)) $((t2 - t0)) $bytes"
 }
 
@@ -105,26 +149,26 @@ TIMELINE=de5a2f3ab7e1d7cd4e0e6a1c1a5d2f0b
 ps_once() { # $1: stand-in port. prints: stage_ms fetch_ms (fetch + gunzip + unpack alone)
     local dir=$BENCH_DIR/ps spec t0 t1
     spec=$(printf '{"format_version":1.0,"cluster":{"roles":[],"databases":[],"settings":[{"name":"port","value":"%s","vartype":"integer"},{"name":"listen_addresses","value":"","vartype":"string"}]},"tenant_id":"%s","timeline_id":"%s","pageserver_connstring":"postgresql://no_user@127.0.0.1:%s","safekeeper_connstrings":["127.0.0.1:1"],"storage_auth_token":"bench"}' "$(free_port)" "$TENANT" "$TIMELINE" "$1")
-    sync # every measurement starts with no dirty pages or pending discards of the last one
+    settle
     t0=$(now_ms)
     "$TARGET/release/compute-spec" -D "$dir" -b "$PGBIN/postgres" \
         -C "postgresql://cloud_admin@localhost/postgres" -s "$spec" 2>/dev/null |
         "$TARGET/release/pg-basebackup-fetch" --log-format json >"$BENCH_DIR/doc.json" 2>"$BENCH_DIR/ps.log"
     t1=$(now_ms)
-    rm -rf "$dir"
+    retire "$dir"
     fetch=$(grep -o 'fetched [0-9]* bytes into [0-9]* files in [0-9]* ms' "$BENCH_DIR/ps.log" | awk '{print $(NF-1)}')
     echo "$((t1 - t0)) $fetch"
 }
 
 tarxz_once() { # prints: ms bytes
     local dir=$BENCH_DIR/tarxz t0 t1
+    settle
     mkdir -p "$dir"
-    sync # every measurement starts with no dirty pages or pending discards of the last one
     t0=$(now_ms)
     tar -xzf "$BENCH_DIR/base.tar.gz" -C "$dir"
     t1=$(now_ms)
     bytes=$(du -sb "$dir" | cut -f1)
-    rm -rf "$dir"
+    retire "$dir"
     echo "$((t1 - t0)) $bytes"
 }
 

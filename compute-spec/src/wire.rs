@@ -10,8 +10,9 @@
 //! * The simple query protocol, all text ([`Connection::simple_query`] → [`Row`]s with column
 //!   names), server errors with their SQLSTATE ([`WireError::Server`]).
 //! * A streaming COPY OUT reader ([`Connection::copy_out`] → [`CopyOut`]): CopyData payloads
-//!   one by one, then [`CopyOut::finish`] reads the trailing result sets and surfaces an
-//!   error the server sends after the copy.
+//!   one by one, read straight from the receive buffer (one copy from the socket to the
+//!   caller, whatever the message size), then [`CopyOut::finish`] reads the trailing result
+//!   sets and surfaces an error the server sends after the copy.
 //! * Time limits: an overall deadline (set at connect, changeable with
 //!   [`Connection::set_deadline`]) and an optional per-read timeout.
 //!

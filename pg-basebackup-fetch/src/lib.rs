@@ -35,6 +35,7 @@ pub mod pageserver;
 pub mod progress;
 pub mod replication;
 pub mod single;
+pub mod spliced;
 pub mod unpack;
 pub mod wipe;
 

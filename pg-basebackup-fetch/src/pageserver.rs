@@ -77,7 +77,10 @@ pub fn fetch(request: &PageserverRequest<'_>, pgdata: &Path) -> Result<Fetched, 
         .copy_out(text.as_str())
         .map_err(|error| classify_client(&server, &error))?;
     let mut wire = Counting::new(reader, "basebackup from the pageserver");
-    let mut gzip = flate2::read::GzDecoder::new(&mut wire);
+    let mut gzip = std::io::BufReader::with_capacity(
+        unpack::READ_BUFFER,
+        flate2::read::GzDecoder::new(&mut wire),
+    );
     let unpacked = unpack::unpack(&mut gzip, pgdata).map_err(|error| match error {
         UnpackError::Read(error) => classify_read(&server, error),
         UnpackError::Write(error) => error,

@@ -35,9 +35,9 @@ impl<R> Counting<R> {
     }
 }
 
-impl<R: Read> Read for Counting<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
+impl<R> Counting<R> {
+    /// Counts `n` bytes that went past (for a stream read by other means than `read`).
+    pub fn add(&mut self, n: usize) {
         self.bytes += n as u64;
         let now = Instant::now();
         if now >= self.next_report {
@@ -50,6 +50,13 @@ impl<R: Read> Read for Counting<R> {
                 mib / seconds
             );
         }
+    }
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.add(n);
         Ok(n)
     }
 }

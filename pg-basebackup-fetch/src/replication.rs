@@ -8,14 +8,15 @@
 //! Only the main archive (`base.tar`) is accepted: tablespaces are not supported.
 
 use std::io::{self, Read};
+use std::os::fd::BorrowedFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes};
 use compute_spec::wire::{Connection, CopyOut};
 
 use crate::error::{classify_read, classify_wire, BasebackupError, ServerMessage};
 use crate::progress::Counting;
+use crate::spliced::{self, ArchiveSource};
 use crate::unpack::{self, UnpackError};
 use crate::Fetched;
 
@@ -53,13 +54,12 @@ pub fn fetch(connstr: &str, pgdata: &Path) -> Result<Fetched, BasebackupError> {
         .copy_out(BASE_BACKUP)
         .map_err(|error| classify_wire(&server, &error))?;
     let mut stream = ArchiveStream::new(copy);
-    let mut archive = Counting::new(&mut stream, "basebackup from the primary");
-    let unpacked = unpack::unpack(&mut archive, pgdata).map_err(|error| match error {
+    let unpacked = spliced::unpack(&mut stream, pgdata).map_err(|error| match error {
         UnpackError::Read(error) => classify_read(&server, error),
         UnpackError::Write(error) => error,
     })?;
-    unpack::drain(&mut archive).map_err(|error| classify_read(&server, error))?;
-    let wire_bytes = Counting::bytes(&archive);
+    unpack::drain(&mut stream).map_err(|error| classify_read(&server, error))?;
+    let wire_bytes = Counting::bytes(&stream.progress);
     stream
         .copy
         .finish()
@@ -113,35 +113,65 @@ pub fn check_admin_role(connstr: &str, admin: &str) -> Result<(), BasebackupErro
     }
 }
 
-/// The archive data of the COPY OUT stream as one byte stream.
+/// The archive data of the COPY OUT stream as one byte stream, read straight from the
+/// connection's receive buffer.
 struct ArchiveStream<'a> {
     copy: CopyOut<'a>,
-    chunk: Bytes,
+    /// Inside a payload of archive data (`d`).
+    in_data: bool,
     done: bool,
+    /// Archive bytes so far, with progress lines.
+    progress: Counting<io::Empty>,
 }
 
+/// The longest non-data payload read whole (`n` names an archive, `p` is a progress count).
+const MAX_CONTROL_PAYLOAD: usize = 64 << 10;
+
 impl<'a> ArchiveStream<'a> {
-    fn new(copy: CopyOut<'a>) -> Self {
+    fn new(mut copy: CopyOut<'a>) -> Self {
+        copy.read_exactly();
         ArchiveStream {
             copy,
-            chunk: Bytes::new(),
+            in_data: false,
             done: false,
+            progress: Counting::new(io::empty(), "basebackup from the primary"),
         }
     }
 
-    /// Fetches the next chunk of archive data; false at CopyDone.
-    fn refill(&mut self) -> io::Result<bool> {
-        while let Some(mut data) = self.copy.next_payload().map_err(io::Error::other)? {
-            if data.is_empty() {
+    /// Makes sure the stream is inside a payload of archive data; false at its end.
+    fn in_data(&mut self) -> io::Result<bool> {
+        if !self.in_data && !self.done {
+            match self.next_data()? {
+                true => self.in_data = true,
+                false => self.done = true,
+            }
+        }
+        Ok(self.in_data)
+    }
+
+    /// Moves to the next payload of archive data; false at CopyDone.
+    fn next_data(&mut self) -> io::Result<bool> {
+        while let Some(length) = self.copy.next_data().map_err(io::Error::other)? {
+            if length == 0 {
                 continue;
             }
-            match data.get_u8() {
-                b'd' => {
-                    self.chunk = data;
-                    return Ok(true);
+            let mut kind = [0u8];
+            self.copy.read(&mut kind).map_err(io::Error::other)?;
+            match kind[0] {
+                b'd' => return Ok(true),
+                b'n' if length <= MAX_CONTROL_PAYLOAD => {
+                    let mut header = vec![0; length - 1];
+                    let mut filled = 0;
+                    while filled < header.len() {
+                        filled += self
+                            .copy
+                            .read(&mut header[filled..])
+                            .map_err(io::Error::other)?;
+                    }
+                    check_archive(&header)?;
                 }
-                b'n' => check_archive(&data)?,
-                _ => {} // `p` progress, `m` manifest (not requested)
+                b'n' => check_archive(b"(a name too long)")?,
+                _ => {} // `p` progress, `m` manifest (not requested): skipped
             }
         }
         Ok(false)
@@ -167,15 +197,38 @@ fn check_archive(header: &[u8]) -> io::Result<()> {
 
 impl Read for ArchiveStream<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.chunk.is_empty() {
-            if self.done || !self.refill()? {
-                self.done = true;
-                return Ok(0);
-            }
+        if buf.is_empty() {
+            return Ok(0);
         }
-        let n = buf.len().min(self.chunk.len());
-        buf[..n].copy_from_slice(&self.chunk[..n]);
-        self.chunk.advance(n);
-        Ok(n)
+        while self.in_data()? {
+            let n = self.copy.read(buf).map_err(io::Error::other)?;
+            if n > 0 {
+                self.progress.add(n);
+                return Ok(n);
+            }
+            self.in_data = false;
+        }
+        Ok(0)
+    }
+}
+
+impl ArchiveSource for ArchiveStream<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        Read::read(self, buf)
+    }
+
+    fn splice_to(&mut self, to: BorrowedFd<'_>, len: usize) -> io::Result<usize> {
+        if len == 0 {
+            return Ok(0);
+        }
+        while self.in_data()? {
+            let n = self.copy.splice_to(to, len).map_err(io::Error::other)?;
+            if n > 0 {
+                self.progress.add(n);
+                return Ok(n);
+            }
+            self.in_data = false;
+        }
+        Ok(0)
     }
 }

@@ -261,3 +261,36 @@ fn a_static_clone_replays_up_to_its_lsn_read_only() {
         .batch_execute("INSERT INTO cloned VALUES (1)")
         .is_err());
 }
+
+/// Over TCP (the stream is spliced from a TCP socket then, not a Unix one), with a table
+/// spread over many CopyData messages: every row arrives.
+#[test]
+fn a_clone_over_tcp_has_every_row() {
+    let primary = TestPostgres::builder()
+        .superuser("cloud_admin")
+        .setting("wal_level", "replica")
+        .setting("max_wal_senders", "4")
+        .tcp(true)
+        .hba_line("host all all 127.0.0.1/32 trust")
+        .hba_line("host replication all 127.0.0.1/32 trust")
+        .start();
+    primary.psql(
+        "CREATE TABLE big AS SELECT g AS v, md5(g::text) AS t FROM generate_series(1, 200000) g",
+    );
+    let digest = "SELECT count(*)::text || ' ' || sum(v)::text || ' ' \
+                  || md5(string_agg(t, '' ORDER BY v)) FROM big";
+    let expected = primary.psql(digest).trim().to_string();
+    let dir = TestDir::new("bbf-");
+    let pgdata = dir.path().join("pgdata");
+    let connstr = format!("host=127.0.0.1 port={} user=cloud_admin", primary.port());
+    let document = util::document(&pgdata, free_tcp_port(), |spec| {
+        spec["upstream_connstring"] = json!(connstr);
+        spec["mode"] = json!("Primary");
+    });
+    let outcome = util::run_stage(&document, &[]);
+    assert_eq!(outcome.code, i32::from(exit_code::OK), "{}", outcome.stderr);
+    let clone = util::RunningPostgres::start(&document);
+    let got: String = clone.client().query_one(digest, &[]).unwrap().get(0);
+    assert_eq!(got, expected);
+    assert!(expected.starts_with("200000 "), "{expected}");
+}

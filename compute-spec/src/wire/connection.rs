@@ -3,11 +3,14 @@
 
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use fallible_iterator::FallibleIterator;
+use nix::errno::Errno;
+use nix::fcntl::{splice, SpliceFFlags};
 use postgres_protocol::authentication::md5_hash;
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256};
 use postgres_protocol::message::backend::{DataRowBody, ErrorResponseBody, Message};
@@ -15,9 +18,15 @@ use postgres_protocol::message::frontend;
 
 use super::{endpoints, Endpoint, Row, Startup, WireError};
 
-/// How much is read from the socket at a time (large for basebackup streams; the buffers
-/// are allocated lazily by the OS, so small connections do not pay for it).
+/// Size of the receive buffer (large for basebackup streams; the OS maps its pages lazily,
+/// so small connections do not pay for it). It grows for a larger message.
 const READ_CHUNK: usize = 1 << 20;
+
+/// A read asks the socket for at least this much room, so a stream arrives in large reads.
+const MIN_READ: usize = 64 << 10;
+
+/// The largest message accepted (PostgreSQL's own limit for a field is 1 GiB).
+const MAX_MESSAGE: usize = (1 << 30) + (1 << 20);
 
 enum Stream {
     Tcp(TcpStream),
@@ -36,6 +45,15 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.set_write_timeout(timeout),
             Stream::Unix(s) => s.set_write_timeout(timeout),
+        }
+    }
+}
+
+impl AsFd for Stream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Stream::Tcp(s) => s.as_fd(),
+            Stream::Unix(s) => s.as_fd(),
         }
     }
 }
@@ -68,8 +86,14 @@ pub struct Connection {
     endpoint: String,
     deadline: Option<(Instant, Duration)>,
     read_timeout: Option<Duration>,
-    input: BytesMut,
-    scratch: Vec<u8>,
+    /// The socket's read timeout as last set (to skip the system call when unchanged).
+    socket_timeout: Option<Duration>,
+    /// Read only what is asked for, never ahead (so the rest can be spliced).
+    exact: bool,
+    /// Received bytes: `buf[start..end]` are not consumed yet.
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
 }
 
 impl Connection {
@@ -88,8 +112,11 @@ impl Connection {
             endpoint: name,
             deadline: Some(deadline),
             read_timeout: None,
-            input: BytesMut::with_capacity(READ_CHUNK),
-            scratch: vec![0; READ_CHUNK],
+            socket_timeout: None,
+            exact: false,
+            buf: vec![0; READ_CHUNK],
+            start: 0,
+            end: 0,
         };
         connection.start_up(startup)?;
         Ok(connection)
@@ -148,6 +175,7 @@ impl Connection {
                     return Ok(CopyOut {
                         connection: self,
                         done: false,
+                        left: 0,
                     })
                 }
                 Message::ErrorResponse(body) => return Err(self.server_error(&body)),
@@ -325,32 +353,97 @@ impl Connection {
         }
     }
 
+    /// The next whole message.
     fn receive(&mut self) -> Result<Message, WireError> {
-        loop {
-            let parsed = Message::parse(&mut self.input).map_err(|e| self.io("receiving", e))?;
-            if let Some(message) = parsed {
-                return Ok(message);
+        let (_, total) = self.peek_header()?;
+        self.fill(total)?;
+        let mut bytes = BytesMut::from(&self.buf[self.start..self.start + total]);
+        self.start += total;
+        match Message::parse(&mut bytes) {
+            Ok(Some(message)) => Ok(message),
+            Ok(None) => Err(self.protocol("a message is shorter than its length says")),
+            Err(error) => Err(self.io("receiving", error)),
+        }
+    }
+
+    /// The type byte and the whole length (type byte included) of the next message, which
+    /// stays in the buffer.
+    fn peek_header(&mut self) -> Result<(u8, usize), WireError> {
+        self.fill(5)?;
+        let header = &self.buf[self.start..self.start + 5];
+        let length = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+        if !(4..=MAX_MESSAGE).contains(&length) {
+            return Err(self.protocol(&format!("a message claims a length of {length} bytes")));
+        }
+        Ok((header[0], length + 1))
+    }
+
+    /// Bytes received and not consumed yet.
+    fn buffered(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// Receives until at least `need` bytes are buffered.
+    fn fill(&mut self, need: usize) -> Result<(), WireError> {
+        while self.buffered() < need {
+            self.read_more(need - self.buffered())?;
+        }
+        Ok(())
+    }
+
+    /// One read from the socket into the buffer, with room for at least `room` bytes (the
+    /// unconsumed bytes move to the front, or the buffer grows, when needed). In exact mode
+    /// it reads at most `room` bytes.
+    fn read_more(&mut self, room: usize) -> Result<(), WireError> {
+        let room = if self.exact { room } else { room.max(MIN_READ) };
+        if self.start == self.end {
+            (self.start, self.end) = (0, 0);
+        }
+        if self.buf.len() - self.end < room {
+            self.buf.copy_within(self.start..self.end, 0);
+            (self.start, self.end) = (0, self.end - self.start);
+            if self.buf.len() - self.end < room {
+                self.buf.resize(self.end + room, 0);
             }
-            let limit = match (self.remaining()?, self.read_timeout) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
+        }
+        loop {
+            self.apply_read_timeout()?;
+            let limit = if self.exact {
+                self.end + room
+            } else {
+                self.buf.len()
             };
-            let read = self
-                .stream
-                .set_read_timeout(limit)
-                .and_then(|()| self.stream.read(&mut self.scratch));
-            match read {
+            match self.stream.read(&mut self.buf[self.end..limit]) {
                 Ok(0) => {
                     return Err(WireError::Closed {
                         endpoint: self.endpoint.clone(),
                     })
                 }
-                Ok(n) => self.input.extend_from_slice(&self.scratch[..n]),
+                Ok(n) => {
+                    self.end += n;
+                    return Ok(());
+                }
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) if is_timeout(&error) => return Err(self.timed_out()),
                 Err(error) => return Err(self.io("receiving", error)),
             }
         }
+    }
+
+    /// Sets the socket's read timeout to what is left of the deadline or the per-read
+    /// timeout, whichever is shorter (no system call when it is unchanged).
+    fn apply_read_timeout(&mut self) -> Result<(), WireError> {
+        let limit = match (self.remaining()?, self.read_timeout) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if limit != self.socket_timeout {
+            self.stream
+                .set_read_timeout(limit)
+                .map_err(|e| self.io("receiving", e))?;
+            self.socket_timeout = limit;
+        }
+        Ok(())
     }
 
     /// Time left before the deadline (None: no deadline); an error once it has passed.
@@ -404,20 +497,31 @@ impl Connection {
     }
 }
 
-/// A COPY OUT in progress: [`next_payload`](Self::next_payload) until None, then
+/// A COPY OUT in progress. Each CopyData payload is streamed straight from the receive
+/// buffer: [`next_data`](Self::next_data) starts the next one, [`read`](Self::read) reads
+/// it; [`next_payload`](Self::next_payload) returns a whole payload instead. At the end,
 /// [`finish`](Self::finish).
 pub struct CopyOut<'a> {
     connection: &'a mut Connection,
     done: bool,
+    /// Bytes of the current payload not read yet.
+    left: usize,
 }
 
 impl CopyOut<'_> {
-    /// The next CopyData payload; None at CopyDone. An ErrorResponse during the copy is
-    /// returned as [`WireError::Server`].
-    pub fn next_payload(&mut self) -> Result<Option<Bytes>, WireError> {
+    /// Starts the next CopyData payload (skipping what is left of the current one) and
+    /// returns its length; None at CopyDone. An ErrorResponse during the copy is returned as
+    /// [`WireError::Server`].
+    pub fn next_data(&mut self) -> Result<Option<usize>, WireError> {
+        self.skip_rest()?;
         while !self.done {
+            let (tag, total) = self.connection.peek_header()?;
+            if tag == b'd' {
+                self.connection.start += 5;
+                self.left = total - 5;
+                return Ok(Some(self.left));
+            }
             match self.connection.receive()? {
-                Message::CopyData(body) => return Ok(Some(body.into_bytes())),
                 Message::CopyDone => self.done = true,
                 Message::ErrorResponse(body) => return Err(self.connection.server_error(&body)),
                 _ => {}
@@ -426,10 +530,96 @@ impl CopyOut<'_> {
         Ok(None)
     }
 
+    /// Reads the current payload into `out`; 0 at its end. Returns at least one byte while
+    /// some are left (waiting for the server if needed).
+    pub fn read(&mut self, out: &mut [u8]) -> Result<usize, WireError> {
+        if self.left == 0 || out.is_empty() {
+            return Ok(0);
+        }
+        if self.connection.buffered() == 0 {
+            self.connection.read_more(self.left.min(out.len()))?;
+        }
+        let n = out.len().min(self.left).min(self.connection.buffered());
+        let start = self.connection.start;
+        out[..n].copy_from_slice(&self.connection.buf[start..start + n]);
+        self.connection.start += n;
+        self.left -= n;
+        Ok(n)
+    }
+
+    /// From now on, reads only what is asked for: what the caller does not [`read`]
+    /// (Self::read) can be [`splice_to`](Self::splice_to)d.
+    pub fn read_exactly(&mut self) {
+        self.connection.exact = true;
+    }
+
+    /// Moves up to `len` bytes of the current payload into the pipe `to`, with `splice(2)`
+    /// straight from the socket (bytes already received are written); returns the number
+    /// moved, 0 at the payload's end. Call [`read_exactly`](Self::read_exactly) first, or
+    /// most bytes will already have been received.
+    pub fn splice_to(&mut self, to: BorrowedFd<'_>, len: usize) -> Result<usize, WireError> {
+        let len = len.min(self.left);
+        if len == 0 {
+            return Ok(0);
+        }
+        let connection = &mut *self.connection;
+        let moved = if connection.buffered() > 0 {
+            let n = len.min(connection.buffered());
+            let start = connection.start;
+            let written =
+                retry_interrupted(|| nix::unistd::write(to, &connection.buf[start..start + n]))
+                    .map_err(|e| connection.io("splicing", e.into()))?;
+            connection.start += written;
+            written
+        } else {
+            connection.apply_read_timeout()?;
+            let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_MORE;
+            let stream = connection.stream.as_fd();
+            match retry_interrupted(|| splice(stream, None, to, None, len, flags)) {
+                Ok(0) => {
+                    return Err(WireError::Closed {
+                        endpoint: connection.endpoint.clone(),
+                    })
+                }
+                Ok(n) => n,
+                Err(Errno::EAGAIN) => return Err(connection.timed_out()),
+                Err(errno) => return Err(connection.io("receiving", errno.into())),
+            }
+        };
+        self.left -= moved;
+        Ok(moved)
+    }
+
+    /// The next whole CopyData payload; None at CopyDone.
+    pub fn next_payload(&mut self) -> Result<Option<Vec<u8>>, WireError> {
+        let Some(length) = self.next_data()? else {
+            return Ok(None);
+        };
+        let mut payload = vec![0; length];
+        let mut filled = 0;
+        while filled < length {
+            filled += self.read(&mut payload[filled..])?;
+        }
+        Ok(Some(payload))
+    }
+
+    /// Skips what is left of the current payload.
+    fn skip_rest(&mut self) -> Result<(), WireError> {
+        while self.left > 0 {
+            if self.connection.buffered() == 0 {
+                self.connection.read_more(self.left)?;
+            }
+            let n = self.left.min(self.connection.buffered());
+            self.connection.start += n;
+            self.left -= n;
+        }
+        Ok(())
+    }
+
     /// Skips what is left of the copy, then reads the result sets after it up to
     /// ReadyForQuery: the rows of the last one, or the error the server sent.
     pub fn finish(mut self) -> Result<Vec<Row>, WireError> {
-        while self.next_payload()?.is_some() {}
+        while self.next_data()?.is_some() {}
         self.connection.read_results(Vec::new())
     }
 
@@ -457,6 +647,16 @@ pub fn server_error(endpoint: &str, body: &ErrorResponseBody) -> WireError {
         severity,
         code,
         message: message.unwrap_or_else(|| "(no message)".to_string()),
+    }
+}
+
+/// Runs a system call again while it is interrupted by a signal.
+fn retry_interrupted<T>(mut call: impl FnMut() -> nix::Result<T>) -> nix::Result<T> {
+    loop {
+        match call() {
+            Err(Errno::EINTR) => continue,
+            result => return result,
+        }
     }
 }
 

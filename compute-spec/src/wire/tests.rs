@@ -305,3 +305,50 @@ fn endpoints_and_startup_come_from_the_config() {
     assert_eq!(startup.get("replication"), Some("true"));
     assert!(!format!("{startup:?}").contains("pw"));
 }
+
+#[test]
+fn copy_out_payloads_can_be_read_in_pieces_and_spliced_into_a_pipe() {
+    use std::os::fd::AsFd;
+    let mut greeting = auth(0, &[]);
+    greeting.extend(ready());
+    let mut answer = message(b'H', &[0, 0, 0]);
+    answer.extend(message(b'd', b"nbase.tar\0"));
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+    let mut data = b"d".to_vec();
+    data.extend(&big);
+    answer.extend(message(b'd', &data));
+    answer.extend(message(b'd', b"dtail"));
+    answer.extend(message(b'c', &[]));
+    answer.extend(message(b'C', b"SELECT\0"));
+    answer.extend(ready());
+    let server = scripted(greeting, vec![answer]);
+    let mut connection = Connection::connect(&server.endpoint, &startup(None), TIMEOUT).unwrap();
+    let mut copy = connection.copy_out("BASE_BACKUP").unwrap();
+    copy.read_exactly();
+    // The first payload is skipped unread by the next one.
+    assert_eq!(copy.next_data().unwrap(), Some(10));
+    assert_eq!(copy.next_data().unwrap(), Some(200_001));
+    let mut kind = [0u8];
+    assert_eq!(copy.read(&mut kind).unwrap(), 1);
+    assert_eq!(&kind, b"d");
+    let (pipe_out, pipe_in) = nix::unistd::pipe().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        std::io::Read::read_to_end(&mut std::fs::File::from(pipe_out), &mut got).unwrap();
+        got
+    });
+    let mut moved = 0;
+    loop {
+        let n = copy.splice_to(pipe_in.as_fd(), 1 << 20).unwrap();
+        if n == 0 {
+            break;
+        }
+        moved += n;
+    }
+    drop(pipe_in);
+    assert_eq!(moved, big.len());
+    assert!(reader.join().unwrap() == big, "the spliced bytes differ");
+    assert_eq!(copy.next_payload().unwrap().unwrap(), b"dtail");
+    assert!(copy.next_data().unwrap().is_none());
+    copy.finish().unwrap();
+}

@@ -32,9 +32,23 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     encoder.finish().unwrap()
 }
 
-/// One raw tar entry: `name` written verbatim into the header.
+/// One raw tar entry (a pre-POSIX header): `name` written verbatim into the header.
 pub fn raw_entry(name: &str, kind: tar::EntryType, data: &[u8], link: Option<&Path>) -> Vec<u8> {
-    let mut header = tar::Header::new_old();
+    entry_with(tar::Header::new_old(), name, kind, data, link)
+}
+
+/// One raw tar entry with a GNU header (which long-name and pax entries need).
+pub fn raw_gnu_entry(name: &str, kind: tar::EntryType, data: &[u8]) -> Vec<u8> {
+    entry_with(tar::Header::new_gnu(), name, kind, data, None)
+}
+
+fn entry_with(
+    mut header: tar::Header,
+    name: &str,
+    kind: tar::EntryType,
+    data: &[u8],
+    link: Option<&Path>,
+) -> Vec<u8> {
     let bytes = name.as_bytes();
     header.as_old_mut().name[..bytes.len()].copy_from_slice(bytes);
     header.set_entry_type(kind);
