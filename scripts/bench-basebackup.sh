@@ -16,9 +16,10 @@
 # Prints a table of medians. Heavy: needs ~10 GiB free besides the primary (TRASH_BUDGET_MB).
 #
 # Hygiene, the same for every tool measured: each measurement starts after a `sync` (no
-# dirty pages or pending discards of an earlier run), with the page cache holding only the
-# primary (finished trees are evicted with POSIX_FADV_DONTNEED), and without any inode freed
-# within the last 60 s: on ext4 without a journal (this machine's root file system) the
+# dirty pages or pending discards of an earlier run), with the page cache holding the source
+# (the primary's files, or the gzip tar, read just before: this machine runs DAMON, which pages
+# out whatever was not touched for a minute) and none of the finished trees (evicted with
+# POSIX_FADV_DONTNEED), and without any inode freed within the last 60 s: on ext4 without a journal (this machine's root file system) the
 # inode allocator skips every inode freed less than 60 s ago, one lookup each, so deleting
 # the previous run's 1,000 files right before the next run cost that run ~0.3–0.5 s of CPU.
 # Finished trees are therefore moved aside and deleted in batches, each followed by a pause.
@@ -81,16 +82,23 @@ retire() { # a finished tree: moved aside now, deleted in a later batch (see the
 }
 settle() { # before every measurement (see the top)
     sync
+    if [ -f "$PRIMARY/postmaster.pid" ]; then
+        find "$PRIMARY" -type f -exec cat {} + >/dev/null 2>&1 || true
+    fi
+    [ -f "$BENCH_DIR/base.tar.gz" ] && cat "$BENCH_DIR/base.tar.gz" >/dev/null
     if [ -d "$TRASH" ] && [ "$(du -sm "$TRASH" | cut -f1)" -gt "$TRASH_BUDGET_MB" ]; then
         rm -rf "$TRASH"
         sync
         PURGED=$(date +%s)
     fi
     [ -d "$TRASH" ] && python3 - "$TRASH" <<'PY'
-import os, sys
+import os, stat, sys
 for top, _, files in os.walk(sys.argv[1]):
     for name in files:
-        fd = os.open(os.path.join(top, name), os.O_RDONLY | os.O_NOFOLLOW)
+        path = os.path.join(top, name)
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            continue
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         os.close(fd)
 PY
@@ -112,7 +120,7 @@ ours_once() { # prints: stage_ms total_ms fetch_ms (the fetch + unpack step alon
         "$TARGET/release/pg-basebackup-fetch" --log-format json >"$BENCH_DIR/doc.json" 2>"$BENCH_DIR/fetch.log"
     t1=$(now_ms)
     # Our start: the supervisor, until it reports `ready` (as compute-ctl runs it).
-    coproc SUPERVISE { "$TARGET/release/pg-supervise" <"$BENCH_DIR/doc.json" 2>"$BENCH_DIR/ours.log"; }
+    coproc SUPERVISE { exec "$TARGET/release/pg-supervise" <"$BENCH_DIR/doc.json" 2>"$BENCH_DIR/ours.log"; }
     local event
     while read -r event <&"${SUPERVISE[0]}"; do
         case $event in *'"event":"ready"'*) break ;; esac
@@ -209,6 +217,11 @@ TAR_SIZE=$(cut -d' ' -f2 "$BENCH_DIR/tarxz.txt" | median)
 mbps() { awk -v b="$SIZE" -v ms="$1" 'BEGIN {printf "%.0f", b / 1e6 / (ms / 1000)}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", b / a}'; }
 
+runs() { cut -d' ' -f"$2" "$BENCH_DIR/$1.txt" | tr '\n' ' '; }
+echo
+echo "every run (ms): ours ready: $(runs ours 2); theirs ready: $(runs stream 2)"
+echo "  ours fetch + unpack: $(runs ours 3); pg_basebackup --no-sync: $(runs nosync 1)"
+echo "  stand-in fetch + unpack: $(runs ps 2); tar -xzf: $(runs tarxz 1)"
 echo
 echo "pgbench scale $SCALE, cloned data directory $((SIZE / 1048576)) MiB, medians of $RUNS runs, $(nproc) cores"
 printf '| %-62s | %10s | %10s | %8s |\n' "measurement" "ours ms" "theirs ms" "speed-up"

@@ -50,9 +50,15 @@ pub fn fetch(connstr: &str, pgdata: &Path) -> Result<Fetched, BasebackupError> {
     // A fast checkpoint and the archive may take long: no deadline from here on.
     connection.set_deadline(None);
     let server = server_name(connection.endpoint());
+    let asked = Instant::now();
     let copy = connection
         .copy_out(BASE_BACKUP)
         .map_err(|error| classify_wire(&server, &error))?;
+    // The server checkpoints before it answers: a slow start here is the primary's.
+    tracing::info!(
+        "{server}: backup started after {} ms (the primary's checkpoint)",
+        asked.elapsed().as_millis()
+    );
     let mut stream = ArchiveStream::new(copy);
     let unpacked = spliced::unpack(&mut stream, pgdata).map_err(|error| match error {
         UnpackError::Read(error) => classify_read(&server, error),

@@ -369,7 +369,12 @@ impl Connection {
     /// The type byte and the whole length (type byte included) of the next message, which
     /// stays in the buffer.
     fn peek_header(&mut self) -> Result<(u8, usize), WireError> {
-        self.fill(5)?;
+        // Six bytes, even in exact mode: the sixth is the first of a CopyData payload (its
+        // kind byte in BASE_BACKUP) or of the next message (every message has 5), never
+        // bytes a caller would splice, and it saves a system call per message.
+        if self.buffered() < 5 {
+            self.fill(6)?;
+        }
         let header = &self.buf[self.start..self.start + 5];
         let length = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
         if !(4..=MAX_MESSAGE).contains(&length) {
