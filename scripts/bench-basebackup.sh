@@ -13,16 +13,21 @@
 #      that archive from the pageserver stand-in (examples/pageserver_standin.rs, the tests'
 #      libpq stand-in: COPY OUT in 16 KiB messages over TCP) against tar -xzf of the same
 #      file (read from the page cache).
-# Prints a table of medians. Heavy: needs ~10 GiB free besides the primary (TRASH_BUDGET_MB).
+# Prints every run and a table of medians. Heavy: at the default RUNS=3, ~22 GiB of free disk
+# (every finished tree is kept until the end, see below; with less, TRASH_BUDGET_MB, by default
+# the free space less 4 GiB, makes it delete in batches, each followed by a 6-minute pause).
 #
 # Hygiene, the same for every tool measured: each measurement starts after a `sync` (no
 # dirty pages or pending discards of an earlier run), with the page cache holding the source
 # (the primary's files, or the gzip tar, read just before: this machine runs DAMON, which pages
 # out whatever was not touched for a minute) and none of the finished trees (evicted with
-# POSIX_FADV_DONTNEED), and without any inode freed within the last 60 s: on ext4 without a journal (this machine's root file system) the
-# inode allocator skips every inode freed less than 60 s ago, one lookup each, so deleting
-# the previous run's 1,000 files right before the next run cost that run ~0.3–0.5 s of CPU.
-# Finished trees are therefore moved aside and deleted in batches, each followed by a pause.
+# POSIX_FADV_DONTNEED), and without any inode freed within the last 6 minutes: on ext4 without
+# a journal (this machine's root file system) the inode allocator skips, one buffer lookup
+# each, every inode freed less than 60 s ago, or 360 s ago once the inode-table block holding
+# it is dirty again (which the new files make it). Deleting the previous run's tree cost the
+# next run ~0.3–0.8 s of CPU, whichever tool ran. Finished trees are moved aside and deleted
+# at the end (the time of that deletion is kept in $BENCH_DIR.deleted, so a second benchmark
+# right after the first waits too).
 set -euo pipefail
 
 SCALE=${1:-68}
@@ -44,8 +49,12 @@ echo "building release binaries ..." >&2
     cargo build --release -q -p pg-supervise &&
     cargo build --release -q -p pg-basebackup-fetch --example pageserver_standin)
 
-rm -rf "$BENCH_DIR"
-PURGED=$(date +%s)
+PURGED=0
+[ -f "$BENCH_DIR.deleted" ] && PURGED=$(cat "$BENCH_DIR.deleted")
+if [ -e "$BENCH_DIR" ]; then
+    rm -rf "$BENCH_DIR"
+    PURGED=$(date +%s)
+fi
 mkdir -p "$BENCH_DIR"
 [ "$(id -u)" = 0 ] && chown postgres: "$BENCH_DIR"
 PRIMARY=$BENCH_DIR/primary
@@ -56,7 +65,9 @@ cleanup() {
     for dir in "$PRIMARY" "$BENCH_DIR/ours" "$BENCH_DIR/pgbb" "$BENCH_DIR/ps"; do
         [ -f "$dir/postmaster.pid" ] && as_pg "$PGBIN/pg_ctl" -D "$dir" stop -m immediate >/dev/null 2>&1 || true
     done
-    [ -n "${KEEP:-}" ] && return; rm -rf "$BENCH_DIR"
+    [ -n "${KEEP:-}" ] && return
+    rm -rf "$BENCH_DIR"
+    date +%s >"$BENCH_DIR.deleted"
 }
 trap cleanup EXIT
 
@@ -75,7 +86,7 @@ as_pg "$PGBIN/psql" -h "$BENCH_DIR" -p "$PORT" -U cloud_admin -qc CHECKPOINT pos
 echo "primary data directory (with its WAL): $(($(du -sb "$PRIMARY" | cut -f1) / 1048576)) MiB" >&2
 
 TRASH=$BENCH_DIR/trash
-TRASH_BUDGET_MB=${TRASH_BUDGET_MB:-8192}
+TRASH_BUDGET_MB=${TRASH_BUDGET_MB:-$(($(df -Pm "$BENCH_DIR" | awk 'NR == 2 {print $4}') - 4096))}
 retire() { # a finished tree: moved aside now, deleted in a later batch (see the top)
     mkdir -p "$TRASH"
     mv "$1" "$TRASH/$(date +%s%N)"
@@ -102,9 +113,9 @@ for top, _, files in os.walk(sys.argv[1]):
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         os.close(fd)
 PY
-    local wait=$((PURGED + 61 - $(date +%s)))
+    local wait=$((PURGED + 361 - $(date +%s)))
     if [ "$wait" -gt 0 ]; then
-        echo "  (waiting ${wait} s until no inode was freed within the last minute)" >&2
+        echo "  (waiting ${wait} s until no inode was freed within the last 6 minutes; see the top)" >&2
         sleep "$wait"
     fi
 }
