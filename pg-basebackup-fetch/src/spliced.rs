@@ -25,14 +25,16 @@ use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::thread;
 
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, splice, FcntlArg, OFlag, SpliceFFlags};
 use tar::EntryType;
 
 use crate::error::BasebackupError;
-use crate::unpack::{create_file, ensure_dir, refuse, safe_relative_path, UnpackError, Unpacked};
+use crate::unpack::{
+    create_file, ensure_dir, refuse, safe_relative_path, with_writer, ReadStop, UnpackError,
+    Unpacked,
+};
 
 /// The pipe's capacity (Linux's default limit for unprivileged processes).
 const PIPE_SIZE: usize = 1 << 20;
@@ -101,53 +103,12 @@ pub fn unpack(source: &mut impl ArchiveSource, dest: &Path) -> Result<Unpacked, 
     // A larger pipe means fewer wake-ups; the default 64 KiB still works.
     let _ = fcntl(&pipe_in, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE as i32));
     let (jobs, queue) = mpsc::sync_channel::<Job>(QUEUE_DEPTH);
-    thread::scope(|scope| {
-        let writer = thread::Builder::new()
-            .name("unpack-writer".into())
-            .spawn_scoped(scope, move || write_jobs(dest, queue, pipe_out))
-            .map_err(|e| {
-                UnpackError::Write(BasebackupError::io("starting a writer for", dest, e))
-            })?;
-        let read = read_entries(source, &jobs, pipe_in.as_fd());
-        drop(jobs);
-        drop(pipe_in);
-        let written = writer.join().unwrap_or_else(|_| {
-            Err(BasebackupError::io(
-                "writing",
-                dest,
-                io::Error::other("the writer thread panicked"),
-            ))
-        });
-        match (read, written) {
-            // The writer stopped first: its error is the cause; the reader only saw the
-            // pipe or the queue close.
-            (Err(ReadStop::WriterGone), Err(error)) | (Ok(_), Err(error)) => {
-                Err(UnpackError::Write(error))
-            }
-            (Err(ReadStop::WriterGone), Ok(())) => Err(UnpackError::Write(BasebackupError::io(
-                "writing",
-                dest,
-                io::Error::other("the writer thread stopped early"),
-            ))),
-            // The reader failed first (the writer then saw the pipe close).
-            (Err(ReadStop::Failed(error)), _) => Err(error),
-            (Ok(unpacked), Ok(())) => Ok(unpacked),
-        }
-    })
-}
-
-/// Why the reading side stopped.
-enum ReadStop {
-    /// The writer hung up (it failed; its error says why).
-    WriterGone,
-    /// Reading failed or an entry was refused.
-    Failed(UnpackError),
-}
-
-impl From<UnpackError> for ReadStop {
-    fn from(error: UnpackError) -> Self {
-        ReadStop::Failed(error)
-    }
+    // The reader owns the pipe's writing end: it closes when the reader returns.
+    with_writer(
+        dest,
+        move || write_jobs(dest, queue, pipe_out),
+        move || read_entries(source, &jobs, pipe_in.as_fd()),
+    )
 }
 
 /// The reading side: parses and checks the headers, queues a job per entry and moves file

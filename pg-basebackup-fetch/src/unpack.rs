@@ -69,41 +69,54 @@ enum Job {
 pub fn unpack(stream: impl Read, dest: &Path) -> Result<Unpacked, UnpackError> {
     let (jobs, queue) = mpsc::sync_channel::<Job>(QUEUE_DEPTH);
     let (recycle, recycled) = mpsc::channel::<Vec<u8>>();
+    with_writer(
+        dest,
+        move || write_jobs(dest, queue, recycle),
+        move || read_entries(stream, &jobs, &recycled),
+    )
+}
+
+/// Runs `write` on a writer thread and `read` on this one (whatever `read` owns, such as the
+/// sending end of the writer's queue, is dropped when it returns, so the writer sees the end),
+/// then tells how the pair ended: the writer's error when the reader only saw it go, the
+/// reader's when the reader failed first.
+pub(crate) fn with_writer<'d>(
+    dest: &'d Path,
+    write: impl FnOnce() -> Result<(), BasebackupError> + Send + 'd,
+    read: impl FnOnce() -> Result<Unpacked, ReadStop>,
+) -> Result<Unpacked, UnpackError> {
     thread::scope(|scope| {
         let writer = thread::Builder::new()
             .name("unpack-writer".into())
-            .spawn_scoped(scope, move || write_jobs(dest, queue, recycle))
+            .spawn_scoped(scope, write)
             .map_err(|e| {
                 UnpackError::Write(BasebackupError::io("starting a writer for", dest, e))
             })?;
-        let read = read_entries(stream, &jobs, &recycled);
-        drop(jobs);
-        let written = match writer.join() {
-            Ok(result) => result,
-            Err(_) => Err(BasebackupError::io(
+        let read = read();
+        let written = writer.join().unwrap_or_else(|_| {
+            Err(BasebackupError::io(
                 "writing",
                 dest,
                 io::Error::other("the writer thread panicked"),
-            )),
-        };
+            ))
+        });
         match (read, written) {
-            // The writer stopped first: its error is the cause, the reader only saw the
-            // queue close.
-            (Err(ReadStop::WriterGone), Err(error)) => Err(UnpackError::Write(error)),
+            (Err(ReadStop::WriterGone), Err(error)) | (Ok(_), Err(error)) => {
+                Err(UnpackError::Write(error))
+            }
             (Err(ReadStop::WriterGone), Ok(())) => Err(UnpackError::Write(BasebackupError::io(
                 "writing",
                 dest,
                 io::Error::other("the writer thread stopped early"),
             ))),
             (Err(ReadStop::Failed(error)), _) => Err(error),
-            (Ok(_), Err(error)) => Err(UnpackError::Write(error)),
             (Ok(unpacked), Ok(())) => Ok(unpacked),
         }
     })
 }
 
 /// Why the reading side stopped.
-enum ReadStop {
+pub(crate) enum ReadStop {
     /// The writer hung up (it failed; its error says why).
     WriterGone,
     /// Reading failed or an entry was refused.
