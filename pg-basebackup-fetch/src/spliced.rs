@@ -9,7 +9,7 @@
 //! by the writer thread, so the reading thread keeps up with the primary.
 //!
 //! The archive gets the same distrust as in [`crate::unpack`]: the same name checks (through
-//! [`safe_relative_path`]), only regular files and directories, files created with
+//! [`crate::unpack::accepted_path`]), only regular files and directories, files created with
 //! `O_EXCL|O_NOFOLLOW` through real directories, header checksums verified, a stream that
 //! ends inside a file is an error. GNU long names (`L`) and pax `path` records are honoured
 //! (up to [`MAX_NAME`] bytes); global pax headers are skipped; every other kind is refused.
@@ -32,8 +32,7 @@ use tar::EntryType;
 
 use crate::error::BasebackupError;
 use crate::unpack::{
-    create_file, ensure_dir, refuse, safe_relative_path, with_writer, ReadStop, UnpackError,
-    Unpacked,
+    accepted_path, create_file, ensure_dir, refuse, with_writer, ReadStop, UnpackError, Unpacked,
 };
 
 /// The pipe's capacity (Linux's default limit for unprivileged processes).
@@ -150,17 +149,7 @@ fn read_entries(
             .take()
             .unwrap_or_else(|| header.path_bytes().into_owned());
         let name = String::from_utf8_lossy(&raw_name).into_owned();
-        let relative = match kind {
-            EntryType::Regular | EntryType::Continuous | EntryType::Directory => {
-                safe_relative_path(&name).map_err(UnpackError::Write)?
-            }
-            EntryType::Symlink | EntryType::Link => {
-                return Err(refuse(&name, "links are refused").into())
-            }
-            _ => {
-                return Err(refuse(&name, "only regular files and directories are accepted").into())
-            }
-        };
+        let relative = accepted_path(&name, kind)?;
         let Some(relative) = relative else {
             skip(source, padded(size))?;
             continue;

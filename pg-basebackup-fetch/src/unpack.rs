@@ -143,18 +143,10 @@ fn read_entries(
         let mut entry = entry.map_err(UnpackError::Read)?;
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let kind = entry.header().entry_type();
-        let relative = match kind {
-            EntryType::XGlobalHeader => continue,
-            EntryType::Regular | EntryType::Continuous | EntryType::Directory => {
-                safe_relative_path(&name).map_err(UnpackError::Write)?
-            }
-            EntryType::Symlink | EntryType::Link => {
-                return Err(refuse(&name, "links are refused").into())
-            }
-            _ => {
-                return Err(refuse(&name, "only regular files and directories are accepted").into())
-            }
-        };
+        if kind == EntryType::XGlobalHeader {
+            continue;
+        }
+        let relative = accepted_path(&name, kind)?;
         let Some(relative) = relative else { continue };
         if kind == EntryType::Directory {
             send(Job::Dir(relative))?;
@@ -225,6 +217,22 @@ fn write_jobs(
 /// Reads `stream` to its end (after the archive), surfacing a late error.
 pub fn drain(mut stream: impl Read) -> io::Result<u64> {
     io::copy(&mut stream, &mut io::sink())
+}
+
+/// The policy for an entry of kind `kind` named `name`, in both unpackers: regular files and
+/// directories with a safe name (see [`safe_relative_path`]); links and every other kind are
+/// refused.
+pub(crate) fn accepted_path(name: &str, kind: EntryType) -> Result<Option<PathBuf>, UnpackError> {
+    match kind {
+        EntryType::Regular | EntryType::Continuous | EntryType::Directory => {
+            safe_relative_path(name).map_err(UnpackError::Write)
+        }
+        EntryType::Symlink | EntryType::Link => Err(refuse(name, "links are refused")),
+        _ => Err(refuse(
+            name,
+            "only regular files and directories are accepted",
+        )),
+    }
 }
 
 /// The entry name as a relative path of normal components; `None` for the archive root
