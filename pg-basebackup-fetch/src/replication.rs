@@ -12,7 +12,7 @@ use std::os::fd::BorrowedFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use compute_spec::wire::{Connection, CopyOut};
+use compute_spec::wire::{Connection, CopyOut, WireError};
 
 use crate::error::{classify_read, classify_wire, BasebackupError, ServerMessage};
 use crate::progress::Counting;
@@ -228,7 +228,7 @@ impl ArchiveSource for ArchiveStream<'_> {
             return Ok(0);
         }
         while self.in_data()? {
-            let n = self.copy.splice_to(to, len).map_err(io::Error::other)?;
+            let n = self.copy.splice_to(to, len).map_err(splice_error)?;
             if n > 0 {
                 self.progress.add(n);
                 return Ok(n);
@@ -236,5 +236,33 @@ impl ArchiveSource for ArchiveStream<'_> {
             self.in_data = false;
         }
         Ok(0)
+    }
+}
+
+/// The error of a splice into the unpacker's pipe: a closed pipe (the writer stopped) stays a
+/// plain `BrokenPipe`, so the unpacker reports the writer's error, not a broken stream.
+fn splice_error(error: WireError) -> io::Error {
+    match error {
+        WireError::Io { source, .. } if source.kind() == io::ErrorKind::BrokenPipe => source,
+        other => io::Error::other(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_closed_pipe_is_told_apart_from_a_broken_stream() {
+        let closed = WireError::Io {
+            endpoint: "primary /tmp/.s.PGSQL.5432".into(),
+            action: "splicing",
+            source: nix::errno::Errno::EPIPE.into(),
+        };
+        assert_eq!(splice_error(closed).kind(), io::ErrorKind::BrokenPipe);
+        let cut = WireError::Closed {
+            endpoint: "primary /tmp/.s.PGSQL.5432".into(),
+        };
+        assert_eq!(splice_error(cut).kind(), io::ErrorKind::Other);
     }
 }

@@ -167,7 +167,7 @@ fn read_entries(
             match source.splice_to(pipe, want) {
                 Ok(0) => return Err(cut_short(&name, size - left, size).into()),
                 Ok(n) => left -= n as u64,
-                Err(error) if error.raw_os_error() == Some(Errno::EPIPE as i32) => {
+                Err(error) if error.kind() == io::ErrorKind::BrokenPipe => {
                     return Err(writer_gone())
                 }
                 Err(error) => return Err(UnpackError::Read(error).into()),
