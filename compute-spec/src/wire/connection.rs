@@ -355,7 +355,7 @@ impl Connection {
 
     /// The next whole message.
     fn receive(&mut self) -> Result<Message, WireError> {
-        let (_, total) = self.peek_header()?;
+        let (_, total) = self.peek_header(5)?;
         self.fill(total)?;
         let mut bytes = BytesMut::from(&self.buf[self.start..self.start + total]);
         self.start += total;
@@ -367,13 +367,11 @@ impl Connection {
     }
 
     /// The type byte and the whole length (type byte included) of the next message, which
-    /// stays in the buffer.
-    fn peek_header(&mut self) -> Result<(u8, usize), WireError> {
-        // Six bytes, even in exact mode: the sixth is the first of a CopyData payload (its
-        // kind byte in BASE_BACKUP) or of the next message (every message has 5), never
-        // bytes a caller would splice, and it saves a system call per message.
+    /// stays in the buffer. `at_least` bytes are received first (5, or 6 where the server
+    /// is known to send more than one header's worth, see [`CopyOut::next_data`]).
+    fn peek_header(&mut self, at_least: usize) -> Result<(u8, usize), WireError> {
         if self.buffered() < 5 {
-            self.fill(6)?;
+            self.fill(at_least)?;
         }
         let header = &self.buf[self.start..self.start + 5];
         let length = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
@@ -520,7 +518,11 @@ impl CopyOut<'_> {
     pub fn next_data(&mut self) -> Result<Option<usize>, WireError> {
         self.skip_rest()?;
         while !self.done {
-            let (tag, total) = self.connection.peek_header()?;
+            // Six bytes, even in exact mode: during a copy the server sends on without
+            // waiting (CopyData, or CopyDone then CommandComplete and ReadyForQuery), and the
+            // sixth byte is the first of a payload (its kind in BASE_BACKUP) or of the next
+            // message, never one a caller would splice. It saves a system call per message.
+            let (tag, total) = self.connection.peek_header(6)?;
             if tag == b'd' {
                 self.connection.start += 5;
                 self.left = total - 5;
