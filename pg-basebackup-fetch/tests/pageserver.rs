@@ -141,14 +141,7 @@ fn an_unknown_timeline_fails_at_once_with_the_servers_message() {
     let dir = TestDir::new("bbf-");
     let document = neon_document(&dir.path().join("pgdata"), &standin, OTHER_TIMELINE, TOKEN);
     let outcome = util::run_stage(&document, &["--retry-initial-ms", "10"]);
-    assert_eq!(
-        outcome.code,
-        i32::from(exit_code::RUNTIME),
-        "{}",
-        outcome.stderr
-    );
-    let error = &outcome.json["error"];
-    assert_eq!(error["kind"], "server");
+    let error = outcome.failed_with("server");
     assert_eq!(error["retryable"], false);
     let message = error["message"].as_str().unwrap();
     assert!(message.contains("unknown timeline"), "{message}");
@@ -163,14 +156,7 @@ fn a_bad_token_fails_at_once_as_auth() {
     let dir = TestDir::new("bbf-");
     let document = neon_document(&dir.path().join("pgdata"), &standin, TIMELINE, "wrong");
     let outcome = util::run_stage(&document, &["--retry-initial-ms", "10"]);
-    assert_eq!(
-        outcome.code,
-        i32::from(exit_code::RUNTIME),
-        "{}",
-        outcome.stderr
-    );
-    let error = &outcome.json["error"];
-    assert_eq!(error["kind"], "auth");
+    let error = outcome.failed_with("auth");
     let message = error["message"].as_str().unwrap();
     assert!(
         message.contains("password authentication failed"),
@@ -196,13 +182,7 @@ fn a_hostile_archive_from_the_pageserver_is_refused() {
     let standin = standin(&command, 0, util::archive::gzip(&tar));
     let document = neon_document(&dir.path().join("pgdata"), &standin, TIMELINE, TOKEN);
     let outcome = util::run_stage(&document, &["--retry-initial-ms", "10"]);
-    assert_eq!(
-        outcome.code,
-        i32::from(exit_code::RUNTIME),
-        "{}",
-        outcome.stderr
-    );
-    assert_eq!(outcome.json["error"]["kind"], "refused");
+    outcome.failed_with("refused");
     assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
     assert_eq!(standin.seen().len(), 1);
 }
@@ -220,14 +200,7 @@ fn an_error_after_the_archive_is_not_missed() {
     let dir = TestDir::new("bbf-");
     let document = neon_document(&dir.path().join("pgdata"), &standin, TIMELINE, TOKEN);
     let outcome = util::run_stage(&document, &["--retry-initial-ms", "10"]);
-    assert_eq!(
-        outcome.code,
-        i32::from(exit_code::RUNTIME),
-        "{}",
-        outcome.stderr
-    );
-    let error = &outcome.json["error"];
-    assert_eq!(error["kind"], "server");
+    let error = outcome.failed_with("server");
     let message = error["message"].as_str().unwrap();
     assert!(
         message.contains("late failure after the archive"),

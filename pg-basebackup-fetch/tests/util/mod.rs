@@ -50,6 +50,21 @@ pub struct Outcome {
     pub stderr: String,
 }
 
+impl Outcome {
+    /// Asserts that the run failed at run time with an error of `kind`; the error object.
+    pub fn failed_with(&self, kind: &str) -> &Value {
+        assert_eq!(
+            self.code,
+            i32::from(compute_spec::exit_code::RUNTIME),
+            "{}",
+            self.stderr
+        );
+        let error = &self.json["error"];
+        assert_eq!(error["kind"], kind, "{error}");
+        error
+    }
+}
+
 /// Runs `pg-basebackup-fetch` with `args` on `document`.
 pub fn run_stage(document: &ComputeDocument, args: &[&str]) -> Outcome {
     let text = serde_json::to_string(document).unwrap();
