@@ -23,7 +23,9 @@ use compute_spec::document::ComputeDocument;
 use compute_spec::error::StageError;
 use compute_spec::spec::ComputeFeature;
 
-use crate::event::Event;
+use compute_spec::event::SuperviseEvent;
+
+use crate::event;
 use crate::STAGE;
 
 /// The monitor connection's `application_name` (as upstream).
@@ -157,7 +159,7 @@ fn millis(duration: Duration) -> u64 {
 pub fn start(
     document: &ComputeDocument,
     stop: Arc<AtomicBool>,
-    emit: impl Fn(Event) -> bool + Send + 'static,
+    emit: impl Fn(SuperviseEvent) -> bool + Send + 'static,
 ) -> Result<(), StageError> {
     let config = compute_spec::local::admin_config(document, STAGE, APPLICATION_NAME, None)?;
     let admin_user = compute_spec::local::admin_user(document);
@@ -212,7 +214,7 @@ struct Monitor {
 
 impl Monitor {
     /// One tick: the events it produced.
-    fn tick(&mut self) -> Vec<Event> {
+    fn tick(&mut self) -> Vec<SuperviseEvent> {
         let mut events = Vec::new();
         match self.observe() {
             Ok(observation) => {
@@ -221,7 +223,7 @@ impl Monitor {
                     events.extend(self.downtime_event(downtime));
                 }
                 if let Some(last_active) = self.activity.observe(&observation, SystemTime::now()) {
-                    events.push(Event::Activity { last_active });
+                    events.push(event::activity(last_active));
                 }
             }
             Err(error) => {
@@ -236,12 +238,12 @@ impl Monitor {
         events
     }
 
-    fn downtime_event(&mut self, downtime: (u64, u64)) -> Option<Event> {
+    fn downtime_event(&mut self, downtime: (u64, u64)) -> Option<SuperviseEvent> {
         if self.last_downtime == Some(downtime) {
             return None;
         }
         self.last_downtime = Some(downtime);
-        Some(Event::Downtime {
+        Some(SuperviseEvent::Downtime {
             current_ms: downtime.0,
             total_ms: downtime.1,
         })

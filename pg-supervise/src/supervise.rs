@@ -19,7 +19,9 @@ use nix::unistd::Pid;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 
 use crate::cli::Options;
-use crate::event::Event;
+use compute_spec::event::SuperviseEvent;
+
+use crate::event;
 use crate::logs::LogTail;
 use crate::monitor;
 use crate::postmaster::{self, ExitStatus};
@@ -47,7 +49,7 @@ pub enum Message {
     /// The supervisor received this signal.
     Signal(i32),
     /// An event to write (from the activity monitor).
-    Event(Event),
+    Event(SuperviseEvent),
     /// Whoever reads our stdout has gone.
     StdoutClosed,
 }
@@ -292,7 +294,7 @@ impl Supervisor<'_> {
         self.ready = true;
         let start_postgres_ms = millis(seen.saturating_duration_since(self.started));
         tracing::info!("postgres is ready after {start_postgres_ms} ms");
-        self.emit(&Event::Ready {
+        self.emit(&SuperviseEvent::Ready {
             pid: self.pid.as_raw(),
             start_postgres_ms,
         });
@@ -315,8 +317,8 @@ impl Supervisor<'_> {
     }
 
     /// Writes an event; a closed stdout means our consumer is gone, so Postgres is stopped.
-    fn emit(&mut self, event: &Event) {
-        if !event.emit() && self.shutdown.is_none() {
+    fn emit(&mut self, line: &SuperviseEvent) {
+        if !event::emit(line) && self.shutdown.is_none() {
             tracing::error!("stdout is closed; stopping postgres");
             self.begin_shutdown(Step::Fast);
         }
@@ -417,7 +419,7 @@ impl Supervisor<'_> {
             ExitStatus::Code(code) => (Some(code), None),
             ExitStatus::Signal(signal) => (None, Some(signal)),
         };
-        let reported = Event::Exited { code, signal }.emit();
+        let reported = event::emit(&SuperviseEvent::Exited { code, signal });
         Ok(Outcome { status, reported })
     }
 
