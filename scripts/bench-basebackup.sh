@@ -120,15 +120,24 @@ PY
     fi
 }
 
+spec() { # $1: the source's fields. A spec for a compute on a free port, no TCP.
+    printf '{"format_version":1.0,"cluster":{"roles":[],"databases":[],"settings":[{"name":"port","value":"%s","vartype":"integer"},{"name":"listen_addresses","value":"","vartype":"string"}]},%s}' "$(free_port)" "$1"
+}
+stage() { # $1: PGDATA, $2: spec, $3: log file. compute-spec | pg-basebackup-fetch, doc.json out.
+    "$TARGET/release/compute-spec" -D "$1" -b "$PGBIN/postgres" \
+        -C "postgresql://cloud_admin@localhost/postgres" -s "$2" 2>/dev/null |
+        "$TARGET/release/pg-basebackup-fetch" --log-format json >"$BENCH_DIR/doc.json" 2>"$3"
+}
+fetch_ms() { # $1: the stage's log. Its fetch + unpack time.
+    grep -o 'fetched [0-9]* bytes into [0-9]* files in [0-9]* ms' "$1" | awk '{print $(NF-1)}'
+}
+
 ours_once() { # prints: stage_ms total_ms fetch_ms (the fetch + unpack step alone)
-    local dir=$BENCH_DIR/ours port spec t0 t1 t2
-    port=$(free_port)
-    spec=$(printf '{"format_version":1.0,"cluster":{"roles":[],"databases":[],"settings":[{"name":"port","value":"%s","vartype":"integer"},{"name":"listen_addresses","value":"","vartype":"string"}]},"upstream_connstring":"host=%s port=%s user=cloud_admin"}' "$port" "$BENCH_DIR" "$PORT")
+    local dir=$BENCH_DIR/ours json t0 t1 t2
+    json=$(spec "$(printf '"upstream_connstring":"host=%s port=%s user=cloud_admin"' "$BENCH_DIR" "$PORT")")
     settle
     t0=$(now_ms)
-    "$TARGET/release/compute-spec" -D "$dir" -b "$PGBIN/postgres" \
-        -C "postgresql://cloud_admin@localhost/postgres" -s "$spec" 2>/dev/null |
-        "$TARGET/release/pg-basebackup-fetch" --log-format json >"$BENCH_DIR/doc.json" 2>"$BENCH_DIR/fetch.log"
+    stage "$dir" "$json" "$BENCH_DIR/fetch.log"
     t1=$(now_ms)
     # Our start: the supervisor, until it reports `ready` (as compute-ctl runs it).
     coproc SUPERVISE { exec "$TARGET/release/pg-supervise" <"$BENCH_DIR/doc.json" 2>"$BENCH_DIR/ours.log"; }
@@ -140,8 +149,7 @@ ours_once() { # prints: stage_ms total_ms fetch_ms (the fetch + unpack step alon
     kill -TERM "$SUPERVISE_PID"
     wait "$SUPERVISE_PID" || true
     retire "$dir"
-    fetch=$(grep -o 'fetched [0-9]* bytes into [0-9]* files in [0-9]* ms' "$BENCH_DIR/fetch.log" | awk '{print $(NF-1)}')
-    echo "$((t1 - t0)) $((t2 - t0)) $fetch"
+    echo "$((t1 - t0)) $((t2 - t0)) $(fetch_ms "$BENCH_DIR/fetch.log")"
 }
 
 pgbb_once() { # $1: extra pg_basebackup flags; $2: start too (1/0). prints: copy_ms total_ms bytes
@@ -166,17 +174,14 @@ pgbb_once() { # $1: extra pg_basebackup flags; $2: start too (1/0). prints: copy
 TENANT=3aa8fcc61f6d357410b7de754b1d9001
 TIMELINE=de5a2f3ab7e1d7cd4e0e6a1c1a5d2f0b
 ps_once() { # $1: stand-in port. prints: stage_ms fetch_ms (fetch + gunzip + unpack alone)
-    local dir=$BENCH_DIR/ps spec t0 t1
-    spec=$(printf '{"format_version":1.0,"cluster":{"roles":[],"databases":[],"settings":[{"name":"port","value":"%s","vartype":"integer"},{"name":"listen_addresses","value":"","vartype":"string"}]},"tenant_id":"%s","timeline_id":"%s","pageserver_connstring":"postgresql://no_user@127.0.0.1:%s","safekeeper_connstrings":["127.0.0.1:1"],"storage_auth_token":"bench"}' "$(free_port)" "$TENANT" "$TIMELINE" "$1")
+    local dir=$BENCH_DIR/ps json t0 t1
+    json=$(spec "$(printf '"tenant_id":"%s","timeline_id":"%s","pageserver_connstring":"postgresql://no_user@127.0.0.1:%s","safekeeper_connstrings":["127.0.0.1:1"],"storage_auth_token":"bench"' "$TENANT" "$TIMELINE" "$1")")
     settle
     t0=$(now_ms)
-    "$TARGET/release/compute-spec" -D "$dir" -b "$PGBIN/postgres" \
-        -C "postgresql://cloud_admin@localhost/postgres" -s "$spec" 2>/dev/null |
-        "$TARGET/release/pg-basebackup-fetch" --log-format json >"$BENCH_DIR/doc.json" 2>"$BENCH_DIR/ps.log"
+    stage "$dir" "$json" "$BENCH_DIR/ps.log"
     t1=$(now_ms)
     retire "$dir"
-    fetch=$(grep -o 'fetched [0-9]* bytes into [0-9]* files in [0-9]* ms' "$BENCH_DIR/ps.log" | awk '{print $(NF-1)}')
-    echo "$((t1 - t0)) $fetch"
+    echo "$((t1 - t0)) $(fetch_ms "$BENCH_DIR/ps.log")"
 }
 
 tarxz_once() { # prints: ms bytes
