@@ -242,9 +242,7 @@ fn failing_child_is_a_child_error_with_its_stderr() {
     let script = "echo 'FATAL: no quorum reachable' >&2\nexit 3";
     let outcome = run_neon(&dir, &[&sk], script, json!("Primary"), &["--retries", "0"]);
     assert_eq!(outcome.code, compute_spec::exit_code::RUNTIME as i32);
-    let error = &outcome.stdout["error"];
-    assert_eq!(error["kind"], "child", "{error}");
-    let message = error["message"].as_str().unwrap();
+    let message = outcome.failed_with("child")["message"].as_str().unwrap();
     assert!(
         message.contains("no quorum reachable") && message.contains("exit status: 3"),
         "{message}"
@@ -262,12 +260,7 @@ fn output_that_is_not_an_lsn_is_an_error() {
         json!("Primary"),
         &["--retries", "0"],
     );
-    assert_eq!(
-        outcome.stdout["error"]["kind"], "child",
-        "{}",
-        outcome.stdout
-    );
-    let message = outcome.stdout["error"]["message"].as_str().unwrap();
+    let message = outcome.failed_with("child")["message"].as_str().unwrap();
     assert!(
         message.contains("\"garbage\", which is not an LSN"),
         "{message}"
@@ -323,8 +316,7 @@ fn hanging_child_is_killed_at_the_timeout() {
     );
     let elapsed = start.elapsed();
     assert_eq!(outcome.code, compute_spec::exit_code::RUNTIME as i32);
-    let error = &outcome.stdout["error"];
-    assert_eq!(error["kind"], "timeout", "{error}");
+    let error = outcome.failed_with("timeout");
     assert!(
         error["message"].as_str().unwrap().contains(&sk.address),
         "{error}"

@@ -94,17 +94,9 @@ fn wrong_password_and_bad_connstr_are_clear_errors() {
     );
     let outcome = sync_from(&connstr);
     assert_eq!(outcome.code, compute_spec::exit_code::RUNTIME as i32);
-    assert_eq!(
-        outcome.stdout["error"]["kind"], "auth",
-        "{}",
-        outcome.stdout
-    );
+    outcome.failed_with("auth");
     assert!(!outcome.stdout.to_string().contains("nope"));
 
     let outcome = sync_from("host=127.0.0.1 port=notaport");
-    assert_eq!(
-        outcome.stdout["error"]["kind"], "invalid_spec",
-        "{}",
-        outcome.stdout
-    );
+    outcome.failed_with("invalid_spec");
 }

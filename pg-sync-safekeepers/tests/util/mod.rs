@@ -48,6 +48,15 @@ pub struct Outcome {
     pub stderr: String,
 }
 
+impl Outcome {
+    /// Asserts that stdout is an error envelope of `kind`; the error object.
+    pub fn failed_with(&self, kind: &str) -> &Value {
+        let error = &self.stdout["error"];
+        assert_eq!(error["kind"], kind, "{}", self.stdout);
+        error
+    }
+}
+
 /// Runs the built binary with `args` on `input`.
 pub fn run_stage(input: &str, args: &[&str]) -> Outcome {
     let output =
