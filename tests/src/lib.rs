@@ -5,8 +5,9 @@
 //! the stages, and `compute-ctl` as the all-in-one entrypoint, against real PostgreSQL.
 #![warn(missing_docs)]
 
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -121,6 +122,49 @@ pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
 pub fn postmaster_pid(pgdata: &Path) -> Option<i32> {
     let text = std::fs::read_to_string(pgdata.join("postmaster.pid")).ok()?;
     text.lines().next()?.trim().parse().ok()
+}
+
+/// A child process that runs Postgres on a data directory (pg-supervise, compute-ctl). On
+/// drop, it and the postmaster are killed, so a test that fails halfway leaves nothing
+/// running. Derefs to the [`Child`].
+pub struct PostgresChild {
+    child: Child,
+    pgdata: PathBuf,
+}
+
+impl PostgresChild {
+    /// Takes charge of `child`, whose Postgres runs on `pgdata`.
+    pub fn new(child: Child, pgdata: &Path) -> PostgresChild {
+        PostgresChild {
+            child,
+            pgdata: pgdata.to_path_buf(),
+        }
+    }
+}
+
+impl Deref for PostgresChild {
+    type Target = Child;
+
+    fn deref(&self) -> &Child {
+        &self.child
+    }
+}
+
+impl DerefMut for PostgresChild {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.child
+    }
+}
+
+impl Drop for PostgresChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(pid) = postmaster_pid(&self.pgdata) {
+            let pid = nix::unistd::Pid::from_raw(pid);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
 }
 
 /// Runs `psql` as the admin user through the instance's socket and returns its output.

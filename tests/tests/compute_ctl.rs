@@ -1,11 +1,11 @@
 //! compute-ctl as the all-in-one entrypoint, with the real stages and real PostgreSQL.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use compute_tools_tests::{
-    binary, postmaster_pid, process_alive, psql, wait_until, write_sample_spec,
+    binary, postmaster_pid, process_alive, psql, wait_until, write_sample_spec, PostgresChild,
 };
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -14,8 +14,7 @@ use serde_json::Value;
 
 /// A running compute-ctl, killed with its postmaster on drop if the test fails.
 struct Compute {
-    child: Child,
-    pgdata: PathBuf,
+    child: PostgresChild,
     http_port: u16,
 }
 
@@ -40,8 +39,7 @@ impl Compute {
             .spawn()
             .expect("spawning compute-ctl");
         Compute {
-            child,
-            pgdata: pgdata.to_path_buf(),
+            child: PostgresChild::new(child, pgdata),
             http_port,
         }
     }
@@ -63,16 +61,6 @@ impl Compute {
         });
         assert!(reached, "status never became {wanted}; last: {last}");
         last
-    }
-}
-
-impl Drop for Compute {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Some(pid) = postmaster_pid(&self.pgdata) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-        }
     }
 }
 

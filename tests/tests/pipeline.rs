@@ -3,12 +3,13 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{ChildStdout, Command, Stdio};
 use std::time::Duration;
 
 use compute_spec::exit_code;
 use compute_tools_tests::{
     binary, postmaster_pid, process_alive, psql, run_stage, wait_until, write_sample_spec,
+    PostgresChild,
 };
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -17,9 +18,8 @@ use serde_json::Value;
 
 /// A running pg-supervise; killed (with its postmaster) on drop if the test fails.
 struct Supervisor {
-    child: Child,
+    child: PostgresChild,
     events: BufReader<ChildStdout>,
-    pgdata: std::path::PathBuf,
 }
 
 impl Supervisor {
@@ -36,9 +36,8 @@ impl Supervisor {
         drop(stdin);
         let events = BufReader::new(child.stdout.take().expect("piped stdout"));
         Supervisor {
-            child,
+            child: PostgresChild::new(child, pgdata),
             events,
-            pgdata: pgdata.to_path_buf(),
         }
     }
 
@@ -57,16 +56,6 @@ impl Supervisor {
             if value["event"] == event {
                 return value;
             }
-        }
-    }
-}
-
-impl Drop for Supervisor {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Some(pid) = postmaster_pid(&self.pgdata) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
     }
 }
