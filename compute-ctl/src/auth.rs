@@ -1,16 +1,24 @@
-//! JWT authentication of the external API, as upstream: when `compute_ctl_config.jwks`
-//! holds keys, a request needs `Authorization: Bearer <JWT>` signed (EdDSA, Ed25519 OKP keys)
-//! by one of them with `exp` in the future. Scope `compute_ctl:admin` needs an audience
-//! containing `compute`; any other token needs `compute_id` equal to `-i`.
-//! 400 missing or malformed, 401 bad signature, expired or bad audience, 403 wrong compute.
-//! The token is never logged.
+//! JWT authentication of the external API, as upstream (`neon-compute-ctl-2.md` §2.3), with
+//! one rule upstream lacks: the key set is loaded **once**, when the HTTP servers start, and
+//! nothing at run time can replace it (`/configure` and `/refresh_configuration` ignore
+//! `compute_ctl_config.jwks`; `INSTANCE_ID` changes nothing).
+//!
+//! * [`Auth::Keys`]: every authenticated route needs `Authorization: Bearer <JWT>` verified
+//!   by one of the keys — an empty key set verifies nothing, so every such route answers 401.
+//! * [`Auth::Open`]: no `compute_ctl_config.jwks` was given at all — our development mode;
+//!   the caller binds loopback only (see `compute::Controller::ensure_http`).
+//!
+//! Keys are Ed25519 (`OKP`) for EdDSA, or RSA for RS256 when any key says `"alg": "RS256"`;
+//! a key without `kid`, a symmetric (`oct`) key or an unusable one is refused when the set
+//! is loaded. Claims: `compute_id`, `scope` (only `compute_ctl:admin`), `aud` (a list of
+//! strings); `exp` is checked with 60 s of leeway when present. Tokens are never logged.
 
-use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, KeyAlgorithm};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::http::{ApiRequest, Reply};
+use crate::http::Reply;
 
 /// The scope that grants access to any compute.
 pub const ADMIN_SCOPE: &str = "compute_ctl:admin";
@@ -18,107 +26,192 @@ pub const ADMIN_SCOPE: &str = "compute_ctl:admin";
 /// The audience an admin token must carry.
 pub const COMPUTE_AUDIENCE: &str = "compute";
 
-/// The claims upstream reads.
+/// Seconds of clock skew allowed on `exp`, as upstream.
+pub const LEEWAY_SECONDS: u64 = 60;
+
+/// How the external API authenticates, fixed for the life of the process.
+#[derive(Clone)]
+pub enum Auth {
+    /// No key set was configured: no authentication (loopback only).
+    Open,
+    /// A key set was configured (possibly empty, which denies every authenticated route).
+    Keys(KeySet),
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Auth::Open => f.write_str("Auth::Open"),
+            Auth::Keys(set) => write!(
+                f,
+                "Auth::Keys({} keys, {:?})",
+                set.keys.len(),
+                set.algorithm
+            ),
+        }
+    }
+}
+
+impl Auth {
+    /// The authentication for `jwks` as given at start (`None`: none was given).
+    pub fn load(jwks: Option<&[Value]>) -> Result<Auth, String> {
+        match jwks {
+            None => Ok(Auth::Open),
+            Some(keys) => KeySet::load(keys).map(Auth::Keys),
+        }
+    }
+
+    /// Whether requests are checked at all.
+    pub fn is_open(&self) -> bool {
+        matches!(self, Auth::Open)
+    }
+
+    /// Checks a request's `Authorization` header; `compute_id` is `-i`.
+    pub fn check(
+        &self,
+        authorization: Option<&str>,
+        compute_id: Option<&str>,
+    ) -> Result<(), Reply> {
+        let Auth::Keys(set) = self else {
+            return Ok(());
+        };
+        let token = bearer(authorization)
+            .ok_or_else(|| Reply::error(400, "invalid authorization token"))?;
+        let claims = set.verify(token)?;
+        authorize(&claims, compute_id)
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header (scheme case-insensitive).
+fn bearer(header: Option<&str>) -> Option<&str> {
+    let header = header?;
+    let (scheme, token) = header.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let token = token.trim();
+    (!token.is_empty()).then_some(token)
+}
+
+/// The verified keys, all of one algorithm.
+#[derive(Clone)]
+pub struct KeySet {
+    algorithm: Algorithm,
+    keys: Vec<(String, DecodingKey)>,
+}
+
+impl KeySet {
+    /// Loads `compute_ctl_config.jwks.keys`; the error names the key (its JSON path).
+    pub fn load(keys: &[Value]) -> Result<KeySet, String> {
+        let mut parsed = Vec::with_capacity(keys.len());
+        for (index, key) in keys.iter().enumerate() {
+            let path = format!("compute_ctl_config.jwks.keys[{index}]");
+            let jwk: Jwk = serde_json::from_value(key.clone())
+                .map_err(|error| format!("{path}: not a usable JWK: {error}"))?;
+            let kid = jwk
+                .common
+                .key_id
+                .clone()
+                .filter(|kid| !kid.is_empty())
+                .ok_or_else(|| format!("{path}: the key has no \"kid\"; give every key an id"))?;
+            match &jwk.algorithm {
+                AlgorithmParameters::OctetKeyPair(_) | AlgorithmParameters::RSA(_) => {}
+                _ => {
+                    return Err(format!(
+                        "{path}: only Ed25519 (kty OKP) and RSA keys are accepted"
+                    ))
+                }
+            }
+            parsed.push((kid, jwk));
+        }
+        let rs256 = parsed
+            .iter()
+            .any(|(_, jwk)| jwk.common.key_algorithm == Some(KeyAlgorithm::RS256));
+        let algorithm = if rs256 {
+            Algorithm::RS256
+        } else {
+            Algorithm::EdDSA
+        };
+        let mut keys = Vec::with_capacity(parsed.len());
+        for (index, (kid, jwk)) in parsed.into_iter().enumerate() {
+            let decoding = DecodingKey::from_jwk(&jwk).map_err(|error| {
+                format!("compute_ctl_config.jwks.keys[{index}]: not a usable key: {error}")
+            })?;
+            keys.push((kid, decoding));
+        }
+        Ok(KeySet { algorithm, keys })
+    }
+
+    /// The number of keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether the set has no key (then nothing verifies).
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    fn verify(&self, token: &str) -> Result<Claims, Reply> {
+        let mut validation = Validation::new(self.algorithm);
+        validation.validate_aud = false;
+        validation.validate_nbf = false;
+        validation.validate_exp = true;
+        validation.required_spec_claims.clear();
+        validation.leeway = LEEWAY_SECONDS;
+        for (kid, key) in &self.keys {
+            match jsonwebtoken::decode::<Claims>(token, key, &validation) {
+                Ok(data) => return Ok(data.claims),
+                Err(error) => {
+                    tracing::debug!(kid = %kid, error = %error, "a key did not verify the token");
+                }
+            }
+        }
+        Err(Reply::error(401, "failed to verify authorization token"))
+    }
+}
+
+/// The claims upstream reads; anything else in `scope` or a non-list `aud` fails to decode.
 #[derive(Debug, Deserialize)]
 struct Claims {
     #[serde(default)]
     compute_id: Option<String>,
     #[serde(default)]
-    scope: Option<String>,
+    scope: Option<Scope>,
     #[serde(default)]
-    aud: Option<Audience>,
+    aud: Option<Vec<String>>,
 }
 
-/// `aud` as one string or a list.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum Audience {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl Audience {
-    fn contains(&self, wanted: &str) -> bool {
-        match self {
-            Audience::One(one) => one == wanted,
-            Audience::Many(many) => many.iter().any(|aud| aud == wanted),
-        }
-    }
-}
-
-/// Checks the request's token against `keys`; no keys means no authentication.
-pub fn check(keys: &[Value], compute_id: Option<&str>, request: &ApiRequest) -> Result<(), Reply> {
-    if keys.is_empty() {
-        return Ok(());
-    }
-    let token = request
-        .authorization
-        .as_deref()
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|token| token.split('.').count() == 3)
-        .ok_or_else(|| Reply::error(400, "invalid authorization token"))?;
-    let claims = verify(keys, token)?;
-    authorize(&claims, compute_id)
-}
-
-fn verify(keys: &[Value], token: &str) -> Result<Claims, Reply> {
-    let header = jsonwebtoken::decode_header(token)
-        .map_err(|_| Reply::error(400, "invalid authorization token"))?;
-    let mut validation = Validation::new(Algorithm::EdDSA);
-    validation.validate_aud = false;
-    validation.validate_nbf = false;
-    validation.validate_exp = true;
-    validation.required_spec_claims.clear();
-    validation.leeway = 0;
-    let mut last_error = "no usable key in compute_ctl_config.jwks".to_string();
-    for key in keys {
-        let decoding = serde_json::from_value::<Jwk>(key.clone())
-            .map_err(|error| error.to_string())
-            .and_then(|jwk| DecodingKey::from_jwk(&jwk).map_err(|error| error.to_string()));
-        let decoding = match decoding {
-            Ok(decoding) => decoding,
-            Err(error) => {
-                tracing::warn!(%error, "skipping a JWK that cannot be used");
-                continue;
-            }
-        };
-        if header.alg != Algorithm::EdDSA {
-            last_error = format!(
-                "algorithm {:?} is not accepted; sign with EdDSA",
-                header.alg
-            );
-            continue;
-        }
-        match jsonwebtoken::decode::<Claims>(token, &decoding, &validation) {
-            Ok(data) => return Ok(data.claims),
-            Err(error) => last_error = error.to_string(),
-        }
-    }
-    Err(Reply::error(
-        401,
-        format!("invalid authorization token: {last_error}"),
-    ))
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+enum Scope {
+    #[serde(rename = "compute_ctl:admin")]
+    Admin,
 }
 
 fn authorize(claims: &Claims, compute_id: Option<&str>) -> Result<(), Reply> {
-    if claims.scope.as_deref() == Some(ADMIN_SCOPE) {
-        let audience_ok = claims
-            .aud
-            .as_ref()
-            .is_some_and(|aud| aud.contains(COMPUTE_AUDIENCE));
-        if !audience_ok {
-            return Err(Reply::error(
+    if claims.scope == Some(Scope::Admin) {
+        return match &claims.aud {
+            None => Err(Reply::error(
                 401,
-                "invalid authorization token: an admin token needs audience \"compute\"",
-            ));
-        }
-        return Ok(());
+                "missing audience in authorization token claims",
+            )),
+            Some(aud) if aud.iter().any(|aud| aud == COMPUTE_AUDIENCE) => Ok(()),
+            Some(_) => Err(Reply::error(
+                401,
+                "invalid audience in authorization token claims",
+            )),
+        };
     }
     match (claims.compute_id.as_deref(), compute_id) {
+        (None, _) => Err(Reply::error(
+            403,
+            "missing compute_id in authorization token claims",
+        )),
         (Some(claimed), Some(ours)) if claimed == ours => Ok(()),
-        (None, _) => Err(Reply::error(403, "the token has no compute_id claim")),
-        _ => Err(Reply::error(403, "the token is for another compute")),
+        _ => Err(Reply::error(
+            403,
+            "invalid compute ID in authorization token claims",
+        )),
     }
 }
 
@@ -130,18 +223,77 @@ mod tests {
         serde_json::from_str(text).unwrap()
     }
 
+    fn message(reply: Reply) -> (u16, String) {
+        let body: Value = serde_json::from_slice(&reply.body).unwrap();
+        (reply.status, body["error"].as_str().unwrap().to_string())
+    }
+
     #[test]
     fn authorization_rules() {
         let admin = claims(r#"{"scope": "compute_ctl:admin", "aud": ["compute"]}"#);
         assert!(authorize(&admin, Some("c1")).is_ok());
         let admin_no_aud = claims(r#"{"scope": "compute_ctl:admin"}"#);
         assert_eq!(
-            authorize(&admin_no_aud, Some("c1")).unwrap_err().status,
-            401
+            message(authorize(&admin_no_aud, Some("c1")).unwrap_err()),
+            (401, "missing audience in authorization token claims".into())
+        );
+        let admin_other = claims(r#"{"scope": "compute_ctl:admin", "aud": ["other"]}"#);
+        assert_eq!(
+            message(authorize(&admin_other, Some("c1")).unwrap_err()),
+            (401, "invalid audience in authorization token claims".into())
         );
         let ours = claims(r#"{"compute_id": "c1"}"#);
         assert!(authorize(&ours, Some("c1")).is_ok());
-        assert_eq!(authorize(&ours, Some("c2")).unwrap_err().status, 403);
+        assert_eq!(
+            message(authorize(&ours, Some("c2")).unwrap_err()),
+            (
+                403,
+                "invalid compute ID in authorization token claims".into()
+            )
+        );
         assert_eq!(authorize(&ours, None).unwrap_err().status, 403);
+        assert_eq!(
+            message(authorize(&claims("{}"), Some("c1")).unwrap_err()),
+            (
+                403,
+                "missing compute_id in authorization token claims".into()
+            )
+        );
+        // A bare-string audience and an unknown scope do not decode (401 upstream).
+        assert!(serde_json::from_str::<Claims>(r#"{"aud": "compute"}"#).is_err());
+        assert!(serde_json::from_str::<Claims>(r#"{"scope": "other"}"#).is_err());
+    }
+
+    #[test]
+    fn bearer_header_forms() {
+        assert_eq!(bearer(Some("Bearer abc")), Some("abc"));
+        assert_eq!(bearer(Some("bearer abc")), Some("abc"));
+        assert_eq!(bearer(Some("Basic abc")), None);
+        assert_eq!(bearer(Some("Bearer ")), None);
+        assert_eq!(bearer(Some("Bearer")), None);
+        assert_eq!(bearer(None), None);
+    }
+
+    #[test]
+    fn key_sets_are_checked_when_loaded() {
+        let x = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+        let good = serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": x, "kid": "k1"});
+        assert_eq!(KeySet::load(std::slice::from_ref(&good)).unwrap().len(), 1);
+        let no_kid = serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": x});
+        let error = KeySet::load(&[good.clone(), no_kid]).err().unwrap();
+        assert!(
+            error.starts_with("compute_ctl_config.jwks.keys[1]: "),
+            "{error}"
+        );
+        assert!(error.contains("kid"), "{error}");
+        let symmetric = serde_json::json!({"kty": "oct", "k": "c2VjcmV0", "kid": "s"});
+        assert!(KeySet::load(&[symmetric]).is_err());
+        assert!(KeySet::load(&[serde_json::json!({"kid": "x"})]).is_err());
+        let empty = Auth::load(Some(&[])).unwrap();
+        assert_eq!(
+            message(empty.check(Some("Bearer a.b.c"), Some("c1")).unwrap_err()),
+            (401, "failed to verify authorization token".into())
+        );
+        assert!(Auth::load(None).unwrap().check(None, None).is_ok());
     }
 }

@@ -29,21 +29,58 @@ pub struct Cli {
     /// The privileged role given to users.
     #[arg(long)]
     pub privileged_role_name: Option<String>,
-    /// Legacy single HTTP port; an alias of --external-http-port.
-    #[arg(long, conflicts_with = "external_http_port")]
+    /// The external HTTP API port, as older launchers pass it (with --lakebase-mode true the
+    /// internal port is this + 1, as upstream).
+    #[arg(long, conflicts_with_all = ["external_http_port", "internal_http_port"])]
     pub http_port: Option<u16>,
-    /// External HTTP API port (JWT-authenticated when keys are configured).
+    /// External HTTP API port (JWT-authenticated when keys are configured) [default: 3080].
     #[arg(long)]
     pub external_http_port: Option<u16>,
-    /// Internal HTTP API port (no authentication; 0 disables it).
-    #[arg(long, default_value_t = 3081)]
-    pub internal_http_port: u16,
-    /// Address both HTTP servers listen on (default: 127.0.0.1; 0.0.0.0 when JWT keys are set).
+    /// Internal HTTP API port (no authentication; 0 disables it) [default: 3081].
+    #[arg(long)]
+    pub internal_http_port: Option<u16>,
+    /// Address the external API listens on (default: 0.0.0.0 with JWT keys, else 127.0.0.1;
+    /// a non-loopback address needs keys).
     #[arg(long)]
     pub http_listen: Option<IpAddr>,
+    /// Address the internal API (unauthenticated) listens on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub internal_http_listen: IpAddr,
     /// How long to keep serving HTTP after a failed start before exiting (humantime or seconds).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub failed_grace: Duration,
+    /// How long the HTTP API stays up after a fast `/terminate` (an immediate one: at most
+    /// 300 ms), answering 201 to repeated calls, as upstream.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub terminated_grace: Duration,
+    /// Deadline for a request's headers, and for the next request on an idle keep-alive
+    /// connection.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub http_header_timeout: Duration,
+    /// Deadline for a whole request body.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub http_body_timeout: Duration,
+    /// Base URL of the remote extension server (upstream's -r).
+    #[arg(short = 'r', long, value_parser = parse_base_url)]
+    pub remote_ext_base_url: Option<String>,
+    /// Development mode: a shutdown signal spares pgbouncer and local_proxy.
+    #[arg(long)]
+    pub dev: bool,
+    /// Resize swap to the spec's swap_size_bytes before start.
+    #[arg(long)]
+    pub resize_swap_on_bind: bool,
+    /// Set a disk quota of the spec's disk_quota_bytes on this mountpoint before start.
+    #[arg(long)]
+    pub set_disk_quota_for_fs: Option<String>,
+    /// Seconds between scans of installed extensions.
+    #[arg(long, default_value_t = 3600)]
+    pub installed_extensions_collection_interval: u64,
+    /// Lakebase only: seconds allowed from init to running (ignored otherwise, as upstream).
+    #[arg(long)]
+    pub pg_init_timeout: Option<u64>,
+    /// Databricks Lakebase mode (`--lakebase-mode true`); accepted, not supported.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    pub lakebase_mode: bool,
     /// vm-monitor cgroup (AUTOSCALING only).
     #[arg(long, default_value = "neon-postgres")]
     pub cgroup: String,
@@ -78,6 +115,19 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// `-r`: one trailing `/`, no query string (as upstream).
+fn parse_base_url(text: &str) -> Result<String, String> {
+    if text.contains('?') {
+        return Err(format!(
+            "{text:?}: the remote extension URL cannot have a query string"
+        ));
+    }
+    if !(text.starts_with("http://") || text.starts_with("https://")) {
+        return Err(format!("{text:?}: expected an http:// or https:// URL"));
+    }
+    Ok(format!("{}/", text.trim_end_matches('/')))
+}
+
 /// Validated parameters for one run of the controller.
 #[derive(Clone, Debug)]
 pub struct Params {
@@ -93,14 +143,83 @@ pub struct Params {
     pub external_port: u16,
     /// Internal API port; `None` disables it.
     pub internal_port: Option<u16>,
-    /// Listen address chosen on the command line.
+    /// Listen address of the external API chosen on the command line.
     pub http_listen: Option<IpAddr>,
+    /// Listen address of the internal API.
+    pub internal_http_listen: IpAddr,
     /// Grace period after a failed start.
     pub failed_grace: Duration,
+    /// How long HTTP stays up after a fast `/terminate`.
+    pub terminated_grace: Duration,
+    /// The HTTP servers' deadlines.
+    pub http_deadlines: crate::http::Deadlines,
+    /// Whether the spec source can be read again (`-c` or `-p`) by `/refresh_configuration`.
+    pub refreshable_source: bool,
+    /// Upstream flags accepted now and acted on by features still to come.
+    pub deferred: DeferredFlags,
     /// Log format, passed on to the stages.
     pub log_format: LogFormat,
     /// vm-monitor flags (used only with AUTOSCALING).
     pub vm_monitor: VmMonitorParams,
+}
+
+/// Upstream flags parsed and kept for features that are not built yet (remote extensions,
+/// swap, disk quota, the installed-extensions scan, pgbouncer/local_proxy, lakebase).
+#[derive(Clone, Debug, Default)]
+pub struct DeferredFlags {
+    /// `-r`.
+    pub remote_ext_base_url: Option<String>,
+    /// `--dev`.
+    pub dev: bool,
+    /// `--resize-swap-on-bind`.
+    pub resize_swap_on_bind: bool,
+    /// `--set-disk-quota-for-fs`.
+    pub set_disk_quota_for_fs: Option<String>,
+    /// `--installed-extensions-collection-interval`.
+    pub installed_extensions_collection_interval: u64,
+    /// `--pg-init-timeout`.
+    pub pg_init_timeout: Option<u64>,
+    /// `--lakebase-mode`.
+    pub lakebase_mode: bool,
+}
+
+impl DeferredFlags {
+    /// Logs once, at start, each given flag that is accepted but not acted on yet.
+    pub fn log(&self) {
+        let mut given = Vec::new();
+        if self.remote_ext_base_url.is_some() {
+            given.push("--remote-ext-base-url");
+        }
+        if self.dev {
+            given.push("--dev");
+        }
+        if self.resize_swap_on_bind {
+            given.push("--resize-swap-on-bind");
+        }
+        if self.set_disk_quota_for_fs.is_some() {
+            given.push("--set-disk-quota-for-fs");
+        }
+        if self.installed_extensions_collection_interval != 3600 {
+            given.push("--installed-extensions-collection-interval");
+        }
+        if self.pg_init_timeout.is_some() {
+            given.push("--pg-init-timeout (lakebase only)");
+        }
+        if self.lakebase_mode {
+            given.push("--lakebase-mode true");
+        }
+        if !given.is_empty() {
+            tracing::warn!(
+                flags = %given.join(", "),
+                "accepted and not acted on yet: their features are not built"
+            );
+        }
+        if std::env::var_os("INSTANCE_ID").is_some() {
+            tracing::warn!(
+                "INSTANCE_ID is set: unlike upstream, compute-ctl keeps authenticating requests"
+            );
+        }
+    }
 }
 
 /// What the vm-monitor integration point needs.
@@ -130,6 +249,18 @@ impl Cli {
         ]);
         let source_args = self.source.to_args();
         let has_spec_source = !source_args.is_empty();
+        let refreshable_source = matches!(
+            source_args.first().and_then(|flag| flag.to_str()),
+            Some("-c" | "-p")
+        );
+        let (external_port, internal_port) = match self.http_port {
+            Some(port) if self.lakebase_mode => (port, port.checked_add(1).unwrap_or(0)),
+            Some(port) => (port, 3081),
+            None => (
+                self.external_http_port.unwrap_or(3080),
+                self.internal_http_port.unwrap_or(3081),
+            ),
+        };
         let mut spec_args = document_args.clone();
         spec_args.extend(source_args);
         Params {
@@ -137,10 +268,27 @@ impl Cli {
             document_args,
             has_spec_source,
             compute_id: self.source.compute_id,
-            external_port: self.http_port.or(self.external_http_port).unwrap_or(3080),
-            internal_port: (self.internal_http_port != 0).then_some(self.internal_http_port),
+            external_port,
+            internal_port: (internal_port != 0).then_some(internal_port),
             http_listen: self.http_listen,
+            internal_http_listen: self.internal_http_listen,
             failed_grace: self.failed_grace,
+            terminated_grace: self.terminated_grace,
+            http_deadlines: crate::http::Deadlines {
+                header: self.http_header_timeout,
+                body: self.http_body_timeout,
+            },
+            refreshable_source,
+            deferred: DeferredFlags {
+                remote_ext_base_url: self.remote_ext_base_url,
+                dev: self.dev,
+                resize_swap_on_bind: self.resize_swap_on_bind,
+                set_disk_quota_for_fs: self.set_disk_quota_for_fs,
+                installed_extensions_collection_interval: self
+                    .installed_extensions_collection_interval,
+                pg_init_timeout: self.pg_init_timeout,
+                lakebase_mode: self.lakebase_mode,
+            },
             log_format: self.log_format,
             vm_monitor: VmMonitorParams {
                 cgroup: self.cgroup,
@@ -184,6 +332,84 @@ mod tests {
         assert_eq!(params.internal_port, Some(3081));
         assert!(params.has_spec_source);
         assert!(params.spec_args.contains(&OsString::from("-S")));
+    }
+
+    #[test]
+    fn every_upstream_flag_is_accepted() {
+        let cli = Cli::try_parse_from([
+            "compute_ctl",
+            "-D",
+            "/data",
+            "-C",
+            "postgresql://cloud_admin@localhost/postgres",
+            "-b",
+            "/usr/lib/postgresql/15/bin/postgres",
+            "-c",
+            "/config.json",
+            "-i",
+            "compute-1",
+            "-r",
+            "http://ext-server:8080//",
+            "--dev",
+            "--resize-swap-on-bind",
+            "--set-disk-quota-for-fs",
+            "/var/db/postgres",
+            "--installed-extensions-collection-interval",
+            "60",
+            "--pg-init-timeout",
+            "10",
+            "--lakebase-mode",
+            "false",
+            "--external-http-port",
+            "3080",
+            "--internal-http-port",
+            "3081",
+            "--privileged-role-name",
+            "neon_superuser",
+            "--cgroup",
+            "neon-postgres",
+            "--vm-monitor-addr",
+            "0.0.0.0:10301",
+        ])
+        .unwrap();
+        let params = cli.into_params();
+        assert_eq!(
+            params.deferred.remote_ext_base_url.as_deref(),
+            Some("http://ext-server:8080/")
+        );
+        assert!(params.deferred.dev && params.deferred.resize_swap_on_bind);
+        assert!(params.refreshable_source);
+        assert_eq!(
+            (params.external_port, params.internal_port),
+            (3080, Some(3081))
+        );
+
+        let lakebase = Cli::try_parse_from([
+            "compute_ctl",
+            "-D",
+            "/d",
+            "--http-port",
+            "4000",
+            "--lakebase-mode",
+            "true",
+        ])
+        .unwrap()
+        .into_params();
+        assert_eq!(
+            (lakebase.external_port, lakebase.internal_port),
+            (4000, Some(4001))
+        );
+
+        for conflicting in [
+            &["--http-port", "1", "--external-http-port", "2"][..],
+            &["--http-port", "1", "--internal-http-port", "2"][..],
+            &["-r", "http://x/?a=b"][..],
+            &["-c", "/a", "-p", "http://cp"][..],
+        ] {
+            let mut args = vec!["compute_ctl", "-D", "/d"];
+            args.extend_from_slice(conflicting);
+            assert!(Cli::try_parse_from(&args).is_err(), "{conflicting:?}");
+        }
     }
 
     #[test]

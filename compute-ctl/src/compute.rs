@@ -14,6 +14,7 @@ use nix::sys::signal::Signal;
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use crate::auth::Auth;
 use crate::cli::{log_format_name, Params};
 use crate::http::{self, Api, Port};
 use crate::stages::{self, name, ChildPid};
@@ -84,28 +85,48 @@ impl Controller {
         code
     }
 
-    /// Starts the HTTP servers once the first document tells whether JWT keys exist.
+    /// Starts the HTTP servers with the authentication of the start-time
+    /// `compute_ctl_config` — loaded here once; nothing later can change it.
     fn ensure_http(&mut self) -> Result<(), StageError> {
         if self.http_started {
             return Ok(());
         }
         self.http_started = true;
-        let has_keys = !self.shared.lock().compute_ctl_config.jwks.keys.is_empty();
-        let address = match self.params.http_listen {
-            Some(address) => address,
-            None if has_keys => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            None => {
-                tracing::info!(
-                    "no JWT keys configured: the HTTP API listens on 127.0.0.1 only \
-                     (use --http-listen to change)"
-                );
-                IpAddr::V4(Ipv4Addr::LOCALHOST)
+        let jwks = self.shared.lock().compute_ctl_config.jwks.clone();
+        let auth = Auth::load(jwks.as_ref().map(|jwks| jwks.keys.as_slice()))
+            .map_err(|error| StageError::new(crate::STAGE, ErrorKind::InvalidSpec, error))?;
+        let address = match (self.params.http_listen, &auth) {
+            (Some(address), Auth::Open) if !address.is_loopback() => {
+                return Err(StageError::new(
+                    crate::STAGE,
+                    ErrorKind::Usage,
+                    format!(
+                        "refusing to serve the HTTP API on {address} without authentication: \
+                         give compute_ctl_config.jwks keys, or listen on a loopback address"
+                    ),
+                ));
             }
+            (Some(address), _) => address,
+            (None, Auth::Keys(_)) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            (None, Auth::Open) => IpAddr::V4(Ipv4Addr::LOCALHOST),
         };
+        match &auth {
+            Auth::Open => tracing::warn!(
+                %address,
+                "no compute_ctl_config.jwks given: the HTTP API runs WITHOUT authentication \
+                 (development mode) and listens on loopback only"
+            ),
+            Auth::Keys(keys) if keys.is_empty() => tracing::warn!(
+                "compute_ctl_config.jwks has no keys: every authenticated route answers 401"
+            ),
+            Auth::Keys(keys) => tracing::info!(keys = keys.len(), "JWT keys loaded"),
+        }
         let api = Api {
             shared: self.shared.clone(),
             wake: self.sender.clone(),
             compute_id: self.params.compute_id.clone(),
+            auth: Arc::new(auth),
+            deadlines: self.params.http_deadlines,
         };
         http::serve(
             api.clone(),
@@ -114,11 +135,7 @@ impl Controller {
             Port::External,
         )?;
         if let Some(port) = self.params.internal_port {
-            let internal = self
-                .params
-                .http_listen
-                .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
-            http::serve(api, internal, port, Port::Internal)?;
+            http::serve(api, self.params.internal_http_listen, port, Port::Internal)?;
         }
         Ok(())
     }
@@ -134,6 +151,9 @@ impl Controller {
             let envelope = br#"{"spec": null, "compute_ctl_config": {}}"#;
             self.run_stage(name::COMPUTE_SPEC, &args, envelope)?
         };
+        // The key set and TLS paths are the start-time ones for the life of the process.
+        self.shared
+            .update(|inner| inner.compute_ctl_config = document.compute_ctl_config.clone());
         self.ensure_http()?;
         let document = match document.spec {
             Some(_) => {
@@ -166,10 +186,7 @@ impl Controller {
         &mut self,
         document: ComputeDocument,
     ) -> Result<Option<ComputeDocument>, StageError> {
-        self.shared.update(|inner| {
-            inner.compute_ctl_config = document.compute_ctl_config.clone();
-            inner.document = Some(document);
-        });
+        self.shared.update(|inner| inner.document = Some(document));
         tracing::info!("no spec yet: waiting for POST /configure");
         let pending = loop {
             let mut inner = self
@@ -193,9 +210,10 @@ impl Controller {
             }
         };
         self.shared.update(|_| ());
+        let compute_ctl_config = self.shared.lock().compute_ctl_config.clone();
         let envelope = serde_json::json!({
             "spec": pending.spec,
-            "compute_ctl_config": pending.compute_ctl_config,
+            "compute_ctl_config": compute_ctl_config,
         });
         let args = self.params.document_args.clone();
         let document =
@@ -276,8 +294,10 @@ impl Controller {
                     if self.forward_termination() {
                         continue;
                     }
-                    if self.shared.status() == ComputeStatus::ConfigurationPending {
-                        self.reconfigure();
+                    match self.shared.status() {
+                        ComputeStatus::ConfigurationPending => self.reconfigure(),
+                        ComputeStatus::RefreshConfigurationPending => self.refresh(),
+                        _ => {}
                     }
                 }
             }
@@ -369,10 +389,17 @@ impl Controller {
         self.stop_postgres(Signal::SIGQUIT);
         let grace = self.params.failed_grace;
         tracing::info!(?grace, "keeping the HTTP API up so the error can be read");
-        drop(
-            self.shared
-                .wait_until(grace, |inner| inner.status().is_terminating()),
-        );
+        let terminating = self
+            .shared
+            .wait_until(grace, |inner| inner.status().is_terminating())
+            .status()
+            .is_terminating();
+        if terminating {
+            // `/terminate` from `failed` (upstream answers 412): Postgres is already down.
+            self.shared.update(|inner| {
+                let _ = inner.transition(ComputeStatus::Terminated);
+            });
+        }
         Outcome::Exit(1)
     }
 
@@ -430,7 +457,6 @@ impl Controller {
     fn store(&self, document: &ComputeDocument) {
         let document = document.clone();
         self.shared.update(|inner| {
-            inner.compute_ctl_config = document.compute_ctl_config.clone();
             crate::metrics::absorb_sections(&mut inner.metrics, &document);
             inner.document = Some(document);
         });
@@ -525,6 +551,74 @@ impl Controller {
         });
     }
 
+    /// `refresh_configuration_pending` → `refresh_configuration`: fetch the configuration
+    /// again from where it came at start (`-c` file or control plane); the same pageserver
+    /// connection → `running` at once; another one → apply it (`running`), or back to
+    /// `refresh_configuration_pending` on any failure (retried at the next request).
+    fn refresh(&mut self) {
+        if self
+            .shared
+            .transition(ComputeStatus::RefreshConfiguration)
+            .is_err()
+        {
+            return;
+        }
+        let outcome = self.refetch_and_apply();
+        self.shared.update(|inner| match outcome {
+            Ok(changed) => {
+                let next = ComputeStatus::Running;
+                let _ = if changed {
+                    inner.transition(next)
+                } else {
+                    inner.transition_direct(next)
+                };
+            }
+            Err(error) => {
+                tracing::error!(%error, "refreshing the configuration failed");
+                let _ = inner.transition(ComputeStatus::RefreshConfigurationPending);
+            }
+        });
+    }
+
+    /// Fetches the spec again and applies it if the pageserver connection changed; true if
+    /// it did.
+    fn refetch_and_apply(&mut self) -> Result<bool, StageError> {
+        if !self.params.refreshable_source {
+            return Err(StageError::new(
+                crate::STAGE,
+                ErrorKind::Usage,
+                "the configuration can be refreshed only from -c FILE or -p URL",
+            ));
+        }
+        let args = self.params.spec_args.clone();
+        let started = Instant::now();
+        let fetched = stages::run(name::COMPUTE_SPEC, &args, b"", &self.children.stage)?;
+        tracing::info!(
+            ms = started.elapsed().as_millis() as u64,
+            "configuration fetched again"
+        );
+        let spec = fetched.spec.ok_or_else(|| {
+            StageError::new(
+                crate::STAGE,
+                ErrorKind::InvalidSpec,
+                "the configuration fetched again has no spec",
+            )
+        })?;
+        let mut document = self
+            .shared
+            .lock()
+            .document
+            .clone()
+            .ok_or_else(|| crate::internal("no document for a running compute"))?;
+        let current = document.spec.as_ref().map(pageserver_of);
+        if current.as_ref() == Some(&pageserver_of(&spec)) {
+            return Ok(false);
+        }
+        document.spec = Some(spec);
+        self.reconcile(document, true)?;
+        Ok(true)
+    }
+
     fn apply_pending(&mut self, pending: crate::state::PendingConfig) -> Result<(), StageError> {
         let mut document = self
             .shared
@@ -532,18 +626,18 @@ impl Controller {
             .document
             .clone()
             .ok_or_else(|| crate::internal("no document for a running compute"))?;
-        document.spec = Some(serde_json::from_value(pending.spec).map_err(|error| {
-            StageError::new(
-                crate::STAGE,
-                ErrorKind::InvalidSpec,
-                format!("spec: {error}"),
-            )
-        })?);
-        if let Ok(config) = serde_json::from_value(pending.compute_ctl_config) {
-            document.compute_ctl_config = config;
-        }
+        document.spec = Some(pending.spec);
         self.reconcile(document, true).map(|_| ())
     }
+}
+
+/// What identifies the pageserver connection of a spec (compared by the refresh path).
+fn pageserver_of(spec: &compute_spec::spec::ComputeSpec) -> serde_json::Value {
+    serde_json::json!([
+        spec.pageserver_connection_info,
+        spec.pageserver_connstring,
+        spec.shard_stripe_size,
+    ])
 }
 
 fn describe_exit(code: Option<i32>, signal: Option<i32>) -> String {

@@ -3,23 +3,38 @@
 
 use std::time::Duration;
 
-use compute_spec::spec::ComputeSpec;
-use serde_json::{json, Value};
+use compute_spec::spec::{ComputeCtlConfig, ComputeSpec};
+use serde::Deserialize;
+use serde_json::json;
 
-use crate::http::{Api, Reply};
+use crate::http::{parse_json, Api, Reply};
 use crate::routes::wrong_status;
 use crate::state::{ComputeStatus, PendingConfig};
 
 /// How long a blocked request sleeps between checks (it is woken on every change anyway).
 const POLL: Duration = Duration::from_secs(1);
 
-/// `POST /configure` with `{spec, compute_ctl_config?}`: accepted in `empty` and `running`;
+/// The `/configure` body: both members required, as upstream. `compute_ctl_config` is read
+/// and then ignored: the key set and TLS paths are fixed at start.
+#[derive(Debug, Deserialize)]
+struct ConfigureRequest {
+    spec: ComputeSpec,
+    #[allow(dead_code)]
+    compute_ctl_config: ComputeCtlConfig,
+}
+
+/// `POST /configure` with `{spec, compute_ctl_config}`: 400/422 for a bad body, 400 for a spec
+/// that fails validation (checked before the status), 412 unless `empty` or `running`; then
 /// blocks until `running` (200 and the status body) or `failed` (500 and the error).
 pub fn configure(api: &Api, body: &[u8]) -> Reply {
-    let pending = match parse_configure(body) {
-        Ok(pending) => pending,
-        Err(message) => return Reply::error(400, message),
+    let request: ConfigureRequest = match parse_json(body) {
+        Ok(request) => request,
+        Err(reply) => return reply,
     };
+    if let Err(errors) = request.spec.validate() {
+        return Reply::error(400, errors.to_string());
+    }
+    let pending = PendingConfig { spec: request.spec };
     let accepted = api.shared.update(|inner| {
         let status = inner.status();
         if !matches!(status, ComputeStatus::Empty | ComputeStatus::Running) {
@@ -40,11 +55,8 @@ pub fn configure(api: &Api, body: &[u8]) -> Reply {
         match inner.status() {
             ComputeStatus::Running => return Reply::json(200, &inner.status_body()),
             ComputeStatus::Failed => {
-                let error = inner
-                    .error
-                    .clone()
-                    .unwrap_or_else(|| "unknown error".into());
-                return Reply::error(500, error);
+                let error = inner.error.as_deref().unwrap_or("unknown error");
+                return Reply::error(500, format!("compute configuration failed: {error:?}"));
             }
             status if settled(status) => {
                 return Reply::error(
@@ -64,58 +76,56 @@ fn settled(status: ComputeStatus) -> bool {
     )
 }
 
-/// Reads and validates a `/configure` body; the message says what is wrong.
-fn parse_configure(body: &[u8]) -> Result<PendingConfig, String> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|error| format!("invalid request body: not JSON: {error}"))?;
-    let Some(spec) = value.get("spec").filter(|spec| !spec.is_null()) else {
-        return Err("invalid request body: missing field `spec`".to_string());
-    };
-    let parsed: ComputeSpec =
-        serde_json::from_value(spec.clone()).map_err(|error| format!("invalid spec: {error}"))?;
-    if let Err(errors) = parsed.validate() {
-        return Err(format!("invalid spec: {errors}"));
+/// The termination mode of a `/terminate` query: none or no `mode` means fast; any other
+/// parameter is ignored; a bad `mode` is a 400 in plain text, as upstream's extractor.
+fn termination_mode(query: Option<&str>) -> Result<ComputeStatus, Reply> {
+    let mut mode = None;
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+    {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if name == "mode" {
+            mode = Some(value);
+        }
     }
-    let compute_ctl_config = value
-        .get("compute_ctl_config")
-        .cloned()
-        .unwrap_or_else(|| json!({}));
-    serde_json::from_value::<compute_spec::spec::ComputeCtlConfig>(compute_ctl_config.clone())
-        .map_err(|error| format!("invalid compute_ctl_config: {error}"))?;
-    Ok(PendingConfig {
-        spec: spec.clone(),
-        compute_ctl_config,
-    })
+    match mode {
+        None | Some("fast") => Ok(ComputeStatus::TerminationPendingFast),
+        Some("immediate") => Ok(ComputeStatus::TerminationPendingImmediate),
+        Some(other) => Err(Reply::text(
+            400,
+            "text/plain; charset=utf-8",
+            format!(
+                "Failed to deserialize query string: mode: unknown variant `{other}`, \
+                 expected `fast` or `immediate`"
+            ),
+        )),
+    }
 }
 
-/// `POST /terminate?mode=fast|immediate`: 200 `{"lsn"}` once terminated, 201 if it already
-/// was; accepted in `empty` and `running` (and joins a termination already under way).
-pub fn terminate(api: &Api, query: &str) -> Reply {
-    let mode = query
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .find(|(name, _)| *name == "mode")
-        .map_or("fast", |(_, value)| value);
-    let next = match mode {
-        "fast" => ComputeStatus::TerminationPendingFast,
-        "immediate" => ComputeStatus::TerminationPendingImmediate,
-        other => {
-            return Reply::error(
-                400,
-                format!("invalid termination mode {other:?}: use fast or immediate"),
-            )
-        }
+/// `POST /terminate[?mode=fast|immediate]`: 200 `{"lsn"}` once terminated, 201 if it already
+/// was; accepted in `empty`, `running` and — unlike upstream, which leaves only a signal —
+/// `failed`; joins a termination already under way.
+pub fn terminate(api: &Api, query: Option<&str>) -> Reply {
+    let next = match termination_mode(query) {
+        Ok(next) => next,
+        Err(reply) => return reply,
     };
     let requested = api.shared.update(|inner| match inner.status() {
         ComputeStatus::Terminated => Ok(false),
-        ComputeStatus::Empty | ComputeStatus::Running => inner
-            .transition(next)
-            .map(|_| true)
-            .map_err(|error| error.from),
+        ComputeStatus::Empty | ComputeStatus::Running | ComputeStatus::Failed => {
+            inner.terminate_requested = Some(next);
+            inner
+                .transition(next)
+                .map(|_| true)
+                .map_err(|error| error.from)
+        }
         status if status.is_terminating() => {
             if next == ComputeStatus::TerminationPendingImmediate {
                 let _ = inner.transition(next);
             }
+            inner.terminate_requested.get_or_insert(next);
             Ok(true)
         }
         status => Err(status),
@@ -138,33 +148,110 @@ pub fn terminate(api: &Api, query: &str) -> Reply {
     }
 }
 
+/// `POST /refresh_configuration` (internal): counts the call, then from `running`, `failed`
+/// or `refresh_configuration_pending` asks the controller to fetch the configuration again
+/// (200); from `init` nothing (200); from anything else 500, as upstream.
+pub fn refresh_configuration(api: &Api) -> Reply {
+    let outcome = api.shared.update(|inner| {
+        inner.counters.pagestream_request_errors_total += 1;
+        match inner.status() {
+            ComputeStatus::Running
+            | ComputeStatus::Failed
+            | ComputeStatus::RefreshConfigurationPending => inner
+                .transition_direct(ComputeStatus::RefreshConfigurationPending)
+                .map(|_| true)
+                .map_err(|error| error.from),
+            ComputeStatus::Init => Ok(false),
+            status => Err(status),
+        }
+    });
+    match outcome {
+        Ok(true) => {
+            api.wake();
+            Reply::empty(200)
+        }
+        Ok(false) => Reply::empty(200),
+        Err(status) => Reply::error(
+            500,
+            format!("Cannot refresh compute configuration in state {status:?}"),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn api() -> Api {
+        let (sender, _receiver) = std::sync::mpsc::channel();
+        Api {
+            shared: std::sync::Arc::new(crate::state::Shared::new()),
+            wake: sender,
+            compute_id: None,
+            auth: std::sync::Arc::new(crate::auth::Auth::Open),
+            deadlines: crate::http::Deadlines::default(),
+        }
+    }
+
+    fn error_of(reply: &Reply) -> String {
+        let body: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+        body["error"].as_str().unwrap().to_string()
+    }
+
     #[test]
     fn configure_bodies() {
-        assert!(parse_configure(b"{").unwrap_err().contains("not JSON"));
-        assert!(parse_configure(b"{}")
-            .unwrap_err()
-            .contains("missing field `spec`"));
-        let bad = br#"{"spec": {"format_version": 1.0}}"#;
-        assert!(parse_configure(bad)
-            .unwrap_err()
-            .starts_with("invalid spec"));
-        let good =
+        let api = api();
+        let syntax = configure(&api, b"{");
+        assert_eq!(syntax.status, 400);
+        assert!(error_of(&syntax).starts_with("failed to parse the request body as json"));
+        let missing = configure(&api, b"{}");
+        assert_eq!(missing.status, 422);
+        assert!(
+            error_of(&missing).contains("missing field `spec`"),
+            "{}",
+            error_of(&missing)
+        );
+        let no_config =
             br#"{"spec": {"format_version": 1.0, "cluster": {"roles": [], "databases": []}}}"#;
-        assert!(parse_configure(good).is_ok());
+        let missing = configure(&api, no_config);
+        assert_eq!(missing.status, 422);
+        assert!(
+            error_of(&missing).contains("compute_ctl_config"),
+            "{}",
+            error_of(&missing)
+        );
+        let shape = br#"{"spec": {"format_version": 1.0, "cluster": {"roles": 1, "databases": []}}, "compute_ctl_config": {}}"#;
+        let wrong = configure(&api, shape);
+        assert_eq!(wrong.status, 422);
+        assert!(
+            error_of(&wrong).contains("spec.cluster.roles"),
+            "{}",
+            error_of(&wrong)
+        );
+    }
+
+    #[test]
+    fn terminate_modes() {
+        assert_eq!(
+            termination_mode(None).ok(),
+            Some(ComputeStatus::TerminationPendingFast)
+        );
+        assert_eq!(
+            termination_mode(Some("")).ok(),
+            Some(ComputeStatus::TerminationPendingFast)
+        );
+        assert_eq!(
+            termination_mode(Some("x=1&mode=immediate")).ok(),
+            Some(ComputeStatus::TerminationPendingImmediate)
+        );
+        let bad = termination_mode(Some("mode=slow")).unwrap_err();
+        assert_eq!(bad.status, 400);
+        assert_eq!(bad.content_type, Some("text/plain; charset=utf-8"));
     }
 
     #[test]
     fn terminate_when_already_terminated_is_201() {
-        let (sender, _receiver) = std::sync::mpsc::channel();
-        let api = Api {
-            shared: std::sync::Arc::new(crate::state::Shared::new()),
-            wake: sender,
-            compute_id: None,
-        };
+        let api = api();
         api.shared
             .transition(ComputeStatus::TerminationPendingFast)
             .unwrap();
@@ -174,18 +261,26 @@ mod tests {
                 inner.transition(ComputeStatus::Terminated)
             })
             .unwrap();
-        let reply = terminate(&api, "mode=fast");
+        let reply = terminate(&api, Some("mode=fast"));
         assert_eq!(reply.status, 201);
         assert_eq!(reply.body, br#"{"lsn":"0/16B5A50"}"#);
-        assert_eq!(terminate(&api, "mode=other").status, 400);
-        assert_eq!(configure(&api, b"{}").status, 400);
-        let spec =
-            br#"{"spec": {"format_version": 1.0, "cluster": {"roles": [], "databases": []}}}"#;
+        assert_eq!(terminate(&api, Some("mode=other")).status, 400);
+        let spec = br#"{"spec": {"format_version": 1.0, "cluster": {"roles": [], "databases": []}}, "compute_ctl_config": {}}"#;
         let refused = configure(&api, spec);
         assert_eq!(refused.status, 412);
         assert_eq!(
             refused.body,
             br#"{"error":"invalid compute status: terminated"}"#
+        );
+        let refresh = refresh_configuration(&api);
+        assert_eq!(refresh.status, 500);
+        assert_eq!(
+            error_of(&refresh),
+            "Cannot refresh compute configuration in state Terminated"
+        );
+        assert_eq!(
+            api.shared.lock().counters.pagestream_request_errors_total,
+            1
         );
     }
 }

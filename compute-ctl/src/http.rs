@@ -1,34 +1,99 @@
-//! The HTTP servers (tiny_http): a small pool of worker threads per server so `/status` is
-//! never blocked behind a long `/configure`, request ids, request logging, the body cap, and
-//! the JSON error shape. Routing and handlers live in [`crate::routes`].
+//! The HTTP servers: hyper's HTTP/1.1 connection handling on a small tokio runtime (one
+//! thread per server), with limits no client can get around:
+//!
+//! * at most [`MAX_CONNECTIONS`] open connections per server; the next one gets a fast 503
+//!   and is closed, so a flood cannot exhaust threads or file descriptors;
+//! * request headers (and the idle time between keep-alive requests) within
+//!   [`HEADER_TIMEOUT`], at most [`MAX_HEADER_BYTES`] bytes and [`MAX_HEADERS`] fields (431);
+//! * a body of at most [`MAX_BODY`] bytes (413) that arrives within [`BODY_TIMEOUT`] (408,
+//!   connection closed);
+//! * every write to a client that stops reading fails after [`WRITE_TIMEOUT`].
+//!
+//! A connection waiting for its headers or body is a task, not a thread: hundreds of stalled
+//! clients leave `/status`, `/healthz` and `/metrics` answering. Handlers are synchronous
+//! ([`crate::routes::route`]); the ones that may block (SQL, `/configure`, `/terminate`) run
+//! on the runtime's blocking pool. Order of checks, as upstream: unknown path (404), method
+//! (405 with `Allow`, before auth), authentication, `Content-Type` (415), body.
 
-use std::io::Read;
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
-use std::time::Instant;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use compute_spec::error::{ErrorKind, StageError};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ALLOW, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Method, Request, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
-use tiny_http::{Header, Method, Response, Server};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+use tokio::time::Sleep;
 
+use crate::auth::Auth;
+use crate::routes;
 use crate::state::Shared;
 use crate::supervise::Event;
 
-/// Largest request body accepted (10 MiB); larger ones get 413.
-pub const MAX_BODY: usize = 10 * 1024 * 1024;
+/// Largest request body accepted (2 MiB, as upstream); larger ones get 413.
+pub const MAX_BODY: usize = 2 * 1024 * 1024;
 
-/// Worker threads per server: `/configure` and `/terminate` each hold one while they wait,
-/// and at most one `/configure` can be in flight, so `/status` always finds a free worker.
-const WORKERS: usize = 8;
+/// Open connections per server; more are answered 503 and closed.
+pub const MAX_CONNECTIONS: usize = 512;
+
+/// Default time for a request's headers to arrive, and for the next request on an idle
+/// keep-alive connection to start (`--http-header-timeout`).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default time for a whole request body to arrive (`--http-body-timeout`).
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The deadlines a server enforces.
+#[derive(Clone, Copy, Debug)]
+pub struct Deadlines {
+    /// Headers, and idle time between keep-alive requests.
+    pub header: Duration,
+    /// A whole body.
+    pub body: Duration,
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Deadlines {
+            header: HEADER_TIMEOUT,
+            body: BODY_TIMEOUT,
+        }
+    }
+}
+
+/// Time a single write to a client may stay blocked.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Largest request head (request line and headers) in bytes; larger ones get 431.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// Most header fields in one request; more get 431.
+pub const MAX_HEADERS: usize = 64;
+
+/// Blocking handlers (SQL, waits) that may run at once per server; more wait their turn.
+const BLOCKING_THREADS: usize = 32;
 
 /// Which server a request came to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Port {
-    /// Control plane and scrapers; JWT-authenticated when keys exist.
+    /// Control plane and scrapers; JWT-authenticated unless no key set was configured.
     External,
-    /// Local callers; no authentication, a reduced set of routes.
+    /// Local callers (Postgres itself); no authentication; loopback unless a flag says so.
     Internal,
 }
 
@@ -41,6 +106,10 @@ pub struct Api {
     pub wake: Sender<Event>,
     /// `-i`, for the JWT `compute_id` check.
     pub compute_id: Option<String>,
+    /// The authentication fixed at start.
+    pub auth: Arc<Auth>,
+    /// The deadlines on each connection.
+    pub deadlines: Deadlines,
 }
 
 impl Api {
@@ -57,8 +126,8 @@ pub struct ApiRequest {
     pub method: Method,
     /// The path, without the query.
     pub path: String,
-    /// The query string (without `?`).
-    pub query: String,
+    /// The query string (without `?`); `None` when the URL has no `?`.
+    pub query: Option<String>,
     /// The `Authorization` header.
     pub authorization: Option<String>,
     /// The body (at most [`MAX_BODY`]).
@@ -72,8 +141,12 @@ pub struct Reply {
     pub status: u16,
     /// The body.
     pub body: Vec<u8>,
-    /// Its content type.
-    pub content_type: &'static str,
+    /// Its content type (none for an empty body).
+    pub content_type: Option<&'static str>,
+    /// The `Allow` header of a 405.
+    pub allow: Option<String>,
+    /// Close the connection after this reply (the request was not read whole).
+    pub close: bool,
 }
 
 impl Reply {
@@ -82,7 +155,9 @@ impl Reply {
         Reply {
             status,
             body: value.to_string().into_bytes(),
-            content_type: "application/json",
+            content_type: Some("application/json"),
+            allow: None,
+            close: false,
         }
     }
 
@@ -91,130 +166,455 @@ impl Reply {
         Reply::json(status, &serde_json::json!({"error": message.to_string()}))
     }
 
-    /// Plain text.
-    pub fn text(status: u16, body: String) -> Reply {
+    /// Plain text with a content type.
+    pub fn text(status: u16, content_type: &'static str, body: String) -> Reply {
         Reply {
             status,
             body: body.into_bytes(),
-            content_type: "text/plain; version=0.0.4",
+            content_type: Some(content_type),
+            allow: None,
+            close: false,
         }
     }
 
-    /// An empty body (404 as upstream).
+    /// An empty body (404 and 405 as upstream).
     pub fn empty(status: u16) -> Reply {
         Reply {
             status,
             body: Vec::new(),
-            content_type: "text/plain",
+            content_type: None,
+            allow: None,
+            close: false,
         }
+    }
+
+    fn closing(mut self) -> Reply {
+        self.close = true;
+        self
     }
 }
 
-/// Binds `address:port` and starts the worker threads.
+/// Parses a JSON request body as upstream's framework does: 400 for a syntax error, 422 for
+/// a body of the wrong shape (naming the JSON path), messages lower-cased as upstream's.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Reply> {
+    let syntax = |error: &serde_json::Error| {
+        Reply::error(
+            400,
+            format!("failed to parse the request body as json: {error}").to_lowercase(),
+        )
+    };
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let value: T = match serde_path_to_error::deserialize(&mut deserializer) {
+        Ok(value) => value,
+        Err(error) => {
+            let inner = error.inner();
+            if inner.classify() != serde_json::error::Category::Data {
+                return Err(syntax(inner));
+            }
+            let path = error.path().to_string();
+            let message = if path == "." {
+                format!("failed to deserialize the json body into the target type: {inner}")
+            } else {
+                format!("failed to deserialize the json body into the target type: {path}: {inner}")
+            };
+            return Err(Reply::error(422, message.to_lowercase()));
+        }
+    };
+    deserializer.end().map_err(|error| syntax(&error))?;
+    Ok(value)
+}
+
+/// Binds `address:port` and serves it on a thread of its own.
 pub fn serve(api: Api, address: IpAddr, port: u16, which: Port) -> Result<SocketAddr, StageError> {
-    let server = Server::http(SocketAddr::new(address, port)).map_err(|error| {
+    let bind_error = |error: io::Error| {
         StageError::new(
             crate::STAGE,
             ErrorKind::Io,
             format!("binding the HTTP API to {address}:{port}: {error}; choose another port"),
         )
-    })?;
-    let bound = server
-        .server_addr()
-        .to_ip()
-        .unwrap_or_else(|| SocketAddr::new(address, port));
+    };
+    let listener =
+        std::net::TcpListener::bind(SocketAddr::new(address, port)).map_err(bind_error)?;
+    listener.set_nonblocking(true).map_err(bind_error)?;
+    let bound = listener.local_addr().map_err(bind_error)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(BLOCKING_THREADS)
+        .thread_name(format!("http-{which:?}-blocking"))
+        .build()
+        .map_err(|error| crate::internal(format!("starting the HTTP runtime: {error}")))?;
     tracing::info!(address = %bound, server = ?which, "HTTP API listening");
-    let server = Arc::new(server);
-    for index in 0..WORKERS {
-        let server = server.clone();
-        let api = api.clone();
-        std::thread::Builder::new()
-            .name(format!("http-{which:?}-{index}"))
-            .spawn(move || worker(&server, &api, which))
-            .map_err(|error| crate::internal(format!("starting an HTTP worker: {error}")))?;
-    }
+    std::thread::Builder::new()
+        .name(format!("http-{which:?}"))
+        .spawn(move || runtime.block_on(accept_loop(listener, api, which)))
+        .map_err(|error| crate::internal(format!("starting the HTTP server thread: {error}")))?;
     Ok(bound)
 }
 
-fn worker(server: &Server, api: &Api, which: Port) {
-    while let Ok(request) = server.recv() {
-        handle(request, api, which);
+async fn accept_loop(listener: std::net::TcpListener, api: Api, which: Port) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(%error, server = ?which, "the HTTP server cannot use its socket");
+            return;
+        }
+    };
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                // Out of file descriptors and the like: wait a little rather than spin.
+                tracing::warn!(%error, server = ?which, "accepting an HTTP connection failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        match slots.clone().try_acquire_owned() {
+            Ok(slot) => {
+                let api = api.clone();
+                tokio::spawn(async move {
+                    connection(stream, api, which).await;
+                    drop(slot);
+                });
+            }
+            Err(_) => {
+                tokio::spawn(refuse(stream));
+            }
+        }
     }
 }
 
-fn handle(mut request: tiny_http::Request, api: &Api, which: Port) {
+/// Answers a connection over the cap with 503 and closes it, without reading it.
+async fn refuse(mut stream: TcpStream) {
+    const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+content-length: 49\r\nconnection: close\r\n\r\n{\"error\":\"too many connections; try again later\"}";
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(BUSY)).await;
+}
+
+async fn connection(stream: TcpStream, api: Api, which: Port) {
+    let io = TokioIo::new(WriteDeadline::new(stream, WRITE_TIMEOUT));
+    let deadlines = api.deadlines;
+    let service = hyper::service::service_fn(move |request| {
+        let api = api.clone();
+        async move { Ok::<_, Infallible>(handle(request, api, which).await) }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(deadlines.header)
+        .max_buf_size(MAX_HEADER_BYTES)
+        .max_headers(MAX_HEADERS)
+        .keep_alive(true);
+    if let Err(error) = builder.serve_connection(io, service).await {
+        tracing::debug!(%error, server = ?which, "HTTP connection ended with an error");
+    }
+}
+
+async fn handle(request: Request<Incoming>, api: Api, which: Port) -> Response<Full<Bytes>> {
     let started = Instant::now();
     api.shared.inflight.fetch_add(1, Ordering::SeqCst);
-    let request_id = header(&request, "X-Request-Id")
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
         .filter(|id| !id.is_empty() && id.len() <= 200)
+        .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let url = request.url().to_string();
-    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
     let method = request.method().clone();
-    let reply = match read_body(&mut request) {
-        Ok(body) => {
-            let api_request = ApiRequest {
-                method: method.clone(),
-                path: path.to_string(),
-                query: query.to_string(),
-                authorization: header(&request, "Authorization"),
-                body,
-            };
-            crate::routes::route(api, which, &api_request)
-        }
-        Err(reply) => reply,
-    };
+    let path = request.uri().path().to_string();
+    let reply = answer(request, &api, which).await;
     let status = reply.status;
-    let mut response = Response::from_data(reply.body).with_status_code(status);
-    for (name, value) in [
-        ("Content-Type", reply.content_type),
-        ("X-Request-Id", request_id.as_str()),
-    ] {
-        if let Ok(header) = Header::from_bytes(name.as_bytes(), value.as_bytes()) {
-            response.add_header(header);
-        }
-    }
-    let _ = request.respond(response);
+    let response = build_response(reply, &request_id);
     api.shared.inflight.fetch_sub(1, Ordering::SeqCst);
     tracing::info!(
         request_id = %request_id,
         method = %method,
         path = %path,
+        server = ?which,
         status,
         latency_us = started.elapsed().as_micros() as u64,
         "http request"
     );
+    response
 }
 
-fn header(request: &tiny_http::Request, name: &'static str) -> Option<String> {
-    request
-        .headers()
-        .iter()
-        .find(|header| header.field.equiv(name))
-        .map(|header| header.value.as_str().to_string())
+fn build_response(reply: Reply, request_id: &str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(reply.body)));
+    *response.status_mut() = hyper::StatusCode::from_u16(reply.status)
+        .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    if let Some(content_type) = reply.content_type {
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    }
+    if let Some(allow) = reply
+        .allow
+        .and_then(|allow| HeaderValue::from_str(&allow).ok())
+    {
+        headers.insert(ALLOW, allow);
+    }
+    if let Ok(id) = HeaderValue::from_str(request_id) {
+        headers.insert("x-request-id", id);
+    }
+    if reply.close {
+        headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
-fn read_body(request: &mut tiny_http::Request) -> Result<Vec<u8>, Reply> {
+async fn answer(request: Request<Incoming>, api: &Api, which: Port) -> Reply {
+    let path = request.uri().path().to_string();
+    let Some(route) = routes::lookup(which, &path) else {
+        return Reply::empty(404);
+    };
+    let method = request.method().clone();
+    if !route.accepts(&method) {
+        let mut reply = Reply::empty(405);
+        reply.allow = Some(route.allow());
+        return reply;
+    }
+    let header = |name| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|value: &HeaderValue| value.to_str().ok())
+            .map(str::to_string)
+    };
+    let authorization = header(AUTHORIZATION);
+    if which == Port::External && route.authenticated {
+        if let Err(reply) = api
+            .auth
+            .check(authorization.as_deref(), api.compute_id.as_deref())
+        {
+            return reply;
+        }
+    }
+    if route.json_body && !is_json(header(CONTENT_TYPE).as_deref()) {
+        return Reply::error(
+            415,
+            "expected request with `content-type: application/json`",
+        );
+    }
+    let query = request.uri().query().map(str::to_string);
+    let declared = header(CONTENT_LENGTH).and_then(|length| length.trim().parse::<u64>().ok());
+    let body = match read_body(request.into_body(), declared, api.deadlines.body).await {
+        Ok(body) => body,
+        Err(reply) => return reply,
+    };
+    let api_request = ApiRequest {
+        method,
+        path,
+        query,
+        authorization,
+        body,
+    };
+    if !route.blocking {
+        return routes::route(api, which, &api_request);
+    }
+    let api = api.clone();
+    match tokio::task::spawn_blocking(move || routes::route(&api, which, &api_request)).await {
+        Ok(reply) => reply,
+        Err(error) => {
+            tracing::error!(%error, "an HTTP handler failed");
+            Reply::error(500, "internal error while handling the request")
+        }
+    }
+}
+
+/// Whether a `Content-Type` is JSON as upstream's framework accepts it:
+/// `application/json` or `application/*+json`, parameters allowed.
+fn is_json(content_type: Option<&str>) -> bool {
+    let Some(content_type) = content_type else {
+        return false;
+    };
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    match essence.split_once('/') {
+        Some(("application", "json")) => true,
+        Some(("application", subtype)) => subtype.ends_with("+json"),
+        _ => false,
+    }
+}
+
+async fn read_body(
+    body: Incoming,
+    declared: Option<u64>,
+    deadline: Duration,
+) -> Result<Vec<u8>, Reply> {
     let too_large = || {
         Reply::error(
             413,
-            format!("request body too large: the limit is {MAX_BODY} bytes"),
+            "failed to buffer the request body: length limit exceeded",
         )
+        .closing()
     };
-    if request
-        .body_length()
-        .is_some_and(|length| length > MAX_BODY)
-    {
+    if declared.is_some_and(|length| length > MAX_BODY as u64) {
         return Err(too_large());
     }
-    let mut body = Vec::new();
-    request
-        .as_reader()
-        .take(MAX_BODY as u64 + 1)
-        .read_to_end(&mut body)
-        .map_err(|error| Reply::error(400, format!("reading the request body: {error}")))?;
-    if body.len() > MAX_BODY {
-        return Err(too_large());
+    let limited = Limited::new(body, MAX_BODY);
+    match tokio::time::timeout(deadline, limited.collect()).await {
+        Err(_) => Err(Reply::error(
+            408,
+            format!(
+                "the request body did not arrive within {} ms",
+                deadline.as_millis()
+            ),
+        )
+        .closing()),
+        Ok(Err(error)) if error.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Ok(Err(error)) => {
+            Err(Reply::error(400, format!("failed to read the request body: {error}")).closing())
+        }
+        Ok(Ok(collected)) => Ok(collected.to_bytes().to_vec()),
     }
-    Ok(body)
+}
+
+/// A stream whose writes fail with `TimedOut` once one stays blocked for `timeout` (a
+/// client that stops reading cannot hold its connection forever).
+struct WriteDeadline {
+    inner: TcpStream,
+    timeout: Duration,
+    deadline: Option<Pin<Box<Sleep>>>,
+}
+
+impl WriteDeadline {
+    fn new(inner: TcpStream, timeout: Duration) -> WriteDeadline {
+        WriteDeadline {
+            inner,
+            timeout,
+            deadline: None,
+        }
+    }
+
+    /// Turns a pending write into a timeout once the deadline passes.
+    fn pending<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        let timeout = self.timeout;
+        let deadline = self
+            .deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client did not read the response in time",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn done<T>(
+        &mut self,
+        result: Poll<io::Result<T>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<T>> {
+        match result {
+            Poll::Ready(result) => {
+                self.deadline = None;
+                Poll::Ready(result)
+            }
+            Poll::Pending => self.pending(cx),
+        }
+    }
+}
+
+impl AsyncRead for WriteDeadline {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for WriteDeadline {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.done(result, cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.done(result, cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.inner).poll_flush(cx);
+        this.done(result, cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.inner).poll_shutdown(cx);
+        this.done(result, cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_content_types() {
+        assert!(is_json(Some("application/json")));
+        assert!(is_json(Some("Application/JSON; charset=utf-8")));
+        assert!(is_json(Some("application/merge-patch+json")));
+        assert!(!is_json(Some("text/json")));
+        assert!(!is_json(Some("application/x-www-form-urlencoded")));
+        assert!(!is_json(None));
+    }
+
+    #[test]
+    fn json_bodies_are_400_or_422_with_the_path() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Body {
+            spec: Inner,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Inner {
+            count: u32,
+        }
+        let syntax = parse_json::<Body>(b"{").unwrap_err();
+        assert_eq!(syntax.status, 400);
+        let text = String::from_utf8(syntax.body).unwrap();
+        assert!(
+            text.contains("failed to parse the request body as json: eof"),
+            "{text}"
+        );
+        let shape = parse_json::<Body>(br#"{"spec": {"count": "x"}}"#).unwrap_err();
+        assert_eq!(shape.status, 422);
+        let text = String::from_utf8(shape.body).unwrap();
+        assert!(
+            text.contains("failed to deserialize the json body into the target type: spec.count: invalid type"),
+            "{text}"
+        );
+        assert_eq!(
+            parse_json::<Body>(br#"{"spec": {"count": 1}} x"#)
+                .unwrap_err()
+                .status,
+            400
+        );
+        assert!(parse_json::<Body>(br#"{"spec": {"count": 1}}"#).is_ok());
+    }
 }

@@ -84,12 +84,25 @@ pub fn run(params: Params) -> u8 {
         tracing::error!(%error, "cannot start");
         return 1;
     }
+    params.deferred.log();
+    let terminated_grace = params.terminated_grace;
     let controller = Controller::new(params, shared.clone(), (sender, receiver), children);
     let code = controller.run();
+    let requested = shared.lock().terminate_requested;
     if shared.status() == ComputeStatus::Terminated {
-        // Let the requests that waited for `terminated` get their answer.
+        // As upstream, the API stays up after a `/terminate` (repeated calls get 201): 30 s
+        // after a fast one, 300 ms after an immediate one.
+        let linger = match requested {
+            Some(ComputeStatus::TerminationPendingFast) => terminated_grace,
+            Some(_) => terminated_grace.min(Duration::from_millis(300)),
+            None => Duration::ZERO,
+        };
+        let until = Instant::now() + linger;
+        // Let the requests that waited for `terminated` get their answer, at least.
         let deadline = Instant::now() + Duration::from_secs(2);
-        while shared.inflight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        while (shared.inflight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline)
+            || Instant::now() < until
+        {
             std::thread::sleep(Duration::from_millis(5));
         }
     }

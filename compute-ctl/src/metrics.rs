@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use compute_spec::ComputeDocument;
 
-use crate::state::{ComputeStatus, Inner, StartupMetrics};
+use crate::state::{Inner, StartupMetrics};
 
 /// The build tag exported as a label (`BUILD_TAG` at compile time, else `latest`).
 pub const BUILD_TAG: &str = match option_env!("BUILD_TAG") {
@@ -26,56 +26,100 @@ pub fn absorb_sections(metrics: &mut StartupMetrics, document: &ComputeDocument)
     }
 }
 
-/// The Prometheus text for the current state.
+/// The Prometheus text for the current state: upstream's families with upstream's names,
+/// HELP texts and labels first (`compute_ctl_up` as one series), then our own.
 pub fn render(inner: &Inner) -> String {
     let mut out = String::new();
-    let current = inner.status();
     family(
         &mut out,
         "compute_ctl_up",
         "gauge",
-        "1 for the compute's current status",
+        "Whether compute_ctl is running",
     );
-    for status in ComputeStatus::ALL {
-        let value = u8::from(status == current);
-        let _ = writeln!(
-            out,
-            "compute_ctl_up{{build_tag=\"{}\",status=\"{}\"}} {value}",
-            escape(BUILD_TAG),
-            status.label()
-        );
-    }
+    let _ = writeln!(
+        out,
+        "compute_ctl_up{{build_tag=\"{}\",status=\"{}\"}} 1",
+        escape(BUILD_TAG),
+        inner.gauge_status().label()
+    );
     let counters = &inner.counters;
-    single(
-        &mut out,
-        ("compute_pg_current_downtime_ms", "gauge"),
-        "time since the last successful Postgres check",
-        counters.downtime_current_ms,
-    );
-    single(
-        &mut out,
-        ("compute_pg_downtime_ms_total", "counter"),
-        "total time Postgres checks failed",
-        counters.downtime_total_ms,
-    );
-    single(
-        &mut out,
-        ("compute_ctl_reconciles_total", "counter"),
-        "pg-reconcile runs",
-        counters.reconciles_total,
-    );
-    single(
-        &mut out,
-        ("compute_ctl_reconcile_failures_total", "counter"),
-        "pg-reconcile runs that failed",
-        counters.reconcile_failures_total,
-    );
-    single(
-        &mut out,
-        ("compute_ctl_reconcile_statements_applied", "gauge"),
-        "statements the last pg-reconcile applied",
-        counters.reconcile_statements_applied,
-    );
+    for (name, kind, help, value) in [
+        (
+            "compute_audit_log_dir_size",
+            "gauge",
+            "Size of audit log directory in bytes",
+            0,
+        ),
+        (
+            "compute_pg_current_downtime_ms",
+            "gauge",
+            "Non-cumulative duration of Postgres downtime in ms; resets after successful check",
+            counters.downtime_current_ms,
+        ),
+        (
+            "compute_pg_downtime_ms_total",
+            "counter",
+            "Cumulative duration of Postgres downtime in ms",
+            counters.downtime_total_ms,
+        ),
+        (
+            "compute_ctl_lfc_prewarms_total",
+            "counter",
+            "Total number of LFC prewarms requested by compute_ctl or autoprewarm option",
+            counters.lfc_prewarms_total,
+        ),
+        (
+            "compute_ctl_lfc_prewarm_errors_total",
+            "counter",
+            "Total number of LFC prewarm errors",
+            counters.lfc_prewarm_errors_total,
+        ),
+        (
+            "compute_ctl_lfc_offloads_total",
+            "counter",
+            "Total number of LFC offloads requested by compute_ctl or lfc_offload_period_seconds option",
+            counters.lfc_offloads_total,
+        ),
+        (
+            "compute_ctl_lfc_offload_errors_total",
+            "counter",
+            "Total number of LFC offload errors",
+            counters.lfc_offload_errors_total,
+        ),
+        (
+            "pg_cctl_pagestream_request_errors_total",
+            "counter",
+            "Number of PageStream request errors reported by the postgres process",
+            counters.pagestream_request_errors_total,
+        ),
+        (
+            "pg_cctl_configure_statement_timeout_errors_total",
+            "counter",
+            "Number of compute configuration errors due to Postgres statement timeouts.",
+            0,
+        ),
+        // Ours.
+        (
+            "compute_ctl_reconciles_total",
+            "counter",
+            "pg-reconcile runs (start-up and /configure)",
+            counters.reconciles_total,
+        ),
+        (
+            "compute_ctl_reconcile_failures_total",
+            "counter",
+            "pg-reconcile runs that failed",
+            counters.reconcile_failures_total,
+        ),
+        (
+            "compute_ctl_reconcile_statements_applied",
+            "gauge",
+            "statements the last pg-reconcile applied",
+            counters.reconcile_statements_applied,
+        ),
+    ] {
+        single(&mut out, (name, kind), help, value);
+    }
     if let Ok(serde_json::Value::Object(timings)) = serde_json::to_value(&inner.metrics) {
         for (name, value) in timings {
             let value = value.as_u64().unwrap_or(0);
@@ -110,7 +154,7 @@ fn escape(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::Shared;
+    use crate::state::{ComputeStatus, Shared};
 
     #[test]
     fn exposition_names_the_current_status() {
@@ -119,7 +163,9 @@ mod tests {
         shared.update(|inner| inner.counters.downtime_total_ms = 1500);
         let text = render(&shared.lock());
         assert!(text.contains("compute_ctl_up{build_tag=\"latest\",status=\"init\"} 1"));
-        assert!(text.contains("compute_ctl_up{build_tag=\"latest\",status=\"empty\"} 0"));
+        assert_eq!(text.matches("compute_ctl_up{").count(), 1, "{text}");
+        assert!(text.contains("# HELP compute_ctl_up Whether compute_ctl is running\n"));
+        assert!(text.contains("pg_cctl_pagestream_request_errors_total 0"));
         assert!(text.contains("compute_pg_downtime_ms_total 1500"));
         assert!(text.contains("compute_ctl_startup_total_startup_ms 0"));
         assert!(text.contains("# TYPE compute_ctl_up gauge"));

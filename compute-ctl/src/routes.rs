@@ -1,72 +1,126 @@
-//! Routing and the handlers of the HTTP API (upstream's paths and status codes).
+//! The route table (upstream's paths, methods, ports and authentication, plus our
+//! `/healthz` and `/readyz`) and the dispatch to the handlers.
 
-use tiny_http::Method;
+use hyper::Method;
 
 use crate::http::{Api, ApiRequest, Port, Reply};
 use crate::state::ComputeStatus;
 
-/// The methods a known path accepts; `None` for an unknown path.
-fn allowed(path: &str) -> Option<&'static [Method]> {
-    Some(match path {
-        "/status" | "/metrics" | "/metrics.json" | "/healthz" | "/readyz" | "/dbs_and_roles"
-        | "/insights" => &[Method::Get],
-        "/configure" | "/terminate" | "/check_writability" => &[Method::Post],
-        _ => return None,
-    })
+/// One path on one server.
+#[derive(Clone, Copy, Debug)]
+pub struct Route {
+    /// Accepted methods (HEAD is implied by GET).
+    pub methods: &'static [Method],
+    /// Needs a token on the external server.
+    pub authenticated: bool,
+    /// The body is JSON (415 without `Content-Type: application/json`).
+    pub json_body: bool,
+    /// The handler may block (SQL, child processes, waits): run it on the blocking pool.
+    pub blocking: bool,
 }
 
-/// Routes on the internal port (no authentication).
-const INTERNAL: &[&str] = &[
-    "/status",
-    "/metrics",
-    "/metrics.json",
-    "/healthz",
-    "/readyz",
-];
+impl Route {
+    /// Whether `method` is accepted (HEAD wherever GET is).
+    pub fn accepts(&self, method: &Method) -> bool {
+        self.methods.contains(method)
+            || (method == Method::HEAD && self.methods.contains(&Method::GET))
+    }
 
-/// Routes that never need a token.
-const UNAUTHENTICATED: &[&str] = &["/metrics", "/healthz", "/readyz"];
+    /// The `Allow` header of a 405 (`GET,HEAD,POST`).
+    pub fn allow(&self) -> String {
+        let mut names = Vec::new();
+        for method in self.methods {
+            names.push(method.as_str());
+            if method == Method::GET {
+                names.push("HEAD");
+            }
+        }
+        names.join(",")
+    }
+}
 
-/// Answers one request.
+const GET: &[Method] = &[Method::GET];
+const POST: &[Method] = &[Method::POST];
+
+const fn entry(
+    methods: &'static [Method],
+    authenticated: bool,
+    json_body: bool,
+    blocking: bool,
+) -> Route {
+    Route {
+        methods,
+        authenticated,
+        json_body,
+        blocking,
+    }
+}
+
+/// The route for `path` on `which` server; `None` answers 404.
+pub fn lookup(which: Port, path: &str) -> Option<Route> {
+    const LFC_PREWARM: &[Method] = &[Method::GET, Method::POST, Method::DELETE];
+    const LFC_OFFLOAD: &[Method] = &[Method::GET, Method::POST];
+    let found = match (which, path) {
+        // Ours on both servers, never authenticated: probes and scrapers.
+        (_, "/healthz") => entry(GET, false, false, false),
+        (_, "/readyz") => entry(GET, false, false, true),
+        (_, "/metrics") => entry(GET, false, false, false),
+        // Ours on the internal server (loopback): the status without a token.
+        (Port::Internal, "/status" | "/metrics.json") => entry(GET, false, false, false),
+        (Port::External, "/status" | "/metrics.json") => entry(GET, true, false, false),
+        (Port::External, "/autoscaling_metrics") => entry(GET, false, false, true),
+        (Port::External, "/configure") => entry(POST, true, true, true),
+        (Port::External, "/terminate") => entry(POST, true, false, true),
+        (Port::External, "/check_writability") => entry(POST, true, false, true),
+        (Port::External, "/dbs_and_roles" | "/insights" | "/database_schema") => {
+            entry(GET, true, false, true)
+        }
+        (Port::External, "/hadron_liveness_probe") => entry(GET, true, false, true),
+        (Port::External, "/promote") => entry(POST, true, true, true),
+        (Port::External, "/lfc/prewarm") => entry(LFC_PREWARM, true, false, true),
+        (Port::External, "/lfc/offload") => entry(LFC_OFFLOAD, true, false, true),
+        (Port::Internal, "/extensions" | "/grants") => entry(POST, false, true, true),
+        (Port::Internal, "/refresh_configuration") => entry(POST, false, false, false),
+        (Port::Internal, path) if extension_file(path).is_some() => entry(POST, false, false, true),
+        _ => return None,
+    };
+    Some(found)
+}
+
+/// The file name of `/extension_server/{*filename}`.
+pub fn extension_file(path: &str) -> Option<&str> {
+    path.strip_prefix("/extension_server/")
+        .filter(|name| !name.is_empty())
+}
+
+/// Answers one request that passed the method, authentication and body checks.
 pub fn route(api: &Api, which: Port, request: &ApiRequest) -> Reply {
     let path = request.path.as_str();
-    let Some(methods) = allowed(path) else {
-        return Reply::empty(404);
-    };
-    if which == Port::Internal && !INTERNAL.contains(&path) {
-        return Reply::empty(404);
-    }
-    if !methods.contains(&request.method) {
-        return Reply::error(
-            405,
-            format!("method {} not allowed for {path}", request.method),
-        );
-    }
-    if which == Port::External && !UNAUTHENTICATED.contains(&path) {
-        let keys = api.shared.lock().compute_ctl_config.jwks.keys.clone();
-        if let Err(reply) = crate::auth::check(&keys, api.compute_id.as_deref(), request) {
-            return reply;
-        }
-    }
+    let method = &request.method;
     match path {
         "/status" => Reply::json(200, &api.shared.lock().status_body()),
-        "/metrics.json" => match serde_json::to_value(&api.shared.lock().metrics) {
-            Ok(value) => Reply::json(200, &value),
-            Err(error) => Reply::error(500, format!("serialising metrics: {error}")),
-        },
-        "/metrics" => Reply::text(200, crate::metrics::render(&api.shared.lock())),
+        "/metrics.json" => Reply::json(200, &api.shared.lock().metrics_json()),
+        "/metrics" => Reply::text(
+            200,
+            "text/plain; version=0.0.4",
+            crate::metrics::render(&api.shared.lock()),
+        ),
         "/healthz" => Reply::json(200, &serde_json::json!({"status": "ok"})),
         "/readyz" => crate::sql::readyz(api),
         "/configure" => crate::control::configure(api, &request.body),
-        "/terminate" => crate::control::terminate(api, &request.query),
+        "/terminate" => crate::control::terminate(api, request.query.as_deref()),
+        "/refresh_configuration" => crate::control::refresh_configuration(api),
         "/dbs_and_roles" => crate::sql::dbs_and_roles(api),
         "/check_writability" => crate::sql::check_writability(api),
         "/insights" => crate::sql::insights(api),
-        _ => Reply::empty(404),
+        _ => {
+            let _ = (which, method);
+            Reply::empty(404)
+        }
     }
 }
 
 /// 412 with upstream's message.
 pub fn wrong_status(status: ComputeStatus) -> Reply {
-    Reply::error(412, format!("invalid compute status: {status}"))
+    Reply::error(412, format!("invalid compute status: {}", status.label()))
 }

@@ -11,6 +11,9 @@ use crate::state::ComputeStatus;
 
 const APPLICATION_NAME: &str = "compute_ctl:http";
 
+/// The `/insights` text when there is nothing to report.
+const EMPTY_INSIGHTS: &str = r#"{"pg_stat_statements": []}"#;
+
 /// SQLSTATE disk_full: the write reached the storage limit, which proves writability.
 const DISK_FULL: &str = "53100";
 
@@ -54,11 +57,13 @@ pub fn readyz(api: &Api) -> Reply {
     }
 }
 
-/// `GET /dbs_and_roles`: the roles and databases as upstream's catalog snapshot.
+/// `GET /dbs_and_roles`: the roles and databases as upstream's catalog snapshot, in any
+/// status (500 when Postgres cannot be reached).
 pub fn dbs_and_roles(api: &Api) -> Reply {
-    let mut client = match client(api) {
+    let document = api.shared.lock().document.clone();
+    let mut client = match connect(document.as_ref()) {
         Ok(client) => client,
-        Err(reply) => return reply,
+        Err(error) => return Reply::error(500, error),
     };
     let result = (|| -> Result<Value, postgres::Error> {
         let roles = client
@@ -124,7 +129,9 @@ pub fn check_writability(api: &Api) -> Reply {
 }
 
 /// `GET /insights`: the top 100 `pg_stat_statements` rows by mean plan + execution time,
-/// excluding the admin role; like upstream, the list is encoded as a JSON string.
+/// excluding the admin role. Like upstream, the body is a JSON **string** holding
+/// `{"pg_stat_statements": [...]}`; when the view cannot be read the list is empty (upstream
+/// writes doubled braces there, which no JSON parser reads).
 pub fn insights(api: &Api) -> Reply {
     let mut client = match client(api) {
         Ok(client) => client,
@@ -136,7 +143,7 @@ pub fn insights(api: &Api) -> Reply {
             &[],
         )?;
         if !installed.get::<_, bool>(0) {
-            return Ok("[]".to_string());
+            return Ok(EMPTY_INSIGHTS.to_string());
         }
         let row = client.query_one(
             "SELECT coalesce(json_agg(row_to_json(pss)), '[]'::json)::text FROM \
@@ -145,10 +152,14 @@ pub fn insights(api: &Api) -> Reply {
               ORDER BY (mean_exec_time + mean_plan_time) DESC LIMIT 100) AS pss",
             &[],
         )?;
-        Ok(row.get::<_, String>(0))
+        Ok(format!(
+            "{{\"pg_stat_statements\": {}}}",
+            row.get::<_, String>(0)
+        ))
     })();
-    match result {
-        Ok(text) => Reply::json(200, &json!({"pg_stat_statements": text})),
-        Err(error) => Reply::error(500, format!("reading pg_stat_statements: {error}")),
-    }
+    let text = result.unwrap_or_else(|error| {
+        tracing::warn!(%error, "reading pg_stat_statements failed");
+        EMPTY_INSIGHTS.to_string()
+    });
+    Reply::json(200, &Value::String(text))
 }

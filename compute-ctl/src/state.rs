@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use compute_spec::spec::ComputeCtlConfig;
+use compute_spec::spec::{ComputeCtlConfig, ComputeSpec};
 use compute_spec::ComputeDocument;
 use serde::Serialize;
 use serde_json::Value;
@@ -33,11 +33,15 @@ pub enum ComputeStatus {
     TerminationPendingImmediate,
     /// Postgres has stopped.
     Terminated,
+    /// `/refresh_configuration` asked for the configuration to be fetched again.
+    RefreshConfigurationPending,
+    /// The configuration is being fetched again and applied.
+    RefreshConfiguration,
 }
 
 impl ComputeStatus {
     /// Every status, for the metric export.
-    pub const ALL: [ComputeStatus; 9] = [
+    pub const ALL: [ComputeStatus; 11] = [
         ComputeStatus::Empty,
         ComputeStatus::ConfigurationPending,
         ComputeStatus::Init,
@@ -47,6 +51,8 @@ impl ComputeStatus {
         ComputeStatus::TerminationPendingFast,
         ComputeStatus::TerminationPendingImmediate,
         ComputeStatus::Terminated,
+        ComputeStatus::RefreshConfigurationPending,
+        ComputeStatus::RefreshConfiguration,
     ];
 
     /// The JSON name (`configuration_pending`).
@@ -61,6 +67,8 @@ impl ComputeStatus {
             ComputeStatus::TerminationPendingFast => "termination_pending_fast",
             ComputeStatus::TerminationPendingImmediate => "termination_pending_immediate",
             ComputeStatus::Terminated => "terminated",
+            ComputeStatus::RefreshConfigurationPending => "refresh_configuration_pending",
+            ComputeStatus::RefreshConfiguration => "refresh_configuration",
         }
     }
 
@@ -78,7 +86,7 @@ impl ComputeStatus {
     }
 
     /// Whether `self → next` is an allowed transition. Termination may be requested from any
-    /// live status (signals); `/terminate` itself accepts only `empty` and `running`.
+    /// live status (signals); `/terminate` accepts `empty`, `running` and `failed`.
     pub fn can_become(self, next: ComputeStatus) -> bool {
         use ComputeStatus::*;
         matches!(
@@ -89,7 +97,20 @@ impl ComputeStatus {
                 | (Running, ConfigurationPending)
                 | (Configuration, Running | Failed)
                 | (
-                    Empty | ConfigurationPending | Init | Running | Configuration | Failed,
+                    Running | Failed | RefreshConfigurationPending,
+                    RefreshConfigurationPending
+                )
+                | (RefreshConfigurationPending, RefreshConfiguration)
+                | (RefreshConfiguration, Running | RefreshConfigurationPending)
+                | (
+                    Empty
+                        | ConfigurationPending
+                        | Init
+                        | Running
+                        | Configuration
+                        | Failed
+                        | RefreshConfigurationPending
+                        | RefreshConfiguration,
                     TerminationPendingFast | TerminationPendingImmediate,
                 )
                 | (TerminationPendingFast, TerminationPendingImmediate)
@@ -138,6 +159,14 @@ pub struct StartupMetrics {
     pub config_ms: u64,
     /// Start to running.
     pub total_startup_ms: u64,
+    /// Remote extensions preloaded before start (0 until remote extensions exist).
+    pub load_ext_ms: u64,
+    /// Remote extensions downloaded.
+    pub num_ext_downloaded: u64,
+    /// Largest downloaded extension archive, bytes.
+    pub largest_ext_size: u64,
+    /// All downloaded extension archives, bytes.
+    pub total_ext_download_size: u64,
 }
 
 /// Counters and gauges beside the startup timings.
@@ -153,20 +182,33 @@ pub struct Counters {
     pub downtime_current_ms: u64,
     /// Total downtime.
     pub downtime_total_ms: u64,
+    /// `/refresh_configuration` calls (upstream's `pg_cctl_pagestream_request_errors_total`).
+    pub pagestream_request_errors_total: u64,
+    /// LFC prewarms requested.
+    pub lfc_prewarms_total: u64,
+    /// LFC prewarms that failed.
+    pub lfc_prewarm_errors_total: u64,
+    /// LFC offloads requested.
+    pub lfc_offloads_total: u64,
+    /// LFC offloads that failed.
+    pub lfc_offload_errors_total: u64,
 }
 
 /// Everything behind the lock.
 #[derive(Debug)]
 pub struct Inner {
     status: ComputeStatus,
+    /// The status `compute_ctl_up` exports: not moved by `terminated` or the refresh path's
+    /// direct switches, as upstream.
+    gauge: ComputeStatus,
     /// When the compute started (reset when a pooled compute gets its spec).
     pub start_time: SystemTime,
     /// Monotonic twin of `start_time`.
     pub started: Instant,
     /// The error of a failed start or reconfiguration.
     pub error: Option<String>,
-    /// From pg-supervise's `activity` events (RFC 3339).
-    pub last_active: Option<String>,
+    /// From pg-supervise's `activity` events.
+    pub last_active: Option<SystemTime>,
     /// The current document (after the last stage that succeeded).
     pub document: Option<ComputeDocument>,
     /// A spec received by `/configure`, waiting for the controller.
@@ -177,17 +219,18 @@ pub struct Inner {
     pub counters: Counters,
     /// The LSN reported by the post-shutdown sync (`/terminate`).
     pub terminate_lsn: Option<String>,
-    /// JWT keys and TLS from the spec source or `/configure`.
+    /// JWT keys and TLS as given at start; never replaced (`/configure` ignores its own).
     pub compute_ctl_config: ComputeCtlConfig,
+    /// The mode of the `/terminate` that is under way or done (the HTTP API stays up after
+    /// `terminated`: 30 s after a fast one, 300 ms after an immediate one).
+    pub terminate_requested: Option<ComputeStatus>,
 }
 
-/// A spec received by `/configure`.
+/// A spec received by `/configure`, parsed and validated once at the edge.
 #[derive(Clone, Debug)]
 pub struct PendingConfig {
-    /// The spec as JSON.
-    pub spec: Value,
-    /// The `compute_ctl_config` given with it.
-    pub compute_ctl_config: Value,
+    /// The spec.
+    pub spec: ComputeSpec,
 }
 
 impl Inner {
@@ -206,8 +249,30 @@ impl Inner {
         }
         tracing::info!(from = %self.status, to = %next, "compute status changed");
         self.status = next;
+        if next != ComputeStatus::Terminated {
+            self.gauge = next;
+        }
         tell_systemd(next);
         Ok(())
+    }
+
+    /// Moves to `next` like [`Inner::transition`] but leaves `compute_ctl_up` where it was
+    /// (upstream's direct switches on the refresh path).
+    pub fn transition_direct(&mut self, next: ComputeStatus) -> Result<(), InvalidTransition> {
+        let gauge = self.gauge;
+        self.transition(next)?;
+        self.gauge = gauge;
+        Ok(())
+    }
+
+    /// The status `compute_ctl_up` exports.
+    pub fn gauge_status(&self) -> ComputeStatus {
+        self.gauge
+    }
+
+    /// The `/metrics.json` body.
+    pub fn metrics_json(&self) -> Value {
+        serde_json::to_value(&self.metrics).unwrap_or(Value::Null)
     }
 
     /// The `/status` body.
@@ -226,11 +291,11 @@ impl Inner {
                 .or_else(|| spec.setting("neon.timeline_id").map(str::to_string))
         });
         serde_json::json!({
-            "start_time": rfc3339(self.start_time),
+            "start_time": rfc3339(self.start_time, "Z"),
             "tenant": tenant,
             "timeline": timeline,
             "status": self.status,
-            "last_active": self.last_active,
+            "last_active": self.last_active.map(|time| rfc3339(time, "+00:00")),
             "error": self.error,
         })
     }
@@ -251,6 +316,7 @@ impl Shared {
         Shared {
             inner: Mutex::new(Inner {
                 status: ComputeStatus::Empty,
+                gauge: ComputeStatus::Empty,
                 start_time: SystemTime::now(),
                 started: Instant::now(),
                 error: None,
@@ -261,6 +327,7 @@ impl Shared {
                 counters: Counters::default(),
                 terminate_lsn: None,
                 compute_ctl_config: ComputeCtlConfig::default(),
+                terminate_requested: None,
             }),
             changed: Condvar::new(),
             inflight: AtomicUsize::new(0),
@@ -314,20 +381,30 @@ impl Default for Shared {
     }
 }
 
-/// RFC 3339 UTC with milliseconds and `Z`.
-pub fn rfc3339(time: SystemTime) -> String {
+/// RFC 3339 UTC as upstream's chrono writes it: no fraction, or 3, 6 or 9 digits, whichever
+/// is shortest without loss; `zone` is `Z` (`start_time`) or `+00:00` (`last_active`).
+pub fn rfc3339(time: SystemTime, zone: &str) -> String {
     let since = time
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
     let secs = since.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (year, month, day) = civil_from_days(days as i64);
+    let nanos = since.subsec_nanos();
+    let fraction = if nanos == 0 {
+        String::new()
+    } else if nanos % 1_000_000 == 0 {
+        format!(".{:03}", nanos / 1_000_000)
+    } else if nanos % 1_000 == 0 {
+        format!(".{:06}", nanos / 1_000)
+    } else {
+        format!(".{nanos:09}")
+    };
     format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}{fraction}{zone}",
         rem / 3600,
         rem % 3600 / 60,
         rem % 60,
-        since.subsec_millis()
     )
 }
 
@@ -377,6 +454,12 @@ mod tests {
             (Running, ConfigurationPending),
             (Configuration, Running),
             (Configuration, Failed),
+            (Running, RefreshConfigurationPending),
+            (Failed, RefreshConfigurationPending),
+            (RefreshConfigurationPending, RefreshConfigurationPending),
+            (RefreshConfigurationPending, RefreshConfiguration),
+            (RefreshConfiguration, Running),
+            (RefreshConfiguration, RefreshConfigurationPending),
             (TerminationPendingFast, TerminationPendingImmediate),
             (TerminationPendingFast, Terminated),
             (TerminationPendingImmediate, Terminated),
@@ -413,9 +496,13 @@ mod tests {
     #[test]
     fn timestamps() {
         let time = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_986_000_123);
-        assert_eq!(rfc3339(time), "2026-11-29T21:00:00.123Z");
+        assert_eq!(rfc3339(time, "Z"), "2026-11-29T21:00:00.123Z");
+        let micros = SystemTime::UNIX_EPOCH + Duration::from_micros(1_795_986_000_123_456);
+        assert_eq!(rfc3339(micros, "Z"), "2026-11-29T21:00:00.123456Z");
+        let nanos = micros + Duration::from_nanos(7);
+        assert_eq!(rfc3339(nanos, "Z"), "2026-11-29T21:00:00.123456007Z");
         let leap_day = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400);
-        assert_eq!(rfc3339(leap_day), "2000-02-29T00:00:00.000Z");
-        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(leap_day, "+00:00"), "2000-02-29T00:00:00+00:00");
+        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH, "Z"), "1970-01-01T00:00:00Z");
     }
 }

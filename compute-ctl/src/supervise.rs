@@ -9,7 +9,7 @@ use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
 use compute_spec::error::StageError;
-use serde_json::Value;
+use compute_spec::event::SuperviseEvent;
 
 use crate::stages::{self, ChildPid};
 use crate::state::Shared;
@@ -83,11 +83,14 @@ impl Supervisor {
 fn read_events(reader: impl BufRead, shared: &Shared, events: &Sender<Event>) {
     for line in reader.lines() {
         let Ok(line) = line else { break };
-        let Ok(event) = serde_json::from_str::<Value>(&line) else {
-            tracing::warn!(line = %line, "pg-supervise wrote a line that is not a JSON event");
-            continue;
+        let event = match serde_json::from_str::<SuperviseEvent>(&line) {
+            Ok(event) => event,
+            Err(error) => {
+                tracing::warn!(line = %line, %error, "pg-supervise wrote a line that is not an event");
+                continue;
+            }
         };
-        if let Some(event) = handle_event(&event, shared) {
+        if let Some(event) = handle_event(event, shared) {
             let exited = matches!(event, Event::Exited { .. });
             if events.send(event).is_err() || exited {
                 return;
@@ -98,38 +101,31 @@ fn read_events(reader: impl BufRead, shared: &Shared, events: &Sender<Event>) {
 }
 
 /// Applies an event to the shared state; returns what the controller must hear about.
-fn handle_event(event: &Value, shared: &Shared) -> Option<Event> {
-    let number = |name: &str| event.get(name).and_then(Value::as_u64).unwrap_or(0);
-    let int = |name: &str| {
-        event
-            .get(name)
-            .and_then(Value::as_i64)
-            .and_then(|v| i32::try_from(v).ok())
-    };
-    match event.get("event").and_then(Value::as_str) {
-        Some("ready") => Some(Event::Ready {
-            start_postgres_ms: number("start_postgres_ms"),
-        }),
-        Some("activity") => {
-            let last_active = event.get("last_active").and_then(Value::as_str)?;
-            shared.update(|inner| inner.last_active = Some(last_active.to_string()));
+fn handle_event(event: SuperviseEvent, shared: &Shared) -> Option<Event> {
+    match event {
+        SuperviseEvent::Ready {
+            start_postgres_ms, ..
+        } => Some(Event::Ready { start_postgres_ms }),
+        SuperviseEvent::Activity { last_active } => {
+            match humantime::parse_rfc3339_weak(last_active.trim_end_matches('Z')) {
+                Ok(time) => shared.update(|inner| inner.last_active = Some(time)),
+                Err(error) => {
+                    tracing::warn!(%last_active, %error, "pg-supervise sent an unreadable last_active")
+                }
+            }
             None
         }
-        Some("downtime") => {
+        SuperviseEvent::Downtime {
+            current_ms,
+            total_ms,
+        } => {
             shared.update(|inner| {
-                inner.counters.downtime_current_ms = number("current_ms");
-                inner.counters.downtime_total_ms = number("total_ms");
+                inner.counters.downtime_current_ms = current_ms;
+                inner.counters.downtime_total_ms = total_ms;
             });
             None
         }
-        Some("exited") => Some(Event::Exited {
-            code: int("code"),
-            signal: int("signal"),
-        }),
-        other => {
-            tracing::debug!(event = ?other, "ignoring an unknown pg-supervise event");
-            None
-        }
+        SuperviseEvent::Exited { code, signal } => Some(Event::Exited { code, signal }),
     }
 }
 
@@ -138,12 +134,16 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn decode(value: serde_json::Value) -> SuperviseEvent {
+        serde_json::from_value(value).unwrap()
+    }
+
     #[test]
     fn events_are_decoded() {
         let shared = Shared::new();
         assert_eq!(
             handle_event(
-                &json!({"event": "ready", "pid": 1, "start_postgres_ms": 57}),
+                decode(json!({"event": "ready", "pid": 1, "start_postgres_ms": 57})),
                 &shared
             ),
             Some(Event::Ready {
@@ -152,23 +152,24 @@ mod tests {
         );
         assert_eq!(
             handle_event(
-                &json!({"event": "activity", "last_active": "2026-11-24T22:00:00.123Z"}),
+                decode(json!({"event": "activity", "last_active": "2026-11-24T22:00:00.123Z"})),
                 &shared
             ),
             None
         );
+        let last_active = shared.lock().last_active.unwrap();
         assert_eq!(
-            shared.lock().last_active.as_deref(),
-            Some("2026-11-24T22:00:00.123Z")
+            crate::state::rfc3339(last_active, "+00:00"),
+            "2026-11-24T22:00:00.123+00:00"
         );
         handle_event(
-            &json!({"event": "downtime", "current_ms": 5, "total_ms": 1500}),
+            decode(json!({"event": "downtime", "current_ms": 5, "total_ms": 1500})),
             &shared,
         );
         assert_eq!(shared.lock().counters.downtime_total_ms, 1500);
         assert_eq!(
             handle_event(
-                &json!({"event": "exited", "code": null, "signal": 9}),
+                decode(json!({"event": "exited", "code": null, "signal": 9})),
                 &shared
             ),
             Some(Event::Exited {

@@ -62,7 +62,7 @@ fn jwt_cases() {
     assert_eq!(compute.get("/metrics").status, 200);
     // Missing or malformed.
     assert_eq!(status_with(&compute, None).status, 400);
-    assert_eq!(status_with(&compute, Some("not-a-jwt")).status, 400);
+    assert_eq!(status_with(&compute, Some("not-a-jwt")).status, 401);
     let basic = compute.request("GET", "/status", &[("Authorization", "Basic eDp5")], b"");
     assert_eq!(basic.status, 400);
     assert_eq!(basic.json()["error"], "invalid authorization token");
@@ -76,6 +76,14 @@ fn jwt_cases() {
     assert_eq!(status_with(&compute, Some(&forged)).status, 401);
     let expired = token(&key, json!({"compute_id": "compute-1", "exp": exp - 7200}));
     assert_eq!(status_with(&compute, Some(&expired)).status, 401);
+    // 60 s of leeway, as upstream.
+    let just_expired = token(
+        &key,
+        json!({"compute_id": "compute-1", "exp": exp - 3600 - 30}),
+    );
+    assert_eq!(status_with(&compute, Some(&just_expired)).status, 200);
+    let no_exp = token(&key, json!({"compute_id": "compute-1"}));
+    assert_eq!(status_with(&compute, Some(&no_exp)).status, 200);
     let elsewhere = token(&key, json!({"compute_id": "compute-2", "exp": exp}));
     assert_eq!(status_with(&compute, Some(&elsewhere)).status, 403);
     let anonymous = token(&key, json!({"exp": exp}));
@@ -87,7 +95,27 @@ fn jwt_cases() {
     );
     assert_eq!(status_with(&compute, Some(&admin)).status, 200);
     let admin_no_aud = token(&key, json!({"scope": "compute_ctl:admin", "exp": exp}));
-    assert_eq!(status_with(&compute, Some(&admin_no_aud)).status, 401);
+    let answer = status_with(&compute, Some(&admin_no_aud));
+    assert_eq!(answer.status, 401);
+    assert_eq!(
+        answer.json()["error"],
+        "missing audience in authorization token claims"
+    );
+    let admin_bare_aud = token(
+        &key,
+        json!({"scope": "compute_ctl:admin", "aud": "compute"}),
+    );
+    assert_eq!(status_with(&compute, Some(&admin_bare_aud)).status, 401);
+    let other_scope = token(
+        &key,
+        json!({"scope": "compute_ctl:other", "compute_id": "compute-1"}),
+    );
+    assert_eq!(status_with(&compute, Some(&other_scope)).status, 401);
+    let answer = status_with(&compute, Some(&elsewhere));
+    assert_eq!(
+        answer.json()["error"],
+        "invalid compute ID in authorization token claims"
+    );
 
     // The internal port needs no token.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -101,4 +129,227 @@ fn jwt_cases() {
     let terminated = compute.request("POST", "/terminate", &[("Authorization", &bearer)], b"");
     assert_eq!(terminated.status, 200);
     assert_eq!(compute.wait_exit(Duration::from_secs(10)), 0);
+}
+
+/// `header.payload.` with the given header (no signature).
+fn unsigned(header: Value, claims: Value) -> String {
+    let encode = |value: Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value.to_string().as_bytes())
+    };
+    format!("{}.{}.", encode(header), encode(claims))
+}
+
+/// An HS256 token whose secret is `secret`.
+fn hs256(secret: &[u8], claims: Value) -> String {
+    let encoding = EncodingKey::from_secret(secret);
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &encoding).unwrap()
+}
+
+fn start_with_keys(harness: &mut Harness, keys: Value, extra: &[&str]) -> Compute {
+    let config = json!({"spec": empty_spec(None), "compute_ctl_config": {"jwks": {"keys": keys}}});
+    let config_path = harness.path().join("config.json");
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let config_path = config_path.to_string_lossy().to_string();
+    let mut args = vec!["-c", config_path.as_str(), "-i", "compute-1"];
+    args.extend_from_slice(extra);
+    harness.start(&args)
+}
+
+fn call(compute: &Compute, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> Answer {
+    let bearer = token.map(|token| format!("Bearer {token}"));
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(bearer) = bearer.as_deref() {
+        headers.push(("Authorization", bearer));
+    }
+    compute.request(method, path, &headers, body)
+}
+
+/// The attack: an authenticated `/configure` carrying an empty key set (or none) must not
+/// open the API; forged tokens (HS256 keyed with the public key, `alg: none`) never pass.
+#[test]
+fn configure_cannot_weaken_the_key_set() {
+    let key = key_pair();
+    let mut harness = Harness::new();
+    // INSTANCE_ID disables auth upstream; here it changes nothing.
+    harness.command.env("INSTANCE_ID", "instance-1");
+    let compute = start_with_keys(&mut harness, json!([jwk(&key)]), &[]);
+    let admin = token(
+        &key,
+        json!({"scope": "compute_ctl:admin", "aud": ["compute"], "exp": in_an_hour()}),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while call(&compute, "GET", "/status", Some(&admin), b"").json()["status"] != "running" {
+        assert!(std::time::Instant::now() < deadline, "never running");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for config in [
+        json!({"jwks": {"keys": []}}),
+        json!({}),
+        json!({"jwks": null}),
+    ] {
+        let body = json!({"spec": empty_spec(Some("mallory")), "compute_ctl_config": config});
+        let answer = call(
+            &compute,
+            "POST",
+            "/configure",
+            Some(&admin),
+            body.to_string().as_bytes(),
+        );
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        // Still closed to anyone without a token.
+        assert_eq!(call(&compute, "GET", "/status", None, b"").status, 400);
+        assert_eq!(call(&compute, "POST", "/terminate", None, b"").status, 400);
+        assert_eq!(
+            call(&compute, "GET", "/dbs_and_roles", None, b"").status,
+            400
+        );
+        // And the old key still works.
+        assert_eq!(
+            call(&compute, "GET", "/status", Some(&admin), b"").status,
+            200
+        );
+    }
+    // compute_ctl_config omitted: refused as upstream (422), nothing changes.
+    let body = json!({"spec": empty_spec(None)});
+    let answer = call(
+        &compute,
+        "POST",
+        "/configure",
+        Some(&admin),
+        body.to_string().as_bytes(),
+    );
+    assert_eq!(answer.status, 422, "{}", answer.body);
+    assert!(answer.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("compute_ctl_config"));
+
+    let claims =
+        json!({"scope": "compute_ctl:admin", "aud": ["compute"], "compute_id": "compute-1"});
+    let public = key.verifying_key().to_bytes();
+    let public_b64 = jwk(&key)["x"].as_str().unwrap().to_string();
+    let public_jwk = jwk(&key).to_string();
+    for forged in [
+        hs256(&public, claims.clone()),
+        hs256(public_b64.as_bytes(), claims.clone()),
+        hs256(public_jwk.as_bytes(), claims.clone()),
+        unsigned(json!({"alg": "none", "typ": "JWT"}), claims.clone()),
+        unsigned(json!({"alg": "none"}), claims.clone()),
+        unsigned(json!({"alg": "EdDSA", "typ": "JWT"}), claims.clone()),
+    ] {
+        for (method, path) in [("GET", "/status"), ("POST", "/terminate")] {
+            let answer = call(&compute, method, path, Some(&forged), b"");
+            assert_eq!(
+                answer.status, 401,
+                "{method} {path} with {forged}: {}",
+                answer.body
+            );
+            assert_eq!(
+                answer.json()["error"],
+                "failed to verify authorization token"
+            );
+        }
+    }
+    assert_eq!(compute.get("/metrics").status, 200);
+}
+
+/// An explicitly empty key set denies every authenticated route (401), as upstream.
+#[test]
+fn an_empty_key_set_denies_everything() {
+    let key = key_pair();
+    let mut harness = Harness::new();
+    let compute = start_with_keys(&mut harness, json!([]), &[]);
+    let admin = token(
+        &key,
+        json!({"scope": "compute_ctl:admin", "aud": ["compute"]}),
+    );
+    for (method, path) in [
+        ("GET", "/status"),
+        ("GET", "/metrics.json"),
+        ("POST", "/terminate"),
+        ("POST", "/configure"),
+        ("GET", "/dbs_and_roles"),
+        ("GET", "/insights"),
+        ("POST", "/check_writability"),
+    ] {
+        let answer = call(&compute, method, path, Some(&admin), b"{}");
+        assert_eq!(answer.status, 401, "{method} {path}: {}", answer.body);
+        assert_eq!(call(&compute, method, path, None, b"{}").status, 400);
+    }
+    assert_eq!(compute.get("/metrics").status, 200);
+    // The internal server (loopback) still tells the status.
+    let internal = http(harness.internal_port, "GET", "/status", &[], b"");
+    assert_eq!(internal.status, 200);
+}
+
+/// A key without `kid` is refused when the set is loaded (upstream panics per request):
+/// compute-ctl never serves the API with it.
+#[test]
+fn a_key_without_kid_stops_the_start() {
+    let key = key_pair();
+    let mut no_kid = jwk(&key);
+    no_kid.as_object_mut().unwrap().remove("kid");
+    let mut harness = Harness::new();
+    let config =
+        json!({"spec": empty_spec(None), "compute_ctl_config": {"jwks": {"keys": [no_kid]}}});
+    let config_path = harness.path().join("config.json");
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let mut child = harness
+        .command
+        .args(["-c", &config_path.to_string_lossy(), "--failed-grace", "0s"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "compute-ctl kept running"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(
+        stderr.contains("compute_ctl_config.jwks.keys[0]"),
+        "{stderr}"
+    );
+    assert!(std::net::TcpStream::connect(("127.0.0.1", harness.port)).is_err());
+}
+
+/// Without keys the API is open but on loopback only; asking for another address is refused.
+#[test]
+fn no_keys_means_loopback_only() {
+    let mut harness = Harness::new();
+    let mut child = harness
+        .command
+        .args([
+            "--embedded-default",
+            "--http-listen",
+            "0.0.0.0",
+            "--failed-grace",
+            "0s",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "compute-ctl kept running"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("without authentication"), "{stderr}");
 }

@@ -428,9 +428,11 @@ pub struct ComputeConfig {
 /// compute_ctl's own configuration.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 pub struct ComputeCtlConfig {
-    /// Public keys; when non-empty, the HTTP API needs a JWT signed by one of them.
-    #[serde(default)]
-    pub jwks: Jwks,
+    /// Public keys for the HTTP API's JWT auth, fixed when compute-ctl starts. Absent: no
+    /// authentication (compute-ctl then listens on loopback only); present but empty: every
+    /// authenticated route is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<Jwks>,
     /// TLS for Postgres.
     #[serde(default)]
     pub tls: Option<TlsConfig>,

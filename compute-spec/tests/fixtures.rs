@@ -132,8 +132,14 @@ fn config_json_envelope_parses_with_jwks() {
     let loaded = parse_envelope(&text, "fixture").unwrap();
     let spec = loaded.spec.clone().unwrap();
     assert_eq!(spec.suspend_timeout_seconds, -1);
-    assert_eq!(loaded.compute_ctl_config.jwks.keys.len(), 1);
-    assert_eq!(loaded.compute_ctl_config.jwks.keys[0]["crv"], "Ed25519");
+    assert_eq!(
+        loaded.compute_ctl_config.jwks.as_ref().unwrap().keys.len(),
+        1
+    );
+    assert_eq!(
+        loaded.compute_ctl_config.jwks.as_ref().unwrap().keys[0]["crv"],
+        "Ed25519"
+    );
     round_trip(&text, &spec);
     let any = parse_any(&with_ids(&text), "fixture").unwrap();
     assert!(matches!(

@@ -33,7 +33,7 @@ impl Compute {
             .envs(env.iter().copied())
             .args(args)
             .args(["-D", pgdata.to_str().unwrap()])
-            .args(["--http-port", &http_port.to_string()])
+            .args(["--external-http-port", &http_port.to_string()])
             .args(["--internal-http-port", "0"])
             .stdin(Stdio::null())
             .spawn()
@@ -229,11 +229,15 @@ fn empty_then_configure_then_reconfigure_then_terminate() {
     let pgdata = dir.path().join("pgdata");
     let pgbin = pg_test_support::pg_bin("postgres");
     let http_port = free_tcp_port();
-    let mut compute = Compute::start(&["-b", pgbin.to_str().unwrap()], &pgdata, http_port);
+    let mut compute = Compute::start(
+        &["-b", pgbin.to_str().unwrap(), "--terminated-grace", "1s"],
+        &pgdata,
+        http_port,
+    );
     compute.wait_for_status("empty", Duration::from_secs(30));
     let base = format!("http://127.0.0.1:{http_port}");
 
-    let body = serde_json::json!({"spec": spec, "compute_ctl_config": {"jwks": {"keys": []}}});
+    let body = serde_json::json!({"spec": spec, "compute_ctl_config": {}});
     let (status, answer) = post(&format!("{base}/configure"), &body.to_string());
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["status"], "running");
@@ -256,7 +260,7 @@ fn empty_then_configure_then_reconfigure_then_terminate() {
         .push(serde_json::json!(
             {"name": "log_min_duration_statement", "value": "250", "vartype": "integer"}
         ));
-    let body = serde_json::json!({"spec": spec, "compute_ctl_config": {"jwks": {"keys": []}}});
+    let body = serde_json::json!({"spec": spec, "compute_ctl_config": {}});
     let (status, answer) = post(&format!("{base}/configure"), &body.to_string());
     assert_eq!(status, 200, "{answer}");
     assert_eq!(

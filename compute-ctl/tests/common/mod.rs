@@ -120,7 +120,7 @@ impl Harness {
             .arg(dir.path().join("pgdata"))
             .args(["-b", &pg_test_support::pg_bin("postgres").to_string_lossy()])
             .args([
-                "--http-port",
+                "--external-http-port",
                 &port.to_string(),
                 "--internal-http-port",
                 &internal_port.to_string(),
@@ -167,6 +167,10 @@ impl Harness {
 
     /// Starts compute-ctl with extra arguments.
     pub fn start(&mut self, args: &[&str]) -> Compute {
+        if !args.contains(&"--terminated-grace") {
+            // Upstream keeps the API up 30 s after a fast /terminate; tests need no wait.
+            self.command.args(["--terminated-grace", "0s"]);
+        }
         let child = self.command.args(args).spawn().unwrap();
         let compute = Compute {
             child,
@@ -220,8 +224,9 @@ impl Compute {
         self.request("GET", path, &[], b"")
     }
 
+    /// POSTs `body` as JSON (`Content-Type: application/json`).
     pub fn post(&self, path: &str, body: &[u8]) -> Answer {
-        self.request("POST", path, &[], body)
+        self.request("POST", path, &[("Content-Type", "application/json")], body)
     }
 
     pub fn request(
@@ -232,6 +237,12 @@ impl Compute {
         body: &[u8],
     ) -> Answer {
         http(self.port, method, path, headers, body)
+    }
+
+    /// POSTs a JSON body (with `Content-Type: application/json`).
+    pub fn post_json(&self, path: &str, body: &Value) -> Answer {
+        let json = [("Content-Type", "application/json")];
+        http(self.port, "POST", path, &json, body.to_string().as_bytes())
     }
 
     pub fn status(&self) -> String {
