@@ -1,0 +1,137 @@
+//! `POST /promote` (replica → primary): the request checks and upstream's step (1).
+//!
+//! Upstream's steps: (1) the compute's mode must be `Replica`; (2) prewarm state not
+//! `not_prewarmed`/`prewarming`; (3) wait for replay to reach `wal_flush_lsn`; (4) point
+//! `neon.safekeepers` at the new safekeepers; (5) `pg_promote()`; (6) check writability;
+//! (7) store the new spec and reconfigure. Only (1) is implemented: a Replica gets
+//! `{"status":"failed","error":"… not supported yet …"}` until the rest lands.
+//!
+//! As upstream, the first promotion's result (failures included) is the answer to every
+//! later or concurrent call for the life of the process; concurrent callers wait for it.
+
+use std::sync::OnceLock;
+
+use compute_spec::ids::Lsn;
+use compute_spec::spec::{ComputeMode, ComputeSpec};
+use serde_json::{json, Value};
+
+use crate::http::{ApiRequest, Reply};
+use crate::state::Shared;
+
+/// The single-flight, process-lifetime promotion result. One per process: the lead keeps it
+/// as `Api::promotion: Arc<Promotion>`.
+#[derive(Debug, Default)]
+pub struct Promotion {
+    result: OnceLock<(u16, Value)>,
+}
+
+/// A parsed `/promote` body.
+#[derive(Clone, Debug)]
+pub struct PromoteRequest {
+    /// The spec of the new primary.
+    pub spec: ComputeSpec,
+    /// The LSN replay must reach first.
+    pub wal_flush_lsn: Lsn,
+}
+
+impl Promotion {
+    /// No promotion yet.
+    pub fn new() -> Promotion {
+        Promotion::default()
+    }
+
+    /// The cached result, if a promotion ran.
+    pub fn result(&self) -> Option<&(u16, Value)> {
+        self.result.get()
+    }
+}
+
+/// Upstream's raw framework rejection: plain text, original case.
+fn plain(status: u16, text: String) -> Reply {
+    Reply {
+        status,
+        body: text.into_bytes(),
+        content_type: "text/plain; charset=utf-8",
+    }
+}
+
+/// Reads the body: 400/422 plain text for JSON that does not fit (as axum's extractor),
+/// 400 `{"error"}` for a spec that fails validation.
+pub fn parse(body: &[u8]) -> Result<PromoteRequest, Reply> {
+    let value: Value = serde_json::from_slice(body).map_err(|error| {
+        plain(
+            400,
+            format!("Failed to parse the request body as JSON: {error}"),
+        )
+    })?;
+    let shape = |detail: String| {
+        plain(
+            422,
+            format!("Failed to deserialize the JSON body into the target type: {detail}"),
+        )
+    };
+    let Value::Object(map) = value else {
+        return Err(shape(
+            "invalid type: expected struct PromoteConfig".to_string(),
+        ));
+    };
+    let spec = map
+        .get("spec")
+        .ok_or_else(|| shape("missing field `spec`".to_string()))?;
+    let spec: ComputeSpec =
+        serde_json::from_value(spec.clone()).map_err(|error| shape(format!("spec: {error}")))?;
+    let lsn = match map.get("wal_flush_lsn") {
+        Some(Value::String(text)) => text
+            .parse::<Lsn>()
+            .map_err(|error| shape(format!("wal_flush_lsn: {error}")))?,
+        Some(_) => return Err(shape("wal_flush_lsn: expected an LSN string".to_string())),
+        None => return Err(shape("missing field `wal_flush_lsn`".to_string())),
+    };
+    if let Err(errors) = spec.validate() {
+        return Err(Reply::error(400, format!("invalid spec: {errors}")));
+    }
+    Ok(PromoteRequest {
+        spec,
+        wal_flush_lsn: lsn,
+    })
+}
+
+/// How upstream names a mode in its error (`compute mode "Primary" is not replica`).
+pub fn mode_name(mode: ComputeMode) -> String {
+    match mode {
+        ComputeMode::Primary => "Primary".to_string(),
+        ComputeMode::Replica => "Replica".to_string(),
+        ComputeMode::Static(lsn) => format!("Static({lsn})"),
+    }
+}
+
+/// `POST /promote` (external, authenticated): 200 `{"status":"completed",…}` or 500
+/// `{"status":"failed","error"}`; the first result is cached for the process lifetime.
+pub fn promote(promotion: &Promotion, shared: &Shared, request: &ApiRequest) -> Reply {
+    let parsed = match parse(&request.body) {
+        Ok(parsed) => parsed,
+        Err(reply) => return reply,
+    };
+    let (status, body) = promotion.result.get_or_init(|| run(shared, &parsed));
+    Reply::json(*status, body)
+}
+
+fn run(shared: &Shared, request: &PromoteRequest) -> (u16, Value) {
+    let mode = shared
+        .lock()
+        .document
+        .as_ref()
+        .and_then(|document| document.spec.as_ref())
+        .map(|spec| spec.mode);
+    let error = match mode {
+        None => "the compute has no spec yet: nothing to promote".to_string(),
+        Some(ComputeMode::Replica) => format!(
+            "promoting a replica to primary (wait for replay to reach {}, switch safekeepers, \
+             pg_promote) is not supported yet by this compute-ctl",
+            request.wal_flush_lsn
+        ),
+        Some(mode) => format!("compute mode \"{}\" is not replica", mode_name(mode)),
+    };
+    tracing::error!(%error, "promotion failed");
+    (500, json!({"status": "failed", "error": error}))
+}
