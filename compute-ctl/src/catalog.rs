@@ -502,3 +502,524 @@ pub fn install_extension(
         .map_err(|error| pg_error_text(&error))?;
     Ok(Some(statement))
 }
+
+/// Test helpers shared by the route modules' tests: an [`Api`] around a document that points
+/// at a test server.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use compute_spec::ComputeDocument;
+    use serde_json::{json, Value};
+
+    use crate::http::{Api, ApiRequest};
+    use crate::state::{ComputeStatus, Shared};
+
+    /// A document for a Postgres on `socket_dir`/`port` run from `bin_dir`.
+    pub fn document(
+        bin_dir: &Path,
+        pgdata: &Path,
+        socket_dir: &Path,
+        port: u16,
+        spec: Value,
+    ) -> ComputeDocument {
+        serde_json::from_value(json!({
+            "document_version": 1,
+            "spec": spec,
+            "pgdata": pgdata,
+            "pgbin": bin_dir.join("postgres"),
+            "connstr": "postgresql://cloud_admin@localhost/postgres",
+            "instance": {"port": port, "socket_dir": socket_dir},
+        }))
+        .unwrap()
+    }
+
+    /// A minimal valid spec.
+    pub fn spec(extra: Value) -> Value {
+        let mut spec = json!({
+            "format_version": 1.0,
+            "suspend_timeout_seconds": 0,
+            "cluster": {"roles": [], "databases": []},
+        });
+        if let (Some(spec), Value::Object(extra)) = (spec.as_object_mut(), extra) {
+            spec.extend(extra);
+        }
+        spec
+    }
+
+    /// An API whose compute has `document` and is `running` when `running`.
+    pub fn api(document: Option<ComputeDocument>, running: bool) -> Api {
+        let shared = Arc::new(Shared::new());
+        shared.update(|inner| inner.document = document);
+        if running {
+            shared.transition(ComputeStatus::Init).unwrap();
+            shared.transition(ComputeStatus::Running).unwrap();
+        }
+        let (wake, _) = std::sync::mpsc::channel();
+        Api {
+            shared,
+            wake,
+            compute_id: None,
+        }
+    }
+
+    /// An API for a test server.
+    pub fn api_for(server: &pg_test_support::TestPostgres, running: bool) -> Api {
+        api(
+            Some(document(
+                server.bin_dir(),
+                server.data_dir(),
+                server.socket_dir(),
+                server.port(),
+                spec(json!({})),
+            )),
+            running,
+        )
+    }
+
+    /// A request.
+    pub fn request(method: tiny_http::Method, path: &str, query: &str, body: &[u8]) -> ApiRequest {
+        ApiRequest {
+            method,
+            path: path.to_string(),
+            query: query.to_string(),
+            authorization: None,
+            body: body.to_vec(),
+        }
+    }
+
+    /// The reply's body as JSON.
+    pub fn body(reply: &crate::http::Reply) -> Value {
+        serde_json::from_slice(&reply.body)
+            .unwrap_or_else(|error| panic!("{error}: {}", String::from_utf8_lossy(&reply.body)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::*;
+    use super::*;
+    use pg_test_support::TestPostgres;
+    use tiny_http::Method;
+
+    /// A name that would break out of any unquoted or badly quoted context.
+    const NASTY: &str = "x\"; DROP TABLE public.canary; --\n' ; SELECT 1; \\";
+
+    fn canary_present(server: &TestPostgres, database: &str) -> bool {
+        server
+            .client_for(database)
+            .query_one("SELECT to_regclass('public.canary') IS NOT NULL", &[])
+            .unwrap()
+            .get(0)
+    }
+
+    #[test]
+    fn query_strings_decode_like_forms() {
+        assert_eq!(
+            query_value("database=a%20b+c", "database").as_deref(),
+            Some("a b c")
+        );
+        assert_eq!(
+            query_value("x=1&database=", "database").as_deref(),
+            Some("")
+        );
+        assert_eq!(query_value("database", "database").as_deref(), Some(""));
+        assert_eq!(query_value("a=1", "database"), None);
+        assert_eq!(query_value("", "database"), None);
+        assert_eq!(percent_decode("%22%3B%0A%zz%4"), "\";\n%zz%4");
+        assert_eq!(percent_decode("%C3%A9%FF"), "é\u{FFFD}");
+    }
+
+    #[test]
+    fn body_rejections_as_upstream() {
+        let reply = GrantsRequest::parse(b"{").unwrap_err();
+        assert_eq!(reply.status, 400);
+        assert!(body(&reply)["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("failed to parse the request body as json: "));
+        let reply = GrantsRequest::parse(
+            br#"{"database":"d","schema":"s","role":"r","privileges":["USAGE","usage"]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(reply.status, 422);
+        let message = body(&reply)["error"].as_str().unwrap().to_string();
+        assert!(
+            message.starts_with("failed to deserialize the json body into the target type: privileges[1]: unknown variant `usage`, expected one of `SELECT`"),
+            "{message}"
+        );
+        let reply =
+            GrantsRequest::parse(br#"{"database":"d","schema":"s","privileges":[]}"#).unwrap_err();
+        assert_eq!(reply.status, 422);
+        assert!(body(&reply)["error"]
+            .as_str()
+            .unwrap()
+            .ends_with("missing field `role`"));
+        let reply = ExtensionRequest::parse(br#"{"extension":1,"database":"d","version":"1"}"#)
+            .unwrap_err();
+        assert_eq!(
+            body(&reply)["error"],
+            "failed to deserialize the json body into the target type: extension: invalid type: integer `1`, expected a string"
+        );
+        assert_eq!(ExtensionRequest::parse(b"[]").unwrap_err().status, 422);
+    }
+
+    #[test]
+    fn database_schema_dumps_and_reports() {
+        let server = TestPostgres::start();
+        server.psql("CREATE DATABASE shop");
+        server
+            .client_for("shop")
+            .batch_execute("CREATE TABLE public.items (id int PRIMARY KEY, name text)")
+            .unwrap();
+        server.psql(&format!("CREATE DATABASE {}", Ident("we\"ird; db\nname")));
+        let api = api_for(&server, false);
+        let get = |query: &str| {
+            database_schema(&api, &request(Method::Get, "/database_schema", query, b""))
+        };
+
+        let reply = get("database=shop");
+        assert_eq!(
+            reply.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        assert_eq!(reply.content_type, "application/json");
+        let sql = String::from_utf8(reply.body).unwrap();
+        assert!(sql.contains("CREATE TABLE public.items"), "{sql}");
+
+        let reply = get("database=we%22ird%3B+db%0Aname");
+        assert_eq!(
+            reply.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+
+        let reply = get("database=nosuch");
+        assert_eq!(reply.status, 404);
+        assert_eq!(body(&reply), json!({"error": "database does not exist"}));
+
+        // PGDATABASE is never expanded as a connection string.
+        let reply = get("database=host%3D%2Ftmp+dbname%3Dshop");
+        assert_eq!(
+            reply.status,
+            404,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+
+        let reply = get("");
+        assert_eq!(reply.status, 400);
+        assert_eq!(
+            body(&reply),
+            json!({"error": "failed to deserialize query string: missing field `database`"})
+        );
+
+        let document = api.shared.lock().document.clone().unwrap();
+        let reply = dump_schema(&document, "shop", PG_DUMP_DEADLINE, 100);
+        assert_eq!(reply.status, 500);
+        assert!(body(&reply)["error"]
+            .as_str()
+            .unwrap()
+            .contains("100-byte limit"));
+        let mut elsewhere = document.clone();
+        elsewhere.pgbin = "/nonexistent/bin/postgres".into();
+        let reply = dump_schema(&elsewhere, "shop", PG_DUMP_DEADLINE, PG_DUMP_CAP);
+        assert_eq!(reply.status, 500);
+        assert!(body(&reply)["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("failed to execute pg_dump"));
+    }
+
+    #[test]
+    fn database_schema_failure_without_postgres_is_500() {
+        let server = TestPostgres::start();
+        let api = api_for(&server, false);
+        api.shared.update(|inner| {
+            if let Some(document) = inner.document.as_mut() {
+                document.instance.port = pg_test_support::free_tcp_port();
+            }
+        });
+        let reply = database_schema(
+            &api,
+            &request(Method::Get, "/database_schema", "database=postgres", b""),
+        );
+        assert_eq!(reply.status, 500);
+        assert_eq!(body(&reply), json!({"error": "failed to execute pg_dump"}));
+        let reply = database_schema(
+            &api_for_nothing(),
+            &request(Method::Get, "/", "database=x", b""),
+        );
+        assert_eq!(reply.status, 500);
+    }
+
+    fn api_for_nothing() -> Api {
+        api(None, false)
+    }
+
+    fn grant_body(database: &str, schema: &str, role: &str, privileges: &[&str]) -> Vec<u8> {
+        json!({"database": database, "schema": schema, "privileges": privileges, "role": role})
+            .to_string()
+            .into_bytes()
+    }
+
+    fn has_privilege(
+        server: &TestPostgres,
+        database: &str,
+        role: &str,
+        schema: &str,
+        privilege: &str,
+    ) -> bool {
+        server
+            .client_for(database)
+            .query_one(
+                "SELECT has_schema_privilege($1, $2, $3)",
+                &[&role, &schema, &privilege],
+            )
+            .unwrap()
+            .get(0)
+    }
+
+    #[test]
+    fn grants_grant_what_is_missing() {
+        let server = TestPostgres::start();
+        server.psql("CREATE DATABASE app");
+        server.psql("CREATE ROLE r1 LOGIN");
+        server
+            .client_for("app")
+            .batch_execute(
+                "CREATE SCHEMA s; CREATE TABLE public.canary (); GRANT USAGE ON SCHEMA s TO r1",
+            )
+            .unwrap();
+        let api = api_for(&server, true);
+        let body_bytes = grant_body("app", "s", "r1", &["USAGE", "CREATE", "CREATE"]);
+        let reply = grants(&api, &request(Method::Post, "/grants", "", &body_bytes));
+        assert_eq!(
+            reply.status,
+            201,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        assert_eq!(
+            body(&reply),
+            json!({"database": "app", "schema": "s", "privileges": ["USAGE", "CREATE", "CREATE"], "role": "r1"})
+        );
+        assert!(has_privilege(&server, "app", "r1", "s", "CREATE"));
+
+        let document = api.shared.lock().document.clone().unwrap();
+        let request_again = GrantsRequest::parse(&body_bytes).unwrap();
+        assert_eq!(set_role_grants(&document, &request_again).unwrap(), None);
+
+        let only_missing =
+            GrantsRequest::parse(&grant_body("app", "public", "r1", &["USAGE", "CREATE"])).unwrap();
+        server
+            .client_for("app")
+            .batch_execute(
+                "REVOKE ALL ON SCHEMA public FROM PUBLIC; GRANT USAGE ON SCHEMA public TO r1",
+            )
+            .unwrap();
+        assert_eq!(
+            set_role_grants(&document, &only_missing)
+                .unwrap()
+                .as_deref(),
+            Some("GRANT CREATE ON SCHEMA \"public\" TO \"r1\"")
+        );
+
+        // A role or schema that does not exist, a privilege the schema does not have.
+        for (schema, role, privileges) in [
+            ("s", "nobody", &["USAGE"][..]),
+            ("nosuch", "r1", &["USAGE"][..]),
+            ("s", "r1", &["SELECT"][..]),
+        ] {
+            let reply = grants(
+                &api,
+                &request(
+                    Method::Post,
+                    "/grants",
+                    "",
+                    &grant_body("app", schema, role, privileges),
+                ),
+            );
+            assert_eq!(reply.status, 500, "{schema} {role}");
+            let message = body(&reply)["error"].as_str().unwrap().to_string();
+            assert!(
+                message.starts_with("failed to grant role privileges to the schema: "),
+                "{message}"
+            );
+        }
+        let reply = grants(
+            &api,
+            &request(
+                Method::Post,
+                "/grants",
+                "",
+                &grant_body("nosuchdb", "s", "r1", &["USAGE"]),
+            ),
+        );
+        assert_eq!(reply.status, 500);
+        assert!(body(&reply)["error"].as_str().unwrap().contains("nosuchdb"));
+        assert!(canary_present(&server, "app"));
+    }
+
+    #[test]
+    fn grants_quote_hostile_names() {
+        let server = TestPostgres::start();
+        server.psql("CREATE DATABASE app");
+        server.psql(&format!("CREATE ROLE {} LOGIN", Ident(NASTY)));
+        server
+            .client_for("app")
+            .batch_execute(&format!(
+                "CREATE SCHEMA {}; CREATE TABLE public.canary ()",
+                Ident(NASTY)
+            ))
+            .unwrap();
+        let api = api_for(&server, true);
+        let reply = grants(
+            &api,
+            &request(
+                Method::Post,
+                "/grants",
+                "",
+                &grant_body("app", NASTY, NASTY, &["USAGE", "CREATE"]),
+            ),
+        );
+        assert_eq!(
+            reply.status,
+            201,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        assert!(has_privilege(&server, "app", NASTY, NASTY, "USAGE"));
+        assert!(has_privilege(&server, "app", NASTY, NASTY, "CREATE"));
+        assert!(canary_present(&server, "app"));
+        // Unknown hostile names fail in Postgres, never as SQL syntax.
+        let reply = grants(
+            &api,
+            &request(
+                Method::Post,
+                "/grants",
+                "",
+                &grant_body("app", "public", &format!("{NASTY}2"), &["USAGE"]),
+            ),
+        );
+        assert_eq!(reply.status, 500);
+        let message = body(&reply)["error"].as_str().unwrap().to_string();
+        assert!(message.contains("does not exist"), "{message}");
+        assert!(canary_present(&server, "app"));
+    }
+
+    #[test]
+    fn grants_and_extensions_need_running() {
+        let api = api_for_nothing();
+        let reply = grants(
+            &api,
+            &request(
+                Method::Post,
+                "/grants",
+                "",
+                &grant_body("d", "s", "r", &["USAGE"]),
+            ),
+        );
+        assert_eq!(reply.status, 412);
+        assert_eq!(
+            body(&reply),
+            json!({"error": "invalid compute status: empty"})
+        );
+        let reply = extensions(
+            &api,
+            &request(
+                Method::Post,
+                "/extensions",
+                "",
+                br#"{"extension":"e","database":"d","version":"1"}"#,
+            ),
+        );
+        assert_eq!(reply.status, 412);
+        // The body is checked before the status, as upstream's extractor runs first.
+        let reply = extensions(&api, &request(Method::Post, "/extensions", "", b"{}"));
+        assert_eq!(reply.status, 422);
+    }
+
+    fn extension_body(extension: &str, database: &str, version: &str) -> Vec<u8> {
+        json!({"extension": extension, "database": database, "version": version})
+            .to_string()
+            .into_bytes()
+    }
+
+    fn installed_version(server: &TestPostgres, database: &str, extension: &str) -> Option<String> {
+        server
+            .client_for(database)
+            .query_opt(
+                "SELECT extversion FROM pg_extension WHERE extname = $1",
+                &[&extension],
+            )
+            .unwrap()
+            .map(|row| row.get(0))
+    }
+
+    #[test]
+    fn extensions_create_update_and_keep() {
+        let server = TestPostgres::start();
+        server.psql("CREATE DATABASE app");
+        server
+            .client_for("app")
+            .batch_execute("CREATE TABLE public.canary ()")
+            .unwrap();
+        let api = api_for(&server, true);
+        let post =
+            |body: Vec<u8>| extensions(&api, &request(Method::Post, "/extensions", "", &body));
+
+        let reply = post(extension_body("pg_trgm", "app", "1.5"));
+        assert_eq!(
+            reply.status,
+            201,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        assert_eq!(
+            body(&reply),
+            json!({"extension": "pg_trgm", "version": "1.5"})
+        );
+        assert_eq!(
+            installed_version(&server, "app", "pg_trgm").as_deref(),
+            Some("1.5")
+        );
+        let schema: String = server
+            .client_for("app")
+            .query_one("SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'pg_trgm'", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(schema, "public");
+
+        assert_eq!(post(extension_body("pg_trgm", "app", "1.6")).status, 201);
+        assert_eq!(
+            installed_version(&server, "app", "pg_trgm").as_deref(),
+            Some("1.6")
+        );
+        let document = api.shared.lock().document.clone().unwrap();
+        let same = ExtensionRequest::parse(&extension_body("pg_trgm", "app", "1.6")).unwrap();
+        assert_eq!(install_extension(&document, &same).unwrap(), None);
+
+        let reply = post(extension_body("pg_trgm", "app", "9.9"));
+        assert_eq!(reply.status, 500);
+        let message = body(&reply)["error"].as_str().unwrap().to_string();
+        assert!(
+            message.starts_with("failed to install extension: "),
+            "{message}"
+        );
+
+        // Hostile names and versions reach Postgres as one quoted name and one literal.
+        for (extension, version) in [(NASTY, "1.0"), ("seg", NASTY)] {
+            let reply = post(extension_body(extension, "app", version));
+            assert_eq!(reply.status, 500, "{extension:?} {version:?}");
+            let message = body(&reply)["error"].as_str().unwrap().to_string();
+            assert!(!message.contains("syntax error"), "{message}");
+        }
+        assert_eq!(installed_version(&server, "app", "seg"), None);
+        assert!(canary_present(&server, "app"));
+    }
+}
