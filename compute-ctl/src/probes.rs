@@ -386,3 +386,193 @@ fn intern_content_type(value: Option<&str>) -> &'static str {
     known.push(leaked);
     leaked
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::testing::{api, api_for, body, document, spec};
+    use std::os::unix::net::UnixListener;
+    use std::thread::JoinHandle;
+
+    /// A stand-in communicator: accepts one connection on `path`, checks the request, and
+    /// writes `response` (then closes, unless `hang`).
+    fn communicator(path: &Path, response: Vec<u8>, hang: bool) -> JoinHandle<String> {
+        let listener = UnixListener::bind(path).unwrap();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = Vec::new();
+            let mut byte = [0u8; 1];
+            while !request.ends_with(b"\r\n\r\n") {
+                if stream.read(&mut byte).unwrap() == 0 {
+                    break;
+                }
+                request.push(byte[0]);
+            }
+            if hang {
+                std::thread::sleep(Duration::from_secs(1));
+            } else {
+                stream.write_all(&response).unwrap();
+            }
+            String::from_utf8(request).unwrap()
+        })
+    }
+
+    fn api_with_pgdata(pgdata: &Path) -> crate::http::Api {
+        api(
+            Some(document(
+                Path::new("/nonexistent"),
+                pgdata,
+                pgdata,
+                5432,
+                spec(serde_json::json!({})),
+            )),
+            false,
+        )
+    }
+
+    #[test]
+    fn relays_status_content_type_and_body() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = communicator(
+            &dir.path().join(COMMUNICATOR_SOCKET),
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: 12\r\n\r\nlfc_hits 42\n"
+                .to_vec(),
+            false,
+        );
+        let reply = autoscaling_metrics(&api_with_pgdata(dir.path()));
+        let request = server.join().unwrap();
+        assert!(
+            request.starts_with("GET /autoscaling_metrics HTTP/1.1\r\n"),
+            "{request}"
+        );
+        assert!(request.contains("\r\nHost: localhost\r\n"), "{request}");
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.content_type, "text/plain; version=0.0.4");
+        assert_eq!(reply.body, b"lfc_hits 42\n");
+    }
+
+    #[test]
+    fn relays_chunked_errors_through_a_long_path() {
+        let root = tempfile::tempdir().unwrap();
+        let pgdata = root.path().join("p".repeat(120));
+        std::fs::create_dir(&pgdata).unwrap();
+        let socket = pgdata.join(COMMUNICATOR_SOCKET);
+        assert!(socket.as_os_str().len() >= SHORT_PATH_LIMIT);
+        // Binding needs a short path too: bind in a short directory, then move the socket.
+        let short = root.path().join("s.sock");
+        let server = communicator(
+            &short,
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"a\"\r\n3\r\n:1}\r\n0\r\n\r\n"
+                .to_vec(),
+            false,
+        );
+        std::fs::rename(&short, &socket).unwrap();
+        let reply = autoscaling_metrics(&api_with_pgdata(&pgdata));
+        server.join().unwrap();
+        assert_eq!(reply.status, 503);
+        assert_eq!(reply.content_type, "application/json");
+        assert_eq!(reply.body, b"{\"a\":1}");
+        let leftovers = std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|entry| {
+                entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("compute_ctl.short-socket.{}.", std::process::id()))
+            })
+            .count();
+        assert_eq!(leftovers, 0, "the short symlink is removed");
+    }
+
+    #[test]
+    fn failures_are_500_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let reply = autoscaling_metrics(&api_with_pgdata(dir.path()));
+        assert_eq!(reply.status, 500);
+        let message = body(&reply)["error"].as_str().unwrap().to_string();
+        assert!(
+            message.contains("neon-communicator.socket does not exist"),
+            "{message}"
+        );
+        assert_eq!(autoscaling_metrics(&api(None, false)).status, 500);
+
+        let socket = dir.path().join(COMMUNICATOR_SOCKET);
+        let server = communicator(&socket, b"HTTP/1.1 200 OK\r\nContent-Le".to_vec(), false);
+        let reply = autoscaling_metrics(&api_with_pgdata(dir.path()));
+        server.join().unwrap();
+        assert_eq!(reply.status, 500);
+        assert!(body(&reply)["error"]
+            .as_str()
+            .unwrap()
+            .contains("closed mid-response"));
+        std::fs::remove_file(&socket).unwrap();
+
+        let server = communicator(&socket, Vec::new(), true);
+        let started = Instant::now();
+        let error = relay(&socket, Duration::from_millis(300), 1024).unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(2), "{error}");
+        assert!(error.contains("reading the response"), "{error}");
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn bodies_are_capped() {
+        let response = |head: &str| {
+            let mut bytes = head.as_bytes().to_vec();
+            bytes.extend(std::iter::repeat_n(b'x', 100));
+            bytes
+        };
+        for head in [
+            "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n64\r\n",
+        ] {
+            let error = read_response(&mut &response(head)[..], 50).unwrap_err();
+            assert!(error.contains("50-byte limit"), "{head:?}: {error}");
+        }
+        let ok = read_response(&mut &response("HTTP/1.0 204 No Content\r\n\r\n")[..], 100).unwrap();
+        assert_eq!(
+            (ok.status, ok.content_type, ok.body.len()),
+            (204, None, 100)
+        );
+        assert!(read_response(&mut &b"SSH-2.0-x\r\n"[..], 10).is_err());
+        assert!(read_response(&mut &b"HTTP/1.1 abc\r\n\r\n"[..], 10).is_err());
+    }
+
+    #[test]
+    fn content_types_are_kept_or_replaced() {
+        assert_eq!(intern_content_type(Some("text/x-test")), "text/x-test");
+        assert_eq!(intern_content_type(None), "application/octet-stream");
+        assert_eq!(
+            intern_content_type(Some("text/plain\r\nX-Evil: 1")),
+            "application/octet-stream"
+        );
+    }
+
+    #[test]
+    fn liveness_probe_runs_pg_isready() {
+        let mut server = pg_test_support::TestPostgres::start();
+        let api = api_for(&server, false);
+        let reply = hadron_liveness_probe(&api);
+        assert_eq!(
+            reply.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        assert_eq!(body(&reply), serde_json::json!("ok"));
+        server.stop_fast();
+        let reply = hadron_liveness_probe(&api);
+        assert_eq!(reply.status, 500);
+        let message = body(&reply)["error"].as_str().unwrap().to_string();
+        assert!(
+            message.starts_with("liveness probe failed: pg_isready"),
+            "{message}"
+        );
+        assert_eq!(
+            hadron_liveness_probe(&crate::catalog::testing::api(None, false)).status,
+            500
+        );
+    }
+}
