@@ -436,3 +436,293 @@ pub fn post_offload(lfc: &Arc<Lfc>, shared: &Arc<Shared>) -> Reply {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::testing::{api, body, document, request, spec};
+    use serde_json::Value;
+    use std::path::Path;
+    use std::time::Instant;
+    use tiny_http::Method;
+
+    const TENANT: &str = "0123456789abcdef0123456789abcdef";
+    const TIMELINE: &str = "fedcba9876543210fedcba9876543210";
+
+    fn shared_with(extra: Option<Value>) -> Arc<Shared> {
+        let document = extra.map(|extra| {
+            document(
+                Path::new("/usr/bin"),
+                Path::new("/nonexistent"),
+                Path::new("/tmp"),
+                5432,
+                spec(extra),
+            )
+        });
+        api(document, true).shared
+    }
+
+    fn complete() -> Value {
+        json!({
+            "tenant_id": TENANT,
+            "timeline_id": TIMELINE,
+            "endpoint_id": "ep-1",
+            "endpoint_storage_addr": "storage:9000",
+            "endpoint_storage_token": "secret-token",
+        })
+    }
+
+    fn settled_prewarm(lfc: &Lfc) -> PrewarmState {
+        let started = Instant::now();
+        loop {
+            let state = lfc.prewarm_state();
+            if state != PrewarmState::Prewarming || started.elapsed() > Duration::from_secs(10) {
+                return state;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn settled_offload(lfc: &Lfc) -> OffloadState {
+        let started = Instant::now();
+        loop {
+            let state = lfc.offload_state();
+            if state != OffloadState::Offloading || started.elapsed() > Duration::from_secs(10) {
+                return state;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn error_of(state: &PrewarmState) -> &str {
+        match state {
+            PrewarmState::Failed { error } => error,
+            other => panic!("not failed: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn states_serialise_as_upstream() {
+        assert_eq!(
+            serde_json::to_value(PrewarmState::NotPrewarmed).unwrap(),
+            json!({"status": "not_prewarmed"})
+        );
+        assert_eq!(
+            serde_json::to_value(PrewarmState::Completed {
+                total: 3,
+                prewarmed: 2,
+                skipped: 1,
+                state_download_time_ms: 4,
+                uncompress_time_ms: 5,
+                prewarm_time_ms: 6
+            })
+            .unwrap(),
+            json!({"status": "completed", "total": 3, "prewarmed": 2, "skipped": 1,
+                   "state_download_time_ms": 4, "uncompress_time_ms": 5, "prewarm_time_ms": 6})
+        );
+        assert_eq!(
+            serde_json::to_value(PrewarmState::Failed { error: "e".into() }).unwrap(),
+            json!({"status": "failed", "error": "e"})
+        );
+        assert_eq!(
+            serde_json::to_value(PrewarmState::Cancelled).unwrap(),
+            json!({"status": "cancelled"})
+        );
+        assert_eq!(
+            serde_json::to_value(OffloadState::NotOffloaded).unwrap(),
+            json!({"status": "not_offloaded"})
+        );
+        assert_eq!(
+            serde_json::to_value(OffloadState::Completed {
+                state_query_time_ms: 1,
+                compress_time_ms: 2,
+                state_upload_time_ms: 3
+            })
+            .unwrap(),
+            json!({"status": "completed", "state_query_time_ms": 1, "compress_time_ms": 2, "state_upload_time_ms": 3})
+        );
+        assert_eq!(
+            serde_json::to_value(OffloadState::Skipped).unwrap(),
+            json!({"status": "skipped"})
+        );
+    }
+
+    #[test]
+    fn prewarm_without_storage_settings_fails_naming_them() {
+        let lfc = Arc::new(Lfc::new());
+        let reply = get_prewarm(&lfc);
+        assert_eq!(
+            (reply.status, body(&reply)),
+            (200, json!({"status": "not_prewarmed"}))
+        );
+
+        let shared = shared_with(Some(json!({})));
+        let reply = post_prewarm(
+            &lfc,
+            &shared,
+            &request(Method::Post, "/lfc/prewarm", "", b""),
+        );
+        assert_eq!(reply.status, 202);
+        let state = settled_prewarm(&lfc);
+        let error = error_of(&state);
+        for field in [
+            "endpoint_storage_addr",
+            "endpoint_storage_token",
+            "endpoint_id",
+            "tenant_id",
+            "timeline_id",
+        ] {
+            assert!(error.contains(field), "{error}");
+        }
+        assert_eq!(body(&get_prewarm(&lfc))["status"], "failed");
+        assert_eq!(lfc.prewarms_total.load(Ordering::SeqCst), 1);
+        assert_eq!(lfc.prewarm_errors_total.load(Ordering::SeqCst), 1);
+
+        // from_endpoint stands in for endpoint_id; the settings stand in for the fields.
+        let shared = shared_with(Some(json!({
+            "tenant_id": TENANT,
+            "timeline_id": TIMELINE,
+            "cluster": {"roles": [], "databases": [], "settings": [
+                {"name": "neon.endpoint_storage_addr", "value": "s:1", "vartype": "string"},
+                {"name": "neon.endpoint_storage_token", "value": "t", "vartype": "string"}
+            ]}
+        })));
+        assert_eq!(
+            storage_target(&shared, Some("ep-other")).unwrap(),
+            StorageTarget {
+                url: format!("http://s:1/{TENANT}/{TIMELINE}/ep-other/lfc_state"),
+                token: "t".to_string()
+            }
+        );
+        let reply = post_prewarm(
+            &lfc,
+            &shared,
+            &request(
+                Method::Post,
+                "/lfc/prewarm",
+                "from_endpoint=ep%2Dother",
+                b"",
+            ),
+        );
+        assert_eq!(reply.status, 202);
+        let state = settled_prewarm(&lfc);
+        let error = error_of(&state);
+        assert!(
+            error.contains("/ep-other/lfc_state") && error.contains("not supported"),
+            "{error}"
+        );
+        assert_eq!(lfc.prewarm_errors_total.load(Ordering::SeqCst), 2);
+
+        let shared = shared_with(None);
+        assert!(lfc.start_prewarm(&shared, None));
+        assert_eq!(
+            error_of(&settled_prewarm(&lfc)),
+            "the compute has no spec yet"
+        );
+        assert_eq!(lfc.prewarms_total.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn a_second_prewarm_or_offload_is_refused() {
+        let lfc = Arc::new(Lfc::new());
+        let shared = shared_with(Some(complete()));
+        *lock(&lfc.prewarm) = PrewarmState::Prewarming;
+        let reply = post_prewarm(
+            &lfc,
+            &shared,
+            &request(Method::Post, "/lfc/prewarm", "", b""),
+        );
+        assert_eq!(reply.status, 429);
+        assert_eq!(
+            body(&reply),
+            json!({"error": "Multiple requests for prewarm are not allowed"})
+        );
+        *lock(&lfc.offload) = OffloadState::Offloading;
+        let reply = post_offload(&lfc, &shared);
+        assert_eq!(reply.status, 429);
+        assert_eq!(
+            body(&reply),
+            json!({"error": "Multiple requests for prewarm offload are not allowed"})
+        );
+        assert_eq!(lfc.prewarms_total.load(Ordering::SeqCst), 0);
+        assert_eq!(lfc.offloads_total.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn a_cancel_while_idle_cancels_the_next_prewarm() {
+        let lfc = Arc::new(Lfc::new());
+        let shared = shared_with(Some(complete()));
+        assert_eq!(delete_prewarm(&lfc).status, 202);
+        assert!(lfc.start_prewarm(&shared, None));
+        assert_eq!(settled_prewarm(&lfc), PrewarmState::Cancelled);
+        assert_eq!(body(&get_prewarm(&lfc)), json!({"status": "cancelled"}));
+        assert_eq!(lfc.prewarm_errors_total.load(Ordering::SeqCst), 0);
+        // The token was replaced: the next one runs (and fails: no transfer yet).
+        assert!(lfc.start_prewarm(&shared, None));
+        assert!(error_of(&settled_prewarm(&lfc)).contains("not supported"));
+        assert_eq!(lfc.prewarm_errors_total.load(Ordering::SeqCst), 1);
+        assert!(!lfc.periodic_offload_allowed());
+    }
+
+    #[test]
+    fn offload_fails_without_a_transfer() {
+        let lfc = Arc::new(Lfc::new());
+        assert_eq!(body(&get_offload(&lfc)), json!({"status": "not_offloaded"}));
+        assert!(lfc.periodic_offload_allowed());
+        let shared = shared_with(Some(json!({"endpoint_id": "ep-1"})));
+        assert_eq!(post_offload(&lfc, &shared).status, 202);
+        match settled_offload(&lfc) {
+            OffloadState::Failed { error } => assert!(
+                error.contains("endpoint_storage_addr") && !error.contains("endpoint_id"),
+                "{error}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        let shared = shared_with(Some(complete()));
+        assert_eq!(post_offload(&lfc, &shared).status, 202);
+        match settled_offload(&lfc) {
+            OffloadState::Failed { error } => assert!(error.contains("not supported"), "{error}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(lfc.offloads_total.load(Ordering::SeqCst), 2);
+        assert_eq!(lfc.offload_errors_total.load(Ordering::SeqCst), 2);
+        let metrics = lfc.render_metrics();
+        assert!(
+            metrics.contains(
+                "# TYPE compute_ctl_lfc_offloads_total counter\ncompute_ctl_lfc_offloads_total 2\n"
+            ),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("\ncompute_ctl_lfc_offload_errors_total 2\n"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("\ncompute_ctl_lfc_prewarms_total 0\n"),
+            "{metrics}"
+        );
+        assert!(metrics.contains(
+            "# HELP compute_ctl_lfc_prewarm_errors_total Total number of LFC prewarm errors\n"
+        ));
+    }
+
+    #[test]
+    fn periodic_offload_runs_and_stops_with_the_compute() {
+        let lfc = Arc::new(Lfc::new());
+        let shared = shared_with(Some(complete()));
+        lfc.spawn_periodic_offload(&shared, Duration::from_millis(20))
+            .unwrap();
+        let started = Instant::now();
+        while lfc.offloads_total.load(Ordering::SeqCst) < 2 {
+            assert!(started.elapsed() < Duration::from_secs(10));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        shared
+            .transition(ComputeStatus::TerminationPendingFast)
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let count = lfc.offloads_total.load(Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(lfc.offloads_total.load(Ordering::SeqCst), count);
+    }
+}
