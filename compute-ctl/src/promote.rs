@@ -135,3 +135,145 @@ fn run(shared: &Shared, request: &PromoteRequest) -> (u16, Value) {
     tracing::error!(%error, "promotion failed");
     (500, json!({"status": "failed", "error": error}))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::testing::{api, body, document, request, spec};
+    use std::path::Path;
+    use std::sync::Arc;
+    use tiny_http::Method;
+
+    fn shared_in(mode: Option<Value>) -> Arc<Shared> {
+        let document = mode.map(|mode| {
+            document(
+                Path::new("/usr/bin"),
+                Path::new("/nonexistent"),
+                Path::new("/tmp"),
+                5432,
+                spec(json!({"mode": mode})),
+            )
+        });
+        api(document, true).shared
+    }
+
+    fn promote_body(spec_value: Value, lsn: &str) -> Vec<u8> {
+        json!({"spec": spec_value, "wal_flush_lsn": lsn})
+            .to_string()
+            .into_bytes()
+    }
+
+    fn post(promotion: &Promotion, shared: &Shared, body_bytes: &[u8]) -> Reply {
+        promote(
+            promotion,
+            shared,
+            &request(Method::Post, "/promote", "", body_bytes),
+        )
+    }
+
+    #[test]
+    fn bad_bodies_are_rejected_before_anything_runs() {
+        let promotion = Promotion::new();
+        let shared = shared_in(Some(json!("Primary")));
+        let reply = post(&promotion, &shared, b"{");
+        assert_eq!(reply.status, 400);
+        assert!(reply.content_type.starts_with("text/plain"));
+        assert!(String::from_utf8_lossy(&reply.body)
+            .starts_with("Failed to parse the request body as JSON: "));
+        let reply = post(&promotion, &shared, br#"{"wal_flush_lsn":"0/1"}"#);
+        assert_eq!(reply.status, 422);
+        assert_eq!(
+            String::from_utf8_lossy(&reply.body),
+            "Failed to deserialize the JSON body into the target type: missing field `spec`"
+        );
+        let reply = post(
+            &promotion,
+            &shared,
+            &promote_body(spec(json!({})), "nonsense"),
+        );
+        assert_eq!(reply.status, 422);
+        // A spec that parses but fails validation: 400 JSON.
+        let invalid = spec(json!({"cluster": {"roles": [{"name": ""}], "databases": []}}));
+        let reply = post(&promotion, &shared, &promote_body(invalid, "0/1"));
+        assert_eq!(
+            reply.status,
+            400,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        assert!(body(&reply)["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid spec: "));
+        assert!(promotion.result().is_none(), "nothing ran");
+    }
+
+    #[test]
+    fn a_primary_is_not_promoted_and_the_answer_sticks() {
+        let promotion = Promotion::new();
+        let shared = shared_in(Some(json!("Primary")));
+        let reply = post(
+            &promotion,
+            &shared,
+            &promote_body(spec(json!({})), "0/3000060"),
+        );
+        assert_eq!(reply.status, 500);
+        assert_eq!(
+            body(&reply),
+            json!({"status": "failed", "error": "compute mode \"Primary\" is not replica"})
+        );
+        // Even after the compute became a replica, the first answer stands.
+        let replica = shared_in(Some(json!("Replica")));
+        let reply = post(&promotion, &replica, &promote_body(spec(json!({})), "0/1"));
+        assert_eq!(
+            body(&reply)["error"],
+            "compute mode \"Primary\" is not replica"
+        );
+        let stat = shared_in(Some(json!({"Static": "0/16B3748"})));
+        let reply = post(
+            &Promotion::new(),
+            &stat,
+            &promote_body(spec(json!({})), "0/1"),
+        );
+        assert_eq!(
+            body(&reply)["error"],
+            "compute mode \"Static(0/16B3748)\" is not replica"
+        );
+    }
+
+    #[test]
+    fn a_replica_is_refused_as_not_supported_yet() {
+        let promotion = Arc::new(Promotion::new());
+        let shared = shared_in(Some(json!("Replica")));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (promotion, shared) = (promotion.clone(), shared.clone());
+                std::thread::spawn(move || {
+                    post(
+                        &promotion,
+                        &shared,
+                        &promote_body(spec(json!({})), "0/3000060"),
+                    )
+                })
+            })
+            .collect();
+        for thread in threads {
+            let reply = thread.join().unwrap();
+            assert_eq!(reply.status, 500);
+            let reply = body(&reply);
+            assert_eq!(reply["status"], "failed");
+            assert!(reply["error"]
+                .as_str()
+                .unwrap()
+                .contains("not supported yet"));
+            assert!(reply["error"].as_str().unwrap().contains("0/3000060"));
+        }
+        let reply = post(
+            &Promotion::new(),
+            &shared_in(None),
+            &promote_body(spec(json!({})), "0/1"),
+        );
+        assert_eq!(reply.status, 500);
+        assert_eq!(body(&reply)["status"], "failed");
+    }
+}
