@@ -43,15 +43,57 @@ pub const PRIVILEGES: [&str; 12] = [
 // ---------------------------------------------------------------------------------------
 // Request helpers
 
-/// The value of `name` in a query string (`a=1&b=x%20y`), form-decoded (`+` is a space);
-/// the first occurrence wins.
-pub fn query_value(query: &str, name: &str) -> Option<String> {
+/// The decoded `(name, value)` pairs of a query string (`a=1&b=x%20y`).
+pub fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
     query
         .split('&')
         .filter(|pair| !pair.is_empty())
         .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
-        .find(|(key, _)| percent_decode(key) == name)
-        .map(|(_, value)| percent_decode(value))
+        .map(|(key, value)| (percent_decode(key), percent_decode(value)))
+}
+
+/// The value of `name` in a query string, form-decoded (`+` is a space); the first
+/// occurrence wins.
+pub fn query_value(query: &str, name: &str) -> Option<String> {
+    query_pairs(query)
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value)
+}
+
+/// The value of `name` in a query string, or the serde_urlencoded error text for a field
+/// given twice (`duplicate field `name``), which upstream's extractor rejects.
+pub fn query_single(query: &str, name: &str) -> Result<Option<String>, String> {
+    let mut values = query_pairs(query)
+        .filter(|(key, _)| key == name)
+        .map(|(_, value)| value);
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(format!("duplicate field `{name}`"));
+    }
+    Ok(first)
+}
+
+/// Upstream's 415 for a JSON body route whose `Content-Type` is missing or is not
+/// `application/json` or `application/*+json` (parameters allowed); for the lead to call
+/// once the request carries its `Content-Type`.
+pub fn require_json_content_type(content_type: Option<&str>) -> Result<(), Reply> {
+    let essence = content_type
+        .and_then(|value| value.split(';').next())
+        .map(|value| value.trim().to_ascii_lowercase());
+    let json = essence.as_deref().is_some_and(|essence| {
+        essence == "application/json"
+            || essence
+                .strip_prefix("application/")
+                .is_some_and(|subtype| subtype.ends_with("+json") && !subtype.contains('/'))
+    });
+    if json {
+        Ok(())
+    } else {
+        Err(Reply::error(
+            415,
+            "expected request with `content-type: application/json`",
+        ))
+    }
 }
 
 /// Form decoding: `+` → space, `%XX` → the byte; a malformed escape stays as written and
@@ -184,11 +226,17 @@ fn connect(
 /// database's `pg_dump --schema-only`, 200 with upstream's `Content-Type: application/json`
 /// (sic); 404 when the database does not exist; 500 otherwise.
 pub fn database_schema(api: &Api, request: &ApiRequest) -> Reply {
-    let Some(database) = query_value(&request.query, "database") else {
-        return Reply::error(
-            400,
-            "failed to deserialize query string: missing field `database`",
-        );
+    let database = match query_single(&request.query, "database") {
+        Ok(Some(database)) => database,
+        Ok(None) => {
+            return Reply::error(
+                400,
+                "failed to deserialize query string: missing field `database`",
+            )
+        }
+        Err(error) => {
+            return Reply::error(400, format!("failed to deserialize query string: {error}"))
+        }
     };
     let document = api.shared.lock().document.clone();
     let Some(document) = document else {
@@ -632,6 +680,41 @@ mod tests {
     }
 
     #[test]
+    fn duplicate_fields_and_content_types() {
+        assert_eq!(
+            query_single("database=a", "database"),
+            Ok(Some("a".to_string()))
+        );
+        assert_eq!(query_single("x=1", "database"), Ok(None));
+        assert_eq!(
+            query_single("database=a&database=b", "database"),
+            Err("duplicate field `database`".to_string())
+        );
+        for good in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON",
+            "application/merge-patch+json",
+        ] {
+            assert!(require_json_content_type(Some(good)).is_ok(), "{good}");
+        }
+        for bad in [
+            None,
+            Some("text/json"),
+            Some("text/plain"),
+            Some("application/jsonx"),
+            Some(""),
+        ] {
+            let reply = require_json_content_type(bad).unwrap_err();
+            assert_eq!(reply.status, 415);
+            assert_eq!(
+                body(&reply),
+                json!({"error": "expected request with `content-type: application/json`"})
+            );
+        }
+    }
+
+    #[test]
     fn body_rejections_as_upstream() {
         let reply = GrantsRequest::parse(b"{").unwrap_err();
         assert_eq!(reply.status, 400);
@@ -709,6 +792,13 @@ mod tests {
             404,
             "{}",
             String::from_utf8_lossy(&reply.body)
+        );
+
+        let reply = get("database=shop&database=other");
+        assert_eq!(reply.status, 400);
+        assert_eq!(
+            body(&reply),
+            json!({"error": "failed to deserialize query string: duplicate field `database`"})
         );
 
         let reply = get("");

@@ -403,7 +403,16 @@ pub fn get_prewarm(lfc: &Lfc) -> Reply {
 
 /// `POST /lfc/prewarm[?from_endpoint=<id>]` (external): 202, or 429 while one runs.
 pub fn post_prewarm(lfc: &Arc<Lfc>, shared: &Arc<Shared>, request: &ApiRequest) -> Reply {
-    let from_endpoint = crate::catalog::query_value(&request.query, "from_endpoint");
+    let from_endpoint = match crate::catalog::query_single(&request.query, "from_endpoint") {
+        Ok(from_endpoint) => from_endpoint,
+        Err(error) => {
+            return Reply {
+                status: 400,
+                body: format!("Failed to deserialize query string: {error}").into_bytes(),
+                content_type: "text/plain; charset=utf-8",
+            }
+        }
+    };
     if lfc.start_prewarm(shared, from_endpoint) {
         Reply::empty(202)
     } else {
@@ -612,6 +621,22 @@ mod tests {
             "{error}"
         );
         assert_eq!(lfc.prewarm_errors_total.load(Ordering::SeqCst), 2);
+
+        let reply = post_prewarm(
+            &lfc,
+            &shared,
+            &request(
+                Method::Post,
+                "/lfc/prewarm",
+                "from_endpoint=a&from_endpoint=b",
+                b"",
+            ),
+        );
+        assert_eq!(reply.status, 400);
+        assert_eq!(
+            String::from_utf8_lossy(&reply.body),
+            "Failed to deserialize query string: duplicate field `from_endpoint`"
+        );
 
         let shared = shared_with(None);
         assert!(lfc.start_prewarm(&shared, None));
