@@ -73,20 +73,25 @@ pub fn query_single(query: &str, name: &str) -> Result<Option<String>, String> {
     Ok(first)
 }
 
-/// Upstream's 415 for a JSON body route whose `Content-Type` is missing or is not
-/// `application/json` or `application/*+json` (parameters allowed); for the lead to call
-/// once the request carries its `Content-Type`.
-pub fn require_json_content_type(content_type: Option<&str>) -> Result<(), Reply> {
+/// Whether a `Content-Type` is one upstream's JSON extractor accepts: `application/json` or
+/// `application/*+json`, parameters allowed (`text/json` is not).
+pub fn is_json_content_type(content_type: Option<&str>) -> bool {
     let essence = content_type
         .and_then(|value| value.split(';').next())
         .map(|value| value.trim().to_ascii_lowercase());
-    let json = essence.as_deref().is_some_and(|essence| {
+    essence.as_deref().is_some_and(|essence| {
         essence == "application/json"
             || essence
                 .strip_prefix("application/")
                 .is_some_and(|subtype| subtype.ends_with("+json") && !subtype.contains('/'))
-    });
-    if json {
+    })
+}
+
+/// Upstream's 415 for a JSON body route whose `Content-Type` is missing or not JSON (see
+/// [`is_json_content_type`]); for the lead to call once the request carries its
+/// `Content-Type`.
+pub fn require_json_content_type(content_type: Option<&str>) -> Result<(), Reply> {
+    if is_json_content_type(content_type) {
         Ok(())
     } else {
         Err(Reply::error(
