@@ -127,6 +127,12 @@ impl Lfc {
         lock(&self.prewarm).clone()
     }
 
+    /// Sets the prewarm state (tests of other modules).
+    #[cfg(test)]
+    pub(crate) fn set_prewarm_state(&self, state: PrewarmState) {
+        *lock(&self.prewarm) = state;
+    }
+
     /// The offload state.
     pub fn offload_state(&self) -> OffloadState {
         lock(&self.offload).clone()

@@ -3,8 +3,8 @@
 //! Upstream's steps: (1) the compute's mode must be `Replica`; (2) prewarm state not
 //! `not_prewarmed`/`prewarming`; (3) wait for replay to reach `wal_flush_lsn`; (4) point
 //! `neon.safekeepers` at the new safekeepers; (5) `pg_promote()`; (6) check writability;
-//! (7) store the new spec and reconfigure. Only (1) is implemented: a Replica gets
-//! `{"status":"failed","error":"… not supported yet …"}` until the rest lands.
+//! (7) store the new spec and reconfigure. (1) and (2) are implemented: a Replica past them
+//! gets `{"status":"failed","error":"… not supported yet …"}` until the rest lands.
 //!
 //! As upstream, the first promotion's result (failures included) is the answer to every
 //! later or concurrent call for the life of the process; concurrent callers wait for it.
@@ -16,6 +16,7 @@ use compute_spec::spec::{ComputeMode, ComputeSpec};
 use serde_json::{json, Value};
 
 use crate::http::{ApiRequest, Reply};
+use crate::lfc::{Lfc, PrewarmState};
 use crate::state::Shared;
 
 /// The single-flight, process-lifetime promotion result. One per process: the lead keeps it
@@ -120,16 +121,16 @@ pub fn mode_name(mode: ComputeMode) -> String {
 
 /// `POST /promote` (external, authenticated): 200 `{"status":"completed",…}` or 500
 /// `{"status":"failed","error"}`; the first result is cached for the process lifetime.
-pub fn promote(promotion: &Promotion, shared: &Shared, request: &ApiRequest) -> Reply {
+pub fn promote(promotion: &Promotion, lfc: &Lfc, shared: &Shared, request: &ApiRequest) -> Reply {
     let parsed = match parse(&request.body) {
         Ok(parsed) => parsed,
         Err(reply) => return reply,
     };
-    let (status, body) = promotion.result.get_or_init(|| run(shared, &parsed));
+    let (status, body) = promotion.result.get_or_init(|| run(lfc, shared, &parsed));
     Reply::json(*status, body)
 }
 
-fn run(shared: &Shared, request: &PromoteRequest) -> (u16, Value) {
+fn run(lfc: &Lfc, shared: &Shared, request: &PromoteRequest) -> (u16, Value) {
     let mode = shared
         .lock()
         .document
@@ -138,6 +139,14 @@ fn run(shared: &Shared, request: &PromoteRequest) -> (u16, Value) {
         .map(|spec| spec.mode);
     let error = match mode {
         None => "the compute has no spec yet: nothing to promote".to_string(),
+        // (2) As upstream: a replica must have been prewarmed first; a failed prewarm only
+        // warns.
+        Some(ComputeMode::Replica) if lfc.prewarm_state() == PrewarmState::NotPrewarmed => {
+            "compute NotPrewarmed".to_string()
+        }
+        Some(ComputeMode::Replica) if lfc.prewarm_state() == PrewarmState::Prewarming => {
+            "compute Prewarming".to_string()
+        }
         Some(ComputeMode::Replica) => format!(
             "promoting a replica to primary (wait for replay to reach {}, switch safekeepers, \
              pg_promote) is not supported yet by this compute-ctl",
@@ -176,9 +185,23 @@ mod tests {
             .into_bytes()
     }
 
+    /// An LFC whose prewarm has run (and failed, which only warns).
+    fn prewarmed() -> Lfc {
+        let lfc = Lfc::new();
+        lfc.set_prewarm_state(PrewarmState::Failed {
+            error: "no storage".to_string(),
+        });
+        lfc
+    }
+
     fn post(promotion: &Promotion, shared: &Shared, body_bytes: &[u8]) -> Reply {
+        post_with(promotion, &prewarmed(), shared, body_bytes)
+    }
+
+    fn post_with(promotion: &Promotion, lfc: &Lfc, shared: &Shared, body_bytes: &[u8]) -> Reply {
         promote(
             promotion,
+            lfc,
             shared,
             &request(Method::Post, "/promote", "", body_bytes),
         )
@@ -299,5 +322,28 @@ mod tests {
         );
         assert_eq!(reply.status, 500);
         assert_eq!(body(&reply)["status"], "failed");
+    }
+
+    #[test]
+    fn a_replica_must_be_prewarmed_first() {
+        let replica = shared_in(Some(json!("Replica")));
+        let lfc = Lfc::new();
+        let body_bytes = promote_body(spec(json!({})), "0/1");
+        let reply = post_with(&Promotion::new(), &lfc, &replica, &body_bytes);
+        assert_eq!(
+            body(&reply),
+            json!({"status": "failed", "error": "compute NotPrewarmed"})
+        );
+        lfc.set_prewarm_state(PrewarmState::Prewarming);
+        let reply = post_with(&Promotion::new(), &lfc, &replica, &body_bytes);
+        assert_eq!(body(&reply)["error"], "compute Prewarming");
+        for state in [PrewarmState::Skipped, PrewarmState::Cancelled] {
+            lfc.set_prewarm_state(state);
+            let reply = post_with(&Promotion::new(), &lfc, &replica, &body_bytes);
+            assert!(body(&reply)["error"]
+                .as_str()
+                .unwrap()
+                .contains("not supported yet"));
+        }
     }
 }
