@@ -30,18 +30,23 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod catalog;
 pub mod cli;
 pub mod compute;
 pub mod control;
 pub mod generate;
 pub mod http;
+pub mod lfc;
 pub mod metrics;
+pub mod probes;
+pub mod promote;
 pub mod routes;
 pub mod signals;
 pub mod sql;
 pub mod stages;
 pub mod state;
 pub mod supervise;
+pub mod tool;
 pub mod vm_monitor;
 
 use std::process::ExitCode;

@@ -1,0 +1,578 @@
+//! `GET /hadron_liveness_probe` (`pg_isready` against the compute) and
+//! `GET /autoscaling_metrics` (relayed from the `neon` extension's communicator socket).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use compute_spec::ComputeDocument;
+use serde_json::json;
+
+use crate::http::{Api, Reply};
+
+/// `pg_isready` is killed when it runs longer than this.
+pub const PG_ISREADY_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The communicator's socket, in PGDATA (created by the `neon` extension only).
+pub const COMMUNICATOR_SOCKET: &str = "neon-communicator.socket";
+
+/// Connect, read and write deadline of the metrics exchange, and its overall deadline.
+pub const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The largest metrics body relayed (16 MiB).
+pub const METRICS_CAP: usize = 16 * 1024 * 1024;
+
+/// Socket paths this long or longer are reached through a short symlink (as upstream).
+const SHORT_PATH_LIMIT: usize = 100;
+
+/// Largest status line or header line accepted from the communicator.
+const LINE_CAP: u64 = 8 * 1024;
+
+// ---------------------------------------------------------------------------------------
+// GET /hadron_liveness_probe
+
+/// `GET /hadron_liveness_probe` (external, authenticated, any status):
+/// `<pgbin dir>/pg_isready -h <socket dir> -p <port>`; 200 `"ok"` when it exits 0, else 500.
+pub fn hadron_liveness_probe(api: &Api) -> Reply {
+    let document = api.shared.lock().document.clone();
+    let Some(document) = document else {
+        return Reply::error(
+            500,
+            "liveness probe failed: the compute has no document yet",
+        );
+    };
+    liveness(&document, PG_ISREADY_DEADLINE)
+}
+
+fn liveness(document: &ComputeDocument, deadline: Duration) -> Reply {
+    let mut command = Command::new(document.sibling_binary("pg_isready"));
+    command
+        .arg("-h")
+        .arg(&document.instance.socket_dir)
+        .arg("-p")
+        .arg(document.instance.port.to_string());
+    for variable in ["PGSERVICE", "PGSERVICEFILE", "PGHOSTADDR"] {
+        command.env_remove(variable);
+    }
+    match crate::tool::run(&mut command, deadline, 64 * 1024) {
+        Ok(output) if output.status.success() => Reply::json(200, &json!("ok")),
+        Ok(output) => {
+            let said = String::from_utf8_lossy(&output.stdout).trim().to_string();
+            let said = if said.is_empty() {
+                String::from_utf8_lossy(&output.stderr).trim().to_string()
+            } else {
+                said
+            };
+            Reply::error(
+                500,
+                format!(
+                    "liveness probe failed: pg_isready {}: {said}",
+                    output.status
+                ),
+            )
+        }
+        Err(error) => Reply::error(500, format!("liveness probe failed: {error}")),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// GET /autoscaling_metrics
+
+/// `GET /autoscaling_metrics` (external, **unauthenticated**, any status): relays
+/// `GET /autoscaling_metrics` over `PGDATA/neon-communicator.socket`: the communicator's
+/// status, `Content-Type` and body; 500 `{"error"}` when the socket is missing or the
+/// exchange fails.
+pub fn autoscaling_metrics(api: &Api) -> Reply {
+    let pgdata = api
+        .shared
+        .lock()
+        .document
+        .as_ref()
+        .map(|document| document.pgdata.clone());
+    let Some(pgdata) = pgdata else {
+        return Reply::error(
+            500,
+            "failed to get autoscaling metrics: the compute has no data directory yet",
+        );
+    };
+    match relay(
+        &pgdata.join(COMMUNICATOR_SOCKET),
+        EXCHANGE_TIMEOUT,
+        METRICS_CAP,
+    ) {
+        Ok(reply) => reply,
+        Err(message) => Reply::error(500, format!("failed to get autoscaling metrics: {message}")),
+    }
+}
+
+/// One HTTP/1.1 exchange with the server on the Unix socket `socket`.
+pub fn relay(socket: &Path, timeout: Duration, cap: usize) -> Result<Reply, String> {
+    if !socket.exists() {
+        return Err(format!(
+            "{} does not exist (the neon extension creates it)",
+            socket.display()
+        ));
+    }
+    let deadline = Instant::now() + timeout;
+    let stream = connect(socket, timeout)?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .and_then(|()| stream.set_write_timeout(Some(timeout)))
+        .map_err(|error| format!("setting socket timeouts: {error}"))?;
+    (&stream)
+        .write_all(
+            b"GET /autoscaling_metrics HTTP/1.1\r\nHost: localhost\r\nAccept: */*\r\nConnection: close\r\n\r\n",
+        )
+        .map_err(|error| format!("sending the request to {}: {error}", socket.display()))?;
+    let mut reader = BufReader::new(Deadline {
+        stream: &stream,
+        deadline,
+    });
+    let response = read_response(&mut reader, cap)
+        .map_err(|error| format!("reading the response from {}: {error}", socket.display()))?;
+    Ok(Reply {
+        status: response.status,
+        body: response.body,
+        content_type: intern_content_type(response.content_type.as_deref()),
+    })
+}
+
+/// Connects to `socket`, through a short symlink when its path is too long for `sun_path`;
+/// a connect that hangs (full backlog) is abandoned after `timeout`.
+fn connect(socket: &Path, timeout: Duration) -> Result<UnixStream, String> {
+    let short = ShortPath::new(socket)?;
+    let target = short.path().to_path_buf();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("communicator-connect".to_string())
+        .spawn(move || {
+            let _ = sender.send(UnixStream::connect(&target));
+        })
+        .map_err(|error| format!("starting the connect thread: {error}"))?;
+    let result = receiver.recv_timeout(timeout).map_err(|_| {
+        format!(
+            "connecting to {}: timed out after {timeout:?}",
+            socket.display()
+        )
+    })?;
+    drop(short);
+    result.map_err(|error| format!("connecting to {}: {error}", socket.display()))
+}
+
+/// The socket path itself, or a symlink to it in the temp directory, removed on drop.
+struct ShortPath {
+    path: PathBuf,
+    link: bool,
+}
+
+impl ShortPath {
+    fn new(socket: &Path) -> Result<ShortPath, String> {
+        if socket.as_os_str().len() < SHORT_PATH_LIMIT {
+            return Ok(ShortPath {
+                path: socket.to_path_buf(),
+                link: false,
+            });
+        }
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "compute_ctl.short-socket.{}.{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        ));
+        if path.as_os_str().len() >= SHORT_PATH_LIMIT {
+            return Err(format!(
+                "{} is too long for a Unix socket and so is the temp directory {}",
+                socket.display(),
+                std::env::temp_dir().display()
+            ));
+        }
+        let _ = std::fs::remove_file(&path);
+        std::os::unix::fs::symlink(socket, &path).map_err(|error| {
+            format!(
+                "linking {} to the long socket path {}: {error}",
+                path.display(),
+                socket.display()
+            )
+        })?;
+        Ok(ShortPath { path, link: true })
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for ShortPath {
+    fn drop(&mut self) {
+        if self.link {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// A stream whose reads fail once the overall deadline has passed.
+struct Deadline<'a> {
+    stream: &'a UnixStream,
+    deadline: Instant,
+}
+
+impl Read for Deadline<'_> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        if Instant::now() >= self.deadline {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the response did not complete in time",
+            ));
+        }
+        self.stream.read(buffer)
+    }
+}
+
+/// A parsed HTTP/1.x response.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// `Content-Type`, if sent.
+    pub content_type: Option<String>,
+    /// The body (de-chunked).
+    pub body: Vec<u8>,
+}
+
+/// Reads a status line, headers and a body (by `Content-Length`, chunked, or to EOF) of at
+/// most `cap` bytes.
+pub fn read_response(reader: &mut impl BufRead, cap: usize) -> Result<Response, String> {
+    let status_line = line(reader)?;
+    let mut parts = status_line.splitn(3, ' ');
+    let (Some(version), Some(code)) = (parts.next(), parts.next()) else {
+        return Err(format!("not an HTTP status line: {status_line:?}"));
+    };
+    if !version.starts_with("HTTP/1.") {
+        return Err(format!("not an HTTP/1 status line: {status_line:?}"));
+    }
+    let status = code
+        .parse::<u16>()
+        .ok()
+        .filter(|code| (100..=999).contains(code))
+        .ok_or_else(|| format!("bad status code in {status_line:?}"))?;
+    let mut content_type = None;
+    let mut length: Option<usize> = None;
+    let mut chunked = false;
+    for count in 0.. {
+        if count > 100 {
+            return Err("more than 100 header lines".to_string());
+        }
+        let header = line(reader)?;
+        if header.is_empty() {
+            break;
+        }
+        let Some((name, value)) = header.split_once(':') else {
+            return Err(format!("malformed header line {header:?}"));
+        };
+        let value = value.trim();
+        match name.trim().to_ascii_lowercase().as_str() {
+            "content-type" => content_type = Some(value.to_string()),
+            "content-length" => {
+                length = Some(
+                    value
+                        .parse()
+                        .map_err(|_| format!("bad Content-Length {value:?}"))?,
+                )
+            }
+            "transfer-encoding" => chunked = value.to_ascii_lowercase().contains("chunked"),
+            _ => {}
+        }
+    }
+    let too_large = || format!("the body is larger than the {cap}-byte limit");
+    let body = if chunked {
+        let mut body = Vec::new();
+        loop {
+            let size_line = line(reader)?;
+            let size = size_line.split(';').next().unwrap_or("").trim();
+            let size = usize::from_str_radix(size, 16)
+                .map_err(|_| format!("bad chunk size line {size_line:?}"))?;
+            if size == 0 {
+                // Trailers, up to the empty line.
+                while !line(reader)?.is_empty() {}
+                break;
+            }
+            if body.len().saturating_add(size) > cap {
+                return Err(too_large());
+            }
+            let start = body.len();
+            body.resize(start + size, 0);
+            reader
+                .read_exact(&mut body[start..])
+                .map_err(|error| format!("reading a chunk: {error}"))?;
+            if !line(reader)?.is_empty() {
+                return Err("chunk not followed by CRLF".to_string());
+            }
+        }
+        body
+    } else if let Some(length) = length {
+        if length > cap {
+            return Err(too_large());
+        }
+        let mut body = vec![0; length];
+        reader
+            .read_exact(&mut body)
+            .map_err(|error| format!("reading {length} body bytes: {error}"))?;
+        body
+    } else {
+        let mut body = Vec::new();
+        reader
+            .take(u64::try_from(cap).unwrap_or(u64::MAX).saturating_add(1))
+            .read_to_end(&mut body)
+            .map_err(|error| format!("reading the body: {error}"))?;
+        if body.len() > cap {
+            return Err(too_large());
+        }
+        body
+    };
+    Ok(Response {
+        status,
+        content_type,
+        body,
+    })
+}
+
+/// One CRLF- (or LF-) terminated line, without its terminator.
+fn line(reader: &mut impl BufRead) -> Result<String, String> {
+    let mut bytes = Vec::new();
+    reader
+        .take(LINE_CAP)
+        .read_until(b'\n', &mut bytes)
+        .map_err(|error| error.to_string())?;
+    if bytes.last() != Some(&b'\n') {
+        return Err(if bytes.len() as u64 >= LINE_CAP {
+            format!("a line longer than {LINE_CAP} bytes")
+        } else {
+            "the connection closed mid-response".to_string()
+        });
+    }
+    bytes.pop();
+    if bytes.last() == Some(&b'\r') {
+        bytes.pop();
+    }
+    String::from_utf8(bytes).map_err(|_| "a header line is not UTF-8".to_string())
+}
+
+/// `Reply::content_type` is `&'static str`: the communicator's `Content-Type` is kept once
+/// per distinct value (at most 32, each ≤ 200 visible ASCII bytes); anything else becomes
+/// `application/octet-stream`.
+fn intern_content_type(value: Option<&str>) -> &'static str {
+    const FALLBACK: &str = "application/octet-stream";
+    static KNOWN: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+    let Some(value) = value else {
+        return FALLBACK;
+    };
+    if value.len() > 200 || !value.bytes().all(|byte| (0x20..0x7f).contains(&byte)) {
+        return FALLBACK;
+    }
+    let mut known = KNOWN
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(found) = known.iter().find(|known| **known == value) {
+        return found;
+    }
+    if known.len() >= 32 {
+        return FALLBACK;
+    }
+    let leaked: &'static str = Box::leak(value.to_string().into_boxed_str());
+    known.push(leaked);
+    leaked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::testing::{api, api_for, body, document, spec};
+    use std::os::unix::net::UnixListener;
+    use std::thread::JoinHandle;
+
+    /// A stand-in communicator: accepts one connection on `path`, checks the request, and
+    /// writes `response` (then closes, unless `hang`).
+    fn communicator(path: &Path, response: Vec<u8>, hang: bool) -> JoinHandle<String> {
+        let listener = UnixListener::bind(path).unwrap();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = Vec::new();
+            let mut byte = [0u8; 1];
+            while !request.ends_with(b"\r\n\r\n") {
+                if stream.read(&mut byte).unwrap() == 0 {
+                    break;
+                }
+                request.push(byte[0]);
+            }
+            if hang {
+                std::thread::sleep(Duration::from_secs(1));
+            } else {
+                stream.write_all(&response).unwrap();
+            }
+            String::from_utf8(request).unwrap()
+        })
+    }
+
+    fn api_with_pgdata(pgdata: &Path) -> crate::http::Api {
+        api(
+            Some(document(
+                Path::new("/nonexistent"),
+                pgdata,
+                pgdata,
+                5432,
+                spec(serde_json::json!({})),
+            )),
+            false,
+        )
+    }
+
+    #[test]
+    fn relays_status_content_type_and_body() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = communicator(
+            &dir.path().join(COMMUNICATOR_SOCKET),
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: 12\r\n\r\nlfc_hits 42\n"
+                .to_vec(),
+            false,
+        );
+        let reply = autoscaling_metrics(&api_with_pgdata(dir.path()));
+        let request = server.join().unwrap();
+        assert!(
+            request.starts_with("GET /autoscaling_metrics HTTP/1.1\r\n"),
+            "{request}"
+        );
+        assert!(request.contains("\r\nHost: localhost\r\n"), "{request}");
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.content_type, "text/plain; version=0.0.4");
+        assert_eq!(reply.body, b"lfc_hits 42\n");
+    }
+
+    #[test]
+    fn relays_chunked_errors_through_a_long_path() {
+        let root = tempfile::tempdir().unwrap();
+        let pgdata = root.path().join("p".repeat(120));
+        std::fs::create_dir(&pgdata).unwrap();
+        let socket = pgdata.join(COMMUNICATOR_SOCKET);
+        assert!(socket.as_os_str().len() >= SHORT_PATH_LIMIT);
+        // Binding needs a short path too: bind in a short directory, then move the socket.
+        let short = root.path().join("s.sock");
+        let server = communicator(
+            &short,
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"a\"\r\n3\r\n:1}\r\n0\r\n\r\n"
+                .to_vec(),
+            false,
+        );
+        std::fs::rename(&short, &socket).unwrap();
+        let reply = autoscaling_metrics(&api_with_pgdata(&pgdata));
+        server.join().unwrap();
+        assert_eq!(reply.status, 503);
+        assert_eq!(reply.content_type, "application/json");
+        assert_eq!(reply.body, b"{\"a\":1}");
+        let leftovers = std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|entry| {
+                entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("compute_ctl.short-socket.{}.", std::process::id()))
+            })
+            .count();
+        assert_eq!(leftovers, 0, "the short symlink is removed");
+    }
+
+    #[test]
+    fn failures_are_500_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let reply = autoscaling_metrics(&api_with_pgdata(dir.path()));
+        assert_eq!(reply.status, 500);
+        let message = body(&reply)["error"].as_str().unwrap().to_string();
+        assert!(
+            message.contains("neon-communicator.socket does not exist"),
+            "{message}"
+        );
+        assert_eq!(autoscaling_metrics(&api(None, false)).status, 500);
+
+        let socket = dir.path().join(COMMUNICATOR_SOCKET);
+        let server = communicator(&socket, b"HTTP/1.1 200 OK\r\nContent-Le".to_vec(), false);
+        let reply = autoscaling_metrics(&api_with_pgdata(dir.path()));
+        server.join().unwrap();
+        assert_eq!(reply.status, 500);
+        assert!(body(&reply)["error"]
+            .as_str()
+            .unwrap()
+            .contains("closed mid-response"));
+        std::fs::remove_file(&socket).unwrap();
+
+        let server = communicator(&socket, Vec::new(), true);
+        let started = Instant::now();
+        let error = relay(&socket, Duration::from_millis(300), 1024).unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(2), "{error}");
+        assert!(error.contains("reading the response"), "{error}");
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn bodies_are_capped() {
+        let response = |head: &str| {
+            let mut bytes = head.as_bytes().to_vec();
+            bytes.extend(std::iter::repeat_n(b'x', 100));
+            bytes
+        };
+        for head in [
+            "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n64\r\n",
+        ] {
+            let error = read_response(&mut &response(head)[..], 50).unwrap_err();
+            assert!(error.contains("50-byte limit"), "{head:?}: {error}");
+        }
+        let ok = read_response(&mut &response("HTTP/1.0 204 No Content\r\n\r\n")[..], 100).unwrap();
+        assert_eq!(
+            (ok.status, ok.content_type, ok.body.len()),
+            (204, None, 100)
+        );
+        assert!(read_response(&mut &b"SSH-2.0-x\r\n"[..], 10).is_err());
+        assert!(read_response(&mut &b"HTTP/1.1 abc\r\n\r\n"[..], 10).is_err());
+    }
+
+    #[test]
+    fn content_types_are_kept_or_replaced() {
+        assert_eq!(intern_content_type(Some("text/x-test")), "text/x-test");
+        assert_eq!(intern_content_type(None), "application/octet-stream");
+        assert_eq!(
+            intern_content_type(Some("text/plain\r\nX-Evil: 1")),
+            "application/octet-stream"
+        );
+    }
+
+    #[test]
+    fn liveness_probe_runs_pg_isready() {
+        let mut server = pg_test_support::TestPostgres::start();
+        let api = api_for(&server, false);
+        let reply = hadron_liveness_probe(&api);
+        assert_eq!(
+            reply.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        assert_eq!(body(&reply), serde_json::json!("ok"));
+        server.stop_fast();
+        let reply = hadron_liveness_probe(&api);
+        assert_eq!(reply.status, 500);
+        let message = body(&reply)["error"].as_str().unwrap().to_string();
+        assert!(
+            message.starts_with("liveness probe failed: pg_isready"),
+            "{message}"
+        );
+        assert_eq!(
+            hadron_liveness_probe(&crate::catalog::testing::api(None, false)).status,
+            500
+        );
+    }
+}
