@@ -231,7 +231,7 @@ fn connect(
 /// database's `pg_dump --schema-only`, 200 with upstream's `Content-Type: application/json`
 /// (sic); 404 when the database does not exist; 500 otherwise.
 pub fn database_schema(api: &Api, request: &ApiRequest) -> Reply {
-    let database = match query_single(&request.query, "database") {
+    let database = match query_single(request.query.as_deref().unwrap_or_default(), "database") {
         Ok(Some(database)) => database,
         Ok(None) => {
             return Reply::error(
@@ -258,11 +258,9 @@ fn dump_schema(
 ) -> Reply {
     let mut command = pg_dump_command(document, database);
     match crate::tool::run(&mut command, deadline, cap) {
-        Ok(output) if output.status.success() && !output.stdout.is_empty() => Reply {
-            status: 200,
-            body: output.stdout,
-            content_type: "application/json",
-        },
+        Ok(output) if output.status.success() && !output.stdout.is_empty() => {
+            Reply::bytes(200, "application/json".into(), output.stdout)
+        }
         Ok(output) => {
             let stderr = String::from_utf8_lossy(&output.stderr);
             let missing = format!("FATAL:  database \"{database}\" does not exist");
@@ -614,6 +612,11 @@ pub(crate) mod testing {
             shared,
             wake,
             compute_id: None,
+            auth: Arc::new(crate::auth::Auth::Open),
+            deadlines: crate::http::Deadlines::default(),
+            lfc: Arc::default(),
+            promotion: Arc::default(),
+            remote_ext_base_url: None,
         }
     }
 
@@ -632,11 +635,11 @@ pub(crate) mod testing {
     }
 
     /// A request.
-    pub fn request(method: tiny_http::Method, path: &str, query: &str, body: &[u8]) -> ApiRequest {
+    pub fn request(method: hyper::Method, path: &str, query: &str, body: &[u8]) -> ApiRequest {
         ApiRequest {
             method,
             path: path.to_string(),
-            query: query.to_string(),
+            query: Some(query.to_string()),
             authorization: None,
             body: body.to_vec(),
         }
@@ -653,8 +656,8 @@ pub(crate) mod testing {
 mod tests {
     use super::testing::*;
     use super::*;
+    use hyper::Method;
     use pg_test_support::TestPostgres;
-    use tiny_http::Method;
 
     /// A name that would break out of any unquoted or badly quoted context.
     const NASTY: &str = "x\"; DROP TABLE public.canary; --\n' ; SELECT 1; \\";
@@ -764,7 +767,7 @@ mod tests {
         server.psql(&format!("CREATE DATABASE {}", Ident("we\"ird; db\nname")));
         let api = api_for(&server, false);
         let get = |query: &str| {
-            database_schema(&api, &request(Method::Get, "/database_schema", query, b""))
+            database_schema(&api, &request(Method::GET, "/database_schema", query, b""))
         };
 
         let reply = get("database=shop");
@@ -774,7 +777,7 @@ mod tests {
             "{}",
             String::from_utf8_lossy(&reply.body)
         );
-        assert_eq!(reply.content_type, "application/json");
+        assert_eq!(reply.content_type.as_deref(), Some("application/json"));
         let sql = String::from_utf8(reply.body).unwrap();
         assert!(sql.contains("CREATE TABLE public.items"), "{sql}");
 
@@ -841,13 +844,13 @@ mod tests {
         });
         let reply = database_schema(
             &api,
-            &request(Method::Get, "/database_schema", "database=postgres", b""),
+            &request(Method::GET, "/database_schema", "database=postgres", b""),
         );
         assert_eq!(reply.status, 500);
         assert_eq!(body(&reply), json!({"error": "failed to execute pg_dump"}));
         let reply = database_schema(
             &api_for_nothing(),
-            &request(Method::Get, "/", "database=x", b""),
+            &request(Method::GET, "/", "database=x", b""),
         );
         assert_eq!(reply.status, 500);
     }
@@ -892,7 +895,7 @@ mod tests {
             .unwrap();
         let api = api_for(&server, true);
         let body_bytes = grant_body("app", "s", "r1", &["USAGE", "CREATE", "CREATE"]);
-        let reply = grants(&api, &request(Method::Post, "/grants", "", &body_bytes));
+        let reply = grants(&api, &request(Method::POST, "/grants", "", &body_bytes));
         assert_eq!(
             reply.status,
             201,
@@ -933,7 +936,7 @@ mod tests {
             let reply = grants(
                 &api,
                 &request(
-                    Method::Post,
+                    Method::POST,
                     "/grants",
                     "",
                     &grant_body("app", schema, role, privileges),
@@ -949,7 +952,7 @@ mod tests {
         let reply = grants(
             &api,
             &request(
-                Method::Post,
+                Method::POST,
                 "/grants",
                 "",
                 &grant_body("nosuchdb", "s", "r1", &["USAGE"]),
@@ -976,7 +979,7 @@ mod tests {
         let reply = grants(
             &api,
             &request(
-                Method::Post,
+                Method::POST,
                 "/grants",
                 "",
                 &grant_body("app", NASTY, NASTY, &["USAGE", "CREATE"]),
@@ -995,7 +998,7 @@ mod tests {
         let reply = grants(
             &api,
             &request(
-                Method::Post,
+                Method::POST,
                 "/grants",
                 "",
                 &grant_body("app", "public", &format!("{NASTY}2"), &["USAGE"]),
@@ -1013,7 +1016,7 @@ mod tests {
         let reply = grants(
             &api,
             &request(
-                Method::Post,
+                Method::POST,
                 "/grants",
                 "",
                 &grant_body("d", "s", "r", &["USAGE"]),
@@ -1027,7 +1030,7 @@ mod tests {
         let reply = extensions(
             &api,
             &request(
-                Method::Post,
+                Method::POST,
                 "/extensions",
                 "",
                 br#"{"extension":"e","database":"d","version":"1"}"#,
@@ -1035,7 +1038,7 @@ mod tests {
         );
         assert_eq!(reply.status, 412);
         // The body is checked before the status, as upstream's extractor runs first.
-        let reply = extensions(&api, &request(Method::Post, "/extensions", "", b"{}"));
+        let reply = extensions(&api, &request(Method::POST, "/extensions", "", b"{}"));
         assert_eq!(reply.status, 422);
     }
 
@@ -1066,7 +1069,7 @@ mod tests {
             .unwrap();
         let api = api_for(&server, true);
         let post =
-            |body: Vec<u8>| extensions(&api, &request(Method::Post, "/extensions", "", &body));
+            |body: Vec<u8>| extensions(&api, &request(Method::POST, "/extensions", "", &body));
 
         let reply = post(extension_body("pg_trgm", "app", "1.5"));
         assert_eq!(

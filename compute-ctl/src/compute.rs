@@ -17,6 +17,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use crate::auth::Auth;
 use crate::cli::{log_format_name, Params};
 use crate::http::{self, Api, Port};
+use crate::lfc::Lfc;
 use crate::stages::{self, name, ChildPid};
 use crate::state::{ComputeStatus, Shared};
 use crate::supervise::{Event, Supervisor};
@@ -50,6 +51,8 @@ pub struct Controller {
     signalled: Option<Signal>,
     http_started: bool,
     vm_monitor: Option<VmMonitor>,
+    /// LFC prewarm/offload, shared with the HTTP API.
+    lfc: Arc<Lfc>,
 }
 
 impl Controller {
@@ -70,6 +73,7 @@ impl Controller {
             signalled: None,
             http_started: false,
             vm_monitor: None,
+            lfc: Arc::default(),
         }
     }
 
@@ -127,6 +131,9 @@ impl Controller {
             compute_id: self.params.compute_id.clone(),
             auth: Arc::new(auth),
             deadlines: self.params.http_deadlines,
+            lfc: self.lfc.clone(),
+            promotion: Arc::default(),
+            remote_ext_base_url: self.params.deferred.remote_ext_base_url.clone(),
         };
         http::serve(
             api.clone(),
@@ -271,11 +278,31 @@ impl Controller {
             .map_err(|_| terminating())?;
         let metrics = self.shared.lock().metrics.clone();
         tracing::info!(?metrics, "compute start finished");
+        self.start_lfc_tasks(&document);
         if crate::vm_monitor::requested() {
             let file_cache_connstr = crate::vm_monitor::file_cache_connstr(&document);
             self.vm_monitor = VmMonitor::start(&self.params.vm_monitor, file_cache_connstr);
         }
         self.supervise()
+    }
+
+    /// Autoprewarm on reaching `running`, and the periodic offload, when the spec asks.
+    fn start_lfc_tasks(&self, document: &ComputeDocument) {
+        let Some(spec) = document.spec.as_ref() else {
+            return;
+        };
+        if spec.autoprewarm {
+            self.lfc.start_prewarm(&self.shared, None);
+        }
+        if let Some(seconds) = spec
+            .offload_lfc_interval_seconds
+            .filter(|seconds| *seconds > 0)
+        {
+            let period = std::time::Duration::from_secs(seconds);
+            if let Err(error) = self.lfc.spawn_periodic_offload(&self.shared, period) {
+                tracing::warn!(%error, "cannot start the periodic LFC offload");
+            }
+        }
     }
 
     /// Status `running`: wait for Postgres to stop, apply `/configure`, forward terminations.

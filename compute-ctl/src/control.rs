@@ -148,6 +148,28 @@ pub fn terminate(api: &Api, query: Option<&str>) -> Reply {
     }
 }
 
+/// `POST /extension_server/{*filename}` (internal; Postgres asks for a missing file):
+/// 412 without `-r` and 409 for a spec without `remote_extensions`, as upstream; downloads
+/// themselves are not built yet, so anything else is a 500 saying so (never a fake 200).
+pub fn extension_server(api: &Api) -> Reply {
+    if api.remote_ext_base_url.is_none() {
+        return Reply::error(412, "remote storage is not configured");
+    }
+    let has_remote_extensions = api.shared.lock().document.as_ref().is_some_and(|document| {
+        document
+            .spec
+            .as_ref()
+            .is_some_and(|spec| spec.remote_extensions.is_some())
+    });
+    if !has_remote_extensions {
+        return Reply::error(409, "information about remote extensions is unavailable");
+    }
+    Reply::error(
+        500,
+        "downloading remote extensions is not supported by this compute-ctl yet",
+    )
+}
+
 /// `POST /refresh_configuration` (internal): counts the call, then from `running`, `failed`
 /// or `refresh_configuration_pending` asks the controller to fetch the configuration again
 /// (200); from `init` nothing (200); from anything else 500, as upstream.
@@ -190,6 +212,9 @@ mod tests {
             compute_id: None,
             auth: std::sync::Arc::new(crate::auth::Auth::Open),
             deadlines: crate::http::Deadlines::default(),
+            lfc: Default::default(),
+            promotion: Default::default(),
+            remote_ext_base_url: None,
         }
     }
 
@@ -246,7 +271,10 @@ mod tests {
         );
         let bad = termination_mode(Some("mode=slow")).unwrap_err();
         assert_eq!(bad.status, 400);
-        assert_eq!(bad.content_type, Some("text/plain; charset=utf-8"));
+        assert_eq!(
+            bad.content_type.as_deref(),
+            Some("text/plain; charset=utf-8")
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! on the runtime's blocking pool. Order of checks, as upstream: unknown path (404), method
 //! (405 with `Allow`, before auth), authentication, `Content-Type` (415), body.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
@@ -110,6 +111,12 @@ pub struct Api {
     pub auth: Arc<Auth>,
     /// The deadlines on each connection.
     pub deadlines: Deadlines,
+    /// LFC prewarm/offload state and counters (shared with the controller).
+    pub lfc: Arc<crate::lfc::Lfc>,
+    /// The process-lifetime `/promote` result.
+    pub promotion: Arc<crate::promote::Promotion>,
+    /// `-r`: the remote extension server.
+    pub remote_ext_base_url: Option<String>,
 }
 
 impl Api {
@@ -142,7 +149,7 @@ pub struct Reply {
     /// The body.
     pub body: Vec<u8>,
     /// Its content type (none for an empty body).
-    pub content_type: Option<&'static str>,
+    pub content_type: Option<Cow<'static, str>>,
     /// The `Allow` header of a 405.
     pub allow: Option<String>,
     /// Close the connection after this reply (the request was not read whole).
@@ -155,7 +162,7 @@ impl Reply {
         Reply {
             status,
             body: value.to_string().into_bytes(),
-            content_type: Some("application/json"),
+            content_type: Some(Cow::Borrowed("application/json")),
             allow: None,
             close: false,
         }
@@ -168,9 +175,14 @@ impl Reply {
 
     /// Plain text with a content type.
     pub fn text(status: u16, content_type: &'static str, body: String) -> Reply {
+        Reply::bytes(status, Cow::Borrowed(content_type), body.into_bytes())
+    }
+
+    /// Any body with its content type.
+    pub fn bytes(status: u16, content_type: Cow<'static, str>, body: Vec<u8>) -> Reply {
         Reply {
             status,
-            body: body.into_bytes(),
+            body,
             content_type: Some(content_type),
             allow: None,
             close: false,
@@ -345,8 +357,11 @@ fn build_response(reply: Reply, request_id: &str) -> Response<Full<Bytes>> {
     *response.status_mut() = hyper::StatusCode::from_u16(reply.status)
         .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
     let headers = response.headers_mut();
-    if let Some(content_type) = reply.content_type {
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Some(content_type) = reply
+        .content_type
+        .and_then(|value| HeaderValue::from_str(&value).ok())
+    {
+        headers.insert(CONTENT_TYPE, content_type);
     }
     if let Some(allow) = reply
         .allow
@@ -390,11 +405,17 @@ async fn answer(request: Request<Incoming>, api: &Api, which: Port) -> Reply {
             return reply;
         }
     }
-    if route.json_body && !is_json(header(CONTENT_TYPE).as_deref()) {
-        return Reply::error(
-            415,
-            "expected request with `content-type: application/json`",
-        );
+    if route.json_body {
+        let content_type = header(CONTENT_TYPE);
+        // `/promote` answers in plain text, as upstream's raw extractor does.
+        let checked = if path == "/promote" {
+            crate::promote::require_json_content_type(content_type.as_deref())
+        } else {
+            crate::catalog::require_json_content_type(content_type.as_deref())
+        };
+        if let Err(reply) = checked {
+            return reply;
+        }
     }
     let query = request.uri().query().map(str::to_string);
     let declared = header(CONTENT_LENGTH).and_then(|length| length.trim().parse::<u64>().ok());
@@ -419,25 +440,6 @@ async fn answer(request: Request<Incoming>, api: &Api, which: Port) -> Reply {
             tracing::error!(%error, "an HTTP handler failed");
             Reply::error(500, "internal error while handling the request")
         }
-    }
-}
-
-/// Whether a `Content-Type` is JSON as upstream's framework accepts it:
-/// `application/json` or `application/*+json`, parameters allowed.
-fn is_json(content_type: Option<&str>) -> bool {
-    let Some(content_type) = content_type else {
-        return false;
-    };
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    match essence.split_once('/') {
-        Some(("application", "json")) => true,
-        Some(("application", subtype)) => subtype.ends_with("+json"),
-        _ => false,
     }
 }
 
@@ -572,16 +574,6 @@ impl AsyncWrite for WriteDeadline {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn json_content_types() {
-        assert!(is_json(Some("application/json")));
-        assert!(is_json(Some("Application/JSON; charset=utf-8")));
-        assert!(is_json(Some("application/merge-patch+json")));
-        assert!(!is_json(Some("text/json")));
-        assert!(!is_json(Some("application/x-www-form-urlencoded")));
-        assert!(!is_json(None));
-    }
 
     #[test]
     fn json_bodies_are_400_or_422_with_the_path() {

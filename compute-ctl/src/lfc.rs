@@ -409,14 +409,17 @@ pub fn get_prewarm(lfc: &Lfc) -> Reply {
 
 /// `POST /lfc/prewarm[?from_endpoint=<id>]` (external): 202, or 429 while one runs.
 pub fn post_prewarm(lfc: &Arc<Lfc>, shared: &Arc<Shared>, request: &ApiRequest) -> Reply {
-    let from_endpoint = match crate::catalog::query_single(&request.query, "from_endpoint") {
+    let from_endpoint = match crate::catalog::query_single(
+        request.query.as_deref().unwrap_or_default(),
+        "from_endpoint",
+    ) {
         Ok(from_endpoint) => from_endpoint,
         Err(error) => {
-            return Reply {
-                status: 400,
-                body: format!("Failed to deserialize query string: {error}").into_bytes(),
-                content_type: "text/plain; charset=utf-8",
-            }
+            return Reply::text(
+                400,
+                "text/plain; charset=utf-8",
+                format!("Failed to deserialize query string: {error}"),
+            )
         }
     };
     if lfc.start_prewarm(shared, from_endpoint) {
@@ -456,10 +459,10 @@ pub fn post_offload(lfc: &Arc<Lfc>, shared: &Arc<Shared>) -> Reply {
 mod tests {
     use super::*;
     use crate::catalog::testing::{api, body, document, request, spec};
+    use hyper::Method;
     use serde_json::Value;
     use std::path::Path;
     use std::time::Instant;
-    use tiny_http::Method;
 
     const TENANT: &str = "0123456789abcdef0123456789abcdef";
     const TIMELINE: &str = "fedcba9876543210fedcba9876543210";
@@ -575,7 +578,7 @@ mod tests {
         let reply = post_prewarm(
             &lfc,
             &shared,
-            &request(Method::Post, "/lfc/prewarm", "", b""),
+            &request(Method::POST, "/lfc/prewarm", "", b""),
         );
         assert_eq!(reply.status, 202);
         let state = settled_prewarm(&lfc);
@@ -613,7 +616,7 @@ mod tests {
             &lfc,
             &shared,
             &request(
-                Method::Post,
+                Method::POST,
                 "/lfc/prewarm",
                 "from_endpoint=ep%2Dother",
                 b"",
@@ -632,7 +635,7 @@ mod tests {
             &lfc,
             &shared,
             &request(
-                Method::Post,
+                Method::POST,
                 "/lfc/prewarm",
                 "from_endpoint=a&from_endpoint=b",
                 b"",
@@ -661,7 +664,7 @@ mod tests {
         let reply = post_prewarm(
             &lfc,
             &shared,
-            &request(Method::Post, "/lfc/prewarm", "", b""),
+            &request(Method::POST, "/lfc/prewarm", "", b""),
         );
         assert_eq!(reply.status, 429);
         assert_eq!(

@@ -63,30 +63,6 @@ pub fn render(inner: &Inner) -> String {
             counters.downtime_total_ms,
         ),
         (
-            "compute_ctl_lfc_prewarms_total",
-            "counter",
-            "Total number of LFC prewarms requested by compute_ctl or autoprewarm option",
-            counters.lfc_prewarms_total,
-        ),
-        (
-            "compute_ctl_lfc_prewarm_errors_total",
-            "counter",
-            "Total number of LFC prewarm errors",
-            counters.lfc_prewarm_errors_total,
-        ),
-        (
-            "compute_ctl_lfc_offloads_total",
-            "counter",
-            "Total number of LFC offloads requested by compute_ctl or lfc_offload_period_seconds option",
-            counters.lfc_offloads_total,
-        ),
-        (
-            "compute_ctl_lfc_offload_errors_total",
-            "counter",
-            "Total number of LFC offload errors",
-            counters.lfc_offload_errors_total,
-        ),
-        (
             "pg_cctl_pagestream_request_errors_total",
             "counter",
             "Number of PageStream request errors reported by the postgres process",

@@ -6,7 +6,6 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use compute_spec::ComputeDocument;
@@ -134,11 +133,11 @@ pub fn relay(socket: &Path, timeout: Duration, cap: usize) -> Result<Reply, Stri
     });
     let response = read_response(&mut reader, cap)
         .map_err(|error| format!("reading the response from {}: {error}", socket.display()))?;
-    Ok(Reply {
-        status: response.status,
-        body: response.body,
-        content_type: intern_content_type(response.content_type.as_deref()),
-    })
+    Ok(Reply::bytes(
+        response.status,
+        relayed_content_type(response.content_type),
+        response.body,
+    ))
 }
 
 /// Connects to `socket`, through a short symlink when its path is too long for `sun_path`;
@@ -361,30 +360,17 @@ fn line(reader: &mut impl BufRead) -> Result<String, String> {
     String::from_utf8(bytes).map_err(|_| "a header line is not UTF-8".to_string())
 }
 
-/// `Reply::content_type` is `&'static str`: the communicator's `Content-Type` is kept once
-/// per distinct value (at most 32, each ≤ 200 visible ASCII bytes); anything else becomes
-/// `application/octet-stream`.
-fn intern_content_type(value: Option<&str>) -> &'static str {
-    const FALLBACK: &str = "application/octet-stream";
-    static KNOWN: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
-    let Some(value) = value else {
-        return FALLBACK;
-    };
-    if value.len() > 200 || !value.bytes().all(|byte| (0x20..0x7f).contains(&byte)) {
-        return FALLBACK;
+/// The communicator's `Content-Type`, relayed when it is a plain header value (visible ASCII,
+/// at most 200 bytes), else `application/octet-stream`.
+fn relayed_content_type(value: Option<String>) -> std::borrow::Cow<'static, str> {
+    match value {
+        Some(value)
+            if value.len() <= 200 && value.bytes().all(|byte| (0x20..0x7f).contains(&byte)) =>
+        {
+            value.into()
+        }
+        _ => "application/octet-stream".into(),
     }
-    let mut known = KNOWN
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(found) = known.iter().find(|known| **known == value) {
-        return found;
-    }
-    if known.len() >= 32 {
-        return FALLBACK;
-    }
-    let leaked: &'static str = Box::leak(value.to_string().into_boxed_str());
-    known.push(leaked);
-    leaked
 }
 
 #[cfg(test)]
@@ -447,7 +433,10 @@ mod tests {
         );
         assert!(request.contains("\r\nHost: localhost\r\n"), "{request}");
         assert_eq!(reply.status, 200);
-        assert_eq!(reply.content_type, "text/plain; version=0.0.4");
+        assert_eq!(
+            reply.content_type.as_deref(),
+            Some("text/plain; version=0.0.4")
+        );
         assert_eq!(reply.body, b"lfc_hits 42\n");
     }
 
@@ -470,7 +459,7 @@ mod tests {
         let reply = autoscaling_metrics(&api_with_pgdata(&pgdata));
         server.join().unwrap();
         assert_eq!(reply.status, 503);
-        assert_eq!(reply.content_type, "application/json");
+        assert_eq!(reply.content_type.as_deref(), Some("application/json"));
         assert_eq!(reply.body, b"{\"a\":1}");
         let leftovers = std::fs::read_dir(std::env::temp_dir())
             .unwrap()
@@ -542,10 +531,13 @@ mod tests {
 
     #[test]
     fn content_types_are_kept_or_replaced() {
-        assert_eq!(intern_content_type(Some("text/x-test")), "text/x-test");
-        assert_eq!(intern_content_type(None), "application/octet-stream");
         assert_eq!(
-            intern_content_type(Some("text/plain\r\nX-Evil: 1")),
+            relayed_content_type(Some("text/x-test".into())),
+            "text/x-test"
+        );
+        assert_eq!(relayed_content_type(None), "application/octet-stream");
+        assert_eq!(
+            relayed_content_type(Some("text/plain\r\nX-Evil: 1".into())),
             "application/octet-stream"
         );
     }

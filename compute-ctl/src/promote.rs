@@ -49,11 +49,7 @@ impl Promotion {
 
 /// Upstream's raw framework rejection: plain text, original case.
 fn plain(status: u16, text: String) -> Reply {
-    Reply {
-        status,
-        body: text.into_bytes(),
-        content_type: "text/plain; charset=utf-8",
-    }
+    Reply::text(status, "text/plain; charset=utf-8", text)
 }
 
 /// Upstream's 415 for `/promote` (axum's raw extractor: plain text, original case); for
@@ -162,9 +158,9 @@ fn run(lfc: &Lfc, shared: &Shared, request: &PromoteRequest) -> (u16, Value) {
 mod tests {
     use super::*;
     use crate::catalog::testing::{api, body, document, request, spec};
+    use hyper::Method;
     use std::path::Path;
     use std::sync::Arc;
-    use tiny_http::Method;
 
     fn shared_in(mode: Option<Value>) -> Arc<Shared> {
         let document = mode.map(|mode| {
@@ -203,7 +199,7 @@ mod tests {
             promotion,
             lfc,
             shared,
-            &request(Method::Post, "/promote", "", body_bytes),
+            &request(Method::POST, "/promote", "", body_bytes),
         )
     }
 
@@ -213,7 +209,7 @@ mod tests {
         let shared = shared_in(Some(json!("Primary")));
         let reply = post(&promotion, &shared, b"{");
         assert_eq!(reply.status, 400);
-        assert!(reply.content_type.starts_with("text/plain"));
+        assert!(reply.content_type.unwrap().starts_with("text/plain"));
         assert!(String::from_utf8_lossy(&reply.body)
             .starts_with("Failed to parse the request body as JSON: "));
         let reply = post(&promotion, &shared, br#"{"wal_flush_lsn":"0/1"}"#);

@@ -100,11 +100,11 @@ pub fn route(api: &Api, which: Port, request: &ApiRequest) -> Reply {
     match path {
         "/status" => Reply::json(200, &api.shared.lock().status_body()),
         "/metrics.json" => Reply::json(200, &api.shared.lock().metrics_json()),
-        "/metrics" => Reply::text(
-            200,
-            "text/plain; version=0.0.4",
-            crate::metrics::render(&api.shared.lock()),
-        ),
+        "/metrics" => {
+            let mut text = crate::metrics::render(&api.shared.lock());
+            text.push_str(&api.lfc.render_metrics());
+            Reply::text(200, "text/plain; version=0.0.4", text)
+        }
         "/healthz" => Reply::json(200, &serde_json::json!({"status": "ok"})),
         "/readyz" => crate::sql::readyz(api),
         "/configure" => crate::control::configure(api, &request.body),
@@ -113,10 +113,25 @@ pub fn route(api: &Api, which: Port, request: &ApiRequest) -> Reply {
         "/dbs_and_roles" => crate::sql::dbs_and_roles(api),
         "/check_writability" => crate::sql::check_writability(api),
         "/insights" => crate::sql::insights(api),
-        _ => {
-            let _ = (which, method);
-            Reply::empty(404)
+        "/database_schema" => crate::catalog::database_schema(api, request),
+        "/grants" => crate::catalog::grants(api, request),
+        "/extensions" => crate::catalog::extensions(api, request),
+        "/hadron_liveness_probe" => crate::probes::hadron_liveness_probe(api),
+        "/autoscaling_metrics" => crate::probes::autoscaling_metrics(api),
+        "/lfc/prewarm" => match *method {
+            Method::POST => crate::lfc::post_prewarm(&api.lfc, &api.shared, request),
+            Method::DELETE => crate::lfc::delete_prewarm(&api.lfc),
+            _ => crate::lfc::get_prewarm(&api.lfc),
+        },
+        "/lfc/offload" => match *method {
+            Method::POST => crate::lfc::post_offload(&api.lfc, &api.shared),
+            _ => crate::lfc::get_offload(&api.lfc),
+        },
+        "/promote" => crate::promote::promote(&api.promotion, &api.lfc, &api.shared, request),
+        _ if which == Port::Internal && extension_file(path).is_some() => {
+            crate::control::extension_server(api)
         }
+        _ => Reply::empty(404),
     }
 }
 

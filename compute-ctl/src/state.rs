@@ -184,14 +184,6 @@ pub struct Counters {
     pub downtime_total_ms: u64,
     /// `/refresh_configuration` calls (upstream's `pg_cctl_pagestream_request_errors_total`).
     pub pagestream_request_errors_total: u64,
-    /// LFC prewarms requested.
-    pub lfc_prewarms_total: u64,
-    /// LFC prewarms that failed.
-    pub lfc_prewarm_errors_total: u64,
-    /// LFC offloads requested.
-    pub lfc_offloads_total: u64,
-    /// LFC offloads that failed.
-    pub lfc_offload_errors_total: u64,
 }
 
 /// Everything behind the lock.
