@@ -17,7 +17,9 @@
 //!   event could not be written (stdout closed: Postgres is then stopped at once, fast);
 //! - SIGTERM/SIGINT mean a fast shutdown, SIGQUIT immediate; a further signal or
 //!   `--shutdown-timeout` escalates (fast → immediate → SIGKILL);
-//! - secrets (the storage token) are passed in the environment, never logged;
+//! - secrets (the storage token) are passed in the environment, never logged; Postgres's log
+//!   messages are redacted (password literals, SCRAM verifiers, md5 hashes) before they are
+//!   forwarded or kept ([`redact`]);
 //! - the postmaster thread is the only one that waits for children (`waitpid(-1)`, which also
 //!   reaps orphans): nothing else in this process may spawn and wait for a child.
 //!
@@ -31,6 +33,7 @@ pub mod logs;
 pub mod monitor;
 pub mod postmaster;
 pub mod ready;
+pub mod redact;
 pub mod supervise;
 
 use std::process::ExitCode;
