@@ -77,21 +77,25 @@ pub fn become_subreaper() -> io::Result<()> {
 
 /// Spawns `command` on a new long-lived thread with a parent-death signal of `SIGKILL`, and
 /// returns once it runs. The thread then reaps children, and calls `on_exit` with the
-/// postmaster's exit status (then ends).
+/// postmaster's pid and exit status (then ends).
 pub fn spawn(
     mut command: Command,
-    on_exit: impl FnOnce(ExitStatus) + Send + 'static,
+    on_exit: impl FnOnce(Pid, ExitStatus) + Send + 'static,
 ) -> io::Result<Spawned> {
     let supervisor = nix::unistd::getpid();
     // Registered after any pre_exec that changes credentials: a uid change clears the
     // parent-death signal.
+    // SAFETY: the closure runs in the forked child, where only async-signal-safe functions may
+    // be called. It makes two system calls (prctl(PR_SET_PDEATHSIG) and getppid, through nix's
+    // thin wrappers) and compares with `supervisor`, a pid copied before the fork; its errors
+    // carry only an errno (`from_raw_os_error` does not allocate; the parent gets only the
+    // errno anyway): ESRCH when the supervisor is gone already.
     unsafe {
         command.pre_exec(move || {
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
+                .map_err(|errno| io::Error::from_raw_os_error(errno as i32))?;
             if nix::unistd::getppid() != supervisor {
-                return Err(io::Error::other(
-                    "the supervisor exited before postgres started",
-                ));
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
             }
             Ok(())
         });
@@ -107,6 +111,13 @@ pub fn spawn(
                     let _ = started_tx.send(Ok(Spawned { pid, stderr }));
                     pid
                 }
+                Err(error) if error.raw_os_error() == Some(libc::ESRCH) => {
+                    // Only the pre_exec check above fails with ESRCH.
+                    let _ = started_tx.send(Err(io::Error::other(
+                        "the supervisor exited before postgres started",
+                    )));
+                    return;
+                }
                 Err(error) => {
                     let _ = started_tx.send(Err(error));
                     return;
@@ -114,7 +125,7 @@ pub fn spawn(
             };
             let status = reap_until(child);
             reap_leftovers(Instant::now() + LEFTOVER_GRACE);
-            on_exit(status);
+            on_exit(child, status);
         })?;
     started_rx
         .recv()
