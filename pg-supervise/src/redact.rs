@@ -7,8 +7,8 @@
 //!
 //! * the literal after the word `PASSWORD` (any case, so `ENCRYPTED PASSWORD` too) becomes
 //!   `'********'`: a standard `'…'` literal (`''` inside), an escaped `E'…'` literal (`\'` too),
-//!   a `U&'…'` literal, a dollar-quoted `$$…$$` or `$tag$…$tag$` string, and in connection
-//!   strings `password=value`. The literal may start on a later line of the message (the lines
+//!   a `U&'…'` literal, a dollar-quoted `$$…$$` or `$tag$…$tag$` string, and a bare value
+//!   after `=` or `:` (`password=value` in a connection string) as `********`. The literal may start on a later line of the message (the lines
 //!   of a multi-line statement are joined into one message first). A literal without its end
 //!   is redacted to the end of the message.
 //! * anything that looks like a SCRAM verifier (`SCRAM-SHA-256$<iterations>:<salt>$<stored

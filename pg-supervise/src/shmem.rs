@@ -198,10 +198,7 @@ impl SysvSegment {
             tracing::debug!("System V segment {id} has another key now; leaving it alone");
             return None;
         }
-        if status.shm_segsz < size_of::<PgShmemHeader>() {
-            return None;
-        }
-        let header = match read_header(id) {
+        let header = match read_header(id, status.shm_segsz) {
             Ok(header) => header,
             Err(error) => {
                 tracing::warn!("cannot read System V segment {id} of postgres: {error}");
@@ -296,16 +293,23 @@ fn shm_remove(id: i32) -> io::Result<()> {
     Ok(())
 }
 
-/// Reads the header of segment `id`, attached read-only for as long as it takes.
-fn read_header(id: i32) -> io::Result<PgShmemHeader> {
+/// Reads the header of segment `id` (`size` bytes long), attached read-only for as long as it
+/// takes.
+fn read_header(id: i32, size: usize) -> io::Result<PgShmemHeader> {
+    if size < size_of::<PgShmemHeader>() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{size} bytes are too few for Postgres's header"),
+        ));
+    }
     // SAFETY: attaching at an address the kernel chooses, read-only, maps new pages and
     // changes no memory we use.
     let address = unsafe { libc::shmat(id, std::ptr::null(), libc::SHM_RDONLY) };
     if address as isize == -1 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: the caller checked that the segment is at least a header long; `address` is its
-    // start, readable while attached. Every bit pattern is a valid PgShmemHeader (integers
+    // SAFETY: the segment is at least a header long (checked above); `address` is its start,
+    // readable while attached. Every bit pattern is a valid PgShmemHeader (integers
     // only), and read_unaligned copies it out without assuming alignment.
     let header = unsafe { std::ptr::read_unaligned(address.cast::<PgShmemHeader>()) };
     // SAFETY: `address` was returned by shmat above and is detached once; nothing refers to the
