@@ -1,5 +1,5 @@
-//! Forwarding Postgres's stderr to ours, one log message a line, and keeping the last messages
-//! for error reports.
+//! Forwarding Postgres's output (stdout and stderr, one pipe) to our stderr, one log message a
+//! line, and keeping the last messages for error reports.
 //!
 //! As upstream: each message is logged as `PG:<message>`; the lines of a multi-line message are
 //! joined with U+200B (zero-width space). A message ends when the next line starts with a
@@ -34,7 +34,7 @@ struct TailState {
 }
 
 impl LogTail {
-    /// Starts forwarding `stream` (Postgres's stderr) on two threads.
+    /// Starts forwarding `stream` (Postgres's output) on two threads.
     pub fn forward(stream: impl Read + Send + 'static) -> LogTail {
         let tail = LogTail::default();
         let (lines_tx, lines_rx) = mpsc::channel::<String>();
@@ -110,7 +110,7 @@ impl LogTail {
         eof.notify_all();
     }
 
-    /// Waits up to `timeout` until Postgres's stderr is closed and every message forwarded.
+    /// Waits up to `timeout` until Postgres's output is closed and every message forwarded.
     pub fn wait_eof(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         let (state, eof) = &*self.shared;

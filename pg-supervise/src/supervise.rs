@@ -143,10 +143,7 @@ pub fn supervise(document: &ComputeDocument, options: &Options) -> Result<Outcom
         spawned.pid,
         document.pgdata.display()
     );
-    let logs = match spawned.stderr {
-        Some(stderr) => LogTail::forward(stderr),
-        None => LogTail::default(),
-    };
+    let logs = LogTail::forward(spawned.output);
     let stop = Arc::new(AtomicBool::new(false));
     let ready_sender = sender.clone();
     ready::watch(&document.pgdata, spawned.pid, stop.clone(), move |seen| {

@@ -4,6 +4,8 @@
 mod common;
 
 use common::{wait_for, Fixture, SECOND};
+use std::os::unix::fs::PermissionsExt;
+
 use nix::sys::signal::Signal;
 
 const SCRAM: &str = "SCRAM-SHA-256$4096:cmVkYWN0aW9uLXNhbHQ=$\
@@ -84,4 +86,54 @@ fn failing_statements_are_forwarded_without_their_passwords() {
     supervisor.signal(Signal::SIGTERM);
     supervisor.wait_event("exited", 30 * SECOND);
     assert_eq!(supervisor.wait(10 * SECOND).code(), Some(0));
+}
+
+/// Whatever Postgres writes, on stdout as on stderr, goes through the redacting forwarder, and
+/// the start-up error report carries no hash either.
+#[test]
+fn postgres_stdout_is_forwarded_redacted_too() {
+    let fixture = Fixture::new("");
+    // Runs as the postgres user when the test is root: the fixture's directory is theirs.
+    let fake = fixture.pg.dir().join("fake-postgres.sh");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\n\
+             echo 'on stdout: ALTER ROLE a PASSWORD '\\''{MD5}'\\'\n\
+             echo '2026-11-30 00:00:00 UTC [1] FATAL:  on stderr: {SCRAM}' >&2\n\
+             exit 3\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    if nix::unistd::Uid::effective().is_root() {
+        let postgres = nix::unistd::User::from_name("postgres").unwrap().unwrap();
+        nix::unistd::chown(&fake, Some(postgres.uid), Some(postgres.gid)).unwrap();
+    }
+    let mut document = fixture.document.clone();
+    document.pgbin = fake;
+    let mut supervisor = common::Supervisor::start(
+        &mut fixture.command(&["--no-monitor"]),
+        &serde_json::to_string(&document).unwrap(),
+    );
+    let envelope = supervisor.next_line(30 * SECOND);
+    let message = envelope["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.contains("exit code 3"), "{envelope}");
+    assert_eq!(supervisor.wait(10 * SECOND).code(), Some(1));
+    let logged = supervisor.stderr_text();
+    assert!(
+        logged.contains("PG:on stdout: ALTER ROLE a PASSWORD '********'"),
+        "{logged}"
+    );
+    assert!(logged.contains("on stderr: ********"), "{logged}");
+    for secret in SECRETS {
+        assert!(
+            !logged.contains(secret),
+            "{secret:?} was forwarded:\n{logged}"
+        );
+        assert!(
+            !message.contains(secret),
+            "{secret:?} was reported:\n{message}"
+        );
+    }
 }
