@@ -44,15 +44,16 @@ fn redact_password_literals(text: &str) -> String {
         let after = found + KEYWORD.len();
         let (start, assigned) = skip_separators(bytes, after);
         match literal_end(bytes, start, assigned) {
-            Some((end, quoted)) => {
+            Some((end, shape)) => {
                 out.push_str(&text[copied..start]);
-                if quoted {
-                    out.push('\'');
-                    out.push_str(MASK);
-                    out.push('\'');
-                } else {
-                    out.push_str(MASK);
-                }
+                let quote = match shape {
+                    Shape::SingleQuoted => "'",
+                    Shape::DoubleQuoted => "\"",
+                    Shape::Bare => "",
+                };
+                out.push_str(quote);
+                out.push_str(MASK);
+                out.push_str(quote);
                 copied = end;
                 at = end;
             }
@@ -104,8 +105,9 @@ fn find_keyword(bytes: &[u8], from: usize) -> Option<usize> {
     })
 }
 
-/// Skips white space (the joiner of a message's lines included) and at most one `=` or `:`;
-/// returns where the value starts and whether a `=` or `:` was seen.
+/// Skips white space (the joiner of a message's lines included), before the `=` or `:` a
+/// closing `"` (of a JSON key), and at most one `=` or `:`; returns where the value starts and
+/// whether a `=` or `:` was seen.
 fn skip_separators(bytes: &[u8], mut at: usize) -> (usize, bool) {
     let mut joiner = [0; 4];
     let joiner = LINE_JOINER.encode_utf8(&mut joiner).as_bytes();
@@ -117,51 +119,61 @@ fn skip_separators(bytes: &[u8], mut at: usize) -> (usize, bool) {
                 assigned = true;
                 at += 1;
             }
+            Some(b'"') if !assigned => at += 1,
             Some(_) if bytes[at..].starts_with(joiner) => at += joiner.len(),
             _ => return (at, assigned),
         }
     }
 }
 
+/// How a masked value is written back.
+#[derive(Clone, Copy, Debug)]
+enum Shape {
+    /// `'********'`: an SQL literal (any kind).
+    SingleQuoted,
+    /// `"********"`: a JSON string.
+    DoubleQuoted,
+    /// `********`: a bare value.
+    Bare,
+}
+
 /// Where the literal starting at `start` ends (exclusive; the end of `bytes` when it is not
-/// closed) and whether it was quoted, or None when no literal starts there. A bare value counts
-/// only after `=` or `:` (`password=secret` in a connection string).
-fn literal_end(bytes: &[u8], start: usize, assigned: bool) -> Option<(usize, bool)> {
+/// closed) and its shape, or None when no literal starts there. A double-quoted (JSON) or bare
+/// value counts only after `=` or `:` (`password=secret` in a connection string).
+fn literal_end(bytes: &[u8], start: usize, assigned: bool) -> Option<(usize, Shape)> {
     let rest = &bytes[start..];
-    let quoted = |prefix: usize, backslash_escapes: bool| {
-        Some((
-            start + prefix + quoted_len(&rest[prefix..], backslash_escapes),
-            true,
-        ))
+    let quoted = |prefix: usize, quote: u8, backslash_escapes: bool| {
+        start + prefix + quoted_len(&rest[prefix..], quote, backslash_escapes)
     };
     match rest {
-        [b'\'', ..] => quoted(1, false),
-        [b'E' | b'e', b'\'', ..] => quoted(2, true),
-        [b'U' | b'u', b'&', b'\'', ..] => quoted(3, false),
-        [b'$', ..] => {
+        [b'\'', ..] => Some((quoted(1, b'\'', false), Shape::SingleQuoted)),
+        [b'E' | b'e', b'\'', ..] => Some((quoted(2, b'\'', true), Shape::SingleQuoted)),
+        [b'U' | b'u', b'&', b'\'', ..] => Some((quoted(3, b'\'', false), Shape::SingleQuoted)),
+        [b'$', ..] if dollar_tag_len(rest).is_some() => {
             let tag_len = dollar_tag_len(rest)?;
             let (tag, body) = rest.split_at(tag_len);
             let body_len = find(body, tag).map_or(body.len(), |close| close + tag_len);
-            Some((start + tag_len + body_len, true))
+            Some((start + tag_len + body_len, Shape::SingleQuoted))
         }
+        [b'"', ..] if assigned => Some((quoted(1, b'"', true), Shape::DoubleQuoted)),
         [first, ..] if assigned && !is_value_end(*first) => {
             let value = count_while(rest, |byte| !is_value_end(byte));
-            Some((start + value, false))
+            Some((start + value, Shape::Bare))
         }
         _ => None,
     }
 }
 
-/// The length of a quoted literal's body and closing quote (`body` starts after the opening
-/// quote): `''` is a quote inside, and `\` escapes the next byte in an `E'…'` literal. An
-/// unterminated literal runs to the end.
-fn quoted_len(body: &[u8], backslash_escapes: bool) -> usize {
+/// The length of a quoted literal's body and closing `quote` (`body` starts after the opening
+/// one): a doubled quote is a quote inside, and with `backslash_escapes` (`E'…'`, JSON) `\`
+/// escapes the next byte. An unterminated literal runs to the end.
+fn quoted_len(body: &[u8], quote: u8, backslash_escapes: bool) -> usize {
     let mut at = 0;
     while at < body.len() {
         match body[at] {
             b'\\' if backslash_escapes => at += 2,
-            b'\'' if body.get(at + 1) == Some(&b'\'') => at += 2,
-            b'\'' => return at + 1,
+            byte if byte == quote && body.get(at + 1) == Some(&quote) => at += 2,
+            byte if byte == quote => return at + 1,
             _ => at += 1,
         }
     }
@@ -202,9 +214,10 @@ fn is_verifier_byte(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || matches!(byte, b'+' | b'/' | b'=' | b':' | b'$')
 }
 
-/// A byte that ends a bare `password=value`.
+/// A byte that ends a bare `password=value` (in a connection string, a URL query, JSON).
 fn is_value_end(byte: u8) -> bool {
-    byte.is_ascii_whitespace() || matches!(byte, b'\'' | b'"' | b',' | b')' | b';')
+    byte.is_ascii_whitespace()
+        || matches!(byte, b'\'' | b'"' | b',' | b')' | b';' | b'&' | b'}' | b']')
 }
 
 #[cfg(test)]
@@ -353,6 +366,21 @@ mod tests {
             "OPTIONS (password 'x', user 'u')",
             "OPTIONS (password '********', user 'u')",
         );
+        check("host=h password=$ecret", "host=h password=********");
+        check(
+            "postgresql://h/db?user=u&password=s3cret&sslmode=require",
+            "postgresql://h/db?user=u&password=********&sslmode=require",
+        );
+    }
+
+    #[test]
+    fn json_passwords() {
+        check(
+            r#"{"user":"u","password":"s\"e,c","host":"h"}"#,
+            r#"{"user":"u","password":"********","host":"h"}"#,
+        );
+        check(r#"{"password": null}"#, r#"{"password": ********}"#);
+        check(r#"PASSWORD: "x""#, r#"PASSWORD: "********""#);
     }
 
     #[test]
@@ -368,6 +396,48 @@ mod tests {
             "",
         ] {
             check(kept, kept);
+        }
+    }
+
+    /// Every sequence of four tricky pieces: no panic (cuts stay on character
+    /// boundaries), and no hash survives.
+    #[test]
+    fn no_input_panics_or_keeps_a_hash() {
+        const PIECES: [&str; 16] = [
+            "password",
+            " ",
+            "'",
+            "E'",
+            "$$",
+            "$a$",
+            "\\",
+            "=",
+            ":",
+            "\"",
+            "é",
+            "\u{200B}",
+            "md5",
+            "0123456789abcdef0123456789abcdef",
+            "SCRAM-SHA-256$",
+            "x",
+        ];
+        let mut input = String::new();
+        for n in 0..PIECES.len().pow(4) {
+            input.clear();
+            let mut rest = n;
+            for _ in 0..4 {
+                input.push_str(PIECES[rest % PIECES.len()]);
+                rest /= PIECES.len();
+            }
+            let output = redact(&input).to_ascii_lowercase();
+            assert!(
+                !output.contains("scram-sha-256$"),
+                "{input:?} -> {output:?}"
+            );
+            assert!(
+                !output.contains("md50123456789abcdef0123456789abcdef"),
+                "{input:?} -> {output:?}"
+            );
         }
     }
 
