@@ -17,7 +17,14 @@
 //!   event could not be written (stdout closed: Postgres is then stopped at once, fast);
 //! - SIGTERM/SIGINT mean a fast shutdown, SIGQUIT immediate; a further signal or
 //!   `--shutdown-timeout` escalates (fast → immediate → SIGKILL);
-//! - secrets (the storage token) are passed in the environment, never logged;
+//! - secrets (the storage token) are passed in the environment, never logged; Postgres's log
+//!   messages are redacted (password literals, SCRAM verifiers, md5 hashes) before they are
+//!   forwarded or kept ([`redact`]);
+//! - after the postmaster exits, the shared memory it left (killed: System V and POSIX
+//!   segments) is removed before `exited` is written, only what provably is its own
+//!   ([`shmem`]);
+//! - nothing between fork and exec allocates, locks or reads files (`pre_exec` closures make
+//!   system calls only);
 //! - the postmaster thread is the only one that waits for children (`waitpid(-1)`, which also
 //!   reaps orphans): nothing else in this process may spawn and wait for a child.
 //!
@@ -31,6 +38,8 @@ pub mod logs;
 pub mod monitor;
 pub mod postmaster;
 pub mod ready;
+pub mod redact;
+pub mod shmem;
 pub mod supervise;
 
 use std::process::ExitCode;

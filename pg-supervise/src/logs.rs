@@ -1,9 +1,12 @@
-//! Forwarding Postgres's stderr to ours, one log message a line, and keeping the last messages
-//! for error reports.
+//! Forwarding Postgres's output (stdout and stderr, one pipe) to our stderr, one log message a
+//! line, and keeping the last messages for error reports.
 //!
 //! As upstream: each message is logged as `PG:<message>`; the lines of a multi-line message are
 //! joined with U+200B (zero-width space). A message ends when the next line starts with a
 //! `YYYY-MM-DD HH:MM:SS` timestamp, at end of file, or after 100 ms without a new line.
+//!
+//! Every message is redacted ([`crate::redact`]) before it is logged or kept: password literals,
+//! SCRAM verifiers and md5 hashes never leave the supervisor.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
@@ -31,7 +34,7 @@ struct TailState {
 }
 
 impl LogTail {
-    /// Starts forwarding `stream` (Postgres's stderr) on two threads.
+    /// Starts forwarding `stream` (Postgres's output) on two threads.
     pub fn forward(stream: impl Read + Send + 'static) -> LogTail {
         let tail = LogTail::default();
         let (lines_tx, lines_rx) = mpsc::channel::<String>();
@@ -91,6 +94,7 @@ impl LogTail {
     }
 
     fn publish(&self, message: String) {
+        let message = crate::redact::redact(&message);
         tracing::info!("PG:{message}");
         let (state, _) = &*self.shared;
         let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
@@ -106,7 +110,7 @@ impl LogTail {
         eof.notify_all();
     }
 
-    /// Waits up to `timeout` until Postgres's stderr is closed and every message forwarded.
+    /// Waits up to `timeout` until Postgres's output is closed and every message forwarded.
     pub fn wait_eof(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         let (state, eof) = &*self.shared;
@@ -201,6 +205,21 @@ mod tests {
         // Without a pending message, any line starts one.
         assert_eq!(joiner.push("postgres: no timestamp".into()), None);
         assert_eq!(joiner.finish(), Some("postgres: no timestamp".into()));
+    }
+
+    #[test]
+    fn forwarded_and_kept_messages_are_redacted() {
+        let text = "2026-11-24 22:00:00 UTC ERROR:  role \"a\" already exists\n\
+                    2026-11-24 22:00:00 UTC STATEMENT:  CREATE ROLE a\n\
+                    \tPASSWORD 'md5d8578edf8458ce06fbc5bb76a58c5ca4';\n";
+        let tail = LogTail::forward(std::io::Cursor::new(text.as_bytes().to_vec()));
+        tail.wait_eof(Duration::from_secs(5));
+        let kept = tail.last(1).join("\n");
+        assert!(!kept.contains("d8578edf"), "{kept}");
+        assert!(
+            kept.ends_with("STATEMENT:  CREATE ROLE a\n\tPASSWORD '********';"),
+            "{kept}"
+        );
     }
 
     #[test]

@@ -8,14 +8,15 @@
 //! alive afterwards. Because the supervisor is a child subreaper (and, as PID 1, the namespace's
 //! init), orphaned descendants are re-parented to it; the same `waitpid(-1)` loop reaps them.
 //!
-//! [`postgres_command`] builds the command (user, environment, pipes); [`spawn`] adds the death
-//! signal last, so it runs after the credential change. [`catches`] tells whether the postmaster
+//! [`postgres_command`] builds the command (user, environment); [`spawn`] adds the death
+//! signal last, so it runs after the credential change, and puts the child's stdout and stderr
+//! on one pipe whose read end it returns, to forward (redacted) to our stderr. [`catches`] tells whether the postmaster
 //! handles a signal yet, so a shutdown request right after spawning is not fatal to it.
 
+use std::fs::File;
 use std::io;
-use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
-use std::process::{ChildStderr, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,7 @@ use compute_spec::document::ComputeDocument;
 use compute_spec::error::{ErrorKind, StageError};
 use compute_spec::runas::{apply_user, PostgresUser};
 use nix::errno::Errno;
+use nix::fcntl::OFlag;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -65,8 +67,8 @@ impl std::fmt::Display for ExitStatus {
 pub struct Spawned {
     /// Its process id.
     pub pid: Pid,
-    /// Its stderr (and stdout), to forward.
-    pub stderr: Option<ChildStderr>,
+    /// The read end of the pipe its stdout and stderr both write to, to forward.
+    pub output: File,
 }
 
 /// Makes this process a child subreaper, so orphaned descendants are re-parented to it and
@@ -75,37 +77,58 @@ pub fn become_subreaper() -> io::Result<()> {
     nix::sys::prctl::set_child_subreaper(true).map_err(io::Error::from)
 }
 
-/// Spawns `command` on a new long-lived thread with a parent-death signal of `SIGKILL`, and
-/// returns once it runs. The thread then reaps children, and calls `on_exit` with the
-/// postmaster's exit status (then ends).
+/// Spawns `command` on a new long-lived thread with a parent-death signal of `SIGKILL`, its
+/// stdout and stderr both on one pipe (so everything it writes is forwarded, redacted, and
+/// nothing reaches our stderr directly), and returns once it runs. The thread then reaps children, and calls `on_exit` with the
+/// postmaster's pid and exit status (then ends).
 pub fn spawn(
     mut command: Command,
-    on_exit: impl FnOnce(ExitStatus) + Send + 'static,
+    on_exit: impl FnOnce(Pid, ExitStatus) + Send + 'static,
 ) -> io::Result<Spawned> {
     let supervisor = nix::unistd::getpid();
     // Registered after any pre_exec that changes credentials: a uid change clears the
     // parent-death signal.
+    // SAFETY: the closure runs in the forked child, where only async-signal-safe functions may
+    // be called. It makes two system calls (prctl(PR_SET_PDEATHSIG) and getppid, through nix's
+    // thin wrappers) and compares with `supervisor`, a pid copied before the fork; its errors
+    // carry only an errno (`from_raw_os_error` does not allocate; the parent gets only the
+    // errno anyway): ESRCH when the supervisor is gone already.
     unsafe {
         command.pre_exec(move || {
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
+                .map_err(|errno| io::Error::from_raw_os_error(errno as i32))?;
             if nix::unistd::getppid() != supervisor {
-                return Err(io::Error::other(
-                    "the supervisor exited before postgres started",
-                ));
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
             }
             Ok(())
         });
     }
+    // Close-on-exec: only the descriptors made from the write end (stdout and stderr) reach the
+    // child.
+    let (reader, writer) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+    command
+        .stdout(Stdio::from(writer.try_clone()?))
+        .stderr(Stdio::from(writer));
+    let output = File::from(reader);
     let (started_tx, started_rx) = mpsc::channel();
     std::thread::Builder::new()
         .name("postmaster".into())
         .spawn(move || {
-            let child = match command.spawn() {
-                Ok(mut child) => {
+            let spawned = command.spawn();
+            // Our copies of the write end: closed, so the output ends when postgres's does.
+            drop(command);
+            let child = match spawned {
+                Ok(child) => {
                     let pid = Pid::from_raw(child.id() as i32);
-                    let stderr = child.stderr.take();
-                    let _ = started_tx.send(Ok(Spawned { pid, stderr }));
+                    let _ = started_tx.send(Ok(Spawned { pid, output }));
                     pid
+                }
+                Err(error) if error.raw_os_error() == Some(libc::ESRCH) => {
+                    // Only the pre_exec check above fails with ESRCH.
+                    let _ = started_tx.send(Err(io::Error::other(
+                        "the supervisor exited before postgres started",
+                    )));
+                    return;
                 }
                 Err(error) => {
                     let _ = started_tx.send(Err(error));
@@ -114,7 +137,7 @@ pub fn spawn(
             };
             let status = reap_until(child);
             reap_leftovers(Instant::now() + LEFTOVER_GRACE);
-            on_exit(status);
+            on_exit(child, status);
         })?;
     started_rx
         .recv()
@@ -171,7 +194,7 @@ fn reap_leftovers(deadline: Instant) {
 }
 
 /// The `postgres -D PGDATA` command: as the postgres user when root, `NEON_AUTH_TOKEN` when the
-/// spec has a storage token, stdout and stderr both forwarded to our stderr.
+/// spec has a storage token; [`spawn`] sends its stdout and stderr to the forwarder.
 pub fn postgres_command(
     document: &ComputeDocument,
     user_name: Option<&str>,
@@ -181,12 +204,6 @@ pub fn postgres_command(
     if user.is_none() && user_name.is_some() {
         tracing::warn!("--user is ignored: not running as root, postgres runs as this user");
     }
-    let stdout = std::io::stderr()
-        .as_fd()
-        .try_clone_to_owned()
-        .map_err(|error| {
-            StageError::new(STAGE, ErrorKind::Io, format!("duplicating stderr: {error}"))
-        })?;
     let mut command = Command::new(&document.pgbin);
     // Postgres built with systemd support would announce READY=1 itself; only the supervisor
     // (or compute-ctl) speaks to systemd.
@@ -195,9 +212,7 @@ pub fn postgres_command(
         .arg("-D")
         .arg(&document.pgdata)
         .current_dir(&document.pgdata)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(stdout))
-        .stderr(Stdio::piped());
+        .stdin(Stdio::null());
     let token = document
         .spec
         .as_ref()

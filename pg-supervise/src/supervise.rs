@@ -26,6 +26,7 @@ use crate::logs::LogTail;
 use crate::monitor;
 use crate::postmaster::{self, ExitStatus};
 use crate::ready;
+use crate::shmem;
 use crate::STAGE;
 use compute_spec::notify;
 
@@ -124,7 +125,10 @@ pub fn supervise(document: &ComputeDocument, options: &Options) -> Result<Outcom
     let command = postmaster::postgres_command(document, options.user.as_deref())?;
     let started = Instant::now();
     let exit_sender = sender.clone();
-    let spawned = postmaster::spawn(command, move |status| {
+    let pgdata = document.pgdata.clone();
+    let spawned = postmaster::spawn(command, move |pid, status| {
+        // Before `exited` is reported: a killed postmaster's shared memory is gone by then.
+        shmem::remove_leftovers(&pgdata, pid);
         let _ = exit_sender.send(Message::Exited(status));
     })
     .map_err(|error| {
@@ -139,10 +143,7 @@ pub fn supervise(document: &ComputeDocument, options: &Options) -> Result<Outcom
         spawned.pid,
         document.pgdata.display()
     );
-    let logs = match spawned.stderr {
-        Some(stderr) => LogTail::forward(stderr),
-        None => LogTail::default(),
-    };
+    let logs = LogTail::forward(spawned.output);
     let stop = Arc::new(AtomicBool::new(false));
     let ready_sender = sender.clone();
     ready::watch(&document.pgdata, spawned.pid, stop.clone(), move |seen| {
