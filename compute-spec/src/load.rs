@@ -94,7 +94,7 @@ pub fn load(source: &SpecSource) -> Result<LoadedSpec, StageError> {
             base_url,
             compute_id,
             token,
-        } => fetch_from_control_plane(base_url, compute_id, token),
+        } => fetch_from_control_plane(base_url, compute_id, token, CONTROL_PLANE_DEADLINE),
     }
 }
 
@@ -149,16 +149,25 @@ pub fn parse_any(text: &str, origin: &str) -> Result<LoadedSpec, StageError> {
 
 const CONTROL_PLANE_ATTEMPTS: u32 = 3;
 const CONTROL_PLANE_RETRY_DELAY: Duration = Duration::from_millis(100);
+/// The deadline of one control-plane request: connecting, sending, and reading the whole
+/// answer, body included.
+pub const CONTROL_PLANE_DEADLINE: Duration = Duration::from_secs(30);
+/// Statuses that mean "the control plane is having a bad moment": retried.
+const RETRIED_STATUSES: [u16; 4] = [500, 502, 503, 504];
 
 enum Attempt {
     Done(Box<Result<LoadedSpec, StageError>>),
     Retry(StageError),
 }
 
-fn fetch_from_control_plane(
+/// `GET {base_url}/compute/api/v2/computes/{compute_id}/spec`, up to 3 attempts 100 ms
+/// apart; each attempt must have its whole answer within `deadline`. 500, 502, 503 and 504,
+/// network errors, timeouts and undecodable answers are retried; other statuses are not.
+pub fn fetch_from_control_plane(
     base_url: &str,
     compute_id: &str,
     token: &str,
+    deadline: Duration,
 ) -> Result<LoadedSpec, StageError> {
     let url = format!(
         "{}/compute/api/v2/computes/{}/spec",
@@ -167,7 +176,8 @@ fn fetch_from_control_plane(
     );
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
+        .timeout_global(Some(deadline))
+        .timeout_connect(Some(deadline))
         .build()
         .into();
     let mut last_error = None;
@@ -175,7 +185,7 @@ fn fetch_from_control_plane(
         if attempt > 1 {
             sleep(CONTROL_PLANE_RETRY_DELAY);
         }
-        match fetch_once(&agent, &url, token) {
+        match fetch_once(&agent, &url, token, deadline) {
             Attempt::Done(result) => {
                 return (*result).map(|mut loaded| {
                     loaded.control_plane_attempts = attempt;
@@ -202,7 +212,7 @@ fn fetch_from_control_plane(
     Err(error)
 }
 
-fn fetch_once(agent: &ureq::Agent, url: &str, token: &str) -> Attempt {
+fn fetch_once(agent: &ureq::Agent, url: &str, token: &str, deadline: Duration) -> Attempt {
     let response = agent
         .get(url)
         .header("Authorization", &format!("Bearer {token}"))
@@ -213,13 +223,26 @@ fn fetch_once(agent: &ureq::Agent, url: &str, token: &str) -> Attempt {
             return Attempt::Retry(StageError::new(
                 STAGE,
                 ErrorKind::Network,
-                format!("control plane {url}: {error}"),
+                format!(
+                    "control plane {url}: {error} (deadline {deadline:?} for the whole answer)"
+                ),
             ))
         }
     };
     let status = response.status().as_u16();
     let body = response.body_mut().read_to_string();
-    if status == 502 || status == 503 {
+    if let Err(error) = &body {
+        if matches!(error, ureq::Error::Timeout(_)) {
+            return Attempt::Retry(StageError::new(
+                STAGE,
+                ErrorKind::Network,
+                format!(
+                    "control plane {url}: the answer did not arrive within {deadline:?}: {error}"
+                ),
+            ));
+        }
+    }
+    if RETRIED_STATUSES.contains(&status) {
         return Attempt::Retry(StageError::new(
             STAGE,
             ErrorKind::Network,
