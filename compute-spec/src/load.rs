@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::thread::sleep;
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::error::{ErrorKind, StageError};
@@ -108,6 +109,40 @@ fn read_file(path: &Path) -> Result<String, StageError> {
     })
 }
 
+/// Decodes JSON text into `T`; a type error names the field by its JSON path
+/// (`cluster.roles[0].name: invalid type: integer `5`, expected a string`), a syntax error
+/// keeps serde_json's line and column.
+pub fn decode<T: DeserializeOwned>(text: &str) -> Result<T, String> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(describe)?;
+    deserializer.end().map_err(|error| error.to_string())?;
+    Ok(value)
+}
+
+/// As [`decode`], from an already parsed JSON value.
+pub fn decode_value<T: DeserializeOwned>(value: Value) -> Result<T, String> {
+    serde_path_to_error::deserialize(value).map_err(describe)
+}
+
+fn describe(error: serde_path_to_error::Error<serde_json::Error>) -> String {
+    let path = error.path().to_string();
+    let inner = error.inner();
+    let message = inner.to_string();
+    if !inner.is_data() {
+        return message;
+    }
+    // The path says where; the line and column serde_json adds say it less usefully.
+    let message = match message.rfind(" at line ") {
+        Some(at) if inner.line() > 0 => message[..at].to_string(),
+        _ => message,
+    };
+    if path == "." || path.is_empty() {
+        message
+    } else {
+        format!("{path}: {message}")
+    }
+}
+
 fn invalid(origin: &str, error: impl std::fmt::Display) -> StageError {
     StageError::new(
         STAGE,
@@ -118,7 +153,7 @@ fn invalid(origin: &str, error: impl std::fmt::Display) -> StageError {
 
 /// Parses a bare `ComputeSpec`.
 pub fn parse_bare(text: &str, origin: &str) -> Result<LoadedSpec, StageError> {
-    let spec: ComputeSpec = serde_json::from_str(text).map_err(|error| invalid(origin, error))?;
+    let spec: ComputeSpec = decode(text).map_err(|error| invalid(origin, error))?;
     Ok(LoadedSpec {
         spec: Some(spec),
         compute_ctl_config: ComputeCtlConfig::default(),
@@ -128,8 +163,7 @@ pub fn parse_bare(text: &str, origin: &str) -> Result<LoadedSpec, StageError> {
 
 /// Parses the `{spec, compute_ctl_config}` envelope.
 pub fn parse_envelope(text: &str, origin: &str) -> Result<LoadedSpec, StageError> {
-    let config: ComputeConfig =
-        serde_json::from_str(text).map_err(|error| invalid(origin, error))?;
+    let config: ComputeConfig = decode(text).map_err(|error| invalid(origin, error))?;
     Ok(LoadedSpec {
         spec: config.spec,
         compute_ctl_config: config.compute_ctl_config,
@@ -261,9 +295,9 @@ fn fetch_once(agent: &ureq::Agent, url: &str, token: &str, deadline: Duration) -
             ),
         ))));
     }
-    let parsed = body.map_err(|error| error.to_string()).and_then(|text| {
-        serde_json::from_str::<ControlPlaneSpecResponse>(&text).map_err(|e| e.to_string())
-    });
+    let parsed = body
+        .map_err(|error| error.to_string())
+        .and_then(|text| decode::<ControlPlaneSpecResponse>(&text));
     let response = match parsed {
         Ok(response) => response,
         Err(error) => {
