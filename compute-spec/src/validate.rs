@@ -293,6 +293,8 @@ fn check_conf_values(spec: &ComputeSpec, error: &mut impl FnMut(&str, String)) {
             "pageserver_connstring",
             spec.pageserver_connstring.as_deref(),
         ),
+        // Written as primary_conninfo for a standby of a vanilla primary.
+        ("upstream_connstring", spec.upstream_connstring.as_deref()),
     ]
     .into_iter()
     .filter_map(|(field, value)| Some((field.to_string(), value?)))

@@ -230,3 +230,78 @@ fn the_upstream_fixtures_still_render() {
         assert!(conf.contains("\nfsync = off\n"), "{name}");
     }
 }
+
+/// What a real `postgres -C <name>` reads from the rendered file, for each name.
+fn postgres_reads(conf: &str, names: &[&str]) -> Vec<String> {
+    let pg = pg_test_support::TestPostgres::start();
+    let path = pg.dir().join("rendered.conf");
+    std::fs::write(&path, conf).unwrap();
+    pg_test_support::chown_to_postgres(&path);
+    names
+        .iter()
+        .map(|name| {
+            let mut command = Command::new(pg.bin_dir().join("postgres"));
+            pg_test_support::as_postgres_user(&mut command);
+            let output = command
+                .arg("-D")
+                .arg(pg.data_dir())
+                .arg(format!("--config-file={}", path.display()))
+                .args(["-C", name])
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(
+                output.status.success(),
+                "postgres -C {name}: {stderr}\n{conf}"
+            );
+            String::from_utf8_lossy(&output.stdout)
+                .trim_end()
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn a_real_postgres_reads_the_rendered_file_as_meant() {
+    let spec = spec_with(json!({
+        "postgresql_conf": "work_mem = 4MB\ndefault_statistics_target 200 # kept\n",
+        "settings": [
+            {"name": "application_name", "value": "it's a \\ test # not a comment", "vartype": "string"},
+            {"name": "default_transaction_isolation", "value": "read committed", "vartype": "enum"},
+            {"name": "maintenance_work_mem", "value": "64 MB", "vartype": "integer"},
+            {"name": "statement_timeout", "value": "1min", "vartype": "integer"},
+            {"name": "random_page_cost", "value": "1e1", "vartype": "real"},
+            {"name": "work_mem", "value": "8MB", "vartype": "integer"}
+        ]
+    }));
+    spec.validate().unwrap();
+    let mut params = params();
+    params.port = 5433;
+    let conf = render(&spec, &params).unwrap();
+    let names = [
+        "work_mem",
+        "default_statistics_target",
+        "application_name",
+        "default_transaction_isolation",
+        "maintenance_work_mem",
+        "statement_timeout",
+        "random_page_cost",
+        "port",
+        "cluster_name",
+    ];
+    assert_eq!(
+        postgres_reads(&conf, &names),
+        // `postgres -C` prints base units: kB and ms.
+        [
+            "8192",
+            "200",
+            "it's a \\ test # not a comment",
+            "read committed",
+            "65536",
+            "60000",
+            "10",
+            "5433",
+            ""
+        ]
+    );
+}
