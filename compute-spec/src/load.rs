@@ -258,7 +258,8 @@ fn fetch_once(agent: &ureq::Agent, url: &str, token: &str, deadline: Duration) -
                 STAGE,
                 ErrorKind::Network,
                 format!(
-                    "control plane {url}: {error} (deadline {deadline:?} for the whole answer)"
+                    "control plane {url}: {error} (deadline {deadline:?} for the whole answer); \
+                     check that the control plane is up and reachable from here"
                 ),
             ))
         }
@@ -271,7 +272,8 @@ fn fetch_once(agent: &ureq::Agent, url: &str, token: &str, deadline: Duration) -
                 STAGE,
                 ErrorKind::Network,
                 format!(
-                    "control plane {url}: the answer did not arrive within {deadline:?}: {error}"
+                    "control plane {url}: the answer did not arrive within {deadline:?}: {error}; \
+                     check that the control plane is up and reachable from here"
                 ),
             ));
         }
