@@ -185,10 +185,12 @@ pub fn is_bare_token(value: &str) -> bool {
     let Some(&first) = bytes.first() else {
         return false;
     };
-    if first.is_ascii_alphabetic() || first == b'_' {
+    // The lexer's LETTER includes every byte of a multibyte character.
+    let letter = |b: u8| b.is_ascii_alphabetic() || b == b'_' || b >= 0x80;
+    if letter(first) {
         return bytes
             .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':' | b'/'));
+            .all(|&b| letter(b) || b.is_ascii_digit() || matches!(b, b'-' | b'.' | b':' | b'/'));
     }
     let signed = usize::from(matches!(first, b'+' | b'-'));
     let rest = &bytes[signed..];
@@ -407,6 +409,8 @@ mod tests {
             ("read committed", "enum", "'read committed'"),
             ("logical", "string", "'logical'"),
             ("5 # x", "integer", "'5 # x'"),
+            ("café", "enum", "café"),
+            ("é-1", "enum", "é-1"),
         ];
         for (value, vartype, rendered) in cases {
             assert_eq!(render_value(value, vartype), rendered, "{value:?}");
@@ -425,6 +429,7 @@ mod tests {
             "listen_addresses '*'",
             "x.y = 'it''s \\' here' # c",
             "port = 5432\r",
+            "application_name = café",
         ] {
             assert_eq!(check_conf_line(good, &markers), Ok(()), "{good:?}");
         }

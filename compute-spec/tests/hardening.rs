@@ -264,7 +264,7 @@ fn postgres_reads(conf: &str, names: &[&str]) -> Vec<String> {
 #[test]
 fn a_real_postgres_reads_the_rendered_file_as_meant() {
     let spec = spec_with(json!({
-        "postgresql_conf": "work_mem = 4MB\ndefault_statistics_target 200 # kept\n",
+        "postgresql_conf": "work_mem = 4MB\ndefault_statistics_target 200 # kept\nsearch_path = café\n",
         "settings": [
             {"name": "application_name", "value": "it's a \\ test # not a comment", "vartype": "string"},
             {"name": "default_transaction_isolation", "value": "read committed", "vartype": "enum"},
@@ -286,6 +286,7 @@ fn a_real_postgres_reads_the_rendered_file_as_meant() {
         "maintenance_work_mem",
         "statement_timeout",
         "random_page_cost",
+        "search_path",
         "port",
         "cluster_name",
     ];
@@ -300,6 +301,7 @@ fn a_real_postgres_reads_the_rendered_file_as_meant() {
             "65536",
             "60000",
             "10",
+            "café",
             "5433",
             ""
         ]
