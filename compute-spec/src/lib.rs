@@ -10,7 +10,10 @@
 //!   section per stage ([`section`]); [`error`]: the error envelope, its kinds and the exit
 //!   codes 0/1/2; [`stage`]: the stdin → stage → stdout plumbing every stage binary shares.
 //! * [`quote`]: the one module that quotes SQL identifiers, literals, dollar-quoted names and
-//!   `postgresql.conf` values; [`pgconf`]: `postgresql.conf` rendering in upstream's order.
+//!   `postgresql.conf` values; [`pgconf`]: `postgresql.conf` rendering in upstream's order,
+//!   refusing any value that could add a line ([`guc`]: the checks on setting names, values
+//!   and free configuration text); [`sqlopt`]: the closed keyword tables of role and
+//!   database options.
 //! * [`load`]: obtaining a spec (file, inline, envelope, stdin, embedded sample, control
 //!   plane); [`begin`]: building the document from flags.
 //! * [`runas`]: dropping from root to the `postgres` OS user; [`local`]: the tools' admin
@@ -31,6 +34,7 @@ pub mod cli;
 pub mod document;
 pub mod error;
 pub mod event;
+pub mod guc;
 pub mod ids;
 pub mod load;
 pub mod local;
@@ -43,6 +47,7 @@ pub mod schema;
 pub mod secret;
 pub mod section;
 pub mod spec;
+pub mod sqlopt;
 pub mod stage;
 pub mod validate;
 pub mod wire;

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::thread::sleep;
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::error::{ErrorKind, StageError};
@@ -94,7 +95,7 @@ pub fn load(source: &SpecSource) -> Result<LoadedSpec, StageError> {
             base_url,
             compute_id,
             token,
-        } => fetch_from_control_plane(base_url, compute_id, token),
+        } => fetch_from_control_plane(base_url, compute_id, token, CONTROL_PLANE_DEADLINE),
     }
 }
 
@@ -108,6 +109,40 @@ fn read_file(path: &Path) -> Result<String, StageError> {
     })
 }
 
+/// Decodes JSON text into `T`; a type error names the field by its JSON path
+/// (`cluster.roles[0].name: invalid type: integer `5`, expected a string`), a syntax error
+/// keeps serde_json's line and column.
+pub fn decode<T: DeserializeOwned>(text: &str) -> Result<T, String> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(describe)?;
+    deserializer.end().map_err(|error| error.to_string())?;
+    Ok(value)
+}
+
+/// As [`decode`], from an already parsed JSON value.
+pub fn decode_value<T: DeserializeOwned>(value: Value) -> Result<T, String> {
+    serde_path_to_error::deserialize(value).map_err(describe)
+}
+
+fn describe(error: serde_path_to_error::Error<serde_json::Error>) -> String {
+    let path = error.path().to_string();
+    let inner = error.inner();
+    let message = inner.to_string();
+    if !inner.is_data() {
+        return message;
+    }
+    // The path says where; the line and column serde_json adds say it less usefully.
+    let message = match message.rfind(" at line ") {
+        Some(at) if inner.line() > 0 => message[..at].to_string(),
+        _ => message,
+    };
+    if path == "." || path.is_empty() {
+        message
+    } else {
+        format!("{path}: {message}")
+    }
+}
+
 fn invalid(origin: &str, error: impl std::fmt::Display) -> StageError {
     StageError::new(
         STAGE,
@@ -118,7 +153,7 @@ fn invalid(origin: &str, error: impl std::fmt::Display) -> StageError {
 
 /// Parses a bare `ComputeSpec`.
 pub fn parse_bare(text: &str, origin: &str) -> Result<LoadedSpec, StageError> {
-    let spec: ComputeSpec = serde_json::from_str(text).map_err(|error| invalid(origin, error))?;
+    let spec: ComputeSpec = decode(text).map_err(|error| invalid(origin, error))?;
     Ok(LoadedSpec {
         spec: Some(spec),
         compute_ctl_config: ComputeCtlConfig::default(),
@@ -128,8 +163,7 @@ pub fn parse_bare(text: &str, origin: &str) -> Result<LoadedSpec, StageError> {
 
 /// Parses the `{spec, compute_ctl_config}` envelope.
 pub fn parse_envelope(text: &str, origin: &str) -> Result<LoadedSpec, StageError> {
-    let config: ComputeConfig =
-        serde_json::from_str(text).map_err(|error| invalid(origin, error))?;
+    let config: ComputeConfig = decode(text).map_err(|error| invalid(origin, error))?;
     Ok(LoadedSpec {
         spec: config.spec,
         compute_ctl_config: config.compute_ctl_config,
@@ -149,16 +183,25 @@ pub fn parse_any(text: &str, origin: &str) -> Result<LoadedSpec, StageError> {
 
 const CONTROL_PLANE_ATTEMPTS: u32 = 3;
 const CONTROL_PLANE_RETRY_DELAY: Duration = Duration::from_millis(100);
+/// The deadline of one control-plane request: connecting, sending, and reading the whole
+/// answer, body included.
+pub const CONTROL_PLANE_DEADLINE: Duration = Duration::from_secs(30);
+/// Statuses that mean "the control plane is having a bad moment": retried.
+const RETRIED_STATUSES: [u16; 4] = [500, 502, 503, 504];
 
 enum Attempt {
     Done(Box<Result<LoadedSpec, StageError>>),
     Retry(StageError),
 }
 
-fn fetch_from_control_plane(
+/// `GET {base_url}/compute/api/v2/computes/{compute_id}/spec`, up to 3 attempts 100 ms
+/// apart; each attempt must have its whole answer within `deadline`. 500, 502, 503 and 504,
+/// network errors, timeouts and undecodable answers are retried; other statuses are not.
+pub fn fetch_from_control_plane(
     base_url: &str,
     compute_id: &str,
     token: &str,
+    deadline: Duration,
 ) -> Result<LoadedSpec, StageError> {
     let url = format!(
         "{}/compute/api/v2/computes/{}/spec",
@@ -167,7 +210,8 @@ fn fetch_from_control_plane(
     );
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
+        .timeout_global(Some(deadline))
+        .timeout_connect(Some(deadline))
         .build()
         .into();
     let mut last_error = None;
@@ -175,7 +219,7 @@ fn fetch_from_control_plane(
         if attempt > 1 {
             sleep(CONTROL_PLANE_RETRY_DELAY);
         }
-        match fetch_once(&agent, &url, token) {
+        match fetch_once(&agent, &url, token, deadline) {
             Attempt::Done(result) => {
                 return (*result).map(|mut loaded| {
                     loaded.control_plane_attempts = attempt;
@@ -202,7 +246,7 @@ fn fetch_from_control_plane(
     Err(error)
 }
 
-fn fetch_once(agent: &ureq::Agent, url: &str, token: &str) -> Attempt {
+fn fetch_once(agent: &ureq::Agent, url: &str, token: &str, deadline: Duration) -> Attempt {
     let response = agent
         .get(url)
         .header("Authorization", &format!("Bearer {token}"))
@@ -213,13 +257,28 @@ fn fetch_once(agent: &ureq::Agent, url: &str, token: &str) -> Attempt {
             return Attempt::Retry(StageError::new(
                 STAGE,
                 ErrorKind::Network,
-                format!("control plane {url}: {error}"),
+                format!(
+                    "control plane {url}: {error} (deadline {deadline:?} for the whole answer); \
+                     check that the control plane is up and reachable from here"
+                ),
             ))
         }
     };
     let status = response.status().as_u16();
     let body = response.body_mut().read_to_string();
-    if status == 502 || status == 503 {
+    if let Err(error) = &body {
+        if matches!(error, ureq::Error::Timeout(_)) {
+            return Attempt::Retry(StageError::new(
+                STAGE,
+                ErrorKind::Network,
+                format!(
+                    "control plane {url}: the answer did not arrive within {deadline:?}: {error}; \
+                     check that the control plane is up and reachable from here"
+                ),
+            ));
+        }
+    }
+    if RETRIED_STATUSES.contains(&status) {
         return Attempt::Retry(StageError::new(
             STAGE,
             ErrorKind::Network,
@@ -238,9 +297,9 @@ fn fetch_once(agent: &ureq::Agent, url: &str, token: &str) -> Attempt {
             ),
         ))));
     }
-    let parsed = body.map_err(|error| error.to_string()).and_then(|text| {
-        serde_json::from_str::<ControlPlaneSpecResponse>(&text).map_err(|e| e.to_string())
-    });
+    let parsed = body
+        .map_err(|error| error.to_string())
+        .and_then(|text| decode::<ControlPlaneSpecResponse>(&text));
     let response = match parsed {
         Ok(response) => response,
         Err(error) => {

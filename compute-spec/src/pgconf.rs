@@ -5,13 +5,83 @@
 //! role name; the managed settings block; the settings this project owns for the local
 //! instance (port, socket directory, extra lines such as `primary_conninfo`); and last the
 //! `include_if_exists = 'compute_ctl_temp_override.conf'` line.
+//!
+//! Rendering refuses, with an error naming the spec field, anything that could add a line
+//! Postgres would apply: a setting name that is not GUC-shaped, a value that does not fit
+//! its vartype, a control character in any value, and `postgresql_conf` lines that are not
+//! plain settings (see [`crate::guc`]). Validation refuses the same things earlier; this is
+//! the second line of defence for documents edited between the stages.
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::path::PathBuf;
 
 use crate::document::ComputeDocument;
+use crate::guc;
 use crate::quote::quote_conf_value;
 use crate::spec::{ComputeMode, ComputeSpec, GenericOption};
+
+/// A value that cannot be written to `postgresql.conf`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfError {
+    /// JSON path of the spec field (or the rendering parameter) it came from.
+    pub field: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl fmt::Display for ConfError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cannot write postgresql.conf: {}: {}",
+            self.field, self.message
+        )
+    }
+}
+
+impl std::error::Error for ConfError {}
+
+fn conf_error(field: impl Into<String>, message: String) -> ConfError {
+    ConfError {
+        field: field.into(),
+        message,
+    }
+}
+
+/// Checks one `cluster.settings` entry: its name, and its value for its vartype.
+pub fn check_setting(option: &GenericOption, index: usize) -> Result<(), ConfError> {
+    let field = |part: &str| format!("cluster.settings[{index}].{part}");
+    guc::check_name(&option.name).map_err(|message| conf_error(field("name"), message))?;
+    if let Some(value) = &option.value {
+        let part = if guc::VARTYPES.contains(&option.vartype.as_str()) {
+            "value"
+        } else {
+            "vartype"
+        };
+        guc::check_value(value, &option.vartype)
+            .map_err(|message| conf_error(field(part), message))?;
+    }
+    Ok(())
+}
+
+/// Checks `cluster.postgresql_conf` line by line (see [`guc::check_conf_line`]).
+pub fn check_postgresql_conf(text: &str) -> Result<(), ConfError> {
+    for (number, line) in text.split('\n').enumerate() {
+        guc::check_conf_line(line, &[MANAGED_BEGIN, MANAGED_END]).map_err(|message| {
+            conf_error(
+                "cluster.postgresql_conf",
+                format!("line {}: {message}", number + 1),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// A quoted value, refused when it holds a control character.
+fn quoted(field: &str, value: &str) -> Result<String, ConfError> {
+    guc::check_text(value).map_err(|message| conf_error(field, message))?;
+    Ok(quote_conf_value(value))
+}
 
 /// The first and last lines of the block `pg-reconcile` rewrites on reconfiguration.
 pub const MANAGED_BEGIN: &str = "# Managed by compute_ctl: begin";
@@ -37,52 +107,60 @@ pub struct ConfParams {
     pub extra_lines: Vec<(String, String)>,
 }
 
-/// One settings line: `name = value`, the value quoted only for vartype `string`.
-pub fn setting_line(option: &GenericOption) -> Option<String> {
-    let value = option.value.as_deref()?;
-    let rendered = if option.vartype == "string" {
-        quote_conf_value(value)
-    } else {
-        value.to_string()
+/// One settings line, `name = value` (see [`guc::render_value`]), for entry `index` of
+/// `cluster.settings`; `None` for a null value; an error for a bad name or value.
+pub fn setting_line(option: &GenericOption, index: usize) -> Result<Option<String>, ConfError> {
+    check_setting(option, index)?;
+    let Some(value) = option.value.as_deref() else {
+        return Ok(None);
     };
-    Some(format!("{} = {}", option.name, rendered))
+    let rendered = guc::render_value(value, &option.vartype);
+    Ok(Some(format!("{} = {}", option.name, rendered)))
 }
 
 /// The managed block: begin marker, one line per setting, end marker.
-pub fn managed_block(settings: &[GenericOption]) -> String {
+pub fn managed_block(settings: &[GenericOption]) -> Result<String, ConfError> {
     let mut block = format!("{MANAGED_BEGIN}\n");
-    for line in settings.iter().filter_map(setting_line) {
-        block.push_str(&line);
-        block.push('\n');
+    for (index, option) in settings.iter().enumerate() {
+        if let Some(line) = setting_line(option, index)? {
+            block.push_str(&line);
+            block.push('\n');
+        }
     }
     block.push_str(MANAGED_END);
     block.push('\n');
-    block
+    Ok(block)
 }
 
-/// Renders the whole file.
-pub fn render(spec: &ComputeSpec, params: &ConfParams) -> String {
+/// Renders the whole file, or says which field holds what cannot be written.
+pub fn render(spec: &ComputeSpec, params: &ConfParams) -> Result<String, ConfError> {
     let mut conf = String::new();
     if let Some(text) = &spec.cluster.postgresql_conf {
+        check_postgresql_conf(text)?;
         conf.push_str(text);
         if !text.ends_with('\n') {
             conf.push('\n');
         }
     }
-    storage_settings(spec, &mut conf);
+    storage_settings(spec, &mut conf)?;
     let ids = [
-        ("neon.tenant_id", spec.tenant_id.map(|id| id.to_string())),
+        (
+            "neon.tenant_id",
+            "tenant_id",
+            spec.tenant_id.map(|id| id.to_string()),
+        ),
         (
             "neon.timeline_id",
+            "timeline_id",
             spec.timeline_id.map(|id| id.to_string()),
         ),
-        ("neon.project_id", spec.project_id.clone()),
-        ("neon.branch_id", spec.branch_id.clone()),
-        ("neon.endpoint_id", spec.endpoint_id.clone()),
+        ("neon.project_id", "project_id", spec.project_id.clone()),
+        ("neon.branch_id", "branch_id", spec.branch_id.clone()),
+        ("neon.endpoint_id", "endpoint_id", spec.endpoint_id.clone()),
     ];
-    for (name, value) in ids {
+    for (name, field, value) in ids {
         if let Some(value) = value {
-            line(&mut conf, name, &quote_conf_value(&value));
+            line(&mut conf, name, &quoted(field, &value)?);
         }
     }
     for name in ["lc_messages", "lc_monetary", "lc_time", "lc_numeric"] {
@@ -107,11 +185,11 @@ pub fn render(spec: &ComputeSpec, params: &ConfParams) -> String {
     line(
         &mut conf,
         "neon.privileged_role_name",
-        &quote_conf_value(&params.privileged_role_name),
+        &quoted("privileged_role_name", &params.privileged_role_name)?,
     );
     conf.push_str(&managed_block(
         spec.cluster.settings.as_deref().unwrap_or(&[]),
-    ));
+    )?);
     if let Some(port) = params.extension_server_port {
         line(&mut conf, "neon.extension_server_port", &port.to_string());
     }
@@ -134,20 +212,24 @@ pub fn render(spec: &ComputeSpec, params: &ConfParams) -> String {
     line(
         &mut conf,
         "unix_socket_directories",
-        &quote_conf_value(&socket_dir),
+        &quoted("instance.socket_dir", &socket_dir)?,
     );
     for (name, value) in &params.extra_lines {
+        // Extra lines come from the stages, values already quoted: each must be one line
+        // with one setting.
+        guc::check_conf_line(&format!("{name} = {value}"), &[MANAGED_BEGIN, MANAGED_END])
+            .map_err(|message| conf_error(format!("the {name} line"), message))?;
         line(&mut conf, name, value);
     }
     let _ = writeln!(conf, "include_if_exists = '{TEMP_OVERRIDE_FILE}'");
-    conf
+    Ok(conf)
 }
 
-fn storage_settings(spec: &ComputeSpec, conf: &mut String) {
+fn storage_settings(spec: &ComputeSpec, conf: &mut String) -> Result<(), ConfError> {
     let connstrings = spec.pageserver_connstrings();
     let safekeepers = spec.safekeepers();
     if connstrings.is_none() && safekeepers.is_empty() {
-        return;
+        return Ok(());
     }
     conf.push_str("# Neon storage settings\n");
     if let Some(connstrings) = connstrings {
@@ -165,7 +247,7 @@ fn storage_settings(spec: &ComputeSpec, conf: &mut String) {
         line(
             conf,
             "neon.pageserver_connstring",
-            &quote_conf_value(&joined),
+            &quoted("pageserver_connection_info", &joined)?,
         );
     }
     if !safekeepers.is_empty() {
@@ -174,8 +256,13 @@ fn storage_settings(spec: &ComputeSpec, conf: &mut String) {
             let _ = write!(value, "g#{generation}:");
         }
         value.push_str(&safekeepers.join(","));
-        line(conf, "neon.safekeepers", &quote_conf_value(&value));
+        line(
+            conf,
+            "neon.safekeepers",
+            &quoted("safekeeper_connstrings", &value)?,
+        );
     }
+    Ok(())
 }
 
 fn line(conf: &mut String, name: &str, value: &str) {
@@ -221,7 +308,7 @@ mod tests {
     #[test]
     fn settings_render_as_upstream() {
         let spec = fixture_spec();
-        let block = managed_block(spec.cluster.settings.as_deref().unwrap());
+        let block = managed_block(spec.cluster.settings.as_deref().unwrap()).unwrap();
         let lines: Vec<&str> = block.lines().collect();
         assert_eq!(lines.len(), 27);
         assert_eq!(lines[0], MANAGED_BEGIN);
@@ -249,7 +336,7 @@ mod tests {
             dynamic_shared_memory_mmap: false,
             extra_lines: vec![("primary_conninfo".to_string(), "'host=x'".to_string())],
         };
-        let conf = render(&spec, &params);
+        let conf = render(&spec, &params).unwrap();
         let position = |needle: &str| {
             conf.find(needle)
                 .unwrap_or_else(|| panic!("{needle:?} missing from:\n{conf}"))
@@ -290,7 +377,7 @@ mod tests {
             dynamic_shared_memory_mmap: true,
             extra_lines: Vec::new(),
         };
-        let conf = render(&spec, &params);
+        let conf = render(&spec, &params).unwrap();
         assert!(conf.contains(
             "neon.compute_mode=static\nhot_standby=on\nrecovery_target_lsn='0/16B5A50'\n"
         ));

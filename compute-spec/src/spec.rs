@@ -234,10 +234,12 @@ pub struct Cluster {
     pub roles: Vec<Role>,
     /// Databases that must exist.
     pub databases: Vec<Database>,
-    /// Full `postgresql.conf` text copied to the top of the rendered file.
+    /// `postgresql.conf` text copied to the top of the rendered file: settings and comments
+    /// only (no include directives), each line checked; everything rendered after it wins.
     #[serde(default)]
     pub postgresql_conf: Option<String>,
-    /// Settings appended to `postgresql.conf` in the managed block.
+    /// Settings appended to `postgresql.conf` in the managed block; names must be GUC-shaped
+    /// and values fit their vartype.
     #[serde(default)]
     pub settings: Option<Vec<GenericOption>>,
     /// Fields this version does not model.
@@ -254,7 +256,9 @@ pub struct Role {
     /// plaintext. Null means no password.
     #[serde(default)]
     pub encrypted_password: Option<Secret>,
-    /// SQL options appended to `CREATE ROLE` (bare keyword when the value is null).
+    /// `CREATE ROLE` options: keywords from PostgreSQL's closed set (`SUPERUSER`, `LOGIN`,
+    /// `CONNECTION LIMIT`, `VALID UNTIL`, `IN ROLE`, …), the argument in `value` or after the
+    /// keyword in `name`; `ALTER ROLE` gets those it accepts.
     #[serde(default)]
     pub options: Option<Vec<GenericOption>>,
 }
@@ -266,7 +270,8 @@ pub struct Database {
     pub name: String,
     /// Owner role name.
     pub owner: String,
-    /// `CREATE DATABASE` options such as `LC_COLLATE` or `TEMPLATE`.
+    /// `CREATE DATABASE` options from PostgreSQL's closed set (`TEMPLATE`, `ENCODING`,
+    /// `LOCALE`, `LC_COLLATE`, `CONNECTION LIMIT`, `IS_TEMPLATE`, …; not `OWNER`).
     #[serde(default)]
     pub options: Option<Vec<GenericOption>>,
     /// Output only (`/dbs_and_roles`): the database does not allow connections.
@@ -277,15 +282,18 @@ pub struct Database {
     pub invalid: bool,
 }
 
-/// A named option: a GUC (settings) or a SQL option (roles, databases).
+/// A named option: a GUC (settings) or a SQL option (roles, databases). Checked by
+/// validation and again when rendered: see `compute_spec::guc` and `compute_spec::sqlopt`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct GenericOption {
-    /// Option or setting name.
+    /// Setting name (letters, digits, `_`, at most one `.`) or option keyword.
     pub name: String,
-    /// Its value; null renders the bare name.
+    /// Its value; null renders the bare name (options) or no line (settings). Never a
+    /// newline or other control character.
     #[serde(default)]
     pub value: Option<String>,
-    /// `string`, `bool`, `enum`, `integer`, …; only `string` is quoted.
+    /// `bool`, `integer`, `real`, `enum` or `string`: settings values are checked for it;
+    /// `string` values are always quoted, others when they are not one token.
     pub vartype: String,
 }
 

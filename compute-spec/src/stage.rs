@@ -55,7 +55,7 @@ pub fn parse_input(stage: &str, text: &str) -> Result<StageInput, StageError> {
         }
         Some(_) => {}
     }
-    let document: ComputeDocument = serde_json::from_value(value).map_err(|error| {
+    let document: ComputeDocument = crate::load::decode_value(value).map_err(|error| {
         StageError::new(
             stage,
             ErrorKind::InvalidDocument,

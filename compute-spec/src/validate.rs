@@ -6,8 +6,11 @@
 use std::collections::HashSet;
 use std::fmt;
 
+use crate::guc;
 use crate::ids::{TenantId, TimelineId};
-use crate::spec::{ComputeMode, ComputeSpec, PageserverProtocol};
+use crate::pgconf::{check_postgresql_conf, check_setting};
+use crate::spec::{ComputeMode, ComputeSpec, GenericOption, PageserverProtocol};
+use crate::sqlopt::{self, OptionsOf};
 
 /// One problem with one field of the spec.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -142,6 +145,7 @@ impl ComputeSpec {
             })
         };
         check_catalog(self, &mut error);
+        check_conf_values(self, &mut error);
         if self.reconfigure_concurrency == 0 {
             error("reconfigure_concurrency", "must be at least 1".to_string());
         }
@@ -268,6 +272,80 @@ fn resolve_id<T: std::str::FromStr>(
 /// Postgres truncates longer identifiers, so such a name would never match its catalog row.
 const MAX_IDENTIFIER_BYTES: usize = 63;
 
+/// Everything that is written to `postgresql.conf`: settings, `postgresql_conf`, and the
+/// text fields rendered as quoted values.
+fn check_conf_values(spec: &ComputeSpec, error: &mut impl FnMut(&str, String)) {
+    for (index, option) in spec.cluster.settings.iter().flatten().enumerate() {
+        if let Err(bad) = check_setting(option, index) {
+            error(&bad.field, bad.message);
+        }
+    }
+    if let Some(text) = &spec.cluster.postgresql_conf {
+        if let Err(bad) = check_postgresql_conf(text) {
+            error(&bad.field, bad.message);
+        }
+    }
+    let mut text_fields: Vec<(String, &str)> = [
+        ("project_id", spec.project_id.as_deref()),
+        ("branch_id", spec.branch_id.as_deref()),
+        ("endpoint_id", spec.endpoint_id.as_deref()),
+        (
+            "pageserver_connstring",
+            spec.pageserver_connstring.as_deref(),
+        ),
+        // Written as primary_conninfo for a standby of a vanilla primary.
+        ("upstream_connstring", spec.upstream_connstring.as_deref()),
+    ]
+    .into_iter()
+    .filter_map(|(field, value)| Some((field.to_string(), value?)))
+    .collect();
+    for (index, safekeeper) in spec.safekeeper_connstrings.iter().enumerate() {
+        text_fields.push((format!("safekeeper_connstrings[{index}]"), safekeeper));
+    }
+    for (key, shard) in spec
+        .pageserver_connection_info
+        .iter()
+        .flat_map(|info| info.shards.iter())
+    {
+        for (index, pageserver) in shard.pageservers.iter().enumerate() {
+            if let Some(url) = &pageserver.libpq_url {
+                text_fields.push((
+                    format!(
+                        "pageserver_connection_info.shards.{key}.pageservers[{index}].libpq_url"
+                    ),
+                    url,
+                ));
+            }
+        }
+    }
+    for (field, value) in text_fields {
+        if let Err(message) = guc::check_text(value) {
+            error(&field, message);
+        }
+    }
+}
+
+fn check_options(
+    object: &str,
+    options: Option<&[GenericOption]>,
+    of: OptionsOf,
+    field: &str,
+    error: &mut impl FnMut(&str, String),
+) {
+    let what = match of {
+        OptionsOf::Role => "role",
+        OptionsOf::Database => "database",
+    };
+    for (index, option) in options.unwrap_or_default().iter().enumerate() {
+        if let Err((part, message)) = sqlopt::parse(option, of) {
+            error(
+                &format!("{field}.options[{index}].{part}"),
+                format!("{what} {object:?}, option {:?}: {message}", option.name),
+            );
+        }
+    }
+}
+
 fn check_catalog(spec: &ComputeSpec, error: &mut impl FnMut(&str, String)) {
     let mut role_names = HashSet::new();
     for (index, role) in spec.cluster.roles.iter().enumerate() {
@@ -276,6 +354,13 @@ fn check_catalog(spec: &ComputeSpec, error: &mut impl FnMut(&str, String)) {
         if !role_names.insert(role.name.as_str()) {
             error(&field, format!("duplicate role {:?}", role.name));
         }
+        check_options(
+            &role.name,
+            role.options.as_deref(),
+            OptionsOf::Role,
+            &format!("cluster.roles[{index}]"),
+            error,
+        );
     }
     let mut database_names = HashSet::new();
     for (index, database) in spec.cluster.databases.iter().enumerate() {
@@ -289,6 +374,13 @@ fn check_catalog(spec: &ComputeSpec, error: &mut impl FnMut(&str, String)) {
         if !database_names.insert(database.name.as_str()) {
             error(&field, format!("duplicate database {:?}", database.name));
         }
+        check_options(
+            &database.name,
+            database.options.as_deref(),
+            OptionsOf::Database,
+            &format!("cluster.databases[{index}]"),
+            error,
+        );
     }
     for (index, delta) in spec.delta_operations.iter().flatten().enumerate() {
         let field = format!("delta_operations[{index}]");

@@ -1,11 +1,15 @@
-//! Loading a spec from a control plane stand-in: retries on 502/503 and undecodable JSON,
-//! no retry on other statuses, `status: "empty"` means no spec yet, and the bearer token.
+//! Loading a spec from a control plane stand-in: retries on 500/502/503 and undecodable
+//! JSON, no retry on other statuses, `status: "empty"` means no spec yet, the bearer token,
+//! and a deadline on each whole answer (a server that never answers, or stalls mid-body).
 
+use std::io::{Read, Write};
+use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use compute_spec::error::ErrorKind;
-use compute_spec::load::{load, SpecSource};
+use compute_spec::load::{fetch_from_control_plane, load, SpecSource};
 
 const SPEC: &str = r#"{"format_version": 1.0, "cluster": {"roles": [], "databases": []}}"#;
 
@@ -106,4 +110,66 @@ fn attached_without_a_spec_is_an_error() {
     let (url, _) = control_plane(vec![(200, r#"{"status": "attached"}"#.to_string())]);
     let error = load(&source(&url)).unwrap_err();
     assert_eq!(error.kind, ErrorKind::Server);
+}
+
+fn attached() -> String {
+    format!(
+        r#"{{"status": "attached", "spec": {SPEC}, "compute_ctl_config": {{"jwks": {{"keys": []}}}}}}"#
+    )
+}
+
+#[test]
+fn retries_500_then_succeeds() {
+    let (url, seen) = control_plane(vec![(500, "internal error".to_string()), (200, attached())]);
+    let loaded = load(&source(&url)).unwrap();
+    assert!(loaded.spec.is_some());
+    assert_eq!(loaded.control_plane_attempts, 2);
+    assert_eq!(seen.lock().unwrap().len(), 2);
+}
+
+/// A server that accepts connections and then, for each, does `behaviour` and holds the
+/// connection open for a long time. Returns its URL.
+fn stalling_server(behaviour: fn(&mut std::net::TcpStream)) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            behaviour(&mut stream);
+            held.push(stream);
+        }
+    });
+    url
+}
+
+fn assert_fails_within_deadline(url: &str) {
+    let deadline = Duration::from_millis(300);
+    let started = Instant::now();
+    let error = fetch_from_control_plane(url, "compute-1", "t", deadline).unwrap_err();
+    let elapsed = started.elapsed();
+    // Three attempts of at most the deadline each, 100 ms apart, and some slack.
+    assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
+    assert_eq!(error.kind, ErrorKind::Network);
+    assert!(error.retryable);
+    let full_url = format!("{url}/compute/api/v2/computes/compute-1/spec");
+    assert!(error.message.contains(&full_url), "{}", error.message);
+    assert!(error.message.contains("3 attempts"), "{}", error.message);
+}
+
+#[test]
+fn a_server_that_never_answers_fails_within_the_deadline() {
+    assert_fails_within_deadline(&stalling_server(|_| {}));
+}
+
+#[test]
+fn a_server_that_stalls_mid_body_fails_within_the_deadline() {
+    assert_fails_within_deadline(&stalling_server(|stream| {
+        let mut request = [0u8; 4096];
+        let _ = stream.read(&mut request);
+        let _ = stream.write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"status\": ",
+        );
+        let _ = stream.flush();
+    }));
 }

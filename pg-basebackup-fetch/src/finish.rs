@@ -25,7 +25,8 @@ pub fn finish_pgdata(
     let pgdata = &document.pgdata;
     write_file(
         &pgdata.join("postgresql.conf"),
-        &pgconf::render(spec, params),
+        &pgconf::render(spec, params)
+            .map_err(|error| BasebackupError::Document(error.to_string()))?,
         user,
     )?;
     append_hba_line(&pgdata.join("pg_hba.conf"), user)?;

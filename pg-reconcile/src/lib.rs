@@ -17,10 +17,12 @@
 //!
 //! **Invariants**: plans before it acts; a second run on the same spec plans nothing; only
 //! explicit deltas drop anything; the privileged role is created once and never altered;
-//! every name and string value reaches SQL through `compute_spec::quote` (option names and
-//! non-string option values are keywords, passed as upstream does); passwords never appear
-//! in the section or the logs; a failing object does not stop independent ones, and the
-//! stage then exits 1 naming them.
+//! every name and string value reaches SQL through `compute_spec::quote`, and role and
+//! database options are rendered from `compute_spec::sqlopt`'s keyword table (a spec with an
+//! option outside it, or a setting that cannot be written safely, is refused with exit 2
+//! before anything changes); passwords never appear in the section or the logs, nor in the
+//! server's log (the sessions run with [`SILENT_STATEMENTS`]); a failing object does not
+//! stop independent ones, and the stage then exits 1 naming them.
 //!
 //! ```
 //! use pg_reconcile::plan::startup_concurrency;
@@ -53,6 +55,14 @@ use compute_spec::ComputeDocument;
 pub const STAGE: &str = "pg-reconcile";
 /// The `application_name` of the reconciler's connections (as upstream).
 pub const APPLICATION_NAME: &str = "compute_ctl:apply_config";
+
+/// Session options that keep Postgres from logging the text of the reconciler's statements
+/// (they carry password hashes): no `STATEMENT:` line after an error, no statement logging
+/// by kind, duration, sampling or transaction sampling, and no pgaudit. All are superuser
+/// settings; the admin role is a superuser.
+pub const SILENT_STATEMENTS: &str = "-c log_min_error_statement=panic -c log_statement=none \
+     -c log_min_duration_statement=-1 -c log_min_duration_sample=-1 \
+     -c log_transaction_sample_rate=0 -c pgaudit.log=none";
 
 /// Flags that change what the stage does.
 #[derive(Clone, Debug, Default)]
@@ -99,6 +109,14 @@ pub fn reconcile(
         catalog_skipped: !plan::catalog_enabled(spec),
         ..Default::default()
     };
+    // A bad option or setting is refused before anything changes.
+    plan::check_options(spec).map_err(|error| {
+        StageError::new(
+            STAGE,
+            ErrorKind::InvalidSpec,
+            format!("invalid spec, nothing was changed: {error}"),
+        )
+    })?;
     let config = admin_config(document, STAGE, APPLICATION_NAME, None)?;
     let system_db = config.get_dbname().unwrap_or("postgres").to_string();
     // Connect first: when the instance is down, nothing changes.
@@ -126,7 +144,13 @@ pub fn reconcile(
             && (section.conf_changed || settings::modified_after(&conf, snapshot.conf_loaded_at)),
     };
     let plan_started = Instant::now();
-    let steps = plan::plan(spec, &context, &snapshot);
+    let steps = plan::plan(spec, &context, &snapshot).map_err(|error| {
+        StageError::new(
+            STAGE,
+            ErrorKind::InvalidSpec,
+            format!("invalid spec, nothing was changed: {error}"),
+        )
+    })?;
     section.plan = planned(&steps);
     section.plan_ms = elapsed_ms(plan_started);
     if !options.dry_run {
@@ -165,8 +189,13 @@ fn apply_overrides(document: &mut ComputeDocument, options: &Options) -> Result<
 
 /// Rewrites the managed block of `path` (unless dry); true when it changed or would change.
 fn rewrite_settings(path: &Path, spec: &ComputeSpec, dry_run: bool) -> Result<bool, StageError> {
-    let io =
-        |error: settings::SettingsError| StageError::new(STAGE, ErrorKind::Io, error.to_string());
+    let io = |error: settings::SettingsError| {
+        let kind = match error {
+            settings::SettingsError::Refused(_) => ErrorKind::InvalidSpec,
+            _ => ErrorKind::Io,
+        };
+        StageError::new(STAGE, kind, error.to_string())
+    };
     let text = settings::read(path).map_err(io)?;
     let wanted = spec.cluster.settings.as_deref().unwrap_or_default();
     let Some(new_text) =
@@ -188,8 +217,10 @@ fn connect(
 ) -> Result<postgres::Client, StageError> {
     let mut config = admin_config(document, STAGE, APPLICATION_NAME, database)?;
     // As upstream: the neon extension must not echo our DDL back to the control plane.
+    // Then: these sessions send password hashes, so Postgres must never log their statement
+    // text, neither as the `STATEMENT:` of a failed batch nor through statement logging.
     let options = format!(
-        "{} -c neon.forward_ddl=false",
+        "{} -c neon.forward_ddl=false {SILENT_STATEMENTS}",
         config.get_options().unwrap_or_default()
     );
     config.options(&options);

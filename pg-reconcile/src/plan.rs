@@ -6,8 +6,10 @@
 //! database), and a spec that is already in effect plans nothing.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
 
 use compute_spec::spec::{ComputeMode, ComputeSpec};
+use compute_spec::sqlopt::{OptionError, OptionsOf};
 
 use crate::snapshot::{ExistingDatabase, ExistingRole, Snapshot};
 use crate::sql::{ident, options, password_clause, password_matches, password_value};
@@ -24,6 +26,55 @@ pub struct PlanContext {
     pub system_db: String,
     /// `postgresql.conf` changed since the server last loaded it: reload.
     pub reload: bool,
+}
+
+/// A spec the planner cannot turn into SQL (an option outside the keyword tables): it plans
+/// nothing rather than send part of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlanError {
+    /// JSON path of the field, e.g. `cluster.roles[0].options[1].name`.
+    pub field: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl fmt::Display for PlanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+impl std::error::Error for PlanError {}
+
+fn option_error(object: &str, field: String, error: OptionError) -> PlanError {
+    PlanError {
+        field: format!("{field}.options[{}].{}", error.index, error.part),
+        message: format!("{object}: {}", error.message),
+    }
+}
+
+/// Checks every role and database option of the spec (as [`plan`] would render them), so a
+/// bad one is refused before anything changes.
+pub fn check_options(spec: &ComputeSpec) -> Result<(), PlanError> {
+    for (index, role) in spec.cluster.roles.iter().enumerate() {
+        options(role.options.as_deref(), OptionsOf::Role, false).map_err(|error| {
+            option_error(
+                &role_object(&role.name),
+                format!("cluster.roles[{index}]"),
+                error,
+            )
+        })?;
+    }
+    for (index, db) in spec.cluster.databases.iter().enumerate() {
+        options(db.options.as_deref(), OptionsOf::Database, false).map_err(|error| {
+            option_error(
+                &database_object(&db.name),
+                format!("cluster.databases[{index}]"),
+                error,
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// Whether the spec asks for catalog work at all.
@@ -139,8 +190,13 @@ impl Planner<'_> {
     }
 }
 
-/// The ordered plan that makes the instance described by `snapshot` match `spec`.
-pub fn plan(spec: &ComputeSpec, context: &PlanContext, snapshot: &Snapshot) -> Vec<Step> {
+/// The ordered plan that makes the instance described by `snapshot` match `spec`; an error
+/// when a role or database option is not one Postgres defines.
+pub fn plan(
+    spec: &ComputeSpec,
+    context: &PlanContext,
+    snapshot: &Snapshot,
+) -> Result<Vec<Step>, PlanError> {
     let mut planner = Planner {
         spec,
         context,
@@ -169,14 +225,14 @@ pub fn plan(spec: &ComputeSpec, context: &PlanContext, snapshot: &Snapshot) -> V
         create_privileged_role(&mut planner);
         drop_invalid_databases(&mut planner);
         rename_roles(&mut planner);
-        create_and_alter_roles(&mut planner);
+        create_and_alter_roles(&mut planner)?;
         rename_and_delete_databases(&mut planner);
-        create_and_alter_databases(&mut planner);
+        create_and_alter_databases(&mut planner)?;
         delete_role_references(&mut planner);
         extensions(&mut planner);
         drop_roles(&mut planner);
     }
-    planner.steps
+    Ok(planner.steps)
 }
 
 fn role_object(name: &str) -> String {
@@ -288,7 +344,7 @@ fn rename_roles(planner: &mut Planner<'_>) {
     }
 }
 
-fn create_and_alter_roles(planner: &mut Planner<'_>) {
+fn create_and_alter_roles(planner: &mut Planner<'_>) -> Result<(), PlanError> {
     let system = planner.system();
     let spec = planner.spec;
     let deleted: BTreeSet<&str> = deleted_roles(spec).into_iter().collect();
@@ -299,7 +355,7 @@ fn create_and_alter_roles(planner: &mut Planner<'_>) {
         .flat_map(|jwks| jwks.role_names.iter().map(String::as_str))
         .collect();
     let privileged = ident(&planner.context.privileged_role);
-    for role in &spec.cluster.roles {
+    for (index, role) in spec.cluster.roles.iter().enumerate() {
         if role.name == planner.context.privileged_role || deleted.contains(role.name.as_str()) {
             continue;
         }
@@ -307,7 +363,15 @@ fn create_and_alter_roles(planner: &mut Planner<'_>) {
         if existing.is_some_and(|stored| password_matches(stored, role)) {
             continue;
         }
-        let opts = options(role.options.as_deref());
+        let opts = options(role.options.as_deref(), OptionsOf::Role, existing.is_some()).map_err(
+            |error| {
+                option_error(
+                    &role_object(&role.name),
+                    format!("cluster.roles[{index}]"),
+                    error,
+                )
+            },
+        )?;
         let name = ident(&role.name);
         let head = match existing {
             Some(_) => format!("ALTER ROLE {name}{opts} LOGIN"),
@@ -337,6 +401,7 @@ fn create_and_alter_roles(planner: &mut Planner<'_>) {
             .roles
             .insert(role.name.clone(), password_value(role));
     }
+    Ok(())
 }
 
 fn rename_and_delete_databases(planner: &mut Planner<'_>) {
@@ -404,11 +469,11 @@ fn rename_and_delete_databases(planner: &mut Planner<'_>) {
     }
 }
 
-fn create_and_alter_databases(planner: &mut Planner<'_>) {
+fn create_and_alter_databases(planner: &mut Planner<'_>) -> Result<(), PlanError> {
     let system = planner.system();
     let privileged = ident(&planner.context.privileged_role);
     let spec = planner.spec;
-    for db in &spec.cluster.databases {
+    for (index, db) in spec.cluster.databases.iter().enumerate() {
         let existing = planner.databases.get(&db.name);
         if existing.is_some_and(|existing| existing.owner == db.owner) {
             continue;
@@ -427,7 +492,15 @@ fn create_and_alter_databases(planner: &mut Planner<'_>) {
                 );
             }
             None => {
-                let opts = options(db.options.as_deref());
+                let opts = options(db.options.as_deref(), OptionsOf::Database, false).map_err(
+                    |error| {
+                        option_error(
+                            &database_object(&db.name),
+                            format!("cluster.databases[{index}]"),
+                            error,
+                        )
+                    },
+                )?;
                 let statements = vec![
                     sql(format!("CREATE DATABASE {name}{opts} OWNER {owner}")),
                     sql(format!(
@@ -457,6 +530,7 @@ fn create_and_alter_databases(planner: &mut Planner<'_>) {
             .or_insert(state)
             .owner = db.owner.clone();
     }
+    Ok(())
 }
 
 fn delete_role_references(planner: &mut Planner<'_>) {

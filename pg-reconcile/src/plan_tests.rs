@@ -60,7 +60,7 @@ fn check_with(
     snapshot: &Snapshot,
     expected: &[(&str, &str, &str)],
 ) {
-    let steps = plan(spec, context, snapshot);
+    let steps = plan(spec, context, snapshot).unwrap();
     let actual: Vec<(&str, &str, &str)> = steps
         .iter()
         .flat_map(|step| {
@@ -155,13 +155,13 @@ fn passwords_compare_with_pg_authid() {
         ],
     );
     // The real statement carries the hash, escaped as a literal.
-    let steps = plan(&spec, &context(), &snap);
+    let steps = plan(&spec, &context(), &snap).unwrap();
     assert_eq!(
         steps[0].statements[0].text,
         "ALTER ROLE \"md5changed\" LOGIN PASSWORD 'md56b1d16b78004bbd51fa06af9eda75972'"
     );
     let hostile = spec_with_password("x'y\\z");
-    let steps = plan(&hostile, &context(), &snapshot(&[], &[]));
+    let steps = plan(&hostile, &context(), &snapshot(&[], &[])).unwrap();
     assert!(steps[0].statements[0]
         .text
         .ends_with("PASSWORD E'md5x''y\\\\z'"));
@@ -404,6 +404,7 @@ fn delete_role_reassigns_in_every_database_it_touches() {
         ],
     );
     assert!(plan(&spec, &context(), &snap)
+        .unwrap()
         .iter()
         .filter(|step| step.phase >= Phase::DeleteRoleSharedReferences)
         .all(|step| step.statements.iter().all(|sql| sql.destructive)));

@@ -4,7 +4,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use compute_spec::pgconf::{managed_block, MANAGED_BEGIN, MANAGED_END};
+use compute_spec::pgconf::{managed_block, ConfError, MANAGED_BEGIN, MANAGED_END};
 use compute_spec::spec::GenericOption;
 
 /// Why the managed block could not be rewritten.
@@ -16,6 +16,9 @@ pub enum SettingsError {
         /// The file.
         file: String,
     },
+    /// A setting cannot be written (a bad name or value): nothing is written.
+    #[error("{0}; fix the spec")]
+    Refused(ConfError),
     /// Reading or writing the file failed.
     #[error("{file}: {source}; check that PGDATA is the instance's data directory")]
     Io {
@@ -33,7 +36,7 @@ pub fn rewrite(
     settings: &[GenericOption],
     file: &str,
 ) -> Result<Option<String>, SettingsError> {
-    let block = managed_block(settings);
+    let block = managed_block(settings).map_err(SettingsError::Refused)?;
     let lines: Vec<&str> = text.split_inclusive('\n').collect();
     let begin = lines
         .iter()

@@ -3,27 +3,17 @@
 use compute_spec::quote::{Ident, Literal};
 use compute_spec::secret::REDACTED;
 use compute_spec::spec::{GenericOption, Role};
+use compute_spec::sqlopt::{self, OptionError, OptionsOf};
 
-/// `name 'value'` for vartype string, `name value` otherwise, bare `name` when null; each
-/// option preceded by a space (upstream's rendering).
-pub fn options(options: Option<&[GenericOption]>) -> String {
-    let mut out = String::new();
-    for option in options.unwrap_or_default() {
-        out.push(' ');
-        out.push_str(&option.name);
-        match &option.value {
-            Some(value) if option.vartype == "string" => {
-                out.push(' ');
-                out.push_str(&Literal(value).to_string());
-            }
-            Some(value) => {
-                out.push(' ');
-                out.push_str(value);
-            }
-            None => {}
-        }
-    }
-    out
+/// The options of a role or database, each preceded by a space, rendered from
+/// `compute_spec::sqlopt`'s keyword table (never pasted): the keyword, then its typed
+/// argument. With `for_alter`, only the options `ALTER ROLE` accepts.
+pub fn options(
+    options: Option<&[GenericOption]>,
+    of: OptionsOf,
+    for_alter: bool,
+) -> Result<String, OptionError> {
+    sqlopt::render(options, of, for_alter)
 }
 
 /// The password as it is sent: SCRAM verifiers verbatim, md5 digests with the `md5` prefix.
@@ -106,7 +96,7 @@ mod tests {
         let db: &Database = &spec.cluster.databases[0];
         let rendered = format!(
             "{} OWNER {}",
-            options(db.options.as_deref()),
+            options(db.options.as_deref(), OptionsOf::Database, false).unwrap(),
             ident(&db.owner)
         );
         assert_eq!(
@@ -116,7 +106,7 @@ mod tests {
         let role = &spec.cluster.roles[0];
         let rendered = format!(
             "{} LOGIN{}",
-            options(role.options.as_deref()),
+            options(role.options.as_deref(), OptionsOf::Role, false).unwrap(),
             password_clause(role, false)
         );
         assert_eq!(
@@ -133,8 +123,11 @@ mod tests {
             value: None,
             vartype: "string".into(),
         }];
-        assert_eq!(options(Some(&opts)), " IN ROLE pg_monitor");
-        assert_eq!(options(None), "");
+        assert_eq!(
+            options(Some(&opts), OptionsOf::Role, false).unwrap(),
+            " IN ROLE pg_monitor"
+        );
+        assert_eq!(options(None, OptionsOf::Role, false).unwrap(), "");
     }
 
     #[test]

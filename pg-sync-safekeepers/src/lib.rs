@@ -183,7 +183,8 @@ fn sync_neon_primary(
     if options.after_shutdown {
         slow_path::require_conf(&doc.pgdata)?;
     } else {
-        let conf = compute_spec::pgconf::render(spec, &compute_spec::pgconf::params_for(doc));
+        let conf = compute_spec::pgconf::render(spec, &compute_spec::pgconf::params_for(doc))
+            .map_err(|error| StageError::new(STAGE, ErrorKind::InvalidSpec, error.to_string()))?;
         slow_path::prepare_pgdata(&doc.pgdata, &conf, user.as_ref())?;
     }
     let start = Instant::now();
