@@ -121,7 +121,10 @@ fn stalled_clients_are_cut_off_at_their_deadlines() {
             started.elapsed()
         );
         if let Some(code) = expected {
-            assert!(answer.starts_with(&format!("HTTP/1.1 {code}")), "{name}: {answer}");
+            assert!(
+                answer.starts_with(&format!("HTTP/1.1 {code}")),
+                "{name}: {answer}"
+            );
         }
     }
     // A keep-alive connection is closed once idle past the header deadline too.
@@ -202,7 +205,11 @@ fn connections_past_the_cap_are_refused_fast() {
         if answer.status == 200 {
             break;
         }
-        assert!(Instant::now() < deadline, "still refused: {}", answer.status);
+        assert!(
+            Instant::now() < deadline,
+            "still refused: {}",
+            answer.status
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -17,7 +17,7 @@ fn spec_file_start_runs_every_stage_then_sigterm_propagates_the_exit_code() {
     let mut compute = harness.start(&["-S", &spec_path, "-i", "compute-1"]);
     let status = compute.wait_status("running");
     assert!(status["start_time"].as_str().unwrap().ends_with('Z'));
-    assert_eq!(status["last_active"], "2026-11-24T22:00:00.123Z");
+    assert_eq!(status["last_active"], "2026-11-24T22:00:00.123+00:00");
     assert!(harness
         .log()
         .contains("reconcile --log-format text roles=alice"));
@@ -153,7 +153,7 @@ fn every_transition_is_logged_in_order() {
         .stderr(std::fs::File::create(&log_path).unwrap());
     let mut compute = harness.start(&[]);
     compute.wait_status("empty");
-    let body = serde_json::json!({"spec": empty_spec(None)});
+    let body = serde_json::json!({"spec": empty_spec(None), "compute_ctl_config": {}});
     assert_eq!(
         compute
             .post("/configure", body.to_string().as_bytes())
