@@ -282,6 +282,29 @@ fn an_empty_key_set_denies_everything() {
     assert_eq!(internal.status, 200);
 }
 
+/// Runs a compute-ctl that must refuse to start; returns its stderr.
+fn refused_start(command: &mut std::process::Command) -> String {
+    let mut child = command
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "compute-ctl kept running"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    stderr
+}
+
 /// A key without `kid` is refused when the set is loaded (upstream panics per request):
 /// compute-ctl never serves the API with it.
 #[test]
@@ -294,26 +317,12 @@ fn a_key_without_kid_stops_the_start() {
         json!({"spec": empty_spec(None), "compute_ctl_config": {"jwks": {"keys": [no_kid]}}});
     let config_path = harness.path().join("config.json");
     std::fs::write(&config_path, config.to_string()).unwrap();
-    let mut child = harness
-        .command
-        .args(["-c", &config_path.to_string_lossy(), "--failed-grace", "0s"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "compute-ctl kept running"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(!status.success());
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    let config_path = config_path.to_string_lossy().to_string();
+    let stderr = refused_start(
+        harness
+            .command
+            .args(["-c", &config_path, "--failed-grace", "0s"]),
+    );
     assert!(
         stderr.contains("compute_ctl_config.jwks.keys[0]"),
         "{stderr}"
@@ -325,31 +334,12 @@ fn a_key_without_kid_stops_the_start() {
 #[test]
 fn no_keys_means_loopback_only() {
     let mut harness = Harness::new();
-    let mut child = harness
-        .command
-        .args([
-            "--embedded-default",
-            "--http-listen",
-            "0.0.0.0",
-            "--failed-grace",
-            "0s",
-        ])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "compute-ctl kept running"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(!status.success());
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    let stderr = refused_start(harness.command.args([
+        "--embedded-default",
+        "--http-listen",
+        "0.0.0.0",
+        "--failed-grace",
+        "0s",
+    ]));
     assert!(stderr.contains("without authentication"), "{stderr}");
 }
