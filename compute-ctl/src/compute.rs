@@ -394,9 +394,10 @@ impl Controller {
     fn fail(&mut self, error: StageError) -> Outcome {
         let status = self.shared.status();
         if status.is_terminating() {
-            let signal = match status {
-                ComputeStatus::TerminationPendingImmediate => Signal::SIGQUIT,
-                _ => Signal::SIGTERM,
+            let signal = if self.shared.lock().immediate_shutdown {
+                Signal::SIGQUIT
+            } else {
+                Signal::SIGTERM
             };
             self.stop_postgres(signal);
             return self.finish_termination(Some(1)).unwrap_or(Outcome::Exit(1));
@@ -450,10 +451,19 @@ impl Controller {
     /// Sends pg-supervise the signal for a pending termination (once per mode); true when
     /// a termination is pending.
     fn forward_termination(&mut self) -> bool {
-        let signal = match self.shared.status() {
-            ComputeStatus::TerminationPendingFast => Signal::SIGTERM,
-            ComputeStatus::TerminationPendingImmediate => Signal::SIGQUIT,
-            _ => return false,
+        let (status, immediate) = {
+            let inner = self.shared.lock();
+            (inner.status(), inner.immediate_shutdown)
+        };
+        if !status.is_terminating() {
+            return false;
+        }
+        // pg-supervise turns SIGTERM into PostgreSQL's fast shutdown and SIGQUIT into its
+        // immediate one; only a SIGQUIT to compute-ctl asks for the latter.
+        let signal = if immediate {
+            Signal::SIGQUIT
+        } else {
+            Signal::SIGTERM
         };
         if self.signalled != Some(signal) && self.signalled != Some(Signal::SIGQUIT) {
             tracing::info!(%signal, "forwarding the termination to pg-supervise");

@@ -44,6 +44,9 @@ pub fn install(
 /// Moves to a termination status unless one at least as strong is already pending.
 pub fn request_termination(shared: &Shared, next: ComputeStatus) {
     shared.update(|inner| {
+        if next == ComputeStatus::TerminationPendingImmediate {
+            inner.immediate_shutdown = true;
+        }
         if inner.status() != next {
             let _ = inner.transition(next);
         }

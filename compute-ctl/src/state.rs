@@ -216,6 +216,9 @@ pub struct Inner {
     /// The mode of the `/terminate` that is under way or done (the HTTP API stays up after
     /// `terminated`: 30 s after a fast one, 300 ms after an immediate one).
     pub terminate_requested: Option<ComputeStatus>,
+    /// SIGQUIT asked for PostgreSQL's immediate shutdown. `/terminate` always asks for a fast
+    /// one (SIGINT to the postmaster), in both of its modes, as upstream.
+    pub immediate_shutdown: bool,
 }
 
 /// A spec received by `/configure`, parsed and validated once at the edge.
@@ -320,6 +323,7 @@ impl Shared {
                 terminate_lsn: None,
                 compute_ctl_config: ComputeCtlConfig::default(),
                 terminate_requested: None,
+                immediate_shutdown: false,
             }),
             changed: Condvar::new(),
             inflight: AtomicUsize::new(0),

@@ -198,3 +198,40 @@ fn every_transition_is_logged_in_order() {
         ]
     );
 }
+
+/// `/terminate` asks for PostgreSQL's fast shutdown in both modes, as upstream; the modes
+/// differ in how long the API stays up afterwards (repeated calls get 201 meanwhile).
+#[test]
+fn terminate_is_a_fast_shutdown_in_both_modes_and_lingers() {
+    for (mode, linger) in [
+        ("immediate", Duration::from_millis(300)),
+        ("fast", Duration::from_secs(2)),
+    ] {
+        let mut harness = Harness::new();
+        let mut compute = harness.start(&["--embedded-default", "--terminated-grace", "2s"]);
+        compute.wait_status("running");
+        let answer = compute.post(&format!("/terminate?mode={mode}"), b"");
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let terminated_at = std::time::Instant::now();
+        let signals = std::fs::read_to_string(harness.path().join("supervise.signal")).unwrap();
+        assert_eq!(
+            signals.trim(),
+            "15",
+            "{mode}: SIGTERM (fast shutdown) forwarded"
+        );
+        if mode == "fast" {
+            let again = compute.post("/terminate", b"");
+            assert_eq!(again.status, 201, "{}", again.body);
+        }
+        assert_eq!(compute.wait_exit(Duration::from_secs(10)), 0);
+        let lived = terminated_at.elapsed();
+        assert!(
+            lived + Duration::from_millis(100) >= linger,
+            "{mode}: exited after {lived:?}"
+        );
+        assert!(
+            lived < linger + Duration::from_secs(3),
+            "{mode}: exited after {lived:?}"
+        );
+    }
+}
