@@ -77,6 +77,8 @@ enum Tok {
     UnknownScope,
     /// `Bearer not-a-jwt`.
     Garbage,
+    /// Ours with the scheme in lower case (`bearer <token>`).
+    LowerCaseScheme,
     /// This exact header value.
     Raw(&'static str),
 }
@@ -127,6 +129,7 @@ impl Keys {
             Tok::None => return None,
             Tok::Raw(value) => return Some(value.to_string()),
             Tok::Garbage => "not-a-jwt".to_string(),
+            Tok::LowerCaseScheme => return Some(format!("bearer {}", signed(ours(Some(hour))))),
             Tok::Admin => {
                 signed(json!({"scope": "compute_ctl:admin", "aud": ["compute"], "exp": hour}))
             }
@@ -652,6 +655,77 @@ fn one_compute_ctl_up(reply: &Reply) -> Result<(), String> {
     }
 }
 
+/// Upstream's unlabelled families (§14): always exported, with upstream's HELP and TYPE.
+fn upstream_families(reply: &Reply) -> Result<(), String> {
+    let text = reply.text();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut problems = Vec::new();
+    for (name, kind, help) in [
+        ("compute_audit_log_dir_size", "gauge", "Size of audit log directory in bytes"),
+        (
+            "compute_pg_current_downtime_ms",
+            "gauge",
+            "Non-cumulative duration of Postgres downtime in ms; resets after successful check",
+        ),
+        (
+            "compute_pg_downtime_ms_total",
+            "counter",
+            "Cumulative duration of Postgres downtime in ms",
+        ),
+        (
+            "compute_ctl_lfc_prewarms_total",
+            "counter",
+            "Total number of LFC prewarms requested by compute_ctl or autoprewarm option",
+        ),
+        (
+            "compute_ctl_lfc_prewarm_errors_total",
+            "counter",
+            "Total number of LFC prewarm errors",
+        ),
+        (
+            "compute_ctl_lfc_offloads_total",
+            "counter",
+            "Total number of LFC offloads requested by compute_ctl or lfc_offload_period_seconds option",
+        ),
+        (
+            "compute_ctl_lfc_offload_errors_total",
+            "counter",
+            "Total number of LFC offload errors",
+        ),
+        (
+            "pg_cctl_pagestream_request_errors_total",
+            "counter",
+            "Number of PageStream request errors reported by the postgres process",
+        ),
+        (
+            "pg_cctl_configure_statement_timeout_errors_total",
+            "counter",
+            "Number of compute configuration errors due to Postgres statement timeouts.",
+        ),
+    ] {
+        let help_line = format!("# HELP {name} {help}");
+        let type_line = format!("# TYPE {name} {kind}");
+        let sample = format!("{name} ");
+        if !lines.contains(&help_line.as_str()) {
+            problems.push(format!("no `{help_line}`"));
+        }
+        if !lines.contains(&type_line.as_str()) {
+            problems.push(format!("no `{type_line}`"));
+        }
+        let samples = lines
+            .iter()
+            .filter(|line| line.starts_with(&sample))
+            .count();
+        if samples != 1 {
+            problems.push(format!("{samples} samples of {name}"));
+        }
+    }
+    match problems.is_empty() {
+        true => Ok(()),
+        false => Err(problems.join("; ")),
+    }
+}
+
 fn request_id_is_uuid(reply: &Reply) -> Result<(), String> {
     let id = reply.header("x-request-id").unwrap_or_default();
     let groups: Vec<usize> = id.split('-').map(str::len).collect();
@@ -838,6 +912,22 @@ fn table(spec: &Value) -> Vec<Row> {
         ext("GET", "/status", "Token scheme")
             .tok(Tok::Raw("Token abc"))
             .expect(400, vec![Error("invalid authorization token")]),
+        ext("GET", "/status", "Bearer without token")
+            .tok(Tok::Raw("Bearer"))
+            .expect(400, vec![Error("invalid authorization token")]),
+        ext("GET", "/status", "lower-case scheme")
+            .tok(Tok::LowerCaseScheme)
+            .expect(200, vec![Keys(STATUS_KEYS)]),
+        ext("GET", "/status", "X-Request-Id echoed on 401")
+            .tok(Tok::BadSignature)
+            .header("X-Request-Id", "compat-req-4")
+            .expect(
+                401,
+                vec![
+                    Header("x-request-id", "compat-req-4"),
+                    Error("failed to verify authorization token"),
+                ],
+            ),
         ext("GET", "/status", "not a JWT")
             .tok(Tok::Garbage)
             .expect(401, vec![Error("failed to verify authorization token")]),
@@ -1029,6 +1119,14 @@ fn table(spec: &Value) -> Vec<Row> {
             403,
             vec![Error("invalid compute ID in authorization token claims")],
         ),
+        ext("GET", "/metrics", "LFC counters and upstream families").expect(
+            200,
+            vec![
+                Custom("upstream's unlabelled families", upstream_families),
+                Contains("\ncompute_ctl_lfc_prewarms_total 1\n"),
+                Contains("\ncompute_ctl_lfc_offloads_total 1\n"),
+            ],
+        ),
         // ---- §7 promote (plain-text framework rejections; the state object on failure).
         ext("POST", "/promote", "no content type")
             .tok(Tok::Ours)
@@ -1129,6 +1227,14 @@ fn table(spec: &Value) -> Vec<Row> {
                     "failed to deserialize the json body into the target type: privileges[0]: unknown variant `usage`",
                 )],
             ),
+        int("POST", "/grants", "privileges not a list")
+            .json(&json!({"database": "app", "schema": "public", "privileges": "USAGE", "role": "app_reader"}))
+            .expect(
+                422,
+                vec![ErrorPrefix(
+                    "failed to deserialize the json body into the target type: privileges: invalid type: string \"USAGE\"",
+                )],
+            ),
         int("POST", "/grants", "missing role")
             .json(&json!({"database": "app", "schema": "public", "privileges": ["USAGE"]}))
             .expect(
@@ -1167,6 +1273,11 @@ fn table(spec: &Value) -> Vec<Row> {
             200,
             vec![
                 Contains("\npg_cctl_pagestream_request_errors_total 1\n"),
+                // Upstream's configurator moves to `refresh_configuration` with set_status
+                // (gauge updated), then back to `running` directly (gauge untouched).
+                Contains(
+                    "compute_ctl_up{build_tag=\"latest\",status=\"refresh-configuration\"} 1\n",
+                ),
                 Custom("one compute_ctl_up series", one_compute_ctl_up),
             ],
         ),
@@ -1204,6 +1315,19 @@ fn table(spec: &Value) -> Vec<Row> {
                     ErrorContains("missing field `compute_ctl_config`"),
                 ],
             ),
+        ext("POST", "/configure", "compute_ctl_config of the wrong type")
+            .tok(Tok::Ours)
+            .json(&json!({"spec": spec, "compute_ctl_config": 1}))
+            .expect(
+                422,
+                vec![ErrorPrefix(
+                    "failed to deserialize the json body into the target type: compute_ctl_config: invalid type: integer `1`",
+                )],
+            ),
+        ext("POST", "/configure", "not an object")
+            .tok(Tok::Ours)
+            .json(&json!([]))
+            .expect(422, vec![ErrorPrefix(UNDESERIALIZABLE)]),
         ext("POST", "/configure", "missing spec")
             .tok(Tok::Ours)
             .json(&json!({"compute_ctl_config": {}}))
@@ -1266,6 +1390,18 @@ fn table(spec: &Value) -> Vec<Row> {
             500,
             vec![Error("Cannot refresh compute configuration in state Terminated")],
         ),
+        int("POST", "/extensions", "after terminate")
+            .json(&extension)
+            .expect(412, vec![Error("invalid compute status: terminated")]),
+        int("POST", "/grants", "after terminate")
+            .json(&grants)
+            .expect(412, vec![Error("invalid compute status: terminated")]),
+        ext("GET", "/insights", "after terminate")
+            .tok(Tok::Ours)
+            .expect(412, vec![Error("invalid compute status: terminated")]),
+        ext("GET", "/hadron_liveness_probe", "postgres down")
+            .tok(Tok::Ours)
+            .expect(500, vec![ErrorPrefix("")]),
         ext("GET", "/metrics", "terminated is never exported").expect(
             200,
             vec![
