@@ -15,7 +15,6 @@
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -1414,6 +1413,74 @@ fn table(spec: &Value) -> Vec<Row> {
     ]
 }
 
+/// The rows for a compute whose start failed (Postgres refused its configuration). Upstream
+/// keeps serving in `failed`; every route that needs a running compute answers 412.
+fn failed_table(spec: &Value) -> Vec<Row> {
+    use Check::*;
+    let failed = || vec![Error("invalid compute status: failed")];
+    let configure = json!({"spec": spec, "compute_ctl_config": {}});
+    vec![
+        ext("GET", "/status", "failed start").tok(Tok::Ours).expect(
+            200,
+            vec![
+                Keys(STATUS_KEYS),
+                Field("/status", json!("failed")),
+                Custom("error is a non-empty string", failed_error),
+            ],
+        ),
+        ext("GET", "/metrics", "failed").expect(
+            200,
+            vec![
+                Contains("compute_ctl_up{build_tag=\"latest\",status=\"failed\"} 1\n"),
+                Custom("one compute_ctl_up series", one_compute_ctl_up),
+            ],
+        ),
+        ext("POST", "/check_writability", "failed")
+            .tok(Tok::Ours)
+            .expect(412, failed()),
+        ext("GET", "/insights", "failed").tok(Tok::Ours).expect(412, failed()),
+        ext("POST", "/configure", "valid spec while failed")
+            .tok(Tok::Ours)
+            .json(&configure)
+            .expect(412, failed()),
+        int("POST", "/extensions", "failed")
+            .json(&json!({"extension": "pg_trgm", "database": "app", "version": "1.6"}))
+            .expect(412, failed()),
+        int("POST", "/grants", "failed")
+            .json(&json!({"database": "app", "schema": "public", "privileges": ["USAGE"], "role": "app_reader"}))
+            .expect(412, failed()),
+        ext("GET", "/dbs_and_roles", "postgres down")
+            .tok(Tok::Ours)
+            .expect(500, vec![ErrorPrefix("")]),
+        ext("GET", "/database_schema?database=app", "postgres down")
+            .tok(Tok::Ours)
+            .expect(500, vec![Error("failed to execute pg_dump")]),
+        ext("GET", "/hadron_liveness_probe", "postgres down")
+            .tok(Tok::Ours)
+            .expect(500, vec![ErrorPrefix("")]),
+        ext("GET", "/lfc/prewarm", "failed")
+            .tok(Tok::Ours)
+            .expect(200, vec![Json(json!({"status": "not_prewarmed"}))]),
+        ext("POST", "/terminate", "from failed")
+            .tok(Tok::Ours)
+            // deliberate difference: upstream answers 412 `invalid compute status: failed`
+            // and leaves only a signal; ours terminates (control.rs::terminate).
+            .note("deliberate difference: /terminate from failed works (upstream 412)")
+            .expect(200, vec![Json(json!({"lsn": null}))]),
+        ext("POST", "/terminate", "again within linger")
+            .tok(Tok::Ours)
+            .expect(201, vec![Json(json!({"lsn": null}))]),
+    ]
+}
+
+fn failed_error(reply: &Reply) -> Result<(), String> {
+    let body = reply.json()?;
+    match body["error"].as_str() {
+        Some(error) if !error.trim().is_empty() => Ok(()),
+        _ => Err(format!("error is {}", body["error"])),
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // The compute and the replay
 
@@ -1427,122 +1494,155 @@ struct Outcome {
     note: Option<&'static str>,
 }
 
-fn run_row(row: &Row, keys: &Keys, external: u16, internal: u16) -> (String, Vec<String>) {
-    let port = match row.server {
-        Srv::Ext => external,
-        Srv::Int => internal,
-    };
-    let mut headers = row.headers.clone();
-    if let Some(value) = keys.authorization(row.tok) {
-        headers.push(("Authorization".to_string(), value));
-    }
-    let reply = match send(port, row.method, &row.target, &headers, &row.body) {
-        Ok(reply) => reply,
-        Err(error) => return (format!("no answer: {error}"), vec![error]),
-    };
-    let mut problems = Vec::new();
-    if reply.status != row.status {
-        problems.push(format!("status {}", reply.status));
-    }
-    for check in &row.checks {
-        if let Err(problem) = check.verify(&reply) {
-            problems.push(format!("{}: {problem}", check.describe()));
-        }
-    }
-    (reply.summary(), problems)
+/// A compute-ctl with its key set, ports and temp dir (all removed on drop, even when the
+/// test fails: the child and its postmaster are killed first, then the directory goes).
+struct Compute {
+    child: PostgresChild,
+    keys: Keys,
+    external: u16,
+    internal: u16,
+    spec: Value,
+    _dir: TestDir,
 }
 
-fn wait_for_status(keys: &Keys, port: u16, wanted: &str, timeout: Duration) -> Result<(), String> {
-    let authorization = keys.authorization(Tok::Ours).expect("a token");
-    let headers = [("Authorization".to_string(), authorization)];
-    let mut last = String::new();
-    let mut failed = false;
-    let reached = wait_until(timeout, || {
-        match send(port, "GET", "/status", &headers, b"").and_then(|reply| reply.json()) {
-            Ok(status) => {
-                last = status.to_string();
-                failed = status["status"] == "failed";
-                status["status"] == wanted || failed
-            }
-            Err(error) => {
-                last = error;
-                false
-            }
+impl Compute {
+    /// Starts compute-ctl on the sample spec (initdb source) with `tune` applied to it, an
+    /// Ed25519 key set and `-i compute-1`.
+    fn start(prefix: &str, tune: impl FnOnce(&mut Value)) -> Compute {
+        let dir = TestDir::new(prefix);
+        let spec_path = write_sample_spec(dir.path(), free_tcp_port());
+        let mut spec: Value =
+            serde_json::from_str(&std::fs::read_to_string(&spec_path).expect("spec.json"))
+                .expect("spec.json is JSON");
+        spec["tenant_id"] = json!(TENANT);
+        spec["timeline_id"] = json!(TIMELINE);
+        tune(&mut spec);
+        let keys = Keys::new();
+        let config = json!({"spec": spec, "compute_ctl_config": {"jwks": {"keys": [keys.jwk()]}}});
+        let config_path = dir.path().join("config.json");
+        std::fs::write(&config_path, config.to_string()).expect("writing config.json");
+        let pgdata = dir.path().join("pgdata");
+        let (external, internal) = (free_tcp_port(), free_tcp_port());
+        let child = Command::new(binary("compute-ctl"))
+            .arg("-c")
+            .arg(&config_path)
+            .args(["-i", COMPUTE_ID])
+            .arg("-b")
+            .arg(pg_test_support::pg_bin("postgres"))
+            .arg("-D")
+            .arg(&pgdata)
+            .args(["--external-http-port", &external.to_string()])
+            .args(["--internal-http-port", &internal.to_string()])
+            .args(["--http-listen", "127.0.0.1"])
+            .args(["--terminated-grace", "3s"])
+            .args(["--failed-grace", "120s"])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawning compute-ctl");
+        Compute {
+            child: PostgresChild::new(child, &pgdata),
+            keys,
+            external,
+            internal,
+            spec,
+            _dir: dir,
         }
-    });
-    match reached && !failed {
-        true => Ok(()),
-        false => Err(format!("status never became {wanted}; last: {last}")),
-    }
-}
-
-#[test]
-fn upstream_requests_get_upstream_answers() {
-    let dir = TestDir::new("compat");
-    let pg_port = free_tcp_port();
-    let spec_path = write_sample_spec(dir.path(), pg_port);
-    let mut spec: Value =
-        serde_json::from_str(&std::fs::read_to_string(&spec_path).expect("spec.json"))
-            .expect("spec.json is JSON");
-    spec["tenant_id"] = json!(TENANT);
-    spec["timeline_id"] = json!(TIMELINE);
-    let keys = Keys::new();
-    let config = json!({"spec": spec, "compute_ctl_config": {"jwks": {"keys": [keys.jwk()]}}});
-    let config_path = dir.path().join("config.json");
-    std::fs::write(&config_path, config.to_string()).expect("writing config.json");
-    let pgdata = dir.path().join("pgdata");
-    let (external, internal) = (free_tcp_port(), free_tcp_port());
-    let mut compute = start(&config_path, &pgdata, external, internal);
-
-    if let Err(error) = wait_for_status(&keys, external, "running", Duration::from_secs(120)) {
-        panic!("the compute did not start: {error}");
     }
 
-    let rows = table(&spec);
-    let mut outcomes = Vec::new();
-    for (index, row) in rows.iter().enumerate() {
-        let (got, mut problems) = run_row(row, &keys, external, internal);
-        if let Some(Then::WaitStatus(wanted)) = row.then {
-            if let Err(error) = wait_for_status(&keys, external, wanted, Duration::from_secs(60)) {
-                problems.push(error);
+    /// Polls `/status` (our token) until it says `wanted`; `failed` ends the wait early.
+    fn wait_for_status(&self, wanted: &str, timeout: Duration) -> Result<(), String> {
+        let authorization = self.keys.authorization(Tok::Ours).expect("a token");
+        let headers = [("Authorization".to_string(), authorization)];
+        let mut last = Value::Null;
+        wait_until(timeout, || {
+            let answer =
+                send(self.external, "GET", "/status", &headers, b"").and_then(|reply| reply.json());
+            if let Ok(status) = answer {
+                last = status;
             }
-        }
-        let server = match row.server {
-            Srv::Ext => "ext",
-            Srv::Int => "int",
-        };
-        outcomes.push(Outcome {
-            row: index + 1,
-            route: format!("{server} {} {}", row.method, row.target),
-            case: row.case,
-            expected: row.expected(),
-            got,
-            problems,
-            note: row.note,
+            last["status"] == wanted || last["status"] == "failed"
         });
+        match last["status"] == wanted {
+            true => Ok(()),
+            false => Err(format!("status never became {wanted}; last: {last}")),
+        }
     }
 
-    // Then the process exits 0 once the 3 s linger after the fast /terminate has passed.
-    let mut exit = None;
-    let exited = wait_until(Duration::from_secs(30), || {
-        exit = compute.try_wait().ok().flatten();
-        exit.is_some()
-    });
-    let code = exit.and_then(|status| status.code());
-    outcomes.push(Outcome {
-        row: rows.len() + 1,
-        route: "process".to_string(),
-        case: "exits after the linger",
-        expected: "exit 0".to_string(),
-        got: format!("{code:?}"),
-        problems: match (exited, code) {
-            (true, Some(0)) => Vec::new(),
-            (false, _) => vec!["still running 30 s after /terminate".to_string()],
-            (true, code) => vec![format!("exit code {code:?}")],
-        },
-        note: None,
-    });
+    fn run_row(&self, row: &Row) -> (String, Vec<String>) {
+        let port = match row.server {
+            Srv::Ext => self.external,
+            Srv::Int => self.internal,
+        };
+        let mut headers = row.headers.clone();
+        if let Some(value) = self.keys.authorization(row.tok) {
+            headers.push(("Authorization".to_string(), value));
+        }
+        let reply = match send(port, row.method, &row.target, &headers, &row.body) {
+            Ok(reply) => reply,
+            Err(error) => return (format!("no answer: {error}"), vec![error]),
+        };
+        let mut problems = Vec::new();
+        if reply.status != row.status {
+            problems.push(format!("status {}", reply.status));
+        }
+        for check in &row.checks {
+            if let Err(problem) = check.verify(&reply) {
+                problems.push(format!("{}: {problem}", check.describe()));
+            }
+        }
+        (reply.summary(), problems)
+    }
 
+    /// Replays every row in order (a mismatch does not stop the replay), then checks that
+    /// the process exits with `code` once the linger after `/terminate` has passed.
+    fn replay(&mut self, rows: &[Row], code: i32) -> Vec<Outcome> {
+        let mut outcomes = Vec::new();
+        for (index, row) in rows.iter().enumerate() {
+            let (got, mut problems) = self.run_row(row);
+            if let Some(Then::WaitStatus(wanted)) = row.then {
+                if let Err(error) = self.wait_for_status(wanted, Duration::from_secs(60)) {
+                    problems.push(error);
+                }
+            }
+            let server = match row.server {
+                Srv::Ext => "ext",
+                Srv::Int => "int",
+            };
+            outcomes.push(Outcome {
+                row: index + 1,
+                route: format!("{server} {} {}", row.method, row.target),
+                case: row.case,
+                expected: row.expected(),
+                got,
+                problems,
+                note: row.note,
+            });
+        }
+        let mut exit = None;
+        let exited = wait_until(Duration::from_secs(30), || {
+            exit = self.child.try_wait().ok().flatten();
+            exit.is_some()
+        });
+        let got = exit.and_then(|status| status.code());
+        outcomes.push(Outcome {
+            row: rows.len() + 1,
+            route: "process".to_string(),
+            case: "exits after the linger",
+            expected: format!("exit {code}"),
+            got: format!("{got:?}"),
+            problems: match (exited, got) {
+                (false, _) => vec!["still running 30 s after /terminate".to_string()],
+                (true, got) if got == Some(code) => Vec::new(),
+                (true, got) => vec![format!("exit code {got:?}")],
+            },
+            note: None,
+        });
+        outcomes
+    }
+}
+
+/// Prints every row, then fails listing ALL mismatching rows.
+fn report(outcomes: &[Outcome]) {
     let failed: Vec<&Outcome> = outcomes.iter().filter(|o| !o.problems.is_empty()).collect();
     println!("{}", render(&outcomes.iter().collect::<Vec<_>>()));
     if !failed.is_empty() {
@@ -1583,24 +1683,38 @@ fn render(outcomes: &[&Outcome]) -> String {
     out
 }
 
-fn start(config: &Path, pgdata: &Path, external: u16, internal: u16) -> PostgresChild {
-    let pgbin = pg_test_support::pg_bin("postgres");
-    let child = Command::new(binary("compute-ctl"))
-        .arg("-c")
-        .arg(config)
-        .args(["-i", COMPUTE_ID])
-        .arg("-b")
-        .arg(&pgbin)
-        .arg("-D")
-        .arg(pgdata)
-        .args(["--external-http-port", &external.to_string()])
-        .args(["--internal-http-port", &internal.to_string()])
-        .args(["--http-listen", "127.0.0.1"])
-        .args(["--terminated-grace", "3s"])
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("spawning compute-ctl");
-    PostgresChild::new(child, pgdata)
+#[test]
+fn upstream_requests_get_upstream_answers() {
+    let mut compute = Compute::start("compat", |_| {});
+    if let Err(error) = compute.wait_for_status("running", Duration::from_secs(120)) {
+        panic!("the compute did not start: {error}");
+    }
+    let rows = table(&compute.spec);
+    let outcomes = compute.replay(&rows, 0);
+    report(&outcomes);
+}
+
+#[test]
+fn a_failed_compute_gets_upstream_answers() {
+    // Postgres refuses the value, so the start fails after initdb.
+    let mut compute = Compute::start("compatf", |spec| {
+        spec["cluster"]["settings"]
+            .as_array_mut()
+            .expect("the sample spec has settings")
+            .push(json!({"name": "shared_buffers", "value": "lots", "vartype": "string"}));
+    });
+    if let Err(error) = compute.wait_for_status("failed", Duration::from_secs(120)) {
+        panic!("the compute did not fail: {error}");
+    }
+    let mut spec = compute.spec.clone();
+    spec["cluster"]["settings"]
+        .as_array_mut()
+        .expect("settings")
+        .pop();
+    let rows = failed_table(&spec);
+    // A failed start exits 1 (cli.rs), also after a /terminate.
+    let outcomes = compute.replay(&rows, 1);
+    report(&outcomes);
 }
 
 /// Guards against a table that silently shrinks.
@@ -1633,5 +1747,6 @@ fn the_table_covers_every_route() {
             "no row for {route}"
         );
     }
-    assert!(rows.len() >= 100, "{} rows", rows.len());
+    assert!(rows.len() >= 140, "{} rows", rows.len());
+    assert!(failed_table(&spec).len() >= 10);
 }
