@@ -232,9 +232,26 @@ fn send(
     for (name, value) in headers {
         let _ = write!(head, "{name}: {value}\r\n");
     }
-    if !body.is_empty() || !matches!(method, "GET" | "HEAD") {
-        let _ = write!(head, "Content-Length: {}\r\n", body.len());
-    }
+    // With `Transfer-Encoding: chunked` among the headers the body goes out in 64 KiB
+    // chunks and no length is declared up front.
+    let chunked = headers.iter().any(|(name, value)| {
+        name.eq_ignore_ascii_case("transfer-encoding") && value.eq_ignore_ascii_case("chunked")
+    });
+    let body: Vec<u8> = if chunked {
+        let mut encoded = Vec::with_capacity(body.len() + 64);
+        for chunk in body.chunks(64 * 1024) {
+            encoded.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+            encoded.extend_from_slice(chunk);
+            encoded.extend_from_slice(b"\r\n");
+        }
+        encoded.extend_from_slice(b"0\r\n\r\n");
+        encoded
+    } else {
+        if !body.is_empty() || !matches!(method, "GET" | "HEAD") {
+            let _ = write!(head, "Content-Length: {}\r\n", body.len());
+        }
+        body.to_vec()
+    };
     head.push_str("\r\n");
     stream
         .write_all(head.as_bytes())
@@ -247,7 +264,6 @@ fn send(
         let mut clone = stream
             .try_clone()
             .map_err(|error| format!("cloning the socket: {error}"))?;
-        let body = body.to_vec();
         Some(std::thread::spawn(move || {
             let _ = clone.write_all(&body);
         }))
@@ -895,6 +911,10 @@ fn table(spec: &Value) -> Vec<Row> {
             .expect(200, vec![Custom("x-request-id is a UUID", request_id_is_uuid)]),
         int("POST", "/nope", "X-Request-Id generated (internal)")
             .expect(404, vec![Custom("x-request-id is a UUID", request_id_is_uuid)]),
+        ext("GET", "/status/", "trailing slash").expect(404, vec![Empty]),
+        ext("GET", "/status?verbose=1", "query ignored")
+            .tok(Tok::Ours)
+            .expect(200, vec![Keys(STATUS_KEYS)]),
         ext("HEAD", "/status", "HEAD on GET route")
             .tok(Tok::Ours)
             .expect(200, vec![Empty]),
@@ -1345,11 +1365,36 @@ fn table(spec: &Value) -> Vec<Row> {
             ),
         ext("POST", "/configure", "over 2 MiB")
             .tok(Tok::Ours)
+            .body(Some(JSON), over_limit.clone())
+            .expect(
+                413,
+                vec![Error("failed to buffer the request body: length limit exceeded")],
+            ),
+        ext("POST", "/configure", "over 2 MiB, chunked (no length)")
+            .tok(Tok::Ours)
+            .header("Transfer-Encoding", "chunked")
             .body(Some(JSON), over_limit)
             .expect(
                 413,
                 vec![Error("failed to buffer the request body: length limit exceeded")],
             ),
+        ext("POST", "/configure", "exactly 2 MiB is read (then 400)")
+            .tok(Tok::Ours)
+            .body(Some(JSON), vec![b' '; MAX_BODY])
+            .expect(400, vec![ErrorPrefix(UNPARSABLE)]),
+        ext("POST", "/configure", "exactly 2 MiB chunked is read (then 400)")
+            .tok(Tok::Ours)
+            .header("Transfer-Encoding", "chunked")
+            .body(Some(JSON), vec![b' '; MAX_BODY])
+            .expect(400, vec![ErrorPrefix(UNPARSABLE)]),
+        ext("POST", "/configure", "empty body")
+            .tok(Tok::Ours)
+            .body(Some(JSON), "")
+            .expect(400, vec![ErrorPrefix(UNPARSABLE)]),
+        ext("POST", "/configure", "content type in mixed case")
+            .tok(Tok::Ours)
+            .body(Some("Application/JSON"), "{")
+            .expect(400, vec![ErrorPrefix(UNPARSABLE)]),
         ext("POST", "/configure", "invalid spec (duplicate safekeepers)")
             .tok(Tok::Ours)
             .json(&configure_invalid)
