@@ -35,6 +35,12 @@ const METRICS_TYPE: &str = "text/plain; version=0.0.4";
 const E415: &str = "expected request with `content-type: application/json`";
 const UNPARSABLE: &str = "failed to parse the request body as json: ";
 const UNDESERIALIZABLE: &str = "failed to deserialize the json body into the target type: ";
+/// A request id longer than compute-ctl keeps (250 visible ASCII bytes).
+const LONG_REQUEST_ID: &str = concat!(
+    "req-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+    "req-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+    "req-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789ab",
+);
 /// Upstream's 2 MiB body limit.
 const MAX_BODY: usize = 2 * 1024 * 1024;
 
@@ -906,6 +912,15 @@ fn table(spec: &Value) -> Vec<Row> {
         ext("PUT", "/status", "X-Request-Id echoed on 405")
             .header("X-Request-Id", "compat-req-3")
             .expect(405, vec![Empty, Header("x-request-id", "compat-req-3")]),
+        ext("GET", "/status", "long X-Request-Id echoed")
+            .tok(Tok::Ours)
+            .header("X-Request-Id", LONG_REQUEST_ID)
+            .note(
+                "BUG(compat): upstream copies any X-Request-Id it got onto the response; \
+                 compute-ctl replaces ids over 200 bytes (and empty ones) with a new UUID \
+                 (http.rs::handle), undocumented",
+            )
+            .expect(200, vec![Header("x-request-id", LONG_REQUEST_ID)]),
         ext("GET", "/status", "X-Request-Id generated")
             .tok(Tok::Ours)
             .expect(200, vec![Custom("x-request-id is a UUID", request_id_is_uuid)]),
@@ -915,6 +930,9 @@ fn table(spec: &Value) -> Vec<Row> {
         ext("GET", "/status?verbose=1", "query ignored")
             .tok(Tok::Ours)
             .expect(200, vec![Keys(STATUS_KEYS)]),
+        ext("HEAD", "/configure", "HEAD on POST route")
+            .expect(405, vec![Empty, Header("allow", "POST")]),
+        ext("OPTIONS", "/status", "OPTIONS").expect(405, vec![Empty, Header("allow", "GET,HEAD")]),
         ext("HEAD", "/status", "HEAD on GET route")
             .tok(Tok::Ours)
             .expect(200, vec![Empty]),
