@@ -882,6 +882,15 @@ fn table(spec: &Value) -> Vec<Row> {
         json!({"spec": neon_spec(&["sk1:5454", "sk1:5454"]), "compute_ctl_config": {}});
     // The key set in a /configure is required but ignored: it cannot lock anyone out.
     let configure = json!({"spec": spec, "compute_ctl_config": {"jwks": {"keys": []}}});
+    // Unknown members anywhere are ignored (no deny_unknown_fields upstream).
+    let mut with_unknown = spec.clone();
+    with_unknown["some_future_field"] = json!({"x": 1});
+    with_unknown["cluster"]["some_future_field"] = json!([1]);
+    let configure_unknown = json!({
+        "spec": with_unknown,
+        "compute_ctl_config": {"jwks": {"keys": []}, "some_future_field": true},
+        "some_future_field": "x",
+    });
     let grants = json!({"database": "app", "schema": "public", "privileges": ["USAGE", "CREATE"], "role": "app_reader"});
     let extension = json!({"extension": "pg_trgm", "database": "app", "version": "1.6"});
     vec![
@@ -963,6 +972,12 @@ fn table(spec: &Value) -> Vec<Row> {
         ext("HEAD", "/configure", "HEAD on POST route")
             .expect(405, vec![Empty, Header("allow", "POST")]),
         ext("OPTIONS", "/status", "OPTIONS").expect(405, vec![Empty, Header("allow", "GET,HEAD")]),
+        ext("GET", "/metrics", "20 KB header")
+            .header("X-Filler", &"a".repeat(20_000))
+            // deliberate difference: request heads are capped at 16 KiB and 64 fields, 431
+            // (http.rs); upstream's hyper defaults accept this.
+            .note("deliberate difference: 431 for a head over 16 KiB (http.rs)")
+            .expect(431, vec![]),
         ext("HEAD", "/status", "HEAD on GET route")
             .tok(Tok::Ours)
             .expect(200, vec![Empty]),
@@ -1128,6 +1143,9 @@ fn table(spec: &Value) -> Vec<Row> {
             // PGDATABASE="" falls back to the user's database, which does not exist, and
             // its FATAL does not name "" — upstream's generic 500.
             .expect(500, vec![Error("failed to execute pg_dump")]),
+        ext("GET", "/database_schema?database=app&format=x", "unknown parameter ignored")
+            .tok(Tok::Ours)
+            .expect(200, vec![Contains("PostgreSQL database dump")]),
         ext("GET", "/database_schema", "no query")
             .tok(Tok::Ours)
             .expect(400, vec![ErrorPrefix("failed to deserialize query string: ")]),
@@ -1162,6 +1180,21 @@ fn table(spec: &Value) -> Vec<Row> {
                     Header("content-type", PLAIN),
                     TextPrefix("Failed to deserialize query string: "),
                     Contains("unknown variant `slow`, expected `fast` or `immediate`"),
+                ],
+            ),
+        ext("POST", "/terminate?mode=fast&mode=slow", "duplicate mode")
+            .tok(Tok::Ours)
+            .note(
+                "BUG(compat): upstream's extractor rejects a repeated `mode` (duplicate field); \
+                 compute-ctl takes the last one, so `?mode=slow&mode=fast` terminates where \
+                 upstream answers 400 (control.rs::termination_mode)",
+            )
+            .expect(
+                400,
+                vec![
+                    Header("content-type", PLAIN),
+                    TextPrefix("Failed to deserialize query string: "),
+                    Contains("duplicate field `mode`"),
                 ],
             ),
         // ---- §6 LFC (GET before POST: the POSTs start background runs).
@@ -1484,6 +1517,10 @@ fn table(spec: &Value) -> Vec<Row> {
             .tok(Tok::Ours)
             .json(&configure)
             .expect(200, running_status()),
+        ext("POST", "/configure", "unknown members ignored")
+            .tok(Tok::Ours)
+            .json(&configure_unknown)
+            .expect(200, running_status()),
         ext("GET", "/status", "key set unchanged by /configure")
             .tok(Tok::Ours)
             .expect(200, running_status()),
@@ -1503,6 +1540,15 @@ fn table(spec: &Value) -> Vec<Row> {
             .tok(Tok::Ours)
             .json(&configure)
             .expect(412, vec![Error("invalid compute status: terminated")]),
+        ext("POST", "/configure", "invalid spec after terminate: 400 before 412")
+            .tok(Tok::Ours)
+            .json(&configure_invalid)
+            .expect(
+                400,
+                vec![ErrorContains(
+                    "duplicate entry in safekeeper_connstrings: sk1:5454!",
+                )],
+            ),
         ext("POST", "/check_writability", "after terminate")
             .tok(Tok::Ours)
             .expect(412, vec![Error("invalid compute status: terminated")]),
@@ -1577,6 +1623,10 @@ fn failed_table(spec: &Value) -> Vec<Row> {
         int("POST", "/grants", "failed")
             .json(&json!({"database": "app", "schema": "public", "privileges": ["USAGE"], "role": "app_reader"}))
             .expect(412, failed()),
+        ext("POST", "/configure", "invalid spec while failed: 400 before 412")
+            .tok(Tok::Ours)
+            .json(&json!({"spec": neon_spec(&[]), "compute_ctl_config": {}}))
+            .expect(400, vec![ErrorContains("safekeeper_connstrings")]),
         ext("GET", "/dbs_and_roles", "postgres down")
             .tok(Tok::Ours)
             .expect(500, vec![ErrorPrefix("")]),
