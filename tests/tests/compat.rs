@@ -1,16 +1,17 @@
-//! Wire compatibility with Neon's `compute_ctl` (`neon-compute-ctl-2.md` §2, §14): one real
+//! Wire compatibility with Neon's `compute_ctl` (`neon-compute-ctl-2.md` §2, §14): a real
 //! compute (compute-ctl, the real stage binaries, real PostgreSQL from initdb) started with
 //! an Ed25519 key set and `-i compute-1`, then a TABLE of upstream requests replayed in
 //! order — one row per route × case, each with the status and body shape upstream answers.
+//! A second, smaller table runs against a compute whose start failed.
 //!
 //! Rows that change the compute's state (refresh, configure, terminate) come last. Every row
 //! runs even when an earlier one fails; the failure message lists all mismatching rows.
 //!
-//! Markers in the table:
+//! Markers in the tables:
 //! * `deliberate difference`: our documented behaviour differs from upstream's on purpose
 //!   (see the doc comments in `compute-ctl/src/*.rs`); the row asserts ours.
-//! * `BUG(compat)`: the row asserts upstream's behaviour and compute-ctl does not match it
-//!   yet (listed in `/work/notes-compat.md`).
+//! * `BUG(compat)`: the row asserts upstream's behaviour, which compute-ctl does not match
+//!   yet; the note says where.
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
