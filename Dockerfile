@@ -34,7 +34,8 @@ EXPOSE 55432 3080 3081
 # docker stop's default 10 s.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/compute-ctl"]
+# config.json is the {spec, compute_ctl_config} envelope: with a key set in
+# compute_ctl_config.jwks the API listens on all addresses (without one, loopback only).
 CMD ["-D", "/var/db/postgres/compute/pgdata", \
      "-C", "postgresql://cloud_admin@localhost/postgres", \
-     "-S", "/var/db/postgres/specs/spec.json", \
-     "--http-listen", "0.0.0.0"]
+     "-c", "/var/db/postgres/specs/config.json"]

@@ -13,5 +13,5 @@ internal_port=${COMPUTE_DEMO_INTERNAL_PORT:-3081}
 mkdir -p "$dir"
 echo "compute-tools demo: psql 'host=$dir/pgdata port=55432 user=cloud_admin dbname=app'; curl http://127.0.0.1:$http_port/status" >&2
 exec "${CARGO_TARGET_DIR:-target}/debug/compute-ctl" --embedded-default -D "$dir/pgdata" \
-    -C postgresql://cloud_admin@localhost:55432/postgres --http-port "$http_port" \
+    -C postgresql://cloud_admin@localhost:55432/postgres --external-http-port "$http_port" \
     --internal-http-port "$internal_port" "$@"

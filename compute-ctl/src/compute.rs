@@ -12,7 +12,7 @@ use compute_spec::spec::ComputeMode;
 use compute_spec::ComputeDocument;
 use nix::sys::signal::Signal;
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::auth::Auth;
 use crate::cli::{log_format_name, Params};
@@ -111,6 +111,8 @@ impl Controller {
                 ));
             }
             (Some(address), _) => address,
+            // `[::]` (as upstream) takes IPv4 too; 0.0.0.0 where IPv6 is off.
+            (None, Auth::Keys(_)) if ipv6_available() => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
             (None, Auth::Keys(_)) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             (None, Auth::Open) => IpAddr::V4(Ipv4Addr::LOCALHOST),
         };
@@ -666,6 +668,11 @@ impl Controller {
         document.spec = Some(pending.spec);
         self.reconcile(document, true).map(|_| ())
     }
+}
+
+/// Whether this host can bind an IPv6 socket (IPv6 may be disabled in a container).
+fn ipv6_available() -> bool {
+    std::net::TcpListener::bind((Ipv6Addr::UNSPECIFIED, 0)).is_ok()
 }
 
 /// What identifies the pageserver connection of a spec (compared by the refresh path).

@@ -79,28 +79,20 @@ fn settled(status: ComputeStatus) -> bool {
 /// The termination mode of a `/terminate` query: none or no `mode` means fast; any other
 /// parameter is ignored; a bad `mode` is a 400 in plain text, as upstream's extractor.
 fn termination_mode(query: Option<&str>) -> Result<ComputeStatus, Reply> {
-    let mut mode = None;
-    for pair in query
-        .unwrap_or_default()
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-    {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if name == "mode" {
-            mode = Some(value);
-        }
-    }
-    match mode {
-        None | Some("fast") => Ok(ComputeStatus::TerminationPendingFast),
-        Some("immediate") => Ok(ComputeStatus::TerminationPendingImmediate),
-        Some(other) => Err(Reply::text(
+    let plain = |message: String| {
+        Reply::text(
             400,
             "text/plain; charset=utf-8",
-            format!(
-                "Failed to deserialize query string: mode: unknown variant `{other}`, \
-                 expected `fast` or `immediate`"
-            ),
-        )),
+            format!("Failed to deserialize query string: {message}"),
+        )
+    };
+    let mode = crate::catalog::query_single(query.unwrap_or_default(), "mode").map_err(plain)?;
+    match mode.as_deref() {
+        None | Some("fast") => Ok(ComputeStatus::TerminationPendingFast),
+        Some("immediate") => Ok(ComputeStatus::TerminationPendingImmediate),
+        Some(other) => Err(plain(format!(
+            "mode: unknown variant `{other}`, expected `fast` or `immediate`"
+        ))),
     }
 }
 
@@ -151,7 +143,23 @@ pub fn terminate(api: &Api, query: Option<&str>) -> Reply {
 /// `POST /extension_server/{*filename}` (internal; Postgres asks for a missing file):
 /// 412 without `-r` and 409 for a spec without `remote_extensions`, as upstream; downloads
 /// themselves are not built yet, so anything else is a 500 saying so (never a fake 200).
-pub fn extension_server(api: &Api) -> Reply {
+pub fn extension_server(api: &Api, query: Option<&str>) -> Reply {
+    let is_library = crate::catalog::query_single(query.unwrap_or_default(), "is_library");
+    match is_library.as_ref().map(Option::as_deref) {
+        Ok(None | Some("true" | "false")) => {}
+        Ok(Some(other)) => {
+            return Reply::error(
+                400,
+                format!(
+                    "failed to deserialize query string: is_library: provided string was not \
+                     `true` or `false` ({other:?})"
+                ),
+            )
+        }
+        Err(error) => {
+            return Reply::error(400, format!("failed to deserialize query string: {error}"))
+        }
+    }
     if api.remote_ext_base_url.is_none() {
         return Reply::error(412, "remote storage is not configured");
     }
@@ -275,6 +283,11 @@ mod tests {
             bad.content_type.as_deref(),
             Some("text/plain; charset=utf-8")
         );
+        for duplicate in ["mode=fast&mode=slow", "mode=slow&mode=fast"] {
+            let refused = termination_mode(Some(duplicate)).unwrap_err();
+            assert_eq!(refused.status, 400);
+            assert!(String::from_utf8_lossy(&refused.body).contains("duplicate field `mode`"));
+        }
     }
 
     #[test]

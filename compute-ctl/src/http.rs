@@ -327,11 +327,11 @@ async fn connection(stream: TcpStream, api: Api, which: Port) {
 async fn handle(request: Request<Incoming>, api: Api, which: Port) -> Response<Full<Bytes>> {
     let started = Instant::now();
     api.shared.inflight.fetch_add(1, Ordering::SeqCst);
+    // Copied as received (as upstream); generated only when absent or not visible ASCII.
     let request_id = request
         .headers()
         .get("x-request-id")
         .and_then(|value| value.to_str().ok())
-        .filter(|id| !id.is_empty() && id.len() <= 200)
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let method = request.method().clone();

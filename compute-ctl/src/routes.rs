@@ -129,7 +129,7 @@ pub fn route(api: &Api, which: Port, request: &ApiRequest) -> Reply {
         },
         "/promote" => crate::promote::promote(&api.promotion, &api.lfc, &api.shared, request),
         _ if which == Port::Internal && extension_file(path).is_some() => {
-            crate::control::extension_server(api)
+            crate::control::extension_server(api, request.query.as_deref())
         }
         _ => Reply::empty(404),
     }

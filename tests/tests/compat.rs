@@ -10,8 +10,7 @@
 //! Markers in the tables:
 //! * `deliberate difference`: our documented behaviour differs from upstream's on purpose
 //!   (see the doc comments in `compute-ctl/src/*.rs`); the row asserts ours.
-//! * `BUG(compat)`: the row asserts upstream's behaviour, which compute-ctl does not match
-//!   yet; the note says where.
+//! * rows without a note assert upstream's behaviour.
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
@@ -577,7 +576,7 @@ struct Row {
     body: Vec<u8>,
     status: u16,
     checks: Vec<Check>,
-    /// `deliberate difference: …` or `BUG(compat): …`.
+    /// `deliberate difference: …` or `…`.
     note: Option<&'static str>,
     then: Option<Then>,
 }
@@ -947,19 +946,10 @@ fn table(spec: &Value) -> Vec<Row> {
         ext("GET", "/status", "long X-Request-Id echoed")
             .tok(Tok::Ours)
             .header("X-Request-Id", LONG_REQUEST_ID)
-            .note(
-                "BUG(compat): upstream copies any X-Request-Id it got onto the response; \
-                 compute-ctl replaces ids over 200 bytes (and empty ones) with a new UUID \
-                 (http.rs::handle), undocumented",
-            )
             .expect(200, vec![Header("x-request-id", LONG_REQUEST_ID)]),
         ext("GET", "/status", "empty X-Request-Id echoed")
             .tok(Tok::Ours)
             .header("X-Request-Id", "")
-            .note(
-                "BUG(compat): same cause as the long id: upstream only adds an id when the \
-                 header is absent; compute-ctl replaces an empty one",
-            )
             .expect(200, vec![Header("x-request-id", "")]),
         ext("GET", "/status", "X-Request-Id generated")
             .tok(Tok::Ours)
@@ -1185,11 +1175,6 @@ fn table(spec: &Value) -> Vec<Row> {
             ),
         ext("POST", "/terminate?mode=fast&mode=slow", "duplicate mode")
             .tok(Tok::Ours)
-            .note(
-                "BUG(compat): upstream's extractor rejects a repeated `mode` (duplicate field); \
-                 compute-ctl takes the last one, so `?mode=slow&mode=fast` terminates where \
-                 upstream answers 400 (control.rs::termination_mode)",
-            )
             .expect(
                 400,
                 vec![
@@ -1307,10 +1292,6 @@ fn table(spec: &Value) -> Vec<Row> {
         int("POST", "/extension_server/libfoo.so?is_library=true", "library, no remote storage")
             .expect(412, vec![Error("remote storage is not configured")]),
         int("POST", "/extension_server/foo?is_library=maybe", "bad query")
-            .note(
-                "BUG(compat): upstream's Query extractor answers 400 before the handler; \
-                 compute-ctl ignores the query",
-            )
             .expect(400, vec![ErrorPrefix("failed to deserialize query string: ")]),
         int("POST", "/extensions", "no content type")
             .body(None, extension.to_string())
@@ -1598,10 +1579,6 @@ fn failed_table(spec: &Value) -> Vec<Row> {
         ),
         ext("GET", "/metrics", "over IPv6 loopback")
             .server(Srv::ExtV6)
-            .note(
-                "BUG(compat): upstream binds the external server to [::] (IPv4 and IPv6); \
-                 compute-ctl binds 0.0.0.0 (compute.rs::ensure_http), so ::1 is refused",
-            )
             .expect(200, vec![Header("content-type", METRICS_TYPE)]),
         ext("GET", "/metrics", "failed").expect(
             200,
