@@ -199,7 +199,10 @@ pub fn classify_wire(server: &str, error: &WireError) -> BasebackupError {
         },
         WireError::Timeout { timeout, .. } => BasebackupError::Network {
             server,
-            detail: format!("no answer within {timeout:?}"),
+            detail: format!(
+                "the server said nothing for {timeout:?}; check that it is up and not \
+                 overloaded, or allow more with --startup-timeout / --idle-timeout"
+            ),
         },
         WireError::Closed { .. } => BasebackupError::Network {
             server,
