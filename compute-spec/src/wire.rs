@@ -14,10 +14,13 @@
 //!   caller, whatever the message size), then [`CopyOut::finish`] reads the trailing result
 //!   sets and surfaces an error the server sends after the copy.
 //! * Time limits: an overall deadline (set at connect, changeable with
-//!   [`Connection::set_deadline`]) and an optional per-read timeout.
+//!   [`Connection::set_deadline`]) and an optional bound on each wait for the server
+//!   ([`Connection::set_read_timeout`]: every read, splice and write), so a server that
+//!   accepts and then falls silent (or stops reading) cannot hold a caller forever.
 //!
 //! Invariants: no password (or hash of one) ever appears in an error or a log line; every
-//! error names the server. Tests: `wire/tests.rs` talks to a scripted server on a Unix
+//! error names the server; with a deadline or a read timeout set, no call waits unbounded on
+//! the server once the connection is open. Tests: `wire/tests.rs` talks to a scripted server on a Unix
 //! socket; `tests/wire.rs` runs `IDENTIFY_SYSTEM` against a real Postgres.
 
 use std::io;

@@ -154,7 +154,9 @@ impl Connection {
         self.deadline = timeout.map(|timeout| (Instant::now() + timeout, timeout));
     }
 
-    /// Bounds each single read by `timeout` (None: only the deadline applies).
+    /// Bounds each wait for the server by `timeout`: every read (a silent server), and every
+    /// write (a server that stops reading). None: only the deadline applies. With no
+    /// deadline, this is what keeps a long stream from waiting forever.
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
         self.read_timeout = timeout;
     }
@@ -342,10 +344,10 @@ impl Connection {
     }
 
     fn send(&mut self, bytes: &[u8]) -> Result<(), WireError> {
-        let remaining = self.remaining()?;
+        let limit = self.wait_limit()?;
         let result = self
             .stream
-            .set_write_timeout(remaining)
+            .set_write_timeout(limit)
             .and_then(|()| self.stream.write_all(bytes));
         match result {
             Err(error) if is_timeout(&error) => Err(self.timed_out()),
@@ -436,10 +438,7 @@ impl Connection {
     /// Sets the socket's read timeout to what is left of the deadline or the per-read
     /// timeout, whichever is shorter (no system call when it is unchanged).
     fn apply_read_timeout(&mut self) -> Result<(), WireError> {
-        let limit = match (self.remaining()?, self.read_timeout) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let limit = self.wait_limit()?;
         if limit != self.socket_timeout {
             self.stream
                 .set_read_timeout(limit)
@@ -447,6 +446,15 @@ impl Connection {
             self.socket_timeout = limit;
         }
         Ok(())
+    }
+
+    /// The longest one wait for the server may take: what is left of the deadline or the
+    /// read timeout, whichever is shorter (None: neither is set).
+    fn wait_limit(&self) -> Result<Option<Duration>, WireError> {
+        Ok(match (self.remaining()?, self.read_timeout) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
     }
 
     /// Time left before the deadline (None: no deadline); an error once it has passed.
