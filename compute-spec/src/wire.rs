@@ -16,7 +16,10 @@
 //! * Time limits: an overall deadline (set at connect, changeable with
 //!   [`Connection::set_deadline`]) and an optional bound on each wait for the server
 //!   ([`Connection::set_read_timeout`]: every read, splice and write), so a server that
-//!   accepts and then falls silent (or stops reading) cannot hold a caller forever.
+//!   accepts and then falls silent (or stops reading) cannot hold a caller forever. The
+//!   connect itself is bounded by the deadline, for a Unix socket whose server accepts
+//!   nothing (a full accept queue) too. Name resolution is not bounded (the system's
+//!   resolver decides).
 //!
 //! Invariants: no password (or hash of one) ever appears in an error or a log line; every
 //! error names the server; with a deadline or a read timeout set, no call waits unbounded on

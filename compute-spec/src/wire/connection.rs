@@ -697,9 +697,14 @@ fn open(
         timeout,
     };
     match endpoint {
-        Endpoint::Unix(path) => UnixStream::connect(path)
-            .map(Stream::Unix)
-            .map_err(io_error),
+        Endpoint::Unix(path) => {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match connect_unix(path, remaining) {
+                Ok(stream) => Ok(Stream::Unix(stream)),
+                Err(error) if is_timeout(&error) => Err(timed_out()),
+                Err(error) => Err(io_error(error)),
+            }
+        }
         Endpoint::Tcp(host, port) => {
             let addresses = (host.as_str(), *port).to_socket_addrs().map_err(io_error)?;
             let mut last_error = None;
@@ -725,4 +730,29 @@ fn open(
             })))
         }
     }
+}
+
+/// Connects to a Unix socket within `timeout`: a server whose accept queue is full (a stopped
+/// postmaster) makes `connect` wait, bounded here by the socket's send timeout, which Linux
+/// applies to that wait.
+fn connect_unix(path: &std::path::Path, timeout: Duration) -> io::Result<UnixStream> {
+    use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, UnixAddr};
+    use nix::sys::time::{TimeVal, TimeValLike};
+    use std::os::fd::AsRawFd;
+    if timeout.is_zero() {
+        return Err(io::ErrorKind::TimedOut.into());
+    }
+    let fd = socket::socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    let micros = i64::try_from(timeout.as_micros())
+        .unwrap_or(i64::MAX)
+        .max(1);
+    socket::setsockopt(&fd, sockopt::SendTimeout, &TimeVal::microseconds(micros))?;
+    let address = UnixAddr::new(path)?;
+    retry_interrupted(|| socket::connect(fd.as_raw_fd(), &address))?;
+    Ok(UnixStream::from(fd))
 }

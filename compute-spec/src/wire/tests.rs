@@ -455,3 +455,45 @@ fn a_server_that_stops_reading_times_out_the_write_without_a_deadline() {
     drop(connection);
     server.stop();
 }
+
+#[test]
+fn a_unix_server_that_accepts_nothing_times_out_the_connect() {
+    use nix::sys::socket::{self, AddressFamily, Backlog, SockFlag, SockType, UnixAddr};
+    use std::os::fd::AsRawFd;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(".s.PGSQL.7");
+    let listener = socket::socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::empty(),
+        None,
+    )
+    .unwrap();
+    let address = UnixAddr::new(&path).unwrap();
+    socket::bind(listener.as_raw_fd(), &address).unwrap();
+    socket::listen(&listener, Backlog::new(0).unwrap()).unwrap();
+    // Fill the accept queue (nobody accepts) without blocking.
+    let mut queued = Vec::new();
+    loop {
+        let client = socket::socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_NONBLOCK,
+            None,
+        )
+        .unwrap();
+        match socket::connect(client.as_raw_fd(), &address) {
+            Ok(()) => queued.push(client),
+            Err(nix::errno::Errno::EAGAIN) => break,
+            Err(other) => panic!("filling the queue: {other}"),
+        }
+        assert!(queued.len() < 1000, "the accept queue never filled");
+    }
+    let timeout = Duration::from_millis(200);
+    let started = Instant::now();
+    let error = Connection::connect(&Endpoint::Unix(path), &startup(None), timeout)
+        .err()
+        .unwrap();
+    assert!(is_timeout_after(&error, timeout), "{error:?}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
