@@ -20,6 +20,8 @@
 //!   version, `global/pg_control`) vouches for it; anything else is refused, listing the
 //!   foreign entries, and nothing is deleted ([`wipe`]). The marker is written before any
 //!   data, so a partial tree left by a failed attempt is always wiped before the next one.
+//!   The previous PGDATA is moved aside and removed while the new one is fetched
+//!   ([`wipe::retire`]); the stage does not end before it is gone.
 //! - No network wait is unbounded: connect + startup + authentication within
 //!   [`Timeouts::startup`], and at most [`Timeouts::idle`] of silence after that, for every
 //!   server (pageserver, primary, the admin-role check); a timeout is retried like a cut.
@@ -132,6 +134,9 @@ pub fn run(
         .map_err(|error| StageError::new(STAGE, ErrorKind::Io, error.to_string()))?;
     let user = user.as_ref();
     let mut params = compute_spec::pgconf::params_for(&document);
+    // The previous PGDATA goes aside at once and is removed while the new one arrives; the
+    // stage waits for that removal before it ends (on failure too: `Retiring` joins on drop).
+    let retiring = wipe::retire(&document.pgdata)?;
     let (name, fetched, attempts) = fetch_source(
         &document,
         &spec,
@@ -142,6 +147,9 @@ pub fn run(
         timeouts,
     )?;
     after_data(&document, &spec, &source, &params, user)?;
+    if let Some(retiring) = retiring {
+        retiring.finish();
+    }
     let mut section = BasebackupSection {
         source: name.to_string(),
         pageserver_connect_micros: fetched.connect_micros,
