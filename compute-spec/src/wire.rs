@@ -1,6 +1,8 @@
 //! A minimal blocking PostgreSQL frontend over `std` sockets, built on `postgres-protocol`'s
 //! message encoders and parsers, shared by the stages that need what the `postgres` crate
-//! cannot do (a replication connection: `replication=true` at startup).
+//! cannot do: a replication connection (`replication=true` at startup), and time limits on
+//! everything after the TCP connect (the `postgres` crate bounds only the connect, so a
+//! server that accepts and then says nothing would hold its caller forever).
 //!
 //! * Connecting from a [`postgres::Config`] ([`endpoints`], [`Startup::from_config`],
 //!   [`Connection::from_config`]): TCP hosts, or Unix socket directories
