@@ -1,6 +1,8 @@
 //! A minimal blocking PostgreSQL frontend over `std` sockets, built on `postgres-protocol`'s
 //! message encoders and parsers, shared by the stages that need what the `postgres` crate
-//! cannot do (a replication connection: `replication=true` at startup).
+//! cannot do: a replication connection (`replication=true` at startup), and time limits on
+//! everything after the TCP connect (the `postgres` crate bounds only the connect, so a
+//! server that accepts and then says nothing would hold its caller forever).
 //!
 //! * Connecting from a [`postgres::Config`] ([`endpoints`], [`Startup::from_config`],
 //!   [`Connection::from_config`]): TCP hosts, or Unix socket directories
@@ -14,10 +16,16 @@
 //!   caller, whatever the message size), then [`CopyOut::finish`] reads the trailing result
 //!   sets and surfaces an error the server sends after the copy.
 //! * Time limits: an overall deadline (set at connect, changeable with
-//!   [`Connection::set_deadline`]) and an optional per-read timeout.
+//!   [`Connection::set_deadline`]) and an optional bound on each wait for the server
+//!   ([`Connection::set_read_timeout`]: every read, splice and write), so a server that
+//!   accepts and then falls silent (or stops reading) cannot hold a caller forever. The
+//!   connect itself is bounded by the deadline, for a Unix socket whose server accepts
+//!   nothing (a full accept queue) too. Name resolution is not bounded (the system's
+//!   resolver decides).
 //!
 //! Invariants: no password (or hash of one) ever appears in an error or a log line; every
-//! error names the server. Tests: `wire/tests.rs` talks to a scripted server on a Unix
+//! error names the server; with a deadline or a read timeout set, no call waits unbounded on
+//! the server once the connection is open. Tests: `wire/tests.rs` talks to a scripted server on a Unix
 //! socket; `tests/wire.rs` runs `IDENTIFY_SYSTEM` against a real Postgres.
 
 use std::io;

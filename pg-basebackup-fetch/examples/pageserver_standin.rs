@@ -38,6 +38,7 @@ fn main() -> ExitCode {
         archive,
         cut_first: 0,
         late_error: false,
+        ..Default::default()
     });
     println!("{}", standin.port);
     loop {

@@ -14,14 +14,14 @@ use crate::STAGE;
 pub enum BasebackupError {
     /// The directory is not ours to wipe.
     #[error(
-        "refusing to wipe {path}: it is not empty, has no PG_VERSION and no {marker} marker; \
-         check -D, or empty the directory yourself if it really is the compute's data directory"
+        "refusing to wipe {path}: {why}; nothing was deleted. Check -D, or move those entries \
+         away (or empty the directory yourself) if it really is the compute's data directory"
     )]
     Foreign {
         /// The directory.
         path: PathBuf,
-        /// The marker file name.
-        marker: &'static str,
+        /// Why it is not ours: the foreign entries, or what is missing.
+        why: String,
     },
     /// A file operation failed.
     #[error("{what} {path}: {source}")]
@@ -199,7 +199,10 @@ pub fn classify_wire(server: &str, error: &WireError) -> BasebackupError {
         },
         WireError::Timeout { timeout, .. } => BasebackupError::Network {
             server,
-            detail: format!("no answer within {timeout:?}"),
+            detail: format!(
+                "the server said nothing for {timeout:?}; check that it is up and not \
+                 overloaded, or allow more with --startup-timeout / --idle-timeout"
+            ),
         },
         WireError::Closed { .. } => BasebackupError::Network {
             server,

@@ -14,10 +14,17 @@
 //! wire: compressed for a pageserver), plus `attempts`, `files` and `unpacked_bytes`.
 //!
 //! **Invariants**
-//! - A directory is wiped only when it is empty, a PostgreSQL data directory (`PG_VERSION`)
-//!   or carries [`compute_spec::document::PGDATA_MARKER`]; anything else is refused and left
-//!   untouched ([`wipe`]). The marker is written before any data, so a partial tree left by
-//!   a failed attempt is always wiped before the next one.
+//! - A directory is wiped only when it is empty, or when every top-level entry is one
+//!   PostgreSQL or compute-tools creates ([`wipe::KNOWN_ENTRIES`]) and either our marker
+//!   [`compute_spec::document::PGDATA_MARKER`] or a real cluster (`PG_VERSION` with a major
+//!   version, `global/pg_control`) vouches for it; anything else is refused, listing the
+//!   foreign entries, and nothing is deleted ([`wipe`]). The marker is written before any
+//!   data, so a partial tree left by a failed attempt is always wiped before the next one.
+//!   The previous PGDATA is moved aside and removed while the new one is fetched
+//!   ([`wipe::retire`]); the stage does not end before it is gone.
+//! - No network wait is unbounded: connect + startup + authentication within
+//!   [`Timeouts::startup`], and at most [`Timeouts::idle`] of silence after that, for every
+//!   server (pageserver, primary, the admin-role check); a timeout is retried like a cut.
 //! - Nothing is written outside PGDATA: archive entries are checked ([`unpack`]).
 //! - PGDATA is `0700` and owned by the user Postgres runs as; so is a separate socket dir.
 //! - `postgresql.conf` is always rendered from the spec (`compute_spec::pgconf::render`).
@@ -77,6 +84,26 @@ impl Default for RetryPolicy {
     }
 }
 
+/// Time limits on the network sources, for each attempt (a failure of either is retried).
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// Connecting, starting up and authenticating (a `connect_timeout` in the primary's
+    /// connection string takes its place there).
+    pub startup: Duration,
+    /// The longest silence of a server once connected: waiting for the answer to the
+    /// command (a primary's checkpoint included) and between two reads of the stream.
+    pub idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            startup: Duration::from_secs(30),
+            idle: Duration::from_secs(60),
+        }
+    }
+}
+
 /// What one fetch brought.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Fetched {
@@ -92,6 +119,7 @@ pub struct Fetched {
 pub fn run(
     mut document: ComputeDocument,
     policy: &RetryPolicy,
+    timeouts: &Timeouts,
 ) -> Result<ComputeDocument, StageError> {
     let started = Instant::now();
     let spec = document.require_spec(STAGE)?.clone();
@@ -106,9 +134,22 @@ pub fn run(
         .map_err(|error| StageError::new(STAGE, ErrorKind::Io, error.to_string()))?;
     let user = user.as_ref();
     let mut params = compute_spec::pgconf::params_for(&document);
-    let (name, fetched, attempts) =
-        fetch_source(&document, &spec, &source, &mut params, user, policy)?;
+    // The previous PGDATA goes aside at once and is removed while the new one arrives; the
+    // stage waits for that removal before it ends (on failure too: `Retiring` joins on drop).
+    let retiring = wipe::retire(&document.pgdata)?;
+    let (name, fetched, attempts) = fetch_source(
+        &document,
+        &spec,
+        &source,
+        &mut params,
+        user,
+        policy,
+        timeouts,
+    )?;
     after_data(&document, &spec, &source, &params, user)?;
+    if let Some(retiring) = retiring {
+        retiring.finish();
+    }
     let mut section = BasebackupSection {
         source: name.to_string(),
         pageserver_connect_micros: fetched.connect_micros,
@@ -145,6 +186,7 @@ fn fetch_source(
     params: &mut compute_spec::pgconf::ConfParams,
     user: Option<&PostgresUser>,
     policy: &RetryPolicy,
+    timeouts: &Timeouts,
 ) -> Result<(&'static str, Fetched, u32), BasebackupError> {
     let pgdata = &document.pgdata;
     match source {
@@ -166,21 +208,23 @@ fn fetch_source(
                 lsn,
                 token,
             };
-            let (fetched, attempts) =
-                with_retries(pgdata, user, policy, || pageserver::fetch(&request, pgdata))?;
+            let (fetched, attempts) = with_retries(pgdata, user, policy, || {
+                pageserver::fetch(&request, pgdata, timeouts)
+            })?;
             Ok(("pageserver", fetched, attempts))
         }
         StorageSource::Upstream { connstr } => {
             if spec.mode != ComputeMode::Primary {
                 // A standby cannot create the admin role: it must come from the primary.
                 let admin = compute_spec::local::admin_user(document);
-                replication::check_admin_role(connstr, &admin)?;
+                replication::check_admin_role(connstr, &admin, timeouts)?;
                 params
                     .extra_lines
                     .push(("primary_conninfo".into(), quote_conf_value(connstr)));
             }
-            let (fetched, attempts) =
-                with_retries(pgdata, user, policy, || replication::fetch(connstr, pgdata))?;
+            let (fetched, attempts) = with_retries(pgdata, user, policy, || {
+                replication::fetch(connstr, pgdata, timeouts)
+            })?;
             Ok(("upstream", fetched, attempts))
         }
     }

@@ -6,14 +6,14 @@ use std::time::Duration;
 
 use clap::Parser;
 use compute_spec::logging::{self, LogFormat};
-use pg_basebackup_fetch::{RetryPolicy, STAGE};
+use pg_basebackup_fetch::{RetryPolicy, Timeouts, STAGE};
 
 /// Prepare PGDATA (initdb, a Neon pageserver, or a vanilla primary) from the compute document
 /// on stdin. Exit codes: 0 ok, 1 run-time failure, 2 bad input.
 #[derive(Parser)]
 #[command(name = "pg-basebackup-fetch", version = compute_spec::VERSION)]
 struct Cli {
-    /// Retries after a failed fetch (connection refused or reset, stream cut).
+    /// Retries after a failed fetch (connection refused or reset, stream cut, a timeout).
     #[arg(long, default_value_t = 10)]
     retries: u32,
     /// Pause before the first retry, in milliseconds.
@@ -22,6 +22,14 @@ struct Cli {
     /// Factor applied to the pause after each retry.
     #[arg(long, default_value_t = 1.5)]
     retry_multiplier: f64,
+    /// Time allowed to connect, start up and authenticate, per attempt, e.g. `30s`, `500ms`
+    /// (a `connect_timeout` in `upstream_connstring` takes its place for a primary).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    startup_timeout: Duration,
+    /// The longest a server may stay silent once connected (before answering the command,
+    /// and between two reads of the stream); then the attempt fails and is retried.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    idle_timeout: Duration,
     /// Log line format on stderr.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -35,7 +43,11 @@ fn main() -> ExitCode {
         initial_backoff: Duration::from_millis(cli.retry_initial_ms),
         multiplier: cli.retry_multiplier,
     };
+    let timeouts = Timeouts {
+        startup: cli.startup_timeout,
+        idle: cli.idle_timeout,
+    };
     compute_spec::stage::run(STAGE, |document| {
-        pg_basebackup_fetch::run(document, &policy)
+        pg_basebackup_fetch::run(document, &policy, &timeouts)
     })
 }

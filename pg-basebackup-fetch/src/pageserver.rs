@@ -1,17 +1,27 @@
 //! The Neon pageserver source: `basebackup <tenant> <timeline> [<lsn>] --gzip [--replica]`
 //! read as a COPY OUT stream, through gzip, straight into PGDATA.
+//!
+//! The connection is the shared client [`compute_spec::wire`] (the page service accepts
+//! simple queries, as its `lease lsn` and the safekeepers' `TIMELINE_STATUS` show), because
+//! the `postgres` crate bounds only the TCP connect: a pageserver that accepts and then says
+//! nothing would hold the start forever. Here connect, startup and authentication share
+//! [`Timeouts::startup`](crate::Timeouts), and every wait for the server once connected
+//! (the answer to the command, each read of the stream) is bounded by
+//! [`Timeouts::idle`](crate::Timeouts).
 
+use std::io::{self, Read};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use compute_spec::ids::Lsn;
 use compute_spec::spec::ComputeMode;
 use compute_spec::validate::NeonStorage;
+use compute_spec::wire::{Connection, CopyOut};
 
-use crate::error::{classify_client, classify_read, BasebackupError};
+use crate::error::{classify_read, classify_wire, BasebackupError};
 use crate::progress::Counting;
 use crate::unpack::{self, UnpackError};
-use crate::Fetched;
+use crate::{Fetched, Timeouts};
 
 /// What to ask the pageserver for.
 pub struct PageserverRequest<'a> {
@@ -40,7 +50,11 @@ pub fn command(request: &PageserverRequest<'_>) -> String {
 }
 
 /// Fetches the basebackup into the (empty) `pgdata`.
-pub fn fetch(request: &PageserverRequest<'_>, pgdata: &Path) -> Result<Fetched, BasebackupError> {
+pub fn fetch(
+    request: &PageserverRequest<'_>,
+    pgdata: &Path,
+    timeouts: &Timeouts,
+) -> Result<Fetched, BasebackupError> {
     let connstr = request
         .storage
         .pageserver_connstrings
@@ -58,25 +72,22 @@ pub fn fetch(request: &PageserverRequest<'_>, pgdata: &Path) -> Result<Fetched, 
     if let Some(token) = request.token {
         config.password(token);
     }
-    config
-        .application_name("compute_ctl")
-        .options(&format!(
-            "-c neon.compute_mode={}",
-            request.mode.as_setting()
-        ))
-        .connect_timeout(Duration::from_secs(10));
-    let server = server_name(&config);
+    let options = format!("-c neon.compute_mode={}", request.mode.as_setting());
+    let extra = [("application_name", "compute_ctl"), ("options", &options)];
     let started = Instant::now();
-    let mut client = config
-        .connect(postgres::NoTls)
-        .map_err(|error| classify_client(&server, &error))?;
+    let mut connection = Connection::from_config(&config, &extra, timeouts.startup)
+        .map_err(|error| classify_wire(&server_name(error.endpoint()), &error))?;
     let connect_micros = started.elapsed().as_micros() as u64;
+    connection.set_deadline(None);
+    connection.set_read_timeout(Some(timeouts.idle));
+    let server = server_name(connection.endpoint());
     let text = command(request);
     tracing::info!("{server}: {text}");
-    let reader = client
+    let copy = connection
         .copy_out(text.as_str())
-        .map_err(|error| classify_client(&server, &error))?;
-    let mut wire = Counting::new(reader, "basebackup from the pageserver");
+        .map_err(|error| classify_wire(&server, &error))?;
+    let mut stream = CopyStream { copy, done: false };
+    let mut wire = Counting::new(&mut stream, "basebackup from the pageserver");
     let mut gzip = std::io::BufReader::with_capacity(
         unpack::READ_BUFFER,
         flate2::read::GzDecoder::new(&mut wire),
@@ -86,22 +97,48 @@ pub fn fetch(request: &PageserverRequest<'_>, pgdata: &Path) -> Result<Fetched, 
         UnpackError::Write(error) => error,
     })?;
     unpack::drain(&mut gzip).map_err(|error| classify_read(&server, error))?;
+    drop(gzip);
     unpack::drain(&mut wire).map_err(|error| classify_read(&server, error))?;
+    let wire_bytes = Counting::bytes(&wire);
+    stream
+        .copy
+        .finish()
+        .map_err(|error| classify_wire(&server, &error))?;
+    connection.close();
     Ok(Fetched {
         connect_micros: Some(connect_micros),
-        wire_bytes: wire.bytes(),
+        wire_bytes,
         unpacked,
     })
 }
 
-fn server_name(config: &postgres::Config) -> String {
-    let host = match config.get_hosts().first() {
-        Some(postgres::config::Host::Tcp(host)) => host.clone(),
-        Some(postgres::config::Host::Unix(path)) => path.display().to_string(),
-        None => "localhost".to_string(),
-    };
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    format!("pageserver {host}:{port}")
+/// How errors name the pageserver.
+fn server_name(endpoint: &str) -> String {
+    format!("pageserver {endpoint}")
+}
+
+/// The CopyData payloads of the COPY OUT as one byte stream.
+struct CopyStream<'a> {
+    copy: CopyOut<'a>,
+    done: bool,
+}
+
+impl Read for CopyStream<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        while !self.done {
+            let n = self.copy.read(buf).map_err(io::Error::other)?;
+            if n > 0 {
+                return Ok(n);
+            }
+            if self.copy.next_data().map_err(io::Error::other)?.is_none() {
+                self.done = true;
+            }
+        }
+        Ok(0)
+    }
 }
 
 #[cfg(test)]

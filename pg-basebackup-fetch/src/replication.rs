@@ -12,13 +12,14 @@ use std::os::fd::BorrowedFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use compute_spec::quote::quote_literal;
 use compute_spec::wire::{Connection, CopyOut, WireError};
 
 use crate::error::{classify_read, classify_wire, BasebackupError, ServerMessage};
 use crate::progress::Counting;
 use crate::spliced::{self, ArchiveSource};
 use crate::unpack::{self, UnpackError};
-use crate::Fetched;
+use crate::{Fetched, Timeouts};
 
 /// The command sent to the primary.
 pub const BASE_BACKUP: &str =
@@ -28,7 +29,11 @@ pub const BASE_BACKUP: &str =
 const DEFAULT_SOCKET_DIR: &str = "/var/run/postgresql";
 
 /// Clones the primary at `connstr` into the (empty) `pgdata`.
-pub fn fetch(connstr: &str, pgdata: &Path) -> Result<Fetched, BasebackupError> {
+pub fn fetch(
+    connstr: &str,
+    pgdata: &Path,
+    timeouts: &Timeouts,
+) -> Result<Fetched, BasebackupError> {
     let mut config: postgres::Config = connstr.parse().map_err(|error| {
         BasebackupError::Document(format!("upstream_connstring is not valid: {error}"))
     })?;
@@ -38,17 +43,16 @@ pub fn fetch(connstr: &str, pgdata: &Path) -> Result<Fetched, BasebackupError> {
     if config.get_user().is_none() {
         config.user("postgres");
     }
-    let timeout = config
-        .get_connect_timeout()
-        .copied()
-        .unwrap_or(Duration::from_secs(10));
+    let timeout = startup_timeout(&config, timeouts);
     let started = Instant::now();
     let extra = [("replication", "true"), ("application_name", "compute_ctl")];
     let mut connection = Connection::from_config(&config, &extra, timeout)
         .map_err(|error| classify_wire(&server_name(error.endpoint()), &error))?;
     let connect_micros = started.elapsed().as_micros() as u64;
-    // A fast checkpoint and the archive may take long: no deadline from here on.
+    // A big archive takes long: no overall deadline from here on, only a bound on silence
+    // (the primary's fast checkpoint, before it answers, included).
     connection.set_deadline(None);
+    connection.set_read_timeout(Some(timeouts.idle));
     let server = server_name(connection.endpoint());
     let asked = Instant::now();
     let copy = connection
@@ -83,28 +87,52 @@ fn server_name(endpoint: &str) -> String {
     format!("primary {endpoint}")
 }
 
+/// The time allowed to connect, start up and authenticate: the connection string's
+/// `connect_timeout` when it has one, else [`Timeouts::startup`].
+fn startup_timeout(config: &postgres::Config, timeouts: &Timeouts) -> Duration {
+    config
+        .get_connect_timeout()
+        .copied()
+        .unwrap_or(timeouts.startup)
+}
+
 /// Makes sure the compute's admin role exists on the primary (for standbys, which cannot
-/// create it). Asks over an ordinary connection; when that connection is not possible
-/// (e.g. `pg_hba.conf` allows only replication), logs a warning and goes on.
-pub fn check_admin_role(connstr: &str, admin: &str) -> Result<(), BasebackupError> {
+/// create it). Asks over an ordinary connection (bounded like the fetch); when that
+/// connection is not possible (e.g. `pg_hba.conf` allows only replication) or the primary
+/// does not answer, logs a warning and goes on: the fetch that follows will say more.
+pub fn check_admin_role(
+    connstr: &str,
+    admin: &str,
+    timeouts: &Timeouts,
+) -> Result<(), BasebackupError> {
     let mut config: postgres::Config = connstr.parse().map_err(|error| {
         BasebackupError::Document(format!("upstream_connstring is not valid: {error}"))
     })?;
+    if config.get_hosts().is_empty() {
+        config.host_path(DEFAULT_SOCKET_DIR);
+    }
+    if config.get_user().is_none() {
+        config.user("postgres");
+    }
     if config.get_dbname().is_none() {
         config.dbname("postgres");
     }
-    config
-        .application_name("compute_ctl")
-        .connect_timeout(Duration::from_secs(10));
-    let found = config.connect(postgres::NoTls).and_then(|mut client| {
-        client.query_opt(
-            "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1",
-            &[&admin],
-        )
-    });
+    let query = format!(
+        "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = {}",
+        quote_literal(admin)
+    );
+    let extra = [("application_name", "compute_ctl")];
+    let found = Connection::from_config(&config, &extra, startup_timeout(&config, timeouts))
+        .and_then(|mut connection| {
+            connection.set_deadline(None);
+            connection.set_read_timeout(Some(timeouts.idle));
+            let rows = connection.simple_query(&query);
+            connection.close();
+            rows
+        });
     match found {
-        Ok(Some(_)) => Ok(()),
-        Ok(None) => Err(BasebackupError::Document(format!(
+        Ok(rows) if !rows.is_empty() => Ok(()),
+        Ok(_) => Err(BasebackupError::Document(format!(
             "the admin role {admin:?} (the -C user) does not exist on the primary, and a \
              standby cannot create it: create it on the primary (CREATE ROLE … SUPERUSER \
              LOGIN) or pass -C with a role the primary has"

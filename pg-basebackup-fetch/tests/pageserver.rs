@@ -4,12 +4,13 @@
 mod util;
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use compute_spec::exit_code;
 use compute_spec::section::SyncSafekeepersSection;
 use pg_test_support::{free_tcp_port, TestDir};
 use serde_json::json;
-use util::standin::{Standin, StandinConfig};
+use util::standin::{Silence, Standin, StandinConfig};
 
 const TENANT: &str = "3aa8fcc61f6d357410b7de754b1d9001";
 const TIMELINE: &str = "de5a2f3ab7e1d7cd4e0e6a1c1a5d2f0b";
@@ -31,6 +32,7 @@ fn standin(command: &str, cut_first: usize, archive: Vec<u8>) -> Standin {
         archive,
         cut_first,
         late_error: false,
+        ..Default::default()
     })
 }
 
@@ -196,6 +198,7 @@ fn an_error_after_the_archive_is_not_missed() {
         archive: archive().to_vec(),
         cut_first: 0,
         late_error: true,
+        ..Default::default()
     });
     let dir = TestDir::new("bbf-");
     let document = neon_document(&dir.path().join("pgdata"), &standin, TIMELINE, TOKEN);
@@ -207,4 +210,53 @@ fn an_error_after_the_archive_is_not_missed() {
         "{message}"
     );
     assert_eq!(standin.seen().len(), 1);
+}
+
+/// A pageserver that falls silent at `silence`: with 1 s timeouts and one retry, the stage
+/// gives up after two attempts, well within a bound, naming the pageserver.
+fn gives_up_on_a_silent_pageserver(silence: Silence) {
+    let command = format!("basebackup {TENANT} {TIMELINE} --gzip");
+    let standin = Standin::start(StandinConfig {
+        password: TOKEN.to_string(),
+        command,
+        archive: archive().to_vec(),
+        silence,
+        ..Default::default()
+    });
+    let dir = TestDir::new("bbf-");
+    let document = neon_document(&dir.path().join("pgdata"), &standin, TIMELINE, TOKEN);
+    let args = [
+        "--retries",
+        "1",
+        "--retry-initial-ms",
+        "10",
+        "--startup-timeout",
+        "1s",
+        "--idle-timeout",
+        "1s",
+    ];
+    let (outcome, took) = util::run_stage_within(&document, &args, Duration::from_secs(30));
+    let error = outcome.failed_with("network");
+    assert_eq!(error["retryable"], true);
+    let message = error["message"].as_str().unwrap();
+    let server = format!("pageserver 127.0.0.1:{}", standin.port);
+    assert!(message.contains(&server), "{message}");
+    assert!(message.contains("said nothing for 1s"), "{message}");
+    assert_eq!(standin.seen().len(), 2, "{}", outcome.stderr);
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+}
+
+#[test]
+fn a_pageserver_silent_after_the_connect_is_given_up_on() {
+    gives_up_on_a_silent_pageserver(Silence::AtStartup);
+}
+
+#[test]
+fn a_pageserver_silent_after_the_command_is_given_up_on() {
+    gives_up_on_a_silent_pageserver(Silence::AfterCommand);
+}
+
+#[test]
+fn a_pageserver_silent_in_the_middle_of_the_stream_is_given_up_on() {
+    gives_up_on_a_silent_pageserver(Silence::MidStream);
 }

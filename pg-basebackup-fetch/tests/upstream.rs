@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use compute_spec::exit_code;
 use pg_test_support::{free_tcp_port, TestDir, TestPostgres};
 use serde_json::json;
+use util::standin::{Silence, Standin, StandinConfig};
 
 fn primary(superuser: &str) -> TestPostgres {
     let primary = TestPostgres::builder()
@@ -280,4 +281,77 @@ fn a_clone_over_tcp_has_every_row() {
     let got: String = clone.client().query_one(digest, &[]).unwrap().get(0);
     assert_eq!(got, expected);
     assert!(expected.starts_with("200000 "), "{expected}");
+}
+
+/// A primary stand-in (the pageserver stand-in answering `BASE_BACKUP` the way a primary
+/// does) that falls silent at `silence`, for a compute in `mode`: with 1 s timeouts and one
+/// retry the stage gives up well within a bound, naming the primary; `connections` is how
+/// many it must have opened.
+fn gives_up_on_a_silent_primary(silence: Silence, mode: &str, connections: usize) {
+    let mut tar = tar::Builder::new(Vec::new());
+    for name in ["global/1", "global/2", "global/3", "global/4"] {
+        let data = vec![7u8; 64 << 10];
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o600);
+        tar.append_data(&mut header, name, data.as_slice()).unwrap();
+    }
+    let standin = Standin::start(StandinConfig {
+        password: "secret".to_string(),
+        command: pg_basebackup_fetch::replication::BASE_BACKUP.to_string(),
+        archive: tar.into_inner().unwrap(),
+        silence,
+        replication: true,
+        ..Default::default()
+    });
+    let dir = TestDir::new("bbf-");
+    let pgdata = dir.path().join("pgdata");
+    let connstr = format!(
+        "host=127.0.0.1 port={} user=rep password=secret",
+        standin.port
+    );
+    let document = util::document(&pgdata, free_tcp_port(), |spec| {
+        spec["upstream_connstring"] = json!(connstr);
+        spec["mode"] = json!(mode);
+    });
+    let args = [
+        "--retries",
+        "1",
+        "--retry-initial-ms",
+        "10",
+        "--startup-timeout",
+        "1s",
+        "--idle-timeout",
+        "1s",
+    ];
+    let (outcome, took) = util::run_stage_within(&document, &args, Duration::from_secs(30));
+    let error = outcome.failed_with("network");
+    let message = error["message"].as_str().unwrap();
+    let server = format!("primary 127.0.0.1:{}", standin.port);
+    assert!(message.contains(&server), "{message}");
+    assert!(message.contains("said nothing for 1s"), "{message}");
+    assert!(!message.contains("secret"), "{message}");
+    assert_eq!(standin.seen().len(), connections, "{}", outcome.stderr);
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+}
+
+#[test]
+fn a_primary_silent_after_the_connect_is_given_up_on() {
+    gives_up_on_a_silent_primary(Silence::AtStartup, "Primary", 2);
+}
+
+#[test]
+fn a_primary_silent_before_the_backup_starts_is_given_up_on() {
+    gives_up_on_a_silent_primary(Silence::AfterCommand, "Primary", 2);
+}
+
+#[test]
+fn a_primary_silent_in_the_middle_of_the_stream_is_given_up_on() {
+    gives_up_on_a_silent_primary(Silence::MidStream, "Primary", 2);
+}
+
+#[test]
+fn a_silent_primary_does_not_hang_the_admin_role_check_of_a_replica() {
+    // The role check's connection times out (a warning), then both fetch attempts do.
+    gives_up_on_a_silent_primary(Silence::AtStartup, "Replica", 3);
 }

@@ -20,6 +20,11 @@ pub struct Cli {
     /// `60s`, `500ms`; at the deadline the child is killed.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+    /// Time allowed to one connection to a vanilla upstream primary (connect, startup,
+    /// authentication, IDENTIFY_SYSTEM); a refused, cut or silent one is tried again while
+    /// --timeout lasts.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub startup_timeout: Duration,
     /// Retries after a failed `postgres --sync-safekeepers` (backoff min(1.1^n, 3) s).
     #[arg(long, default_value_t = 5)]
     pub retries: u32,
@@ -37,6 +42,7 @@ impl Cli {
     pub fn options(&self, signals: Option<SignalForwarding>) -> SyncOptions {
         SyncOptions {
             timeout: self.timeout,
+            startup_timeout: self.startup_timeout,
             retries: self.retries,
             fast_path_timeout: self.fast_path_timeout,
             after_shutdown: self.after_shutdown,

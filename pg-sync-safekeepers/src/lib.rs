@@ -14,8 +14,11 @@
 //! | Primary, vanilla        | the upstream's `IDENTIFY_SYSTEM` `xlogpos`            | `upstream`              |
 //!
 //! Invariants: a Replica or Static compute never talks to a safekeeper (a sync would disturb the
-//! primary); the slow path is bounded by [`SyncOptions::timeout`] and its child is killed at the
-//! deadline; the storage token is never logged.
+//! primary); no wait on the network or a child is unbounded: the fast path within
+//! [`SyncOptions::fast_path_timeout`] per safekeeper (and a little more for all), the slow path
+//! within [`SyncOptions::timeout`] (its child is killed at the deadline), the upstream query
+//! within [`SyncOptions::startup_timeout`] per connection and [`SyncOptions::timeout`] in all;
+//! the storage token is never logged.
 //!
 //! After shutdown: [`sync_after_shutdown`] (the binary's `--after-shutdown`) syncs a Primary once
 //! more after Postgres has exited, skipping the fast path and leaving the existing PGDATA and its
@@ -67,6 +70,9 @@ pub mod method {
 pub struct SyncOptions {
     /// Deadline for `--sync-safekeepers` (all attempts) and for the upstream query.
     pub timeout: Duration,
+    /// Time allowed to one connection to the upstream primary (connect, startup,
+    /// authentication, `IDENTIFY_SYSTEM`) before it is tried again, within `timeout`.
+    pub startup_timeout: Duration,
     /// Retries of a failed `--sync-safekeepers`.
     pub retries: u32,
     /// Time allowed to each safekeeper on the fast path.
@@ -83,6 +89,7 @@ impl Default for SyncOptions {
     fn default() -> SyncOptions {
         SyncOptions {
             timeout: Duration::from_secs(60),
+            startup_timeout: Duration::from_secs(30),
             retries: 5,
             fast_path_timeout: Duration::from_millis(100),
             after_shutdown: false,
@@ -130,7 +137,11 @@ pub fn decide(
         (ComputeMode::Primary, StorageSource::Empty) => Ok(section(Lsn::INVALID, method::NONE)),
         (ComputeMode::Primary, StorageSource::Upstream { connstr }) => {
             let start = Instant::now();
-            let lsn = upstream::current_wal_position(&connstr, options.timeout)?;
+            let timeouts = upstream::UpstreamTimeouts {
+                overall: options.timeout,
+                attempt: options.startup_timeout,
+            };
+            let lsn = upstream::current_wal_position(&connstr, timeouts)?;
             let mut result = section(lsn, method::UPSTREAM);
             result.sync_safekeepers_ms = Some(compute_spec::stage::elapsed_ms(start));
             Ok(result)

@@ -1,9 +1,15 @@
 //! A vanilla upstream primary (`upstream_connstring`): its current WAL position, read with
 //! `IDENTIFY_SYSTEM` on a physical replication connection (`replication=true`).
+//!
+//! Each connection (connect, startup, authentication and the query) has
+//! [`UpstreamTimeouts::attempt`]; a refused, cut or silent connection is tried again (each
+//! host in turn, pausing [`crate::slow_path::backoff`] between rounds) until
+//! [`UpstreamTimeouts::overall`] runs out. A server's answer (wrong password, an error) is
+//! final at once.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use compute_spec::wire::{endpoints, Connection, Endpoint, Startup};
+use compute_spec::wire::{endpoints, Connection, Endpoint, Startup, WireError};
 use compute_spec::Lsn;
 
 use crate::error::SyncError;
@@ -11,8 +17,18 @@ use crate::error::SyncError;
 /// The `application_name` this stage connects with.
 pub const APPLICATION_NAME: &str = "pg-sync-safekeepers";
 
-/// Connects to the upstream (each host in turn) and returns `IDENTIFY_SYSTEM`'s `xlogpos`.
-pub fn current_wal_position(connstr: &str, timeout: Duration) -> Result<Lsn, SyncError> {
+/// Time limits of the upstream query.
+#[derive(Clone, Copy, Debug)]
+pub struct UpstreamTimeouts {
+    /// All attempts together (`--timeout`).
+    pub overall: Duration,
+    /// One connection, from connect to the answer (`--startup-timeout`).
+    pub attempt: Duration,
+}
+
+/// Connects to the upstream (each host in turn, again while time is left) and returns
+/// `IDENTIFY_SYSTEM`'s `xlogpos`.
+pub fn current_wal_position(connstr: &str, timeouts: UpstreamTimeouts) -> Result<Lsn, SyncError> {
     let config: postgres::Config =
         connstr
             .parse()
@@ -21,19 +37,58 @@ pub fn current_wal_position(connstr: &str, timeout: Duration) -> Result<Lsn, Syn
             })?;
     let startup = startup(&config);
     let endpoints = endpoints(&config);
-    let mut last_error = None;
-    for endpoint in &endpoints {
-        match identify_system(endpoint, &startup, timeout) {
-            Ok(lsn) => return Ok(lsn),
-            Err(error) => {
-                tracing::warn!("{error}");
-                last_error = Some(error);
+    if endpoints.is_empty() {
+        return Err(SyncError::UpstreamConnstr {
+            message: "it names no host".to_string(),
+        });
+    }
+    let deadline = Instant::now() + timeouts.overall;
+    let mut round = 0;
+    loop {
+        let mut last_error = None;
+        for endpoint in &endpoints {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match identify_system(endpoint, &startup, timeouts.attempt.min(left)) {
+                Ok(lsn) => return Ok(lsn),
+                Err(SyncError::Upstream(error)) if worth_retrying(&error) => {
+                    tracing::warn!("{error}");
+                    last_error = Some(SyncError::Upstream(error));
+                }
+                Err(error) => return Err(error),
             }
         }
+        round += 1;
+        let pause = crate::slow_path::backoff(round);
+        let Some(error) = last_error else {
+            return Err(out_of_time(timeouts.overall));
+        };
+        if Instant::now() + pause >= deadline {
+            return Err(error);
+        }
+        tracing::info!(
+            "no upstream answered IDENTIFY_SYSTEM (round {round}); trying again in {} ms",
+            pause.as_millis()
+        );
+        std::thread::sleep(pause);
     }
-    Err(last_error.unwrap_or_else(|| SyncError::UpstreamConnstr {
-        message: "it names no host".to_string(),
-    }))
+}
+
+/// A refused, cut or silent connection may work the next time; an answer will not change.
+fn worth_retrying(error: &WireError) -> bool {
+    matches!(
+        error,
+        WireError::Io { .. } | WireError::Timeout { .. } | WireError::Closed { .. }
+    )
+}
+
+fn out_of_time(overall: Duration) -> SyncError {
+    SyncError::UpstreamAnswer(format!(
+        "no answer within --timeout {overall:?}; check that the primary is up, or raise \
+         --timeout"
+    ))
 }
 
 fn identify_system(

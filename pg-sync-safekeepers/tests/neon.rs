@@ -198,6 +198,36 @@ fn uncommitted_or_unreachable_quorum_takes_the_slow_path() {
 }
 
 #[test]
+fn safekeepers_silent_after_the_startup_do_not_hold_the_fast_path() {
+    let dir = TestDir::new("sync-mute");
+    let mute: Vec<Safekeeper> = (0..3)
+        .map(|_| Safekeeper::start(Behaviour::SilentAfterStartup, TOKEN))
+        .collect();
+    let start = Instant::now();
+    let outcome = run_neon(
+        &dir,
+        &mute.iter().collect::<Vec<_>>(),
+        &printing("0/7"),
+        json!("Primary"),
+        &["--fast-path-timeout", "300ms"],
+    );
+    assert_eq!(
+        lsn_and_method(&outcome),
+        ("0/7".into(), "sync-safekeepers".into())
+    );
+    let check_ms = outcome.stdout["sync_safekeepers"]["sync_sk_check_ms"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        (300..2000).contains(&check_ms),
+        "fast path took {check_ms} ms"
+    );
+    // They were asked: the silence came after the startup.
+    assert!(mute.iter().all(|sk| sk.connections() == 1));
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
 fn wrong_token_is_a_failed_answer() {
     let dir = TestDir::new("sync-token");
     let sks: Vec<Safekeeper> = (0..3)

@@ -3,9 +3,12 @@
 
 mod util;
 
+use std::time::{Duration, Instant};
+
 use compute_spec::Lsn;
 use pg_test_support::TestPostgres;
 use serde_json::json;
+use util::safekeeper::{Behaviour, Safekeeper};
 use util::{document, lsn_and_method, run_doc, spec_json, Outcome};
 
 fn primary() -> TestPostgres {
@@ -99,4 +102,38 @@ fn wrong_password_and_bad_connstr_are_clear_errors() {
 
     let outcome = sync_from("host=127.0.0.1 port=notaport");
     outcome.failed_with("invalid_spec");
+}
+
+/// An upstream that falls silent (`behaviour`): with 1 s per connection and 3 s in all, the
+/// stage tries it again, then fails with a timeout naming it, well within a bound.
+fn gives_up_on_a_silent_upstream(behaviour: Behaviour) {
+    let upstream = Safekeeper::start(behaviour, "secret");
+    let dir = tempfile::tempdir().unwrap();
+    let connstr = format!("postgresql://rep:secret@{}/postgres", upstream.address);
+    let spec = spec_json(json!({"upstream_connstring": connstr}));
+    let doc = document(
+        &spec,
+        &dir.path().join("pgdata"),
+        &pg_test_support::pg_bin("postgres"),
+    );
+    let started = Instant::now();
+    let outcome = run_doc(&doc, &["--timeout", "3s", "--startup-timeout", "1s"]);
+    let took = started.elapsed();
+    let error = outcome.failed_with("timeout");
+    let message = error["message"].as_str().unwrap();
+    assert!(message.contains(&upstream.address), "{message}");
+    assert!(message.contains("no answer within"), "{message}");
+    assert!(!message.contains("secret"), "{message}");
+    assert_eq!(upstream.connections(), 2, "{}", outcome.stderr);
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+}
+
+#[test]
+fn an_upstream_silent_after_the_connect_is_retried_then_reported() {
+    gives_up_on_a_silent_upstream(Behaviour::Hang);
+}
+
+#[test]
+fn an_upstream_silent_after_the_startup_is_retried_then_reported() {
+    gives_up_on_a_silent_upstream(Behaviour::SilentAfterStartup);
 }

@@ -154,7 +154,9 @@ impl Connection {
         self.deadline = timeout.map(|timeout| (Instant::now() + timeout, timeout));
     }
 
-    /// Bounds each single read by `timeout` (None: only the deadline applies).
+    /// Bounds each wait for the server by `timeout`: every read (a silent server), and every
+    /// write (a server that stops reading). None: only the deadline applies. With no
+    /// deadline, this is what keeps a long stream from waiting forever.
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
         self.read_timeout = timeout;
     }
@@ -342,10 +344,10 @@ impl Connection {
     }
 
     fn send(&mut self, bytes: &[u8]) -> Result<(), WireError> {
-        let remaining = self.remaining()?;
+        let limit = self.wait_limit()?;
         let result = self
             .stream
-            .set_write_timeout(remaining)
+            .set_write_timeout(limit)
             .and_then(|()| self.stream.write_all(bytes));
         match result {
             Err(error) if is_timeout(&error) => Err(self.timed_out()),
@@ -436,10 +438,7 @@ impl Connection {
     /// Sets the socket's read timeout to what is left of the deadline or the per-read
     /// timeout, whichever is shorter (no system call when it is unchanged).
     fn apply_read_timeout(&mut self) -> Result<(), WireError> {
-        let limit = match (self.remaining()?, self.read_timeout) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let limit = self.wait_limit()?;
         if limit != self.socket_timeout {
             self.stream
                 .set_read_timeout(limit)
@@ -447,6 +446,15 @@ impl Connection {
             self.socket_timeout = limit;
         }
         Ok(())
+    }
+
+    /// The longest one wait for the server may take: what is left of the deadline or the
+    /// read timeout, whichever is shorter (None: neither is set).
+    fn wait_limit(&self) -> Result<Option<Duration>, WireError> {
+        Ok(match (self.remaining()?, self.read_timeout) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
     }
 
     /// Time left before the deadline (None: no deadline); an error once it has passed.
@@ -689,9 +697,14 @@ fn open(
         timeout,
     };
     match endpoint {
-        Endpoint::Unix(path) => UnixStream::connect(path)
-            .map(Stream::Unix)
-            .map_err(io_error),
+        Endpoint::Unix(path) => {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match connect_unix(path, remaining) {
+                Ok(stream) => Ok(Stream::Unix(stream)),
+                Err(error) if is_timeout(&error) => Err(timed_out()),
+                Err(error) => Err(io_error(error)),
+            }
+        }
         Endpoint::Tcp(host, port) => {
             let addresses = (host.as_str(), *port).to_socket_addrs().map_err(io_error)?;
             let mut last_error = None;
@@ -717,4 +730,29 @@ fn open(
             })))
         }
     }
+}
+
+/// Connects to a Unix socket within `timeout`: a server whose accept queue is full (a stopped
+/// postmaster) makes `connect` wait, bounded here by the socket's send timeout, which Linux
+/// applies to that wait.
+fn connect_unix(path: &std::path::Path, timeout: Duration) -> io::Result<UnixStream> {
+    use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, UnixAddr};
+    use nix::sys::time::{TimeVal, TimeValLike};
+    use std::os::fd::AsRawFd;
+    if timeout.is_zero() {
+        return Err(io::ErrorKind::TimedOut.into());
+    }
+    let fd = socket::socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    let micros = i64::try_from(timeout.as_micros())
+        .unwrap_or(i64::MAX)
+        .max(1);
+    socket::setsockopt(&fd, sockopt::SendTimeout, &TimeVal::microseconds(micros))?;
+    let address = UnixAddr::new(path)?;
+    retry_interrupted(|| socket::connect(fd.as_raw_fd(), &address))?;
+    Ok(UnixStream::from(fd))
 }

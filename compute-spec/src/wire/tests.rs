@@ -352,3 +352,148 @@ fn copy_out_payloads_can_be_read_in_pieces_and_spliced_into_a_pipe() {
     assert!(copy.next_data().unwrap().is_none());
     copy.finish().unwrap();
 }
+
+/// A server that starts up, answers the query with `answer`, then says nothing and reads
+/// nothing until the test drops the sender it returns.
+struct Silent {
+    _dir: tempfile::TempDir,
+    endpoint: Endpoint,
+    release: std::sync::mpsc::Sender<()>,
+    server: JoinHandle<()>,
+}
+
+impl Silent {
+    fn start(answer: Vec<u8>) -> Silent {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".s.PGSQL.5432");
+        let listener = UnixListener::bind(&path).unwrap();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            read_frontend(&mut stream, true);
+            let mut greeting = auth(0, &[]);
+            greeting.extend(ready());
+            stream.write_all(&greeting).unwrap();
+            read_frontend(&mut stream, false);
+            stream.write_all(&answer).unwrap();
+            let _ = released.recv_timeout(Duration::from_secs(30));
+        });
+        Silent {
+            _dir: dir,
+            endpoint: Endpoint::Unix(path),
+            release,
+            server,
+        }
+    }
+
+    fn stop(self) {
+        drop(self.release);
+        self.server.join().unwrap();
+    }
+}
+
+fn is_timeout_after(error: &WireError, limit: Duration) -> bool {
+    matches!(error, WireError::Timeout { timeout, .. } if *timeout == limit)
+}
+
+#[test]
+fn a_server_silent_mid_copy_times_out_on_read_and_on_splice_without_a_deadline() {
+    use std::os::fd::AsFd;
+    let mut answer = message(b'H', &[0, 0, 0]);
+    let mut first = b"d".to_vec();
+    first.extend([1u8; 100]);
+    // The message claims more bytes than are sent: the rest never comes.
+    let mut cut = message(b'd', &[b'd'; 1000]);
+    cut.truncate(500);
+    answer.extend(message(b'd', &first));
+    answer.extend(cut);
+    let idle = Duration::from_millis(200);
+    for splice in [false, true] {
+        let server = Silent::start(answer.clone());
+        let mut connection =
+            Connection::connect(&server.endpoint, &startup(None), TIMEOUT).unwrap();
+        connection.set_deadline(None);
+        connection.set_read_timeout(Some(idle));
+        let mut copy = connection.copy_out("BASE_BACKUP").unwrap();
+        copy.read_exactly();
+        assert_eq!(copy.next_payload().unwrap().unwrap().len(), 101);
+        assert_eq!(copy.next_data().unwrap(), Some(1000));
+        let started = Instant::now();
+        let (_pipe_out, pipe_in) = nix::unistd::pipe().unwrap();
+        let error = loop {
+            let step = match splice {
+                true => copy.splice_to(pipe_in.as_fd(), 1 << 16),
+                false => copy.read(&mut [0u8; 4096]),
+            };
+            match step {
+                Ok(n) => assert!(n > 0, "the payload ended early"),
+                Err(error) => break error,
+            }
+        };
+        assert!(is_timeout_after(&error, idle), "{error:?}");
+        assert!(error.to_string().contains(".s.PGSQL.5432"), "{error}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+        drop(connection);
+        server.stop();
+    }
+}
+
+#[test]
+fn a_server_that_stops_reading_times_out_the_write_without_a_deadline() {
+    let server = Silent::start(ready());
+    let mut connection = Connection::connect(&server.endpoint, &startup(None), TIMEOUT).unwrap();
+    connection.simple_query("SELECT 1").unwrap();
+    let idle = Duration::from_millis(200);
+    connection.set_deadline(None);
+    connection.set_read_timeout(Some(idle));
+    // Far more than a socket buffer holds: the write must wait for the server to read.
+    let sql = format!("SELECT '{}'", "x".repeat(16 << 20));
+    let started = Instant::now();
+    let error = connection.simple_query(&sql).unwrap_err();
+    assert!(is_timeout_after(&error, idle), "{error:?}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    drop(connection);
+    server.stop();
+}
+
+#[test]
+fn a_unix_server_that_accepts_nothing_times_out_the_connect() {
+    use nix::sys::socket::{self, AddressFamily, Backlog, SockFlag, SockType, UnixAddr};
+    use std::os::fd::AsRawFd;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(".s.PGSQL.7");
+    let listener = socket::socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::empty(),
+        None,
+    )
+    .unwrap();
+    let address = UnixAddr::new(&path).unwrap();
+    socket::bind(listener.as_raw_fd(), &address).unwrap();
+    socket::listen(&listener, Backlog::new(0).unwrap()).unwrap();
+    // Fill the accept queue (nobody accepts) without blocking.
+    let mut queued = Vec::new();
+    loop {
+        let client = socket::socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_NONBLOCK,
+            None,
+        )
+        .unwrap();
+        match socket::connect(client.as_raw_fd(), &address) {
+            Ok(()) => queued.push(client),
+            Err(nix::errno::Errno::EAGAIN) => break,
+            Err(other) => panic!("filling the queue: {other}"),
+        }
+        assert!(queued.len() < 1000, "the accept queue never filled");
+    }
+    let timeout = Duration::from_millis(200);
+    let started = Instant::now();
+    let error = Connection::connect(&Endpoint::Unix(path), &startup(None), timeout)
+        .err()
+        .unwrap();
+    assert!(is_timeout_after(&error, timeout), "{error:?}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+}

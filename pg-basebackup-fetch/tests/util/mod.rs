@@ -81,6 +81,78 @@ pub fn run_stage(document: &ComputeDocument, args: &[&str]) -> Outcome {
     }
 }
 
+/// Runs `pg-basebackup-fetch` with `args` on `document`, which must end within `limit`
+/// (else it is killed and the test fails); the outcome and the time it took.
+pub fn run_stage_within(
+    document: &ComputeDocument,
+    args: &[&str],
+    limit: Duration,
+) -> (Outcome, Duration) {
+    use std::io::{Read, Write};
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pg-basebackup-fetch"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut guard = KillOnDrop(Some(child.id()));
+    let text = serde_json::to_string(document).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut text = String::new();
+        stdout.read_to_string(&mut text).unwrap();
+        text
+    });
+    let err = std::thread::spawn(move || {
+        let mut text = String::new();
+        stderr.read_to_string(&mut text).unwrap();
+        text
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "pg-basebackup-fetch still runs after {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    guard.0 = None;
+    let took = started.elapsed();
+    let stdout = out.join().unwrap();
+    let stderr = err.join().unwrap();
+    let json = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {stdout:?}; stderr: {stderr}"));
+    let outcome = Outcome {
+        code: status.code().unwrap_or(-1),
+        json,
+        stderr,
+    };
+    (outcome, took)
+}
+
+/// Kills the process with this id when dropped (a test that fails does not leave it).
+struct KillOnDrop(Option<u32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            let pid = nix::unistd::Pid::from_raw(pid as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
 /// A `postgres` started on a prepared PGDATA; stopped (fast) on drop.
 pub struct RunningPostgres {
     child: Child,

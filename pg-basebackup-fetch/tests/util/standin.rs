@@ -1,6 +1,9 @@
-//! A pageserver stand-in: a small libpq server speaking the subset `copy_out` uses
-//! (startup, cleartext password, Parse/Describe/Bind/Execute/Sync/Close) that serves a
-//! gzip tar for exactly one `basebackup` command and records what it was asked.
+//! A pageserver stand-in: a small libpq server speaking the subset the page service does
+//! (startup, cleartext password, a simple Query or Parse/Describe/Bind/Execute/Sync/Close)
+//! that serves a gzip tar for exactly one `basebackup` command and records what it was
+//! asked. With `replication`, it serves a plain tar the way a primary answers `BASE_BACKUP`
+//! (CopyData payloads tagged `n`, then `d`). It can also fall silent: accept and never
+//! answer, or stop in the middle of the stream while keeping the connection open.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -8,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 
 /// What the stand-in serves and expects.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct StandinConfig {
     /// The password (storage token) it accepts.
     pub password: String,
@@ -20,6 +23,25 @@ pub struct StandinConfig {
     pub cut_first: usize,
     /// Send an error after the whole archive instead of ending the COPY.
     pub late_error: bool,
+    /// Where to fall silent, keeping the connection open until the client hangs up.
+    pub silence: Silence,
+    /// Answer like a primary's `BASE_BACKUP`: an `n` payload naming `base.tar`, then the
+    /// archive in `d` payloads.
+    pub replication: bool,
+}
+
+/// Where the stand-in stops answering.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Silence {
+    /// It always answers.
+    #[default]
+    Never,
+    /// It accepts the connection, reads the startup packet and never answers.
+    AtStartup,
+    /// It starts up, takes the command and never answers it.
+    AfterCommand,
+    /// It sends the first half of the archive, then nothing more.
+    MidStream,
 }
 
 /// One connection as the stand-in saw it.
@@ -52,11 +74,15 @@ impl Standin {
                 let Ok(stream) = stream else { continue };
                 let cut = index < config.cut_first;
                 recorder.lock().unwrap().push(Seen::default());
-                let record = Record {
-                    all: &recorder,
-                    index,
-                };
-                let _ = serve(stream, &config, cut, &record);
+                let (config, recorder) = (config.clone(), recorder.clone());
+                // One thread a connection: a silent one must not hold up the next.
+                thread::spawn(move || {
+                    let record = Record {
+                        all: &recorder,
+                        index,
+                    };
+                    let _ = serve(stream, &config, cut, &record);
+                });
             }
         });
         Standin { port, seen }
@@ -116,6 +142,9 @@ fn serve(
         .map(|(_, value)| value.clone())
         .unwrap_or_default();
     record.update(|seen| seen.params = params);
+    if config.silence == Silence::AtStartup {
+        return wait_for_hang_up(&mut stream);
+    }
     send(&mut stream, b'R', &3u32.to_be_bytes())?;
     let (tag, body) = read_message(&mut stream)?;
     assert_eq!(tag, b'p');
@@ -144,36 +173,77 @@ fn serve(
             b'C' => send(&mut stream, b'3', &[])?,
             b'S' => send(&mut stream, b'Z', b"I")?,
             b'E' => {
-                record.update(|seen| seen.commands.push(statement.clone()));
-                if statement != config.command {
-                    let message = format!("unexpected command or unknown timeline: {statement}");
-                    send_error(&mut stream, "ERROR", "XX000", &message)?;
-                    continue;
+                if !run_command(&mut stream, config, cut, record, &statement)? {
+                    return Ok(());
                 }
-                send(&mut stream, b'H', &[0, 0, 0])?;
-                let half = config.archive.len() / 2;
-                for (index, chunk) in config.archive.chunks(16 * 1024).enumerate() {
-                    if cut && index * 16 * 1024 >= half {
-                        return stream.shutdown(std::net::Shutdown::Both);
-                    }
-                    send(&mut stream, b'd', chunk)?;
+            }
+            b'Q' => {
+                let query = cstring(&body);
+                if !run_command(&mut stream, config, cut, record, &query)? {
+                    return Ok(());
                 }
-                if config.late_error {
-                    send_error(
-                        &mut stream,
-                        "ERROR",
-                        "XX000",
-                        "late failure after the archive",
-                    )?;
-                    continue;
-                }
-                send(&mut stream, b'c', &[])?;
-                send(&mut stream, b'C', b"COPY 0\0")?;
+                send(&mut stream, b'Z', b"I")?;
             }
             b'X' => return Ok(()),
             _ => send_error(&mut stream, "ERROR", "08P01", "unsupported message")?,
         }
     }
+}
+
+/// Runs one command: the archive as COPY OUT for the expected one, an error for any other.
+/// False when the connection is done with (cut, or silent until the client hung up).
+fn run_command(
+    stream: &mut TcpStream,
+    config: &StandinConfig,
+    cut: bool,
+    record: &Record<'_>,
+    statement: &str,
+) -> std::io::Result<bool> {
+    record.update(|seen| seen.commands.push(statement.to_string()));
+    if statement != config.command {
+        let message = format!("unexpected command or unknown timeline: {statement}");
+        send_error(stream, "ERROR", "XX000", &message)?;
+        return Ok(true);
+    }
+    if config.silence == Silence::AfterCommand {
+        wait_for_hang_up(stream)?;
+        return Ok(false);
+    }
+    send(stream, b'H', &[0, 0, 0])?;
+    if config.replication {
+        send(stream, b'd', b"nbase.tar\0\0")?;
+    }
+    let half = config.archive.len() / 2;
+    for (index, chunk) in config.archive.chunks(16 * 1024).enumerate() {
+        if index * 16 * 1024 >= half {
+            if cut {
+                stream.shutdown(std::net::Shutdown::Both)?;
+                return Ok(false);
+            }
+            if config.silence == Silence::MidStream {
+                wait_for_hang_up(stream)?;
+                return Ok(false);
+            }
+        }
+        match config.replication {
+            true => send(stream, b'd', &[b"d", chunk].concat())?,
+            false => send(stream, b'd', chunk)?,
+        }
+    }
+    if config.late_error {
+        send_error(stream, "ERROR", "XX000", "late failure after the archive")?;
+        return Ok(true);
+    }
+    send(stream, b'c', &[])?;
+    send(stream, b'C', b"COPY 0\0")?;
+    Ok(true)
+}
+
+/// Says nothing, reading (and dropping) whatever comes, until the client hangs up.
+fn wait_for_hang_up(stream: &mut TcpStream) -> std::io::Result<()> {
+    let mut sink = [0; 4096];
+    while stream.read(&mut sink)? > 0 {}
+    Ok(())
 }
 
 fn cstring(bytes: &[u8]) -> String {

@@ -1,5 +1,7 @@
 //! A safekeeper stand-in: a tiny libpq server on 127.0.0.1 that checks the cleartext password
-//! (the storage token) and answers `TIMELINE_STATUS` with chosen LSNs, or hangs, or is down.
+//! (the storage token) and answers `TIMELINE_STATUS` with chosen LSNs, or hangs (at startup,
+//! or after it with a query asked), or is down. It also stands in for a silent upstream
+//! primary (it never answers `IDENTIFY_SYSTEM` either).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -16,6 +18,8 @@ pub enum Behaviour {
     Answer(&'static str, &'static str),
     /// Accept, then never answer.
     Hang,
+    /// Start up and authenticate, then take every query and never answer it.
+    SilentAfterStartup,
 }
 
 /// A running stand-in (or a closed port, for "down").
@@ -84,6 +88,9 @@ fn serve(mut stream: TcpStream, behaviour: Behaviour, token: &str, log: &Mutex<V
     send(&mut stream, b'R', &0i32.to_be_bytes());
     send(&mut stream, b'Z', b"I");
     while let Some((b'Q', query)) = read_message(&mut stream) {
+        if let Behaviour::SilentAfterStartup = behaviour {
+            continue;
+        }
         if query != b"TIMELINE_STATUS\0" {
             send_error(&mut stream, "42601", "unsupported query");
             send(&mut stream, b'Z', b"I");
