@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what compute-tools needs to run and test on Debian: the PostgreSQL server
-# packages (when no /usr/lib/postgresql/*/bin/postgres exists) and util-linux (unshare).
+# packages (when no /usr/lib/postgresql/*/bin/postgres exists), util-linux (unshare) and
+# openssl (the JWT tests make RSA keys with it).
 set -euo pipefail
 
 have_postgres() {
@@ -15,6 +16,7 @@ missing=()
 have_postgres || missing+=(postgresql postgresql-contrib)
 command -v unshare >/dev/null || missing+=(util-linux)
 command -v psql >/dev/null || missing+=(postgresql-client)
+command -v openssl >/dev/null || missing+=(openssl)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "installing: ${missing[*]}" >&2
     sudo_if_needed apt-get update -qq

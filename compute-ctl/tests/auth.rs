@@ -343,3 +343,60 @@ fn no_keys_means_loopback_only() {
     ]));
     assert!(stderr.contains("without authentication"), "{stderr}");
 }
+
+/// An RSA key pair made by `openssl`: (private key as PKCS#1 DER, its JWK with `"alg": "RS256"`).
+fn rsa_key_pair(dir: &std::path::Path) -> (Vec<u8>, Value) {
+    let pem = dir.join("rsa.pem");
+    let made = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(&pem)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let modulus = std::process::Command::new("openssl")
+        .args(["rsa", "-noout", "-modulus", "-in"])
+        .arg(&pem)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(modulus.stdout).unwrap();
+    let hex = text.trim().strip_prefix("Modulus=").unwrap();
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|at| u8::from_str_radix(&hex[at..at + 2], 16).unwrap())
+        .collect();
+    let n = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let jwk =
+        json!({"kty": "RSA", "n": n, "e": "AQAB", "alg": "RS256", "use": "sig", "kid": "rsa-1"});
+    let der = dir.join("rsa.der");
+    let converted = std::process::Command::new("openssl")
+        .args(["rsa", "-traditional", "-outform", "DER", "-in"])
+        .arg(&pem)
+        .arg("-out")
+        .arg(&der)
+        .output()
+        .unwrap();
+    assert!(converted.status.success(), "{converted:?}");
+    (std::fs::read(&der).unwrap(), jwk)
+}
+
+/// A key set with an RS256 key verifies RS256 tokens; EdDSA tokens then never verify.
+#[test]
+fn rs256_key_sets() {
+    let mut harness = Harness::new();
+    let (der, rsa_jwk) = rsa_key_pair(harness.path());
+    let ed_key = key_pair();
+    let compute = start_with_keys(&mut harness, json!([rsa_jwk, jwk(&ed_key)]), &[]);
+    let claims = json!({"compute_id": "compute-1", "exp": in_an_hour()});
+    let encoding = EncodingKey::from_rsa_der(&der);
+    let rs256 = jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &encoding).unwrap();
+    assert_eq!(status_with(&compute, Some(&rs256)).status, 200);
+    let eddsa = token(&ed_key, claims);
+    assert_eq!(status_with(&compute, Some(&eddsa)).status, 401);
+}
