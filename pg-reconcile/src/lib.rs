@@ -25,7 +25,7 @@
 //! stop independent ones, and the stage then exits 1 naming them.
 //!
 //! ```
-//! use pg_reconcile::plan::startup_concurrency;
+//! use pg_reconcile::startup_concurrency;
 //! assert_eq!(startup_concurrency(Some(100)), 33);
 //! ```
 //!
@@ -36,6 +36,7 @@
 pub mod apply;
 pub mod cli;
 pub mod plan;
+pub mod roles;
 pub mod settings;
 pub mod snapshot;
 pub mod sql;
@@ -261,7 +262,19 @@ pub fn concurrency(spec: &ComputeSpec, options: &Options, server_max: Option<u32
         .and_then(|value| value.trim().parse().ok())
         .or(from_conf)
         .or(server_max);
-    plan::startup_concurrency(max)
+    startup_concurrency(max)
+}
+
+/// The per-database concurrency at start-up, from `max_connections` (upstream's rule):
+/// below 10 as is, 10–29 → 10, 30–299 → a third, 300 and more → 100, unknown → 10.
+pub fn startup_concurrency(max_connections: Option<u32>) -> usize {
+    match max_connections {
+        None => 10,
+        Some(n @ 0..=9) => (n as usize).max(1),
+        Some(10..=29) => 10,
+        Some(n @ 30..=299) => n as usize / 3,
+        Some(_) => 100,
+    }
 }
 
 fn planned(steps: &[plan::Step]) -> Vec<PlannedStatement> {
