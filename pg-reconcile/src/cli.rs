@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use compute_spec::logging::LogFormat;
 
-use crate::Options;
+use crate::{reconfigure, startup, Options, Reconcile};
 
 /// Make a running Postgres match the compute spec: reads the compute document on stdin and
 /// writes it on stdout with its `reconcile` section.
@@ -44,7 +44,16 @@ impl Cli {
             spec_file: self.spec.clone(),
             dry_run: self.dry_run,
             concurrency: self.concurrency,
-            reconfigure: self.reconfigure,
+        }
+    }
+
+    /// How to reconcile: [`reconfigure`] a running compute with `--reconfigure`, else
+    /// [`startup`].
+    pub fn reconcile(&self) -> Reconcile {
+        if self.reconfigure {
+            reconfigure
+        } else {
+            startup
         }
     }
 }
@@ -66,7 +75,8 @@ mod tests {
             "--reconfigure",
         ]);
         let options = cli.options();
-        assert!(options.dry_run && options.reconfigure);
+        assert!(options.dry_run && cli.reconfigure);
         assert_eq!(options.concurrency, Some(3));
+        assert!(!Cli::parse_from(["pg-reconcile"]).reconfigure);
     }
 }

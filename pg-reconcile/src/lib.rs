@@ -25,7 +25,7 @@
 //! stop independent ones, and the stage then exits 1 naming them.
 //!
 //! ```
-//! use pg_reconcile::plan::startup_concurrency;
+//! use pg_reconcile::startup_concurrency;
 //! assert_eq!(startup_concurrency(Some(100)), 33);
 //! ```
 //!
@@ -36,6 +36,7 @@
 pub mod apply;
 pub mod cli;
 pub mod plan;
+pub mod roles;
 pub mod settings;
 pub mod snapshot;
 pub mod sql;
@@ -75,15 +76,17 @@ pub struct Options {
     pub dry_run: bool,
     /// Parallel connections for per-database work (overrides the computed default).
     pub concurrency: Option<usize>,
-    /// Live-compute mode: `reconfigure_concurrency` applies.
-    pub reconfigure: bool,
 }
 
-/// Runs the stage on a document: [`reconcile`], then the section goes into the document;
-/// any failed object makes this an error naming them.
+/// One way of reconciling: [`startup`] or [`reconfigure`].
+pub type Reconcile = fn(&ComputeDocument, &Options) -> Result<ReconcileSection, StageError>;
+
+/// Runs the stage on a document: `reconcile` ([`startup`] or [`reconfigure`]), then the
+/// section goes into the document; any failed object makes this an error naming them.
 pub fn run(
     mut document: ComputeDocument,
     options: &Options,
+    reconcile: Reconcile,
 ) -> Result<ComputeDocument, StageError> {
     apply_overrides(&mut document, options)?;
     let section = reconcile(&document, options)?;
@@ -95,12 +98,37 @@ pub fn run(
     }
 }
 
-/// Reconciles the instance with the document's spec. Errors are set-up failures (no spec,
-/// no connection, unreadable catalog or configuration); failures of single objects are in
-/// the returned section.
-pub fn reconcile(
+/// Reconciles a compute that is starting up with the document's spec: per-database work
+/// runs on as many connections as [`concurrency_at_startup`] says. Errors are set-up
+/// failures (no spec, no connection, unreadable catalog or configuration); failures of
+/// single objects are in the returned section.
+pub fn startup(
     document: &ComputeDocument,
     options: &Options,
+) -> Result<ReconcileSection, StageError> {
+    reconcile_with(document, options, &|spec, server_max| {
+        concurrency_at_startup(spec, options, server_max)
+    })
+}
+
+/// Reconciles a running compute with a new spec (`/configure`): as [`startup`], with the
+/// spec's `reconfigure_concurrency` ([`concurrency_on_reconfigure`]) instead of the
+/// start-up rule.
+pub fn reconfigure(
+    document: &ComputeDocument,
+    options: &Options,
+) -> Result<ReconcileSection, StageError> {
+    reconcile_with(document, options, &|spec, _| {
+        concurrency_on_reconfigure(spec, options)
+    })
+}
+
+/// What [`startup`] and [`reconfigure`] share; `concurrency` gives the number of connections
+/// from the spec and the server's `max_connections`.
+fn reconcile_with(
+    document: &ComputeDocument,
+    options: &Options,
+    concurrency: &dyn Fn(&ComputeSpec, Option<u32>) -> usize,
 ) -> Result<ReconcileSection, StageError> {
     let started = Instant::now();
     let spec = document.require_spec(STAGE)?;
@@ -155,7 +183,7 @@ pub fn reconcile(
     section.plan_ms = elapsed_ms(plan_started);
     if !options.dry_run {
         let apply_started = Instant::now();
-        let concurrency = concurrency(spec, options, snapshot.max_connections);
+        let concurrency = concurrency(spec, snapshot.max_connections);
         let connector = |database: &str| connect(document, Some(database)).map_err(|e| e.message);
         let outcome = apply::apply(&steps, client, &system_db, &connector, concurrency);
         section.applied = outcome.applied;
@@ -239,15 +267,23 @@ fn connect(
     })
 }
 
-/// `--concurrency`, else `reconfigure_concurrency` on a live compute, else upstream's
-/// start-up rule from `max_connections` (spec settings, then `postgresql_conf`, then the
-/// running server).
-pub fn concurrency(spec: &ComputeSpec, options: &Options, server_max: Option<u32>) -> usize {
+/// `--concurrency`, else the spec's `reconfigure_concurrency` (on a live compute).
+pub fn concurrency_on_reconfigure(spec: &ComputeSpec, options: &Options) -> usize {
+    options
+        .concurrency
+        .unwrap_or(spec.reconfigure_concurrency)
+        .max(1)
+}
+
+/// `--concurrency`, else upstream's start-up rule from `max_connections` (spec settings,
+/// then `postgresql_conf`, then the running server).
+pub fn concurrency_at_startup(
+    spec: &ComputeSpec,
+    options: &Options,
+    server_max: Option<u32>,
+) -> usize {
     if let Some(n) = options.concurrency {
         return n.max(1);
-    }
-    if options.reconfigure {
-        return spec.reconfigure_concurrency.max(1);
     }
     let from_conf = spec.cluster.postgresql_conf.as_deref().and_then(|text| {
         text.lines().rev().find_map(|line| {
@@ -261,7 +297,19 @@ pub fn concurrency(spec: &ComputeSpec, options: &Options, server_max: Option<u32
         .and_then(|value| value.trim().parse().ok())
         .or(from_conf)
         .or(server_max);
-    plan::startup_concurrency(max)
+    startup_concurrency(max)
+}
+
+/// The per-database concurrency at start-up, from `max_connections` (upstream's rule):
+/// below 10 as is, 10–29 → 10, 30–299 → a third, 300 and more → 100, unknown → 10.
+pub fn startup_concurrency(max_connections: Option<u32>) -> usize {
+    match max_connections {
+        None => 10,
+        Some(n @ 0..=9) => (n as usize).max(1),
+        Some(10..=29) => 10,
+        Some(n @ 30..=299) => n as usize / 3,
+        Some(_) => 100,
+    }
 }
 
 fn planned(steps: &[plan::Step]) -> Vec<PlannedStatement> {

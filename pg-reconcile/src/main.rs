@@ -10,5 +10,6 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     compute_spec::logging::init(cli.log_format);
     let options = cli.options();
-    compute_spec::stage::run(STAGE, |document| run(document, &options))
+    let reconcile = cli.reconcile();
+    compute_spec::stage::run(STAGE, |document| run(document, &options, reconcile))
 }

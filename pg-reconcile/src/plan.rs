@@ -5,13 +5,14 @@
 //! snapshot, so later phases see what earlier ones will have done (a renamed role, a dropped
 //! database), and a spec that is already in effect plans nothing.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use compute_spec::spec::{ComputeMode, ComputeSpec};
 use compute_spec::sqlopt::{OptionError, OptionsOf};
 
-use crate::snapshot::{ExistingDatabase, ExistingRole, Snapshot};
+use crate::roles::{RoleState, Roles};
+use crate::snapshot::{ExistingDatabase, Snapshot};
 use crate::sql::{ident, options, password_clause, password_matches, password_value};
 pub use crate::step::{Phase, Sql, Step};
 
@@ -98,56 +99,6 @@ fn deltas<'a>(
         .map(|op| (op.name.as_str(), op.new_name.as_deref()))
 }
 
-fn sql(text: String) -> Sql {
-    Sql {
-        shown: text.clone(),
-        text,
-        destructive: false,
-    }
-}
-
-fn destructive(text: String) -> Sql {
-    Sql {
-        destructive: true,
-        ..sql(text)
-    }
-}
-
-/// The roles as they will be after the steps so far: changes over the snapshot, so that a
-/// no-op plan copies nothing.
-struct Roles<'a> {
-    base: &'a HashMap<String, ExistingRole>,
-    /// `Some(password)`: exists with that password; `None`: dropped or renamed away.
-    changed: BTreeMap<String, Option<Option<String>>>,
-}
-
-impl Roles<'_> {
-    /// `Some(stored password)` when the role exists.
-    fn get(&self, name: &str) -> Option<Option<&str>> {
-        match self.changed.get(name) {
-            Some(state) => state.as_ref().map(Option::as_deref),
-            None => self.base.get(name).map(|role| role.password.as_deref()),
-        }
-    }
-
-    fn contains(&self, name: &str) -> bool {
-        self.get(name).is_some()
-    }
-
-    fn insert(&mut self, name: String, password: Option<String>) {
-        self.changed.insert(name, Some(password));
-    }
-
-    /// Removes the role; its stored password when it existed.
-    fn remove(&mut self, name: &str) -> Option<Option<String>> {
-        let old = self.get(name).map(|password| password.map(str::to_string));
-        if old.is_some() {
-            self.changed.insert(name.to_string(), None);
-        }
-        old
-    }
-}
-
 /// The planner's working state: the snapshot as it will be after the steps so far.
 struct Planner<'a> {
     spec: &'a ComputeSpec,
@@ -163,28 +114,6 @@ struct Planner<'a> {
 }
 
 impl Planner<'_> {
-    fn push(&mut self, phase: Phase, database: &str, object: String, statements: Vec<Sql>) {
-        self.push_step(phase, database, object, true, statements);
-    }
-
-    fn push_step(
-        &mut self,
-        phase: Phase,
-        database: &str,
-        object: String,
-        transactional: bool,
-        statements: Vec<Sql>,
-    ) {
-        self.steps.push(Step {
-            phase,
-            database: database.to_string(),
-            object,
-            transactional,
-            statements,
-            slow: false,
-        });
-    }
-
     fn system(&self) -> String {
         self.context.system_db.clone()
     }
@@ -201,10 +130,7 @@ pub fn plan(
         spec,
         context,
         snapshot,
-        roles: Roles {
-            base: &snapshot.roles,
-            changed: BTreeMap::new(),
-        },
+        roles: Roles::new(&snapshot.roles),
         databases: snapshot.databases.clone(),
         renamed_from: BTreeMap::new(),
         database_now: BTreeMap::new(),
@@ -212,13 +138,13 @@ pub fn plan(
     };
     if context.reload {
         let system = planner.system();
-        let reload = sql("SELECT pg_catalog.pg_reload_conf()".to_string());
-        planner.push(
+        let reload = Sql::new("SELECT pg_catalog.pg_reload_conf()".to_string());
+        planner.steps.push(Step::new(
             Phase::Settings,
             &system,
             "settings".to_string(),
             vec![reload],
-        );
+        ));
     }
     if catalog_enabled(spec) {
         drop_subscriptions(&mut planner);
@@ -257,15 +183,20 @@ fn drop_subscriptions(planner: &mut Planner<'_>) {
             .flat_map(|(_, name)| {
                 let name = ident(name);
                 [
-                    destructive(format!("ALTER SUBSCRIPTION {name} DISABLE")),
-                    destructive(format!("ALTER SUBSCRIPTION {name} SET (slot_name = NONE)")),
-                    destructive(format!("DROP SUBSCRIPTION {name}")),
+                    Sql::destructive(format!("ALTER SUBSCRIPTION {name} DISABLE")),
+                    Sql::destructive(format!("ALTER SUBSCRIPTION {name} SET (slot_name = NONE)")),
+                    Sql::destructive(format!("DROP SUBSCRIPTION {name}")),
                 ]
             })
             .collect();
         if !statements.is_empty() {
             let object = database_object(target);
-            planner.push(Phase::DropSubscriptions, target, object, statements);
+            planner.steps.push(Step::new(
+                Phase::DropSubscriptions,
+                target,
+                object,
+                statements,
+            ));
         }
     }
 }
@@ -275,19 +206,19 @@ fn create_privileged_role(planner: &mut Planner<'_>) {
     if planner.roles.contains(&name) {
         return;
     }
-    let statement = sql(format!(
+    let statement = Sql::new(format!(
         "CREATE ROLE {} CREATEDB CREATEROLE NOLOGIN REPLICATION BYPASSRLS \
          IN ROLE pg_read_all_data, pg_write_all_data",
         ident(&name)
     ));
     let system = planner.system();
-    planner.push(
+    planner.steps.push(Step::new(
         Phase::CreatePrivilegedRole,
         &system,
         role_object(&name),
         vec![statement],
-    );
-    planner.roles.insert(name, None);
+    ));
+    planner.roles.set(name, RoleState::NoPassword);
 }
 
 fn drop_invalid_databases(planner: &mut Planner<'_>) {
@@ -299,14 +230,16 @@ fn drop_invalid_databases(planner: &mut Planner<'_>) {
         .collect();
     let system = planner.system();
     for name in invalid {
-        let statement = destructive(format!("DROP DATABASE IF EXISTS {}", ident(&name)));
-        planner.push_step(
-            Phase::DropInvalidDatabases,
-            &system,
-            database_object(&name),
-            false,
-            vec![statement],
-        );
+        let statement = Sql::destructive(format!("DROP DATABASE IF EXISTS {}", ident(&name)));
+        planner.steps.push(Step {
+            transactional: false,
+            ..Step::new(
+                Phase::DropInvalidDatabases,
+                &system,
+                database_object(&name),
+                vec![statement],
+            )
+        });
         planner.databases.remove(&name);
     }
 }
@@ -324,21 +257,23 @@ fn rename_roles(planner: &mut Planner<'_>) {
         {
             continue;
         }
-        let statement = sql(format!(
+        let statement = Sql::new(format!(
             "ALTER ROLE {} RENAME TO {}",
             ident(&old),
             ident(&new)
         ));
-        planner.push(
+        planner.steps.push(Step::new(
             Phase::RenameRoles,
             &system,
             role_object(&old),
             vec![statement],
-        );
-        let password = planner.roles.remove(&old).flatten();
-        // The md5 salt is the role name: Postgres clears an md5 password on rename.
-        let kept = password.filter(|hash| !hash.starts_with("md5"));
-        planner.roles.insert(new.clone(), kept);
+        ));
+        let renamed = match planner.roles.remove(&old) {
+            // The md5 salt is the role name: Postgres clears an md5 password on rename.
+            RoleState::Password(hash) if !hash.starts_with("md5") => RoleState::Password(hash),
+            _ => RoleState::NoPassword,
+        };
+        planner.roles.set(new.clone(), renamed);
         let origin = planner.renamed_from.remove(&old).unwrap_or(old);
         planner.renamed_from.insert(new, origin);
     }
@@ -360,25 +295,24 @@ fn create_and_alter_roles(planner: &mut Planner<'_>) -> Result<(), PlanError> {
             continue;
         }
         let existing = planner.roles.get(&role.name);
-        if existing.is_some_and(|stored| password_matches(stored, role)) {
+        let exists = existing.exists();
+        if exists && password_matches(existing.password(), role) {
             continue;
         }
-        let opts = options(role.options.as_deref(), OptionsOf::Role, existing.is_some()).map_err(
-            |error| {
-                option_error(
-                    &role_object(&role.name),
-                    format!("cluster.roles[{index}]"),
-                    error,
-                )
-            },
-        )?;
+        let opts = options(role.options.as_deref(), OptionsOf::Role, exists).map_err(|error| {
+            option_error(
+                &role_object(&role.name),
+                format!("cluster.roles[{index}]"),
+                error,
+            )
+        })?;
         let name = ident(&role.name);
-        let head = match existing {
-            Some(_) => format!("ALTER ROLE {name}{opts} LOGIN"),
-            None if jwks_roles.contains(role.name.as_str()) => {
+        let head = match exists {
+            true => format!("ALTER ROLE {name}{opts} LOGIN"),
+            false if jwks_roles.contains(role.name.as_str()) => {
                 format!("CREATE ROLE {name}{opts} LOGIN")
             }
-            None => format!(
+            false => format!(
                 "CREATE ROLE {name} INHERIT CREATEROLE CREATEDB BYPASSRLS REPLICATION \
                  IN ROLE {privileged}{opts} LOGIN"
             ),
@@ -388,18 +322,22 @@ fn create_and_alter_roles(planner: &mut Planner<'_>) -> Result<(), PlanError> {
             shown: format!("{head}{}", password_clause(role, true)),
             destructive: false,
         };
-        planner.push(
-            Phase::CreateAndAlterRoles,
-            &system,
-            role_object(&role.name),
-            vec![statement],
-        );
-        if let Some(step) = planner.steps.last_mut() {
-            step.slow = password_value(role).is_some_and(|hash| hash.starts_with("SCRAM"));
-        }
+        let password = password_value(role);
+        planner.steps.push(Step {
+            // The server checks a SCRAM verifier (~4 ms each).
+            slow: password
+                .as_ref()
+                .is_some_and(|hash| hash.starts_with("SCRAM")),
+            ..Step::new(
+                Phase::CreateAndAlterRoles,
+                &system,
+                role_object(&role.name),
+                vec![statement],
+            )
+        });
         planner
             .roles
-            .insert(role.name.clone(), password_value(role));
+            .set(role.name.clone(), RoleState::with_password(password));
     }
     Ok(())
 }
@@ -425,37 +363,34 @@ fn rename_and_delete_databases(planner: &mut Planner<'_>) {
                 .get(&name)
                 .is_some_and(|db| db.is_template)
             {
-                statements.push(sql(format!(
+                statements.push(Sql::new(format!(
                     "ALTER DATABASE {} IS_TEMPLATE false",
                     ident(&name)
                 )));
             }
-            statements.push(destructive(format!(
+            statements.push(Sql::destructive(format!(
                 "DROP DATABASE IF EXISTS {} WITH (FORCE)",
                 ident(&name)
             )));
             let object = database_object(&name);
-            planner.push_step(
-                Phase::RenameAndDeleteDatabases,
-                &system,
-                object,
-                false,
-                statements,
-            );
+            planner.steps.push(Step {
+                transactional: false,
+                ..Step::new(Phase::RenameAndDeleteDatabases, &system, object, statements)
+            });
             planner.databases.remove(&name);
         } else if let Some(new) = new_name.filter(|new| !planner.databases.contains_key(new)) {
-            let statement = sql(format!(
+            let statement = Sql::new(format!(
                 "ALTER DATABASE {} RENAME TO {}",
                 ident(&name),
                 ident(&new)
             ));
             let object = database_object(&name);
-            planner.push(
+            planner.steps.push(Step::new(
                 Phase::RenameAndDeleteDatabases,
                 &system,
                 object,
                 vec![statement],
-            );
+            ));
             if let Some(database) = planner.databases.remove(&name) {
                 planner.databases.insert(new.clone(), database);
             }
@@ -483,13 +418,13 @@ fn create_and_alter_databases(planner: &mut Planner<'_>) -> Result<(), PlanError
         let object = database_object(&db.name);
         match existing {
             Some(_) => {
-                let statement = sql(format!("ALTER DATABASE {name} OWNER TO {owner}"));
-                planner.push(
+                let statement = Sql::new(format!("ALTER DATABASE {name} OWNER TO {owner}"));
+                planner.steps.push(Step::new(
                     Phase::CreateAndAlterDatabases,
                     &system,
                     object,
                     vec![statement],
-                );
+                ));
             }
             None => {
                 let opts = options(db.options.as_deref(), OptionsOf::Database, false).map_err(
@@ -502,21 +437,17 @@ fn create_and_alter_databases(planner: &mut Planner<'_>) -> Result<(), PlanError
                     },
                 )?;
                 let statements = vec![
-                    sql(format!("CREATE DATABASE {name}{opts} OWNER {owner}")),
-                    sql(format!(
+                    Sql::new(format!("CREATE DATABASE {name}{opts} OWNER {owner}")),
+                    Sql::new(format!(
                         "GRANT ALL PRIVILEGES ON DATABASE {name} TO {privileged}"
                     )),
                 ];
-                planner.push_step(
-                    Phase::CreateAndAlterDatabases,
-                    &system,
-                    object,
-                    false,
-                    statements,
-                );
-                if let Some(step) = planner.steps.last_mut() {
-                    step.slow = true;
-                }
+                // `CREATE DATABASE` copies its template: slow.
+                planner.steps.push(Step {
+                    transactional: false,
+                    slow: true,
+                    ..Step::new(Phase::CreateAndAlterDatabases, &system, object, statements)
+                });
             }
         }
         let state = ExistingDatabase {
@@ -533,23 +464,21 @@ fn create_and_alter_databases(planner: &mut Planner<'_>) -> Result<(), PlanError
     Ok(())
 }
 
+/// `REASSIGN OWNED` + `DROP OWNED` of deleted roles: the system database's steps (shared
+/// objects) first, in their own sequential phase; the other databases' after, in parallel.
 fn delete_role_references(planner: &mut Planner<'_>) {
-    let first = planner.steps.len();
-    delete_role_steps(planner);
-    // The system database's steps (shared objects) first, sequentially; the rest after.
-    let system = planner.system();
-    planner.steps[first..].sort_by_key(|step| step.database != system);
-    for step in &mut planner.steps[first..] {
-        if step.database == system {
-            step.phase = Phase::DeleteRoleSharedReferences;
-        }
-    }
+    let (shared, other): (Vec<Step>, Vec<Step>) = delete_role_steps(planner)
+        .into_iter()
+        .partition(|step| step.phase == Phase::DeleteRoleSharedReferences);
+    planner.steps.extend(shared);
+    planner.steps.extend(other);
 }
 
-fn delete_role_steps(planner: &mut Planner<'_>) {
+fn delete_role_steps(planner: &Planner<'_>) -> Vec<Step> {
     let system = planner.system();
-    let admin = planner.context.admin_user.clone();
+    let admin = planner.context.admin_user.as_str();
     let snapshot = planner.snapshot;
+    let mut steps = Vec::new();
     for role in deleted_roles(planner.spec) {
         if !planner.roles.contains(role) || role == planner.context.privileged_role {
             continue;
@@ -573,26 +502,27 @@ fn delete_role_steps(planner: &mut Planner<'_>) {
                 continue;
             }
             let new_owner = if database == system || state.owner == role {
-                admin.as_str()
+                admin
             } else {
                 state.owner.as_str()
             };
             let statements = vec![
-                destructive(format!(
+                Sql::destructive(format!(
                     "REASSIGN OWNED BY {} TO {}",
                     ident(role),
                     ident(new_owner)
                 )),
-                destructive(format!("DROP OWNED BY {}", ident(role))),
+                Sql::destructive(format!("DROP OWNED BY {}", ident(role))),
             ];
-            planner.push(
-                Phase::DeleteRoleReferences,
-                &database,
-                role_object(role),
-                statements,
-            );
+            let phase = if database == system {
+                Phase::DeleteRoleSharedReferences
+            } else {
+                Phase::DeleteRoleReferences
+            };
+            steps.push(Step::new(phase, &database, role_object(role), statements));
         }
     }
+    steps
 }
 
 fn extensions(planner: &mut Planner<'_>) {
@@ -604,30 +534,37 @@ fn extensions(planner: &mut Planner<'_>) {
         .any(|lib| lib == "pg_stat_statements");
     if let Some(ext) = snapshot.extensions.get("pg_stat_statements") {
         if preloaded && ext.installed_version.is_none() {
-            let statement = sql(
+            let statement = Sql::new(
                 "CREATE EXTENSION IF NOT EXISTS pg_stat_statements WITH SCHEMA public".to_string(),
             );
             let object = "extension \"pg_stat_statements\"".to_string();
-            planner.push(Phase::Extensions, &system, object, vec![statement]);
+            planner.steps.push(Step::new(
+                Phase::Extensions,
+                &system,
+                object,
+                vec![statement],
+            ));
         }
     }
     if let Some(ext) = snapshot.extensions.get("neon") {
         let mut statements = Vec::new();
         if !snapshot.neon_schema {
-            statements.push(sql("CREATE SCHEMA IF NOT EXISTS neon".to_string()));
+            statements.push(Sql::new("CREATE SCHEMA IF NOT EXISTS neon".to_string()));
         }
         match &ext.installed_version {
-            None => statements.push(sql(
-                "CREATE EXTENSION IF NOT EXISTS neon WITH SCHEMA neon".to_string()
+            None => statements.push(Sql::new(
+                "CREATE EXTENSION IF NOT EXISTS neon WITH SCHEMA neon".to_string(),
             )),
             Some(version) if *version != ext.default_version => {
-                statements.push(sql("ALTER EXTENSION neon UPDATE".to_string()));
+                statements.push(Sql::new("ALTER EXTENSION neon UPDATE".to_string()));
             }
             Some(_) => {}
         }
         if !statements.is_empty() {
             let object = "extension \"neon\"".to_string();
-            planner.push(Phase::Extensions, &system, object, statements);
+            planner
+                .steps
+                .push(Step::new(Phase::Extensions, &system, object, statements));
         }
     }
 }
@@ -635,28 +572,16 @@ fn extensions(planner: &mut Planner<'_>) {
 fn drop_roles(planner: &mut Planner<'_>) {
     let system = planner.system();
     for role in deleted_roles(planner.spec) {
-        if role == planner.context.privileged_role || planner.roles.remove(role).is_none() {
+        if role == planner.context.privileged_role || !planner.roles.remove(role).exists() {
             continue;
         }
-        let statement = destructive(format!("DROP ROLE IF EXISTS {}", ident(role)));
-        planner.push(
+        let statement = Sql::destructive(format!("DROP ROLE IF EXISTS {}", ident(role)));
+        planner.steps.push(Step::new(
             Phase::DropRoles,
             &system,
             role_object(role),
             vec![statement],
-        );
-    }
-}
-
-/// The per-database concurrency at start-up, from `max_connections` (upstream's rule):
-/// below 10 as is, 10–29 → 10, 30–299 → a third, 300 and more → 100, unknown → 10.
-pub fn startup_concurrency(max_connections: Option<u32>) -> usize {
-    match max_connections {
-        None => 10,
-        Some(n @ 0..=9) => (n as usize).max(1),
-        Some(10..=29) => 10,
-        Some(n @ 30..=299) => n as usize / 3,
-        Some(_) => 100,
+        ));
     }
 }
 

@@ -4,6 +4,7 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::snapshot::{AvailableExtension, ExistingRole, RoleDependencies};
+use crate::startup_concurrency;
 
 const MD5: &str = "6b1d16b78004bbd51fa06af9eda75972";
 const SCRAM: &str = "SCRAM-SHA-256$4096:c2FsdA==$c3RvcmVk:c2VydmVy";

@@ -109,23 +109,41 @@ fn dependencies_query(roles: &[&str]) -> Option<String> {
     ))
 }
 
+/// Adds one row of a query's result to the snapshot.
+type Decoder = fn(&mut Snapshot, &SimpleQueryRow);
+
+/// The fixed queries of the snapshot, each with the decoder of its rows, in the order they
+/// are sent (the dependency query, built per run, follows them).
+const QUERIES: &[(&str, Decoder)] = &[
+    (ROLES, add_role),
+    (DATABASES, add_database),
+    (SUBSCRIPTIONS, add_subscription),
+    (EXTENSIONS, add_extension),
+    (SERVER, add_server),
+    (FILE_SETTINGS, add_file_setting),
+];
+
 /// Reads the snapshot through `client` (connected to the system database), reading the
 /// dependencies of `deleted_roles`.
 pub fn take(client: &mut Client, deleted_roles: &[&str]) -> Result<Snapshot, postgres::Error> {
-    let mut queries = vec![
-        ROLES.to_string(),
-        DATABASES.to_string(),
-        SUBSCRIPTIONS.to_string(),
-        EXTENSIONS.to_string(),
-        SERVER.to_string(),
-        FILE_SETTINGS.to_string(),
-    ];
-    queries.extend(dependencies_query(deleted_roles));
+    let mut queries: Vec<(String, Decoder)> = QUERIES
+        .iter()
+        .map(|(query, decoder)| (query.to_string(), *decoder))
+        .collect();
+    if let Some(query) = dependencies_query(deleted_roles) {
+        queries.push((query, add_dependency));
+    }
+    let text: Vec<&str> = queries.iter().map(|(query, _)| query.as_str()).collect();
     let mut snapshot = Snapshot::default();
+    // Result set `set` answers query `set`: its rows go to that query's decoder.
     let mut set = 0;
-    for message in client.simple_query(&queries.join(";\n"))? {
+    for message in client.simple_query(&text.join(";\n"))? {
         match message {
-            SimpleQueryMessage::Row(row) => snapshot.add(set, &row),
+            SimpleQueryMessage::Row(row) => {
+                if let Some((_, decode)) = queries.get(set) {
+                    decode(&mut snapshot, &row);
+                }
+            }
             SimpleQueryMessage::CommandComplete(_) => set += 1,
             _ => {}
         }
@@ -145,73 +163,73 @@ fn flag(row: &SimpleQueryRow, i: usize) -> bool {
     text(row, i) == Some("t")
 }
 
-impl Snapshot {
-    /// Adds a row of result set `set` (the order [`take`] sends the queries in).
-    fn add(&mut self, set: usize, row: &SimpleQueryRow) {
-        match set {
-            0 => {
-                if let Some(name) = owned(row, 0) {
-                    let password = owned(row, 1);
-                    self.roles.insert(name, ExistingRole { password });
-                }
-            }
-            1 => {
-                if let Some(name) = owned(row, 0) {
-                    let database = ExistingDatabase {
-                        owner: owned(row, 1).unwrap_or_default(),
-                        allow_conn: flag(row, 2),
-                        invalid: flag(row, 3),
-                        is_template: flag(row, 4),
-                    };
-                    self.databases.insert(name, database);
-                }
-            }
-            2 => {
-                if let (Some(database), Some(name)) = (owned(row, 0), owned(row, 1)) {
-                    self.subscriptions.push((database, name));
-                }
-            }
-            3 => {
-                if let Some(name) = owned(row, 0) {
-                    let extension = AvailableExtension {
-                        default_version: owned(row, 1).unwrap_or_default(),
-                        installed_version: owned(row, 2),
-                    };
-                    self.extensions.insert(name, extension);
-                }
-            }
-            4 => self.add_server(row),
-            5 => self.add_file_setting(row),
-            _ => self.add_dependency(row),
+/// [`ROLES`]: name, password.
+fn add_role(snapshot: &mut Snapshot, row: &SimpleQueryRow) {
+    if let Some(name) = owned(row, 0) {
+        let password = owned(row, 1);
+        snapshot.roles.insert(name, ExistingRole { password });
+    }
+}
+
+/// [`DATABASES`]: name, owner, allow connections, invalid, template.
+fn add_database(snapshot: &mut Snapshot, row: &SimpleQueryRow) {
+    if let Some(name) = owned(row, 0) {
+        let database = ExistingDatabase {
+            owner: owned(row, 1).unwrap_or_default(),
+            allow_conn: flag(row, 2),
+            invalid: flag(row, 3),
+            is_template: flag(row, 4),
+        };
+        snapshot.databases.insert(name, database);
+    }
+}
+
+/// [`SUBSCRIPTIONS`]: database, subscription.
+fn add_subscription(snapshot: &mut Snapshot, row: &SimpleQueryRow) {
+    if let (Some(database), Some(name)) = (owned(row, 0), owned(row, 1)) {
+        snapshot.subscriptions.push((database, name));
+    }
+}
+
+/// [`EXTENSIONS`]: name, default version, installed version.
+fn add_extension(snapshot: &mut Snapshot, row: &SimpleQueryRow) {
+    if let Some(name) = owned(row, 0) {
+        let extension = AvailableExtension {
+            default_version: owned(row, 1).unwrap_or_default(),
+            installed_version: owned(row, 2),
+        };
+        snapshot.extensions.insert(name, extension);
+    }
+}
+
+/// [`SERVER`]: its one row.
+fn add_server(snapshot: &mut Snapshot, row: &SimpleQueryRow) {
+    snapshot.preloaded = split_list(text(row, 0).unwrap_or_default());
+    snapshot.max_connections = text(row, 1).and_then(|value| value.parse().ok());
+    snapshot.neon_schema = flag(row, 2);
+    snapshot.conf_loaded_at = text(row, 3).and_then(|value| value.parse().ok());
+}
+
+/// [`FILE_SETTINGS`]: setting (or file), error.
+fn add_file_setting(snapshot: &mut Snapshot, row: &SimpleQueryRow) {
+    if let (Some(name), Some(error)) = (owned(row, 0), text(row, 1)) {
+        if error == NEEDS_RESTART {
+            snapshot.pending_restart.push(name);
+        } else {
+            snapshot.conf_errors.push(format!("{name}: {error}"));
         }
     }
+}
 
-    fn add_server(&mut self, row: &SimpleQueryRow) {
-        self.preloaded = split_list(text(row, 0).unwrap_or_default());
-        self.max_connections = text(row, 1).and_then(|value| value.parse().ok());
-        self.neon_schema = flag(row, 2);
-        self.conf_loaded_at = text(row, 3).and_then(|value| value.parse().ok());
-    }
-
-    fn add_file_setting(&mut self, row: &SimpleQueryRow) {
-        if let (Some(name), Some(error)) = (owned(row, 0), text(row, 1)) {
-            if error == NEEDS_RESTART {
-                self.pending_restart.push(name);
-            } else {
-                self.conf_errors.push(format!("{name}: {error}"));
+/// [`dependencies_query`]: role, database (none for a shared object).
+fn add_dependency(snapshot: &mut Snapshot, row: &SimpleQueryRow) {
+    if let Some(role) = owned(row, 0) {
+        let entry = snapshot.role_dependencies.entry(role).or_default();
+        match owned(row, 1) {
+            Some(database) => {
+                entry.databases.insert(database);
             }
-        }
-    }
-
-    fn add_dependency(&mut self, row: &SimpleQueryRow) {
-        if let Some(role) = owned(row, 0) {
-            let entry = self.role_dependencies.entry(role).or_default();
-            match owned(row, 1) {
-                Some(database) => {
-                    entry.databases.insert(database);
-                }
-                None => entry.shared = true,
-            }
+            None => entry.shared = true,
         }
     }
 }

@@ -73,6 +73,25 @@ pub struct Sql {
     pub destructive: bool,
 }
 
+impl Sql {
+    /// A statement shown as it runs.
+    pub fn new(text: String) -> Sql {
+        Sql {
+            shown: text.clone(),
+            text,
+            destructive: false,
+        }
+    }
+
+    /// A destructive statement (a drop, a reassignment of owned objects) shown as it runs.
+    pub fn destructive(text: String) -> Sql {
+        Sql {
+            destructive: true,
+            ..Sql::new(text)
+        }
+    }
+}
+
 /// The work for one object in one database: its statements run in order, and stop at the
 /// first failure; other steps go on.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,4 +109,19 @@ pub struct Step {
     /// Costly on the server (a SCRAM verifier is checked at ~4 ms, `CREATE DATABASE` copies
     /// its template): such steps are spread over several connections.
     pub slow: bool,
+}
+
+impl Step {
+    /// A transactional, fast step of `phase` in `database` (the common kind); the others are
+    /// built as `Step { transactional: false, ..Step::new(…) }`.
+    pub fn new(phase: Phase, database: &str, object: String, statements: Vec<Sql>) -> Step {
+        Step {
+            phase,
+            database: database.to_string(),
+            object,
+            transactional: true,
+            statements,
+            slow: false,
+        }
+    }
 }

@@ -34,7 +34,7 @@ fn one_failing_object_does_not_stop_the_others() {
     // Through the stage entry point, the error names the objects.
     let mut doc = common::empty_document(&pg);
     doc.spec = Some(bad);
-    let error = pg_reconcile::run(doc, &Options::default()).unwrap_err();
+    let error = pg_reconcile::run(doc, &Options::default(), pg_reconcile::startup).unwrap_err();
     assert!(
         error.message.contains("role \"pg_reserved\""),
         "{}",

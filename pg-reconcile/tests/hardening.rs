@@ -8,7 +8,7 @@ mod common;
 use common::{apply_ok, column, spec, user_databases, user_roles};
 use compute_spec::error::ErrorKind;
 use compute_spec::spec::{ComputeSpec, GenericOption};
-use pg_reconcile::{reconcile, Options};
+use pg_reconcile::{startup, Options};
 use pg_test_support::TestPostgres;
 use serde_json::json;
 
@@ -30,7 +30,7 @@ fn with_settings(settings: Vec<GenericOption>) -> ComputeSpec {
 fn refused(pg: &TestPostgres, wanted: &ComputeSpec) -> compute_spec::StageError {
     let mut doc = common::empty_document(pg);
     doc.spec = Some(wanted.clone());
-    match reconcile(&doc, &Options::default()) {
+    match startup(&doc, &Options::default()) {
         Ok(section) => panic!("reconciled a hostile spec: {section:#?}"),
         Err(error) => error,
     }

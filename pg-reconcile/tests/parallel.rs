@@ -113,19 +113,15 @@ fn per_database_work_runs_in_parallel_and_with_reconfigure_concurrency() {
         .filter(|p| p.phase == "delete_role_references");
     assert_eq!(per_database.count(), 12);
     assert_eq!(user_roles(&pg), ["o"]);
-    let concurrency = |options: &Options| pg_reconcile::concurrency(&delete, options, Some(100));
-    assert_eq!(concurrency(&Options::default()), 33);
+    let at_startup =
+        |options: &Options| pg_reconcile::concurrency_at_startup(&delete, options, Some(100));
+    let on_reconfigure =
+        |options: &Options| pg_reconcile::concurrency_on_reconfigure(&delete, options);
+    assert_eq!(at_startup(&Options::default()), 33);
+    assert_eq!(on_reconfigure(&Options::default()), 1);
     assert_eq!(
-        concurrency(&Options {
-            reconfigure: true,
-            ..Default::default()
-        }),
-        1
-    );
-    assert_eq!(
-        concurrency(&Options {
+        on_reconfigure(&Options {
             concurrency: Some(7),
-            reconfigure: true,
             ..Default::default()
         }),
         7

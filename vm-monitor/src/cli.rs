@@ -1,18 +1,12 @@
-//! Command-line flags and logging set-up of the standalone `vm-monitor` binary.
+//! Command-line flags of the standalone `vm-monitor` binary. Logging is the workspace's
+//! (`compute_spec::logging`), as in every other binary.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use crate::{Error, MonitorConfig, DEFAULT_ADDR, DEFAULT_CGROUP_ROOT};
+pub use compute_spec::logging::LogFormat;
 
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
+use crate::{MonitorConfig, DEFAULT_ADDR, DEFAULT_CGROUP_ROOT};
 
 /// Flags of the `vm-monitor` binary.
 #[derive(Debug, Clone, clap::Parser)]
@@ -49,20 +43,6 @@ impl Args {
             pgconnstr: self.pgconnstr.clone(),
         }
     }
-}
-
-/// Installs a global stderr subscriber filtered by `RUST_LOG` (default `info`).
-pub fn init_logging(format: LogFormat) -> Result<(), Error> {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let res = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
-    res.map_err(|e| Error::Logging(e.to_string()))
 }
 
 #[cfg(test)]

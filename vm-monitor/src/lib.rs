@@ -9,7 +9,7 @@
 //! Modules: [`protocol`] (message types, version negotiation), [`cgroup`]
 //! (memory.stat sampling and the threshold/downscale math), [`filecache`]
 //! (cache size formula and the Postgres calls), `server` (accept loop and
-//! sessions), [`cli`] (flags and logging of the standalone binary).
+//! sessions), [`cli`] (flags of the standalone binary).
 //!
 //! Invariants:
 //! * the monitor never writes `memory.high` (or any cgroup file): it only reads
@@ -43,7 +43,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+use compute_spec::error::{ErrorKind, StageError};
 pub use server::{MONITOR_PATH, SETUP_TIMEOUT};
+
+/// The name in error envelopes and logs.
+pub const STAGE: &str = "vm-monitor";
 
 /// One mebibyte.
 pub const MIB: u64 = 1 << 20;
@@ -84,19 +88,28 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The logging subscriber could not be installed.
-    #[error("cannot initialise logging: {0}")]
-    Logging(String),
 }
 
 impl Error {
+    /// The workspace's error kind: bad configuration is a usage error (exit code 2), the
+    /// rest come from the environment (exit code 1).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::InvalidCgroupName { .. } | Error::InvalidConnStr(_) => ErrorKind::Usage,
+            Error::Bind { .. } => ErrorKind::Io,
+            Error::Spawn { .. } => ErrorKind::Internal,
+        }
+    }
+
     /// Whether the error stems from bad configuration (exit code 2) rather
     /// than from the environment (exit code 1).
     pub fn is_usage(&self) -> bool {
-        matches!(
-            self,
-            Error::InvalidCgroupName { .. } | Error::InvalidConnStr(_)
-        )
+        self.kind().exit_code() == compute_spec::exit_code::USAGE
+    }
+
+    /// The error in the workspace's envelope form (`{"error": {"stage": "vm-monitor", …}}`).
+    pub fn to_stage_error(&self) -> StageError {
+        StageError::new(STAGE, self.kind(), self.to_string())
     }
 }
 

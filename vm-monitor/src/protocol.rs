@@ -91,17 +91,20 @@ pub fn negotiate_version(text: &str) -> VersionReply {
     }
 }
 
-/// A decoded agent → monitor message.
-#[derive(Debug, Clone, PartialEq)]
+/// A decoded agent → monitor message: `{"type": …, "content": …, "id": …}`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct InboundMsg {
-    /// What the agent asks or tells.
+    /// What the agent asks or tells (from `type` and `content`).
+    #[serde(flatten)]
     pub kind: InboundKind,
     /// Message id (replies reuse it).
     pub id: u64,
 }
 
-/// The kinds of message the agent sends.
-#[derive(Debug, Clone, PartialEq)]
+/// The kinds of message the agent sends, adjacently tagged on the wire: the variant name in
+/// `type`, its fields in the object `content`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", content = "content")]
 pub enum InboundKind {
     /// The agent has granted more resources.
     UpscaleNotification {
@@ -123,8 +126,15 @@ pub enum InboundKind {
         /// The agent's description.
         error: String,
     },
-    /// Liveness probe; answered with a `HealthCheck` of the same id.
+    /// Liveness probe; answered with a `HealthCheck` of the same id. Its `content` is an
+    /// object (ignored), `null` or absent.
+    #[serde(deserialize_with = "empty_content")]
     HealthCheck,
+}
+
+/// Accepts an object (whatever it holds) or `null` as the content of a field-less message.
+fn empty_content<'de, D: serde::Deserializer<'de>>(content: D) -> Result<(), D::Error> {
+    Option::<serde_json::Map<String, serde_json::Value>>::deserialize(content).map(drop)
 }
 
 /// Why an inbound text frame could not be decoded.
@@ -137,30 +147,6 @@ pub struct DecodeError {
     pub reason: String,
 }
 
-#[derive(Deserialize)]
-struct RawInbound {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    content: serde_json::Value,
-    id: u64,
-}
-
-#[derive(Deserialize)]
-struct GrantedContent {
-    granted: Resources,
-}
-
-#[derive(Deserialize)]
-struct TargetContent {
-    target: Resources,
-}
-
-#[derive(Deserialize)]
-struct ErrorContent {
-    error: String,
-}
-
 /// Decodes one agent → monitor text frame.
 pub fn decode_inbound(text: &str) -> Result<InboundMsg, DecodeError> {
     let value: serde_json::Value = serde_json::from_str(text).map_err(|e| DecodeError {
@@ -168,56 +154,16 @@ pub fn decode_inbound(text: &str) -> Result<InboundMsg, DecodeError> {
         reason: format!("message is not valid JSON: {e}"),
     })?;
     // Best effort: recover the id so that the InvalidMessage reply can reuse it.
-    let id_hint = value.get("id").and_then(serde_json::Value::as_u64);
-    let raw: RawInbound = serde_json::from_value(value).map_err(|e| DecodeError {
-        id: id_hint,
-        reason: format!("malformed message envelope: {e}"),
-    })?;
-    let id = raw.id;
-    let bad_content = |e: serde_json::Error| DecodeError {
-        id: Some(id),
-        reason: format!("malformed content of {} message: {e}", raw.kind),
-    };
-    let kind = match raw.kind.as_str() {
-        "UpscaleNotification" => {
-            let c: GrantedContent =
-                serde_json::from_value(raw.content.clone()).map_err(bad_content)?;
-            InboundKind::UpscaleNotification { granted: c.granted }
-        }
-        "DownscaleRequest" => {
-            let c: TargetContent =
-                serde_json::from_value(raw.content.clone()).map_err(bad_content)?;
-            InboundKind::DownscaleRequest { target: c.target }
-        }
-        "InvalidMessage" => {
-            let c: ErrorContent =
-                serde_json::from_value(raw.content.clone()).map_err(bad_content)?;
-            InboundKind::InvalidMessage { error: c.error }
-        }
-        "InternalError" => {
-            let c: ErrorContent =
-                serde_json::from_value(raw.content.clone()).map_err(bad_content)?;
-            InboundKind::InternalError { error: c.error }
-        }
-        "HealthCheck" => match &raw.content {
-            serde_json::Value::Null | serde_json::Value::Object(_) => InboundKind::HealthCheck,
-            other => {
-                return Err(DecodeError {
-                    id: Some(id),
-                    reason: format!(
-                        "malformed content of HealthCheck message: expected an object, got {other}"
-                    ),
-                })
-            }
-        },
-        other => {
-            return Err(DecodeError {
-                id: Some(id),
-                reason: format!("unknown message type {other:?}"),
-            })
-        }
-    };
-    Ok(InboundMsg { kind, id })
+    let id = value.get("id").and_then(serde_json::Value::as_u64);
+    let kind = value
+        .get("type")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("(no type)")
+        .to_string();
+    serde_json::from_value(value).map_err(|e| DecodeError {
+        id,
+        reason: format!("malformed {kind} message: {e}"),
+    })
 }
 
 /// A monitor → agent message (serialized flat, `id` last).
@@ -411,6 +357,24 @@ mod tests {
         assert!(decode_inbound("[]").is_err());
         assert!(decode_inbound("").is_err());
         assert!(decode_inbound(r#"{"type":"HealthCheck","content":5,"id":1}"#).is_err());
+    }
+
+    #[test]
+    fn health_check_content_is_an_object_null_or_absent() {
+        for text in [
+            r#"{"type":"HealthCheck","content":null,"id":2}"#,
+            r#"{"type":"HealthCheck","content":{"any":[1]},"id":2}"#,
+        ] {
+            assert_eq!(decode_inbound(text).unwrap().kind, InboundKind::HealthCheck);
+        }
+        for content in ["[]", "\"x\"", "true"] {
+            let text = format!(r#"{{"type":"HealthCheck","content":{content},"id":4}}"#);
+            let e = decode_inbound(&text).unwrap_err();
+            assert_eq!(e.id, Some(4), "{text}");
+        }
+        let e = decode_inbound(r#"{"type":"UpscaleNotification","id":14}"#).unwrap_err();
+        assert_eq!(e.id, Some(14));
+        assert!(e.reason.contains("UpscaleNotification"), "{e}");
     }
 
     #[test]

@@ -148,6 +148,27 @@ fn without_cgroup_downscale_is_always_ok() {
     }
 }
 
+/// Asks for a downscale to `target` bytes every 50 ms (even ids from `first_id`) until the
+/// answer's `Ok` is `ok`, for at most 5 s; returns that answer, whose id is the request's.
+fn downscale_until(a: &mut Agent, target: u64, ok: bool, first_id: u64) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut id = first_id;
+    loop {
+        a.send("DownscaleRequest", json!({"target": mem(target)}), id);
+        let r = a.recv_reply();
+        assert_eq!(r["id"], id, "{r}");
+        if r["Ok"] == ok {
+            return r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no DownscaleResult with Ok {ok} within 5 s; last: {r}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        id += 2;
+    }
+}
+
 #[test]
 fn downscale_granted_then_denied() {
     let cg = FakeCgroup::new(100 * MIB, "max");
@@ -157,24 +178,19 @@ fn downscale_granted_then_denied() {
     let mut a = Agent::connect_v1(h.local_addr());
     a.send("UpscaleNotification", json!({"granted": mem(4 * GIB)}), 2);
     assert_eq!(a.recv_reply()["type"], "UpscaleConfirmation");
-    std::thread::sleep(Duration::from_millis(400)); // ≥ 2 samples
 
-    // 1 GiB → threshold ≈ 785 MiB ≥ 100 MiB used + 100 MiB headroom.
-    a.send("DownscaleRequest", json!({"target": mem(GIB)}), 4);
-    let r = a.recv_reply();
+    // 1 GiB → threshold ≈ 785 MiB ≥ 100 MiB used + 100 MiB headroom (once sampled).
+    let r = downscale_until(&mut a, GIB, true, 4);
     assert_eq!(r["type"], "DownscaleResult");
     assert_eq!(r["Ok"], true, "{r}");
-    assert_eq!(r["id"], 4);
 
-    // Usage grows to 700 MiB: 785 < 700 + 100, so shrinking to 1 GiB is refused.
+    // Usage grows to 700 MiB: 785 < 700 + 100, so shrinking to 1 GiB is refused (once the
+    // sample window has refreshed).
     cg.set_usage(700 * MIB);
-    std::thread::sleep(Duration::from_millis(800)); // window fully refreshed
-    a.send("DownscaleRequest", json!({"target": mem(GIB)}), 6);
-    let r = a.recv_reply();
+    let r = downscale_until(&mut a, GIB, false, 1000);
     assert_eq!(r["type"], "DownscaleResult");
     assert_eq!(r["Ok"], false, "{r}");
     assert!(r["Status"].as_str().unwrap().contains("below"), "{r}");
-    assert_eq!(r["id"], 6);
     h.shutdown();
     // Nothing in the cgroup was written (memory.high untouched, no new files).
     assert_eq!(cg.snapshot(), before);

@@ -7,7 +7,7 @@ use compute_spec::load::parse_any;
 use compute_spec::section::ReconcileSection;
 use compute_spec::spec::ComputeSpec;
 use compute_spec::ComputeDocument;
-use pg_reconcile::{reconcile, Options};
+use pg_reconcile::{startup, Options};
 use pg_test_support::TestPostgres;
 use serde_json::{json, Value};
 
@@ -72,7 +72,7 @@ pub fn apply(pg: &TestPostgres, spec: &ComputeSpec) -> ReconcileSection {
 pub fn apply_with(pg: &TestPostgres, spec: &ComputeSpec, options: &Options) -> ReconcileSection {
     let mut doc = empty_document(pg);
     doc.spec = Some(spec.clone());
-    reconcile(&doc, options).unwrap()
+    startup(&doc, options).unwrap()
 }
 
 /// Applies `spec` and asserts that nothing failed; returns the section.
