@@ -62,7 +62,7 @@ COMPUTE_CTL_STAGE_PG_SUPERVISE="$work/supervise" \
 BENCH_RECONCILE_SECONDS=$((DURATION + 5)) \
 RUST_LOG=warn \
     "$bin/compute-ctl" -D "$work/pgdata" -b /usr/lib/postgresql/15/bin/postgres -s "$spec" \
-    --http-port "$port" --internal-http-port 0 2>"$work/compute-ctl.log" &
+    --external-http-port "$port" --internal-http-port 0 2>"$work/compute-ctl.log" &
 ctl_pid=$!
 
 status() { curl -s "http://127.0.0.1:$port/status" 2>/dev/null | python3 -c 'import sys, json; print(json.load(sys.stdin)["status"])' 2>/dev/null || true; }
@@ -90,7 +90,8 @@ run_wrk "idle (running)"
 # A /configure whose reconcile runs longer than the measurement.
 reconcile_seconds=$((DURATION + 5))
 curl -s -o /dev/null -X POST "http://127.0.0.1:$port/configure" \
-    -d "{\"spec\": $spec}" --max-time $((reconcile_seconds + 30)) &
+    -H 'Content-Type: application/json' \
+    -d "{\"spec\": $spec, \"compute_ctl_config\": {}}" --max-time $((reconcile_seconds + 30)) &
 configure_pid=$!
 wait_status configuration
 run_wrk "during reconcile"
