@@ -27,6 +27,14 @@ fn the_demo_command_runs_a_compute_and_stops_on_ctrl_c() {
         "the README no longer names scripts/test.sh"
     );
     bin_dir(); // the demo builds the binaries too; make sure they are fresh first
+               // The demo's Postgres port is fixed (55432, as the README says); the pipeline example run
+               // by another test uses it too, so wait until nothing listens there.
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            std::net::TcpListener::bind(("127.0.0.1", 55432)).is_ok()
+        }),
+        "port 55432 stayed busy"
+    );
     let dir = TestDir::new("e2e-demo");
     let http_port = free_tcp_port();
     let mut demo = Command::new("bash")
