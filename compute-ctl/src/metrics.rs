@@ -146,4 +146,33 @@ mod tests {
         assert!(text.contains("compute_ctl_startup_total_startup_ms 0"));
         assert!(text.contains("# TYPE compute_ctl_up gauge"));
     }
+
+    #[test]
+    fn timings_are_read_whatever_method_and_source_a_newer_stage_wrote() {
+        let document: ComputeDocument = serde_json::from_value(serde_json::json!({
+            "document_version": 1,
+            "spec": null,
+            "pgdata": "/data",
+            "pgbin": "/usr/bin/postgres",
+            "connstr": "postgresql://cloud_admin@localhost/postgres",
+            "instance": {"port": 5432, "socket_dir": "/data"},
+            "sync_safekeepers": {"lsn": "0/0", "method": "safekeepers-grpc",
+                                 "sync_sk_check_ms": 3, "sync_safekeepers_ms": 4},
+            "basebackup": {"source": "s3-snapshot", "pageserver_connect_micros": 5,
+                           "basebackup_ms": 6, "basebackup_bytes": 7, "attempts": 2},
+        }))
+        .unwrap();
+        let mut metrics = StartupMetrics::default();
+        absorb_sections(&mut metrics, &document);
+        assert_eq!(
+            (
+                metrics.sync_sk_check_ms,
+                metrics.sync_safekeepers_ms,
+                metrics.pageserver_connect_micros,
+                metrics.basebackup_ms,
+                metrics.basebackup_bytes,
+            ),
+            (3, 4, 5, 6, 7)
+        );
+    }
 }

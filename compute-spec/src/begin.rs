@@ -79,7 +79,7 @@ pub fn start_document(
             extra: Default::default(),
         },
         spec_load: Some(SpecLoadSection {
-            source: source.to_string(),
+            source: source.into(),
             spec_load_ms,
             control_plane_attempts: loaded.control_plane_attempts,
             extra: Default::default(),

@@ -40,6 +40,7 @@ pub mod load;
 pub mod local;
 pub mod logging;
 pub mod notify;
+mod open_enum;
 pub mod pgconf;
 pub mod quote;
 pub mod runas;

@@ -13,6 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
 use crate::ids::{Lsn, TenantId, TimelineId};
+use crate::open_enum::open_enum;
 use crate::secret::Secret;
 
 type Extra = Map<String, Value>;
@@ -300,13 +301,27 @@ pub struct GenericOption {
 /// An explicit drop or rename: `delete_db`, `rename_db`, `delete_role`, `rename_role`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct DeltaOp {
-    /// The action; other strings are ignored.
-    pub action: String,
+    /// The action; other values are ignored (and kept).
+    pub action: DeltaAction,
     /// The object's (old) name.
     pub name: String,
     /// The new name for renames.
     #[serde(default)]
     pub new_name: Option<String>,
+}
+
+open_enum! {
+    /// What a delta does.
+    pub enum DeltaAction {
+        /// Drop a database.
+        DeleteDb = "delete_db",
+        /// Rename a database (needs `new_name`).
+        RenameDb = "rename_db",
+        /// Drop a role (its objects reassigned first).
+        DeleteRole = "delete_role",
+        /// Rename a role (needs `new_name`).
+        RenameRole = "rename_role",
+    }
 }
 
 /// Pageservers, per shard.

@@ -9,7 +9,7 @@ use std::fmt;
 use crate::guc;
 use crate::ids::{TenantId, TimelineId};
 use crate::pgconf::{check_postgresql_conf, check_setting};
-use crate::spec::{ComputeMode, ComputeSpec, GenericOption, PageserverProtocol};
+use crate::spec::{ComputeMode, ComputeSpec, DeltaAction, GenericOption, PageserverProtocol};
 use crate::sqlopt::{self, OptionsOf};
 
 /// One problem with one field of the spec.
@@ -385,7 +385,10 @@ fn check_catalog(spec: &ComputeSpec, error: &mut impl FnMut(&str, String)) {
     for (index, delta) in spec.delta_operations.iter().flatten().enumerate() {
         let field = format!("delta_operations[{index}]");
         check_name(&delta.name, &format!("{field}.name"), error);
-        let is_rename = matches!(delta.action.as_str(), "rename_db" | "rename_role");
+        let is_rename = matches!(
+            delta.action,
+            DeltaAction::RenameDb | DeltaAction::RenameRole
+        );
         match (&delta.new_name, is_rename) {
             (Some(new_name), true) => check_name(new_name, &format!("{field}.new_name"), error),
             (None, true) => error(

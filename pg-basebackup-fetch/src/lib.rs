@@ -53,10 +53,9 @@ use compute_spec::error::{ErrorKind, StageError};
 use compute_spec::ids::Lsn;
 use compute_spec::quote::quote_conf_value;
 use compute_spec::runas::PostgresUser;
-use compute_spec::section::BasebackupSection;
+use compute_spec::section::{BasebackupSection, BasebackupSource};
 use compute_spec::spec::{ComputeMode, ComputeSpec};
 use compute_spec::validate::StorageSource;
-use serde_json::Value;
 
 pub use error::BasebackupError;
 
@@ -150,27 +149,22 @@ pub fn run(
     if let Some(retiring) = retiring {
         retiring.finish();
     }
-    let mut section = BasebackupSection {
-        source: name.to_string(),
+    // initdb fetches nothing: no attempts, files or unpacked bytes to report.
+    let fetched_data = name != BasebackupSource::Initdb;
+    let section = BasebackupSection {
         pageserver_connect_micros: fetched.connect_micros,
         basebackup_ms: compute_spec::stage::elapsed_ms(started),
         basebackup_bytes: fetched.wire_bytes,
+        attempts: fetched_data.then_some(attempts),
+        files: fetched_data.then_some(fetched.unpacked.files),
+        unpacked_bytes: fetched_data.then_some(fetched.unpacked.bytes),
+        source: name,
         extra: Default::default(),
     };
-    if name != "initdb" {
-        section
-            .extra
-            .insert("attempts".into(), Value::from(attempts));
-        section
-            .extra
-            .insert("files".into(), Value::from(fetched.unpacked.files));
-        section
-            .extra
-            .insert("unpacked_bytes".into(), Value::from(fetched.unpacked.bytes));
-    }
     tracing::info!(
-        "PGDATA {} prepared from {name} in {} ms ({} bytes read)",
+        "PGDATA {} prepared from {} in {} ms ({} bytes read)",
         document.pgdata.display(),
+        section.source,
         section.basebackup_ms,
         section.basebackup_bytes
     );
@@ -187,14 +181,14 @@ fn fetch_source(
     user: Option<&PostgresUser>,
     policy: &RetryPolicy,
     timeouts: &Timeouts,
-) -> Result<(&'static str, Fetched, u32), BasebackupError> {
+) -> Result<(BasebackupSource, Fetched, u32), BasebackupError> {
     let pgdata = &document.pgdata;
     match source {
         StorageSource::Empty => {
             wipe::wipe_and_create(pgdata, user)?;
             let admin = compute_spec::local::admin_user(document);
             initdb::run_initdb(&document.sibling_binary("initdb"), pgdata, &admin, user)?;
-            Ok(("initdb", Fetched::default(), 1))
+            Ok((BasebackupSource::Initdb, Fetched::default(), 1))
         }
         StorageSource::Neon(storage) => {
             let lsn = document
@@ -211,7 +205,7 @@ fn fetch_source(
             let (fetched, attempts) = with_retries(pgdata, user, policy, || {
                 pageserver::fetch(&request, pgdata, timeouts)
             })?;
-            Ok(("pageserver", fetched, attempts))
+            Ok((BasebackupSource::Pageserver, fetched, attempts))
         }
         StorageSource::Upstream { connstr } => {
             if spec.mode != ComputeMode::Primary {
@@ -225,7 +219,7 @@ fn fetch_source(
             let (fetched, attempts) = with_retries(pgdata, user, policy, || {
                 replication::fetch(connstr, pgdata, timeouts)
             })?;
-            Ok(("upstream", fetched, attempts))
+            Ok((BasebackupSource::Upstream, fetched, attempts))
         }
     }
 }

@@ -58,3 +58,35 @@ fn a_foreign_directory_is_refused_and_untouched() {
         "years of work"
     );
 }
+
+#[test]
+fn a_newer_stages_values_pass_through_untouched() {
+    let dir = TestDir::new("bbf-");
+    let pgdata = dir.path().join("pgdata");
+    let document = util::document(&pgdata, free_tcp_port(), |_| {});
+    let mut input = serde_json::to_value(&document).unwrap();
+    let sync = serde_json::json!({"lsn": "0/0", "method": "safekeepers-grpc", "quorum": 3});
+    let spec_load =
+        serde_json::json!({"source": "vault", "spec_load_ms": 0, "control_plane_attempts": 0});
+    input["sync_safekeepers"] = sync.clone();
+    input["spec_load"] = spec_load.clone();
+    let output = pg_test_support::run_with_stdin(
+        env!("CARGO_BIN_EXE_pg-basebackup-fetch"),
+        &[],
+        &input.to_string(),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(i32::from(exit_code::OK)),
+        "{stderr}"
+    );
+    let written: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(written["sync_safekeepers"], sync);
+    assert_eq!(written["spec_load"], spec_load);
+    assert_eq!(written["basebackup"]["source"], "initdb");
+    // initdb fetched nothing: no counters.
+    for counter in ["attempts", "files", "unpacked_bytes"] {
+        assert!(written["basebackup"].get(counter).is_none(), "{counter}");
+    }
+}

@@ -42,7 +42,7 @@ impl Outcome {
     fn fail(&mut self, step: &Step, sql: &Sql, error: String) {
         self.failures.push(StatementFailure {
             object: step.object.clone(),
-            phase: step.phase.name().to_string(),
+            phase: step.phase.reported(),
             sql: sql.shown.clone(),
             database: step.database.clone(),
             error,

@@ -318,7 +318,7 @@ fn planned(steps: &[plan::Step]) -> Vec<PlannedStatement> {
         .flat_map(|step| {
             step.statements.iter().map(|sql| PlannedStatement {
                 sql: sql.shown.clone(),
-                phase: step.phase.name().to_string(),
+                phase: step.phase.reported(),
                 database: step.database.clone(),
                 destructive: sql.destructive,
             })

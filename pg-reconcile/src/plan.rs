@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use compute_spec::spec::{ComputeMode, ComputeSpec};
+use compute_spec::spec::{ComputeMode, ComputeSpec, DeltaAction};
 use compute_spec::sqlopt::{OptionError, OptionsOf};
 
 use crate::roles::{RoleState, Roles};
@@ -85,12 +85,14 @@ pub fn catalog_enabled(spec: &ComputeSpec) -> bool {
 
 /// The names `delete_role` deltas name (their dependencies go into the snapshot).
 pub fn deleted_roles(spec: &ComputeSpec) -> Vec<&str> {
-    deltas(spec, "delete_role").map(|(name, _)| name).collect()
+    deltas(spec, DeltaAction::DeleteRole)
+        .map(|(name, _)| name)
+        .collect()
 }
 
 fn deltas<'a>(
     spec: &'a ComputeSpec,
-    action: &'a str,
+    action: DeltaAction,
 ) -> impl Iterator<Item = (&'a str, Option<&'a str>)> + 'a {
     spec.delta_operations
         .iter()
@@ -170,7 +172,7 @@ fn database_object(name: &str) -> String {
 }
 
 fn drop_subscriptions(planner: &mut Planner<'_>) {
-    let targets: Vec<&str> = deltas(planner.spec, "delete_db")
+    let targets: Vec<&str> = deltas(planner.spec, DeltaAction::DeleteDb)
         .map(|(name, _)| name)
         .filter(|name| *name != planner.context.system_db)
         .collect();
@@ -246,7 +248,7 @@ fn drop_invalid_databases(planner: &mut Planner<'_>) {
 
 fn rename_roles(planner: &mut Planner<'_>) {
     let system = planner.system();
-    let renames: Vec<(String, String)> = deltas(planner.spec, "rename_role")
+    let renames: Vec<(String, String)> = deltas(planner.spec, DeltaAction::RenameRole)
         .filter_map(|(old, new)| Some((old.to_string(), new?.to_string())))
         .collect();
     for (old, new) in renames {
@@ -344,19 +346,19 @@ fn create_and_alter_roles(planner: &mut Planner<'_>) -> Result<(), PlanError> {
 
 fn rename_and_delete_databases(planner: &mut Planner<'_>) {
     let system = planner.system();
-    let ops: Vec<(String, String, Option<String>)> = planner
+    let ops: Vec<(DeltaAction, String, Option<String>)> = planner
         .spec
         .delta_operations
         .iter()
         .flatten()
-        .filter(|op| op.action == "delete_db" || op.action == "rename_db")
+        .filter(|op| matches!(op.action, DeltaAction::DeleteDb | DeltaAction::RenameDb))
         .map(|op| (op.action.clone(), op.name.clone(), op.new_name.clone()))
         .collect();
     for (action, name, new_name) in ops {
         if name == system || !planner.databases.contains_key(&name) {
             continue;
         }
-        if action == "delete_db" {
+        if action == DeltaAction::DeleteDb {
             let mut statements = Vec::new();
             if planner
                 .databases

@@ -1,6 +1,8 @@
 //! What a plan is made of: phases (in the order they run), steps (one object's work in one
 //! database) and statements (the SQL to run and the SQL to show).
 
+use compute_spec::section::ReconcilePhase;
+
 /// A phase of the reconciliation, in the order they run (upstream's).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Phase {
@@ -48,6 +50,24 @@ impl Phase {
             Phase::DeleteRoleReferences => "delete_role_references",
             Phase::Extensions => "extensions",
             Phase::DropRoles => "drop_roles",
+        }
+    }
+
+    /// The phase as the `reconcile` section reports it (same name as [`Phase::name`]).
+    pub fn reported(self) -> ReconcilePhase {
+        match self {
+            Phase::Settings => ReconcilePhase::Settings,
+            Phase::DropSubscriptions => ReconcilePhase::DropSubscriptions,
+            Phase::CreatePrivilegedRole => ReconcilePhase::CreatePrivilegedRole,
+            Phase::DropInvalidDatabases => ReconcilePhase::DropInvalidDatabases,
+            Phase::RenameRoles => ReconcilePhase::RenameRoles,
+            Phase::CreateAndAlterRoles => ReconcilePhase::CreateAndAlterRoles,
+            Phase::RenameAndDeleteDatabases => ReconcilePhase::RenameAndDeleteDatabases,
+            Phase::CreateAndAlterDatabases => ReconcilePhase::CreateAndAlterDatabases,
+            Phase::DeleteRoleSharedReferences => ReconcilePhase::DeleteRoleSharedReferences,
+            Phase::DeleteRoleReferences => ReconcilePhase::DeleteRoleReferences,
+            Phase::Extensions => ReconcilePhase::Extensions,
+            Phase::DropRoles => ReconcilePhase::DropRoles,
         }
     }
 
@@ -123,5 +143,35 @@ impl Step {
             statements,
             slow: false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [Phase; 12] = [
+        Phase::Settings,
+        Phase::DropSubscriptions,
+        Phase::CreatePrivilegedRole,
+        Phase::DropInvalidDatabases,
+        Phase::RenameRoles,
+        Phase::CreateAndAlterRoles,
+        Phase::RenameAndDeleteDatabases,
+        Phase::CreateAndAlterDatabases,
+        Phase::DeleteRoleSharedReferences,
+        Phase::DeleteRoleReferences,
+        Phase::Extensions,
+        Phase::DropRoles,
+    ];
+
+    #[test]
+    fn every_phase_is_reported_under_its_name() {
+        for phase in ALL {
+            assert_eq!(phase.reported().as_str(), phase.name());
+            assert_eq!(ReconcilePhase::from(phase.name()), phase.reported());
+        }
+        let reported: Vec<ReconcilePhase> = ALL.iter().map(|phase| phase.reported()).collect();
+        assert_eq!(reported, ReconcilePhase::KNOWN, "same phases, same order");
     }
 }

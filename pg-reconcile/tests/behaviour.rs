@@ -366,3 +366,36 @@ fn a_missed_reload_is_caught_up() {
     wait_for_work_mem(&pg, "9MB");
     assert_noop(&pg, &empty);
 }
+
+/// A newer stage's values (a sync `method`, a basebackup `source`, a delta `action` this
+/// version does not know) pass through the stage untouched; the unknown delta is ignored.
+#[test]
+fn a_newer_stages_values_pass_through_untouched() {
+    let pg = TestPostgres::start();
+    let doc = common::empty_document(&pg);
+    let mut input = serde_json::to_value(&doc).unwrap();
+    let deltas = json!([{"action": "archive_db", "name": "postgres", "new_name": null}]);
+    input["spec"]["delta_operations"] = deltas.clone();
+    let sync = json!({"lsn": "0/0", "method": "safekeepers-grpc", "quorum": 3});
+    let basebackup = json!({"source": "s3-snapshot", "basebackup_ms": 1, "basebackup_bytes": 2,
+                            "attempts": 1, "files": 3, "unpacked_bytes": 4, "layers": 5});
+    input["sync_safekeepers"] = sync.clone();
+    input["basebackup"] = basebackup.clone();
+    let (code, out) = run_binary(&[], &input.to_string());
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out["spec"]["delta_operations"], deltas);
+    assert_eq!(out["sync_safekeepers"], sync);
+    assert_eq!(out["basebackup"], basebackup);
+    let plan = out["reconcile"]["plan"].as_array().unwrap();
+    assert!(
+        plan.iter().all(|step| step["destructive"] == false),
+        "{plan:#?}"
+    );
+    assert_eq!(user_databases(&pg), Vec::<String>::new());
+    let databases = column(
+        &pg,
+        "postgres",
+        "SELECT datname::text FROM pg_database WHERE datname = 'postgres'",
+    );
+    assert_eq!(databases, ["postgres"]);
+}

@@ -39,7 +39,7 @@ fn delete_role_cleans_every_database_then_drops_it() {
     let mut touched: Vec<&str> = section
         .plan
         .iter()
-        .filter(|p| p.phase.starts_with("delete_role_"))
+        .filter(|p| p.phase.as_str().starts_with("delete_role_"))
         .map(|p| p.database.as_str())
         .collect();
     touched.dedup();
@@ -47,7 +47,7 @@ fn delete_role_cleans_every_database_then_drops_it() {
     assert!(section
         .plan
         .iter()
-        .filter(|p| p.phase.starts_with("delete_role_"))
+        .filter(|p| p.phase.as_str().starts_with("delete_role_"))
         .all(|p| p.destructive));
     assert_eq!(user_roles(&pg), ["app owner", "bystander"]);
     // Objects went to the database owner (the admin where the role owned the database).

@@ -39,7 +39,7 @@ pub mod upstream;
 use std::time::{Duration, Instant};
 
 use compute_spec::runas::PostgresUser;
-use compute_spec::section::SyncSafekeepersSection;
+use compute_spec::section::{SyncMethod, SyncSafekeepersSection};
 use compute_spec::spec::{ComputeMode, ComputeSpec};
 use compute_spec::validate::{NeonStorage, StorageSource};
 use compute_spec::{ComputeDocument, ErrorKind, Lsn, StageError};
@@ -48,22 +48,6 @@ pub use error::SyncError;
 
 /// The stage name used in errors.
 pub const STAGE: &str = "pg-sync-safekeepers";
-
-/// Method names written to the section.
-pub mod method {
-    /// No storage: nothing to sync.
-    pub const NONE: &str = "none";
-    /// The spec's static LSN.
-    pub const STATIC: &str = "static";
-    /// A replica starts at the latest LSN.
-    pub const REPLICA: &str = "replica";
-    /// A quorum of safekeepers agreed (`TIMELINE_STATUS`).
-    pub const FAST_PATH: &str = "safekeepers-fast-path";
-    /// `postgres --sync-safekeepers` decided.
-    pub const SYNC: &str = "sync-safekeepers";
-    /// The vanilla upstream's current WAL position.
-    pub const UPSTREAM: &str = "upstream";
-}
 
 /// How to sync.
 #[derive(Clone, Debug)]
@@ -132,9 +116,9 @@ pub fn decide(
         )
     })?;
     match (spec.mode, storage) {
-        (ComputeMode::Static(lsn), _) => Ok(section(lsn, method::STATIC)),
-        (ComputeMode::Replica, _) => Ok(section(Lsn::INVALID, method::REPLICA)),
-        (ComputeMode::Primary, StorageSource::Empty) => Ok(section(Lsn::INVALID, method::NONE)),
+        (ComputeMode::Static(lsn), _) => Ok(section(lsn, SyncMethod::Static)),
+        (ComputeMode::Replica, _) => Ok(section(Lsn::INVALID, SyncMethod::Replica)),
+        (ComputeMode::Primary, StorageSource::Empty) => Ok(section(Lsn::INVALID, SyncMethod::None)),
         (ComputeMode::Primary, StorageSource::Upstream { connstr }) => {
             let start = Instant::now();
             let timeouts = upstream::UpstreamTimeouts {
@@ -142,7 +126,7 @@ pub fn decide(
                 attempt: options.startup_timeout,
             };
             let lsn = upstream::current_wal_position(&connstr, timeouts)?;
-            let mut result = section(lsn, method::UPSTREAM);
+            let mut result = section(lsn, SyncMethod::Upstream);
             result.sync_safekeepers_ms = Some(compute_spec::stage::elapsed_ms(start));
             Ok(result)
         }
@@ -175,7 +159,7 @@ fn sync_neon_primary(
         check_ms = Some(compute_spec::stage::elapsed_ms(start));
         match verdict {
             fast_path::Verdict::Synced(lsn) => {
-                let mut result = section(lsn, method::FAST_PATH);
+                let mut result = section(lsn, SyncMethod::SafekeepersFastPath);
                 result.sync_sk_check_ms = check_ms;
                 return Ok(result);
             }
@@ -216,16 +200,16 @@ fn sync_neon_primary(
             "postgres --sync-safekeepers succeeded after retries"
         );
     }
-    let mut result = section(lsn, method::SYNC);
+    let mut result = section(lsn, SyncMethod::SyncSafekeepers);
     result.sync_sk_check_ms = check_ms;
     result.sync_safekeepers_ms = Some(compute_spec::stage::elapsed_ms(start));
     Ok(result)
 }
 
-fn section(lsn: Lsn, method: &str) -> SyncSafekeepersSection {
+fn section(lsn: Lsn, method: SyncMethod) -> SyncSafekeepersSection {
     SyncSafekeepersSection {
         lsn,
-        method: method.to_string(),
+        method,
         sync_sk_check_ms: None,
         sync_safekeepers_ms: None,
         extra: Default::default(),

@@ -59,3 +59,24 @@ fn garbage_is_a_usage_error() {
     assert_eq!(outcome.code, compute_spec::exit_code::USAGE as i32);
     assert_eq!(outcome.stdout["error"]["stage"], "pg-sync-safekeepers");
 }
+
+#[test]
+fn a_newer_stages_values_pass_through_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = spec_json(json!({"mode": "Replica"}));
+    let doc = document(&spec, &dir.path().join("pgdata"), &pgbin());
+    let mut input = serde_json::to_value(&doc).unwrap();
+    let deltas = json!([{"action": "archive_db", "name": "cold", "new_name": null}]);
+    let spec_load = json!({"source": "vault", "spec_load_ms": 3, "control_plane_attempts": 0});
+    let basebackup = json!({"source": "s3-snapshot", "basebackup_ms": 1, "basebackup_bytes": 2,
+                            "attempts": 1, "layers": 5});
+    input["spec"]["delta_operations"] = deltas.clone();
+    input["spec_load"] = spec_load.clone();
+    input["basebackup"] = basebackup.clone();
+    let outcome = run_stage(&input.to_string(), &[]);
+    assert_eq!(outcome.code, 0, "{}", outcome.stderr);
+    assert_eq!(lsn_and_method(&outcome), ("0/0".into(), "replica".into()));
+    assert_eq!(outcome.stdout["spec"]["delta_operations"], deltas);
+    assert_eq!(outcome.stdout["spec_load"], spec_load);
+    assert_eq!(outcome.stdout["basebackup"], basebackup);
+}

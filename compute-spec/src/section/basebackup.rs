@@ -4,11 +4,13 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::open_enum::open_enum;
+
 /// How PGDATA was prepared.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct BasebackupSection {
-    /// `pageserver`, `upstream` or `initdb`.
-    pub source: String,
+    /// Where the data came from.
+    pub source: BasebackupSource,
     /// Time to connect to the pageserver.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pageserver_connect_micros: Option<u64>,
@@ -16,7 +18,28 @@ pub struct BasebackupSection {
     pub basebackup_ms: u64,
     /// Bytes read from the wire (compressed, for a pageserver).
     pub basebackup_bytes: u64,
+    /// Fetch attempts made (the last one succeeded); absent for `initdb`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+    /// Files written to PGDATA; absent for `initdb`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<u64>,
+    /// Bytes written to PGDATA (uncompressed); absent for `initdb`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unpacked_bytes: Option<u64>,
     /// Fields this version does not know.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+open_enum! {
+    /// Where `pg-basebackup-fetch` got PGDATA from.
+    pub enum BasebackupSource {
+        /// A Neon pageserver (`basebackup` over COPY OUT).
+        Pageserver = "pageserver",
+        /// A vanilla primary (`BASE_BACKUP` over replication).
+        Upstream = "upstream",
+        /// A fresh cluster from `initdb`.
+        Initdb = "initdb",
+    }
 }

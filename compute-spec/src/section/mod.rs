@@ -6,7 +6,7 @@ mod reconcile;
 mod spec_load;
 mod sync_safekeepers;
 
-pub use basebackup::BasebackupSection;
-pub use reconcile::{PlannedStatement, ReconcileSection, StatementFailure};
-pub use spec_load::SpecLoadSection;
-pub use sync_safekeepers::SyncSafekeepersSection;
+pub use basebackup::{BasebackupSection, BasebackupSource};
+pub use reconcile::{PlannedStatement, ReconcilePhase, ReconcileSection, StatementFailure};
+pub use spec_load::{SpecLoadSection, SpecLoadSource};
+pub use sync_safekeepers::{SyncMethod, SyncSafekeepersSection};

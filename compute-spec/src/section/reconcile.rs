@@ -4,6 +4,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::open_enum::open_enum;
+
 /// What the reconciler planned, what it ran, and what failed.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 pub struct ReconcileSection {
@@ -58,7 +60,7 @@ pub struct PlannedStatement {
     /// The SQL, with secrets shown as `'********'`.
     pub sql: String,
     /// The phase it belongs to.
-    pub phase: String,
+    pub phase: ReconcilePhase,
     /// The database it runs in.
     pub database: String,
     /// True for drops and owned-object reassignment.
@@ -71,13 +73,50 @@ pub struct StatementFailure {
     /// The object whose work failed (`role "x"`, `database "y"`, `settings`).
     #[serde(default)]
     pub object: String,
-    /// The phase it belongs to.
+    /// The phase it belongs to (an empty string when a writer left it out).
     #[serde(default)]
-    pub phase: String,
+    pub phase: ReconcilePhase,
     /// The SQL, redacted.
     pub sql: String,
     /// The database it ran in.
     pub database: String,
     /// The server's message.
     pub error: String,
+}
+
+open_enum! {
+    /// A phase of the reconciliation, in the order `pg-reconcile` runs them.
+    pub enum ReconcilePhase {
+        /// Reload the configuration after the managed block of `postgresql.conf` changed.
+        Settings = "settings",
+        /// Drop the subscriptions of databases a `delete_db` delta drops.
+        DropSubscriptions = "drop_subscriptions",
+        /// Create the privileged role when missing.
+        CreatePrivilegedRole = "create_privileged_role",
+        /// Drop databases an interrupted `DROP DATABASE` left invalid.
+        DropInvalidDatabases = "drop_invalid_databases",
+        /// `rename_role` deltas.
+        RenameRoles = "rename_roles",
+        /// Create missing roles, alter passwords that differ.
+        CreateAndAlterRoles = "create_and_alter_roles",
+        /// `delete_db` and `rename_db` deltas.
+        RenameAndDeleteDatabases = "rename_and_delete_databases",
+        /// Create missing databases, change owners that differ.
+        CreateAndAlterDatabases = "create_and_alter_databases",
+        /// Deleted roles' objects in the system database (shared objects too).
+        DeleteRoleSharedReferences = "delete_role_shared_references",
+        /// Deleted roles' objects in the other databases.
+        DeleteRoleReferences = "delete_role_references",
+        /// `pg_stat_statements` and `neon`.
+        Extensions = "extensions",
+        /// `DROP ROLE` for `delete_role` deltas.
+        DropRoles = "drop_roles",
+    }
+}
+
+/// A failure whose writer left out its phase: the empty string, as before phases were typed.
+impl Default for ReconcilePhase {
+    fn default() -> ReconcilePhase {
+        ReconcilePhase::Unknown(String::new())
+    }
 }

@@ -4,11 +4,13 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::open_enum::open_enum;
+
 /// How the spec was obtained.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct SpecLoadSection {
-    /// `spec-path`, `spec`, `config`, `stdin`, `control-plane` or `embedded`.
-    pub source: String,
+    /// Where the spec came from.
+    pub source: SpecLoadSource,
     /// Time spent obtaining the spec.
     pub spec_load_ms: u64,
     /// Requests made to the control plane (0 for other sources).
@@ -17,4 +19,22 @@ pub struct SpecLoadSection {
     /// Fields this version does not know.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+open_enum! {
+    /// Where `compute-spec` got the spec from.
+    pub enum SpecLoadSource {
+        /// `-S/--spec-path`.
+        SpecPath = "spec-path",
+        /// `-s/--spec`, inline JSON.
+        Spec = "spec",
+        /// `-c/--config`, a `{spec, compute_ctl_config}` file.
+        Config = "config",
+        /// Standard input.
+        Stdin = "stdin",
+        /// The control plane (`--control-plane-uri` and `-i`).
+        ControlPlane = "control-plane",
+        /// The embedded sample spec.
+        Embedded = "embedded",
+    }
 }

@@ -5,14 +5,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::ids::Lsn;
+use crate::open_enum::open_enum;
 
 /// The LSN the compute starts from, and how it was decided.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct SyncSafekeepersSection {
     /// The start LSN (`0/0` = latest / none).
     pub lsn: Lsn,
-    /// `none`, `static`, `replica`, `safekeepers-fast-path`, `sync-safekeepers` or `upstream`.
-    pub method: String,
+    /// How the LSN was decided.
+    pub method: SyncMethod,
     /// Time of the `TIMELINE_STATUS` fast-path check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync_sk_check_ms: Option<u64>,
@@ -22,4 +23,22 @@ pub struct SyncSafekeepersSection {
     /// Fields this version does not know.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+open_enum! {
+    /// How `pg-sync-safekeepers` decided the start LSN.
+    pub enum SyncMethod {
+        /// No storage: nothing to sync.
+        None = "none",
+        /// The spec's static LSN.
+        Static = "static",
+        /// A replica starts at the latest LSN.
+        Replica = "replica",
+        /// A quorum of safekeepers agreed (`TIMELINE_STATUS`).
+        SafekeepersFastPath = "safekeepers-fast-path",
+        /// `postgres --sync-safekeepers` decided.
+        SyncSafekeepers = "sync-safekeepers",
+        /// The vanilla upstream's current WAL position.
+        Upstream = "upstream",
+    }
 }
