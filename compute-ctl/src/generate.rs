@@ -40,7 +40,7 @@ fn completions(program: &'static str, shell: Option<&str>) -> ExitCode {
         program.to_string(),
         &mut std::io::stdout(),
     );
-    ExitCode::SUCCESS
+    ExitCode::from(compute_spec::exit_code::OK)
 }
 
 fn man(program: &'static str) -> ExitCode {
@@ -49,7 +49,7 @@ fn man(program: &'static str) -> ExitCode {
     let rendered = clap_mangen::Man::new(command).render(&mut page);
     let written = rendered.and_then(|()| std::io::stdout().write_all(&page));
     match written {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => ExitCode::from(compute_spec::exit_code::OK),
         Err(error) => {
             eprintln!("writing the man page: {error}");
             ExitCode::from(compute_spec::exit_code::RUNTIME)

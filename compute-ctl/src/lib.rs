@@ -87,7 +87,7 @@ pub fn run(params: Params) -> u8 {
     let children = Children::default();
     if let Err(error) = signals::install(shared.clone(), sender.clone(), children.clone()) {
         tracing::error!(%error, "cannot start");
-        return 1;
+        return compute_spec::exit_code::RUNTIME;
     }
     params.deferred.log();
     let terminated_grace = params.terminated_grace;
