@@ -102,9 +102,9 @@ pub fn run(params: Params) -> u8 {
             Some(_) => terminated_grace.min(Duration::from_millis(300)),
             None => Duration::ZERO,
         };
-        let until = Instant::now() + linger;
+        let until = compute_spec::deadline::after(linger);
         // Let the requests that waited for `terminated` get their answer, at least.
-        let deadline = Instant::now() + Duration::from_secs(2);
+        let deadline = compute_spec::deadline::after(Duration::from_secs(2));
         while (shared.inflight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline)
             || Instant::now() < until
         {

@@ -17,6 +17,7 @@
 //!   database options.
 //! * [`load`]: obtaining a spec (file, inline, envelope, stdin, embedded sample, control
 //!   plane); [`begin`]: building the document from flags.
+//! * [`deadline`]: deadlines from input durations that saturate instead of panicking.
 //! * [`runas`]: dropping from root to the `postgres` OS user; [`local`]: the tools' admin
 //!   connection to their own Postgres; [`logging`]: stderr logging for every binary.
 //!
@@ -32,12 +33,13 @@
 
 pub mod begin;
 pub mod cli;
+pub mod deadline;
 pub mod document;
 pub mod error;
 pub mod event;
+pub mod exit_code;
 pub mod guc;
 pub mod ids;
-pub mod exit_code;
 pub mod load;
 pub mod local;
 pub mod logging;

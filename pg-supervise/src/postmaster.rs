@@ -143,7 +143,7 @@ pub fn spawn(
                 }
             };
             let status = reap_until(child);
-            reap_leftovers(Instant::now() + LEFTOVER_GRACE);
+            reap_leftovers(compute_spec::deadline::after(LEFTOVER_GRACE));
             on_exit(child, status);
         })?;
     started_rx

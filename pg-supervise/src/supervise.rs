@@ -447,7 +447,7 @@ impl Supervisor<'_> {
 }
 
 fn wait_exit(receiver: &Receiver<Message>, timeout: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + timeout;
+    let deadline = compute_spec::deadline::after(timeout);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match receiver.recv_timeout(left) {
