@@ -49,6 +49,7 @@ pub mod supervise;
 pub mod tool;
 pub mod vm_monitor;
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
@@ -71,11 +72,12 @@ pub fn internal(message: impl Into<String>) -> StageError {
 
 /// Parses the flags, sets up logging and runs the compute (both binary names call this).
 pub fn main_entry() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
+    // args_os: a non-UTF-8 argument is clap's usage error (exit 2), never a panic.
+    let args: Vec<OsString> = std::env::args_os().collect();
     if let Some(code) = generate::from_args(&args) {
         return code;
     }
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(args);
     compute_spec::logging::init(cli.log_format);
     ExitCode::from(run(cli.into_params()))
 }
