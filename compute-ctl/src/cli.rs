@@ -110,7 +110,10 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     match unit {
         "ms" => Ok(Duration::from_millis(number)),
         "s" => Ok(Duration::from_secs(number)),
-        "m" | "min" => Ok(Duration::from_secs(number * 60)),
+        "m" | "min" => number
+            .checked_mul(60)
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("{text:?} is too long a duration")),
         _ => Err(format!("{text:?}: unknown unit {unit:?}; use ms, s or m")),
     }
 }
@@ -417,6 +420,11 @@ mod tests {
         assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(
+            parse_duration(&u64::MAX.to_string()),
+            Ok(Duration::from_secs(u64::MAX))
+        );
+        assert!(parse_duration(&format!("{}m", u64::MAX)).is_err());
         assert!(parse_duration("2h").is_err());
         assert!(parse_duration("x").is_err());
     }

@@ -3,11 +3,13 @@
 //! the shared state and send it a [`Event::Wake`].
 
 use std::ffi::OsString;
+use std::os::unix::process::ExitStatusExt;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 use std::time::Instant;
 
 use compute_spec::error::{ErrorKind, StageError};
+use compute_spec::exit_code;
 use compute_spec::spec::ComputeMode;
 use compute_spec::ComputeDocument;
 use nix::sys::signal::Signal;
@@ -34,7 +36,8 @@ pub struct Children {
 
 /// How a controller run ended.
 enum Outcome {
-    /// Postgres stopped; exit with this code.
+    /// Postgres stopped; exit with this code (`compute_spec::exit_code`: Postgres's code
+    /// passed through, or a run-time failure).
     Exit(u8),
 }
 
@@ -316,8 +319,11 @@ impl Controller {
                     return self.after_exit(code, signal);
                 }
                 Event::SupervisorGone => {
-                    let code = self.reap_supervisor().and_then(|s| s.code());
-                    return self.after_exit(code, None);
+                    // pg-supervise passes Postgres's code through as its own.
+                    let (code, signal) = self
+                        .reap_supervisor()
+                        .map_or((None, None), |status| (status.code(), status.signal()));
+                    return self.after_exit(code, signal);
                 }
                 Event::Wake => {
                     if self.forward_termination() {
@@ -348,10 +354,7 @@ impl Controller {
     ) -> Result<Outcome, StageError> {
         self.reap_supervisor();
         tracing::info!(exit = %describe_exit(code, signal), "postgres stopped");
-        let exit = match (code, signal) {
-            (Some(code), None) => u8::try_from(code).unwrap_or(1),
-            _ => 1,
-        };
+        let exit = exit_code::of_postgres(code, signal);
         if self.shared.status().is_terminating() {
             return self.finish_termination(Some(exit));
         }
@@ -366,7 +369,7 @@ impl Controller {
             inner.terminate_lsn = lsn;
             let _ = inner.transition(ComputeStatus::Terminated);
         });
-        Ok(Outcome::Exit(exit.unwrap_or(0)))
+        Ok(Outcome::Exit(exit.unwrap_or(exit_code::OK)))
     }
 
     fn post_shutdown_sync(&mut self) -> Option<String> {
@@ -402,7 +405,9 @@ impl Controller {
                 Signal::SIGTERM
             };
             self.stop_postgres(signal);
-            return self.finish_termination(Some(1)).unwrap_or(Outcome::Exit(1));
+            return self
+                .finish_termination(Some(exit_code::RUNTIME))
+                .unwrap_or(Outcome::Exit(exit_code::RUNTIME));
         }
         tracing::error!(%error, "compute start failed");
         if let Err(http_error) = self.ensure_http() {
@@ -430,7 +435,7 @@ impl Controller {
                 let _ = inner.transition(ComputeStatus::Terminated);
             });
         }
-        Outcome::Exit(1)
+        Outcome::Exit(exit_code::RUNTIME)
     }
 
     fn stop_postgres(&mut self, signal: Signal) {

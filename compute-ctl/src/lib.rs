@@ -49,6 +49,7 @@ pub mod supervise;
 pub mod tool;
 pub mod vm_monitor;
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
@@ -71,11 +72,12 @@ pub fn internal(message: impl Into<String>) -> StageError {
 
 /// Parses the flags, sets up logging and runs the compute (both binary names call this).
 pub fn main_entry() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
+    // args_os: a non-UTF-8 argument is clap's usage error (exit 2), never a panic.
+    let args: Vec<OsString> = std::env::args_os().collect();
     if let Some(code) = generate::from_args(&args) {
         return code;
     }
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(args);
     compute_spec::logging::init(cli.log_format);
     ExitCode::from(run(cli.into_params()))
 }
@@ -87,7 +89,7 @@ pub fn run(params: Params) -> u8 {
     let children = Children::default();
     if let Err(error) = signals::install(shared.clone(), sender.clone(), children.clone()) {
         tracing::error!(%error, "cannot start");
-        return 1;
+        return compute_spec::exit_code::RUNTIME;
     }
     params.deferred.log();
     let terminated_grace = params.terminated_grace;
@@ -102,9 +104,9 @@ pub fn run(params: Params) -> u8 {
             Some(_) => terminated_grace.min(Duration::from_millis(300)),
             None => Duration::ZERO,
         };
-        let until = Instant::now() + linger;
+        let until = compute_spec::deadline::after(linger);
         // Let the requests that waited for `terminated` get their answer, at least.
-        let deadline = Instant::now() + Duration::from_secs(2);
+        let deadline = compute_spec::deadline::after(Duration::from_secs(2));
         while (shared.inflight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline)
             || Instant::now() < until
         {

@@ -6,15 +6,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// Process exit codes shared by every binary in the workspace.
-pub mod exit_code {
-    /// Success.
-    pub const OK: u8 = 0;
-    /// A failure at run time: a server, a file, a child process.
-    pub const RUNTIME: u8 = 1;
-    /// Bad input or usage: fix the spec, document or flags and run again.
-    pub const USAGE: u8 = 2;
-}
+/// The exit codes, also at `compute_spec::exit_code`.
+pub use crate::exit_code;
 
 /// What kind of failure a stage had. Adding a kind forces a decision on its exit code and on
 /// whether it is retryable.

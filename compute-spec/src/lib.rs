@@ -7,8 +7,9 @@
 //! * [`ids`]: [`Lsn`](ids::Lsn), [`TenantId`](ids::TenantId), [`TimelineId`](ids::TimelineId)
 //!   with upstream's text forms.
 //! * [`document`]: the compute document that flows between stages on stdin/stdout, one
-//!   section per stage ([`section`]); [`error`]: the error envelope, its kinds and the exit
-//!   codes 0/1/2; [`stage`]: the stdin → stage → stdout plumbing every stage binary shares.
+//!   section per stage ([`section`]); [`error`]: the error envelope and its kinds;
+//!   [`exit_code`]: the one exit-code policy (0/1/2, Postgres's code passed through);
+//!   [`stage`]: the stdin → stage → stdout plumbing every stage binary shares.
 //! * [`quote`]: the one module that quotes SQL identifiers, literals, dollar-quoted names and
 //!   `postgresql.conf` values; [`pgconf`]: `postgresql.conf` rendering in upstream's order,
 //!   refusing any value that could add a line ([`guc`]: the checks on setting names, values
@@ -16,6 +17,7 @@
 //!   database options.
 //! * [`load`]: obtaining a spec (file, inline, envelope, stdin, embedded sample, control
 //!   plane); [`begin`]: building the document from flags.
+//! * [`deadline`]: deadlines from input durations that saturate instead of panicking.
 //! * [`runas`]: dropping from root to the `postgres` OS user; [`local`]: the tools' admin
 //!   connection to their own Postgres; [`logging`]: stderr logging for every binary.
 //!
@@ -31,9 +33,11 @@
 
 pub mod begin;
 pub mod cli;
+pub mod deadline;
 pub mod document;
 pub mod error;
 pub mod event;
+pub mod exit_code;
 pub mod guc;
 pub mod ids;
 pub mod load;
@@ -63,6 +67,6 @@ pub const VERSION: &str = concat!(
 );
 
 pub use document::ComputeDocument;
-pub use error::{exit_code, ErrorKind, StageError};
+pub use error::{ErrorKind, StageError};
 pub use ids::{Lsn, TenantId, TimelineId};
 pub use spec::ComputeSpec;

@@ -73,6 +73,19 @@ pub struct RetryPolicy {
     pub multiplier: f64,
 }
 
+impl RetryPolicy {
+    /// The pause after `backoff`: `backoff × multiplier`, saturating at the longest duration
+    /// (never a panic, whatever the flags say); zero for a negative or NaN multiplier.
+    pub fn next_backoff(&self, backoff: Duration) -> Duration {
+        let scaled = backoff.as_secs_f64() * self.multiplier;
+        match Duration::try_from_secs_f64(scaled) {
+            Ok(next) => next,
+            Err(_) if scaled > 0.0 => Duration::MAX,
+            Err(_) => Duration::ZERO,
+        }
+    }
+}
+
 impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
@@ -261,7 +274,7 @@ fn with_retries(
                     backoff.as_millis()
                 );
                 std::thread::sleep(backoff);
-                backoff = backoff.mul_f64(policy.multiplier);
+                backoff = policy.next_backoff(backoff);
                 attempt += 1;
             }
             Err(error) => return Err(error),
@@ -296,4 +309,31 @@ fn after_data(
         finish::standby_signal(pgdata, user)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backoff_grows_and_saturates_instead_of_panicking() {
+        let policy = RetryPolicy::default();
+        assert_eq!(
+            policy.next_backoff(Duration::from_millis(500)),
+            Duration::from_millis(750)
+        );
+        let huge = RetryPolicy {
+            multiplier: f64::MAX,
+            ..RetryPolicy::default()
+        };
+        assert_eq!(huge.next_backoff(Duration::from_secs(1)), Duration::MAX);
+        assert_eq!(huge.next_backoff(Duration::MAX), Duration::MAX);
+        for odd in [-1.0, f64::NAN] {
+            let policy = RetryPolicy {
+                multiplier: odd,
+                ..RetryPolicy::default()
+            };
+            assert_eq!(policy.next_backoff(Duration::from_secs(1)), Duration::ZERO);
+        }
+    }
 }

@@ -20,7 +20,7 @@ struct Cli {
     #[arg(long, default_value_t = 500)]
     retry_initial_ms: u64,
     /// Factor applied to the pause after each retry.
-    #[arg(long, default_value_t = 1.5)]
+    #[arg(long, default_value_t = 1.5, value_parser = parse_multiplier)]
     retry_multiplier: f64,
     /// Time allowed to connect, start up and authenticate, per attempt, e.g. `30s`, `500ms`
     /// (a `connect_timeout` in `upstream_connstring` takes its place for a primary).
@@ -33,6 +33,16 @@ struct Cli {
     /// Log line format on stderr.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+}
+
+/// `--retry-multiplier`: a finite number, zero or more.
+fn parse_multiplier(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(multiplier) if multiplier.is_finite() && multiplier >= 0.0 => Ok(multiplier),
+        _ => Err(format!(
+            "{text:?} is not a retry multiplier; write a number such as 1.5"
+        )),
+    }
 }
 
 fn main() -> ExitCode {
@@ -50,4 +60,18 @@ fn main() -> ExitCode {
     compute_spec::stage::run(STAGE, |document| {
         pg_basebackup_fetch::run(document, &policy, &timeouts)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_multiplier_is_a_finite_number_of_zero_or_more() {
+        assert_eq!(parse_multiplier("1.5"), Ok(1.5));
+        assert_eq!(parse_multiplier("0"), Ok(0.0));
+        for bad in ["-1", "nan", "inf", "x"] {
+            assert!(parse_multiplier(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -44,7 +44,7 @@ pub mod supervise;
 
 use std::process::ExitCode;
 
-use compute_spec::error::exit_code;
+use compute_spec::exit_code;
 use compute_spec::stage::{self, StageInput};
 
 pub use cli::{Cli, Options};

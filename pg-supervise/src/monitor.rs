@@ -17,7 +17,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use compute_spec::document::ComputeDocument;
 use compute_spec::error::StageError;
@@ -185,7 +185,7 @@ pub fn start(
                         return;
                     }
                 }
-                next_tick += INTERVAL;
+                next_tick = compute_spec::deadline::saturating_add(next_tick, INTERVAL);
                 let now = Instant::now();
                 if next_tick < now {
                     next_tick = now;
@@ -265,7 +265,7 @@ impl Monitor {
             idle_since: row
                 .try_get::<_, Option<f64>>(3)?
                 .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
-                .map(|since_epoch| UNIX_EPOCH + since_epoch),
+                .and_then(compute_spec::deadline::since_epoch),
             walsenders: row.try_get(4)?,
             subscriptions: row.try_get(5)?,
             autovacuum_workers: row.try_get(6)?,
@@ -276,6 +276,7 @@ impl Monitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::UNIX_EPOCH;
 
     fn at(seconds: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(seconds)

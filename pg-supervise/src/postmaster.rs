@@ -41,12 +41,19 @@ pub enum ExitStatus {
 }
 
 impl ExitStatus {
-    /// The supervisor's exit code for this status: Postgres's code, 1 for a signal.
-    pub fn supervisor_code(self) -> u8 {
+    /// The exit code and the signal, as the `exited` event reports them.
+    pub fn code_and_signal(self) -> (Option<i32>, Option<i32>) {
         match self {
-            ExitStatus::Code(code) => u8::try_from(code).unwrap_or(1),
-            ExitStatus::Signal(_) => 1,
+            ExitStatus::Code(code) => (Some(code), None),
+            ExitStatus::Signal(signal) => (None, Some(signal)),
         }
+    }
+
+    /// The supervisor's exit code for this status: Postgres's code passed through, a
+    /// run-time failure for a signal ([`compute_spec::exit_code::of_postgres`]).
+    pub fn supervisor_code(self) -> u8 {
+        let (code, signal) = self.code_and_signal();
+        compute_spec::exit_code::of_postgres(code, signal)
     }
 }
 
@@ -136,7 +143,7 @@ pub fn spawn(
                 }
             };
             let status = reap_until(child);
-            reap_leftovers(Instant::now() + LEFTOVER_GRACE);
+            reap_leftovers(compute_spec::deadline::after(LEFTOVER_GRACE));
             on_exit(child, status);
         })?;
     started_rx

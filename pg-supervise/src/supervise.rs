@@ -90,12 +90,12 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// The supervisor's exit code: Postgres's code, 1 if it died by a signal or nobody could be
-    /// told (stdout closed: whoever ran us has died, a run-time failure).
+    /// The supervisor's exit code: Postgres's code passed through, a run-time failure if it
+    /// died by a signal or nobody could be told (stdout closed: whoever ran us has died).
     pub fn exit_code(self) -> u8 {
         match self.reported {
             true => self.status.supervisor_code(),
-            false => compute_spec::error::exit_code::RUNTIME,
+            false => compute_spec::exit_code::RUNTIME,
         }
     }
 }
@@ -416,10 +416,7 @@ impl Supervisor<'_> {
         } else {
             tracing::info!("postgres exited with {status}");
         }
-        let (code, signal) = match status {
-            ExitStatus::Code(code) => (Some(code), None),
-            ExitStatus::Signal(signal) => (None, Some(signal)),
-        };
+        let (code, signal) = status.code_and_signal();
         let reported = event::emit(&SuperviseEvent::Exited { code, signal });
         Ok(Outcome { status, reported })
     }
@@ -450,7 +447,7 @@ impl Supervisor<'_> {
 }
 
 fn wait_exit(receiver: &Receiver<Message>, timeout: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + timeout;
+    let deadline = compute_spec::deadline::after(timeout);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match receiver.recv_timeout(left) {

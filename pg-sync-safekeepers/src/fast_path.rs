@@ -66,7 +66,7 @@ pub fn check(safekeepers: &[String], query: &StatusQuery) -> Verdict {
     }
     drop(sender);
     // Name resolution is not bounded by the per-safekeeper timeout; this bounds the whole.
-    let deadline = Instant::now() + query.timeout + RESOLVE_MARGIN;
+    let deadline = compute_spec::deadline::after(query.timeout.saturating_add(RESOLVE_MARGIN));
     let mut answers = Vec::new();
     let mut failures = 0;
     loop {
@@ -174,6 +174,19 @@ mod tests {
             flush_lsn: Lsn(flush),
             commit_lsn: Lsn(commit),
         }
+    }
+
+    #[test]
+    fn a_timeout_of_u64_max_seconds_does_not_panic() {
+        let query = StatusQuery {
+            tenant_id: "a1b2c3d4e5f60718293a4b5c6d7e8f90".parse().unwrap(),
+            timeline_id: "0f1e2d3c4b5a69788796a5b4c3d2e1f0".parse().unwrap(),
+            token: None,
+            timeout: Duration::from_secs(u64::MAX),
+        };
+        // Port 1 refuses at once; the deadline built from the timeout must not overflow.
+        let verdict = check(&["127.0.0.1:1".to_string()], &query);
+        assert!(matches!(verdict, Verdict::NotSynced(_)), "{verdict:?}");
     }
 
     #[test]

@@ -118,7 +118,7 @@ pub fn require_conf(pgdata: &Path) -> Result<(), SyncError> {
 pub fn sync(command: &SyncCommand<'_>) -> Result<(Lsn, u32), SyncError> {
     let guard = command.signals.map(SignalForwarding::forwarding);
     let signals = Signals(guard.as_ref());
-    let deadline = Instant::now() + command.timeout;
+    let deadline = compute_spec::deadline::after(command.timeout);
     let mut attempts = 0;
     loop {
         attempts += 1;
@@ -132,7 +132,7 @@ pub fn sync(command: &SyncCommand<'_>) -> Result<(Lsn, u32), SyncError> {
         }
         let pause = backoff(attempts);
         tracing::warn!("{error}; retrying in {pause:?}");
-        let wake = Instant::now() + pause;
+        let wake = compute_spec::deadline::after(pause);
         while Instant::now() < wake {
             if Instant::now() >= deadline {
                 return Err(timeout(command));
@@ -338,6 +338,23 @@ fn command_line(command: &SyncCommand<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_timeout_of_u64_max_seconds_does_not_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let command = SyncCommand {
+            pgbin: Path::new("/bin/false"),
+            pgdata: dir.path(),
+            token: None,
+            safekeepers: &[],
+            timeout: Duration::from_secs(u64::MAX),
+            retries: 0,
+            signals: None,
+            user: None,
+        };
+        let error = sync(&command).unwrap_err();
+        assert!(matches!(error, SyncError::ChildFailed { .. }), "{error}");
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {

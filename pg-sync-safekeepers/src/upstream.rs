@@ -42,7 +42,7 @@ pub fn current_wal_position(connstr: &str, timeouts: UpstreamTimeouts) -> Result
             message: "it names no host".to_string(),
         });
     }
-    let deadline = Instant::now() + timeouts.overall;
+    let deadline = compute_spec::deadline::after(timeouts.overall);
     let mut round = 0;
     loop {
         let mut last_error = None;
@@ -65,7 +65,7 @@ pub fn current_wal_position(connstr: &str, timeouts: UpstreamTimeouts) -> Result
         let Some(error) = last_error else {
             return Err(out_of_time(timeouts.overall));
         };
-        if Instant::now() + pause >= deadline {
+        if deadline.saturating_duration_since(Instant::now()) <= pause {
             return Err(error);
         }
         tracing::info!(

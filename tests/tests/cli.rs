@@ -62,3 +62,24 @@ fn compute_ctl_generates_completions_and_a_man_page() {
         Some(compute_spec::exit_code::USAGE as i32)
     );
 }
+
+#[test]
+fn every_binary_rejects_a_non_utf8_argument_with_a_usage_error() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    for name in BINARIES {
+        let output = Command::new(binary(name))
+            .arg("--log-format")
+            .arg(OsStr::from_bytes(b"te\xffxt"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(i32::from(compute_spec::exit_code::USAGE)),
+            "{name}: {stderr}"
+        );
+        assert!(stderr.contains("--log-format"), "{name}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{name}: {stderr}");
+    }
+}

@@ -104,7 +104,7 @@ impl Connection {
         startup: &Startup,
         timeout: Duration,
     ) -> Result<Connection, WireError> {
-        let deadline = (Instant::now() + timeout, timeout);
+        let deadline = (crate::deadline::after(timeout), timeout);
         let name = endpoint.to_string();
         let stream = open(endpoint, &name, deadline)?;
         let mut connection = Connection {
@@ -151,7 +151,7 @@ impl Connection {
 
     /// Sets the overall deadline to `timeout` from now (None: no deadline).
     pub fn set_deadline(&mut self, timeout: Option<Duration>) {
-        self.deadline = timeout.map(|timeout| (Instant::now() + timeout, timeout));
+        self.deadline = timeout.map(|timeout| (crate::deadline::after(timeout), timeout));
     }
 
     /// Bounds each wait for the server by `timeout`: every read (a silent server), and every
