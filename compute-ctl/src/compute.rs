@@ -648,29 +648,32 @@ impl Controller {
                 "the configuration fetched again has no spec",
             )
         })?;
-        let mut document = self
+        let current = self
             .shared
             .lock()
             .document
-            .clone()
-            .ok_or_else(|| crate::internal("no document for a running compute"))?;
-        let current = document.spec.as_ref().map(pageserver_of);
+            .as_ref()
+            .and_then(|document| document.spec.as_ref().map(pageserver_of));
         if current.as_ref() == Some(&pageserver_of(&spec)) {
             return Ok(false);
         }
-        document.spec = Some(spec);
-        self.reconcile(document, true)?;
+        self.apply_spec(spec)?;
         Ok(true)
     }
 
     fn apply_pending(&mut self, pending: crate::state::PendingConfig) -> Result<(), StageError> {
+        self.apply_spec(pending.spec)
+    }
+
+    /// Reconciles the running compute to `spec` (`pg-reconcile --reconfigure`).
+    fn apply_spec(&mut self, spec: compute_spec::spec::ComputeSpec) -> Result<(), StageError> {
         let mut document = self
             .shared
             .lock()
             .document
             .clone()
             .ok_or_else(|| crate::internal("no document for a running compute"))?;
-        document.spec = Some(pending.spec);
+        document.spec = Some(spec);
         self.reconcile(document, true).map(|_| ())
     }
 }

@@ -225,17 +225,8 @@ fn gives_up_on_a_silent_pageserver(silence: Silence) {
     });
     let dir = TestDir::new("bbf-");
     let document = neon_document(&dir.path().join("pgdata"), &standin, TIMELINE, TOKEN);
-    let args = [
-        "--retries",
-        "1",
-        "--retry-initial-ms",
-        "10",
-        "--startup-timeout",
-        "1s",
-        "--idle-timeout",
-        "1s",
-    ];
-    let (outcome, took) = util::run_stage_within(&document, &args, Duration::from_secs(30));
+    let (outcome, took) =
+        util::run_stage_within(&document, &util::QUICK_GIVE_UP, Duration::from_secs(30));
     let error = outcome.failed_with("network");
     assert_eq!(error["retryable"], true);
     let message = error["message"].as_str().unwrap();

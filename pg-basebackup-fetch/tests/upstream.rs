@@ -314,17 +314,8 @@ fn gives_up_on_a_silent_primary(silence: Silence, mode: &str, connections: usize
         spec["upstream_connstring"] = json!(connstr);
         spec["mode"] = json!(mode);
     });
-    let args = [
-        "--retries",
-        "1",
-        "--retry-initial-ms",
-        "10",
-        "--startup-timeout",
-        "1s",
-        "--idle-timeout",
-        "1s",
-    ];
-    let (outcome, took) = util::run_stage_within(&document, &args, Duration::from_secs(30));
+    let (outcome, took) =
+        util::run_stage_within(&document, &util::QUICK_GIVE_UP, Duration::from_secs(30));
     let error = outcome.failed_with("network");
     let message = error["message"].as_str().unwrap();
     let server = format!("primary 127.0.0.1:{}", standin.port);

@@ -65,6 +65,18 @@ impl Outcome {
     }
 }
 
+/// Flags for a stage that must give up on a silent server quickly: two attempts, 1 s deadlines.
+pub const QUICK_GIVE_UP: [&str; 8] = [
+    "--retries",
+    "1",
+    "--retry-initial-ms",
+    "10",
+    "--startup-timeout",
+    "1s",
+    "--idle-timeout",
+    "1s",
+];
+
 /// Runs `pg-basebackup-fetch` with `args` on `document`.
 pub fn run_stage(document: &ComputeDocument, args: &[&str]) -> Outcome {
     let text = serde_json::to_string(document).unwrap();
