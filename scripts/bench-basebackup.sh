@@ -45,7 +45,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 echo "building release binaries ..." >&2
-(cd "$ROOT" && cargo build --release -q -p compute-spec -p pg-basebackup-fetch &&
+(cd "$ROOT" && cargo build --release -q -p compute-spec-cli -p pg-basebackup-fetch &&
     cargo build --release -q -p pg-supervise &&
     cargo build --release -q -p pg-basebackup-fetch --example pageserver_standin)
 

@@ -20,10 +20,10 @@ command -v wrk >/dev/null || { apt-get install -y wrk >/dev/null; }
 command -v python3 >/dev/null || { echo "python3 is needed for the stand-in stages" >&2; exit 1; }
 
 if [ "$PROFILE" = release ]; then
-    cargo build --release -q -p compute-ctl -p compute-spec
+    cargo build --release -q -p compute-ctl -p compute-spec-cli
     bin="${CARGO_TARGET_DIR:-target}/release"
 else
-    cargo build -q -p compute-ctl -p compute-spec
+    cargo build -q -p compute-ctl -p compute-spec-cli
     bin="${CARGO_TARGET_DIR:-target}/debug"
 fi
 

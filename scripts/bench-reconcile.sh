@@ -16,7 +16,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 PGBIN=${PGBIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)}
-(cd "$ROOT" && cargo build --release -q -p pg-reconcile -p compute-spec)
+(cd "$ROOT" && cargo build --release -q -p pg-reconcile -p compute-spec-cli)
 BIN=$CARGO_TARGET_DIR/release
 
 SMALL=$(mktemp -d /dev/shm/bench-reconcile.XXXXXX)   # small clusters, on tmpfs

@@ -1,28 +1,29 @@
-//! compute-spec: the shared model of compute-tools, and its first stage.
+//! compute-spec: the shared model of compute-tools — the contract every stage speaks.
+//!
+//! This crate is format only (serde, schemars, thiserror for error types): no I/O, no
+//! processes, no network. The stage plumbing lives in `stage-kit`, and the `compute-spec`
+//! binary (loading a spec from a file, stdin or a control plane) in `compute-spec-cli`.
 //!
 //! * [`spec`]: the Neon-compatible [`ComputeSpec`](spec::ComputeSpec) (unknown fields kept,
 //!   upstream's defaults), the `{spec, compute_ctl_config}` envelope, and
 //!   [`validate`](spec::ComputeSpec::validate), which resolves the data source
-//!   ([`StorageSource`](validate::StorageSource)) and reports every bad field at once.
+//!   ([`StorageSource`](validate::StorageSource)) and reports every bad field at once;
+//!   [`parse`]: parsing a bare spec, an envelope or either, with errors naming the JSON path.
 //! * [`ids`]: [`Lsn`](ids::Lsn), [`TenantId`](ids::TenantId), [`TimelineId`](ids::TimelineId)
 //!   with upstream's text forms.
 //! * [`document`]: the compute document that flows between stages on stdin/stdout, one
 //!   section per stage ([`section`]); [`error`]: the error envelope and its kinds;
 //!   [`exit_code`]: the one exit-code policy (0/1/2, Postgres's code passed through);
-//!   [`stage`]: the stdin → stage → stdout plumbing every stage binary shares.
+//!   [`event`]: the events `pg-supervise` writes; [`schema`]: the JSON Schemas of all three.
 //! * [`quote`]: the one module that quotes SQL identifiers, literals, dollar-quoted names and
 //!   `postgresql.conf` values; [`pgconf`]: `postgresql.conf` rendering in upstream's order,
 //!   refusing any value that could add a line ([`guc`]: the checks on setting names, values
 //!   and free configuration text); [`sqlopt`]: the closed keyword tables of role and
 //!   database options.
-//! * [`load`]: obtaining a spec (file, inline, envelope, stdin, embedded sample, control
-//!   plane); [`begin`]: building the document from flags.
-//! * [`deadline`]: deadlines from input durations that saturate instead of panicking.
-//! * [`runas`]: dropping from root to the `postgres` OS user; [`local`]: the tools' admin
-//!   connection to their own Postgres; [`logging`]: stderr logging for every binary.
 //!
 //! Invariants: this package depends on no other package of the workspace; only its types
-//! cross the pipe between stages; nothing here logs a secret (see [`secret::Secret`]).
+//! cross the pipe between stages; nothing here logs (it has no logger) and no secret is
+//! printed by its `Debug` or `Display` (see [`secret::Secret`]).
 //!
 //! ```
 //! let text = r#"{"format_version": 1.0, "cluster": {"roles": [], "databases": []}}"#;
@@ -31,40 +32,22 @@
 //! ```
 #![warn(missing_docs)]
 
-pub mod begin;
-pub mod cli;
-pub mod deadline;
 pub mod document;
 pub mod error;
 pub mod event;
 pub mod exit_code;
 pub mod guc;
 pub mod ids;
-pub mod load;
-pub mod local;
-pub mod logging;
-pub mod notify;
 mod open_enum;
+pub mod parse;
 pub mod pgconf;
 pub mod quote;
-pub mod runas;
 pub mod schema;
 pub mod secret;
 pub mod section;
 pub mod spec;
 pub mod sqlopt;
-pub mod stage;
 pub mod validate;
-pub mod wire;
-
-/// The version every binary of the workspace reports: the package version and the git commit
-/// it was built from.
-pub const VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    " (git ",
-    env!("COMPUTE_TOOLS_GIT_HASH"),
-    ")"
-);
 
 pub use document::ComputeDocument;
 pub use error::{ErrorKind, StageError};

@@ -283,19 +283,6 @@ pub fn params_for(document: &ComputeDocument) -> ConfParams {
     }
 }
 
-/// The effective port: the spec's `port` setting, else the port in the connection string,
-/// else 5432.
-pub fn effective_port(spec: Option<&ComputeSpec>, connstr: &str) -> u16 {
-    spec.and_then(|spec| spec.setting("port")?.trim().parse().ok())
-        .or_else(|| connstr_port(connstr))
-        .unwrap_or(5432)
-}
-
-fn connstr_port(connstr: &str) -> Option<u16> {
-    let config: postgres::Config = connstr.parse().ok()?;
-    config.get_ports().first().copied()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -382,19 +369,5 @@ mod tests {
             "neon.compute_mode=static\nhot_standby=on\nrecovery_target_lsn='0/16B5A50'\n"
         ));
         assert!(conf.contains("dynamic_shared_memory_type=mmap\n"));
-    }
-
-    #[test]
-    fn port_precedence() {
-        let spec = fixture_spec();
-        assert_eq!(
-            effective_port(Some(&spec), "postgresql://a@localhost:1234/db"),
-            55432
-        );
-        assert_eq!(
-            effective_port(None, "postgresql://a@localhost:1234/db"),
-            1234
-        );
-        assert_eq!(effective_port(None, "postgresql://a@localhost/db"), 5432);
     }
 }

@@ -262,6 +262,9 @@ pub struct Role {
     /// keyword in `name`; `ALTER ROLE` gets those it accepts.
     #[serde(default)]
     pub options: Option<Vec<GenericOption>>,
+    /// Fields this version does not model, kept so a document passes them on unchanged.
+    #[serde(flatten)]
+    pub extra: Extra,
 }
 
 /// A database the compute must have.
@@ -281,6 +284,9 @@ pub struct Database {
     /// Output only: an interrupted `DROP DATABASE` left it invalid.
     #[serde(default, skip_serializing_if = "is_false")]
     pub invalid: bool,
+    /// Fields this version does not model, kept so a document passes them on unchanged.
+    #[serde(flatten)]
+    pub extra: Extra,
 }
 
 /// A named option: a GUC (settings) or a SQL option (roles, databases). Checked by
@@ -308,6 +314,9 @@ pub struct DeltaOp {
     /// The new name for renames.
     #[serde(default)]
     pub new_name: Option<String>,
+    /// Fields this version does not model, kept so a document passes them on unchanged.
+    #[serde(flatten)]
+    pub extra: Extra,
 }
 
 open_enum! {
@@ -490,4 +499,43 @@ pub enum ControlPlaneComputeStatus {
     Empty,
     /// A spec is attached.
     Attached,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A field a newer control plane adds to a role, a database or a delta survives a parse
+    /// and a write, so a stage never drops what a later stage (or a newer tool) reads.
+    #[test]
+    fn roles_databases_and_deltas_keep_unknown_fields() {
+        let role: Role = serde_json::from_str(
+            r#"{"name": "r", "encrypted_password": null, "options": null, "future": [1, 2]}"#,
+        )
+        .unwrap();
+        assert_eq!(role.extra.get("future"), Some(&serde_json::json!([1, 2])));
+        let database: Database =
+            serde_json::from_str(r#"{"name": "d", "owner": "r", "future": {"a": true}}"#).unwrap();
+        let delta: DeltaOp =
+            serde_json::from_str(r#"{"action": "delete_db", "name": "d", "future": "x"}"#).unwrap();
+        for (written, key, expected) in [
+            (
+                serde_json::to_value(&role).unwrap(),
+                "future",
+                serde_json::json!([1, 2]),
+            ),
+            (
+                serde_json::to_value(&database).unwrap(),
+                "future",
+                serde_json::json!({"a": true}),
+            ),
+            (
+                serde_json::to_value(&delta).unwrap(),
+                "future",
+                serde_json::json!("x"),
+            ),
+        ] {
+            assert_eq!(written.get(key), Some(&expected), "{written}");
+        }
+    }
 }

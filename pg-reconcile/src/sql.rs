@@ -136,6 +136,7 @@ mod tests {
             name: "r".into(),
             encrypted_password: hash.map(Secret::new),
             options: None,
+            extra: Default::default(),
         };
         let md5 = "6b1d16b78004bbd51fa06af9eda75972";
         let scram = "SCRAM-SHA-256$4096:abc$def:ghi";
@@ -157,6 +158,7 @@ mod tests {
             name: "role0".into(),
             encrypted_password: Some(Secret::new("7018e40b9d81af30a8b22e3cb93d9930")),
             options: None,
+            extra: Default::default(),
         };
         assert_eq!(password_value(&empty), None);
         assert!(password_matches(None, &empty));

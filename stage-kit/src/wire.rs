@@ -93,7 +93,10 @@ impl std::fmt::Debug for Startup {
             .field("params", &self.params)
             .field(
                 "password",
-                &self.password.as_ref().map(|_| crate::secret::REDACTED),
+                &self
+                    .password
+                    .as_ref()
+                    .map(|_| compute_spec::secret::REDACTED),
             )
             .finish()
     }

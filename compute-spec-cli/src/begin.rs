@@ -3,11 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::document::{default_socket_dir, ComputeDocument, LocalInstance, DOCUMENT_VERSION};
-use crate::error::{ErrorKind, StageError};
-use crate::load::LoadedSpec;
-use crate::pgconf::effective_port;
-use crate::section::SpecLoadSection;
+use compute_spec::document::{
+    default_socket_dir, ComputeDocument, LocalInstance, DOCUMENT_VERSION,
+};
+use compute_spec::error::{ErrorKind, StageError};
+use compute_spec::parse::LoadedSpec;
+
+use compute_spec::section::SpecLoadSection;
 
 /// Flags that shape the document, already parsed.
 #[derive(Clone, Debug)]
@@ -162,6 +164,19 @@ fn newest_debian_postgres(name: &Path) -> Option<PathBuf> {
         .map(|(_, path)| path)
 }
 
+/// The effective port: the spec's `port` setting, else the port in the connection string,
+/// else 5432.
+pub fn effective_port(spec: Option<&compute_spec::spec::ComputeSpec>, connstr: &str) -> u16 {
+    spec.and_then(|spec| spec.setting("port")?.trim().parse().ok())
+        .or_else(|| connstr_port(connstr))
+        .unwrap_or(5432)
+}
+
+fn connstr_port(connstr: &str) -> Option<u16> {
+    let config: postgres::Config = connstr.parse().ok()?;
+    config.get_ports().first().copied()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,5 +187,20 @@ mod tests {
         for bad in ["", "Neon", "a$'b", "x y", "röle"] {
             assert!(validate_privileged_role_name("t", bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn port_precedence() {
+        let text = include_str!("../../../shared/fixtures/neon/compute_api-cluster_spec.json");
+        let spec: compute_spec::spec::ComputeSpec = serde_json::from_str(text).unwrap();
+        assert_eq!(
+            effective_port(Some(&spec), "postgresql://a@localhost:1234/db"),
+            55432
+        );
+        assert_eq!(
+            effective_port(None, "postgresql://a@localhost:1234/db"),
+            1234
+        );
+        assert_eq!(effective_port(None, "postgresql://a@localhost/db"), 5432);
     }
 }

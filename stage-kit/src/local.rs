@@ -8,8 +8,8 @@
 
 use std::time::Duration;
 
-use crate::document::ComputeDocument;
-use crate::error::{ErrorKind, StageError};
+use compute_spec::document::ComputeDocument;
+use compute_spec::error::{ErrorKind, StageError};
 
 /// Session options forced on the tools' own connections (`-c name=value` form).
 pub fn forced_options(user: &str) -> String {

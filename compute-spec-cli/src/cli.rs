@@ -9,11 +9,11 @@ use std::time::Instant;
 use clap::Parser;
 
 use crate::begin::{start_document, DocumentParams};
-use crate::document::DEFAULT_PRIVILEGED_ROLE;
-use crate::error::{ErrorKind, StageError};
 use crate::load::{load, SpecSource};
-use crate::logging::LogFormat;
-use crate::stage::{elapsed_ms, finish};
+use compute_spec::document::DEFAULT_PRIVILEGED_ROLE;
+use compute_spec::error::{ErrorKind, StageError};
+use stage_kit::logging::LogFormat;
+use stage_kit::stage::{elapsed_ms, finish};
 
 const STAGE: &str = "compute-spec";
 
@@ -139,7 +139,7 @@ impl InstanceArgs {
 /// 2 bad input or usage (invalid spec, bad flags). On failure stdout carries the error
 /// envelope {"error": {"stage", "kind", "message", "retryable"}}.
 #[derive(Debug, Parser)]
-#[command(name = "compute-spec", version = crate::VERSION)]
+#[command(name = "compute-spec", version = stage_kit::VERSION)]
 pub struct Cli {
     /// Where the spec comes from.
     #[command(flatten)]

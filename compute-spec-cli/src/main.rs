@@ -3,10 +3,10 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use compute_spec::cli::{run, Cli};
+use compute_spec_cli::cli::{run, Cli};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    compute_spec::logging::init(cli.log_format);
+    stage_kit::logging::init(cli.log_format);
     run(&cli)
 }

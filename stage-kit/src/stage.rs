@@ -10,8 +10,8 @@ use std::process::ExitCode;
 
 use serde_json::Value;
 
-use crate::document::{ComputeDocument, DOCUMENT_VERSION};
-use crate::error::{exit_code, ErrorEnvelope, ErrorKind, StageError};
+use compute_spec::document::{ComputeDocument, DOCUMENT_VERSION};
+use compute_spec::error::{exit_code, ErrorEnvelope, ErrorKind, StageError};
 
 /// What arrived on stdin.
 pub enum StageInput {
@@ -55,7 +55,7 @@ pub fn parse_input(stage: &str, text: &str) -> Result<StageInput, StageError> {
         }
         Some(_) => {}
     }
-    let document: ComputeDocument = crate::load::decode_value(value).map_err(|error| {
+    let document: ComputeDocument = compute_spec::parse::decode_value(value).map_err(|error| {
         StageError::new(
             stage,
             ErrorKind::InvalidDocument,

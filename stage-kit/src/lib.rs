@@ -1,0 +1,34 @@
+//! stage-kit: the plumbing every compute-tools binary shares, around the `compute-spec` model.
+//!
+//! * [`stage`]: stdin → stage → stdout — read the compute document (or pass an earlier
+//!   stage's error envelope through), run, write the document or the error, exit with the
+//!   code of [`compute_spec::exit_code`].
+//! * [`logging`]: stderr logging (text or JSON) for every binary.
+//! * [`runas`]: dropping from root to the `postgres` OS user in a child process, with
+//!   nothing but async-signal-safe calls between `fork` and `exec`.
+//! * [`notify`]: systemd's `sd_notify` datagram protocol.
+//! * [`local`]: the admin connection of the tools to their own Postgres.
+//! * [`wire`]: a minimal Postgres wire client with a deadline on every read and write, for
+//!   servers `postgres` cannot talk to (the pageserver, safekeepers).
+//! * [`deadline`]: deadlines from input durations that saturate instead of panicking.
+//!
+//! Invariants: depends on `compute-spec` only among the workspace's packages; nothing here
+//! logs a secret.
+#![warn(missing_docs)]
+
+pub mod deadline;
+pub mod local;
+pub mod logging;
+pub mod notify;
+pub mod runas;
+pub mod stage;
+pub mod wire;
+
+/// The version every binary of the workspace reports: the package version and the git commit
+/// it was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (git ",
+    env!("COMPUTE_TOOLS_GIT_HASH"),
+    ")"
+);
