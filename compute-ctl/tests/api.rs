@@ -1,5 +1,7 @@
 //! The HTTP API's contract: configure, terminate, errors, limits, request ids.
 
+#![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -1,6 +1,8 @@
 //! A command line that is not UTF-8 is a usage error (exit 2 and a message), never a panic,
 //! under both binary names.
 
+#![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
+
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::process::{Command, Output};

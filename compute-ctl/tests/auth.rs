@@ -1,5 +1,7 @@
 //! JWT authentication of the external API (EdDSA keys from compute_ctl_config.jwks).
 
+#![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
+
 mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

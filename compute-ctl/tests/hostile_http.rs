@@ -2,6 +2,8 @@
 //! and countless headers. Each case is an attack that stalled or overloaded the earlier
 //! thread-pool server; `/status`, `/healthz` and `/metrics` must keep answering.
 
+#![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
+
 mod common;
 
 use std::io::{Read, Write};

@@ -1,5 +1,7 @@
 //! Start-up, status, reconfiguration, termination and signals, with stand-in stages.
 
+#![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
+
 mod common;
 
 use std::time::Duration;

@@ -1,6 +1,8 @@
 //! The SQL-backed routes against a real PostgreSQL (a test server stands in for the compute's
 //! Postgres; the stand-in pg-supervise reports it ready).
 
+#![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
+
 mod common;
 
 use std::time::Duration;

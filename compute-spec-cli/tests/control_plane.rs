@@ -2,6 +2,8 @@
 //! JSON, no retry on other statuses, `status: "empty"` means no spec yet, the bearer token,
 //! and a deadline on each whole answer (a server that never answers, or stalls mid-body).
 
+#![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
+
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};

@@ -2,6 +2,8 @@
 //! options is refused by validation (exit 2, naming the field by its JSON path) and again by
 //! rendering; type errors name the JSON path of the field.
 
+#![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
+
 use std::path::PathBuf;
 use std::process::Command;
 

@@ -92,9 +92,76 @@ pub fn quote_libpq_value(value: &str) -> String {
     format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
+/// One word of the libpq `options` parameter (the `-c name=value` list sent at startup): the
+/// server splits it on whitespace and takes a backslash as "the next character is literal"
+/// (`pg_split_opts`), so `\\` and every whitespace character are backslash-escaped. Nothing
+/// in `value` can start another `-c` option.
+pub fn quote_options_word(value: &str) -> String {
+    let mut word = String::with_capacity(value.len());
+    for c in value.chars() {
+        if c == '\\' || c.is_ascii_whitespace() || c == '\u{b}' {
+            word.push('\\');
+        }
+        word.push(c);
+    }
+    word
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The server's reading of an `options` string (`pg_split_opts` in postinit.c).
+    fn split_options(options: &str) -> Vec<String> {
+        let mut words = Vec::new();
+        let mut chars = options.chars().peekable();
+        loop {
+            while chars
+                .peek()
+                .is_some_and(|c| c.is_ascii_whitespace() || *c == '\u{b}')
+            {
+                chars.next();
+            }
+            if chars.peek().is_none() {
+                return words;
+            }
+            let mut word = String::new();
+            while let Some(c) = chars.next() {
+                if c.is_ascii_whitespace() || c == '\u{b}' {
+                    break;
+                }
+                if c == '\\' {
+                    if let Some(next) = chars.next() {
+                        word.push(next);
+                    }
+                } else {
+                    word.push(c);
+                }
+            }
+            words.push(word);
+        }
+    }
+
+    #[test]
+    fn an_options_word_stays_one_word() {
+        for hostile in [
+            "plain",
+            "a b",
+            "x -c statement_timeout=1",
+            "tab\there",
+            "new\nline",
+            "back\\slash\\",
+            "vt\u{b}ff\u{c}cr\r",
+            "",
+        ] {
+            let options = format!("-c role={} -c x=y", quote_options_word(hostile));
+            assert_eq!(
+                split_options(&options),
+                ["-c", &format!("role={hostile}"), "-c", "x=y"],
+                "{hostile:?}"
+            );
+        }
+    }
 
     #[test]
     fn identifiers_as_upstream() {

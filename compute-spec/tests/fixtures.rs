@@ -2,6 +2,8 @@
 //! duplicate-safekeeper one is rejected naming the duplicate, and re-serialising keeps every
 //! field.
 
+#![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
+
 use std::path::PathBuf;
 
 use compute_spec::parse::{parse_any, parse_bare, parse_envelope};

@@ -1,6 +1,8 @@
 //! The committed JSON Schemas under `docs/schema/` match the types. Regenerate with
 //! `UPDATE_SCHEMAS=1 cargo test -p compute-spec --test schema`.
 
+#![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
+
 use std::path::PathBuf;
 
 fn check(file: &str, generated: String) {

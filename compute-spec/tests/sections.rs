@@ -2,6 +2,8 @@
 //! unknown one round-trip as the same string, and a document written by a newer stage (values
 //! and fields this version does not know) is written back unchanged.
 
+#![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
+
 use compute_spec::section::{
     BasebackupSection, BasebackupSource, ReconcilePhase, SpecLoadSource, SyncMethod,
 };

@@ -5,6 +5,8 @@
 //! Usage: `pageserver_standin ARCHIVE.tar.gz TENANT TIMELINE PASSWORD [--replica]`
 //! (`--replica`: expect the command a Replica or Static compute sends).
 
+#![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
+
 #[allow(dead_code)]
 #[path = "../tests/util/standin.rs"]
 mod standin;

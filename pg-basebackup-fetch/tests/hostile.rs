@@ -2,6 +2,8 @@
 //! splicing one, for a primary's stream): traversal, absolute paths, symlink escapes,
 //! devices and lying sizes are refused, and nothing is written outside PGDATA.
 
+#![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
+
 mod util;
 
 use std::path::Path;

@@ -1,5 +1,7 @@
 //! The "none" source on real PostgreSQL: initdb, configuration, start, and the safe wipe.
 
+#![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
+
 mod util;
 
 use compute_spec::document::PGDATA_MARKER;

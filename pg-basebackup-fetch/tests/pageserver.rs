@@ -1,6 +1,8 @@
 //! The pageserver source against a stand-in serving a real data directory: the exact
 //! command and connection parameters, a start with real `postgres`, and the faults.
 
+#![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
+
 mod util;
 
 use std::sync::OnceLock;

@@ -1,6 +1,8 @@
 //! The vanilla primary source against a real PostgreSQL primary: a writable Primary clone
 //! (with the admin role created when the primary lacks it) and a streaming Replica.
 
+#![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
+
 mod util;
 
 use std::time::{Duration, Instant};

@@ -2,6 +2,8 @@
 //! only when nothing in it is foreign and a real cluster or our marker vouches for it; every
 //! refusal names the foreign entries and deletes nothing.
 
+#![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
+
 mod util;
 
 use std::path::{Path, PathBuf};

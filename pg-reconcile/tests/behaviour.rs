@@ -1,6 +1,8 @@
 //! Stage behaviour on a real Postgres: per-object failures, dry run, the settings block,
 //! extensions, the skip flag, and the binary's contract.
 
+#![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
+
 mod common;
 
 use std::time::{Duration, Instant};

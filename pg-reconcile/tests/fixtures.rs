@@ -1,6 +1,8 @@
 //! Every Neon fixture applied to a fresh instance, checked with catalog queries, then
 //! applied again: the second run plans nothing.
 
+#![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
+
 mod common;
 
 use common::{apply_ok, assert_noop, column, fixture, sorted, user_databases, user_roles};

@@ -3,6 +3,8 @@
 //! server log when a batch fails. Each attack is refused before anything changes, and what
 //! is legitimate still works.
 
+#![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
+
 mod common;
 
 use common::{apply_ok, column, spec, user_databases, user_roles};

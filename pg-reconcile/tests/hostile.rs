@@ -1,6 +1,8 @@
 //! Hostile names for roles and databases: created, renamed and dropped exactly, with deltas
 //! replayed twice.
 
+#![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
+
 mod common;
 
 use common::{apply_ok, assert_noop, sorted, spec, user_databases, user_roles};

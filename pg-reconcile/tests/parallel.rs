@@ -2,6 +2,8 @@
 //! holds grants in several databases (and a database of its own), per-database work in
 //! parallel, and large role/database sets spread over several connections.
 
+#![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
+
 mod common;
 
 use common::{apply_ok, assert_noop, column, spec, user_roles};

@@ -1,6 +1,8 @@
 //! Quoting round trips through a real Postgres: any string (no NUL) comes back unchanged as
 //! an identifier, a literal, and a dollar-quoted text inside a `DO` block.
 
+#![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
+
 use compute_spec::quote::{do_block_tag, DollarQuoted, Ident, Literal};
 use pg_test_support::TestPostgres;
 use proptest::prelude::*;

@@ -1,5 +1,7 @@
 //! The activity monitor against a real Postgres: which sessions count as activity, and downtime.
 
+#![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
+
 mod common;
 
 use std::io::Write;

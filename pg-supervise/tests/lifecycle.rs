@@ -1,5 +1,7 @@
 //! Start, readiness, failures and shutdown of a real Postgres under the `pg-supervise` binary.
 
+#![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
+
 mod common;
 
 use std::io::Write;

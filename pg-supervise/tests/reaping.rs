@@ -1,6 +1,8 @@
 //! Orphans of Postgres's children are re-parented to the supervisor and reaped: as a child
 //! subreaper, and as PID 1 of a new PID namespace (`unshare`).
 
+#![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
+
 mod common;
 
 use std::process::Command;

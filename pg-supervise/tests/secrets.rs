@@ -1,6 +1,8 @@
 //! What pg-supervise forwards from a real Postgres's log carries no password hash, even when a
 //! failing statement holding one is logged.
 
+#![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
+
 mod common;
 
 use common::{wait_for, Fixture, SECOND};

@@ -2,6 +2,8 @@
 //! shared memory behind; pg-supervise removes exactly those segments before reporting `exited`,
 //! and leaves an unrelated Postgres's segments alone.
 
+#![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
+
 mod common;
 
 use std::collections::BTreeSet;

@@ -1,5 +1,7 @@
 //! Modes that need no network: no storage, Static, Replica; and the contract's edges.
 
+#![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
+
 mod util;
 
 use std::path::PathBuf;

@@ -1,6 +1,8 @@
 //! A Primary with Neon storage: the TIMELINE_STATUS fast path against safekeeper stand-ins, and
 //! the slow path through a script standing in for `postgres --sync-safekeepers`.
 
+#![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
+
 mod util;
 
 use std::path::Path;

@@ -1,6 +1,8 @@
 //! A vanilla upstream primary: IDENTIFY_SYSTEM on a physical replication connection to a real
 //! PostgreSQL, over the Unix socket (trust) and TCP (SCRAM, MD5, cleartext, a wrong password).
 
+#![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
+
 mod util;
 
 use std::time::{Duration, Instant};

@@ -13,7 +13,7 @@ use compute_spec::error::{ErrorKind, StageError};
 
 /// Session options forced on the tools' own connections (`-c name=value` form).
 pub fn forced_options(user: &str) -> String {
-    let role = user.replace('\\', "\\\\").replace(' ', "\\ ");
+    let role = compute_spec::quote::quote_options_word(user);
     format!(
         "-c role={role} -c default_transaction_read_only=off -c search_path= \
          -c statement_timeout=0"

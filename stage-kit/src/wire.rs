@@ -35,6 +35,7 @@ use std::time::Duration;
 use postgres::config::Host;
 
 mod connection;
+mod stream;
 
 pub use connection::{server_error, Connection, CopyOut};
 

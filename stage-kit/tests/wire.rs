@@ -1,6 +1,8 @@
 //! The wire client against a real Postgres: a physical replication connection over the Unix
 //! socket, `IDENTIFY_SYSTEM`, and a server error on that connection.
 
+#![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
+
 use std::time::Duration;
 
 use compute_spec::Lsn;

@@ -1,5 +1,7 @@
 //! Integration tests against real PostgreSQL servers.
 
+#![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
+
 use std::path::Path;
 use std::time::Instant;
 

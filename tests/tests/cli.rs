@@ -1,6 +1,8 @@
 //! The command lines, consistent across the binaries: `--version` with the git commit,
 //! `--log-format` everywhere, and compute-ctl's completions and man page.
 
+#![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
+
 use std::process::Command;
 
 use compute_tools_tests::binary;

@@ -12,6 +12,8 @@
 //!   (see the doc comments in `compute-ctl/src/*.rs`); the row asserts ours.
 //! * rows without a note assert upstream's behaviour.
 
+#![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
+
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -1,5 +1,7 @@
 //! compute-ctl as the all-in-one entrypoint, with the real stages and real PostgreSQL.
 
+#![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;

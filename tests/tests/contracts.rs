@@ -1,6 +1,8 @@
 //! The published contracts: `docs/examples/pipeline.sh` runs exactly as written, and what the
 //! stages really produce validates against the JSON Schemas under `docs/schema/`.
 
+#![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

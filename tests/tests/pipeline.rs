@@ -1,6 +1,8 @@
 //! The stages chained by hand, as a user would in a shell: compute-spec | pg-sync-safekeepers
 //! | pg-basebackup-fetch, then pg-supervise and pg-reconcile once it reports ready.
 
+#![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{ChildStdout, Command, Stdio};

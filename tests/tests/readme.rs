@@ -1,6 +1,8 @@
 //! The README's first command, run as written: `scripts/demo.sh` brings up a compute on the
 //! embedded default (initdb, the sample spec, HTTP on localhost) and Ctrl-C stops it.
 
+#![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
+
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -1,6 +1,8 @@
 //! End-to-end tests: a fake autoscaler-agent (tungstenite client) against
 //! `vm_monitor::start()` on 127.0.0.1:0, with a fake cgroup directory.
 
+#![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -6,6 +6,8 @@
 //! Needs root (to run Postgres as the `postgres` OS user via `runuser`) and
 //! `/usr/lib/postgresql/15/bin`; otherwise the test prints why and passes.
 
+#![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
+
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -2,21 +2,21 @@
 //! COPY OUT, and the deadline / read-timeout bookkeeping (see the parent module).
 
 use std::io::{self, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
-use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::net::UnixStream;
+
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use fallible_iterator::FallibleIterator;
-use nix::errno::Errno;
-use nix::fcntl::{splice, SpliceFFlags};
 use postgres_protocol::authentication::md5_hash;
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256};
 use postgres_protocol::message::backend::{DataRowBody, ErrorResponseBody, Message};
 use postgres_protocol::message::frontend;
 
+use super::stream::{is_timeout, open, retry_interrupted, Stream};
 use super::{endpoints, Endpoint, Row, Startup, WireError};
+
+mod copy_out;
+pub use copy_out::CopyOut;
 
 /// Size of the receive buffer (large for basebackup streams; the OS maps its pages lazily,
 /// so small connections do not pay for it). It grows for a larger message.
@@ -27,58 +27,6 @@ const MIN_READ: usize = 64 << 10;
 
 /// The largest message accepted (PostgreSQL's own limit for a field is 1 GiB).
 const MAX_MESSAGE: usize = (1 << 30) + (1 << 20);
-
-enum Stream {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-}
-
-impl Stream {
-    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) => s.set_read_timeout(timeout),
-            Stream::Unix(s) => s.set_read_timeout(timeout),
-        }
-    }
-
-    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) => s.set_write_timeout(timeout),
-            Stream::Unix(s) => s.set_write_timeout(timeout),
-        }
-    }
-}
-
-impl AsFd for Stream {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        match self {
-            Stream::Tcp(s) => s.as_fd(),
-            Stream::Unix(s) => s.as_fd(),
-        }
-    }
-}
-
-impl Read for Stream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.read(buf),
-            Stream::Unix(s) => s.read(buf),
-        }
-    }
-}
-
-impl Write for Stream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.write(buf),
-            Stream::Unix(s) => s.write(buf),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
 
 /// An authenticated connection, ready for simple queries.
 pub struct Connection {
@@ -508,142 +456,6 @@ impl Connection {
     }
 }
 
-/// A COPY OUT in progress. Each CopyData payload is streamed straight from the receive
-/// buffer: [`next_data`](Self::next_data) starts the next one, [`read`](Self::read) reads
-/// it; [`next_payload`](Self::next_payload) returns a whole payload instead. At the end,
-/// [`finish`](Self::finish).
-pub struct CopyOut<'a> {
-    connection: &'a mut Connection,
-    done: bool,
-    /// Bytes of the current payload not read yet.
-    left: usize,
-}
-
-impl CopyOut<'_> {
-    /// Starts the next CopyData payload (skipping what is left of the current one) and
-    /// returns its length; None at CopyDone. An ErrorResponse during the copy is returned as
-    /// [`WireError::Server`].
-    pub fn next_data(&mut self) -> Result<Option<usize>, WireError> {
-        self.skip_rest()?;
-        while !self.done {
-            // Six bytes, even in exact mode: during a copy the server sends on without
-            // waiting (CopyData, or CopyDone then CommandComplete and ReadyForQuery), and the
-            // sixth byte is the first of a payload (its kind in BASE_BACKUP) or of the next
-            // message, never one a caller would splice. It saves a system call per message.
-            let (tag, total) = self.connection.peek_header(6)?;
-            if tag == b'd' {
-                self.connection.start += 5;
-                self.left = total - 5;
-                return Ok(Some(self.left));
-            }
-            match self.connection.receive()? {
-                Message::CopyDone => self.done = true,
-                Message::ErrorResponse(body) => return Err(self.connection.server_error(&body)),
-                _ => {}
-            }
-        }
-        Ok(None)
-    }
-
-    /// Reads the current payload into `out`; 0 at its end. Returns at least one byte while
-    /// some are left (waiting for the server if needed).
-    pub fn read(&mut self, out: &mut [u8]) -> Result<usize, WireError> {
-        if self.left == 0 || out.is_empty() {
-            return Ok(0);
-        }
-        if self.connection.buffered() == 0 {
-            self.connection.read_more(self.left.min(out.len()))?;
-        }
-        let n = out.len().min(self.left).min(self.connection.buffered());
-        let start = self.connection.start;
-        out[..n].copy_from_slice(&self.connection.buf[start..start + n]);
-        self.connection.start += n;
-        self.left -= n;
-        Ok(n)
-    }
-
-    /// From now on, reads only what is asked for: what the caller does not [`read`]
-    /// (Self::read) can be [`splice_to`](Self::splice_to)d.
-    pub fn read_exactly(&mut self) {
-        self.connection.exact = true;
-    }
-
-    /// Moves up to `len` bytes of the current payload into the pipe `to`, with `splice(2)`
-    /// straight from the socket (bytes already received are written); returns the number
-    /// moved, 0 at the payload's end. Call [`read_exactly`](Self::read_exactly) first, or
-    /// most bytes will already have been received.
-    pub fn splice_to(&mut self, to: BorrowedFd<'_>, len: usize) -> Result<usize, WireError> {
-        let len = len.min(self.left);
-        if len == 0 {
-            return Ok(0);
-        }
-        let connection = &mut *self.connection;
-        let moved = if connection.buffered() > 0 {
-            let n = len.min(connection.buffered());
-            let start = connection.start;
-            let written =
-                retry_interrupted(|| nix::unistd::write(to, &connection.buf[start..start + n]))
-                    .map_err(|e| connection.io("splicing", e.into()))?;
-            connection.start += written;
-            written
-        } else {
-            connection.apply_read_timeout()?;
-            let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_MORE;
-            let stream = connection.stream.as_fd();
-            match retry_interrupted(|| splice(stream, None, to, None, len, flags)) {
-                Ok(0) => {
-                    return Err(WireError::Closed {
-                        endpoint: connection.endpoint.clone(),
-                    })
-                }
-                Ok(n) => n,
-                Err(Errno::EAGAIN) => return Err(connection.timed_out()),
-                Err(errno) => return Err(connection.io("receiving", errno.into())),
-            }
-        };
-        self.left -= moved;
-        Ok(moved)
-    }
-
-    /// The next whole CopyData payload; None at CopyDone.
-    pub fn next_payload(&mut self) -> Result<Option<Vec<u8>>, WireError> {
-        let Some(length) = self.next_data()? else {
-            return Ok(None);
-        };
-        let mut payload = vec![0; length];
-        let mut filled = 0;
-        while filled < length {
-            filled += self.read(&mut payload[filled..])?;
-        }
-        Ok(Some(payload))
-    }
-
-    /// Skips what is left of the current payload.
-    fn skip_rest(&mut self) -> Result<(), WireError> {
-        while self.left > 0 {
-            if self.connection.buffered() == 0 {
-                self.connection.read_more(self.left)?;
-            }
-            let n = self.left.min(self.connection.buffered());
-            self.connection.start += n;
-            self.left -= n;
-        }
-        Ok(())
-    }
-
-    /// Skips what is left of the copy, then reads the result sets after it up to
-    /// ReadyForQuery: the rows of the last one, or the error the server sent.
-    pub fn finish(mut self) -> Result<Vec<Row>, WireError> {
-        while self.next_data()?.is_some() {}
-        self.connection.read_results(Vec::new())
-    }
-
-    /// The server, as errors name it.
-    pub fn endpoint(&self) -> &str {
-        &self.connection.endpoint
-    }
-}
-
 /// The [`WireError::Server`] an ErrorResponse carries.
 pub fn server_error(endpoint: &str, body: &ErrorResponseBody) -> WireError {
     let (mut severity, mut code, mut message) = ("ERROR".to_string(), "XX000".to_string(), None);
@@ -663,96 +475,4 @@ pub fn server_error(endpoint: &str, body: &ErrorResponseBody) -> WireError {
         code,
         message: message.unwrap_or_else(|| "(no message)".to_string()),
     }
-}
-
-/// Runs a system call again while it is interrupted by a signal.
-fn retry_interrupted<T>(mut call: impl FnMut() -> nix::Result<T>) -> nix::Result<T> {
-    loop {
-        match call() {
-            Err(Errno::EINTR) => continue,
-            result => return result,
-        }
-    }
-}
-
-fn is_timeout(error: &io::Error) -> bool {
-    matches!(
-        error.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
-}
-
-fn open(
-    endpoint: &Endpoint,
-    name: &str,
-    (deadline, timeout): (Instant, Duration),
-) -> Result<Stream, WireError> {
-    let io_error = |source: io::Error| WireError::Io {
-        endpoint: name.to_string(),
-        action: "connecting",
-        source,
-    };
-    let timed_out = || WireError::Timeout {
-        endpoint: name.to_string(),
-        timeout,
-    };
-    match endpoint {
-        Endpoint::Unix(path) => {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            match connect_unix(path, remaining) {
-                Ok(stream) => Ok(Stream::Unix(stream)),
-                Err(error) if is_timeout(&error) => Err(timed_out()),
-                Err(error) => Err(io_error(error)),
-            }
-        }
-        Endpoint::Tcp(host, port) => {
-            let addresses = (host.as_str(), *port).to_socket_addrs().map_err(io_error)?;
-            let mut last_error = None;
-            for address in addresses {
-                let remaining = deadline.saturating_duration_since(Instant::now());
-                if remaining.is_zero() {
-                    return Err(timed_out());
-                }
-                match TcpStream::connect_timeout(&address, remaining) {
-                    Ok(stream) => {
-                        drop(stream.set_nodelay(true));
-                        return Ok(Stream::Tcp(stream));
-                    }
-                    Err(error) if is_timeout(&error) => return Err(timed_out()),
-                    Err(error) => last_error = Some(error),
-                }
-            }
-            Err(io_error(last_error.unwrap_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::NotFound,
-                    "the host name resolves to no address",
-                )
-            })))
-        }
-    }
-}
-
-/// Connects to a Unix socket within `timeout`: a server whose accept queue is full (a stopped
-/// postmaster) makes `connect` wait, bounded here by the socket's send timeout, which Linux
-/// applies to that wait.
-fn connect_unix(path: &std::path::Path, timeout: Duration) -> io::Result<UnixStream> {
-    use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, UnixAddr};
-    use nix::sys::time::{TimeVal, TimeValLike};
-    use std::os::fd::AsRawFd;
-    if timeout.is_zero() {
-        return Err(io::ErrorKind::TimedOut.into());
-    }
-    let fd = socket::socket(
-        AddressFamily::Unix,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
-    let micros = i64::try_from(timeout.as_micros())
-        .unwrap_or(i64::MAX)
-        .max(1);
-    socket::setsockopt(&fd, sockopt::SendTimeout, &TimeVal::microseconds(micros))?;
-    let address = UnixAddr::new(path)?;
-    retry_interrupted(|| socket::connect(fd.as_raw_fd(), &address))?;
-    Ok(UnixStream::from(fd))
 }
