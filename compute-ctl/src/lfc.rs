@@ -458,7 +458,7 @@ pub fn post_offload(lfc: &Arc<Lfc>, shared: &Arc<Shared>) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::testing::{api, body, document, request, spec};
+    use crate::testing::{api, body, document, request, spec};
     use hyper::Method;
     use serde_json::Value;
     use std::path::Path;

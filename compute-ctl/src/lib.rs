@@ -34,6 +34,7 @@ pub mod catalog;
 pub mod cli;
 pub mod compute;
 pub mod control;
+pub mod extract;
 pub mod generate;
 pub mod http;
 pub mod lfc;
@@ -46,6 +47,8 @@ pub mod sql;
 pub mod stages;
 pub mod state;
 pub mod supervise;
+#[cfg(test)]
+mod testing;
 pub mod tool;
 pub mod vm_monitor;
 

@@ -376,7 +376,7 @@ fn relayed_content_type(value: Option<String>) -> std::borrow::Cow<'static, str>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::testing::{api, api_for, body, document, spec};
+    use crate::testing::{api, api_for, body, document, spec};
     use std::os::unix::net::UnixListener;
     use std::thread::JoinHandle;
 
@@ -563,7 +563,7 @@ mod tests {
             "{message}"
         );
         assert_eq!(
-            hadron_liveness_probe(&crate::catalog::testing::api(None, false)).status,
+            hadron_liveness_probe(&crate::testing::api(None, false)).status,
             500
         );
     }

@@ -157,7 +157,7 @@ fn run(lfc: &Lfc, shared: &Shared, request: &PromoteRequest) -> (u16, Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::testing::{api, body, document, request, spec};
+    use crate::testing::{api, body, document, request, spec};
     use hyper::Method;
     use std::path::Path;
     use std::sync::Arc;
