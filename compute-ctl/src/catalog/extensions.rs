@@ -5,7 +5,7 @@ use compute_spec::quote::{Ident, Literal};
 use compute_spec::ComputeDocument;
 use serde::{Deserialize, Serialize};
 
-use super::{connect, pg_error_text, running_document};
+use super::{apply_request, connect, execute, pg_error_text};
 use crate::http::{parse_json_in, Api, ApiRequest, Case, Reply};
 
 /// An `/extensions` request.
@@ -37,24 +37,21 @@ struct Installed<'a> {
 /// updates it to the version; 201 `{"extension","version"}`. The body is checked before the
 /// status, as upstream's extractor runs first.
 pub fn extensions(api: &Api, request: &ApiRequest) -> Reply {
-    let extension = match ExtensionRequest::parse(&request.body) {
-        Ok(extension) => extension,
-        Err(reply) => return reply,
-    };
-    let document = match running_document(api) {
-        Ok(document) => document,
-        Err(reply) => return reply,
-    };
-    match install_extension(&document, &extension) {
-        Ok(_) => Reply::json(
-            201,
-            &Installed {
-                extension: &extension.extension,
-                version: &extension.version,
-            },
-        ),
-        Err(message) => Reply::error(500, format!("failed to install extension: {message}")),
-    }
+    apply_request(
+        api,
+        request,
+        install_extension,
+        |extension: &ExtensionRequest| {
+            Reply::json(
+                201,
+                &Installed {
+                    extension: &extension.extension,
+                    version: &extension.version,
+                },
+            )
+        },
+        "failed to install extension",
+    )
 }
 
 /// Installs or updates the extension; returns the statement it ran, if any.
@@ -89,10 +86,7 @@ pub fn install_extension(
             Literal(&request.version)
         ),
     };
-    client
-        .batch_execute(&statement)
-        .map_err(|error| pg_error_text(&error))?;
-    Ok(Some(statement))
+    execute(&mut client, statement)
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use compute_spec::quote::Ident;
 use compute_spec::ComputeDocument;
 use serde::{Deserialize, Serialize};
 
-use super::{connect, pg_error_text, running_document};
+use super::{apply_request, connect, execute, pg_error_text};
 use crate::http::{parse_json_in, Api, ApiRequest, Case, Reply};
 
 /// Upstream's closed set of schema/database/function privileges (`compute_api::privilege`),
@@ -84,21 +84,13 @@ impl GrantsRequest {
 /// statement; 201 echoing the request. The body is checked before the status, as upstream's
 /// extractor runs first.
 pub fn grants(api: &Api, request: &ApiRequest) -> Reply {
-    let grants = match GrantsRequest::parse(&request.body) {
-        Ok(grants) => grants,
-        Err(reply) => return reply,
-    };
-    let document = match running_document(api) {
-        Ok(document) => document,
-        Err(reply) => return reply,
-    };
-    match set_role_grants(&document, &grants) {
-        Ok(_) => Reply::json(201, &grants),
-        Err(message) => Reply::error(
-            500,
-            format!("failed to grant role privileges to the schema: {message}"),
-        ),
-    }
+    apply_request(
+        api,
+        request,
+        set_role_grants,
+        |grants: &GrantsRequest| Reply::json(201, grants),
+        "failed to grant role privileges to the schema",
+    )
 }
 
 /// Grants what `grants.role` lacks of `grants.privileges` on the schema; returns the
@@ -147,10 +139,7 @@ pub fn set_role_grants(
         Ident(&grants.schema),
         Ident(&grants.role)
     );
-    client
-        .batch_execute(&statement)
-        .map_err(|error| pg_error_text(&error))?;
-    Ok(Some(statement))
+    execute(&mut client, statement)
 }
 
 #[cfg(test)]

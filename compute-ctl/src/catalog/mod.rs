@@ -15,7 +15,9 @@ mod schema;
 
 use compute_spec::ComputeDocument;
 
-use crate::http::{Api, Reply};
+use serde::de::DeserializeOwned;
+
+use crate::http::{parse_json_in, Api, ApiRequest, Case, Reply};
 use crate::routes::wrong_status;
 use crate::state::ComputeStatus;
 
@@ -48,6 +50,38 @@ pub fn pg_error_text(error: &postgres::Error) -> String {
         Some(db) => db.to_string(),
         None => error.to_string(),
     }
+}
+
+/// The shape of `POST /grants` and `POST /extensions`: the body decoded first (as upstream's
+/// extractor runs before the handler checks the status), then 412 unless `running`, then
+/// `apply`; `created`'s 201 on success, else 500 `<failure>: <message>`.
+fn apply_request<R: DeserializeOwned>(
+    api: &Api,
+    request: &ApiRequest,
+    apply: fn(&ComputeDocument, &R) -> Result<Option<String>, String>,
+    created: impl FnOnce(&R) -> Reply,
+    failure: &str,
+) -> Reply {
+    let parsed: R = match parse_json_in(&request.body, Case::AsWritten) {
+        Ok(parsed) => parsed,
+        Err(reply) => return reply,
+    };
+    let document = match running_document(api) {
+        Ok(document) => document,
+        Err(reply) => return reply,
+    };
+    match apply(&document, &parsed) {
+        Ok(_) => created(&parsed),
+        Err(message) => Reply::error(500, format!("{failure}: {message}")),
+    }
+}
+
+/// Runs one statement; returns it (what the change functions report having run).
+fn execute(client: &mut postgres::Client, statement: String) -> Result<Option<String>, String> {
+    client
+        .batch_execute(&statement)
+        .map_err(|error| pg_error_text(&error))?;
+    Ok(Some(statement))
 }
 
 /// An admin connection to `database` of the compute's Postgres.
