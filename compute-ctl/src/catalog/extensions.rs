@@ -6,7 +6,7 @@ use compute_spec::ComputeDocument;
 use serde::{Deserialize, Serialize};
 
 use super::{apply_request, connect, execute, pg_error_text};
-use crate::http::{parse_json_in, Api, ApiRequest, Case, Reply};
+use crate::http::{parse_json_in, Api, ApiRequest, Rejection, Reply};
 
 /// An `/extensions` request.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -22,7 +22,7 @@ pub struct ExtensionRequest {
 impl ExtensionRequest {
     /// Reads a body; the reply is upstream's rejection (400 syntax, 422 shape).
     pub fn parse(body: &[u8]) -> Result<ExtensionRequest, Reply> {
-        parse_json_in(body, Case::AsWritten)
+        parse_json_in(body, Rejection::AsWritten)
     }
 }
 

@@ -7,7 +7,7 @@ use compute_spec::ComputeDocument;
 use serde::{Deserialize, Serialize};
 
 use super::{apply_request, connect, execute, pg_error_text};
-use crate::http::{parse_json_in, Api, ApiRequest, Case, Reply};
+use crate::http::{parse_json_in, Api, ApiRequest, Rejection, Reply};
 
 /// Upstream's closed set of schema/database/function privileges (`compute_api::privilege`),
 /// written in upper case on the wire; anything else is a 422 naming the list.
@@ -76,7 +76,7 @@ pub struct GrantsRequest {
 impl GrantsRequest {
     /// Reads a body; the reply is upstream's rejection (400 syntax, 422 shape).
     pub fn parse(body: &[u8]) -> Result<GrantsRequest, Reply> {
-        parse_json_in(body, Case::AsWritten)
+        parse_json_in(body, Rejection::AsWritten)
     }
 }
 

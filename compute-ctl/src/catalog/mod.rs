@@ -7,7 +7,7 @@
 //! libpq never expands as a connection string. Request bodies are decoded by
 //! [`crate::http::parse_json`] into the typed requests ([`GrantsRequest`],
 //! [`ExtensionRequest`]), with serde's messages in their original case (see
-//! [`crate::http::Case`]).
+//! [`crate::http::Rejection::AsWritten`]).
 
 mod extensions;
 mod grants;
@@ -17,7 +17,7 @@ use compute_spec::ComputeDocument;
 
 use serde::de::DeserializeOwned;
 
-use crate::http::{parse_json_in, Api, ApiRequest, Case, Reply};
+use crate::http::{parse_json_in, Api, ApiRequest, Rejection, Reply};
 use crate::routes::wrong_status;
 use crate::state::ComputeStatus;
 
@@ -62,7 +62,7 @@ fn apply_request<R: DeserializeOwned>(
     created: impl FnOnce(&R) -> Reply,
     failure: &str,
 ) -> Reply {
-    let parsed: R = match parse_json_in(&request.body, Case::AsWritten) {
+    let parsed: R = match parse_json_in(&request.body, Rejection::AsWritten) {
         Ok(parsed) => parsed,
         Err(reply) => return reply,
     };

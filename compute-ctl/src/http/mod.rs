@@ -213,55 +213,68 @@ impl Reply {
     }
 }
 
-/// How [`parse_json_in`] writes serde's rejection text.
+/// How [`parse_json_in`] answers a body it cannot decode. Upstream's framework words it
+/// `Failed to parse the request body as JSON: …` (400) and `Failed to deserialize the JSON
+/// body into the target type: <path>: …` (422), serde's message with its position.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Case {
-    /// Lower-cased whole, as upstream's JSON extractor does (`/configure`).
+pub enum Rejection {
+    /// `{"error": …}` lower-cased whole, as upstream's JSON extractor (`/configure`).
     Lower,
-    /// serde's text as written (`/grants`, `/extensions`: their 422s keep the wire names'
-    /// case, e.g. `invalid type: string "USAGE"`).
+    /// `{"error": …}` with the framework's words lower-cased and serde's as written
+    /// (`/grants`, `/extensions`: their 422s keep the wire names' case, e.g.
+    /// `invalid type: string "USAGE"`).
     AsWritten,
+    /// Plain text in the framework's own case, as upstream's raw extractor (`/promote`).
+    PlainText,
 }
 
-/// Parses a JSON request body as upstream's framework does, lower-cased: see
-/// [`parse_json_in`].
+impl Rejection {
+    fn reply(self, status: u16, words: &str, detail: &dyn std::fmt::Display) -> Reply {
+        match self {
+            Rejection::Lower => Reply::error(status, format!("{words}: {detail}").to_lowercase()),
+            Rejection::AsWritten => {
+                Reply::error(status, format!("{}: {detail}", words.to_lowercase()))
+            }
+            Rejection::PlainText => Reply::text(
+                status,
+                "text/plain; charset=utf-8",
+                format!("{words}: {detail}"),
+            ),
+        }
+    }
+}
+
+/// Parses a JSON request body as upstream's JSON extractor does: see [`parse_json_in`] and
+/// [`Rejection::Lower`].
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Reply> {
-    parse_json_in(body, Case::Lower)
+    parse_json_in(body, Rejection::Lower)
 }
 
-/// Parses a JSON request body as upstream's framework does: 400 `failed to parse the request
-/// body as json: …` for a syntax error or trailing data, 422 `failed to deserialize the json
-/// body into the target type: <path>: …` for a body of the wrong shape (serde's message with
-/// its position, the JSON path from `serde_path_to_error`).
-pub fn parse_json_in<T: DeserializeOwned>(body: &[u8], case: Case) -> Result<T, Reply> {
-    let cased = |message: String| match case {
-        Case::Lower => message.to_lowercase(),
-        Case::AsWritten => message,
-    };
-    let syntax = |error: &serde_json::Error| {
-        Reply::error(
-            400,
-            cased(format!("failed to parse the request body as json: {error}")),
-        )
-    };
+/// Parses a JSON request body as upstream's framework does: 400 for a syntax error or
+/// trailing data, 422 for a body of the wrong shape, naming the JSON path (from
+/// `serde_path_to_error`), worded as `rejection` says.
+pub fn parse_json_in<T: DeserializeOwned>(body: &[u8], rejection: Rejection) -> Result<T, Reply> {
+    const SYNTAX: &str = "Failed to parse the request body as JSON";
+    const SHAPE: &str = "Failed to deserialize the JSON body into the target type";
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let value: T = match serde_path_to_error::deserialize(&mut deserializer) {
         Ok(value) => value,
         Err(error) => {
             let inner = error.inner();
             if inner.classify() != serde_json::error::Category::Data {
-                return Err(syntax(inner));
+                return Err(rejection.reply(400, SYNTAX, inner));
             }
             let path = error.path().to_string();
-            let message = if path == "." {
-                format!("failed to deserialize the json body into the target type: {inner}")
+            return Err(if path == "." {
+                rejection.reply(422, SHAPE, inner)
             } else {
-                format!("failed to deserialize the json body into the target type: {path}: {inner}")
-            };
-            return Err(Reply::error(422, cased(message)));
+                rejection.reply(422, SHAPE, &format_args!("{path}: {inner}"))
+            });
         }
     };
-    deserializer.end().map_err(|error| syntax(&error))?;
+    deserializer
+        .end()
+        .map_err(|error| rejection.reply(400, SYNTAX, &error))?;
     Ok(value)
 }
 
