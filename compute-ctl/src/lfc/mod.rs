@@ -370,9 +370,7 @@ impl Lfc {
                 counters.offload_errors,
             ),
         ] {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
-            ));
+            crate::metrics::single(&mut out, (name, "counter"), help, value);
         }
         out
     }
