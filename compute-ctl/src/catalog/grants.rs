@@ -219,6 +219,10 @@ mod tests {
         }
     }
 
+    fn post(api: &Api, body: &[u8]) -> Reply {
+        grants(api, &request(Method::POST, "/grants", "", body))
+    }
+
     fn grant_body(database: &str, schema: &str, role: &str, privileges: &[&str]) -> Vec<u8> {
         json!({"database": database, "schema": schema, "privileges": privileges, "role": role})
             .to_string()
@@ -255,7 +259,7 @@ mod tests {
             .unwrap();
         let api = api_for(&server, true);
         let body_bytes = grant_body("app", "s", "r1", &["USAGE", "CREATE", "CREATE"]);
-        let reply = grants(&api, &request(Method::POST, "/grants", "", &body_bytes));
+        let reply = post(&api, &body_bytes);
         assert_eq!(
             reply.status,
             201,
@@ -293,15 +297,7 @@ mod tests {
             ("nosuch", "r1", &["USAGE"][..]),
             ("s", "r1", &["SELECT"][..]),
         ] {
-            let reply = grants(
-                &api,
-                &request(
-                    Method::POST,
-                    "/grants",
-                    "",
-                    &grant_body("app", schema, role, privileges),
-                ),
-            );
+            let reply = post(&api, &grant_body("app", schema, role, privileges));
             assert_eq!(reply.status, 500, "{schema} {role}");
             let message = body(&reply)["error"].as_str().unwrap().to_string();
             assert!(
@@ -309,15 +305,7 @@ mod tests {
                 "{message}"
             );
         }
-        let reply = grants(
-            &api,
-            &request(
-                Method::POST,
-                "/grants",
-                "",
-                &grant_body("nosuchdb", "s", "r1", &["USAGE"]),
-            ),
-        );
+        let reply = post(&api, &grant_body("nosuchdb", "s", "r1", &["USAGE"]));
         assert_eq!(reply.status, 500);
         assert!(body(&reply)["error"].as_str().unwrap().contains("nosuchdb"));
         assert!(canary_present(&server, "app"));
@@ -336,15 +324,7 @@ mod tests {
             ))
             .unwrap();
         let api = api_for(&server, true);
-        let reply = grants(
-            &api,
-            &request(
-                Method::POST,
-                "/grants",
-                "",
-                &grant_body("app", NASTY, NASTY, &["USAGE", "CREATE"]),
-            ),
-        );
+        let reply = post(&api, &grant_body("app", NASTY, NASTY, &["USAGE", "CREATE"]));
         assert_eq!(
             reply.status,
             201,
@@ -355,14 +335,9 @@ mod tests {
         assert!(has_privilege(&server, "app", NASTY, NASTY, "CREATE"));
         assert!(canary_present(&server, "app"));
         // Unknown hostile names fail in Postgres, never as SQL syntax.
-        let reply = grants(
+        let reply = post(
             &api,
-            &request(
-                Method::POST,
-                "/grants",
-                "",
-                &grant_body("app", "public", &format!("{NASTY}2"), &["USAGE"]),
-            ),
+            &grant_body("app", "public", &format!("{NASTY}2"), &["USAGE"]),
         );
         assert_eq!(reply.status, 500);
         let message = body(&reply)["error"].as_str().unwrap().to_string();
