@@ -12,7 +12,7 @@ use compute_spec::logging::LogFormat;
 /// pg-sync-safekeepers, pg-basebackup-fetch, pg-supervise, pg-reconcile) as child processes,
 /// and serves the HTTP API until Postgres stops.
 ///
-/// Each stage is found at $COMPUTE_CTL_STAGE_<NAME> (e.g. COMPUTE_CTL_STAGE_PG_RECONCILE), else
+/// Each stage is found at `$COMPUTE_CTL_STAGE_<NAME>` (e.g. COMPUTE_CTL_STAGE_PG_RECONCILE), else
 /// beside this executable, else on PATH.
 ///
 /// Exit status: Postgres's exit code (1 if it died by a signal); 1 after a failed start;

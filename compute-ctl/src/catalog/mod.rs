@@ -5,7 +5,7 @@
 //! Every name and literal that reaches SQL goes through [`compute_spec::quote`]; values are
 //! read back with bind parameters; `pg_dump` gets the database through `PGDATABASE`, which
 //! libpq never expands as a connection string. Request bodies are decoded by
-//! [`crate::http::parse_json`] into the typed requests ([`GrantsRequest`],
+//! [`crate::http::parse_json_in`] into the typed requests ([`GrantsRequest`],
 //! [`ExtensionRequest`]), with serde's messages in their original case (see
 //! [`crate::http::Rejection::AsWritten`]).
 
@@ -14,7 +14,6 @@ mod grants;
 mod schema;
 
 use compute_spec::ComputeDocument;
-
 use serde::de::DeserializeOwned;
 
 use crate::http::{parse_json_in, Api, ApiRequest, Rejection, Reply};

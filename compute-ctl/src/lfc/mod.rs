@@ -8,7 +8,7 @@
 //! and a run with everything present fails saying the transfer is not supported yet. Either
 //! way it counts as an error; there is never a fake success.
 //!
-//! Both kinds of run are a [`Job`]: one state, a "running" value that refuses a second start,
+//! Both kinds of run are a `Job`: one state, a "running" value that refuses a second start,
 //! a background thread, and a run counter and an error counter. The handlers (in `routes`)
 //! only change the state and return; the endpoint-storage location is `storage`'s.
 
