@@ -127,22 +127,12 @@ fn run(lfc: &Lfc, shared: &Shared, request: &PromoteRequest) -> (u16, Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{api, body, document, request, spec};
+    use crate::testing::{body, request, shared_with, spec};
     use hyper::Method;
-    use std::path::Path;
     use std::sync::Arc;
 
     fn shared_in(mode: Option<Value>) -> Arc<Shared> {
-        let document = mode.map(|mode| {
-            document(
-                Path::new("/usr/bin"),
-                Path::new("/nonexistent"),
-                Path::new("/tmp"),
-                5432,
-                spec(json!({"mode": mode})),
-            )
-        });
-        api(document, true).shared
+        shared_with(mode.map(|mode| json!({"mode": mode})))
     }
 
     fn promote_body(spec_value: Value, lsn: &str) -> Vec<u8> {

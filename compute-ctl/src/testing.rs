@@ -98,3 +98,18 @@ pub fn body(reply: &crate::http::Reply) -> Value {
 pub fn api_for_nothing() -> Api {
     api(None, false)
 }
+
+/// The shared state of a `running` compute whose spec has the `extra` fields (a compute
+/// without a document for `None`); the document points at nothing real.
+pub fn shared_with(extra: Option<Value>) -> Arc<Shared> {
+    let document = extra.map(|extra| {
+        document(
+            Path::new("/usr/bin"),
+            Path::new("/nonexistent"),
+            Path::new("/tmp"),
+            5432,
+            spec(extra),
+        )
+    });
+    api(document, true).shared
+}

@@ -1,31 +1,15 @@
 //! Fixtures of the LFC tests: a compute's shared state with a spec, and waits for a run to
 //! settle.
 
-use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use super::{lock, JobState, Lfc, OffloadState, PrewarmState};
-use crate::state::Shared;
-use crate::testing::{api, document, spec};
+pub use crate::testing::shared_with;
 
 pub const TENANT: &str = "0123456789abcdef0123456789abcdef";
 pub const TIMELINE: &str = "fedcba9876543210fedcba9876543210";
-
-pub fn shared_with(extra: Option<Value>) -> Arc<Shared> {
-    let document = extra.map(|extra| {
-        document(
-            Path::new("/usr/bin"),
-            Path::new("/nonexistent"),
-            Path::new("/tmp"),
-            5432,
-            spec(extra),
-        )
-    });
-    api(document, true).shared
-}
 
 pub fn complete() -> Value {
     json!({
