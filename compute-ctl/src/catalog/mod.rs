@@ -90,7 +90,7 @@ fn connect(
     database: &str,
 ) -> Result<postgres::Client, String> {
     let config =
-        compute_spec::local::admin_config(document, crate::STAGE, application_name, Some(database))
+        stage_kit::local::admin_config(document, crate::STAGE, application_name, Some(database))
             .map_err(|error| error.message)?;
     config.connect(postgres::NoTls).map_err(|error| {
         format!(

@@ -86,7 +86,7 @@ fn pg_dump_command(document: &ComputeDocument, database: &str) -> Command {
         .arg("--port")
         .arg(document.instance.port.to_string())
         .arg("--username")
-        .arg(compute_spec::local::admin_user(document))
+        .arg(stage_kit::local::admin_user(document))
         .arg("--schema-only")
         .env("PGDATABASE", database)
         .env("PGAPPNAME", "compute_ctl:database_schema")
