@@ -12,7 +12,7 @@ use stage_kit::logging::LogFormat;
 /// pg-sync-safekeepers, pg-basebackup-fetch, pg-supervise, pg-reconcile) as child processes,
 /// and serves the HTTP API until Postgres stops.
 ///
-/// Each stage is found at $COMPUTE_CTL_STAGE_<NAME> (e.g. COMPUTE_CTL_STAGE_PG_RECONCILE), else
+/// Each stage is found at `$COMPUTE_CTL_STAGE_<NAME>` (e.g. COMPUTE_CTL_STAGE_PG_RECONCILE), else
 /// beside this executable, else on PATH.
 ///
 /// Exit status: Postgres's exit code (1 if it died by a signal); 1 after a failed start;
@@ -95,27 +95,14 @@ pub struct Cli {
     pub log_format: LogFormat,
 }
 
-/// Parses `30s`, `1500ms` or a bare number of seconds.
+/// A duration flag: humantime's forms (`30s`, `1500ms`, `2m`, `1h 30m`, …), or a bare number
+/// of seconds, which humantime refuses ("time unit needed") and these flags have always taken.
 fn parse_duration(text: &str) -> Result<Duration, String> {
     if let Ok(seconds) = text.parse::<u64>() {
         return Ok(Duration::from_secs(seconds));
     }
-    let (number, unit) = text
-        .find(|c: char| !c.is_ascii_digit())
-        .map(|at| text.split_at(at))
-        .ok_or_else(|| format!("{text:?} is not a duration; write e.g. 30s or 500ms"))?;
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration; write e.g. 30s or 500ms"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(number)),
-        "s" => Ok(Duration::from_secs(number)),
-        "m" | "min" => number
-            .checked_mul(60)
-            .map(Duration::from_secs)
-            .ok_or_else(|| format!("{text:?} is too long a duration")),
-        _ => Err(format!("{text:?}: unknown unit {unit:?}; use ms, s or m")),
-    }
+    humantime::parse_duration(text)
+        .map_err(|error| format!("{text:?} is not a duration ({error}); write e.g. 30s or 500ms"))
 }
 
 /// `-r`: one trailing `/`, no query string (as upstream).
@@ -424,8 +411,16 @@ mod tests {
             parse_duration(&u64::MAX.to_string()),
             Ok(Duration::from_secs(u64::MAX))
         );
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("2min"), Ok(Duration::from_secs(120)));
+        // humantime's other units and compound forms.
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert!(parse_duration(&format!("{}m", u64::MAX)).is_err());
-        assert!(parse_duration("2h").is_err());
-        assert!(parse_duration("x").is_err());
+        for bad in ["x", "", "-1s", "2 parsecs", "30 s x"] {
+            let error = parse_duration(bad).unwrap_err();
+            assert!(error.contains("write e.g. 30s"), "{bad}: {error}");
+        }
     }
 }

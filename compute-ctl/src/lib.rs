@@ -13,7 +13,8 @@
 //! * [`state`]: [`state::ComputeStatus`] and its only allowed transitions; the shared state.
 //! * [`compute`]: the controller thread that drives the stages and the statuses.
 //! * [`stages`], [`supervise`]: the child processes.
-//! * [`http`], [`routes`], [`control`], [`sql`], [`auth`], [`metrics`]: the HTTP API.
+//! * [`http`], [`routes`], [`extract`], [`control`], [`sql`], [`catalog`], [`lfc`],
+//!   [`probes`], [`promote`], [`auth`], [`metrics`]: the HTTP API.
 //! * [`signals`]: SIGTERM/SIGINT → fast, SIGQUIT → immediate shutdown through pg-supervise.
 //! * [`vm_monitor`]: the AUTOSCALING integration point.
 //!
@@ -34,6 +35,7 @@ pub mod catalog;
 pub mod cli;
 pub mod compute;
 pub mod control;
+pub mod extract;
 pub mod generate;
 pub mod http;
 pub mod lfc;
@@ -46,6 +48,8 @@ pub mod sql;
 pub mod stages;
 pub mod state;
 pub mod supervise;
+#[cfg(test)]
+mod testing;
 pub mod tool;
 pub mod vm_monitor;
 

@@ -115,7 +115,8 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
-fn single(out: &mut String, (name, kind): (&str, &str), help: &str, value: u64) {
+/// One series without labels, with its `# HELP` and `# TYPE` lines.
+pub(crate) fn single(out: &mut String, (name, kind): (&str, &str), help: &str, value: u64) {
     family(out, name, kind, help);
     let _ = writeln!(out, "{name} {value}");
 }

@@ -1,15 +1,19 @@
 //! `GET /hadron_liveness_probe` (`pg_isready` against the compute) and
 //! `GET /autoscaling_metrics` (relayed from the `neon` extension's communicator socket).
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use bytes::Bytes;
 use compute_spec::ComputeDocument;
+use http_body_util::{BodyExt, Empty, LengthLimitError, Limited};
+use hyper::header::{ACCEPT, CONNECTION, CONTENT_TYPE, HOST};
+use hyper_util::rt::TokioIo;
 use serde_json::json;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::http::{Api, Reply};
 
@@ -27,9 +31,6 @@ pub const METRICS_CAP: usize = 16 * 1024 * 1024;
 
 /// Socket paths this long or longer are reached through a short symlink (as upstream).
 const SHORT_PATH_LIMIT: usize = 100;
-
-/// Largest status line or header line accepted from the communicator.
-const LINE_CAP: u64 = 8 * 1024;
 
 // ---------------------------------------------------------------------------------------
 // GET /hadron_liveness_probe
@@ -108,7 +109,8 @@ pub fn autoscaling_metrics(api: &Api) -> Reply {
     }
 }
 
-/// One HTTP/1.1 exchange with the server on the Unix socket `socket`.
+/// One HTTP/1.1 exchange with the server on the Unix socket `socket` (hyper's client), all
+/// of it within `timeout`, the body at most `cap` bytes.
 pub fn relay(socket: &Path, timeout: Duration, cap: usize) -> Result<Reply, String> {
     if !socket.exists() {
         return Err(format!(
@@ -116,28 +118,101 @@ pub fn relay(socket: &Path, timeout: Duration, cap: usize) -> Result<Reply, Stri
             socket.display()
         ));
     }
-    let deadline = stage_kit::deadline::after(timeout);
     let stream = connect(socket, timeout)?;
-    stream
-        .set_read_timeout(Some(timeout))
-        .and_then(|()| stream.set_write_timeout(Some(timeout)))
-        .map_err(|error| format!("setting socket timeouts: {error}"))?;
-    (&stream)
-        .write_all(
-            b"GET /autoscaling_metrics HTTP/1.1\r\nHost: localhost\r\nAccept: */*\r\nConnection: close\r\n\r\n",
-        )
-        .map_err(|error| format!("sending the request to {}: {error}", socket.display()))?;
-    let mut reader = BufReader::new(Deadline {
-        stream: &stream,
-        deadline,
-    });
-    let response = read_response(&mut reader, cap)
+    let response = exchange_with_deadline(stream, timeout, cap)
         .map_err(|error| format!("reading the response from {}: {error}", socket.display()))?;
     Ok(Reply::bytes(
         response.status,
         relayed_content_type(response.content_type),
         response.body,
     ))
+}
+
+/// Runs [`exchange`] on a thread of its own with a one-thread runtime (the caller may be a
+/// thread of the HTTP server's runtime, where no runtime can be started), within `timeout`.
+fn exchange_with_deadline(
+    stream: UnixStream,
+    timeout: Duration,
+    cap: usize,
+) -> Result<Response, String> {
+    stream
+        .set_nonblocking(true)
+        .map_err(|error| format!("setting up the socket: {error}"))?;
+    let worker = std::thread::Builder::new()
+        .name("communicator-http".to_string())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|error| format!("starting the HTTP client runtime: {error}"))?;
+            runtime.block_on(async move {
+                let stream = tokio::net::UnixStream::from_std(stream)
+                    .map_err(|error| format!("setting up the socket: {error}"))?;
+                tokio::time::timeout(timeout, exchange(stream, cap))
+                    .await
+                    .map_err(|_| "the response did not complete in time".to_string())?
+            })
+        })
+        .map_err(|error| format!("starting the HTTP client thread: {error}"))?;
+    worker
+        .join()
+        .map_err(|_| "the HTTP client thread panicked".to_string())?
+}
+
+/// `GET /autoscaling_metrics` over `io`: the status, `Content-Type` and body (de-chunked, at
+/// most `cap` bytes).
+async fn exchange<IO>(io: IO, cap: usize) -> Result<Response, String>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
+        .title_case_headers(true)
+        .handshake::<_, Empty<Bytes>>(TokioIo::new(io))
+        .await
+        .map_err(|error| describe(&error))?;
+    let driver = tokio::spawn(connection);
+    let request = hyper::Request::get("/autoscaling_metrics")
+        .header(HOST, "localhost")
+        .header(ACCEPT, "*/*")
+        .header(CONNECTION, "close")
+        .body(Empty::new())
+        .map_err(|error| format!("building the request: {error}"))?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|error| describe(&error))?;
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+    let body = Limited::new(response.into_body(), cap)
+        .collect()
+        .await
+        .map_err(|error| match error.downcast::<hyper::Error>() {
+            Ok(error) => describe(&error),
+            Err(error) if error.is::<LengthLimitError>() => {
+                format!("the body is larger than the {cap}-byte limit")
+            }
+            Err(error) => error.to_string(),
+        })?
+        .to_bytes()
+        .to_vec();
+    driver.abort();
+    Ok(Response {
+        status,
+        content_type,
+        body,
+    })
+}
+
+/// hyper's error, with "closed mid-response" for a response cut short.
+fn describe(error: &hyper::Error) -> String {
+    if error.is_incomplete_message() {
+        format!("the connection closed mid-response ({error})")
+    } else {
+        error.to_string()
+    }
 }
 
 /// Connects to `socket`, through a short symlink when its path is too long for `sun_path`;
@@ -213,25 +288,7 @@ impl Drop for ShortPath {
     }
 }
 
-/// A stream whose reads fail once the overall deadline has passed.
-struct Deadline<'a> {
-    stream: &'a UnixStream,
-    deadline: Instant,
-}
-
-impl Read for Deadline<'_> {
-    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
-        if Instant::now() >= self.deadline {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "the response did not complete in time",
-            ));
-        }
-        self.stream.read(buffer)
-    }
-}
-
-/// A parsed HTTP/1.x response.
+/// The communicator's answer.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Response {
     /// Status code.
@@ -240,124 +297,6 @@ pub struct Response {
     pub content_type: Option<String>,
     /// The body (de-chunked).
     pub body: Vec<u8>,
-}
-
-/// Reads a status line, headers and a body (by `Content-Length`, chunked, or to EOF) of at
-/// most `cap` bytes.
-pub fn read_response(reader: &mut impl BufRead, cap: usize) -> Result<Response, String> {
-    let status_line = line(reader)?;
-    let mut parts = status_line.splitn(3, ' ');
-    let (Some(version), Some(code)) = (parts.next(), parts.next()) else {
-        return Err(format!("not an HTTP status line: {status_line:?}"));
-    };
-    if !version.starts_with("HTTP/1.") {
-        return Err(format!("not an HTTP/1 status line: {status_line:?}"));
-    }
-    let status = code
-        .parse::<u16>()
-        .ok()
-        .filter(|code| (100..=999).contains(code))
-        .ok_or_else(|| format!("bad status code in {status_line:?}"))?;
-    let mut content_type = None;
-    let mut length: Option<usize> = None;
-    let mut chunked = false;
-    for count in 0.. {
-        if count > 100 {
-            return Err("more than 100 header lines".to_string());
-        }
-        let header = line(reader)?;
-        if header.is_empty() {
-            break;
-        }
-        let Some((name, value)) = header.split_once(':') else {
-            return Err(format!("malformed header line {header:?}"));
-        };
-        let value = value.trim();
-        match name.trim().to_ascii_lowercase().as_str() {
-            "content-type" => content_type = Some(value.to_string()),
-            "content-length" => {
-                length = Some(
-                    value
-                        .parse()
-                        .map_err(|_| format!("bad Content-Length {value:?}"))?,
-                )
-            }
-            "transfer-encoding" => chunked = value.to_ascii_lowercase().contains("chunked"),
-            _ => {}
-        }
-    }
-    let too_large = || format!("the body is larger than the {cap}-byte limit");
-    let body = if chunked {
-        let mut body = Vec::new();
-        loop {
-            let size_line = line(reader)?;
-            let size = size_line.split(';').next().unwrap_or("").trim();
-            let size = usize::from_str_radix(size, 16)
-                .map_err(|_| format!("bad chunk size line {size_line:?}"))?;
-            if size == 0 {
-                // Trailers, up to the empty line.
-                while !line(reader)?.is_empty() {}
-                break;
-            }
-            if body.len().saturating_add(size) > cap {
-                return Err(too_large());
-            }
-            let start = body.len();
-            body.resize(start + size, 0);
-            reader
-                .read_exact(&mut body[start..])
-                .map_err(|error| format!("reading a chunk: {error}"))?;
-            if !line(reader)?.is_empty() {
-                return Err("chunk not followed by CRLF".to_string());
-            }
-        }
-        body
-    } else if let Some(length) = length {
-        if length > cap {
-            return Err(too_large());
-        }
-        let mut body = vec![0; length];
-        reader
-            .read_exact(&mut body)
-            .map_err(|error| format!("reading {length} body bytes: {error}"))?;
-        body
-    } else {
-        let mut body = Vec::new();
-        reader
-            .take(u64::try_from(cap).unwrap_or(u64::MAX).saturating_add(1))
-            .read_to_end(&mut body)
-            .map_err(|error| format!("reading the body: {error}"))?;
-        if body.len() > cap {
-            return Err(too_large());
-        }
-        body
-    };
-    Ok(Response {
-        status,
-        content_type,
-        body,
-    })
-}
-
-/// One CRLF- (or LF-) terminated line, without its terminator.
-fn line(reader: &mut impl BufRead) -> Result<String, String> {
-    let mut bytes = Vec::new();
-    reader
-        .take(LINE_CAP)
-        .read_until(b'\n', &mut bytes)
-        .map_err(|error| error.to_string())?;
-    if bytes.last() != Some(&b'\n') {
-        return Err(if bytes.len() as u64 >= LINE_CAP {
-            format!("a line longer than {LINE_CAP} bytes")
-        } else {
-            "the connection closed mid-response".to_string()
-        });
-    }
-    bytes.pop();
-    if bytes.last() == Some(&b'\r') {
-        bytes.pop();
-    }
-    String::from_utf8(bytes).map_err(|_| "a header line is not UTF-8".to_string())
 }
 
 /// The communicator's `Content-Type`, relayed when it is a plain header value (visible ASCII,
@@ -376,9 +315,11 @@ fn relayed_content_type(value: Option<String>) -> std::borrow::Cow<'static, str>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::testing::{api, api_for, body, document, spec};
+    use crate::testing::{api, api_for, body, document, spec};
+    use std::io::{Read, Write};
     use std::os::unix::net::UnixListener;
     use std::thread::JoinHandle;
+    use std::time::Instant;
 
     /// A stand-in communicator: accepts one connection on `path`, checks the request, and
     /// writes `response` (then closes, unless `hang`).
@@ -505,6 +446,32 @@ mod tests {
         server.join().unwrap();
     }
 
+    /// [`exchange`] with a server that reads the request and answers `response`, then
+    /// closes.
+    fn exchange_with(response: Vec<u8>, cap: usize) -> Result<Response, String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let (client, mut server) = tokio::io::duplex(64 * 1024);
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                while !request.ends_with(b"\r\n\r\n") {
+                    let mut byte = [0u8; 1];
+                    if server.read(&mut byte).await.unwrap() == 0 {
+                        break;
+                    }
+                    request.push(byte[0]);
+                }
+                server.write_all(&response).await.unwrap();
+                server.shutdown().await.unwrap();
+            });
+            exchange(client, cap).await
+        })
+    }
+
     #[test]
     fn bodies_are_capped() {
         let response = |head: &str| {
@@ -517,16 +484,20 @@ mod tests {
             "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n",
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n64\r\n",
         ] {
-            let error = read_response(&mut &response(head)[..], 50).unwrap_err();
+            let error = exchange_with(response(head), 50).unwrap_err();
             assert!(error.contains("50-byte limit"), "{head:?}: {error}");
         }
-        let ok = read_response(&mut &response("HTTP/1.0 204 No Content\r\n\r\n")[..], 100).unwrap();
+        // An HTTP/1.0 body runs to the end of the connection; exactly the cap is fine.
+        let ok = exchange_with(response("HTTP/1.0 200 OK\r\n\r\n"), 100).unwrap();
         assert_eq!(
             (ok.status, ok.content_type, ok.body.len()),
-            (204, None, 100)
+            (200, None, 100)
         );
-        assert!(read_response(&mut &b"SSH-2.0-x\r\n"[..], 10).is_err());
-        assert!(read_response(&mut &b"HTTP/1.1 abc\r\n\r\n"[..], 10).is_err());
+        // A 204 has no body, whatever follows it.
+        let ok = exchange_with(response("HTTP/1.0 204 No Content\r\n\r\n"), 100).unwrap();
+        assert_eq!((ok.status, ok.body.len()), (204, 0));
+        assert!(exchange_with(b"SSH-2.0-x\r\n".to_vec(), 10).is_err());
+        assert!(exchange_with(b"HTTP/1.1 abc\r\n\r\n".to_vec(), 10).is_err());
     }
 
     #[test]
@@ -563,7 +534,7 @@ mod tests {
             "{message}"
         );
         assert_eq!(
-            hadron_liveness_probe(&crate::catalog::testing::api(None, false)).status,
+            hadron_liveness_probe(&crate::testing::api(None, false)).status,
             500
         );
     }

@@ -13,9 +13,10 @@ use std::sync::OnceLock;
 
 use compute_spec::ids::Lsn;
 use compute_spec::spec::{ComputeMode, ComputeSpec};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::http::{ApiRequest, Reply};
+use crate::http::{parse_json_in, ApiRequest, Rejection, Reply};
 use crate::lfc::{Lfc, PrewarmState};
 use crate::state::Shared;
 
@@ -26,8 +27,8 @@ pub struct Promotion {
     result: OnceLock<(u16, Value)>,
 }
 
-/// A parsed `/promote` body.
-#[derive(Clone, Debug)]
+/// A `/promote` body.
+#[derive(Clone, Debug, Deserialize)]
 pub struct PromoteRequest {
     /// The spec of the new primary.
     pub spec: ComputeSpec,
@@ -55,7 +56,7 @@ fn plain(status: u16, text: String) -> Reply {
 /// Upstream's 415 for `/promote` (axum's raw extractor: plain text, original case); for
 /// the lead to call once the request carries its `Content-Type`.
 pub fn require_json_content_type(content_type: Option<&str>) -> Result<(), Reply> {
-    if crate::catalog::is_json_content_type(content_type) {
+    if crate::extract::is_json_content_type(content_type) {
         Ok(())
     } else {
         Err(plain(
@@ -65,45 +66,14 @@ pub fn require_json_content_type(content_type: Option<&str>) -> Result<(), Reply
     }
 }
 
-/// Reads the body: 400/422 plain text for JSON that does not fit (as axum's extractor),
-/// 400 `{"error"}` for a spec that fails validation.
+/// Reads the body: 400/422 plain text for JSON that does not fit (as axum's raw
+/// extractor), 400 `{"error"}` for a spec that fails validation.
 pub fn parse(body: &[u8]) -> Result<PromoteRequest, Reply> {
-    let value: Value = serde_json::from_slice(body).map_err(|error| {
-        plain(
-            400,
-            format!("Failed to parse the request body as JSON: {error}"),
-        )
-    })?;
-    let shape = |detail: String| {
-        plain(
-            422,
-            format!("Failed to deserialize the JSON body into the target type: {detail}"),
-        )
-    };
-    let Value::Object(map) = value else {
-        return Err(shape(
-            "invalid type: expected struct PromoteConfig".to_string(),
-        ));
-    };
-    let spec = map
-        .get("spec")
-        .ok_or_else(|| shape("missing field `spec`".to_string()))?;
-    let spec: ComputeSpec =
-        serde_json::from_value(spec.clone()).map_err(|error| shape(format!("spec: {error}")))?;
-    let lsn = match map.get("wal_flush_lsn") {
-        Some(Value::String(text)) => text
-            .parse::<Lsn>()
-            .map_err(|error| shape(format!("wal_flush_lsn: {error}")))?,
-        Some(_) => return Err(shape("wal_flush_lsn: expected an LSN string".to_string())),
-        None => return Err(shape("missing field `wal_flush_lsn`".to_string())),
-    };
-    if let Err(errors) = spec.validate() {
+    let request: PromoteRequest = parse_json_in(body, Rejection::PlainText)?;
+    if let Err(errors) = request.spec.validate() {
         return Err(Reply::error(400, format!("invalid spec: {errors}")));
     }
-    Ok(PromoteRequest {
-        spec,
-        wal_flush_lsn: lsn,
-    })
+    Ok(request)
 }
 
 /// How upstream names a mode in its error (`compute mode "Primary" is not replica`).
@@ -157,22 +127,12 @@ fn run(lfc: &Lfc, shared: &Shared, request: &PromoteRequest) -> (u16, Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::testing::{api, body, document, request, spec};
+    use crate::testing::{body, request, shared_with, spec};
     use hyper::Method;
-    use std::path::Path;
     use std::sync::Arc;
 
     fn shared_in(mode: Option<Value>) -> Arc<Shared> {
-        let document = mode.map(|mode| {
-            document(
-                Path::new("/usr/bin"),
-                Path::new("/nonexistent"),
-                Path::new("/tmp"),
-                5432,
-                spec(json!({"mode": mode})),
-            )
-        });
-        api(document, true).shared
+        shared_with(mode.map(|mode| json!({"mode": mode})))
     }
 
     fn promote_body(spec_value: Value, lsn: &str) -> Vec<u8> {
@@ -216,7 +176,7 @@ mod tests {
         assert_eq!(reply.status, 422);
         assert_eq!(
             String::from_utf8_lossy(&reply.body),
-            "Failed to deserialize the JSON body into the target type: missing field `spec`"
+            "Failed to deserialize the JSON body into the target type: missing field `spec` at line 1 column 23"
         );
         let reply = post(
             &promotion,
@@ -224,6 +184,13 @@ mod tests {
             &promote_body(spec(json!({})), "nonsense"),
         );
         assert_eq!(reply.status, 422);
+        let text = String::from_utf8_lossy(&reply.body).into_owned();
+        assert!(
+            text.starts_with(
+                "Failed to deserialize the JSON body into the target type: wal_flush_lsn: "
+            ),
+            "{text}"
+        );
         // A spec that parses but fails validation: 400 JSON.
         let invalid = spec(json!({"cluster": {"roles": [{"name": ""}], "databases": []}}));
         let reply = post(&promotion, &shared, &promote_body(invalid, "0/1"));

@@ -2,7 +2,10 @@
 //! admin connection of [`stage_kit::local::admin_config`]): `/readyz`, `/dbs_and_roles`,
 //! `/check_writability`, `/insights`.
 
+use compute_spec::secret::Secret;
+use compute_spec::spec::{GenericOption, Role};
 use compute_spec::ComputeDocument;
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::http::{Api, Reply};
@@ -57,6 +60,59 @@ pub fn readyz(api: &Api) -> Reply {
     }
 }
 
+/// `GET /dbs_and_roles` body: upstream's catalog snapshot.
+#[derive(Debug, Serialize)]
+struct DbsAndRoles {
+    roles: Vec<Role>,
+    databases: Vec<CatalogDatabase>,
+}
+
+/// A database as `/dbs_and_roles` lists it: upstream's `Database` with both flags always
+/// written (the spec's [`compute_spec::spec::Database`] leaves them out when false, so it
+/// cannot stand in here) and `options` always null.
+#[derive(Debug, Serialize)]
+struct CatalogDatabase {
+    name: String,
+    owner: Option<String>,
+    options: Option<Vec<GenericOption>>,
+    restrict_conn: bool,
+    invalid: bool,
+}
+
+fn read_dbs_and_roles(client: &mut postgres::Client) -> Result<DbsAndRoles, postgres::Error> {
+    let roles = client
+        .query(
+            "SELECT rolname::text, rolpassword FROM pg_catalog.pg_authid ORDER BY rolname",
+            &[],
+        )?
+        .iter()
+        .map(|row| Role {
+            name: row.get(0),
+            encrypted_password: row.get::<_, Option<String>>(1).map(Secret::new),
+            options: None,
+            extra: Default::default(),
+        })
+        .collect();
+    let databases = client
+        .query(
+            "SELECT datname::text, \
+             (SELECT rolname::text FROM pg_catalog.pg_roles WHERE oid = datdba), \
+             NOT datallowconn, datconnlimit = -2 \
+             FROM pg_catalog.pg_database ORDER BY datname",
+            &[],
+        )?
+        .iter()
+        .map(|row| CatalogDatabase {
+            name: row.get(0),
+            owner: row.get(1),
+            options: None,
+            restrict_conn: row.get(2),
+            invalid: row.get(3),
+        })
+        .collect();
+    Ok(DbsAndRoles { roles, databases })
+}
+
 /// `GET /dbs_and_roles`: the roles and databases as upstream's catalog snapshot, in any
 /// status (500 when Postgres cannot be reached).
 pub fn dbs_and_roles(api: &Api) -> Reply {
@@ -65,44 +121,8 @@ pub fn dbs_and_roles(api: &Api) -> Reply {
         Ok(client) => client,
         Err(error) => return Reply::error(500, error),
     };
-    let result = (|| -> Result<Value, postgres::Error> {
-        let roles = client
-            .query(
-                "SELECT rolname::text, rolpassword FROM pg_catalog.pg_authid ORDER BY rolname",
-                &[],
-            )?
-            .iter()
-            .map(|row| {
-                json!({
-                    "name": row.get::<_, String>(0),
-                    "encrypted_password": row.get::<_, Option<String>>(1),
-                    "options": null,
-                })
-            })
-            .collect::<Vec<_>>();
-        let databases = client
-            .query(
-                "SELECT datname::text, \
-                 (SELECT rolname::text FROM pg_catalog.pg_roles WHERE oid = datdba), \
-                 NOT datallowconn, datconnlimit = -2 \
-                 FROM pg_catalog.pg_database ORDER BY datname",
-                &[],
-            )?
-            .iter()
-            .map(|row| {
-                json!({
-                    "name": row.get::<_, String>(0),
-                    "owner": row.get::<_, Option<String>>(1),
-                    "options": null,
-                    "restrict_conn": row.get::<_, bool>(2),
-                    "invalid": row.get::<_, bool>(3),
-                })
-            })
-            .collect::<Vec<_>>();
-        Ok(json!({"roles": roles, "databases": databases}))
-    })();
-    match result {
-        Ok(value) => Reply::json(200, &value),
+    match read_dbs_and_roles(&mut client) {
+        Ok(listing) => Reply::json(200, &listing),
         Err(error) => Reply::error(500, format!("reading roles and databases: {error}")),
     }
 }
@@ -162,4 +182,35 @@ pub fn insights(api: &Api) -> Reply {
         EMPTY_INSIGHTS.to_string()
     });
     Reply::json(200, &Value::String(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::api_for;
+    use pg_test_support::TestPostgres;
+
+    #[test]
+    fn dbs_and_roles_bytes_are_upstreams_shape() {
+        let server = TestPostgres::start();
+        server.psql("CREATE ROLE reader LOGIN");
+        server.psql("CREATE ROLE writer LOGIN PASSWORD 'md5aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'");
+        server.psql("CREATE DATABASE shop OWNER reader");
+        server.psql("CREATE DATABASE closed ALLOW_CONNECTIONS false");
+        let reply = dbs_and_roles(&api_for(&server, false));
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.content_type.as_deref(), Some("application/json"));
+        let text = String::from_utf8(reply.body).unwrap();
+        // Key order, nulls and flags exactly as the `json!` objects built them before.
+        assert!(text.starts_with(r#"{"roles":[{"name":"#), "{text}");
+        for exact in [
+            r#"{"name":"reader","encrypted_password":null,"options":null}"#,
+            r#"{"name":"writer","encrypted_password":"md5aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","options":null}"#,
+            r#"{"name":"shop","owner":"reader","options":null,"restrict_conn":false,"invalid":false}"#,
+            r#""restrict_conn":true,"invalid":false}"#,
+            r#"],"databases":[{"name":"#,
+        ] {
+            assert!(text.contains(exact), "{exact} not in {text}");
+        }
+    }
 }

@@ -34,6 +34,8 @@ fn no_spec_waits_in_empty_then_configure_starts_the_compute() {
         invalid.body
     );
 
+    // Lets measurable time pass in `empty` (a wait for no condition): wait_for_spec_ms must
+    // cover it.
     std::thread::sleep(Duration::from_millis(50));
     let body = json!({"spec": empty_spec(Some("bob")), "compute_ctl_config": {}});
     let started = Instant::now();
@@ -293,6 +295,7 @@ fn a_control_plane_without_a_spec_leaves_the_compute_empty() {
     let mut harness = Harness::new();
     let mut compute = harness.start(&["-p", &url, "-i", "compute-7"]);
     compute.wait_status("empty");
+    // Waits out a start that must not happen: without a spec the compute stays `empty`.
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(compute.status(), "empty");
     let body = json!({"spec": empty_spec(Some("dave")), "compute_ctl_config": {}});

@@ -17,14 +17,11 @@
 
 use std::borrow::Cow;
 use std::convert::Infallible;
-use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -35,16 +32,18 @@ use hyper::header::{HeaderValue, ALLOW, AUTHORIZATION, CONNECTION, CONTENT_LENGT
 use hyper::{Method, Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::de::DeserializeOwned;
-use serde_json::Value;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use serde::Serialize;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
-use tokio::time::Sleep;
+
+mod write_deadline;
 
 use crate::auth::Auth;
 use crate::routes;
 use crate::state::Shared;
 use crate::supervise::Event;
+use write_deadline::WriteDeadline;
 
 /// Largest request body accepted (2 MiB, as upstream); larger ones get 413.
 pub const MAX_BODY: usize = 2 * 1024 * 1024;
@@ -141,6 +140,12 @@ pub struct ApiRequest {
     pub body: Vec<u8>,
 }
 
+/// The body of every JSON error: `{"error": message}`.
+#[derive(Debug, Serialize)]
+struct ErrorBody {
+    error: String,
+}
+
 /// A handler's answer.
 #[derive(Debug)]
 pub struct Reply {
@@ -157,20 +162,22 @@ pub struct Reply {
 }
 
 impl Reply {
-    /// A JSON body.
-    pub fn json(status: u16, value: &Value) -> Reply {
-        Reply {
-            status,
-            body: value.to_string().into_bytes(),
-            content_type: Some(Cow::Borrowed("application/json")),
-            allow: None,
-            close: false,
+    /// A JSON body; a value serde cannot write (a map with non-string keys) is a 500.
+    pub fn json<T: Serialize + ?Sized>(status: u16, value: &T) -> Reply {
+        match serde_json::to_vec(value) {
+            Ok(body) => Reply::bytes(status, Cow::Borrowed("application/json"), body),
+            Err(error) => Reply::error(500, format!("writing the response body: {error}")),
         }
     }
 
     /// `{"error": message}`.
     pub fn error(status: u16, message: impl std::fmt::Display) -> Reply {
-        Reply::json(status, &serde_json::json!({"error": message.to_string()}))
+        Reply::json(
+            status,
+            &ErrorBody {
+                error: message.to_string(),
+            },
+        )
     }
 
     /// Plain text with a content type.
@@ -206,33 +213,68 @@ impl Reply {
     }
 }
 
-/// Parses a JSON request body as upstream's framework does: 400 for a syntax error, 422 for
-/// a body of the wrong shape (naming the JSON path), messages lower-cased as upstream's.
+/// How [`parse_json_in`] answers a body it cannot decode. Upstream's framework words it
+/// `Failed to parse the request body as JSON: …` (400) and `Failed to deserialize the JSON
+/// body into the target type: <path>: …` (422), serde's message with its position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rejection {
+    /// `{"error": …}` lower-cased whole, as upstream's JSON extractor (`/configure`).
+    Lower,
+    /// `{"error": …}` with the framework's words lower-cased and serde's as written
+    /// (`/grants`, `/extensions`: their 422s keep the wire names' case, e.g.
+    /// `invalid type: string "USAGE"`).
+    AsWritten,
+    /// Plain text in the framework's own case, as upstream's raw extractor (`/promote`).
+    PlainText,
+}
+
+impl Rejection {
+    fn reply(self, status: u16, words: &str, detail: &dyn std::fmt::Display) -> Reply {
+        match self {
+            Rejection::Lower => Reply::error(status, format!("{words}: {detail}").to_lowercase()),
+            Rejection::AsWritten => {
+                Reply::error(status, format!("{}: {detail}", words.to_lowercase()))
+            }
+            Rejection::PlainText => Reply::text(
+                status,
+                "text/plain; charset=utf-8",
+                format!("{words}: {detail}"),
+            ),
+        }
+    }
+}
+
+/// Parses a JSON request body as upstream's JSON extractor does: see [`parse_json_in`] and
+/// [`Rejection::Lower`].
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Reply> {
-    let syntax = |error: &serde_json::Error| {
-        Reply::error(
-            400,
-            format!("failed to parse the request body as json: {error}").to_lowercase(),
-        )
-    };
+    parse_json_in(body, Rejection::Lower)
+}
+
+/// Parses a JSON request body as upstream's framework does: 400 for a syntax error or
+/// trailing data, 422 for a body of the wrong shape, naming the JSON path (from
+/// `serde_path_to_error`), worded as `rejection` says.
+pub fn parse_json_in<T: DeserializeOwned>(body: &[u8], rejection: Rejection) -> Result<T, Reply> {
+    const SYNTAX: &str = "Failed to parse the request body as JSON";
+    const SHAPE: &str = "Failed to deserialize the JSON body into the target type";
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let value: T = match serde_path_to_error::deserialize(&mut deserializer) {
         Ok(value) => value,
         Err(error) => {
             let inner = error.inner();
             if inner.classify() != serde_json::error::Category::Data {
-                return Err(syntax(inner));
+                return Err(rejection.reply(400, SYNTAX, inner));
             }
             let path = error.path().to_string();
-            let message = if path == "." {
-                format!("failed to deserialize the json body into the target type: {inner}")
+            return Err(if path == "." {
+                rejection.reply(422, SHAPE, inner)
             } else {
-                format!("failed to deserialize the json body into the target type: {path}: {inner}")
-            };
-            return Err(Reply::error(422, message.to_lowercase()));
+                rejection.reply(422, SHAPE, &format_args!("{path}: {inner}"))
+            });
         }
     };
-    deserializer.end().map_err(|error| syntax(&error))?;
+    deserializer
+        .end()
+        .map_err(|error| rejection.reply(400, SYNTAX, &error))?;
     Ok(value)
 }
 
@@ -411,7 +453,7 @@ async fn answer(request: Request<Incoming>, api: &Api, which: Port) -> Reply {
         let checked = if path == "/promote" {
             crate::promote::require_json_content_type(content_type.as_deref())
         } else {
-            crate::catalog::require_json_content_type(content_type.as_deref())
+            crate::extract::require_json_content_type(content_type.as_deref())
         };
         if let Err(reply) = checked {
             return reply;
@@ -473,101 +515,6 @@ async fn read_body(
             Err(Reply::error(400, format!("failed to read the request body: {error}")).closing())
         }
         Ok(Ok(collected)) => Ok(collected.to_bytes().to_vec()),
-    }
-}
-
-/// A stream whose writes fail with `TimedOut` once one stays blocked for `timeout` (a
-/// client that stops reading cannot hold its connection forever).
-struct WriteDeadline {
-    inner: TcpStream,
-    timeout: Duration,
-    deadline: Option<Pin<Box<Sleep>>>,
-}
-
-impl WriteDeadline {
-    fn new(inner: TcpStream, timeout: Duration) -> WriteDeadline {
-        WriteDeadline {
-            inner,
-            timeout,
-            deadline: None,
-        }
-    }
-
-    /// Turns a pending write into a timeout once the deadline passes.
-    fn pending<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
-        let timeout = self.timeout;
-        let deadline = self
-            .deadline
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-        match deadline.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the client did not read the response in time",
-            ))),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    fn done<T>(
-        &mut self,
-        result: Poll<io::Result<T>>,
-        cx: &mut Context<'_>,
-    ) -> Poll<io::Result<T>> {
-        match result {
-            Poll::Ready(result) => {
-                self.deadline = None;
-                Poll::Ready(result)
-            }
-            Poll::Pending => self.pending(cx),
-        }
-    }
-}
-
-impl AsyncRead for WriteDeadline {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for WriteDeadline {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let result = Pin::new(&mut this.inner).poll_write(cx, buf);
-        this.done(result, cx)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let result = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        this.done(result, cx)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let result = Pin::new(&mut this.inner).poll_flush(cx);
-        this.done(result, cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let result = Pin::new(&mut this.inner).poll_shutdown(cx);
-        this.done(result, cx)
     }
 }
 
