@@ -380,42 +380,23 @@ impl Default for Shared {
 /// RFC 3339 UTC as upstream's chrono writes it: no fraction, or 3, 6 or 9 digits, whichever
 /// is shortest without loss; `zone` is `Z` (`start_time`) or `+00:00` (`last_active`).
 pub fn rfc3339(time: SystemTime, zone: &str) -> String {
-    let since = time
+    let nanos = time
         .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = since.as_secs();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = civil_from_days(days as i64);
-    let nanos = since.subsec_nanos();
-    let fraction = if nanos == 0 {
-        String::new()
+        .map_or(0, |since| since.subsec_nanos());
+    let written = if nanos == 0 {
+        humantime::format_rfc3339_seconds(time).to_string()
     } else if nanos % 1_000_000 == 0 {
-        format!(".{:03}", nanos / 1_000_000)
+        humantime::format_rfc3339_millis(time).to_string()
     } else if nanos % 1_000 == 0 {
-        format!(".{:06}", nanos / 1_000)
+        humantime::format_rfc3339_micros(time).to_string()
     } else {
-        format!(".{nanos:09}")
+        humantime::format_rfc3339_nanos(time).to_string()
     };
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}{fraction}{zone}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-    )
-}
-
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    // humantime writes UTC as `Z`.
+    match written.strip_suffix('Z') {
+        Some(stem) => format!("{stem}{zone}"),
+        None => written,
+    }
 }
 
 /// Under systemd (`Type=notify`), `READY=1` once the compute runs and `STOPPING=1` when
