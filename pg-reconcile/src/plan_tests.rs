@@ -15,6 +15,7 @@ fn context() -> PlanContext {
         admin_user: "cloud_admin".into(),
         system_db: "postgres".into(),
         reload: false,
+        drop_subscriptions_for: None,
     }
 }
 
