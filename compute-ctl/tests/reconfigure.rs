@@ -271,6 +271,18 @@ fn refresh_configuration_rereads_the_c_file() {
     let path_text = path.to_string_lossy().into_owned();
     let compute = harness.start(&["-c", &path_text, "-i", "compute-1"]);
     compute.wait_status("running");
+
+    // A refused /configure leaves the compute failed; a refresh brings it back to running.
+    let bad = spec(
+        &server,
+        "statement_timeout = 'abc'\n",
+        "host=ps1 port=6400",
+        json!([]),
+    );
+    assert_eq!(configure(&compute, &bad).status, 500);
+    assert_eq!(compute.status(), "failed");
+    assert_eq!(refresh(&harness).status, 200);
+    compute.wait_status("running");
     let runs = reconciles(&compute);
     // The stand-in start leaves the server's own file: the spec's line is not live yet.
     let started_with = show(&server, "statement_timeout");

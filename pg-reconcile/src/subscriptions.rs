@@ -157,3 +157,93 @@ pub fn finalize_step(
         statements,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::snapshot::ExistingDatabase;
+
+    fn context(due: Option<&str>) -> PlanContext {
+        PlanContext {
+            privileged_role: "neon_superuser".into(),
+            admin_user: "cloud_admin".into(),
+            system_db: "postgres".into(),
+            reload: false,
+            drop_subscriptions_for: due.map(str::to_string),
+        }
+    }
+
+    fn shown(steps: &[Step]) -> Vec<(&str, &str, &str)> {
+        steps
+            .iter()
+            .flat_map(|step| {
+                step.statements.iter().map(|sql| {
+                    (
+                        step.phase.name(),
+                        step.database.as_str(),
+                        sql.shown.as_str(),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn before_start_targets_connectable_spec_databases_then_records() {
+        let spec: ComputeSpec = serde_json::from_value(json!({
+            "format_version": 1.0,
+            "cluster": {"roles": [], "databases": [
+                {"name": "app", "owner": "x"}, {"name": "closed", "owner": "x"},
+                {"name": "postgres", "owner": "cloud_admin"}]},
+        }))
+        .unwrap();
+        let mut snapshot = Snapshot::default();
+        for name in ["app", "closed", "other", "postgres"] {
+            let database = ExistingDatabase {
+                allow_conn: name != "closed",
+                ..Default::default()
+            };
+            snapshot.databases.insert(name.into(), database);
+        }
+        for (database, name) in [
+            ("app", "s1"),
+            ("closed", "s2"),
+            ("other", "s3"),
+            ("postgres", "s4"),
+        ] {
+            snapshot.subscriptions.push((database.into(), name.into()));
+        }
+        let due = context(Some("tl1"));
+        assert_eq!(
+            shown(&drop_steps(&spec, &due, &snapshot)),
+            [
+                (
+                    "drop_subscriptions",
+                    "app",
+                    "ALTER SUBSCRIPTION \"s1\" DISABLE"
+                ),
+                (
+                    "drop_subscriptions",
+                    "app",
+                    "ALTER SUBSCRIPTION \"s1\" SET (slot_name = NONE)"
+                ),
+                ("drop_subscriptions", "app", "DROP SUBSCRIPTION \"s1\""),
+            ]
+        );
+        let finalize = finalize_step(&spec, &due, &snapshot).unwrap();
+        assert_eq!(finalize.phase, Phase::FinalizeDropSubscriptions);
+        assert_eq!(finalize.database, "postgres");
+        let insert = &finalize.statements[2].shown;
+        assert!(
+            insert.contains("SELECT 1, 'tl1' WHERE NOT EXISTS"),
+            "{insert}"
+        );
+        assert!(insert.contains("ARRAY['app']"), "{insert}");
+        // Not due (recorded already, or not asked for): no drop, no record.
+        let not_due = context(None);
+        assert!(drop_steps(&spec, &not_due, &snapshot).is_empty());
+        assert!(finalize_step(&spec, &not_due, &snapshot).is_none());
+    }
+}
