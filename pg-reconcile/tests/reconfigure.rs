@@ -51,6 +51,25 @@ fn fresh_start(pg: &TestPostgres, spec: &ComputeSpec) -> String {
     pgconf::render(spec, &pgconf::params_for_start(&doc, spec)).unwrap()
 }
 
+/// What the real start stage writes: `pg-basebackup-fetch` (initdb source) into a scratch
+/// PGDATA, for the same instance and spec.
+fn fresh_start_by_the_stage(pg: &TestPostgres, spec: &ComputeSpec) -> String {
+    let dir = pg_test_support::TestDir::new("fresh-");
+    let mut doc = document(pg, spec);
+    doc.pgdata = dir.path().join("pgdata");
+    let output = pg_test_support::run_with_stdin(
+        common::workspace_bin("pg-basebackup-fetch"),
+        &[],
+        &serde_json::to_string(&doc).unwrap(),
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    std::fs::read_to_string(doc.pgdata.join("postgresql.conf")).unwrap()
+}
+
 fn outcome<'a>(
     section: &'a ReconcileSection,
     name: &str,
@@ -90,6 +109,7 @@ fn a_new_line_a_restart_setting_and_the_pageserver_change_live() {
     assert_eq!(change.value.as_deref(), Some("12345"));
     assert_eq!(show(&pg, "statement_timeout"), "12345ms");
     assert_eq!(conf_text(&pg), fresh_start(&pg, &timeout));
+    assert_eq!(conf_text(&pg), fresh_start_by_the_stage(&pg, &timeout));
 
     // The pageserver connection string and the safekeepers (SIGHUP GUCs upstream).
     let storage = |connstring: &str| {
