@@ -7,12 +7,17 @@
 //! `'********'`, `phase`, `database`, `destructive`), how many statements ran, per-object
 //! failures, settings pending a restart, and timings.
 //!
-//! How: connect; rewrite the managed block of `postgresql.conf` ([`settings`]); take one
-//! catalog snapshot in one round trip ([`snapshot`]); compute the ordered plan with the pure
-//! [`plan::plan`]; apply it ([`apply`]), batching statements and spreading slow or
-//! per-database work over several connections. The configuration is reloaded (and the
-//! reload awaited) when the file is newer than the server's last load, so a run that died
-//! between writing and reloading is caught up; a file the server rejects is reported in
+//! How: connect; at start-up rewrite the managed block of `postgresql.conf` ([`settings`]),
+//! on a reconfiguration render the whole file from the spec, replace it atomically, reload
+//! and read every changed setting back ([`conf`]: a value Postgres refuses restores the
+//! previous file and fails the run before any catalog work); take one catalog snapshot in one
+//! round trip ([`snapshot`]); compute the ordered plan with the pure [`plan::plan`]; apply
+//! it ([`apply`]) under the temporary override ([`override_file`]), batching statements and
+//! spreading slow or per-database work over several connections; with
+//! `drop_subscriptions_before_start`, drop the subscriptions once per timeline and enable the
+//! subscribers again ([`subscriptions`]). The configuration is reloaded (and the reload
+//! awaited) when the file is newer than the server's last load, so a run that died between
+//! writing and reloading is caught up; a file the server rejects at start-up is reported in
 //! `conf_errors` instead of reloaded, and settings needing a restart in `pending_restart`.
 //!
 //! **Invariants**: plans before it acts; a second run on the same spec plans nothing; only
@@ -222,29 +227,42 @@ fn reconcile_with(
         let outcome = apply::apply(&steps, client, &system_db, &connector, concurrency);
         section.applied = outcome.applied;
         section.failures = outcome.failures;
-        let mut after = connect(document, None)?;
-        if catalog_work {
-            // Also after failures: `-1` must not stay live.
-            override_file::clear(&document.pgdata, &mut after)?;
-        }
-        if spec.drop_subscriptions_before_start && !section.catalog_skipped {
-            let done = match &drop_due {
-                None => true,
-                Some(timeline) => {
-                    subscriptions::done_for(&mut after, timeline).map_err(|error| {
-                        postgres_error("reading the subscription drop record", &error)
-                    })?
-                }
-            };
-            if done {
-                conf::enable_subscribers(&mut after, &conf)?;
-            }
-        }
+        after_apply(document, spec, catalog_work, drop_due.as_deref(), &conf)?;
         section.apply_ms = elapsed_ms(apply_started);
     }
     section.config_ms = elapsed_ms(started);
     log_summary(&section);
     Ok(section)
+}
+
+/// After the catalog apply (failed or not): the temporary override emptied and reloaded when
+/// it was set; the subscribers enabled once `drop_subscriptions_before_start` is recorded for
+/// the timeline (`drop_due`: the timeline this run was to record, if any).
+fn after_apply(
+    document: &ComputeDocument,
+    spec: &ComputeSpec,
+    catalog_work: bool,
+    drop_due: Option<&str>,
+    conf: &Path,
+) -> Result<(), StageError> {
+    let system = || connect(document, None);
+    if catalog_work {
+        // Also after failures: `-1` must not stay live.
+        override_file::clear(&document.pgdata, &system)?;
+    }
+    if !spec.drop_subscriptions_before_start || !plan::catalog_enabled(spec) {
+        return Ok(());
+    }
+    let mut client = system()?;
+    let done = match drop_due {
+        None => true,
+        Some(timeline) => subscriptions::done_for(&mut client, timeline)
+            .map_err(|error| postgres_error("reading the subscription drop record", &error))?,
+    };
+    if done {
+        conf::enable_subscribers(&mut client, conf)?;
+    }
+    Ok(())
 }
 
 /// The timeline whose `drop_subscriptions_before_start` is still to be done (the spec asks,

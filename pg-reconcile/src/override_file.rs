@@ -40,8 +40,12 @@ pub fn set(pgdata: &Path, client: &mut Client) -> Result<(), StageError> {
     reload_and_wait(client)
 }
 
-/// Empties the override and reloads.
-pub fn clear(pgdata: &Path, client: &mut Client) -> Result<(), StageError> {
+/// Empties the override, then reloads through a connection from `connect` (the file is
+/// emptied first, so even without a connection the next reload drops the `-1`).
+pub fn clear(
+    pgdata: &Path,
+    connect: &dyn Fn() -> Result<Client, StageError>,
+) -> Result<(), StageError> {
     write(pgdata, "")?;
-    reload_and_wait(client)
+    reload_and_wait(&mut connect()?)
 }

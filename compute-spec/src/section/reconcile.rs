@@ -27,7 +27,8 @@ pub struct ReconcileSection {
     /// True when catalog work was skipped (`skip_pg_catalog_updates`, or not a primary).
     #[serde(default)]
     pub catalog_skipped: bool,
-    /// True when the managed block of `postgresql.conf` was (or, dry, would be) rewritten.
+    /// True when `postgresql.conf` was (or, dry, would be) rewritten: its managed block at
+    /// start-up, the whole file on a reconfiguration.
     #[serde(default)]
     pub conf_changed: bool,
     /// Settings in `postgresql.conf` that only take effect after a restart.
