@@ -84,7 +84,27 @@ pub fn replace(
     let errors = file_errors(client)?;
     let whole_file_refused = !whole_file_refusals(&errors).is_empty();
     let reports = if whole_file_refused {
-        reports_of(client, &changes, &errors, &BTreeMap::new())?
+        let mut reports = reports_of(client, &changes, &errors, &BTreeMap::new())?;
+        if reports
+            .iter()
+            .all(|r| r.outcome != SettingOutcome::Rejected)
+        {
+            // The refusal is in a line this spec did not change (or another file): nothing
+            // of the new file can load either, so it is refused all the same.
+            let refusals = errors
+                .iter()
+                .filter(|(name, error)| name.is_empty() || *error == UNKNOWN_NAME);
+            reports.extend(refusals.map(|(name, error)| SettingChange {
+                name: name.clone(),
+                value: None,
+                live: None,
+                outcome: SettingOutcome::Rejected,
+                message: Some(format!(
+                    "{error}: the server ignores its configuration files"
+                )),
+            }));
+        }
+        reports
     } else {
         reload_and_wait(client)?;
         let errors = file_errors(client)?;

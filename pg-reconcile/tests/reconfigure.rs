@@ -196,6 +196,24 @@ fn a_refused_value_restores_the_previous_file() {
 }
 
 #[test]
+fn a_file_postgres_ignores_whole_is_not_written_over() {
+    let pg = TestPostgres::start();
+    let good = spec_with(&pg, "statement_timeout = 2000\n", json!({}));
+    run(&pg, &good);
+    let before = conf_text(&pg);
+    // A line this spec does not own makes Postgres ignore every file on reload.
+    let auto = pg.data_dir().join("postgresql.auto.conf");
+    let mut text = std::fs::read_to_string(&auto).unwrap();
+    text.push_str("stray_setting = 1\n");
+    std::fs::write(&auto, text).unwrap();
+    let next = spec_with(&pg, "statement_timeout = 3000\n", json!({}));
+    let error = reconfigure(&document(&pg, &next), &Options::default()).unwrap_err();
+    assert!(error.message.contains("stray_setting"), "{}", error.message);
+    assert_eq!(conf_text(&pg), before);
+    assert_eq!(show(&pg, "statement_timeout"), "2s");
+}
+
+#[test]
 fn roles_and_settings_together_and_the_override_is_emptied_after() {
     let pg = TestPostgres::start();
     let mut wanted = spec_with(&pg, "", json!({}));
