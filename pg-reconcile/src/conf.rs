@@ -137,15 +137,16 @@ pub fn replace(
         STAGE,
         ErrorKind::InvalidSpec,
         format!(
-            "Postgres rejected the new postgresql.conf: {}; the previous file was restored and \
+            "Postgres rejected the new {}: {}; the previous file was restored and \
              reloaded, and nothing else of the new spec was applied: fix the spec's \
              cluster.postgresql_conf or cluster.settings and configure again",
+            path.display(),
             rejected.join("; ")
         ),
     ))
 }
 
-/// One changed setting: its name and its value before and after (as written).
+/// One changed setting: its name and its new value (as written).
 #[derive(Debug, PartialEq, Eq)]
 pub struct Change {
     /// Lower-case name.
@@ -308,12 +309,13 @@ fn reports_of(
         } else {
             (SettingOutcome::Applied, None)
         };
+        let hide = |text: Option<String>| text.map(|text| redact_connection(&change.name, &text));
         reports.push(SettingChange {
             name: change.name.clone(),
-            value,
-            live: current,
+            value: hide(value),
+            live: hide(current),
             outcome,
-            message,
+            message: hide(message),
         });
     }
     // A line Postgres cannot parse has no name: it refuses the whole file.
@@ -327,6 +329,75 @@ fn reports_of(
         });
     }
     Ok(reports)
+}
+
+/// `text` with the passwords of connection strings shown as `********`, for settings that
+/// hold one (`primary_conninfo`, `*conninfo`, `*connstring*`): key/value `password=…` and
+/// URL `user:…@` forms. Other settings are returned as they are.
+pub fn redact_connection(name: &str, text: &str) -> String {
+    if !(name.ends_with("conninfo") || name.contains("connstring")) {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.to_ascii_lowercase().find("password") {
+        let (before, after) = rest.split_at(at + "password".len());
+        out.push_str(before);
+        let trimmed = after.trim_start();
+        let Some(value) = trimmed.strip_prefix('=') else {
+            rest = after;
+            continue;
+        };
+        out.push_str(&after[..after.len() - trimmed.len()]);
+        out.push('=');
+        let value_start = value.len() - value.trim_start().len();
+        out.push_str(&value[..value_start]);
+        let value = &value[value_start..];
+        let end = if value.starts_with('\'') {
+            quoted_end(value)
+        } else {
+            value.find([' ', '&', '"']).unwrap_or(value.len())
+        };
+        out.push_str("********");
+        rest = &value[end..];
+    }
+    out.push_str(rest);
+    // URL form: scheme://user:password@host
+    let mut redacted = String::with_capacity(out.len());
+    let mut rest = out.as_str();
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        redacted.push_str(head);
+        let authority_end = tail.find(['/', ' ', '?', '"', ',']).unwrap_or(tail.len());
+        let authority = &tail[..authority_end];
+        match (authority.rfind('@'), authority.find(':')) {
+            (Some(at_sign), Some(colon)) if colon < at_sign => {
+                redacted.push_str(&authority[..=colon]);
+                redacted.push_str("********");
+                redacted.push_str(&authority[at_sign..]);
+            }
+            _ => redacted.push_str(authority),
+        }
+        rest = &tail[authority_end..];
+    }
+    redacted.push_str(rest);
+    redacted
+}
+
+/// The end of the libpq-quoted value at the start of `text` (`'…'` with `\\` escapes;
+/// `''` taken as an escaped quote too), or the text's length when it is not closed.
+fn quoted_end(text: &str) -> usize {
+    let bytes = text.as_bytes();
+    let mut at = 1;
+    while at < bytes.len() {
+        match bytes[at] {
+            b'\\' => at += 2,
+            b'\'' if bytes.get(at + 1) == Some(&b'\'') => at += 2,
+            b'\'' => return at + 1,
+            _ => at += 1,
+        }
+    }
+    text.len()
 }
 
 /// Postgres's own message for a refused value: the error of `set_config` on it, in a
@@ -393,6 +464,26 @@ pub fn enable_subscribers(client: &mut Client, path: &Path) -> Result<bool, Stag
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connection_passwords_are_hidden() {
+        assert_eq!(
+            redact_connection("primary_conninfo", "host=a password=s3cret user=u"),
+            "host=a password=******** user=u"
+        );
+        assert_eq!(
+            redact_connection("primary_conninfo", "host=a password = 'it''s' port=1"),
+            "host=a password = ******** port=1"
+        );
+        assert_eq!(
+            redact_connection(
+                "neon.pageserver_connstring",
+                "postgresql://u:pw@ps:6400/x,postgresql://v@ps2"
+            ),
+            "postgresql://u:********@ps:6400/x,postgresql://v@ps2"
+        );
+        assert_eq!(redact_connection("work_mem", "password=x"), "password=x");
+    }
 
     #[test]
     fn diff_names_added_changed_and_removed_settings() {
