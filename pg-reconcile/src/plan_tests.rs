@@ -289,6 +289,7 @@ fn delete_db_clears_template_flag_and_drops_subscriptions() {
         &spec,
         &snap,
         &[
+            ("drop_subscriptions", "t", crate::subscriptions::LOCK),
             (
                 "drop_subscriptions",
                 "t",

@@ -2,7 +2,8 @@
 //! `drop_subscriptions_before_start` — once per timeline, every subscription of every spec
 //! database that exists, accepts connections and is valid (not the system database) is
 //! disabled, detached from its slot (`slot_name = NONE`: the publisher's slot is left alone)
-//! and dropped; then the timeline is recorded in `neon.drop_subscriptions_done`.
+//! and dropped, under an exclusive lock of `pg_subscription` (as upstream); then the timeline
+//! is recorded in `neon.drop_subscriptions_done`.
 //!
 //! The record is written only when no subscription is left in those databases (the
 //! statement checks), so a failed drop is retried by the next run instead of being
@@ -22,6 +23,9 @@ use crate::sql::ident;
 
 /// The table that records the timelines whose subscriptions were dropped.
 pub const DONE_TABLE: &str = "neon.drop_subscriptions_done";
+
+/// Taken first in each database's drop transaction.
+pub const LOCK: &str = "LOCK TABLE pg_catalog.pg_subscription IN ACCESS EXCLUSIVE MODE";
 
 /// The timeline `drop_subscriptions_before_start` is about: the spec's `timeline_id`, else
 /// its `neon.timeline_id` setting.
@@ -89,7 +93,7 @@ pub fn drop_steps(spec: &ComputeSpec, context: &PlanContext, snapshot: &Snapshot
         if !seen.insert(target.clone()) {
             continue;
         }
-        let statements: Vec<Sql> = snapshot
+        let mut statements: Vec<Sql> = snapshot
             .subscriptions
             .iter()
             .filter(|(database, _)| *database == target)
@@ -103,6 +107,8 @@ pub fn drop_steps(spec: &ComputeSpec, context: &PlanContext, snapshot: &Snapshot
             })
             .collect();
         if !statements.is_empty() {
+            // As upstream: no subscription may appear or change while the drop runs.
+            statements.insert(0, Sql::new(LOCK.to_string()));
             steps.push(Step::new(
                 Phase::DropSubscriptions,
                 &target,
@@ -219,6 +225,7 @@ mod tests {
         assert_eq!(
             shown(&drop_steps(&spec, &due, &snapshot)),
             [
+                ("drop_subscriptions", "app", LOCK),
                 (
                     "drop_subscriptions",
                     "app",
