@@ -140,6 +140,20 @@ fn a_new_line_a_restart_setting_and_the_pageserver_change_live() {
         "host=ps2 port=6401"
     );
     assert_eq!(conf_text(&pg), fresh_start(&pg, &two));
+    // Sharded: the stripe size comes with the second shard, live too.
+    let mut sharded = storage("host=ps2 port=6401,host=ps3 port=6402");
+    sharded.shard_stripe_size = Some(2048);
+    let section = run(&pg, &sharded);
+    assert_eq!(
+        outcome(&section, "neon.stripe_size").outcome,
+        SettingOutcome::Applied
+    );
+    assert_eq!(show(&pg, "neon.stripe_size"), "2048");
+    assert_eq!(
+        show(&pg, "neon.pageserver_connstring"),
+        "host=ps2 port=6401,host=ps3 port=6402"
+    );
+    assert_eq!(conf_text(&pg), fresh_start(&pg, &sharded));
 
     // A restart-only setting: reported, the old value kept, the file as a start writes it.
     let more = spec_with(
