@@ -5,10 +5,10 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use compute_spec::load::{parse_any, parse_bare, parse_envelope};
+use compute_spec::parse::{parse_any, parse_bare, parse_envelope};
 use compute_spec::pgconf::{render, ConfParams};
 use compute_spec::spec::ComputeSpec;
-use compute_spec::stage::{parse_input, StageInput};
+use stage_kit::stage::{parse_input, StageInput};
 use serde_json::{json, Value};
 
 fn spec_with(cluster_extra: Value) -> ComputeSpec {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use compute_spec::wire::{Connection, WireError};
+use stage_kit::wire::{Connection, WireError};
 use compute_spec::Lsn;
 use pg_test_support::TestPostgres;
 

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use compute_spec::document::{ComputeDocument, PGDATA_MARKER};
 use compute_spec::pgconf::{self, ConfParams};
-use compute_spec::runas::PostgresUser;
+use stage_kit::runas::PostgresUser;
 use compute_spec::spec::ComputeSpec;
 
 use crate::error::BasebackupError;

@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use compute_spec::begin::{start_document, DocumentParams};
-use compute_spec::load::parse_bare;
+use compute_spec_cli::begin::{start_document, DocumentParams};
+use compute_spec::parse::parse_bare;
 use compute_spec::ComputeDocument;
 use serde_json::Value;
 
