@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use compute_spec_cli::begin::{start_document, DocumentParams};
 use compute_spec::parse::parse_any;
 use compute_spec::pgconf;
+use compute_spec_cli::begin::{start_document, DocumentParams};
 use pg_test_support::TestPostgres;
 use serde_json::{json, Value};
 

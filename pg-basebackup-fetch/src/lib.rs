@@ -52,10 +52,10 @@ use compute_spec::document::{ComputeDocument, PGDATA_MARKER};
 use compute_spec::error::{ErrorKind, StageError};
 use compute_spec::ids::Lsn;
 use compute_spec::quote::quote_conf_value;
-use stage_kit::runas::PostgresUser;
 use compute_spec::section::{BasebackupSection, BasebackupSource};
 use compute_spec::spec::{ComputeMode, ComputeSpec};
 use compute_spec::validate::StorageSource;
+use stage_kit::runas::PostgresUser;
 
 pub use error::BasebackupError;
 

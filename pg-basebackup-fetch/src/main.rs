@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use stage_kit::logging::{self, LogFormat};
 use pg_basebackup_fetch::{RetryPolicy, Timeouts, STAGE};
+use stage_kit::logging::{self, LogFormat};
 
 /// Prepare PGDATA (initdb, a Neon pageserver, or a vanilla primary) from the compute document
 /// on stdin. Exit codes: 0 ok, 1 run-time failure, 2 bad input.

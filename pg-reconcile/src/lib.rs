@@ -54,11 +54,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use compute_spec::error::{ErrorKind, StageError};
-use stage_kit::local::{admin_config, admin_user};
 use compute_spec::section::{PlannedStatement, ReconcileSection};
 use compute_spec::spec::ComputeSpec;
-use stage_kit::stage::elapsed_ms;
 use compute_spec::ComputeDocument;
+use stage_kit::local::{admin_config, admin_user};
+use stage_kit::stage::elapsed_ms;
 
 /// The stage name.
 pub const STAGE: &str = "pg-reconcile";

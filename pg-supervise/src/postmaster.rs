@@ -22,12 +22,12 @@ use std::time::{Duration, Instant};
 
 use compute_spec::document::ComputeDocument;
 use compute_spec::error::{ErrorKind, StageError};
-use stage_kit::runas::{apply_user, PostgresUser};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
+use stage_kit::runas::{apply_user, PostgresUser};
 
 use crate::STAGE;
 

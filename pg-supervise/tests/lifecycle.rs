@@ -217,7 +217,8 @@ fn bad_input_and_error_envelopes_on_stdin() {
     };
     let loaded = compute_spec::parse::parse_bare(compute_spec::parse::EMBEDDED_SAMPLE_SPEC, "x");
     let document =
-        compute_spec_cli::begin::start_document("test", &params, loaded.unwrap(), "test", 0).unwrap();
+        compute_spec_cli::begin::start_document("test", &params, loaded.unwrap(), "test", 0)
+            .unwrap();
     let (code, value) = run(&serde_json::to_string(&document).unwrap());
     assert_eq!(code, Some(i32::from(exit_code::USAGE)));
     let message = value["error"]["message"].as_str().unwrap();

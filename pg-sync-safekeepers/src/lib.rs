@@ -38,11 +38,11 @@ pub mod upstream;
 
 use std::time::{Duration, Instant};
 
-use stage_kit::runas::PostgresUser;
 use compute_spec::section::{SyncMethod, SyncSafekeepersSection};
 use compute_spec::spec::{ComputeMode, ComputeSpec};
 use compute_spec::validate::{NeonStorage, StorageSource};
 use compute_spec::{ComputeDocument, ErrorKind, Lsn, StageError};
+use stage_kit::runas::PostgresUser;
 
 pub use error::SyncError;
 

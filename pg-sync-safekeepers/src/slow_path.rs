@@ -18,10 +18,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use compute_spec::document::PGDATA_MARKER;
-use stage_kit::runas::PostgresUser;
 use compute_spec::Lsn;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
+use stage_kit::runas::PostgresUser;
 
 use crate::error::SyncError;
 use crate::signals::{ForwardingGuard, SignalForwarding};

@@ -9,8 +9,8 @@
 
 use std::time::{Duration, Instant};
 
-use stage_kit::wire::{endpoints, Connection, Endpoint, Startup, WireError};
 use compute_spec::Lsn;
+use stage_kit::wire::{endpoints, Connection, Endpoint, Startup, WireError};
 
 use crate::error::SyncError;
 

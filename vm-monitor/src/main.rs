@@ -8,9 +8,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use compute_spec::error::{ErrorKind, StageError};
-use stage_kit::stage::fail;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
+use stage_kit::stage::fail;
 use vm_monitor::cli::Args;
 use vm_monitor::STAGE;
 

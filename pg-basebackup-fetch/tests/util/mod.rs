@@ -10,9 +10,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use compute_spec_cli::begin::{start_document, DocumentParams};
 use compute_spec::document::ComputeDocument;
 use compute_spec::parse::{parse_bare, EMBEDDED_SAMPLE_SPEC};
+use compute_spec_cli::begin::{start_document, DocumentParams};
 use serde_json::Value;
 
 /// The admin user in the test documents' connstr.

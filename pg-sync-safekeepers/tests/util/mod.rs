@@ -4,9 +4,9 @@
 
 use std::path::Path;
 
-use compute_spec_cli::begin::{start_document, DocumentParams};
 use compute_spec::parse::parse_bare;
 use compute_spec::ComputeDocument;
+use compute_spec_cli::begin::{start_document, DocumentParams};
 use serde_json::Value;
 
 /// A bare spec with the given extra top-level fields merged in.
