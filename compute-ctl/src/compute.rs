@@ -14,16 +14,16 @@ use compute_spec::spec::ComputeMode;
 use compute_spec::ComputeDocument;
 use nix::sys::signal::Signal;
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-
-use crate::auth::Auth;
 use crate::cli::{log_format_name, Params};
-use crate::http::{self, Api, Port};
 use crate::lfc::Lfc;
 use crate::stages::{self, name, ChildPid};
 use crate::state::{ComputeStatus, Shared};
 use crate::supervise::{Event, Supervisor};
 use crate::vm_monitor::VmMonitor;
+
+mod http_start;
+mod live;
+mod reconfigure;
 
 /// The processes a signal may need to reach.
 #[derive(Clone, Debug, Default)]
@@ -90,66 +90,6 @@ impl Controller {
             monitor.stop();
         }
         code
-    }
-
-    /// Starts the HTTP servers with the authentication of the start-time
-    /// `compute_ctl_config` — loaded here once; nothing later can change it.
-    fn ensure_http(&mut self) -> Result<(), StageError> {
-        if self.http_started {
-            return Ok(());
-        }
-        self.http_started = true;
-        let jwks = self.shared.lock().compute_ctl_config.jwks.clone();
-        let auth = Auth::load(jwks.as_ref().map(|jwks| jwks.keys.as_slice()))
-            .map_err(|error| StageError::new(crate::STAGE, ErrorKind::InvalidSpec, error))?;
-        let address = match (self.params.http_listen, &auth) {
-            (Some(address), Auth::Open) if !address.is_loopback() => {
-                return Err(StageError::new(
-                    crate::STAGE,
-                    ErrorKind::Usage,
-                    format!(
-                        "refusing to serve the HTTP API on {address} without authentication: \
-                         give compute_ctl_config.jwks keys, or listen on a loopback address"
-                    ),
-                ));
-            }
-            (Some(address), _) => address,
-            // `[::]` (as upstream) takes IPv4 too; 0.0.0.0 where IPv6 is off.
-            (None, Auth::Keys(_)) if ipv6_available() => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-            (None, Auth::Keys(_)) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            (None, Auth::Open) => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        };
-        match &auth {
-            Auth::Open => tracing::warn!(
-                %address,
-                "no compute_ctl_config.jwks given: the HTTP API runs WITHOUT authentication \
-                 (development mode) and listens on loopback only"
-            ),
-            Auth::Keys(keys) if keys.is_empty() => tracing::warn!(
-                "compute_ctl_config.jwks has no keys: every authenticated route answers 401"
-            ),
-            Auth::Keys(keys) => tracing::info!(keys = keys.len(), "JWT keys loaded"),
-        }
-        let api = Api {
-            shared: self.shared.clone(),
-            wake: self.sender.clone(),
-            compute_id: self.params.compute_id.clone(),
-            auth: Arc::new(auth),
-            deadlines: self.params.http_deadlines,
-            lfc: self.lfc.clone(),
-            promotion: Arc::default(),
-            remote_ext_base_url: self.params.deferred.remote_ext_base_url.clone(),
-        };
-        http::serve(
-            api.clone(),
-            address,
-            self.params.external_port,
-            Port::External,
-        )?;
-        if let Some(port) = self.params.internal_port {
-            http::serve(api, self.params.internal_http_listen, port, Port::Internal)?;
-        }
-        Ok(())
     }
 
     fn start(&mut self) -> Result<Outcome, StageError> {
@@ -273,7 +213,7 @@ impl Controller {
                 Event::Wake => self.check_not_terminating()?,
             }
         };
-        let document = self.reconcile(document, false)?;
+        let document = self.reconcile_at_start(document)?;
         self.shared
             .update(|inner| {
                 inner.metrics.config_ms = ready_at.elapsed().as_millis() as u64;
@@ -331,7 +271,11 @@ impl Controller {
                     }
                     match self.shared.status() {
                         ComputeStatus::ConfigurationPending => self.reconfigure(),
-                        ComputeStatus::RefreshConfigurationPending => self.refresh(),
+                        ComputeStatus::RefreshConfigurationPending => {
+                            if let Some(outcome) = self.refresh() {
+                                return Ok(outcome);
+                            }
+                        }
                         _ => {}
                     }
                 }
@@ -537,159 +481,6 @@ impl Controller {
         let bytes = stages::document_bytes(document)?;
         self.run_stage(stage, args, &bytes)
     }
-
-    /// Runs pg-reconcile (`--reconfigure` on a running compute) unless the spec says
-    /// `skip_pg_catalog_updates` at start.
-    fn reconcile(
-        &mut self,
-        document: ComputeDocument,
-        reconfigure: bool,
-    ) -> Result<ComputeDocument, StageError> {
-        let skip = document
-            .spec
-            .as_ref()
-            .is_some_and(|spec| spec.skip_pg_catalog_updates);
-        let primary = document
-            .spec
-            .as_ref()
-            .is_some_and(|spec| spec.mode == ComputeMode::Primary);
-        if !reconfigure && (skip || !primary) {
-            return Ok(document);
-        }
-        let mut args = self.log_args();
-        if reconfigure {
-            args.push("--reconfigure".into());
-        }
-        let result = self.run_document_stage(name::RECONCILE, &args, &document);
-        self.shared.update(|inner| {
-            inner.counters.reconciles_total += 1;
-            match &result {
-                Ok(doc) => {
-                    inner.counters.reconcile_statements_applied =
-                        doc.reconcile.as_ref().map_or(0, |r| r.applied as u64);
-                }
-                Err(_) => inner.counters.reconcile_failures_total += 1,
-            }
-        });
-        result
-    }
-
-    /// `configuration_pending` → `configuration` → `running` (or `failed`).
-    fn reconfigure(&mut self) {
-        let pending = self.shared.update(|inner| {
-            let pending = inner.pending.take()?;
-            inner.transition(ComputeStatus::Configuration).ok()?;
-            Some(pending)
-        });
-        let Some(pending) = pending else { return };
-        let result = self.apply_pending(pending);
-        self.shared.update(|inner| match result {
-            Ok(()) => {
-                let _ = inner.transition(ComputeStatus::Running);
-            }
-            Err(error) => {
-                tracing::error!(%error, "reconfiguration failed");
-                inner.error = Some(error.to_string());
-                let _ = inner.transition(ComputeStatus::Failed);
-            }
-        });
-    }
-
-    /// `refresh_configuration_pending` → `refresh_configuration`: fetch the configuration
-    /// again from where it came at start (`-c` file or control plane); the same pageserver
-    /// connection → `running` at once; another one → apply it (`running`), or back to
-    /// `refresh_configuration_pending` on any failure (retried at the next request).
-    fn refresh(&mut self) {
-        if self
-            .shared
-            .transition(ComputeStatus::RefreshConfiguration)
-            .is_err()
-        {
-            return;
-        }
-        let outcome = self.refetch_and_apply();
-        self.shared.update(|inner| match outcome {
-            Ok(changed) => {
-                let next = ComputeStatus::Running;
-                let _ = if changed {
-                    inner.transition(next)
-                } else {
-                    inner.transition_direct(next)
-                };
-            }
-            Err(error) => {
-                tracing::error!(%error, "refreshing the configuration failed");
-                let _ = inner.transition(ComputeStatus::RefreshConfigurationPending);
-            }
-        });
-    }
-
-    /// Fetches the spec again and applies it if the pageserver connection changed; true if
-    /// it did.
-    fn refetch_and_apply(&mut self) -> Result<bool, StageError> {
-        if !self.params.refreshable_source {
-            return Err(StageError::new(
-                crate::STAGE,
-                ErrorKind::Usage,
-                "the configuration can be refreshed only from -c FILE or -p URL",
-            ));
-        }
-        let args = self.params.spec_args.clone();
-        let started = Instant::now();
-        let fetched = stages::run(name::COMPUTE_SPEC, &args, b"", &self.children.stage)?;
-        tracing::info!(
-            ms = started.elapsed().as_millis() as u64,
-            "configuration fetched again"
-        );
-        let spec = fetched.spec.ok_or_else(|| {
-            StageError::new(
-                crate::STAGE,
-                ErrorKind::InvalidSpec,
-                "the configuration fetched again has no spec",
-            )
-        })?;
-        let current = self
-            .shared
-            .lock()
-            .document
-            .as_ref()
-            .and_then(|document| document.spec.as_ref().map(pageserver_of));
-        if current.as_ref() == Some(&pageserver_of(&spec)) {
-            return Ok(false);
-        }
-        self.apply_spec(spec)?;
-        Ok(true)
-    }
-
-    fn apply_pending(&mut self, pending: crate::state::PendingConfig) -> Result<(), StageError> {
-        self.apply_spec(pending.spec)
-    }
-
-    /// Reconciles the running compute to `spec` (`pg-reconcile --reconfigure`).
-    fn apply_spec(&mut self, spec: compute_spec::spec::ComputeSpec) -> Result<(), StageError> {
-        let mut document = self
-            .shared
-            .lock()
-            .document
-            .clone()
-            .ok_or_else(|| crate::internal("no document for a running compute"))?;
-        document.spec = Some(spec);
-        self.reconcile(document, true).map(|_| ())
-    }
-}
-
-/// Whether this host can bind an IPv6 socket (IPv6 may be disabled in a container).
-fn ipv6_available() -> bool {
-    std::net::TcpListener::bind((Ipv6Addr::UNSPECIFIED, 0)).is_ok()
-}
-
-/// What identifies the pageserver connection of a spec (compared by the refresh path).
-fn pageserver_of(spec: &compute_spec::spec::ComputeSpec) -> serde_json::Value {
-    serde_json::json!([
-        spec.pageserver_connection_info,
-        spec.pageserver_connstring,
-        spec.shard_stripe_size,
-    ])
 }
 
 fn describe_exit(code: Option<i32>, signal: Option<i32>) -> String {

@@ -470,6 +470,46 @@ mod tests {
         assert_eq!(ConfigurationPending.label(), "configuration-pending");
     }
 
+    /// The refresh path as the controller walks it: requested directly (gauge kept), then
+    /// unchanged (back to running directly), failed (back to pending), or applied.
+    #[test]
+    fn refresh_edges_and_the_gauge() {
+        let shared = Shared::new();
+        shared.transition(Init).unwrap();
+        shared.transition(Running).unwrap();
+        shared
+            .update(|inner| inner.transition_direct(RefreshConfigurationPending))
+            .unwrap();
+        assert_eq!(shared.lock().gauge_status(), Running);
+        shared.transition(RefreshConfiguration).unwrap();
+        assert_eq!(shared.lock().gauge_status(), RefreshConfiguration);
+        // A fetch error: pending again, the gauge says so.
+        shared.transition(RefreshConfigurationPending).unwrap();
+        assert_eq!(shared.lock().gauge_status(), RefreshConfigurationPending);
+        shared.transition(RefreshConfiguration).unwrap();
+        // The same pageserver: running at once, the gauge untouched (as upstream).
+        shared
+            .update(|inner| inner.transition_direct(Running))
+            .unwrap();
+        assert_eq!(shared.status(), Running);
+        assert_eq!(shared.lock().gauge_status(), RefreshConfiguration);
+        // From a failed reconfiguration the refresh path leads back to running too.
+        shared.transition(ConfigurationPending).unwrap();
+        shared.transition(Configuration).unwrap();
+        shared.transition(Failed).unwrap();
+        shared
+            .update(|inner| inner.transition_direct(RefreshConfigurationPending))
+            .unwrap();
+        shared.transition(RefreshConfiguration).unwrap();
+        shared.transition(Running).unwrap();
+        assert_eq!(shared.lock().gauge_status(), Running);
+        // Nothing else leaves refresh_configuration but a termination.
+        for next in [Init, Failed, Configuration, ConfigurationPending, Empty] {
+            assert!(!RefreshConfiguration.can_become(next), "{next}");
+        }
+        assert!(RefreshConfiguration.can_become(TerminationPendingFast));
+    }
+
     #[test]
     fn timestamps() {
         let time = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_986_000_123);

@@ -132,8 +132,26 @@ pub fn managed_block(settings: &[GenericOption]) -> Result<String, ConfError> {
     Ok(block)
 }
 
-/// Renders the whole file, or says which field holds what cannot be written.
+/// The setting that keeps logical-replication subscribers from starting while
+/// `drop_subscriptions_before_start` has not yet been carried out for the timeline.
+pub const SUBSCRIBERS_SETTING: &str = "neon.disable_logical_replication_subscribers";
+
+/// Renders the whole file as a start renders it before the catalog apply (subscribers
+/// disabled when the spec says `drop_subscriptions_before_start`), or says which field holds
+/// what cannot be written.
 pub fn render(spec: &ComputeSpec, params: &ConfParams) -> Result<String, ConfError> {
+    render_with(spec, params, false)
+}
+
+/// Renders the whole file; `subscriptions_dropped` says the drop of
+/// `drop_subscriptions_before_start` is recorded for this timeline, so the subscribers run
+/// again (`neon.disable_logical_replication_subscribers=false`): the file a start leaves
+/// once its catalog apply is done, and the one every reconfiguration writes afterwards.
+pub fn render_with(
+    spec: &ComputeSpec,
+    params: &ConfParams,
+    subscriptions_dropped: bool,
+) -> Result<String, ConfError> {
     let mut conf = String::new();
     if let Some(text) = &spec.cluster.postgresql_conf {
         check_postgresql_conf(text)?;
@@ -193,16 +211,8 @@ pub fn render(spec: &ComputeSpec, params: &ConfParams) -> Result<String, ConfErr
     if let Some(port) = params.extension_server_port {
         line(&mut conf, "neon.extension_server_port", &port.to_string());
     }
-    let drop_subscriptions = if spec.drop_subscriptions_before_start {
-        "true"
-    } else {
-        "false"
-    };
-    line(
-        &mut conf,
-        "neon.disable_logical_replication_subscribers",
-        drop_subscriptions,
-    );
+    let disabled = spec.drop_subscriptions_before_start && !subscriptions_dropped;
+    line(&mut conf, SUBSCRIBERS_SETTING, subscribers_value(disabled));
     if spec.logs_export_host.is_some() {
         line(&mut conf, "log_destination", "'stderr,syslog'");
     }
@@ -267,6 +277,118 @@ fn storage_settings(spec: &ComputeSpec, conf: &mut String) -> Result<(), ConfErr
 
 fn line(conf: &mut String, name: &str, value: &str) {
     let _ = writeln!(conf, "{name}={value}");
+}
+
+fn subscribers_value(disabled: bool) -> &'static str {
+    if disabled {
+        "true"
+    } else {
+        "false"
+    }
+}
+
+/// The line [`render_with`] writes for [`SUBSCRIBERS_SETTING`] (`disabled`: `true`).
+pub fn subscribers_line(disabled: bool) -> String {
+    format!("{SUBSCRIBERS_SETTING}={}", subscribers_value(disabled))
+}
+
+/// The rendering parameters of a start of `spec` in `document`: [`params_for`], plus the
+/// `primary_conninfo` line of a standby cloned from a vanilla primary. The start
+/// (`pg-basebackup-fetch`) and every reconfiguration render with these, so a reconfigured
+/// file is byte for byte the one a fresh start writes.
+pub fn params_for_start(document: &ComputeDocument, spec: &ComputeSpec) -> ConfParams {
+    let mut params = params_for(document);
+    if spec.mode != ComputeMode::Primary {
+        if let Some(connstr) = spec
+            .upstream_connstring
+            .as_deref()
+            .filter(|connstr| !connstr.trim().is_empty())
+        {
+            params
+                .extra_lines
+                .push(("primary_conninfo".into(), quote_conf_value(connstr)));
+        }
+    }
+    params
+}
+
+/// The settings of a `postgresql.conf` text, in file order: `(name, value)` with the name
+/// lower-cased (as Postgres matches names) and the value as written (quoted or bare).
+/// Comments, blank lines and `include` directives are skipped; a line that is not a plain
+/// setting is skipped too (Postgres reports those itself, in `pg_file_settings`).
+pub fn entries(text: &str) -> Vec<(String, String)> {
+    text.lines().filter_map(entry).collect()
+}
+
+fn entry(line: &str) -> Option<(String, String)> {
+    let text = line.trim_matches([' ', '\t', '\r']);
+    if text.is_empty() || text.starts_with('#') {
+        return None;
+    }
+    let name_end = text
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+        .unwrap_or(text.len());
+    let name = text[..name_end].to_ascii_lowercase();
+    if name.is_empty() || name.starts_with("include") {
+        return None;
+    }
+    let mut rest = text[name_end..].trim_start_matches([' ', '\t']);
+    if let Some(after) = rest.strip_prefix('=') {
+        rest = after.trim_start_matches([' ', '\t']);
+    }
+    let len = if rest.starts_with('\'') {
+        quoted_end(rest)?
+    } else {
+        rest.find([' ', '\t', '#']).unwrap_or(rest.len())
+    };
+    Some((name, rest[..len].to_string()))
+}
+
+/// The length of the quoted string at the start of `text`, as Postgres's lexer reads it.
+fn quoted_end(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut at = 1;
+    while at < bytes.len() {
+        match bytes[at] {
+            b'\\' => at += 2,
+            b'\'' if bytes.get(at + 1) == Some(&b'\'') => at += 2,
+            b'\'' => return Some(at + 1),
+            _ => at += 1,
+        }
+    }
+    None
+}
+
+/// A value as written in the file (see [`entries`]) → the value Postgres gets: quotes
+/// removed, `''` and backslash escapes undone.
+pub fn unquote(value: &str) -> String {
+    let Some(inner) = value
+        .strip_prefix('\'')
+        .and_then(|rest| rest.strip_suffix('\''))
+    else {
+        return value.to_string();
+    };
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                chars.next();
+                out.push('\'');
+            }
+            '\\' => match chars.next() {
+                Some('n') => out.push('\n'),
+                Some('t') => out.push('\t'),
+                Some('r') => out.push('\r'),
+                Some('b') => out.push('\u{8}'),
+                Some('f') => out.push('\u{c}'),
+                Some(other) => out.push(other),
+                None => out.push('\\'),
+            },
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// The rendering parameters a document implies: its port, socket directory, privileged role,
@@ -369,5 +491,41 @@ mod tests {
             "neon.compute_mode=static\nhot_standby=on\nrecovery_target_lsn='0/16B5A50'\n"
         ));
         assert!(conf.contains("dynamic_shared_memory_type=mmap\n"));
+    }
+
+    #[test]
+    fn entries_and_unquote() {
+        let text = "# c\nwork_mem = '4MB'\nStatement_Timeout=12345 # x\n\
+                    include_if_exists = 'x.conf'\nbad line\nq = 'a''b\\\\c'\n";
+        let found = entries(text);
+        let names: Vec<&str> = found.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["work_mem", "statement_timeout", "bad", "q"]);
+        assert_eq!(found[1].1, "12345");
+        assert_eq!(unquote(&found[0].1), "4MB");
+        assert_eq!(unquote(&found[3].1), "a'b\\c");
+        assert_eq!(unquote("on"), "on");
+    }
+
+    #[test]
+    fn subscribers_follow_the_drop() {
+        let mut spec = fixture_spec();
+        let params = ConfParams {
+            port: 1,
+            socket_dir: PathBuf::from("/s"),
+            privileged_role_name: "p".to_string(),
+            extension_server_port: None,
+            dynamic_shared_memory_mmap: false,
+            extra_lines: Vec::new(),
+        };
+        let enabled = format!("\n{}\n", subscribers_line(false));
+        assert!(render(&spec, &params).unwrap().contains(&enabled));
+        spec.drop_subscriptions_before_start = true;
+        let before = render(&spec, &params).unwrap();
+        assert!(before.contains(&format!("\n{}\n", subscribers_line(true))));
+        let after = render_with(&spec, &params, true).unwrap();
+        assert_eq!(
+            before.replace(&subscribers_line(true), &subscribers_line(false)),
+            after
+        );
     }
 }

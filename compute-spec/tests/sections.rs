@@ -81,6 +81,7 @@ fn reconcile_phase_round_trips() {
         "delete_role_references",
         "extensions",
         "drop_roles",
+        "finalize_drop_subscriptions",
     ];
     round_trips(ReconcilePhase::KNOWN, &names, "grants");
     // A failure whose writer left the phase out keeps the empty string it always had.

@@ -28,7 +28,9 @@ pub struct Cli {
     /// `reconfigure_concurrency` with --reconfigure).
     #[arg(long)]
     pub concurrency: Option<usize>,
-    /// Live-compute mode (a reconfiguration rather than a start-up).
+    /// Live-compute mode (a reconfiguration rather than a start-up): the whole
+    /// postgresql.conf is rendered from the spec, reloaded and read back; a value Postgres
+    /// refuses restores the previous file and fails with exit 2.
     #[arg(long)]
     pub reconfigure: bool,
     /// Log line format on stderr.

@@ -7,12 +7,17 @@
 //! `'********'`, `phase`, `database`, `destructive`), how many statements ran, per-object
 //! failures, settings pending a restart, and timings.
 //!
-//! How: connect; rewrite the managed block of `postgresql.conf` ([`settings`]); take one
-//! catalog snapshot in one round trip ([`snapshot`]); compute the ordered plan with the pure
-//! [`plan::plan`]; apply it ([`apply`]), batching statements and spreading slow or
-//! per-database work over several connections. The configuration is reloaded (and the
-//! reload awaited) when the file is newer than the server's last load, so a run that died
-//! between writing and reloading is caught up; a file the server rejects is reported in
+//! How: connect; at start-up rewrite the managed block of `postgresql.conf` ([`settings`]),
+//! on a reconfiguration render the whole file from the spec, replace it atomically, reload
+//! and read every changed setting back ([`conf`]: a value Postgres refuses restores the
+//! previous file and fails the run before any catalog work); take one catalog snapshot in one
+//! round trip ([`snapshot`]); compute the ordered plan with the pure [`plan::plan`]; apply
+//! it ([`apply`]) under the temporary override ([`override_file`]), batching statements and
+//! spreading slow or per-database work over several connections; with
+//! `drop_subscriptions_before_start`, drop the subscriptions once per timeline and enable the
+//! subscribers again ([`subscriptions`]). The configuration is reloaded (and the reload
+//! awaited) when the file is newer than the server's last load, so a run that died between
+//! writing and reloading is caught up; a file the server rejects at start-up is reported in
 //! `conf_errors` instead of reloaded, and settings needing a restart in `pending_restart`.
 //!
 //! **Invariants**: plans before it acts; a second run on the same spec plans nothing; only
@@ -35,12 +40,15 @@
 
 pub mod apply;
 pub mod cli;
+pub mod conf;
+pub mod override_file;
 pub mod plan;
 pub mod roles;
 pub mod settings;
 pub mod snapshot;
 pub mod sql;
 pub mod step;
+pub mod subscriptions;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -106,21 +114,33 @@ pub fn startup(
     document: &ComputeDocument,
     options: &Options,
 ) -> Result<ReconcileSection, StageError> {
-    reconcile_with(document, options, &|spec, server_max| {
+    reconcile_with(document, options, Mode::Startup, &|spec, server_max| {
         concurrency_at_startup(spec, options, server_max)
     })
 }
 
-/// Reconciles a running compute with a new spec (`/configure`): as [`startup`], with the
-/// spec's `reconfigure_concurrency` ([`concurrency_on_reconfigure`]) instead of the
-/// start-up rule.
+/// Reconciles a running compute with a new spec (`/configure`): the whole `postgresql.conf`
+/// is rendered from the spec as a start renders it, replaced atomically, reloaded and read
+/// back ([`conf::replace`]: a value Postgres refuses restores the previous file and fails);
+/// then the catalog as [`startup`], with the spec's `reconfigure_concurrency`
+/// ([`concurrency_on_reconfigure`]) instead of the start-up rule.
 pub fn reconfigure(
     document: &ComputeDocument,
     options: &Options,
 ) -> Result<ReconcileSection, StageError> {
-    reconcile_with(document, options, &|spec, _| {
+    reconcile_with(document, options, Mode::Reconfigure, &|spec, _| {
         concurrency_on_reconfigure(spec, options)
     })
+}
+
+/// Which of the two entry points runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// [`startup`]: `postgresql.conf` was just rendered by the start; only the managed block
+    /// is brought up to date.
+    Startup,
+    /// [`reconfigure`]: the whole file is rendered again.
+    Reconfigure,
 }
 
 /// What [`startup`] and [`reconfigure`] share; `concurrency` gives the number of connections
@@ -128,6 +148,7 @@ pub fn reconfigure(
 fn reconcile_with(
     document: &ComputeDocument,
     options: &Options,
+    mode: Mode,
     concurrency: &dyn Fn(&ComputeSpec, Option<u32>) -> usize,
 ) -> Result<ReconcileSection, StageError> {
     let started = Instant::now();
@@ -151,7 +172,19 @@ fn reconcile_with(
     let mut client = connect(document, None)?;
     section.connect_ms = elapsed_ms(started);
     let conf = document.pgdata.join("postgresql.conf");
-    section.conf_changed = rewrite_settings(&conf, spec, options.dry_run)?;
+    let drop_due = drop_subscriptions_due(&mut client, spec)?;
+    let dropped_before = !section.catalog_skipped && drop_due.is_none();
+    match mode {
+        Mode::Startup => {
+            section.conf_changed = rewrite_settings(&conf, spec, options.dry_run)?;
+        }
+        Mode::Reconfigure => {
+            let text = conf::render(document, spec, dropped_before)?;
+            let replaced = conf::replace(&mut client, &conf, &text, options.dry_run)?;
+            section.conf_changed = replaced.changed;
+            section.settings = replaced.settings;
+        }
+    }
     let snapshot_started = Instant::now();
     let deleted = if section.catalog_skipped {
         Vec::new()
@@ -169,7 +202,9 @@ fn reconcile_with(
         system_db: system_db.clone(),
         // A file with errors is ignored whole by a reload: then only report them.
         reload: snapshot.conf_errors.is_empty()
-            && (section.conf_changed || settings::modified_after(&conf, snapshot.conf_loaded_at)),
+            && ((mode == Mode::Startup && section.conf_changed)
+                || settings::modified_after(&conf, snapshot.conf_loaded_at)),
+        drop_subscriptions_for: drop_due.clone(),
     };
     let plan_started = Instant::now();
     let steps = plan::plan(spec, &context, &snapshot).map_err(|error| {
@@ -185,14 +220,71 @@ fn reconcile_with(
         let apply_started = Instant::now();
         let concurrency = concurrency(spec, snapshot.max_connections);
         let connector = |database: &str| connect(document, Some(database)).map_err(|e| e.message);
+        let catalog_work = steps.iter().any(|step| step.phase != plan::Phase::Settings);
+        if catalog_work {
+            override_file::set(&document.pgdata, &mut client)?;
+        }
         let outcome = apply::apply(&steps, client, &system_db, &connector, concurrency);
         section.applied = outcome.applied;
         section.failures = outcome.failures;
+        after_apply(document, spec, catalog_work, drop_due.as_deref(), &conf)?;
         section.apply_ms = elapsed_ms(apply_started);
     }
     section.config_ms = elapsed_ms(started);
     log_summary(&section);
     Ok(section)
+}
+
+/// After the catalog apply (failed or not): the temporary override emptied and reloaded when
+/// it was set; the subscribers enabled once `drop_subscriptions_before_start` is recorded for
+/// the timeline (`drop_due`: the timeline this run was to record, if any).
+fn after_apply(
+    document: &ComputeDocument,
+    spec: &ComputeSpec,
+    catalog_work: bool,
+    drop_due: Option<&str>,
+    conf: &Path,
+) -> Result<(), StageError> {
+    let system = || connect(document, None);
+    if catalog_work {
+        // Also after failures: `-1` must not stay live.
+        override_file::clear(&document.pgdata, &system)?;
+    }
+    if !spec.drop_subscriptions_before_start || !plan::catalog_enabled(spec) {
+        return Ok(());
+    }
+    let mut client = system()?;
+    let done = match drop_due {
+        None => true,
+        Some(timeline) => subscriptions::done_for(&mut client, timeline)
+            .map_err(|error| postgres_error("reading the subscription drop record", &error))?,
+    };
+    if done {
+        conf::enable_subscribers(&mut client, conf)?;
+    }
+    Ok(())
+}
+
+/// The timeline whose `drop_subscriptions_before_start` is still to be done (the spec asks,
+/// catalog work is on, and the timeline is not recorded yet).
+fn drop_subscriptions_due(
+    client: &mut postgres::Client,
+    spec: &ComputeSpec,
+) -> Result<Option<String>, StageError> {
+    if !spec.drop_subscriptions_before_start || !plan::catalog_enabled(spec) {
+        return Ok(None);
+    }
+    let timeline = subscriptions::timeline_of(spec).ok_or_else(|| {
+        StageError::new(
+            STAGE,
+            ErrorKind::InvalidSpec,
+            "drop_subscriptions_before_start needs the timeline: give timeline_id (or the \
+             neon.timeline_id setting); nothing was changed",
+        )
+    })?;
+    let done = subscriptions::done_for(client, &timeline)
+        .map_err(|error| postgres_error("reading the subscription drop record", &error))?;
+    Ok((!done).then_some(timeline))
 }
 
 fn apply_overrides(document: &mut ComputeDocument, options: &Options) -> Result<(), StageError> {

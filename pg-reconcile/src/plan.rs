@@ -27,6 +27,9 @@ pub struct PlanContext {
     pub system_db: String,
     /// `postgresql.conf` changed since the server last loaded it: reload.
     pub reload: bool,
+    /// The timeline whose `drop_subscriptions_before_start` is due (not yet recorded):
+    /// drop every spec database's subscriptions, then record it.
+    pub drop_subscriptions_for: Option<String>,
 }
 
 /// A spec the planner cannot turn into SQL (an option outside the keyword tables): it plans
@@ -149,7 +152,8 @@ pub fn plan(
         ));
     }
     if catalog_enabled(spec) {
-        drop_subscriptions(&mut planner);
+        let drops = crate::subscriptions::drop_steps(spec, context, snapshot);
+        planner.steps.extend(drops);
         create_privileged_role(&mut planner);
         drop_invalid_databases(&mut planner);
         rename_roles(&mut planner);
@@ -159,6 +163,8 @@ pub fn plan(
         delete_role_references(&mut planner);
         extensions(&mut planner);
         drop_roles(&mut planner);
+        let finalize = crate::subscriptions::finalize_step(spec, context, snapshot);
+        planner.steps.extend(finalize);
     }
     Ok(planner.steps)
 }
@@ -169,38 +175,6 @@ fn role_object(name: &str) -> String {
 
 fn database_object(name: &str) -> String {
     format!("database {}", ident(name))
-}
-
-fn drop_subscriptions(planner: &mut Planner<'_>) {
-    let targets: Vec<&str> = deltas(planner.spec, DeltaAction::DeleteDb)
-        .map(|(name, _)| name)
-        .filter(|name| *name != planner.context.system_db)
-        .collect();
-    for target in targets {
-        let statements: Vec<Sql> = planner
-            .snapshot
-            .subscriptions
-            .iter()
-            .filter(|(database, _)| database == target)
-            .flat_map(|(_, name)| {
-                let name = ident(name);
-                [
-                    Sql::destructive(format!("ALTER SUBSCRIPTION {name} DISABLE")),
-                    Sql::destructive(format!("ALTER SUBSCRIPTION {name} SET (slot_name = NONE)")),
-                    Sql::destructive(format!("DROP SUBSCRIPTION {name}")),
-                ]
-            })
-            .collect();
-        if !statements.is_empty() {
-            let object = database_object(target);
-            planner.steps.push(Step::new(
-                Phase::DropSubscriptions,
-                target,
-                object,
-                statements,
-            ));
-        }
-    }
 }
 
 fn create_privileged_role(planner: &mut Planner<'_>) {

@@ -15,6 +15,7 @@ fn context() -> PlanContext {
         admin_user: "cloud_admin".into(),
         system_db: "postgres".into(),
         reload: false,
+        drop_subscriptions_for: None,
     }
 }
 
@@ -288,6 +289,7 @@ fn delete_db_clears_template_flag_and_drops_subscriptions() {
         &spec,
         &snap,
         &[
+            ("drop_subscriptions", "t", crate::subscriptions::LOCK),
             (
                 "drop_subscriptions",
                 "t",

@@ -92,18 +92,41 @@ pub fn read(path: &Path) -> Result<String, SettingsError> {
 }
 
 /// Replaces the file atomically, keeping its owner and mode (Postgres must still read it
-/// when this runs as root).
+/// when this runs as root): a temporary file beside it, written and fsynced, renamed over
+/// it, then the directory fsynced — Postgres never reads a half-written file.
 pub fn write(path: &Path, text: &str) -> Result<(), SettingsError> {
+    let metadata = std::fs::metadata(path).map_err(|source| SettingsError::Io {
+        file: path.display().to_string(),
+        source,
+    })?;
+    let temp = path.with_extension("conf.pg-reconcile");
+    write_new(&temp, text, &metadata)?;
     let io = |source| SettingsError::Io {
         file: path.display().to_string(),
         source,
     };
-    let metadata = std::fs::metadata(path).map_err(io)?;
-    let temp = path.with_extension("conf.pg-reconcile");
-    std::fs::write(&temp, text).map_err(io)?;
-    std::fs::set_permissions(&temp, metadata.permissions()).map_err(io)?;
-    std::os::unix::fs::chown(&temp, Some(metadata.uid()), Some(metadata.gid())).map_err(io)?;
-    std::fs::rename(&temp, path).map_err(io)
+    std::fs::rename(&temp, path).map_err(io)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)
+            .and_then(|dir| dir.sync_all())
+            .map_err(io)?;
+    }
+    Ok(())
+}
+
+/// Writes `text` to `path` (created or truncated), fsynced, with the owner and mode of
+/// `like`.
+pub fn write_new(path: &Path, text: &str, like: &std::fs::Metadata) -> Result<(), SettingsError> {
+    use std::io::Write as _;
+    let io = |source| SettingsError::Io {
+        file: path.display().to_string(),
+        source,
+    };
+    let mut file = std::fs::File::create(path).map_err(io)?;
+    file.write_all(text.as_bytes()).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    std::fs::set_permissions(path, like.permissions()).map_err(io)?;
+    std::os::unix::fs::chown(path, Some(like.uid()), Some(like.gid())).map_err(io)
 }
 
 #[cfg(test)]

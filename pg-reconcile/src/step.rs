@@ -32,6 +32,8 @@ pub enum Phase {
     Extensions,
     /// `DROP ROLE` for `delete_role` deltas.
     DropRoles,
+    /// Record the timeline of `drop_subscriptions_before_start` (when nothing is left).
+    FinalizeDropSubscriptions,
 }
 
 impl Phase {
@@ -50,6 +52,7 @@ impl Phase {
             Phase::DeleteRoleReferences => "delete_role_references",
             Phase::Extensions => "extensions",
             Phase::DropRoles => "drop_roles",
+            Phase::FinalizeDropSubscriptions => "finalize_drop_subscriptions",
         }
     }
 
@@ -68,6 +71,7 @@ impl Phase {
             Phase::DeleteRoleReferences => ReconcilePhase::DeleteRoleReferences,
             Phase::Extensions => ReconcilePhase::Extensions,
             Phase::DropRoles => ReconcilePhase::DropRoles,
+            Phase::FinalizeDropSubscriptions => ReconcilePhase::FinalizeDropSubscriptions,
         }
     }
 
@@ -150,7 +154,7 @@ impl Step {
 mod tests {
     use super::*;
 
-    const ALL: [Phase; 12] = [
+    const ALL: [Phase; 13] = [
         Phase::Settings,
         Phase::DropSubscriptions,
         Phase::CreatePrivilegedRole,
@@ -163,6 +167,7 @@ mod tests {
         Phase::DeleteRoleReferences,
         Phase::Extensions,
         Phase::DropRoles,
+        Phase::FinalizeDropSubscriptions,
     ];
 
     #[test]

@@ -31,6 +31,8 @@ doc = json.load(sys.stdin)
 doc["basebackup"] = {"source": "initdb", "basebackup_ms": 5, "basebackup_bytes": 1234, "pageserver_connect_micros": 77}
 if os.environ.get("STANDIN_PG_PORT"):
     doc["instance"] = {"port": int(os.environ["STANDIN_PG_PORT"]), "socket_dir": os.environ["STANDIN_PG_SOCKET"]}
+if os.environ.get("STANDIN_PGDATA"):
+    doc["pgdata"] = os.environ["STANDIN_PGDATA"]
 print(json.dumps(doc))
 "#;
 
@@ -88,7 +90,7 @@ pub fn compute_spec_bin() -> PathBuf {
         if !beside.exists() {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let status = Command::new(cargo)
-                .args(["build", "-p", "compute-spec", "--bin", "compute-spec"])
+                .args(["build", "-p", "compute-spec-cli", "--bin", "compute-spec"])
                 .status()
                 .unwrap();
             assert!(status.success());
@@ -350,4 +352,40 @@ pub fn empty_spec(extra_role: Option<&str>) -> Value {
             {"name": "port", "value": "55499", "vartype": "integer"}
         ]}
     })
+}
+
+/// A workspace binary (built once if it is not beside compute-ctl).
+pub fn workspace_bin(package: &str) -> PathBuf {
+    let ctl = PathBuf::from(env!("CARGO_BIN_EXE_compute-ctl"));
+    let beside = ctl.with_file_name(package);
+    if !beside.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", package, "--bin", package])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    beside
+}
+
+/// A control-plane stand-in answering every request with the current value of `answer`
+/// (which the test may change); returns its URL.
+pub fn control_plane(answer: std::sync::Arc<std::sync::Mutex<Value>>) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut buffer = [0u8; 4096];
+            let _ = stream.read(&mut buffer);
+            let body = answer.lock().map(|a| a.to_string()).unwrap_or_default();
+            let response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(response.as_bytes());
+        }
+    });
+    url
 }

@@ -7,6 +7,9 @@ mod spec_load;
 mod sync_safekeepers;
 
 pub use basebackup::{BasebackupSection, BasebackupSource};
-pub use reconcile::{PlannedStatement, ReconcilePhase, ReconcileSection, StatementFailure};
+pub use reconcile::{
+    PlannedStatement, ReconcilePhase, ReconcileSection, SettingChange, SettingOutcome,
+    StatementFailure,
+};
 pub use spec_load::{SpecLoadSection, SpecLoadSource};
 pub use sync_safekeepers::{SyncMethod, SyncSafekeepersSection};

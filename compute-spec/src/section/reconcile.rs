@@ -27,7 +27,8 @@ pub struct ReconcileSection {
     /// True when catalog work was skipped (`skip_pg_catalog_updates`, or not a primary).
     #[serde(default)]
     pub catalog_skipped: bool,
-    /// True when the managed block of `postgresql.conf` was (or, dry, would be) rewritten.
+    /// True when `postgresql.conf` was (or, dry, would be) rewritten: its managed block at
+    /// start-up, the whole file on a reconfiguration.
     #[serde(default)]
     pub conf_changed: bool,
     /// Settings in `postgresql.conf` that only take effect after a restart.
@@ -37,6 +38,14 @@ pub struct ReconcileSection {
     /// remain, Postgres ignores the whole file on reload.
     #[serde(default)]
     pub conf_errors: Vec<String>,
+    /// On a reconfiguration, each setting whose line in `postgresql.conf` changed (added,
+    /// changed or removed), read back from the server after the reload.
+    #[serde(default)]
+    pub settings: Vec<SettingChange>,
+    /// Spec fields that changed but take effect only at the next start (set by compute-ctl
+    /// on `/configure` and `/refresh_configuration`), as JSON paths.
+    #[serde(default)]
+    pub restart_required: Vec<String>,
     /// Time to connect to the instance.
     #[serde(default)]
     pub connect_ms: u64,
@@ -84,12 +93,44 @@ pub struct StatementFailure {
     pub error: String,
 }
 
+/// A setting of `postgresql.conf` a reconfiguration changed, and what Postgres made of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SettingChange {
+    /// The setting's name (lower case, as Postgres matches it).
+    pub name: String,
+    /// The value written in the file (unquoted); absent when the line was removed.
+    #[serde(default)]
+    pub value: Option<String>,
+    /// The value the server uses after the reload (`current_setting`); absent when it has
+    /// none (an unknown custom setting that was removed).
+    #[serde(default)]
+    pub live: Option<String>,
+    /// What became of it.
+    pub outcome: SettingOutcome,
+    /// Postgres's message for a rejected value.
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+open_enum! {
+    /// What the server made of a changed setting after the reload.
+    pub enum SettingOutcome {
+        /// In effect now.
+        Applied = "applied",
+        /// Valid, but takes effect only after a restart; the old value stays in effect.
+        PendingRestart = "pending_restart",
+        /// Refused by Postgres (see `message`).
+        Rejected = "rejected",
+    }
+}
+
 open_enum! {
     /// A phase of the reconciliation, in the order `pg-reconcile` runs them.
     pub enum ReconcilePhase {
         /// Reload the configuration after the managed block of `postgresql.conf` changed.
         Settings = "settings",
-        /// Drop the subscriptions of databases a `delete_db` delta drops.
+        /// Drop the subscriptions of databases a `delete_db` delta drops, and (with
+        /// `drop_subscriptions_before_start`, once per timeline) of every spec database.
         DropSubscriptions = "drop_subscriptions",
         /// Create the privileged role when missing.
         CreatePrivilegedRole = "create_privileged_role",
@@ -111,6 +152,9 @@ open_enum! {
         Extensions = "extensions",
         /// `DROP ROLE` for `delete_role` deltas.
         DropRoles = "drop_roles",
+        /// Record in `neon.drop_subscriptions_done` that `drop_subscriptions_before_start`
+        /// was carried out for the timeline (only when no subscription is left).
+        FinalizeDropSubscriptions = "finalize_drop_subscriptions",
     }
 }
 

@@ -129,3 +129,60 @@ pub fn sorted(names: &[&str]) -> Vec<String> {
     names.sort();
     names
 }
+
+/// The lines of `pg`'s own configuration that a spec must carry for a whole-file render
+/// (`pg_reconcile::reconfigure`) to keep the test server as it was started, as
+/// `cluster.postgresql_conf` text.
+pub fn server_conf(pg: &TestPostgres) -> String {
+    let names = [
+        "listen_addresses",
+        "fsync",
+        "synchronous_commit",
+        "full_page_writes",
+        "shared_buffers",
+        "max_connections",
+        "log_min_messages",
+        "dynamic_shared_memory_type",
+    ];
+    let mut client = pg.client();
+    let mut text = String::new();
+    for name in names {
+        let value: String = client
+            .query_one("SELECT pg_catalog.current_setting($1)", &[&name])
+            .unwrap()
+            .get(0);
+        text.push_str(&format!(
+            "{name} = {}\n",
+            compute_spec::quote::quote_conf_value(&value)
+        ));
+    }
+    text
+}
+
+/// `SHOW name` in a new session.
+pub fn show(pg: &TestPostgres, name: &str) -> String {
+    pg.client()
+        .query_one("SELECT pg_catalog.current_setting($1)", &[&name])
+        .unwrap()
+        .get(0)
+}
+
+/// A workspace binary beside the test's target directory (built once when missing).
+pub fn workspace_bin(package: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let target = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .to_path_buf();
+    let path = target.join(package);
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "-p", package, "--bin", package])
+            .status()
+            .unwrap();
+        assert!(status.success(), "building {package}");
+    }
+    path
+}

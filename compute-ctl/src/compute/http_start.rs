@@ -1,0 +1,78 @@
+//! Starting the HTTP servers, once, with the authentication of the start-time
+//! `compute_ctl_config`.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+use compute_spec::error::{ErrorKind, StageError};
+
+use super::Controller;
+use crate::auth::Auth;
+use crate::http::{self, Api, Port};
+
+impl Controller {
+    /// Starts the HTTP servers with the authentication of the start-time
+    /// `compute_ctl_config` — loaded here once; nothing later can change it.
+    pub(super) fn ensure_http(&mut self) -> Result<(), StageError> {
+        if self.http_started {
+            return Ok(());
+        }
+        self.http_started = true;
+        let jwks = self.shared.lock().compute_ctl_config.jwks.clone();
+        let auth = Auth::load(jwks.as_ref().map(|jwks| jwks.keys.as_slice()))
+            .map_err(|error| StageError::new(crate::STAGE, ErrorKind::InvalidSpec, error))?;
+        let address = match (self.params.http_listen, &auth) {
+            (Some(address), Auth::Open) if !address.is_loopback() => {
+                return Err(StageError::new(
+                    crate::STAGE,
+                    ErrorKind::Usage,
+                    format!(
+                        "refusing to serve the HTTP API on {address} without authentication: \
+                         give compute_ctl_config.jwks keys, or listen on a loopback address"
+                    ),
+                ));
+            }
+            (Some(address), _) => address,
+            // `[::]` (as upstream) takes IPv4 too; 0.0.0.0 where IPv6 is off.
+            (None, Auth::Keys(_)) if ipv6_available() => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            (None, Auth::Keys(_)) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            (None, Auth::Open) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        };
+        match &auth {
+            Auth::Open => tracing::warn!(
+                %address,
+                "no compute_ctl_config.jwks given: the HTTP API runs WITHOUT authentication \
+                 (development mode) and listens on loopback only"
+            ),
+            Auth::Keys(keys) if keys.is_empty() => tracing::warn!(
+                "compute_ctl_config.jwks has no keys: every authenticated route answers 401"
+            ),
+            Auth::Keys(keys) => tracing::info!(keys = keys.len(), "JWT keys loaded"),
+        }
+        let api = Api {
+            shared: self.shared.clone(),
+            wake: self.sender.clone(),
+            compute_id: self.params.compute_id.clone(),
+            auth: Arc::new(auth),
+            deadlines: self.params.http_deadlines,
+            lfc: self.lfc.clone(),
+            promotion: Arc::default(),
+            remote_ext_base_url: self.params.deferred.remote_ext_base_url.clone(),
+        };
+        http::serve(
+            api.clone(),
+            address,
+            self.params.external_port,
+            Port::External,
+        )?;
+        if let Some(port) = self.params.internal_port {
+            http::serve(api, self.params.internal_http_listen, port, Port::Internal)?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether this host can bind an IPv6 socket (IPv6 may be disabled in a container).
+fn ipv6_available() -> bool {
+    std::net::TcpListener::bind((Ipv6Addr::UNSPECIFIED, 0)).is_ok()
+}
