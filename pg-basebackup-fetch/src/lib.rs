@@ -51,7 +51,6 @@ use std::time::{Duration, Instant};
 use compute_spec::document::{ComputeDocument, PGDATA_MARKER};
 use compute_spec::error::{ErrorKind, StageError};
 use compute_spec::ids::Lsn;
-use compute_spec::quote::quote_conf_value;
 use compute_spec::section::{BasebackupSection, BasebackupSource};
 use compute_spec::spec::{ComputeMode, ComputeSpec};
 use compute_spec::validate::StorageSource;
@@ -145,7 +144,8 @@ pub fn run(
     let user = PostgresUser::for_current_process(None)
         .map_err(|error| StageError::new(STAGE, ErrorKind::Io, error.to_string()))?;
     let user = user.as_ref();
-    let mut params = compute_spec::pgconf::params_for(&document);
+    // The same parameters a reconfiguration renders with (a standby's `primary_conninfo` included).
+    let params = compute_spec::pgconf::params_for_start(&document, &spec);
     // The previous PGDATA goes aside at once and is removed while the new one arrives; the
     // stage waits for that removal before it ends (on failure too: `Retiring` joins on drop).
     let retiring = wipe::retire(&document.pgdata)?;
@@ -153,7 +153,6 @@ pub fn run(
         &document,
         &spec,
         &source,
-        &mut params,
         user,
         policy,
         timeouts,
@@ -190,7 +189,6 @@ fn fetch_source(
     document: &ComputeDocument,
     spec: &ComputeSpec,
     source: &StorageSource,
-    params: &mut compute_spec::pgconf::ConfParams,
     user: Option<&PostgresUser>,
     policy: &RetryPolicy,
     timeouts: &Timeouts,
@@ -225,9 +223,6 @@ fn fetch_source(
                 // A standby cannot create the admin role: it must come from the primary.
                 let admin = stage_kit::local::admin_user(document);
                 replication::check_admin_role(connstr, &admin, timeouts)?;
-                params
-                    .extra_lines
-                    .push(("primary_conninfo".into(), quote_conf_value(connstr)));
             }
             let (fetched, attempts) = with_retries(pgdata, user, policy, || {
                 replication::fetch(connstr, pgdata, timeouts)
