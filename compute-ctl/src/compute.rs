@@ -206,9 +206,9 @@ impl Controller {
                         ),
                     ));
                 }
-                Event::SupervisorGone => {
+                Event::SupervisorGone { error } => {
                     self.reap_supervisor();
-                    return Err(supervisor_gone());
+                    return Err(error.unwrap_or_else(supervisor_gone));
                 }
                 Event::Wake => self.check_not_terminating()?,
             }
@@ -258,7 +258,10 @@ impl Controller {
                 Event::Exited { code, signal } => {
                     return self.after_exit(code, signal);
                 }
-                Event::SupervisorGone => {
+                Event::SupervisorGone { error } => {
+                    if let Some(error) = error {
+                        tracing::error!(%error, "pg-supervise failed");
+                    }
                     // pg-supervise passes Postgres's code through as its own.
                     let (code, signal) = self
                         .reap_supervisor()
@@ -392,7 +395,7 @@ impl Controller {
         }
         loop {
             match self.events.recv() {
-                Ok(Event::Exited { .. } | Event::SupervisorGone) | Err(_) => break,
+                Ok(Event::Exited { .. } | Event::SupervisorGone { .. }) | Err(_) => break,
                 Ok(_) => {}
             }
         }
@@ -432,7 +435,9 @@ impl Controller {
     }
 
     fn next_event(&mut self) -> Event {
-        self.events.recv().unwrap_or(Event::SupervisorGone)
+        self.events
+            .recv()
+            .unwrap_or(Event::SupervisorGone { error: None })
     }
 
     fn log_args(&self) -> Vec<OsString> {

@@ -8,7 +8,7 @@ use std::process::{Child, ExitStatus};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
-use compute_spec::error::StageError;
+use compute_spec::error::{ErrorEnvelope, StageError};
 use compute_spec::event::SuperviseEvent;
 
 use crate::stages::{self, ChildPid};
@@ -29,8 +29,12 @@ pub enum Event {
         /// The signal that killed it, if any.
         signal: Option<i32>,
     },
-    /// pg-supervise's stdout closed without an `exited` event.
-    SupervisorGone,
+    /// pg-supervise's stdout closed without an `exited` event; `error` is the error envelope
+    /// it wrote instead (a start failure), when it wrote one.
+    SupervisorGone {
+        /// The failure pg-supervise reported.
+        error: Option<StageError>,
+    },
     /// Something in the shared state changed (`/configure`, `/terminate`, a signal).
     Wake,
 }
@@ -81,10 +85,20 @@ impl Supervisor {
 }
 
 fn read_events(reader: impl BufRead, shared: &Shared, events: &Sender<Event>) {
+    let mut reported = None;
     for line in reader.lines() {
         let Ok(line) = line else { break };
         let event = match serde_json::from_str::<SuperviseEvent>(&line) {
             Ok(event) => event,
+            Err(_) if line.starts_with("{\"error\"") => {
+                match serde_json::from_str::<ErrorEnvelope>(&line) {
+                    Ok(envelope) => reported = Some(envelope.error),
+                    Err(error) => {
+                        tracing::warn!(%error, "pg-supervise wrote an unreadable error envelope")
+                    }
+                }
+                continue;
+            }
             Err(error) => {
                 tracing::warn!(line = %line, %error, "pg-supervise wrote a line that is not an event");
                 continue;
@@ -97,7 +111,7 @@ fn read_events(reader: impl BufRead, shared: &Shared, events: &Sender<Event>) {
             }
         }
     }
-    let _ = events.send(Event::SupervisorGone);
+    let _ = events.send(Event::SupervisorGone { error: reported });
 }
 
 /// Applies an event to the shared state; returns what the controller must hear about.
@@ -176,6 +190,33 @@ mod tests {
                 code: None,
                 signal: Some(9)
             })
+        );
+    }
+
+    /// A start failure reaches the controller as pg-supervise's own error, not as "stopped
+    /// without an exited event".
+    #[test]
+    fn an_error_envelope_is_the_failure() {
+        let shared = Shared::new();
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let output = concat!(
+            "not json\n",
+            r#"{"error":{"stage":"pg-supervise","kind":"postgres","message":"postgres exited during start-up: bad shared_buffers","retryable":false}}"#,
+            "\n"
+        );
+        read_events(output.as_bytes(), &shared, &sender);
+        match receiver.recv().unwrap() {
+            Event::SupervisorGone { error: Some(error) } => {
+                assert_eq!(error.stage, "pg-supervise");
+                assert!(error.message.contains("bad shared_buffers"), "{error}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let (sender, receiver) = std::sync::mpsc::channel();
+        read_events("{\"error\": 5}\n".as_bytes(), &shared, &sender);
+        assert_eq!(
+            receiver.recv().unwrap(),
+            Event::SupervisorGone { error: None }
         );
     }
 }

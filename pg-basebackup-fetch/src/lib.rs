@@ -149,14 +149,8 @@ pub fn run(
     // The previous PGDATA goes aside at once and is removed while the new one arrives; the
     // stage waits for that removal before it ends (on failure too: `Retiring` joins on drop).
     let retiring = wipe::retire(&document.pgdata)?;
-    let (name, fetched, attempts) = fetch_source(
-        &document,
-        &spec,
-        &source,
-        user,
-        policy,
-        timeouts,
-    )?;
+    let (name, fetched, attempts) =
+        fetch_source(&document, &spec, &source, user, policy, timeouts)?;
     after_data(&document, &spec, &source, &params, user)?;
     if let Some(retiring) = retiring {
         retiring.finish();
