@@ -2,9 +2,20 @@
 # as the unprivileged postgres user (uid 999).
 #
 #   docker build -t compute-tools .
-#   docker run --rm -p 3080:3080 -p 55432:55432 -v $PWD/spec.json:/var/db/postgres/specs/spec.json:ro compute-tools
+#   docker run --rm -p 3080:3080 -p 55432:55432 -v $PWD/config.json:/var/db/postgres/specs/config.json:ro compute-tools
+#
+# Build arguments (the defaults are the public images, so the two lines above work anywhere):
+#   BASE_IMAGE  the runtime base (default debian:bookworm-slim; scripts/container-test.sh passes
+#               a Debian bookworm made locally with debootstrap, for machines without a registry)
+#   RUST_IMAGE  the image that compiles the binaries (default rust:1-bookworm)
+#   BINARIES    "build" (default) compiles them in RUST_IMAGE; "prebuilt" takes release binaries
+#               built on a bookworm host and copied to target/container/bin/ — no Rust image
+#               needed. Either way the runtime stage below is the same.
+ARG BASE_IMAGE=debian:bookworm-slim
+ARG RUST_IMAGE=rust:1-bookworm
+ARG BINARIES=build
 
-FROM rust:1-bookworm AS build
+FROM ${RUST_IMAGE} AS build
 WORKDIR /src
 COPY . .
 ARG COMPUTE_TOOLS_GIT_HASH=unknown
@@ -14,7 +25,12 @@ RUN cargo build --release --locked --bins \
     && for bin in compute-ctl compute_ctl compute-spec pg-sync-safekeepers pg-basebackup-fetch \
                   pg-reconcile pg-supervise vm-monitor; do cp "target/release/$bin" /out/; done
 
-FROM debian:bookworm-slim
+FROM scratch AS prebuilt
+COPY target/container/bin/ /out/
+
+FROM ${BINARIES} AS binaries
+
+FROM ${BASE_IMAGE}
 # A fixed uid/gid so Kubernetes' runAsNonRoot can verify it; created before the packages so
 # they reuse it.
 RUN groupadd --system --gid 999 postgres \
@@ -25,7 +41,7 @@ RUN groupadd --system --gid 999 postgres \
     && rm -rf /var/lib/apt/lists/* \
     && mkdir -p /var/db/postgres/specs /var/db/postgres/compute \
     && chown -R postgres:postgres /var/db/postgres
-COPY --from=build /out/ /usr/local/bin/
+COPY --from=binaries /out/ /usr/local/bin/
 ENV POSTGRES_PATH=/usr/lib/postgresql/15/bin/postgres
 USER 999:999
 WORKDIR /var/db/postgres

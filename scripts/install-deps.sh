@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what compute-tools needs to run and test on Debian: the PostgreSQL server
-# packages (when no /usr/lib/postgresql/*/bin/postgres exists), util-linux (unshare) and
-# openssl (the JWT tests make RSA keys with it).
+# packages (when no /usr/lib/postgresql/*/bin/postgres exists), util-linux (unshare),
+# openssl (the JWT tests make RSA keys with it) and promtool (package prometheus: the tests
+# check every /metrics scrape with it).
 set -euo pipefail
 
 have_postgres() {
@@ -17,6 +18,7 @@ have_postgres || missing+=(postgresql postgresql-contrib)
 command -v unshare >/dev/null || missing+=(util-linux)
 command -v psql >/dev/null || missing+=(postgresql-client)
 command -v openssl >/dev/null || missing+=(openssl)
+command -v promtool >/dev/null || missing+=(prometheus)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "installing: ${missing[*]}" >&2
     sudo_if_needed apt-get update -qq

@@ -96,18 +96,43 @@ pub fn render(inner: &Inner) -> String {
     ] {
         single(&mut out, (name, kind), help, value);
     }
-    if let Ok(serde_json::Value::Object(timings)) = serde_json::to_value(&inner.metrics) {
-        for (name, value) in timings {
-            let value = value.as_u64().unwrap_or(0);
+    startup_timings(&mut out, &inner.metrics);
+    out
+}
+
+/// The start-up timings of `/metrics.json` in Prometheus's units: one gauge family in seconds
+/// with the phase as a label (`compute_ctl_startup_duration_seconds{phase="basebackup"}`), and
+/// the byte counts as gauges of their own.
+fn startup_timings(out: &mut String, metrics: &StartupMetrics) {
+    let Ok(serde_json::Value::Object(timings)) = serde_json::to_value(metrics) else {
+        return;
+    };
+    let mut durations = Vec::new();
+    for (name, value) in &timings {
+        let value = value.as_u64().unwrap_or(0);
+        if let Some(phase) = name.strip_suffix("_ms") {
+            durations.push((phase, value as f64 / 1e3));
+        } else if let Some(phase) = name.strip_suffix("_micros") {
+            durations.push((phase, value as f64 / 1e6));
+        } else {
             single(
-                &mut out,
+                out,
                 (&format!("compute_ctl_startup_{name}"), "gauge"),
-                "startup timing (see /metrics.json)",
+                "start-up size (see /metrics.json)",
                 value,
             );
         }
     }
-    out
+    let name = "compute_ctl_startup_duration_seconds";
+    family(
+        out,
+        name,
+        "gauge",
+        "start-up phase durations of the last start (see /metrics.json)",
+    );
+    for (phase, seconds) in durations {
+        let _ = writeln!(out, "{name}{{phase=\"{}\"}} {seconds}", escape(phase));
+    }
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -144,7 +169,7 @@ mod tests {
         assert!(text.contains("# HELP compute_ctl_up Whether compute_ctl is running\n"));
         assert!(text.contains("pg_cctl_pagestream_request_errors_total 0"));
         assert!(text.contains("compute_pg_downtime_ms_total 1500"));
-        assert!(text.contains("compute_ctl_startup_total_startup_ms 0"));
+        assert!(text.contains("compute_ctl_startup_duration_seconds{phase=\"total_startup\"} 0\n"));
         assert!(text.contains("# TYPE compute_ctl_up gauge"));
     }
 
