@@ -77,7 +77,7 @@ print(json.dumps(doc))
 #[test]
 fn every_scrape_passes_promtool() {
     let mut harness = Harness::new();
-    let mut compute = harness.start(&[]);
+    let compute = harness.start(&[]);
     compute.wait_status("empty");
     let empty = scrape(&compute);
     promtool_accepts(&empty, "while waiting for a spec");
