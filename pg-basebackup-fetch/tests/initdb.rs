@@ -44,7 +44,7 @@ fn a_foreign_directory_is_refused_and_untouched() {
     std::fs::write(pgdata.join("thesis.tex"), "years of work").unwrap();
     let document = util::document(&pgdata, free_tcp_port(), |_| {});
     let outcome = util::run_stage(&document, &[]);
-    let error = outcome.failed_with("refused");
+    let error = outcome.failed_with(exit_code::RUNTIME, "refused");
     let message = error["message"].as_str().unwrap();
     assert!(message.contains(&pgdata.display().to_string()), "{message}");
     assert!(message.contains("-D"), "{message}");
