@@ -312,9 +312,7 @@ fn run_command(
             send(stream, b'C', format!("{statement}\0").as_bytes())?;
             Ok(true)
         }
-        Answer::Copy { bytes, replication } => {
-            copy_out(stream, script, cut, bytes, *replication)
-        }
+        Answer::Copy { bytes, replication } => copy_out(stream, script, cut, bytes, *replication),
     }
 }
 

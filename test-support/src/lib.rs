@@ -43,6 +43,7 @@
 //!   and read the one result type, [`StageRun`].
 //! * [`probe`]: poll for a condition with a deadline ([`wait_for`], [`wait_until`], ports,
 //!   paths, PostgreSQL accepting connections, processes ending) instead of sleeping.
+//! * [`workspace_binary`]: the path of another package's binary, built by cargo if needed.
 //! * [`fake_pg`]: a scripted fake libpq server ([`FakeBackend`]) standing in for safekeepers,
 //!   pageservers and silent primaries.
 //!
@@ -53,6 +54,7 @@
 
 #![warn(missing_docs)]
 
+mod bins;
 mod cleanup;
 pub mod fake_pg;
 mod fsutil;
@@ -69,6 +71,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
+pub use bins::workspace_binary;
 pub use cleanup::kill_leftover_postmasters;
 pub use fake_pg::{Answer, FakeBackend, Script, Seen, Silence};
 pub use probe::{process_alive, wait_for, wait_until};
