@@ -14,7 +14,17 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(5);
 
 /// Checks `probe` at once and then every [`POLL_INTERVAL`] until it returns `Some`, for at most
 /// `timeout`; `None` when the deadline passed (the probe ran one last time at the deadline).
-pub fn wait_for<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+pub fn wait_for<T>(timeout: Duration, probe: impl FnMut() -> Option<T>) -> Option<T> {
+    wait_for_every(POLL_INTERVAL, timeout, probe)
+}
+
+/// [`wait_for`] checking every `interval` (for a probe that costs the system under test
+/// something, such as a request).
+pub fn wait_for_every<T>(
+    interval: Duration,
+    timeout: Duration,
+    mut probe: impl FnMut() -> Option<T>,
+) -> Option<T> {
     let started = Instant::now();
     loop {
         if let Some(value) = probe() {
@@ -24,7 +34,7 @@ pub fn wait_for<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> O
         if left.is_zero() {
             return None;
         }
-        std::thread::sleep(left.min(POLL_INTERVAL));
+        std::thread::sleep(left.min(interval));
     }
 }
 
