@@ -10,11 +10,20 @@
 //! (Parse/Describe/Bind/Execute/Sync/Close). It answers exactly one command ([`Script::command`])
 //! with the [`Answer`] and every other one with an error; it records each connection
 //! ([`Seen`]) as it happens, so a test can look while the connection is still open.
+//!
+//! For a wire client's unit tests, [`scripted`] replays a byte-level transcript on a Unix
+//! socket instead, built with the same encoder ([`messages`]).
+
+pub mod messages;
+mod scripted;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
+
+use messages::{message, read_frontend};
+pub use scripted::{scripted, Scripted};
 
 /// Size of the CopyData messages an archive is sent in.
 const CHUNK: usize = 16 * 1024;
@@ -264,9 +273,7 @@ fn serve(
 fn read_startup(stream: &mut TcpStream) -> std::io::Result<Vec<(String, String)>> {
     const SSL_REQUEST: [u8; 4] = 80877103u32.to_be_bytes();
     let body = loop {
-        let len = read_u32(stream)? as usize;
-        let mut body = vec![0; len.saturating_sub(4)];
-        stream.read_exact(&mut body)?;
+        let (_, body) = read_frontend(stream, true)?;
         if body.get(..4) == Some(&SSL_REQUEST[..]) {
             stream.write_all(b"N")?;
             continue;
@@ -307,8 +314,13 @@ fn run_command(
     }
     match &script.answer {
         Answer::Row(columns) => {
-            send(stream, b'T', &row_description(columns))?;
-            send(stream, b'D', &data_row(columns))?;
+            let names: Vec<&str> = columns.iter().map(|(name, _)| name.as_str()).collect();
+            let values: Vec<Option<&str>> = columns
+                .iter()
+                .map(|(_, value)| Some(value.as_str()))
+                .collect();
+            stream.write_all(&messages::row_description(&names))?;
+            stream.write_all(&messages::data_row(&values))?;
             send(stream, b'C', format!("{statement}\0").as_bytes())?;
             Ok(true)
         }
@@ -366,26 +378,12 @@ fn cstring(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&bytes[..end]).into_owned()
 }
 
-fn read_u32(stream: &mut TcpStream) -> std::io::Result<u32> {
-    let mut bytes = [0; 4];
-    stream.read_exact(&mut bytes)?;
-    Ok(u32::from_be_bytes(bytes))
-}
-
 fn read_message(stream: &mut TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
-    let mut tag = [0];
-    stream.read_exact(&mut tag)?;
-    let len = read_u32(stream)? as usize;
-    let mut body = vec![0; len.saturating_sub(4)];
-    stream.read_exact(&mut body)?;
-    Ok((tag[0], body))
+    read_frontend(stream, false)
 }
 
 fn send(stream: &mut TcpStream, tag: u8, body: &[u8]) -> std::io::Result<()> {
-    let mut message = vec![tag];
-    message.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
-    message.extend_from_slice(body);
-    stream.write_all(&message)
+    stream.write_all(&message(tag, body))
 }
 
 fn send_error(
@@ -394,44 +392,5 @@ fn send_error(
     code: &str,
     text: &str,
 ) -> std::io::Result<()> {
-    let mut body = Vec::new();
-    for (field, value) in [
-        (b'S', severity),
-        (b'V', severity),
-        (b'C', code),
-        (b'M', text),
-    ] {
-        body.push(field);
-        body.extend_from_slice(value.as_bytes());
-        body.push(0);
-    }
-    body.push(0);
-    send(stream, b'E', &body)
-}
-
-/// A RowDescription of text columns.
-fn row_description(columns: &[(String, String)]) -> Vec<u8> {
-    const TEXT_OID: i32 = 25;
-    let mut body = (columns.len() as i16).to_be_bytes().to_vec();
-    for (name, _) in columns {
-        body.extend_from_slice(name.as_bytes());
-        body.push(0);
-        body.extend_from_slice(&0i32.to_be_bytes()); // table oid
-        body.extend_from_slice(&0i16.to_be_bytes()); // column number
-        body.extend_from_slice(&TEXT_OID.to_be_bytes());
-        body.extend_from_slice(&(-1i16).to_be_bytes()); // type size
-        body.extend_from_slice(&(-1i32).to_be_bytes()); // type modifier
-        body.extend_from_slice(&0i16.to_be_bytes()); // text format
-    }
-    body
-}
-
-/// A DataRow of the columns' values.
-fn data_row(columns: &[(String, String)]) -> Vec<u8> {
-    let mut body = (columns.len() as i16).to_be_bytes().to_vec();
-    for (_, value) in columns {
-        body.extend_from_slice(&(value.len() as i32).to_be_bytes());
-        body.extend_from_slice(value.as_bytes());
-    }
-    body
+    stream.write_all(&messages::error(severity, code, text))
 }
