@@ -198,15 +198,14 @@ fn skip_pg_catalog_updates_touches_no_catalog() {
 }
 
 fn run_binary(args: &[&str], stdin: &str) -> (i32, Value) {
-    let output = pg_test_support::run_with_stdin(env!("CARGO_BIN_EXE_pg-reconcile"), args, stdin);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let run = pg_test_support::run_stage(env!("CARGO_BIN_EXE_pg-reconcile"), args, stdin);
     assert!(
-        !stderr.contains("SCRAM-SHA-256$"),
-        "a hash leaked to the log: {stderr}"
+        !run.stderr.contains("SCRAM-SHA-256$"),
+        "a hash leaked to the log: {}",
+        run.stderr
     );
-    let stdout: Value = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}); stderr: {stderr}"));
-    (output.status.code().unwrap_or(-1), stdout)
+    let run = run.expect_json();
+    (run.code, run.json)
 }
 
 #[test]

@@ -204,11 +204,9 @@ fn not_ready_in_time_is_a_timeout_and_leaves_nothing_running() {
 #[test]
 fn bad_input_and_error_envelopes_on_stdin() {
     let run = |stdin: &str| {
-        let output =
-            pg_test_support::run_with_stdin(env!("CARGO_BIN_EXE_pg-supervise"), &[], stdin);
-        let stdout = String::from_utf8(output.stdout).unwrap();
-        let value: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
-        (output.status.code(), value)
+        let run = pg_test_support::run_stage(env!("CARGO_BIN_EXE_pg-supervise"), &[], stdin);
+        let run = run.expect_json();
+        (Some(run.code), run.json)
     };
     let envelope = json!({"error": {"stage": "pg-basebackup-fetch", "kind": "io", "message": "m", "retryable": false}});
     let (code, value) = run(&envelope.to_string());
