@@ -49,18 +49,6 @@ pub fn time_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> Opt
     wait_for(timeout, || condition().then(|| started.elapsed()))
 }
 
-/// Like [`wait_until`], but panics naming `what` when the deadline passes.
-///
-/// # Panics
-///
-/// Panics with "`what` within `timeout`" when the condition did not come to hold.
-pub fn assert_within(timeout: Duration, what: &str, condition: impl FnMut() -> bool) {
-    assert!(
-        wait_until(timeout, condition),
-        "expected {what} within {timeout:?}"
-    );
-}
-
 /// Whether something accepts TCP connections on `address` within `timeout`.
 pub fn wait_for_port(address: SocketAddr, timeout: Duration) -> bool {
     wait_until(timeout, || {
