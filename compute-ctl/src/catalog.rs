@@ -214,7 +214,7 @@ fn connect(
     database: &str,
 ) -> Result<postgres::Client, String> {
     let config =
-        compute_spec::local::admin_config(document, crate::STAGE, application_name, Some(database))
+        stage_kit::local::admin_config(document, crate::STAGE, application_name, Some(database))
             .map_err(|error| error.message)?;
     config.connect(postgres::NoTls).map_err(|error| {
         format!(
@@ -299,7 +299,7 @@ fn pg_dump_command(document: &ComputeDocument, database: &str) -> Command {
         .arg("--port")
         .arg(document.instance.port.to_string())
         .arg("--username")
-        .arg(compute_spec::local::admin_user(document))
+        .arg(stage_kit::local::admin_user(document))
         .arg("--schema-only")
         .env("PGDATABASE", database)
         .env("PGAPPNAME", "compute_ctl:database_schema")

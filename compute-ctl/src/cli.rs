@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use compute_spec::logging::LogFormat;
+use stage_kit::logging::LogFormat;
 
 /// The compute node controller: loads the spec, chains the stage binaries (compute-spec,
 /// pg-sync-safekeepers, pg-basebackup-fetch, pg-supervise, pg-reconcile) as child processes,
@@ -18,14 +18,14 @@ use compute_spec::logging::LogFormat;
 /// Exit status: Postgres's exit code (1 if it died by a signal); 1 after a failed start;
 /// 2 on bad flags.
 #[derive(Debug, Parser)]
-#[command(name = "compute_ctl", version = compute_spec::VERSION)]
+#[command(name = "compute_ctl", version = stage_kit::VERSION)]
 pub struct Cli {
     /// -D, -C, -b: the local instance (shared with compute-spec).
     #[command(flatten)]
-    pub instance: compute_spec::cli::InstanceArgs,
+    pub instance: compute_spec_cli::cli::InstanceArgs,
     /// -S, -s, -c, -p, -i, --embedded-default: the spec source (shared with compute-spec).
     #[command(flatten)]
-    pub source: compute_spec::cli::SpecSourceArgs,
+    pub source: compute_spec_cli::cli::SpecSourceArgs,
     /// The privileged role given to users.
     #[arg(long)]
     pub privileged_role_name: Option<String>,

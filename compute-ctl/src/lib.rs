@@ -78,7 +78,7 @@ pub fn main_entry() -> ExitCode {
         return code;
     }
     let cli = Cli::parse_from(args);
-    compute_spec::logging::init(cli.log_format);
+    stage_kit::logging::init(cli.log_format);
     ExitCode::from(run(cli.into_params()))
 }
 
@@ -104,9 +104,9 @@ pub fn run(params: Params) -> u8 {
             Some(_) => terminated_grace.min(Duration::from_millis(300)),
             None => Duration::ZERO,
         };
-        let until = compute_spec::deadline::after(linger);
+        let until = stage_kit::deadline::after(linger);
         // Let the requests that waited for `terminated` get their answer, at least.
-        let deadline = compute_spec::deadline::after(Duration::from_secs(2));
+        let deadline = stage_kit::deadline::after(Duration::from_secs(2));
         while (shared.inflight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline)
             || Instant::now() < until
         {

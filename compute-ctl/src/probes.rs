@@ -116,7 +116,7 @@ pub fn relay(socket: &Path, timeout: Duration, cap: usize) -> Result<Reply, Stri
             socket.display()
         ));
     }
-    let deadline = compute_spec::deadline::after(timeout);
+    let deadline = stage_kit::deadline::after(timeout);
     let stream = connect(socket, timeout)?;
     stream
         .set_read_timeout(Some(timeout))

@@ -1,5 +1,5 @@
 //! Handlers that talk SQL to the compute's own Postgres (through its socket, with the
-//! admin connection of [`compute_spec::local::admin_config`]): `/readyz`, `/dbs_and_roles`,
+//! admin connection of [`stage_kit::local::admin_config`]): `/readyz`, `/dbs_and_roles`,
 //! `/check_writability`, `/insights`.
 
 use compute_spec::ComputeDocument;
@@ -31,7 +31,7 @@ fn client(api: &Api) -> Result<postgres::Client, Reply> {
 
 fn connect(document: Option<&ComputeDocument>) -> Result<postgres::Client, String> {
     let document = document.ok_or("the compute has no document yet")?;
-    let config = compute_spec::local::admin_config(document, crate::STAGE, APPLICATION_NAME, None)
+    let config = stage_kit::local::admin_config(document, crate::STAGE, APPLICATION_NAME, None)
         .map_err(|error| error.message)?;
     config
         .connect(postgres::NoTls)

@@ -91,7 +91,7 @@ impl ChildPid {
 pub fn guard(command: &mut Command) {
     command.process_group(0);
     // compute-ctl alone tells systemd when the compute is ready (not Postgres, not a stage).
-    command.env_remove(compute_spec::notify::NOTIFY_SOCKET);
+    command.env_remove(stage_kit::notify::NOTIFY_SOCKET);
     // SAFETY: the closure runs in the forked child before exec and only makes the prctl
     // system call, which is async-signal-safe; it allocates nothing and takes no lock.
     unsafe {

@@ -428,7 +428,7 @@ fn tell_systemd(status: ComputeStatus) {
         }
         _ => return,
     };
-    if let Err(error) = compute_spec::notify::notify(state) {
+    if let Err(error) = stage_kit::notify::notify(state) {
         tracing::warn!(%error, "cannot notify systemd ({state})");
     }
 }

@@ -27,7 +27,7 @@ pub fn file_cache_connstr(document: &ComputeDocument) -> Option<String> {
         "host={} port={} user={} dbname=postgres application_name=vm-monitor",
         quote_libpq_value(&document.instance.socket_dir.to_string_lossy()),
         document.instance.port,
-        quote_libpq_value(&compute_spec::local::admin_user(document)),
+        quote_libpq_value(&stage_kit::local::admin_user(document)),
     ))
 }
 

@@ -9,7 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use compute_spec::error::ErrorKind;
-use compute_spec::load::{fetch_from_control_plane, load, SpecSource};
+use compute_spec_cli::load::{fetch_from_control_plane, load, SpecSource};
 
 const SPEC: &str = r#"{"format_version": 1.0, "cluster": {"roles": [], "databases": []}}"#;
 

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use compute_spec::load::{parse_any, parse_bare, parse_envelope};
+use compute_spec::parse::{parse_any, parse_bare, parse_envelope};
 use compute_spec::spec::{ComputeFeature, ComputeMode, ComputeSpec};
 use compute_spec::validate::StorageSource;
 use serde_json::Value;
@@ -212,6 +212,6 @@ fn replica_with_neon_storage_needs_no_safekeepers() {
 
 #[test]
 fn embedded_sample_is_valid_and_uses_initdb() {
-    let loaded = parse_bare(compute_spec::load::EMBEDDED_SAMPLE_SPEC, "embedded").unwrap();
+    let loaded = parse_bare(compute_spec::parse::EMBEDDED_SAMPLE_SPEC, "embedded").unwrap();
     assert_eq!(loaded.spec.unwrap().validate(), Ok(StorageSource::Empty));
 }

@@ -5,11 +5,11 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use compute_spec::load::{parse_any, parse_bare, parse_envelope};
+use compute_spec::parse::{parse_any, parse_bare, parse_envelope};
 use compute_spec::pgconf::{render, ConfParams};
 use compute_spec::spec::ComputeSpec;
-use compute_spec::stage::{parse_input, StageInput};
 use serde_json::{json, Value};
+use stage_kit::stage::{parse_input, StageInput};
 
 fn spec_with(cluster_extra: Value) -> ComputeSpec {
     let mut value = json!({"format_version": 1.0, "cluster": {"roles": [], "databases": []}});

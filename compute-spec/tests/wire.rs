@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use compute_spec::wire::{Connection, WireError};
 use compute_spec::Lsn;
 use pg_test_support::TestPostgres;
+use stage_kit::wire::{Connection, WireError};
 
 #[test]
 fn identify_system_over_a_replication_connection() {

@@ -5,7 +5,7 @@ use std::io;
 use std::path::PathBuf;
 
 use compute_spec::error::{ErrorKind, StageError};
-use compute_spec::wire::WireError;
+use stage_kit::wire::WireError;
 
 use crate::STAGE;
 

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use compute_spec::document::{ComputeDocument, PGDATA_MARKER};
 use compute_spec::pgconf::{self, ConfParams};
-use compute_spec::runas::PostgresUser;
 use compute_spec::spec::ComputeSpec;
+use stage_kit::runas::PostgresUser;
 
 use crate::error::BasebackupError;
 use crate::wipe::create_private_dir;

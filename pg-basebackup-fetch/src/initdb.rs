@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use compute_spec::runas::{apply_user, PostgresUser};
+use stage_kit::runas::{apply_user, PostgresUser};
 
 use crate::error::BasebackupError;
 

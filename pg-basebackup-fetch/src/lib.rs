@@ -52,10 +52,10 @@ use compute_spec::document::{ComputeDocument, PGDATA_MARKER};
 use compute_spec::error::{ErrorKind, StageError};
 use compute_spec::ids::Lsn;
 use compute_spec::quote::quote_conf_value;
-use compute_spec::runas::PostgresUser;
 use compute_spec::section::{BasebackupSection, BasebackupSource};
 use compute_spec::spec::{ComputeMode, ComputeSpec};
 use compute_spec::validate::StorageSource;
+use stage_kit::runas::PostgresUser;
 
 pub use error::BasebackupError;
 
@@ -166,7 +166,7 @@ pub fn run(
     let fetched_data = name != BasebackupSource::Initdb;
     let section = BasebackupSection {
         pageserver_connect_micros: fetched.connect_micros,
-        basebackup_ms: compute_spec::stage::elapsed_ms(started),
+        basebackup_ms: stage_kit::stage::elapsed_ms(started),
         basebackup_bytes: fetched.wire_bytes,
         attempts: fetched_data.then_some(attempts),
         files: fetched_data.then_some(fetched.unpacked.files),
@@ -199,7 +199,7 @@ fn fetch_source(
     match source {
         StorageSource::Empty => {
             wipe::wipe_and_create(pgdata, user)?;
-            let admin = compute_spec::local::admin_user(document);
+            let admin = stage_kit::local::admin_user(document);
             initdb::run_initdb(&document.sibling_binary("initdb"), pgdata, &admin, user)?;
             Ok((BasebackupSource::Initdb, Fetched::default(), 1))
         }
@@ -223,7 +223,7 @@ fn fetch_source(
         StorageSource::Upstream { connstr } => {
             if spec.mode != ComputeMode::Primary {
                 // A standby cannot create the admin role: it must come from the primary.
-                let admin = compute_spec::local::admin_user(document);
+                let admin = stage_kit::local::admin_user(document);
                 replication::check_admin_role(connstr, &admin, timeouts)?;
                 params
                     .extra_lines
@@ -260,7 +260,7 @@ fn with_retries(
                     "fetched {} bytes into {} files in {} ms",
                     fetched.wire_bytes,
                     fetched.unpacked.files,
-                    compute_spec::stage::elapsed_ms(started)
+                    stage_kit::stage::elapsed_ms(started)
                 );
                 if let Some(user) = user {
                     user.chown_recursive(pgdata)
@@ -297,12 +297,12 @@ fn after_data(
     finish::finish_pgdata(document, spec, params, user)?;
     let standby = spec.mode != ComputeMode::Primary;
     if matches!(source, StorageSource::Upstream { .. }) && !standby {
-        let admin = compute_spec::local::admin_user(document);
+        let admin = stage_kit::local::admin_user(document);
         let started = Instant::now();
         single::finish_clone(&document.pgbin, pgdata, &admin, user)?;
         tracing::info!(
             "single-user recovery and admin role check: {} ms",
-            compute_spec::stage::elapsed_ms(started)
+            stage_kit::stage::elapsed_ms(started)
         );
     }
     if standby {

@@ -5,13 +5,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use compute_spec::logging::{self, LogFormat};
 use pg_basebackup_fetch::{RetryPolicy, Timeouts, STAGE};
+use stage_kit::logging::{self, LogFormat};
 
 /// Prepare PGDATA (initdb, a Neon pageserver, or a vanilla primary) from the compute document
 /// on stdin. Exit codes: 0 ok, 1 run-time failure, 2 bad input.
 #[derive(Parser)]
-#[command(name = "pg-basebackup-fetch", version = compute_spec::VERSION)]
+#[command(name = "pg-basebackup-fetch", version = stage_kit::VERSION)]
 struct Cli {
     /// Retries after a failed fetch (connection refused or reset, stream cut, a timeout).
     #[arg(long, default_value_t = 10)]
@@ -57,7 +57,7 @@ fn main() -> ExitCode {
         startup: cli.startup_timeout,
         idle: cli.idle_timeout,
     };
-    compute_spec::stage::run(STAGE, |document| {
+    stage_kit::stage::run(STAGE, |document| {
         pg_basebackup_fetch::run(document, &policy, &timeouts)
     })
 }

@@ -24,7 +24,7 @@ impl<R> Counting<R> {
             inner,
             bytes: 0,
             started: now,
-            next_report: compute_spec::deadline::saturating_add(now, PROGRESS_EVERY),
+            next_report: stage_kit::deadline::saturating_add(now, PROGRESS_EVERY),
             what,
         }
     }
@@ -41,7 +41,7 @@ impl<R> Counting<R> {
         self.bytes += n as u64;
         let now = Instant::now();
         if now >= self.next_report {
-            self.next_report = compute_spec::deadline::saturating_add(now, PROGRESS_EVERY);
+            self.next_report = stage_kit::deadline::saturating_add(now, PROGRESS_EVERY);
             let seconds = now.duration_since(self.started).as_secs_f64().max(0.001);
             let mib = self.bytes as f64 / (1024.0 * 1024.0);
             tracing::info!(

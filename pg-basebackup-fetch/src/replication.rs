@@ -1,7 +1,7 @@
 //! The vanilla primary source: `BASE_BACKUP` over a physical replication connection.
 //!
 //! The `postgres` crate cannot open a replication connection, so this module uses the shared
-//! client [`compute_spec::wire`]: startup with `replication=true`, authentication, then PG15's
+//! client [`stage_kit::wire`]: startup with `replication=true`, authentication, then PG15's
 //! `BASE_BACKUP (LABEL 'compute-tools', CHECKPOINT 'fast', WAL true, WAIT false, MANIFEST
 //! 'no')`. Its COPY OUT stream carries CopyData payloads tagged `n` (new archive), `d`
 //! (archive data), `p` (progress), `m` (manifest); result sets come before and after.
@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use compute_spec::quote::quote_literal;
-use compute_spec::wire::{Connection, CopyOut, WireError};
+use stage_kit::wire::{Connection, CopyOut, WireError};
 
 use crate::error::{classify_read, classify_wire, BasebackupError, ServerMessage};
 use crate::progress::Counting;

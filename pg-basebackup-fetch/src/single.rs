@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use compute_spec::quote::{do_block_tag, quote_ident, quote_literal};
-use compute_spec::runas::{apply_user, PostgresUser};
+use stage_kit::runas::{apply_user, PostgresUser};
 
 use crate::child::command_line;
 use crate::error::BasebackupError;

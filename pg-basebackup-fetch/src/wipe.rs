@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use compute_spec::document::PGDATA_MARKER;
 use compute_spec::pgconf::TEMP_OVERRIDE_FILE;
-use compute_spec::runas::PostgresUser;
+use stage_kit::runas::PostgresUser;
 
 use crate::error::BasebackupError;
 

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use compute_spec::logging::LogFormat;
+use stage_kit::logging::LogFormat;
 
 use crate::{reconfigure, startup, Options, Reconcile};
 
@@ -13,7 +13,7 @@ use crate::{reconfigure, startup, Options, Reconcile};
 /// failed: the message names the objects); 2 bad input or usage. On failure stdout carries
 /// the error envelope {"error": {"stage", "kind", "message", "retryable"}}.
 #[derive(Debug, clap::Parser)]
-#[command(name = "pg-reconcile", version = compute_spec::VERSION)]
+#[command(name = "pg-reconcile", version = stage_kit::VERSION)]
 pub struct Cli {
     /// Admin connection string (overrides the document's `connstr`).
     #[arg(long)]

@@ -46,11 +46,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use compute_spec::error::{ErrorKind, StageError};
-use compute_spec::local::{admin_config, admin_user};
 use compute_spec::section::{PlannedStatement, ReconcileSection};
 use compute_spec::spec::ComputeSpec;
-use compute_spec::stage::elapsed_ms;
 use compute_spec::ComputeDocument;
+use stage_kit::local::{admin_config, admin_user};
+use stage_kit::stage::elapsed_ms;
 
 /// The stage name.
 pub const STAGE: &str = "pg-reconcile";
@@ -210,7 +210,7 @@ fn apply_overrides(document: &mut ComputeDocument, options: &Options) -> Result<
                 ),
             )
         })?;
-        document.spec = compute_spec::load::parse_any(&text, &path.display().to_string())?.spec;
+        document.spec = compute_spec::parse::parse_any(&text, &path.display().to_string())?.spec;
     }
     Ok(())
 }

@@ -8,8 +8,8 @@ use pg_reconcile::{cli::Cli, run, STAGE};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    compute_spec::logging::init(cli.log_format);
+    stage_kit::logging::init(cli.log_format);
     let options = cli.options();
     let reconcile = cli.reconcile();
-    compute_spec::stage::run(STAGE, |document| run(document, &options, reconcile))
+    stage_kit::stage::run(STAGE, |document| run(document, &options, reconcile))
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{apply_ok, assert_noop, column, fixture, sorted, user_databases, user_roles};
-use compute_spec::load::parse_any;
+use compute_spec::parse::parse_any;
 use compute_spec::spec::ComputeSpec;
 use pg_test_support::TestPostgres;
 

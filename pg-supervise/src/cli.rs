@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use compute_spec::logging::LogFormat;
+use stage_kit::logging::LogFormat;
 
 /// `pg-supervise`: run Postgres from the compute document on stdin and report its life as JSON
 /// events on stdout (`ready`, `activity`, `downtime`, `exited`).
@@ -13,7 +13,7 @@ use compute_spec::logging::LogFormat;
 /// Signals: SIGTERM/SIGINT → fast shutdown, SIGQUIT → immediate; a further signal or
 /// --shutdown-timeout escalates (fast → immediate → SIGKILL). SIGHUP is forwarded (reload).
 #[derive(Clone, Debug, clap::Parser)]
-#[command(name = "pg-supervise", version = compute_spec::VERSION)]
+#[command(name = "pg-supervise", version = stage_kit::VERSION)]
 pub struct Cli {
     /// How long to wait for `postmaster.pid` to say `ready` (e.g. `60s`, `500ms`).
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]

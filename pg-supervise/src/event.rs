@@ -22,7 +22,7 @@ pub fn activity(last_active: SystemTime) -> SuperviseEvent {
 /// Writes `event` as one line on stdout and flushes; false when stdout is closed.
 pub fn emit(event: &SuperviseEvent) -> bool {
     let json = serde_json::to_value(event).unwrap_or(serde_json::Value::Null);
-    compute_spec::stage::write_json(&json)
+    stage_kit::stage::write_json(&json)
 }
 
 #[cfg(test)]

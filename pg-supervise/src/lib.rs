@@ -45,7 +45,7 @@ pub mod supervise;
 use std::process::ExitCode;
 
 use compute_spec::exit_code;
-use compute_spec::stage::{self, StageInput};
+use stage_kit::stage::{self, StageInput};
 
 pub use cli::{Cli, Options};
 

@@ -112,7 +112,7 @@ impl LogTail {
 
     /// Waits up to `timeout` until Postgres's output is closed and every message forwarded.
     pub fn wait_eof(&self, timeout: Duration) {
-        let deadline = compute_spec::deadline::after(timeout);
+        let deadline = stage_kit::deadline::after(timeout);
         let (state, eof) = &*self.shared;
         let mut guard = state.lock().unwrap_or_else(|e| e.into_inner());
         while !guard.eof {

@@ -7,6 +7,6 @@ use pg_supervise::{Cli, Options};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    compute_spec::logging::init(cli.log_format);
+    stage_kit::logging::init(cli.log_format);
     pg_supervise::run(&Options::from(&cli))
 }

@@ -161,8 +161,8 @@ pub fn start(
     stop: Arc<AtomicBool>,
     emit: impl Fn(SuperviseEvent) -> bool + Send + 'static,
 ) -> Result<(), StageError> {
-    let config = compute_spec::local::admin_config(document, STAGE, APPLICATION_NAME, None)?;
-    let admin_user = compute_spec::local::admin_user(document);
+    let config = stage_kit::local::admin_config(document, STAGE, APPLICATION_NAME, None)?;
+    let admin_user = stage_kit::local::admin_user(document);
     let experimental = document.spec.as_ref().is_some_and(|spec| {
         spec.features
             .contains(&ComputeFeature::ActivityMonitorExperimental)
@@ -185,7 +185,7 @@ pub fn start(
                         return;
                     }
                 }
-                next_tick = compute_spec::deadline::saturating_add(next_tick, INTERVAL);
+                next_tick = stage_kit::deadline::saturating_add(next_tick, INTERVAL);
                 let now = Instant::now();
                 if next_tick < now {
                     next_tick = now;
@@ -265,7 +265,7 @@ impl Monitor {
             idle_since: row
                 .try_get::<_, Option<f64>>(3)?
                 .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
-                .and_then(compute_spec::deadline::since_epoch),
+                .and_then(stage_kit::deadline::since_epoch),
             walsenders: row.try_get(4)?,
             subscriptions: row.try_get(5)?,
             autovacuum_workers: row.try_get(6)?,

@@ -22,12 +22,12 @@ use std::time::{Duration, Instant};
 
 use compute_spec::document::ComputeDocument;
 use compute_spec::error::{ErrorKind, StageError};
-use compute_spec::runas::{apply_user, PostgresUser};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
+use stage_kit::runas::{apply_user, PostgresUser};
 
 use crate::STAGE;
 
@@ -143,7 +143,7 @@ pub fn spawn(
                 }
             };
             let status = reap_until(child);
-            reap_leftovers(compute_spec::deadline::after(LEFTOVER_GRACE));
+            reap_leftovers(stage_kit::deadline::after(LEFTOVER_GRACE));
             on_exit(child, status);
         })?;
     started_rx
@@ -214,7 +214,7 @@ pub fn postgres_command(
     let mut command = Command::new(&document.pgbin);
     // Postgres built with systemd support would announce READY=1 itself; only the supervisor
     // (or compute-ctl) speaks to systemd.
-    command.env_remove(compute_spec::notify::NOTIFY_SOCKET);
+    command.env_remove(stage_kit::notify::NOTIFY_SOCKET);
     command
         .arg("-D")
         .arg(&document.pgdata)

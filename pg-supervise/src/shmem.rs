@@ -160,7 +160,7 @@ pub fn remove_leftovers(pgdata: &Path, postmaster: Pid) -> Removed {
         removed.posix =
             remove_dynamic_segments(Path::new(POSIX_SHM_DIR), segment.dsm_control, segment.owner);
     }
-    if segment.remove_when_detached(compute_spec::deadline::after(ATTACH_WAIT)) {
+    if segment.remove_when_detached(stage_kit::deadline::after(ATTACH_WAIT)) {
         removed.sysv = Some(id);
     }
     if removed.sysv.is_some() || !removed.posix.is_empty() {

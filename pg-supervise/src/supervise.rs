@@ -28,7 +28,7 @@ use crate::postmaster::{self, ExitStatus};
 use crate::ready;
 use crate::shmem;
 use crate::STAGE;
-use compute_spec::notify;
+use stage_kit::notify;
 
 /// How long to wait for the postmaster after an immediate shutdown request made because start-up
 /// failed, before `SIGKILL`.
@@ -447,7 +447,7 @@ impl Supervisor<'_> {
 }
 
 fn wait_exit(receiver: &Receiver<Message>, timeout: Duration) -> Option<ExitStatus> {
-    let deadline = compute_spec::deadline::after(timeout);
+    let deadline = stage_kit::deadline::after(timeout);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match receiver.recv_timeout(left) {

@@ -216,7 +216,7 @@ fn bad_input_and_error_envelopes_on_stdin() {
     assert_eq!(code, Some(i32::from(exit_code::USAGE)));
     assert_eq!(value["error"]["kind"], "invalid_document", "{value}");
 
-    let params = compute_spec::begin::DocumentParams {
+    let params = compute_spec_cli::begin::DocumentParams {
         pgdata: "/nonexistent/pgdata".into(),
         pgbin: pg_test_support::pg_bin("postgres"),
         connstr: "postgresql://cloud_admin@localhost/postgres".into(),
@@ -224,9 +224,10 @@ fn bad_input_and_error_envelopes_on_stdin() {
         privileged_role_name: "neon_superuser".into(),
         socket_dir: None,
     };
-    let loaded = compute_spec::load::parse_bare(compute_spec::load::EMBEDDED_SAMPLE_SPEC, "x");
+    let loaded = compute_spec::parse::parse_bare(compute_spec::parse::EMBEDDED_SAMPLE_SPEC, "x");
     let document =
-        compute_spec::begin::start_document("test", &params, loaded.unwrap(), "test", 0).unwrap();
+        compute_spec_cli::begin::start_document("test", &params, loaded.unwrap(), "test", 0)
+            .unwrap();
     let (code, value) = run(&serde_json::to_string(&document).unwrap());
     assert_eq!(code, Some(i32::from(exit_code::USAGE)));
     let message = value["error"]["message"].as_str().unwrap();

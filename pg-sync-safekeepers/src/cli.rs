@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use compute_spec::logging::LogFormat;
+use stage_kit::logging::LogFormat;
 
 use crate::signals::SignalForwarding;
 use crate::SyncOptions;
@@ -11,7 +11,7 @@ use crate::SyncOptions;
 /// Decide the LSN a compute starts from; reads the compute document on stdin, writes it with
 /// the `sync_safekeepers` section on stdout. Exit codes: 0 ok, 1 run-time failure, 2 bad input.
 #[derive(Debug, clap::Parser)]
-#[command(name = "pg-sync-safekeepers", version = compute_spec::VERSION)]
+#[command(name = "pg-sync-safekeepers", version = stage_kit::VERSION)]
 pub struct Cli {
     /// Log line format on stderr.
     #[arg(long, value_enum, default_value = "text")]
@@ -60,6 +60,6 @@ impl Cli {
             }
         };
         let options = self.options(signals);
-        compute_spec::stage::run(crate::STAGE, |doc| crate::run(doc, &options))
+        stage_kit::stage::run(crate::STAGE, |doc| crate::run(doc, &options))
     }
 }

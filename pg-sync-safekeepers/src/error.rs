@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use compute_spec::{ErrorKind, StageError};
 
-use compute_spec::wire::WireError;
+use stage_kit::wire::WireError;
 
 /// A failure deciding the start LSN.
 #[derive(Debug, thiserror::Error)]

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use compute_spec::ids::{TenantId, TimelineId};
 use compute_spec::Lsn;
 
-use compute_spec::wire::{Connection, Endpoint, Startup, WireError};
+use stage_kit::wire::{Connection, Endpoint, Startup, WireError};
 
 /// Extra time allowed to the whole check beyond one safekeeper's timeout.
 const RESOLVE_MARGIN: Duration = Duration::from_millis(100);
@@ -66,7 +66,7 @@ pub fn check(safekeepers: &[String], query: &StatusQuery) -> Verdict {
     }
     drop(sender);
     // Name resolution is not bounded by the per-safekeeper timeout; this bounds the whole.
-    let deadline = compute_spec::deadline::after(query.timeout.saturating_add(RESOLVE_MARGIN));
+    let deadline = stage_kit::deadline::after(query.timeout.saturating_add(RESOLVE_MARGIN));
     let mut answers = Vec::new();
     let mut failures = 0;
     loop {

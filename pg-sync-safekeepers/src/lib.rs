@@ -38,11 +38,11 @@ pub mod upstream;
 
 use std::time::{Duration, Instant};
 
-use compute_spec::runas::PostgresUser;
 use compute_spec::section::{SyncMethod, SyncSafekeepersSection};
 use compute_spec::spec::{ComputeMode, ComputeSpec};
 use compute_spec::validate::{NeonStorage, StorageSource};
 use compute_spec::{ComputeDocument, ErrorKind, Lsn, StageError};
+use stage_kit::runas::PostgresUser;
 
 pub use error::SyncError;
 
@@ -127,7 +127,7 @@ pub fn decide(
             };
             let lsn = upstream::current_wal_position(&connstr, timeouts)?;
             let mut result = section(lsn, SyncMethod::Upstream);
-            result.sync_safekeepers_ms = Some(compute_spec::stage::elapsed_ms(start));
+            result.sync_safekeepers_ms = Some(stage_kit::stage::elapsed_ms(start));
             Ok(result)
         }
         (ComputeMode::Primary, StorageSource::Neon(neon)) => {
@@ -156,7 +156,7 @@ fn sync_neon_primary(
             timeout: options.fast_path_timeout,
         };
         let verdict = fast_path::check(&neon.safekeepers, &query);
-        check_ms = Some(compute_spec::stage::elapsed_ms(start));
+        check_ms = Some(stage_kit::stage::elapsed_ms(start));
         match verdict {
             fast_path::Verdict::Synced(lsn) => {
                 let mut result = section(lsn, SyncMethod::SafekeepersFastPath);
@@ -202,7 +202,7 @@ fn sync_neon_primary(
     }
     let mut result = section(lsn, SyncMethod::SyncSafekeepers);
     result.sync_sk_check_ms = check_ms;
-    result.sync_safekeepers_ms = Some(compute_spec::stage::elapsed_ms(start));
+    result.sync_safekeepers_ms = Some(stage_kit::stage::elapsed_ms(start));
     Ok(result)
 }
 

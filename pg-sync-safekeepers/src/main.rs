@@ -7,6 +7,6 @@ use pg_sync_safekeepers::cli::Cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    compute_spec::logging::init(cli.log_format);
+    stage_kit::logging::init(cli.log_format);
     cli.run()
 }

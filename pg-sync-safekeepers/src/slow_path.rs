@@ -18,10 +18,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use compute_spec::document::PGDATA_MARKER;
-use compute_spec::runas::PostgresUser;
 use compute_spec::Lsn;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
+use stage_kit::runas::PostgresUser;
 
 use crate::error::SyncError;
 use crate::signals::{ForwardingGuard, SignalForwarding};
@@ -118,7 +118,7 @@ pub fn require_conf(pgdata: &Path) -> Result<(), SyncError> {
 pub fn sync(command: &SyncCommand<'_>) -> Result<(Lsn, u32), SyncError> {
     let guard = command.signals.map(SignalForwarding::forwarding);
     let signals = Signals(guard.as_ref());
-    let deadline = compute_spec::deadline::after(command.timeout);
+    let deadline = stage_kit::deadline::after(command.timeout);
     let mut attempts = 0;
     loop {
         attempts += 1;
@@ -132,7 +132,7 @@ pub fn sync(command: &SyncCommand<'_>) -> Result<(Lsn, u32), SyncError> {
         }
         let pause = backoff(attempts);
         tracing::warn!("{error}; retrying in {pause:?}");
-        let wake = compute_spec::deadline::after(pause);
+        let wake = stage_kit::deadline::after(pause);
         while Instant::now() < wake {
             if Instant::now() >= deadline {
                 return Err(timeout(command));
@@ -222,7 +222,7 @@ fn spawn(command: &SyncCommand<'_>) -> Result<Child, SyncError> {
     if let Some(token) = command.token {
         process.env("NEON_AUTH_TOKEN", token);
     }
-    compute_spec::runas::apply_user(&mut process, command.user);
+    stage_kit::runas::apply_user(&mut process, command.user);
     // Registered after the user switch (which would clear it): if we die, so does the child.
     // SAFETY: the closure only makes the prctl system call, which is async-signal-safe.
     unsafe {

@@ -9,8 +9,8 @@
 
 use std::time::{Duration, Instant};
 
-use compute_spec::wire::{endpoints, Connection, Endpoint, Startup, WireError};
 use compute_spec::Lsn;
+use stage_kit::wire::{endpoints, Connection, Endpoint, Startup, WireError};
 
 use crate::error::SyncError;
 
@@ -42,7 +42,7 @@ pub fn current_wal_position(connstr: &str, timeouts: UpstreamTimeouts) -> Result
             message: "it names no host".to_string(),
         });
     }
-    let deadline = compute_spec::deadline::after(timeouts.overall);
+    let deadline = stage_kit::deadline::after(timeouts.overall);
     let mut round = 0;
     loop {
         let mut last_error = None;

@@ -36,7 +36,7 @@ pub fn run_stage(name: &str, args: &[&str], input: &str) -> StageRun {
 /// The embedded sample spec, moved to `port` with TCP off (unix socket only), so tests can
 /// run in parallel; written to `dir/spec.json`.
 pub fn write_sample_spec(dir: &Path, port: u16) -> PathBuf {
-    let mut spec: Value = serde_json::from_str(compute_spec::load::EMBEDDED_SAMPLE_SPEC)
+    let mut spec: Value = serde_json::from_str(compute_spec::parse::EMBEDDED_SAMPLE_SPEC)
         .expect("the embedded sample spec is JSON");
     let settings = spec["cluster"]["settings"]
         .as_array_mut()

@@ -321,7 +321,7 @@ pub fn watch(dir: PathBuf, state: Arc<Mutex<MemoryState>>, stop: Arc<AtomicBool>
 
 /// Sleeps for `d` in small steps, returning early when `stop` is set.
 pub(crate) fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) {
-    let end = compute_spec::deadline::after(d);
+    let end = stage_kit::deadline::after(d);
     while !stop.load(Ordering::SeqCst) {
         let now = Instant::now();
         if now >= end {

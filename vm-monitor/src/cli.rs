@@ -1,10 +1,10 @@
 //! Command-line flags of the standalone `vm-monitor` binary. Logging is the workspace's
-//! (`compute_spec::logging`), as in every other binary.
+//! (`stage_kit::logging`), as in every other binary.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-pub use compute_spec::logging::LogFormat;
+pub use stage_kit::logging::LogFormat;
 
 use crate::{MonitorConfig, DEFAULT_ADDR, DEFAULT_CGROUP_ROOT};
 
@@ -12,7 +12,7 @@ use crate::{MonitorConfig, DEFAULT_ADDR, DEFAULT_CGROUP_ROOT};
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
     name = "vm-monitor",
-    version = compute_spec::VERSION,
+    version = stage_kit::VERSION,
     about = "Autoscaling vm-monitor for a Postgres compute"
 )]
 pub struct Args {

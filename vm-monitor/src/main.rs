@@ -8,15 +8,15 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use compute_spec::error::{ErrorKind, StageError};
-use compute_spec::stage::fail;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
+use stage_kit::stage::fail;
 use vm_monitor::cli::Args;
 use vm_monitor::STAGE;
 
 fn main() -> ExitCode {
     let args = Args::parse(); // usage errors exit 2
-    compute_spec::logging::init(args.log_format);
+    stage_kit::logging::init(args.log_format);
     let mut signals = match Signals::new([SIGTERM, SIGINT]) {
         Ok(s) => s,
         Err(e) => {

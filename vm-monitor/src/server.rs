@@ -135,7 +135,7 @@ fn session(stream: TcpStream, shared: &Shared) -> Result<(), SessionError> {
     stream.set_read_timeout(Some(TICK))?;
     stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
     stream.set_nodelay(true)?;
-    let deadline = compute_spec::deadline::after(SETUP_TIMEOUT);
+    let deadline = stage_kit::deadline::after(SETUP_TIMEOUT);
     let Some(ws) = upgrade(stream, deadline, &shared.stop)? else {
         return Ok(());
     };
@@ -244,7 +244,7 @@ impl Session<'_> {
         if self.ws.close(Some(frame)).is_err() {
             return;
         }
-        let end = compute_spec::deadline::after(CLOSE_DRAIN);
+        let end = stage_kit::deadline::after(CLOSE_DRAIN);
         while Instant::now() < end {
             match self.ws.read() {
                 Ok(_) => {}

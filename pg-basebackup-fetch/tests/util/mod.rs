@@ -9,9 +9,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use compute_spec::begin::{start_document, DocumentParams};
 use compute_spec::document::ComputeDocument;
-use compute_spec::load::{parse_bare, EMBEDDED_SAMPLE_SPEC};
+use compute_spec::parse::{parse_bare, EMBEDDED_SAMPLE_SPEC};
+use compute_spec_cli::begin::{start_document, DocumentParams};
 use pg_test_support::wait_for;
 pub use pg_test_support::StageRun;
 use serde_json::Value;

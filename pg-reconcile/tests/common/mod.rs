@@ -2,11 +2,11 @@
 //! built from JSON, and catalog queries.
 #![allow(dead_code)]
 
-use compute_spec::begin::{start_document, DocumentParams};
-use compute_spec::load::parse_any;
+use compute_spec::parse::parse_any;
 use compute_spec::section::ReconcileSection;
 use compute_spec::spec::ComputeSpec;
 use compute_spec::ComputeDocument;
+use compute_spec_cli::begin::{start_document, DocumentParams};
 use pg_reconcile::{startup, Options};
 use pg_test_support::TestPostgres;
 use serde_json::{json, Value};

@@ -9,9 +9,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
-use compute_spec::begin::{start_document, DocumentParams};
 use compute_spec::document::ComputeDocument;
-use compute_spec::load::{parse_bare, EMBEDDED_SAMPLE_SPEC};
+use compute_spec::parse::{parse_bare, EMBEDDED_SAMPLE_SPEC};
+use compute_spec_cli::begin::{start_document, DocumentParams};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use pg_test_support::probe::time_until;

@@ -4,9 +4,9 @@
 
 use std::path::Path;
 
-use compute_spec::begin::{start_document, DocumentParams};
-use compute_spec::load::parse_bare;
+use compute_spec::parse::parse_bare;
 use compute_spec::ComputeDocument;
+use compute_spec_cli::begin::{start_document, DocumentParams};
 pub use pg_test_support::StageRun;
 use pg_test_support::{Answer, FakeBackend, Script, Silence};
 use serde_json::Value;
