@@ -3,8 +3,9 @@
 #
 #   1. a local Debian bookworm base (debootstrap, cached under target/container/, imported as
 #      localhost/debian:bookworm-local) — these machines reach no container registry;
-#   2. release binaries built on the host, then `podman build --build-arg BINARIES=prebuilt`
-#      (the runtime stage is the one `docker build .` makes);
+#   2. binaries built on the host (release; `CONTAINER_PROFILE=debug` takes the debug build the
+#      test suite just made, as CI does to stay within its time budget), then `podman build
+#      --build-arg BINARIES=prebuilt` (the runtime stage is the one `docker build .` makes);
 #   3. `podman run` with a spec mounted and the ports published: /status reaches `running`
 #      (with a JWT signed by a key of the mounted key set), psql connects through the published
 #      port with the spec's role and password, /metrics scrapes and passes `promtool check
@@ -84,13 +85,19 @@ fi
 done_step
 
 # 2. The binaries and the image.
-step "release binaries (cargo build --release)"
-cargo build --release -q --locked --bins
+profile=${CONTAINER_PROFILE:-release}
+case "$profile" in
+    release) build_flags=(--release); out=target/release ;;
+    debug) build_flags=(); out=target/debug ;;
+    *) fail "CONTAINER_PROFILE must be release or debug, not '$profile'" ;;
+esac
+step "$profile binaries (cargo build ${build_flags[*]})"
+cargo build "${build_flags[@]}" -q --locked --bins
 rm -rf "$DIR/bin"
 mkdir -p "$DIR/bin"
 for bin in compute-ctl compute_ctl compute-spec pg-sync-safekeepers pg-basebackup-fetch \
            pg-reconcile pg-supervise vm-monitor; do
-    cp "target/release/$bin" "$DIR/bin/"
+    cp "$out/$bin" "$DIR/bin/"
 done
 done_step
 

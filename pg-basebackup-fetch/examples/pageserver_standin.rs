@@ -1,4 +1,5 @@
-//! The tests' pageserver stand-in as a program, for `scripts/bench-basebackup.sh`: serves a
+//! The tests' pageserver stand-in (the test kit's scripted fake backend,
+//! `pg_test_support::FakeBackend`) as a program, for `scripts/bench-basebackup.sh`: serves a
 //! gzip tar from a file for `basebackup <tenant> <timeline> --gzip` over the page-service
 //! (libpq COPY OUT) protocol on 127.0.0.1, prints its port on stdout, and runs until killed.
 //!
@@ -7,11 +8,9 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
 
-#[allow(dead_code)]
-#[path = "../tests/util/standin.rs"]
-mod standin;
-
 use std::process::ExitCode;
+
+use pg_test_support::{Answer, FakeBackend, Script};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -34,13 +33,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let standin = standin::Standin::start(standin::StandinConfig {
+    let standin = FakeBackend::start(Script {
         password: password.clone(),
         command: format!("basebackup {tenant} {timeline} --gzip{suffix}"),
-        archive,
-        cut_first: 0,
-        late_error: false,
-        ..Default::default()
+        answer: Answer::Copy {
+            bytes: archive,
+            replication: false,
+        },
+        ..Script::default()
     });
     println!("{}", standin.port);
     loop {

@@ -46,7 +46,7 @@ fn a_foreign_directory_is_refused_and_untouched() {
     std::fs::write(pgdata.join("thesis.tex"), "years of work").unwrap();
     let document = util::document(&pgdata, free_tcp_port(), |_| {});
     let outcome = util::run_stage(&document, &[]);
-    let error = outcome.failed_with("refused");
+    let error = outcome.failed_with(exit_code::RUNTIME, "refused");
     let message = error["message"].as_str().unwrap();
     assert!(message.contains(&pgdata.display().to_string()), "{message}");
     assert!(message.contains("-D"), "{message}");
@@ -72,18 +72,14 @@ fn a_newer_stages_values_pass_through_untouched() {
         serde_json::json!({"source": "vault", "spec_load_ms": 0, "control_plane_attempts": 0});
     input["sync_safekeepers"] = sync.clone();
     input["spec_load"] = spec_load.clone();
-    let output = pg_test_support::run_with_stdin(
+    let run = pg_test_support::run_stage(
         env!("CARGO_BIN_EXE_pg-basebackup-fetch"),
         &[],
         &input.to_string(),
-    );
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(
-        output.status.code(),
-        Some(i32::from(exit_code::OK)),
-        "{stderr}"
-    );
-    let written: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    )
+    .expect_json();
+    assert_eq!(run.code, i32::from(exit_code::OK), "{}", run.stderr);
+    let written = run.json;
     assert_eq!(written["sync_safekeepers"], sync);
     assert_eq!(written["spec_load"], spec_load);
     assert_eq!(written["basebackup"]["source"], "initdb");

@@ -11,8 +11,8 @@ use std::time::Duration;
 use compute_spec::exit_code;
 use compute_spec::section::SyncSafekeepersSection;
 use pg_test_support::{free_tcp_port, TestDir};
+use pg_test_support::{Answer, FakeBackend, Script, Silence};
 use serde_json::json;
-use util::standin::{Silence, Standin, StandinConfig};
 
 const TENANT: &str = "3aa8fcc61f6d357410b7de754b1d9001";
 const TIMELINE: &str = "de5a2f3ab7e1d7cd4e0e6a1c1a5d2f0b";
@@ -27,20 +27,28 @@ fn archive() -> &'static [u8] {
     })
 }
 
-fn standin(command: &str, cut_first: usize, archive: Vec<u8>) -> Standin {
-    Standin::start(StandinConfig {
+fn standin(command: &str, cut_first: usize, archive: Vec<u8>) -> FakeBackend {
+    FakeBackend::start(Script {
         password: TOKEN.to_string(),
         command: command.to_string(),
-        archive,
+        answer: copy(archive),
         cut_first,
         late_error: false,
         ..Default::default()
     })
 }
 
+/// The gzip tar as a plain (not `BASE_BACKUP`-framed) COPY OUT.
+fn copy(archive: Vec<u8>) -> Answer {
+    Answer::Copy {
+        bytes: archive,
+        replication: false,
+    }
+}
+
 fn neon_document(
     pgdata: &std::path::Path,
-    standin: &Standin,
+    standin: &FakeBackend,
     timeline: &str,
     token: &str,
 ) -> compute_spec::document::ComputeDocument {
@@ -145,7 +153,7 @@ fn an_unknown_timeline_fails_at_once_with_the_servers_message() {
     let dir = TestDir::new("bbf-");
     let document = neon_document(&dir.path().join("pgdata"), &standin, OTHER_TIMELINE, TOKEN);
     let outcome = util::run_stage(&document, &["--retry-initial-ms", "10"]);
-    let error = outcome.failed_with("server");
+    let error = outcome.failed_with(exit_code::RUNTIME, "server");
     assert_eq!(error["retryable"], false);
     let message = error["message"].as_str().unwrap();
     assert!(message.contains("unknown timeline"), "{message}");
@@ -160,7 +168,7 @@ fn a_bad_token_fails_at_once_as_auth() {
     let dir = TestDir::new("bbf-");
     let document = neon_document(&dir.path().join("pgdata"), &standin, TIMELINE, "wrong");
     let outcome = util::run_stage(&document, &["--retry-initial-ms", "10"]);
-    let error = outcome.failed_with("auth");
+    let error = outcome.failed_with(exit_code::RUNTIME, "auth");
     let message = error["message"].as_str().unwrap();
     assert!(
         message.contains("password authentication failed"),
@@ -186,7 +194,7 @@ fn a_hostile_archive_from_the_pageserver_is_refused() {
     let standin = standin(&command, 0, util::archive::gzip(&tar));
     let document = neon_document(&dir.path().join("pgdata"), &standin, TIMELINE, TOKEN);
     let outcome = util::run_stage(&document, &["--retry-initial-ms", "10"]);
-    outcome.failed_with("refused");
+    outcome.failed_with(exit_code::RUNTIME, "refused");
     assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
     assert_eq!(standin.seen().len(), 1);
 }
@@ -194,10 +202,10 @@ fn a_hostile_archive_from_the_pageserver_is_refused() {
 #[test]
 fn an_error_after_the_archive_is_not_missed() {
     let command = format!("basebackup {TENANT} {TIMELINE} --gzip");
-    let standin = Standin::start(StandinConfig {
+    let standin = FakeBackend::start(Script {
         password: TOKEN.to_string(),
         command: command.clone(),
-        archive: archive().to_vec(),
+        answer: copy(archive().to_vec()),
         cut_first: 0,
         late_error: true,
         ..Default::default()
@@ -205,7 +213,7 @@ fn an_error_after_the_archive_is_not_missed() {
     let dir = TestDir::new("bbf-");
     let document = neon_document(&dir.path().join("pgdata"), &standin, TIMELINE, TOKEN);
     let outcome = util::run_stage(&document, &["--retry-initial-ms", "10"]);
-    let error = outcome.failed_with("server");
+    let error = outcome.failed_with(exit_code::RUNTIME, "server");
     let message = error["message"].as_str().unwrap();
     assert!(
         message.contains("late failure after the archive"),
@@ -218,10 +226,10 @@ fn an_error_after_the_archive_is_not_missed() {
 /// gives up after two attempts, well within a bound, naming the pageserver.
 fn gives_up_on_a_silent_pageserver(silence: Silence) {
     let command = format!("basebackup {TENANT} {TIMELINE} --gzip");
-    let standin = Standin::start(StandinConfig {
+    let standin = FakeBackend::start(Script {
         password: TOKEN.to_string(),
         command,
-        archive: archive().to_vec(),
+        answer: copy(archive().to_vec()),
         silence,
         ..Default::default()
     });
@@ -229,7 +237,7 @@ fn gives_up_on_a_silent_pageserver(silence: Silence) {
     let document = neon_document(&dir.path().join("pgdata"), &standin, TIMELINE, TOKEN);
     let (outcome, took) =
         util::run_stage_within(&document, &util::QUICK_GIVE_UP, Duration::from_secs(30));
-    let error = outcome.failed_with("network");
+    let error = outcome.failed_with(exit_code::RUNTIME, "network");
     assert_eq!(error["retryable"], true);
     let message = error["message"].as_str().unwrap();
     let server = format!("pageserver 127.0.0.1:{}", standin.port);

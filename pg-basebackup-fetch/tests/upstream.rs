@@ -5,12 +5,12 @@
 
 mod util;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use compute_spec::exit_code;
-use pg_test_support::{free_tcp_port, TestDir, TestPostgres};
+use pg_test_support::{free_tcp_port, wait_until, TestDir, TestPostgres};
+use pg_test_support::{Answer, FakeBackend, Script, Silence};
 use serde_json::json;
-use util::standin::{Silence, Standin, StandinConfig};
 
 fn primary(superuser: &str) -> TestPostgres {
     let primary = TestPostgres::builder()
@@ -100,14 +100,11 @@ fn a_replica_clone_streams_from_the_primary() {
     assert!(in_recovery);
     assert_eq!(values(&mut client), [10, 20]);
     primary.psql("INSERT INTO cloned VALUES (99)");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while values(&mut client) != [10, 20, 99] {
-        assert!(
-            Instant::now() < deadline,
-            "the replica did not stream the new row"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(
+        wait_until(Duration::from_secs(15), || values(&mut client)
+            == [10, 20, 99]),
+        "the replica did not stream the new row"
+    );
 }
 
 #[test]
@@ -119,7 +116,7 @@ fn an_unreachable_primary_is_retried_then_reported() {
         spec["upstream_connstring"] = json!(format!("host=127.0.0.1 port={port} user=x"));
     });
     let outcome = util::run_stage(&document, &["--retries", "2", "--retry-initial-ms", "5"]);
-    outcome.failed_with("network");
+    outcome.failed_with(exit_code::RUNTIME, "network");
     assert_eq!(
         outcome.stderr.matches("retrying in").count(),
         2,
@@ -165,7 +162,7 @@ fn scram_and_md5_passwords_work_and_a_wrong_one_fails_at_once() {
         );
     }
     let outcome = attempt("scram_user", "wrong");
-    let error = outcome.failed_with("auth");
+    let error = outcome.failed_with(exit_code::RUNTIME, "auth");
     let message = error["message"].as_str().unwrap();
     assert!(
         message.contains("password authentication failed"),
@@ -231,21 +228,13 @@ fn a_static_clone_replays_up_to_its_lsn_read_only() {
     primary.psql("INSERT INTO cloned VALUES (99)");
     let clone = util::RunningPostgres::start(&document);
     let mut client = clone.client();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let paused: bool = client
+    let paused = wait_until(Duration::from_secs(15), || {
+        client
             .query_one("SELECT pg_get_wal_replay_pause_state() = 'paused'", &[])
             .unwrap()
-            .get(0);
-        if paused {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the static clone did not reach {lsn}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+            .get(0)
+    });
+    assert!(paused, "the static clone did not reach {lsn}");
     assert_eq!(values(&mut client), [10, 20, 30]);
     assert!(client
         .batch_execute("INSERT INTO cloned VALUES (1)")
@@ -298,12 +287,14 @@ fn gives_up_on_a_silent_primary(silence: Silence, mode: &str, connections: usize
         header.set_mode(0o600);
         tar.append_data(&mut header, name, data.as_slice()).unwrap();
     }
-    let standin = Standin::start(StandinConfig {
+    let standin = FakeBackend::start(Script {
         password: "secret".to_string(),
         command: pg_basebackup_fetch::replication::BASE_BACKUP.to_string(),
-        archive: tar.into_inner().unwrap(),
+        answer: Answer::Copy {
+            bytes: tar.into_inner().unwrap(),
+            replication: true,
+        },
         silence,
-        replication: true,
         ..Default::default()
     });
     let dir = TestDir::new("bbf-");
@@ -318,7 +309,7 @@ fn gives_up_on_a_silent_primary(silence: Silence, mode: &str, connections: usize
     });
     let (outcome, took) =
         util::run_stage_within(&document, &util::QUICK_GIVE_UP, Duration::from_secs(30));
-    let error = outcome.failed_with("network");
+    let error = outcome.failed_with(exit_code::RUNTIME, "network");
     let message = error["message"].as_str().unwrap();
     let server = format!("primary 127.0.0.1:{}", standin.port);
     assert!(message.contains(&server), "{message}");

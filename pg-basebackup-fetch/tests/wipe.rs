@@ -56,7 +56,7 @@ fn assert_refused(pgdata: &Path, expected: &str) {
     let before = tree(pgdata);
     let document = util::document(pgdata, free_tcp_port(), |_| {});
     let outcome = util::run_stage(&document, &[]);
-    let error = outcome.failed_with("refused");
+    let error = outcome.failed_with(exit_code::RUNTIME, "refused");
     let message = error["message"].as_str().unwrap();
     assert!(message.contains(&pgdata.display().to_string()), "{message}");
     assert!(message.contains(expected), "{message}");

@@ -5,12 +5,12 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{apply, apply_ok, apply_with, assert_noop, column, spec, user_databases, user_roles};
 use compute_spec::pgconf::{MANAGED_BEGIN, MANAGED_END};
 use pg_reconcile::Options;
-use pg_test_support::TestPostgres;
+use pg_test_support::{wait_until, TestPostgres};
 use serde_json::{json, Value};
 
 #[test]
@@ -94,18 +94,12 @@ fn dry_run_plans_without_changing_anything() {
 
 /// Waits until a new connection sees `work_mem` as `value` (reload is asynchronous).
 fn wait_for_work_mem(pg: &TestPostgres, value: &str) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let now = column(pg, "postgres", "SELECT current_setting('work_mem')");
-        if now == [value] {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "work_mem is {now:?}, not {value}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut now = Vec::new();
+    let reached = wait_until(Duration::from_secs(5), || {
+        now = column(pg, "postgres", "SELECT current_setting('work_mem')");
+        now == [value]
+    });
+    assert!(reached, "work_mem is {now:?}, not {value}");
 }
 
 fn with_settings(settings: Value) -> compute_spec::spec::ComputeSpec {
@@ -206,15 +200,14 @@ fn skip_pg_catalog_updates_touches_no_catalog() {
 }
 
 fn run_binary(args: &[&str], stdin: &str) -> (i32, Value) {
-    let output = pg_test_support::run_with_stdin(env!("CARGO_BIN_EXE_pg-reconcile"), args, stdin);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let run = pg_test_support::run_stage(env!("CARGO_BIN_EXE_pg-reconcile"), args, stdin);
     assert!(
-        !stderr.contains("SCRAM-SHA-256$"),
-        "a hash leaked to the log: {stderr}"
+        !run.stderr.contains("SCRAM-SHA-256$"),
+        "a hash leaked to the log: {}",
+        run.stderr
     );
-    let stdout: Value = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}); stderr: {stderr}"));
-    (output.status.code().unwrap_or(-1), stdout)
+    let run = run.expect_json();
+    (run.code, run.json)
 }
 
 #[test]
@@ -352,11 +345,26 @@ fn invalid_database_is_recreated_and_unlisted_objects_stay() {
 #[test]
 fn a_missed_reload_is_caught_up() {
     let pg = TestPostgres::start();
-    std::thread::sleep(Duration::from_millis(20));
     let conf = pg.data_dir().join("postgresql.conf");
     let mut text = std::fs::read_to_string(&conf).unwrap();
     text.push_str("work_mem = '9MB'\n");
-    std::fs::write(&conf, text).unwrap();
+    // The write must be seen as newer than the server's last load (the file's clock is
+    // coarse): write it until its modification time is after `pg_conf_load_time()`.
+    let loaded_at: f64 = pg
+        .client()
+        .query_one("SELECT date_part('epoch', pg_conf_load_time())", &[])
+        .unwrap()
+        .get(0);
+    let newer = wait_until(Duration::from_secs(5), || {
+        std::fs::write(&conf, &text).unwrap();
+        let modified = std::fs::metadata(&conf).unwrap().modified().unwrap();
+        let modified = modified.duration_since(std::time::UNIX_EPOCH).unwrap();
+        modified.as_secs_f64() > loaded_at
+    });
+    assert!(
+        newer,
+        "postgresql.conf stayed older than the server's last load"
+    );
     let empty = spec(json!([]), json!([]), json!([]));
     let section = apply_ok(&pg, &empty);
     let reloads = section

@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 use common::{Fixture, Supervisor, SECOND};
 use compute_spec::quote::quote_literal;
 use compute_spec::spec::ComputeFeature;
+use pg_test_support::wait_until;
 use serde_json::Value;
 
 fn last_active(event: &Value) -> SystemTime {
@@ -96,7 +97,8 @@ fn short_sessions_count_with_the_experimental_feature() {
         .client()
         .batch_execute("CREATE DATABASE appdb")
         .unwrap();
-    // Let the monitor take its baseline of the counters.
+    // Let the monitor take its baseline of the counters (nothing outside can observe that);
+    // meanwhile no activity may be reported: a wait for something that must NOT happen.
     supervisor.assert_quiet(Duration::from_millis(700));
 
     // An admin session far shorter than a tick, in a user database: only the counters see it.
@@ -113,9 +115,25 @@ fn the_monitor_reconnects_and_reports_downtime() {
     let fixture = Fixture::new("");
     let supervisor = fixture.supervise(&[]);
     supervisor.wait_event("ready", 30 * SECOND);
-    std::thread::sleep(Duration::from_millis(100));
-    let terminated: i64 = fixture
-        .client()
+    // The monitor connects after `ready`. Wait until it has finished a tick: its session was
+    // seen idle after two different queries (the first may be its prepare; the second began
+    // after that one ended, so at least one whole tick ran: the outage has a start).
+    let mut admin = fixture.client();
+    let mut idle_after = std::collections::BTreeSet::new();
+    let ticked = wait_until(10 * SECOND, || {
+        let rows = admin
+            .query(
+                "SELECT query_start::text FROM pg_stat_activity \
+                 WHERE application_name = 'compute_ctl:compute_monitor' AND state = 'idle' \
+                 AND query_start IS NOT NULL",
+                &[],
+            )
+            .unwrap();
+        idle_after.extend(rows.iter().map(|row| row.get::<_, String>(0)));
+        idle_after.len() >= 2
+    });
+    assert!(ticked, "the monitor did not finish a tick: {idle_after:?}");
+    let terminated: i64 = admin
         .query_one(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
              WHERE application_name = 'compute_ctl:compute_monitor'",

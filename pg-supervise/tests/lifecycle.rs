@@ -13,6 +13,7 @@ use compute_spec::error::exit_code;
 use compute_spec::secret::Secret;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use pg_test_support::wait_until;
 use serde_json::json;
 
 fn ready_pid(ready: &serde_json::Value) -> i32 {
@@ -114,9 +115,19 @@ fn a_stuck_shutdown_escalates_on_timeout_and_on_further_signals() {
     let mut supervisor = fixture.supervise(&["--no-monitor", "--shutdown-timeout", "60s"]);
     let pid = ready_pid(&supervisor.wait_event("ready", 30 * SECOND));
     kill(Pid::from_raw(pid), Signal::SIGSTOP).unwrap();
-    for _ in 0..3 {
+    for sent in 1..=3 {
         supervisor.signal(Signal::SIGTERM);
-        std::thread::sleep(Duration::from_millis(50));
+        // Each signal is one escalation step; wait until this one was taken before sending
+        // the next (signals sent back to back may be delivered as one).
+        let taken = wait_until(5 * SECOND, || {
+            let stderr = supervisor.stderr_text();
+            stderr.matches(" shutdown of postgres (sending").count() >= sent
+        });
+        assert!(
+            taken,
+            "signal {sent} was not taken: {}",
+            supervisor.stderr_text()
+        );
     }
     let exited = supervisor.wait_event("exited", 5 * SECOND);
     assert_eq!(exited["signal"], 9);
@@ -195,11 +206,9 @@ fn not_ready_in_time_is_a_timeout_and_leaves_nothing_running() {
 #[test]
 fn bad_input_and_error_envelopes_on_stdin() {
     let run = |stdin: &str| {
-        let output =
-            pg_test_support::run_with_stdin(env!("CARGO_BIN_EXE_pg-supervise"), &[], stdin);
-        let stdout = String::from_utf8(output.stdout).unwrap();
-        let value: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
-        (output.status.code(), value)
+        let run = pg_test_support::run_stage(env!("CARGO_BIN_EXE_pg-supervise"), &[], stdin);
+        let run = run.expect_json();
+        (Some(run.code), run.json)
     };
     let envelope = json!({"error": {"stage": "pg-basebackup-fetch", "kind": "io", "message": "m", "retryable": false}});
     let (code, value) = run(&envelope.to_string());

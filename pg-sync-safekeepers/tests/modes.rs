@@ -21,8 +21,8 @@ fn no_storage_is_lsn_zero() {
     assert_eq!(outcome.code, 0, "{}", outcome.stderr);
     assert_eq!(lsn_and_method(&outcome), ("0/0".into(), "none".into()));
     // The rest of the document passes through.
-    assert_eq!(outcome.stdout["pgdata"], json!(doc.pgdata));
-    assert!(outcome.stdout["spec_load"].is_object());
+    assert_eq!(outcome.json["pgdata"], json!(doc.pgdata));
+    assert!(outcome.json["spec_load"].is_object());
 }
 
 #[test]
@@ -52,14 +52,14 @@ fn error_envelope_passes_through() {
         r#"{"error":{"stage":"compute-spec","kind":"io","message":"m","retryable":false}}"#;
     let outcome = run_stage(envelope, &[]);
     assert_eq!(outcome.code, compute_spec::exit_code::RUNTIME as i32);
-    assert_eq!(outcome.stdout["error"]["stage"], "compute-spec");
+    assert_eq!(outcome.json["error"]["stage"], "compute-spec");
 }
 
 #[test]
 fn garbage_is_a_usage_error() {
     let outcome = run_stage("{}", &[]);
     assert_eq!(outcome.code, compute_spec::exit_code::USAGE as i32);
-    assert_eq!(outcome.stdout["error"]["stage"], "pg-sync-safekeepers");
+    assert_eq!(outcome.json["error"]["stage"], "pg-sync-safekeepers");
 }
 
 #[test]
@@ -78,7 +78,7 @@ fn a_newer_stages_values_pass_through_untouched() {
     let outcome = run_stage(&input.to_string(), &[]);
     assert_eq!(outcome.code, 0, "{}", outcome.stderr);
     assert_eq!(lsn_and_method(&outcome), ("0/0".into(), "replica".into()));
-    assert_eq!(outcome.stdout["spec"]["delta_operations"], deltas);
-    assert_eq!(outcome.stdout["spec_load"], spec_load);
-    assert_eq!(outcome.stdout["basebackup"], basebackup);
+    assert_eq!(outcome.json["spec"]["delta_operations"], deltas);
+    assert_eq!(outcome.json["spec_load"], spec_load);
+    assert_eq!(outcome.json["basebackup"], basebackup);
 }

@@ -9,10 +9,12 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pg_test_support::TestDir;
+use pg_test_support::probe::{wait_dead, wait_for_path};
+use pg_test_support::{wait_until, FakeBackend, TestDir};
 use serde_json::{json, Value};
-use util::safekeeper::{Behaviour, Safekeeper};
-use util::{document, fake_postgres, lsn_and_method, neon_spec, run_doc, Outcome};
+use util::{
+    document, fake_postgres, lsn_and_method, neon_spec, run_doc, safekeeper, Behaviour, StageRun,
+};
 
 const TOKEN: &str = "storage-token-123";
 const TENANT: &str = "b0554b632bd4d547a63b86c3630317e8";
@@ -30,17 +32,17 @@ fn printing(lsn: &str) -> String {
     )
 }
 
-fn addresses(safekeepers: &[&Safekeeper]) -> Vec<String> {
-    safekeepers.iter().map(|s| s.address.clone()).collect()
+fn addresses(safekeepers: &[&FakeBackend]) -> Vec<String> {
+    safekeepers.iter().map(|s| s.address()).collect()
 }
 
 fn run_neon(
     dir: &TestDir,
-    safekeepers: &[&Safekeeper],
+    safekeepers: &[&FakeBackend],
     script: &str,
     mode: Value,
     args: &[&str],
-) -> Outcome {
+) -> StageRun {
     let pgbin = fake_postgres(dir.path(), script);
     let spec = neon_spec(&addresses(safekeepers), TOKEN, mode);
     let doc = document(&spec, &dir.path().join("pgdata"), &pgbin);
@@ -54,8 +56,8 @@ fn ran(dir: &TestDir) -> Option<String> {
 #[test]
 fn agreeing_quorum_takes_the_fast_path() {
     let dir = TestDir::new("sync-fast");
-    let sks: Vec<Safekeeper> = (0..3)
-        .map(|_| Safekeeper::start(Behaviour::Answer("0/3000028", "0/3000028"), TOKEN))
+    let sks: Vec<FakeBackend> = (0..3)
+        .map(|_| safekeeper(Behaviour::Answer("0/3000028", "0/3000028"), TOKEN))
         .collect();
     let outcome = run_neon(
         &dir,
@@ -69,38 +71,35 @@ fn agreeing_quorum_takes_the_fast_path() {
         lsn_and_method(&outcome),
         ("0/3000028".into(), "safekeepers-fast-path".into())
     );
-    let check_ms = &outcome.stdout["sync_safekeepers"]["sync_sk_check_ms"];
+    let check_ms = &outcome.json["sync_safekeepers"]["sync_sk_check_ms"];
     assert!(check_ms.is_u64());
     eprintln!("measured: fast path with 3 agreeing safekeepers took {check_ms} ms");
     assert!(ran(&dir).is_none(), "the slow path ran");
     // The safekeepers of the quorum saw upstream's startup: no_user, the ids, the token.
+    // (Connections that got as far as the password: a third one may still be starting up.)
     let seen: Vec<_> = sks
         .iter()
-        .flat_map(|sk| sk.seen.lock().unwrap().clone())
+        .flat_map(FakeBackend::seen)
+        .filter(|seen| !seen.password.is_empty())
         .collect();
     assert!(seen.len() >= 2, "{seen:?}");
     let startup = &seen[0];
-    let get = |key: &str| {
-        startup
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.clone())
-    };
+    let get = |key: &str| startup.param(key).map(str::to_string);
     assert_eq!(get("user").as_deref(), Some("no_user"));
     assert_eq!(
         get("options"),
         Some(format!("-c timeline_id={TIMELINE} tenant_id={TENANT}"))
     );
-    assert_eq!(get("password").as_deref(), Some(TOKEN));
+    assert_eq!(startup.password, TOKEN);
     assert!(!outcome.stderr.contains(TOKEN), "the token was logged");
 }
 
 #[test]
 fn one_of_three_down_still_takes_the_fast_path() {
     let dir = TestDir::new("sync-down1");
-    let a = Safekeeper::start(Behaviour::Answer("0/4000000", "0/4000000"), TOKEN);
-    let b = Safekeeper::down();
-    let c = Safekeeper::start(Behaviour::Answer("0/4000000", "0/4000000"), TOKEN);
+    let a = safekeeper(Behaviour::Answer("0/4000000", "0/4000000"), TOKEN);
+    let b = FakeBackend::down();
+    let c = safekeeper(Behaviour::Answer("0/4000000", "0/4000000"), TOKEN);
     let outcome = run_neon(
         &dir,
         &[&a, &b, &c],
@@ -120,9 +119,9 @@ fn one_of_three_down_still_takes_the_fast_path() {
 fn disagreement_takes_the_slow_path_with_pgdata_and_token() {
     let dir = TestDir::new("sync-slow");
     // Any two of them disagree, whichever answer first.
-    let a = Safekeeper::start(Behaviour::Answer("0/4000000", "0/4000000"), TOKEN);
-    let b = Safekeeper::start(Behaviour::Answer("0/4000100", "0/4000100"), TOKEN);
-    let c = Safekeeper::start(Behaviour::Answer("0/4000200", "0/4000200"), TOKEN);
+    let a = safekeeper(Behaviour::Answer("0/4000000", "0/4000000"), TOKEN);
+    let b = safekeeper(Behaviour::Answer("0/4000100", "0/4000100"), TOKEN);
+    let c = safekeeper(Behaviour::Answer("0/4000200", "0/4000200"), TOKEN);
     let outcome = run_neon(
         &dir,
         &[&a, &b, &c],
@@ -135,7 +134,7 @@ fn disagreement_takes_the_slow_path_with_pgdata_and_token() {
         lsn_and_method(&outcome),
         ("0/4000100".into(), "sync-safekeepers".into())
     );
-    let section = &outcome.stdout["sync_safekeepers"];
+    let section = &outcome.json["sync_safekeepers"];
     assert!(section["sync_sk_check_ms"].is_u64() && section["sync_safekeepers_ms"].is_u64());
     let pgdata = dir.path().join("pgdata");
     assert_eq!(
@@ -161,8 +160,8 @@ fn disagreement_takes_the_slow_path_with_pgdata_and_token() {
 #[test]
 fn uncommitted_or_unreachable_quorum_takes_the_slow_path() {
     let dir = TestDir::new("sync-uncommitted");
-    let a = Safekeeper::start(Behaviour::Answer("0/5000000", "0/4000000"), TOKEN);
-    let b = Safekeeper::start(Behaviour::Answer("0/5000000", "0/4000000"), TOKEN);
+    let a = safekeeper(Behaviour::Answer("0/5000000", "0/4000000"), TOKEN);
+    let b = safekeeper(Behaviour::Answer("0/5000000", "0/4000000"), TOKEN);
     let outcome = run_neon(
         &dir,
         &[&a, &b],
@@ -173,9 +172,7 @@ fn uncommitted_or_unreachable_quorum_takes_the_slow_path() {
     assert_eq!(lsn_and_method(&outcome).1, "sync-safekeepers");
 
     let dir = TestDir::new("sync-hang");
-    let hung: Vec<Safekeeper> = (0..3)
-        .map(|_| Safekeeper::start(Behaviour::Hang, TOKEN))
-        .collect();
+    let hung: Vec<FakeBackend> = (0..3).map(|_| safekeeper(Behaviour::Hang, TOKEN)).collect();
     let start = Instant::now();
     let outcome = run_neon(
         &dir,
@@ -188,7 +185,7 @@ fn uncommitted_or_unreachable_quorum_takes_the_slow_path() {
         lsn_and_method(&outcome),
         ("0/6".into(), "sync-safekeepers".into())
     );
-    let check_ms = outcome.stdout["sync_safekeepers"]["sync_sk_check_ms"]
+    let check_ms = outcome.json["sync_safekeepers"]["sync_sk_check_ms"]
         .as_u64()
         .unwrap();
     assert!(
@@ -202,8 +199,8 @@ fn uncommitted_or_unreachable_quorum_takes_the_slow_path() {
 #[test]
 fn safekeepers_silent_after_the_startup_do_not_hold_the_fast_path() {
     let dir = TestDir::new("sync-mute");
-    let mute: Vec<Safekeeper> = (0..3)
-        .map(|_| Safekeeper::start(Behaviour::SilentAfterStartup, TOKEN))
+    let mute: Vec<FakeBackend> = (0..3)
+        .map(|_| safekeeper(Behaviour::SilentAfterStartup, TOKEN))
         .collect();
     let start = Instant::now();
     let outcome = run_neon(
@@ -217,7 +214,7 @@ fn safekeepers_silent_after_the_startup_do_not_hold_the_fast_path() {
         lsn_and_method(&outcome),
         ("0/7".into(), "sync-safekeepers".into())
     );
-    let check_ms = outcome.stdout["sync_safekeepers"]["sync_sk_check_ms"]
+    let check_ms = outcome.json["sync_safekeepers"]["sync_sk_check_ms"]
         .as_u64()
         .unwrap();
     assert!(
@@ -232,8 +229,8 @@ fn safekeepers_silent_after_the_startup_do_not_hold_the_fast_path() {
 #[test]
 fn wrong_token_is_a_failed_answer() {
     let dir = TestDir::new("sync-token");
-    let sks: Vec<Safekeeper> = (0..3)
-        .map(|_| Safekeeper::start(Behaviour::Answer("0/7", "0/7"), "another-token"))
+    let sks: Vec<FakeBackend> = (0..3)
+        .map(|_| safekeeper(Behaviour::Answer("0/7", "0/7"), "another-token"))
         .collect();
     let outcome = run_neon(
         &dir,
@@ -250,7 +247,7 @@ fn wrong_token_is_a_failed_answer() {
 
 #[test]
 fn replica_and_static_never_contact_safekeepers() {
-    let sk = Safekeeper::start(Behaviour::Answer("0/7", "0/7"), TOKEN);
+    let sk = safekeeper(Behaviour::Answer("0/7", "0/7"), TOKEN);
     for (mode, expected) in [
         (json!("Replica"), ("0/0", "replica")),
         (json!({"Static": "0/16B5A50"}), ("0/16B5A50", "static")),
@@ -270,11 +267,11 @@ fn replica_and_static_never_contact_safekeepers() {
 #[test]
 fn failing_child_is_a_child_error_with_its_stderr() {
     let dir = TestDir::new("sync-fail");
-    let sk = Safekeeper::down();
+    let sk = FakeBackend::down();
     let script = "echo 'FATAL: no quorum reachable' >&2\nexit 3";
     let outcome = run_neon(&dir, &[&sk], script, json!("Primary"), &["--retries", "0"]);
     assert_eq!(outcome.code, compute_spec::exit_code::RUNTIME as i32);
-    let message = outcome.failed_with("child")["message"].as_str().unwrap();
+    let message = outcome.error_of_kind("child")["message"].as_str().unwrap();
     assert!(
         message.contains("no quorum reachable") && message.contains("exit status: 3"),
         "{message}"
@@ -284,7 +281,7 @@ fn failing_child_is_a_child_error_with_its_stderr() {
 #[test]
 fn output_that_is_not_an_lsn_is_an_error() {
     let dir = TestDir::new("sync-badlsn");
-    let sk = Safekeeper::down();
+    let sk = FakeBackend::down();
     let outcome = run_neon(
         &dir,
         &[&sk],
@@ -292,7 +289,7 @@ fn output_that_is_not_an_lsn_is_an_error() {
         json!("Primary"),
         &["--retries", "0"],
     );
-    let message = outcome.failed_with("child")["message"].as_str().unwrap();
+    let message = outcome.error_of_kind("child")["message"].as_str().unwrap();
     assert!(
         message.contains("\"garbage\", which is not an LSN"),
         "{message}"
@@ -302,7 +299,7 @@ fn output_that_is_not_an_lsn_is_an_error() {
 #[test]
 fn after_shutdown_needs_the_conf_postgres_ran_with() {
     let dir = TestDir::new("sync-noconf");
-    let sk = Safekeeper::down();
+    let sk = FakeBackend::down();
     let outcome = run_neon(
         &dir,
         &[&sk],
@@ -311,7 +308,7 @@ fn after_shutdown_needs_the_conf_postgres_ran_with() {
         &["--after-shutdown"],
     );
     assert_eq!(outcome.code, compute_spec::exit_code::USAGE as i32);
-    let message = outcome.stdout["error"]["message"].as_str().unwrap();
+    let message = outcome.json["error"]["message"].as_str().unwrap();
     assert!(
         message.contains("postgresql.conf does not exist"),
         "{message}"
@@ -322,7 +319,7 @@ fn after_shutdown_needs_the_conf_postgres_ran_with() {
 #[test]
 fn failing_child_is_retried_with_backoff() {
     let dir = TestDir::new("sync-retry");
-    let sk = Safekeeper::down();
+    let sk = FakeBackend::down();
     let script = "state=\"$(dirname \"$0\")/attempted\"\n\
                   if [ ! -e \"$state\" ]; then touch \"$state\"; echo 'first try fails' >&2; exit 1; fi\n\
                   echo 0/A000000";
@@ -336,7 +333,7 @@ fn failing_child_is_retried_with_backoff() {
 #[test]
 fn hanging_child_is_killed_at_the_timeout() {
     let dir = TestDir::new("sync-timeout");
-    let sk = Safekeeper::down();
+    let sk = FakeBackend::down();
     let script = "sleep 30 &\necho $! > \"$(dirname \"$0\")/sleeper\"\nwait";
     let start = Instant::now();
     let outcome = run_neon(
@@ -348,28 +345,31 @@ fn hanging_child_is_killed_at_the_timeout() {
     );
     let elapsed = start.elapsed();
     assert_eq!(outcome.code, compute_spec::exit_code::RUNTIME as i32);
-    let error = outcome.failed_with("timeout");
+    let error = outcome.error_of_kind("timeout");
     assert!(
-        error["message"].as_str().unwrap().contains(&sk.address),
+        error["message"].as_str().unwrap().contains(&sk.address()),
         "{error}"
     );
     assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
     eprintln!("measured: --timeout 500ms stage run took {elapsed:?}");
     let sleeper = std::fs::read_to_string(dir.path().join("sleeper")).unwrap();
-    assert!(!alive(sleeper.trim()), "the child's child survived");
+    assert!(
+        wait_dead(pid(&sleeper), DEATH),
+        "the child's child survived"
+    );
 }
 
 #[test]
 fn sigterm_is_forwarded_to_the_child() {
     let dir = TestDir::new("sync-sigterm");
-    let sk = Safekeeper::down();
+    let sk = FakeBackend::down();
     let here = "$(dirname \"$0\")";
     let script = format!(
         "trap 'echo term > \"{here}/got-term\"; exit 3' TERM\n\
          touch \"{here}/started\"\nwhile true; do sleep 0.05; done"
     );
     let pgbin = fake_postgres(dir.path(), &script);
-    let spec = neon_spec(std::slice::from_ref(&sk.address), TOKEN, json!("Primary"));
+    let spec = neon_spec(std::slice::from_ref(&sk.address()), TOKEN, json!("Primary"));
     let doc = document(&spec, &dir.path().join("pgdata"), &pgbin);
     let mut child = Command::new(env!("CARGO_BIN_EXE_pg-sync-safekeepers"))
         .stdin(Stdio::piped())
@@ -403,9 +403,9 @@ fn sigterm_is_forwarded_to_the_child() {
 #[test]
 fn sigterm_without_a_child_terminates_the_stage() {
     let dir = TestDir::new("sync-sigterm-early");
-    let sk = Safekeeper::start(Behaviour::Hang, TOKEN);
+    let sk = safekeeper(Behaviour::Hang, TOKEN);
     let pgbin = fake_postgres(dir.path(), &printing("0/1"));
-    let spec = neon_spec(std::slice::from_ref(&sk.address), TOKEN, json!("Primary"));
+    let spec = neon_spec(std::slice::from_ref(&sk.address()), TOKEN, json!("Primary"));
     let doc = document(&spec, &dir.path().join("pgdata"), &pgbin);
     let mut stage = Command::new(env!("CARGO_BIN_EXE_pg-sync-safekeepers"))
         .args(["--fast-path-timeout", "20s"])
@@ -416,13 +416,10 @@ fn sigterm_without_a_child_terminates_the_stage() {
         .unwrap();
     serde_json::to_writer(stage.stdin.take().unwrap(), &doc).unwrap();
     let start = Instant::now();
-    while sk.connections() == 0 {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "no fast-path connection"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    assert!(
+        wait_until(Duration::from_secs(10), || sk.connections() > 0),
+        "no fast-path connection"
+    );
     let pid = nix::unistd::Pid::from_raw(stage.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     let status = stage.wait().unwrap();
@@ -435,14 +432,14 @@ fn sigterm_without_a_child_terminates_the_stage() {
 #[test]
 fn the_child_dies_with_the_stage() {
     let dir = TestDir::new("sync-sigkill");
-    let sk = Safekeeper::down();
+    let sk = FakeBackend::down();
     let here = "$(dirname \"$0\")";
     let script = format!(
         "echo $$ > \"{here}/pid\"\nmv \"{here}/pid\" \"{here}/started\"\n\
          while true; do sleep 0.05; done"
     );
     let pgbin = fake_postgres(dir.path(), &script);
-    let spec = neon_spec(std::slice::from_ref(&sk.address), TOKEN, json!("Primary"));
+    let spec = neon_spec(std::slice::from_ref(&sk.address()), TOKEN, json!("Primary"));
     let doc = document(&spec, &dir.path().join("pgdata"), &pgbin);
     let mut stage = Command::new(env!("CARGO_BIN_EXE_pg-sync-safekeepers"))
         .stdin(Stdio::piped())
@@ -455,9 +452,9 @@ fn the_child_dies_with_the_stage() {
     wait_for(&started);
     stage.kill().unwrap();
     stage.wait().unwrap();
-    let pid = std::fs::read_to_string(&started).unwrap();
+    let text = std::fs::read_to_string(&started).unwrap();
     assert!(
-        !alive(pid.trim()),
+        wait_dead(pid(&text), DEATH),
         "postgres --sync-safekeepers outlived the stage"
     );
 }
@@ -465,7 +462,7 @@ fn the_child_dies_with_the_stage() {
 #[test]
 fn after_shutdown_skips_the_fast_path_and_keeps_pgdata() {
     let dir = TestDir::new("sync-after");
-    let sk = Safekeeper::start(Behaviour::Answer("0/7", "0/7"), TOKEN);
+    let sk = safekeeper(Behaviour::Answer("0/7", "0/7"), TOKEN);
     let pgdata = dir.path().join("pgdata");
     std::fs::create_dir(&pgdata).unwrap();
     std::fs::write(pgdata.join("PG_VERSION"), "15\n").unwrap();
@@ -482,29 +479,27 @@ fn after_shutdown_skips_the_fast_path_and_keeps_pgdata() {
         lsn_and_method(&outcome),
         ("0/B000000".into(), "sync-safekeepers".into())
     );
-    assert!(outcome.stdout["sync_safekeepers"]["sync_sk_check_ms"].is_null());
+    assert!(outcome.json["sync_safekeepers"]["sync_sk_check_ms"].is_null());
     assert_eq!(sk.connections(), 0);
     let conf = std::fs::read_to_string(pgdata.join("postgresql.conf")).unwrap();
     assert_eq!(conf, "# the running compute's\n");
 }
 
+/// How long a killed process may take to be gone.
+const DEATH: Duration = Duration::from_secs(5);
+
+/// Waits (up to 10 s) until `path` exists.
 fn wait_for(path: &Path) {
-    let start = Instant::now();
-    while !path.exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "{} never appeared",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    assert!(
+        wait_for_path(path, Duration::from_secs(10)),
+        "{} never appeared",
+        path.display()
+    );
 }
 
-/// True if the process exists and is not a zombie.
-fn alive(pid: &str) -> bool {
-    std::thread::sleep(Duration::from_millis(100));
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat.contains(") Z "),
-        Err(_) => false,
-    }
+/// The pid a script wrote into a file.
+fn pid(text: &str) -> i32 {
+    text.trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("not a pid ({e}): {text:?}"))
 }

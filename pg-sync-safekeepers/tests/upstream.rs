@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 use compute_spec::Lsn;
 use pg_test_support::TestPostgres;
 use serde_json::json;
-use util::safekeeper::{Behaviour, Safekeeper};
-use util::{document, lsn_and_method, run_doc, spec_json, Outcome};
+use util::{document, lsn_and_method, run_doc, safekeeper, spec_json, Behaviour, StageRun};
 
 fn primary() -> TestPostgres {
     let pg = TestPostgres::builder()
@@ -41,7 +40,7 @@ fn current_lsn(pg: &TestPostgres) -> Lsn {
         .unwrap()
 }
 
-fn sync_from(connstr: &str) -> Outcome {
+fn sync_from(connstr: &str) -> StageRun {
     let dir = tempfile::tempdir().unwrap();
     let spec = spec_json(json!({"upstream_connstring": connstr}));
     let doc = document(
@@ -68,7 +67,7 @@ fn identify_system_gives_the_current_wal_position() {
         "{before} <= {lsn} <= {after}"
     );
     assert!(lsn.0 > 0x1000000, "{lsn}");
-    assert!(outcome.stdout["sync_safekeepers"]["sync_safekeepers_ms"].is_u64());
+    assert!(outcome.json["sync_safekeepers"]["sync_safekeepers_ms"].is_u64());
 
     // Password methods over TCP.
     for (user, password) in [
@@ -81,7 +80,7 @@ fn identify_system_gives_the_current_wal_position() {
             pg.port()
         );
         let outcome = sync_from(&connstr);
-        assert_eq!(outcome.code, 0, "{user}: {}", outcome.stdout);
+        assert_eq!(outcome.code, 0, "{user}: {}", outcome.json);
         assert_eq!(lsn_and_method(&outcome).1, "upstream");
         assert!(
             !outcome.stderr.contains(password),
@@ -99,19 +98,19 @@ fn wrong_password_and_bad_connstr_are_clear_errors() {
     );
     let outcome = sync_from(&connstr);
     assert_eq!(outcome.code, compute_spec::exit_code::RUNTIME as i32);
-    outcome.failed_with("auth");
-    assert!(!outcome.stdout.to_string().contains("nope"));
+    outcome.error_of_kind("auth");
+    assert!(!outcome.json.to_string().contains("nope"));
 
     let outcome = sync_from("host=127.0.0.1 port=notaport");
-    outcome.failed_with("invalid_spec");
+    outcome.error_of_kind("invalid_spec");
 }
 
 /// An upstream that falls silent (`behaviour`): with 1 s per connection and 3 s in all, the
 /// stage tries it again, then fails with a timeout naming it, well within a bound.
 fn gives_up_on_a_silent_upstream(behaviour: Behaviour) {
-    let upstream = Safekeeper::start(behaviour, "secret");
+    let upstream = safekeeper(behaviour, "secret");
     let dir = tempfile::tempdir().unwrap();
-    let connstr = format!("postgresql://rep:secret@{}/postgres", upstream.address);
+    let connstr = format!("postgresql://rep:secret@{}/postgres", upstream.address());
     let spec = spec_json(json!({"upstream_connstring": connstr}));
     let doc = document(
         &spec,
@@ -121,9 +120,9 @@ fn gives_up_on_a_silent_upstream(behaviour: Behaviour) {
     let started = Instant::now();
     let outcome = run_doc(&doc, &["--timeout", "3s", "--startup-timeout", "1s"]);
     let took = started.elapsed();
-    let error = outcome.failed_with("timeout");
+    let error = outcome.error_of_kind("timeout");
     let message = error["message"].as_str().unwrap();
-    assert!(message.contains(&upstream.address), "{message}");
+    assert!(message.contains(&upstream.address()), "{message}");
     assert!(message.contains("no answer within"), "{message}");
     assert!(!message.contains("secret"), "{message}");
     assert_eq!(upstream.connections(), 2, "{}", outcome.stderr);

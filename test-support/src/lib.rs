@@ -37,6 +37,16 @@
 //! * Templates stay in the test root between runs (their names include the server version
 //!   and a format number); `pg-test-cleanup --purge` removes them.
 //!
+//! # The rest of the test kit
+//!
+//! * [`stage_run`]: run a stage binary on a document ([`run_stage`], [`run_stage_within`])
+//!   and read the one result type, [`StageRun`].
+//! * [`probe`]: poll for a condition with a deadline ([`wait_for`], [`wait_until`], ports,
+//!   paths, PostgreSQL accepting connections, processes ending) instead of sleeping.
+//! * [`workspace_binary`]: the path of another package's binary, built by cargo if needed.
+//! * [`fake_pg`]: a scripted fake libpq server ([`FakeBackend`]) standing in for safekeepers,
+//!   pageservers and silent primaries.
+//!
 //! # Environment
 //!
 //! * `PG_BIN_DIR` selects the directory holding `postgres`, `initdb` and `psql`; by default
@@ -44,9 +54,13 @@
 
 #![warn(missing_docs)]
 
+mod bins;
 mod cleanup;
+pub mod fake_pg;
 mod fsutil;
+pub mod probe;
 mod server;
+pub mod stage_run;
 mod template;
 
 use std::collections::HashSet;
@@ -57,8 +71,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
+pub use bins::workspace_binary;
 pub use cleanup::kill_leftover_postmasters;
+pub use fake_pg::{Answer, FakeBackend, Script, Seen, Silence};
+pub use probe::{process_alive, wait_for, wait_until};
 pub use server::{TestPostgres, TestPostgresBuilder};
+pub use stage_run::{run_stage, run_stage_within, StageRun};
 
 /// Directory under which all test directories and templates live when `/dev/shm` exists.
 const SHM_ROOT: &str = "/dev/shm/compute-tools-tests";
@@ -202,8 +220,6 @@ pub fn chown_to_postgres(path: &Path) {
     }
 }
 
-/// A free TCP port on `127.0.0.1`: binds port 0, reads the port the kernel chose and closes
-/// the socket again. Ports are never handed out twice within one process.
 /// Runs `program` with `args`, writes `stdin` to it, closes it, and returns the whole output
 /// (the stage binaries' stdin/stdout contract, in one call).
 pub fn run_with_stdin(
@@ -229,7 +245,8 @@ pub fn run_with_stdin(
         .unwrap_or_else(|e| panic!("waiting for {}: {e}", program.to_string_lossy()))
 }
 
-/// A free TCP port on 127.0.0.1 (bound, read and released).
+/// A free TCP port on `127.0.0.1`: binds port 0, reads the port the kernel chose and closes
+/// the socket again. Ports are never handed out twice within one process.
 pub fn free_tcp_port() -> u16 {
     static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
     for _ in 0..1000 {

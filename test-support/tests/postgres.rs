@@ -198,18 +198,3 @@ fn free_ports_are_distinct() {
     assert_ne!(a, b);
     assert!(pg_test_support::pg_bin("postgres").is_file());
 }
-
-#[test]
-fn timing() {
-    let t = Instant::now();
-    let pg = TestPostgres::start();
-    let first = t.elapsed();
-    let t = Instant::now();
-    let pg2 = TestPostgres::start();
-    let second = t.elapsed();
-    let t = Instant::now();
-    drop(pg2);
-    let dropped = t.elapsed();
-    drop(pg);
-    eprintln!("TIMING start (may include template build): {first:?}; start with template: {second:?}; drop: {dropped:?}");
-}

@@ -1,5 +1,5 @@
-//! Support for the end-to-end tests in `tests/tests/`: the workspace's binaries (built once
-//! per run), a stage runner, sample specs on free ports, and process checks.
+//! Support for the end-to-end tests in `tests/tests/`: the workspace's binaries (looked up
+//! through cargo once per run), a stage runner, sample specs on free ports, and process checks.
 //!
 //! The tests themselves drive the binaries exactly as a user would: shell-style pipelines of
 //! the stages, and `compute-ctl` as the all-in-one entrypoint, against real PostgreSQL.
@@ -7,67 +7,30 @@
 
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
 
+pub use pg_test_support::{process_alive, wait_until, StageRun};
 use serde_json::Value;
 
-/// The directory holding the workspace's binaries, after building them all once.
-pub fn bin_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "--workspace", "--bins"])
-            .current_dir(&workspace)
-            .status()
-            .expect("running cargo build --workspace --bins");
-        assert!(status.success(), "cargo build --workspace --bins failed");
-        let test_exe = std::env::current_exe().expect("current test executable");
-        // target/<profile>/deps/<test> → target/<profile>
-        test_exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("test executable is under target/<profile>/deps")
-            .to_path_buf()
-    })
-}
-
-/// The path of one of the workspace's binaries.
+/// The path of one of the workspace's binaries, built by cargo if it was not (or is stale):
+/// see [`pg_test_support::workspace_binary`].
 pub fn binary(name: &str) -> PathBuf {
-    let path = bin_dir().join(name);
-    assert!(path.is_file(), "{} was not built", path.display());
-    path
+    pg_test_support::workspace_binary(name)
 }
 
-/// The result of running one stage on a document.
-pub struct StageRun {
-    /// Exit code (None when killed by a signal).
-    pub code: Option<i32>,
-    /// stdout parsed as JSON (Null when it was not JSON).
-    pub json: Value,
-    /// stdout as text.
-    pub stdout: String,
-    /// stderr as text.
-    pub stderr: String,
+/// The directory holding the workspace's binaries (that of `compute-ctl`), for tests that put
+/// them on `PATH`.
+pub fn bin_dir() -> PathBuf {
+    let ctl = binary("compute-ctl");
+    match ctl.parent() {
+        Some(dir) => dir.to_path_buf(),
+        None => panic!("{} has no parent directory", ctl.display()),
+    }
 }
 
 /// Runs a stage binary with `args`, writing `input` on its stdin.
 pub fn run_stage(name: &str, args: &[&str], input: &str) -> StageRun {
-    let output = pg_test_support::run_with_stdin(binary(name), args, input);
-    stage_run(output)
-}
-
-fn stage_run(output: Output) -> StageRun {
-    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
-    StageRun {
-        code: output.status.code(),
-        json: serde_json::from_str(stdout.trim()).unwrap_or(Value::Null),
-        stdout,
-        stderr: String::from_utf8_lossy(&output.stderr).to_string(),
-    }
+    pg_test_support::run_stage(binary(name), args, input)
 }
 
 /// The embedded sample spec, moved to `port` with TCP off (unix socket only), so tests can
@@ -93,29 +56,6 @@ pub fn write_sample_spec(dir: &Path, port: u16) -> PathBuf {
     )
     .expect("writing spec.json");
     path
-}
-
-/// Whether a process with this pid exists (zombies count as gone).
-pub fn process_alive(pid: i32) -> bool {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let state = status
-        .lines()
-        .find_map(|line| line.strip_prefix("State:"))
-        .map(str::trim)
-        .unwrap_or("");
-    !state.is_empty() && !state.starts_with('Z') && !state.starts_with('X')
-}
-
-/// Polls `condition` every 20 ms until it holds or `timeout` passes.
-pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if condition() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    condition()
 }
 
 /// The postmaster pid recorded in `pgdata/postmaster.pid`, if any.

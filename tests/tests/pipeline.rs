@@ -94,7 +94,7 @@ fn shell_pipeline_brings_up_the_spec_and_stops_cleanly() {
     assert!(ready["start_postgres_ms"].as_u64().is_some(), "{ready}");
 
     let reconciled = run_stage("pg-reconcile", &[], &document_text);
-    assert_eq!(reconciled.code, Some(0), "{}", reconciled.stderr);
+    assert_eq!(reconciled.code, 0, "{}", reconciled.stderr);
     assert!(
         reconciled.json["reconcile"].is_object(),
         "{}",
@@ -143,11 +143,11 @@ fn an_invalid_spec_stops_the_pipeline_with_the_first_error() {
         &["-S", fixture, "-D", pgdata.to_str().unwrap()],
         "",
     );
-    assert_eq!(spec.code, Some(exit_code::USAGE as i32));
+    assert_eq!(spec.code, exit_code::USAGE as i32);
     let synced = run_stage("pg-sync-safekeepers", &[], &spec.stdout);
-    assert_eq!(synced.code, Some(exit_code::RUNTIME as i32));
+    assert_eq!(synced.code, exit_code::RUNTIME as i32);
     let fetched = run_stage("pg-basebackup-fetch", &[], &synced.stdout);
-    assert_eq!(fetched.code, Some(exit_code::RUNTIME as i32));
+    assert_eq!(fetched.code, exit_code::RUNTIME as i32);
     assert_eq!(
         fetched.json, spec.json,
         "the first error passes through unchanged"
@@ -172,14 +172,14 @@ fn unknown_document_fields_pass_through_every_stage() {
         &["-S", spec.to_str().unwrap(), "-D", pgdata.to_str().unwrap()],
         "",
     );
-    assert_eq!(started.code, Some(0), "{}", started.stderr);
+    assert_eq!(started.code, 0, "{}", started.stderr);
     let mut document = started.json;
     document["from_a_newer_stage"] = serde_json::json!({"kept": [1, 2, 3]});
     document["instance"]["future_field"] = Value::from("kept too");
     let synced = run_stage("pg-sync-safekeepers", &[], &document.to_string());
-    assert_eq!(synced.code, Some(0), "{}", synced.stderr);
+    assert_eq!(synced.code, 0, "{}", synced.stderr);
     let fetched = run_stage("pg-basebackup-fetch", &[], &synced.stdout);
-    assert_eq!(fetched.code, Some(0), "{}", fetched.stderr);
+    assert_eq!(fetched.code, 0, "{}", fetched.stderr);
     for output in [&synced.json, &fetched.json] {
         assert_eq!(
             output["from_a_newer_stage"]["kept"],

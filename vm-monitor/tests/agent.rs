@@ -8,6 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Agent, FakeCgroup, Received, GIB, MIB};
+use pg_test_support::probe::wait_for_every;
 use serde_json::json;
 
 fn mem(bytes: u64) -> serde_json::Value {
@@ -153,22 +154,16 @@ fn without_cgroup_downscale_is_always_ok() {
 /// Asks for a downscale to `target` bytes every 50 ms (even ids from `first_id`) until the
 /// answer's `Ok` is `ok`, for at most 5 s; returns that answer, whose id is the request's.
 fn downscale_until(a: &mut Agent, target: u64, ok: bool, first_id: u64) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(5);
     let mut id = first_id;
-    loop {
+    let mut last = serde_json::Value::Null;
+    let answer = wait_for_every(Duration::from_millis(50), Duration::from_secs(5), || {
         a.send("DownscaleRequest", json!({"target": mem(target)}), id);
-        let r = a.recv_reply();
-        assert_eq!(r["id"], id, "{r}");
-        if r["Ok"] == ok {
-            return r;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no DownscaleResult with Ok {ok} within 5 s; last: {r}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
+        last = a.recv_reply();
+        assert_eq!(last["id"], id, "{last}");
         id += 2;
-    }
+        (last["Ok"] == ok).then(|| last.clone())
+    });
+    answer.unwrap_or_else(|| panic!("no DownscaleResult with Ok {ok} within 5 s; last: {last}"))
 }
 
 #[test]
@@ -203,10 +198,12 @@ fn memory_pressure_sends_rate_limited_upscale_requests() {
     let cg = FakeCgroup::new(100 * MIB, &GIB.to_string());
     let h = common::start(Some((cg.root.path(), cg.name)), None);
     let mut a = Agent::connect_v1(h.local_addr());
-    // Below the threshold (85 % of 924 MiB ≈ 785 MiB): nothing is requested.
+    // Below the threshold (85 % of 924 MiB ≈ 785 MiB): nothing is requested (a wait for
+    // something that must NOT happen).
     assert!(a.recv(Duration::from_millis(500)).is_none());
 
     cg.set_usage(950 * MIB);
+    // Count the requests in a fixed window: the rate is what is under test.
     let mut seen = Vec::new();
     let end = Instant::now() + Duration::from_millis(2600);
     while Instant::now() < end {
@@ -236,6 +233,7 @@ fn memory_pressure_sends_rate_limited_upscale_requests() {
         a.recv_reply(),
         json!({"type": "UpscaleConfirmation", "id": 2})
     );
+    // No request may follow (a wait for something that must NOT happen).
     assert!(a.recv(Duration::from_millis(1300)).is_none());
     h.shutdown();
 }

@@ -3,12 +3,13 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use pg_test_support::probe::wait_for_port;
+use pg_test_support::wait_for;
 use serde_json::Value;
 
 /// Stand-in `pg-sync-safekeepers`: LSN 0/0, or 0/2000000 with --after-shutdown.
@@ -81,23 +82,9 @@ print(json.dumps({"error": {"stage": "pg-basebackup-fetch", "kind": "network", "
 sys.exit(1)
 "#;
 
-/// The real compute-spec binary (built once if it is not beside compute-ctl).
+/// The real compute-spec binary (another package's: looked up through cargo by the kit).
 pub fn compute_spec_bin() -> PathBuf {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let ctl = PathBuf::from(env!("CARGO_BIN_EXE_compute-ctl"));
-        let beside = ctl.with_file_name("compute-spec");
-        if !beside.exists() {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let status = Command::new(cargo)
-                .args(["build", "-p", "compute-spec-cli", "--bin", "compute-spec"])
-                .status()
-                .unwrap();
-            assert!(status.success());
-        }
-        beside
-    })
-    .clone()
+    pg_test_support::workspace_binary("compute-spec")
 }
 
 /// A directory with the stand-in scripts and a compute-ctl command wired to them.
@@ -212,14 +199,11 @@ impl Answer {
 
 impl Compute {
     pub fn wait_for_http(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "compute-ctl did not open its HTTP port"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let address = SocketAddr::from(([127, 0, 0, 1], self.port));
+        assert!(
+            wait_for_port(address, Duration::from_secs(20)),
+            "compute-ctl did not open its HTTP port"
+        );
     }
 
     pub fn get(&self, path: &str) -> Answer {
@@ -256,15 +240,12 @@ impl Compute {
 
     /// Waits until /status says `status`.
     pub fn wait_status(&self, status: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let body = self.get("/status").json();
-            if body["status"] == status {
-                return body;
-            }
-            assert!(Instant::now() < deadline, "status stayed {body}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let mut last = Value::Null;
+        let reached = wait_for(Duration::from_secs(20), || {
+            last = self.get("/status").json();
+            (last["status"] == status).then(|| last.clone())
+        });
+        reached.unwrap_or_else(|| panic!("status stayed {last}"))
     }
 
     pub fn signal(&self, signal: nix::sys::signal::Signal) {
@@ -273,14 +254,12 @@ impl Compute {
 
     /// Waits for the process to exit and returns its code.
     pub fn wait_exit(&mut self, timeout: Duration) -> i32 {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code().unwrap_or(-1);
-            }
-            assert!(Instant::now() < deadline, "compute-ctl did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let child = &mut self.child;
+        let status = wait_for(timeout, || child.try_wait().unwrap());
+        status
+            .unwrap_or_else(|| panic!("compute-ctl did not exit"))
+            .code()
+            .unwrap_or(-1)
     }
 }
 
@@ -317,12 +296,7 @@ pub fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body:
 
 /// Whether a process exists (and is not a zombie).
 pub fn alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
+    pg_test_support::process_alive(pid)
 }
 
 pub fn supervise_pid(dir: &Path) -> i32 {

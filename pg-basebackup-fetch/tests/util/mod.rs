@@ -4,15 +4,16 @@
 #![allow(dead_code)]
 
 pub mod archive;
-pub mod standin;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use compute_spec::document::ComputeDocument;
 use compute_spec::parse::{parse_bare, EMBEDDED_SAMPLE_SPEC};
 use compute_spec_cli::begin::{start_document, DocumentParams};
+use pg_test_support::wait_for;
+pub use pg_test_support::StageRun;
 use serde_json::Value;
 
 /// The admin user in the test documents' connstr.
@@ -40,31 +41,6 @@ pub fn document(pgdata: &Path, port: u16, edit: impl FnOnce(&mut Value)) -> Comp
     start_document("test", &params, loaded, "embedded", 0).unwrap()
 }
 
-/// The outcome of one run of the binary.
-pub struct Outcome {
-    /// Exit code.
-    pub code: i32,
-    /// stdout parsed as JSON.
-    pub json: Value,
-    /// stderr.
-    pub stderr: String,
-}
-
-impl Outcome {
-    /// Asserts that the run failed at run time with an error of `kind`; the error object.
-    pub fn failed_with(&self, kind: &str) -> &Value {
-        assert_eq!(
-            self.code,
-            i32::from(compute_spec::exit_code::RUNTIME),
-            "{}",
-            self.stderr
-        );
-        let error = &self.json["error"];
-        assert_eq!(error["kind"], kind, "{error}");
-        error
-    }
-}
-
 /// Flags for a stage that must give up on a silent server quickly: two attempts, 1 s deadlines.
 pub const QUICK_GIVE_UP: [&str; 8] = [
     "--retries",
@@ -77,92 +53,23 @@ pub const QUICK_GIVE_UP: [&str; 8] = [
     "1s",
 ];
 
-/// Runs `pg-basebackup-fetch` with `args` on `document`.
-pub fn run_stage(document: &ComputeDocument, args: &[&str]) -> Outcome {
+/// Runs `pg-basebackup-fetch` with `args` on `document` (stdout must be JSON).
+pub fn run_stage(document: &ComputeDocument, args: &[&str]) -> StageRun {
     let text = serde_json::to_string(document).unwrap();
-    let output =
-        pg_test_support::run_with_stdin(env!("CARGO_BIN_EXE_pg-basebackup-fetch"), args, &text);
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    let json = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {stdout:?}; stderr: {stderr}"));
-    Outcome {
-        code: output.status.code().unwrap_or(-1),
-        json,
-        stderr,
-    }
+    pg_test_support::run_stage(env!("CARGO_BIN_EXE_pg-basebackup-fetch"), args, &text).expect_json()
 }
 
 /// Runs `pg-basebackup-fetch` with `args` on `document`, which must end within `limit`
-/// (else it is killed and the test fails); the outcome and the time it took.
+/// (else it is killed and the test fails); the result and the time it took.
 pub fn run_stage_within(
     document: &ComputeDocument,
     args: &[&str],
     limit: Duration,
-) -> (Outcome, Duration) {
-    use std::io::{Read, Write};
-    let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pg-basebackup-fetch"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut guard = KillOnDrop(Some(child.id()));
+) -> (StageRun, Duration) {
     let text = serde_json::to_string(document).unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut text = String::new();
-        stdout.read_to_string(&mut text).unwrap();
-        text
-    });
-    let err = std::thread::spawn(move || {
-        let mut text = String::new();
-        stderr.read_to_string(&mut text).unwrap();
-        text
-    });
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            started.elapsed() < limit,
-            "pg-basebackup-fetch still runs after {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    guard.0 = None;
-    let took = started.elapsed();
-    let stdout = out.join().unwrap();
-    let stderr = err.join().unwrap();
-    let json = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {stdout:?}; stderr: {stderr}"));
-    let outcome = Outcome {
-        code: status.code().unwrap_or(-1),
-        json,
-        stderr,
-    };
-    (outcome, took)
-}
-
-/// Kills the process with this id when dropped (a test that fails does not leave it).
-struct KillOnDrop(Option<u32>);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Some(pid) = self.0 {
-            let pid = nix::unistd::Pid::from_raw(pid as i32);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-        }
-    }
+    let program = env!("CARGO_BIN_EXE_pg-basebackup-fetch");
+    let (run, took) = pg_test_support::run_stage_within(program, args, &text, limit);
+    (run.expect_json(), took)
 }
 
 /// A `postgres` started on a prepared PGDATA; stopped (fast) on drop.
@@ -191,12 +98,16 @@ impl RunningPostgres {
             socket_dir: document.instance.socket_dir.clone(),
             port: document.instance.port,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
+        // Ready when it accepts the admin; a postgres that exited is a failure at once.
+        let exited = wait_for(Duration::from_secs(30), || {
             if running.try_client(ADMIN, "postgres").is_ok() {
-                return running;
+                return Some(None);
             }
-            if let Some(status) = running.child.try_wait().unwrap() {
+            running.child.try_wait().unwrap().map(Some)
+        });
+        match exited {
+            Some(None) => running,
+            Some(Some(status)) => {
                 let mut stderr = String::new();
                 use std::io::Read;
                 running
@@ -208,8 +119,7 @@ impl RunningPostgres {
                     .unwrap();
                 panic!("postgres exited with {status}: {stderr}");
             }
-            assert!(Instant::now() < deadline, "postgres did not become ready");
-            std::thread::sleep(Duration::from_millis(50));
+            None => panic!("postgres did not become ready within 30 s"),
         }
     }
 

@@ -14,6 +14,9 @@ use compute_spec::parse::{parse_bare, EMBEDDED_SAMPLE_SPEC};
 use compute_spec_cli::begin::{start_document, DocumentParams};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use pg_test_support::probe::time_until;
+#[allow(unused_imports)] // not every test binary polls
+pub use pg_test_support::wait_for;
 use pg_test_support::TestPostgres;
 use serde_json::Value;
 
@@ -171,7 +174,8 @@ impl Supervisor {
         }
     }
 
-    /// Asserts no stdout line arrives within `quiet`.
+    /// Asserts no stdout line arrives within `quiet`: the one deliberate wait in these tests,
+    /// for something that must NOT happen (no event can say "nothing happened").
     pub fn assert_quiet(&self, quiet: Duration) {
         if let Ok(line) = self.lines.recv_timeout(quiet) {
             panic!("unexpected line from pg-supervise: {line}");
@@ -189,17 +193,9 @@ impl Supervisor {
 
     /// Waits for the supervisor to exit; panics after `timeout`.
     pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "pg-supervise still running after {timeout:?}"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        let child = &mut self.child;
+        pg_test_support::wait_for(timeout, || child.try_wait().unwrap())
+            .unwrap_or_else(|| panic!("pg-supervise still running after {timeout:?}"))
     }
 }
 
@@ -217,38 +213,18 @@ pub fn process_exists(pid: i32) -> bool {
 
 /// Whether process `pid` has ended: gone, or a zombie nobody reaped yet.
 pub fn process_dead(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state follows the parenthesised command name.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-        Err(_) => true,
-    }
+    !pg_test_support::process_alive(pid)
 }
 
 /// Waits until process `pid` has ended (a zombie counts as ended); returns how long it took,
 /// or None after `timeout`.
 pub fn wait_dead(pid: i32, timeout: Duration) -> Option<Duration> {
-    let started = Instant::now();
-    while started.elapsed() < timeout {
-        if process_dead(pid) {
-            return Some(started.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    None
+    time_until(timeout, || process_dead(pid))
 }
 
 /// Waits until process `pid` is gone (reaped); returns how long it took, or None after `timeout`.
 pub fn wait_gone(pid: i32, timeout: Duration) -> Option<Duration> {
-    let started = Instant::now();
-    while started.elapsed() < timeout {
-        if !process_exists(pid) {
-            return Some(started.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    None
+    time_until(timeout, || !process_exists(pid))
 }
 
 pub const SECOND: Duration = Duration::from_secs(1);
@@ -292,18 +268,4 @@ pub fn find_process(argv: &[&str]) -> Option<i32> {
             let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
             (String::from_utf8_lossy(&cmdline) == wanted).then_some(pid)
         })
-}
-
-/// Waits until `probe` returns Some, up to `timeout`.
-pub fn wait_for<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = probe() {
-            return Some(value);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }

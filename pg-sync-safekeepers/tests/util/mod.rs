@@ -7,6 +7,8 @@ use std::path::Path;
 use compute_spec::parse::parse_bare;
 use compute_spec::ComputeDocument;
 use compute_spec_cli::begin::{start_document, DocumentParams};
+pub use pg_test_support::StageRun;
+use pg_test_support::{Answer, FakeBackend, Script, Silence};
 use serde_json::Value;
 
 /// A bare spec with the given extra top-level fields merged in.
@@ -38,51 +40,24 @@ pub fn document(spec: &str, pgdata: &Path, pgbin: &Path) -> ComputeDocument {
     start_document("test", &params, loaded, "test", 0).unwrap()
 }
 
-/// What one run of the binary produced.
-pub struct Outcome {
-    /// Exit code.
-    pub code: i32,
-    /// stdout parsed as JSON.
-    pub stdout: Value,
-    /// stderr text.
-    pub stderr: String,
-}
-
-impl Outcome {
-    /// Asserts that stdout is an error envelope of `kind`; the error object.
-    pub fn failed_with(&self, kind: &str) -> &Value {
-        let error = &self.stdout["error"];
-        assert_eq!(error["kind"], kind, "{}", self.stdout);
-        error
-    }
-}
-
-/// Runs the built binary with `args` on `input`.
-pub fn run_stage(input: &str, args: &[&str]) -> Outcome {
-    let output =
-        pg_test_support::run_with_stdin(env!("CARGO_BIN_EXE_pg-sync-safekeepers"), args, input);
-    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
-    Outcome {
-        code: output.status.code().unwrap_or(-1),
-        stdout: serde_json::from_str(stdout.trim())
-            .unwrap_or_else(|error| panic!("stdout {stdout:?} is not JSON: {error}")),
-        stderr: String::from_utf8_lossy(&output.stderr).to_string(),
-    }
+/// Runs the built binary with `args` on `input` (stdout must be JSON).
+pub fn run_stage(input: &str, args: &[&str]) -> StageRun {
+    pg_test_support::run_stage(env!("CARGO_BIN_EXE_pg-sync-safekeepers"), args, input).expect_json()
 }
 
 /// Runs the binary on a document.
-pub fn run_doc(doc: &ComputeDocument, args: &[&str]) -> Outcome {
+pub fn run_doc(doc: &ComputeDocument, args: &[&str]) -> StageRun {
     run_stage(&serde_json::to_string(doc).unwrap(), args)
 }
 
 /// The section's `lsn` and `method`.
-pub fn lsn_and_method(outcome: &Outcome) -> (String, String) {
-    let section = &outcome.stdout["sync_safekeepers"];
+pub fn lsn_and_method(outcome: &StageRun) -> (String, String) {
+    let section = &outcome.json["sync_safekeepers"];
     assert!(
         section.is_object(),
         "no section; exit {} stdout {} stderr {}",
         outcome.code,
-        outcome.stdout,
+        outcome.json,
         outcome.stderr
     );
     (
@@ -91,7 +66,39 @@ pub fn lsn_and_method(outcome: &Outcome) -> (String, String) {
     )
 }
 
-pub mod safekeeper;
+/// How a safekeeper stand-in behaves.
+#[derive(Clone, Copy, Debug)]
+pub enum Behaviour {
+    /// Answer `TIMELINE_STATUS` with these `flush_lsn` / `commit_lsn` (term 7).
+    Answer(&'static str, &'static str),
+    /// Accept and read the startup packet, then never answer.
+    Hang,
+    /// Start up and authenticate, then take every query and never answer it.
+    SilentAfterStartup,
+}
+
+/// A safekeeper stand-in (the kit's fake backend) that expects `token` as password; with
+/// `Hang` or `SilentAfterStartup` it also stands in for a silent upstream primary.
+pub fn safekeeper(behaviour: Behaviour, token: &str) -> FakeBackend {
+    let (flush, commit, silence) = match behaviour {
+        Behaviour::Answer(flush, commit) => (flush, commit, Silence::Never),
+        Behaviour::Hang => ("", "", Silence::AtStartup),
+        Behaviour::SilentAfterStartup => ("", "", Silence::AfterCommand),
+    };
+    let columns = [("term", "7"), ("flush_lsn", flush), ("commit_lsn", commit)];
+    FakeBackend::start(Script {
+        password: token.to_string(),
+        command: "TIMELINE_STATUS".to_string(),
+        answer: Answer::Row(
+            columns
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect(),
+        ),
+        silence,
+        ..Script::default()
+    })
+}
 
 /// The Neon fixture spec with its safekeepers replaced, a storage token and a mode.
 pub fn neon_spec(safekeepers: &[String], token: &str, mode: Value) -> String {

@@ -31,8 +31,16 @@ fn main() -> ExitCode {
         println!("pg-test-cleanup: killed postmasters {killed:?}");
     }
     if purge {
-        // Give the killed servers a moment to release their files.
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        // Let the killed servers exit (and release their files) first.
+        let timeout = std::time::Duration::from_secs(5);
+        let gone = pg_test_support::wait_until(timeout, || {
+            killed
+                .iter()
+                .all(|pid| !pg_test_support::process_alive(*pid))
+        });
+        if !gone {
+            eprintln!("pg-test-cleanup: postmasters {killed:?} still run after {timeout:?}");
+        }
         let root = pg_test_support::test_root();
         if let Err(e) = std::fs::remove_dir_all(&root) {
             eprintln!("pg-test-cleanup: cannot remove {}: {e}", root.display());

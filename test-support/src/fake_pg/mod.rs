@@ -1,0 +1,396 @@
+//! A scripted fake PostgreSQL backend: a small libpq server on `127.0.0.1` that stands in for
+//! the servers the stages talk to but that a test cannot run for real — a safekeeper
+//! (`TIMELINE_STATUS`), a pageserver (`basebackup … --gzip` as COPY OUT), a primary's
+//! `BASE_BACKUP` — and that can misbehave on purpose: refuse the password, fall silent at
+//! startup, after the command or in the middle of the stream, cut the connection, or send an
+//! error after the data.
+//!
+//! It speaks the subset the stages use: the startup packet (declining SSL), a cleartext
+//! password request, the simple Query protocol and the extended one
+//! (Parse/Describe/Bind/Execute/Sync/Close). It answers exactly one command ([`Script::command`])
+//! with the [`Answer`] and every other one with an error; it records each connection
+//! ([`Seen`]) as it happens, so a test can look while the connection is still open.
+//!
+//! For a wire client's unit tests, [`scripted`] replays a byte-level transcript on a Unix
+//! socket instead, built with the same encoder ([`messages`]).
+
+pub mod messages;
+mod scripted;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+
+use messages::{message, read_frontend};
+pub use scripted::{scripted, Scripted};
+
+/// Size of the CopyData messages an archive is sent in.
+const CHUNK: usize = 16 * 1024;
+
+/// What the fake backend expects and how it answers.
+#[derive(Clone, Debug, Default)]
+pub struct Script {
+    /// The cleartext password (e.g. the storage token) it accepts.
+    pub password: String,
+    /// The exact command it answers with [`Script::answer`].
+    pub command: String,
+    /// The answer to [`Script::command`].
+    pub answer: Answer,
+    /// Where it falls silent, keeping the connection open until the client hangs up.
+    pub silence: Silence,
+    /// How many of the first connections are cut in the middle of a COPY stream.
+    pub cut_first: usize,
+    /// Send an error after the whole COPY stream instead of ending it.
+    pub late_error: bool,
+}
+
+/// The answer to the expected command.
+#[derive(Clone, Debug)]
+pub enum Answer {
+    /// One row of text columns `(name, value)`, tagged with the command.
+    Row(Vec<(String, String)>),
+    /// The bytes as COPY OUT (in 16 KiB CopyData messages). With `replication`, framed the
+    /// way a primary answers `BASE_BACKUP`: an `n` payload naming `base.tar`, then the bytes
+    /// in `d` payloads.
+    Copy {
+        /// The bytes to stream (a tar, or a gzip tar).
+        bytes: Vec<u8>,
+        /// Frame as `BASE_BACKUP` does.
+        replication: bool,
+    },
+}
+
+impl Default for Answer {
+    fn default() -> Answer {
+        Answer::Row(Vec::new())
+    }
+}
+
+/// Where the fake backend stops answering.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Silence {
+    /// It always answers.
+    #[default]
+    Never,
+    /// It accepts the connection, reads the startup packet and never answers.
+    AtStartup,
+    /// It starts up, takes the command and never answers it.
+    AfterCommand,
+    /// It sends the first half of a COPY stream, then nothing more.
+    MidStream,
+}
+
+/// One connection as the fake backend saw it.
+#[derive(Clone, Debug, Default)]
+pub struct Seen {
+    /// Startup parameters (`user`, `options`, …).
+    pub params: Vec<(String, String)>,
+    /// The password sent.
+    pub password: String,
+    /// Commands executed.
+    pub commands: Vec<String>,
+}
+
+impl Seen {
+    /// The startup parameter `key`, if it was sent.
+    pub fn param(&self, key: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(name, _)| name == key)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// A running fake backend (or a closed port, see [`FakeBackend::down`]); the listener thread
+/// lives as long as the test process.
+pub struct FakeBackend {
+    /// Its TCP port on `127.0.0.1`.
+    pub port: u16,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl FakeBackend {
+    /// Starts a fake backend following `script` on a free port.
+    ///
+    /// # Panics
+    ///
+    /// Panics when no TCP socket can be bound on `127.0.0.1`.
+    pub fn start(script: Script) -> FakeBackend {
+        let listener =
+            TcpListener::bind("127.0.0.1:0").expect("cannot bind a TCP socket on 127.0.0.1:0");
+        let port = local_port(&listener);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let recorder = seen.clone();
+        thread::spawn(move || {
+            for (index, stream) in listener.incoming().enumerate() {
+                let Ok(stream) = stream else { continue };
+                let cut = index < script.cut_first;
+                lock(&recorder).push(Seen::default());
+                let (script, recorder) = (script.clone(), recorder.clone());
+                // One thread a connection: a silent one must not hold up the next.
+                thread::spawn(move || {
+                    let record = Record {
+                        all: &recorder,
+                        index,
+                    };
+                    // An I/O error means the client went away: nothing to report.
+                    let _ = serve(stream, &script, cut, &record);
+                });
+            }
+        });
+        FakeBackend { port, seen }
+    }
+
+    /// An address where nothing listens: connections are refused.
+    ///
+    /// # Panics
+    ///
+    /// Panics when no TCP socket can be bound on `127.0.0.1`.
+    pub fn down() -> FakeBackend {
+        let listener =
+            TcpListener::bind("127.0.0.1:0").expect("cannot bind a TCP socket on 127.0.0.1:0");
+        let port = local_port(&listener);
+        drop(listener);
+        FakeBackend {
+            port,
+            seen: Arc::default(),
+        }
+    }
+
+    /// The connections accepted so far, in order.
+    pub fn seen(&self) -> Vec<Seen> {
+        lock(&self.seen).clone()
+    }
+
+    /// How many connections were accepted so far.
+    pub fn connections(&self) -> usize {
+        lock(&self.seen).len()
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// A libpq URL of the fake backend (user `no_user`, as Neon's storage connections).
+    pub fn url(&self) -> String {
+        format!("postgresql://no_user@127.0.0.1:{}", self.port)
+    }
+}
+
+fn local_port(listener: &TcpListener) -> u16 {
+    listener
+        .local_addr()
+        .expect("cannot read the local address of a bound TCP socket")
+        .port()
+}
+
+/// Locks the record, also after a panicking connection thread poisoned it (the data is plain).
+fn lock(seen: &Mutex<Vec<Seen>>) -> std::sync::MutexGuard<'_, Vec<Seen>> {
+    seen.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Records what one connection did, as it happens.
+struct Record<'a> {
+    all: &'a Mutex<Vec<Seen>>,
+    index: usize,
+}
+
+impl Record<'_> {
+    fn update(&self, change: impl FnOnce(&mut Seen)) {
+        if let Some(seen) = lock(self.all).get_mut(self.index) {
+            change(seen);
+        }
+    }
+}
+
+fn serve(
+    mut stream: TcpStream,
+    script: &Script,
+    cut: bool,
+    record: &Record<'_>,
+) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let params = read_startup(&mut stream)?;
+    let user = params
+        .iter()
+        .find(|(key, _)| key == "user")
+        .map(|(_, value)| value.clone())
+        .unwrap_or_default();
+    record.update(|seen| seen.params = params);
+    if script.silence == Silence::AtStartup {
+        return wait_for_hang_up(&mut stream);
+    }
+    send(&mut stream, b'R', &3u32.to_be_bytes())?;
+    let (tag, body) = read_message(&mut stream)?;
+    if tag != b'p' {
+        return send_error(&mut stream, "FATAL", "08P01", "expected a password message");
+    }
+    let password = cstring(&body);
+    record.update(|seen| seen.password = password.clone());
+    if password != script.password {
+        let error = format!("password authentication failed for user \"{user}\"");
+        return send_error(&mut stream, "FATAL", "28P01", &error);
+    }
+    send(&mut stream, b'R', &0u32.to_be_bytes())?;
+    send(&mut stream, b'Z', b"I")?;
+    let mut statement = String::new();
+    loop {
+        let (tag, body) = read_message(&mut stream)?;
+        match tag {
+            b'P' => {
+                let name_end = body.iter().position(|b| *b == 0).unwrap_or(body.len());
+                statement = cstring(body.get(name_end + 1..).unwrap_or_default());
+                send(&mut stream, b'1', &[])?;
+            }
+            b'D' => {
+                send(&mut stream, b't', &0u16.to_be_bytes())?;
+                send(&mut stream, b'n', &[])?;
+            }
+            b'B' => send(&mut stream, b'2', &[])?,
+            b'C' => send(&mut stream, b'3', &[])?,
+            b'S' => send(&mut stream, b'Z', b"I")?,
+            b'E' => {
+                if !run_command(&mut stream, script, cut, record, &statement)? {
+                    return Ok(());
+                }
+            }
+            b'Q' => {
+                let query = cstring(&body);
+                if !run_command(&mut stream, script, cut, record, &query)? {
+                    return Ok(());
+                }
+                send(&mut stream, b'Z', b"I")?;
+            }
+            b'X' => return Ok(()),
+            _ => send_error(&mut stream, "ERROR", "08P01", "unsupported message")?,
+        }
+    }
+}
+
+/// Reads the startup packet (declining SSL requests); its parameters.
+fn read_startup(stream: &mut TcpStream) -> std::io::Result<Vec<(String, String)>> {
+    const SSL_REQUEST: [u8; 4] = 80877103u32.to_be_bytes();
+    let body = loop {
+        let (_, body) = read_frontend(stream, true)?;
+        if body.get(..4) == Some(&SSL_REQUEST[..]) {
+            stream.write_all(b"N")?;
+            continue;
+        }
+        break body;
+    };
+    let fields: Vec<String> = body
+        .get(4..)
+        .unwrap_or_default()
+        .split(|b| *b == 0)
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect();
+    Ok(fields
+        .chunks(2)
+        .filter(|pair| pair.len() == 2 && !pair[0].is_empty())
+        .map(|pair| (pair[0].clone(), pair[1].clone()))
+        .collect())
+}
+
+/// Runs one command: the answer for the expected one, an error for any other. False when the
+/// connection is done with (cut, or silent until the client hung up).
+fn run_command(
+    stream: &mut TcpStream,
+    script: &Script,
+    cut: bool,
+    record: &Record<'_>,
+    statement: &str,
+) -> std::io::Result<bool> {
+    record.update(|seen| seen.commands.push(statement.to_string()));
+    if script.silence == Silence::AfterCommand {
+        wait_for_hang_up(stream)?;
+        return Ok(false);
+    }
+    if statement != script.command {
+        let message = format!("unexpected command or unknown timeline: {statement}");
+        send_error(stream, "ERROR", "XX000", &message)?;
+        return Ok(true);
+    }
+    match &script.answer {
+        Answer::Row(columns) => {
+            let names: Vec<&str> = columns.iter().map(|(name, _)| name.as_str()).collect();
+            let values: Vec<Option<&str>> = columns
+                .iter()
+                .map(|(_, value)| Some(value.as_str()))
+                .collect();
+            stream.write_all(&messages::row_description(&names))?;
+            stream.write_all(&messages::data_row(&values))?;
+            send(stream, b'C', format!("{statement}\0").as_bytes())?;
+            Ok(true)
+        }
+        Answer::Copy { bytes, replication } => copy_out(stream, script, cut, bytes, *replication),
+    }
+}
+
+/// Streams `bytes` as COPY OUT, following the script's faults.
+fn copy_out(
+    stream: &mut TcpStream,
+    script: &Script,
+    cut: bool,
+    bytes: &[u8],
+    replication: bool,
+) -> std::io::Result<bool> {
+    send(stream, b'H', &[0, 0, 0])?;
+    if replication {
+        send(stream, b'd', b"nbase.tar\0\0")?;
+    }
+    let half = bytes.len() / 2;
+    for (index, chunk) in bytes.chunks(CHUNK).enumerate() {
+        if index * CHUNK >= half {
+            if cut {
+                stream.shutdown(Shutdown::Both)?;
+                return Ok(false);
+            }
+            if script.silence == Silence::MidStream {
+                wait_for_hang_up(stream)?;
+                return Ok(false);
+            }
+        }
+        match replication {
+            true => send(stream, b'd', &[b"d", chunk].concat())?,
+            false => send(stream, b'd', chunk)?,
+        }
+    }
+    if script.late_error {
+        send_error(stream, "ERROR", "XX000", "late failure after the archive")?;
+        return Ok(true);
+    }
+    send(stream, b'c', &[])?;
+    send(stream, b'C', b"COPY 0\0")?;
+    Ok(true)
+}
+
+/// Says nothing, reading (and dropping) whatever comes, until the client hangs up.
+fn wait_for_hang_up(stream: &mut TcpStream) -> std::io::Result<()> {
+    let mut sink = [0; 4096];
+    while stream.read(&mut sink)? > 0 {}
+    Ok(())
+}
+
+fn cstring(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+fn read_message(stream: &mut TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
+    read_frontend(stream, false)
+}
+
+fn send(stream: &mut TcpStream, tag: u8, body: &[u8]) -> std::io::Result<()> {
+    stream.write_all(&message(tag, body))
+}
+
+fn send_error(
+    stream: &mut TcpStream,
+    severity: &str,
+    code: &str,
+    text: &str,
+) -> std::io::Result<()> {
+    stream.write_all(&messages::error(severity, code, text))
+}

@@ -1,0 +1,91 @@
+//! Liveness probes: poll for a condition with a deadline instead of sleeping and hoping.
+//!
+//! Every wait in the workspace's tests goes through [`wait_for`] (or one of the helpers built
+//! on it): the condition is checked at once, then every few milliseconds until it holds or the
+//! deadline passes, so a test is as fast as the system under test and fails with a clear
+//! message instead of flaking when the machine is slow.
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// How long the probes sleep between two checks.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(5);
+
+/// Checks `probe` at once and then every [`POLL_INTERVAL`] until it returns `Some`, for at most
+/// `timeout`; `None` when the deadline passed (the probe ran one last time at the deadline).
+pub fn wait_for<T>(timeout: Duration, probe: impl FnMut() -> Option<T>) -> Option<T> {
+    wait_for_every(POLL_INTERVAL, timeout, probe)
+}
+
+/// [`wait_for`] checking every `interval` (for a probe that costs the system under test
+/// something, such as a request).
+pub fn wait_for_every<T>(
+    interval: Duration,
+    timeout: Duration,
+    mut probe: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = probe() {
+            return Some(value);
+        }
+        let left = timeout.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            return None;
+        }
+        std::thread::sleep(left.min(interval));
+    }
+}
+
+/// Whether `condition` came to hold within `timeout` (see [`wait_for`]).
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    wait_for(timeout, || condition().then_some(())).is_some()
+}
+
+/// How long `condition` took to hold, or `None` when it did not within `timeout`.
+pub fn time_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> Option<Duration> {
+    let started = Instant::now();
+    wait_for(timeout, || condition().then(|| started.elapsed()))
+}
+
+/// Whether something accepts TCP connections on `address` within `timeout`.
+pub fn wait_for_port(address: SocketAddr, timeout: Duration) -> bool {
+    wait_until(timeout, || {
+        TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok()
+    })
+}
+
+/// Whether `path` exists within `timeout`.
+pub fn wait_for_path(path: &Path, timeout: Duration) -> bool {
+    wait_until(timeout, || path.exists())
+}
+
+/// Connects with `config` until PostgreSQL accepts the connection, for at most `timeout`;
+/// the last connection error when it never did.
+pub fn wait_for_postgres(
+    config: &postgres::Config,
+    timeout: Duration,
+) -> Result<postgres::Client, postgres::Error> {
+    match wait_for(timeout, || config.connect(postgres::NoTls).ok()) {
+        Some(client) => Ok(client),
+        // One last attempt, for the error to report.
+        None => config.connect(postgres::NoTls),
+    }
+}
+
+/// Whether process `pid` is running: it exists and is not a zombie (`/proc/<pid>/stat`).
+pub fn process_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name, which may itself hold ") ".
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| matches!(rest.trim_start().chars().next(), Some('Z' | 'X'))),
+        Err(_) => false,
+    }
+}
+
+/// Whether process `pid` ended (gone, or a zombie) within `timeout`.
+pub fn wait_dead(pid: i32, timeout: Duration) -> bool {
+    wait_until(timeout, || !process_alive(pid))
+}
