@@ -1,108 +1,23 @@
 //! Unit tests of the wire client against a scripted server on a Unix socket: message
 //! framing, authentication, result sets, COPY OUT and error mapping.
 
-use std::io::{Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::io::Write;
+use std::os::unix::net::UnixListener;
 use std::thread::JoinHandle;
 
 use std::time::{Duration, Instant};
 
+use pg_test_support::fake_pg::messages::{
+    auth, data_row, error, message, read_frontend, ready, row_description,
+};
+use pg_test_support::fake_pg::{scripted, Scripted};
 use postgres_protocol::authentication::md5_hash;
 
 use super::*;
 
-/// One backend message: tag, length, body.
-fn message(tag: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    out.extend_from_slice(&(body.len() as i32 + 4).to_be_bytes());
-    out.extend_from_slice(body);
-    out
-}
-
-fn auth(code: i32, extra: &[u8]) -> Vec<u8> {
-    let mut body = code.to_be_bytes().to_vec();
-    body.extend_from_slice(extra);
-    message(b'R', &body)
-}
-
-fn ready() -> Vec<u8> {
-    message(b'Z', b"I")
-}
-
-fn error(severity: &str, code: &str, text: &str) -> Vec<u8> {
-    let body = format!("S{severity}\0V{severity}\0C{code}\0M{text}\0\0");
-    message(b'E', body.as_bytes())
-}
-
-fn row_description(names: &[&str]) -> Vec<u8> {
-    let mut body = (names.len() as i16).to_be_bytes().to_vec();
-    for name in names {
-        body.extend_from_slice(name.as_bytes());
-        body.push(0);
-        body.extend_from_slice(&[0; 4]); // table oid
-        body.extend_from_slice(&[0; 2]); // column
-        body.extend_from_slice(&25i32.to_be_bytes()); // text
-        body.extend_from_slice(&(-1i16).to_be_bytes());
-        body.extend_from_slice(&(-1i32).to_be_bytes());
-        body.extend_from_slice(&[0; 2]); // text format
-    }
-    message(b'T', &body)
-}
-
-fn data_row(values: &[Option<&str>]) -> Vec<u8> {
-    let mut body = (values.len() as i16).to_be_bytes().to_vec();
-    for value in values {
-        match value {
-            Some(text) => {
-                body.extend_from_slice(&(text.len() as i32).to_be_bytes());
-                body.extend_from_slice(text.as_bytes());
-            }
-            None => body.extend_from_slice(&(-1i32).to_be_bytes()),
-        }
-    }
-    message(b'D', &body)
-}
-
-/// Reads one frontend message (the startup packet has no tag); returns its tag and body.
-fn read_frontend(stream: &mut UnixStream, startup: bool) -> (u8, Vec<u8>) {
-    let mut tag = [0u8];
-    if !startup {
-        stream.read_exact(&mut tag).unwrap();
-    }
-    let mut length = [0u8; 4];
-    stream.read_exact(&mut length).unwrap();
-    let mut body = vec![0; i32::from_be_bytes(length) as usize - 4];
-    stream.read_exact(&mut body).unwrap();
-    (tag[0], body)
-}
-
-/// A server that answers the startup with `greeting`, then each frontend message with the
-/// next answer; returns what it received.
-struct Scripted {
-    _dir: tempfile::TempDir,
-    endpoint: Endpoint,
-    server: JoinHandle<Vec<(u8, Vec<u8>)>>,
-}
-
-fn scripted(greeting: Vec<u8>, answers: Vec<Vec<u8>>) -> Scripted {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join(".s.PGSQL.5432");
-    let listener = UnixListener::bind(&path).unwrap();
-    let server = std::thread::spawn(move || {
-        let (mut stream, _) = listener.accept().unwrap();
-        let mut received = vec![read_frontend(&mut stream, true)];
-        stream.write_all(&greeting).unwrap();
-        for answer in answers {
-            received.push(read_frontend(&mut stream, false));
-            stream.write_all(&answer).unwrap();
-        }
-        received
-    });
-    Scripted {
-        _dir: dir,
-        endpoint: Endpoint::Unix(path),
-        server,
-    }
+/// The kit's transcript server as a wire endpoint.
+fn endpoint(script: &Scripted) -> Endpoint {
+    Endpoint::Unix(script.socket())
 }
 
 fn startup(password: Option<&str>) -> Startup {
@@ -128,7 +43,7 @@ fn trust_then_a_query_returns_named_text_columns() {
     answer.extend(message(b'C', b"IDENTIFY_SYSTEM\0"));
     answer.extend(ready());
     let server = scripted(greeting, vec![answer]);
-    let mut connection = Connection::connect(&server.endpoint, &startup(None), TIMEOUT).unwrap();
+    let mut connection = Connection::connect(&endpoint(&server), &startup(None), TIMEOUT).unwrap();
     let rows = connection.simple_query("IDENTIFY_SYSTEM").unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].get("xlogpos"), Some("0/16B5A50"));
@@ -137,7 +52,7 @@ fn trust_then_a_query_returns_named_text_columns() {
         rows[0].columns[0],
         ("systemid".to_string(), Some("7".into()))
     );
-    let received = server.server.join().unwrap();
+    let received = server.received();
     let startup_body = String::from_utf8_lossy(&received[0].1).into_owned();
     assert!(
         startup_body.contains("user\0alice\0replication\0true\0"),
@@ -152,8 +67,8 @@ fn md5_sends_the_salted_hash_not_the_password() {
     let mut ok = auth(0, &[]);
     ok.extend(ready());
     let server = scripted(auth(5, b"salt"), vec![ok]);
-    Connection::connect(&server.endpoint, &startup(Some("pw")), TIMEOUT).unwrap();
-    let received = server.server.join().unwrap();
+    Connection::connect(&endpoint(&server), &startup(Some("pw")), TIMEOUT).unwrap();
+    let received = server.received();
     assert_eq!(received[1].0, b'p');
     let sent = String::from_utf8_lossy(&received[1].1).into_owned();
     let expected = md5_hash(b"alice", b"pw", *b"salt");
@@ -164,7 +79,7 @@ fn md5_sends_the_salted_hash_not_the_password() {
 #[test]
 fn a_password_request_without_a_password_is_an_auth_error() {
     let server = scripted(auth(3, &[]), vec![]);
-    let error = Connection::connect(&server.endpoint, &startup(None), TIMEOUT)
+    let error = Connection::connect(&endpoint(&server), &startup(None), TIMEOUT)
         .err()
         .unwrap();
     assert!(matches!(error, WireError::Auth { .. }), "{error:?}");
@@ -177,7 +92,7 @@ fn a_refused_password_keeps_its_sqlstate_and_never_echoes_the_password() {
     let message = "password authentication failed for user \"alice\"";
     let answer = error("FATAL", "28P01", message);
     let server = scripted(auth(3, &[]), vec![answer]);
-    let error = Connection::connect(&server.endpoint, &startup(Some("hunter2")), TIMEOUT)
+    let error = Connection::connect(&endpoint(&server), &startup(Some("hunter2")), TIMEOUT)
         .err()
         .unwrap();
     match &error {
@@ -205,7 +120,7 @@ fn a_query_error_is_returned_after_ready_for_query() {
     answer.extend(data_row(&[Some("1")]));
     answer.extend(ready());
     let server = scripted(greeting, vec![failing, answer]);
-    let mut connection = Connection::connect(&server.endpoint, &startup(None), TIMEOUT).unwrap();
+    let mut connection = Connection::connect(&endpoint(&server), &startup(None), TIMEOUT).unwrap();
     let error = connection.simple_query("BOGUS").unwrap_err();
     assert!(matches!(&error, WireError::Server { code, .. } if code == "42601"));
     assert!(!error.is_auth());
@@ -226,7 +141,7 @@ fn copy_out_yields_payloads_then_surfaces_a_late_error() {
     answer.extend(error("ERROR", "58P01", "could not find WAL"));
     answer.extend(ready());
     let server = scripted(greeting, vec![answer]);
-    let mut connection = Connection::connect(&server.endpoint, &startup(None), TIMEOUT).unwrap();
+    let mut connection = Connection::connect(&endpoint(&server), &startup(None), TIMEOUT).unwrap();
     let mut copy = connection.copy_out("BASE_BACKUP").unwrap();
     assert_eq!(copy.next_payload().unwrap().unwrap(), &b"nbase.tar\0"[..]);
     assert_eq!(copy.next_payload().unwrap().unwrap(), &b"dhello"[..]);
@@ -241,11 +156,11 @@ fn copy_out_yields_payloads_then_surfaces_a_late_error() {
 #[test]
 fn a_server_that_hangs_up_is_closed_and_a_silent_one_times_out() {
     let server = scripted(Vec::new(), vec![]);
-    let error = Connection::connect(&server.endpoint, &startup(None), TIMEOUT)
+    let error = Connection::connect(&endpoint(&server), &startup(None), TIMEOUT)
         .err()
         .unwrap();
     assert!(matches!(error, WireError::Closed { .. }), "{error:?}");
-    server.server.join().unwrap();
+    server.received();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(".s.PGSQL.1");
     let _listener = UnixListener::bind(&path).unwrap();
@@ -322,7 +237,7 @@ fn copy_out_payloads_can_be_read_in_pieces_and_spliced_into_a_pipe() {
     answer.extend(message(b'C', b"SELECT\0"));
     answer.extend(ready());
     let server = scripted(greeting, vec![answer]);
-    let mut connection = Connection::connect(&server.endpoint, &startup(None), TIMEOUT).unwrap();
+    let mut connection = Connection::connect(&endpoint(&server), &startup(None), TIMEOUT).unwrap();
     let mut copy = connection.copy_out("BASE_BACKUP").unwrap();
     copy.read_exactly();
     // The first payload is skipped unread by the next one.
@@ -370,11 +285,11 @@ impl Silent {
         let (release, released) = std::sync::mpsc::channel::<()>();
         let server = std::thread::spawn(move || {
             let (mut stream, _) = listener.accept().unwrap();
-            read_frontend(&mut stream, true);
+            read_frontend(&mut stream, true).unwrap();
             let mut greeting = auth(0, &[]);
             greeting.extend(ready());
             stream.write_all(&greeting).unwrap();
-            read_frontend(&mut stream, false);
+            read_frontend(&mut stream, false).unwrap();
             stream.write_all(&answer).unwrap();
             let _ = released.recv_timeout(Duration::from_secs(30));
         });
