@@ -85,6 +85,8 @@ fi
 done_step
 
 # 2. The binaries and the image.
+# The commit the binaries are built from (build.rs reads the same).
+commit=${COMPUTE_TOOLS_GIT_HASH:-$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)}
 profile=${CONTAINER_PROFILE:-release}
 case "$profile" in
     release) build_flags=(--release); out=target/release ;;
@@ -198,7 +200,6 @@ done_step
 
 step "--version names the commit"
 version=$(pod run --rm "$IMAGE" --version)
-commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 case "$version" in
     *"$commit"*) ;;
     *) fail "--version says '$version', not commit $commit" ;;
