@@ -328,19 +328,9 @@ pub fn empty_spec(extra_role: Option<&str>) -> Value {
     })
 }
 
-/// A workspace binary (built once if it is not beside compute-ctl).
+/// Another package's binary, from cargo (built when missing or stale).
 pub fn workspace_bin(package: &str) -> PathBuf {
-    let ctl = PathBuf::from(env!("CARGO_BIN_EXE_compute-ctl"));
-    let beside = ctl.with_file_name(package);
-    if !beside.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", package, "--bin", package])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    beside
+    pg_test_support::workspace_binary(package)
 }
 
 /// A control-plane stand-in answering every request with the current value of `answer`

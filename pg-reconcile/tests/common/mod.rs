@@ -167,22 +167,7 @@ pub fn show(pg: &TestPostgres, name: &str) -> String {
         .get(0)
 }
 
-/// A workspace binary beside the test's target directory (built once when missing).
+/// Another package's binary, from cargo (built when missing or stale).
 pub fn workspace_bin(package: &str) -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let target = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .unwrap()
-        .to_path_buf();
-    let path = target.join(package);
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = std::process::Command::new(cargo)
-            .args(["build", "-p", package, "--bin", package])
-            .status()
-            .unwrap();
-        assert!(status.success(), "building {package}");
-    }
-    path
+    pg_test_support::workspace_binary(package)
 }
