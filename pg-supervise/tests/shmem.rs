@@ -151,9 +151,16 @@ fn a_killed_postmasters_shared_memory_is_removed() {
         "System V segment left: {:?}",
         leftovers.sysv
     );
-    assert!(supervisor
-        .stderr_text()
-        .contains("removed the shared memory"));
+    // The log line travels on stderr, read by its own thread: it may land after `exited`.
+    assert!(
+        wait_for(10 * SECOND, || supervisor
+            .stderr_text()
+            .contains("removed the shared memory")
+            .then_some(()))
+        .is_some(),
+        "{}",
+        supervisor.stderr_text()
+    );
 
     for path in &other_posix {
         assert!(
