@@ -223,6 +223,7 @@ impl Controller {
             .map_err(|_| terminating())?;
         let metrics = self.shared.lock().metrics.clone();
         tracing::info!(?metrics, "compute start finished");
+        crate::migrations::spawn(&document, &self.shared, self.log_args());
         self.start_lfc_tasks(&document);
         if crate::vm_monitor::requested() {
             let file_cache_connstr = crate::vm_monitor::file_cache_connstr(&document);

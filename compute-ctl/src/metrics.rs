@@ -96,6 +96,21 @@ pub fn render(inner: &Inner) -> String {
     ] {
         single(&mut out, (name, kind), help, value);
     }
+    // Labelled: dropped while empty, as upstream.
+    if !counters.migration_failures.is_empty() {
+        family(
+            &mut out,
+            "compute_ctl_db_migration_failed_total",
+            "counter",
+            "Total number of failed database migrations",
+        );
+        for (id, count) in &counters.migration_failures {
+            let _ = writeln!(
+                out,
+                "compute_ctl_db_migration_failed_total{{migration_id=\"{id}\"}} {count}"
+            );
+        }
+    }
     if let Ok(serde_json::Value::Object(timings)) = serde_json::to_value(&inner.metrics) {
         for (name, value) in timings {
             let value = value.as_u64().unwrap_or(0);

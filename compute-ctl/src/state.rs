@@ -184,6 +184,8 @@ pub struct Counters {
     pub downtime_total_ms: u64,
     /// `/refresh_configuration` calls (upstream's `pg_cctl_pagestream_request_errors_total`).
     pub pagestream_request_errors_total: u64,
+    /// Failed catalog migrations by id (`compute_ctl_db_migration_failed_total`).
+    pub migration_failures: std::collections::BTreeMap<i64, u64>,
 }
 
 /// Everything behind the lock.
