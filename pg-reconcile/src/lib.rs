@@ -45,6 +45,7 @@ pub mod migrate;
 pub mod override_file;
 pub mod plan;
 pub mod roles;
+pub mod schema_perms;
 pub mod settings;
 pub mod snapshot;
 pub mod sql;
@@ -270,8 +271,16 @@ fn reconcile_with(
     } else {
         plan::deleted_roles(spec)
     };
-    let snapshot = snapshot::take(&mut client, &deleted)
+    let mut snapshot = snapshot::take(&mut client, &deleted)
         .map_err(|error| postgres_error("reading the catalog snapshot", &error))?;
+    if !section.catalog_skipped {
+        schema_perms::read_all(document, spec, &system_db, &mut snapshot);
+        if !snapshot.extensions.contains_key("neon") {
+            tracing::info!(
+                "the neon extension is not available (vanilla Postgres): its phase is skipped"
+            );
+        }
+    }
     section.snapshot_ms = elapsed_ms(snapshot_started);
     section.pending_restart = snapshot.pending_restart.clone();
     section.conf_errors = snapshot.conf_errors.clone();

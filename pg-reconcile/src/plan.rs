@@ -161,10 +161,13 @@ pub fn plan(
         rename_and_delete_databases(&mut planner);
         create_and_alter_databases(&mut planner)?;
         delete_role_references(&mut planner);
+        phases::change_schema_perms(&mut planner);
         extensions(&mut planner);
+        phases::create_availability_check(&mut planner);
         drop_roles(&mut planner);
         let finalize = crate::subscriptions::finalize_step(spec, context, snapshot);
         planner.steps.extend(finalize);
+        phases::pgaudit(&mut planner);
     }
     Ok(planner.steps)
 }
@@ -560,6 +563,9 @@ fn drop_roles(planner: &mut Planner<'_>) {
         ));
     }
 }
+
+#[path = "phases.rs"]
+pub mod phases;
 
 #[cfg(test)]
 #[path = "plan_tests.rs"]
