@@ -425,6 +425,7 @@ fn create_and_alter_databases(planner: &mut Planner<'_>) -> Result<(), PlanError
                 planner.steps.push(Step {
                     transactional: false,
                     slow: true,
+                    creates: Some(db.name.clone()),
                     ..Step::new(Phase::CreateAndAlterDatabases, &system, object, statements)
                 });
             }

@@ -151,6 +151,9 @@ pub struct Step {
     /// Costly on the server (a SCRAM verifier is checked at ~4 ms, `CREATE DATABASE` copies
     /// its template): such steps are spread over several connections.
     pub slow: bool,
+    /// The database this step creates: when it fails, the later steps in that database
+    /// are left out (they could only fail for the same reason).
+    pub creates: Option<String>,
 }
 
 impl Step {
@@ -164,6 +167,7 @@ impl Step {
             transactional: true,
             statements,
             slow: false,
+            creates: None,
         }
     }
 }
