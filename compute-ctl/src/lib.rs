@@ -35,6 +35,7 @@ pub mod catalog;
 pub mod cli;
 pub mod compute;
 pub mod control;
+pub mod ext_stats;
 pub mod extract;
 pub mod generate;
 pub mod http;
