@@ -214,6 +214,7 @@ fn pgaudit_phases_follow_the_audit_level() {
         let installed = AvailableExtension {
             default_version: "1".into(),
             installed_version: Some("1".into()),
+            ..Default::default()
         };
         snap.extensions.insert(name.into(), installed);
     }
@@ -247,4 +248,47 @@ fn the_later_phases_run_in_upstreams_order() {
             "pgaudit"
         ]
     );
+}
+
+#[test]
+fn neon_installed_elsewhere_is_made_relocatable_and_moved() {
+    let spec = with_databases(json!([]));
+    let mut snap = snapshot(&[], &[]);
+    snap.neon_schema = true;
+    let elsewhere = AvailableExtension {
+        default_version: "1.6".into(),
+        installed_version: Some("1.6".into()),
+        schema: Some("public".into()),
+        relocatable: false,
+    };
+    snap.extensions.insert("neon".into(), elsewhere);
+    check(
+        &spec,
+        &snap,
+        &[
+            ("extensions", "postgres", "UPDATE pg_catalog.pg_extension SET extrelocatable = true WHERE extname OPERATOR(pg_catalog.=) 'neon'"),
+            ("extensions", "postgres", "ALTER EXTENSION neon SET SCHEMA neon"),
+        ],
+    );
+    if let Some(neon) = snap.extensions.get_mut("neon") {
+        neon.relocatable = true;
+        neon.default_version = "1.7".into();
+    }
+    check(
+        &spec,
+        &snap,
+        &[
+            (
+                "extensions",
+                "postgres",
+                "ALTER EXTENSION neon SET SCHEMA neon",
+            ),
+            ("extensions", "postgres", "ALTER EXTENSION neon UPDATE"),
+        ],
+    );
+    if let Some(neon) = snap.extensions.get_mut("neon") {
+        neon.schema = Some("neon".into());
+        neon.installed_version = Some("1.7".into());
+    }
+    check(&spec, &snap, &[]);
 }

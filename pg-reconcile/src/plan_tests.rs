@@ -449,6 +449,7 @@ fn extensions_only_when_available_and_preloaded() {
     let available = AvailableExtension {
         default_version: "1.10".into(),
         installed_version: None,
+        ..Default::default()
     };
     snap.extensions
         .insert("pg_stat_statements".into(), available.clone());

@@ -46,6 +46,10 @@ pub struct AvailableExtension {
     pub default_version: String,
     /// The version installed in the system database, if any.
     pub installed_version: Option<String>,
+    /// The schema it is installed in, if it is.
+    pub schema: Option<String>,
+    /// `pg_extension.extrelocatable` of the installed extension.
+    pub relocatable: bool,
 }
 
 /// What exists in the instance.
@@ -90,9 +94,14 @@ const DATABASES: &str = "SELECT d.datname, pg_catalog.pg_get_userbyid(d.datdba),
      d.datconnlimit OPERATOR(pg_catalog.=) -2, d.datistemplate FROM pg_catalog.pg_database d";
 const SUBSCRIPTIONS: &str = "SELECT d.datname, s.subname FROM pg_catalog.pg_subscription s \
      JOIN pg_catalog.pg_database d ON d.oid OPERATOR(pg_catalog.=) s.subdbid";
-const EXTENSIONS: &str = "SELECT name, default_version, installed_version \
-     FROM pg_catalog.pg_available_extensions \
-     WHERE name OPERATOR(pg_catalog.=) ANY (ARRAY['neon', 'pg_stat_statements', 'pgaudit', \
+const EXTENSIONS: &str = "SELECT a.name, a.default_version, a.installed_version, \
+     (SELECT n.nspname FROM pg_catalog.pg_extension e \
+      JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace \
+      WHERE e.extname OPERATOR(pg_catalog.=) a.name), \
+     (SELECT e.extrelocatable FROM pg_catalog.pg_extension e \
+      WHERE e.extname OPERATOR(pg_catalog.=) a.name) \
+     FROM pg_catalog.pg_available_extensions a \
+     WHERE a.name OPERATOR(pg_catalog.=) ANY (ARRAY['neon', 'pg_stat_statements', 'pgaudit', \
      'pgauditlogtofile']::pg_catalog.text[])";
 const SERVER: &str = "SELECT pg_catalog.current_setting('shared_preload_libraries'), \
      pg_catalog.current_setting('max_connections'), \
@@ -209,12 +218,14 @@ fn add_subscription(snapshot: &mut Snapshot, row: &SimpleQueryRow) {
     }
 }
 
-/// [`EXTENSIONS`]: name, default version, installed version.
+/// [`EXTENSIONS`]: name, default version, installed version, schema, relocatable.
 fn add_extension(snapshot: &mut Snapshot, row: &SimpleQueryRow) {
     if let Some(name) = owned(row, 0) {
         let extension = AvailableExtension {
             default_version: owned(row, 1).unwrap_or_default(),
             installed_version: owned(row, 2),
+            schema: owned(row, 3),
+            relocatable: flag(row, 4),
         };
         snapshot.extensions.insert(name, extension);
     }
