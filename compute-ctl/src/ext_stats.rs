@@ -11,8 +11,9 @@
 //! Schedule: one scan right after start-up on a primary; then, in every mode, sleep twice
 //! the interval, scan, and raise the interval to at least twice the stored one. The
 //! interval starts at `--installed-extensions-collection-interval`; the stored value is that
-//! flag, replaced by the spec's `suspend_timeout_seconds` (`-1`/`0` → 3600) at start-up and
-//! at each `/configure`. The loop never shrinks the interval and stops when Postgres does.
+//! flag, replaced by the spec's `suspend_timeout_seconds` (`-1`/`0` → 3600) when a start-up
+//! applies the catalog (a primary without `skip_pg_catalog_updates`) and at each
+//! `/configure`. The loop never shrinks the interval and stops when Postgres does.
 //!
 //! Unlike upstream, a scan is not user activity: its connections (one session per database)
 //! would move the `pg_stat_database.sessions` signal of the activity monitor, so activity
@@ -59,7 +60,7 @@ pub struct ExtStats {
     pub installed: BTreeMap<(String, String, String), u64>,
     /// The running (or last) scan: when it started, and when it ended.
     pub scan: Option<(SystemTime, Option<SystemTime>)>,
-    /// The stored interval (seconds); 0 until set at start.
+    /// The stored interval (seconds): the flag's, or the spec's (see [`spawn`]).
     pub stored_interval: u64,
 }
 
@@ -202,8 +203,13 @@ pub fn spawn(shared: &Arc<Shared>, document: &ComputeDocument, interval: u64) {
         .spec
         .as_ref()
         .is_some_and(|spec| spec.mode == ComputeMode::Primary);
-    if let Some(spec) = document.spec.as_ref() {
-        store_interval(shared, spec);
+    // The stored interval: the flag's, replaced by the spec's when the catalog was applied
+    // (a primary without skip_pg_catalog_updates), as upstream.
+    shared.update(|inner| inner.ext_stats.stored_interval = interval);
+    if crate::migrations::wanted(document) {
+        if let Some(spec) = document.spec.as_ref() {
+            store_interval(shared, spec);
+        }
     }
     let shared = shared.clone();
     let started = std::thread::Builder::new()

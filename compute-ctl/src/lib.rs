@@ -17,6 +17,8 @@
 //!   [`probes`], [`promote`], [`auth`], [`metrics`]: the HTTP API.
 //! * [`signals`]: SIGTERM/SIGINT → fast, SIGQUIT → immediate shutdown through pg-supervise.
 //! * [`vm_monitor`]: the AUTOSCALING integration point.
+//! * [`migrations`]: `pg-reconcile --migrate` in the background after a primary's start-up
+//!   apply; [`ext_stats`]: the installed-extension scans and their metric.
 //!
 //! Reads from the document: the spec (mode, safekeepers, `skip_pg_catalog_updates`, tenant and
 //! timeline), `compute_ctl_config` (JWT keys), the stage sections (timings for

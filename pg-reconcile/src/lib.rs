@@ -20,6 +20,14 @@
 //! writing and reloading is caught up; a file the server rejects at start-up is reported in
 //! `conf_errors` instead of reloaded, and settings needing a restart in `pending_restart`.
 //!
+//! The plan's phases after roles and databases follow upstream's order: schema `public` of
+//! each spec database ([`schema_perms`]), the extensions, `public.health_check` for
+//! `/check_writability`, the role drops, and last the pgaudit extensions ([`plan::phases`]).
+//! `--migrate` runs only the catalog migrations ([`migrate`]: numbered SQL files embedded at
+//! build time, one transaction each, bookkeeping in `neon_migration.migration_id`), which
+//! compute-ctl starts in the background after the start-up run of a primary; a start-up
+//! `--dry-run` also lists the pending ones (`reconcile.migrations`).
+//!
 //! **Invariants**: plans before it acts; a second run on the same spec plans nothing; only
 //! explicit deltas drop anything; the privileged role is created once and never altered;
 //! every name and string value reaches SQL through `compute_spec::quote`, and role and
