@@ -220,3 +220,24 @@ fn vanilla_postgres_skips_the_neon_extension_with_one_log_line() {
         .collect();
     assert!(phases.contains(&"create_availability_check"), "{phases:?}");
 }
+
+#[test]
+fn pgaudit_not_preloaded_fails_that_object_only() {
+    let pg = TestPostgres::start();
+    let mut doc = common::empty_document(&pg);
+    doc.spec = Some(audited("Log"));
+    let section = pg_reconcile::startup(&doc, &pg_reconcile::Options::default()).unwrap();
+    let failed: Vec<(&str, &str)> = section
+        .failures
+        .iter()
+        .map(|f| (f.object.as_str(), f.error.as_str()))
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].0, "extension \"pgaudit\"");
+    assert!(
+        failed[0].1.contains("shared_preload_libraries"),
+        "{failed:?}"
+    );
+    // The rest of the phase still ran.
+    assert_eq!(postgres_audit_setting(&pg), ["pgaudit.log=none"]);
+}
