@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what compute-tools needs to run and test on Debian: the PostgreSQL server
 # packages (when no /usr/lib/postgresql/*/bin/postgres exists), util-linux (unshare),
-# openssl (the JWT tests make RSA keys with it) and promtool (package prometheus: the tests
-# check every /metrics scrape with it).
+# openssl (the JWT tests make RSA keys with it), promtool (package prometheus: the tests check
+# every /metrics scrape with it) and, for every installed major version, the pgaudit and
+# pgauditlogtofile extensions (pg-reconcile's audit phases and their tests).
 set -euo pipefail
 
 have_postgres() {
@@ -23,6 +24,21 @@ if [ "${#missing[@]}" -gt 0 ]; then
     echo "installing: ${missing[*]}" >&2
     sudo_if_needed apt-get update -qq
     sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+# The audit extensions, per installed major version (known only once the server is in).
+audit=()
+for bin in /usr/lib/postgresql/*/bin/postgres; do
+    [ -e "$bin" ] || continue
+    major=$(basename "$(dirname "$(dirname "$bin")")")
+    for ext in pgaudit pgauditlogtofile; do
+        [ -e "/usr/share/postgresql/$major/extension/$ext.control" ] ||
+            audit+=("postgresql-$major-$ext")
+    done
+done
+if [ "${#audit[@]}" -gt 0 ]; then
+    echo "installing: ${audit[*]}" >&2
+    sudo_if_needed apt-get update -qq
+    sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${audit[@]}" >/dev/null
 fi
 if ! id postgres >/dev/null 2>&1; then
     echo "the postgres OS user is missing: install the postgresql packages" >&2

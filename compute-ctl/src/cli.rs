@@ -154,7 +154,8 @@ pub struct Params {
 }
 
 /// Upstream flags parsed and kept for features that are not built yet (remote extensions,
-/// swap, disk quota, the installed-extensions scan, pgbouncer/local_proxy, lakebase).
+/// swap, disk quota, pgbouncer/local_proxy, lakebase), and the installed-extensions scan's
+/// interval (acted on by [`crate::ext_stats`]).
 #[derive(Clone, Debug, Default)]
 pub struct DeferredFlags {
     /// `-r`.
@@ -165,7 +166,7 @@ pub struct DeferredFlags {
     pub resize_swap_on_bind: bool,
     /// `--set-disk-quota-for-fs`.
     pub set_disk_quota_for_fs: Option<String>,
-    /// `--installed-extensions-collection-interval`.
+    /// `--installed-extensions-collection-interval` (seconds; [`crate::ext_stats`]).
     pub installed_extensions_collection_interval: u64,
     /// `--pg-init-timeout`.
     pub pg_init_timeout: Option<u64>,
@@ -188,9 +189,6 @@ impl DeferredFlags {
         }
         if self.set_disk_quota_for_fs.is_some() {
             given.push("--set-disk-quota-for-fs");
-        }
-        if self.installed_extensions_collection_interval != 3600 {
-            given.push("--installed-extensions-collection-interval");
         }
         if self.pg_init_timeout.is_some() {
             given.push("--pg-init-timeout (lakebase only)");

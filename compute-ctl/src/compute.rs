@@ -223,6 +223,12 @@ impl Controller {
             .map_err(|_| terminating())?;
         let metrics = self.shared.lock().metrics.clone();
         tracing::info!(?metrics, "compute start finished");
+        crate::migrations::spawn(&document, &self.shared, self.log_args());
+        let interval = self
+            .params
+            .deferred
+            .installed_extensions_collection_interval;
+        crate::ext_stats::spawn(&self.shared, &document, interval);
         self.start_lfc_tasks(&document);
         if crate::vm_monitor::requested() {
             let file_cache_connstr = crate::vm_monitor::file_cache_connstr(&document);

@@ -17,6 +17,8 @@
 //!   [`probes`], [`promote`], [`auth`], [`metrics`]: the HTTP API.
 //! * [`signals`]: SIGTERM/SIGINT → fast, SIGQUIT → immediate shutdown through pg-supervise.
 //! * [`vm_monitor`]: the AUTOSCALING integration point.
+//! * [`migrations`]: `pg-reconcile --migrate` in the background after a primary's start-up
+//!   apply; [`ext_stats`]: the installed-extension scans and their metric.
 //!
 //! Reads from the document: the spec (mode, safekeepers, `skip_pg_catalog_updates`, tenant and
 //! timeline), `compute_ctl_config` (JWT keys), the stage sections (timings for
@@ -35,11 +37,13 @@ pub mod catalog;
 pub mod cli;
 pub mod compute;
 pub mod control;
+pub mod ext_stats;
 pub mod extract;
 pub mod generate;
 pub mod http;
 pub mod lfc;
 pub mod metrics;
+pub mod migrations;
 pub mod probes;
 pub mod promote;
 pub mod routes;

@@ -96,6 +96,38 @@ pub fn render(inner: &Inner) -> String {
     ] {
         single(&mut out, (name, kind), help, value);
     }
+    // Labelled: dropped while empty, as upstream; labels sorted by name.
+    if !inner.ext_stats.installed.is_empty() {
+        family(
+            &mut out,
+            "compute_installed_extensions",
+            "gauge",
+            "Number of databases where the version of extension is installed",
+        );
+        for ((name, owned, version), count) in &inner.ext_stats.installed {
+            let _ = writeln!(
+                out,
+                "compute_installed_extensions{{extension_name=\"{}\",owned_by_superuser=\"{}\",version=\"{}\"}} {count}",
+                escape(name),
+                escape(owned),
+                escape(version)
+            );
+        }
+    }
+    if !counters.migration_failures.is_empty() {
+        family(
+            &mut out,
+            "compute_ctl_db_migration_failed_total",
+            "counter",
+            "Total number of failed database migrations",
+        );
+        for (id, count) in &counters.migration_failures {
+            let _ = writeln!(
+                out,
+                "compute_ctl_db_migration_failed_total{{migration_id=\"{id}\"}} {count}"
+            );
+        }
+    }
     startup_timings(&mut out, &inner.metrics);
     out
 }
@@ -118,7 +150,7 @@ fn startup_timings(out: &mut String, metrics: &StartupMetrics) {
             single(
                 out,
                 (&format!("compute_ctl_startup_{name}"), "gauge"),
-                "start-up size (see /metrics.json)",
+                "start-up count or size (see /metrics.json)",
                 value,
             );
         }

@@ -184,6 +184,8 @@ pub struct Counters {
     pub downtime_total_ms: u64,
     /// `/refresh_configuration` calls (upstream's `pg_cctl_pagestream_request_errors_total`).
     pub pagestream_request_errors_total: u64,
+    /// Failed catalog migrations by id (`compute_ctl_db_migration_failed_total`).
+    pub migration_failures: std::collections::BTreeMap<i64, u64>,
 }
 
 /// Everything behind the lock.
@@ -209,6 +211,8 @@ pub struct Inner {
     pub metrics: StartupMetrics,
     /// Counters.
     pub counters: Counters,
+    /// Installed-extension statistics: the metric, the scan window, the stored interval.
+    pub ext_stats: crate::ext_stats::ExtStats,
     /// The LSN reported by the post-shutdown sync (`/terminate`).
     pub terminate_lsn: Option<String>,
     /// JWT keys and TLS as given at start; never replaced (`/configure` ignores its own).
@@ -320,6 +324,7 @@ impl Shared {
                 pending: None,
                 metrics: StartupMetrics::default(),
                 counters: Counters::default(),
+                ext_stats: crate::ext_stats::ExtStats::default(),
                 terminate_lsn: None,
                 compute_ctl_config: ComputeCtlConfig::default(),
                 terminate_requested: None,

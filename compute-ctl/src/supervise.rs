@@ -122,7 +122,12 @@ fn handle_event(event: SuperviseEvent, shared: &Shared) -> Option<Event> {
         } => Some(Event::Ready { start_postgres_ms }),
         SuperviseEvent::Activity { last_active } => {
             match humantime::parse_rfc3339_weak(last_active.trim_end_matches('Z')) {
-                Ok(time) => shared.update(|inner| inner.last_active = Some(time)),
+                Ok(time) => shared.update(|inner| {
+                    // The installed-extensions scan's own sessions are not user activity.
+                    if !inner.ext_stats.is_scan_activity(time) {
+                        inner.last_active = Some(time);
+                    }
+                }),
                 Err(error) => {
                     tracing::warn!(%last_active, %error, "pg-supervise sent an unreadable last_active")
                 }
@@ -150,6 +155,23 @@ mod tests {
 
     fn decode(value: serde_json::Value) -> SuperviseEvent {
         serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn activity_inside_an_extension_scan_is_not_user_activity() {
+        let shared = Shared::new();
+        let start =
+            std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+        shared.update(|inner| inner.ext_stats.scan = Some((start, None)));
+        let during = json!({"event": "activity", "last_active": "2027-01-15T08:00:01Z"});
+        handle_event(decode(during), &shared);
+        assert_eq!(shared.lock().last_active, None);
+        let later = json!({"event": "activity", "last_active": "2027-01-15T09:00:00Z"});
+        shared.update(|inner| {
+            inner.ext_stats.scan = Some((start, Some(start + std::time::Duration::from_secs(5))))
+        });
+        handle_event(decode(later), &shared);
+        assert!(shared.lock().last_active.is_some());
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! (`CREATE/DROP DATABASE`) run statement by statement. Parallel phases (roles, per-database
 //! cleanup) spread their work over several connections.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -87,6 +87,8 @@ pub fn apply(
         clients: HashMap::from([(system_db.to_string(), system)]),
     };
     let mut outcome = Outcome::default();
+    // Databases whose `CREATE DATABASE` failed.
+    let mut uncreated: HashSet<String> = HashSet::new();
     let mut start = 0;
     while start < steps.len() {
         let phase = steps[start].phase;
@@ -95,7 +97,26 @@ pub fn apply(
                 .iter()
                 .take_while(|s| s.phase == phase)
                 .count();
-        let group = &steps[start..end];
+        let all = &steps[start..end];
+        let kept: Vec<Step> = if uncreated.is_empty() {
+            Vec::new()
+        } else {
+            all.iter()
+            .filter(|step| {
+                let lost = uncreated.contains(&step.database);
+                if lost {
+                    tracing::warn!(database = %step.database, object = %step.object, "left out: the database could not be created");
+                }
+                !lost
+            })
+            .cloned()
+            .collect()
+        };
+        let group = if uncreated.is_empty() {
+            all
+        } else {
+            kept.as_slice()
+        };
         let jobs = jobs(group, phase, concurrency);
         if phase == Phase::Settings {
             if let Ok(client) = pool.get(system_db) {
@@ -106,6 +127,15 @@ pub fn apply(
         } else {
             for job in &jobs {
                 run_job(&mut pool, job, &mut outcome);
+            }
+        }
+        for step in group {
+            let failed = outcome
+                .failures
+                .iter()
+                .any(|f| f.object == step.object && f.phase == step.phase.reported());
+            if let (Some(database), true) = (&step.creates, failed) {
+                uncreated.insert(database.clone());
             }
         }
         start = end;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use stage_kit::logging::LogFormat;
 
-use crate::{reconfigure, startup, Options, Reconcile};
+use crate::{migrations, reconfigure, startup, Options, Reconcile};
 
 /// Make a running Postgres match the compute spec: reads the compute document on stdin and
 /// writes it on stdout with its `reconcile` section.
@@ -31,8 +31,14 @@ pub struct Cli {
     /// Live-compute mode (a reconfiguration rather than a start-up): the whole
     /// postgresql.conf is rendered from the spec, reloaded and read back; a value Postgres
     /// refuses restores the previous file and fails with exit 2.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "migrate")]
     pub reconfigure: bool,
+    /// Only the catalog migrations (schema neon_migration), as after a start-up: the ones
+    /// not applied yet run in order, each in its own transaction. The report is
+    /// `reconcile.migrations` ({from, to, pending, applied, failed}); a failed migration is
+    /// rolled back and reported there (exit 0). With --dry-run: only list the pending ones.
+    #[arg(long)]
+    pub migrate: bool,
     /// Log line format on stderr.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -49,11 +55,13 @@ impl Cli {
         }
     }
 
-    /// How to reconcile: [`reconfigure`] a running compute with `--reconfigure`, else
-    /// [`startup`].
+    /// How to reconcile: [`reconfigure`] a running compute with `--reconfigure`,
+    /// [`migrations`] with `--migrate`, else [`startup`].
     pub fn reconcile(&self) -> Reconcile {
         if self.reconfigure {
             reconfigure
+        } else if self.migrate {
+            migrations
         } else {
             startup
         }
@@ -80,5 +88,7 @@ mod tests {
         assert!(options.dry_run && cli.reconfigure);
         assert_eq!(options.concurrency, Some(3));
         assert!(!Cli::parse_from(["pg-reconcile"]).reconfigure);
+        assert!(Cli::parse_from(["pg-reconcile", "--migrate"]).migrate);
+        assert!(Cli::try_parse_from(["pg-reconcile", "--migrate", "--reconfigure"]).is_err());
     }
 }

@@ -20,6 +20,14 @@
 //! writing and reloading is caught up; a file the server rejects at start-up is reported in
 //! `conf_errors` instead of reloaded, and settings needing a restart in `pending_restart`.
 //!
+//! The plan's phases after roles and databases follow upstream's order: schema `public` of
+//! each spec database ([`schema_perms`]), the extensions, `public.health_check` for
+//! `/check_writability`, the role drops, and last the pgaudit extensions ([`plan::phases`]).
+//! `--migrate` runs only the catalog migrations ([`migrate`]: numbered SQL files embedded at
+//! build time, one transaction each, bookkeeping in `neon_migration.migration_id`), which
+//! compute-ctl starts in the background after the start-up run of a primary; a start-up
+//! `--dry-run` also lists the pending ones (`reconcile.migrations`).
+//!
 //! **Invariants**: plans before it acts; a second run on the same spec plans nothing; only
 //! explicit deltas drop anything; the privileged role is created once and never altered;
 //! every name and string value reaches SQL through `compute_spec::quote`, and role and
@@ -41,9 +49,11 @@
 pub mod apply;
 pub mod cli;
 pub mod conf;
+pub mod migrate;
 pub mod override_file;
 pub mod plan;
 pub mod roles;
+pub mod schema_perms;
 pub mod settings;
 pub mod snapshot;
 pub mod sql;
@@ -72,6 +82,9 @@ pub const APPLICATION_NAME: &str = "compute_ctl:apply_config";
 pub const SILENT_STATEMENTS: &str = "-c log_min_error_statement=panic -c log_statement=none \
      -c log_min_duration_statement=-1 -c log_min_duration_sample=-1 \
      -c log_transaction_sample_rate=0 -c pgaudit.log=none";
+
+/// The `application_name` of the migration connection (as upstream).
+pub const MIGRATIONS_APPLICATION_NAME: &str = "compute_ctl:migrations";
 
 /// Flags that change what the stage does.
 #[derive(Clone, Debug, Default)]
@@ -143,6 +156,81 @@ enum Mode {
     Reconfigure,
 }
 
+/// Applies the pending catalog migrations ([`migrate`]) on a primary whose spec does not
+/// say `skip_pg_catalog_updates` (otherwise nothing: `catalog_skipped`); with `--dry-run`
+/// only lists them. The report is the section's `migrations` member; a failed migration
+/// (rolled back, retried at the next run) is reported there, not as a failed run, so the
+/// caller can count it by id: only set-up failures (no connection, no bookkeeping) are
+/// errors.
+pub fn migrations(
+    document: &ComputeDocument,
+    options: &Options,
+) -> Result<ReconcileSection, StageError> {
+    let started = Instant::now();
+    let spec = document.require_spec(STAGE)?;
+    let mut section = ReconcileSection {
+        dry_run: options.dry_run,
+        catalog_skipped: !plan::catalog_enabled(spec),
+        ..Default::default()
+    };
+    if section.catalog_skipped {
+        tracing::info!("no migrations: not a primary, or skip_pg_catalog_updates");
+        return Ok(section);
+    }
+    let config = admin_config(document, STAGE, MIGRATIONS_APPLICATION_NAME, None)?;
+    let mut client = config.connect(postgres::NoTls).map_err(|error| {
+        StageError::new(
+            STAGE,
+            ErrorKind::Network,
+            format!(
+                "connecting for the migrations through {} port {}: {}; is the instance running?",
+                document.instance.socket_dir.display(),
+                document.instance.port,
+                apply::message(&error)
+            ),
+        )
+    })?;
+    section.connect_ms = elapsed_ms(started);
+    let report = if options.dry_run {
+        migrate::dry_run(&mut client)
+    } else {
+        migrate::run(
+            &mut client,
+            &admin_user(document),
+            &document.privileged_role_name,
+        )
+    }
+    .map_err(|error| postgres_error("migrations (neon_migration bookkeeping)", &error))?;
+    section.applied = report.applied.len();
+    tracing::info!(
+        from = report.from,
+        to = report.to,
+        pending = report.pending.len(),
+        failed = report.failed.as_ref().map(|f| f.id),
+        dry_run = options.dry_run,
+        "migrations finished"
+    );
+    put_report(&mut section, &report)?;
+    section.config_ms = elapsed_ms(started);
+    Ok(section)
+}
+
+/// Stores `report` as the section's `migrations` member.
+fn put_report(
+    section: &mut ReconcileSection,
+    report: &migrate::MigrationReport,
+) -> Result<(), StageError> {
+    let value = serde_json::to_value(report).map_err(|error| {
+        StageError::new(
+            STAGE,
+            ErrorKind::Internal,
+            format!("serialising the migration report: {error}"),
+        )
+    })?;
+    section.extra.insert(migrate::REPORT_KEY.to_string(), value);
+    Ok(())
+}
+
 /// What [`startup`] and [`reconfigure`] share; `concurrency` gives the number of connections
 /// from the spec and the server's `max_connections`.
 fn reconcile_with(
@@ -191,8 +279,16 @@ fn reconcile_with(
     } else {
         plan::deleted_roles(spec)
     };
-    let snapshot = snapshot::take(&mut client, &deleted)
+    let mut snapshot = snapshot::take(&mut client, &deleted)
         .map_err(|error| postgres_error("reading the catalog snapshot", &error))?;
+    if !section.catalog_skipped {
+        schema_perms::read_all(document, spec, &system_db, &mut snapshot);
+        if !snapshot.extensions.contains_key("neon") {
+            tracing::info!(
+                "the neon extension is not available (vanilla Postgres): its phase is skipped"
+            );
+        }
+    }
     section.snapshot_ms = elapsed_ms(snapshot_started);
     section.pending_restart = snapshot.pending_restart.clone();
     section.conf_errors = snapshot.conf_errors.clone();
@@ -216,6 +312,12 @@ fn reconcile_with(
     })?;
     section.plan = planned(&steps);
     section.plan_ms = elapsed_ms(plan_started);
+    if options.dry_run && mode == Mode::Startup && !section.catalog_skipped {
+        // The start-up run is followed by the migrations: show which are pending.
+        let report = migrate::dry_run(&mut client)
+            .map_err(|error| postgres_error("reading neon_migration.migration_id", &error))?;
+        put_report(&mut section, &report)?;
+    }
     if !options.dry_run {
         let apply_started = Instant::now();
         let concurrency = concurrency(spec, snapshot.max_connections);

@@ -161,10 +161,13 @@ pub fn plan(
         rename_and_delete_databases(&mut planner);
         create_and_alter_databases(&mut planner)?;
         delete_role_references(&mut planner);
-        extensions(&mut planner);
+        phases::change_schema_perms(&mut planner);
+        phases::extensions(&mut planner);
+        phases::create_availability_check(&mut planner);
         drop_roles(&mut planner);
         let finalize = crate::subscriptions::finalize_step(spec, context, snapshot);
         planner.steps.extend(finalize);
+        phases::pgaudit(&mut planner);
     }
     Ok(planner.steps)
 }
@@ -422,6 +425,7 @@ fn create_and_alter_databases(planner: &mut Planner<'_>) -> Result<(), PlanError
                 planner.steps.push(Step {
                     transactional: false,
                     slow: true,
+                    creates: Some(db.name.clone()),
                     ..Step::new(Phase::CreateAndAlterDatabases, &system, object, statements)
                 });
             }
@@ -501,50 +505,6 @@ fn delete_role_steps(planner: &Planner<'_>) -> Vec<Step> {
     steps
 }
 
-fn extensions(planner: &mut Planner<'_>) {
-    let system = planner.system();
-    let snapshot = planner.snapshot;
-    let preloaded = snapshot
-        .preloaded
-        .iter()
-        .any(|lib| lib == "pg_stat_statements");
-    if let Some(ext) = snapshot.extensions.get("pg_stat_statements") {
-        if preloaded && ext.installed_version.is_none() {
-            let statement = Sql::new(
-                "CREATE EXTENSION IF NOT EXISTS pg_stat_statements WITH SCHEMA public".to_string(),
-            );
-            let object = "extension \"pg_stat_statements\"".to_string();
-            planner.steps.push(Step::new(
-                Phase::Extensions,
-                &system,
-                object,
-                vec![statement],
-            ));
-        }
-    }
-    if let Some(ext) = snapshot.extensions.get("neon") {
-        let mut statements = Vec::new();
-        if !snapshot.neon_schema {
-            statements.push(Sql::new("CREATE SCHEMA IF NOT EXISTS neon".to_string()));
-        }
-        match &ext.installed_version {
-            None => statements.push(Sql::new(
-                "CREATE EXTENSION IF NOT EXISTS neon WITH SCHEMA neon".to_string(),
-            )),
-            Some(version) if *version != ext.default_version => {
-                statements.push(Sql::new("ALTER EXTENSION neon UPDATE".to_string()));
-            }
-            Some(_) => {}
-        }
-        if !statements.is_empty() {
-            let object = "extension \"neon\"".to_string();
-            planner
-                .steps
-                .push(Step::new(Phase::Extensions, &system, object, statements));
-        }
-    }
-}
-
 fn drop_roles(planner: &mut Planner<'_>) {
     let system = planner.system();
     for role in deleted_roles(planner.spec) {
@@ -560,6 +520,9 @@ fn drop_roles(planner: &mut Planner<'_>) {
         ));
     }
 }
+
+#[path = "phases.rs"]
+pub mod phases;
 
 #[cfg(test)]
 #[path = "plan_tests.rs"]

@@ -3,6 +3,7 @@
 use serde_json::{json, Value};
 
 use super::*;
+use crate::schema_perms::SchemaState;
 use crate::snapshot::{AvailableExtension, ExistingRole, RoleDependencies};
 use crate::startup_concurrency;
 
@@ -28,9 +29,15 @@ fn spec(cluster: Value, deltas: Value) -> ComputeSpec {
 }
 
 /// A snapshot with `neon_superuser`, `cloud_admin`, `postgres`, plus the given roles
-/// (name, stored password) and databases (name, owner).
+/// (name, stored password) and databases (name, owner), PostgreSQL 15, with the phases that
+/// do not depend on the spec already done (`public.health_check` exists, every database's
+/// schema `public` in the state `change_schema_perms` leaves).
 fn snapshot(roles: &[(&str, Option<&str>)], databases: &[(&str, &str)]) -> Snapshot {
-    let mut snapshot = Snapshot::default();
+    let mut snapshot = Snapshot {
+        health_check: true,
+        server_version: 150000,
+        ..Default::default()
+    };
     for (name, password) in [("neon_superuser", None), ("cloud_admin", None)]
         .iter()
         .chain(roles)
@@ -47,8 +54,26 @@ fn snapshot(roles: &[(&str, Option<&str>)], databases: &[(&str, &str)]) -> Snaps
             ..Default::default()
         };
         snapshot.databases.insert(name.to_string(), database);
+        snapshot.schemas.insert(name.to_string(), schema_done());
     }
     snapshot
+}
+
+/// Schema `public` as `change_schema_perms` leaves it (no `web_access`).
+fn schema_done() -> SchemaState {
+    SchemaState {
+        default_tables: true,
+        default_sequences: true,
+        ..Default::default()
+    }
+}
+
+/// The `change_schema_perms` statements of a new database, shown as planned.
+fn new_database_perms(db: &'static str) -> [(&'static str, &'static str, &'static str); 2] {
+    [
+        ("change_schema_perms", db, "ALTER DEFAULT PRIVILEGES FOR ROLE \"cloud_admin\" IN SCHEMA public GRANT ALL ON TABLES TO \"neon_superuser\" WITH GRANT OPTION"),
+        ("change_schema_perms", db, "ALTER DEFAULT PRIVILEGES FOR ROLE \"cloud_admin\" IN SCHEMA public GRANT ALL ON SEQUENCES TO \"neon_superuser\" WITH GRANT OPTION"),
+    ]
 }
 
 /// Plans and compares (phase, database, shown SQL) with `expected`.
@@ -100,6 +125,8 @@ fn empty_instance_gets_privileged_role_roles_and_databases() {
             ("create_and_alter_roles", "postgres", "CREATE ROLE \"bob\" INHERIT CREATEROLE CREATEDB BYPASSRLS REPLICATION IN ROLE \"neon_superuser\" CONNECTION LIMIT 5 LOGIN PASSWORD NULL"),
             ("create_and_alter_databases", "postgres", "CREATE DATABASE \"db\" LC_COLLATE 'C' TEMPLATE template0 OWNER \"alice\""),
             ("create_and_alter_databases", "postgres", "GRANT ALL PRIVILEGES ON DATABASE \"db\" TO \"neon_superuser\""),
+            ("change_schema_perms", "db", "ALTER DEFAULT PRIVILEGES FOR ROLE \"cloud_admin\" IN SCHEMA public GRANT ALL ON TABLES TO \"neon_superuser\" WITH GRANT OPTION"),
+            ("change_schema_perms", "db", "ALTER DEFAULT PRIVILEGES FOR ROLE \"cloud_admin\" IN SCHEMA public GRANT ALL ON SEQUENCES TO \"neon_superuser\" WITH GRANT OPTION"),
         ],
     );
 }
@@ -422,6 +449,7 @@ fn extensions_only_when_available_and_preloaded() {
     let available = AvailableExtension {
         default_version: "1.10".into(),
         installed_version: None,
+        ..Default::default()
     };
     snap.extensions
         .insert("pg_stat_statements".into(), available.clone());
@@ -552,3 +580,6 @@ fn delete_role_follows_renamed_databases() {
         ],
     );
 }
+
+#[path = "phases_tests.rs"]
+mod phases;

@@ -46,6 +46,10 @@ pub struct AvailableExtension {
     pub default_version: String,
     /// The version installed in the system database, if any.
     pub installed_version: Option<String>,
+    /// The schema it is installed in, if it is.
+    pub schema: Option<String>,
+    /// `pg_extension.extrelocatable` of the installed extension.
+    pub relocatable: bool,
 }
 
 /// What exists in the instance.
@@ -59,8 +63,18 @@ pub struct Snapshot {
     pub role_dependencies: BTreeMap<String, RoleDependencies>,
     /// Logical-replication subscriptions: (database, subscription name).
     pub subscriptions: Vec<(String, String)>,
-    /// `neon` and `pg_stat_statements`, when available.
+    /// `neon`, `pg_stat_statements`, `pgaudit` and `pgauditlogtofile`, when available.
     pub extensions: BTreeMap<String, AvailableExtension>,
+    /// Whether `public.health_check` (the availability check's table) exists in the system
+    /// database.
+    pub health_check: bool,
+    /// Whether database `postgres` has `pgaudit.log = none` as its default.
+    pub postgres_audit_off: bool,
+    /// `server_version_num`.
+    pub server_version: u32,
+    /// Schema `public` of the spec's databases, by database name ([`crate::schema_perms`]:
+    /// read through one connection per database; absent when not read).
+    pub schemas: BTreeMap<String, crate::schema_perms::SchemaState>,
     /// Whether schema `neon` exists in the system database.
     pub neon_schema: bool,
     /// The running server's `shared_preload_libraries`, split.
@@ -80,14 +94,27 @@ const DATABASES: &str = "SELECT d.datname, pg_catalog.pg_get_userbyid(d.datdba),
      d.datconnlimit OPERATOR(pg_catalog.=) -2, d.datistemplate FROM pg_catalog.pg_database d";
 const SUBSCRIPTIONS: &str = "SELECT d.datname, s.subname FROM pg_catalog.pg_subscription s \
      JOIN pg_catalog.pg_database d ON d.oid OPERATOR(pg_catalog.=) s.subdbid";
-const EXTENSIONS: &str = "SELECT name, default_version, installed_version \
-     FROM pg_catalog.pg_available_extensions \
-     WHERE name OPERATOR(pg_catalog.=) ANY (ARRAY['neon', 'pg_stat_statements']::pg_catalog.text[])";
+const EXTENSIONS: &str = "SELECT a.name, a.default_version, a.installed_version, \
+     (SELECT n.nspname FROM pg_catalog.pg_extension e \
+      JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace \
+      WHERE e.extname OPERATOR(pg_catalog.=) a.name), \
+     (SELECT e.extrelocatable FROM pg_catalog.pg_extension e \
+      WHERE e.extname OPERATOR(pg_catalog.=) a.name) \
+     FROM pg_catalog.pg_available_extensions a \
+     WHERE a.name OPERATOR(pg_catalog.=) ANY (ARRAY['neon', 'pg_stat_statements', 'pgaudit', \
+     'pgauditlogtofile']::pg_catalog.text[])";
 const SERVER: &str = "SELECT pg_catalog.current_setting('shared_preload_libraries'), \
      pg_catalog.current_setting('max_connections'), \
      EXISTS (SELECT FROM pg_catalog.pg_namespace \
              WHERE nspname OPERATOR(pg_catalog.=) 'neon'), \
-     pg_catalog.date_part('epoch', pg_catalog.pg_conf_load_time())";
+     pg_catalog.date_part('epoch', pg_catalog.pg_conf_load_time()), \
+     EXISTS (SELECT FROM pg_catalog.pg_tables WHERE schemaname OPERATOR(pg_catalog.=) 'public' \
+             AND tablename OPERATOR(pg_catalog.=) 'health_check'), \
+     EXISTS (SELECT FROM pg_catalog.pg_db_role_setting s \
+             JOIN pg_catalog.pg_database d ON d.oid OPERATOR(pg_catalog.=) s.setdatabase \
+             WHERE d.datname OPERATOR(pg_catalog.=) 'postgres' AND s.setrole OPERATOR(pg_catalog.=) 0 \
+             AND 'pgaudit.log=none' OPERATOR(pg_catalog.=) ANY (s.setconfig)), \
+     pg_catalog.current_setting('server_version_num')";
 const FILE_SETTINGS: &str = "SELECT DISTINCT coalesce(name, sourcefile), error \
      FROM pg_catalog.pg_file_settings WHERE error IS NOT NULL ORDER BY 1, 2";
 /// `pg_file_settings.error` of a setting that only a restart applies.
@@ -191,12 +218,14 @@ fn add_subscription(snapshot: &mut Snapshot, row: &SimpleQueryRow) {
     }
 }
 
-/// [`EXTENSIONS`]: name, default version, installed version.
+/// [`EXTENSIONS`]: name, default version, installed version, schema, relocatable.
 fn add_extension(snapshot: &mut Snapshot, row: &SimpleQueryRow) {
     if let Some(name) = owned(row, 0) {
         let extension = AvailableExtension {
             default_version: owned(row, 1).unwrap_or_default(),
             installed_version: owned(row, 2),
+            schema: owned(row, 3),
+            relocatable: flag(row, 4),
         };
         snapshot.extensions.insert(name, extension);
     }
@@ -208,6 +237,9 @@ fn add_server(snapshot: &mut Snapshot, row: &SimpleQueryRow) {
     snapshot.max_connections = text(row, 1).and_then(|value| value.parse().ok());
     snapshot.neon_schema = flag(row, 2);
     snapshot.conf_loaded_at = text(row, 3).and_then(|value| value.parse().ok());
+    snapshot.health_check = flag(row, 4);
+    snapshot.postgres_audit_off = flag(row, 5);
+    snapshot.server_version = text(row, 6).and_then(|v| v.parse().ok()).unwrap_or(0);
 }
 
 /// [`FILE_SETTINGS`]: setting (or file), error.

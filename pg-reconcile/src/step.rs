@@ -28,12 +28,22 @@ pub enum Phase {
     DeleteRoleSharedReferences,
     /// `REASSIGN OWNED` + `DROP OWNED` of deleted roles in the other databases, in parallel.
     DeleteRoleReferences,
-    /// `pg_stat_statements` (when preloaded) and `neon` (when available).
+    /// Schema `public` of each spec database: owner, `web_access`, default privileges
+    /// (upstream's `ChangeSchemaPerms`, [`crate::schema_perms`]).
+    ChangeSchemaPerms,
+    /// `pg_stat_statements` (when preloaded) and `neon` (when available): upstream's
+    /// `HandleOtherExtensions` and `HandleNeonExtension`.
     Extensions,
+    /// `public.health_check` for `/check_writability` (upstream's
+    /// `CreateAvailabilityCheck`).
+    CreateAvailabilityCheck,
     /// `DROP ROLE` for `delete_role` deltas.
     DropRoles,
     /// Record the timeline of `drop_subscriptions_before_start` (when nothing is left).
     FinalizeDropSubscriptions,
+    /// `pgaudit` (and `pgauditlogtofile`) per `audit_log_level`, and `pgaudit.log = none`
+    /// for database `postgres`: last, so the apply itself is audited.
+    Pgaudit,
 }
 
 impl Phase {
@@ -50,13 +60,17 @@ impl Phase {
             Phase::CreateAndAlterDatabases => "create_and_alter_databases",
             Phase::DeleteRoleSharedReferences => "delete_role_shared_references",
             Phase::DeleteRoleReferences => "delete_role_references",
+            Phase::ChangeSchemaPerms => "change_schema_perms",
             Phase::Extensions => "extensions",
+            Phase::CreateAvailabilityCheck => "create_availability_check",
             Phase::DropRoles => "drop_roles",
             Phase::FinalizeDropSubscriptions => "finalize_drop_subscriptions",
+            Phase::Pgaudit => "pgaudit",
         }
     }
 
-    /// The phase as the `reconcile` section reports it (same name as [`Phase::name`]).
+    /// The phase as the `reconcile` section reports it (same name as [`Phase::name`]; the
+    /// phases added after `compute_spec`'s list are reported by name).
     pub fn reported(self) -> ReconcilePhase {
         match self {
             Phase::Settings => ReconcilePhase::Settings,
@@ -72,6 +86,9 @@ impl Phase {
             Phase::Extensions => ReconcilePhase::Extensions,
             Phase::DropRoles => ReconcilePhase::DropRoles,
             Phase::FinalizeDropSubscriptions => ReconcilePhase::FinalizeDropSubscriptions,
+            Phase::ChangeSchemaPerms | Phase::CreateAvailabilityCheck | Phase::Pgaudit => {
+                ReconcilePhase::from(self.name())
+            }
         }
     }
 
@@ -82,6 +99,7 @@ impl Phase {
             Phase::CreateAndAlterRoles
                 | Phase::CreateAndAlterDatabases
                 | Phase::DeleteRoleReferences
+                | Phase::ChangeSchemaPerms
         )
     }
 }
@@ -133,6 +151,9 @@ pub struct Step {
     /// Costly on the server (a SCRAM verifier is checked at ~4 ms, `CREATE DATABASE` copies
     /// its template): such steps are spread over several connections.
     pub slow: bool,
+    /// The database this step creates: when it fails, the later steps in that database
+    /// are left out (they could only fail for the same reason).
+    pub creates: Option<String>,
 }
 
 impl Step {
@@ -146,6 +167,7 @@ impl Step {
             transactional: true,
             statements,
             slow: false,
+            creates: None,
         }
     }
 }
@@ -154,7 +176,7 @@ impl Step {
 mod tests {
     use super::*;
 
-    const ALL: [Phase; 13] = [
+    const ALL: [Phase; 16] = [
         Phase::Settings,
         Phase::DropSubscriptions,
         Phase::CreatePrivilegedRole,
@@ -165,9 +187,12 @@ mod tests {
         Phase::CreateAndAlterDatabases,
         Phase::DeleteRoleSharedReferences,
         Phase::DeleteRoleReferences,
+        Phase::ChangeSchemaPerms,
         Phase::Extensions,
+        Phase::CreateAvailabilityCheck,
         Phase::DropRoles,
         Phase::FinalizeDropSubscriptions,
+        Phase::Pgaudit,
     ];
 
     #[test]
@@ -176,7 +201,14 @@ mod tests {
             assert_eq!(phase.reported().as_str(), phase.name());
             assert_eq!(ReconcilePhase::from(phase.name()), phase.reported());
         }
-        let reported: Vec<ReconcilePhase> = ALL.iter().map(|phase| phase.reported()).collect();
-        assert_eq!(reported, ReconcilePhase::KNOWN, "same phases, same order");
+        let known: Vec<ReconcilePhase> = ALL
+            .iter()
+            .map(|phase| phase.reported())
+            .filter(ReconcilePhase::is_known)
+            .collect();
+        assert_eq!(known, ReconcilePhase::KNOWN, "same phases, same order");
+        let mut sorted = ALL;
+        sorted.sort();
+        assert_eq!(sorted, ALL, "declared in the order they run");
     }
 }

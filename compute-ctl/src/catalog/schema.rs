@@ -45,7 +45,17 @@ fn dump_schema(
 ) -> Reply {
     let mut command = pg_dump_command(document, database);
     match crate::tool::run(&mut command, deadline, cap) {
-        Ok(output) if output.status.success() && !output.stdout.is_empty() => {
+        // As upstream, whose 200 goes out with the first chunk: output, then a failure, is
+        // a 200 with what pg_dump wrote (the failure only logged).
+        Ok(output) if !output.stdout.is_empty() => {
+            if !output.status.success() {
+                tracing::error!(
+                    database,
+                    status = %output.status,
+                    stderr = %String::from_utf8_lossy(&output.stderr).trim_end(),
+                    "pg_dump failed after writing part of the schema"
+                );
+            }
             Reply::bytes(200, "application/json".into(), output.stdout)
         }
         Ok(output) => {
@@ -199,6 +209,29 @@ mod tests {
             .as_str()
             .unwrap()
             .starts_with("failed to execute pg_dump"));
+    }
+
+    #[test]
+    fn a_pg_dump_failing_after_output_is_a_200_with_that_output() {
+        let server = TestPostgres::start();
+        let api = api_for(&server, false);
+        let mut document = api.shared.lock().document.clone().unwrap();
+        let bin = tempfile::tempdir().unwrap();
+        let fake = bin.path().join("pg_dump");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\necho 'CREATE TABLE part (id int);'\nexit 1\n",
+        )
+        .unwrap();
+        std::process::Command::new("chmod")
+            .arg("+x")
+            .arg(&fake)
+            .status()
+            .unwrap();
+        document.pgbin = bin.path().join("postgres");
+        let reply = dump_schema(&document, "shop", PG_DUMP_DEADLINE, PG_DUMP_CAP);
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.body, b"CREATE TABLE part (id int);\n");
     }
 
     #[test]

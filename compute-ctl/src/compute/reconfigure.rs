@@ -210,8 +210,11 @@ impl Controller {
             .document
             .clone()
             .ok_or_else(|| crate::internal("no document for a running compute"))?;
+        let stored = spec.clone();
         let previous = document.spec.replace(spec);
-        self.reconcile_live(document, previous.as_ref()).map(|_| ())
+        self.reconcile_live(document, previous.as_ref())?;
+        crate::ext_stats::store_interval(&self.shared, &stored);
+        Ok(())
     }
 }
 

@@ -1,0 +1,2 @@
+-- SKIP: upstream once granted ALL on future tables of `public`; no longer done. The id still
+-- advances, so databases migrated here and upstream carry the same id.

@@ -1,0 +1,1 @@
+-- SKIP: upstream once granted ALL on future sequences of `public`; no longer done.

@@ -1,0 +1,2 @@
+-- SKIP: the default privileges on tables are now set per database at every apply
+-- (the change_schema_perms phase).

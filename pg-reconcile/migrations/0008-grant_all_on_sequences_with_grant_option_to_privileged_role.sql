@@ -1,0 +1,2 @@
+-- SKIP: the default privileges on sequences are now set per database at every apply
+-- (the change_schema_perms phase).

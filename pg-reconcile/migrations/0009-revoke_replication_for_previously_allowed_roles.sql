@@ -1,0 +1,1 @@
+-- SKIP: upstream once took REPLICATION from every role that had it; no longer done.
