@@ -88,6 +88,7 @@ pub fn start_document(
         }),
         sync_safekeepers: None,
         basebackup: None,
+        extensions: None,
         reconcile: None,
         extra: Default::default(),
     })

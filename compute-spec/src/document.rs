@@ -21,7 +21,8 @@ use serde_json::{Map, Value};
 
 use crate::error::{ErrorKind, StageError};
 use crate::section::{
-    BasebackupSection, ReconcileSection, SpecLoadSection, SyncSafekeepersSection,
+    BasebackupSection, ExtensionsSection, ReconcileSection, SpecLoadSection,
+    SyncSafekeepersSection,
 };
 use crate::spec::{ComputeCtlConfig, ComputeSpec};
 
@@ -69,6 +70,9 @@ pub struct ComputeDocument {
     /// Written by `pg-basebackup-fetch`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub basebackup: Option<BasebackupSection>,
+    /// Written by `pg-extensions-fetch`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extensions: Option<ExtensionsSection>,
     /// Written by `pg-reconcile`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reconcile: Option<ReconcileSection>,
