@@ -26,7 +26,7 @@ impl Farm {
     /// Lays a farm out under `root`, leaving out the files named in `without` (so the test
     /// can download them).
     pub fn new(root: &Path, without: &[&str]) -> Farm {
-        let real_bin = pg_test_support::pg_bin_dir();
+        let real_bin = real_bin_dir();
         let version_dir = real_bin.parent().unwrap();
         let version = version_dir.file_name().unwrap();
         let real_share = Path::new("/usr/share/postgresql").join(version);
@@ -68,6 +68,29 @@ impl Farm {
     pub fn postgres(&self) -> PathBuf {
         self.bin.join("postgres")
     }
+}
+
+/// The real installation's `bin/` (`$PG_BIN_DIR_REAL`, else the highest
+/// `/usr/lib/postgresql/<v>/bin`), found without `pg_test_support::pg_bin_dir`, which a
+/// test points at the farm.
+pub fn real_bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("PG_BIN_DIR_REAL") {
+        return PathBuf::from(dir);
+    }
+    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry.file_name().to_string_lossy().parse().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("postgres").is_file().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .expect("no /usr/lib/postgresql/<v>/bin/postgres")
+        .1
 }
 
 fn link_each(from: &Path, to: &Path, without: &[&str]) {
