@@ -42,6 +42,7 @@ pub mod lfc;
 pub mod metrics;
 pub mod probes;
 pub mod promote;
+pub mod remote_ext;
 pub mod routes;
 pub mod signals;
 pub mod sql;

@@ -138,6 +138,12 @@ impl Downloader {
         result
     }
 
+    /// Records that the archive of `extension` is in place already (downloaded by the
+    /// stage before start), so a request for it does nothing.
+    pub fn mark_present(&self, extension: &str) {
+        self.slots().insert(archive_name(extension), Slot::Done);
+    }
+
     fn slots(&self) -> MutexGuard<'_, HashMap<String, Slot>> {
         self.slots.lock().unwrap_or_else(PoisonError::into_inner)
     }
