@@ -17,6 +17,8 @@ have_postgres || missing+=(postgresql postgresql-contrib)
 command -v unshare >/dev/null || missing+=(util-linux)
 command -v psql >/dev/null || missing+=(postgresql-client)
 command -v openssl >/dev/null || missing+=(openssl)
+# The zstd crate (pg-extensions-fetch) builds libzstd's C sources.
+command -v cc >/dev/null || missing+=(gcc libc6-dev)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "installing: ${missing[*]}" >&2
     sudo_if_needed apt-get update -qq
