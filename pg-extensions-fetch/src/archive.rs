@@ -45,10 +45,11 @@ enum Target {
 /// Distinguishes the staging names of concurrent calls in one process.
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 
-/// Unpacks the zstd-compressed tar `compressed` (the archive `name`, for messages) into
-/// `installation`, writing at most `max_bytes` of file data.
+/// Unpacks the zstd-compressed tar stream `compressed` (the archive `name`, for messages)
+/// into `installation`, writing at most `max_bytes` of file data. The stream is read to its
+/// end.
 pub fn unpack(
-    compressed: &[u8],
+    compressed: impl Read,
     name: &str,
     installation: &Installation,
     max_bytes: u64,
@@ -90,12 +91,12 @@ impl Staging<'_> {
 
     fn read_all(
         &mut self,
-        compressed: &[u8],
+        compressed: impl Read,
         name: &str,
         max_bytes: u64,
     ) -> Result<Unpacked, FetchError> {
         let bad = |why: String| FetchError::Archive(format!("archive {name}: {why}"));
-        let decoder = zstd::stream::read::Decoder::with_buffer(compressed)
+        let decoder = zstd::stream::read::Decoder::new(compressed)
             .map_err(|error| bad(format!("not zstd: {error}")))?;
         let mut archive = tar::Archive::new(decoder);
         let mut unpacked = Unpacked::default();

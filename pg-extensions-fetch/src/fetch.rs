@@ -193,31 +193,66 @@ impl Downloader {
                  build, architecture and Postgres version?"
             )));
         }
+        // Streamed: body → zstd → tar → files; memory stays small whatever the archive size.
         let body = response
             .body_mut()
             .with_config()
             .limit(self.limits.max_download_bytes)
-            .read_to_vec()
-            .map_err(|error| {
-                FetchError::Download(format!(
-                    "GET {url}: reading the archive: {error} (at most {} bytes within {:?})",
-                    self.limits.max_download_bytes, self.limits.download_timeout
-                ))
-            })?;
+            .reader();
+        let mut body = Counted {
+            inner: body,
+            bytes: 0,
+            failure: None,
+        };
         let unpacked = archive::unpack(
-            &body,
+            &mut body,
             name,
             &self.installation,
             self.limits.max_unpacked_bytes,
-        )?;
+        );
+        let unpacked = match (unpacked, body.failure) {
+            (Ok(unpacked), _) => unpacked,
+            // The archive looked bad because the body could not be read: a download error.
+            (Err(_), Some(failure)) => {
+                return Err(FetchError::Download(format!(
+                    "GET {url}: reading the archive: {failure} (at most {} bytes within {:?})",
+                    self.limits.max_download_bytes, self.limits.download_timeout
+                )))
+            }
+            (Err(error), None) => return Err(error),
+        };
         tracing::info!(
             %url,
-            bytes = body.len(),
+            bytes = body.bytes,
             files = unpacked.files,
             unpacked_bytes = unpacked.bytes,
             ms = started.elapsed().as_millis() as u64,
             "remote extension installed"
         );
-        Ok(Fetched::Downloaded(body.len() as u64))
+        Ok(Fetched::Downloaded(body.bytes))
+    }
+}
+
+/// A reader that counts the bytes read and keeps the first read error's text.
+struct Counted<R> {
+    inner: R,
+    bytes: u64,
+    failure: Option<String>,
+}
+
+impl<R: std::io::Read> std::io::Read for Counted<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        match self.inner.read(buffer) {
+            Ok(read) => {
+                self.bytes += read as u64;
+                Ok(read)
+            }
+            Err(error) => {
+                if self.failure.is_none() {
+                    self.failure = Some(error.to_string());
+                }
+                Err(error)
+            }
+        }
     }
 }

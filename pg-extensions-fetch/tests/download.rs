@@ -274,3 +274,36 @@ fn a_download_has_a_deadline() {
     assert!(started.elapsed() < Duration::from_secs(2), "{error}");
     assert!(matches!(error, FetchError::Download(_)), "{error}");
 }
+
+#[test]
+fn the_download_size_is_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ArchiveServer::start();
+    // Incompressible data, so the compressed archive is larger than the cap.
+    let mut state = 1u64;
+    let noise: Vec<u8> = (0..200_000)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 56) as u8
+        })
+        .collect();
+    server.serve(
+        "v15",
+        "huge",
+        Answer::ok(archive(&[("lib/huge.so", &noise)])),
+    );
+    let limits = Limits {
+        max_download_bytes: 100_000,
+        ..Limits::default()
+    };
+    let downloader = downloader(&server, dir.path(), limits);
+    let error = downloader.fetch("huge").unwrap_err();
+    assert!(matches!(error, FetchError::Download(_)), "{error}");
+    assert!(
+        error.to_string().contains("at most 100000 bytes"),
+        "{error}"
+    );
+    assert_eq!(tree(dir.path()), ["lib", "share", "share/extension"]);
+}
