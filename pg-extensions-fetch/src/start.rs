@@ -10,8 +10,8 @@ use compute_spec::ComputeDocument;
 use crate::access::resolve;
 use crate::fetch::{Downloader, Fetched, Limits};
 use crate::layout::Installation;
-use crate::preload::libraries;
-use crate::{control, STAGE};
+use crate::preload::{libraries, PreloadLibrary};
+use crate::{control, FetchError, STAGE};
 
 /// What the stage needs besides the document.
 #[derive(Clone, Debug, Default)]
@@ -24,7 +24,9 @@ pub struct Options {
 
 /// Runs the stage on `document`: without `remote_extensions` in the spec it only records an
 /// empty section; a preload library the spec does not allow fails it (naming the library
-/// and the spec field); a failed download is logged and counts 0 bytes, as upstream.
+/// and the spec field); a failed download is logged and does not count, as upstream, unless
+/// the library is then missing from the library directory, which fails the stage (naming
+/// the library, its spec field and the download error) instead of Postgres's start.
 pub fn run(
     mut document: ComputeDocument,
     options: &Options,
@@ -46,7 +48,8 @@ pub fn run(
     section.control_files_written =
         control::write_control_files(remote, &installation.extension_dir)
             .map_err(|error| error.to_stage_error())?;
-    let mut wanted: Vec<String> = Vec::new();
+    // Each extension to download, with the preload libraries that need it.
+    let mut wanted: Vec<(String, Vec<PreloadLibrary>)> = Vec::new();
     for library in libraries(spec) {
         let extension = resolve(remote, &library.name, true).map_err(|error| {
             StageError::new(
@@ -59,8 +62,9 @@ pub fn run(
                 ),
             )
         })?;
-        if !wanted.contains(&extension) {
-            wanted.push(extension);
+        match wanted.iter_mut().find(|(name, _)| *name == extension) {
+            Some((_, libraries)) => libraries.push(library),
+            None => wanted.push((extension, vec![library])),
         }
     }
     let Some(base_url) = options.base_url.clone() else {
@@ -75,35 +79,61 @@ pub fn run(
     };
     let started = Instant::now();
     let downloader = Downloader::new(base_url, installation, options.limits.clone());
-    let results: Vec<(String, Option<Fetched>)> = std::thread::scope(|scope| {
+    let results: Vec<Result<Fetched, FetchError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = wanted
             .iter()
-            .map(|extension| {
+            .map(|(extension, _)| {
                 let downloader = &downloader;
-                scope.spawn(move || (extension.clone(), downloader.fetch(extension)))
+                scope.spawn(move || downloader.fetch(extension))
             })
             .collect();
         handles
             .into_iter()
-            .filter_map(|handle| handle.join().ok())
-            .map(|(extension, result)| match result {
-                Ok(fetched) => (extension, Some(fetched)),
-                Err(error) => {
-                    tracing::error!(%extension, %error, "downloading a preload library's extension failed");
-                    (extension, None)
-                }
+            .map(|handle| {
+                handle
+                    .join()
+                    .unwrap_or_else(|_| Err(FetchError::Io("a download thread panicked".into())))
             })
             .collect()
     });
-    for (extension, fetched) in results {
-        if let Some(fetched) = fetched {
-            section.num_ext_downloaded += 1;
-            section.largest_ext_size = section.largest_ext_size.max(fetched.bytes());
-            section.total_ext_download_size += fetched.bytes();
-            section.preloaded.push(extension);
+    let mut missing = Vec::new();
+    for ((extension, libraries), result) in wanted.into_iter().zip(results) {
+        match result {
+            Ok(fetched) => {
+                section.num_ext_downloaded += 1;
+                section.largest_ext_size = section.largest_ext_size.max(fetched.bytes());
+                section.total_ext_download_size += fetched.bytes();
+                section.preloaded.push(extension);
+            }
+            Err(error) => {
+                // As upstream, a failed download alone does not stop the start (the library
+                // may be installed locally); a library that is not there would only make
+                // Postgres fail later with a vaguer message, so that stops it here.
+                tracing::error!(%extension, %error, "downloading a preload library's extension failed");
+                let library_dir = &downloader.installation().library_dir;
+                for library in libraries {
+                    let file = library_dir.join(format!("{}.so", library.name));
+                    if !file.exists() {
+                        missing.push(format!(
+                            "shared_preload_libraries (in {}) needs library {:?}, which is not \
+                             in {} and whose extension {extension} could not be downloaded: {error}",
+                            library.field,
+                            library.name,
+                            library_dir.display()
+                        ));
+                    }
+                }
+            }
         }
     }
     section.load_ext_ms = started.elapsed().as_millis() as u64;
+    if !missing.is_empty() {
+        return Err(StageError::new(
+            STAGE,
+            ErrorKind::Network,
+            missing.join("; "),
+        ));
+    }
     document.extensions = Some(section);
     Ok(document)
 }

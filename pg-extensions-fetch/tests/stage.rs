@@ -155,3 +155,31 @@ fn bad_input_is_named() {
     assert_eq!(code, 2, "{envelope}");
     assert_eq!(envelope["error"]["kind"], "invalid_document");
 }
+
+#[test]
+fn a_preload_library_that_cannot_be_had_stops_the_stage() {
+    let dir = tempfile::tempdir().unwrap();
+    let pgbin = installation(dir.path());
+    let server = common::ArchiveServer::start();
+    let args = ["-r", server.base_url.as_str()];
+    let (code, envelope) = run(&pgbin, &args, spec(Some(remote("anon.control"))));
+    assert_eq!(code, 1, "{envelope}");
+    let message = envelope["error"]["message"].as_str().unwrap();
+    assert!(message.contains("library \"anon\""), "{message}");
+    assert!(message.contains("cluster.settings"), "{message}");
+    assert!(message.contains("404"), "{message}");
+    assert_eq!(envelope["error"]["kind"], "network");
+
+    // Installed locally: the failed download is only logged, as upstream.
+    let library_dir = pgbin.parent().unwrap().parent().unwrap().join("lib");
+    fs::write(library_dir.join("anon.so"), b"local").unwrap();
+    let (code, document) = run(&pgbin, &args, spec(Some(remote("anon.control"))));
+    assert_eq!(code, 0, "{document}");
+    assert_eq!(document["extensions"]["num_ext_downloaded"], 0);
+    assert_eq!(
+        server.requests("v15", "anon")
+            + server.requests("v16", "anon")
+            + server.requests("v17", "anon"),
+        2
+    );
+}
