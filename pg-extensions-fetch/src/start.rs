@@ -69,9 +69,10 @@ pub fn run(
     }
     let Some(base_url) = options.base_url.clone() else {
         if !wanted.is_empty() {
+            let extensions: Vec<&str> = wanted.iter().map(|(name, _)| name.as_str()).collect();
             tracing::warn!(
-                ?wanted,
-                "no --remote-ext-base-url: the preload libraries are not downloaded"
+                ?extensions,
+                "no --remote-ext-base-url: the preload libraries' extensions are not downloaded"
             );
         }
         document.extensions = Some(section);
