@@ -40,14 +40,16 @@ impl RemoteExt {
         let Some(base_url) = self.base_url.clone() else {
             return Err(FetchError::Setup("remote storage is not configured".into()));
         };
-        let mut slot = self
-            .downloader
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(downloader) = self.slot().as_ref() {
+            return Ok(downloader.clone());
+        }
+        // pg_config runs without the lock held: `/metrics` reads the same slot and must not
+        // wait on it.
+        let installation = Installation::discover(&document.pgbin)?;
+        let mut slot = self.slot();
         if let Some(downloader) = slot.as_ref() {
             return Ok(downloader.clone());
         }
-        let installation = Installation::discover(&document.pgbin)?;
         let downloader = Arc::new(Downloader::new(base_url, installation, Limits::default()));
         for extension in document
             .extensions
@@ -60,14 +62,17 @@ impl RemoteExt {
         Ok(downloader)
     }
 
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<Arc<Downloader>>> {
+        self.downloader
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// `compute_ctl_remote_ext_requests_total{filename, http_status}` (absent until a
     /// download was tried, as upstream drops empty families).
     pub fn render_metrics(&self) -> String {
-        let slot = self
-            .downloader
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let requests = slot
+        let requests = self
+            .slot()
             .as_ref()
             .map(|downloader| downloader.requests())
             .unwrap_or_default();
