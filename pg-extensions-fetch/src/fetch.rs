@@ -127,14 +127,14 @@ impl Downloader {
         }
         slots.insert(name.clone(), Slot::Running);
         drop(slots);
-        let result = self.download_and_unpack(extension, &name);
-        let mut slots = self.slots();
-        match result {
-            Ok(_) => slots.insert(name, Slot::Done),
-            Err(_) => slots.remove(&name),
+        // Settles the slot even if the download panics, so waiters never wait for nothing.
+        let mut running = Running {
+            downloader: self,
+            name,
+            done: false,
         };
-        drop(slots);
-        self.changed.notify_all();
+        let result = self.download_and_unpack(extension, &running.name);
+        running.done = result.is_ok();
         result
     }
 
@@ -230,6 +230,27 @@ impl Downloader {
             "remote extension installed"
         );
         Ok(Fetched::Downloaded(body.bytes))
+    }
+}
+
+/// The download in progress of one archive: on drop, its slot becomes `Done` (success) or
+/// is cleared (failure or panic), and the waiters are woken.
+struct Running<'d> {
+    downloader: &'d Downloader,
+    name: String,
+    done: bool,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        let mut slots = self.downloader.slots();
+        if self.done {
+            slots.insert(std::mem::take(&mut self.name), Slot::Done);
+        } else {
+            slots.remove(&self.name);
+        }
+        drop(slots);
+        self.downloader.changed.notify_all();
     }
 }
 

@@ -307,3 +307,31 @@ fn the_download_size_is_capped() {
     );
     assert_eq!(tree(dir.path()), ["lib", "share", "share/extension"]);
 }
+
+#[test]
+fn a_waiter_takes_over_when_the_first_download_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ArchiveServer::start();
+    let mut answer = Answer::status(500);
+    answer.delay = Duration::from_millis(300);
+    server.serve("v15", "flaky", answer);
+    let downloader = downloader(&server, dir.path(), Limits::default());
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        let first = scope.spawn(|| downloader.fetch("flaky"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while server.requests("v15", "flaky") == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the first request never reached the server"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Arrives while the first download runs, waits for it, then tries itself.
+        let second = downloader.fetch("flaky").unwrap_err();
+        assert!(second.to_string().contains("500"), "{second}");
+        assert!(first.join().unwrap().is_err());
+    });
+    assert_eq!(server.requests("v15", "flaky"), 2);
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
