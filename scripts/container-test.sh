@@ -97,7 +97,7 @@ step "$profile binaries (cargo build ${build_flags[*]})"
 cargo build "${build_flags[@]}" -q --locked --bins
 rm -rf "$DIR/bin"
 mkdir -p "$DIR/bin"
-for bin in compute-ctl compute_ctl compute-spec pg-sync-safekeepers pg-basebackup-fetch \
+for bin in compute-ctl compute_ctl compute-spec pg-sync-safekeepers pg-basebackup-fetch pg-extensions-fetch \
            pg-reconcile pg-supervise vm-monitor; do
     cp "$out/$bin" "$DIR/bin/"
 done

@@ -20,6 +20,8 @@ command -v unshare >/dev/null || missing+=(util-linux)
 command -v psql >/dev/null || missing+=(postgresql-client)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v promtool >/dev/null || missing+=(prometheus)
+# The zstd crate (pg-extensions-fetch) builds libzstd's C sources.
+command -v cc >/dev/null || missing+=(gcc libc6-dev)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "installing: ${missing[*]}" >&2
     sudo_if_needed apt-get update -qq

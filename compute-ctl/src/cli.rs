@@ -178,9 +178,7 @@ impl DeferredFlags {
     /// Logs once, at start, each given flag that is accepted but not acted on yet.
     pub fn log(&self) {
         let mut given = Vec::new();
-        if self.remote_ext_base_url.is_some() {
-            given.push("--remote-ext-base-url");
-        }
+        // `--remote-ext-base-url` is acted on (remote_ext.rs, pg-extensions-fetch).
         if self.dev {
             given.push("--dev");
         }

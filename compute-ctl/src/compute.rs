@@ -174,11 +174,15 @@ impl Controller {
     }
 
     /// Status `init`: the stages, Postgres, the first reconcile.
-    fn start_compute(&mut self, document: ComputeDocument) -> Result<Outcome, StageError> {
+    fn start_compute(&mut self, mut document: ComputeDocument) -> Result<Outcome, StageError> {
+        // Postgres asks the internal server for missing extension files (always written, as
+        // upstream).
+        document.instance.extension_server_port = self.params.internal_port;
         self.store(&document);
         let log_args = self.log_args();
         let document = self.run_document_stage(name::SYNC_SAFEKEEPERS, &log_args, &document)?;
         let document = self.run_document_stage(name::BASEBACKUP_FETCH, &log_args, &document)?;
+        let document = self.fetch_extensions(&log_args, document)?;
         self.check_not_terminating()?;
         let bytes = stages::document_bytes(&document)?;
         self.supervisor = Some(Supervisor::start(
@@ -235,6 +239,28 @@ impl Controller {
             self.vm_monitor = VmMonitor::start(&self.params.vm_monitor, file_cache_connstr);
         }
         self.supervise()
+    }
+
+    /// `pg-extensions-fetch` (control files, preload libraries), when the spec has
+    /// `remote_extensions` — as upstream, whose pre-start task runs only then.
+    fn fetch_extensions(
+        &mut self,
+        log_args: &[OsString],
+        document: ComputeDocument,
+    ) -> Result<ComputeDocument, StageError> {
+        let wanted = document
+            .spec
+            .as_ref()
+            .is_some_and(|spec| spec.remote_extensions.is_some());
+        if !wanted {
+            return Ok(document);
+        }
+        let mut args = log_args.to_vec();
+        if let Some(url) = &self.params.deferred.remote_ext_base_url {
+            args.push("--remote-ext-base-url".into());
+            args.push(url.into());
+        }
+        self.run_document_stage(name::EXTENSIONS_FETCH, &args, &document)
     }
 
     /// Autoprewarm on reaching `running`, and the periodic offload, when the spec asks.

@@ -140,10 +140,9 @@ pub fn terminate(api: &Api, query: Option<&str>) -> Reply {
     }
 }
 
-/// `POST /extension_server/{*filename}` (internal; Postgres asks for a missing file):
-/// 412 without `-r` and 409 for a spec without `remote_extensions`, as upstream; downloads
-/// themselves are not built yet, so anything else is a 500 saying so (never a fake 200).
-pub fn extension_server(api: &Api, query: Option<&str>) -> Reply {
+/// `POST /extension_server/{*filename}` (internal; Postgres asks for a missing file): the
+/// query checked here (`is_library`), the rest in [`crate::remote_ext::extension_server`].
+pub fn extension_server(api: &Api, filename: &str, query: Option<&str>) -> Reply {
     let is_library = crate::catalog::query_single(query.unwrap_or_default(), "is_library");
     match is_library.as_ref().map(Option::as_deref) {
         Ok(None | Some("true" | "false")) => {}
@@ -160,22 +159,8 @@ pub fn extension_server(api: &Api, query: Option<&str>) -> Reply {
             return Reply::error(400, format!("failed to deserialize query string: {error}"))
         }
     }
-    if api.remote_ext_base_url.is_none() {
-        return Reply::error(412, "remote storage is not configured");
-    }
-    let has_remote_extensions = api.shared.lock().document.as_ref().is_some_and(|document| {
-        document
-            .spec
-            .as_ref()
-            .is_some_and(|spec| spec.remote_extensions.is_some())
-    });
-    if !has_remote_extensions {
-        return Reply::error(409, "information about remote extensions is unavailable");
-    }
-    Reply::error(
-        500,
-        "downloading remote extensions is not supported by this compute-ctl yet",
-    )
+    let is_library = matches!(is_library.as_ref().map(Option::as_deref), Ok(Some("true")));
+    crate::remote_ext::extension_server(api, filename, is_library)
 }
 
 /// `POST /refresh_configuration` (internal): counts the call, then from `running`, `failed`
@@ -222,7 +207,7 @@ mod tests {
             deadlines: crate::http::Deadlines::default(),
             lfc: Default::default(),
             promotion: Default::default(),
-            remote_ext_base_url: None,
+            remote_ext: Default::default(),
         }
     }
 

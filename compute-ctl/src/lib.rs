@@ -46,6 +46,7 @@ pub mod metrics;
 pub mod migrations;
 pub mod probes;
 pub mod promote;
+pub mod remote_ext;
 pub mod routes;
 pub mod signals;
 pub mod sql;

@@ -24,6 +24,12 @@ pub fn absorb_sections(metrics: &mut StartupMetrics, document: &ComputeDocument)
         metrics.basebackup_ms = basebackup.basebackup_ms;
         metrics.basebackup_bytes = basebackup.basebackup_bytes;
     }
+    if let Some(extensions) = &document.extensions {
+        metrics.load_ext_ms = extensions.load_ext_ms;
+        metrics.num_ext_downloaded = extensions.num_ext_downloaded;
+        metrics.largest_ext_size = extensions.largest_ext_size;
+        metrics.total_ext_download_size = extensions.total_ext_download_size;
+    }
 }
 
 /// The Prometheus text for the current state: upstream's families with upstream's names,
@@ -178,7 +184,8 @@ pub(crate) fn single(out: &mut String, (name, kind): (&str, &str), help: &str, v
     let _ = writeln!(out, "{name} {value}");
 }
 
-fn escape(value: &str) -> String {
+/// A Prometheus label value, escaped.
+pub(crate) fn escape(value: &str) -> String {
     value
         .replace('\\', "\\\\")
         .replace('"', "\\\"")

@@ -103,6 +103,7 @@ pub fn route(api: &Api, which: Port, request: &ApiRequest) -> Reply {
         "/metrics" => {
             let mut text = crate::metrics::render(&api.shared.lock());
             text.push_str(&api.lfc.render_metrics());
+            text.push_str(&api.remote_ext.render_metrics());
             Reply::text(200, "text/plain; version=0.0.4", text)
         }
         "/healthz" => Reply::json(200, &serde_json::json!({"status": "ok"})),
@@ -129,7 +130,11 @@ pub fn route(api: &Api, which: Port, request: &ApiRequest) -> Reply {
         },
         "/promote" => crate::promote::promote(&api.promotion, &api.lfc, &api.shared, request),
         _ if which == Port::Internal && extension_file(path).is_some() => {
-            crate::control::extension_server(api, request.query.as_deref())
+            crate::control::extension_server(
+                api,
+                extension_file(path).unwrap_or_default(),
+                request.query.as_deref(),
+            )
         }
         _ => Reply::empty(404),
     }

@@ -22,6 +22,8 @@ pub mod name {
     pub const SYNC_SAFEKEEPERS: &str = "pg-sync-safekeepers";
     /// Prepares PGDATA.
     pub const BASEBACKUP_FETCH: &str = "pg-basebackup-fetch";
+    /// Writes remote extensions' control files, downloads the preload libraries.
+    pub const EXTENSIONS_FETCH: &str = "pg-extensions-fetch";
     /// Reconciles settings and catalog.
     pub const RECONCILE: &str = "pg-reconcile";
     /// Owns the postmaster.

@@ -59,7 +59,7 @@ pub fn api(document: Option<ComputeDocument>, running: bool) -> Api {
         deadlines: crate::http::Deadlines::default(),
         lfc: Arc::default(),
         promotion: Arc::default(),
-        remote_ext_base_url: None,
+        remote_ext: Arc::default(),
     }
 }
 

@@ -78,6 +78,7 @@ pub fn start_document(
         instance: LocalInstance {
             port,
             socket_dir,
+            extension_server_port: None,
             extra: Default::default(),
         },
         spec_load: Some(SpecLoadSection {
@@ -88,6 +89,7 @@ pub fn start_document(
         }),
         sync_safekeepers: None,
         basebackup: None,
+        extensions: None,
         reconcile: None,
         extra: Default::default(),
     })

@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{ErrorKind, StageError};
 use crate::section::{
-    BasebackupSection, ReconcileSection, SpecLoadSection, SyncSafekeepersSection,
+    BasebackupSection, ExtensionsSection, ReconcileSection, SpecLoadSection, SyncSafekeepersSection,
 };
 use crate::spec::{ComputeCtlConfig, ComputeSpec};
 
@@ -69,6 +69,9 @@ pub struct ComputeDocument {
     /// Written by `pg-basebackup-fetch`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub basebackup: Option<BasebackupSection>,
+    /// Written by `pg-extensions-fetch`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extensions: Option<ExtensionsSection>,
     /// Written by `pg-reconcile`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reconcile: Option<ReconcileSection>,
@@ -84,6 +87,10 @@ pub struct LocalInstance {
     pub port: u16,
     /// Unix socket directory the tools control; the socket path fits the 107-byte limit.
     pub socket_dir: PathBuf,
+    /// compute-ctl's internal HTTP port, where Postgres asks for missing remote extension
+    /// files; written as `neon.extension_server_port`. Absent when no server listens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extension_server_port: Option<u16>,
     /// Fields this version does not know.
     #[serde(flatten)]
     pub extra: Map<String, Value>,

@@ -399,7 +399,7 @@ pub fn params_for(document: &ComputeDocument) -> ConfParams {
         port: document.instance.port,
         socket_dir: document.instance.socket_dir.clone(),
         privileged_role_name: document.privileged_role_name.clone(),
-        extension_server_port: None,
+        extension_server_port: document.instance.extension_server_port,
         dynamic_shared_memory_mmap: overcommit.trim() == "2",
         extra_lines: Vec::new(),
     }

@@ -383,7 +383,9 @@ pub enum PageserverProtocol {
     Grpc,
 }
 
-/// Extensions available for download.
+/// Extensions available for download (upstream's `RemoteExtSpec`). An extension may be
+/// downloaded when `public_extensions` or `custom_extensions` names it (an absent or null list
+/// is empty) and `extension_data` describes it; a library is found through `library_index`.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct RemoteExtensions {
     /// Allowed for everyone.
@@ -392,22 +394,26 @@ pub struct RemoteExtensions {
     /// Allowed for this compute.
     #[serde(default)]
     pub custom_extensions: Option<Vec<String>>,
-    /// Library name → extension name.
-    #[serde(default)]
+    /// Library name (without `.so`) → extension name. Required, as upstream.
     pub library_index: IndexMap<String, String>,
-    /// Extension name → control files and archive.
-    #[serde(default)]
+    /// Extension name → control files and archive. Required, as upstream.
     pub extension_data: IndexMap<String, RemoteExtensionData>,
+    /// Fields this version does not know, passed through.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 /// Control files and archive path of one remote extension.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct RemoteExtensionData {
-    /// File name → control file text.
-    #[serde(default)]
+    /// Control file name (`<name>.control`) → its text; written before Postgres starts.
     pub control_data: IndexMap<String, String>,
-    /// Archive path in extension storage.
+    /// Archive path in extension storage (carried, never used: the URL is built from the
+    /// extension name, as upstream).
     pub archive_path: String,
+    /// Fields this version does not know, passed through.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 /// local_proxy configuration, carried through.

@@ -11,6 +11,7 @@ const BINARIES: &[&str] = &[
     "compute-spec",
     "pg-sync-safekeepers",
     "pg-basebackup-fetch",
+    "pg-extensions-fetch",
     "pg-supervise",
     "pg-reconcile",
     "compute-ctl",

@@ -40,7 +40,11 @@ pub fn extensions(api: &Api, request: &ApiRequest) -> Reply {
     apply_request(
         api,
         request,
-        install_extension,
+        // Remote extensions (pg-extensions-fetch): download a missing one before CREATE.
+        |document: &ComputeDocument, extension: &ExtensionRequest| {
+            crate::remote_ext::ensure_for_create(api, document, &extension.extension)?;
+            install_extension(document, extension)
+        },
         |extension: &ExtensionRequest| {
             Reply::json(
                 201,

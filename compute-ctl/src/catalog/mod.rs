@@ -57,7 +57,7 @@ pub fn pg_error_text(error: &postgres::Error) -> String {
 fn apply_request<R: DeserializeOwned>(
     api: &Api,
     request: &ApiRequest,
-    apply: fn(&ComputeDocument, &R) -> Result<Option<String>, String>,
+    apply: impl FnOnce(&ComputeDocument, &R) -> Result<Option<String>, String>,
     created: impl FnOnce(&R) -> Reply,
     failure: &str,
 ) -> Reply {

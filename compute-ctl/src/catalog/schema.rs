@@ -45,17 +45,10 @@ fn dump_schema(
 ) -> Reply {
     let mut command = pg_dump_command(document, database);
     match crate::tool::run(&mut command, deadline, cap) {
-        // As upstream, whose 200 goes out with the first chunk: output, then a failure, is
-        // a 200 with what pg_dump wrote (the failure only logged).
-        Ok(output) if !output.stdout.is_empty() => {
-            if !output.status.success() {
-                tracing::error!(
-                    database,
-                    status = %output.status,
-                    stderr = %String::from_utf8_lossy(&output.stderr).trim_end(),
-                    "pg_dump failed after writing part of the schema"
-                );
-            }
+        // Upstream's 200 goes out with the first chunk, so a pg_dump failing half-way ends a
+        // 200 body; ours is buffered and sent only when pg_dump succeeded: a truncated schema
+        // is never a 200 (README, compatibility table).
+        Ok(output) if output.status.success() && !output.stdout.is_empty() => {
             Reply::bytes(200, "application/json".into(), output.stdout)
         }
         Ok(output) => {
@@ -212,7 +205,7 @@ mod tests {
     }
 
     #[test]
-    fn a_pg_dump_failing_after_output_is_a_200_with_that_output() {
+    fn a_pg_dump_failing_after_output_is_a_500_never_a_truncated_200() {
         let server = TestPostgres::start();
         let api = api_for(&server, false);
         let mut document = api.shared.lock().document.clone().unwrap();
@@ -230,8 +223,10 @@ mod tests {
             .unwrap();
         document.pgbin = bin.path().join("postgres");
         let reply = dump_schema(&document, "shop", PG_DUMP_DEADLINE, PG_DUMP_CAP);
-        assert_eq!(reply.status, 200);
-        assert_eq!(reply.body, b"CREATE TABLE part (id int);\n");
+        assert_eq!(reply.status, 500);
+        let body = String::from_utf8_lossy(&reply.body).into_owned();
+        assert!(body.contains("failed to execute pg_dump"), "{body}");
+        assert!(!body.contains("CREATE TABLE part"), "{body}");
     }
 
     #[test]

@@ -57,7 +57,9 @@ impl Controller {
             deadlines: self.params.http_deadlines,
             lfc: self.lfc.clone(),
             promotion: Arc::default(),
-            remote_ext_base_url: self.params.deferred.remote_ext_base_url.clone(),
+            remote_ext: Arc::new(crate::remote_ext::RemoteExt::new(
+                self.params.deferred.remote_ext_base_url.clone(),
+            )),
         };
         http::serve(
             api.clone(),

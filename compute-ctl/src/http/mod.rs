@@ -114,8 +114,8 @@ pub struct Api {
     pub lfc: Arc<crate::lfc::Lfc>,
     /// The process-lifetime `/promote` result.
     pub promotion: Arc<crate::promote::Promotion>,
-    /// `-r`: the remote extension server.
-    pub remote_ext_base_url: Option<String>,
+    /// `-r` and the remote extension downloads (`remote_ext`).
+    pub remote_ext: Arc<crate::remote_ext::RemoteExt>,
 }
 
 impl Api {

@@ -2,11 +2,13 @@
 //! Neon's `/metrics.json`). Each stage owns its file here.
 
 mod basebackup;
+mod extensions;
 mod reconcile;
 mod spec_load;
 mod sync_safekeepers;
 
 pub use basebackup::{BasebackupSection, BasebackupSource};
+pub use extensions::ExtensionsSection;
 pub use reconcile::{
     PlannedStatement, ReconcilePhase, ReconcileSection, SettingChange, SettingOutcome,
     StatementFailure,
