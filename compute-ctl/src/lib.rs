@@ -17,6 +17,7 @@
 //!   [`probes`], [`promote`], [`auth`], [`metrics`]: the HTTP API.
 //! * [`signals`]: SIGTERM/SIGINT → fast, SIGQUIT → immediate shutdown through pg-supervise.
 //! * [`vm_monitor`]: the AUTOSCALING integration point.
+//! * [`lease`]: LSN leases of a Static compute, renewed while its Postgres runs.
 //!
 //! Reads from the document: the spec (mode, safekeepers, `skip_pg_catalog_updates`, tenant and
 //! timeline), `compute_ctl_config` (JWT keys), the stage sections (timings for
@@ -38,6 +39,7 @@ pub mod control;
 pub mod extract;
 pub mod generate;
 pub mod http;
+pub mod lease;
 pub mod lfc;
 pub mod metrics;
 pub mod probes;

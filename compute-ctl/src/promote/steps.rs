@@ -290,18 +290,23 @@ fn catch_up(client: &mut postgres::Client, target: Lsn) -> Result<(), String> {
 /// as the synchronous standby, persisted with `ALTER SYSTEM` and reloaded.
 fn point_at_safekeepers(client: &mut postgres::Client, spec: &ComputeSpec) -> Result<(), String> {
     let safekeepers = spec.safekeepers().join(",");
-    let sql = format!(
-        "ALTER SYSTEM SET neon.safekeepers TO {};\n\
-         ALTER SYSTEM SET synchronous_standby_names TO 'walproposer';\n\
-         SELECT pg_reload_conf();",
-        quote_literal(&safekeepers)
-    );
-    client.batch_execute(&sql).map_err(|error| {
+    // One statement per query: ALTER SYSTEM refuses to run in a (multi-statement) transaction.
+    for sql in [
         format!(
-            "pointing the compute at its safekeepers: {}",
-            pg_error_text(&error)
-        )
-    })
+            "ALTER SYSTEM SET neon.safekeepers TO {}",
+            quote_literal(&safekeepers)
+        ),
+        "ALTER SYSTEM SET synchronous_standby_names TO 'walproposer'".to_string(),
+        "SELECT pg_reload_conf()".to_string(),
+    ] {
+        client.batch_execute(&sql).map_err(|error| {
+            format!(
+                "pointing the compute at its safekeepers: {}",
+                pg_error_text(&error)
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// A replica runs with `hot_standby = on`, which only a restart changes; the Primary spec's
@@ -374,5 +379,45 @@ mod tests {
         assert_eq!(record_end_bound(Lsn(0x300_0000), 8192), Lsn(0x300_0000));
         assert_eq!(record_end_bound(Lsn(0x300_0029), 8192), Lsn(0x300_0029));
         assert_eq!(record_end_bound(Lsn(0x300_1F00), 8192), Lsn(0x300_1F00));
+    }
+
+    #[test]
+    fn the_safekeepers_are_persisted_and_reloaded() {
+        let server = pg_test_support::TestPostgres::start();
+        let mut client = server.client();
+        // What the neon extension does on a Neon compute: define `neon.safekeepers` (here a
+        // session placeholder, which ALTER SYSTEM accepts).
+        client.batch_execute("SET neon.safekeepers TO ''").unwrap();
+        let spec: ComputeSpec = serde_json::from_value(crate::testing::spec(serde_json::json!({
+            "safekeeper_connstrings": ["sk-1:5454", "sk-2:5454"],
+        })))
+        .unwrap();
+        point_at_safekeepers(&mut client, &spec).unwrap();
+        keep_hot_standby(&mut client).unwrap();
+        let auto = std::fs::read_to_string(server.data_dir().join("postgresql.auto.conf")).unwrap();
+        assert!(
+            auto.contains("neon.safekeepers = 'sk-1:5454,sk-2:5454'"),
+            "{auto}"
+        );
+        assert!(
+            auto.contains("synchronous_standby_names = 'walproposer'"),
+            "{auto}"
+        );
+        assert!(auto.contains("hot_standby = 'on'"), "{auto}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let live: String = client
+                .query_one("SELECT current_setting('synchronous_standby_names')", &[])
+                .unwrap()
+                .get(0);
+            if live == "walproposer" {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the reload never applied: {live:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
