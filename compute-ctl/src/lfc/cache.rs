@@ -164,16 +164,16 @@ pub fn read_state(document: &ComputeDocument, kind: CacheKind) -> Result<Option<
 
 /// The buffer cache's block list, through `pg_buffercache`.
 fn read_vanilla(client: &mut postgres::Client) -> Result<VanillaState, String> {
-    ensure_extension(client, "pg_buffercache")?;
+    let schema = ensure_extension(client, "pg_buffercache")?;
+    let sql = format!(
+        "SELECT d.datname::text, b.reltablespace, b.relfilenode, b.relforknumber::int4, \
+                b.relblocknumber::int8 \
+         FROM {schema}.pg_buffercache b JOIN pg_catalog.pg_database d ON d.oid = b.reldatabase \
+         WHERE b.relfilenode IS NOT NULL AND d.datallowconn \
+         ORDER BY 1, 2, 3, 4, 5"
+    );
     let rows = client
-        .query(
-            "SELECT d.datname::text, b.reltablespace, b.relfilenode, b.relforknumber::int4, \
-                    b.relblocknumber::int8 \
-             FROM pg_buffercache b JOIN pg_database d ON d.oid = b.reldatabase \
-             WHERE b.relfilenode IS NOT NULL AND d.datallowconn \
-             ORDER BY 1, 2, 3, 4, 5",
-            &[],
-        )
+        .query(&sql, &[])
         .map_err(|error| format!("reading pg_buffercache: {}", pg_error_text(&error)))?;
     let mut state = VanillaState {
         format: VANILLA_FORMAT.to_string(),
@@ -205,8 +205,9 @@ fn read_vanilla(client: &mut postgres::Client) -> Result<VanillaState, String> {
     Ok(state)
 }
 
-/// Creates `extension` in the connected database unless it is there; a replica cannot.
-fn ensure_extension(client: &mut postgres::Client, extension: &str) -> Result<(), String> {
+/// Creates `extension` (in `public`) in the connected database unless it is there; a replica
+/// cannot. Returns its schema, quoted (the admin session has no search path).
+fn ensure_extension(client: &mut postgres::Client, extension: &str) -> Result<String, String> {
     let failed = |error: postgres::Error| {
         format!(
             "checking the {extension} extension: {}",
@@ -215,14 +216,17 @@ fn ensure_extension(client: &mut postgres::Client, extension: &str) -> Result<()
     };
     let row = client
         .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = $1), \
-                    pg_is_in_recovery(), current_database()::text",
+            "SELECT (SELECT n.nspname::text FROM pg_catalog.pg_extension e \
+                     JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace \
+                     WHERE e.extname = $1), \
+                    pg_catalog.pg_is_in_recovery(), pg_catalog.current_database()::text",
             &[&extension],
         )
         .map_err(failed)?;
-    let (present, replica, database): (bool, bool, String) = (row.get(0), row.get(1), row.get(2));
-    if present {
-        return Ok(());
+    let (schema, replica, database): (Option<String>, bool, String) =
+        (row.get(0), row.get(1), row.get(2));
+    if let Some(schema) = schema {
+        return Ok(quote_ident(&schema));
     }
     if replica {
         return Err(format!(
@@ -232,7 +236,7 @@ fn ensure_extension(client: &mut postgres::Client, extension: &str) -> Result<()
     }
     client
         .batch_execute(&format!(
-            "CREATE EXTENSION IF NOT EXISTS {}",
+            "CREATE EXTENSION IF NOT EXISTS {} WITH SCHEMA public",
             quote_ident(extension)
         ))
         .map_err(|error| {
@@ -240,7 +244,8 @@ fn ensure_extension(client: &mut postgres::Client, extension: &str) -> Result<()
                 "creating the {extension} extension in database {database}: {}",
                 pg_error_text(&error)
             )
-        })
+        })?;
+    Ok("public".to_string())
 }
 
 /// Loads `state` into the cache; `Ok(None)` when cancelled.
@@ -293,18 +298,34 @@ fn load_neon(
     }))
 }
 
-/// Loads every database's ranges, clamped to the relations' sizes.
-const PREWARM: &str = "\
-    WITH wanted AS ( \
-        SELECT pg_filenode_relation(w.ts, w.fn) AS rel, w.fork, w.first, w.last \
-        FROM unnest($1::oid[], $2::oid[], $3::text[], $4::int8[], $5::int8[]) \
-             AS w(ts, fn, fork, first, last)), \
-    sized AS ( \
-        SELECT rel, fork, first, last, \
-               pg_relation_size(rel, fork) / current_setting('block_size')::int8 AS blocks \
-        FROM wanted WHERE rel IS NOT NULL) \
-    SELECT coalesce(sum(pg_prewarm(rel, 'buffer', fork, first, least(last, blocks - 1))), 0)::int8 \
-    FROM sized WHERE first < blocks";
+/// Loads a database's ranges with `pg_prewarm` (in `schema`), clamped to the relations'
+/// sizes; the blocks loaded.
+fn prewarm_sql(schema: &str) -> String {
+    format!(
+        "WITH wanted AS ( \
+             SELECT pg_catalog.pg_filenode_relation(w.ts, w.fn) AS rel, w.fork, w.first, w.last \
+             FROM unnest($1::oid[], $2::oid[], $3::text[], $4::int8[], $5::int8[]) \
+                  AS w(ts, fn, fork, first, last)), \
+         sized AS ( \
+             SELECT rel, fork, first, last, \
+                    pg_catalog.pg_relation_size(rel, fork) \
+                        / pg_catalog.current_setting('block_size')::int8 AS blocks \
+             FROM wanted WHERE rel IS NOT NULL) \
+         SELECT coalesce(sum({schema}.pg_prewarm(rel, 'buffer', fork, first, \
+                                                 least(last, blocks - 1))), 0)::int8 \
+         FROM sized WHERE first < blocks"
+    )
+}
+
+/// The arrays of [`prewarm_sql`]'s parameters: one entry per block range.
+#[derive(Default)]
+struct Columns {
+    tablespaces: Vec<u32>,
+    filenodes: Vec<u32>,
+    forks: Vec<&'static str>,
+    firsts: Vec<i64>,
+    lasts: Vec<i64>,
+}
 
 fn fork_name(fork: i32) -> Option<&'static str> {
     match fork {
@@ -330,7 +351,7 @@ fn load_vanilla(
         let mut admin = connect(document, None)?;
         admin
             .query(
-                "SELECT datname::text FROM pg_database WHERE datallowconn",
+                "SELECT datname::text FROM pg_catalog.pg_database WHERE datallowconn",
                 &[],
             )
             .map_err(|error| format!("listing the databases: {}", pg_error_text(&error)))?
@@ -347,26 +368,32 @@ fn load_vanilla(
             );
             continue;
         }
-        let mut columns: (Vec<u32>, Vec<u32>, Vec<&str>, Vec<i64>, Vec<i64>) = Default::default();
+        let mut columns = Columns::default();
         for fork in forks {
             let Some(name) = fork_name(fork.fork) else {
                 continue;
             };
             for (first, last) in &fork.ranges {
-                columns.0.push(fork.tablespace);
-                columns.1.push(fork.filenode);
-                columns.2.push(name);
-                columns.3.push(*first);
-                columns.4.push(*last);
+                columns.tablespaces.push(fork.tablespace);
+                columns.filenodes.push(fork.filenode);
+                columns.forks.push(name);
+                columns.firsts.push(*first);
+                columns.lasts.push(*last);
             }
         }
         let mut client = connect(document, Some(database))?;
-        ensure_extension(&mut client, "pg_prewarm")?;
+        let sql = prewarm_sql(&ensure_extension(&mut client, "pg_prewarm")?);
         let loaded = cancellable(&mut client, cancel, |client| {
             client
                 .query_one(
-                    PREWARM,
-                    &[&columns.0, &columns.1, &columns.2, &columns.3, &columns.4],
+                    &sql,
+                    &[
+                        &columns.tablespaces,
+                        &columns.filenodes,
+                        &columns.forks,
+                        &columns.firsts,
+                        &columns.lasts,
+                    ],
                 )
                 .map(|row| row.get::<_, i64>(0))
         })
