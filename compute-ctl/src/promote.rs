@@ -1,14 +1,14 @@
-//! `POST /promote` (replica → primary): the request, the single flight and the answer;
-//! the steps themselves are [`steps`]'s.
+//! `POST /promote` (replica → primary): the request, the single flight and the answer; the steps
+//! themselves are [`steps`]'s.
 //!
 //! Upstream's steps: (1) the compute's mode must be `Replica`; (2) prewarm state not
-//! `not_prewarmed`/`prewarming` (Neon replicas only: a vanilla replica needs no prewarm);
-//! (3) wait for replay to reach `wal_flush_lsn` (optional for a vanilla replica: the
-//! primary's current WAL position); (4) point `neon.safekeepers` at the new safekeepers (Neon
-//! only); (5) `pg_promote()`; (6) check writability; (7) store the new spec and reconfigure.
+//! `not_prewarmed`/`prewarming` (Neon replicas only: a vanilla replica needs no prewarm); (3) wait
+//! for replay to reach `wal_flush_lsn` (optional for a vanilla replica: the primary's current WAL
+//! insert position); (4) point `neon.safekeepers` at the new safekeepers (Neon only); (5)
+//! `pg_promote()`; (6) check writability; (7) store the new spec and reconfigure.
 //!
-//! As upstream, the first promotion's result (failures included) is the answer to every
-//! later or concurrent call for the life of the process; concurrent callers wait for it.
+//! As upstream, the first promotion's result (failures included) is the answer to every later or
+//! concurrent call for the life of the process; concurrent callers wait for it.
 
 mod steps;
 
@@ -36,7 +36,7 @@ pub struct PromoteRequest {
     /// The spec of the new primary.
     pub spec: ComputeSpec,
     /// The LSN replay must reach first: required for a Neon replica; for a vanilla replica
-    /// its absence means the primary's current WAL position (`pg_current_wal_lsn()`).
+    /// its absence means the primary's current WAL position (`pg_current_wal_insert_lsn()`).
     #[serde(default)]
     pub wal_flush_lsn: Option<Lsn>,
 }

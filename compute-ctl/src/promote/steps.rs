@@ -1,17 +1,16 @@
-//! The promotion itself (upstream's steps 1–7), for a Neon replica and — beyond upstream — for
-//! a vanilla replica cloned from `upstream_connstring`.
+//! The promotion itself (upstream's steps 1–7), for a Neon replica and — beyond upstream — for a
+//! vanilla replica cloned from `upstream_connstring`.
 //!
-//! The two kinds differ in three places: a Neon replica must have been prewarmed (a failed
-//! prewarm only warns), a vanilla one needs no prewarm; a Neon replica is told its new
-//! safekeepers (`ALTER SYSTEM` `neon.safekeepers` and `synchronous_standby_names =
-//! 'walproposer'`, then a reload), a vanilla one has none; and a vanilla replica may be
-//! promoted without `wal_flush_lsn`, in which case it first catches up with the primary's
-//! current WAL position (`pg_current_wal_lsn()`, past every commit it has acknowledged, even
-//! with `synchronous_commit = off`), read over `upstream_connstring`. Both then `pg_promote()`, check that
-//! the server takes writes, and are reconfigured as the new Primary spec through the
-//! controller (the `/configure` path, so the status passes through `configuration_pending`
-//! and `configuration` back to `running`; upstream reconfigures in place and stays
-//! `running`).
+//! The two kinds differ in three places: a Neon replica must have been prewarmed (a failed prewarm
+//! only warns), a vanilla one needs no prewarm; a Neon replica is told its new safekeepers (`ALTER
+//! SYSTEM` `neon.safekeepers` and `synchronous_standby_names = 'walproposer'`, then a reload), a
+//! vanilla one has none; and a vanilla replica may be promoted without `wal_flush_lsn`, in which
+//! case it first catches up with the primary's current WAL position (`pg_current_wal_insert_lsn()`,
+//! past every commit it has acknowledged, even with `synchronous_commit = off`), read over
+//! `upstream_connstring`. Both then `pg_promote()`, check that the server takes writes, and are
+//! reconfigured as the new Primary spec through the controller (the `/configure` path, so the
+//! status passes through `configuration_pending` and `configuration` back to `running`; upstream
+//! reconfigures in place and stays `running`).
 
 use std::time::{Duration, Instant};
 
