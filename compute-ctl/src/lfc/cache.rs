@@ -415,3 +415,88 @@ fn load_vanilla(
         skipped: clamp(total - prewarmed),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    #[test]
+    fn a_cancel_stops_the_query_under_way() {
+        let server = pg_test_support::TestPostgres::start();
+        let mut client = server.client();
+        let cancel = Arc::new(AtomicBool::new(false));
+        let tripper = cancel.clone();
+        // Trips the token once the query is seen running.
+        let mut watcher = server.client();
+        let trip = std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                let running: i64 = watcher
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity \
+                         WHERE query = 'SELECT pg_sleep(60)' AND state = 'active'",
+                        &[],
+                    )
+                    .unwrap()
+                    .get(0);
+                if running == 1 {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            tripper.store(true, Ordering::SeqCst);
+        });
+        let started = Instant::now();
+        let outcome = cancellable(&mut client, &cancel, |client| {
+            client.batch_execute("SELECT pg_sleep(60)")
+        })
+        .unwrap();
+        trip.join().unwrap();
+        assert_eq!(outcome, None);
+        assert!(started.elapsed() < Duration::from_secs(30), "not cancelled");
+        // Not tripped: the work's own result.
+        let calm = AtomicBool::new(false);
+        let value = cancellable(&mut client, &calm, |client| {
+            client
+                .query_one("SELECT 7", &[])
+                .map(|row| row.get::<_, i32>(0))
+        })
+        .unwrap();
+        assert_eq!(value, Some(7));
+        let error = cancellable(&mut client, &calm, |client| {
+            client.batch_execute("SELECT 1/0")
+        })
+        .unwrap_err();
+        assert!(pg_error_text(&error).contains("division by zero"));
+    }
+
+    #[test]
+    fn block_counts_and_kinds() {
+        let state = VanillaState {
+            format: VANILLA_FORMAT.to_string(),
+            relations: vec![CachedFork {
+                database: "postgres".into(),
+                tablespace: 1663,
+                filenode: 16384,
+                fork: 0,
+                ranges: vec![(0, 9), (20, 20)],
+            }],
+        };
+        assert_eq!(state.blocks(), 11);
+        assert_eq!(fork_name(2), Some("vm"));
+        assert_eq!(fork_name(7), None);
+        let neon: ComputeSpec = serde_json::from_value(crate::testing::spec(serde_json::json!({
+            "tenant_id": "0123456789abcdef0123456789abcdef",
+            "timeline_id": "fedcba9876543210fedcba9876543210",
+            "pageserver_connstring": "host=ps",
+            "safekeeper_connstrings": ["sk:5454"],
+        })))
+        .unwrap();
+        assert_eq!(kind_of(&neon), CacheKind::Neon);
+        let vanilla: ComputeSpec =
+            serde_json::from_value(crate::testing::spec(serde_json::json!({}))).unwrap();
+        assert_eq!(kind_of(&vanilla), CacheKind::Vanilla);
+    }
+}
