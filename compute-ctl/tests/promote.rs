@@ -176,3 +176,24 @@ fn a_vanilla_replica_is_promoted_to_a_writable_primary() {
     assert_eq!(again.status, 200);
     assert_eq!(again.json(), answers[0].json());
 }
+
+#[test]
+fn a_primary_is_not_promoted() {
+    let mut harness = Harness::new();
+    let compute = harness.start(&["-s", &empty_spec(None).to_string()]);
+    compute.wait_status("running");
+    let answer = compute.post_json(
+        "/promote",
+        &json!({"spec": empty_spec(None), "wal_flush_lsn": "0/1"}),
+    );
+    assert_eq!(answer.status, 500, "{}", answer.body);
+    assert_eq!(
+        answer.json(),
+        json!({"status": "failed", "error": "compute mode \"Primary\" is not replica"})
+    );
+    assert_eq!(compute.status(), "running");
+    assert!(
+        !harness.log().contains("--reconfigure"),
+        "nothing was reconfigured"
+    );
+}
