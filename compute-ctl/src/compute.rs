@@ -15,6 +15,7 @@ use compute_spec::ComputeDocument;
 use nix::sys::signal::Signal;
 
 use crate::cli::{log_format_name, Params};
+use crate::lease::{LeaseKeeper, LeaseSettings};
 use crate::lfc::Lfc;
 use crate::stages::{self, name, ChildPid};
 use crate::state::{ComputeStatus, Shared};
@@ -56,6 +57,8 @@ pub struct Controller {
     vm_monitor: Option<VmMonitor>,
     /// LFC prewarm/offload, shared with the HTTP API.
     lfc: Arc<Lfc>,
+    /// The LSN lease thread of a Static compute, while its Postgres runs.
+    lease: Option<LeaseKeeper>,
 }
 
 impl Controller {
@@ -77,6 +80,7 @@ impl Controller {
             http_started: false,
             vm_monitor: None,
             lfc: Arc::default(),
+            lease: None,
         }
     }
 
@@ -89,6 +93,7 @@ impl Controller {
         if let Some(monitor) = self.vm_monitor.take() {
             monitor.stop();
         }
+        self.stop_lease();
         code
     }
 
@@ -179,6 +184,8 @@ impl Controller {
         // upstream).
         document.instance.extension_server_port = self.params.internal_port;
         self.store(&document);
+        // Leases first (upstream's order): the basebackup reads at a Static compute's LSN.
+        self.lease = LeaseKeeper::start(self.shared.clone(), LeaseSettings::default());
         let log_args = self.log_args();
         let document = self.run_document_stage(name::SYNC_SAFEKEEPERS, &log_args, &document)?;
         let document = self.run_document_stage(name::BASEBACKUP_FETCH, &log_args, &document)?;
@@ -322,7 +329,15 @@ impl Controller {
     fn reap_supervisor(&mut self) -> Option<std::process::ExitStatus> {
         let status = self.supervisor.as_mut().and_then(Supervisor::wait);
         self.supervisor = None;
+        self.stop_lease();
         status
+    }
+
+    /// No more lease renewals: Postgres stopped, or never started.
+    fn stop_lease(&mut self) {
+        if let Some(mut lease) = self.lease.take() {
+            lease.stop();
+        }
     }
 
     /// Postgres stopped while running or terminating.
@@ -389,6 +404,7 @@ impl Controller {
                 .unwrap_or(Outcome::Exit(exit_code::RUNTIME));
         }
         tracing::error!(%error, "compute start failed");
+        self.stop_lease();
         if let Err(http_error) = self.ensure_http() {
             tracing::error!(%http_error, "the HTTP API is not available to report the error");
         }

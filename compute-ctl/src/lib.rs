@@ -19,6 +19,7 @@
 //! * [`vm_monitor`]: the AUTOSCALING integration point.
 //! * [`migrations`]: `pg-reconcile --migrate` in the background after a primary's start-up
 //!   apply; [`ext_stats`]: the installed-extension scans and their metric.
+//! * [`lease`]: LSN leases of a Static compute, renewed while its Postgres runs.
 //!
 //! Reads from the document: the spec (mode, safekeepers, `skip_pg_catalog_updates`, tenant and
 //! timeline), `compute_ctl_config` (JWT keys), the stage sections (timings for
@@ -41,6 +42,7 @@ pub mod ext_stats;
 pub mod extract;
 pub mod generate;
 pub mod http;
+pub mod lease;
 pub mod lfc;
 pub mod metrics;
 pub mod migrations;

@@ -1,13 +1,16 @@
-//! `POST /promote` (replica → primary): the request checks and upstream's step (1).
+//! `POST /promote` (replica → primary): the request, the single flight and the answer; the steps
+//! themselves are [`steps`]'s.
 //!
 //! Upstream's steps: (1) the compute's mode must be `Replica`; (2) prewarm state not
-//! `not_prewarmed`/`prewarming`; (3) wait for replay to reach `wal_flush_lsn`; (4) point
-//! `neon.safekeepers` at the new safekeepers; (5) `pg_promote()`; (6) check writability;
-//! (7) store the new spec and reconfigure. (1) and (2) are implemented: a Replica past them
-//! gets `{"status":"failed","error":"… not supported yet …"}` until the rest lands.
+//! `not_prewarmed`/`prewarming` (Neon replicas only: a vanilla replica needs no prewarm); (3) wait
+//! for replay to reach `wal_flush_lsn` (optional for a vanilla replica: the primary's current WAL
+//! insert position); (4) point `neon.safekeepers` at the new safekeepers (Neon only); (5)
+//! `pg_promote()`; (6) check writability; (7) store the new spec and reconfigure.
 //!
-//! As upstream, the first promotion's result (failures included) is the answer to every
-//! later or concurrent call for the life of the process; concurrent callers wait for it.
+//! As upstream, the first promotion's result (failures included) is the answer to every later or
+//! concurrent call for the life of the process; concurrent callers wait for it.
+
+mod steps;
 
 use std::sync::OnceLock;
 
@@ -16,9 +19,9 @@ use compute_spec::spec::{ComputeMode, ComputeSpec};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::http::{parse_json_in, ApiRequest, Rejection, Reply};
-use crate::lfc::{Lfc, PrewarmState};
-use crate::state::Shared;
+use crate::http::{parse_json_in, Api, ApiRequest, Rejection, Reply};
+
+pub use steps::Timings;
 
 /// The single-flight, process-lifetime promotion result. One per process: the lead keeps it
 /// as `Api::promotion: Arc<Promotion>`.
@@ -32,8 +35,10 @@ pub struct Promotion {
 pub struct PromoteRequest {
     /// The spec of the new primary.
     pub spec: ComputeSpec,
-    /// The LSN replay must reach first.
-    pub wal_flush_lsn: Lsn,
+    /// The LSN replay must reach first: required for a Neon replica; for a vanilla replica
+    /// its absence means the primary's current WAL position (`pg_current_wal_insert_lsn()`).
+    #[serde(default)]
+    pub wal_flush_lsn: Option<Lsn>,
 }
 
 impl Promotion {
@@ -87,102 +92,97 @@ pub fn mode_name(mode: ComputeMode) -> String {
 
 /// `POST /promote` (external, authenticated): 200 `{"status":"completed",…}` or 500
 /// `{"status":"failed","error"}`; the first result is cached for the process lifetime.
-pub fn promote(promotion: &Promotion, lfc: &Lfc, shared: &Shared, request: &ApiRequest) -> Reply {
+pub fn promote(api: &Api, request: &ApiRequest) -> Reply {
     let parsed = match parse(&request.body) {
         Ok(parsed) => parsed,
         Err(reply) => return reply,
     };
-    let (status, body) = promotion.result.get_or_init(|| run(lfc, shared, &parsed));
+    let (status, body) = api.promotion.result.get_or_init(|| answer(api, &parsed));
     Reply::json(*status, body)
 }
 
-fn run(lfc: &Lfc, shared: &Shared, request: &PromoteRequest) -> (u16, Value) {
-    let mode = shared
-        .lock()
-        .document
-        .as_ref()
-        .and_then(|document| document.spec.as_ref())
-        .map(|spec| spec.mode);
-    let error = match mode {
-        None => "the compute has no spec yet: nothing to promote".to_string(),
-        // (2) As upstream: a replica must have been prewarmed first; a failed prewarm only
-        // warns.
-        Some(ComputeMode::Replica) if lfc.prewarm_state() == PrewarmState::NotPrewarmed => {
-            "compute NotPrewarmed".to_string()
+/// Runs the promotion once and shapes its answer.
+fn answer(api: &Api, request: &PromoteRequest) -> (u16, Value) {
+    match steps::run(api, request) {
+        Ok(timings) => {
+            tracing::info!(?timings, "promotion completed");
+            (
+                200,
+                json!({
+                    "status": "completed",
+                    "lsn_wait_time_ms": timings.lsn_wait_time_ms,
+                    "pg_promote_time_ms": timings.pg_promote_time_ms,
+                    "reconfigure_time_ms": timings.reconfigure_time_ms,
+                }),
+            )
         }
-        Some(ComputeMode::Replica) if lfc.prewarm_state() == PrewarmState::Prewarming => {
-            "compute Prewarming".to_string()
+        Err(error) => {
+            tracing::error!(%error, "promotion failed");
+            (500, json!({"status": "failed", "error": error}))
         }
-        Some(ComputeMode::Replica) => format!(
-            "promoting a replica to primary (wait for replay to reach {}, switch safekeepers, \
-             pg_promote) is not supported yet by this compute-ctl",
-            request.wal_flush_lsn
-        ),
-        Some(mode) => format!("compute mode \"{}\" is not replica", mode_name(mode)),
-    };
-    tracing::error!(%error, "promotion failed");
-    (500, json!({"status": "failed", "error": error}))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{body, request, shared_with, spec};
+    use crate::lfc::PrewarmState;
+    use crate::testing::{api as test_api, body, document, request, spec};
     use hyper::Method;
+    use std::path::Path;
     use std::sync::Arc;
 
-    fn shared_in(mode: Option<Value>) -> Arc<Shared> {
-        shared_with(mode.map(|mode| json!({"mode": mode})))
-    }
-
-    fn promote_body(spec_value: Value, lsn: &str) -> Vec<u8> {
-        json!({"spec": spec_value, "wal_flush_lsn": lsn})
-            .to_string()
-            .into_bytes()
-    }
-
-    /// An LFC whose prewarm has run (and failed, which only warns).
-    fn prewarmed() -> Lfc {
-        let lfc = Lfc::new();
-        lfc.set_prewarm_state(PrewarmState::Failed {
+    /// A running compute whose spec has `extra`, on a Postgres that does not exist.
+    fn api_in(extra: Value) -> Api {
+        let document = document(
+            Path::new("/usr/bin"),
+            Path::new("/nonexistent"),
+            Path::new("/nonexistent"),
+            5432,
+            spec(extra),
+        );
+        let api = test_api(Some(document), true);
+        // A prewarm has run (and failed, which only warns).
+        api.lfc.set_prewarm_state(PrewarmState::Failed {
             error: "no storage".to_string(),
         });
-        lfc
+        api
     }
 
-    fn post(promotion: &Promotion, shared: &Shared, body_bytes: &[u8]) -> Reply {
-        post_with(promotion, &prewarmed(), shared, body_bytes)
+    fn promote_body(spec_value: Value, lsn: Option<&str>) -> Vec<u8> {
+        let mut body = json!({ "spec": spec_value });
+        if let Some(lsn) = lsn {
+            body["wal_flush_lsn"] = json!(lsn);
+        }
+        body.to_string().into_bytes()
     }
 
-    fn post_with(promotion: &Promotion, lfc: &Lfc, shared: &Shared, body_bytes: &[u8]) -> Reply {
-        promote(
-            promotion,
-            lfc,
-            shared,
-            &request(Method::POST, "/promote", "", body_bytes),
-        )
+    fn post(api: &Api, body_bytes: &[u8]) -> Reply {
+        promote(api, &request(Method::POST, "/promote", "", body_bytes))
+    }
+
+    fn error_of(reply: &Reply) -> String {
+        assert_eq!(reply.status, 500);
+        let body = body(reply);
+        assert_eq!(body["status"], "failed");
+        body["error"].as_str().unwrap().to_string()
     }
 
     #[test]
     fn bad_bodies_are_rejected_before_anything_runs() {
-        let promotion = Promotion::new();
-        let shared = shared_in(Some(json!("Primary")));
-        let reply = post(&promotion, &shared, b"{");
+        let api = api_in(json!({"mode": "Primary"}));
+        let reply = post(&api, b"{");
         assert_eq!(reply.status, 400);
         assert!(reply.content_type.unwrap().starts_with("text/plain"));
         assert!(String::from_utf8_lossy(&reply.body)
             .starts_with("Failed to parse the request body as JSON: "));
-        let reply = post(&promotion, &shared, br#"{"wal_flush_lsn":"0/1"}"#);
+        let reply = post(&api, br#"{"wal_flush_lsn":"0/1"}"#);
         assert_eq!(reply.status, 422);
         assert_eq!(
             String::from_utf8_lossy(&reply.body),
             "Failed to deserialize the JSON body into the target type: missing field `spec` at line 1 column 23"
         );
-        let reply = post(
-            &promotion,
-            &shared,
-            &promote_body(spec(json!({})), "nonsense"),
-        );
+        let reply = post(&api, &promote_body(spec(json!({})), Some("nonsense")));
         assert_eq!(reply.status, 422);
         let text = String::from_utf8_lossy(&reply.body).into_owned();
         assert!(
@@ -193,7 +193,7 @@ mod tests {
         );
         // A spec that parses but fails validation: 400 JSON.
         let invalid = spec(json!({"cluster": {"roles": [{"name": ""}], "databases": []}}));
-        let reply = post(&promotion, &shared, &promote_body(invalid, "0/1"));
+        let reply = post(&api, &promote_body(invalid, Some("0/1")));
         assert_eq!(
             reply.status,
             400,
@@ -204,7 +204,7 @@ mod tests {
             .as_str()
             .unwrap()
             .starts_with("invalid spec: "));
-        assert!(promotion.result().is_none(), "nothing ran");
+        assert!(api.promotion.result().is_none(), "nothing ran");
     }
 
     #[test]
@@ -220,93 +220,116 @@ mod tests {
 
     #[test]
     fn a_primary_is_not_promoted_and_the_answer_sticks() {
-        let promotion = Promotion::new();
-        let shared = shared_in(Some(json!("Primary")));
-        let reply = post(
-            &promotion,
-            &shared,
-            &promote_body(spec(json!({})), "0/3000060"),
-        );
-        assert_eq!(reply.status, 500);
+        let mut api = api_in(json!({"mode": "Primary"}));
+        let reply = post(&api, &promote_body(spec(json!({})), Some("0/3000060")));
         assert_eq!(
             body(&reply),
             json!({"status": "failed", "error": "compute mode \"Primary\" is not replica"})
         );
         // Even after the compute became a replica, the first answer stands.
-        let replica = shared_in(Some(json!("Replica")));
-        let reply = post(&promotion, &replica, &promote_body(spec(json!({})), "0/1"));
+        let replica = api_in(json!({"mode": "Replica"}));
+        api.shared = replica.shared.clone();
+        let reply = post(&api, &promote_body(spec(json!({})), Some("0/1")));
+        assert_eq!(error_of(&reply), "compute mode \"Primary\" is not replica");
+        let stat = api_in(json!({"mode": {"Static": "0/16B3748"}}));
+        let reply = post(&stat, &promote_body(spec(json!({})), Some("0/1")));
         assert_eq!(
-            body(&reply)["error"],
-            "compute mode \"Primary\" is not replica"
-        );
-        let stat = shared_in(Some(json!({"Static": "0/16B3748"})));
-        let reply = post(
-            &Promotion::new(),
-            &stat,
-            &promote_body(spec(json!({})), "0/1"),
-        );
-        assert_eq!(
-            body(&reply)["error"],
+            error_of(&reply),
             "compute mode \"Static(0/16B3748)\" is not replica"
         );
+        let nothing = test_api(None, false);
+        let reply = post(&nothing, &promote_body(spec(json!({})), Some("0/1")));
+        assert!(error_of(&reply).contains("no spec yet"));
     }
 
     #[test]
-    fn a_replica_is_refused_as_not_supported_yet() {
-        let promotion = Arc::new(Promotion::new());
-        let shared = shared_in(Some(json!("Replica")));
+    fn concurrent_calls_share_one_run() {
+        let api = Arc::new(api_in(json!({"mode": "Replica"})));
         let threads: Vec<_> = (0..4)
             .map(|_| {
-                let (promotion, shared) = (promotion.clone(), shared.clone());
-                std::thread::spawn(move || {
-                    post(
-                        &promotion,
-                        &shared,
-                        &promote_body(spec(json!({})), "0/3000060"),
-                    )
-                })
+                let api = api.clone();
+                std::thread::spawn(move || post(&api, &promote_body(spec(json!({})), None)))
             })
             .collect();
-        for thread in threads {
-            let reply = thread.join().unwrap();
-            assert_eq!(reply.status, 500);
-            let reply = body(&reply);
-            assert_eq!(reply["status"], "failed");
-            assert!(reply["error"]
-                .as_str()
-                .unwrap()
-                .contains("not supported yet"));
-            assert!(reply["error"].as_str().unwrap().contains("0/3000060"));
+        let answers: Vec<String> = threads
+            .into_iter()
+            .map(|thread| error_of(&thread.join().unwrap()))
+            .collect();
+        // Not a vanilla replica: the new spec needs safekeepers (checked before anything
+        // touches Postgres).
+        for answer in &answers {
+            assert_eq!(answer, &answers[0]);
         }
-        let reply = post(
-            &Promotion::new(),
-            &shared_in(None),
-            &promote_body(spec(json!({})), "0/1"),
+        assert!(
+            answers[0].starts_with("spec.safekeeper_connstrings: "),
+            "{answers:?}"
         );
-        assert_eq!(reply.status, 500);
-        assert_eq!(body(&reply)["status"], "failed");
     }
 
     #[test]
-    fn a_replica_must_be_prewarmed_first() {
-        let replica = shared_in(Some(json!("Replica")));
-        let lfc = Lfc::new();
-        let body_bytes = promote_body(spec(json!({})), "0/1");
-        let reply = post_with(&Promotion::new(), &lfc, &replica, &body_bytes);
+    fn a_neon_replica_needs_a_prewarm_lsn_and_a_primary_spec() {
+        let body_bytes = promote_body(spec(json!({})), Some("0/1"));
+        let replica = || api_in(json!({"mode": "Replica"}));
+        let api = replica();
+        api.lfc.set_prewarm_state(PrewarmState::NotPrewarmed);
+        assert_eq!(error_of(&post(&api, &body_bytes)), "compute NotPrewarmed");
+        let api = replica();
+        api.lfc.set_prewarm_state(PrewarmState::Prewarming);
+        assert_eq!(error_of(&post(&api, &body_bytes)), "compute Prewarming");
+        let with_safekeepers = spec(json!({"safekeeper_connstrings": ["127.0.0.1:5454"]}));
+        let api = replica();
+        let reply = post(&api, &promote_body(with_safekeepers.clone(), None));
         assert_eq!(
-            body(&reply),
-            json!({"status": "failed", "error": "compute NotPrewarmed"})
+            error_of(&reply),
+            "wal_flush_lsn is required to promote a Neon replica"
         );
-        lfc.set_prewarm_state(PrewarmState::Prewarming);
-        let reply = post_with(&Promotion::new(), &lfc, &replica, &body_bytes);
-        assert_eq!(body(&reply)["error"], "compute Prewarming");
+        let mut as_replica = with_safekeepers.clone();
+        as_replica["mode"] = json!("Replica");
+        let reply = post(&replica(), &promote_body(as_replica, Some("0/1")));
+        assert_eq!(
+            error_of(&reply),
+            "spec.mode: the new spec must be Primary, not \"Replica\""
+        );
+        // Past every check, a compute whose Postgres is not there fails connecting.
         for state in [PrewarmState::Skipped, PrewarmState::Cancelled] {
-            lfc.set_prewarm_state(state);
-            let reply = post_with(&Promotion::new(), &lfc, &replica, &body_bytes);
-            assert!(body(&reply)["error"]
-                .as_str()
-                .unwrap()
-                .contains("not supported yet"));
+            let api = replica();
+            api.lfc.set_prewarm_state(state);
+            let reply = post(&api, &promote_body(with_safekeepers.clone(), Some("0/1")));
+            assert!(error_of(&reply).starts_with("connecting to the compute's postgres"));
         }
+    }
+
+    #[test]
+    fn a_vanilla_replica_needs_no_prewarm() {
+        let api = api_in(json!({
+            "mode": "Replica",
+            "upstream_connstring": "host=/nonexistent port=1 user=cloud_admin",
+        }));
+        api.lfc.set_prewarm_state(PrewarmState::NotPrewarmed);
+        let new_spec = spec(json!({"upstream_connstring": "host=/nonexistent port=1"}));
+        // No wal_flush_lsn: the primary is asked for its LSN, and it is not there.
+        let reply = post(&api, &promote_body(new_spec, None));
+        let error = error_of(&reply);
+        assert!(
+            error.starts_with("connecting to the primary (upstream_connstring): "),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_replica_that_is_not_running_is_not_promoted() {
+        let document = document(
+            Path::new("/usr/bin"),
+            Path::new("/nonexistent"),
+            Path::new("/nonexistent"),
+            5432,
+            spec(json!({"mode": "Replica", "upstream_connstring": "host=/x"})),
+        );
+        let api = test_api(Some(document), false);
+        let reply = post(&api, &promote_body(spec(json!({})), Some("0/1")));
+        assert_eq!(
+            error_of(&reply),
+            "the compute is empty, not running: only a running replica is promoted"
+        );
     }
 }

@@ -128,7 +128,7 @@ pub fn route(api: &Api, which: Port, request: &ApiRequest) -> Reply {
             Method::POST => crate::lfc::post_offload(&api.lfc, &api.shared),
             _ => crate::lfc::get_offload(&api.lfc),
         },
-        "/promote" => crate::promote::promote(&api.promotion, &api.lfc, &api.shared, request),
+        "/promote" => crate::promote::promote(api, request),
         _ if which == Port::Internal && extension_file(path).is_some() => {
             crate::control::extension_server(
                 api,

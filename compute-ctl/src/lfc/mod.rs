@@ -2,18 +2,21 @@
 //! upstream's state machines, JSON shapes, 202/429 answers, cancellation token and the four
 //! counters.
 //!
-//! The transfer itself (endpoint storage GET/PUT of the zstd LFC state, and the `neon`
-//! extension's `prewarm_local_cache`/`get_local_cache_state`) is not implemented yet: a run
-//! whose spec lacks what the transfer needs fails naming the missing fields (as upstream),
-//! and a run with everything present fails saying the transfer is not supported yet. Either
-//! way it counts as an error; there is never a fake success.
+//! The transfer: endpoint storage `GET`/`PUT` of the zstd-compressed state with the bearer
+//! token (`transfer`); the state itself comes from the `neon` extension on Neon computes and,
+//! beyond upstream, from `pg_buffercache`/`pg_prewarm` on vanilla Postgres (`cache`); `work`
+//! runs the phases. A run whose spec lacks what endpoint storage needs fails naming the
+//! missing fields (as upstream).
 //!
 //! Both kinds of run are a `Job`: one state, a "running" value that refuses a second start,
 //! a background thread, and a run counter and an error counter. The handlers (in `routes`)
 //! only change the state and return; the endpoint-storage location is `storage`'s.
 
+mod cache;
 mod routes;
 mod storage;
+mod transfer;
+mod work;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -23,6 +26,7 @@ use serde::Serialize;
 
 use crate::state::{ComputeStatus, Shared};
 
+pub use cache::{CachedFork, VanillaState, VANILLA_FORMAT};
 pub use routes::{delete_prewarm, get_offload, get_prewarm, post_offload, post_prewarm};
 pub use storage::{storage_target, StorageTarget};
 
@@ -285,21 +289,8 @@ impl Lfc {
     }
 
     fn prewarm_work(&self, shared: &Shared, from_endpoint: Option<&str>) -> PrewarmState {
-        let target = match storage_target(shared, from_endpoint) {
-            Ok(target) => target,
-            Err(error) => return PrewarmState::Failed { error },
-        };
         let token = lock(&self.cancel).clone();
-        if token.load(Ordering::SeqCst) {
-            return PrewarmState::Cancelled;
-        }
-        PrewarmState::Failed {
-            error: format!(
-                "prewarming the LFC from endpoint storage ({}) is not supported by this \
-                 compute-ctl yet",
-                target.url
-            ),
-        }
+        work::prewarm(shared, from_endpoint, &token)
     }
 
     /// Trips the cancellation token: the running prewarm, or else the next one, ends
@@ -377,16 +368,7 @@ impl Lfc {
 }
 
 fn offload_work(shared: &Shared) -> OffloadState {
-    match storage_target(shared, None) {
-        Ok(target) => OffloadState::Failed {
-            error: format!(
-                "offloading the LFC to endpoint storage ({}) is not supported by this \
-                 compute-ctl yet",
-                target.url
-            ),
-        },
-        Err(error) => OffloadState::Failed { error },
-    }
+    work::offload(shared)
 }
 
 #[cfg(test)]
@@ -455,9 +437,10 @@ mod tests {
         assert_eq!(settled_prewarm(&lfc), PrewarmState::Cancelled);
         assert_eq!(body(&get_prewarm(&lfc)), json!({"status": "cancelled"}));
         assert_eq!(lfc.counters().prewarm_errors, 0);
-        // The token was replaced: the next one runs (and fails: no transfer yet).
+        // The token was replaced: the next one runs (and fails: storage:9000 is not there).
         assert!(lfc.start_prewarm(&shared, None));
-        assert!(error_of(&settled_prewarm(&lfc)).contains("not supported"));
+        assert!(error_of(&settled_prewarm(&lfc))
+            .starts_with("querying endpoint storage http://storage:9000/"));
         assert_eq!(lfc.counters().prewarm_errors, 1);
         assert!(!lfc.periodic_offload_allowed());
     }
