@@ -236,6 +236,14 @@ const LIVE: &str = "SELECT pg_catalog.current_setting($1, true), \
      (SELECT s.pending_restart FROM pg_catalog.pg_settings s \
       WHERE s.name OPERATOR(pg_catalog.=) $1)";
 
+/// The parameter a nameless "cannot be changed without restarting" row is about, lower-case.
+fn restart_only_parameter(error: &str) -> Option<String> {
+    let rest = error.strip_prefix("parameter \"")?;
+    let (name, tail) = rest.split_once('"')?;
+    tail.contains("cannot be changed without restarting the server")
+        .then(|| name.to_ascii_lowercase())
+}
+
 /// `pg_file_settings`'s error for an unknown setting name.
 const UNKNOWN_NAME: &str = "unrecognized configuration parameter";
 
@@ -267,6 +275,10 @@ fn file_errors(client: &mut Client) -> Result<BTreeMap<String, String>, StageErr
     for row in client.query(FILE_ERRORS, &[]).map_err(read_failed)? {
         let name: Option<String> = row.try_get(0).map_err(read_failed)?;
         let error: String = row.try_get(1).map_err(read_failed)?;
+        // A restart-only setting whose line was removed is reported on a row without a name
+        // (`parameter "x" cannot be changed without restarting the server`); Postgres applies
+        // the rest of the file, so it is that setting's pending restart, not a refusal.
+        let name = name.or_else(|| restart_only_parameter(&error));
         errors.insert(name.unwrap_or_default(), error);
     }
     Ok(errors)

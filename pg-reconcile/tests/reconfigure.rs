@@ -176,6 +176,33 @@ fn a_new_line_a_restart_setting_and_the_pageserver_change_live() {
     );
 }
 
+/// A restart-only setting in effect whose line the new spec drops: Postgres names it on a
+/// row without a name and applies the rest of the file, so it is pending a restart, not a
+/// refused file (a promotion drops a replica's `hot_standby` this way).
+#[test]
+fn removing_a_restart_only_line_is_pending_restart() {
+    let pg = TestPostgres::start();
+    let without: String = server_conf(&pg)
+        .lines()
+        .filter(|line| !line.starts_with("max_connections"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let spec: ComputeSpec = serde_json::from_value(json!({
+        "format_version": 1.0,
+        "cluster": {"roles": [], "databases": [], "postgresql_conf": without},
+    }))
+    .unwrap();
+    let section = run(&pg, &spec);
+    assert_eq!(
+        outcome(&section, "max_connections").outcome,
+        SettingOutcome::PendingRestart,
+        "{:#?}",
+        section.settings
+    );
+    assert_eq!(show(&pg, "max_connections"), "50");
+    assert_eq!(conf_text(&pg), fresh_start(&pg, &spec));
+}
+
 #[test]
 fn a_refused_value_restores_the_previous_file() {
     let pg = TestPostgres::start();

@@ -141,7 +141,6 @@ pub fn run(api: &Api, request: &PromoteRequest) -> Result<Timings, String> {
     if read_only.as_deref() == Some("on") {
         return Err("the compute is still read-only after pg_promote()".to_string());
     }
-    keep_hot_standby(&mut client)?;
     drop(client);
     tracing::info!(%target, "promoted: reconfiguring as primary");
     // (7) Reconfigure as the new primary.
@@ -308,22 +307,6 @@ fn point_at_safekeepers(client: &mut postgres::Client, spec: &ComputeSpec) -> Re
     Ok(())
 }
 
-/// A replica runs with `hot_standby = on`, which only a restart changes; the Primary spec's
-/// file has no such line, so the reload of step (7) would revert it to its default, which
-/// Postgres refuses (`cannot be changed without restarting the server`) and pg-reconcile
-/// reports as a refused file. `ALTER SYSTEM` keeps it `on` until the next start (which
-/// rebuilds PGDATA); a primary ignores it.
-fn keep_hot_standby(client: &mut postgres::Client) -> Result<(), String> {
-    client
-        .batch_execute("ALTER SYSTEM SET hot_standby TO on")
-        .map_err(|error| {
-            format!(
-                "keeping hot_standby until the next start: {}",
-                pg_error_text(&error)
-            )
-        })
-}
-
 /// Upstream's step (7): store the new spec and reconfigure, through the controller (as
 /// `/configure`), waiting for the outcome.
 fn reconfigure(api: &Api, spec: ComputeSpec) -> Result<(), String> {
@@ -392,7 +375,6 @@ mod tests {
         })))
         .unwrap();
         point_at_safekeepers(&mut client, &spec).unwrap();
-        keep_hot_standby(&mut client).unwrap();
         let auto = std::fs::read_to_string(server.data_dir().join("postgresql.auto.conf")).unwrap();
         assert!(
             auto.contains("neon.safekeepers = 'sk-1:5454,sk-2:5454'"),
@@ -402,7 +384,6 @@ mod tests {
             auto.contains("synchronous_standby_names = 'walproposer'"),
             "{auto}"
         );
-        assert!(auto.contains("hot_standby = 'on'"), "{auto}");
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let live: String = client
