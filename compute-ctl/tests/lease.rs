@@ -1,4 +1,5 @@
-//! LSN leases against a page-service stand-in (a small libpq server in this file answering
+//! LSN leases against a page-service stand-in (a small libpq server in this file, with the
+//! kit's message encoder and `TCP_NODELAY` as the real one, answering
 //! `lease lsn` with a `valid_until`, NULL, an error, or slowly): every shard × pageserver
 //! with the token as password, renewals on upstream's schedule, a refusal ending renewals,
 //! errors backing off and recovering, a slow server timing out, a pageserver change ending
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use compute_ctl::lease::{LeaseKeeper, LeaseSettings};
 use compute_ctl::state::Shared;
 use compute_spec::ComputeDocument;
+use pg_test_support::fake_pg::messages::message;
 use serde_json::{json, Value};
 
 const TENANT: &str = "0123456789abcdef0123456789abcdef";
@@ -84,13 +86,6 @@ impl Pageserver {
     }
 }
 
-fn message(kind: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![kind];
-    out.extend_from_slice(&(body.len() as i32 + 4).to_be_bytes());
-    out.extend_from_slice(body);
-    out
-}
-
 fn read_message(stream: &mut TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
     let mut head = [0u8; 5];
     stream.read_exact(&mut head)?;
@@ -105,6 +100,8 @@ fn serve(
     seen: &Mutex<Vec<Seen>>,
     script: &Mutex<Vec<Behaviour>>,
 ) -> std::io::Result<()> {
+    // As the real page service: no Nagle delay on its answers.
+    stream.set_nodelay(true)?;
     // Startup message (no SSL request: the client does not ask for TLS).
     let mut length = [0u8; 4];
     stream.read_exact(&mut length)?;
@@ -214,12 +211,11 @@ fn fast_settings() -> LeaseSettings {
     }
 }
 
-fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn eventually(limit: Duration, what: &str, check: impl FnMut() -> bool) {
+    assert!(
+        pg_test_support::wait_until(limit, check),
+        "timed out waiting for {what}"
+    );
 }
 
 fn command(shard: &str) -> String {
