@@ -3,7 +3,7 @@
 //!
 //! Upstream's steps: (1) the compute's mode must be `Replica`; (2) prewarm state not
 //! `not_prewarmed`/`prewarming` (Neon replicas only: a vanilla replica needs no prewarm); (3) wait
-//! for replay to reach `wal_flush_lsn` (optional for a vanilla replica: the primary's current WAL
+//! for replay to reach `wal_flush_lsn` (`null` allowed for a vanilla replica: the primary's current WAL
 //! insert position); (4) point `neon.safekeepers` at the new safekeepers (Neon only); (5)
 //! `pg_promote()`; (6) check writability; (7) store the new spec and reconfigure.
 //!
@@ -35,10 +35,19 @@ pub struct Promotion {
 pub struct PromoteRequest {
     /// The spec of the new primary.
     pub spec: ComputeSpec,
-    /// The LSN replay must reach first: required for a Neon replica; for a vanilla replica
-    /// its absence means the primary's current WAL position (`pg_current_wal_insert_lsn()`).
-    #[serde(default)]
+    /// The LSN replay must reach first. The field is required, as upstream (a body without
+    /// it is a 422); `null` — only for a vanilla replica, beyond upstream — means the
+    /// primary's current WAL position (`pg_current_wal_insert_lsn()`).
+    #[serde(deserialize_with = "present_or_null")]
     pub wal_flush_lsn: Option<Lsn>,
+}
+
+/// Deserialises an `Option` whose field must be present (serde requires a field with
+/// `deserialize_with` and no `default`), `null` giving `None`.
+fn present_or_null<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Lsn>, D::Error> {
+    Option::<Lsn>::deserialize(deserializer)
 }
 
 impl Promotion {
@@ -150,11 +159,9 @@ mod tests {
     }
 
     fn promote_body(spec_value: Value, lsn: Option<&str>) -> Vec<u8> {
-        let mut body = json!({ "spec": spec_value });
-        if let Some(lsn) = lsn {
-            body["wal_flush_lsn"] = json!(lsn);
-        }
-        body.to_string().into_bytes()
+        json!({ "spec": spec_value, "wal_flush_lsn": lsn })
+            .to_string()
+            .into_bytes()
     }
 
     fn post(api: &Api, body_bytes: &[u8]) -> Reply {

@@ -113,10 +113,10 @@ fn a_vanilla_replica_is_promoted_to_a_writable_primary() {
         .unwrap()
         .is_empty());
 
-    // Two concurrent promotions, without wal_flush_lsn: the primary's current WAL position is the target.
+    // Two concurrent promotions, wal_flush_lsn null: the primary's current WAL position is the target.
     let mut promoted = spec(&primary, port, "Primary");
     promoted.as_object_mut().unwrap().remove("mode");
-    let body = json!({ "spec": promoted }).to_string();
+    let body = json!({ "spec": promoted, "wal_flush_lsn": null }).to_string();
     let calls: Vec<_> = (0..2)
         .map(|_| {
             let (port, body) = (compute.port, body.clone());
