@@ -90,6 +90,10 @@ pub struct Cli {
     /// vm-monitor websocket listen address (AUTOSCALING only).
     #[arg(long, default_value = "0.0.0.0:10301")]
     pub vm_monitor_addr: String,
+    /// How often the TLS certificate and key (`compute_ctl_config.tls`) are checked for a
+    /// change, which reconfigures Postgres with the new pair.
+    #[arg(long, env = "COMPUTE_CTL_TLS_WATCH_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    pub tls_watch_interval: Duration,
     /// Log line format on stderr.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -151,6 +155,8 @@ pub struct Params {
     pub log_format: LogFormat,
     /// vm-monitor flags (used only with AUTOSCALING).
     pub vm_monitor: VmMonitorParams,
+    /// `--tls-watch-interval`.
+    pub tls_watch_interval: Duration,
 }
 
 /// Upstream flags parsed and kept for features that are not built yet (remote extensions,
@@ -285,6 +291,7 @@ impl Cli {
                 pgconnstr: self.filecache_connstr,
                 addr: self.vm_monitor_addr,
             },
+            tls_watch_interval: self.tls_watch_interval,
         }
     }
 }

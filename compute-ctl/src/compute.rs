@@ -24,6 +24,7 @@ use crate::vm_monitor::VmMonitor;
 mod http_start;
 mod live;
 mod reconfigure;
+mod tls_watch;
 
 /// The processes a signal may need to reach.
 #[derive(Clone, Debug, Default)]
@@ -224,6 +225,7 @@ impl Controller {
         let metrics = self.shared.lock().metrics.clone();
         tracing::info!(?metrics, "compute start finished");
         self.start_lfc_tasks(&document);
+        self.start_tls_watch();
         if crate::vm_monitor::requested() {
             let file_cache_connstr = crate::vm_monitor::file_cache_connstr(&document);
             self.vm_monitor = VmMonitor::start(&self.params.vm_monitor, file_cache_connstr);

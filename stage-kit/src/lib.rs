@@ -11,6 +11,7 @@
 //! * [`wire`]: a minimal Postgres wire client with a deadline on every read and write, for
 //!   servers `postgres` cannot talk to (the pageserver, safekeepers).
 //! * [`deadline`]: deadlines from input durations that saturate instead of panicking.
+//! * [`tls`]: the Postgres TLS certificate and key, checked and copied into PGDATA.
 //!
 //! Invariants: depends on `compute-spec` only among the workspace's packages; nothing here
 //! logs a secret.
@@ -22,6 +23,7 @@ pub mod logging;
 pub mod notify;
 pub mod runas;
 pub mod stage;
+pub mod tls;
 pub mod wire;
 
 /// The version every binary of the workspace reports: the package version and the git commit
