@@ -51,6 +51,15 @@ pub enum KeyKind {
     Rsa,
 }
 
+impl std::fmt::Display for KeyKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            KeyKind::EcdsaP256 => "ECDSA P-256",
+            KeyKind::Rsa => "RSA",
+        })
+    }
+}
+
 /// A certificate chain and key that belong together, as read.
 #[derive(Clone)]
 pub struct Checked {
@@ -130,7 +139,7 @@ pub fn check(tls: &TlsConfig) -> Result<Checked, TlsError> {
             "key_path",
             &tls.key_path,
             format!(
-                "this {kind:?} key does not match the public key of the first certificate in {:?}",
+                "this {kind} key does not match the public key of the first certificate in {:?}",
                 tls.cert_path
             ),
         ),
