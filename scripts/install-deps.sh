@@ -2,7 +2,7 @@
 # Installs what compute-tools needs to run and test on Debian: the PostgreSQL server
 # packages (when no /usr/lib/postgresql/*/bin/postgres exists), util-linux (unshare),
 # openssl (the JWT tests make RSA keys with it) and promtool (package prometheus: the tests
-# check every /metrics scrape with it).
+# check every /metrics scrape with it) and pgbouncer (its tests run the real one).
 set -euo pipefail
 
 have_postgres() {
@@ -19,6 +19,8 @@ command -v unshare >/dev/null || missing+=(util-linux)
 command -v psql >/dev/null || missing+=(postgresql-client)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v promtool >/dev/null || missing+=(prometheus)
+# pgbouncer: the tests run the real one in front of a compute (issue 19).
+command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "installing: ${missing[*]}" >&2
     sudo_if_needed apt-get update -qq

@@ -3,6 +3,7 @@
 
 use std::ffi::OsString;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -94,6 +95,19 @@ pub struct Cli {
     /// change, which reconfigures Postgres with the new pair.
     #[arg(long, env = "COMPUTE_CTL_TLS_WATCH_INTERVAL", default_value = "60s", value_parser = parse_duration)]
     pub tls_watch_interval: Duration,
+    /// pgbouncer's INI file, where `pgbouncer_settings` are written (default: upstream's,
+    /// `/etc/pgbouncer.ini` with AUTOSCALING set, else
+    /// `/var/db/postgres/pgbouncer/pgbouncer.ini`).
+    #[arg(long, env = "PGBOUNCER_CONFIG")]
+    pub pgbouncer_config: Option<PathBuf>,
+    /// pgbouncer's admin console, a libpq key=value string (default: upstream's,
+    /// `host=/tmp port=6432 dbname=pgbouncer user=pgbouncer` with AUTOSCALING set, else
+    /// `host=localhost port=6432 dbname=pgbouncer user=postgres sslmode=disable`).
+    #[arg(long, env = "PGBOUNCER_ADMIN")]
+    pub pgbouncer_admin: Option<String>,
+    /// pgbouncer's pid file: that process gets SIGKILL on termination.
+    #[arg(long, env = "PGBOUNCER_PID_FILE", default_value = crate::pgbouncer::PID_FILE)]
+    pub pgbouncer_pid_file: PathBuf,
     /// Log line format on stderr.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -157,6 +171,8 @@ pub struct Params {
     pub vm_monitor: VmMonitorParams,
     /// `--tls-watch-interval`.
     pub tls_watch_interval: Duration,
+    /// pgbouncer's files and admin console.
+    pub pgbouncer: crate::pgbouncer::PgbouncerParams,
 }
 
 /// Upstream flags parsed and kept for features that are not built yet (remote extensions,
@@ -292,6 +308,11 @@ impl Cli {
                 addr: self.vm_monitor_addr,
             },
             tls_watch_interval: self.tls_watch_interval,
+            pgbouncer: crate::pgbouncer::PgbouncerParams::new(
+                self.pgbouncer_config,
+                self.pgbouncer_admin,
+                self.pgbouncer_pid_file,
+            ),
         }
     }
 }

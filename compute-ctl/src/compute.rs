@@ -226,6 +226,7 @@ impl Controller {
         tracing::info!(?metrics, "compute start finished");
         self.start_lfc_tasks(&document);
         self.start_tls_watch();
+        crate::pgbouncer::apply_in_background(&self.params.pgbouncer, &document);
         if crate::vm_monitor::requested() {
             let file_cache_connstr = crate::vm_monitor::file_cache_connstr(&document);
             self.vm_monitor = VmMonitor::start(&self.params.vm_monitor, file_cache_connstr);
@@ -423,6 +424,7 @@ impl Controller {
         };
         if self.signalled != Some(signal) && self.signalled != Some(Signal::SIGQUIT) {
             tracing::info!(%signal, "forwarding the termination to pg-supervise");
+            crate::pgbouncer::kill_pgbouncer(&self.params.pgbouncer);
             self.children.supervise.signal(signal);
             self.signalled = Some(signal);
         }

@@ -40,6 +40,7 @@ pub mod generate;
 pub mod http;
 pub mod lfc;
 pub mod metrics;
+pub mod pgbouncer;
 pub mod probes;
 pub mod promote;
 pub mod routes;

@@ -87,6 +87,7 @@ impl Controller {
             );
         }
         self.store(&reconciled);
+        crate::pgbouncer::apply_in_background(&self.params.pgbouncer, &reconciled);
         Ok(reconciled)
     }
 
