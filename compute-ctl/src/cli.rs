@@ -108,6 +108,13 @@ pub struct Cli {
     /// pgbouncer's pid file: that process gets SIGKILL on termination.
     #[arg(long, env = "PGBOUNCER_PID_FILE", default_value = crate::pgbouncer::PID_FILE)]
     pub pgbouncer_pid_file: PathBuf,
+    /// local_proxy's configuration file, written from `local_proxy_config`.
+    #[arg(long, env = "LOCAL_PROXY_CONFIG", default_value = crate::local_proxy::CONFIG)]
+    pub local_proxy_config: PathBuf,
+    /// local_proxy's pid file: SIGHUP after a new configuration, SIGTERM on termination, each
+    /// only while the file is flock-held.
+    #[arg(long, env = "LOCAL_PROXY_PID_FILE", default_value = crate::local_proxy::PID_FILE)]
+    pub local_proxy_pid_file: PathBuf,
     /// Log line format on stderr.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -173,6 +180,8 @@ pub struct Params {
     pub tls_watch_interval: Duration,
     /// pgbouncer's files and admin console.
     pub pgbouncer: crate::pgbouncer::PgbouncerParams,
+    /// local_proxy's files.
+    pub local_proxy: crate::local_proxy::LocalProxyParams,
 }
 
 /// Upstream flags parsed and kept for features that are not built yet (remote extensions,
@@ -313,6 +322,10 @@ impl Cli {
                 self.pgbouncer_admin,
                 self.pgbouncer_pid_file,
             ),
+            local_proxy: crate::local_proxy::LocalProxyParams {
+                config: self.local_proxy_config,
+                pid_file: self.local_proxy_pid_file,
+            },
         }
     }
 }

@@ -215,6 +215,8 @@ impl Controller {
             }
         };
         let document = self.reconcile_at_start(document)?;
+        crate::local_proxy::configure(&self.params.local_proxy, &document)
+            .map_err(|message| StageError::new(crate::STAGE, ErrorKind::Io, message))?;
         self.shared
             .update(|inner| {
                 inner.metrics.config_ms = ready_at.elapsed().as_millis() as u64;
@@ -425,6 +427,7 @@ impl Controller {
         if self.signalled != Some(signal) && self.signalled != Some(Signal::SIGQUIT) {
             tracing::info!(%signal, "forwarding the termination to pg-supervise");
             crate::pgbouncer::kill_pgbouncer(&self.params.pgbouncer);
+            crate::local_proxy::stop(&self.params.local_proxy);
             self.children.supervise.signal(signal);
             self.signalled = Some(signal);
         }

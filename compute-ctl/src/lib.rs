@@ -39,6 +39,7 @@ pub mod extract;
 pub mod generate;
 pub mod http;
 pub mod lfc;
+pub mod local_proxy;
 pub mod metrics;
 pub mod pgbouncer;
 pub mod probes;

@@ -14,6 +14,16 @@ use compute_tools_tests::{binary, wait_until, write_sample_spec, PostgresChild};
 use pg_test_support::{free_tcp_port, TestDir};
 use serde_json::{json, Value};
 
+/// pgbouncer, killed if the test fails halfway.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn post(url: &str, body: &str) -> (u16, Value) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -101,9 +111,11 @@ fn settings_reach_the_real_pgbouncer_and_terminate_kills_it() {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     pg_test_support::as_postgres_user(&mut command);
-    let mut bouncer = command
-        .spawn()
-        .expect("spawning pgbouncer (Debian package pgbouncer)");
+    let mut bouncer = Killed(
+        command
+            .spawn()
+            .expect("spawning pgbouncer (Debian package pgbouncer)"),
+    );
     let pid_file = bouncer_dir.join("pgbouncer.pid");
     assert!(
         wait_until(Duration::from_secs(10), || show_config(
@@ -207,7 +219,7 @@ fn settings_reach_the_real_pgbouncer_and_terminate_kills_it() {
     assert_eq!(code, 200, "{answer}");
     let mut exit = None;
     assert!(wait_until(Duration::from_secs(20), || {
-        exit = bouncer.try_wait().unwrap();
+        exit = bouncer.0.try_wait().unwrap();
         exit.is_some()
     }));
     use std::os::unix::process::ExitStatusExt;
