@@ -115,6 +115,15 @@ pub struct Cli {
     /// only while the file is flock-held.
     #[arg(long, env = "LOCAL_PROXY_PID_FILE", default_value = crate::local_proxy::PID_FILE)]
     pub local_proxy_pid_file: PathBuf,
+    /// The swap tool `--resize-swap-on-bind` runs (through `--vm-tools-sudo`).
+    #[arg(long, default_value = crate::vm_tools::RESIZE_SWAP)]
+    pub resize_swap_tool: PathBuf,
+    /// The disk-quota tool `--set-disk-quota-for-fs` runs (through `--vm-tools-sudo`).
+    #[arg(long, default_value = crate::vm_tools::SET_DISK_QUOTA)]
+    pub set_disk_quota_tool: PathBuf,
+    /// sudo for the swap and disk-quota tools; an empty value runs them directly.
+    #[arg(long, default_value = crate::vm_tools::SUDO)]
+    pub vm_tools_sudo: PathBuf,
     /// Log line format on stderr.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -182,6 +191,8 @@ pub struct Params {
     pub pgbouncer: crate::pgbouncer::PgbouncerParams,
     /// local_proxy's files.
     pub local_proxy: crate::local_proxy::LocalProxyParams,
+    /// The pre-start swap and disk-quota tools.
+    pub vm_tools: crate::vm_tools::VmToolParams,
 }
 
 /// Upstream flags parsed and kept for features that are not built yet (remote extensions,
@@ -213,12 +224,6 @@ impl DeferredFlags {
         }
         if self.dev {
             given.push("--dev");
-        }
-        if self.resize_swap_on_bind {
-            given.push("--resize-swap-on-bind");
-        }
-        if self.set_disk_quota_for_fs.is_some() {
-            given.push("--set-disk-quota-for-fs");
         }
         if self.installed_extensions_collection_interval != 3600 {
             given.push("--installed-extensions-collection-interval");
@@ -304,7 +309,7 @@ impl Cli {
                 remote_ext_base_url: self.remote_ext_base_url,
                 dev: self.dev,
                 resize_swap_on_bind: self.resize_swap_on_bind,
-                set_disk_quota_for_fs: self.set_disk_quota_for_fs,
+                set_disk_quota_for_fs: self.set_disk_quota_for_fs.clone(),
                 installed_extensions_collection_interval: self
                     .installed_extensions_collection_interval,
                 pg_init_timeout: self.pg_init_timeout,
@@ -325,6 +330,13 @@ impl Cli {
             local_proxy: crate::local_proxy::LocalProxyParams {
                 config: self.local_proxy_config,
                 pid_file: self.local_proxy_pid_file,
+            },
+            vm_tools: crate::vm_tools::VmToolParams {
+                resize_swap_on_bind: self.resize_swap_on_bind,
+                disk_quota_mountpoint: self.set_disk_quota_for_fs,
+                resize_swap: self.resize_swap_tool,
+                set_disk_quota: self.set_disk_quota_tool,
+                sudo: self.vm_tools_sudo,
             },
         }
     }

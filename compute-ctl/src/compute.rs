@@ -177,6 +177,10 @@ impl Controller {
     /// Status `init`: the stages, Postgres, the first reconcile.
     fn start_compute(&mut self, document: ComputeDocument) -> Result<Outcome, StageError> {
         self.store(&document);
+        if let Some(spec) = document.spec.as_ref() {
+            crate::vm_tools::before_start(&self.params.vm_tools, spec)
+                .map_err(|message| StageError::new(crate::STAGE, ErrorKind::Child, message))?;
+        }
         let log_args = self.log_args();
         let document = self.run_document_stage(name::SYNC_SAFEKEEPERS, &log_args, &document)?;
         let document = self.run_document_stage(name::BASEBACKUP_FETCH, &log_args, &document)?;

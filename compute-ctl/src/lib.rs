@@ -54,6 +54,7 @@ pub mod supervise;
 mod testing;
 pub mod tool;
 pub mod vm_monitor;
+pub mod vm_tools;
 
 use std::ffi::OsString;
 use std::process::ExitCode;

@@ -164,7 +164,13 @@ fn config_written_signals_sent_only_to_the_lock_holder_and_roles_created() {
         status(http_port)
     );
     // Written and signalled before `running`.
-    let first = hup(&record_file, 0).expect("no SIGHUP at start");
+    // (The stand-in's handler records the signal asynchronously: poll for it.)
+    assert!(
+        wait_until(Duration::from_secs(10), || hup(&record_file, 0).is_some()),
+        "no SIGHUP at start: {:?}",
+        record(&record_file)
+    );
+    let first = hup(&record_file, 0).unwrap();
     assert_eq!(first["pretty"], true, "{first}");
     assert_eq!(
         first["config"],
