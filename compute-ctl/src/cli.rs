@@ -83,7 +83,7 @@ pub struct Cli {
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
     pub lakebase_mode: bool,
     /// vm-monitor cgroup (AUTOSCALING only).
-    #[arg(long, default_value = "neon-postgres")]
+    #[arg(long, env = "COMPUTE_CTL_CGROUP", default_value = "neon-postgres")]
     pub cgroup: String,
     /// vm-monitor's Postgres connection (AUTOSCALING only).
     #[arg(long)]

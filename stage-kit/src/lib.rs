@@ -10,6 +10,7 @@
 //! * [`local`]: the admin connection of the tools to their own Postgres.
 //! * [`wire`]: a minimal Postgres wire client with a deadline on every read and write, for
 //!   servers `postgres` cannot talk to (the pageserver, safekeepers).
+//! * [`cgexec`]: the `cgexec -g memory:<cgroup>` wrapping of Postgres under `AUTOSCALING`.
 //! * [`deadline`]: deadlines from input durations that saturate instead of panicking.
 //! * [`tls`]: the Postgres TLS certificate and key, checked and copied into PGDATA.
 //!
@@ -17,6 +18,7 @@
 //! logs a secret.
 #![warn(missing_docs)]
 
+pub mod cgexec;
 pub mod deadline;
 pub mod local;
 pub mod logging;
