@@ -2,8 +2,9 @@
 # Installs what compute-tools needs to run and test on Debian: the PostgreSQL server
 # packages (when no /usr/lib/postgresql/*/bin/postgres exists), util-linux (unshare),
 # openssl (the JWT tests make RSA keys with it), promtool (package prometheus: the tests check
-# every /metrics scrape with it) and, for every installed major version, the pgaudit and
-# pgauditlogtofile extensions (pg-reconcile's audit phases and their tests).
+# every /metrics scrape with it), pgbouncer (its tests run the real one) and, for every
+# installed major version, the pgaudit and pgauditlogtofile extensions (pg-reconcile's audit
+# phases and their tests).
 set -euo pipefail
 
 have_postgres() {
@@ -22,6 +23,8 @@ command -v openssl >/dev/null || missing+=(openssl)
 command -v promtool >/dev/null || missing+=(prometheus)
 # The zstd crate (pg-extensions-fetch) builds libzstd's C sources.
 command -v cc >/dev/null || missing+=(gcc libc6-dev)
+# pgbouncer: the tests run the real one in front of a compute (issue 19).
+command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "installing: ${missing[*]}" >&2
     sudo_if_needed apt-get update -qq

@@ -3,6 +3,7 @@
 
 use std::ffi::OsString;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -82,7 +83,7 @@ pub struct Cli {
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
     pub lakebase_mode: bool,
     /// vm-monitor cgroup (AUTOSCALING only).
-    #[arg(long, default_value = "neon-postgres")]
+    #[arg(long, env = "COMPUTE_CTL_CGROUP", default_value = "neon-postgres")]
     pub cgroup: String,
     /// vm-monitor's Postgres connection (AUTOSCALING only).
     #[arg(long)]
@@ -90,6 +91,39 @@ pub struct Cli {
     /// vm-monitor websocket listen address (AUTOSCALING only).
     #[arg(long, default_value = "0.0.0.0:10301")]
     pub vm_monitor_addr: String,
+    /// How often the TLS certificate and key (`compute_ctl_config.tls`) are checked for a
+    /// change, which reconfigures Postgres with the new pair.
+    #[arg(long, env = "COMPUTE_CTL_TLS_WATCH_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    pub tls_watch_interval: Duration,
+    /// pgbouncer's INI file, where `pgbouncer_settings` are written (default: upstream's,
+    /// `/etc/pgbouncer.ini` with AUTOSCALING set, else
+    /// `/var/db/postgres/pgbouncer/pgbouncer.ini`).
+    #[arg(long, env = "PGBOUNCER_CONFIG")]
+    pub pgbouncer_config: Option<PathBuf>,
+    /// pgbouncer's admin console, a libpq key=value string (default: upstream's,
+    /// `host=/tmp port=6432 dbname=pgbouncer user=pgbouncer` with AUTOSCALING set, else
+    /// `host=localhost port=6432 dbname=pgbouncer user=postgres sslmode=disable`).
+    #[arg(long, env = "PGBOUNCER_ADMIN")]
+    pub pgbouncer_admin: Option<String>,
+    /// pgbouncer's pid file: that process gets SIGKILL on termination.
+    #[arg(long, env = "PGBOUNCER_PID_FILE", default_value = crate::pgbouncer::PID_FILE)]
+    pub pgbouncer_pid_file: PathBuf,
+    /// local_proxy's configuration file, written from `local_proxy_config`.
+    #[arg(long, env = "LOCAL_PROXY_CONFIG", default_value = crate::local_proxy::CONFIG)]
+    pub local_proxy_config: PathBuf,
+    /// local_proxy's pid file: SIGHUP after a new configuration, SIGTERM on termination, each
+    /// only while the file is flock-held.
+    #[arg(long, env = "LOCAL_PROXY_PID_FILE", default_value = crate::local_proxy::PID_FILE)]
+    pub local_proxy_pid_file: PathBuf,
+    /// The swap tool `--resize-swap-on-bind` runs (through `--vm-tools-sudo`).
+    #[arg(long, default_value = crate::vm_tools::RESIZE_SWAP)]
+    pub resize_swap_tool: PathBuf,
+    /// The disk-quota tool `--set-disk-quota-for-fs` runs (through `--vm-tools-sudo`).
+    #[arg(long, default_value = crate::vm_tools::SET_DISK_QUOTA)]
+    pub set_disk_quota_tool: PathBuf,
+    /// sudo for the swap and disk-quota tools; an empty value runs them directly.
+    #[arg(long, default_value = crate::vm_tools::SUDO)]
+    pub vm_tools_sudo: PathBuf,
     /// Log line format on stderr.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -151,6 +185,14 @@ pub struct Params {
     pub log_format: LogFormat,
     /// vm-monitor flags (used only with AUTOSCALING).
     pub vm_monitor: VmMonitorParams,
+    /// `--tls-watch-interval`.
+    pub tls_watch_interval: Duration,
+    /// pgbouncer's files and admin console.
+    pub pgbouncer: crate::pgbouncer::PgbouncerParams,
+    /// local_proxy's files.
+    pub local_proxy: crate::local_proxy::LocalProxyParams,
+    /// The pre-start swap and disk-quota tools.
+    pub vm_tools: crate::vm_tools::VmToolParams,
 }
 
 /// Upstream flags parsed and kept for features that are not built yet (remote extensions,
@@ -181,12 +223,6 @@ impl DeferredFlags {
         // `--remote-ext-base-url` is acted on (remote_ext.rs, pg-extensions-fetch).
         if self.dev {
             given.push("--dev");
-        }
-        if self.resize_swap_on_bind {
-            given.push("--resize-swap-on-bind");
-        }
-        if self.set_disk_quota_for_fs.is_some() {
-            given.push("--set-disk-quota-for-fs");
         }
         if self.pg_init_timeout.is_some() {
             given.push("--pg-init-timeout (lakebase only)");
@@ -269,7 +305,7 @@ impl Cli {
                 remote_ext_base_url: self.remote_ext_base_url,
                 dev: self.dev,
                 resize_swap_on_bind: self.resize_swap_on_bind,
-                set_disk_quota_for_fs: self.set_disk_quota_for_fs,
+                set_disk_quota_for_fs: self.set_disk_quota_for_fs.clone(),
                 installed_extensions_collection_interval: self
                     .installed_extensions_collection_interval,
                 pg_init_timeout: self.pg_init_timeout,
@@ -280,6 +316,23 @@ impl Cli {
                 cgroup: self.cgroup,
                 pgconnstr: self.filecache_connstr,
                 addr: self.vm_monitor_addr,
+            },
+            tls_watch_interval: self.tls_watch_interval,
+            pgbouncer: crate::pgbouncer::PgbouncerParams::new(
+                self.pgbouncer_config,
+                self.pgbouncer_admin,
+                self.pgbouncer_pid_file,
+            ),
+            local_proxy: crate::local_proxy::LocalProxyParams {
+                config: self.local_proxy_config,
+                pid_file: self.local_proxy_pid_file,
+            },
+            vm_tools: crate::vm_tools::VmToolParams {
+                resize_swap_on_bind: self.resize_swap_on_bind,
+                disk_quota_mountpoint: self.set_disk_quota_for_fs,
+                resize_swap: self.resize_swap_tool,
+                set_disk_quota: self.set_disk_quota_tool,
+                sudo: self.vm_tools_sudo,
             },
         }
     }

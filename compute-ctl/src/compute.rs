@@ -25,6 +25,7 @@ use crate::vm_monitor::VmMonitor;
 mod http_start;
 mod live;
 mod reconfigure;
+mod tls_watch;
 
 /// The processes a signal may need to reach.
 #[derive(Clone, Debug, Default)]
@@ -186,6 +187,10 @@ impl Controller {
         self.store(&document);
         // Leases first (upstream's order): the basebackup reads at a Static compute's LSN.
         self.lease = LeaseKeeper::start(self.shared.clone(), LeaseSettings::default());
+        if let Some(spec) = document.spec.as_ref() {
+            crate::vm_tools::before_start(&self.params.vm_tools, spec)
+                .map_err(|message| StageError::new(crate::STAGE, ErrorKind::Child, message))?;
+        }
         let log_args = self.log_args();
         let document = self.run_document_stage(name::SYNC_SAFEKEEPERS, &log_args, &document)?;
         let document = self.run_document_stage(name::BASEBACKUP_FETCH, &log_args, &document)?;
@@ -225,6 +230,8 @@ impl Controller {
             }
         };
         let document = self.reconcile_at_start(document)?;
+        crate::local_proxy::configure(&self.params.local_proxy, &document)
+            .map_err(|message| StageError::new(crate::STAGE, ErrorKind::Io, message))?;
         self.shared
             .update(|inner| {
                 inner.metrics.config_ms = ready_at.elapsed().as_millis() as u64;
@@ -241,6 +248,8 @@ impl Controller {
             .installed_extensions_collection_interval;
         crate::ext_stats::spawn(&self.shared, &document, interval);
         self.start_lfc_tasks(&document);
+        self.start_tls_watch();
+        crate::pgbouncer::apply_in_background(&self.params.pgbouncer, &document);
         if crate::vm_monitor::requested() {
             let file_cache_connstr = crate::vm_monitor::file_cache_connstr(&document);
             self.vm_monitor = VmMonitor::start(&self.params.vm_monitor, file_cache_connstr);
@@ -469,6 +478,8 @@ impl Controller {
         };
         if self.signalled != Some(signal) && self.signalled != Some(Signal::SIGQUIT) {
             tracing::info!(%signal, "forwarding the termination to pg-supervise");
+            crate::pgbouncer::kill_pgbouncer(&self.params.pgbouncer);
+            crate::local_proxy::stop(&self.params.local_proxy);
             self.children.supervise.signal(signal);
             self.signalled = Some(signal);
         }

@@ -44,8 +44,10 @@ pub mod generate;
 pub mod http;
 pub mod lease;
 pub mod lfc;
+pub mod local_proxy;
 pub mod metrics;
 pub mod migrations;
+pub mod pgbouncer;
 pub mod probes;
 pub mod promote;
 pub mod remote_ext;
@@ -59,6 +61,7 @@ pub mod supervise;
 mod testing;
 pub mod tool;
 pub mod vm_monitor;
+pub mod vm_tools;
 
 use std::ffi::OsString;
 use std::process::ExitCode;

@@ -20,6 +20,8 @@ use crate::guc;
 use crate::quote::quote_conf_value;
 use crate::spec::{ComputeMode, ComputeSpec, GenericOption};
 
+pub mod tls;
+
 /// A value that cannot be written to `postgresql.conf`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfError {
@@ -293,7 +295,8 @@ pub fn subscribers_line(disabled: bool) -> String {
 }
 
 /// The rendering parameters of a start of `spec` in `document`: [`params_for`], plus the
-/// `primary_conninfo` line of a standby cloned from a vanilla primary. The start
+/// `primary_conninfo` line of a standby cloned from a vanilla primary, and the TLS lines
+/// ([`tls::lines`]) when [`tls::wanted`]. The start
 /// (`pg-basebackup-fetch`) and every reconfiguration render with these, so a reconfigured
 /// file is byte for byte the one a fresh start writes.
 pub fn params_for_start(document: &ComputeDocument, spec: &ComputeSpec) -> ConfParams {
@@ -308,6 +311,9 @@ pub fn params_for_start(document: &ComputeDocument, spec: &ComputeSpec) -> ConfP
                 .extra_lines
                 .push(("primary_conninfo".into(), quote_conf_value(connstr)));
         }
+    }
+    if tls::wanted(document, spec).is_some() {
+        params.extra_lines.extend(tls::lines());
     }
     params
 }

@@ -104,6 +104,9 @@ pub struct Timeouts {
     /// The longest silence of a server once connected: waiting for the answer to the
     /// command (a primary's checkpoint included) and between two reads of the stream.
     pub idle: Duration,
+    /// How long an unusable TLS certificate or key (`compute_ctl_config.tls`) is waited for
+    /// (re-checked every second) before the start fails naming the file.
+    pub tls_wait: Duration,
 }
 
 impl Default for Timeouts {
@@ -111,6 +114,7 @@ impl Default for Timeouts {
         Timeouts {
             startup: Duration::from_secs(30),
             idle: Duration::from_secs(60),
+            tls_wait: Duration::from_secs(60),
         }
     }
 }
@@ -152,6 +156,12 @@ pub fn run(
     let (name, fetched, attempts) =
         fetch_source(&document, &spec, &source, user, policy, timeouts)?;
     after_data(&document, &spec, &source, &params, user)?;
+    if let Some(tls) = compute_spec::pgconf::tls::wanted(&document, &spec) {
+        let checked =
+            stage_kit::tls::install_waiting(&document.pgdata, tls, user, timeouts.tls_wait)
+                .map_err(|error| StageError::new(STAGE, ErrorKind::InvalidSpec, error.message))?;
+        tracing::info!(kind = ?checked.kind, serial = %checked.serial, "TLS certificate installed");
+    }
     if let Some(retiring) = retiring {
         retiring.finish();
     }

@@ -30,6 +30,11 @@ struct Cli {
     /// and between two reads of the stream); then the attempt fails and is retried.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     idle_timeout: Duration,
+    /// How long an unusable TLS certificate or key (`compute_ctl_config.tls`, missing,
+    /// unreadable, expired or not matching) is waited for, re-checked every second, before
+    /// the start fails naming the file.
+    #[arg(long, env = "COMPUTE_CTL_TLS_WAIT", default_value = "60s", value_parser = humantime::parse_duration)]
+    tls_wait: Duration,
     /// Log line format on stderr.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -56,6 +61,7 @@ fn main() -> ExitCode {
     let timeouts = Timeouts {
         startup: cli.startup_timeout,
         idle: cli.idle_timeout,
+        tls_wait: cli.tls_wait,
     };
     stage_kit::stage::run(STAGE, |document| {
         pg_basebackup_fetch::run(document, &policy, &timeouts)

@@ -59,6 +59,7 @@ pub mod snapshot;
 pub mod sql;
 pub mod step;
 pub mod subscriptions;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -267,10 +268,17 @@ fn reconcile_with(
             section.conf_changed = rewrite_settings(&conf, spec, options.dry_run)?;
         }
         Mode::Reconfigure => {
+            // The certificate first: the file may turn `ssl` on, and the reload needs it.
+            let tls_changed = tls::refresh(document, spec, options.dry_run)?;
             let text = conf::render(document, spec, dropped_before)?;
             let replaced = conf::replace(&mut client, &conf, &text, options.dry_run)?;
             section.conf_changed = replaced.changed;
             section.settings = replaced.settings;
+            if tls_changed && !section.conf_changed {
+                client
+                    .batch_execute("SELECT pg_reload_conf()")
+                    .map_err(|error| postgres_error("reloading the TLS certificate", &error))?;
+            }
         }
     }
     let snapshot_started = Instant::now();

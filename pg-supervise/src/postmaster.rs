@@ -211,7 +211,7 @@ pub fn postgres_command(
     if user.is_none() && user_name.is_some() {
         tracing::warn!("--user is ignored: not running as root, postgres runs as this user");
     }
-    let mut command = Command::new(&document.pgbin);
+    let mut command = stage_kit::cgexec::command(&document.pgbin);
     // Postgres built with systemd support would announce READY=1 itself; only the supervisor
     // (or compute-ctl) speaks to systemd.
     command.env_remove(stage_kit::notify::NOTIFY_SOCKET);

@@ -13,7 +13,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -211,7 +211,7 @@ fn attempt(
 }
 
 fn spawn(command: &SyncCommand<'_>) -> Result<Child, SyncError> {
-    let mut process = Command::new(command.pgbin);
+    let mut process = stage_kit::cgexec::command(command.pgbin);
     process
         .arg("--sync-safekeepers")
         .env("PGDATA", command.pgdata)

@@ -10,18 +10,22 @@
 //! * [`local`]: the admin connection of the tools to their own Postgres.
 //! * [`wire`]: a minimal Postgres wire client with a deadline on every read and write, for
 //!   servers `postgres` cannot talk to (the pageserver, safekeepers).
+//! * [`cgexec`]: the `cgexec -g memory:<cgroup>` wrapping of Postgres under `AUTOSCALING`.
 //! * [`deadline`]: deadlines from input durations that saturate instead of panicking.
+//! * [`tls`]: the Postgres TLS certificate and key, checked and copied into PGDATA.
 //!
 //! Invariants: depends on `compute-spec` only among the workspace's packages; nothing here
 //! logs a secret.
 #![warn(missing_docs)]
 
+pub mod cgexec;
 pub mod deadline;
 pub mod local;
 pub mod logging;
 pub mod notify;
 pub mod runas;
 pub mod stage;
+pub mod tls;
 pub mod wire;
 
 /// The version every binary of the workspace reports: the package version and the git commit

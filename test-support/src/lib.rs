@@ -62,6 +62,7 @@ pub mod probe;
 mod server;
 pub mod stage_run;
 mod template;
+pub mod tls;
 
 use std::collections::HashSet;
 use std::net::TcpListener;

@@ -87,6 +87,10 @@ impl Controller {
             );
         }
         self.store(&reconciled);
+        crate::pgbouncer::apply_in_background(&self.params.pgbouncer, &reconciled);
+        if let Err(error) = crate::local_proxy::configure(&self.params.local_proxy, &reconciled) {
+            tracing::error!(%error, "configuring local_proxy failed");
+        }
         Ok(reconciled)
     }
 

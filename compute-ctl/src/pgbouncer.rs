@@ -1,0 +1,300 @@
+//! pgbouncer (upstream's §10): the spec's `pgbouncer_settings` are written into the
+//! `[pgbouncer]` section of pgbouncer's INI file — each key set in place or appended, every
+//! other line (comments included) kept as it was — and pgbouncer is told to `RELOAD` through
+//! its admin console (4 attempts, 1 s apart). This runs in the background once the compute is
+//! `running` and after each reconfiguration; failures are logged, as upstream. On termination
+//! the pid in pgbouncer's pid file gets SIGKILL.
+//!
+//! When the spec asks for TLS (`tls_experimental` with `compute_ctl_config.tls`), the
+//! settings also get `client_tls_cert_file`/`client_tls_key_file` (the original paths) and
+//! `client_tls_sslmode = allow`, as upstream.
+//!
+//! Paths and the admin connection are flags (`--pgbouncer-config`, `--pgbouncer-admin`,
+//! `--pgbouncer-pid-file`); their defaults are upstream's: in a VM (`AUTOSCALING` set)
+//! `/etc/pgbouncer.ini` and `host=/tmp port=6432 dbname=pgbouncer user=pgbouncer`, in a pod
+//! `/var/db/postgres/pgbouncer/pgbouncer.ini` and `host=localhost port=6432
+//! dbname=pgbouncer user=postgres sslmode=disable`; `PGBOUNCER_PASSWORD` is the admin password
+//! when set. The pid file is `/tmp/pgbouncer.pid`.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use compute_spec::ComputeDocument;
+use indexmap::IndexMap;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// Upstream's INI file in a VM.
+pub const VM_CONFIG: &str = "/etc/pgbouncer.ini";
+/// Upstream's INI file in a pod.
+pub const POD_CONFIG: &str = "/var/db/postgres/pgbouncer/pgbouncer.ini";
+/// Upstream's admin connection in a VM.
+pub const VM_ADMIN: &str = "host=/tmp port=6432 dbname=pgbouncer user=pgbouncer";
+/// Upstream's admin connection in a pod.
+pub const POD_ADMIN: &str =
+    "host=localhost port=6432 dbname=pgbouncer user=postgres sslmode=disable";
+/// Upstream's pid file.
+pub const PID_FILE: &str = "/tmp/pgbouncer.pid";
+
+const ATTEMPTS: u32 = 4;
+const PAUSE: Duration = Duration::from_secs(1);
+
+/// Where pgbouncer's files and admin console are.
+#[derive(Clone, Debug)]
+pub struct PgbouncerParams {
+    /// The INI file.
+    pub config: PathBuf,
+    /// The admin console's connection string (libpq key=value).
+    pub admin: String,
+    /// The pid file.
+    pub pid_file: PathBuf,
+}
+
+impl PgbouncerParams {
+    /// The flags' values, upstream's defaults for those not given.
+    pub fn new(
+        config: Option<PathBuf>,
+        admin: Option<String>,
+        pid_file: PathBuf,
+    ) -> PgbouncerParams {
+        let vm = std::env::var_os("AUTOSCALING").is_some();
+        PgbouncerParams {
+            config: config
+                .unwrap_or_else(|| PathBuf::from(if vm { VM_CONFIG } else { POD_CONFIG })),
+            admin: admin.unwrap_or_else(|| (if vm { VM_ADMIN } else { POD_ADMIN }).to_string()),
+            pid_file,
+        }
+    }
+}
+
+/// The settings to write for `document`: the spec's `pgbouncer_settings`, plus the TLS ones;
+/// `None` when the spec has no `pgbouncer_settings`.
+pub fn settings_for(document: &ComputeDocument) -> Option<IndexMap<String, String>> {
+    let spec = document.spec.as_ref()?;
+    let mut settings = spec.pgbouncer_settings.clone()?;
+    if let Some(tls) = compute_spec::pgconf::tls::wanted(document, spec) {
+        settings.insert("client_tls_cert_file".into(), tls.cert_path.clone());
+        settings.insert("client_tls_key_file".into(), tls.key_path.clone());
+        settings.insert("client_tls_sslmode".into(), "allow".into());
+    }
+    Some(settings)
+}
+
+/// `text` with each of `settings` set in its `[pgbouncer]` section: an existing `key = …`
+/// line (the key compared without case) is replaced in place, a new key is appended after the
+/// section's last setting; every other line is kept. An error names the setting that cannot
+/// be written, or says the section is missing.
+pub fn set_ini(text: &str, settings: &IndexMap<String, String>) -> Result<String, String> {
+    for (key, value) in settings {
+        let key_ok = !key.is_empty()
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+        if !key_ok {
+            return Err(format!("pgbouncer_settings: {key:?} is not a setting name"));
+        }
+        if value.chars().any(char::is_control) {
+            return Err(format!(
+                "pgbouncer_settings.{key}: the value has a control character"
+            ));
+        }
+    }
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let section = |line: &str| {
+        let line = line.trim();
+        (line.starts_with('[') && line.ends_with(']'))
+            .then(|| line[1..line.len() - 1].trim().to_ascii_lowercase())
+    };
+    let start = lines
+        .iter()
+        .position(|line| section(line).as_deref() == Some("pgbouncer"))
+        .ok_or_else(|| "the pgbouncer configuration has no [pgbouncer] section".to_string())?;
+    for (key, value) in settings {
+        let end = lines[start + 1..]
+            .iter()
+            .position(|line| section(line).is_some())
+            .map_or(lines.len(), |offset| start + 1 + offset);
+        let new_line = format!("{key} = {value}");
+        let existing = (start + 1..end).filter(|&index| {
+            lines[index]
+                .split_once('=')
+                .is_some_and(|(name, _)| name.trim().eq_ignore_ascii_case(key))
+        });
+        let existing: Vec<usize> = existing.collect();
+        if existing.is_empty() {
+            // After the section's last non-blank line, so a blank line before the next
+            // section stays where it was.
+            let last = (start..end)
+                .rev()
+                .find(|&index| !lines[index].trim().is_empty())
+                .unwrap_or(start);
+            lines.insert(last + 1, new_line);
+        } else {
+            for index in existing {
+                lines[index] = new_line.clone();
+            }
+        }
+    }
+    let mut out = lines.join("\n");
+    out.push('\n');
+    Ok(out)
+}
+
+/// Rewrites the INI file with `settings` (mode and owner kept; written to a temporary file
+/// and renamed) and sends `RELOAD` to the admin console.
+pub fn apply(params: &PgbouncerParams, settings: &IndexMap<String, String>) -> Result<(), String> {
+    let path = &params.config;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "reading the pgbouncer configuration {}: {e}",
+            path.display()
+        )
+    })?;
+    let metadata = std::fs::metadata(path).map_err(|e| {
+        format!(
+            "reading the pgbouncer configuration {}: {e}",
+            path.display()
+        )
+    })?;
+    let updated = set_ini(&text, settings).map_err(|e| format!("{}: {e}", path.display()))?;
+    if updated != text {
+        write_like(path, &updated, &metadata)?;
+        tracing::info!(file = %path.display(), settings = settings.len(), "pgbouncer configuration written");
+    }
+    reload(&params.admin)
+}
+
+fn write_like(path: &Path, text: &str, metadata: &std::fs::Metadata) -> Result<(), String> {
+    let fail = |what: &str, e: std::io::Error| format!("{what} {}: {e}", path.display());
+    let temporary = path.with_extension("ini.compute-tools");
+    std::fs::write(&temporary, text).map_err(|e| fail("writing next to", e))?;
+    let kept = std::fs::set_permissions(
+        &temporary,
+        std::fs::Permissions::from_mode(metadata.mode() & 0o7777),
+    )
+    .and_then(|()| {
+        std::os::unix::fs::chown(&temporary, Some(metadata.uid()), Some(metadata.gid()))
+    });
+    if let Err(e) = kept {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(fail("keeping the mode and owner of", e));
+    }
+    std::fs::rename(&temporary, path).map_err(|e| fail("replacing", e))
+}
+
+/// `RELOAD` on the admin console, 4 attempts 1 s apart.
+pub fn reload(admin: &str) -> Result<(), String> {
+    let mut config: postgres::Config = admin
+        .parse()
+        .map_err(|e| format!("--pgbouncer-admin: not a connection string: {e}"))?;
+    config.connect_timeout(Duration::from_secs(2));
+    if let Some(password) = std::env::var_os("PGBOUNCER_PASSWORD") {
+        config.password(password.as_encoded_bytes());
+    }
+    let mut last = String::new();
+    for attempt in 1..=ATTEMPTS {
+        let result = config
+            .connect(postgres::NoTls)
+            .and_then(|mut client| client.simple_query("RELOAD").map(|_| ()));
+        match result {
+            Ok(()) => {
+                tracing::info!(attempt, "pgbouncer reloaded");
+                return Ok(());
+            }
+            Err(error) => last = error.to_string(),
+        }
+        if attempt < ATTEMPTS {
+            std::thread::sleep(PAUSE);
+        }
+    }
+    Err(format!(
+        "pgbouncer RELOAD failed {ATTEMPTS} times; last: {last}"
+    ))
+}
+
+/// Applies `document`'s settings in a background thread (errors logged).
+pub fn apply_in_background(params: &PgbouncerParams, document: &ComputeDocument) {
+    let Some(settings) = settings_for(document) else {
+        return;
+    };
+    let params = params.clone();
+    let spawned = std::thread::Builder::new()
+        .name("pgbouncer".into())
+        .spawn(move || {
+            if let Err(error) = apply(&params, &settings) {
+                tracing::error!(%error, "configuring pgbouncer failed");
+            }
+        });
+    if let Err(error) = spawned {
+        tracing::error!(%error, "cannot start the pgbouncer configuration thread");
+    }
+}
+
+/// SIGKILL to the pid in the pid file, when there is one (termination).
+pub fn kill_pgbouncer(params: &PgbouncerParams) {
+    let Ok(text) = std::fs::read_to_string(&params.pid_file) else {
+        return;
+    };
+    let Some(pid) = text
+        .lines()
+        .next()
+        .and_then(|line| line.trim().parse::<i32>().ok())
+    else {
+        tracing::warn!(file = %params.pid_file.display(), "the pgbouncer pid file holds no pid");
+        return;
+    };
+    if pid <= 1 {
+        return;
+    }
+    match kill(Pid::from_raw(pid), Signal::SIGKILL) {
+        Ok(()) => tracing::info!(pid, "pgbouncer killed"),
+        Err(error) => tracing::warn!(pid, %error, "cannot kill pgbouncer"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> IndexMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn keys_are_set_in_place_or_appended_and_everything_else_is_kept() {
+        let text = "; top comment\n[databases]\n* = host=127.0.0.1\n\n[PgBouncer]\n\
+                    # pool size\nDefault_Pool_Size = 20\nlisten_port = 6432\n\n[users]\nx = y\n";
+        let out = set_ini(
+            text,
+            &settings(&[("default_pool_size", "7"), ("max_client_conn", "300")]),
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "; top comment\n[databases]\n* = host=127.0.0.1\n\n[PgBouncer]\n# pool size\n\
+             default_pool_size = 7\nlisten_port = 6432\nmax_client_conn = 300\n\n[users]\nx = y\n"
+        );
+        assert_eq!(
+            set_ini(&out, &settings(&[("default_pool_size", "7")])).unwrap(),
+            out
+        );
+    }
+
+    #[test]
+    fn bad_input_is_refused_with_its_name() {
+        let text = "[pgbouncer]\n";
+        let error = set_ini(text, &settings(&[("a b", "1")])).unwrap_err();
+        assert!(error.contains("\"a b\" is not a setting name"), "{error}");
+        let error = set_ini(text, &settings(&[("pool", "1\n[x]")])).unwrap_err();
+        assert_eq!(
+            error,
+            "pgbouncer_settings.pool: the value has a control character"
+        );
+        let error = set_ini("[databases]\n", &settings(&[("a", "1")])).unwrap_err();
+        assert!(error.contains("no [pgbouncer] section"), "{error}");
+    }
+}

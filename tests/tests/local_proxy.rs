@@ -1,0 +1,228 @@
+//! local_proxy end to end with a stand-in (local_proxy is Neon's program, not packaged): a
+//! small python3 process that holds its pid file's `flock`, as local_proxy does, and records
+//! each signal it gets with the configuration file it then reads. compute-ctl with the real
+//! stages writes the spec's `local_proxy_config` (its `tls` replaced by compute-ctl's own TLS
+//! paths, nulls dropped), sends SIGHUP at start and after a `/configure`, creates the
+//! `role_names` roles, and sends SIGTERM on `/terminate`.
+
+#![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use compute_tools_tests::{binary, psql, wait_until, write_sample_spec, PostgresChild};
+use pg_test_support::tls::{CertKit, KeyType};
+use pg_test_support::{free_tcp_port, TestDir};
+use serde_json::{json, Value};
+
+const STAND_IN: &str = r#"
+import fcntl, json, os, signal, sys, time
+pid_file, config, record = sys.argv[1:4]
+held = open(pid_file, "w")
+fcntl.flock(held, fcntl.LOCK_EX)
+held.write(str(os.getpid()))
+held.flush()
+def note(line):
+    with open(record, "a") as out:
+        out.write(line + "\n")
+def hup(signum, frame):
+    with open(config) as f:
+        text = f.read()
+    note("HUP " + json.dumps({"pretty": "\n  " in text, "config": json.loads(text)}))
+def term(signum, frame):
+    note("TERM")
+    sys.exit(0)
+signal.signal(signal.SIGHUP, hup)
+signal.signal(signal.SIGTERM, term)
+note("READY")
+while True:
+    time.sleep(0.05)
+"#;
+
+/// The stand-in process, killed if the test fails halfway.
+struct StandIn(std::process::Child);
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn post(url: &str, body: &str) -> (u16, Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut response = agent
+        .post(url)
+        .header("Content-Type", "application/json")
+        .send(body)
+        .expect("HTTP request");
+    let status = response.status().as_u16();
+    let json = response.body_mut().read_json().unwrap_or(Value::Null);
+    (status, json)
+}
+
+fn status(http_port: u16) -> Value {
+    let url = format!("http://127.0.0.1:{http_port}/status");
+    ureq::get(&url)
+        .call()
+        .ok()
+        .and_then(|mut response| response.body_mut().read_json().ok())
+        .unwrap_or(Value::Null)
+}
+
+/// The stand-in's record: one line per event.
+fn record(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The configuration the stand-in read at its `n`th SIGHUP.
+fn hup(path: &Path, n: usize) -> Option<Value> {
+    let line = record(path)
+        .into_iter()
+        .filter(|line| line.starts_with("HUP "))
+        .nth(n)?;
+    serde_json::from_str(&line[4..]).ok()
+}
+
+#[test]
+fn config_written_signals_sent_only_to_the_lock_holder_and_roles_created() {
+    let dir = TestDir::new("e2e-local-proxy");
+    let kit = CertKit::new(&dir.path().join("certs"));
+    let cert = kit.server("server", KeyType::EcSec1, "3001", 2);
+    let proxy_dir = dir.path().join("local_proxy");
+    std::fs::create_dir(&proxy_dir).unwrap();
+    let pid_file = proxy_dir.join("pid");
+    let config_file = proxy_dir.join("config.json");
+    let record_file = proxy_dir.join("record");
+    let mut stand_in = StandIn(
+        Command::new("python3")
+            .args(["-c", STAND_IN])
+            .args([&pid_file, &config_file, &record_file])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(wait_until(Duration::from_secs(10), || record(&record_file)
+        .contains(&"READY".to_string())));
+
+    let port = free_tcp_port();
+    let spec_path = write_sample_spec(dir.path(), port);
+    let mut spec: Value = serde_json::from_slice(&std::fs::read(&spec_path).unwrap()).unwrap();
+    spec["features"] = json!(["tls_experimental"]);
+    let jwks = |url: &str| {
+        json!({"jwks": [{"id": "p1", "role_names": ["proxy_user"], "jwks_url": url,
+                         "provider_name": "test", "jwt_audience": null}],
+               "tls": {"key_path": "/from/the/spec.key", "cert_path": "/from/the/spec.crt"}})
+    };
+    spec["local_proxy_config"] = jwks("https://auth.example/jwks");
+    spec["cluster"]["roles"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "proxy_user", "encrypted_password": null, "options": null}));
+    let tls = json!({"key_path": cert.key, "cert_path": cert.cert});
+    let config = json!({"spec": spec, "compute_ctl_config": {"tls": tls}});
+    let config_path = dir.path().join("config.json");
+    std::fs::write(&config_path, config.to_string()).unwrap();
+
+    let pgdata = dir.path().join("pgdata");
+    let http_port = free_tcp_port();
+    let pgbin = pg_test_support::pg_bin("postgres");
+    let child = Command::new(binary("compute-ctl"))
+        .args(["-C", "postgresql://cloud_admin@localhost/postgres"])
+        .args(["-c", config_path.to_str().unwrap()])
+        .args([
+            "-b",
+            pgbin.to_str().unwrap(),
+            "-D",
+            pgdata.to_str().unwrap(),
+        ])
+        .args(["--external-http-port", &http_port.to_string()])
+        .args(["--internal-http-port", "0", "--terminated-grace", "0s"])
+        .args(["--local-proxy-config", config_file.to_str().unwrap()])
+        .args(["--local-proxy-pid-file", pid_file.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut compute = PostgresChild::new(child, &pgdata);
+    assert!(
+        wait_until(Duration::from_secs(90), || {
+            let status = status(http_port);
+            assert_ne!(status["status"], "failed", "{status}");
+            status["status"] == "running"
+        }),
+        "never running: {}",
+        status(http_port)
+    );
+    // Written and signalled before `running`.
+    // (The stand-in's handler records the signal asynchronously: poll for it.)
+    assert!(
+        wait_until(Duration::from_secs(10), || hup(&record_file, 0).is_some()),
+        "no SIGHUP at start: {:?}",
+        record(&record_file)
+    );
+    let first = hup(&record_file, 0).unwrap();
+    assert_eq!(first["pretty"], true, "{first}");
+    assert_eq!(
+        first["config"],
+        json!({"jwks": [{"id": "p1", "role_names": ["proxy_user"],
+                         "jwks_url": "https://auth.example/jwks", "provider_name": "test"}],
+               "tls": {"key_path": cert.key, "cert_path": cert.cert}})
+    );
+    // A role of `role_names` is created without the privileged role's membership that the
+    // other spec roles get.
+    let members = "select string_agg(m.rolname, ',' order by m.rolname) from pg_auth_members a \
+                   join pg_roles r on r.oid = a.roleid join pg_roles m on m.oid = a.member \
+                   where r.rolname = 'neon_superuser' and m.rolname in ('app_reader', 'proxy_user')";
+    assert_eq!(psql(&pgdata, port, "postgres", members), "app_reader");
+    assert_eq!(
+        psql(
+            &pgdata,
+            port,
+            "postgres",
+            "select count(*) from pg_roles where rolname = 'proxy_user'"
+        ),
+        "1"
+    );
+
+    spec["local_proxy_config"] = jwks("https://auth.example/jwks-2");
+    let body = json!({"spec": spec, "compute_ctl_config": {"tls": tls}});
+    let base = format!("http://127.0.0.1:{http_port}");
+    let (code, answer) = post(&format!("{base}/configure"), &body.to_string());
+    assert_eq!(code, 200, "{answer}");
+    assert!(
+        wait_until(Duration::from_secs(10), || hup(&record_file, 1).is_some()),
+        "no SIGHUP after /configure: {:?}",
+        record(&record_file)
+    );
+    assert_eq!(
+        hup(&record_file, 1).unwrap()["config"]["jwks"][0]["jwks_url"],
+        "https://auth.example/jwks-2"
+    );
+
+    let (code, answer) = post(&format!("{base}/terminate"), "");
+    assert_eq!(code, 200, "{answer}");
+    let mut exit = None;
+    assert!(wait_until(Duration::from_secs(20), || {
+        exit = stand_in.0.try_wait().unwrap();
+        exit.is_some()
+    }));
+    assert_eq!(
+        record(&record_file).last().map(String::as_str),
+        Some("TERM")
+    );
+    assert!(wait_until(Duration::from_secs(30), || compute
+        .try_wait()
+        .ok()
+        .flatten()
+        .is_some()));
+}
