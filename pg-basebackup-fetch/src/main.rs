@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use pg_basebackup_fetch::template::TemplateCache;
 use pg_basebackup_fetch::{RetryPolicy, Timeouts, STAGE};
 use stage_kit::logging::{self, LogFormat};
 
@@ -30,6 +31,14 @@ struct Cli {
     /// and between two reads of the stream); then the attempt fails and is retried.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     idle_timeout: Duration,
+    /// Where pristine `initdb` clusters are cached for the `initdb` source (default:
+    /// /var/cache/compute-tools when writable, else $XDG_CACHE_HOME/compute-tools or
+    /// ~/.cache/compute-tools).
+    #[arg(long, env = pg_basebackup_fetch::template::CACHE_DIR_ENV, value_name = "DIR")]
+    template_cache_dir: Option<std::path::PathBuf>,
+    /// Always run `initdb` (no template cache).
+    #[arg(long, env = "COMPUTE_TOOLS_NO_TEMPLATE_CACHE")]
+    no_template_cache: bool,
     /// Log line format on stderr.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -57,8 +66,13 @@ fn main() -> ExitCode {
         startup: cli.startup_timeout,
         idle: cli.idle_timeout,
     };
+    let cache = match (cli.no_template_cache, cli.template_cache_dir) {
+        (true, _) => TemplateCache::Off,
+        (false, Some(dir)) => TemplateCache::Dir(dir),
+        (false, None) => TemplateCache::default_location(),
+    };
     stage_kit::stage::run(STAGE, |document| {
-        pg_basebackup_fetch::run(document, &policy, &timeouts)
+        pg_basebackup_fetch::run(document, &policy, &timeouts, &cache)
     })
 }
 
