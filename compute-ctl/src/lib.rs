@@ -59,6 +59,7 @@ pub mod supervise;
 mod testing;
 pub mod tool;
 pub mod vm_monitor;
+pub mod warm;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
