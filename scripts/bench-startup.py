@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Cold start of a tiny database: compute-ctl against the floor, measured in the same run.
 
-  scripts/bench-startup.py [RUNS] [pageserver|upstream]
+  scripts/bench-startup.py [RUNS] [pageserver|upstream|pooled|embedded]
       (default 20 pageserver; needs `cargo build --release --bins --examples`)
 
 Both sources start a Replica with skip_pg_catalog_updates from a tiny cluster (initdb):
@@ -12,6 +12,13 @@ Both sources start a Replica with skip_pg_catalog_updates from a tiny cluster (i
   upstream:   the cluster running as a primary, cloned live with BASE_BACKUP (which checkpoints
               the primary on every start); floor = a tar made once by pg_basebackup -Ft,
               unpacked + a bare postgres.
+  pooled:     the pageserver setup; besides the cold start from process start (wall clock),
+              a pooled start: compute-ctl with no spec, waited to `empty`, then the time from
+              POST /configure to `running` (what a control plane's tenant waits for).
+  embedded:   `compute-ctl --embedded-default` (initdb source, the sample spec: two roles, two
+              databases) to `running`, wall clock from process start, with the template cache
+              warm (a private cache dir, filled by one untimed start) and with it off;
+              floor = `initdb --no-sync` + `pg_ctl start -w` of the same cluster.
   ours  = compute-ctl from process start to `running`: /metrics.json's total_startup_ms and
           each stage's timing.
 Prints p50/p90 of each and the ratio ours/floor. Run as root (drops to postgres) or as the
@@ -82,6 +89,12 @@ def main():
     os.chmod(work, 0o755)
     if PG:
         os.chown(work, PG.pw_uid, PG.pw_gid)
+    if SOURCE == "embedded":
+        try:
+            embedded(work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return
     primary = os.path.join(work, "primary")
     run_pg([f"{PGBIN}/initdb", "--no-sync", "-A", "trust", "-U", "cloud_admin", "-D", primary],
            stdout=subprocess.DEVNULL)
@@ -114,11 +127,19 @@ def main():
                     "cloud_admin", "-D", tarball, "-Ft", "-X", "fetch", "--no-sync"])
             source = {"upstream_connstring": f"host={work} port={primary_port} user=cloud_admin"}
             floor_archive = (os.path.join(tarball, "base.tar"), "-xf")
-        ours, floor = [], []
+        ours, floor, pooled = [], [], []
         for i in range(RUNS):
             floor.append(floor_run(work, floor_archive, i))
             ours.append(our_run(work, source, i))
+            if SOURCE == "pooled":
+                pooled.append(our_run(work, source, i, pooled=True))
         report(ours, floor)
+        if pooled:
+            cold = [r["wall_ms"] for r in ours]
+            warm = [r["wall_ms"] for r in pooled]
+            print(f"{'ours: cold, process start -> running':<42} {pct(cold, 50):>8.1f} {pct(cold, 90):>8.1f}")
+            print(f"{'ours: pooled, POST /configure -> running':<42} {pct(warm, 50):>8.1f} {pct(warm, 90):>8.1f}")
+            print(f"{'ratio pooled/cold (p50)':<42} {pct(warm, 50) / pct(cold, 50):>8.2f}")
     finally:
         if standin:
             standin.kill()
@@ -150,44 +171,126 @@ def floor_run(work, floor_archive, i):
     return {"total_ms": elapsed}
 
 
-def our_run(work, source, i):
-    pgdata = os.path.join(work, f"ours{i}", "pgdata")
-    os.makedirs(os.path.dirname(pgdata))
-    port, http_port = free_port(), free_port()
-    spec = {
+def tiny_spec(source, port):
+    return {
         "format_version": 1.0, "mode": "Replica", "skip_pg_catalog_updates": True, **source,
         "cluster": {"roles": [], "databases": [], "settings": [
             {"name": "port", "value": str(port), "vartype": "integer"},
             {"name": "listen_addresses", "value": "", "vartype": "string"},
             {"name": "fsync", "value": "off", "vartype": "bool"}]}}
+
+
+def wait_status(http_port, want, deadline_s=60):
+    deadline = time.monotonic() + deadline_s
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/status", timeout=1) as r:
+                status = json.load(r)["status"]
+            if status == want:
+                return
+            if status == "failed":
+                raise RuntimeError("compute failed")
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"compute never reached {want}")
+        time.sleep(0.001)
+
+
+def our_run(work, source, i, pooled=False):
+    """A start from process start (wall_ms), or with `pooled` from POST /configure."""
+    pgdata = os.path.join(work, f"ours{i}", "pgdata")
+    os.makedirs(os.path.dirname(pgdata))
+    port, http_port = free_port(), free_port()
+    spec = tiny_spec(source, port)
     spec_path = os.path.join(work, f"ours{i}", "spec.json")
     with open(spec_path, "w") as f:
         json.dump(spec, f)
-    proc = subprocess.Popen([f"{BIN}/compute-ctl", "-D", pgdata, "-S", spec_path, "-b",
-                             f"{PGBIN}/postgres", "-C", "postgresql://cloud_admin@localhost/postgres",
-                             "--http-port", str(http_port)], stderr=subprocess.DEVNULL)
+    args = [f"{BIN}/compute-ctl", "-D", pgdata, "-b", f"{PGBIN}/postgres", "-C",
+            "postgresql://cloud_admin@localhost/postgres", "--http-port", str(http_port)]
+    if not pooled:
+        args += ["-S", spec_path]
+    start = time.monotonic()
+    proc = subprocess.Popen(args, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/status", timeout=1) as r:
-                    status = json.load(r)["status"]
-                if status == "running":
-                    break
-                if status == "failed":
-                    raise RuntimeError("compute failed")
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("compute never ran")
-            time.sleep(0.002)
+        if pooled:
+            wait_status(http_port, "empty")
+            body = json.dumps({"spec": spec, "compute_ctl_config": {}}).encode()
+            start = time.monotonic()
+            request = urllib.request.Request(f"http://127.0.0.1:{http_port}/configure", data=body,
+                                             headers={"Content-Type": "application/json"})
+            urllib.request.urlopen(request, timeout=60).close()
+        wait_status(http_port, "running")
+        wall = (time.monotonic() - start) * 1000
         with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics.json") as r:
             metrics = json.load(r)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait()
         shutil.rmtree(os.path.dirname(pgdata), ignore_errors=True)
-    return {"total_ms": metrics["total_startup_ms"], **metrics}
+    return {"total_ms": metrics["total_startup_ms"], "wall_ms": wall, **metrics}
+
+
+def embedded_run(work, i, env):
+    pgdata = os.path.join(work, f"emb{i}", "pgdata")
+    os.makedirs(os.path.dirname(pgdata))
+    http_port = free_port()
+    start = time.monotonic()
+    proc = subprocess.Popen([f"{BIN}/compute-ctl", "--embedded-default", "-D", pgdata, "-b",
+                             f"{PGBIN}/postgres", "-C", "postgresql://cloud_admin@localhost/postgres",
+                             "--http-port", str(http_port)], stderr=subprocess.DEVNULL,
+                            env={**os.environ, **env})
+    try:
+        wait_status(http_port, "running")
+        wall = (time.monotonic() - start) * 1000
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics.json") as r:
+            metrics = json.load(r)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait()
+        shutil.rmtree(os.path.dirname(pgdata), ignore_errors=True)
+    return {"wall_ms": wall, **metrics}
+
+
+def embedded_floor(work, i):
+    pgdata = os.path.join(work, f"floor{i}")
+    port = free_port()
+    start = time.monotonic()
+    run_pg([f"{PGBIN}/initdb", "--no-sync", "-A", "trust", "-U", "cloud_admin", "-E", "UTF8",
+            "--locale=C.UTF-8", "-D", pgdata], stdout=subprocess.DEVNULL)
+    run_pg([f"{PGBIN}/pg_ctl", "start", "-w", "-D", pgdata, "-l", os.path.join(work, f"floor{i}.log"),
+            "-o", f"-p {port} -k {pgdata} -c listen_addresses=''"], stdout=subprocess.DEVNULL)
+    elapsed = (time.monotonic() - start) * 1000
+    run_pg([f"{PGBIN}/pg_ctl", "stop", "-m", "fast", "-D", pgdata], stdout=subprocess.DEVNULL)
+    shutil.rmtree(pgdata, ignore_errors=True)
+    return elapsed
+
+
+def embedded(work):
+    cache = os.path.join(work, "template-cache")
+    warm_env = {"COMPUTE_TOOLS_TEMPLATE_CACHE": cache}
+    off_env = {"COMPUTE_TOOLS_NO_TEMPLATE_CACHE": "true"}
+    first = embedded_run(work, "first", warm_env)  # fills the cache (untimed in the table)
+    floor, warm, off = [], [], []
+    for i in range(RUNS):
+        floor.append(embedded_floor(work, i))
+        warm.append(embedded_run(work, i, warm_env))
+        off.append(embedded_run(work, f"off{i}", off_env))
+    print(f"{RUNS} starts of the embedded default (initdb source, sample spec); wall clock")
+    print(f"{'measure':<46} {'p50 ms':>8} {'p90 ms':>8}")
+    rows = [("floor: initdb --no-sync + pg_ctl start -w", floor),
+            ("ours: template cache warm, -> running", [r["wall_ms"] for r in warm]),
+            ("ours: warm, basebackup_ms", [r.get("basebackup_ms", 0) for r in warm]),
+            ("ours: warm, start_postgres_ms", [r.get("start_postgres_ms", 0) for r in warm]),
+            ("ours: warm, config_ms", [r.get("config_ms", 0) for r in warm]),
+            ("ours: --no-template-cache, -> running", [r["wall_ms"] for r in off]),
+            ("ours: off, basebackup_ms", [r.get("basebackup_ms", 0) for r in off])]
+    for name, values in rows:
+        print(f"{name:<46} {pct(values, 50):>8.1f} {pct(values, 90):>8.1f}")
+    print(f"{'first start (cache miss: builds the template)':<46} {first['wall_ms']:>8.1f}")
+    for name, values in [("warm", rows[1][1]), ("off", rows[5][1])]:
+        print(f"{f'ratio {name}/floor (p50, p90)':<46} {pct(values, 50) / pct(floor, 50):>8.2f}"
+              f" {pct(values, 90) / pct(floor, 90):>8.2f}")
 
 
 def report(ours, floor):

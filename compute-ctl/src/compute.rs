@@ -144,6 +144,7 @@ impl Controller {
         &mut self,
         document: ComputeDocument,
     ) -> Result<Option<ComputeDocument>, StageError> {
+        crate::warm::prefetch_for_start(&document);
         self.shared.update(|inner| inner.document = Some(document));
         tracing::info!("no spec yet: waiting for POST /configure");
         let pending = loop {

@@ -62,6 +62,7 @@ mod testing;
 pub mod tool;
 pub mod vm_monitor;
 pub mod vm_tools;
+pub mod warm;
 
 use std::ffi::OsString;
 use std::process::ExitCode;

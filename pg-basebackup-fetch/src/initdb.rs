@@ -12,6 +12,9 @@ use stage_kit::runas::{apply_user, PostgresUser};
 
 use crate::error::BasebackupError;
 
+/// The arguments after `-D PGDATA -U ADMIN` (part of the template cache key).
+pub const INITDB_ARGS: [&str; 6] = ["--no-sync", "-A", "trust", "-E", "UTF8", "--locale=C.UTF-8"];
+
 /// Runs `initdb` into the (empty, owned) `pgdata` as `user`, with `admin` as bootstrap
 /// superuser.
 pub fn run_initdb(
@@ -24,8 +27,8 @@ pub fn run_initdb(
     command
         .arg("-D")
         .arg(pgdata)
-        .args(["-U", admin, "--no-sync", "-A", "trust", "-E", "UTF8"])
-        .arg("--locale=C.UTF-8")
+        .args(["-U", admin])
+        .args(INITDB_ARGS)
         .env("LC_ALL", "C.UTF-8")
         .current_dir("/");
     apply_user(&mut command, user);

@@ -35,6 +35,7 @@
 #![warn(missing_docs)]
 
 pub mod child;
+pub mod clone;
 pub mod error;
 pub mod finish;
 pub mod initdb;
@@ -43,6 +44,7 @@ pub mod progress;
 pub mod replication;
 pub mod single;
 pub mod spliced;
+pub mod template;
 pub mod unpack;
 pub mod wipe;
 
@@ -135,6 +137,7 @@ pub fn run(
     mut document: ComputeDocument,
     policy: &RetryPolicy,
     timeouts: &Timeouts,
+    cache: &template::TemplateCache,
 ) -> Result<ComputeDocument, StageError> {
     let started = Instant::now();
     let spec = document.require_spec(STAGE)?.clone();
@@ -153,8 +156,8 @@ pub fn run(
     // The previous PGDATA goes aside at once and is removed while the new one arrives; the
     // stage waits for that removal before it ends (on failure too: `Retiring` joins on drop).
     let retiring = wipe::retire(&document.pgdata)?;
-    let (name, fetched, attempts) =
-        fetch_source(&document, &spec, &source, user, policy, timeouts)?;
+    let (name, fetched, attempts, template) =
+        fetch_source(&document, &spec, &source, user, policy, timeouts, cache)?;
     after_data(&document, &spec, &source, &params, user)?;
     if let Some(tls) = compute_spec::pgconf::tls::wanted(&document, &spec) {
         let checked =
@@ -167,6 +170,10 @@ pub fn run(
     }
     // initdb fetches nothing: no attempts, files or unpacked bytes to report.
     let fetched_data = name != BasebackupSource::Initdb;
+    let mut extra = serde_json::Map::new();
+    if let Some(template) = template {
+        extra.insert("template".to_string(), template.as_str().into());
+    }
     let section = BasebackupSection {
         pageserver_connect_micros: fetched.connect_micros,
         basebackup_ms: stage_kit::stage::elapsed_ms(started),
@@ -175,7 +182,7 @@ pub fn run(
         files: fetched_data.then_some(fetched.unpacked.files),
         unpacked_bytes: fetched_data.then_some(fetched.unpacked.bytes),
         source: name,
-        extra: Default::default(),
+        extra,
     };
     tracing::info!(
         "PGDATA {} prepared from {} in {} ms ({} bytes read)",
@@ -188,7 +195,11 @@ pub fn run(
     Ok(document)
 }
 
-/// Fills PGDATA from `source`: (source name, what was fetched, attempts).
+/// What [`fetch_source`] did: source name, what was fetched, attempts, and for `initdb` how
+/// the template cache served it.
+type Filled = (BasebackupSource, Fetched, u32, Option<template::Outcome>);
+
+/// Fills PGDATA from `source`.
 fn fetch_source(
     document: &ComputeDocument,
     spec: &ComputeSpec,
@@ -196,14 +207,21 @@ fn fetch_source(
     user: Option<&PostgresUser>,
     policy: &RetryPolicy,
     timeouts: &Timeouts,
-) -> Result<(BasebackupSource, Fetched, u32), BasebackupError> {
+    cache: &template::TemplateCache,
+) -> Result<Filled, BasebackupError> {
     let pgdata = &document.pgdata;
     match source {
         StorageSource::Empty => {
             wipe::wipe_and_create(pgdata, user)?;
             let admin = stage_kit::local::admin_user(document);
-            initdb::run_initdb(&document.sibling_binary("initdb"), pgdata, &admin, user)?;
-            Ok((BasebackupSource::Initdb, Fetched::default(), 1))
+            let initdb = document.sibling_binary("initdb");
+            let outcome = template::provide(cache, &initdb, pgdata, &admin, user)?;
+            Ok((
+                BasebackupSource::Initdb,
+                Fetched::default(),
+                1,
+                Some(outcome),
+            ))
         }
         StorageSource::Neon(storage) => {
             let lsn = document
@@ -220,7 +238,7 @@ fn fetch_source(
             let (fetched, attempts) = with_retries(pgdata, user, policy, || {
                 pageserver::fetch(&request, pgdata, timeouts)
             })?;
-            Ok((BasebackupSource::Pageserver, fetched, attempts))
+            Ok((BasebackupSource::Pageserver, fetched, attempts, None))
         }
         StorageSource::Upstream { connstr } => {
             if spec.mode != ComputeMode::Primary {
@@ -231,7 +249,7 @@ fn fetch_source(
             let (fetched, attempts) = with_retries(pgdata, user, policy, || {
                 replication::fetch(connstr, pgdata, timeouts)
             })?;
-            Ok((BasebackupSource::Upstream, fetched, attempts))
+            Ok((BasebackupSource::Upstream, fetched, attempts, None))
         }
     }
 }

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use pg_basebackup_fetch::template::TemplateCache;
 use pg_basebackup_fetch::{RetryPolicy, Timeouts, STAGE};
 use stage_kit::logging::{self, LogFormat};
 
@@ -35,6 +36,14 @@ struct Cli {
     /// the start fails naming the file.
     #[arg(long, env = "COMPUTE_CTL_TLS_WAIT", default_value = "60s", value_parser = humantime::parse_duration)]
     tls_wait: Duration,
+    /// Where pristine `initdb` clusters are cached for the `initdb` source (default:
+    /// /var/cache/compute-tools when writable, else $XDG_CACHE_HOME/compute-tools or
+    /// ~/.cache/compute-tools).
+    #[arg(long, env = pg_basebackup_fetch::template::CACHE_DIR_ENV, value_name = "DIR")]
+    template_cache_dir: Option<std::path::PathBuf>,
+    /// Always run `initdb` (no template cache).
+    #[arg(long, env = "COMPUTE_TOOLS_NO_TEMPLATE_CACHE")]
+    no_template_cache: bool,
     /// Log line format on stderr.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -63,8 +72,13 @@ fn main() -> ExitCode {
         idle: cli.idle_timeout,
         tls_wait: cli.tls_wait,
     };
+    let cache = match (cli.no_template_cache, cli.template_cache_dir) {
+        (true, _) => TemplateCache::Off,
+        (false, Some(dir)) => TemplateCache::Dir(dir),
+        (false, None) => TemplateCache::default_location(),
+    };
     stage_kit::stage::run(STAGE, |document| {
-        pg_basebackup_fetch::run(document, &policy, &timeouts)
+        pg_basebackup_fetch::run(document, &policy, &timeouts, &cache)
     })
 }
 

@@ -74,7 +74,7 @@ fn a_newer_stages_values_pass_through_untouched() {
     input["spec_load"] = spec_load.clone();
     let run = pg_test_support::run_stage(
         env!("CARGO_BIN_EXE_pg-basebackup-fetch"),
-        &[],
+        &["--template-cache-dir", &util::test_cache_dir()],
         &input.to_string(),
     )
     .expect_json();

@@ -53,10 +53,30 @@ pub const QUICK_GIVE_UP: [&str; 8] = [
     "1s",
 ];
 
+/// The template cache the tests share (private to this build tree, never the user's).
+pub fn test_cache_dir() -> String {
+    format!("{}/bbf-template-cache", env!("CARGO_TARGET_TMPDIR"))
+}
+
+/// `args`, with the tests' private template cache unless they choose one or turn it off.
+fn with_cache(args: &[&str]) -> Vec<String> {
+    let mut all: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+    if !args
+        .iter()
+        .any(|arg| *arg == "--no-template-cache" || *arg == "--template-cache-dir")
+    {
+        all.extend(["--template-cache-dir".to_string(), test_cache_dir()]);
+    }
+    all
+}
+
 /// Runs `pg-basebackup-fetch` with `args` on `document` (stdout must be JSON).
 pub fn run_stage(document: &ComputeDocument, args: &[&str]) -> StageRun {
     let text = serde_json::to_string(document).unwrap();
-    pg_test_support::run_stage(env!("CARGO_BIN_EXE_pg-basebackup-fetch"), args, &text).expect_json()
+    let args = with_cache(args);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    pg_test_support::run_stage(env!("CARGO_BIN_EXE_pg-basebackup-fetch"), &args, &text)
+        .expect_json()
 }
 
 /// Runs `pg-basebackup-fetch` with `args` on `document`, which must end within `limit`
@@ -68,7 +88,9 @@ pub fn run_stage_within(
 ) -> (StageRun, Duration) {
     let text = serde_json::to_string(document).unwrap();
     let program = env!("CARGO_BIN_EXE_pg-basebackup-fetch");
-    let (run, took) = pg_test_support::run_stage_within(program, args, &text, limit);
+    let args = with_cache(args);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (run, took) = pg_test_support::run_stage_within(program, &args, &text, limit);
     (run.expect_json(), took)
 }
 

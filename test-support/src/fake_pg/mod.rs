@@ -205,14 +205,63 @@ impl Record<'_> {
     }
 }
 
+/// A connection that sends each protocol response in one write, as a real server does: what
+/// is written is buffered, and sent when the backend next reads (it waits for the client),
+/// when the buffer holds a COPY chunk's worth or more, or when the connection ends.
+struct Conn {
+    stream: TcpStream,
+    out: Vec<u8>,
+}
+
+impl Write for Conn {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.out.extend_from_slice(bytes);
+        if self.out.len() >= CHUNK {
+            self.flush()?;
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.out.is_empty() {
+            self.stream.write_all(&self.out)?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+}
+
+impl Read for Conn {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        self.flush()?;
+        self.stream.read(buffer)
+    }
+}
+
 fn serve(
-    mut stream: TcpStream,
+    stream: TcpStream,
     script: &Script,
     cut: bool,
     record: &Record<'_>,
 ) -> std::io::Result<()> {
+    // No Nagle delay: with a client's delayed ACK it would stall small answers by ~40 ms.
     stream.set_nodelay(true)?;
-    let params = read_startup(&mut stream)?;
+    let mut conn = Conn {
+        stream,
+        out: Vec::with_capacity(2 * CHUNK),
+    };
+    let served = serve_on(&mut conn, script, cut, record);
+    conn.flush()?;
+    served
+}
+
+fn serve_on(
+    stream: &mut Conn,
+    script: &Script,
+    cut: bool,
+    record: &Record<'_>,
+) -> std::io::Result<()> {
+    let params = read_startup(stream)?;
     let user = params
         .iter()
         .find(|(key, _)| key == "user")
@@ -220,57 +269,57 @@ fn serve(
         .unwrap_or_default();
     record.update(|seen| seen.params = params);
     if script.silence == Silence::AtStartup {
-        return wait_for_hang_up(&mut stream);
+        return wait_for_hang_up(stream);
     }
-    send(&mut stream, b'R', &3u32.to_be_bytes())?;
-    let (tag, body) = read_message(&mut stream)?;
+    send(stream, b'R', &3u32.to_be_bytes())?;
+    let (tag, body) = read_message(stream)?;
     if tag != b'p' {
-        return send_error(&mut stream, "FATAL", "08P01", "expected a password message");
+        return send_error(stream, "FATAL", "08P01", "expected a password message");
     }
     let password = cstring(&body);
     record.update(|seen| seen.password = password.clone());
     if password != script.password {
         let error = format!("password authentication failed for user \"{user}\"");
-        return send_error(&mut stream, "FATAL", "28P01", &error);
+        return send_error(stream, "FATAL", "28P01", &error);
     }
-    send(&mut stream, b'R', &0u32.to_be_bytes())?;
-    send(&mut stream, b'Z', b"I")?;
+    send(stream, b'R', &0u32.to_be_bytes())?;
+    send(stream, b'Z', b"I")?;
     let mut statement = String::new();
     loop {
-        let (tag, body) = read_message(&mut stream)?;
+        let (tag, body) = read_message(stream)?;
         match tag {
             b'P' => {
                 let name_end = body.iter().position(|b| *b == 0).unwrap_or(body.len());
                 statement = cstring(body.get(name_end + 1..).unwrap_or_default());
-                send(&mut stream, b'1', &[])?;
+                send(stream, b'1', &[])?;
             }
             b'D' => {
-                send(&mut stream, b't', &0u16.to_be_bytes())?;
-                send(&mut stream, b'n', &[])?;
+                send(stream, b't', &0u16.to_be_bytes())?;
+                send(stream, b'n', &[])?;
             }
-            b'B' => send(&mut stream, b'2', &[])?,
-            b'C' => send(&mut stream, b'3', &[])?,
-            b'S' => send(&mut stream, b'Z', b"I")?,
+            b'B' => send(stream, b'2', &[])?,
+            b'C' => send(stream, b'3', &[])?,
+            b'S' => send(stream, b'Z', b"I")?,
             b'E' => {
-                if !run_command(&mut stream, script, cut, record, &statement)? {
+                if !run_command(stream, script, cut, record, &statement)? {
                     return Ok(());
                 }
             }
             b'Q' => {
                 let query = cstring(&body);
-                if !run_command(&mut stream, script, cut, record, &query)? {
+                if !run_command(stream, script, cut, record, &query)? {
                     return Ok(());
                 }
-                send(&mut stream, b'Z', b"I")?;
+                send(stream, b'Z', b"I")?;
             }
             b'X' => return Ok(()),
-            _ => send_error(&mut stream, "ERROR", "08P01", "unsupported message")?,
+            _ => send_error(stream, "ERROR", "08P01", "unsupported message")?,
         }
     }
 }
 
 /// Reads the startup packet (declining SSL requests); its parameters.
-fn read_startup(stream: &mut TcpStream) -> std::io::Result<Vec<(String, String)>> {
+fn read_startup(stream: &mut Conn) -> std::io::Result<Vec<(String, String)>> {
     const SSL_REQUEST: [u8; 4] = 80877103u32.to_be_bytes();
     let body = loop {
         let (_, body) = read_frontend(stream, true)?;
@@ -296,7 +345,7 @@ fn read_startup(stream: &mut TcpStream) -> std::io::Result<Vec<(String, String)>
 /// Runs one command: the answer for the expected one, an error for any other. False when the
 /// connection is done with (cut, or silent until the client hung up).
 fn run_command(
-    stream: &mut TcpStream,
+    stream: &mut Conn,
     script: &Script,
     cut: bool,
     record: &Record<'_>,
@@ -330,7 +379,7 @@ fn run_command(
 
 /// Streams `bytes` as COPY OUT, following the script's faults.
 fn copy_out(
-    stream: &mut TcpStream,
+    stream: &mut Conn,
     script: &Script,
     cut: bool,
     bytes: &[u8],
@@ -344,7 +393,8 @@ fn copy_out(
     for (index, chunk) in bytes.chunks(CHUNK).enumerate() {
         if index * CHUNK >= half {
             if cut {
-                stream.shutdown(Shutdown::Both)?;
+                stream.flush()?;
+                stream.stream.shutdown(Shutdown::Both)?;
                 return Ok(false);
             }
             if script.silence == Silence::MidStream {
@@ -367,7 +417,7 @@ fn copy_out(
 }
 
 /// Says nothing, reading (and dropping) whatever comes, until the client hangs up.
-fn wait_for_hang_up(stream: &mut TcpStream) -> std::io::Result<()> {
+fn wait_for_hang_up(stream: &mut Conn) -> std::io::Result<()> {
     let mut sink = [0; 4096];
     while stream.read(&mut sink)? > 0 {}
     Ok(())
@@ -378,19 +428,14 @@ fn cstring(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&bytes[..end]).into_owned()
 }
 
-fn read_message(stream: &mut TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
+fn read_message(stream: &mut Conn) -> std::io::Result<(u8, Vec<u8>)> {
     read_frontend(stream, false)
 }
 
-fn send(stream: &mut TcpStream, tag: u8, body: &[u8]) -> std::io::Result<()> {
+fn send(stream: &mut Conn, tag: u8, body: &[u8]) -> std::io::Result<()> {
     stream.write_all(&message(tag, body))
 }
 
-fn send_error(
-    stream: &mut TcpStream,
-    severity: &str,
-    code: &str,
-    text: &str,
-) -> std::io::Result<()> {
+fn send_error(stream: &mut Conn, severity: &str, code: &str, text: &str) -> std::io::Result<()> {
     stream.write_all(&messages::error(severity, code, text))
 }
