@@ -21,8 +21,11 @@ pub mod tar;
 pub mod vm_monitor;
 pub mod wire;
 
+/// A target's body.
+pub type Body = fn(&[u8]);
+
 /// Every target: its name (the directory of its seeds, the fuzz binary) and its body.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Body)] = &[
     ("spec", spec::run),
     ("document", document::run),
     ("pgconf", pgconf::run),
