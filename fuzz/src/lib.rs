@@ -41,3 +41,17 @@ pub const TARGETS: &[(&str, Body)] = &[
 pub fn text(data: &[u8]) -> std::borrow::Cow<'_, str> {
     String::from_utf8_lossy(data)
 }
+
+/// Ignores SIGPIPE, as every Rust binary's `main` does before the code under test runs (the
+/// libFuzzer driver's `main` does not): a peer or pipe closing early is then an `EPIPE`
+/// error, as in production, instead of killing the process.
+pub fn ignore_sigpipe() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: setting a signal's disposition to "ignore" installs no handler code; it
+        // is what the Rust runtime does at start-up.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        }
+    });
+}

@@ -75,6 +75,7 @@ fn one(data: &[u8], spliced_unpacker: bool) -> Option<(Unpacked, Tree)> {
 
 /// The body.
 pub fn run(data: &[u8]) {
+    crate::ignore_sigpipe();
     let copying = one(data, false);
     let splicing = one(data, true);
     if let (Some(copying), Some(splicing)) = (copying, splicing) {

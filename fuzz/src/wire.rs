@@ -24,11 +24,7 @@ struct Server {
 fn server() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
     SERVER.get_or_init(|| {
-        // SAFETY: setting a signal's disposition to "ignore" at start-up, before any thread
-        // of this target runs; a peer closing early must be an EPIPE error, not a kill.
-        unsafe {
-            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
-        }
+        crate::ignore_sigpipe();
         let dir = tempfile::tempdir().expect("a temporary directory");
         let path = dir.path().join(".s.PGSQL.5432");
         let listener = UnixListener::bind(&path).expect("binding the scripted server");
