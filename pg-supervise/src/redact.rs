@@ -94,14 +94,18 @@ fn redact_hashes(text: &str) -> String {
     out
 }
 
-/// The first `password` at or after `from`, as a whole word (any case).
+/// The first `password` at or after `from`, as a whole word (any case). The line joiner of a
+/// multi-line message separates words (it is not ASCII, so `is_word_byte` alone would take
+/// `PASSWORD` at the end or the start of a line for part of a longer word).
 fn find_keyword(bytes: &[u8], from: usize) -> Option<usize> {
+    let mut joiner = [0; 4];
+    let joiner = LINE_JOINER.encode_utf8(&mut joiner).as_bytes();
     (from..bytes.len()).find(|&at| {
+        let end = at + KEYWORD.len();
         starts_with_ignore_case(&bytes[at..], KEYWORD)
-            && (at == 0 || !is_word_byte(bytes[at - 1]))
-            && bytes
-                .get(at + KEYWORD.len())
-                .is_none_or(|&next| !is_word_byte(next))
+            && (at == 0 || !is_word_byte(bytes[at - 1]) || bytes[..at].ends_with(joiner))
+            && (bytes.get(end).is_none_or(|&next| !is_word_byte(next))
+                || bytes[end..].starts_with(joiner))
     })
 }
 
@@ -311,6 +315,30 @@ mod tests {
                  \t\tENCRYPTED PASSWORD{j}\t\t'********'{j}\t\tLOGIN;{j}\
                  \tCREATE ROLE b PASSWORD '********';"
             ),
+        );
+    }
+
+    #[test]
+    fn keyword_at_a_line_end_or_start() {
+        // Found by the `logs` fuzz target: a plain literal (no hash to catch it) after a
+        // `PASSWORD` that ends or starts a line of a multi-line statement.
+        let j = LINE_JOINER;
+        check(
+            &format!("STATEMENT:  CREATE ROLE a PASSWORD{j}$tag$CxybCxybz$tag$ s"),
+            &format!("STATEMENT:  CREATE ROLE a PASSWORD{j}'********' s"),
+        );
+        check(
+            &format!("STATEMENT:  CREATE ROLE a{j}PASSWORD 'plain secret'{j}LOGIN"),
+            &format!("STATEMENT:  CREATE ROLE a{j}PASSWORD '********'{j}LOGIN"),
+        );
+        check(
+            &format!("STATEMENT:  ALTER ROLE a{j}password{j}'plain'"),
+            &format!("STATEMENT:  ALTER ROLE a{j}password{j}'********'"),
+        );
+        // A longer word that merely contains the keyword is still not one.
+        check(
+            &format!("STATEMENT:  SELECT passwords{j}'kept'"),
+            &format!("STATEMENT:  SELECT passwords{j}'kept'"),
         );
     }
 

@@ -344,9 +344,11 @@ impl Connection {
         Ok(())
     }
 
-    /// One read from the socket into the buffer, with room for at least `room` bytes (the
-    /// unconsumed bytes move to the front, or the buffer grows, when needed). In exact mode
-    /// it reads at most `room` bytes.
+    /// One read from the socket into the buffer, asking for `room` bytes (the unconsumed
+    /// bytes move to the front, or the buffer grows, when needed). The buffer at most doubles
+    /// per read: memory follows the bytes that arrive, not the length a message claims (a
+    /// server claiming 1 GiB and sending nothing must not cost 1 GiB). In exact mode it
+    /// reads at most `room` bytes.
     fn read_more(&mut self, room: usize) -> Result<(), WireError> {
         let room = if self.exact { room } else { room.max(MIN_READ) };
         if self.start == self.end {
@@ -355,14 +357,16 @@ impl Connection {
         if self.buf.len() - self.end < room {
             self.buf.copy_within(self.start..self.end, 0);
             (self.start, self.end) = (0, self.end - self.start);
-            if self.buf.len() - self.end < room {
-                self.buf.resize(self.end + room, 0);
+            let free = self.buf.len() - self.end;
+            if free < room {
+                let grow = (room - free).min(self.buf.len().max(READ_CHUNK));
+                self.buf.resize(self.buf.len() + grow, 0);
             }
         }
         loop {
             self.apply_read_timeout()?;
             let limit = if self.exact {
-                self.end + room
+                (self.end + room).min(self.buf.len())
             } else {
                 self.buf.len()
             };

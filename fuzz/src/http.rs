@@ -1,0 +1,276 @@
+//! HTTP request handling of compute-ctl without a socket: the route table
+//! (`routes::lookup`, `Route::accepts`, `Route::allow`), JWT checking (`auth::Auth::check`
+//! with a real Ed25519 key set, tokens signed with fuzz-chosen claims, mutated tokens and raw
+//! headers), the query-string and `Content-Type` readers (`extract`), and the JSON body
+//! decoding every POST route uses (`http::parse_json_in`), in the server's order of checks
+//! (404, 405, auth, 415, body), structure-aware.
+//!
+//! `routes::route` itself (the handlers) needs an `http::Api` (shared state, LFC, promotion,
+//! remote extensions), which compute-ctl has no public constructor for: see the notes.
+//!
+//! Invariants: no panic; a token is accepted only if it was signed by the configured key,
+//! is not expired, and its claims pass the rules (admin scope with audience `compute`, or
+//! this compute's id); a refused token is a 400/401/403; a refused body is a 400/422.
+
+use std::sync::OnceLock;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use arbitrary::{Arbitrary, Result, Unstructured};
+use base64::Engine as _;
+use compute_ctl::auth::Auth;
+use compute_ctl::catalog::{ExtensionRequest, GrantsRequest};
+use compute_ctl::extract;
+use compute_ctl::http::{parse_json_in, Port, Rejection};
+use compute_ctl::promote::PromoteRequest;
+use compute_ctl::routes;
+use ed25519_dalek::pkcs8::EncodePrivateKey;
+use ed25519_dalek::SigningKey;
+use hyper::Method;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+
+const COMPUTE_ID: &str = "compute-1";
+
+const PATHS: &[&str] = &[
+    "/status",
+    "/metrics",
+    "/metrics.json",
+    "/healthz",
+    "/readyz",
+    "/configure",
+    "/terminate",
+    "/check_writability",
+    "/dbs_and_roles",
+    "/insights",
+    "/database_schema",
+    "/grants",
+    "/extensions",
+    "/hadron_liveness_probe",
+    "/autoscaling_metrics",
+    "/promote",
+    "/lfc/prewarm",
+    "/lfc/offload",
+    "/refresh_configuration",
+    "/extension_server/",
+    "/extension_server/x.so",
+];
+const METHODS: &[&str] = &["GET", "POST", "HEAD", "DELETE", "PUT", "PATCH", "OPTIONS"];
+const STRINGS: &[&str] = &[
+    "compute-1",
+    "compute",
+    "compute_ctl:admin",
+    "other",
+    "",
+    "COMPUTE-1",
+];
+
+struct Keys {
+    auth: Auth,
+    encoding: EncodingKey,
+}
+
+fn keys() -> &'static Keys {
+    static KEYS: OnceLock<Keys> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let x =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes());
+        let jwk = json!({"kty": "OKP", "crv": "Ed25519", "x": x, "use": "sig", "kid": "fuzz"});
+        let auth = Auth::load(Some(&[jwk])).expect("a valid key set");
+        let der = key.to_pkcs8_der().expect("the key encodes");
+        let encoding = EncodingKey::from_ed_der(der.as_bytes());
+        Keys { auth, encoding }
+    })
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or(0)
+}
+
+fn text(u: &mut Unstructured<'_>, known: &[&str]) -> Result<String> {
+    if u.ratio(3, 4)? {
+        Ok(u.choose(known)?.to_string())
+    } else {
+        String::arbitrary(u)
+    }
+}
+
+/// Fuzz-chosen claims; `exp` is in the past, in the future, absent or anything.
+fn claims(u: &mut Unstructured<'_>) -> Result<Value> {
+    let mut claims = serde_json::Map::new();
+    if u.arbitrary()? {
+        claims.insert("compute_id".into(), text(u, STRINGS)?.into());
+    }
+    if u.arbitrary()? {
+        claims.insert("scope".into(), text(u, STRINGS)?.into());
+    }
+    match u.int_in_range(0..=3u8)? {
+        0 => {}
+        1 => {
+            let list: Vec<String> = (0..u.int_in_range(0..=2u8)?)
+                .map(|_| text(u, STRINGS))
+                .collect::<Result<_>>()?;
+            claims.insert("aud".into(), list.into());
+        }
+        2 => {
+            claims.insert("aud".into(), text(u, STRINGS)?.into());
+        }
+        _ => {
+            claims.insert("aud".into(), u64::arbitrary(u)?.into());
+        }
+    }
+    let exp = match u.int_in_range(0..=4u8)? {
+        0 => None,
+        1 => Some(json!(now() + 3600)),
+        2 => Some(json!(now().saturating_sub(3600))),
+        3 => Some(json!(u64::arbitrary(u)?)),
+        _ => Some(json!(text(u, STRINGS)?)),
+    };
+    if let Some(exp) = exp {
+        claims.insert("exp".into(), exp);
+    }
+    Ok(Value::Object(claims))
+}
+
+/// The `Authorization` header, and the claims when it carries a token we signed.
+fn authorization(u: &mut Unstructured<'_>) -> Result<(Option<String>, Option<Value>)> {
+    Ok(match u.int_in_range(0..=3u8)? {
+        0 => (None, None),
+        1 => (Some(String::arbitrary(u)?), None),
+        kind => {
+            let claims = claims(u)?;
+            let mut header = Header::new(Algorithm::EdDSA);
+            if u.arbitrary()? {
+                header.kid = Some(text(u, &["fuzz", "other"])?);
+            }
+            let token =
+                jsonwebtoken::encode(&header, &claims, &keys().encoding).expect("signing a token");
+            let mut token = token.into_bytes();
+            if kind == 3 {
+                // A few byte edits: what is left must still be refused unless it verifies.
+                for _ in 0..u.int_in_range(1..=3u8)? {
+                    if token.is_empty() {
+                        break;
+                    }
+                    let at = u.choose_index(token.len())?;
+                    token[at] = u.arbitrary()?;
+                }
+            }
+            let scheme = text(u, &["Bearer ", "bearer ", "BEARER  ", "Basic "])?;
+            let token = String::from_utf8_lossy(&token).into_owned();
+            (Some(format!("{scheme}{token}")), Some(claims))
+        }
+    })
+}
+
+fn passes_rules(claims: &Value) -> bool {
+    let admin = claims.get("scope") == Some(&json!("compute_ctl:admin"));
+    if admin {
+        return claims
+            .get("aud")
+            .and_then(Value::as_array)
+            .is_some_and(|aud| aud.iter().any(|aud| aud == "compute"));
+    }
+    claims.get("compute_id") == Some(&json!(COMPUTE_ID))
+}
+
+fn check_auth(authorization: Option<&str>, signed: Option<&Value>) {
+    match keys().auth.check(authorization, Some(COMPUTE_ID)) {
+        Ok(()) => {
+            let claims = signed.unwrap_or_else(|| {
+                panic!("a header we did not sign was accepted: {authorization:?}")
+            });
+            assert!(
+                passes_rules(claims),
+                "claims that fail the rules were accepted: {claims}"
+            );
+            if let Some(exp) = claims.get("exp").and_then(Value::as_u64) {
+                assert!(
+                    exp + compute_ctl::auth::LEEWAY_SECONDS >= now(),
+                    "an expired token was accepted: {claims}"
+                );
+            }
+        }
+        Err(reply) => assert!(
+            matches!(reply.status, 400 | 401 | 403),
+            "a refused token answered {}",
+            reply.status
+        ),
+    }
+}
+
+fn check_body(path: &str, body: &[u8]) {
+    let status = match path {
+        "/promote" => parse_json_in::<PromoteRequest>(body, Rejection::PlainText).err(),
+        "/grants" => parse_json_in::<GrantsRequest>(body, Rejection::AsWritten).err(),
+        "/extensions" => parse_json_in::<ExtensionRequest>(body, Rejection::AsWritten).err(),
+        _ => parse_json_in::<Value>(body, Rejection::Lower).err(),
+    }
+    .map(|reply| reply.status);
+    if let Some(status) = status {
+        assert!(
+            matches!(status, 400 | 422),
+            "a refused body answered {status}"
+        );
+    }
+}
+
+fn one(u: &mut Unstructured<'_>) -> Result<()> {
+    let which = if u.arbitrary()? {
+        Port::External
+    } else {
+        Port::Internal
+    };
+    let method = text(u, METHODS)?;
+    let path = text(u, PATHS)?;
+    let query: Option<String> = u.arbitrary()?;
+    let content_type = if u.arbitrary()? {
+        Some(text(
+            u,
+            &[
+                "application/json",
+                "application/json; charset=utf-8",
+                "text/plain",
+            ],
+        )?)
+    } else {
+        None
+    };
+    let (authorization, signed) = authorization(u)?;
+    let body = u.bytes(u.len())?;
+
+    if let Some(query) = &query {
+        let _ = extract::query_pairs(query).count();
+        let _ = extract::query_value(query, "filename");
+        let _ = extract::query_single(query, "is_library");
+    }
+    let _ = extract::is_json_content_type(content_type.as_deref());
+    check_auth(authorization.as_deref(), signed.as_ref());
+
+    let _ = routes::extension_file(&path);
+    let Some(route) = routes::lookup(which, &path) else {
+        return Ok(());
+    };
+    let Ok(method) = Method::from_bytes(method.as_bytes()) else {
+        return Ok(());
+    };
+    if !route.accepts(&method) {
+        assert!(!route.allow().is_empty(), "a 405 without an Allow header");
+        return Ok(());
+    }
+    if route.json_body {
+        if extract::require_json_content_type(content_type.as_deref()).is_err() {
+            return Ok(());
+        }
+        check_body(&path, body);
+    }
+    Ok(())
+}
+
+/// The body.
+pub fn run(data: &[u8]) {
+    let _ = one(&mut Unstructured::new(data));
+}
