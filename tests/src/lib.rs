@@ -130,3 +130,44 @@ pub fn psql(socket_dir: &Path, port: u16, database: &str, sql: &str) -> String {
     );
     String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
+
+/// A child process killed (and reaped) when the test ends, also when it fails halfway.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `POST url` with a JSON body: the status and the JSON answer (`Null` when it is not JSON).
+///
+/// # Panics
+///
+/// Panics when the request cannot be made at all.
+pub fn post(url: &str, body: &str) -> (u16, Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut response = agent
+        .post(url)
+        .header("Content-Type", "application/json")
+        .send(body)
+        .expect("HTTP request");
+    let status = response.status().as_u16();
+    let json = response.body_mut().read_json().unwrap_or(Value::Null);
+    (status, json)
+}
+
+/// `GET /status` of an unauthenticated compute-ctl on `http_port`; `Null` when it does not
+/// answer (yet).
+pub fn status(http_port: u16) -> Value {
+    let url = format!("http://127.0.0.1:{http_port}/status");
+    ureq::get(&url)
+        .call()
+        .ok()
+        .and_then(|mut response| response.body_mut().read_json().ok())
+        .unwrap_or(Value::Null)
+}

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use compute_tools_tests::{
-    binary, postmaster_pid, process_alive, psql, wait_until, write_sample_spec, PostgresChild,
+    binary, post, postmaster_pid, process_alive, psql, wait_until, write_sample_spec, PostgresChild,
 };
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -204,21 +204,6 @@ fn systemd_hears_ready_once_running_and_stopping_on_shutdown() {
         .set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
     assert!(listener.recv(&mut buffer).is_err(), "nothing else was sent");
-}
-
-fn post(url: &str, body: &str) -> (u16, Value) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut response = agent
-        .post(url)
-        .header("Content-Type", "application/json")
-        .send(body)
-        .expect("HTTP request");
-    let status = response.status().as_u16();
-    let json = response.body_mut().read_json().unwrap_or(Value::Null);
-    (status, json)
 }
 
 #[test]

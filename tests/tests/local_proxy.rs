@@ -11,7 +11,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use compute_tools_tests::{binary, psql, wait_until, write_sample_spec, PostgresChild};
+use compute_tools_tests::{
+    binary, post, psql, status, wait_until, write_sample_spec, KillOnDrop, PostgresChild,
+};
 use pg_test_support::tls::{CertKit, KeyType};
 use pg_test_support::{free_tcp_port, TestDir};
 use serde_json::{json, Value};
@@ -39,40 +41,6 @@ note("READY")
 while True:
     time.sleep(0.05)
 "#;
-
-/// The stand-in process, killed if the test fails halfway.
-struct StandIn(std::process::Child);
-
-impl Drop for StandIn {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn post(url: &str, body: &str) -> (u16, Value) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut response = agent
-        .post(url)
-        .header("Content-Type", "application/json")
-        .send(body)
-        .expect("HTTP request");
-    let status = response.status().as_u16();
-    let json = response.body_mut().read_json().unwrap_or(Value::Null);
-    (status, json)
-}
-
-fn status(http_port: u16) -> Value {
-    let url = format!("http://127.0.0.1:{http_port}/status");
-    ureq::get(&url)
-        .call()
-        .ok()
-        .and_then(|mut response| response.body_mut().read_json().ok())
-        .unwrap_or(Value::Null)
-}
 
 /// The stand-in's record: one line per event.
 fn record(path: &Path) -> Vec<String> {
@@ -102,7 +70,7 @@ fn config_written_signals_sent_only_to_the_lock_holder_and_roles_created() {
     let pid_file = proxy_dir.join("pid");
     let config_file = proxy_dir.join("config.json");
     let record_file = proxy_dir.join("record");
-    let mut stand_in = StandIn(
+    let mut stand_in = KillOnDrop(
         Command::new("python3")
             .args(["-c", STAND_IN])
             .args([&pid_file, &config_file, &record_file])

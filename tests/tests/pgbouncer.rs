@@ -10,43 +10,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use compute_tools_tests::{binary, wait_until, write_sample_spec, PostgresChild};
+use compute_tools_tests::{
+    binary, post, status, wait_until, write_sample_spec, KillOnDrop, PostgresChild,
+};
 use pg_test_support::{free_tcp_port, TestDir};
 use serde_json::{json, Value};
-
-/// pgbouncer, killed if the test fails halfway.
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn post(url: &str, body: &str) -> (u16, Value) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut response = agent
-        .post(url)
-        .header("Content-Type", "application/json")
-        .send(body)
-        .expect("HTTP request");
-    let status = response.status().as_u16();
-    let json = response.body_mut().read_json().unwrap_or(Value::Null);
-    (status, json)
-}
-
-fn status(http_port: u16) -> Value {
-    let url = format!("http://127.0.0.1:{http_port}/status");
-    ureq::get(&url)
-        .call()
-        .ok()
-        .and_then(|mut response| response.body_mut().read_json().ok())
-        .unwrap_or(Value::Null)
-}
 
 /// One `psql` command through pgbouncer's TCP port (`database` `pgbouncer`: its console).
 fn via_pgbouncer(port: u16, database: &str, sql: &str) -> Result<String, String> {
@@ -111,7 +79,7 @@ fn settings_reach_the_real_pgbouncer_and_terminate_kills_it() {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     pg_test_support::as_postgres_user(&mut command);
-    let mut bouncer = Killed(
+    let mut bouncer = KillOnDrop(
         command
             .spawn()
             .expect("spawning pgbouncer (Debian package pgbouncer)"),
