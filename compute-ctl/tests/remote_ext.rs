@@ -8,7 +8,6 @@
 #[path = "../../pg-extensions-fetch/tests/common/mod.rs"]
 mod common;
 
-use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -112,24 +111,7 @@ fn extension_server_and_extensions_download_what_postgres_needs() {
             ),
         ])),
     );
-    let mut hstore: Vec<(String, Vec<u8>)> = vec![(
-        "lib/hstore.so".into(),
-        fs::read(real_lib.join("hstore.so")).unwrap(),
-    )];
-    for entry in fs::read_dir(&real_ext).unwrap().flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with("hstore") && !name.starts_with("hstore_") {
-            hstore.push((
-                format!("share/extension/{name}"),
-                fs::read(entry.path()).unwrap(),
-            ));
-        }
-    }
-    let hstore: Vec<(&str, &[u8])> = hstore
-        .iter()
-        .map(|(name, data)| (name.as_str(), data.as_slice()))
-        .collect();
-    server.serve(&pg_major, "hstore", Answer::ok(archive(&hstore)));
+    server.serve(&pg_major, "hstore", Answer::ok(common::hstore_archive()));
     server.serve(&pg_major, "broken", Answer::status(500));
     let mut cut = archive(&[("lib/cut.so", &[7u8; 100_000][..])]);
     cut.truncate(cut.len() / 2);

@@ -105,24 +105,7 @@ fn remote_extensions_reach_a_real_postgres() {
             ),
         ])),
     );
-    let mut hstore: Vec<(String, Vec<u8>)> = vec![(
-        "lib/hstore.so".into(),
-        fs::read(real_lib.join("hstore.so")).unwrap(),
-    )];
-    for entry in fs::read_dir(&real_ext).unwrap().flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with("hstore") && !name.starts_with("hstore_") {
-            hstore.push((
-                format!("share/extension/{name}"),
-                fs::read(entry.path()).unwrap(),
-            ));
-        }
-    }
-    let hstore: Vec<(&str, &[u8])> = hstore
-        .iter()
-        .map(|(name, data)| (name.as_str(), data.as_slice()))
-        .collect();
-    server.serve(&pg_major, "hstore", Answer::ok(archive(&hstore)));
+    server.serve(&pg_major, "hstore", Answer::ok(common::hstore_archive()));
 
     // The stage: control files, then the preload library's archive.
     let (code, document) = run_stage(&farm, &server.base_url, spec("neon,auto_explain"));

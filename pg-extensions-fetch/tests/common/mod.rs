@@ -267,6 +267,35 @@ pub fn archive(entries: &[(&str, &[u8])]) -> Vec<u8> {
     compress(builder.into_inner().unwrap())
 }
 
+/// The Debian installation's `hstore` (its library, control file and scripts) repackaged as a
+/// remote-extension archive: a real extension with a shared library.
+pub fn hstore_archive() -> Vec<u8> {
+    let bin = real_bin_dir();
+    let real_lib = bin.parent().unwrap().join("lib");
+    let version = bin.parent().unwrap().file_name().unwrap().to_owned();
+    let real_ext = Path::new("/usr/share/postgresql")
+        .join(version)
+        .join("extension");
+    let mut files: Vec<(String, Vec<u8>)> = vec![(
+        "lib/hstore.so".into(),
+        std::fs::read(real_lib.join("hstore.so")).unwrap(),
+    )];
+    for entry in std::fs::read_dir(&real_ext).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("hstore") && !name.starts_with("hstore_") {
+            files.push((
+                format!("share/extension/{name}"),
+                std::fs::read(entry.path()).unwrap(),
+            ));
+        }
+    }
+    let entries: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(name, data)| (name.as_str(), data.as_slice()))
+        .collect();
+    archive(&entries)
+}
+
 /// A zstd tar with one symbolic link `name` → `target`.
 pub fn archive_with_symlink(name: &str, target: &str) -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());
