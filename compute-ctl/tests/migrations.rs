@@ -14,42 +14,6 @@ use common::*;
 use pg_test_support::TestPostgres;
 use serde_json::{json, Value};
 
-fn harness(server: &TestPostgres) -> Harness {
-    let mut harness = Harness::new();
-    harness
-        .command
-        .env("STANDIN_PG_PORT", server.port().to_string())
-        .env("STANDIN_PG_SOCKET", server.socket_dir())
-        .env("STANDIN_PGDATA", server.data_dir())
-        .env(
-            "COMPUTE_CTL_STAGE_PG_RECONCILE",
-            workspace_bin("pg-reconcile"),
-        );
-    harness
-}
-
-/// The test server's own settings as `postgresql_conf` lines: a live reconfiguration
-/// renders the whole file, which must keep the server as it was started.
-fn server_conf(server: &TestPostgres) -> String {
-    let mut client = server.client();
-    let mut text = String::new();
-    for name in [
-        "listen_addresses",
-        "fsync",
-        "shared_buffers",
-        "max_connections",
-        "dynamic_shared_memory_type",
-    ] {
-        let value: String = client
-            .query_one("SELECT current_setting($1)", &[&name])
-            .unwrap()
-            .get(0);
-        let value = compute_spec::quote::quote_conf_value(&value);
-        text.push_str(&format!("{name} = {value}\n"));
-    }
-    text
-}
-
 fn spec(server: &TestPostgres, roles: Value) -> Value {
     json!({
         "format_version": 1.0,
@@ -103,7 +67,7 @@ fn signal_backend_granted(server: &TestPostgres) -> bool {
 #[test]
 fn start_up_migrates_in_the_background_and_configure_does_not() {
     let server = TestPostgres::start();
-    let mut harness = harness(&server);
+    let mut harness = harness_on(&server);
     let mut compute = harness.start(&["-s", &spec(&server, json!([])).to_string()]);
     compute.wait_status("running");
     eventually("migration id 12", || migration_id(&server) == Some(12));
@@ -150,7 +114,7 @@ fn a_failing_migration_is_counted_and_start_up_still_runs() {
          CREATE TRIGGER refuse BEFORE UPDATE ON neon_migration.migration_id \
          FOR EACH ROW EXECUTE FUNCTION neon_migration.refuse()",
     );
-    let mut harness = harness(&server);
+    let mut harness = harness_on(&server);
     let mut compute = harness.start(&["-s", &spec(&server, json!([])).to_string()]);
     compute.wait_status("running");
     let counted = "compute_ctl_db_migration_failed_total{migration_id=\"12\"} 1";

@@ -22,33 +22,6 @@ use serde_json::{json, Value};
 const TENANT: &str = "00000000000000000000000000000001";
 const TIMELINE: &str = "00000000000000000000000000000002";
 
-/// The test server's own settings, as `postgresql_conf` lines, so a whole-file render keeps
-/// it as it was started.
-fn server_conf(server: &TestPostgres) -> String {
-    let mut client = server.client();
-    let mut text = String::new();
-    for name in [
-        "listen_addresses",
-        "fsync",
-        "synchronous_commit",
-        "full_page_writes",
-        "shared_buffers",
-        "max_connections",
-        "log_min_messages",
-        "dynamic_shared_memory_type",
-    ] {
-        let value: String = client
-            .query_one("SELECT current_setting($1)", &[&name])
-            .unwrap()
-            .get(0);
-        text.push_str(&format!(
-            "{name} = {}\n",
-            compute_spec::quote::quote_conf_value(&value)
-        ));
-    }
-    text
-}
-
 /// A Neon-style spec (pageserver `pageserver`, two safekeepers) with `conf` after the
 /// server's lines, and `roles`.
 fn spec(server: &TestPostgres, conf: &str, pageserver: &str, roles: Value) -> Value {
@@ -92,22 +65,6 @@ fn conf_text(server: &TestPostgres) -> String {
     std::fs::read_to_string(server.data_dir().join("postgresql.conf")).unwrap()
 }
 
-/// A harness whose stages are the stand-ins but pg-reconcile, which is the real one, on
-/// `server`.
-fn harness(server: &TestPostgres) -> Harness {
-    let mut harness = Harness::new();
-    harness
-        .command
-        .env("STANDIN_PG_PORT", server.port().to_string())
-        .env("STANDIN_PG_SOCKET", server.socket_dir())
-        .env("STANDIN_PGDATA", server.data_dir())
-        .env(
-            "COMPUTE_CTL_STAGE_PG_RECONCILE",
-            workspace_bin("pg-reconcile"),
-        );
-    harness
-}
-
 fn configure(compute: &Compute, spec: &Value) -> Answer {
     compute.post_json(
         "/configure",
@@ -118,7 +75,7 @@ fn configure(compute: &Compute, spec: &Value) -> Answer {
 #[test]
 fn configure_applies_the_whole_spec_live() {
     let server = TestPostgres::start();
-    let mut harness = harness(&server);
+    let mut harness = harness_on(&server);
     let first = spec(&server, "", "host=ps1 port=6400", json!([]));
     let mut compute = harness.start(&["-s", &first.to_string()]);
     compute.wait_status("running");
@@ -261,7 +218,7 @@ fn write_config(path: &Path, spec: &Value) {
 #[test]
 fn refresh_configuration_rereads_the_c_file() {
     let server = TestPostgres::start();
-    let mut harness = harness(&server);
+    let mut harness = harness_on(&server);
     let path = harness.path().join("config.json");
     let first = spec(
         &server,
@@ -330,7 +287,7 @@ fn refresh_configuration_rereads_the_c_file() {
 #[test]
 fn refresh_configuration_asks_the_control_plane_and_exits_when_it_is_empty() {
     let server = TestPostgres::start();
-    let mut harness = harness(&server);
+    let mut harness = harness_on(&server);
     let first = spec(&server, "", "host=ps1 port=6400", json!([]));
     let answer = Arc::new(Mutex::new(
         json!({"status": "attached", "spec": first, "compute_ctl_config": {}}),
