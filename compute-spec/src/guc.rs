@@ -294,8 +294,9 @@ pub fn check_conf_line(line: &str, reserved: &[&str]) -> Result<(), String> {
 }
 
 /// The length of the quoted string at the start of `text` (`'…'` with `''` and `\x`
-/// escapes, as the lexer's STRING), or `None` when it is not closed.
-fn quoted_len(text: &str) -> Option<usize> {
+/// escapes, as the lexer's STRING), or `None` when it is not closed. The one scanner of quoted
+/// values: `pgconf::entries` and pg-reconcile's redaction use it too.
+pub fn quoted_len(text: &str) -> Option<usize> {
     let bytes = text.as_bytes();
     let mut at = 1;
     while at < bytes.len() {

@@ -343,26 +343,11 @@ fn entry(line: &str) -> Option<(String, String)> {
         rest = after.trim_start_matches([' ', '\t']);
     }
     let len = if rest.starts_with('\'') {
-        quoted_end(rest)?
+        crate::guc::quoted_len(rest)?
     } else {
         rest.find([' ', '\t', '#']).unwrap_or(rest.len())
     };
     Some((name, rest[..len].to_string()))
-}
-
-/// The length of the quoted string at the start of `text`, as Postgres's lexer reads it.
-fn quoted_end(text: &str) -> Option<usize> {
-    let bytes = text.as_bytes();
-    let mut at = 1;
-    while at < bytes.len() {
-        match bytes[at] {
-            b'\\' => at += 2,
-            b'\'' if bytes.get(at + 1) == Some(&b'\'') => at += 2,
-            b'\'' => return Some(at + 1),
-            _ => at += 1,
-        }
-    }
-    None
 }
 
 /// A value as written in the file (see [`entries`]) → the value Postgres gets: quotes

@@ -366,7 +366,7 @@ pub fn redact_connection(name: &str, text: &str) -> String {
         out.push_str(&value[..value_start]);
         let value = &value[value_start..];
         let end = if value.starts_with('\'') {
-            quoted_end(value)
+            compute_spec::guc::quoted_len(value).unwrap_or(value.len())
         } else {
             value.find([' ', '&', '"']).unwrap_or(value.len())
         };
@@ -394,22 +394,6 @@ pub fn redact_connection(name: &str, text: &str) -> String {
     }
     redacted.push_str(rest);
     redacted
-}
-
-/// The end of the libpq-quoted value at the start of `text` (`'…'` with `\\` escapes;
-/// `''` taken as an escaped quote too), or the text's length when it is not closed.
-fn quoted_end(text: &str) -> usize {
-    let bytes = text.as_bytes();
-    let mut at = 1;
-    while at < bytes.len() {
-        match bytes[at] {
-            b'\\' => at += 2,
-            b'\'' if bytes.get(at + 1) == Some(&b'\'') => at += 2,
-            b'\'' => return at + 1,
-            _ => at += 1,
-        }
-    }
-    text.len()
 }
 
 /// Postgres's own message for a refused value: the error of `set_config` on it, in a
