@@ -2,7 +2,8 @@
 # Installs what compute-tools needs to run and test on Debian: the PostgreSQL server
 # packages (when no /usr/lib/postgresql/*/bin/postgres exists), util-linux (unshare),
 # openssl (the JWT tests make RSA keys with it), promtool (package prometheus: the tests check
-# every /metrics scrape with it), pgbouncer (its tests run the real one) and, for every
+# every /metrics scrape with it), pgbouncer (its tests run the real one), rsyslog (the audit
+# forwarding tests), iproute2 and nftables (the network-fault tests) and, for every
 # installed major version, the pgaudit and pgauditlogtofile extensions (pg-reconcile's audit
 # phases and their tests).
 set -euo pipefail
@@ -25,6 +26,11 @@ command -v promtool >/dev/null || missing+=(prometheus)
 command -v cc >/dev/null || missing+=(gcc libc6-dev)
 # pgbouncer: the tests run the real one in front of a compute (issue 19).
 command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
+# rsyslog: the audit-forwarding and log-export tests run the real rsyslogd (issue 19).
+command -v rsyslogd >/dev/null || [ -x /usr/sbin/rsyslogd ] || missing+=(rsyslog)
+# iproute2 and nftables: the network-fault tests put peers in namespaces (issue 22).
+command -v ip >/dev/null || [ -x /usr/sbin/ip ] || missing+=(iproute2)
+command -v nft >/dev/null || [ -x /usr/sbin/nft ] || missing+=(nftables)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "installing: ${missing[*]}" >&2
     sudo_if_needed apt-get update -qq
