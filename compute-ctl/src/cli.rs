@@ -195,9 +195,9 @@ pub struct Params {
     pub vm_tools: crate::vm_tools::VmToolParams,
 }
 
-/// Upstream flags parsed and kept for features that are not built yet (remote extensions,
-/// swap, disk quota, pgbouncer/local_proxy, lakebase), and the installed-extensions scan's
-/// interval (acted on by [`crate::ext_stats`]).
+/// Upstream flags that are not one subsystem's parameters: `-r` (remote extensions),
+/// `--dev` (termination), the installed-extensions scan's interval ([`crate::ext_stats`]),
+/// and the lakebase flags, parsed and kept but not acted on.
 #[derive(Clone, Debug, Default)]
 pub struct DeferredFlags {
     /// `-r`.
@@ -220,10 +220,8 @@ impl DeferredFlags {
     /// Logs once, at start, each given flag that is accepted but not acted on yet.
     pub fn log(&self) {
         let mut given = Vec::new();
-        // `--remote-ext-base-url` is acted on (remote_ext.rs, pg-extensions-fetch).
-        if self.dev {
-            given.push("--dev");
-        }
+        // `--remote-ext-base-url` is acted on (remote_ext.rs, pg-extensions-fetch), `--dev`
+        // by the controller's termination (pgbouncer and local_proxy spared on a signal).
         if self.pg_init_timeout.is_some() {
             given.push("--pg-init-timeout (lakebase only)");
         }

@@ -54,6 +54,8 @@ pub struct Controller {
     /// The shutdown signal already sent to pg-supervise (each is sent once: a second one
     /// escalates).
     signalled: Option<Signal>,
+    /// pgbouncer and local_proxy were stopped for the termination (once).
+    helpers_stopped: bool,
     http_started: bool,
     vm_monitor: Option<VmMonitor>,
     /// LFC prewarm/offload, shared with the HTTP API.
@@ -78,6 +80,7 @@ impl Controller {
             children,
             supervisor: None,
             signalled: None,
+            helpers_stopped: false,
             http_started: false,
             vm_monitor: None,
             lfc: Arc::default(),
@@ -477,14 +480,29 @@ impl Controller {
         } else {
             Signal::SIGTERM
         };
+        self.stop_helpers();
         if self.signalled != Some(signal) && self.signalled != Some(Signal::SIGQUIT) {
             tracing::info!(%signal, "forwarding the termination to pg-supervise");
-            crate::pgbouncer::kill_pgbouncer(&self.params.pgbouncer);
-            crate::local_proxy::stop(&self.params.local_proxy);
             self.children.supervise.signal(signal);
             self.signalled = Some(signal);
         }
         true
+    }
+
+    /// Stops pgbouncer (SIGKILL) and local_proxy (SIGTERM) once per termination. With
+    /// `--dev`, a termination only signals asked for spares them (upstream's development
+    /// mode); a `/terminate` stops them with or without `--dev`, as upstream.
+    fn stop_helpers(&mut self) {
+        if self.helpers_stopped {
+            return;
+        }
+        let by_route = self.shared.lock().terminate_requested.is_some();
+        if self.params.deferred.dev && !by_route {
+            return;
+        }
+        crate::pgbouncer::kill_pgbouncer(&self.params.pgbouncer);
+        crate::local_proxy::stop(&self.params.local_proxy);
+        self.helpers_stopped = true;
     }
 
     fn check_not_terminating(&mut self) -> Result<(), StageError> {

@@ -107,6 +107,7 @@ pub fn run(params: Params) -> u8 {
         return compute_spec::exit_code::RUNTIME;
     }
     params.deferred.log();
+    stages::set_cgroup(&params.vm_monitor.cgroup);
     let terminated_grace = params.terminated_grace;
     let controller = Controller::new(params, shared.clone(), (sender, receiver), children);
     let code = controller.run();

@@ -231,7 +231,10 @@ pub fn apply_in_background(params: &PgbouncerParams, document: &ComputeDocument)
     }
 }
 
-/// SIGKILL to the pid in the pid file, when there is one (termination).
+/// The process name (`/proc/<pid>/comm`) pgbouncer runs under.
+const PGBOUNCER_COMM: &str = "pgbouncer";
+
+/// SIGKILL to the pid in the pid file, when there is one and it is pgbouncer (termination).
 pub fn kill_pgbouncer(params: &PgbouncerParams) {
     let Ok(text) = std::fs::read_to_string(&params.pid_file) else {
         return;
@@ -245,6 +248,18 @@ pub fn kill_pgbouncer(params: &PgbouncerParams) {
         return;
     };
     if pid <= 1 {
+        return;
+    }
+    // A stale pid file may name a pid the kernel gave to another program since: kill only
+    // a process that is pgbouncer (upstream kills whatever the file names).
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    if comm.trim_end() != PGBOUNCER_COMM {
+        tracing::warn!(
+            pid,
+            program = comm.trim_end(),
+            file = %params.pid_file.display(),
+            "the pgbouncer pid file names a process that is not pgbouncer: not killed"
+        );
         return;
     }
     match kill(Pid::from_raw(pid), Signal::SIGKILL) {

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use compute_spec::error::{ErrorEnvelope, ErrorKind, StageError};
 use compute_spec::ComputeDocument;
@@ -30,6 +30,17 @@ pub mod name {
     pub const SUPERVISE: &str = "pg-supervise";
     /// The autoscaling agent (started only with AUTOSCALING).
     pub const VM_MONITOR: &str = "vm-monitor";
+}
+
+/// The memory cgroup the stages wrap Postgres in (`cgexec -g memory:<cgroup>`, with
+/// `AUTOSCALING`): compute-ctl's `--cgroup`, passed to every stage it starts as
+/// `COMPUTE_CTL_CGROUP`, so the flag alone moves both the vm-monitor and Postgres. Set once,
+/// at start ([`set_cgroup`]).
+static CGROUP: OnceLock<String> = OnceLock::new();
+
+/// Makes `cgroup` the memory cgroup of every stage started from now on (the first call wins).
+pub fn set_cgroup(cgroup: &str) {
+    let _ = CGROUP.set(cgroup.to_string());
 }
 
 /// The environment variable that overrides where stage `stage` is found.
@@ -112,6 +123,9 @@ pub fn spawn(stage: &str, args: &[OsString]) -> Result<Child, StageError> {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
+    if let Some(cgroup) = CGROUP.get() {
+        command.env(stage_kit::cgexec::CGROUP_ENV, cgroup);
+    }
     guard(&mut command);
     command.spawn().map_err(|error| {
         StageError::new(

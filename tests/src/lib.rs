@@ -12,6 +12,8 @@ use std::process::{Child, Command};
 pub use pg_test_support::{process_alive, wait_until, StageRun};
 use serde_json::Value;
 
+pub mod stand_in;
+
 /// The path of one of the workspace's binaries, built by cargo if it was not (or is stale):
 /// see [`pg_test_support::workspace_binary`].
 pub fn binary(name: &str) -> PathBuf {

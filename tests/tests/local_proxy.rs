@@ -1,87 +1,27 @@
-//! local_proxy end to end with a stand-in (local_proxy is Neon's program, not packaged): a
-//! small python3 process that holds its pid file's `flock`, as local_proxy does, and records
-//! each signal it gets with the configuration file it then reads. compute-ctl with the real
+//! local_proxy end to end with a stand-in (`compute_tools_tests::stand_in::LocalProxy`:
+//! local_proxy is Neon's program, not packaged). compute-ctl with the real
 //! stages writes the spec's `local_proxy_config` (its `tls` replaced by compute-ctl's own TLS
 //! paths, nulls dropped), sends SIGHUP at start and after a `/configure`, creates the
 //! `role_names` roles, and sends SIGTERM on `/terminate`.
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use compute_tools_tests::{
-    binary, post, psql, status, wait_until, write_sample_spec, KillOnDrop, PostgresChild,
+    binary, post, psql, stand_in::LocalProxy, status, wait_until, write_sample_spec, PostgresChild,
 };
 use pg_test_support::tls::{CertKit, KeyType};
 use pg_test_support::{free_tcp_port, TestDir};
 use serde_json::{json, Value};
-
-const STAND_IN: &str = r#"
-import fcntl, json, os, signal, sys, time
-pid_file, config, record = sys.argv[1:4]
-held = open(pid_file, "w")
-fcntl.flock(held, fcntl.LOCK_EX)
-held.write(str(os.getpid()))
-held.flush()
-def note(line):
-    with open(record, "a") as out:
-        out.write(line + "\n")
-def hup(signum, frame):
-    with open(config) as f:
-        text = f.read()
-    note("HUP " + json.dumps({"pretty": "\n  " in text, "config": json.loads(text)}))
-def term(signum, frame):
-    note("TERM")
-    sys.exit(0)
-signal.signal(signal.SIGHUP, hup)
-signal.signal(signal.SIGTERM, term)
-note("READY")
-while True:
-    time.sleep(0.05)
-"#;
-
-/// The stand-in's record: one line per event.
-fn record(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
-/// The configuration the stand-in read at its `n`th SIGHUP.
-fn hup(path: &Path, n: usize) -> Option<Value> {
-    let line = record(path)
-        .into_iter()
-        .filter(|line| line.starts_with("HUP "))
-        .nth(n)?;
-    serde_json::from_str(&line[4..]).ok()
-}
 
 #[test]
 fn config_written_signals_sent_only_to_the_lock_holder_and_roles_created() {
     let dir = TestDir::new("e2e-local-proxy");
     let kit = CertKit::new(&dir.path().join("certs"));
     let cert = kit.server("server", KeyType::EcSec1, "3001", 2);
-    let proxy_dir = dir.path().join("local_proxy");
-    std::fs::create_dir(&proxy_dir).unwrap();
-    let pid_file = proxy_dir.join("pid");
-    let config_file = proxy_dir.join("config.json");
-    let record_file = proxy_dir.join("record");
-    let mut stand_in = KillOnDrop(
-        Command::new("python3")
-            .args(["-c", STAND_IN])
-            .args([&pid_file, &config_file, &record_file])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    assert!(wait_until(Duration::from_secs(10), || record(&record_file)
-        .contains(&"READY".to_string())));
+    let mut stand_in = LocalProxy::start(&dir.path().join("local_proxy"));
 
     let port = free_tcp_port();
     let spec_path = write_sample_spec(dir.path(), port);
@@ -116,8 +56,14 @@ fn config_written_signals_sent_only_to_the_lock_holder_and_roles_created() {
         ])
         .args(["--external-http-port", &http_port.to_string()])
         .args(["--internal-http-port", "0", "--terminated-grace", "0s"])
-        .args(["--local-proxy-config", config_file.to_str().unwrap()])
-        .args(["--local-proxy-pid-file", pid_file.to_str().unwrap()])
+        .args([
+            "--local-proxy-config",
+            stand_in.config_file.to_str().unwrap(),
+        ])
+        .args([
+            "--local-proxy-pid-file",
+            stand_in.pid_file.to_str().unwrap(),
+        ])
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
@@ -134,11 +80,11 @@ fn config_written_signals_sent_only_to_the_lock_holder_and_roles_created() {
     // Written and signalled before `running`.
     // (The stand-in's handler records the signal asynchronously: poll for it.)
     assert!(
-        wait_until(Duration::from_secs(10), || hup(&record_file, 0).is_some()),
+        wait_until(Duration::from_secs(10), || stand_in.hup(0).is_some()),
         "no SIGHUP at start: {:?}",
-        record(&record_file)
+        stand_in.record()
     );
-    let first = hup(&record_file, 0).unwrap();
+    let first = stand_in.hup(0).unwrap();
     assert_eq!(first["pretty"], true, "{first}");
     assert_eq!(
         first["config"],
@@ -168,12 +114,12 @@ fn config_written_signals_sent_only_to_the_lock_holder_and_roles_created() {
     let (code, answer) = post(&format!("{base}/configure"), &body.to_string());
     assert_eq!(code, 200, "{answer}");
     assert!(
-        wait_until(Duration::from_secs(10), || hup(&record_file, 1).is_some()),
+        wait_until(Duration::from_secs(10), || stand_in.hup(1).is_some()),
         "no SIGHUP after /configure: {:?}",
-        record(&record_file)
+        stand_in.record()
     );
     assert_eq!(
-        hup(&record_file, 1).unwrap()["config"]["jwks"][0]["jwks_url"],
+        stand_in.hup(1).unwrap()["config"]["jwks"][0]["jwks_url"],
         "https://auth.example/jwks-2"
     );
 
@@ -181,13 +127,10 @@ fn config_written_signals_sent_only_to_the_lock_holder_and_roles_created() {
     assert_eq!(code, 200, "{answer}");
     let mut exit = None;
     assert!(wait_until(Duration::from_secs(20), || {
-        exit = stand_in.0.try_wait().unwrap();
+        exit = stand_in.process.0.try_wait().unwrap();
         exit.is_some()
     }));
-    assert_eq!(
-        record(&record_file).last().map(String::as_str),
-        Some("TERM")
-    );
+    assert_eq!(stand_in.record().last().map(String::as_str), Some("TERM"));
     assert!(wait_until(Duration::from_secs(30), || compute
         .try_wait()
         .ok()

@@ -1,0 +1,205 @@
+//! What a termination does to the processes beside Postgres, and what compute-ctl's flags
+//! reach: `--dev` spares pgbouncer and local_proxy when a signal stops the compute (upstream's
+//! development mode) but not on `/terminate`; a pgbouncer pid file naming another program
+//! kills nothing; `--cgroup` alone (no `COMPUTE_CTL_CGROUP`) reaches the stages that start
+//! Postgres through `cgexec`. Stand-ins: `compute_tools_tests::stand_in`.
+
+#![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use compute_tools_tests::stand_in::{named_sleeper, LocalProxy};
+use compute_tools_tests::{
+    binary, post, process_alive, status, wait_until, write_sample_spec, PostgresChild,
+};
+use pg_test_support::{free_tcp_port, TestDir};
+
+/// A compute-ctl on the sample spec, with the given pid files for pgbouncer and
+/// local_proxy, `running` when this returns.
+struct Compute {
+    child: PostgresChild,
+    http_port: u16,
+}
+
+impl Compute {
+    fn start(
+        dir: &Path,
+        pgbouncer_pid: &Path,
+        proxy: &LocalProxy,
+        extra: &[&str],
+        env: &[(&str, &Path)],
+    ) -> Compute {
+        let port = free_tcp_port();
+        let spec = write_sample_spec(dir, port);
+        let pgdata = dir.join("pgdata");
+        let http_port = free_tcp_port();
+        let mut command = Command::new(binary("compute-ctl"));
+        command
+            .args(["-C", "postgresql://cloud_admin@localhost/postgres"])
+            .args(["-S", spec.to_str().unwrap()])
+            .args(["-b", pg_test_support::pg_bin("postgres").to_str().unwrap()])
+            .args(["-D", pgdata.to_str().unwrap()])
+            .args(["--external-http-port", &http_port.to_string()])
+            .args(["--internal-http-port", "0", "--terminated-grace", "0s"])
+            .args(["--pgbouncer-pid-file", pgbouncer_pid.to_str().unwrap()])
+            .args(["--local-proxy-pid-file", proxy.pid_file.to_str().unwrap()])
+            .args(["--local-proxy-config", proxy.config_file.to_str().unwrap()])
+            .args(extra)
+            .env_remove("COMPUTE_CTL_CGROUP")
+            .env_remove("AUTOSCALING")
+            .stdin(Stdio::null());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let child = PostgresChild::new(command.spawn().unwrap(), &pgdata);
+        assert!(
+            wait_until(Duration::from_secs(90), || {
+                let status = status(http_port);
+                assert_ne!(status["status"], "failed", "{status}");
+                status["status"] == "running"
+            }),
+            "never running: {}",
+            status(http_port)
+        );
+        Compute { child, http_port }
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, signal).unwrap();
+    }
+
+    fn wait_exit(&mut self) {
+        assert!(
+            wait_until(Duration::from_secs(30), || self
+                .child
+                .try_wait()
+                .ok()
+                .flatten()
+                .is_some()),
+            "compute-ctl did not exit"
+        );
+    }
+}
+
+fn pid_of(pid_file: &Path) -> i32 {
+    std::fs::read_to_string(pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn dev_spares_pgbouncer_and_local_proxy_on_a_signal() {
+    let dir = TestDir::new("e2e-dev-signal");
+    let proxy = LocalProxy::start(&dir.path().join("local_proxy"));
+    let (_bouncer, bouncer_pid) = named_sleeper(dir.path(), "pgbouncer");
+    let mut compute = Compute::start(dir.path(), &bouncer_pid, &proxy, &["--dev"], &[]);
+    compute.signal(nix::sys::signal::Signal::SIGTERM);
+    compute.wait_exit();
+    assert!(
+        process_alive(pid_of(&bouncer_pid)),
+        "--dev: pgbouncer was killed"
+    );
+    // Give a late signal the time to land before saying none came.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !proxy.terminated(),
+        "--dev: local_proxy got SIGTERM: {:?}",
+        proxy.record()
+    );
+}
+
+#[test]
+fn terminate_stops_them_even_with_dev() {
+    let dir = TestDir::new("e2e-dev-terminate");
+    let proxy = LocalProxy::start(&dir.path().join("local_proxy"));
+    let (_bouncer, bouncer_pid) = named_sleeper(dir.path(), "pgbouncer");
+    let mut compute = Compute::start(dir.path(), &bouncer_pid, &proxy, &["--dev"], &[]);
+    let pid = pid_of(&bouncer_pid);
+    let url = format!("http://127.0.0.1:{}/terminate", compute.http_port);
+    let (code, answer) = post(&url, "");
+    assert_eq!(code, 200, "{answer}");
+    compute.wait_exit();
+    assert!(
+        wait_until(Duration::from_secs(10), || proxy.terminated()),
+        "local_proxy not stopped: {:?}",
+        proxy.record()
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || !process_alive(pid)),
+        "pgbouncer not killed"
+    );
+}
+
+#[test]
+fn a_signal_stops_them_but_never_a_stranger_named_in_the_pid_file() {
+    let dir = TestDir::new("e2e-signal-stranger");
+    let proxy = LocalProxy::start(&dir.path().join("local_proxy"));
+    // A stale pid file whose pid now belongs to another program.
+    let (_stranger, stale_pid_file) = named_sleeper(dir.path(), "not-pgbouncer");
+    let mut compute = Compute::start(dir.path(), &stale_pid_file, &proxy, &[], &[]);
+    compute.signal(nix::sys::signal::Signal::SIGINT);
+    compute.wait_exit();
+    assert!(
+        wait_until(Duration::from_secs(10), || proxy.terminated()),
+        "local_proxy not stopped: {:?}",
+        proxy.record()
+    );
+    assert!(
+        process_alive(pid_of(&stale_pid_file)),
+        "a process that is not pgbouncer was killed"
+    );
+}
+
+/// A `cgexec` stand-in: records its arguments, then runs the program as the real one does.
+fn cgexec_stand_in(dir: &Path) -> (PathBuf, PathBuf) {
+    let shared = dir.join("cgexec");
+    std::fs::create_dir(&shared).unwrap();
+    // Postgres runs as the postgres user: the record must be writable by it.
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let record = shared.join("record");
+    let script = shared.join("cgexec");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$1 $2\" >> '{}'\nshift 2\nexec \"$@\"\n",
+            record.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (script, record)
+}
+
+#[test]
+fn the_cgroup_flag_alone_reaches_the_stages() {
+    let dir = TestDir::new("e2e-cgroup-flag");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let proxy = LocalProxy::start(&dir.path().join("local_proxy"));
+    let (script, record) = cgexec_stand_in(dir.path());
+    let no_vm_monitor = PathBuf::from("/bin/true");
+    let mut compute = Compute::start(
+        dir.path(),
+        &dir.path().join("no-pgbouncer.pid"),
+        &proxy,
+        &["--cgroup", "flag-cgroup"],
+        &[
+            ("AUTOSCALING", Path::new("1")),
+            ("COMPUTE_CTL_CGEXEC", &script),
+            ("COMPUTE_CTL_STAGE_VM_MONITOR", &no_vm_monitor),
+        ],
+    );
+    let recorded = std::fs::read_to_string(&record).unwrap_or_default();
+    assert!(
+        recorded.lines().any(|line| line == "-g memory:flag-cgroup"),
+        "cgexec was not given the flag's cgroup: {recorded:?}"
+    );
+    assert!(!recorded.contains("neon-postgres"), "{recorded:?}");
+    compute.signal(nix::sys::signal::Signal::SIGTERM);
+    compute.wait_exit();
+}
