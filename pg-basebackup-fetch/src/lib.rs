@@ -41,6 +41,7 @@ pub mod finish;
 pub mod initdb;
 pub mod pageserver;
 pub mod progress;
+pub mod prune;
 pub mod replication;
 pub mod single;
 pub mod spliced;

@@ -18,6 +18,8 @@
 //!   owned by the Postgres user); the template is only read.
 //! - The cache is an optimisation: any failure of it is logged and the start falls back to
 //!   running `initdb` into a re-wiped PGDATA.
+//! - Crashed builds and templates unused for two weeks are pruned after each start
+//!   ([`crate::prune`]); a start refreshes the `last-used` stamp of the template it uses.
 //! - Copies share the template's system identifier (`pg_control`): fine for the `initdb`
 //!   source (a throwaway cluster); use `--no-template-cache` when clusters must differ.
 
@@ -147,6 +149,7 @@ fn from_template(
         }
     };
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
+    crate::prune::stamp(&slot);
     clone::copy_tree(&slot.join("data"), pgdata, &entries, threads)?;
     if let Some(user) = user {
         if user.uid != nix::unistd::geteuid().as_raw() {
@@ -159,6 +162,7 @@ fn from_template(
         slot.display(),
         outcome.as_str()
     );
+    crate::prune::prune(dir, &slot, SystemTime::now());
     Ok(outcome)
 }
 

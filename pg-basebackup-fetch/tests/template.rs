@@ -244,3 +244,83 @@ fn an_unusable_cache_directory_falls_back_to_initdb() {
     assert_eq!(outcome, "fallback");
     assert!(describe(&pgdata).contains(&format!("{} true", util::ADMIN)));
 }
+
+/// Sets the modification time of `path` (a file or a directory) to `age` ago.
+fn age_by(path: &Path, age: std::time::Duration) {
+    let when = std::time::SystemTime::now() - age;
+    fs::File::open(path).unwrap().set_modified(when).unwrap();
+}
+
+#[test]
+fn a_start_prunes_crashed_builds_and_unused_templates_and_nothing_else() {
+    const HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
+    let dir = TestDir::new("bbf-tpl-");
+    let cache = dir.path().join("cache");
+    fs::create_dir(&cache).unwrap();
+    let make = |name: &str, age: std::time::Duration| {
+        let path = cache.join(name);
+        fs::create_dir(&path).unwrap();
+        fs::write(path.join("payload"), b"x").unwrap();
+        age_by(&path, age);
+        path
+    };
+    // A crashed build (two hours without a change) and one under way (a minute).
+    make(".build-initdb-00000000000000aa-1-2", 2 * HOUR);
+    make(".trash-initdb-00000000000000ab-1-2", 2 * HOUR);
+    make(".build-initdb-00000000000000ac-1-2", HOUR / 60);
+    // Templates: last used a month ago, last used an hour ago, never stamped but made a
+    // month ago.
+    let unused = make("initdb-00000000000000b0", HOUR);
+    fs::write(unused.join("last-used"), b"").unwrap();
+    age_by(&unused.join("last-used"), 30 * 24 * HOUR);
+    let recent = make("initdb-00000000000000b1", 30 * 24 * HOUR);
+    fs::write(recent.join("last-used"), b"").unwrap();
+    age_by(&recent.join("last-used"), HOUR);
+    let unstamped = make("initdb-00000000000000b2", HOUR);
+    fs::write(unstamped.join("complete"), b"").unwrap();
+    age_by(&unstamped.join("complete"), 30 * 24 * HOUR);
+    // Not the cache's names, however old: left alone.
+    make("mine", 300 * 24 * HOUR);
+    make("initdb-NOT-A-HASH", 300 * 24 * HOUR);
+    let file = cache.join("initdb-00000000000000b3");
+    fs::write(&file, b"a file, not a template").unwrap();
+    age_by(&file, 300 * 24 * HOUR);
+
+    let cache_arg = cache.to_str().unwrap();
+    let pgdata = dir.path().join("pgdata");
+    assert_eq!(
+        prepare(&pgdata, &["--template-cache-dir", cache_arg]),
+        "miss"
+    );
+    // The template this start built is the one 16-digit slot that is not a planted one.
+    let built_here = |name: &str| {
+        name.starts_with("initdb-") && name.len() == 23 && !name.starts_with("initdb-00000000")
+    };
+    let mut left: Vec<String> = fs::read_dir(&cache)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| !built_here(name))
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            ".build-initdb-00000000000000ac-1-2",
+            "initdb-00000000000000b1",
+            "initdb-00000000000000b3",
+            "initdb-NOT-A-HASH",
+            "mine"
+        ]
+    );
+    // Exactly one more template: the one this start built and stamped.
+    let built: Vec<PathBuf> = fs::read_dir(&cache)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| built_here(&path.file_name().unwrap().to_string_lossy()))
+        .collect();
+    assert_eq!(built.len(), 1, "{built:?}");
+    assert!(built[0].join("last-used").is_file());
+    // The next start hits it (the stamp is not part of the checked tree).
+    let again = dir.path().join("pgdata-2");
+    assert_eq!(prepare(&again, &["--template-cache-dir", cache_arg]), "hit");
+}
