@@ -5,14 +5,20 @@
 //! decoding every POST route uses (`http::parse_json_in`), in the server's order of checks
 //! (404, 405, auth, 415, body), structure-aware.
 //!
-//! `routes::route` itself (the handlers) needs an `http::Api` (shared state, LFC, promotion,
-//! remote extensions), which compute-ctl has no public constructor for: see the notes.
+//! Then the handlers themselves (`routes::route`) on an `http::Api` built from its public
+//! parts: a compute in `empty` without a document, or `running` with a document whose
+//! Postgres, socket and binaries do not exist (so a handler that connects or spawns fails
+//! fast). Not dispatched: the routes that wait for the controller (`/configure`,
+//! `/terminate`, `/refresh_configuration`), run a promotion once per process (`/promote`),
+//! start background work (`POST /lfc/*`) or call the vm-monitor (`/autoscaling_metrics`).
+//! Invariants there: no panic; the status is a valid code; a JSON reply's body is JSON, and
+//! an error reply is `{"error": <string>}`.
 //!
 //! Invariants: no panic; a token is accepted only if it was signed by the configured key,
 //! is not expired, and its claims pass the rules (admin scope with audience `compute`, or
 //! this compute's id); a refused token is a 400/401/403; a refused body is a 400/422.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arbitrary::{Arbitrary, Result, Unstructured};
@@ -20,7 +26,9 @@ use base64::Engine as _;
 use compute_ctl::auth::Auth;
 use compute_ctl::catalog::{ExtensionRequest, GrantsRequest};
 use compute_ctl::extract;
-use compute_ctl::http::{parse_json_in, Port, Rejection};
+use compute_ctl::http::{parse_json_in, Api, ApiRequest, Deadlines, Port, Rejection, Reply};
+use compute_ctl::state::{ComputeStatus, Shared};
+use compute_spec::ComputeDocument;
 use compute_ctl::promote::PromoteRequest;
 use compute_ctl::routes;
 use ed25519_dalek::pkcs8::EncodePrivateKey;
@@ -240,6 +248,7 @@ fn one(u: &mut Unstructured<'_>) -> Result<()> {
         None
     };
     let (authorization, signed) = authorization(u)?;
+    let running: bool = u.arbitrary()?;
     let body = u.bytes(u.len())?;
 
     if let Some(query) = &query {
@@ -267,7 +276,94 @@ fn one(u: &mut Unstructured<'_>) -> Result<()> {
         }
         check_body(&path, body);
     }
+    if dispatched(&method, &path) {
+        let request = ApiRequest {
+            method,
+            path,
+            query,
+            authorization,
+            body: body.to_vec(),
+        };
+        check_reply(&routes::route(api(running), which, &request));
+    }
     Ok(())
+}
+
+/// Whether the handler of `method path` answers by itself (see the module doc).
+fn dispatched(method: &Method, path: &str) -> bool {
+    match path {
+        "/configure" | "/terminate" | "/refresh_configuration" | "/promote"
+        | "/autoscaling_metrics" => false,
+        "/lfc/prewarm" | "/lfc/offload" => *method != Method::POST,
+        _ => true,
+    }
+}
+
+/// An API over a compute in `empty` without a document, or `running` on a document that
+/// points at nothing (one of each, made once).
+fn api(running: bool) -> &'static Api {
+    static APIS: OnceLock<[Api; 2]> = OnceLock::new();
+    let apis = APIS.get_or_init(|| {
+        let make = |document: Option<ComputeDocument>| {
+            let shared = Arc::new(Shared::new());
+            let running = document.is_some();
+            shared.update(|inner| inner.document = document);
+            if running {
+                for next in [ComputeStatus::Init, ComputeStatus::Running] {
+                    shared.transition(next).expect("empty → init → running");
+                }
+            }
+            Api {
+                shared,
+                wake: std::sync::mpsc::channel().0,
+                compute_id: Some(COMPUTE_ID.to_string()),
+                auth: Arc::new(Auth::Open),
+                deadlines: Deadlines::default(),
+                lfc: Arc::default(),
+                promotion: Arc::default(),
+                remote_ext: Arc::default(),
+            }
+        };
+        let document = serde_json::from_value(json!({
+            "document_version": 1,
+            "spec": {"format_version": 1.0, "cluster": {"roles": [], "databases": []}},
+            "pgdata": "/nonexistent/compute-tools-fuzz/pgdata",
+            "pgbin": "/nonexistent/compute-tools-fuzz/bin/postgres",
+            "connstr": "postgresql://cloud_admin@localhost/postgres",
+            "instance": {"port": 1, "socket_dir": "/nonexistent/compute-tools-fuzz"},
+        }))
+        .expect("a valid document");
+        [make(None), make(Some(document))]
+    });
+    &apis[usize::from(running)]
+}
+
+fn check_reply(reply: &Reply) {
+    assert!(
+        (100..600).contains(&reply.status),
+        "status {}",
+        reply.status
+    );
+    let json = reply
+        .content_type
+        .as_deref()
+        .is_some_and(|kind| kind.starts_with("application/json"));
+    if !json || reply.body.is_empty() {
+        return;
+    }
+    let body: Value = serde_json::from_slice(&reply.body).unwrap_or_else(|error| {
+        panic!(
+            "a JSON reply ({}) that is not JSON: {error}: {:?}",
+            reply.status,
+            String::from_utf8_lossy(&reply.body)
+        )
+    });
+    if reply.status >= 400 {
+        assert!(
+            body.get("error").is_some_and(Value::is_string),
+            "an error reply without an error string: {body}"
+        );
+    }
 }
 
 /// The body.
