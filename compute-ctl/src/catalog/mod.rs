@@ -9,6 +9,7 @@
 //! [`ExtensionRequest`]), with serde's messages in their original case (see
 //! [`crate::http::Rejection::AsWritten`]).
 
+mod dump;
 mod extensions;
 mod grants;
 mod schema;
@@ -22,7 +23,8 @@ use crate::state::ComputeStatus;
 
 pub use extensions::{extensions, install_extension, ExtensionRequest};
 pub use grants::{grants, set_role_grants, GrantsRequest, Privilege};
-pub use schema::{database_schema, PG_DUMP_CAP, PG_DUMP_DEADLINE};
+pub use dump::Limits;
+pub use schema::{database_schema, PG_DUMP_DEADLINE, PG_DUMP_IDLE, PG_DUMP_LIMITS};
 
 // The request helpers lived here before `crate::extract`; other modules still name them here.
 pub use crate::extract::{
