@@ -92,9 +92,9 @@ pub fn run(document: &ComputeDocument) -> Result<Decision, String> {
         Decision::NotAvailable => tracing::info!(
             "the neon extension is not available (vanilla Postgres): its update is skipped"
         ),
-        Decision::NotInstalled => tracing::info!(
-            "the neon extension is available but not installed: nothing to update"
-        ),
+        Decision::NotInstalled => {
+            tracing::info!("the neon extension is available but not installed: nothing to update")
+        }
         Decision::Update => {
             client
                 .batch_execute(STATEMENT)
@@ -215,8 +215,14 @@ mod tests {
             .lines()
             .find(|line| line.contains("ALTER EXTENSION neon UPDATE"))
             .unwrap_or_else(|| panic!("{log}"));
-        assert!(line.contains("statement: ALTER EXTENSION neon UPDATE"), "{line}");
-        assert!(line.starts_with(&format!("app={APPLICATION_NAME} ")), "{line}");
+        assert!(
+            line.contains("statement: ALTER EXTENSION neon UPDATE"),
+            "{line}"
+        );
+        assert!(
+            line.starts_with(&format!("app={APPLICATION_NAME} ")),
+            "{line}"
+        );
         // Already at the default version: running it again changes nothing and fails not.
         assert_eq!(run_on(&server), Ok(Decision::Update));
     }

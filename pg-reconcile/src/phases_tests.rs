@@ -286,7 +286,11 @@ fn neon_installed_elsewhere_is_made_relocatable_and_moved() {
                 "postgres",
                 "ALTER EXTENSION neon SET SCHEMA neon",
             ),
-            ("handle_neon_extension", "postgres", "ALTER EXTENSION neon UPDATE"),
+            (
+                "handle_neon_extension",
+                "postgres",
+                "ALTER EXTENSION neon UPDATE",
+            ),
         ],
     );
     if let Some(neon) = snap.extensions.get_mut("neon") {

@@ -484,7 +484,11 @@ fn extensions_only_when_available_and_preloaded() {
     check(
         &spec,
         &snap,
-        &[("handle_neon_extension", "postgres", "ALTER EXTENSION neon UPDATE")],
+        &[(
+            "handle_neon_extension",
+            "postgres",
+            "ALTER EXTENSION neon UPDATE",
+        )],
     );
 }
 

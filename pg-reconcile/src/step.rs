@@ -205,7 +205,11 @@ mod tests {
         for phase in ALL {
             assert_eq!(phase.reported().as_str(), phase.name());
             assert_eq!(ReconcilePhase::from(phase.name()), phase.reported());
-            assert!(phase.reported().is_known(), "{} is not a known value", phase.name());
+            assert!(
+                phase.reported().is_known(),
+                "{} is not a known value",
+                phase.name()
+            );
         }
         let known: Vec<ReconcilePhase> = ALL.iter().map(|phase| phase.reported()).collect();
         assert_eq!(known, ReconcilePhase::KNOWN, "same phases, same order");

@@ -182,7 +182,8 @@ fn a_new_line_a_restart_setting_and_the_pageserver_change_live() {
 #[test]
 fn removing_a_restart_only_line_is_pending_restart() {
     let pg = TestPostgres::start();
-    let without: String = pg.server_conf()
+    let without: String = pg
+        .server_conf()
         .lines()
         .filter(|line| !line.starts_with("max_connections"))
         .map(|line| format!("{line}\n"))

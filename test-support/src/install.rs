@@ -78,7 +78,11 @@ fn create_dir(path: &Path) {
 
 fn link(target: &Path, path: &Path) {
     symlink(target, path).unwrap_or_else(|e| {
-        panic!("cannot link {} to {}: {e}", path.display(), target.display())
+        panic!(
+            "cannot link {} to {}: {e}",
+            path.display(),
+            target.display()
+        )
     });
 }
 

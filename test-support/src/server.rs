@@ -137,8 +137,7 @@ impl TestPostgresBuilder {
             bin_dir.join("postgres")
         } else {
             let root = dir.path().join("install");
-            let postgres =
-                crate::install::private_install(&root, &bin_dir, &self.extension_files);
+            let postgres = crate::install::private_install(&root, &bin_dir, &self.extension_files);
             chown_to_postgres(&root);
             postgres
         };

@@ -21,9 +21,9 @@ use crate::http::{parse_json_in, Api, ApiRequest, Rejection, Reply};
 use crate::routes::wrong_status;
 use crate::state::ComputeStatus;
 
+pub use dump::Limits;
 pub use extensions::{extensions, install_extension, ExtensionRequest};
 pub use grants::{grants, set_role_grants, GrantsRequest, Privilege};
-pub use dump::Limits;
 pub use schema::{database_schema, PG_DUMP_DEADLINE, PG_DUMP_IDLE, PG_DUMP_LIMITS};
 
 // The request helpers lived here before `crate::extract`; other modules still name them here.

@@ -138,20 +138,33 @@ fn database_schema_dumps_and_reports() {
 #[test]
 fn a_pg_dump_failing_after_output_ends_the_stream_with_an_error() {
     let server = TestPostgres::start();
-    let mut document = api_for(&server, false).shared.lock().document.clone().unwrap();
+    let mut document = api_for(&server, false)
+        .shared
+        .lock()
+        .document
+        .clone()
+        .unwrap();
     let fake = FakeBin::new("echo 'CREATE TABLE part (id int);'\nsleep 0.2\nexit 1");
     document.pgbin = fake.postgres();
     let (status, body, failure) = drain(dump_schema(&document, "shop", PG_DUMP_LIMITS));
     assert_eq!(status, 200);
     assert_eq!(body, b"CREATE TABLE part (id int);\n");
     let failure = failure.expect("a failed pg_dump must not end the body cleanly");
-    assert!(failure.contains("pg_dump failed (exit status: 1)"), "{failure}");
+    assert!(
+        failure.contains("pg_dump failed (exit status: 1)"),
+        "{failure}"
+    );
 }
 
 #[test]
 fn a_silent_pg_dump_is_killed_before_and_after_its_first_output() {
     let server = TestPostgres::start();
-    let mut document = api_for(&server, false).shared.lock().document.clone().unwrap();
+    let mut document = api_for(&server, false)
+        .shared
+        .lock()
+        .document
+        .clone()
+        .unwrap();
 
     let silent = FakeBin::new("echo $$ > \"$PIDFILE\"\nexec sleep 1000");
     document.pgbin = silent.postgres();
@@ -163,7 +176,10 @@ fn a_silent_pg_dump_is_killed_before_and_after_its_first_output() {
         body(&reply),
         json!({"error": "failed to execute pg_dump: pg_dump wrote nothing for 0.3 s and was killed"})
     );
-    assert!(!process_alive(silent.pid()), "the silent pg_dump was not killed");
+    assert!(
+        !process_alive(silent.pid()),
+        "the silent pg_dump was not killed"
+    );
 
     let stalls = FakeBin::new("echo $$ > \"$PIDFILE\"\necho 'CREATE TABLE a ();'\nexec sleep 1000");
     document.pgbin = stalls.postgres();
@@ -172,7 +188,10 @@ fn a_silent_pg_dump_is_killed_before_and_after_its_first_output() {
     assert_eq!(body, b"CREATE TABLE a ();\n");
     let failure = failure.unwrap();
     assert!(failure.contains("wrote nothing for 0.3 s"), "{failure}");
-    assert!(!process_alive(stalls.pid()), "the stalled pg_dump was not killed");
+    assert!(
+        !process_alive(stalls.pid()),
+        "the stalled pg_dump was not killed"
+    );
 }
 
 /// Serves `api`'s external server on a free loopback port.
@@ -221,7 +240,10 @@ fn over_http_a_dump_is_chunked_and_a_late_failure_leaves_it_unterminated() {
     assert!(head.contains("transfer-encoding: chunked"), "{head}");
     assert!(head.contains("content-type: application/json"), "{head}");
     assert!(String::from_utf8_lossy(&whole).contains("CREATE TABLE public.whole"));
-    assert!(whole.ends_with(b"\r\n0\r\n\r\n"), "a whole dump ends with the last chunk");
+    assert!(
+        whole.ends_with(b"\r\n0\r\n\r\n"),
+        "a whole dump ends with the last chunk"
+    );
 
     let fake = FakeBin::new("echo 'CREATE TABLE part (id int);'\nsleep 0.2\nexit 1");
     api.shared.update(|inner| {
@@ -349,5 +371,8 @@ fn a_departed_client_of_a_silent_pg_dump_frees_it_within_the_idle_limit() {
         wait_dead(pid, PG_DUMP_IDLE + Duration::from_secs(5)),
         "pg_dump {pid} outlived its client"
     );
-    eprintln!("silent pg_dump gone {:?} after the client left", left.elapsed());
+    eprintln!(
+        "silent pg_dump gone {:?} after the client left",
+        left.elapsed()
+    );
 }

@@ -88,7 +88,9 @@ impl Body for ReplyBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         match self.get_mut() {
-            ReplyBody::Whole(bytes) => Poll::Ready(bytes.take().map(|bytes| Ok(Frame::data(bytes)))),
+            ReplyBody::Whole(bytes) => {
+                Poll::Ready(bytes.take().map(|bytes| Ok(Frame::data(bytes))))
+            }
             ReplyBody::Streamed { first, rest } => {
                 if let Some(first) = first.take().filter(|first| !first.is_empty()) {
                     return Poll::Ready(Some(Ok(Frame::data(first))));
