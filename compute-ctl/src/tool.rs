@@ -1,7 +1,9 @@
-//! Running a short-lived PostgreSQL client tool (`pg_dump`, `pg_isready`) for an HTTP
-//! handler: in its own process group with a parent-death signal ([`crate::stages::guard`]),
-//! stdin closed, stdout kept up to a cap, stderr kept up to [`STDERR_CAP`], and killed (the
-//! whole group) when it runs past its deadline or its output past the cap.
+//! Running a short-lived PostgreSQL client tool (`pg_isready`) for an HTTP handler: in its
+//! own process group with a parent-death signal ([`crate::stages::guard`]), stdin closed,
+//! stdout kept up to a cap, stderr kept up to [`STDERR_CAP`], and killed (the whole group)
+//! when it runs past its deadline or its output past the cap. `pg_dump`, whose output is
+//! streamed, has its own runner (`catalog/dump.rs`) on the same helpers ([`kill`],
+//! [`read_capped`]).
 
 use std::io::Read;
 use std::process::{Child, Command, ExitStatus, Stdio};
