@@ -286,7 +286,7 @@ fn pg_dump_is_killed_when_the_client_goes_away() {
     let server = TestPostgres::builder()
         .setting("max_locks_per_transaction", 1024)
         .start();
-    // Thousands of tables with long comments: a dump of about 12 MB, far more than the
+    // Thousands of tables with long comments: a dump of about 24 MB, far more than the
     // pipe, the chunk queue and the sockets' buffers hold.
     let mut client = server.client();
     for batch in 0..6 {
@@ -296,7 +296,7 @@ fn pg_dump_is_killed_when_the_client_goes_away() {
                  EXECUTE pg_catalog.format('CREATE TABLE public.%I (a int, b text, \
                  c timestamptz, d numeric)', 'wide_table_' || i); \
                  EXECUTE pg_catalog.format('COMMENT ON TABLE public.%I IS %L', \
-                 'wide_table_' || i, pg_catalog.repeat('x', 4000)); END LOOP; END $$",
+                 'wide_table_' || i, pg_catalog.repeat('x', 8000)); END LOOP; END $$",
                 batch * 500 + 1,
                 batch * 500 + 500
             ))
