@@ -246,6 +246,8 @@ impl Controller {
         let metrics = self.shared.lock().metrics.clone();
         tracing::info!(?metrics, "compute start finished");
         crate::migrations::spawn(&document, &self.shared, self.log_args());
+        // Upstream's post-apply `ALTER EXTENSION neon UPDATE`: every primary start.
+        crate::neon_update::spawn(&document);
         let interval = self
             .params
             .deferred

@@ -47,6 +47,7 @@ pub mod lfc;
 pub mod local_proxy;
 pub mod metrics;
 pub mod migrations;
+pub mod neon_update;
 pub mod pgbouncer;
 pub mod probes;
 pub mod promote;

@@ -1,7 +1,9 @@
-//! Running a short-lived PostgreSQL client tool (`pg_dump`, `pg_isready`) for an HTTP
-//! handler: in its own process group with a parent-death signal ([`crate::stages::guard`]),
-//! stdin closed, stdout kept up to a cap, stderr kept up to [`STDERR_CAP`], and killed (the
-//! whole group) when it runs past its deadline or its output past the cap.
+//! Running a short-lived PostgreSQL client tool (`pg_isready`) for an HTTP handler: in its
+//! own process group with a parent-death signal ([`crate::stages::guard`]), stdin closed,
+//! stdout kept up to a cap, stderr kept up to [`STDERR_CAP`], and killed (the whole group)
+//! when it runs past its deadline or its output past the cap. `pg_dump`, whose output is
+//! streamed, has its own runner (`catalog/dump.rs`) on the same helpers ([`kill`],
+//! [`read_capped`]).
 
 use std::io::Read;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -139,7 +141,7 @@ pub fn run(
 }
 
 /// Kills the child's process group (it leads it) and reaps the child.
-fn kill(child: &mut Child) {
+pub(crate) fn kill(child: &mut Child) {
     if let Ok(pid) = i32::try_from(child.id()) {
         let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
     }
@@ -149,7 +151,7 @@ fn kill(child: &mut Child) {
 
 /// Reads `pipe` on a thread, keeping `cap` bytes. With `overflow`, more than `cap` bytes set
 /// the flag and stop the reading (the tool then gets EPIPE); without it, the rest is drained.
-fn read_capped(
+pub(crate) fn read_capped(
     pipe: impl Read + Send + 'static,
     cap: usize,
     overflow: Option<Arc<AtomicBool>>,
@@ -172,7 +174,8 @@ fn read_capped(
     })
 }
 
-fn join(handle: Option<JoinHandle<Vec<u8>>>) -> Vec<u8> {
+/// The bytes a [`read_capped`] thread kept (none when it is missing or panicked).
+pub(crate) fn join(handle: Option<JoinHandle<Vec<u8>>>) -> Vec<u8> {
     handle
         .and_then(|handle| handle.join().ok())
         .unwrap_or_default()

@@ -1,23 +1,21 @@
-//! LSN leases against a page-service stand-in (a small libpq server in this file, with the
-//! kit's message encoder and `TCP_NODELAY` as the real one, answering
-//! `lease lsn` with a `valid_until`, NULL, an error, or slowly): every shard × pageserver
-//! with the token as password, renewals on upstream's schedule, a refusal ending renewals,
-//! errors backing off and recovering, a slow server timing out, a pageserver change ending
-//! the wait early, a stop; and compute-ctl itself leasing a Static spec's LSN.
+//! LSN leases against a page-service stand-in (the kit's `FakeBackend`, answering
+//! `lease lsn` with a `valid_until`, NULL, an error, or slowly, as a script says): every
+//! shard × pageserver with the token as password, renewals on upstream's schedule, a
+//! refusal ending renewals, errors backing off and recovering, a slow server timing out, a
+//! pageserver change ending the wait early, a stop; and compute-ctl itself leasing a Static
+//! spec's LSN.
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use compute_ctl::lease::{LeaseKeeper, LeaseSettings};
 use compute_ctl::state::Shared;
 use compute_spec::ComputeDocument;
-use pg_test_support::fake_pg::messages::message;
+use pg_test_support::fake_pg::{Answer, FakeBackend, Responder, Response, Script};
 use serde_json::{json, Value};
 
 const TENANT: &str = "0123456789abcdef0123456789abcdef";
@@ -46,39 +44,54 @@ struct Seen {
     at: Instant,
 }
 
-/// A page-service stand-in on 127.0.0.1: cleartext password, simple queries.
+/// A page-service stand-in on 127.0.0.1 (cleartext password, the storage token): the kit's
+/// fake backend, answering each query with the next [`Behaviour`] of its script.
 struct Pageserver {
-    port: u16,
-    seen: Arc<Mutex<Vec<Seen>>>,
+    backend: FakeBackend,
     /// Answers in order; the last one repeats.
     script: Arc<Mutex<Vec<Behaviour>>>,
 }
 
 impl Pageserver {
     fn start(script: Vec<Behaviour>) -> Pageserver {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let seen = Arc::new(Mutex::new(Vec::new()));
         let script = Arc::new(Mutex::new(script));
-        let (seen_in, script_in) = (seen.clone(), script.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { return };
-                let (seen, script) = (seen_in.clone(), script_in.clone());
-                std::thread::spawn(move || {
-                    let _ = serve(stream, &seen, &script);
-                });
-            }
+        let behaviours = script.clone();
+        let respond = move |_: &str| {
+            let behaviour = {
+                let mut script = behaviours.lock().unwrap();
+                if script.len() > 1 {
+                    script.remove(0)
+                } else {
+                    script[0].clone()
+                }
+            };
+            answer(behaviour)
+        };
+        let backend = FakeBackend::start(Script {
+            password: TOKEN.to_string(),
+            answer: Answer::Computed(Responder::new(respond)),
+            ..Script::default()
         });
-        Pageserver { port, seen, script }
+        Pageserver { backend, script }
     }
 
     fn connstr(&self) -> String {
-        format!("host=127.0.0.1 port={} user=cloud_admin", self.port)
+        format!("host=127.0.0.1 port={} user=cloud_admin", self.backend.port)
     }
 
+    /// Every query of every connection, in order.
     fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
+        let mut all = Vec::new();
+        for connection in self.backend.seen() {
+            for (query, at) in connection.commands.iter().zip(&connection.command_times) {
+                all.push(Seen {
+                    password: connection.password.clone(),
+                    query: query.clone(),
+                    at: *at,
+                });
+            }
+        }
+        all
     }
 
     fn set(&self, script: Vec<Behaviour>) {
@@ -86,92 +99,26 @@ impl Pageserver {
     }
 }
 
-fn read_message(stream: &mut TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
-    let mut head = [0u8; 5];
-    stream.read_exact(&mut head)?;
-    let length = i32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-    let mut body = vec![0u8; length - 4];
-    stream.read_exact(&mut body)?;
-    Ok((head[0], body))
-}
-
-fn serve(
-    mut stream: TcpStream,
-    seen: &Mutex<Vec<Seen>>,
-    script: &Mutex<Vec<Behaviour>>,
-) -> std::io::Result<()> {
-    // As the real page service: no Nagle delay on its answers.
-    stream.set_nodelay(true)?;
-    // Startup message (no SSL request: the client does not ask for TLS).
-    let mut length = [0u8; 4];
-    stream.read_exact(&mut length)?;
-    let mut startup = vec![0u8; i32::from_be_bytes(length) as usize - 4];
-    stream.read_exact(&mut startup)?;
-    stream.write_all(&message(b'R', &3i32.to_be_bytes()))?;
-    let (kind, body) = read_message(&mut stream)?;
-    assert_eq!(kind, b'p');
-    let password = String::from_utf8_lossy(body.strip_suffix(&[0]).unwrap_or(&body)).to_string();
-    stream.write_all(&message(b'R', &0i32.to_be_bytes()))?;
-    stream.write_all(&message(b'Z', b"I"))?;
-    loop {
-        let (kind, body) = read_message(&mut stream)?;
-        if kind != b'Q' {
-            return Ok(());
+/// The page service's answer: one `valid_until` column (milliseconds since the epoch as
+/// text, NULL for a refusal), or an error.
+fn answer(behaviour: Behaviour) -> Response {
+    let valid = match behaviour {
+        Behaviour::ValidFor(valid) => Some(valid),
+        Behaviour::Refuse => None,
+        Behaviour::Slow(delay) => {
+            std::thread::sleep(delay);
+            Some(Duration::from_secs(10))
         }
-        let query = String::from_utf8_lossy(body.strip_suffix(&[0]).unwrap_or(&body)).to_string();
-        let behaviour = {
-            let mut script = script.lock().unwrap();
-            if script.len() > 1 {
-                script.remove(0)
-            } else {
-                script[0].clone()
-            }
-        };
-        seen.lock().unwrap().push(Seen {
-            password: password.clone(),
-            query,
-            at: Instant::now(),
-        });
-        let valid = match behaviour {
-            Behaviour::ValidFor(valid) => Some(valid),
-            Behaviour::Refuse => None,
-            Behaviour::Slow(delay) => {
-                std::thread::sleep(delay);
-                Some(Duration::from_secs(10))
-            }
-            Behaviour::Fail => {
-                let fields = b"SERROR\0VERROR\0CXX000\0Mtenant shard not found\0\0";
-                stream.write_all(&message(b'E', fields))?;
-                stream.write_all(&message(b'Z', b"I"))?;
-                continue;
-            }
-        };
-        let mut description = 1i16.to_be_bytes().to_vec();
-        description.extend_from_slice(b"valid_until\0");
-        description.extend_from_slice(&0i32.to_be_bytes());
-        description.extend_from_slice(&0i16.to_be_bytes());
-        description.extend_from_slice(&25i32.to_be_bytes());
-        description.extend_from_slice(&(-1i16).to_be_bytes());
-        description.extend_from_slice(&(-1i32).to_be_bytes());
-        description.extend_from_slice(&0i16.to_be_bytes());
-        let mut row = 1i16.to_be_bytes().to_vec();
-        match valid {
-            Some(valid) => {
-                let until = (SystemTime::now() + valid)
-                    .duration_since(UNIX_EPOCH)
-                    .unwrap()
-                    .as_millis()
-                    .to_string();
-                row.extend_from_slice(&(until.len() as i32).to_be_bytes());
-                row.extend_from_slice(until.as_bytes());
-            }
-            None => row.extend_from_slice(&(-1i32).to_be_bytes()),
-        }
-        stream.write_all(&message(b'T', &description))?;
-        stream.write_all(&message(b'D', &row))?;
-        stream.write_all(&message(b'C', b"SELECT 1\0"))?;
-        stream.write_all(&message(b'Z', b"I"))?;
-    }
+        Behaviour::Fail => return Response::Error("tenant shard not found".to_string()),
+    };
+    let until = valid.map(|valid| {
+        (SystemTime::now() + valid)
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+            .to_string()
+    });
+    Response::Row(vec![("valid_until".to_string(), until)])
 }
 
 /// A Static spec on these pageserver settings.

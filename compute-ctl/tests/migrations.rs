@@ -18,7 +18,7 @@ fn spec(server: &TestPostgres, roles: Value) -> Value {
     json!({
         "format_version": 1.0,
         "suspend_timeout_seconds": 0,
-        "cluster": {"roles": roles, "databases": [], "postgresql_conf": server_conf(server)},
+        "cluster": {"roles": roles, "databases": [], "postgresql_conf": server.server_conf()},
     })
 }
 

@@ -31,7 +31,7 @@ fn spec(server: &TestPostgres, conf: &str, pageserver: &str, roles: Value) -> Va
         "pageserver_connstring": pageserver,
         "safekeeper_connstrings": ["127.0.0.1:5454", "127.0.0.1:5455"],
         "cluster": {"roles": roles, "databases": [],
-                    "postgresql_conf": format!("{}{conf}", server_conf(server))},
+                    "postgresql_conf": format!("{}{conf}", server.server_conf())},
     })
 }
 

@@ -1,7 +1,8 @@
 //! The planner's phases after the roles and databases (upstream's order, §4.1): schema
-//! permissions per database, the extensions (`pg_stat_statements` when preloaded, `neon`
-//! where available: created in schema `neon`, moved there when installed elsewhere, updated
-//! to its default version), the availability check's table, and the pgaudit extensions.
+//! permissions per database, the other extensions (`pg_stat_statements` when preloaded),
+//! the `neon` extension (where available: created in schema `neon`, moved there when
+//! installed elsewhere, updated to its default version), the availability check's table,
+//! and the pgaudit extensions.
 //! A child of [`crate::plan`], so it works on the planner's simulated state.
 
 use compute_spec::spec::AuditLogLevel;
@@ -120,58 +121,73 @@ pub(super) fn pgaudit(planner: &mut Planner<'_>) {
     planner.steps.extend(steps);
 }
 
-pub(super) fn extensions(planner: &mut Planner<'_>) {
+/// `handle_other_extensions`: `pg_stat_statements` in `public` of the system database when
+/// `shared_preload_libraries` has it and it is not installed yet.
+pub(super) fn handle_other_extensions(planner: &mut Planner<'_>) {
     let system = planner.system();
     let snapshot = planner.snapshot;
     let preloaded = snapshot
         .preloaded
         .iter()
         .any(|lib| lib == "pg_stat_statements");
-    if let Some(ext) = snapshot.extensions.get("pg_stat_statements") {
-        if preloaded && ext.installed_version.is_none() {
-            let statement = Sql::new(
-                "CREATE EXTENSION IF NOT EXISTS pg_stat_statements WITH SCHEMA public".to_string(),
-            );
-            let object = "extension \"pg_stat_statements\"".to_string();
-            planner.steps.push(Step::new(
-                Phase::Extensions,
-                &system,
-                object,
-                vec![statement],
-            ));
-        }
+    let missing = snapshot
+        .extensions
+        .get("pg_stat_statements")
+        .is_some_and(|ext| ext.installed_version.is_none());
+    if preloaded && missing {
+        let statement = Sql::new(
+            "CREATE EXTENSION IF NOT EXISTS pg_stat_statements WITH SCHEMA public".to_string(),
+        );
+        let object = "extension \"pg_stat_statements\"".to_string();
+        planner.steps.push(Step::new(
+            Phase::HandleOtherExtensions,
+            &system,
+            object,
+            vec![statement],
+        ));
     }
-    if let Some(ext) = snapshot.extensions.get("neon") {
-        let mut statements = Vec::new();
-        if !snapshot.neon_schema {
-            statements.push(Sql::new("CREATE SCHEMA IF NOT EXISTS neon".to_string()));
-        }
-        match &ext.installed_version {
-            None => statements.push(Sql::new(
-                "CREATE EXTENSION IF NOT EXISTS neon WITH SCHEMA neon".to_string(),
-            )),
-            Some(version) => {
-                // Installed elsewhere (older computes): made relocatable, moved to `neon`.
-                if ext.schema.as_deref().is_some_and(|schema| schema != "neon") {
-                    if !ext.relocatable {
-                        statements.push(Sql::new(
-                            "UPDATE pg_catalog.pg_extension SET extrelocatable = true \
-                             WHERE extname OPERATOR(pg_catalog.=) 'neon'"
-                                .to_string(),
-                        ));
-                    }
-                    statements.push(Sql::new("ALTER EXTENSION neon SET SCHEMA neon".to_string()));
+}
+
+/// `handle_neon_extension`, where the server has `neon` (nothing on vanilla Postgres):
+/// created in schema `neon`; installed elsewhere (older computes), made relocatable and
+/// moved there; updated to its default version.
+pub(super) fn handle_neon_extension(planner: &mut Planner<'_>) {
+    let system = planner.system();
+    let snapshot = planner.snapshot;
+    let Some(ext) = snapshot.extensions.get("neon") else {
+        return;
+    };
+    let mut statements = Vec::new();
+    if !snapshot.neon_schema {
+        statements.push(Sql::new("CREATE SCHEMA IF NOT EXISTS neon".to_string()));
+    }
+    match &ext.installed_version {
+        None => statements.push(Sql::new(
+            "CREATE EXTENSION IF NOT EXISTS neon WITH SCHEMA neon".to_string(),
+        )),
+        Some(version) => {
+            if ext.schema.as_deref().is_some_and(|schema| schema != "neon") {
+                if !ext.relocatable {
+                    statements.push(Sql::new(
+                        "UPDATE pg_catalog.pg_extension SET extrelocatable = true \
+                         WHERE extname OPERATOR(pg_catalog.=) 'neon'"
+                            .to_string(),
+                    ));
                 }
-                if *version != ext.default_version {
-                    statements.push(Sql::new("ALTER EXTENSION neon UPDATE".to_string()));
-                }
+                statements.push(Sql::new("ALTER EXTENSION neon SET SCHEMA neon".to_string()));
+            }
+            if *version != ext.default_version {
+                statements.push(Sql::new("ALTER EXTENSION neon UPDATE".to_string()));
             }
         }
-        if !statements.is_empty() {
-            let object = "extension \"neon\"".to_string();
-            planner
-                .steps
-                .push(Step::new(Phase::Extensions, &system, object, statements));
-        }
+    }
+    if !statements.is_empty() {
+        let object = "extension \"neon\"".to_string();
+        planner.steps.push(Step::new(
+            Phase::HandleNeonExtension,
+            &system,
+            object,
+            statements,
+        ));
     }
 }

@@ -235,6 +235,8 @@ fn the_later_phases_run_in_upstreams_order() {
     snap.preloaded = vec!["pg_stat_statements".into()];
     snap.extensions
         .insert("pg_stat_statements".into(), AvailableExtension::default());
+    snap.extensions
+        .insert("neon".into(), AvailableExtension::default());
     let steps = plan(&spec, &context(), &snap).unwrap();
     let mut phases: Vec<&str> = steps.iter().map(|step| step.phase.name()).collect();
     phases.dedup();
@@ -242,7 +244,8 @@ fn the_later_phases_run_in_upstreams_order() {
         phases,
         [
             "change_schema_perms",
-            "extensions",
+            "handle_other_extensions",
+            "handle_neon_extension",
             "create_availability_check",
             "drop_roles",
             "pgaudit"
@@ -266,8 +269,8 @@ fn neon_installed_elsewhere_is_made_relocatable_and_moved() {
         &spec,
         &snap,
         &[
-            ("extensions", "postgres", "UPDATE pg_catalog.pg_extension SET extrelocatable = true WHERE extname OPERATOR(pg_catalog.=) 'neon'"),
-            ("extensions", "postgres", "ALTER EXTENSION neon SET SCHEMA neon"),
+            ("handle_neon_extension", "postgres", "UPDATE pg_catalog.pg_extension SET extrelocatable = true WHERE extname OPERATOR(pg_catalog.=) 'neon'"),
+            ("handle_neon_extension", "postgres", "ALTER EXTENSION neon SET SCHEMA neon"),
         ],
     );
     if let Some(neon) = snap.extensions.get_mut("neon") {
@@ -279,11 +282,15 @@ fn neon_installed_elsewhere_is_made_relocatable_and_moved() {
         &snap,
         &[
             (
-                "extensions",
+                "handle_neon_extension",
                 "postgres",
                 "ALTER EXTENSION neon SET SCHEMA neon",
             ),
-            ("extensions", "postgres", "ALTER EXTENSION neon UPDATE"),
+            (
+                "handle_neon_extension",
+                "postgres",
+                "ALTER EXTENSION neon UPDATE",
+            ),
         ],
     );
     if let Some(neon) = snap.extensions.get_mut("neon") {

@@ -162,7 +162,8 @@ pub fn plan(
         create_and_alter_databases(&mut planner)?;
         delete_role_references(&mut planner);
         phases::change_schema_perms(&mut planner);
-        phases::extensions(&mut planner);
+        phases::handle_other_extensions(&mut planner);
+        phases::handle_neon_extension(&mut planner);
         phases::create_availability_check(&mut planner);
         drop_roles(&mut planner);
         let finalize = crate::subscriptions::finalize_step(spec, context, snapshot);

@@ -461,13 +461,17 @@ fn extensions_only_when_available_and_preloaded() {
         &snap,
         &[
             (
-                "extensions",
+                "handle_other_extensions",
                 "postgres",
                 "CREATE EXTENSION IF NOT EXISTS pg_stat_statements WITH SCHEMA public",
             ),
-            ("extensions", "postgres", "CREATE SCHEMA IF NOT EXISTS neon"),
             (
-                "extensions",
+                "handle_neon_extension",
+                "postgres",
+                "CREATE SCHEMA IF NOT EXISTS neon",
+            ),
+            (
+                "handle_neon_extension",
                 "postgres",
                 "CREATE EXTENSION IF NOT EXISTS neon WITH SCHEMA neon",
             ),
@@ -480,7 +484,11 @@ fn extensions_only_when_available_and_preloaded() {
     check(
         &spec,
         &snap,
-        &[("extensions", "postgres", "ALTER EXTENSION neon UPDATE")],
+        &[(
+            "handle_neon_extension",
+            "postgres",
+            "ALTER EXTENSION neon UPDATE",
+        )],
     );
 }
 

@@ -31,9 +31,11 @@ pub enum Phase {
     /// Schema `public` of each spec database: owner, `web_access`, default privileges
     /// (upstream's `ChangeSchemaPerms`, [`crate::schema_perms`]).
     ChangeSchemaPerms,
-    /// `pg_stat_statements` (when preloaded) and `neon` (when available): upstream's
-    /// `HandleOtherExtensions` and `HandleNeonExtension`.
-    Extensions,
+    /// `pg_stat_statements` when preloaded (upstream's `HandleOtherExtensions`).
+    HandleOtherExtensions,
+    /// `neon` where the server has it: created in schema `neon`, moved there, updated
+    /// (upstream's `HandleNeonExtension`).
+    HandleNeonExtension,
     /// `public.health_check` for `/check_writability` (upstream's
     /// `CreateAvailabilityCheck`).
     CreateAvailabilityCheck,
@@ -61,7 +63,8 @@ impl Phase {
             Phase::DeleteRoleSharedReferences => "delete_role_shared_references",
             Phase::DeleteRoleReferences => "delete_role_references",
             Phase::ChangeSchemaPerms => "change_schema_perms",
-            Phase::Extensions => "extensions",
+            Phase::HandleOtherExtensions => "handle_other_extensions",
+            Phase::HandleNeonExtension => "handle_neon_extension",
             Phase::CreateAvailabilityCheck => "create_availability_check",
             Phase::DropRoles => "drop_roles",
             Phase::FinalizeDropSubscriptions => "finalize_drop_subscriptions",
@@ -69,8 +72,8 @@ impl Phase {
         }
     }
 
-    /// The phase as the `reconcile` section reports it (same name as [`Phase::name`]; the
-    /// phases added after `compute_spec`'s list are reported by name).
+    /// The phase as the `reconcile` section reports it (same name as [`Phase::name`]; every
+    /// phase is one of `ReconcilePhase`'s known values, never `Unknown`).
     pub fn reported(self) -> ReconcilePhase {
         match self {
             Phase::Settings => ReconcilePhase::Settings,
@@ -83,12 +86,13 @@ impl Phase {
             Phase::CreateAndAlterDatabases => ReconcilePhase::CreateAndAlterDatabases,
             Phase::DeleteRoleSharedReferences => ReconcilePhase::DeleteRoleSharedReferences,
             Phase::DeleteRoleReferences => ReconcilePhase::DeleteRoleReferences,
-            Phase::Extensions => ReconcilePhase::Extensions,
+            Phase::ChangeSchemaPerms => ReconcilePhase::ChangeSchemaPerms,
+            Phase::HandleOtherExtensions => ReconcilePhase::HandleOtherExtensions,
+            Phase::HandleNeonExtension => ReconcilePhase::HandleNeonExtension,
+            Phase::CreateAvailabilityCheck => ReconcilePhase::CreateAvailabilityCheck,
             Phase::DropRoles => ReconcilePhase::DropRoles,
             Phase::FinalizeDropSubscriptions => ReconcilePhase::FinalizeDropSubscriptions,
-            Phase::ChangeSchemaPerms | Phase::CreateAvailabilityCheck | Phase::Pgaudit => {
-                ReconcilePhase::from(self.name())
-            }
+            Phase::Pgaudit => ReconcilePhase::Pgaudit,
         }
     }
 
@@ -176,7 +180,7 @@ impl Step {
 mod tests {
     use super::*;
 
-    const ALL: [Phase; 16] = [
+    const ALL: [Phase; 17] = [
         Phase::Settings,
         Phase::DropSubscriptions,
         Phase::CreatePrivilegedRole,
@@ -188,7 +192,8 @@ mod tests {
         Phase::DeleteRoleSharedReferences,
         Phase::DeleteRoleReferences,
         Phase::ChangeSchemaPerms,
-        Phase::Extensions,
+        Phase::HandleOtherExtensions,
+        Phase::HandleNeonExtension,
         Phase::CreateAvailabilityCheck,
         Phase::DropRoles,
         Phase::FinalizeDropSubscriptions,
@@ -200,12 +205,13 @@ mod tests {
         for phase in ALL {
             assert_eq!(phase.reported().as_str(), phase.name());
             assert_eq!(ReconcilePhase::from(phase.name()), phase.reported());
+            assert!(
+                phase.reported().is_known(),
+                "{} is not a known value",
+                phase.name()
+            );
         }
-        let known: Vec<ReconcilePhase> = ALL
-            .iter()
-            .map(|phase| phase.reported())
-            .filter(ReconcilePhase::is_known)
-            .collect();
+        let known: Vec<ReconcilePhase> = ALL.iter().map(|phase| phase.reported()).collect();
         assert_eq!(known, ReconcilePhase::KNOWN, "same phases, same order");
         let mut sorted = ALL;
         sorted.sort();

@@ -1,7 +1,8 @@
 //! The phases after roles and databases on a real Postgres: schema `public` of each spec
 //! database (owner, `web_access`, default privileges, hostile names), the availability
 //! check's table, the real `pgaudit` and `pgauditlogtofile` extensions, and the one log line
-//! for the `neon` extension missing on vanilla Postgres.
+//! for the `neon` extension missing on vanilla Postgres; where a (stand-in) `neon` is
+//! available, `handle_other_extensions` then `handle_neon_extension` create, move and update it.
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
 
@@ -240,4 +241,121 @@ fn pgaudit_not_preloaded_fails_that_object_only() {
     );
     // The rest of the phase still ran.
     assert_eq!(postgres_audit_setting(&pg), ["pgaudit.log=none"]);
+}
+
+/// A server whose private extension directory has a stand-in `neon` (1.0 and 1.1, default
+/// 1.1, not relocatable, as the real one), with `pg_stat_statements` preloaded.
+fn with_neon() -> TestPostgres {
+    TestPostgres::builder()
+        .setting("shared_preload_libraries", "pg_stat_statements")
+        .extension_file(
+            "neon.control",
+            "default_version = '1.1'\nrelocatable = false\ncomment = 'test stand-in'\n",
+        )
+        .extension_file(
+            "neon--1.0.sql",
+            "CREATE FUNCTION neon_stand_in() RETURNS text LANGUAGE sql AS $$ SELECT '1.0' $$;\n",
+        )
+        .extension_file(
+            "neon--1.0--1.1.sql",
+            "CREATE OR REPLACE FUNCTION neon_stand_in() RETURNS text LANGUAGE sql \
+             AS $$ SELECT '1.1' $$;\n",
+        )
+        .start()
+}
+
+fn neon_state(pg: &TestPostgres) -> Vec<String> {
+    column(
+        pg,
+        "postgres",
+        "SELECT e.extname::text || ' ' || e.extversion || ' in ' || n.nspname::text \
+         FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace \
+         WHERE e.extname IN ('neon', 'pg_stat_statements') ORDER BY 1",
+    )
+}
+
+/// The phases of a `--dry-run` of `spec` on `pg`, in plan order, without repeats.
+fn dry_run_phases(pg: &TestPostgres, spec: &compute_spec::spec::ComputeSpec) -> Vec<String> {
+    let mut doc = common::empty_document(pg);
+    doc.spec = Some(spec.clone());
+    let stdin = serde_json::to_string(&doc).unwrap();
+    let output =
+        pg_test_support::run_with_stdin(env!("CARGO_BIN_EXE_pg-reconcile"), &["--dry-run"], &stdin);
+    assert!(output.status.success(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !stderr.contains("the neon extension is not available"),
+        "{stderr}"
+    );
+    let out: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let mut phases: Vec<String> = out["reconcile"]["plan"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["phase"].as_str().unwrap().to_string())
+        .collect();
+    phases.dedup();
+    phases
+}
+
+#[test]
+fn where_the_server_has_neon_it_is_created_in_schema_neon_after_the_other_extensions() {
+    let pg = with_neon();
+    let wanted = spec(json!([]), json!([]), json!([]));
+    let later: Vec<String> = dry_run_phases(&pg, &wanted)
+        .into_iter()
+        .skip_while(|phase| phase != "handle_other_extensions")
+        .collect();
+    assert_eq!(
+        later,
+        [
+            "handle_other_extensions",
+            "handle_neon_extension",
+            "create_availability_check"
+        ],
+        "upstream's order"
+    );
+    let section = apply_ok(&pg, &wanted);
+    assert!(section
+        .plan
+        .iter()
+        .all(|p| p.phase.is_known() && !p.phase.as_str().is_empty()));
+    assert_eq!(
+        neon_state(&pg),
+        ["neon 1.1 in neon", "pg_stat_statements 1.10 in public"]
+    );
+    assert_noop(&pg, &wanted);
+}
+
+#[test]
+fn an_older_neon_elsewhere_is_moved_to_schema_neon_and_updated() {
+    let pg = with_neon();
+    pg.psql("CREATE EXTENSION neon VERSION '1.0' SCHEMA public");
+    let wanted = spec(json!([]), json!([]), json!([]));
+    let section = apply_ok(&pg, &wanted);
+    let neon_sql: Vec<&str> = section
+        .plan
+        .iter()
+        .filter(|p| p.phase.as_str() == "handle_neon_extension")
+        .map(|p| p.sql.as_str())
+        .collect();
+    assert_eq!(
+        neon_sql,
+        [
+            "CREATE SCHEMA IF NOT EXISTS neon",
+            "UPDATE pg_catalog.pg_extension SET extrelocatable = true \
+             WHERE extname OPERATOR(pg_catalog.=) 'neon'",
+            "ALTER EXTENSION neon SET SCHEMA neon",
+            "ALTER EXTENSION neon UPDATE",
+        ]
+    );
+    assert_eq!(
+        neon_state(&pg),
+        ["neon 1.1 in neon", "pg_stat_statements 1.10 in public"]
+    );
+    assert_eq!(
+        column(&pg, "postgres", "SELECT neon.neon_stand_in()"),
+        ["1.1"]
+    );
+    assert_noop(&pg, &wanted);
 }

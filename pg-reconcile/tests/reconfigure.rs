@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{column, empty_document, server_conf, show};
+use common::{column, empty_document, show};
 use compute_spec::pgconf;
 use compute_spec::section::{ReconcileSection, SettingOutcome};
 use compute_spec::spec::ComputeSpec;
@@ -22,7 +22,7 @@ fn spec_with(pg: &TestPostgres, conf: &str, extra: Value) -> ComputeSpec {
         "format_version": 1.0,
         "cluster": {
             "roles": [], "databases": [],
-            "postgresql_conf": format!("{}{conf}", server_conf(pg)),
+            "postgresql_conf": format!("{}{conf}", pg.server_conf()),
         },
     });
     if let (Some(value), Some(extra)) = (value.as_object_mut(), extra.as_object()) {
@@ -182,7 +182,8 @@ fn a_new_line_a_restart_setting_and_the_pageserver_change_live() {
 #[test]
 fn removing_a_restart_only_line_is_pending_restart() {
     let pg = TestPostgres::start();
-    let without: String = server_conf(&pg)
+    let without: String = pg
+        .server_conf()
         .lines()
         .filter(|line| !line.starts_with("max_connections"))
         .map(|line| format!("{line}\n"))

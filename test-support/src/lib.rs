@@ -58,6 +58,7 @@ mod bins;
 mod cleanup;
 pub mod fake_pg;
 mod fsutil;
+mod install;
 pub mod probe;
 mod server;
 pub mod stage_run;
@@ -74,7 +75,7 @@ use std::sync::{Mutex, OnceLock};
 
 pub use bins::workspace_binary;
 pub use cleanup::kill_leftover_postmasters;
-pub use fake_pg::{Answer, FakeBackend, Script, Seen, Silence};
+pub use fake_pg::{Answer, FakeBackend, Responder, Response, Script, Seen, Silence};
 pub use probe::{process_alive, wait_for, wait_until};
 pub use server::{TestPostgres, TestPostgresBuilder};
 pub use stage_run::{run_stage, run_stage_within, StageRun};

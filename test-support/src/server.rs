@@ -31,6 +31,7 @@ pub struct TestPostgresBuilder {
     settings: Vec<(String, String)>,
     hba_lines: Vec<String>,
     tcp: bool,
+    extension_files: Vec<(String, String)>,
 }
 
 impl Default for TestPostgresBuilder {
@@ -40,6 +41,7 @@ impl Default for TestPostgresBuilder {
             settings: Vec::new(),
             hba_lines: Vec::new(),
             tcp: false,
+            extension_files: Vec::new(),
         }
     }
 }
@@ -70,6 +72,16 @@ impl TestPostgresBuilder {
     /// `listen_addresses = ''`).
     pub fn tcp(mut self, enabled: bool) -> Self {
         self.tcp = enabled;
+        self
+    }
+
+    /// Adds a file to the server's extension directory (`neon.control`, `neon--1.0.sql`):
+    /// the server then runs from a private copy of the installation
+    /// (`<dir>/install/…`, see the `install` module), so the system's extension directory
+    /// is never written.
+    pub fn extension_file(mut self, name: &str, contents: &str) -> Self {
+        self.extension_files
+            .push((name.to_string(), contents.to_string()));
         self
     }
 
@@ -121,7 +133,14 @@ impl TestPostgresBuilder {
             .expect("cannot duplicate the log file handle");
         chown_to_postgres(dir.path());
 
-        let postgres = bin_dir.join("postgres");
+        let postgres = if self.extension_files.is_empty() {
+            bin_dir.join("postgres")
+        } else {
+            let root = dir.path().join("install");
+            let postgres = crate::install::private_install(&root, &bin_dir, &self.extension_files);
+            chown_to_postgres(&root);
+            postgres
+        };
         let mut cmd = Command::new(&postgres);
         as_postgres_user(&mut cmd)
             .arg("-D")
@@ -302,6 +321,36 @@ impl TestPostgres {
             percent_encode(dbname),
             percent_encode(&self.socket_dir.to_string_lossy())
         )
+    }
+
+    /// The kit's own server settings (performance, logging, listening) as
+    /// `postgresql.conf` lines, read back from the server: a test that renders a whole
+    /// `postgresql.conf` from a spec puts them in `cluster.postgresql_conf` so the server
+    /// keeps running as the kit started it.
+    pub fn server_conf(&self) -> String {
+        let mut client = self.client();
+        let mut text = String::new();
+        for name in [
+            "listen_addresses",
+            "fsync",
+            "synchronous_commit",
+            "full_page_writes",
+            "shared_buffers",
+            "max_connections",
+            "log_min_messages",
+            "dynamic_shared_memory_type",
+        ] {
+            let value: String = client
+                .query_one("SELECT pg_catalog.current_setting($1)", &[&name])
+                .unwrap_or_else(|e| panic!("cannot read setting {name}: {e}"))
+                .get(0);
+            let _ = writeln!(
+                text,
+                "{name} = {}",
+                compute_spec::quote::quote_conf_value(&value)
+            );
+        }
+        text
     }
 
     /// A client connected to the `postgres` database as the superuser.

@@ -9,6 +9,7 @@
 //! [`ExtensionRequest`]), with serde's messages in their original case (see
 //! [`crate::http::Rejection::AsWritten`]).
 
+mod dump;
 mod extensions;
 mod grants;
 mod schema;
@@ -20,9 +21,10 @@ use crate::http::{parse_json_in, Api, ApiRequest, Rejection, Reply};
 use crate::routes::wrong_status;
 use crate::state::ComputeStatus;
 
+pub use dump::Limits;
 pub use extensions::{extensions, install_extension, ExtensionRequest};
 pub use grants::{grants, set_role_grants, GrantsRequest, Privilege};
-pub use schema::{database_schema, PG_DUMP_CAP, PG_DUMP_DEADLINE};
+pub use schema::{database_schema, PG_DUMP_DEADLINE, PG_DUMP_IDLE, PG_DUMP_LIMITS};
 
 // The request helpers lived here before `crate::extract`; other modules still name them here.
 pub use crate::extract::{

@@ -9,6 +9,9 @@
 //!   connection closed);
 //! * every write to a client that stops reading fails after [`WRITE_TIMEOUT`].
 //!
+//! A reply is a whole body, or a first chunk and a stream ([`body`]: chunked encoding; a
+//! producer's failure ends the connection without the terminating chunk).
+//!
 //! A connection waiting for its headers or body is a task, not a thread: hundreds of stalled
 //! clients leave `/status`, `/healthz` and `/metrics` answering. Handlers are synchronous
 //! ([`crate::routes::route`]); the ones that may block (SQL, `/configure`, `/terminate`) run
@@ -26,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use compute_spec::error::{ErrorKind, StageError};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response};
@@ -37,12 +40,14 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
+pub mod body;
 mod write_deadline;
 
 use crate::auth::Auth;
 use crate::routes;
 use crate::state::Shared;
 use crate::supervise::Event;
+use body::{BodyStream, ReplyBody};
 use write_deadline::WriteDeadline;
 
 /// Largest request body accepted (2 MiB, as upstream); larger ones get 413.
@@ -159,6 +164,8 @@ pub struct Reply {
     pub allow: Option<String>,
     /// Close the connection after this reply (the request was not read whole).
     pub close: bool,
+    /// The rest of a streamed body, sent after [`Reply::body`] (chunked encoding).
+    pub stream: Option<BodyStream>,
 }
 
 impl Reply {
@@ -193,6 +200,20 @@ impl Reply {
             content_type: Some(content_type),
             allow: None,
             close: false,
+            stream: None,
+        }
+    }
+
+    /// `first`, then the chunks of `rest` (chunked encoding: see [`body`]).
+    pub fn streaming(
+        status: u16,
+        content_type: Cow<'static, str>,
+        first: Vec<u8>,
+        rest: BodyStream,
+    ) -> Reply {
+        Reply {
+            stream: Some(rest),
+            ..Reply::bytes(status, content_type, first)
         }
     }
 
@@ -204,6 +225,7 @@ impl Reply {
             content_type: None,
             allow: None,
             close: false,
+            stream: None,
         }
     }
 
@@ -366,7 +388,7 @@ async fn connection(stream: TcpStream, api: Api, which: Port) {
     }
 }
 
-async fn handle(request: Request<Incoming>, api: Api, which: Port) -> Response<Full<Bytes>> {
+async fn handle(request: Request<Incoming>, api: Api, which: Port) -> Response<ReplyBody> {
     let started = Instant::now();
     api.shared.inflight.fetch_add(1, Ordering::SeqCst);
     // Copied as received (as upstream); generated only when absent or not visible ASCII.
@@ -394,8 +416,15 @@ async fn handle(request: Request<Incoming>, api: Api, which: Port) -> Response<F
     response
 }
 
-fn build_response(reply: Reply, request_id: &str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(reply.body)));
+fn build_response(reply: Reply, request_id: &str) -> Response<ReplyBody> {
+    let body = match reply.stream {
+        None => ReplyBody::whole(reply.body),
+        Some(rest) => ReplyBody::Streamed {
+            first: Some(Bytes::from(reply.body)),
+            rest,
+        },
+    };
+    let mut response = Response::new(body);
     *response.status_mut() = hyper::StatusCode::from_u16(reply.status)
         .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
     let headers = response.headers_mut();

@@ -354,33 +354,6 @@ pub fn control_plane(answer: std::sync::Arc<std::sync::Mutex<Value>>) -> String 
     url
 }
 
-/// The test server's own settings, as `postgresql_conf` lines, so a whole-file render keeps
-/// it as it was started.
-pub fn server_conf(server: &pg_test_support::TestPostgres) -> String {
-    let mut client = server.client();
-    let mut text = String::new();
-    for name in [
-        "listen_addresses",
-        "fsync",
-        "synchronous_commit",
-        "full_page_writes",
-        "shared_buffers",
-        "max_connections",
-        "log_min_messages",
-        "dynamic_shared_memory_type",
-    ] {
-        let value: String = client
-            .query_one("SELECT current_setting($1)", &[&name])
-            .unwrap()
-            .get(0);
-        text.push_str(&format!(
-            "{name} = {}\n",
-            compute_spec::quote::quote_conf_value(&value)
-        ));
-    }
-    text
-}
-
 /// A harness whose stages are the stand-ins but pg-reconcile, which is the real one, on
 /// `server`.
 pub fn harness_on(server: &pg_test_support::TestPostgres) -> Harness {

@@ -148,13 +148,24 @@ open_enum! {
         DeleteRoleSharedReferences = "delete_role_shared_references",
         /// Deleted roles' objects in the other databases.
         DeleteRoleReferences = "delete_role_references",
-        /// `pg_stat_statements` and `neon`.
-        Extensions = "extensions",
+        /// Schema `public` of each spec database: owner, `web_access`'s CREATE, default
+        /// privileges (upstream's `ChangeSchemaPerms`).
+        ChangeSchemaPerms = "change_schema_perms",
+        /// `pg_stat_statements` when preloaded (upstream's `HandleOtherExtensions`).
+        HandleOtherExtensions = "handle_other_extensions",
+        /// `neon` where the server has it (upstream's `HandleNeonExtension`).
+        HandleNeonExtension = "handle_neon_extension",
+        /// `public.health_check` for `/check_writability` (upstream's
+        /// `CreateAvailabilityCheck`).
+        CreateAvailabilityCheck = "create_availability_check",
         /// `DROP ROLE` for `delete_role` deltas.
         DropRoles = "drop_roles",
         /// Record in `neon.drop_subscriptions_done` that `drop_subscriptions_before_start`
         /// was carried out for the timeline (only when no subscription is left).
         FinalizeDropSubscriptions = "finalize_drop_subscriptions",
+        /// `pgaudit` (and `pgauditlogtofile`) per `audit_log_level`, and `pgaudit.log = none`
+        /// for database `postgres` (last, so the apply itself is audited).
+        Pgaudit = "pgaudit",
     }
 }
 

@@ -130,35 +130,6 @@ pub fn sorted(names: &[&str]) -> Vec<String> {
     names
 }
 
-/// The lines of `pg`'s own configuration that a spec must carry for a whole-file render
-/// (`pg_reconcile::reconfigure`) to keep the test server as it was started, as
-/// `cluster.postgresql_conf` text.
-pub fn server_conf(pg: &TestPostgres) -> String {
-    let names = [
-        "listen_addresses",
-        "fsync",
-        "synchronous_commit",
-        "full_page_writes",
-        "shared_buffers",
-        "max_connections",
-        "log_min_messages",
-        "dynamic_shared_memory_type",
-    ];
-    let mut client = pg.client();
-    let mut text = String::new();
-    for name in names {
-        let value: String = client
-            .query_one("SELECT pg_catalog.current_setting($1)", &[&name])
-            .unwrap()
-            .get(0);
-        text.push_str(&format!(
-            "{name} = {}\n",
-            compute_spec::quote::quote_conf_value(&value)
-        ));
-    }
-    text
-}
-
 /// `SHOW name` in a new session.
 pub fn show(pg: &TestPostgres, name: &str) -> String {
     pg.client()

@@ -82,12 +82,25 @@ pub(super) fn is_timeout(error: &io::Error) -> bool {
     )
 }
 
+/// A host name lookup: the system resolver ([`system_lookup`]), or a test's stand-in.
+pub(super) type Lookup = fn(&str, u16) -> io::Result<Vec<SocketAddr>>;
+
 /// Connects to `endpoint` before `deadline`: name resolution, each address tried, and the
 /// connection itself all count against it.
 pub(super) fn open(
     endpoint: &Endpoint,
     name: &str,
+    deadlines: (Instant, Duration),
+) -> Result<Stream, WireError> {
+    open_with(endpoint, name, deadlines, system_lookup)
+}
+
+/// [`open`] with host names looked up by `lookup` (the seam the resolver's tests use).
+pub(super) fn open_with(
+    endpoint: &Endpoint,
+    name: &str,
     (deadline, timeout): (Instant, Duration),
+    lookup: Lookup,
 ) -> Result<Stream, WireError> {
     let io_error = |source: io::Error| WireError::Io {
         endpoint: name.to_string(),
@@ -108,7 +121,7 @@ pub(super) fn open(
             }
         }
         Endpoint::Tcp(host, port) => {
-            let addresses = resolve(host, *port, deadline).ok_or_else(timed_out)?;
+            let addresses = resolve(host, *port, deadline, lookup).ok_or_else(timed_out)?;
             let addresses = addresses.map_err(io_error)?;
             let mut last_error = None;
             for address in addresses {
@@ -163,7 +176,12 @@ fn connect_unix(path: &std::path::Path, timeout: Duration) -> io::Result<UnixStr
 /// Resolves `host` before `deadline`. The system resolver has no timeout of its own (a dead
 /// DNS server holds `getaddrinfo` for as long as `resolv.conf` says, retries included), so it
 /// runs on a helper thread and is abandoned, not waited for, past the deadline: `None`.
-fn resolve(host: &str, port: u16, deadline: Instant) -> Option<io::Result<Vec<SocketAddr>>> {
+fn resolve(
+    host: &str,
+    port: u16,
+    deadline: Instant,
+    lookup: Lookup,
+) -> Option<io::Result<Vec<SocketAddr>>> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Some(Ok(vec![SocketAddr::new(ip, port)]));
     }
@@ -172,9 +190,7 @@ fn resolve(host: &str, port: u16, deadline: Instant) -> Option<io::Result<Vec<So
     let spawned = std::thread::Builder::new()
         .name("wire-resolve".into())
         .spawn(move || {
-            let result = (name.as_str(), port)
-                .to_socket_addrs()
-                .map(|addresses| addresses.collect());
+            let result = lookup(&name, port);
             // The caller may have given up: nobody to tell, nothing to do.
             let _ = sender.send(result);
         });
@@ -183,4 +199,11 @@ fn resolve(host: &str, port: u16, deadline: Instant) -> Option<io::Result<Vec<So
     }
     let remaining = deadline.saturating_duration_since(Instant::now());
     receiver.recv_timeout(remaining).ok()
+}
+
+/// The system resolver (`getaddrinfo`), which has no timeout of its own.
+pub(super) fn system_lookup(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+    (host, port)
+        .to_socket_addrs()
+        .map(|addresses| addresses.collect())
 }

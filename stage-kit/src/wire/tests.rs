@@ -412,3 +412,62 @@ fn a_unix_server_that_accepts_nothing_times_out_the_connect() {
     assert!(is_timeout_after(&error, timeout), "{error:?}");
     assert!(started.elapsed() < Duration::from_secs(3));
 }
+
+/// Lookups the stalling stand-in was asked for.
+static STALLED_LOOKUPS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A resolver that never answers (a dead DNS server): the lookup thread sleeps for an hour.
+fn stalling_lookup(_: &str, _: u16) -> std::io::Result<Vec<std::net::SocketAddr>> {
+    STALLED_LOOKUPS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    std::thread::sleep(Duration::from_secs(3600));
+    Err(std::io::ErrorKind::TimedOut.into())
+}
+
+/// A resolver that answers at once with the loopback listener of the test.
+fn loopback_lookup(_: &str, port: u16) -> std::io::Result<Vec<std::net::SocketAddr>> {
+    Ok(vec![std::net::SocketAddr::from(([127, 0, 0, 1], port))])
+}
+
+#[test]
+fn a_resolver_that_never_answers_times_out_the_connect() {
+    let timeout = Duration::from_millis(300);
+    let endpoint = Endpoint::Tcp("db.stalls.invalid".into(), 5432);
+    let started = Instant::now();
+    let before = STALLED_LOOKUPS.load(std::sync::atomic::Ordering::SeqCst);
+    let result = stream::open_with(
+        &endpoint,
+        "db.stalls.invalid:5432",
+        (Instant::now() + timeout, timeout),
+        stalling_lookup,
+    );
+    let elapsed = started.elapsed();
+    let error = result.err().expect("a stalled lookup cannot connect");
+    assert!(is_timeout_after(&error, timeout), "{error:?}");
+    assert!(
+        error.to_string().contains("db.stalls.invalid:5432"),
+        "the error names the server: {error}"
+    );
+    assert!(
+        STALLED_LOOKUPS.load(std::sync::atomic::Ordering::SeqCst) > before,
+        "the host name went through the resolver"
+    );
+    assert!(
+        elapsed >= timeout && elapsed < timeout + Duration::from_secs(2),
+        "gave up after {elapsed:?}, not at the deadline"
+    );
+}
+
+#[test]
+fn a_resolver_that_answers_in_time_is_used() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let endpoint = Endpoint::Tcp("db.answers.invalid".into(), port);
+    let stream = stream::open_with(
+        &endpoint,
+        "db.answers.invalid",
+        (Instant::now() + TIMEOUT, TIMEOUT),
+        loopback_lookup,
+    );
+    assert!(matches!(stream, Ok(stream::Stream::Tcp(_))));
+    listener.accept().unwrap();
+}

@@ -8,8 +8,10 @@
 //! It speaks the subset the stages use: the startup packet (declining SSL), a cleartext
 //! password request, the simple Query protocol and the extended one
 //! (Parse/Describe/Bind/Execute/Sync/Close). It answers exactly one command ([`Script::command`])
-//! with the [`Answer`] and every other one with an error; it records each connection
-//! ([`Seen`]) as it happens, so a test can look while the connection is still open.
+//! with the [`Answer`] and every other one with an error — or, with [`Answer::Computed`],
+//! every command with what a test's function says (a page service's `lease lsn`, whose
+//! answer changes from one request to the next); it records each connection ([`Seen`]) as
+//! it happens, so a test can look while the connection is still open.
 //!
 //! For a wire client's unit tests, [`scripted`] replays a byte-level transcript on a Unix
 //! socket instead, built with the same encoder ([`messages`]).
@@ -21,6 +23,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
+use std::time::Instant;
 
 use messages::{message, read_frontend};
 pub use scripted::{scripted, Scripted};
@@ -59,6 +62,35 @@ pub enum Answer {
         /// Frame as `BASE_BACKUP` does.
         replication: bool,
     },
+    /// Every command (whatever [`Script::command`] says) answered by a function of its
+    /// text, called on the connection's thread (it may sleep, to play a slow server).
+    Computed(Responder),
+}
+
+/// What an [`Answer::Computed`] function answers one command with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Response {
+    /// One row of text columns `(name, value)`, `None` for NULL.
+    Row(Vec<(String, Option<String>)>),
+    /// An `ERROR` with SQLSTATE `XX000` and this message.
+    Error(String),
+}
+
+/// The function behind [`Answer::Computed`].
+#[derive(Clone)]
+pub struct Responder(pub Arc<dyn Fn(&str) -> Response + Send + Sync>);
+
+impl Responder {
+    /// Wraps `respond`.
+    pub fn new(respond: impl Fn(&str) -> Response + Send + Sync + 'static) -> Responder {
+        Responder(Arc::new(respond))
+    }
+}
+
+impl std::fmt::Debug for Responder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Responder(…)")
+    }
 }
 
 impl Default for Answer {
@@ -90,6 +122,8 @@ pub struct Seen {
     pub password: String,
     /// Commands executed.
     pub commands: Vec<String>,
+    /// When each of [`Seen::commands`] arrived.
+    pub command_times: Vec<Instant>,
 }
 
 impl Seen {
@@ -351,10 +385,27 @@ fn run_command(
     record: &Record<'_>,
     statement: &str,
 ) -> std::io::Result<bool> {
-    record.update(|seen| seen.commands.push(statement.to_string()));
+    record.update(|seen| {
+        seen.commands.push(statement.to_string());
+        seen.command_times.push(Instant::now());
+    });
     if script.silence == Silence::AfterCommand {
         wait_for_hang_up(stream)?;
         return Ok(false);
+    }
+    if let Answer::Computed(responder) = &script.answer {
+        match (responder.0)(statement) {
+            Response::Row(columns) => {
+                let names: Vec<&str> = columns.iter().map(|(name, _)| name.as_str()).collect();
+                let values: Vec<Option<&str>> =
+                    columns.iter().map(|(_, value)| value.as_deref()).collect();
+                stream.write_all(&messages::row_description(&names))?;
+                stream.write_all(&messages::data_row(&values))?;
+                send(stream, b'C', b"SELECT 1\0")?;
+            }
+            Response::Error(text) => send_error(stream, "ERROR", "XX000", &text)?,
+        }
+        return Ok(true);
     }
     if statement != script.command {
         let message = format!("unexpected command or unknown timeline: {statement}");
@@ -374,6 +425,7 @@ fn run_command(
             Ok(true)
         }
         Answer::Copy { bytes, replication } => copy_out(stream, script, cut, bytes, *replication),
+        Answer::Computed(_) => Ok(true),
     }
 }
 

@@ -1,0 +1,320 @@
+//! `pg_dump` streamed to a client, as upstream: the reply is decided by pg_dump's first
+//! output (a non-empty chunk → 200 and the SQL streamed; none → its exit status and stderr),
+//! and pg_dump is killed when the client goes away.
+//!
+//! One thread per dump owns the child from spawn to reaping (so the parent-death signal set
+//! by [`crate::stages::guard`], which follows the spawning *thread*, lasts exactly as long
+//! as the dump), reads its stdout and hands chunks to the response through a
+//! [`body_channel`]. Every wait is bounded: the pipe is polled in short slices, so a silent
+//! pg_dump is killed after [`Limits::idle`], the whole dump after [`Limits::total`], and a
+//! client that went away is noticed within a slice even while pg_dump says nothing. Once
+//! output has started, a failure (pg_dump's exit status, a deadline) ends the body without
+//! its terminating chunk (see [`crate::http::body`]): a truncated schema never looks whole.
+
+use std::fmt;
+use std::io::{self, Read};
+use std::os::fd::AsFd;
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+use crate::http::body::{body_channel, BodySender, BodyStream};
+use crate::tool::STDERR_CAP;
+
+/// Largest chunk read from pg_dump's pipe and sent as one HTTP chunk.
+const CHUNK: usize = 64 * 1024;
+/// Chunks waiting between the reading thread and a slow client.
+const CHUNKS_IN_FLIGHT: usize = 4;
+/// The longest single wait on the pipe: how soon a departed client is noticed.
+const SLICE: Duration = Duration::from_millis(100);
+
+/// How long a dump may take.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Longest silence on pg_dump's stdout (before its first output, between chunks, and
+    /// between its last output and its exit).
+    pub idle: Duration,
+    /// The whole dump.
+    pub total: Duration,
+}
+
+/// How a dump began.
+#[derive(Debug)]
+pub enum Head {
+    /// pg_dump wrote `first`; the rest follows through `rest`.
+    Output {
+        /// Its first output (not empty).
+        first: Vec<u8>,
+        /// The rest, ending incomplete if pg_dump fails.
+        rest: BodyStream,
+    },
+    /// pg_dump exited without writing anything.
+    Ended {
+        /// Its exit status.
+        status: ExitStatus,
+        /// The first [`STDERR_CAP`] bytes of its stderr.
+        stderr: Vec<u8>,
+    },
+    /// pg_dump could not be started, or said nothing within the idle limit (killed).
+    Failed(String),
+}
+
+/// Runs `command` (pg_dump) for `database` and waits for its first output or its end.
+pub fn start(command: Command, limits: Limits, database: String) -> Head {
+    let (head, answer) = sync_channel(1);
+    let spawned = std::thread::Builder::new()
+        .name("pg_dump".into())
+        .spawn(move || run(command, limits, &head, &database));
+    if let Err(error) = spawned {
+        return Head::Failed(format!("starting the pg_dump thread: {error}"));
+    }
+    answer
+        .recv()
+        .unwrap_or_else(|_| Head::Failed("the pg_dump thread ended without an answer".into()))
+}
+
+/// The dump thread: spawn, first output (or end), then the rest.
+fn run(mut command: Command, limits: Limits, head: &SyncSender<Head>, database: &str) {
+    let mut dump = match Dump::spawn(&mut command) {
+        Ok(dump) => dump,
+        Err(error) => {
+            let _ = head.send(Head::Failed(error));
+            return;
+        }
+    };
+    let first = match dump.read_chunk(limits, || false) {
+        Ok(Some(first)) => first,
+        Ok(None) => {
+            let answer = match dump.finish(limits) {
+                (Ok(status), stderr) => Head::Ended { status, stderr },
+                (Err(error), _) => Head::Failed(error),
+            };
+            let _ = head.send(answer);
+            return;
+        }
+        Err(end) => {
+            dump.kill();
+            let _ = head.send(Head::Failed(end.to_string()));
+            return;
+        }
+    };
+    let (sender, rest) = body_channel(CHUNKS_IN_FLIGHT);
+    let sent = first.len();
+    if head.send(Head::Output { first, rest }).is_err() {
+        // The handler is gone: `dump` is dropped, which kills pg_dump.
+        return;
+    }
+    dump.pump(&sender, limits, database, sent);
+    // Dropping `sender` after a success ends the body with its terminating chunk.
+    drop(sender);
+}
+
+/// Why reading pg_dump's output stopped before its end.
+#[derive(Debug)]
+enum ReadEnd {
+    /// Nothing for the idle limit.
+    Silent(Duration),
+    /// The whole dump took longer than its limit.
+    TooLong(Duration),
+    /// The response was dropped.
+    ClientGone,
+    /// Reading the pipe failed.
+    Io(io::Error),
+}
+
+impl fmt::Display for ReadEnd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadEnd::Silent(idle) => write!(
+                f,
+                "pg_dump wrote nothing for {} s and was killed",
+                idle.as_secs_f64()
+            ),
+            ReadEnd::TooLong(total) => write!(
+                f,
+                "pg_dump did not finish within {} s and was killed",
+                total.as_secs_f64()
+            ),
+            ReadEnd::ClientGone => write!(f, "the client went away"),
+            ReadEnd::Io(error) => write!(f, "reading pg_dump's output: {error}"),
+        }
+    }
+}
+
+/// A running pg_dump, killed (its process group) and reaped when dropped unless it was
+/// reaped before.
+struct Dump {
+    child: Child,
+    stdout: ChildStdout,
+    stderr: Option<JoinHandle<Vec<u8>>>,
+    started: Instant,
+    last_output: Instant,
+    reaped: bool,
+}
+
+impl Dump {
+    fn spawn(command: &mut Command) -> Result<Dump, String> {
+        let program = command.get_program().to_string_lossy().into_owned();
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        crate::stages::guard(command);
+        let mut child = command
+            .spawn()
+            .map_err(|error| format!("starting {program}: {error}"))?;
+        let stderr = child
+            .stderr
+            .take()
+            .map(|pipe| crate::tool::read_capped(pipe, STDERR_CAP, None));
+        let Some(stdout) = child.stdout.take() else {
+            crate::tool::kill(&mut child);
+            return Err(format!("{program} has no standard output pipe"));
+        };
+        let now = Instant::now();
+        Ok(Dump {
+            child,
+            stdout,
+            stderr,
+            started: now,
+            last_output: now,
+            reaped: false,
+        })
+    }
+
+    /// The next chunk of output; `None` at its end.
+    fn read_chunk(
+        &mut self,
+        limits: Limits,
+        client_gone: impl Fn() -> bool,
+    ) -> Result<Option<Vec<u8>>, ReadEnd> {
+        loop {
+            if client_gone() {
+                return Err(ReadEnd::ClientGone);
+            }
+            let total_left = limits.total.saturating_sub(self.started.elapsed());
+            if total_left.is_zero() {
+                return Err(ReadEnd::TooLong(limits.total));
+            }
+            let idle_left = limits.idle.saturating_sub(self.last_output.elapsed());
+            if idle_left.is_zero() {
+                return Err(ReadEnd::Silent(limits.idle));
+            }
+            let wait = SLICE.min(total_left).min(idle_left);
+            let timeout = PollTimeout::try_from(wait).unwrap_or(PollTimeout::MAX);
+            let mut fds = [PollFd::new(self.stdout.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, timeout) {
+                Ok(0) | Err(Errno::EINTR) => continue,
+                Ok(_) => {}
+                Err(error) => return Err(ReadEnd::Io(error.into())),
+            }
+            let mut buffer = vec![0; CHUNK];
+            match self.stdout.read(&mut buffer) {
+                Ok(0) => return Ok(None),
+                Ok(read) => {
+                    buffer.truncate(read);
+                    self.last_output = Instant::now();
+                    return Ok(Some(buffer));
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(ReadEnd::Io(error)),
+            }
+        }
+    }
+
+    /// Sends the rest of the output to `sender`; a failure ends the body incomplete.
+    fn pump(&mut self, sender: &BodySender, limits: Limits, database: &str, mut sent: usize) {
+        loop {
+            match self.read_chunk(limits, || sender.is_closed()) {
+                Ok(Some(chunk)) => {
+                    sent += chunk.len();
+                    if sender.send(Bytes::from(chunk)).is_err() {
+                        return self.client_gone(database, sent);
+                    }
+                }
+                Ok(None) => break,
+                Err(ReadEnd::ClientGone) => return self.client_gone(database, sent),
+                Err(end) => {
+                    self.kill();
+                    tracing::error!(database, %end, bytes = sent, "schema dump cut short");
+                    return sender.fail(end.to_string());
+                }
+            }
+        }
+        match self.finish(limits) {
+            (Ok(status), _) if status.success() => {
+                tracing::info!(database, bytes = sent, "schema dump streamed");
+            }
+            (Ok(status), stderr) => {
+                let stderr = String::from_utf8_lossy(&stderr);
+                tracing::error!(
+                    database,
+                    %status,
+                    stderr = %stderr.trim_end(),
+                    bytes = sent,
+                    "pg_dump failed after its output started; the body ends incomplete"
+                );
+                sender.fail(format!("pg_dump failed ({status})"));
+            }
+            (Err(error), _) => {
+                tracing::error!(database, %error, bytes = sent, "schema dump cut short");
+                sender.fail(error);
+            }
+        }
+    }
+
+    fn client_gone(&mut self, database: &str, sent: usize) {
+        self.kill();
+        tracing::warn!(
+            database,
+            bytes = sent,
+            "the client went away during a schema dump; pg_dump was killed"
+        );
+    }
+
+    /// After the end of the output: pg_dump's exit status (killed when it does not exit
+    /// within the idle limit) and the start of its stderr.
+    fn finish(&mut self, limits: Limits) -> (Result<ExitStatus, String>, Vec<u8>) {
+        let deadline = stage_kit::deadline::after(limits.idle);
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => {
+                    self.reaped = true;
+                    break Ok(status);
+                }
+                Ok(None) if Instant::now() >= deadline => {
+                    self.kill();
+                    break Err(format!(
+                        "pg_dump closed its output but did not exit within {} s; killed",
+                        limits.idle.as_secs_f64()
+                    ));
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+                Err(error) => {
+                    self.kill();
+                    break Err(format!("waiting for pg_dump: {error}"));
+                }
+            }
+        };
+        (status, crate::tool::join(self.stderr.take()))
+    }
+
+    /// Kills the process group and reaps pg_dump (once).
+    fn kill(&mut self) {
+        if !self.reaped {
+            crate::tool::kill(&mut self.child);
+            self.reaped = true;
+        }
+    }
+}
+
+impl Drop for Dump {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
