@@ -69,7 +69,10 @@ pub fn netns_or_skip(test: &str) -> Option<NetNs> {
              as root"
         ),
         Err(why) => {
-            eprintln!(
+            // Straight to the process's stderr: the test harness hides what `eprintln!` says
+            // in a passing test, and a skip must be seen.
+            let _ = writeln!(
+                std::io::stderr(),
                 "\n!!!!!!!! SKIPPED network-fault test {test}: {why}. It needs root, `ip netns` \
                  and `nft` (on CI, with CI set, this is a failure) !!!!!!!!\n"
             );
@@ -87,7 +90,9 @@ impl NetNs {
         if !nix::unistd::geteuid().is_root() {
             return Err("the test does not run as root".to_string());
         }
-        SWEEP.call_once(sweep_stale);
+        SWEEP.call_once(|| {
+            sweep_stale();
+        });
         let pid = std::process::id();
         let used = run("ip", &["-4", "-o", "addr", "show"], None)?;
         let (n, host, peer) = loop {
@@ -150,6 +155,11 @@ impl NetNs {
     /// The namespace's name (`ctnf<pid>-<n>`).
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The name of the test's end of the veth pair (`nf<pid>h<n>`).
+    pub fn host_interface(&self) -> &str {
+        &self.host_if
     }
 
     /// The test's end of the veth pair.
@@ -312,10 +322,12 @@ fn subnet(pid: u32, n: u32) -> (Ipv4Addr, Ipv4Addr) {
     (octets(fourth + 1), octets(fourth + 2))
 }
 
-/// Deletes the namespaces of this module whose process is gone.
-fn sweep_stale() {
+/// Deletes the namespaces of this module (`ctnf<pid>-<n>`) whose process is gone, as the
+/// first [`NetNs::create`] of a process does; their names.
+pub fn sweep_stale() -> Vec<String> {
+    let mut deleted = Vec::new();
     let Ok(list) = run("ip", &["netns", "list"], None) else {
-        return;
+        return deleted;
     };
     for name in list
         .lines()
@@ -330,9 +342,12 @@ fn sweep_stale() {
         };
         if !crate::probe::process_alive(pid) {
             eprintln!("pg-test-support: deleting stale network namespace {name}");
-            let _ = run("ip", &["netns", "del", name], None);
+            if run("ip", &["netns", "del", name], None).is_ok() {
+                deleted.push(name.to_string());
+            }
         }
     }
+    deleted
 }
 
 /// Runs `program` (with `input` on stdin); its stdout, or an error naming the command and
