@@ -20,3 +20,5 @@ mod primary;
 mod replica;
 #[path = "netfault/safekeepers.rs"]
 mod safekeepers;
+#[path = "netfault/upstream_sync.rs"]
+mod upstream_sync;
