@@ -263,7 +263,14 @@ impl NetNs {
         let listing = run(
             "ip",
             &[
-                "netns", "exec", &self.name, "nft", "list", "table", "inet", TABLE,
+                "netns",
+                "exec",
+                &self.name,
+                &tool("nft"),
+                "list",
+                "table",
+                "inet",
+                TABLE,
             ],
             None,
         )
@@ -290,7 +297,7 @@ impl NetNs {
     fn nft(&self, script: &str) -> Result<String, String> {
         run(
             "ip",
-            &["netns", "exec", &self.name, "nft", "-f", "-"],
+            &["netns", "exec", &self.name, &tool("nft"), "-f", "-"],
             Some(script),
         )
     }
@@ -350,11 +357,26 @@ pub fn sweep_stale() -> Vec<String> {
     deleted
 }
 
-/// Runs `program` (with `input` on stdin); its stdout, or an error naming the command and
-/// quoting its stderr.
+/// `ip` or `nft`: from `PATH`, else from `/usr/sbin` or `/sbin` (where Debian puts them, and
+/// which a non-login `PATH` may lack).
+fn tool(name: &str) -> String {
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(name).is_file()));
+    if on_path {
+        return name.to_string();
+    }
+    ["/usr/sbin", "/sbin"]
+        .iter()
+        .map(|dir| format!("{dir}/{name}"))
+        .find(|path| std::path::Path::new(path).is_file())
+        .unwrap_or_else(|| name.to_string())
+}
+
+/// Runs `program` (found by [`tool`]) with `input` on stdin; its stdout, or an error naming
+/// the command and quoting its stderr.
 fn run(program: &str, args: &[&str], input: Option<&str>) -> Result<String, String> {
     let command_line = format!("{program} {}", args.join(" "));
-    let mut child = Command::new(program)
+    let mut child = Command::new(tool(program))
         .args(args)
         .stdin(if input.is_some() {
             Stdio::piped()
