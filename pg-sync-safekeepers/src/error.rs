@@ -102,6 +102,21 @@ pub enum SyncError {
          primary's pg_hba.conf allows a replication connection for its user"
     )]
     Upstream(#[source] WireError),
+    /// Every connection tried within `--timeout` was refused, cut or silent.
+    #[error(
+        "IDENTIFY_SYSTEM on the upstream primary: no answer within --timeout {overall:?} \
+         ({attempts} connections tried; the last: {last}); check that the primary is up and \
+         reachable from here, or raise --timeout"
+    )]
+    UpstreamGaveUp {
+        /// `--timeout`.
+        overall: std::time::Duration,
+        /// Connections tried.
+        attempts: u32,
+        /// The last one's failure.
+        #[source]
+        last: WireError,
+    },
     /// The upstream's answer had no usable `xlogpos`.
     #[error("IDENTIFY_SYSTEM on the upstream primary: {0}")]
     UpstreamAnswer(String),
@@ -120,15 +135,17 @@ impl SyncError {
             | SyncError::Interrupted { .. } => ErrorKind::Child,
             SyncError::Timeout { .. } => ErrorKind::Timeout,
             SyncError::UpstreamConnstr { .. } => ErrorKind::InvalidSpec,
-            SyncError::Upstream(wire) => match wire {
-                WireError::Io { .. } => ErrorKind::Network,
-                WireError::Timeout { .. } => ErrorKind::Timeout,
-                WireError::Server { code, .. } if code.starts_with("28") => ErrorKind::Auth,
-                WireError::Server { .. }
-                | WireError::Protocol { .. }
-                | WireError::Closed { .. } => ErrorKind::Server,
-                WireError::Auth { .. } => ErrorKind::Auth,
-            },
+            SyncError::Upstream(wire) | SyncError::UpstreamGaveUp { last: wire, .. } => {
+                match wire {
+                    WireError::Io { .. } => ErrorKind::Network,
+                    WireError::Timeout { .. } => ErrorKind::Timeout,
+                    WireError::Server { code, .. } if code.starts_with("28") => ErrorKind::Auth,
+                    WireError::Server { .. }
+                    | WireError::Protocol { .. }
+                    | WireError::Closed { .. } => ErrorKind::Server,
+                    WireError::Auth { .. } => ErrorKind::Auth,
+                }
+            }
             SyncError::UpstreamAnswer(_) => ErrorKind::Server,
         }
     }
@@ -188,5 +205,23 @@ mod tests {
         for (error, kind) in cases {
             assert_eq!(SyncError::Upstream(error).kind(), kind);
         }
+    }
+
+    #[test]
+    fn giving_up_at_the_deadline_names_it_and_keeps_the_last_failures_kind() {
+        let gave_up = SyncError::UpstreamGaveUp {
+            overall: Duration::from_secs(3),
+            attempts: 2,
+            last: WireError::Timeout {
+                endpoint: "10.0.0.2:5432".into(),
+                timeout: Duration::from_secs(1),
+            },
+        };
+        assert_eq!(gave_up.kind(), ErrorKind::Timeout);
+        let message = gave_up.to_string();
+        assert!(message.contains("--timeout 3s"), "{message}");
+        assert!(message.contains("2 connections tried"), "{message}");
+        assert!(message.contains("10.0.0.2:5432"), "{message}");
+        assert!(!message.contains("pg_hba"), "{message}");
     }
 }

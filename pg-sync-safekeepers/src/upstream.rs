@@ -44,6 +44,7 @@ pub fn current_wal_position(connstr: &str, timeouts: UpstreamTimeouts) -> Result
     }
     let deadline = stage_kit::deadline::after(timeouts.overall);
     let mut round = 0;
+    let mut attempts = 0;
     loop {
         let mut last_error = None;
         for endpoint in &endpoints {
@@ -51,22 +52,27 @@ pub fn current_wal_position(connstr: &str, timeouts: UpstreamTimeouts) -> Result
             if left.is_zero() {
                 break;
             }
+            attempts += 1;
             match identify_system(endpoint, &startup, timeouts.attempt.min(left)) {
                 Ok(lsn) => return Ok(lsn),
                 Err(SyncError::Upstream(error)) if worth_retrying(&error) => {
                     tracing::warn!("{error}");
-                    last_error = Some(SyncError::Upstream(error));
+                    last_error = Some(error);
                 }
                 Err(error) => return Err(error),
             }
         }
         round += 1;
         let pause = crate::slow_path::backoff(round);
-        let Some(error) = last_error else {
+        let Some(last) = last_error else {
             return Err(out_of_time(timeouts.overall));
         };
         if deadline.saturating_duration_since(Instant::now()) <= pause {
-            return Err(error);
+            return Err(SyncError::UpstreamGaveUp {
+                overall: timeouts.overall,
+                attempts,
+                last,
+            });
         }
         tracing::info!(
             "no upstream answered IDENTIFY_SYSTEM (round {round}); trying again in {} ms",

@@ -46,6 +46,9 @@
 //! * [`workspace_binary`]: the path of another package's binary, built by cargo if needed.
 //! * [`fake_pg`]: a scripted fake libpq server ([`FakeBackend`]) standing in for safekeepers,
 //!   pageservers and silent primaries.
+//! * [`netns`]: network namespaces joined by veth pairs, packets dropped by nftables rules
+//!   inside them, and a forwarding [`netns::Proxy`] that slows, stalls, resets or cuts
+//!   connections — for tests of network faults between real hosts.
 //!
 //! # Environment
 //!
@@ -59,6 +62,7 @@ mod cleanup;
 pub mod fake_pg;
 mod fsutil;
 mod install;
+pub mod netns;
 pub mod probe;
 mod server;
 pub mod stage_run;
