@@ -213,7 +213,12 @@ fn audited_spec(dir: &Path, port: u16, level: &str, extra: Value) -> PathBuf {
 }
 
 /// compute-ctl with the real stages, its rsyslog files in `rsyslog`'s directory.
-fn compute_ctl(dir: &Path, spec: &Path, http_port: u16, rsyslog: Option<&Rsyslog>) -> Command {
+fn compute_ctl(
+    dir: &Path,
+    spec: &Path,
+    (http_port, internal_port): (u16, u16),
+    rsyslog: Option<&Rsyslog>,
+) -> Command {
     let pgbin = pg_test_support::pg_bin("postgres");
     let mut command = Command::new(binary("compute-ctl"));
     command
@@ -225,7 +230,8 @@ fn compute_ctl(dir: &Path, spec: &Path, http_port: u16, rsyslog: Option<&Rsyslog
         .arg("-D")
         .arg(dir.join("pgdata"))
         .args(["--external-http-port", &http_port.to_string()])
-        .args(["--internal-http-port", "0", "--terminated-grace", "0s"])
+        .args(["--internal-http-port", &internal_port.to_string()])
+        .args(["--terminated-grace", "0s"])
         .args(["--failed-grace", "3s", "--audit-log-cleanup-interval", "200ms"])
         .env_remove("AUDIT_LOGGING_ENDPOINT")
         .env_remove("AUDIT_LOGGING_TLS_ENDPOINT")
@@ -277,7 +283,9 @@ fn hipaa_records_reach_the_receiver_without_the_tools_own_statements() {
     let port = free_tcp_port();
     let spec = audited_spec(dir.path(), port, "Hipaa", json!({}));
     let http_port = free_tcp_port();
-    let mut command = compute_ctl(dir.path(), &spec, http_port, Some(&rsyslog));
+    let internal_port = free_tcp_port();
+    let ports = (http_port, internal_port);
+    let mut command = compute_ctl(dir.path(), &spec, ports, Some(&rsyslog));
     command.env("AUDIT_LOGGING_ENDPOINT", format!("127.0.0.1:{}", receiver.port));
     let pgdata = dir.path().join("pgdata");
     let _compute = PostgresChild::new(command.spawn().unwrap(), &pgdata);
@@ -294,7 +302,13 @@ fn hipaa_records_reach_the_receiver_without_the_tools_own_statements() {
         "{conf}"
     );
 
-    // A user's DDL, in a database that is not `postgres` (whose default is pgaudit.log=none).
+    // A statement of the tools in a user database (`/grants`: a GRANT, which this level
+    // audits), then a user's DDL there (not `postgres`, whose default is pgaudit.log=none).
+    let grant = json!({"database": "app", "schema": "public", "privileges": ["CREATE"],
+                       "role": "app_reader"});
+    let url = format!("http://127.0.0.1:{internal_port}/grants");
+    let (code, answer) = compute_tools_tests::post(&url, &grant.to_string());
+    assert_eq!(code, 201, "{answer}");
     let socket = pgdata.clone();
     psql(&socket, port, "app", "CREATE TABLE audit_probe_t (i int)");
     let record = receiver
@@ -315,10 +329,11 @@ fn hipaa_records_reach_the_receiver_without_the_tools_own_statements() {
     assert!(msg.contains(",SESSION,"), "{msg}");
     assert!(msg.contains(",app,"), "the database: {msg}");
 
-    // The tools' own sessions (the apply, the activity monitor, the scans) set
-    // pgaudit.log=none: none of their statements was audited.
+    // The tools' own sessions (the apply, /grants, the activity monitor, the scans) set
+    // pgaudit.log=none: none of their statements was audited (the files are read in order,
+    // so the GRANT's record would have come before the DDL's).
     for line in receiver.lines() {
-        for theirs in ["CREATE ROLE", "app_reader", "pg_stat_activity", "compute_ctl:"] {
+        for theirs in ["CREATE ROLE", "GRANT", "app_reader", "compute_ctl:"] {
             assert!(!line.contains(theirs), "a tools statement was audited: {line}");
         }
     }
@@ -366,7 +381,7 @@ fn a_compliance_level_without_an_endpoint_fails_the_start() {
     let spec = audited_spec(dir.path(), port, "Full", json!({}));
     for endpoint in [None, Some("no-port-here")] {
         let http_port = free_tcp_port();
-        let mut command = compute_ctl(dir.path(), &spec, http_port, None);
+        let mut command = compute_ctl(dir.path(), &spec, (http_port, 0), None);
         if let Some(endpoint) = endpoint {
             command.env("AUDIT_LOGGING_ENDPOINT", endpoint);
         }
@@ -446,7 +461,7 @@ fn exported_postgres_log_lines_reach_the_collector_at_start_and_after_configure(
     let export = json!({"logs_export_host": format!("127.0.0.1:{}", first.port)});
     let spec = audited_spec(dir.path(), port, "Disabled", export);
     let http_port = free_tcp_port();
-    let inner = compute_ctl(dir.path(), &spec, http_port, Some(&rsyslog));
+    let inner = compute_ctl(dir.path(), &spec, (http_port, 0), Some(&rsyslog));
     let mut command = in_private_dev(&inner, &rsyslog.dir.join("log.sock"), dir.path());
     let pgdata = dir.path().join("pgdata");
     let _compute = PostgresChild::new(command.spawn().unwrap(), &pgdata);
