@@ -358,7 +358,9 @@ impl Cli {
                 rsyslog_dir: self.rsyslog_dir,
                 work_dir: self.rsyslog_work_dir,
                 ca_file: self.rsyslog_ca_file,
-                restart: self.rsyslog_restart.filter(|command| !command.trim().is_empty()),
+                restart: self
+                    .rsyslog_restart
+                    .filter(|command| !command.trim().is_empty()),
                 cleanup_interval: self.audit_log_cleanup_interval,
             },
         }

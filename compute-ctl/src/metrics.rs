@@ -211,7 +211,10 @@ mod tests {
         assert!(text.contains("# HELP compute_ctl_up Whether compute_ctl is running\n"));
         assert!(text.contains("pg_cctl_pagestream_request_errors_total 0"));
         assert!(text.contains("compute_pg_downtime_ms_total 1500"));
-        assert!(text.contains("\ncompute_audit_log_dir_size 4321\n"), "{text}");
+        assert!(
+            text.contains("\ncompute_audit_log_dir_size 4321\n"),
+            "{text}"
+        );
         assert!(text.contains("compute_ctl_startup_duration_seconds{phase=\"total_startup\"} 0\n"));
         assert!(text.contains("# TYPE compute_ctl_up gauge"));
     }

@@ -232,7 +232,12 @@ fn compute_ctl(
         .args(["--external-http-port", &http_port.to_string()])
         .args(["--internal-http-port", &internal_port.to_string()])
         .args(["--terminated-grace", "0s"])
-        .args(["--failed-grace", "3s", "--audit-log-cleanup-interval", "200ms"])
+        .args([
+            "--failed-grace",
+            "3s",
+            "--audit-log-cleanup-interval",
+            "200ms",
+        ])
         .env_remove("AUDIT_LOGGING_ENDPOINT")
         .env_remove("AUDIT_LOGGING_TLS_ENDPOINT")
         .stdin(Stdio::null());
@@ -271,7 +276,9 @@ fn wait_running(http_port: u16, rsyslog: Option<&Rsyslog>) {
 
 /// The JSON payload of an audit record (`<PRI>1 TIMESTAMP HOST - - - - {json}`).
 fn payload(line: &str) -> Value {
-    let start = line.find('{').unwrap_or_else(|| panic!("no JSON in {line:?}"));
+    let start = line
+        .find('{')
+        .unwrap_or_else(|| panic!("no JSON in {line:?}"));
     serde_json::from_str(&line[start..]).unwrap_or_else(|e| panic!("{e}: {line:?}"))
 }
 
@@ -286,16 +293,20 @@ fn hipaa_records_reach_the_receiver_without_the_tools_own_statements() {
     let internal_port = free_tcp_port();
     let ports = (http_port, internal_port);
     let mut command = compute_ctl(dir.path(), &spec, ports, Some(&rsyslog));
-    command.env("AUDIT_LOGGING_ENDPOINT", format!("127.0.0.1:{}", receiver.port));
+    command.env(
+        "AUDIT_LOGGING_ENDPOINT",
+        format!("127.0.0.1:{}", receiver.port),
+    );
     let pgdata = dir.path().join("pgdata");
     let _compute = PostgresChild::new(command.spawn().unwrap(), &pgdata);
     wait_running(http_port, Some(&rsyslog));
 
-    let written = std::fs::read_to_string(
-        rsyslog.dir.join("rsyslog.d/compute_audit_rsyslog.conf"),
-    )
-    .unwrap();
-    assert!(written.contains(&format!("port=\"{}\"", receiver.port)), "{written}");
+    let written =
+        std::fs::read_to_string(rsyslog.dir.join("rsyslog.d/compute_audit_rsyslog.conf")).unwrap();
+    assert!(
+        written.contains(&format!("port=\"{}\"", receiver.port)),
+        "{written}"
+    );
     let conf = std::fs::read_to_string(pgdata.join("postgresql.conf")).unwrap();
     assert!(
         conf.contains("shared_preload_libraries='pgaudit,pgauditlogtofile'\n"),
@@ -334,7 +345,10 @@ fn hipaa_records_reach_the_receiver_without_the_tools_own_statements() {
     // so the GRANT's record would have come before the DDL's).
     for line in receiver.lines() {
         for theirs in ["CREATE ROLE", "GRANT", "app_reader", "compute_ctl:"] {
-            assert!(!line.contains(theirs), "a tools statement was audited: {line}");
+            assert!(
+                !line.contains(theirs),
+                "a tools statement was audited: {line}"
+            );
         }
     }
 
@@ -469,7 +483,10 @@ fn exported_postgres_log_lines_reach_the_collector_at_start_and_after_configure(
     let conf = std::fs::read_to_string(pgdata.join("postgresql.conf")).unwrap();
     assert!(conf.contains("log_destination='stderr,syslog'\n"), "{conf}");
     assert!(
-        !rsyslog.dir.join("rsyslog.d/compute_audit_rsyslog.conf").exists(),
+        !rsyslog
+            .dir
+            .join("rsyslog.d/compute_audit_rsyslog.conf")
+            .exists(),
         "no audit configuration below the compliance levels"
     );
 
@@ -480,10 +497,19 @@ fn exported_postgres_log_lines_reach_the_collector_at_start_and_after_configure(
     raise("export-probe-one");
     let line = first
         .wait_for("export-probe-one", Duration::from_secs(60))
-        .unwrap_or_else(|| panic!("nothing exported: {:?}\n{}", first.lines(), rsyslog.output()));
+        .unwrap_or_else(|| {
+            panic!(
+                "nothing exported: {:?}\n{}",
+                first.lines(),
+                rsyslog.output()
+            )
+        });
     // RFC 5424 (RSYSLOG_SyslogProtocol23Format): `<PRI>1 TIMESTAMP HOST APP-NAME …`.
     let fields: Vec<&str> = line.split(' ').collect();
-    assert!(fields[0].starts_with('<') && fields[0].ends_with(">1"), "{line}");
+    assert!(
+        fields[0].starts_with('<') && fields[0].ends_with(">1"),
+        "{line}"
+    );
     assert_eq!(fields[3], "postgres", "{line}");
 
     // /configure with another collector: the file is rewritten, rsyslog restarted.
@@ -497,7 +523,10 @@ fn exported_postgres_log_lines_reach_the_collector_at_start_and_after_configure(
     wait_running(http_port, Some(&rsyslog));
     let written =
         std::fs::read_to_string(rsyslog.dir.join("rsyslog.d/postgres_logs.conf")).unwrap();
-    assert!(written.contains(&format!("port=\"{}\"", second.port)), "{written}");
+    assert!(
+        written.contains(&format!("port=\"{}\"", second.port)),
+        "{written}"
+    );
     raise("export-probe-two");
     assert!(
         second
@@ -507,7 +536,10 @@ fn exported_postgres_log_lines_reach_the_collector_at_start_and_after_configure(
         second.lines(),
         rsyslog.output()
     );
-    assert!(first.lines().iter().all(|l| !l.contains("export-probe-two")));
+    assert!(first
+        .lines()
+        .iter()
+        .all(|l| !l.contains("export-probe-two")));
 
     // A bad logs_export_host fails the reconfiguration, naming the field.
     spec_json["logs_export_host"] = json!("no-port");

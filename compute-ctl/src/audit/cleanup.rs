@@ -131,7 +131,7 @@ mod tests {
                 .unwrap();
         }
         let done = pass(dir.path(), now).unwrap();
-        assert_eq!(done.deleted, [old_audit.clone()]);
+        assert_eq!(done.deleted, std::slice::from_ref(&old_audit));
         assert!(!old_audit.exists());
         assert!(old_server.exists(), "only audit*.log files are deleted");
         // Upstream's rule: names ending in `log`, so `catalog` counts and `notes.txt`, the

@@ -256,9 +256,7 @@ fn write_file(path: &Path, text: &str) -> Result<(), String> {
         .unwrap_or_default();
     let temporary = dir.join(format!(".{file_name}.compute-ctl-{}", std::process::id()));
     let written = std::fs::write(&temporary, text)
-        .and_then(|()| {
-            std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o644))
-        })
+        .and_then(|()| std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o644)))
         .and_then(|()| std::fs::rename(&temporary, path));
     written.map_err(|error| {
         let _ = std::fs::remove_file(&temporary);

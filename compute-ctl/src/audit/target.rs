@@ -179,7 +179,14 @@ mod tests {
             export_host("collector:10514"),
             Ok(target("collector", 10514))
         );
-        for bad in ["collector", "[::1]:514", "::1:514", "a:1:2", "h\":1", "h:1\"#"] {
+        for bad in [
+            "collector",
+            "[::1]:514",
+            "::1:514",
+            "a:1:2",
+            "h\":1",
+            "h:1\"#",
+        ] {
             assert!(export_host(bad).is_err(), "{bad:?}");
         }
     }

@@ -104,7 +104,10 @@ fn bad_endpoints_and_ids_are_refused_naming_their_source() {
     let setup = Setup::new();
     let doc = document(&setup.pgdata(), spec("Hipaa", serde_json::json!({})));
     let error = plan_start(&setup.params, &doc, env(&[(ENDPOINT_VAR, "nohost")])).unwrap_err();
-    assert!(error.starts_with("AUDIT_LOGGING_ENDPOINT: \"nohost\""), "{error}");
+    assert!(
+        error.starts_with("AUDIT_LOGGING_ENDPOINT: \"nohost\""),
+        "{error}"
+    );
     // The TLS one wins, so its error is the one reported.
     let vars = [(ENDPOINT_VAR, "ok:1"), (TLS_ENDPOINT_VAR, "h:1\"\naction(")];
     let error = plan_start(&setup.params, &doc, env(&vars)).unwrap_err();
@@ -120,7 +123,10 @@ fn bad_endpoints_and_ids_are_refused_naming_their_source() {
     let doc = document(&setup.pgdata(), hostile);
     let error = plan_start(&setup.params, &doc, env(&[(ENDPOINT_VAR, "h:1")])).unwrap_err();
     assert!(error.starts_with("project_id "), "{error}");
-    let bad_export = spec("Disabled", serde_json::json!({"logs_export_host": "h:1\"x"}));
+    let bad_export = spec(
+        "Disabled",
+        serde_json::json!({"logs_export_host": "h:1\"x"}),
+    );
     let doc = document(&setup.pgdata(), bad_export);
     let error = plan_start(&setup.params, &doc, env(&[])).unwrap_err();
     assert!(error.starts_with("logs_export_host: "), "{error}");
@@ -146,15 +152,30 @@ fn a_start_writes_both_files_and_restarts_once() {
     assert_eq!(setup.restarts(), 1);
     let audit = setup.read(AUDIT_CONF).unwrap();
     assert!(audit.contains("target=\"::1\" port=\"6514\""), "{audit}");
-    assert!(audit.contains("StreamDriverPermittedPeers=\"::1\""), "{audit}");
-    assert!(audit.contains("set $.json_log!endpoint_id = \"ep-test-1\";"), "{audit}");
-    assert!(audit.contains("set $.json_log!project_id = \"proj-1\";"), "{audit}");
+    assert!(
+        audit.contains("StreamDriverPermittedPeers=\"::1\""),
+        "{audit}"
+    );
+    assert!(
+        audit.contains("set $.json_log!endpoint_id = \"ep-test-1\";"),
+        "{audit}"
+    );
+    assert!(
+        audit.contains("set $.json_log!project_id = \"proj-1\";"),
+        "{audit}"
+    );
     let pgdata = setup.pgdata();
     assert!(audit.contains(&format!("File=\"{}/log/*.log\"", pgdata.display())));
-    let mode = std::fs::metadata(pgdata.join("log")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(pgdata.join("log"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o700);
     let export = setup.read(EXPORT_CONF).unwrap();
-    assert!(export.contains("target=\"collector\" port=\"10514\""), "{export}");
+    assert!(
+        export.contains("target=\"collector\" port=\"10514\""),
+        "{export}"
+    );
     // A second start restarts again: the audit file is rewritten at every start.
     install_start(&setup.params, &plan, &setup.pgdata()).unwrap();
     assert_eq!(setup.restarts(), 2);
@@ -163,22 +184,29 @@ fn a_start_writes_both_files_and_restarts_once() {
 #[test]
 fn reconfigured_export_restarts_only_on_a_change() {
     let setup = Setup::new();
-    let first = export_text(&serde_json::from_value(spec(
-        "Disabled",
-        serde_json::json!({"logs_export_host": "collector:1"}),
-    ))
-    .unwrap())
+    let first = export_text(
+        &serde_json::from_value(spec(
+            "Disabled",
+            serde_json::json!({"logs_export_host": "collector:1"}),
+        ))
+        .unwrap(),
+    )
     .unwrap();
     assert!(install_export(&setup.params, first.as_deref()).unwrap());
     assert!(!install_export(&setup.params, first.as_deref()).unwrap());
     assert!(!install_export(&setup.params, None).unwrap());
-    assert!(setup.read(EXPORT_CONF).is_some(), "a disabled export keeps the file");
+    assert!(
+        setup.read(EXPORT_CONF).is_some(),
+        "a disabled export keeps the file"
+    );
     assert_eq!(setup.restarts(), 1);
-    let second = export_text(&serde_json::from_value(spec(
-        "Disabled",
-        serde_json::json!({"logs_export_host": "collector:2"}),
-    ))
-    .unwrap())
+    let second = export_text(
+        &serde_json::from_value(spec(
+            "Disabled",
+            serde_json::json!({"logs_export_host": "collector:2"}),
+        ))
+        .unwrap(),
+    )
     .unwrap();
     assert!(install_export(&setup.params, second.as_deref()).unwrap());
     assert_eq!(setup.restarts(), 2);
@@ -192,5 +220,8 @@ fn restart_and_write_failures_say_what_to_do() {
     assert!(error.contains("COMPUTE_CTL_RSYSLOG_RESTART"), "{error}");
     setup.params.rsyslog_dir = setup.dir.path().join("missing");
     let error = install_export(&setup.params, Some("y\n")).unwrap_err();
-    assert!(error.contains("does not exist") && error.contains("--rsyslog-dir"), "{error}");
+    assert!(
+        error.contains("does not exist") && error.contains("--rsyslog-dir"),
+        "{error}"
+    );
 }

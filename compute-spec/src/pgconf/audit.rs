@@ -52,13 +52,17 @@ pub fn is_compliance(level: AuditLogLevel) -> bool {
 /// audit lines) and the JSON path it came from.
 pub fn spec_preload(spec: &ComputeSpec) -> Option<(String, String)> {
     let settings = spec.cluster.settings.as_deref().unwrap_or(&[]);
-    let from_settings = settings.iter().enumerate().rev().find_map(|(index, option)| {
-        let value = option.value.as_ref()?;
-        option
-            .name
-            .eq_ignore_ascii_case(PRELOAD)
-            .then(|| (value.clone(), format!("cluster.settings[{index}].value")))
-    });
+    let from_settings = settings
+        .iter()
+        .enumerate()
+        .rev()
+        .find_map(|(index, option)| {
+            let value = option.value.as_ref()?;
+            option
+                .name
+                .eq_ignore_ascii_case(PRELOAD)
+                .then(|| (value.clone(), format!("cluster.settings[{index}].value")))
+        });
     from_settings.or_else(|| {
         let text = spec.cluster.postgresql_conf.as_deref()?;
         entries(text)
@@ -161,7 +165,10 @@ mod tests {
     #[test]
     fn blocks_per_level_are_exact() {
         let none = serde_json::json!([]);
-        assert_eq!(block(&spec("Disabled", none.clone(), None), true), Ok(String::new()));
+        assert_eq!(
+            block(&spec("Disabled", none.clone(), None), true),
+            Ok(String::new())
+        );
         for level in ["Log", "Base"] {
             assert_eq!(
                 block(&spec(level, preload("neon,pg_stat_statements"), None), true).unwrap(),
@@ -199,10 +206,22 @@ mod tests {
     #[test]
     fn libraries_follow_the_substring_rule() {
         let hipaa = AuditLogLevel::Hipaa;
-        assert_eq!(preload_value(Some("pgauditlogtofile"), hipaa, true), "pgauditlogtofile");
-        assert_eq!(preload_value(Some("pgaudit"), hipaa, true), "pgaudit,pgauditlogtofile");
-        assert_eq!(preload_value(Some("  "), AuditLogLevel::Log, false), "pgaudit");
-        assert_eq!(preload_value(None, AuditLogLevel::Log, true), "neon,pgaudit");
+        assert_eq!(
+            preload_value(Some("pgauditlogtofile"), hipaa, true),
+            "pgauditlogtofile"
+        );
+        assert_eq!(
+            preload_value(Some("pgaudit"), hipaa, true),
+            "pgaudit,pgauditlogtofile"
+        );
+        assert_eq!(
+            preload_value(Some("  "), AuditLogLevel::Log, false),
+            "pgaudit"
+        );
+        assert_eq!(
+            preload_value(None, AuditLogLevel::Log, true),
+            "neon,pgaudit"
+        );
         assert_eq!(preload_value(None, AuditLogLevel::Log, false), "pgaudit");
         assert_eq!(preload_value(Some("x"), AuditLogLevel::Disabled, true), "x");
     }
@@ -227,7 +246,10 @@ mod tests {
             Some(("d'x".into(), "cluster.postgresql_conf".into()))
         );
         let text = block(&conf_only, true).unwrap();
-        assert!(text.contains("shared_preload_libraries='d''x,pgaudit'\n"), "{text}");
+        assert!(
+            text.contains("shared_preload_libraries='d''x,pgaudit'\n"),
+            "{text}"
+        );
     }
 
     /// The block follows the managed block (so it wins), the file still has one setting a
@@ -241,9 +263,19 @@ mod tests {
         assert!(text.find(MANAGED_END).unwrap() < begin, "{text}");
         let found = entries(&text);
         assert!(found.iter().all(|(name, _)| name != "evil"), "{found:?}");
-        let last = found.iter().rev().find(|(name, _)| name == PRELOAD).unwrap();
-        assert_eq!(unquote(&last.1), format!("{hostile},pgaudit,pgauditlogtofile"));
-        let lines = text.lines().filter(|line| line.starts_with("pgaudit.")).count();
+        let last = found
+            .iter()
+            .rev()
+            .find(|(name, _)| name == PRELOAD)
+            .unwrap();
+        assert_eq!(
+            unquote(&last.1),
+            format!("{hostile},pgaudit,pgauditlogtofile")
+        );
+        let lines = text
+            .lines()
+            .filter(|line| line.starts_with("pgaudit."))
+            .count();
         assert_eq!(lines, 4, "{text}");
     }
 
