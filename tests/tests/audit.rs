@@ -339,6 +339,9 @@ fn hipaa_records_reach_the_receiver_without_the_tools_own_statements() {
     assert!(msg.contains("CREATE TABLE audit_probe_t"), "{msg}");
     assert!(msg.contains(",SESSION,"), "{msg}");
     assert!(msg.contains(",app,"), "the database: {msg}");
+    // `stop`: the record went to the receiver only, not to the main configuration's file.
+    let all = std::fs::read_to_string(rsyslog.dir.join("all.log")).unwrap_or_default();
+    assert!(!all.contains("audit_probe_t"), "{all}");
 
     // The tools' own sessions (the apply, /grants, the activity monitor, the scans) set
     // pgaudit.log=none: none of their statements was audited (the files are read in order,
@@ -393,7 +396,7 @@ fn a_compliance_level_without_an_endpoint_fails_the_start() {
     let dir = TestDir::new("e2e-audit-missing");
     let port = free_tcp_port();
     let spec = audited_spec(dir.path(), port, "Full", json!({}));
-    for endpoint in [None, Some("no-port-here")] {
+    for endpoint in [None, Some("no-port-here"), Some("127.0.0.1:9")] {
         let http_port = free_tcp_port();
         let mut command = compute_ctl(dir.path(), &spec, (http_port, 0), None);
         if let Some(endpoint) = endpoint {
@@ -416,9 +419,15 @@ fn a_compliance_level_without_an_endpoint_fails_the_start() {
                     && error.contains("AUDIT_LOGGING_ENDPOINT is set"),
                 "{error}"
             ),
-            Some(_) => assert!(
+            Some("no-port-here") => assert!(
                 error.contains("AUDIT_LOGGING_ENDPOINT: \"no-port-here\"")
                     && error.contains("expected host:port"),
+                "{error}"
+            ),
+            // A good endpoint, but no rsyslog directory to write to (checked after the
+            // stages, before Postgres starts).
+            Some(_) => assert!(
+                error.contains("no-rsyslog.d does not exist") && error.contains("--rsyslog-dir"),
                 "{error}"
             ),
         }
