@@ -442,6 +442,14 @@ fn a_compliance_level_without_an_endpoint_fails_the_start() {
 /// entry bind-mounted) plus `/dev/log` → `socket`: Postgres's syslog messages go to the
 /// test's rsyslogd, and nothing outside the namespace changes.
 fn in_private_dev(inner: &Command, socket: &Path, scratch: &Path) -> Command {
+    let probe = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "true"])
+        .status();
+    assert!(
+        probe.is_ok_and(|status| status.success()),
+        "this test runs compute-ctl in a private mount namespace: it needs root (CAP_SYS_ADMIN) \
+         and util-linux's unshare"
+    );
     let script = scratch.join("private-dev.sh");
     // The old /dev is reached through the shell's working directory once the new one is
     // mounted over it (the test directory itself lives under /dev/shm).
