@@ -127,6 +127,24 @@ pub struct Cli {
     /// Log line format on stderr.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// Where the audit and log-export rsyslog files are written (rsyslog must include it).
+    #[arg(long, env = "COMPUTE_CTL_RSYSLOG_DIR", default_value = crate::audit::RSYSLOG_DIR)]
+    pub rsyslog_dir: PathBuf,
+    /// rsyslog's work directory (imfile's state), written into the audit configuration.
+    #[arg(long, env = "COMPUTE_CTL_RSYSLOG_WORK_DIR", default_value = crate::audit::WORK_DIR)]
+    pub rsyslog_work_dir: PathBuf,
+    /// CA bundle rsyslog checks the AUDIT_LOGGING_TLS_ENDPOINT receiver's certificate with.
+    #[arg(long, env = "COMPUTE_CTL_RSYSLOG_CA_FILE", default_value = crate::audit::CA_FILE)]
+    pub rsyslog_ca_file: PathBuf,
+    /// Shell command that restarts rsyslog after its files changed (default: upstream's
+    /// `pkill rsyslogd`, which stops every rsyslogd on the machine, and a wait of at most 5 s
+    /// for a supervisor to start it again).
+    #[arg(long, env = "COMPUTE_CTL_RSYSLOG_RESTART")]
+    pub rsyslog_restart: Option<String>,
+    /// How often old audit log files (`<PGDATA>/log/audit*.log`, over 15 min) are deleted
+    /// and `compute_audit_log_dir_size` is measured.
+    #[arg(long, env = "COMPUTE_CTL_AUDIT_LOG_CLEANUP_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    pub audit_log_cleanup_interval: Duration,
 }
 
 /// A duration flag: humantime's forms (`30s`, `1500ms`, `2m`, `1h 30m`, …), or a bare number
@@ -193,6 +211,8 @@ pub struct Params {
     pub local_proxy: crate::local_proxy::LocalProxyParams,
     /// The pre-start swap and disk-quota tools.
     pub vm_tools: crate::vm_tools::VmToolParams,
+    /// rsyslog's files and restart, the audit log upkeep.
+    pub audit: crate::audit::AuditParams,
 }
 
 /// Upstream flags that are not one subsystem's parameters: `-r` (remote extensions),
@@ -331,6 +351,15 @@ impl Cli {
                 resize_swap: self.resize_swap_tool,
                 set_disk_quota: self.set_disk_quota_tool,
                 sudo: self.vm_tools_sudo,
+            },
+            audit: crate::audit::AuditParams {
+                rsyslog_dir: self.rsyslog_dir,
+                work_dir: self.rsyslog_work_dir,
+                ca_file: self.rsyslog_ca_file,
+                restart: self
+                    .rsyslog_restart
+                    .filter(|command| !command.trim().is_empty()),
+                cleanup_interval: self.audit_log_cleanup_interval,
             },
         }
     }

@@ -195,11 +195,13 @@ impl Controller {
             crate::vm_tools::before_start(&self.params.vm_tools, spec)
                 .map_err(|message| StageError::new(crate::STAGE, ErrorKind::Child, message))?;
         }
+        let audit = crate::audit::plan_for_start(&self.params.audit, &document)?;
         let log_args = self.log_args();
         let document = self.run_document_stage(name::SYNC_SAFEKEEPERS, &log_args, &document)?;
         let document = self.run_document_stage(name::BASEBACKUP_FETCH, &log_args, &document)?;
         let document = self.fetch_extensions(&log_args, document)?;
         self.check_not_terminating()?;
+        crate::audit::install_for_start(&self.params.audit, &audit, &document.pgdata)?;
         let bytes = stages::document_bytes(&document)?;
         self.supervisor = Some(Supervisor::start(
             &log_args,
@@ -253,6 +255,8 @@ impl Controller {
             .deferred
             .installed_extensions_collection_interval;
         crate::ext_stats::spawn(&self.shared, &document, interval);
+        let upkeep = self.params.audit.cleanup_interval;
+        crate::audit::cleanup::spawn(&self.shared, &document.pgdata, upkeep);
         self.start_lfc_tasks(&document);
         self.start_tls_watch();
         crate::pgbouncer::apply_in_background(&self.params.pgbouncer, &document);

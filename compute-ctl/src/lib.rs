@@ -20,6 +20,8 @@
 //! * [`migrations`]: `pg-reconcile --migrate` in the background after a primary's start-up
 //!   apply; [`ext_stats`]: the installed-extension scans and their metric.
 //! * [`lease`]: LSN leases of a Static compute, renewed while its Postgres runs.
+//! * [`audit`]: the compliance audit and log export rsyslog files, rsyslog restarts, and the
+//!   audit log directory's upkeep.
 //!
 //! Reads from the document: the spec (mode, safekeepers, `skip_pg_catalog_updates`, tenant and
 //! timeline), `compute_ctl_config` (JWT keys), the stage sections (timings for
@@ -33,6 +35,7 @@
 //! real PostgreSQL in `compute-ctl/tests/`.
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod auth;
 pub mod catalog;
 pub mod cli;

@@ -54,7 +54,7 @@ pub fn render(inner: &Inner) -> String {
             "compute_audit_log_dir_size",
             "gauge",
             "Size of audit log directory in bytes",
-            0,
+            counters.audit_log_dir_size,
         ),
         (
             "compute_pg_current_downtime_ms",
@@ -201,13 +201,20 @@ mod tests {
     fn exposition_names_the_current_status() {
         let shared = Shared::new();
         shared.transition(ComputeStatus::Init).unwrap();
-        shared.update(|inner| inner.counters.downtime_total_ms = 1500);
+        shared.update(|inner| {
+            inner.counters.downtime_total_ms = 1500;
+            inner.counters.audit_log_dir_size = 4321;
+        });
         let text = render(&shared.lock());
         assert!(text.contains("compute_ctl_up{build_tag=\"latest\",status=\"init\"} 1"));
         assert_eq!(text.matches("compute_ctl_up{").count(), 1, "{text}");
         assert!(text.contains("# HELP compute_ctl_up Whether compute_ctl is running\n"));
         assert!(text.contains("pg_cctl_pagestream_request_errors_total 0"));
         assert!(text.contains("compute_pg_downtime_ms_total 1500"));
+        assert!(
+            text.contains("\ncompute_audit_log_dir_size 4321\n"),
+            "{text}"
+        );
         assert!(text.contains("compute_ctl_startup_duration_seconds{phase=\"total_startup\"} 0\n"));
         assert!(text.contains("# TYPE compute_ctl_up gauge"));
     }

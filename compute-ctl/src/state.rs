@@ -186,6 +186,9 @@ pub struct Counters {
     pub pagestream_request_errors_total: u64,
     /// Failed catalog migrations by id (`compute_ctl_db_migration_failed_total`).
     pub migration_failures: std::collections::BTreeMap<i64, u64>,
+    /// Bytes of the `*log` files in `<PGDATA>/log` (`compute_audit_log_dir_size`, set by
+    /// [`crate::audit::cleanup`]).
+    pub audit_log_dir_size: u64,
 }
 
 /// Everything behind the lock.

@@ -30,6 +30,7 @@ fn params() -> ConfParams {
         extension_server_port: None,
         dynamic_shared_memory_mmap: false,
         extra_lines: Vec::new(),
+        neon_library: false,
     }
 }
 

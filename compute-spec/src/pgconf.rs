@@ -2,7 +2,8 @@
 //!
 //! Order: the spec's `postgresql_conf` text; the Neon storage settings; the ids; the locale
 //! settings; `neon.compute_mode` (and `hot_standby`, `recovery_target_lsn`); the privileged
-//! role name; the managed settings block; the settings this project owns for the local
+//! role name; the managed settings block; `log_destination` for `logs_export_host`; the
+//! audit settings of `audit_log_level` ([`audit`]); the settings this project owns for the local
 //! instance (port, socket directory, extra lines such as `primary_conninfo`); and last the
 //! `include_if_exists = 'compute_ctl_temp_override.conf'` line.
 //!
@@ -20,6 +21,7 @@ use crate::guc;
 use crate::quote::quote_conf_value;
 use crate::spec::{ComputeMode, ComputeSpec, GenericOption};
 
+pub mod audit;
 pub mod tls;
 
 /// A value that cannot be written to `postgresql.conf`.
@@ -107,6 +109,9 @@ pub struct ConfParams {
     pub dynamic_shared_memory_mmap: bool,
     /// Extra `name = value` lines (values already quoted), after the managed block.
     pub extra_lines: Vec<(String, String)>,
+    /// The installation has Neon's `neon` library: an audited spec without
+    /// `shared_preload_libraries` preloads it with the audit libraries (see [`audit`]).
+    pub neon_library: bool,
 }
 
 /// One settings line, `name = value` (see [`guc::render_value`]), for entry `index` of
@@ -218,6 +223,7 @@ pub fn render_with(
     if spec.logs_export_host.is_some() {
         line(&mut conf, "log_destination", "'stderr,syslog'");
     }
+    conf.push_str(&audit::block(spec, params.neon_library)?);
     conf.push_str("# compute-tools: the local instance\n");
     line(&mut conf, "port", &params.port.to_string());
     let socket_dir = params.socket_dir.to_string_lossy();
@@ -393,7 +399,19 @@ pub fn params_for(document: &ComputeDocument) -> ConfParams {
         extension_server_port: document.instance.extension_server_port,
         dynamic_shared_memory_mmap: overcommit.trim() == "2",
         extra_lines: Vec::new(),
+        neon_library: has_neon_library(&document.pgbin),
     }
+}
+
+/// Whether Neon's `neon` library is installed beside `pgbin` (`<bin>/../lib/neon.so`, Neon's
+/// image layout, or `<bin>/../lib/postgresql/neon.so`, PostgreSQL's default `pkglibdir`).
+pub fn has_neon_library(pgbin: &std::path::Path) -> bool {
+    let Some(prefix) = pgbin.parent().and_then(std::path::Path::parent) else {
+        return false;
+    };
+    ["lib/neon.so", "lib/postgresql/neon.so"]
+        .iter()
+        .any(|candidate| prefix.join(candidate).is_file())
 }
 
 #[cfg(test)]
@@ -435,6 +453,7 @@ mod tests {
             extension_server_port: Some(3081),
             dynamic_shared_memory_mmap: false,
             extra_lines: vec![("primary_conninfo".to_string(), "'host=x'".to_string())],
+            neon_library: false,
         };
         let conf = render(&spec, &params).unwrap();
         let position = |needle: &str| {
@@ -476,6 +495,7 @@ mod tests {
             extension_server_port: None,
             dynamic_shared_memory_mmap: true,
             extra_lines: Vec::new(),
+            neon_library: false,
         };
         let conf = render(&spec, &params).unwrap();
         assert!(conf.contains(
@@ -507,6 +527,7 @@ mod tests {
             extension_server_port: None,
             dynamic_shared_memory_mmap: false,
             extra_lines: Vec::new(),
+            neon_library: false,
         };
         let enabled = format!("\n{}\n", subscribers_line(false));
         assert!(render(&spec, &params).unwrap().contains(&enabled));

@@ -18,6 +18,7 @@ pub fn params() -> ConfParams {
         extension_server_port: Some(3081),
         dynamic_shared_memory_mmap: false,
         extra_lines: Vec::new(),
+        neon_library: false,
     }
 }
 

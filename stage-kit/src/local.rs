@@ -12,11 +12,13 @@ use compute_spec::document::ComputeDocument;
 use compute_spec::error::{ErrorKind, StageError};
 
 /// Session options forced on the tools' own connections (`-c name=value` form).
+/// `pgaudit.log=none`: the tools' own statements are not audited (as upstream's compute_ctl
+/// sessions); a superuser setting, which the admin role may set.
 pub fn forced_options(user: &str) -> String {
     let role = compute_spec::quote::quote_options_word(user);
     format!(
         "-c role={role} -c default_transaction_read_only=off -c search_path= \
-         -c statement_timeout=0"
+         -c statement_timeout=0 -c pgaudit.log=none"
     )
 }
 

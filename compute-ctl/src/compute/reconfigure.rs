@@ -214,9 +214,14 @@ impl Controller {
             .document
             .clone()
             .ok_or_else(|| crate::internal("no document for a running compute"))?;
+        // logs_export_host is checked before anything changes, written once the rest applied.
+        let export = crate::audit::export_text(&spec)
+            .map_err(|message| StageError::new(crate::STAGE, ErrorKind::InvalidSpec, message))?;
         let stored = spec.clone();
         let previous = document.spec.replace(spec);
         self.reconcile_live(document, previous.as_ref())?;
+        crate::audit::install_export(&self.params.audit, export.as_deref())
+            .map_err(|message| StageError::new(crate::STAGE, ErrorKind::Io, message))?;
         crate::ext_stats::store_interval(&self.shared, &stored);
         Ok(())
     }

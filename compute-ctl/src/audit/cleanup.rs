@@ -1,0 +1,143 @@
+//! The audit log directory's upkeep (upstream's §11.2): every `--audit-log-cleanup-interval`
+//! (60 s), the `audit*.log` files in `<PGDATA>/log` older than 15 minutes are deleted (rsyslog
+//! has forwarded them by then; pgauditlogtofile rotates every 5 minutes), and
+//! `compute_audit_log_dir_size` is set to the bytes of the regular files there whose names
+//! end in `log`. The thread ends when the compute terminates.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::state::{ComputeStatus, Shared};
+
+/// Audit files older than this are deleted.
+pub const MAX_AGE: Duration = Duration::from_secs(15 * 60);
+
+/// What one pass found and did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Pass {
+    /// Files deleted.
+    pub deleted: Vec<PathBuf>,
+    /// Bytes of the regular `*log` files left.
+    pub size: u64,
+}
+
+/// One pass over `dir` at `now`: deletes the old `audit*.log` files, then measures. A missing
+/// directory is an empty one.
+pub fn pass(dir: &Path, now: SystemTime) -> std::io::Result<Pass> {
+    let mut result = Pass::default();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(result),
+        Err(error) => return Err(error),
+    };
+    for entry in entries {
+        let entry = entry?;
+        // symlink_metadata: a link is not a regular file, and is neither followed nor counted.
+        let Ok(metadata) = entry.path().symlink_metadata() else {
+            continue;
+        };
+        if !metadata.is_file() {
+            continue;
+        }
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let old = metadata
+            .modified()
+            .ok()
+            .and_then(|modified| now.duration_since(modified).ok())
+            .is_some_and(|age| age > MAX_AGE);
+        if name.starts_with("audit") && name.ends_with(".log") && old {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    result.deleted.push(entry.path());
+                    continue;
+                }
+                Err(error) => {
+                    tracing::warn!(file = %entry.path().display(), %error, "cannot delete an old audit log file");
+                }
+            }
+        }
+        if name.ends_with("log") {
+            result.size += metadata.len();
+        }
+    }
+    Ok(result)
+}
+
+/// Starts the upkeep thread for `<pgdata>/log`, a pass at once and then every `interval`.
+pub fn spawn(shared: &Arc<Shared>, pgdata: &Path, interval: Duration) {
+    let shared = shared.clone();
+    let dir = pgdata.join("log");
+    let started = std::thread::Builder::new()
+        .name("audit-log-upkeep".into())
+        .spawn(move || loop {
+            match pass(&dir, SystemTime::now()) {
+                Ok(done) => {
+                    if !done.deleted.is_empty() {
+                        tracing::info!(files = done.deleted.len(), dir = %dir.display(), "deleted old audit log files");
+                    }
+                    shared.update(|inner| inner.counters.audit_log_dir_size = done.size);
+                }
+                Err(error) => {
+                    tracing::warn!(dir = %dir.display(), %error, "cannot read the audit log directory");
+                }
+            }
+            let status = shared
+                .wait_until(interval, |inner| stopped(inner.status()))
+                .status();
+            if stopped(status) {
+                return;
+            }
+        });
+    if let Err(error) = started {
+        tracing::error!(%error, "cannot start the audit log upkeep");
+    }
+}
+
+fn stopped(status: ComputeStatus) -> bool {
+    status.is_terminating() || status == ComputeStatus::Terminated
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn old_audit_files_go_and_the_rest_is_measured() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, bytes: usize| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, vec![b'x'; bytes]).unwrap();
+            path
+        };
+        let old_audit = write("audit-20260101_0000.log", 100);
+        write("audit-20260101_0005.log", 10);
+        let old_server = write("postgresql-old.log", 20);
+        write("notes.txt", 1000);
+        write("catalog", 1000);
+        write("weird.xlog", 3);
+        std::fs::create_dir(dir.path().join("dir.log")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("link.log")).unwrap();
+        let now = SystemTime::now() + MAX_AGE + Duration::from_secs(60);
+        // Only the first and third are old.
+        let fresh = SystemTime::now() + Duration::from_secs(120);
+        for name in ["audit-20260101_0005.log", "weird.xlog"] {
+            std::fs::File::options()
+                .write(true)
+                .open(dir.path().join(name))
+                .unwrap()
+                .set_modified(fresh)
+                .unwrap();
+        }
+        let done = pass(dir.path(), now).unwrap();
+        assert_eq!(done.deleted, std::slice::from_ref(&old_audit));
+        assert!(!old_audit.exists());
+        assert!(old_server.exists(), "only audit*.log files are deleted");
+        // Upstream's rule: names ending in `log`, so `catalog` counts and `notes.txt`, the
+        // directory and the link do not.
+        assert_eq!(done.size, 10 + 20 + 1000 + 3);
+        let missing = pass(&dir.path().join("missing"), now).unwrap();
+        assert_eq!(missing, Pass::default());
+    }
+}

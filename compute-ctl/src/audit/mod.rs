@@ -1,0 +1,352 @@
+//! Audit logging and Postgres log export through rsyslog (upstream's §11.2 and §11.3).
+//!
+//! * **Compliance audit** (`audit_log_level` `Hipaa`, `Extended`, `Full`; start only): the
+//!   target is `AUDIT_LOGGING_TLS_ENDPOINT` (TLS) when non-empty, else
+//!   `AUDIT_LOGGING_ENDPOINT`; both empty fails the start before any stage runs, naming both
+//!   variables, and so does an endpoint that is not `host:port` (upstream panics). Just
+//!   before Postgres starts, [`AUDIT_CONF`] is written into `--rsyslog-dir`, `<PGDATA>/log`
+//!   is created (PGDATA's owner, 0700) so rsyslog's file watch has its directory, and
+//!   rsyslog is restarted.
+//! * **Log export** (`logs_export_host`; start and every reconfiguration): [`EXPORT_CONF`] in
+//!   the same directory. The same content already there: nothing; export no longer asked
+//!   for: nothing (the old file stays, as upstream); else written and rsyslog restarted.
+//! * **Restart**: `--rsyslog-restart` (env `COMPUTE_CTL_RSYSLOG_RESTART`), a shell command
+//!   run with `sh -c` (stdout discarded, stderr to compute-ctl's, at most
+//!   [`RESTART_TIMEOUT`]); without it, upstream's `pkill rsyslogd` and a wait of at most 5 s
+//!   for a supervisor to start it again (`pgrep rsyslogd`). Every failure fails the start or
+//!   the reconfiguration with a message that says what to do.
+//!
+//! Every value written into an rsyslog file is checked first ([`target`]): hosts, ports,
+//! ids and paths that could end a string constant are refused, naming their source.
+
+pub mod cleanup;
+pub mod rsyslog;
+pub mod target;
+
+use std::ffi::OsString;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use compute_spec::error::{ErrorKind, StageError};
+use compute_spec::pgconf::audit::is_compliance;
+use compute_spec::spec::ComputeSpec;
+use compute_spec::ComputeDocument;
+
+use self::rsyslog::AuditConf;
+use self::target::Target;
+
+/// The compliance audit configuration's file name.
+pub const AUDIT_CONF: &str = "compute_audit_rsyslog.conf";
+/// The log export configuration's file name.
+pub const EXPORT_CONF: &str = "postgres_logs.conf";
+/// The plain-TCP audit endpoint variable.
+pub const ENDPOINT_VAR: &str = "AUDIT_LOGGING_ENDPOINT";
+/// The TLS audit endpoint variable (wins over [`ENDPOINT_VAR`]).
+pub const TLS_ENDPOINT_VAR: &str = "AUDIT_LOGGING_TLS_ENDPOINT";
+/// Upstream's rsyslog configuration directory.
+pub const RSYSLOG_DIR: &str = "/etc/rsyslog.d";
+/// Upstream's rsyslog work directory.
+pub const WORK_DIR: &str = "/var/log/rsyslog";
+/// Upstream's CA bundle for the TLS endpoint.
+pub const CA_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";
+/// The longest a `--rsyslog-restart` command may run.
+pub const RESTART_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long upstream's restart waits for rsyslogd to be back.
+pub const RESPAWN_WAIT: Duration = Duration::from_secs(5);
+
+/// The audit and log-export flags.
+#[derive(Clone, Debug)]
+pub struct AuditParams {
+    /// Where the rsyslog files go (`--rsyslog-dir`).
+    pub rsyslog_dir: PathBuf,
+    /// rsyslog's work directory, written into the audit configuration.
+    pub work_dir: PathBuf,
+    /// The CA bundle of the TLS endpoint.
+    pub ca_file: PathBuf,
+    /// The restart command; `None`: upstream's `pkill rsyslogd` and wait.
+    pub restart: Option<String>,
+    /// How often the audit log directory is cleaned and measured.
+    pub cleanup_interval: Duration,
+}
+
+/// The rsyslog files a start writes, decided (and every value checked) before the stages run.
+#[derive(Debug, Default)]
+pub struct StartPlan {
+    /// The compliance audit configuration, when the level asks for it.
+    audit: Option<String>,
+    /// The log export configuration, when the spec asks for it.
+    export: Option<String>,
+}
+
+/// Decides the start's rsyslog files for `document` (`env` reads a variable): refuses a
+/// compliance level without an endpoint, a bad endpoint, `logs_export_host` or id.
+pub fn plan_start(
+    params: &AuditParams,
+    document: &ComputeDocument,
+    env: impl Fn(&str) -> Option<OsString>,
+) -> Result<StartPlan, String> {
+    let Some(spec) = document.spec.as_ref() else {
+        return Ok(StartPlan::default());
+    };
+    let mut plan = StartPlan {
+        audit: None,
+        export: export_text(spec)?,
+    };
+    if is_compliance(spec.audit_log_level) {
+        plan.audit = Some(audit_text(params, document, spec, env)?);
+    }
+    Ok(plan)
+}
+
+fn variable(env: &impl Fn(&str) -> Option<OsString>, name: &str) -> Result<String, String> {
+    match env(name) {
+        None => Ok(String::new()),
+        Some(value) => value
+            .into_string()
+            .map_err(|_| format!("{name} is not UTF-8; set it to host:port")),
+    }
+}
+
+fn audit_text(
+    params: &AuditParams,
+    document: &ComputeDocument,
+    spec: &ComputeSpec,
+    env: impl Fn(&str) -> Option<OsString>,
+) -> Result<String, String> {
+    let level = format!("{:?}", spec.audit_log_level);
+    let tls = variable(&env, TLS_ENDPOINT_VAR)?;
+    let plain = variable(&env, ENDPOINT_VAR)?;
+    let (name, value, tls) = match (tls.trim(), plain.trim()) {
+        ("", "") => {
+            return Err(format!(
+                "audit_log_level {level} needs an audit log receiver, but neither \
+                 {TLS_ENDPOINT_VAR} nor {ENDPOINT_VAR} is set: set one of them to host:port \
+                 (the TLS one wins)"
+            ))
+        }
+        ("", plain) => (ENDPOINT_VAR, plain, false),
+        (tls, _) => (TLS_ENDPOINT_VAR, tls, true),
+    };
+    let target = target::audit_endpoint(value).map_err(|why| format!("{name}: {why}"))?;
+    let endpoint_id = spec.endpoint_id.clone().unwrap_or_default();
+    target::check_id("endpoint_id", &endpoint_id)?;
+    let project_id = spec.project_id.clone().unwrap_or_default();
+    target::check_id("project_id", &project_id)?;
+    let tls_ca_file = if tls {
+        Some(target::check_path("--rsyslog-ca-file", &params.ca_file)?)
+    } else {
+        None
+    };
+    Ok(rsyslog::audit_conf(&AuditConf {
+        pgdata: target::check_path("--pgdata", &document.pgdata)?,
+        work_dir: target::check_path("--rsyslog-work-dir", &params.work_dir)?,
+        target,
+        tls_ca_file,
+        endpoint_id,
+        project_id,
+    }))
+}
+
+/// The log export configuration of `spec` (`None` when it asks for none), or why
+/// `logs_export_host` cannot be used.
+pub fn export_text(spec: &ComputeSpec) -> Result<Option<String>, String> {
+    let Some(host) = spec.logs_export_host.as_deref() else {
+        return Ok(None);
+    };
+    let target: Target =
+        target::export_host(host).map_err(|why| format!("logs_export_host: {why}"))?;
+    Ok(Some(rsyslog::export_conf(&target)))
+}
+
+/// [`plan_start`] with the process environment, as a start-up error.
+pub fn plan_for_start(
+    params: &AuditParams,
+    document: &ComputeDocument,
+) -> Result<StartPlan, StageError> {
+    plan_start(params, document, |name| std::env::var_os(name))
+        .map_err(|message| StageError::new(crate::STAGE, ErrorKind::InvalidSpec, message))
+}
+
+/// [`install_start`], as a start-up error.
+pub fn install_for_start(
+    params: &AuditParams,
+    plan: &StartPlan,
+    pgdata: &Path,
+) -> Result<(), StageError> {
+    install_start(params, plan, pgdata)
+        .map_err(|message| StageError::new(crate::STAGE, ErrorKind::Io, message))
+}
+
+/// Writes the start's files (the audit one always, the export one when it changed), creates
+/// `<pgdata>/log` for the audit one, and restarts rsyslog once if anything was written.
+pub fn install_start(params: &AuditParams, plan: &StartPlan, pgdata: &Path) -> Result<(), String> {
+    let mut restart = false;
+    if let Some(text) = &plan.audit {
+        make_log_dir(pgdata)?;
+        write_file(&params.rsyslog_dir.join(AUDIT_CONF), text)?;
+        restart = true;
+    }
+    if let Some(text) = &plan.export {
+        restart |= write_if_changed(&params.rsyslog_dir.join(EXPORT_CONF), text)?;
+    }
+    if restart {
+        restart_rsyslog(params)?;
+        tracing::info!(dir = %params.rsyslog_dir.display(), audit = plan.audit.is_some(), export = plan.export.is_some(), "rsyslog configured and restarted");
+    }
+    Ok(())
+}
+
+/// A reconfiguration's log export: `text` from [`export_text`]; written and rsyslog
+/// restarted only when it differs from the file. True when rsyslog was restarted.
+pub fn install_export(params: &AuditParams, text: Option<&str>) -> Result<bool, String> {
+    let Some(text) = text else {
+        return Ok(false);
+    };
+    if !write_if_changed(&params.rsyslog_dir.join(EXPORT_CONF), text)? {
+        return Ok(false);
+    }
+    restart_rsyslog(params)?;
+    tracing::info!(dir = %params.rsyslog_dir.display(), "log export reconfigured and rsyslog restarted");
+    Ok(true)
+}
+
+/// `<pgdata>/log`, owned like PGDATA, mode 0700.
+fn make_log_dir(pgdata: &Path) -> Result<(), String> {
+    let dir = pgdata.join("log");
+    let failed = |error: std::io::Error| {
+        format!(
+            "cannot prepare the audit log directory {}: {error}",
+            dir.display()
+        )
+    };
+    let owner = std::fs::metadata(pgdata).map_err(failed)?;
+    match std::fs::create_dir(&dir) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(error) => return Err(failed(error)),
+    }
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(failed)?;
+    std::os::unix::fs::chown(&dir, Some(owner.uid()), Some(owner.gid())).map_err(failed)
+}
+
+fn write_if_changed(path: &Path, text: &str) -> Result<bool, String> {
+    if std::fs::read_to_string(path).is_ok_and(|old| old == text) {
+        return Ok(false);
+    }
+    write_file(path, text)?;
+    Ok(true)
+}
+
+/// Writes `text` to `path` through a temporary file in the same directory (mode 0644) and a
+/// rename, so rsyslog never reads half a file.
+fn write_file(path: &Path, text: &str) -> Result<(), String> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        return Err(format!(
+            "the rsyslog directory {} does not exist: create it, or point --rsyslog-dir \
+             (COMPUTE_CTL_RSYSLOG_DIR) at the directory rsyslog includes",
+            dir.display()
+        ));
+    }
+    let file_name = path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temporary = dir.join(format!(".{file_name}.compute-ctl-{}", std::process::id()));
+    let written = std::fs::write(&temporary, text)
+        .and_then(|()| std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o644)))
+        .and_then(|()| std::fs::rename(&temporary, path));
+    written.map_err(|error| {
+        let _ = std::fs::remove_file(&temporary);
+        format!(
+            "cannot write {}: {error}; check --rsyslog-dir (COMPUTE_CTL_RSYSLOG_DIR)",
+            path.display()
+        )
+    })
+}
+
+/// Restarts rsyslog: the configured command, or upstream's `pkill rsyslogd` and wait.
+pub fn restart_rsyslog(params: &AuditParams) -> Result<(), String> {
+    match &params.restart {
+        Some(command) => run_restart_command(command),
+        None => pkill_and_wait(),
+    }
+}
+
+fn run_restart_command(command: &str) -> Result<(), String> {
+    let mut shell = Command::new("sh");
+    shell
+        .args(["-c", command])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    crate::stages::guard(&mut shell);
+    let mut child = shell.spawn().map_err(|error| {
+        format!("cannot run the rsyslog restart command {command:?} with sh: {error}")
+    })?;
+    let deadline = stage_kit::deadline::after(RESTART_TIMEOUT);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(status)) => {
+                return Err(format!(
+                    "the rsyslog restart command {command:?} failed ({status}); fix it \
+                     (--rsyslog-restart, COMPUTE_CTL_RSYSLOG_RESTART) and see its output above"
+                ))
+            }
+            Ok(None) if Instant::now() >= deadline => {
+                let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+                let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
+                let _ = child.wait();
+                return Err(format!(
+                    "the rsyslog restart command {command:?} still ran after {} s and was \
+                     killed; it must restart rsyslog and return",
+                    RESTART_TIMEOUT.as_secs()
+                ));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            Err(error) => return Err(format!("waiting for the rsyslog restart command: {error}")),
+        }
+    }
+}
+
+fn quiet(program: &str, args: &[&str]) -> std::io::Result<std::process::ExitStatus> {
+    Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+}
+
+/// Upstream's restart: every `rsyslogd` on the machine gets SIGTERM, and a supervisor must
+/// start it again within [`RESPAWN_WAIT`].
+fn pkill_and_wait() -> Result<(), String> {
+    let killed = quiet("pkill", &["rsyslogd"])
+        .map_err(|error| format!("cannot run pkill to restart rsyslogd: {error}"))?;
+    if !killed.success() {
+        return Err(format!(
+            "no rsyslogd was running to restart (pkill rsyslogd: {killed}): run rsyslogd \
+             under a supervisor that starts it again, or set --rsyslog-restart \
+             (COMPUTE_CTL_RSYSLOG_RESTART) to a command that restarts it"
+        ));
+    }
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(2);
+    while started.elapsed() < RESPAWN_WAIT {
+        if quiet("pgrep", &["rsyslogd"]).is_ok_and(|status| status.success()) {
+            return Ok(());
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(500));
+    }
+    Err(format!(
+        "rsyslogd did not come back within {} s of pkill: it needs a supervisor that starts \
+         it again, or set --rsyslog-restart (COMPUTE_CTL_RSYSLOG_RESTART)",
+        RESPAWN_WAIT.as_secs()
+    ))
+}
+
+#[cfg(test)]
+mod tests;
