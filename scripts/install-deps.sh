@@ -2,10 +2,10 @@
 # Installs what compute-tools needs to run and test on Debian: the PostgreSQL server
 # packages (when no /usr/lib/postgresql/*/bin/postgres exists), util-linux (unshare),
 # openssl (the JWT tests make RSA keys with it), promtool (package prometheus: the tests check
-# every /metrics scrape with it), pgbouncer (its tests run the real one), rsyslog (the audit
-# forwarding tests), iproute2 and nftables (the network-fault tests) and, for every
-# installed major version, the pgaudit and pgauditlogtofile extensions (pg-reconcile's audit
-# phases and their tests).
+# every /metrics scrape with it), pgbouncer (its tests run the real one), rsyslog and
+# rsyslog-gnutls (the audit forwarding tests, plain and TLS), iproute2 and nftables (the
+# network-fault tests) and, for every installed major version, the pgaudit and
+# pgauditlogtofile extensions (pg-reconcile's audit phases and their tests).
 set -euo pipefail
 
 have_postgres() {
@@ -28,6 +28,10 @@ command -v cc >/dev/null || missing+=(gcc libc6-dev)
 command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
 # rsyslog: the audit-forwarding and log-export tests run the real rsyslogd (issue 19).
 command -v rsyslogd >/dev/null || [ -x /usr/sbin/rsyslogd ] || missing+=(rsyslog)
+# rsyslog-gnutls: rsyslog's gtls stream driver, for the TLS audit endpoint's test
+# (AUDIT_LOGGING_TLS_ENDPOINT); its module lives in rsyslog's per-architecture library dir.
+compgen -G '/usr/lib/*/rsyslog/lmnsd_gtls.so' >/dev/null ||
+    compgen -G '/usr/lib/rsyslog/lmnsd_gtls.so' >/dev/null || missing+=(rsyslog-gnutls)
 # iproute2 and nftables: the network-fault tests put peers in namespaces (issue 22).
 command -v ip >/dev/null || [ -x /usr/sbin/ip ] || missing+=(iproute2)
 command -v nft >/dev/null || [ -x /usr/sbin/nft ] || missing+=(nftables)
