@@ -1,7 +1,9 @@
 //! Test certificates made by the real `openssl` command line: a P-256 CA, server
 //! certificates for `localhost`/`127.0.0.1` signed by it with a chosen serial (ECDSA P-256
-//! with a SEC1 or a PKCS#8 key, RSA with a PKCS#1 key, an expired one), and keys that belong
-//! to no certificate. Every file lands in one directory the caller owns.
+//! with a SEC1 or a PKCS#8 key, RSA with a PKCS#1 key, an expired one; extended key usage
+//! `serverAuth`, which rsyslog's gtls driver checks), certificates with other names or key
+//! purposes ([`Names`]), and keys that belong to no certificate. Every file lands in one
+//! directory the caller owns.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -34,6 +36,40 @@ pub struct ServerCert {
     pub key: PathBuf,
     /// The serial number as `openssl x509 -serial` prints it (upper-case hex).
     pub serial: String,
+}
+
+/// What a server certificate names: its subject CN, its subjectAltName and its extended key
+/// usage (`openssl x509v3_config` syntax).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Names {
+    /// The subject's common name.
+    pub common_name: String,
+    /// The subjectAltName extension, e.g. `DNS:localhost,IP:127.0.0.1`.
+    pub subject_alt_name: String,
+    /// The extendedKeyUsage extension, e.g. `serverAuth`.
+    pub extended_key_usage: String,
+}
+
+impl Names {
+    /// A certificate for the DNS name `host` only (CN and subjectAltName), for `serverAuth`.
+    pub fn host(host: &str) -> Names {
+        Names {
+            common_name: host.to_string(),
+            subject_alt_name: format!("DNS:{host}"),
+            extended_key_usage: "serverAuth".to_string(),
+        }
+    }
+}
+
+impl Default for Names {
+    /// `localhost` and `127.0.0.1`, for `serverAuth`.
+    fn default() -> Names {
+        Names {
+            common_name: "localhost".to_string(),
+            subject_alt_name: "DNS:localhost,IP:127.0.0.1".to_string(),
+            extended_key_usage: "serverAuth".to_string(),
+        }
+    }
 }
 
 /// Runs `openssl` with `args` in `dir`; panics with its stderr on failure.
@@ -136,13 +172,28 @@ impl CertKit {
     /// `kind`, serial `serial` (hex digits), valid for `days` days (negative: already
     /// expired).
     pub fn server(&self, name: &str, kind: KeyType, serial: &str, days: i32) -> ServerCert {
+        self.server_named(name, kind, serial, days, &Names::default())
+    }
+
+    /// [`CertKit::server`] with the names and key purpose of `names`.
+    pub fn server_named(
+        &self,
+        name: &str,
+        kind: KeyType,
+        serial: &str,
+        days: i32,
+        names: &Names,
+    ) -> ServerCert {
         let key = self.key(name, kind);
         let csr = format!("{name}.csr");
         let cert = format!("{name}.crt");
         let ext = format!("{name}.ext");
         std::fs::write(
             self.dir.join(&ext),
-            "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+            format!(
+                "subjectAltName={}\nextendedKeyUsage={}\n",
+                names.subject_alt_name, names.extended_key_usage
+            ),
         )
         .unwrap_or_else(|e| panic!("writing {ext}: {e}"));
         let key_arg = key.to_string_lossy().into_owned();
@@ -154,7 +205,7 @@ impl CertKit {
                 "-key",
                 &key_arg,
                 "-subj",
-                "/CN=localhost",
+                &format!("/CN={}", names.common_name),
                 "-out",
                 &csr,
             ],
