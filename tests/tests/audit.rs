@@ -81,7 +81,7 @@ fn hipaa_records_reach_the_receiver_without_the_tools_own_statements() {
     );
     let pgdata = dir.path().join("pgdata");
     let _compute = PostgresChild::new(command.spawn().unwrap(), &pgdata);
-    wait_running(http_port, Some(&rsyslog));
+    wait_running(http_port, Some(&rsyslog), Duration::from_secs(120));
 
     let written =
         std::fs::read_to_string(rsyslog.dir.join("rsyslog.d/compute_audit_rsyslog.conf")).unwrap();
@@ -278,7 +278,7 @@ fn exported_postgres_log_lines_reach_the_collector_at_start_and_after_configure(
     let mut command = in_private_dev(&inner, &rsyslog.dir.join("log.sock"), dir.path());
     let pgdata = dir.path().join("pgdata");
     let _compute = PostgresChild::new(command.spawn().unwrap(), &pgdata);
-    wait_running(http_port, Some(&rsyslog));
+    wait_running(http_port, Some(&rsyslog), Duration::from_secs(120));
     let conf = std::fs::read_to_string(pgdata.join("postgresql.conf")).unwrap();
     assert!(conf.contains("log_destination='stderr,syslog'\n"), "{conf}");
     assert!(
@@ -319,7 +319,7 @@ fn exported_postgres_log_lines_reach_the_collector_at_start_and_after_configure(
     let url = format!("http://127.0.0.1:{http_port}/configure");
     let (code, answer) = compute_tools_tests::post(&url, &body.to_string());
     assert_eq!(code, 200, "{answer}");
-    wait_running(http_port, Some(&rsyslog));
+    wait_running(http_port, Some(&rsyslog), Duration::from_secs(120));
     let written =
         std::fs::read_to_string(rsyslog.dir.join("rsyslog.d/postgres_logs.conf")).unwrap();
     assert!(

@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{audited_spec, compute_ctl, payload, wait_running, Rsyslog};
 use compute_tools_tests::{psql, PostgresChild};
@@ -100,6 +100,11 @@ struct AuditedCompute {
 
 impl AuditedCompute {
     fn start(dir: &Path, receiver: &TlsReceiver, ca: &Path) -> AuditedCompute {
+        assert!(
+            has_gtls(),
+            "these tests need rsyslog's gtls stream driver (lmnsd_gtls.so, Debian package \
+             rsyslog-gnutls): run scripts/install-deps.sh"
+        );
         let rsyslog = Rsyslog::start(&dir.join("rsyslog"), false);
         let port = free_tcp_port();
         let spec = audited_spec(dir, port, "Hipaa", json!({}));
@@ -114,7 +119,9 @@ impl AuditedCompute {
             .arg(ca);
         let pgdata = dir.join("pgdata");
         let compute = PostgresChild::new(command.spawn().unwrap(), &pgdata);
-        wait_running(http_port, Some(&rsyslog));
+        let started = Instant::now();
+        wait_running(http_port, Some(&rsyslog), Duration::from_secs(30));
+        eprintln!("measured: running after {:?}", started.elapsed());
         let written =
             std::fs::read_to_string(rsyslog.dir.join("rsyslog.d/compute_audit_rsyslog.conf"))
                 .unwrap();
@@ -138,6 +145,19 @@ impl AuditedCompute {
     }
 }
 
+/// Whether rsyslog's gtls module is installed (`/usr/lib/<arch>/rsyslog/lmnsd_gtls.so`, or
+/// `/usr/lib/rsyslog/` on other layouts).
+fn has_gtls() -> bool {
+    let mut dirs = vec![PathBuf::from("/usr/lib/rsyslog")];
+    if let Ok(entries) = std::fs::read_dir("/usr/lib") {
+        dirs.extend(entries.flatten().map(|entry| entry.path().join("rsyslog")));
+    }
+    dirs.iter().any(|dir| dir.join("lmnsd_gtls.so").is_file())
+}
+
+// Time bounds (each test < 60 s): rsyslogd up ≤ 10 s, the compute running ≤ 30 s, then the
+// record ≤ 15 s, or the refusal ≤ 10 s and 5 s of nothing arriving.
+
 #[test]
 fn a_users_ddl_arrives_over_tls_with_the_endpoint_id() {
     let dir = TestDir::new("e2e-audit-tls");
@@ -145,7 +165,8 @@ fn a_users_ddl_arrives_over_tls_with_the_endpoint_id() {
     let cert = kit.server("receiver", KeyType::EcSec1, "5001", 2);
     let receiver = TlsReceiver::start(dir.path(), &cert);
     let compute = AuditedCompute::start(dir.path(), &receiver, &kit.ca_cert);
-    let record = pg_test_support::wait_for(Duration::from_secs(40), || {
+    let asked = Instant::now();
+    let record = pg_test_support::wait_for(Duration::from_secs(15), || {
         receiver
             .lines()
             .into_iter()
@@ -159,6 +180,10 @@ fn a_users_ddl_arrives_over_tls_with_the_endpoint_id() {
             compute.rsyslog.output()
         )
     });
+    eprintln!(
+        "measured: the record arrived {:?} after the DDL",
+        asked.elapsed()
+    );
     let json = payload(&record);
     assert_eq!(json["endpoint_id"], "ep-audit-test-1", "{record}");
     assert_eq!(json["project_id"], "proj-audit-1", "{record}");
@@ -182,9 +207,10 @@ fn refused(name: &str, make: impl FnOnce(&CertKit, &Path) -> ServerCert, reason:
             "the receiver got data over TLS with this certificate: {lines:?}"
         );
     };
+    let asked = Instant::now();
     // rsyslogd tried, and refused for this reason (not for another one, and not because it
     // never got to try).
-    let said = pg_test_support::wait_until(Duration::from_secs(30), || {
+    let said = pg_test_support::wait_until(Duration::from_secs(10), || {
         nothing_arrived();
         compute.rsyslog.output().contains(reason)
     });
@@ -194,6 +220,7 @@ fn refused(name: &str, make: impl FnOnce(&CertKit, &Path) -> ServerCert, reason:
         compute.rsyslog.output(),
         receiver.errors()
     );
+    eprintln!("measured: refused {:?} after the DDL", asked.elapsed());
     std::thread::sleep(Duration::from_secs(5));
     nothing_arrived();
     let all = std::fs::read_to_string(compute.rsyslog.dir.join("all.log")).unwrap_or_default();

@@ -211,8 +211,10 @@ pub fn compute_ctl(
     command
 }
 
-pub fn wait_running(http_port: u16, rsyslog: Option<&Rsyslog>) {
-    let running = wait_until(Duration::from_secs(120), || {
+/// Waits up to `timeout` for `running`; `failed` ends the test at once, with rsyslogd's
+/// output.
+pub fn wait_running(http_port: u16, rsyslog: Option<&Rsyslog>, timeout: Duration) {
+    let running = wait_until(timeout, || {
         let status = status(http_port);
         assert_ne!(
             status["status"],
@@ -222,7 +224,11 @@ pub fn wait_running(http_port: u16, rsyslog: Option<&Rsyslog>) {
         );
         status["status"] == "running"
     });
-    assert!(running, "never running: {}", status(http_port));
+    assert!(
+        running,
+        "not running within {timeout:?}: {}",
+        status(http_port)
+    );
 }
 
 /// The JSON payload of an audit record (`<PRI>1 TIMESTAMP HOST - - - - {json}`).
