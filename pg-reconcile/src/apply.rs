@@ -18,8 +18,19 @@ use crate::plan::{Phase, Sql, Step};
 
 /// Statements sent in one round trip at most.
 const BATCH: usize = 500;
-/// Slow steps (SCRAM roles, `CREATE DATABASE`) per extra connection.
+/// Slow steps (SCRAM roles) per extra connection.
 const SLOW_PER_CONNECTION: usize = 10;
+
+/// Slow steps of `phase` per extra connection: a `CREATE DATABASE` (tens of milliseconds: it
+/// copies its template through the WAL) is worth a connection of its own (a few
+/// milliseconds to open), so two new databases are made side by side; other slow steps
+/// (SCRAM roles) go [`SLOW_PER_CONNECTION`] to a connection.
+fn slow_per_connection(phase: Phase) -> usize {
+    match phase {
+        Phase::CreateAndAlterDatabases => 1,
+        _ => SLOW_PER_CONNECTION,
+    }
+}
 
 /// Opens an admin connection to a database, or says why it could not.
 pub type Connect<'a> = dyn Fn(&str) -> Result<Client, String> + Sync + 'a;
@@ -189,7 +200,9 @@ fn jobs(group: &[Step], phase: Phase, concurrency: usize) -> Vec<Job<'_>> {
         return jobs;
     }
     let slow = group.iter().filter(|step| step.slow).count();
-    let split = concurrency.min(slow.div_ceil(SLOW_PER_CONNECTION)).max(1);
+    let split = concurrency
+        .min(slow.div_ceil(slow_per_connection(phase)))
+        .max(1);
     if split == 1 {
         return jobs;
     }
@@ -339,5 +352,45 @@ pub fn message(error: &postgres::Error) -> String {
             None => db.message().to_string(),
         },
         None => error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(phase: Phase, object: &str, slow: bool) -> Step {
+        Step {
+            slow,
+            ..Step::new(phase, "postgres", object.to_string(), vec![])
+        }
+    }
+
+    fn split(steps: &[Step], phase: Phase, concurrency: usize) -> Vec<usize> {
+        jobs(steps, phase, concurrency)
+            .iter()
+            .map(|job| job.steps.len())
+            .collect()
+    }
+
+    #[test]
+    fn new_databases_get_a_connection_each_up_to_the_concurrency() {
+        let phase = Phase::CreateAndAlterDatabases;
+        let two = [step(phase, "a", true), step(phase, "b", true)];
+        assert_eq!(split(&two, phase, 10), [1, 1]);
+        assert_eq!(split(&two, phase, 1), [2]);
+        let five: Vec<Step> = (0..5).map(|i| step(phase, &i.to_string(), true)).collect();
+        assert_eq!(split(&five, phase, 2), [3, 2]);
+        // Only alterations (nothing slow): one connection.
+        let alters = [step(phase, "a", false), step(phase, "b", false)];
+        assert_eq!(split(&alters, phase, 10), [2]);
+    }
+
+    #[test]
+    fn scram_roles_go_ten_to_a_connection() {
+        let phase = Phase::CreateAndAlterRoles;
+        let roles: Vec<Step> = (0..25).map(|i| step(phase, &i.to_string(), true)).collect();
+        assert_eq!(split(&roles, phase, 10), [9, 9, 7]);
+        assert_eq!(split(&roles[..2], phase, 10), [2]);
     }
 }
