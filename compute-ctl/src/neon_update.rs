@@ -182,21 +182,7 @@ mod tests {
     /// A stand-in `neon` extension (versions 1.0 and 1.1, default 1.1) in the server's
     /// private extension directory.
     fn with_fake_neon() -> pg_test_support::TestPostgres {
-        logging_statements()
-            .extension_file(
-                "neon.control",
-                "default_version = '1.1'\nrelocatable = true\ncomment = 'test stand-in'\n",
-            )
-            .extension_file(
-                "neon--1.0.sql",
-                "CREATE FUNCTION neon_stand_in() RETURNS text LANGUAGE sql AS $$ SELECT '1.0' $$;\n",
-            )
-            .extension_file(
-                "neon--1.0--1.1.sql",
-                "CREATE OR REPLACE FUNCTION neon_stand_in() RETURNS text LANGUAGE sql \
-                 AS $$ SELECT '1.1' $$;\n",
-            )
-            .start()
+        logging_statements().neon_stand_in(true).start()
     }
 
     #[test]

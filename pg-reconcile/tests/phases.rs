@@ -248,19 +248,7 @@ fn pgaudit_not_preloaded_fails_that_object_only() {
 fn with_neon() -> TestPostgres {
     TestPostgres::builder()
         .setting("shared_preload_libraries", "pg_stat_statements")
-        .extension_file(
-            "neon.control",
-            "default_version = '1.1'\nrelocatable = false\ncomment = 'test stand-in'\n",
-        )
-        .extension_file(
-            "neon--1.0.sql",
-            "CREATE FUNCTION neon_stand_in() RETURNS text LANGUAGE sql AS $$ SELECT '1.0' $$;\n",
-        )
-        .extension_file(
-            "neon--1.0--1.1.sql",
-            "CREATE OR REPLACE FUNCTION neon_stand_in() RETURNS text LANGUAGE sql \
-             AS $$ SELECT '1.1' $$;\n",
-        )
+        .neon_stand_in(false)
         .start()
 }
 

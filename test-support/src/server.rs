@@ -85,6 +85,27 @@ impl TestPostgresBuilder {
         self
     }
 
+    /// Offers a stand-in `neon` extension (versions 1.0 and 1.1, default 1.1; its one
+    /// function `neon_stand_in()` returns the installed version) in the private extension
+    /// directory, `relocatable` as asked (the real one is not).
+    pub fn neon_stand_in(self, relocatable: bool) -> Self {
+        self.extension_file(
+            "neon.control",
+            &format!(
+                "default_version = '1.1'\nrelocatable = {relocatable}\ncomment = 'test stand-in'\n"
+            ),
+        )
+        .extension_file(
+            "neon--1.0.sql",
+            "CREATE FUNCTION neon_stand_in() RETURNS text LANGUAGE sql AS $$ SELECT '1.0' $$;\n",
+        )
+        .extension_file(
+            "neon--1.0--1.1.sql",
+            "CREATE OR REPLACE FUNCTION neon_stand_in() RETURNS text LANGUAGE sql \
+             AS $$ SELECT '1.1' $$;\n",
+        )
+    }
+
     /// Creates the data directory from the template cluster and starts the server, waiting
     /// until it accepts connections.
     ///

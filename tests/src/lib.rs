@@ -163,6 +163,23 @@ pub fn post(url: &str, body: &str) -> (u16, Value) {
     (status, json)
 }
 
+/// Waits up to `timeout` for the unauthenticated compute-ctl on `http_port` to be `running`.
+///
+/// # Panics
+///
+/// Panics as soon as it is `failed`, or when it is not `running` in time (with its status).
+pub fn wait_running(http_port: u16, timeout: std::time::Duration) {
+    assert!(
+        wait_until(timeout, || {
+            let status = status(http_port);
+            assert_ne!(status["status"], "failed", "{status}");
+            status["status"] == "running"
+        }),
+        "never running: {}",
+        status(http_port)
+    );
+}
+
 /// `GET /status` of an unauthenticated compute-ctl on `http_port`; `Null` when it does not
 /// answer (yet).
 pub fn status(http_port: u16) -> Value {

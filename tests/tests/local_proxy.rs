@@ -10,7 +10,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use compute_tools_tests::{
-    binary, post, psql, stand_in::LocalProxy, status, wait_until, write_sample_spec, PostgresChild,
+    binary, post, psql, stand_in::LocalProxy, wait_running, wait_until, write_sample_spec,
+    PostgresChild,
 };
 use pg_test_support::tls::{CertKit, KeyType};
 use pg_test_support::{free_tcp_port, TestDir};
@@ -68,15 +69,7 @@ fn config_written_signals_sent_only_to_the_lock_holder_and_roles_created() {
         .spawn()
         .unwrap();
     let mut compute = PostgresChild::new(child, &pgdata);
-    assert!(
-        wait_until(Duration::from_secs(90), || {
-            let status = status(http_port);
-            assert_ne!(status["status"], "failed", "{status}");
-            status["status"] == "running"
-        }),
-        "never running: {}",
-        status(http_port)
-    );
+    wait_running(http_port, Duration::from_secs(90));
     // Written and signalled before `running`.
     // (The stand-in's handler records the signal asynchronously: poll for it.)
     assert!(

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use compute_tools_tests::{
-    binary, post, status, wait_until, write_sample_spec, KillOnDrop, PostgresChild,
+    binary, post, wait_running, wait_until, write_sample_spec, KillOnDrop, PostgresChild,
 };
 use pg_test_support::{free_tcp_port, TestDir};
 use serde_json::{json, Value};
@@ -129,15 +129,7 @@ fn settings_reach_the_real_pgbouncer_and_terminate_kills_it() {
         .spawn()
         .unwrap();
     let mut compute = PostgresChild::new(child, &pgdata);
-    assert!(
-        wait_until(Duration::from_secs(90), || {
-            let status = status(http_port);
-            assert_ne!(status["status"], "failed", "{status}");
-            status["status"] == "running"
-        }),
-        "never running: {}",
-        status(http_port)
-    );
+    wait_running(http_port, Duration::from_secs(90));
     assert!(
         wait_until(Duration::from_secs(20), || show_config(
             bouncer_port,

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use compute_tools_tests::stand_in::{named_sleeper, LocalProxy};
 use compute_tools_tests::{
-    binary, post, process_alive, status, wait_until, write_sample_spec, PostgresChild,
+    binary, post, process_alive, wait_running, wait_until, write_sample_spec, PostgresChild,
 };
 use pg_test_support::{free_tcp_port, TestDir};
 
@@ -55,15 +55,7 @@ impl Compute {
             command.env(name, value);
         }
         let child = PostgresChild::new(command.spawn().unwrap(), &pgdata);
-        assert!(
-            wait_until(Duration::from_secs(90), || {
-                let status = status(http_port);
-                assert_ne!(status["status"], "failed", "{status}");
-                status["status"] == "running"
-            }),
-            "never running: {}",
-            status(http_port)
-        );
+        wait_running(http_port, Duration::from_secs(90));
         Compute { child, http_port }
     }
 

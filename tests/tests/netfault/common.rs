@@ -84,17 +84,7 @@ impl Running {
             let _ = out.read_to_string(&mut text);
             text
         });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = stderr.clone();
-        let err = child.stderr.take().unwrap();
-        thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                eprintln!("  | {line}");
-                let mut all = sink.lock().unwrap();
-                all.push_str(&line);
-                all.push('\n');
-            }
-        });
+        let stderr = collect_stderr(&mut child);
         Running {
             child: Some(child),
             stdout: Some(stdout),
@@ -204,6 +194,32 @@ pub fn primary_in(ns: &NetNs, rows: u32) -> TestPostgres {
     primary
 }
 
+/// Echoes `child`'s stderr (indented) and collects it, line by line, as it comes.
+fn collect_stderr(child: &mut Child) -> Arc<Mutex<String>> {
+    let collected = Arc::new(Mutex::new(String::new()));
+    let sink = collected.clone();
+    let err = child.stderr.take().unwrap();
+    thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            eprintln!("  | {line}");
+            let mut all = sink.lock().unwrap();
+            all.push_str(&line);
+            all.push('\n');
+        }
+    });
+    collected
+}
+
+/// A libpq connection string to `primary` in `ns` through `port` (the primary's own, or a
+/// proxy's in the same namespace).
+pub fn upstream_connstr(ns: &NetNs, port: u16, primary: &TestPostgres) -> String {
+    format!(
+        "host={} port={port} user={} dbname=postgres",
+        ns.peer_addr(),
+        primary.superuser()
+    )
+}
+
 /// The primary's TCP address (in its namespace).
 pub fn tcp_address(ns: &NetNs, primary: &TestPostgres) -> SocketAddr {
     SocketAddr::from((ns.peer_addr(), primary.port()))
@@ -298,17 +314,7 @@ impl Compute {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawning compute-ctl");
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink = log.clone();
-        let err = child.stderr.take().unwrap();
-        thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                eprintln!("  | {line}");
-                let mut all = sink.lock().unwrap();
-                all.push_str(&line);
-                all.push('\n');
-            }
-        });
+        let log = collect_stderr(&mut child);
         Compute {
             _child: PostgresChild::new(child, pgdata),
             log,

@@ -35,12 +35,7 @@ fn setup(test: &str) -> Option<Setup> {
 
 /// The first document of a Primary clone of the primary behind `proxy`.
 fn clone_document(dir: &std::path::Path, port: u16, setup: &Setup) -> String {
-    let connstr = format!(
-        "host={} port={} user={} dbname=postgres",
-        setup.ns.peer_addr(),
-        setup.proxy.port(),
-        setup.primary.superuser()
-    );
+    let connstr = common::upstream_connstr(&setup.ns, setup.proxy.port(), &setup.primary);
     let spec = common::spec_file(dir, port, |spec| {
         spec["upstream_connstring"] = json!(connstr);
     });

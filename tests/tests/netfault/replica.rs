@@ -21,12 +21,7 @@ fn a_replica_whose_primary_disappears_keeps_serving_and_resumes_when_it_returns(
     };
     let primary = common::primary_in(&ns, 10);
     let (dir, port) = common::compute_dir("nf-rep");
-    let connstr = format!(
-        "host={} port={} user={} dbname=postgres",
-        ns.peer_addr(),
-        primary.port(),
-        primary.superuser()
-    );
+    let connstr = common::upstream_connstr(&ns, primary.port(), &primary);
     let spec = common::spec_file(dir.path(), port, |spec| {
         spec["upstream_connstring"] = json!(connstr);
         spec["mode"] = json!("Replica");

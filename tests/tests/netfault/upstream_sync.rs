@@ -18,12 +18,7 @@ fn the_wal_position_of_a_dropped_primary_is_retried_until_the_link_returns_or_th
     };
     let primary = common::primary_in(&ns, 1);
     let (dir, port) = common::compute_dir("nf-ids");
-    let connstr = format!(
-        "host={} port={} user={} dbname=postgres",
-        ns.peer_addr(),
-        primary.port(),
-        primary.superuser()
-    );
+    let connstr = common::upstream_connstr(&ns, primary.port(), &primary);
     let spec = common::spec_file(dir.path(), port, |spec| {
         spec["upstream_connstring"] = json!(connstr);
     });
