@@ -208,6 +208,19 @@ pub fn classify_wire(server: &str, error: &WireError) -> BasebackupError {
             server,
             detail: "the server closed the connection".to_string(),
         },
+        WireError::TooSlow {
+            received,
+            window,
+            minimum,
+            ..
+        } => BasebackupError::Network {
+            server,
+            detail: format!(
+                "the stream brought only {received} bytes in {window:?}, less than the \
+                 {minimum} required (a stalled or throttled stream); check the server and \
+                 the network, or lower --min-rate-bytes / raise --min-rate-window"
+            ),
+        },
     }
 }
 

@@ -98,6 +98,9 @@ impl Default for RetryPolicy {
     }
 }
 
+/// The default least number of bytes a stream must bring per `--min-rate-window` (60 s).
+pub const DEFAULT_MIN_RATE_BYTES: u64 = 64 << 10;
+
 /// Time limits on the network sources, for each attempt (a failure of either is retried).
 #[derive(Clone, Copy, Debug)]
 pub struct Timeouts {
@@ -110,6 +113,9 @@ pub struct Timeouts {
     /// How long an unusable TLS certificate or key (`compute_ctl_config.tls`) is waited for
     /// (re-checked every second) before the start fails naming the file.
     pub tls_wait: Duration,
+    /// The least a stream must bring per window, `(bytes, window)` (None: no minimum): a
+    /// server trickling bytes just inside `idle` fails the attempt.
+    pub min_rate: Option<(u64, Duration)>,
 }
 
 impl Default for Timeouts {
@@ -118,6 +124,7 @@ impl Default for Timeouts {
             startup: Duration::from_secs(30),
             idle: Duration::from_secs(60),
             tls_wait: Duration::from_secs(60),
+            min_rate: Some((DEFAULT_MIN_RATE_BYTES, Duration::from_secs(60))),
         }
     }
 }

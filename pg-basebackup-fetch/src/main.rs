@@ -31,6 +31,14 @@ struct Cli {
     /// and between two reads of the stream); then the attempt fails and is retried.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     idle_timeout: Duration,
+    /// The least number of bytes a basebackup stream must bring in every
+    /// `--min-rate-window` once it has started (0: no minimum); a server trickling bytes
+    /// just inside `--idle-timeout` then fails the attempt, which is retried.
+    #[arg(long, default_value_t = pg_basebackup_fetch::DEFAULT_MIN_RATE_BYTES)]
+    min_rate_bytes: u64,
+    /// The window of `--min-rate-bytes`.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    min_rate_window: Duration,
     /// How long an unusable TLS certificate or key (`compute_ctl_config.tls`, missing,
     /// unreadable, expired or not matching) is waited for, re-checked every second, before
     /// the start fails naming the file.
@@ -71,6 +79,8 @@ fn main() -> ExitCode {
         startup: cli.startup_timeout,
         idle: cli.idle_timeout,
         tls_wait: cli.tls_wait,
+        min_rate: (cli.min_rate_bytes > 0 && !cli.min_rate_window.is_zero())
+            .then_some((cli.min_rate_bytes, cli.min_rate_window)),
     };
     let cache = match (cli.no_template_cache, cli.template_cache_dir) {
         (true, _) => TemplateCache::Off,

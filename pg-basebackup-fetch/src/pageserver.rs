@@ -83,9 +83,11 @@ pub fn fetch(
     let server = server_name(connection.endpoint());
     let text = command(request);
     tracing::info!("{server}: {text}");
-    let copy = connection
+    let mut copy = connection
         .copy_out(text.as_str())
         .map_err(|error| classify_wire(&server, &error))?;
+    // The stream has started: from now on it must keep a minimum rate.
+    copy.set_min_rate(timeouts.min_rate);
     let mut stream = CopyStream { copy, done: false };
     let mut wire = Counting::new(&mut stream, "basebackup from the pageserver");
     let mut gzip = std::io::BufReader::with_capacity(

@@ -55,9 +55,11 @@ pub fn fetch(
     connection.set_read_timeout(Some(timeouts.idle));
     let server = server_name(connection.endpoint());
     let asked = Instant::now();
-    let copy = connection
+    let mut copy = connection
         .copy_out(BASE_BACKUP)
         .map_err(|error| classify_wire(&server, &error))?;
+    // The archive has started (after the checkpoint): from now on it must keep a minimum rate.
+    copy.set_min_rate(timeouts.min_rate);
     // The server checkpoints before it answers: a slow start here is the primary's.
     tracing::info!(
         "{server}: backup started after {} ms (the primary's checkpoint)",

@@ -138,7 +138,7 @@ impl SyncError {
             SyncError::Upstream(wire) | SyncError::UpstreamGaveUp { last: wire, .. } => {
                 match wire {
                     WireError::Io { .. } => ErrorKind::Network,
-                    WireError::Timeout { .. } => ErrorKind::Timeout,
+                    WireError::Timeout { .. } | WireError::TooSlow { .. } => ErrorKind::Timeout,
                     WireError::Server { code, .. } if code.starts_with("28") => ErrorKind::Auth,
                     WireError::Server { .. }
                     | WireError::Protocol { .. }

@@ -179,6 +179,22 @@ pub enum WireError {
         /// The time allowed.
         timeout: Duration,
     },
+    /// A stream delivered less than its minimum rate ([`Connection::set_min_rate`]): a
+    /// peer trickling bytes just inside the read timeout.
+    #[error(
+        "{endpoint}: the server sent only {received} bytes in {window:?}, less than the \
+         {minimum} a stream must deliver in that time; check the server and the network"
+    )]
+    TooSlow {
+        /// The server.
+        endpoint: String,
+        /// Bytes received in the window.
+        received: u64,
+        /// The window.
+        window: Duration,
+        /// The least allowed in a window.
+        minimum: u64,
+    },
     /// The server closed the connection unasked.
     #[error("{endpoint}: the server closed the connection; see the server's log")]
     Closed {
@@ -221,6 +237,7 @@ impl WireError {
         match self {
             WireError::Io { endpoint, .. }
             | WireError::Timeout { endpoint, .. }
+            | WireError::TooSlow { endpoint, .. }
             | WireError::Closed { endpoint }
             | WireError::Server { endpoint, .. }
             | WireError::Auth { endpoint, .. }

@@ -38,6 +38,8 @@ pub struct Connection {
     socket_timeout: Option<Duration>,
     /// Read only what is asked for, never ahead (so the rest can be spliced).
     exact: bool,
+    /// The least the server must deliver per window, once set.
+    min_rate: Option<MinRate>,
     /// Received bytes: `buf[start..end]` are not consumed yet.
     buf: Vec<u8>,
     start: usize,
@@ -62,6 +64,7 @@ impl Connection {
             read_timeout: None,
             socket_timeout: None,
             exact: false,
+            min_rate: None,
             buf: vec![0; READ_CHUNK],
             start: 0,
             end: 0,
@@ -107,6 +110,42 @@ impl Connection {
     /// deadline, this is what keeps a long stream from waiting forever.
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
         self.read_timeout = timeout;
+    }
+
+    /// From now on, the server must deliver at least `bytes` in every `window` (None: no
+    /// minimum): a peer that trickles bytes just inside the read timeout fails with
+    /// [`WireError::TooSlow`] once a window ends short. Checked as bytes arrive, on both
+    /// receiving paths (reads and splices).
+    pub fn set_min_rate(&mut self, minimum: Option<(u64, Duration)>) {
+        self.min_rate = minimum.map(|(bytes, window)| MinRate {
+            bytes,
+            window,
+            since: Instant::now(),
+            received: 0,
+        });
+    }
+
+    /// Counts `n` received bytes against the minimum rate; an error when a window ended
+    /// with fewer than its minimum.
+    fn note_received(&mut self, n: usize) -> Result<(), WireError> {
+        let Some(rate) = &mut self.min_rate else {
+            return Ok(());
+        };
+        rate.received = rate.received.saturating_add(n as u64);
+        if rate.since.elapsed() < rate.window {
+            return Ok(());
+        }
+        if rate.received < rate.bytes {
+            return Err(WireError::TooSlow {
+                endpoint: self.endpoint.clone(),
+                received: rate.received,
+                window: rate.window,
+                minimum: rate.bytes,
+            });
+        }
+        rate.since = Instant::now();
+        rate.received = 0;
+        Ok(())
     }
 
     /// Runs one simple query and returns its rows (of the last result set). An error the
@@ -378,7 +417,7 @@ impl Connection {
                 }
                 Ok(n) => {
                     self.end += n;
-                    return Ok(());
+                    return self.note_received(n);
                 }
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) if is_timeout(&error) => return Err(self.timed_out()),
@@ -479,4 +518,13 @@ pub fn server_error(endpoint: &str, body: &ErrorResponseBody) -> WireError {
         code,
         message: message.unwrap_or_else(|| "(no message)".to_string()),
     }
+}
+
+/// The least a stream must deliver per window, and what it delivered in the current one.
+#[derive(Clone, Copy, Debug)]
+struct MinRate {
+    bytes: u64,
+    window: Duration,
+    since: Instant,
+    received: u64,
 }

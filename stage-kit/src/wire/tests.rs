@@ -471,3 +471,108 @@ fn a_resolver_that_answers_in_time_is_used() {
     assert!(matches!(stream, Ok(stream::Stream::Tcp(_))));
     listener.accept().unwrap();
 }
+
+/// A server that answers the query with a COPY OUT whose one message claims `total` bytes,
+/// then sends them `step` bytes every `every` (a trickle, or a steady stream).
+fn trickle(
+    total: usize,
+    step: usize,
+    every: Duration,
+) -> (tempfile::TempDir, Endpoint, JoinHandle<()>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(".s.PGSQL.5432");
+    let listener = UnixListener::bind(&path).unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        read_frontend(&mut stream, true).unwrap();
+        let mut greeting = auth(0, &[]);
+        greeting.extend(ready());
+        stream.write_all(&greeting).unwrap();
+        read_frontend(&mut stream, false).unwrap();
+        let mut head = message(b'H', &[0, 0, 0]);
+        let length = u32::try_from(total + 4).unwrap();
+        head.push(b'd');
+        head.extend(length.to_be_bytes());
+        stream.write_all(&head).unwrap();
+        let mut sent = 0;
+        while sent < total {
+            let n = step.min(total - sent);
+            if stream.write_all(&vec![b'x'; n]).is_err() {
+                return;
+            }
+            sent += n;
+            std::thread::sleep(every);
+        }
+        let mut tail = message(b'c', &[]);
+        tail.extend(message(b'C', b"COPY 0\0"));
+        tail.extend(ready());
+        let _ = stream.write_all(&tail);
+    });
+    (dir, Endpoint::Unix(path), server)
+}
+
+#[test]
+fn a_trickling_stream_fails_its_minimum_rate_on_read_and_on_splice() {
+    use std::os::fd::AsFd;
+    // 1 byte every 10 ms (~100 B/s), each read well inside the 1 s read timeout; the minimum
+    // is 1,000 bytes per 300 ms.
+    let minimum = Some((1_000, Duration::from_millis(300)));
+    for splice in [false, true] {
+        let (_dir, endpoint, server) = trickle(100_000, 1, Duration::from_millis(10));
+        let mut connection = Connection::connect(&endpoint, &startup(None), TIMEOUT).unwrap();
+        connection.set_deadline(None);
+        connection.set_read_timeout(Some(Duration::from_secs(1)));
+        let mut copy = connection.copy_out("BASE_BACKUP").unwrap();
+        copy.read_exactly();
+        copy.set_min_rate(minimum);
+        assert_eq!(copy.next_data().unwrap(), Some(100_000));
+        let started = Instant::now();
+        let (pipe_out, pipe_in) = nix::unistd::pipe().unwrap();
+        // Drained as the real writer thread does: each one-byte splice takes a pipe slot.
+        let drain = std::thread::spawn(move || {
+            let mut out = std::fs::File::from(pipe_out);
+            std::io::copy(&mut out, &mut std::io::sink()).unwrap()
+        });
+        let error = loop {
+            let step = match splice {
+                true => copy.splice_to(pipe_in.as_fd(), 1 << 16),
+                false => copy.read(&mut [0u8; 4096]),
+            };
+            match step {
+                Ok(n) => assert!(n > 0, "the payload ended early"),
+                Err(error) => break error,
+            }
+        };
+        drop(pipe_in);
+        drain.join().unwrap();
+        assert!(
+            matches!(error, WireError::TooSlow { minimum: 1_000, received, .. } if received < 1_000),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("less than the 1000"), "{error}");
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(250) && took < Duration::from_secs(3),
+            "{took:?}"
+        );
+        drop(connection);
+        server.join().unwrap();
+    }
+}
+
+#[test]
+fn a_steady_stream_above_its_minimum_rate_is_read_whole() {
+    // 2,000 bytes every 10 ms (~200 kB/s) for about half a second, minimum 1,000 per 100 ms.
+    let total = 100_000;
+    let (_dir, endpoint, server) = trickle(total, 2_000, Duration::from_millis(10));
+    let mut connection = Connection::connect(&endpoint, &startup(None), TIMEOUT).unwrap();
+    connection.set_deadline(None);
+    connection.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut copy = connection.copy_out("BASE_BACKUP").unwrap();
+    copy.set_min_rate(Some((1_000, Duration::from_millis(100))));
+    let payload = copy.next_payload().unwrap().unwrap();
+    assert_eq!(payload.len(), total);
+    assert!(copy.next_payload().unwrap().is_none());
+    copy.finish().unwrap();
+    server.join().unwrap();
+}

@@ -2,6 +2,7 @@
 //! splicing them from the socket straight into a file descriptor.
 
 use std::os::fd::{AsFd, BorrowedFd};
+use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::fcntl::{splice, SpliceFFlags};
@@ -70,6 +71,12 @@ impl CopyOut<'_> {
         self.connection.exact = true;
     }
 
+    /// From now on, the stream must bring at least `bytes` in every `window` (see
+    /// [`Connection::set_min_rate`]).
+    pub fn set_min_rate(&mut self, minimum: Option<(u64, Duration)>) {
+        self.connection.set_min_rate(minimum);
+    }
+
     /// Moves up to `len` bytes of the current payload into the pipe `to`, with `splice(2)`
     /// straight from the socket (bytes already received are written); returns the number
     /// moved, 0 at the payload's end. Call [`read_exactly`](Self::read_exactly) first, or
@@ -98,7 +105,10 @@ impl CopyOut<'_> {
                         endpoint: connection.endpoint.clone(),
                     })
                 }
-                Ok(n) => n,
+                Ok(n) => {
+                    connection.note_received(n)?;
+                    n
+                }
                 Err(Errno::EAGAIN) => return Err(connection.timed_out()),
                 Err(errno) => return Err(connection.io("receiving", errno.into())),
             }
