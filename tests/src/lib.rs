@@ -109,6 +109,24 @@ impl Drop for PostgresChild {
     }
 }
 
+/// A `compute-ctl` command on the real stages as the tests run it: admin `cloud_admin` over
+/// the instance's socket, the kit's Postgres installation, PGDATA `pgdata`, the external API
+/// on `http_port` and the internal one on `internal_port` (0: off), no grace after
+/// `/terminate`. The caller adds the spec (`-S` or `-c`) and its own flags.
+pub fn compute_ctl_command(pgdata: &Path, http_port: u16, internal_port: u16) -> Command {
+    let mut command = Command::new(binary("compute-ctl"));
+    command
+        .args(["-C", "postgresql://cloud_admin@localhost/postgres"])
+        .arg("-b")
+        .arg(pg_test_support::pg_bin("postgres"))
+        .arg("-D")
+        .arg(pgdata)
+        .args(["--external-http-port", &http_port.to_string()])
+        .args(["--internal-http-port", &internal_port.to_string()])
+        .args(["--terminated-grace", "0s"]);
+    command
+}
+
 /// Runs `psql` as the admin user through the instance's socket and returns its output.
 pub fn psql(socket_dir: &Path, port: u16, database: &str, sql: &str) -> String {
     let mut command = Command::new(pg_test_support::pg_bin("psql"));

@@ -6,12 +6,12 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use compute_tools_tests::{
-    binary, post, psql, stand_in::LocalProxy, wait_running, wait_until, write_sample_spec,
-    PostgresChild,
+    compute_ctl_command, post, psql, stand_in::LocalProxy, wait_running, wait_until,
+    write_sample_spec, PostgresChild,
 };
 use pg_test_support::tls::{CertKit, KeyType};
 use pg_test_support::{free_tcp_port, TestDir};
@@ -45,18 +45,8 @@ fn config_written_signals_sent_only_to_the_lock_holder_and_roles_created() {
 
     let pgdata = dir.path().join("pgdata");
     let http_port = free_tcp_port();
-    let pgbin = pg_test_support::pg_bin("postgres");
-    let child = Command::new(binary("compute-ctl"))
-        .args(["-C", "postgresql://cloud_admin@localhost/postgres"])
+    let child = compute_ctl_command(&pgdata, http_port, 0)
         .args(["-c", config_path.to_str().unwrap()])
-        .args([
-            "-b",
-            pgbin.to_str().unwrap(),
-            "-D",
-            pgdata.to_str().unwrap(),
-        ])
-        .args(["--external-http-port", &http_port.to_string()])
-        .args(["--internal-http-port", "0", "--terminated-grace", "0s"])
         .args([
             "--local-proxy-config",
             stand_in.config_file.to_str().unwrap(),

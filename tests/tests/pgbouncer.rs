@@ -11,7 +11,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use compute_tools_tests::{
-    binary, post, wait_running, wait_until, write_sample_spec, KillOnDrop, PostgresChild,
+    compute_ctl_command, post, wait_running, wait_until, write_sample_spec, KillOnDrop,
+    PostgresChild,
 };
 use pg_test_support::{free_tcp_port, TestDir};
 use serde_json::{json, Value};
@@ -109,19 +110,9 @@ fn settings_reach_the_real_pgbouncer_and_terminate_kills_it() {
     std::fs::write(&spec_path, spec.to_string()).unwrap();
     let pgdata = dir.path().join("pgdata");
     let http_port = free_tcp_port();
-    let pgbin = pg_test_support::pg_bin("postgres");
     let admin = format!("host=127.0.0.1 port={bouncer_port} dbname=pgbouncer user=cloud_admin");
-    let child = Command::new(binary("compute-ctl"))
-        .args(["-C", "postgresql://cloud_admin@localhost/postgres"])
+    let child = compute_ctl_command(&pgdata, http_port, 0)
         .args(["-S", spec_path.to_str().unwrap()])
-        .args([
-            "-b",
-            pgbin.to_str().unwrap(),
-            "-D",
-            pgdata.to_str().unwrap(),
-        ])
-        .args(["--external-http-port", &http_port.to_string()])
-        .args(["--internal-http-port", "0", "--terminated-grace", "0s"])
         .args(["--pgbouncer-config", ini.to_str().unwrap()])
         .args(["--pgbouncer-admin", &admin])
         .args(["--pgbouncer-pid-file", pid_file.to_str().unwrap()])

@@ -8,12 +8,13 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use compute_tools_tests::stand_in::{named_sleeper, LocalProxy};
 use compute_tools_tests::{
-    binary, post, process_alive, wait_running, wait_until, write_sample_spec, PostgresChild,
+    compute_ctl_command, post, process_alive, wait_running, wait_until, write_sample_spec,
+    PostgresChild,
 };
 use pg_test_support::{free_tcp_port, TestDir};
 
@@ -36,14 +37,9 @@ impl Compute {
         let spec = write_sample_spec(dir, port);
         let pgdata = dir.join("pgdata");
         let http_port = free_tcp_port();
-        let mut command = Command::new(binary("compute-ctl"));
+        let mut command = compute_ctl_command(&pgdata, http_port, 0);
         command
-            .args(["-C", "postgresql://cloud_admin@localhost/postgres"])
             .args(["-S", spec.to_str().unwrap()])
-            .args(["-b", pg_test_support::pg_bin("postgres").to_str().unwrap()])
-            .args(["-D", pgdata.to_str().unwrap()])
-            .args(["--external-http-port", &http_port.to_string()])
-            .args(["--internal-http-port", "0", "--terminated-grace", "0s"])
             .args(["--pgbouncer-pid-file", pgbouncer_pid.to_str().unwrap()])
             .args(["--local-proxy-pid-file", proxy.pid_file.to_str().unwrap()])
             .args(["--local-proxy-config", proxy.config_file.to_str().unwrap()])

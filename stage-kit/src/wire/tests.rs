@@ -268,6 +268,18 @@ fn copy_out_payloads_can_be_read_in_pieces_and_spliced_into_a_pipe() {
     copy.finish().unwrap();
 }
 
+/// Accepts one client, lets it start up without a password and reads its query: the
+/// stream, ready for the answer.
+fn accept_one_query(listener: &UnixListener) -> std::os::unix::net::UnixStream {
+    let (mut stream, _) = listener.accept().unwrap();
+    read_frontend(&mut stream, true).unwrap();
+    let mut greeting = auth(0, &[]);
+    greeting.extend(ready());
+    stream.write_all(&greeting).unwrap();
+    read_frontend(&mut stream, false).unwrap();
+    stream
+}
+
 /// A server that starts up, answers the query with `answer`, then says nothing and reads
 /// nothing until the test drops the sender it returns.
 struct Silent {
@@ -284,12 +296,7 @@ impl Silent {
         let listener = UnixListener::bind(&path).unwrap();
         let (release, released) = std::sync::mpsc::channel::<()>();
         let server = std::thread::spawn(move || {
-            let (mut stream, _) = listener.accept().unwrap();
-            read_frontend(&mut stream, true).unwrap();
-            let mut greeting = auth(0, &[]);
-            greeting.extend(ready());
-            stream.write_all(&greeting).unwrap();
-            read_frontend(&mut stream, false).unwrap();
+            let mut stream = accept_one_query(&listener);
             stream.write_all(&answer).unwrap();
             let _ = released.recv_timeout(Duration::from_secs(30));
         });
@@ -483,12 +490,7 @@ fn trickle(
     let path = dir.path().join(".s.PGSQL.5432");
     let listener = UnixListener::bind(&path).unwrap();
     let server = std::thread::spawn(move || {
-        let (mut stream, _) = listener.accept().unwrap();
-        read_frontend(&mut stream, true).unwrap();
-        let mut greeting = auth(0, &[]);
-        greeting.extend(ready());
-        stream.write_all(&greeting).unwrap();
-        read_frontend(&mut stream, false).unwrap();
+        let mut stream = accept_one_query(&listener);
         let mut head = message(b'H', &[0, 0, 0]);
         let length = u32::try_from(total + 4).unwrap();
         head.push(b'd');

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use compute_tools_tests::{binary, status, wait_until, write_sample_spec};
+use compute_tools_tests::{compute_ctl_command, status, wait_until, write_sample_spec};
 use serde_json::{json, Value};
 
 /// The test's own rsyslogd (`-n`), started again by a supervisor thread whenever it stops,
@@ -170,19 +170,10 @@ pub fn compute_ctl(
     (http_port, internal_port): (u16, u16),
     rsyslog: Option<&Rsyslog>,
 ) -> Command {
-    let pgbin = pg_test_support::pg_bin("postgres");
-    let mut command = Command::new(binary("compute-ctl"));
+    let mut command = compute_ctl_command(&dir.join("pgdata"), http_port, internal_port);
     command
-        .args(["-C", "postgresql://cloud_admin@localhost/postgres"])
         .arg("-S")
         .arg(spec)
-        .arg("-b")
-        .arg(&pgbin)
-        .arg("-D")
-        .arg(dir.join("pgdata"))
-        .args(["--external-http-port", &http_port.to_string()])
-        .args(["--internal-http-port", &internal_port.to_string()])
-        .args(["--terminated-grace", "0s"])
         .args([
             "--failed-grace",
             "3s",
