@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
+use compute_spec::reserved::Reserved;
 use compute_spec::spec::{ComputeCtlConfig, ComputeSpec};
+use compute_spec::validate::{SpecErrors, StorageSource};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -24,14 +26,14 @@ struct ConfigureRequest {
 }
 
 /// `POST /configure` with `{spec, compute_ctl_config}`: 400/422 for a bad body, 400 for a spec
-/// that fails validation (checked before the status), 412 unless `empty` or `running`; then
+/// that fails validation ([`validate`], checked before the status), 412 unless `empty` or `running`; then
 /// blocks until `running` (200 and the status body) or `failed` (500 and the error).
 pub fn configure(api: &Api, body: &[u8]) -> Reply {
     let request: ConfigureRequest = match parse_json(body) {
         Ok(request) => request,
         Err(reply) => return reply,
     };
-    if let Err(errors) = request.spec.validate() {
+    if let Err(errors) = validate(api, &request.spec) {
         return Reply::error(400, errors.to_string());
     }
     let pending = PendingConfig { spec: request.spec };
@@ -66,6 +68,21 @@ pub fn configure(api: &Api, body: &[u8]) -> Reply {
             }
             _ => {}
         }
+    }
+}
+
+/// Validates a spec that arrives by HTTP against this compute's reserved names
+/// (`compute_spec::reserved`): the admin role of the document's `connstr` and its privileged
+/// role. Before the first document exists only PostgreSQL's own names are known here; the
+/// `compute-spec` stage then checks the rest.
+pub fn validate(api: &Api, spec: &ComputeSpec) -> Result<StorageSource, SpecErrors> {
+    let names = api.shared.lock().document.as_ref().map(|document| {
+        let admin = stage_kit::local::admin_user(document);
+        (admin, document.privileged_role_name.clone())
+    });
+    match &names {
+        Some((admin, privileged)) => spec.validate_for(&Reserved { admin, privileged }),
+        None => spec.validate(),
     }
 }
 

@@ -106,6 +106,10 @@ pub fn promote(api: &Api, request: &ApiRequest) -> Reply {
         Ok(parsed) => parsed,
         Err(reply) => return reply,
     };
+    // The compute's admin and privileged roles (`parse` knows only PostgreSQL's own names).
+    if let Err(errors) = crate::control::validate(api, &parsed.spec) {
+        return Reply::error(400, format!("invalid spec: {errors}"));
+    }
     let (status, body) = api.promotion.result.get_or_init(|| answer(api, &parsed));
     Reply::json(*status, body)
 }
@@ -211,6 +215,19 @@ mod tests {
             .as_str()
             .unwrap()
             .starts_with("invalid spec: "));
+        assert!(api.promotion.result().is_none(), "nothing ran");
+        // A delta on the compute's admin role (the user of its connstr): 400 naming the path.
+        let deltas = json!([{"action": "rename_role", "name": "cloud_admin", "new_name": "x"}]);
+        let reply = post(
+            &api,
+            &promote_body(spec(json!({ "delta_operations": deltas })), Some("0/1")),
+        );
+        assert_eq!(reply.status, 400);
+        let error = body(&reply)["error"].as_str().unwrap().to_string();
+        assert!(
+            error.starts_with("invalid spec: delta_operations[0].name: "),
+            "{error}"
+        );
         assert!(api.promotion.result().is_none(), "nothing ran");
     }
 

@@ -8,6 +8,7 @@ use compute_spec::document::{
 };
 use compute_spec::error::{ErrorKind, StageError};
 use compute_spec::parse::LoadedSpec;
+use compute_spec::reserved::{Reserved, DEFAULT_ADMIN_ROLE};
 
 use compute_spec::section::SpecLoadSection;
 
@@ -37,7 +38,19 @@ pub fn start_document(
     spec_load_ms: u64,
 ) -> Result<ComputeDocument, StageError> {
     if let Some(spec) = &loaded.spec {
-        spec.validate().map_err(|errors| {
+        // The admin role is the user of -C (as stage_kit::local::admin_user reads it from
+        // the document); a -C that does not parse is refused below.
+        let admin = params
+            .connstr
+            .parse::<postgres::Config>()
+            .ok()
+            .and_then(|config| config.get_user().map(str::to_string))
+            .unwrap_or_else(|| DEFAULT_ADMIN_ROLE.to_string());
+        let reserved = Reserved {
+            admin: &admin,
+            privileged: &params.privileged_role_name,
+        };
+        spec.validate_for(&reserved).map_err(|errors| {
             StageError::new(
                 stage,
                 ErrorKind::InvalidSpec,

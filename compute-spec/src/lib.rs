@@ -8,7 +8,10 @@
 //!   upstream's defaults), the `{spec, compute_ctl_config}` envelope, and
 //!   [`validate`](spec::ComputeSpec::validate), which resolves the data source
 //!   ([`StorageSource`](validate::StorageSource)) and reports every bad field at once;
-//!   [`parse`]: parsing a bare spec, an envelope or either, with errors naming the JSON path.
+//!   [`parse`]: parsing a bare spec, an envelope or either, with errors naming the JSON path;
+//!   [`reserved`]: the role names and databases no spec or delta operation may take over
+//!   ([`validate_for`](spec::ComputeSpec::validate_for) knows the compute's admin and
+//!   privileged roles).
 //! * [`ids`]: [`Lsn`](ids::Lsn), [`TenantId`](ids::TenantId), [`TimelineId`](ids::TimelineId)
 //!   with upstream's text forms.
 //! * [`document`]: the compute document that flows between stages on stdin/stdout, one
@@ -42,6 +45,7 @@ mod open_enum;
 pub mod parse;
 pub mod pgconf;
 pub mod quote;
+pub mod reserved;
 pub mod schema;
 pub mod secret;
 pub mod section;

@@ -9,6 +9,7 @@ use std::fmt;
 use crate::guc;
 use crate::ids::{TenantId, TimelineId};
 use crate::pgconf::{check_postgresql_conf, check_setting};
+use crate::reserved::Reserved;
 use crate::spec::{ComputeMode, ComputeSpec, DeltaAction, GenericOption, PageserverProtocol};
 use crate::sqlopt::{self, OptionsOf};
 
@@ -136,7 +137,36 @@ impl ComputeSpec {
     }
 
     /// Checks the spec and resolves where its data comes from. Every problem is reported.
+    /// Role names and databases are checked against PostgreSQL's own reserved names only:
+    /// where a spec is accepted, [`ComputeSpec::validate_for`] also knows the compute's
+    /// admin and privileged roles.
     pub fn validate(&self) -> Result<StorageSource, SpecErrors> {
+        self.validate_with(None)
+    }
+
+    /// [`ComputeSpec::validate`], and no role of the spec or its delta operations may take
+    /// the admin or the privileged role of `reserved` ([`crate::reserved`]).
+    pub fn validate_for(&self, reserved: &Reserved<'_>) -> Result<StorageSource, SpecErrors> {
+        self.validate_with(Some(reserved))
+    }
+
+    /// Only the checks of [`crate::reserved`]: no role, database or delta operation of the
+    /// spec takes over the cluster's own objects.
+    pub fn check_reserved(&self, reserved: &Reserved<'_>) -> Result<(), SpecErrors> {
+        let mut errors = Vec::new();
+        crate::reserved::check(self, Some(reserved), &mut |field: &str, message| {
+            errors.push(FieldError {
+                field: field.to_string(),
+                message,
+            })
+        });
+        match errors.is_empty() {
+            true => Ok(()),
+            false => Err(SpecErrors(errors)),
+        }
+    }
+
+    fn validate_with(&self, reserved: Option<&Reserved<'_>>) -> Result<StorageSource, SpecErrors> {
         let mut errors = Vec::new();
         let mut error = |field: &str, message: String| {
             errors.push(FieldError {
@@ -145,6 +175,7 @@ impl ComputeSpec {
             })
         };
         check_catalog(self, &mut error);
+        crate::reserved::check(self, reserved, &mut error);
         check_conf_values(self, &mut error);
         if self.reconfigure_concurrency == 0 {
             error("reconfigure_concurrency", "must be at least 1".to_string());

@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 
 use compute_spec::parse::{parse_any, parse_bare, parse_envelope};
+use compute_spec::reserved::Reserved;
 use compute_spec::spec::{ComputeFeature, ComputeMode, ComputeSpec};
 use compute_spec::validate::StorageSource;
 use serde_json::Value;
@@ -70,7 +71,8 @@ fn compute_api_cluster_spec_parses_validates_and_round_trips() {
         "session"
     );
     assert_eq!(spec.extra["timestamp"], "2021-05-23T18:25:43.511Z");
-    let source = spec.validate().unwrap();
+    // Its roles `postgres` and `MyRole` and its deltas take none of the cluster's objects.
+    let source = spec.validate_for(&Reserved::default()).unwrap();
     let StorageSource::Neon(neon) = source else {
         panic!("expected Neon storage, got {source:?}");
     };
@@ -125,7 +127,11 @@ fn legacy_spec_json_parses_without_suspend_timeout() {
         .unwrap()
         .spec
         .unwrap();
-    assert!(matches!(spec.validate(), Ok(StorageSource::Neon(_))));
+    // Its role `cloud_admin` (the admin) only sets a password: accepted.
+    assert!(matches!(
+        spec.validate_for(&Reserved::default()),
+        Ok(StorageSource::Neon(_))
+    ));
 }
 
 #[test]
@@ -145,7 +151,7 @@ fn config_json_envelope_parses_with_jwks() {
     round_trip(&text, &spec);
     let any = parse_any(&with_ids(&text), "fixture").unwrap();
     assert!(matches!(
-        any.spec.unwrap().validate(),
+        any.spec.unwrap().validate_for(&Reserved::default()),
         Ok(StorageSource::Neon(_))
     ));
 }

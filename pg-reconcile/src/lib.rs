@@ -32,8 +32,8 @@
 //! explicit deltas drop anything; the privileged role is created once and never altered;
 //! every name and string value reaches SQL through `compute_spec::quote`, and role and
 //! database options are rendered from `compute_spec::sqlopt`'s keyword table (a spec with an
-//! option outside it, or a setting that cannot be written safely, is refused with exit 2
-//! before anything changes); passwords never appear in the section or the logs, nor in the
+//! option outside it, a setting that cannot be written safely, or a name of the cluster's own
+//! objects (`compute_spec::reserved`), is refused with exit 2 before anything changes); passwords never appear in the section or the logs, nor in the
 //! server's log (the sessions run with [`SILENT_STATEMENTS`]); a failing object does not
 //! stop independent ones, and the stage then exits 1 naming them.
 //!
@@ -247,14 +247,16 @@ fn reconcile_with(
         catalog_skipped: !plan::catalog_enabled(spec),
         ..Default::default()
     };
-    // A bad option or setting is refused before anything changes.
-    plan::check_options(spec).map_err(|error| {
-        StageError::new(
-            STAGE,
-            ErrorKind::InvalidSpec,
-            format!("invalid spec, nothing was changed: {error}"),
-        )
-    })?;
+    // A bad option or setting, or a spec that would take the cluster's own objects (a
+    // hand-run stage too), is refused before anything changes.
+    let admin = admin_user(document);
+    let privileged = &document.privileged_role_name;
+    spec.check_reserved(&compute_spec::reserved::Reserved {
+        admin: &admin,
+        privileged,
+    })
+    .map_err(invalid_spec)?;
+    plan::check_options(spec).map_err(invalid_spec)?;
     let config = admin_config(document, STAGE, APPLICATION_NAME, None)?;
     let system_db = config.get_dbname().unwrap_or("postgres").to_string();
     // Connect first: when the instance is down, nothing changes.
@@ -311,13 +313,7 @@ fn reconcile_with(
         drop_subscriptions_for: drop_due.clone(),
     };
     let plan_started = Instant::now();
-    let steps = plan::plan(spec, &context, &snapshot).map_err(|error| {
-        StageError::new(
-            STAGE,
-            ErrorKind::InvalidSpec,
-            format!("invalid spec, nothing was changed: {error}"),
-        )
-    })?;
+    let steps = plan::plan(spec, &context, &snapshot).map_err(invalid_spec)?;
     section.plan = planned(&steps);
     section.plan_ms = elapsed_ms(plan_started);
     if options.dry_run && mode == Mode::Startup && !section.catalog_skipped {
@@ -577,6 +573,12 @@ fn failure_summary(section: &ReconcileSection) -> Option<String> {
         first.phase,
         shown.join("; "),
     ))
+}
+
+/// A spec refused before anything changed.
+fn invalid_spec(error: impl std::fmt::Display) -> StageError {
+    let message = format!("invalid spec, nothing was changed: {error}");
+    StageError::new(STAGE, ErrorKind::InvalidSpec, message)
 }
 
 fn postgres_error(what: &str, error: &postgres::Error) -> StageError {

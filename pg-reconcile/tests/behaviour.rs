@@ -17,7 +17,8 @@ use serde_json::{json, Value};
 fn one_failing_object_does_not_stop_the_others() {
     let pg = TestPostgres::start();
     let roles = json!([{"name": "ok1", "encrypted_password": null},
-                       {"name": "pg_reserved", "encrypted_password": null},
+                       {"name": "member_missing", "encrypted_password": null, "options": [
+                           {"name": "ROLE", "value": "no_such_role", "vartype": "string"}]},
                        {"name": "ok2", "encrypted_password": null}]);
     let databases = json!([{"name": "good", "owner": "ok1"},
                            {"name": "orphan", "owner": "nobody"},
@@ -25,9 +26,9 @@ fn one_failing_object_does_not_stop_the_others() {
     let bad = spec(roles, databases, json!([]));
     let section = apply(&pg, &bad);
     let failed: Vec<&str> = section.failures.iter().map(|f| f.object.as_str()).collect();
-    assert_eq!(failed, ["role \"pg_reserved\"", "database \"orphan\""]);
+    assert_eq!(failed, ["role \"member_missing\"", "database \"orphan\""]);
     assert!(
-        section.failures[0].error.contains("reserved"),
+        section.failures[0].error.contains("does not exist"),
         "{:?}",
         section.failures
     );
@@ -38,7 +39,7 @@ fn one_failing_object_does_not_stop_the_others() {
     doc.spec = Some(bad);
     let error = pg_reconcile::run(doc, &Options::default(), pg_reconcile::startup).unwrap_err();
     assert!(
-        error.message.contains("role \"pg_reserved\""),
+        error.message.contains("role \"member_missing\""),
         "{}",
         error.message
     );

@@ -278,16 +278,17 @@ fn password_hashes_never_reach_the_server_log_when_a_batch_fails() {
     let md5 = "0123456789abcdef0123456789abcdef";
     let roles = json!([
         {"name": "a", "encrypted_password": common::SCRAM},
-        {"name": "pg_reserved", "encrypted_password": md5},
+        {"name": "member_missing", "encrypted_password": md5, "options": [
+            {"name": "ROLE", "value": "no_such_role", "vartype": "string"}]},
         {"name": "b", "encrypted_password": md5},
     ]);
     let section = common::apply(&pg, &spec(roles, json!([]), json!([])));
-    // The batch failed on the reserved name and was rerun one by one.
+    // The batch failed on the missing member and was rerun one by one.
     assert_eq!(section.failures.len(), 1, "{:#?}", section.failures);
     assert_eq!(user_roles(&pg), ["a", "b"]);
     let log = std::fs::read_to_string(pg.dir().join("postgres.log")).unwrap();
     assert!(
-        log.contains("reserved"),
+        log.contains("no_such_role"),
         "the failure is not logged:\n{log}"
     );
     let salt = common::SCRAM.split('$').nth(1).unwrap();

@@ -138,7 +138,10 @@ fn large_sets_spread_over_connections() {
     let mut roles: Vec<_> = (0..40)
         .map(|i| json!({"name": format!("r{i}"), "encrypted_password": common::SCRAM}))
         .collect();
-    roles.push(json!({"name": "pg_bad", "encrypted_password": common::SCRAM}));
+    roles.push(
+        json!({"name": "bad", "encrypted_password": common::SCRAM, "options": [
+        {"name": "ROLE", "value": "no_such_role", "vartype": "string"}]}),
+    );
     let databases: Vec<_> = (0..24)
         .map(|i| json!({"name": format!("d{i}"), "owner": format!("r{i}")}))
         .collect();
@@ -149,7 +152,7 @@ fn large_sets_spread_over_connections() {
     };
     let section = common::apply_with(&pg, &wanted, &options);
     let failed: Vec<&str> = section.failures.iter().map(|f| f.object.as_str()).collect();
-    assert_eq!(failed, ["role \"pg_bad\""]);
+    assert_eq!(failed, ["role \"bad\""]);
     assert_eq!(user_roles(&pg).len(), 40);
     assert_eq!(common::user_databases(&pg).len(), 24);
     let section = common::apply_with(&pg, &wanted, &options);
