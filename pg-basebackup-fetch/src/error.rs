@@ -105,9 +105,7 @@ impl BasebackupError {
         match self {
             BasebackupError::Foreign { .. }
             | BasebackupError::Live { .. }
-            | BasebackupError::UnsafeEntry { .. } => {
-                ErrorKind::Refused
-            }
+            | BasebackupError::UnsafeEntry { .. } => ErrorKind::Refused,
             BasebackupError::Io { .. } => ErrorKind::Io,
             BasebackupError::Child { .. } => ErrorKind::Child,
             BasebackupError::Document(_) => ErrorKind::InvalidSpec,

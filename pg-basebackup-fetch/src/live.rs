@@ -81,7 +81,11 @@ mod tests {
         assert!(live_postmaster(&dir).is_none());
         // This test process: alive, but not a postgres.
         let me = std::process::id();
-        fs::write(dir.join("postmaster.pid"), format!("{me}\n{}\n", dir.display())).unwrap();
+        fs::write(
+            dir.join("postmaster.pid"),
+            format!("{me}\n{}\n", dir.display()),
+        )
+        .unwrap();
         assert!(live_postmaster(&dir).is_none());
         // A socket nobody listens on.
         fs::write(
@@ -91,8 +95,7 @@ mod tests {
         .unwrap();
         assert!(refuse_if_live(&dir).is_ok());
         // A socket that answers.
-        let listener =
-            std::os::unix::net::UnixListener::bind(dir.join(".s.PGSQL.5432")).unwrap();
+        let listener = std::os::unix::net::UnixListener::bind(dir.join(".s.PGSQL.5432")).unwrap();
         let message = refuse_if_live(&dir).unwrap_err().to_string();
         assert!(message.contains("accepts connections"), "{message}");
         drop(listener);

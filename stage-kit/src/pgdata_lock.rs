@@ -237,7 +237,8 @@ fn inherited(pgdata: &Path, path: &Path, value: &str) -> Result<PgdataLock, Lock
 /// already), false when another one holds it.
 fn try_lock(file: &File) -> io::Result<bool> {
     // SAFETY: flock on a descriptor we keep open for the call; no memory is passed.
-    let done = unsafe { nix::libc::flock(file.as_raw_fd(), nix::libc::LOCK_EX | nix::libc::LOCK_NB) };
+    let done =
+        unsafe { nix::libc::flock(file.as_raw_fd(), nix::libc::LOCK_EX | nix::libc::LOCK_NB) };
     if done == 0 {
         return Ok(true);
     }
@@ -363,7 +364,10 @@ pub fn for_stage(
         StageError::new(
             stage,
             ErrorKind::Io,
-            format!("keeping {} open for the children: {error}", lock.path().display()),
+            format!(
+                "keeping {} open for the children: {error}",
+                lock.path().display()
+            ),
         )
     })?;
     tracing::debug!(
@@ -446,7 +450,13 @@ mod tests {
     fn a_second_owner_waits_then_is_refused_naming_the_first() {
         let dir = tempfile::tempdir().unwrap();
         let pgdata = dir.path().join("missing/parent/pgdata");
-        let first = take(&pgdata, &lock_path(&pgdata).unwrap(), "first", Duration::ZERO).unwrap();
+        let first = take(
+            &pgdata,
+            &lock_path(&pgdata).unwrap(),
+            "first",
+            Duration::ZERO,
+        )
+        .unwrap();
         assert!(!first.is_inherited());
         let started = Instant::now();
         let error = take(
@@ -464,7 +474,13 @@ mod tests {
         assert!(message.contains("is still running"), "{message}");
         assert!(!pgdata.exists(), "PGDATA itself is not created");
         drop(first);
-        take(&pgdata, &lock_path(&pgdata).unwrap(), "third", Duration::ZERO).unwrap();
+        take(
+            &pgdata,
+            &lock_path(&pgdata).unwrap(),
+            "third",
+            Duration::ZERO,
+        )
+        .unwrap();
     }
 
     #[test]
