@@ -217,17 +217,15 @@ fn full_disk_then_grown(args: &[&str]) {
     next_start_runs(&document, args, &format!("{args:?} after the disk grew"));
 }
 
+/// With the template cache (a half-made copy, then the fallback `initdb`), and without (a
+/// half-made `initdb`).
 #[test]
-fn a_full_disk_with_the_template_cache_then_grown_runs() {
+fn a_full_disk_then_grown_the_next_start_runs() {
     let cache = util::test_cache_dir();
     let warm_dir = TestDir::new("bbf-full-warm-");
     let warm = util::document(&warm_dir.path().join("pgdata"), free_tcp_port(), |_| {});
     assert_eq!(util::run_stage(&warm, &[]).code, 0);
     full_disk_then_grown(&["--template-cache-dir", &cache]);
-}
-
-#[test]
-fn a_full_disk_without_the_template_cache_then_grown_runs() {
     full_disk_then_grown(&["--no-template-cache"]);
 }
 

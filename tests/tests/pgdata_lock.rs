@@ -156,8 +156,8 @@ fn of_two_starts_at_once_on_an_empty_pgdata_exactly_one_proceeds() {
 
 /// Starts a compute, kills it once PGDATA holds `entries` entries (`whole_tree`: with every
 /// process it started, at one instant; else compute-ctl alone, by SIGKILL), then checks that
-/// the next start reaches `running` on the same PGDATA.
-fn killed_mid_build(name: &str, entries: usize, whole_tree: bool, env: &[(&str, &str)]) {
+/// the next start reaches `running` on the same PGDATA; returns the next start's log.
+fn killed_mid_build(name: &str, entries: usize, whole_tree: bool, env: &[(&str, &str)]) -> String {
     let dir = TestDir::new("lock-kill-");
     let pg_port = free_tcp_port();
     let pgdata = dir.path().join("pgdata");
@@ -189,13 +189,19 @@ fn killed_mid_build(name: &str, entries: usize, whole_tree: bool, env: &[(&str, 
         next.log()
     );
     assert_eq!(psql(&pgdata, pg_port, "postgres", "SELECT 1"), "1");
+    next.log()
 }
 
 const NO_CACHE: [(&str, &str); 1] = [("COMPUTE_TOOLS_NO_TEMPLATE_CACHE", "true")];
 
 #[test]
 fn compute_ctl_killed_during_initdb_leaves_it_the_lock_and_the_next_start_runs() {
-    killed_mid_build("compute-ctl alone, initdb", 300, false, &NO_CACHE);
+    let log = killed_mid_build("compute-ctl alone, initdb", 300, false, &NO_CACHE);
+    // The orphaned initdb kept the lock: the next start waited for it, naming it, instead
+    // of wiping the tree it was still writing.
+    assert!(log.contains("is in use"), "{log}");
+    assert!(log.contains("is no longer running"), "{log}");
+    assert!(log.contains("(initdb)"), "{log}");
 }
 
 #[test]
