@@ -472,6 +472,26 @@ mod tests {
     }
 
     #[test]
+    fn a_wipe_cut_short_leaves_a_tree_that_is_still_ours() {
+        let root = TestDir::new("bbf-wipe-");
+        let dir = root.path().join("pgdata");
+        // `base` first (listed last on tmpfs), a mount point: removing it fails after the
+        // rest went, like a crash in the middle of the wipe.
+        let Some(mount) = pg_test_support::crash::SmallTmpfs::mount(&dir.join("base"), "1m") else {
+            return;
+        };
+        fs::write(dir.join("base/1"), "x").unwrap();
+        // A real cluster, without our marker.
+        fs::create_dir_all(dir.join("global")).unwrap();
+        fs::write(dir.join("global/pg_control"), [0u8; 8192]).unwrap();
+        fs::write(dir.join("PG_VERSION"), "15\n").unwrap();
+        assert!(wipe(&dir).is_err());
+        drop(mount);
+        wipe(&dir).unwrap();
+        assert!(!dir.exists());
+    }
+
+    #[test]
     fn a_file_or_a_link_is_refused() {
         let root = TestDir::new("bbf-wipe-");
         let file = root.path().join("file");
