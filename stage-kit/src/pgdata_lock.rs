@@ -4,7 +4,9 @@
 //! `pg-basebackup-fetch` or `pg-supervise` when run by hand) first holds the lock of
 //! `<pgdata>`[`LOCK_SUFFIX`] — beside PGDATA, never inside it (PGDATA is wiped), its parent
 //! created when missing, the file itself never removed (removing a lock file lets two
-//! processes lock two different files). The lock belongs to the open file description, so
+//! processes lock two different files); where that directory cannot be written (PGDATA is
+//! the mount point under a read-only root), a file in the temporary directory named by a hash
+//! of PGDATA's absolute path ([`fallback_path`]). The lock belongs to the open file description, so
 //! every process that inherits the descriptor keeps it: an orphaned `initdb` or postmaster of
 //! a killed owner still holds it, and the next start waits for it instead of wiping under it.
 //! Nothing ever unlocks explicitly (`LOCK_UN` would release it for the children too); the
@@ -106,29 +108,8 @@ fn take(
     program: &str,
     timeout: Duration,
 ) -> Result<PgdataLock, LockError> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::create_dir_all(parent).map_err(|error| {
-            LockError::Io(format!(
-                "creating {}, the directory of PGDATA's lock file: {error}",
-                parent.display()
-            ))
-        })?;
-    }
-    // Close-on-exec (std's default): only `hand_to` and `pass_to_children` let it through.
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o644)
-        .open(path)
-        .map_err(|error| {
-            LockError::Io(format!(
-                "opening the lock file {} of PGDATA {}: {error}",
-                path.display(),
-                pgdata.display()
-            ))
-        })?;
+    let (mut file, path) = open_lock_file(pgdata, path)?;
+    let path = path.as_path();
     let deadline = crate::deadline::after(timeout);
     let mut announced = false;
     loop {
@@ -173,6 +154,67 @@ fn take(
     })
 }
 
+/// Opens (creating) the lock file: the sibling `path`, or, when its directory cannot be
+/// written (a read-only root file system with PGDATA as the mount point), [`fallback_path`].
+fn open_lock_file(pgdata: &Path, path: &Path) -> Result<(File, PathBuf), LockError> {
+    let open = |path: &Path| -> io::Result<File> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(parent)?;
+        }
+        // Close-on-exec (std's default): only `hand_to` and `pass_to_children` let it through.
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o644)
+            .open(path)
+    };
+    let failed = |path: &Path, error: io::Error| {
+        LockError::Io(format!(
+            "opening the lock file {} of PGDATA {}: {error}",
+            path.display(),
+            pgdata.display()
+        ))
+    };
+    match open(path) {
+        Ok(file) => Ok((file, path.to_path_buf())),
+        Err(error)
+            if matches!(
+                error.kind(),
+                io::ErrorKind::ReadOnlyFilesystem | io::ErrorKind::PermissionDenied
+            ) =>
+        {
+            let fallback = fallback_path(pgdata)?;
+            tracing::warn!(
+                "cannot create {} ({error}); locking PGDATA through {} instead",
+                path.display(),
+                fallback.display()
+            );
+            let file = open(&fallback).map_err(|error| failed(&fallback, error))?;
+            Ok((file, fallback))
+        }
+        Err(error) => Err(failed(path, error)),
+    }
+}
+
+/// The lock file used when the sibling cannot be created: in the temporary directory, named
+/// by a hash of PGDATA's absolute path (`compute-tools-pgdata-<hash>.lock`).
+pub fn fallback_path(pgdata: &Path) -> Result<PathBuf, LockError> {
+    use std::os::unix::ffi::OsStrExt;
+    let absolute = std::path::absolute(pgdata).map_err(|error| {
+        LockError::Io(format!("resolving PGDATA {}: {error}", pgdata.display()))
+    })?;
+    let hash = absolute
+        .as_os_str()
+        .as_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+        });
+    Ok(std::env::temp_dir().join(format!("compute-tools-pgdata-{hash:016x}.lock")))
+}
+
 /// The descriptor named by [`LOCK_FD_ENV`]: it must be the lock file of `pgdata` and hold
 /// the lock.
 fn inherited(pgdata: &Path, path: &Path, value: &str) -> Result<PgdataLock, LockError> {
@@ -198,6 +240,11 @@ fn inherited(pgdata: &Path, path: &Path, value: &str) -> Result<PgdataLock, Lock
     let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
     let fd_stat = nix::sys::stat::fstat(borrowed)
         .map_err(|errno| wrong(format!("cannot be inspected ({errno})")))?;
+    // The sibling, or the fallback when the sibling could not be created.
+    let path = &match fs::metadata(path) {
+        Ok(_) => path.to_path_buf(),
+        Err(_) => fallback_path(pgdata)?,
+    };
     let path_stat = fs::metadata(path)
         .map_err(|error| wrong(format!("cannot be checked: {} ({error})", path.display())))?;
     if fd_stat.st_dev as u64 != path_stat.dev() || fd_stat.st_ino as u64 != path_stat.ino() {
@@ -481,6 +528,36 @@ mod tests {
             Duration::ZERO,
         )
         .unwrap();
+    }
+
+    #[test]
+    fn a_read_only_parent_falls_back_to_the_temporary_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(fs) = pg_test_support::crash::SmallTmpfs::mount(&dir.path().join("ro"), "1m")
+        else {
+            return;
+        };
+        let pgdata = fs.path().join("pgdata");
+        fs::create_dir(&pgdata).unwrap();
+        let remounted = Command::new("mount")
+            .args(["-o", "remount,ro"])
+            .arg(fs.path())
+            .status()
+            .unwrap();
+        assert!(remounted.success());
+        let sibling = lock_path(&pgdata).unwrap();
+        let first = take(&pgdata, &sibling, "first", Duration::ZERO).unwrap();
+        let fallback = fallback_path(&pgdata).unwrap();
+        assert_eq!(first.path(), fallback);
+        let error = take(&pgdata, &sibling, "second", Duration::from_millis(100)).unwrap_err();
+        assert!(matches!(error, LockError::Busy(_)), "{error}");
+        // A stage handed the descriptor finds the same file.
+        let duplicate = nix::unistd::dup(&first.file).unwrap();
+        let raw = duplicate.as_raw_fd();
+        std::mem::forget(duplicate);
+        inherited(&pgdata, &sibling, &raw.to_string()).unwrap();
+        drop(first);
+        fs::remove_file(fallback).unwrap();
     }
 
     #[test]
