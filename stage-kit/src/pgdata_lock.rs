@@ -129,9 +129,9 @@ fn take(
             }
             Ok(false) => {
                 return Err(LockError::Busy(format!(
-                    "PGDATA {} is in use by another compute: {}; waited {} \
-                     (--pgdata-lock-timeout). Stop that compute first, or give each compute \
-                     its own -D",
+                    "PGDATA {} is in use by another process: {}; waited {} \
+                     (--pgdata-lock-timeout). Stop that compute (or stage) first, or give \
+                     each compute its own -D",
                     pgdata.display(),
                     describe_holder(&mut file, path),
                     humantime::format_duration(timeout)
