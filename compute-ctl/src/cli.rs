@@ -50,6 +50,10 @@ pub struct Cli {
     /// How long to keep serving HTTP after a failed start before exiting (humantime or seconds).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub failed_grace: Duration,
+    /// How long to wait for another process's lock on PGDATA (`<pgdata>.compute-tools.lock`,
+    /// e.g. a compute still exiting) before exiting non-zero naming it.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub pgdata_lock_timeout: Duration,
     /// How long the HTTP API stays up after a fast `/terminate` (an immediate one: at most
     /// 300 ms), answering 201 to repeated calls, as upstream.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]

@@ -57,6 +57,9 @@ pub struct Controller {
     /// pgbouncer and local_proxy were stopped for the termination (once).
     helpers_stopped: bool,
     http_started: bool,
+    /// The HTTP API could not bind: a failed start exits at once (no grace to read an error
+    /// nobody can reach).
+    http_unbound: bool,
     vm_monitor: Option<VmMonitor>,
     /// LFC prewarm/offload, shared with the HTTP API.
     lfc: Arc<Lfc>,
@@ -82,6 +85,7 @@ impl Controller {
             signalled: None,
             helpers_stopped: false,
             http_started: false,
+            http_unbound: false,
             vm_monitor: None,
             lfc: Arc::default(),
             lease: None,
@@ -402,6 +406,10 @@ impl Controller {
             }
         });
         self.stop_postgres(Signal::SIGQUIT);
+        if self.http_unbound {
+            tracing::error!("the HTTP API is not listening: exiting now, without --failed-grace");
+            return Outcome::Exit(exit_code::RUNTIME);
+        }
         let grace = self.params.failed_grace;
         tracing::info!(?grace, "keeping the HTTP API up so the error can be read");
         let terminating = self

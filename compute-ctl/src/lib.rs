@@ -98,6 +98,18 @@ pub fn main_entry() -> ExitCode {
     }
     let cli = Cli::parse_from(args);
     stage_kit::logging::init(cli.log_format);
+    // One owner per PGDATA, before anything is touched or bound (see `pgdata_lock`).
+    let pgdata = &cli.instance.pgdata;
+    match stage_kit::pgdata_lock::acquire(pgdata, STAGE, cli.pgdata_lock_timeout) {
+        Ok(lock) => stages::set_pgdata_lock(lock),
+        Err(error) => {
+            tracing::error!("cannot start: {error}");
+            return ExitCode::from(match error {
+                stage_kit::pgdata_lock::LockError::Usage(_) => compute_spec::exit_code::USAGE,
+                _ => compute_spec::exit_code::RUNTIME,
+            });
+        }
+    }
     ExitCode::from(run(cli.into_params()))
 }
 

@@ -43,6 +43,16 @@ pub fn set_cgroup(cgroup: &str) {
     let _ = CGROUP.set(cgroup.to_string());
 }
 
+/// The lock on PGDATA compute-ctl holds for its life, handed to every stage it runs (never
+/// to a sidecar). Set once, at start ([`set_pgdata_lock`]).
+static PGDATA_LOCK: OnceLock<stage_kit::pgdata_lock::PgdataLock> = OnceLock::new();
+
+/// Makes `lock` the PGDATA lock handed to every stage started from now on (the first call
+/// wins).
+pub fn set_pgdata_lock(lock: stage_kit::pgdata_lock::PgdataLock) {
+    let _ = PGDATA_LOCK.set(lock);
+}
+
 /// The environment variable that overrides where stage `stage` is found.
 pub fn override_variable(stage: &str) -> String {
     format!(
@@ -127,6 +137,9 @@ pub fn spawn(stage: &str, args: &[OsString]) -> Result<Child, StageError> {
         command.env(stage_kit::cgexec::CGROUP_ENV, cgroup);
     }
     guard(&mut command);
+    if let Some(lock) = PGDATA_LOCK.get() {
+        lock.hand_to(&mut command);
+    }
     command.spawn().map_err(|error| {
         StageError::new(
             STAGE,

@@ -100,7 +100,7 @@ impl SpecSourceArgs {
 #[derive(Clone, Debug, clap::Args)]
 pub struct InstanceArgs {
     /// Data directory (rebuilt on every start).
-    #[arg(short = 'D', long = "pgdata")]
+    #[arg(short = 'D', long = "pgdata", value_parser = utf8_path())]
     pub pgdata: PathBuf,
     /// How the tools connect to their own Postgres.
     #[arg(
@@ -114,9 +114,25 @@ pub struct InstanceArgs {
         short = 'b',
         long = "pgbin",
         env = "POSTGRES_PATH",
-        default_value = "postgres"
+        default_value = "postgres",
+        value_parser = utf8_path()
     )]
     pub pgbin: PathBuf,
+}
+
+/// A path flag that goes into the JSON compute document: UTF-8 only, else a usage error
+/// (exit 2) naming the flag and the path.
+pub fn utf8_path() -> impl clap::builder::TypedValueParser<Value = PathBuf> {
+    use clap::builder::TypedValueParser;
+    clap::builder::OsStringValueParser::new().try_map(|value| {
+        value.into_string().map(PathBuf::from).map_err(|bad| {
+            format!(
+                "{} is not valid UTF-8: the path is written into the JSON compute document, \
+                 so it must be UTF-8; rename the directory",
+                std::path::Path::new(&bad).display()
+            )
+        })
+    })
 }
 
 impl InstanceArgs {
@@ -151,7 +167,7 @@ pub struct Cli {
     #[arg(long, default_value = DEFAULT_PRIVILEGED_ROLE)]
     pub privileged_role_name: String,
     /// Unix socket directory (default: PGDATA when the socket path fits, else under /tmp).
-    #[arg(long)]
+    #[arg(long, value_parser = utf8_path())]
     pub socket_dir: Option<PathBuf>,
     /// Log line format on stderr.
     #[arg(long, value_enum, default_value = "text")]

@@ -12,6 +12,17 @@ use crate::STAGE;
 /// A failure while preparing PGDATA.
 #[derive(Debug, thiserror::Error)]
 pub enum BasebackupError {
+    /// A live Postgres runs on the directory.
+    #[error(
+        "refusing to wipe {path}: {detail}; nothing was deleted. Stop that Postgres (and the \
+         compute that runs it) first, or give this compute its own -D"
+    )]
+    Live {
+        /// The directory.
+        path: PathBuf,
+        /// Which process, and how it was recognised.
+        detail: String,
+    },
     /// The directory is not ours to wipe.
     #[error(
         "refusing to wipe {path}: {why}; nothing was deleted. Check -D, or move those entries \
@@ -92,9 +103,9 @@ impl BasebackupError {
     /// The envelope kind of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            BasebackupError::Foreign { .. } | BasebackupError::UnsafeEntry { .. } => {
-                ErrorKind::Refused
-            }
+            BasebackupError::Foreign { .. }
+            | BasebackupError::Live { .. }
+            | BasebackupError::UnsafeEntry { .. } => ErrorKind::Refused,
             BasebackupError::Io { .. } => ErrorKind::Io,
             BasebackupError::Child { .. } => ErrorKind::Child,
             BasebackupError::Document(_) => ErrorKind::InvalidSpec,

@@ -5,6 +5,7 @@
 //! directory owned by the Postgres user, so only that user (and root) can connect there.
 //! Remote clients go through the `pg_hba.conf` `md5` line added afterwards, as upstream.
 
+use std::fs;
 use std::path::Path;
 use std::process::Command;
 
@@ -33,4 +34,30 @@ pub fn run_initdb(
         .current_dir("/");
     apply_user(&mut command, user);
     crate::child::run_checked(&mut command)
+}
+
+/// The subdirectory of PGDATA `initdb` runs in ([`initdb_in_place`]); a known entry for the
+/// wipe, so a crash leaves nothing foreign.
+pub const INITDB_SUBDIR: &str = "compute-tools.initdb";
+
+/// Runs `initdb` into the private `pgdata`, which already holds our marker: `initdb`
+/// refuses a non-empty directory, so it runs in [`INITDB_SUBDIR`], whose entries are then
+/// renamed up into `pgdata` (the marked directory never holds anything unrecognisable, and
+/// `pgdata` may be a mount point, which cannot be renamed into place).
+pub fn initdb_in_place(
+    initdb: &Path,
+    pgdata: &Path,
+    admin: &str,
+    user: Option<&PostgresUser>,
+) -> Result<(), BasebackupError> {
+    let built = pgdata.join(INITDB_SUBDIR);
+    run_initdb(initdb, &built, admin, user)?;
+    let listing = fs::read_dir(&built).map_err(|e| BasebackupError::io("listing", &built, e))?;
+    for entry in listing {
+        let entry = entry.map_err(|e| BasebackupError::io("listing", &built, e))?;
+        let target = pgdata.join(entry.file_name());
+        fs::rename(entry.path(), &target)
+            .map_err(|e| BasebackupError::io("moving into place", &target, e))?;
+    }
+    fs::remove_dir(&built).map_err(|e| BasebackupError::io("removing", &built, e))
 }

@@ -18,8 +18,16 @@
 //!   PostgreSQL or compute-tools creates ([`wipe::KNOWN_ENTRIES`]) and either our marker
 //!   [`compute_spec::document::PGDATA_MARKER`] or a real cluster (`PG_VERSION` with a major
 //!   version, `global/pg_control`) vouches for it; anything else is refused, listing the
-//!   foreign entries, and nothing is deleted ([`wipe`]). The marker is written before any
-//!   data, so a partial tree left by a failed attempt is always wiped before the next one.
+//!   foreign entries, and nothing is deleted ([`wipe`]). The marker is written into the
+//!   new PGDATA before any data, for every source (`initdb` runs in a subdirectory whose
+//!   entries are then moved up, [`initdb::initdb_in_place`]), so a partial tree left by a
+//!   failed or killed attempt (SIGKILL, a full disk) is always wiped by the next start; a
+//!   wipe writes the marker first and removes it last ([`wipe::remove_tree`]).
+//! - A directory a live Postgres runs on (`postmaster.pid`: a running `postgres` working
+//!   there, or its socket answering) is never wiped ([`live`]).
+//! - PGDATA has one owner: the stage holds `<pgdata>.compute-tools.lock` (compute-ctl's,
+//!   inherited, or taken by itself when run by hand, `--pgdata-lock-timeout`), and its
+//!   children (`initdb`, `postgres`) inherit it ([`stage_kit::pgdata_lock`]).
 //!   The previous PGDATA is moved aside and removed while the new one is fetched
 //!   ([`wipe::retire`]); the stage does not end before it is gone.
 //! - No network wait is unbounded: connect + startup + authentication within
@@ -39,6 +47,7 @@ pub mod clone;
 pub mod error;
 pub mod finish;
 pub mod initdb;
+pub mod live;
 pub mod pageserver;
 pub mod progress;
 pub mod prune;
@@ -51,7 +60,7 @@ pub mod wipe;
 
 use std::time::{Duration, Instant};
 
-use compute_spec::document::{ComputeDocument, PGDATA_MARKER};
+use compute_spec::document::ComputeDocument;
 use compute_spec::error::{ErrorKind, StageError};
 use compute_spec::ids::Lsn;
 use compute_spec::section::{BasebackupSection, BasebackupSource};
@@ -220,7 +229,7 @@ fn fetch_source(
     let pgdata = &document.pgdata;
     match source {
         StorageSource::Empty => {
-            wipe::wipe_and_create(pgdata, user)?;
+            wipe::wipe_and_create_marked(pgdata, user)?;
             let admin = stage_kit::local::admin_user(document);
             let initdb = document.sibling_binary("initdb");
             let outcome = template::provide(cache, &initdb, pgdata, &admin, user)?;
@@ -272,12 +281,7 @@ fn with_retries(
     let mut backoff = policy.initial_backoff;
     let mut attempt = 1;
     loop {
-        wipe::wipe_and_create(pgdata, None)?;
-        finish::write_file(
-            &pgdata.join(PGDATA_MARKER),
-            "compute-tools: partial\n",
-            None,
-        )?;
+        wipe::wipe_and_create_marked(pgdata, None)?;
         let started = Instant::now();
         match fetch() {
             Ok(fetched) => {

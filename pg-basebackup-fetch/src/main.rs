@@ -52,6 +52,10 @@ struct Cli {
     /// Always run `initdb` (no template cache).
     #[arg(long, env = "COMPUTE_TOOLS_NO_TEMPLATE_CACHE")]
     no_template_cache: bool,
+    /// How long to wait for another process's lock on PGDATA (`<pgdata>.compute-tools.lock`)
+    /// before failing naming it; run by compute-ctl, the stage uses the lock it hands down.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pgdata_lock_timeout: Duration,
     /// Log line format on stderr.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -87,7 +91,10 @@ fn main() -> ExitCode {
         (false, Some(dir)) => TemplateCache::Dir(dir),
         (false, None) => TemplateCache::default_location(),
     };
+    let lock_timeout = cli.pgdata_lock_timeout;
     stage_kit::stage::run(STAGE, |document| {
+        // Held until the stage is done; initdb and postgres inherit it.
+        let _lock = stage_kit::pgdata_lock::for_stage(STAGE, &document.pgdata, lock_timeout)?;
         pg_basebackup_fetch::run(document, &policy, &timeouts, &cache)
     })
 }

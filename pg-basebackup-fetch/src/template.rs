@@ -33,7 +33,7 @@ use stage_kit::runas::PostgresUser;
 
 use crate::clone::{self, Entry};
 use crate::error::BasebackupError;
-use crate::initdb::{run_initdb, INITDB_ARGS};
+use crate::initdb::{initdb_in_place, run_initdb, INITDB_ARGS};
 
 /// The environment variable naming the cache directory (the flag `--template-cache-dir`
 /// takes precedence).
@@ -103,7 +103,7 @@ impl TemplateCache {
     }
 }
 
-/// Fills the empty, private `pgdata` with a pristine cluster made by `initdb` for `admin`:
+/// Fills the private `pgdata` (empty but for our marker) with a pristine cluster made by `initdb` for `admin`:
 /// from the template cache when it is on, else by running `initdb`.
 pub fn provide(
     cache: &TemplateCache,
@@ -113,7 +113,7 @@ pub fn provide(
     user: Option<&PostgresUser>,
 ) -> Result<Outcome, BasebackupError> {
     let TemplateCache::Dir(dir) = cache else {
-        run_initdb(initdb, pgdata, admin, user)?;
+        initdb_in_place(initdb, pgdata, admin, user)?;
         return Ok(Outcome::Off);
     };
     match from_template(dir, initdb, pgdata, admin, user) {
@@ -123,8 +123,8 @@ pub fn provide(
                 "template cache {}: {error}; running initdb instead",
                 dir.display()
             );
-            crate::wipe::wipe_and_create(pgdata, user)?;
-            run_initdb(initdb, pgdata, admin, user)?;
+            crate::wipe::wipe_and_create_marked(pgdata, user)?;
+            initdb_in_place(initdb, pgdata, admin, user)?;
             Ok(Outcome::Fallback)
         }
     }

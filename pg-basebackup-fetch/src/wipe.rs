@@ -9,7 +9,9 @@
 //! proves nothing: a junk `PG_VERSION`, or a marker next to a user's files, is refused.
 //! A refusal lists the foreign entries and deletes nothing. Then PGDATA is created `0700`
 //! and given to the user Postgres runs as. At the start of the stage, [`retire`] moves a
-//! previous PGDATA aside and removes it while the new one is fetched.
+//! previous PGDATA aside and removes it while the new one is fetched. A directory a live
+//! Postgres runs on is never removed ([`crate::live`]). Removal itself is crash-safe
+//! ([`remove_tree`]: marker first, marker last).
 
 use std::fs;
 use std::io;
@@ -69,6 +71,7 @@ pub const KNOWN_ENTRIES: &[&str] = &[
     "zenith.signal",
     // compute-tools
     PGDATA_MARKER,
+    crate::initdb::INITDB_SUBDIR,
     TEMP_OVERRIDE_FILE,
 ];
 
@@ -79,6 +82,17 @@ const LISTED: usize = 10;
 pub fn wipe_and_create(pgdata: &Path, user: Option<&PostgresUser>) -> Result<(), BasebackupError> {
     wipe(pgdata)?;
     create_private_dir(pgdata, user)
+}
+
+/// [`wipe_and_create`], then our marker in the new directory at once: whatever a crash
+/// leaves of the build from now on is recognisably ours, and wiped by the next start.
+pub fn wipe_and_create_marked(
+    pgdata: &Path,
+    user: Option<&PostgresUser>,
+) -> Result<(), BasebackupError> {
+    wipe_and_create(pgdata, user)?;
+    let marker = pgdata.join(PGDATA_MARKER);
+    crate::finish::write_file(&marker, "compute-tools: partial\n", user)
 }
 
 /// Removes `pgdata` if it may be removed (see the module); otherwise refuses and deletes
@@ -99,7 +113,37 @@ pub fn wipe(pgdata: &Path) -> Result<(), BasebackupError> {
     if !names.is_empty() {
         vouch(pgdata, &names)?;
     }
-    fs::remove_dir_all(pgdata).map_err(|e| BasebackupError::io("removing", pgdata, e))
+    remove_tree(pgdata).map_err(|e| BasebackupError::io("removing", pgdata, e))
+}
+
+/// Removes the vouched-for tree `dir` so that a crash at any moment leaves one that is
+/// still ours to remove: our marker is written first (when missing), every other entry is
+/// removed, the marker last, then `dir` itself (left, empty, when it is a mount point).
+pub fn remove_tree(dir: &Path) -> io::Result<()> {
+    let marker = dir.join(PGDATA_MARKER);
+    let mut entries = fs::read_dir(dir)?.peekable();
+    if entries.peek().is_some() && fs::symlink_metadata(&marker).is_err() {
+        fs::write(&marker, "compute-tools: being removed\n")?;
+    }
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_name() == PGDATA_MARKER {
+            continue;
+        }
+        if entry.file_type()?.is_dir() {
+            fs::remove_dir_all(entry.path())?;
+        } else {
+            fs::remove_file(entry.path())?;
+        }
+    }
+    match fs::remove_file(&marker) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+        _ => {}
+    }
+    match fs::remove_dir(dir) {
+        Err(error) if error.raw_os_error() == Some(nix::libc::EBUSY) => Ok(()),
+        other => other,
+    }
 }
 
 /// The suffix of the sibling a previous PGDATA is moved to by [`retire`].
@@ -192,7 +236,7 @@ pub fn retire(pgdata: &Path) -> Result<Option<Retiring>, BasebackupError> {
     let doomed = aside.clone();
     let remover = std::thread::Builder::new()
         .name("remove-old-pgdata".into())
-        .spawn(move || fs::remove_dir_all(&doomed));
+        .spawn(move || remove_tree(&doomed));
     match remover {
         Ok(remover) => Ok(Some(Retiring {
             path: aside,
@@ -200,7 +244,7 @@ pub fn retire(pgdata: &Path) -> Result<Option<Retiring>, BasebackupError> {
         })),
         Err(error) => {
             tracing::warn!("cannot start a thread to remove the old PGDATA ({error})");
-            fs::remove_dir_all(&aside).map_err(|e| BasebackupError::io("removing", &aside, e))?;
+            remove_tree(&aside).map_err(|e| BasebackupError::io("removing", &aside, e))?;
             Ok(None)
         }
     }
@@ -260,6 +304,7 @@ fn top_level_names(dir: &Path) -> Result<Vec<String>, BasebackupError> {
 
 /// Ok when the non-empty `pgdata` holding `names` is ours to remove.
 fn vouch(pgdata: &Path, names: &[String]) -> Result<(), BasebackupError> {
+    crate::live::refuse_if_live(pgdata)?;
     let strangers: Vec<&String> = names.iter().filter(|name| !is_known(name)).collect();
     if !strangers.is_empty() {
         let mut listed: Vec<String> = strangers
@@ -422,6 +467,26 @@ mod tests {
         // Missing and empty directories are fine.
         wipe(&dir).unwrap();
         fs::create_dir(&dir).unwrap();
+        wipe(&dir).unwrap();
+        assert!(!dir.exists());
+    }
+
+    #[test]
+    fn a_wipe_cut_short_leaves_a_tree_that_is_still_ours() {
+        let root = TestDir::new("bbf-wipe-");
+        let dir = root.path().join("pgdata");
+        // `base` first (listed last on tmpfs), a mount point: removing it fails after the
+        // rest went, like a crash in the middle of the wipe.
+        let Some(mount) = pg_test_support::crash::SmallTmpfs::mount(&dir.join("base"), "1m") else {
+            return;
+        };
+        fs::write(dir.join("base/1"), "x").unwrap();
+        // A real cluster, without our marker.
+        fs::create_dir_all(dir.join("global")).unwrap();
+        fs::write(dir.join("global/pg_control"), [0u8; 8192]).unwrap();
+        fs::write(dir.join("PG_VERSION"), "15\n").unwrap();
+        assert!(wipe(&dir).is_err());
+        drop(mount);
         wipe(&dir).unwrap();
         assert!(!dir.exists());
     }

@@ -72,12 +72,13 @@ fn assert_wiped_and_rebuilt(pgdata: &Path, gone: &str) {
     assert!(!pgdata.join(gone).exists(), "{gone} survived the wipe");
     assert!(pgdata.join(PGDATA_MARKER).is_file());
     assert!(pgdata.join("global/pg_control").is_file());
-    // The old tree was moved aside and removed before the stage ended.
-    let siblings: Vec<_> = std::fs::read_dir(pgdata.parent().unwrap())
+    // The old tree was moved aside and removed before the stage ended; the lock file stays.
+    let mut siblings: Vec<_> = std::fs::read_dir(pgdata.parent().unwrap())
         .unwrap()
         .map(|entry| entry.unwrap().file_name())
         .collect();
-    assert_eq!(siblings, ["pgdata"]);
+    siblings.sort();
+    assert_eq!(siblings, ["pgdata", "pgdata.compute-tools.lock"]);
 }
 
 #[test]

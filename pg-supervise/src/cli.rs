@@ -33,6 +33,10 @@ pub struct Cli {
     /// Do not run the activity monitor (no `activity` or `downtime` events).
     #[arg(long)]
     pub no_monitor: bool,
+    /// How long to wait for another process's lock on PGDATA (`<pgdata>.compute-tools.lock`)
+    /// before failing naming it; run by compute-ctl, the stage uses the lock it hands down.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub pgdata_lock_timeout: Duration,
 }
 
 /// What the supervisor needs from the flags.
@@ -48,6 +52,8 @@ pub struct Options {
     pub notify: bool,
     /// Whether to run the activity monitor.
     pub monitor: bool,
+    /// See [`Cli::pgdata_lock_timeout`].
+    pub pgdata_lock_timeout: Duration,
 }
 
 impl From<&Cli> for Options {
@@ -58,6 +64,7 @@ impl From<&Cli> for Options {
             user: cli.user.clone(),
             notify: cli.notify,
             monitor: !cli.no_monitor,
+            pgdata_lock_timeout: cli.pgdata_lock_timeout,
         }
     }
 }

@@ -23,6 +23,9 @@
 //! - after the postmaster exits, the shared memory it left (killed: System V and POSIX
 //!   segments) is removed before `exited` is written, only what provably is its own
 //!   ([`shmem`]);
+//! - PGDATA has one owner: the lock `<pgdata>.compute-tools.lock` is held (compute-ctl's,
+//!   inherited, or taken when run by hand, `--pgdata-lock-timeout`) before Postgres starts,
+//!   and the postmaster inherits it ([`stage_kit::pgdata_lock`]);
 //! - nothing between fork and exec allocates, locks or reads files (`pre_exec` closures make
 //!   system calls only);
 //! - the postmaster thread is the only one that waits for children (`waitpid(-1)`, which also
@@ -61,6 +64,15 @@ pub fn run(options: &Options) -> ExitCode {
             stage::write_json(&envelope);
             return ExitCode::from(exit_code::RUNTIME);
         }
+        Err(error) => return stage::fail(error),
+    };
+    // One owner per PGDATA; the postmaster inherits the lock (and keeps it if orphaned).
+    let _lock = match stage_kit::pgdata_lock::for_stage(
+        STAGE,
+        &document.pgdata,
+        options.pgdata_lock_timeout,
+    ) {
+        Ok(lock) => lock,
         Err(error) => return stage::fail(error),
     };
     match supervise::supervise(&document, options) {

@@ -13,6 +13,8 @@
 //! * [`cgexec`]: the `cgexec -g memory:<cgroup>` wrapping of Postgres under `AUTOSCALING`.
 //! * [`deadline`]: deadlines from input durations that saturate instead of panicking.
 //! * [`tls`]: the Postgres TLS certificate and key, checked and copied into PGDATA.
+//! * [`pgdata_lock`]: one owner per PGDATA, an exclusive `flock` beside it, inherited by the
+//!   stages and their children.
 //!
 //! Invariants: depends on `compute-spec` only among the workspace's packages; nothing here
 //! logs a secret.
@@ -23,6 +25,7 @@ pub mod deadline;
 pub mod local;
 pub mod logging;
 pub mod notify;
+pub mod pgdata_lock;
 pub mod runas;
 pub mod stage;
 pub mod tls;

@@ -43,6 +43,8 @@
 //!   and read the one result type, [`StageRun`].
 //! * [`probe`]: poll for a condition with a deadline ([`wait_for`], [`wait_until`], ports,
 //!   paths, PostgreSQL accepting connections, processes ending) instead of sleeping.
+//! * [`crash`]: a process tree killed at one instant ([`crash::kill_tree`]), a small tmpfs
+//!   to fill and grow ([`crash::SmallTmpfs`]).
 //! * [`workspace_binary`]: the path of another package's binary, built by cargo if needed.
 //! * [`fake_pg`]: a scripted fake libpq server ([`FakeBackend`]) standing in for safekeepers,
 //!   pageservers and silent primaries.
@@ -59,6 +61,7 @@
 
 mod bins;
 mod cleanup;
+pub mod crash;
 pub mod fake_pg;
 mod fsutil;
 mod install;

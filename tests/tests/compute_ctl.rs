@@ -160,6 +160,27 @@ fn autoscaling_starts_the_vm_monitor_and_stops_it_with_postgres() {
     assert_eq!(health["type"], "HealthCheck");
     assert_eq!(health["id"], 2);
 
+    // The PGDATA lock goes to the stages and Postgres, never to a sidecar like the vm-monitor.
+    let lock = std::fs::canonicalize(dir.path().join("pgdata.compute-tools.lock")).unwrap();
+    let mut holding = Vec::new();
+    let mut others = Vec::new();
+    for pid in pg_test_support::crash::descendants(compute.child.id() as i32) {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|fds| {
+                fds.flatten()
+                    .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == lock))
+            })
+            .unwrap_or(false);
+        match open {
+            true => holding.push(comm.trim().to_string()),
+            false => others.push(comm.trim().to_string()),
+        }
+    }
+    assert!(holding.iter().any(|c| c == "postgres"), "{holding:?}");
+    assert!(others.iter().any(|c| c == "vm-monitor"), "{others:?}");
+    assert!(!holding.iter().any(|c| c == "vm-monitor"), "{holding:?}");
+
     kill(Pid::from_raw(compute.child.id() as i32), Signal::SIGTERM).unwrap();
     let mut exit = None;
     assert!(wait_until(Duration::from_secs(30), || {

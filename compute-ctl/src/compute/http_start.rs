@@ -18,6 +18,13 @@ impl Controller {
             return Ok(());
         }
         self.http_started = true;
+        let served = self.bind_http();
+        self.http_unbound = served.is_err();
+        served
+    }
+
+    /// Loads the authentication and binds the servers.
+    fn bind_http(&mut self) -> Result<(), StageError> {
         let jwks = self.shared.lock().compute_ctl_config.jwks.clone();
         let auth = Auth::load(jwks.as_ref().map(|jwks| jwks.keys.as_slice()))
             .map_err(|error| StageError::new(crate::STAGE, ErrorKind::InvalidSpec, error))?;
