@@ -129,11 +129,17 @@ fn spawner() -> io::Result<mpsc::Sender<Job>> {
 /// Kills `child`'s whole process group (it leads it) with SIGKILL and reaps the child. Call
 /// it only while `child` is not reaped yet: its pid then still names its group.
 pub fn kill_group(child: &mut Child) {
+    kill_group_unreaped(child);
+    let _ = child.wait();
+}
+
+/// Sends SIGKILL to `child`'s whole process group without reaping the child (the caller
+/// reaps it). Call it only while `child` is not reaped yet.
+pub fn kill_group_unreaped(child: &mut Child) {
     if let Ok(pid) = i32::try_from(child.id()) {
         let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
     }
     let _ = child.kill();
-    let _ = child.wait();
 }
 
 /// Whether `child` has exited, without reaping it (`waitid` with `WNOWAIT`): while it is
