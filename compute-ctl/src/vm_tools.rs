@@ -151,20 +151,9 @@ mod tests {
             .trim()
             .parse()
             .unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(2);
-        loop {
-            let stat = std::fs::read_to_string(format!("/proc/{helper}/stat")).unwrap_or_default();
-            let running = stat
-                .rsplit_once(") ")
-                .is_some_and(|(_, rest)| !rest.starts_with('Z'));
-            if !running {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the tool's child outlived the deadline"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        assert!(
+            pg_test_support::probe::wait_dead(helper, Duration::from_secs(2)),
+            "the tool's child outlived the deadline"
+        );
     }
 }

@@ -10,28 +10,15 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use pg_test_support::probe::{process_alive, wait_dead};
 use pg_test_support::TestDir;
 use stage_kit::child::{run, run_with_input, RunError, STDERR_CAP};
 
 /// Set in the environment of the helper process of [`long_lived_parent`].
 const HELPER: &str = "STAGE_KIT_CHILD_TEST_HELPER";
 
-/// Whether `pid` runs (a zombie, left to an init that does not reap, counts as gone).
-fn running(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X')),
-        Err(_) => false,
-    }
-}
-
 fn wait_gone(pid: i32, within: Duration, what: &str) {
-    let deadline = Instant::now() + within;
-    while running(pid) {
-        assert!(Instant::now() < deadline, "{what} (pid {pid}) still runs");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(wait_dead(pid, within), "{what} (pid {pid}) still runs");
 }
 
 fn shell(script: &str) -> Command {
@@ -83,7 +70,7 @@ fn a_long_lived_child_outlives_its_thread_and_dies_with_the_process() {
         .expect("the helper printed no child pid");
     // The thread that asked for the child has exited; the child must not have died with it.
     std::thread::sleep(Duration::from_millis(300));
-    let alive = running(child);
+    let alive = process_alive(child);
     kill(Pid::from_raw(parent.id() as i32), Signal::SIGKILL).unwrap();
     parent.wait().unwrap();
     assert!(alive, "the child died with the thread that asked for it");

@@ -2,7 +2,8 @@
 //! reach: `--dev` spares pgbouncer and local_proxy when a signal stops the compute (upstream's
 //! development mode) but not on `/terminate`; a pgbouncer pid file naming another program
 //! kills nothing; `--cgroup` alone (no `COMPUTE_CTL_CGROUP`) reaches the stages that start
-//! Postgres through `cgexec`. Stand-ins: `compute_tools_tests::stand_in`.
+//! Postgres through `cgexec`; a SIGKILLed compute-ctl leaves no stage and no `initdb`
+//! running. Stand-ins: `compute_tools_tests::stand_in`.
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
 
@@ -190,4 +191,63 @@ fn the_cgroup_flag_alone_reaches_the_stages() {
     assert!(!recorded.contains("neon-postgres"), "{recorded:?}");
     compute.signal(nix::sys::signal::Signal::SIGTERM);
     compute.wait_exit();
+}
+
+/// SIGKILL of compute-ctl while pg-basebackup-fetch runs `initdb`: the stage (SIGTERM from
+/// its parent-death signal) and `initdb` (SIGKILL from the stage's) both end. `initdb` is
+/// stopped first, so it cannot finish by itself: only a death signal ends it.
+#[test]
+fn sigkill_of_compute_ctl_during_initdb_leaves_no_stage_or_initdb() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    use pg_test_support::probe::{processes_of, wait_dead};
+
+    let dir = TestDir::new("term-");
+    let spec = write_sample_spec(dir.path(), free_tcp_port());
+    let pgdata = dir.path().join("pgdata");
+    let mut command = compute_ctl_command(&pgdata, free_tcp_port(), 0);
+    command
+        .args(["-S", spec.to_str().unwrap()])
+        .env("COMPUTE_TOOLS_NO_TEMPLATE_CACHE", "1")
+        .env_remove("COMPUTE_CTL_CGROUP")
+        .env_remove("AUTOSCALING")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut compute = command.spawn().unwrap();
+    let needle = pgdata.to_string_lossy().into_owned();
+    let initdb = pg_test_support::wait_for(Duration::from_secs(60), || {
+        processes_of("initdb", &needle).first().copied()
+    });
+    let Some(initdb) = initdb else {
+        let _ = compute.kill();
+        let _ = compute.wait();
+        panic!("initdb never started on {needle}");
+    };
+    let stat = std::fs::read_to_string(format!("/proc/{initdb}/stat")).unwrap();
+    let stage: i32 = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let stage_name = std::fs::read_to_string(format!("/proc/{stage}/comm")).unwrap();
+    kill(Pid::from_raw(initdb), Signal::SIGSTOP).unwrap();
+    kill(Pid::from_raw(compute.id() as i32), Signal::SIGKILL).unwrap();
+    compute.wait().unwrap();
+    let stage_died = wait_dead(stage, Duration::from_secs(5));
+    let initdb_died = wait_dead(initdb, Duration::from_secs(5));
+    for (pid, died) in [(stage, stage_died), (initdb, initdb_died)] {
+        if !died {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+    assert!(
+        stage_died,
+        "the stage {stage_name:?} (pid {stage}) outlived compute-ctl"
+    );
+    assert!(initdb_died, "initdb (pid {initdb}) outlived compute-ctl");
 }
