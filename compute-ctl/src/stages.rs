@@ -89,9 +89,14 @@ enum Slot {
 }
 
 impl ChildPid {
-    /// A child is about to be spawned: a signal sent before [`ChildPid::record`] is kept.
+    /// A child is about to be spawned: a signal sent from now until [`ChildPid::record`] is
+    /// kept (a second call keeps what the first one kept).
     pub fn starting(&self) {
-        self.with(|slot| *slot = Slot::Starting(None));
+        self.with(|slot| {
+            if !matches!(slot, Slot::Starting(_)) {
+                *slot = Slot::Starting(None);
+            }
+        });
     }
 
     /// Records `child` (spawned, not reaped) and delivers a signal sent while it started.
