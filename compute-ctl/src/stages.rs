@@ -105,9 +105,13 @@ impl ChildPid {
             return;
         };
         let pid = Pid::from_raw(raw);
-        let pidfd = Pidfd::open(child)
-            .map_err(|error| tracing::warn!(%pid, %error, "cannot open a pidfd for a child; signalling it by pid"))
-            .ok();
+        let pidfd = match Pidfd::open(child) {
+            Ok(pidfd) => Some(pidfd),
+            Err(error) => {
+                tracing::warn!(%pid, %error, "no pidfd for a child: signalled by pid");
+                None
+            }
+        };
         self.with(|slot| {
             let pending = match std::mem::replace(slot, Slot::Running(pid, pidfd)) {
                 Slot::Starting(pending) => pending,
