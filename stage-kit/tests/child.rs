@@ -81,6 +81,80 @@ fn a_long_lived_child_outlives_its_thread_and_dies_with_the_process() {
     );
 }
 
+/// The helper process of `a_child_whose_parent_died_before_the_prctl_exits_before_exec`:
+/// forks a child that pauses in `pre_exec` (before the death signal is set) and would
+/// then run `sleep 300`. Runs only when [`HELPER`] is set.
+#[test]
+#[ignore = "a helper process of another test"]
+fn slow_fork_parent() {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os(HELPER).is_none() {
+        return;
+    }
+    let mut command = Command::new("sleep");
+    command
+        .arg("300")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    // SAFETY: the closure only calls nanosleep (std's sleep, no allocation).
+    unsafe {
+        command.pre_exec(|| {
+            std::thread::sleep(Duration::from_millis(800));
+            Ok(())
+        });
+    }
+    println!("FORKING");
+    let _ = stage_kit::child::spawn(&mut command, Signal::SIGKILL).map(|mut child| child.wait());
+    std::thread::sleep(Duration::from_secs(300));
+}
+
+/// The children of every thread of `pid` (`/proc/<pid>/task/*/children`).
+fn children_of(pid: u32) -> Vec<i32> {
+    let mut found = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let text = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        found.extend(
+            text.split_whitespace()
+                .map(|pid| pid.parse::<i32>().unwrap()),
+        );
+    }
+    found
+}
+
+/// The parent dies between the fork and the `prctl`: the death signal would never come, so
+/// the `getppid()` re-check must end the child before it runs the program.
+#[test]
+fn a_child_whose_parent_died_before_the_prctl_exits_before_exec() {
+    let mut parent = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "slow_fork_parent", "--ignored", "--nocapture"])
+        .env(HELPER, "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(parent.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.starts_with("FORKING") {
+        line.clear();
+        assert_ne!(stdout.read_line(&mut line).unwrap(), 0, "the helper ended");
+    }
+    let child = pg_test_support::wait_for(Duration::from_secs(5), || {
+        children_of(parent.id()).first().copied()
+    })
+    .expect("the helper forked no child");
+    kill(Pid::from_raw(parent.id() as i32), Signal::SIGKILL).unwrap();
+    parent.wait().unwrap();
+    // The child wakes from its pause orphaned; it must not go on to run `sleep 300`.
+    let gone = wait_dead(child, Duration::from_secs(5));
+    if !gone {
+        let _ = kill(Pid::from_raw(child), Signal::SIGKILL);
+    }
+    assert!(gone, "the orphaned child (pid {child}) ran the program");
+}
+
 #[test]
 fn a_grandchild_in_the_group_dies_at_the_deadline() {
     let dir = TestDir::new("child-");
