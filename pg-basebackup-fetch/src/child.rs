@@ -17,7 +17,7 @@ pub const STDOUT_CAP: usize = 1 << 20;
 pub fn run_checked(command: &mut Command) -> Result<(), BasebackupError> {
     let line = command_line(command);
     tracing::debug!("running {line}");
-    // No deadline: initdb's time is the machine's; the stage's own caller bounds it.
+    // No deadline (as before): initdb takes what the machine needs; it ends with this stage.
     let output = stage_kit::child::run(command, Duration::MAX, STDOUT_CAP)
         .map_err(|error| failure(&line, error))?;
     if output.status.success() {
