@@ -454,6 +454,14 @@ impl Controller {
         input: &[u8],
     ) -> Result<ComputeDocument, StageError> {
         let started = Instant::now();
+        // Marked starting before the status check: the signal thread sets the status, then
+        // signals the stage, so a termination requested now is either seen here or kept for
+        // the stage and delivered as soon as it runs.
+        self.children.stage.starting();
+        if self.shared.status().is_terminating() {
+            self.children.stage.clear();
+            return Err(terminating());
+        }
         let result = stages::run(stage, args, input, &self.children.stage);
         tracing::info!(
             stage,

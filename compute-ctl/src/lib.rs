@@ -63,7 +63,6 @@ pub mod state;
 pub mod supervise;
 #[cfg(test)]
 mod testing;
-pub mod tool;
 pub mod vm_monitor;
 pub mod vm_tools;
 pub mod warm;

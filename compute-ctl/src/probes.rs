@@ -58,7 +58,8 @@ fn liveness(document: &ComputeDocument, deadline: Duration) -> Reply {
     for variable in ["PGSERVICE", "PGSERVICEFILE", "PGHOSTADDR"] {
         command.env_remove(variable);
     }
-    match crate::tool::run(&mut command, deadline, 64 * 1024) {
+    crate::stages::hide_notify_socket(&mut command);
+    match stage_kit::child::run(&mut command, deadline, 64 * 1024) {
         Ok(output) if output.status.success() => Reply::json(200, &json!("ok")),
         Ok(output) => {
             let said = String::from_utf8_lossy(&output.stdout).trim().to_string();

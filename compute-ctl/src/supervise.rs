@@ -56,8 +56,10 @@ impl Supervisor {
         events: Sender<Event>,
         pid: ChildPid,
     ) -> Result<Supervisor, StageError> {
-        let mut child = stages::spawn(stages::name::SUPERVISE, args)?;
-        pid.set(Some(child.id()));
+        pid.starting();
+        let mut child =
+            stages::spawn(stages::name::SUPERVISE, args).inspect_err(|_| pid.clear())?;
+        pid.record(&child);
         if let Some(mut stdin) = child.stdin.take() {
             let document = document.to_vec();
             // Dropping stdin after the write closes it: pg-supervise reads to EOF.
@@ -78,9 +80,10 @@ impl Supervisor {
 
     /// Waits for pg-supervise to exit (after its `exited` event or its stdout closing).
     pub fn wait(&mut self) -> Option<ExitStatus> {
-        let status = self.child.wait().ok();
-        self.pid.set(None);
-        status
+        // Cleared before the reaping: a recorded pid is always pg-supervise's own.
+        let _ = stage_kit::child::exited_unreaped(&self.child, true);
+        self.pid.clear();
+        self.child.wait().ok()
     }
 }
 

@@ -50,18 +50,20 @@ impl VmMonitor {
     pub fn start(params: &VmMonitorParams, default_connstr: Option<String>) -> Option<VmMonitor> {
         let path = locate(name::VM_MONITOR);
         let mut command = Command::new(&path);
-        crate::stages::guard(&mut command);
+        crate::stages::hide_notify_socket(&mut command);
         if let Some(connstr) = params.pgconnstr.clone().or(default_connstr) {
             command.arg("--pgconnstr").arg(connstr);
         }
-        let spawned = command
+        command
             .arg("--cgroup")
             .arg(&params.cgroup)
             .arg("--addr")
             .arg(&params.addr)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn();
+            .stdout(Stdio::null());
+        // Long-lived: forked on the spawner thread, SIGTERM when compute-ctl dies.
+        let spawned =
+            stage_kit::child::spawn_long_lived(command, nix::sys::signal::Signal::SIGTERM);
         match spawned {
             Ok(child) => {
                 tracing::info!(pid = child.id(), "vm-monitor started");

@@ -11,13 +11,15 @@
 //!
 //! The tool paths are flags (`--resize-swap-tool`, `--set-disk-quota-tool`, `--vm-tools-sudo`;
 //! an empty sudo runs the tool directly) with upstream's paths as defaults. Each run is bounded
-//! by [`TOOL_TIMEOUT`]: a tool still running then is killed and the start fails.
+//! by [`TOOL_TIMEOUT`]: a tool still running then is killed with its whole process group
+//! (sudo, the tool and anything it started) and the start fails.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use compute_spec::spec::ComputeSpec;
+use stage_kit::child::RunError;
 
 /// Upstream's swap tool.
 pub const RESIZE_SWAP: &str = "/neonvm/bin/resize-swap";
@@ -74,6 +76,17 @@ pub fn before_start(params: &VmToolParams, spec: &ComputeSpec) -> Result<(), Str
 }
 
 fn run(sudo: &std::path::Path, tool: &std::path::Path, args: &[String]) -> Result<(), String> {
+    run_within(sudo, tool, args, TOOL_TIMEOUT)
+}
+
+/// One tool run (through `stage_kit::child::run`): in its own process group, so at the
+/// deadline the tool dies with sudo, not only sudo.
+fn run_within(
+    sudo: &std::path::Path,
+    tool: &std::path::Path,
+    args: &[String],
+    timeout: Duration,
+) -> Result<(), String> {
     let mut command = if sudo.as_os_str().is_empty() {
         Command::new(tool)
     } else {
@@ -81,26 +94,66 @@ fn run(sudo: &std::path::Path, tool: &std::path::Path, args: &[String]) -> Resul
         command.arg(tool);
         command
     };
-    command.args(args).stdin(Stdio::null());
-    let mut child = command
-        .spawn()
-        .map_err(|e| format!("cannot run {}: {e}", tool.display()))?;
-    let deadline = stage_kit::deadline::after(TOOL_TIMEOUT);
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) if status.success() => return Ok(()),
-            Ok(Some(status)) => return Err(format!("{} exited with {status}", tool.display())),
-            Ok(None) if std::time::Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "{} still ran after {} s and was killed",
-                    tool.display(),
-                    TOOL_TIMEOUT.as_secs()
-                ));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => return Err(format!("waiting for {}: {e}", tool.display())),
+    command.args(args);
+    crate::stages::hide_notify_socket(&mut command);
+    match stage_kit::child::run(&mut command, timeout, OUTPUT_CAP) {
+        Ok(output) if output.status.success() => Ok(()),
+        Ok(output) => Err(format!(
+            "{} exited with {}; stderr: {}",
+            tool.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        )),
+        Err(RunError::TimedOut { .. }) => Err(format!(
+            "{} still ran after {} s and was killed",
+            tool.display(),
+            timeout.as_secs_f64()
+        )),
+        Err(RunError::Spawn { source, .. }) => {
+            Err(format!("cannot run {}: {source}", tool.display()))
         }
+        Err(error) => Err(format!("{}: {error}", tool.display())),
+    }
+}
+
+/// Output kept from a tool (for the error message).
+const OUTPUT_CAP: usize = 64 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// At the deadline the tool's whole group dies, not only the process compute-ctl
+    /// started (sudo): here the tool's own child, which would otherwise keep running.
+    #[test]
+    fn the_deadline_kills_the_tool_not_only_sudo() {
+        let dir = tempfile::tempdir().unwrap();
+        let sudo = dir.path().join("sudo");
+        std::fs::write(&sudo, "#!/bin/sh\n\"$@\"\n").unwrap();
+        let tool = dir.path().join("tool");
+        let pid_file = dir.path().join("helper.pid");
+        std::fs::write(
+            &tool,
+            format!(
+                "#!/bin/sh\nsleep 300 &\necho $! > '{}'\nwait\n",
+                pid_file.display()
+            ),
+        )
+        .unwrap();
+        for script in [&sudo, &tool] {
+            std::fs::set_permissions(script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let error = run_within(&sudo, &tool, &[], Duration::from_millis(500)).unwrap_err();
+        assert!(error.contains("still ran after 0.5 s"), "{error}");
+        let helper: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(
+            pg_test_support::probe::wait_dead(helper, Duration::from_secs(2)),
+            "the tool's child outlived the deadline"
+        );
     }
 }

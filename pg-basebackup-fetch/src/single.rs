@@ -2,9 +2,8 @@
 //! clients: replay the backup's WAL with `fsync=off` (see README: durability) and create the
 //! compute's admin role when the primary has none by that name.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use compute_spec::quote::{do_block_tag, quote_ident, quote_literal};
 use stage_kit::runas::{apply_user, PostgresUser};
@@ -38,27 +37,14 @@ pub fn finish_clone(
         .arg("-D")
         .arg(pgdata)
         .args(["-c", "fsync=off", "-c", "exit_on_error=on", "template1"])
-        .current_dir("/")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .current_dir("/");
     apply_user(&mut command, user);
     let line = command_line(&command);
     let failed = |detail: String| BasebackupError::Child {
         command: line.clone(),
         detail,
     };
-    let mut child = command
-        .spawn()
-        .map_err(|error| failed(format!("could not start: {error}")))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(script.as_bytes())
-            .map_err(|error| failed(format!("writing to its stdin: {error}")))?;
-    }
-    let output = child
-        .wait_with_output()
-        .map_err(|error| failed(format!("waiting for it: {error}")))?;
+    let output = crate::child::run_with_input(&mut command, script.as_bytes())?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let expected = format!("compute_admin = \"{admin}\"");
     if output.status.success() && stdout.contains(&expected) {

@@ -88,3 +88,50 @@ fn a_newer_stages_values_pass_through_untouched() {
         assert!(written["basebackup"].get(counter).is_none(), "{counter}");
     }
 }
+
+/// SIGKILL of the stage while `initdb` runs: `initdb` dies with it. `initdb` is stopped
+/// (SIGSTOP) before the stage is killed, so it cannot finish by itself: only the death
+/// signal of the stage's child runner ends it (SIGKILL reaches a stopped process).
+#[test]
+fn a_killed_stage_leaves_no_initdb_running() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    use std::time::Duration;
+
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    use pg_test_support::probe::{processes_of, wait_dead};
+
+    let dir = TestDir::new("bbf-");
+    let pgdata = dir.path().join("pgdata");
+    let document = util::document(&pgdata, free_tcp_port(), |_| {});
+    let mut stage = Command::new(env!("CARGO_BIN_EXE_pg-basebackup-fetch"))
+        .arg("--no-template-cache")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = stage.stdin.take().unwrap();
+    stdin
+        .write_all(serde_json::to_string(&document).unwrap().as_bytes())
+        .unwrap();
+    drop(stdin);
+    let needle = pgdata.to_string_lossy().into_owned();
+    let initdb = pg_test_support::wait_for(Duration::from_secs(30), || {
+        processes_of("initdb", &needle).first().copied()
+    });
+    let Some(initdb) = initdb else {
+        let _ = stage.kill();
+        let _ = stage.wait();
+        panic!("initdb never started on {needle}");
+    };
+    kill(Pid::from_raw(initdb), Signal::SIGSTOP).unwrap();
+    kill(Pid::from_raw(stage.id() as i32), Signal::SIGKILL).unwrap();
+    stage.wait().unwrap();
+    let died = wait_dead(initdb, Duration::from_secs(5));
+    if !died {
+        let _ = kill(Pid::from_raw(initdb), Signal::SIGKILL);
+    }
+    assert!(died, "initdb (pid {initdb}) outlived the SIGKILLed stage");
+}

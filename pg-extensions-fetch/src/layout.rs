@@ -2,10 +2,11 @@
 //! `pg_config` beside the `postgres` binary; Debian keeps them apart from `bin/`), its major
 //! version, and the archive URL in remote extension storage.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+use stage_kit::child::RunError;
 
 use crate::FetchError;
 
@@ -65,50 +66,30 @@ pub fn major_version(version: &str) -> Option<String> {
 
 fn run_pg_config(pg_config: &Path) -> Result<String, FetchError> {
     let setup = |what: String| FetchError::Setup(format!("{}: {what}", pg_config.display()));
-    let mut child = Command::new(pg_config)
-        .args(["--sharedir", "--pkglibdir", "--version"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|error| {
-            setup(format!(
-                "cannot run it: {error} (it must be beside the postgres binary given as -b)"
-            ))
-        })?;
-    let mut stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| setup("no stdout pipe".into()))?;
-    // Read on a helper thread so the wait below keeps its deadline whatever the child does.
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let mut limited = (&mut stdout).take(64 << 10);
-        limited.read_to_string(&mut text).map(|_| text)
-    });
-    let deadline = Instant::now() + PG_CONFIG_TIMEOUT;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(setup(format!(
-                    "did not finish within {PG_CONFIG_TIMEOUT:?}"
-                )));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-            Err(error) => return Err(setup(format!("waiting for it: {error}"))),
+    let mut command = Command::new(pg_config);
+    command.args(["--sharedir", "--pkglibdir", "--version"]);
+    let output = match stage_kit::child::run(&mut command, PG_CONFIG_TIMEOUT, 64 << 10) {
+        Ok(output) => output,
+        Err(RunError::Spawn { source, .. }) => {
+            return Err(setup(format!(
+                "cannot run it: {source} (it must be beside the postgres binary given as -b)"
+            )))
         }
+        Err(RunError::TimedOut { .. }) => {
+            return Err(setup(format!(
+                "did not finish within {PG_CONFIG_TIMEOUT:?}"
+            )))
+        }
+        Err(error) => return Err(setup(error.to_string())),
     };
-    let text = reader
-        .join()
-        .map_err(|_| setup("the output reader panicked".into()))?
-        .map_err(|error| setup(format!("reading its output: {error}")))?;
-    if !status.success() {
-        return Err(setup(format!("failed ({status})")));
+    if !output.status.success() {
+        return Err(setup(format!(
+            "failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
     }
-    Ok(text)
+    String::from_utf8(output.stdout).map_err(|_| setup("its output is not UTF-8".into()))
 }
 
 /// The CPU architecture in archive URLs: `amd64`, `arm64`, else Rust's name.

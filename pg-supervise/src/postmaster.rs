@@ -3,9 +3,9 @@
 //! The postmaster is spawned from a dedicated thread ([`spawn`]) that then waits for children
 //! with `waitpid(-1)` until the postmaster has exited. `PR_SET_PDEATHSIG` fires when the
 //! *spawning thread* exits, so that thread must live as long as the postmaster: it does, since it
-//! is the one waiting for it. The death signal is set in `pre_exec` after the drop to the
-//! `postgres` user (a credential change clears it), and the child checks that its parent is still
-//! alive afterwards. Because the supervisor is a child subreaper (and, as PID 1, the namespace's
+//! is the one waiting for it. The postmaster leads its own process group, and the death signal
+//! (`stage_kit::child::own`) is set after the drop to the `postgres` user (a credential change
+//! clears it); the child checks that its parent is still alive afterwards. Because the supervisor is a child subreaper (and, as PID 1, the namespace's
 //! init), orphaned descendants are re-parented to it; the same `waitpid(-1)` loop reaps them.
 //!
 //! [`postgres_command`] builds the command (user, environment); [`spawn`] adds the death
@@ -15,7 +15,6 @@
 
 use std::fs::File;
 use std::io;
-use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -92,24 +91,13 @@ pub fn spawn(
     mut command: Command,
     on_exit: impl FnOnce(Pid, ExitStatus) + Send + 'static,
 ) -> io::Result<Spawned> {
-    let supervisor = nix::unistd::getpid();
-    // Registered after any pre_exec that changes credentials: a uid change clears the
-    // parent-death signal.
-    // SAFETY: the closure runs in the forked child, where only async-signal-safe functions may
-    // be called. It makes two system calls (prctl(PR_SET_PDEATHSIG) and getppid, through nix's
-    // thin wrappers) and compares with `supervisor`, a pid copied before the fork; its errors
-    // carry only an errno (`from_raw_os_error` does not allocate; the parent gets only the
-    // errno anyway): ESRCH when the supervisor is gone already.
-    unsafe {
-        command.pre_exec(move || {
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
-                .map_err(|errno| io::Error::from_raw_os_error(errno as i32))?;
-            if nix::unistd::getppid() != supervisor {
-                return Err(io::Error::from_raw_os_error(libc::ESRCH));
-            }
-            Ok(())
-        });
-    }
+    // Its own process group, SIGKILL when the supervisor dies, and the parent re-check
+    // (`stage_kit::child::own`), registered after any pre_exec that changes credentials: a
+    // uid change clears the parent-death signal. Forked locally, on the thread below, which
+    // lives until the postmaster has exited (it is the one waiting for it), not on
+    // stage-kit's spawner thread: this thread must be the child's parent thread and its only
+    // reaper. A parent that died before the prctl fails the spawn with ESRCH.
+    stage_kit::child::own(&mut command, Signal::SIGKILL);
     // Close-on-exec: only the descriptors made from the write end (stdout and stderr) reach the
     // child.
     let (reader, writer) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(io::Error::from)?;
@@ -131,7 +119,7 @@ pub fn spawn(
                     pid
                 }
                 Err(error) if error.raw_os_error() == Some(libc::ESRCH) => {
-                    // Only the pre_exec check above fails with ESRCH.
+                    // Only the parent re-check of `own` fails with ESRCH.
                     let _ = started_tx.send(Err(io::Error::other(
                         "the supervisor exited before postgres started",
                     )));

@@ -11,7 +11,6 @@
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, ExitStatus, Stdio};
 use std::thread::JoinHandle;
@@ -217,21 +216,15 @@ fn spawn(command: &SyncCommand<'_>) -> Result<Child, SyncError> {
         .env("PGDATA", command.pgdata)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
+        .stderr(Stdio::piped());
     if let Some(token) = command.token {
         process.env("NEON_AUTH_TOKEN", token);
     }
     stage_kit::runas::apply_user(&mut process, command.user);
-    // Registered after the user switch (which would clear it): if we die, so does the child.
-    // SAFETY: the closure only makes the prctl system call, which is async-signal-safe.
-    unsafe {
-        process.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
-        });
-    }
     tracing::info!(command = %command_line(command), "running");
-    process.spawn().map_err(|source| SyncError::Spawn {
+    // Its own process group, SIGKILL if we die (set after the user switch, which would clear
+    // it); forked on this thread, which waits for it.
+    stage_kit::child::spawn(&mut process, Signal::SIGKILL).map_err(|source| SyncError::Spawn {
         command: command_line(command),
         source,
     })
@@ -269,8 +262,7 @@ fn wait(child: &mut Child, deadline: Instant, signals: Signals<'_>) -> Ended {
             Err(error) => return Ended::WaitFailed(error),
         }
         if Instant::now() >= deadline {
-            signal_group(group, Signal::SIGKILL);
-            drop(child.wait());
+            stage_kit::child::kill_group(child);
             return match forwarded {
                 Some(signal) => Ended::Interrupted(signal),
                 None => Ended::TimedOut,

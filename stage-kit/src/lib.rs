@@ -10,6 +10,8 @@
 //! * [`local`]: the admin connection of the tools to their own Postgres.
 //! * [`wire`]: a minimal Postgres wire client with a deadline on every read and write, for
 //!   servers `postgres` cannot talk to (the pageserver, safekeepers).
+//! * [`child`]: the one child runner: own process group, parent-death signal, a spawner
+//!   thread for long-lived children, deadlines and output caps, pidfds.
 //! * [`cgexec`]: the `cgexec -g memory:<cgroup>` wrapping of Postgres under `AUTOSCALING`.
 //! * [`deadline`]: deadlines from input durations that saturate instead of panicking.
 //! * [`tls`]: the Postgres TLS certificate and key, checked and copied into PGDATA.
@@ -21,6 +23,7 @@
 #![warn(missing_docs)]
 
 pub mod cgexec;
+pub mod child;
 pub mod deadline;
 pub mod local;
 pub mod logging;

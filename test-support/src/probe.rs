@@ -89,3 +89,34 @@ pub fn process_alive(pid: i32) -> bool {
 pub fn wait_dead(pid: i32, timeout: Duration) -> bool {
     wait_until(timeout, || !process_alive(pid))
 }
+
+/// The running processes (not zombies) whose program (`argv[0]`'s file name) is `program`
+/// and one of whose arguments contains `needle` (e.g. `initdb` on a test's PGDATA).
+pub fn processes_of(program: &str, needle: &str) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let mut args = cmdline
+            .split(|byte| *byte == 0)
+            .map(String::from_utf8_lossy);
+        let named = args
+            .next()
+            .is_some_and(|first| Path::new(first.as_ref()).file_name() == Some(program.as_ref()));
+        if named && args.any(|arg| arg.contains(needle)) && process_alive(pid) {
+            found.push(pid);
+        }
+    }
+    found
+}

@@ -2,7 +2,8 @@
 //! reach: `--dev` spares pgbouncer and local_proxy when a signal stops the compute (upstream's
 //! development mode) but not on `/terminate`; a pgbouncer pid file naming another program
 //! kills nothing; `--cgroup` alone (no `COMPUTE_CTL_CGROUP`) reaches the stages that start
-//! Postgres through `cgexec`. Stand-ins: `compute_tools_tests::stand_in`.
+//! Postgres through `cgexec`; a SIGKILLed compute-ctl leaves no stage and no `initdb`
+//! running. Stand-ins: `compute_tools_tests::stand_in`.
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
 
@@ -190,4 +191,112 @@ fn the_cgroup_flag_alone_reaches_the_stages() {
     assert!(!recorded.contains("neon-postgres"), "{recorded:?}");
     compute.signal(nix::sys::signal::Signal::SIGTERM);
     compute.wait_exit();
+}
+
+/// A Postgres installation whose `initdb` never finishes by itself: a copy of `initdb` (so
+/// it looks for `postgres` and its share directory here) beside a `postgres` script that
+/// passes everything to the real one except the bootstrap run, which writes its pid to
+/// `boot.pid` and sleeps without reading: `initdb` blocks writing to it (no stopped process,
+/// so nothing but a death signal ends `initdb`). Returns the `postgres` to give as `-b`.
+fn stalling_installation(dir: &Path) -> PathBuf {
+    let real = pg_test_support::pg_bin("postgres");
+    let real_bin = real.parent().unwrap();
+    let major = real_bin.parent().unwrap().file_name().unwrap();
+    let bin = dir.join("lib/postgresql").join(major).join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(dir.join("share/postgresql")).unwrap();
+    let sharedir = std::process::Command::new(real_bin.join("pg_config"))
+        .arg("--sharedir")
+        .output()
+        .unwrap();
+    let sharedir = String::from_utf8(sharedir.stdout).unwrap();
+    std::os::unix::fs::symlink(sharedir.trim(), dir.join("share/postgresql").join(major)).unwrap();
+    std::fs::copy(real_bin.join("initdb"), bin.join("initdb")).unwrap();
+    let postgres = bin.join("postgres");
+    std::fs::write(
+        &postgres,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = --boot ]; then echo $$ > '{}'; exec sleep 60; fi\nexec '{}' \"$@\"\n",
+            dir.join("boot.pid").display(),
+            real.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&postgres, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // initdb runs as the postgres user: the script writes boot.pid here.
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    postgres
+}
+
+/// SIGKILL of compute-ctl while pg-basebackup-fetch runs `initdb`: the stage (SIGTERM from
+/// its parent-death signal) and `initdb` (SIGKILL from the stage's) both end. `initdb`
+/// cannot finish by itself ([`stalling_installation`]): only a death signal ends it.
+#[test]
+fn sigkill_of_compute_ctl_during_initdb_leaves_no_stage_or_initdb() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    use pg_test_support::probe::{processes_of, wait_dead};
+
+    let dir = TestDir::new("term-");
+    let postgres = stalling_installation(&dir.path().join("install"));
+    let spec = write_sample_spec(dir.path(), free_tcp_port());
+    let pgdata = dir.path().join("pgdata");
+    // compute_ctl_command's flags, with this installation's postgres.
+    let mut command = std::process::Command::new(compute_tools_tests::binary("compute-ctl"));
+    command
+        .args(["-C", "postgresql://cloud_admin@localhost/postgres", "-b"])
+        .arg(&postgres)
+        .arg("-D")
+        .arg(&pgdata)
+        .args(["--external-http-port", &free_tcp_port().to_string()])
+        .args(["--internal-http-port", "0", "--terminated-grace", "0s"])
+        .args(["-S", spec.to_str().unwrap()])
+        .env("COMPUTE_TOOLS_NO_TEMPLATE_CACHE", "true")
+        .env_remove("COMPUTE_CTL_CGROUP")
+        .env_remove("AUTOSCALING")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut compute = command.spawn().unwrap();
+    let boot_pid = dir.path().join("install/boot.pid");
+    let needle = pgdata.to_string_lossy().into_owned();
+    let initdb = pg_test_support::wait_for(Duration::from_secs(60), || {
+        let found = processes_of("initdb", &needle).first().copied();
+        found.filter(|_| boot_pid.exists())
+    });
+    let Some(initdb) = initdb else {
+        let _ = compute.kill();
+        let _ = compute.wait();
+        panic!("initdb never reached its bootstrap on {needle}");
+    };
+    let stat = std::fs::read_to_string(format!("/proc/{initdb}/stat")).unwrap();
+    let stage: i32 = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let stage_name = std::fs::read_to_string(format!("/proc/{stage}/comm")).unwrap();
+    kill(Pid::from_raw(compute.id() as i32), Signal::SIGKILL).unwrap();
+    compute.wait().unwrap();
+    let stage_died = wait_dead(stage, Duration::from_secs(5));
+    let initdb_died = wait_dead(initdb, Duration::from_secs(5));
+    let boot: Option<i32> = std::fs::read_to_string(&boot_pid)
+        .ok()
+        .and_then(|text| text.trim().parse().ok());
+    let survivors = [(stage, stage_died), (initdb, initdb_died)]
+        .into_iter()
+        .filter(|(_, died)| !died)
+        .map(|(pid, _)| pid);
+    for pid in survivors.chain(boot) {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    assert!(
+        stage_died,
+        "the stage {stage_name:?} (pid {stage}) outlived compute-ctl"
+    );
+    assert!(initdb_died, "initdb (pid {initdb}) outlived compute-ctl");
 }

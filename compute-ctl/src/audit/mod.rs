@@ -11,9 +11,10 @@
 //!   the same directory. The same content already there: nothing; export no longer asked
 //!   for: nothing (the old file stays, as upstream); else written and rsyslog restarted.
 //! * **Restart**: `--rsyslog-restart` (env `COMPUTE_CTL_RSYSLOG_RESTART`), a shell command
-//!   run with `sh -c` (stdout discarded, stderr to compute-ctl's, at most
-//!   [`RESTART_TIMEOUT`]); without it, upstream's `pkill rsyslogd` and a wait of at most 5 s
-//!   for a supervisor to start it again (`pgrep rsyslogd`). Every failure fails the start or
+//!   run with `sh -c` (through `stage_kit::child::run`: its stderr goes into the error, its
+//!   process group is killed after [`RESTART_TIMEOUT`]); without it, upstream's `pkill
+//!   rsyslogd` and a wait of at most 5 s for a supervisor to start it again (`pgrep
+//!   rsyslogd`; each run at most 10 s). Every failure fails the start or
 //!   the reconfiguration with a message that says what to do.
 //!
 //! Every value written into an rsyslog file is checked first ([`target`]): hosts, ports,
@@ -26,13 +27,14 @@ pub mod target;
 use std::ffi::OsString;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use compute_spec::error::{ErrorKind, StageError};
 use compute_spec::pgconf::audit::is_compliance;
 use compute_spec::spec::ComputeSpec;
 use compute_spec::ComputeDocument;
+use stage_kit::child::RunError;
 
 use self::rsyslog::AuditConf;
 use self::target::Target;
@@ -277,47 +279,38 @@ pub fn restart_rsyslog(params: &AuditParams) -> Result<(), String> {
 
 fn run_restart_command(command: &str) -> Result<(), String> {
     let mut shell = Command::new("sh");
-    shell
-        .args(["-c", command])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
-    crate::stages::guard(&mut shell);
-    let mut child = shell.spawn().map_err(|error| {
-        format!("cannot run the rsyslog restart command {command:?} with sh: {error}")
-    })?;
-    let deadline = stage_kit::deadline::after(RESTART_TIMEOUT);
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) if status.success() => return Ok(()),
-            Ok(Some(status)) => {
-                return Err(format!(
-                    "the rsyslog restart command {command:?} failed ({status}); fix it \
-                     (--rsyslog-restart, COMPUTE_CTL_RSYSLOG_RESTART) and see its output above"
-                ))
-            }
-            Ok(None) if Instant::now() >= deadline => {
-                let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-                let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
-                let _ = child.wait();
-                return Err(format!(
-                    "the rsyslog restart command {command:?} still ran after {} s and was \
-                     killed; it must restart rsyslog and return",
-                    RESTART_TIMEOUT.as_secs()
-                ));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-            Err(error) => return Err(format!("waiting for the rsyslog restart command: {error}")),
-        }
+    shell.args(["-c", command]);
+    crate::stages::hide_notify_socket(&mut shell);
+    match stage_kit::child::run(&mut shell, RESTART_TIMEOUT, OUTPUT_CAP) {
+        Ok(output) if output.status.success() => Ok(()),
+        Ok(output) => Err(format!(
+            "the rsyslog restart command {command:?} failed ({}; stderr: {}); fix it \
+             (--rsyslog-restart, COMPUTE_CTL_RSYSLOG_RESTART)",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        )),
+        Err(RunError::TimedOut { .. }) => Err(format!(
+            "the rsyslog restart command {command:?} still ran after {} s and was \
+             killed (its process group); it must restart rsyslog and return",
+            RESTART_TIMEOUT.as_secs()
+        )),
+        Err(error) => Err(format!(
+            "the rsyslog restart command {command:?} with sh: {error}"
+        )),
     }
 }
 
-fn quiet(program: &str, args: &[&str]) -> std::io::Result<std::process::ExitStatus> {
-    Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
+/// Output kept from the restart command and from `pkill`/`pgrep`.
+const OUTPUT_CAP: usize = 64 * 1024;
+
+/// The longest `pkill` or `pgrep` may run.
+const QUIET_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn quiet(program: &str, args: &[&str]) -> Result<std::process::ExitStatus, RunError> {
+    let mut command = Command::new(program);
+    command.args(args);
+    crate::stages::hide_notify_socket(&mut command);
+    stage_kit::child::run(&mut command, QUIET_TIMEOUT, OUTPUT_CAP).map(|output| output.status)
 }
 
 /// Upstream's restart: every `rsyslogd` on the machine gets SIGTERM, and a supervisor must

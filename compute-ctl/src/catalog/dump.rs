@@ -3,7 +3,7 @@
 //! and pg_dump is killed when the client goes away.
 //!
 //! One thread per dump owns the child from spawn to reaping (so the parent-death signal set
-//! by [`crate::stages::guard`], which follows the spawning *thread*, lasts exactly as long
+//! by [`stage_kit::child::spawn`], which follows the spawning *thread*, lasts exactly as long
 //! as the dump), reads its stdout and hands chunks to the response through a
 //! [`body_channel`]. Every wait is bounded: the pipe is polled in short slices, so a silent
 //! pg_dump is killed after [`Limits::idle`], the whole dump after [`Limits::total`], and a
@@ -24,7 +24,7 @@ use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::http::body::{body_channel, BodySender, BodyStream};
-use crate::tool::STDERR_CAP;
+use stage_kit::child::STDERR_CAP;
 
 /// Largest chunk read from pg_dump's pipe and sent as one HTTP chunk.
 const CHUNK: usize = 64 * 1024;
@@ -164,16 +164,15 @@ impl Dump {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        crate::stages::guard(command);
-        let mut child = command
-            .spawn()
+        crate::stages::hide_notify_socket(command);
+        let mut child = stage_kit::child::spawn(command, nix::sys::signal::Signal::SIGKILL)
             .map_err(|error| format!("starting {program}: {error}"))?;
         let stderr = child
             .stderr
             .take()
-            .map(|pipe| crate::tool::read_capped(pipe, STDERR_CAP, None));
+            .map(|pipe| stage_kit::child::read_capped(pipe, STDERR_CAP, None));
         let Some(stdout) = child.stdout.take() else {
-            crate::tool::kill(&mut child);
+            stage_kit::child::kill_group(&mut child);
             return Err(format!("{program} has no standard output pipe"));
         };
         let now = Instant::now();
@@ -301,13 +300,13 @@ impl Dump {
                 }
             }
         };
-        (status, crate::tool::join(self.stderr.take()))
+        (status, stage_kit::child::join(self.stderr.take()))
     }
 
     /// Kills the process group and reaps pg_dump (once).
     fn kill(&mut self) {
         if !self.reaped {
-            crate::tool::kill(&mut self.child);
+            stage_kit::child::kill_group(&mut self.child);
             self.reaped = true;
         }
     }
