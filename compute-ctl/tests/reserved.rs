@@ -91,3 +91,32 @@ fn configure_refuses_the_clusters_own_objects_and_the_compute_keeps_running() {
     assert_eq!(answer.json()["status"], "running");
     assert_eq!(query(&server, roles), ["carol"]);
 }
+
+#[test]
+fn configure_in_empty_refuses_the_admin_and_privileged_roles() {
+    let server = TestPostgres::start();
+    let mut harness = harness_on(&server);
+    // No spec yet: the document compute-spec started names the admin (-C) and privileged roles.
+    let mut compute = harness.start(&["--privileged-role-name", "owners"]);
+    compute.wait_status("empty");
+    for (roles, path, name) in [
+        (
+            json!([{"name": "cloud_admin", "encrypted_password": null, "options": [
+                {"name": "NOSUPERUSER", "value": null, "vartype": "bool"}]}]),
+            "cluster.roles[0].options",
+            "cloud_admin",
+        ),
+        (
+            json!([{"name": "owners", "encrypted_password": null}]),
+            "cluster.roles[0].name",
+            "owners",
+        ),
+    ] {
+        let answer = configure(&compute, &spec(&server, roles, json!([])));
+        assert_refused(&answer, path, name);
+        assert_eq!(compute.status(), "empty");
+    }
+    let answer = compute.post("/terminate?mode=immediate", b"");
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(compute.wait_exit(std::time::Duration::from_secs(10)), 0);
+}

@@ -197,11 +197,18 @@ const NO_CACHE: [(&str, &str); 1] = [("COMPUTE_TOOLS_NO_TEMPLATE_CACHE", "true")
 #[test]
 fn compute_ctl_killed_during_initdb_leaves_it_the_lock_and_the_next_start_runs() {
     let log = killed_mid_build("compute-ctl alone, initdb", 300, false, &NO_CACHE);
-    // The orphaned initdb kept the lock: the next start waited for it, naming it, instead
-    // of wiping the tree it was still writing.
+    // What the build left behind kept the lock: the next start waited for it, naming it,
+    // instead of wiping the tree it was still writing. initdb itself dies with pg-basebackup-
+    // fetch (its death signal); the bootstrap `postgres` it runs under `sh` holds on until it
+    // sees its input close — either may be the one named.
     assert!(log.contains("is in use"), "{log}");
     assert!(log.contains("is no longer running"), "{log}");
-    assert!(log.contains("(initdb)"), "{log}");
+    assert!(
+        ["(initdb)", "(postgres)", "(sh)"]
+            .iter()
+            .any(|name| log.contains(name)),
+        "{log}"
+    );
 }
 
 #[test]
