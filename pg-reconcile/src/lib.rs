@@ -52,6 +52,7 @@ pub mod conf;
 pub mod migrate;
 pub mod override_file;
 pub mod plan;
+pub mod revoke;
 pub mod roles;
 pub mod schema_perms;
 pub mod settings;

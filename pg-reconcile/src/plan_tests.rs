@@ -100,7 +100,29 @@ fn check_with(
             })
         })
         .collect();
+    let expected = with_revokes(expected);
+    let expected: Vec<(&str, &str, &str)> = expected
+        .iter()
+        .map(|(phase, db, sql)| (*phase, *db, sql.as_str()))
+        .collect();
     assert_eq!(actual, expected);
+}
+
+/// `expected` with the pre-drop revoke (`crate::revoke`, shared objects in the system
+/// database's phase) before each `DROP OWNED BY "role"`, as the planner puts it.
+fn with_revokes<'a>(expected: &[(&'a str, &'a str, &'a str)]) -> Vec<(&'a str, &'a str, String)> {
+    let mut out = Vec::new();
+    for &(phase, db, sql) in expected {
+        if let Some(role) = sql.strip_prefix("DROP OWNED BY \"") {
+            let role = role.trim_end_matches('"');
+            let shared = phase == "delete_role_shared_references";
+            for revoke in crate::revoke::statements(role, shared) {
+                out.push((phase, db, revoke.shown));
+            }
+        }
+        out.push((phase, db, sql.to_string()));
+    }
+    out
 }
 
 #[test]

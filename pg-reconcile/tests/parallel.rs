@@ -113,7 +113,8 @@ fn per_database_work_runs_in_parallel_and_with_reconfigure_concurrency() {
         .plan
         .iter()
         .filter(|p| p.phase == "delete_role_references");
-    assert_eq!(per_database.count(), 12);
+    // Reassign, the pre-drop revoke (settings, block), drop owned: in each of 6 databases.
+    assert_eq!(per_database.count(), 24);
     assert_eq!(user_roles(&pg), ["o"]);
     let at_startup =
         |options: &Options| pg_reconcile::concurrency_at_startup(&delete, options, Some(100));
