@@ -11,9 +11,9 @@
 //! `pg_database_owner`, nothing granted).
 
 use compute_spec::spec::{ComputeSpec, DeltaAction};
-use compute_spec::ComputeDocument;
 use postgres::Client;
-use stage_kit::local::admin_user;
+
+use crate::connections::{parallel, Connections};
 
 use crate::sql::ident;
 use crate::step::{Phase, Sql, Step};
@@ -118,39 +118,43 @@ fn unquote(text: &str) -> String {
 }
 
 /// Reads schema `public` of each spec database (and each a `rename_db` delta renames) that
-/// exists, accepts connections and is valid, for the `change_schema_perms` phase. A database
-/// that cannot be read is planned as a new one (its statements then report the failure).
+/// exists, accepts connections and is valid, for the `change_schema_perms` phase: side by
+/// side, on connections from `pool` (each database is read, none skipped). A database that
+/// cannot be read is planned as a new one (its statements then report the failure).
 pub fn read_all(
-    document: &ComputeDocument,
+    pool: &Connections<'_>,
+    names: &Names<'_>,
     spec: &ComputeSpec,
-    system_db: &str,
     snapshot: &mut crate::snapshot::Snapshot,
 ) {
-    let admin = admin_user(document);
     let renamed = spec
         .delta_operations
         .iter()
         .flatten()
         .filter_map(|op| (op.action == DeltaAction::RenameDb).then_some(op.name.as_str()));
-    let names: std::collections::BTreeSet<&str> = spec
+    let wanted: std::collections::BTreeSet<&str> = spec
         .cluster
         .databases
         .iter()
         .map(|db| db.name.as_str())
         .chain(renamed)
         .collect();
-    for name in names {
-        let usable = snapshot
-            .databases
-            .get(name)
-            .is_some_and(|db| db.allow_conn && !db.invalid);
-        if name == system_db || !usable {
-            continue;
-        }
-        let state = crate::connect(document, Some(name)).and_then(|mut client| {
-            read(&mut client, &admin, &document.privileged_role_name)
-                .map_err(|error| crate::postgres_error("reading schema public", &error))
-        });
+    let databases: Vec<&str> = wanted
+        .into_iter()
+        .filter(|name| {
+            let usable = snapshot
+                .databases
+                .get(*name)
+                .is_some_and(|db| db.allow_conn && !db.invalid);
+            *name != names.system_db && usable
+        })
+        .collect();
+    let states = parallel(&databases, pool.limit(), |name| {
+        let mut client = pool.take(name)?;
+        read(&mut client, names.admin_user, names.privileged_role)
+            .map_err(|error| format!("reading schema public: {}", crate::apply::message(&error)))
+    });
+    for (name, state) in databases.into_iter().zip(states) {
         match state {
             Ok(state) => {
                 snapshot.schemas.insert(name.to_string(), state);
@@ -160,6 +164,16 @@ pub fn read_all(
             }
         }
     }
+}
+
+/// The names [`read_all`] needs.
+pub struct Names<'a> {
+    /// The system database (not read: upstream leaves its `public` alone).
+    pub system_db: &'a str,
+    /// The admin user, who holds the default privileges.
+    pub admin_user: &'a str,
+    /// The privileged role, who receives them.
+    pub privileged_role: &'a str,
 }
 
 /// What the planner passes to [`step`].
