@@ -83,6 +83,14 @@ print(sys.argv[2], s["config_ms"], len(s["plan"]), s["applied"], len(s["failures
 PY
 }
 
+# backend_cpu: CPU ms the running cluster's exited backends used so far (the postmaster's
+# cutime + cstime; a backend counts once reaped).
+backend_cpu() {
+    sleep 0.3
+    awk -v tck="$(getconf CLK_TCK)" '{print int(($16 + $17) * 1000 / tck)}' \
+        "/proc/$(head -n 1 "$RUNNING/postmaster.pid")/stat"
+}
+
 row() { printf '%-48s %10s %10s %9s %8s\n' "$@"; }
 
 # Specs and the small floor's SQL.
@@ -186,7 +194,8 @@ with open(sys.argv[3], "w") as f:
 print(len(plan), "statements,", sum(1 for d, _ in runs if d != "postgres"), "runs outside postgres",
       file=sys.stderr)
 PY
-chmod a+r "$WORK/floor-big.sql"
+for i in $(seq 0 999); do printf '\\c db%s\nSELECT 1;\n' "$i"; done >"$WORK/connect-each.sql"
+chmod a+r "$WORK/floor-big.sql" "$WORK/connect-each.sql"
 
 RESULTS=$WORK/results.txt
 : >"$RESULTS"
@@ -205,10 +214,20 @@ for round in $(seq 1 "$ROUNDS"); do
     row "pg-reconcile first apply (round $round)" "$wall" "$config" "$planned" "$failed"
     echo "first $wall $failed" >>"$RESULTS"
     for i in $(seq 1 "$NOOPS"); do
+        cpu0=$(backend_cpu)
         read -r wall config planned applied failed < <(reconcile "$WORK/doc-big.json" "$WORK/noop-big.json")
+        cpu1=$(backend_cpu)
         row "pg-reconcile no-op (round $round, run $i)" "$wall" "$config" "$planned" "$failed"
-        echo "noop $wall $planned $failed" >>"$RESULTS"
+        echo "noop $wall $planned $failed $((cpu1 - cpu0))" >>"$RESULTS"
     done
+    # The floor of checking every database: a session each (psql, one after the other).
+    cpu0=$(backend_cpu)
+    t0=$(now_ms)
+    psql_run -f "$WORK/connect-each.sql" >/dev/null
+    t1=$(now_ms)
+    cpu1=$(backend_cpu)
+    row "psql: \\c to each db + SELECT 1 (round $round)" "$((t1 - t0))" "-" 1000 0
+    echo "connect $((t1 - t0)) $((cpu1 - cpu0))" >>"$RESULTS"
     python3 - "$WORK/noop-big.json" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))["reconcile"]
@@ -222,6 +241,9 @@ rows = [line.split() for line in open(sys.argv[1])]
 psql = [int(r[1]) for r in rows if r[0] == "psql"]
 first = [int(r[1]) for r in rows if r[0] == "first"]
 noop = [int(r[1]) for r in rows if r[0] == "noop"]
+noop_cpu = [int(r[4]) for r in rows if r[0] == "noop"]
+connect = [int(r[1]) for r in rows if r[0] == "connect"]
+connect_cpu = [int(r[2]) for r in rows if r[0] == "connect"]
 failed = sum(int(r[2]) for r in rows if r[0] == "first") + sum(int(r[3]) for r in rows if r[0] == "noop")
 planned = max(int(r[2]) for r in rows if r[0] == "noop")
 mp, mf, mn = statistics.median(psql), statistics.median(first), statistics.median(noop)
@@ -230,6 +252,9 @@ print(f"{'median wall ms':<32} {'value':>10} {'ratio to psql':>14} {'goal':>12}"
 print(f"{'psql, same statements':<32} {mp:>10.0f} {'1.00':>14} {'':>12}")
 print(f"{'pg-reconcile first apply':<32} {mf:>10.0f} {mf / mp:>14.2f} {'<= 1.20':>12}")
 print(f"{'pg-reconcile no-op':<32} {mn:>10.0f} {'-':>14} {'<= 1000 ms':>12}")
+print(f"{'psql: a session per db, serial':<32} {statistics.median(connect):>10.0f} {'-':>14} {'':>12}")
 print(f"no-op statements planned (max): {planned}; failed statements in all runs: {failed}")
+print(f"server CPU of the backends (median ms): no-op {statistics.median(noop_cpu):.0f}, "
+      f"psql's session per db + SELECT 1 {statistics.median(connect_cpu):.0f}")
 PY
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
