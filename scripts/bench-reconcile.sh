@@ -1,34 +1,47 @@
 #!/usr/bin/env bash
-# Benchmark pg-reconcile against real PostgreSQL and print a table.
+# Benchmark pg-reconcile against real PostgreSQL and print tables.
 #
 #   1. 1,000 roles + 100 databases from empty (md5 and SCRAM passwords), against the floor:
 #      the same statements sent by psql (roles in one transaction, then the databases, which
 #      cannot run in a transaction block), each on a fresh copy of the same cluster.
-#   2. A no-op reconcile of 10,000 roles + 1,000 databases (goal: <= 50 ms, zero statements).
+#   2. 10,000 roles + 1,000 databases from empty, ROUNDS times, alternating on fresh copies
+#      of one cluster: psql sending exactly the statements pg-reconcile plans (taken from
+#      `pg-reconcile --dry-run`, the passwords put back from the spec; `\c` to each database
+#      its statements run in, runs of statements in one database in one transaction), then
+#      pg-reconcile's first apply, then NOOPS no-op applies (goal: 0 statements, <= 1 s).
+#      Goal: the first apply <= 1.2x psql (median wall clock).
 #
 # Columns: wall ms = the whole process (start, read the document, work, write it);
-# stage ms = the stage's own `config_ms`; planned = statements planned (floor: sent).
+# stage ms = the stage's own `config_ms`; planned = statements planned (psql: sent).
 #
-# Usage: scripts/bench-reconcile.sh   (builds release binaries; needs python3 and psql;
-# run as root or as a user that can run postgres). Env: PGBIN, CARGO_TARGET_DIR.
+# Usage: scripts/bench-reconcile.sh [small|big|all]   (default all; builds release binaries
+# of pg-reconcile and compute-spec-cli; needs python3 and psql; run as root or as a user that
+# can run postgres). Env: PGBIN, CARGO_TARGET_DIR, ROUNDS (3), NOOPS (3), BENCH_DIR (work
+# directories, default target/bench: on disk, ~8 GB per 1,000-database cluster).
 set -euo pipefail
 
+WHAT=${1:-all}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 PGBIN=${PGBIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)}
+ROUNDS=${ROUNDS:-3}
+NOOPS=${NOOPS:-3}
 (cd "$ROOT" && cargo build --release -q -p pg-reconcile -p compute-spec-cli)
 BIN=$CARGO_TARGET_DIR/release
 
-SMALL=$(mktemp -d /dev/shm/bench-reconcile.XXXXXX)   # small clusters, on tmpfs
-BIG=$(mktemp -d /var/tmp/bench-reconcile.XXXXXX)     # the 1,000-database cluster, on disk
+mkdir -p "${BENCH_DIR:-$ROOT/target/bench}"
+WORK=$(mktemp -d "${BENCH_DIR:-$ROOT/target/bench}/reconcile.XXXXXX")
+SOCK=$(mktemp -d /dev/shm/bench-reconcile-sock.XXXXXX)   # a short path for the socket
+chmod a+rwx "$SOCK"
 RUNNING=""
 cleanup() {
     [ -n "$RUNNING" ] && as_pg "$PGBIN/pg_ctl" -D "$RUNNING" -m immediate stop >/dev/null 2>&1 || true
-    rm -rf "$SMALL" "$BIG"
+    rm -rf "$WORK" "$SOCK"
 }
 trap cleanup EXIT
 if [ "$(id -u)" = 0 ]; then
-    chown postgres "$SMALL" "$BIG"
+    chown postgres "$WORK"
+    chmod a+rx "$WORK" "$(dirname "$WORK")"
     as_pg() { runuser -u postgres -- "$@"; }
 else
     as_pg() { "$@"; }
@@ -37,39 +50,53 @@ PORT=$((20000 + RANDOM % 20000))
 
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 
-# start DATADIR SOCKETDIR: start a cluster for the benchmark (no fsync, no TCP).
+# start DATADIR: start a cluster for the benchmark (no fsync, no TCP).
 start() {
-    as_pg "$PGBIN/pg_ctl" -D "$1" -w -l "$1/log" -o "-k $2 -p $PORT -c listen_addresses= \
+    as_pg "$PGBIN/pg_ctl" -D "$1" -w -l "$1.log" -o "-k $SOCK -p $PORT -c listen_addresses= \
         -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_wal_size=20GB \
         -c checkpoint_timeout=1h" start >/dev/null
     RUNNING=$1
 }
 stop() { as_pg "$PGBIN/pg_ctl" -D "$RUNNING" -m immediate stop >/dev/null; RUNNING=""; }
 psql_run() { "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$SOCK" -p "$PORT" -U cloud_admin "$@" postgres; }
+# fresh: a new copy of the empty cluster at $WORK/run, started.
+fresh() { rm -rf "$WORK/run"; as_pg cp -a "$WORK/template" "$WORK/run"; start "$WORK/run"; }
+drop_run() { stop; rm -rf "$WORK/run"; }
 
-# document SPEC DATADIR: the compute document for SPEC on the running cluster.
+# document SPEC: the compute document for SPEC on the running cluster.
 document() {
-    "$BIN/compute-spec" -S "$1" -D "$2" -b "$PGBIN/postgres" --socket-dir "$SOCK" \
+    "$BIN/compute-spec" -S "$1" -D "$WORK/run" -b "$PGBIN/postgres" --socket-dir "$SOCK" \
         -C "postgresql://cloud_admin@localhost:$PORT/postgres" 2>/dev/null
 }
 
-# reconcile DOC OUT: run the stage; echo "wall_ms config_ms planned applied failures".
+# reconcile DOC OUT [FLAGS]: run the stage; echo "wall_ms config_ms planned applied failures".
 reconcile() {
-    local t0 t1
+    local doc=$1 out=$2 t0 t1
+    shift 2
     t0=$(now_ms)
-    "$BIN/pg-reconcile" <"$1" >"$2" 2>"$2.log" || { cat "$2.log" >&2; exit 1; }
+    "$BIN/pg-reconcile" "$@" <"$doc" >"$out" 2>"$out.log" || { tail -5 "$out.log" >&2; exit 1; }
     t1=$(now_ms)
-    python3 - "$2" "$((t1 - t0))" <<'PY'
+    python3 - "$out" "$((t1 - t0))" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))["reconcile"]
 print(sys.argv[2], s["config_ms"], len(s["plan"]), s["applied"], len(s["failures"]))
 PY
 }
 
-# Generate specs and the floor's SQL.
-python3 - "$SMALL" "$BIG" <<'PY'
+# backend_cpu: CPU ms the running cluster's exited backends used so far (the postmaster's
+# cutime + cstime; a backend counts once reaped).
+backend_cpu() {
+    sleep 0.3
+    awk -v tck="$(getconf CLK_TCK)" '{print int(($16 + $17) * 1000 / tck)}' \
+        "/proc/$(head -n 1 "$RUNNING/postmaster.pid")/stat"
+}
+
+row() { printf '%-48s %10s %10s %9s %8s\n' "$@"; }
+
+# Specs and the small floor's SQL.
+python3 - "$WORK" <<'PY'
 import hashlib, json, sys
-small, big = sys.argv[1], sys.argv[2]
+work = sys.argv[1]
 scram = ("SCRAM-SHA-256$4096:MDEyMzQ1Njc4OWFiY2RlZg==$bpSY5Ze9NUH+I35LC3gVq+DpBfK46iXBxvhAKqVu9pE="
          ":VpYlBuxyzeCI1KnctrefdljpB1mk3Gp7sBI/t11+NkQ=")
 def spec(roles, dbs, kind):
@@ -77,7 +104,7 @@ def spec(roles, dbs, kind):
     return {"format_version": 1.0, "cluster": {
         "roles": [{"name": f"role{i}", "encrypted_password": pw(f"role{i}")} for i in range(roles)],
         "databases": [{"name": f"db{i}", "owner": f"role{i}"} for i in range(dbs)]}}
-def sql(s, out, strategy=""):
+def sql(s, out):
     su = ('CREATE ROLE "neon_superuser" CREATEDB CREATEROLE NOLOGIN REPLICATION BYPASSRLS '
           'IN ROLE pg_read_all_data, pg_write_all_data;\n')
     with open(out + "-roles.sql", "w") as f:
@@ -89,62 +116,145 @@ def sql(s, out, strategy=""):
                     f'IN ROLE "neon_superuser" LOGIN PASSWORD \'{p}\';\n')
     with open(out + "-dbs.sql", "w") as f:
         for d in s["cluster"]["databases"]:
-            f.write(f'CREATE DATABASE "{d["name"]}" {strategy}OWNER "{d["owner"]}";\n'
+            f.write(f'CREATE DATABASE "{d["name"]}" OWNER "{d["owner"]}";\n'
                     f'GRANT ALL PRIVILEGES ON DATABASE "{d["name"]}" TO "neon_superuser";\n')
 for kind in ("md5", "scram"):
     s = spec(1000, 100, kind)
-    json.dump(s, open(f"{small}/spec-{kind}.json", "w"))
-    sql(s, f"{small}/floor-{kind}")
-s = spec(10000, 1000, "md5")
-json.dump(s, open(f"{big}/spec.json", "w"))
-sql(s, f"{big}/setup", "STRATEGY FILE_COPY ")
+    json.dump(s, open(f"{work}/spec-{kind}.json", "w"))
+    sql(s, f"{work}/floor-{kind}")
+json.dump(spec(10000, 1000, "md5"), open(f"{work}/spec-big.json", "w"))
 PY
-chmod -R a+rX "$SMALL" "$BIG"
+chmod -R a+rX "$WORK"
+as_pg "$PGBIN/initdb" -D "$WORK/template" -U cloud_admin -A trust >/dev/null
 
-as_pg "$PGBIN/initdb" -D "$SMALL/template" -U cloud_admin -A trust >/dev/null
-SOCK=$SMALL
-fresh() { rm -rf "$SMALL/run"; as_pg cp -a "$SMALL/template" "$SMALL/run"; start "$SMALL/run" "$SOCK"; }
+if [ "$WHAT" = small ] || [ "$WHAT" = all ]; then
+    row "scenario" "wall ms" "stage ms" "planned" "failed"
+    for kind in md5 scram; do
+        fresh
+        t0=$(now_ms)
+        psql_run -1 -f "$WORK/floor-$kind-roles.sql"
+        psql_run -f "$WORK/floor-$kind-dbs.sql"
+        t1=$(now_ms)
+        drop_run
+        statements=$(cat "$WORK/floor-$kind-roles.sql" "$WORK/floor-$kind-dbs.sql" | wc -l)
+        row "floor: psql, 1000 roles ($kind) + 100 dbs" "$((t1 - t0))" "-" "$statements" 0
+        fresh
+        document "$WORK/spec-$kind.json" >"$WORK/doc-$kind.json"
+        read -r wall config planned applied failed < <(reconcile "$WORK/doc-$kind.json" "$WORK/out-$kind.json")
+        row "pg-reconcile, 1000 roles ($kind) + 100 dbs" "$wall" "$config" "$planned" "$failed"
+        read -r wall config planned applied failed < <(reconcile "$WORK/doc-$kind.json" "$WORK/out2-$kind.json")
+        row "pg-reconcile again (no-op), $kind" "$wall" "$config" "$planned" "$failed"
+        drop_run
+    done
+    echo
+fi
 
-printf '%-44s %10s %10s %9s %8s\n' "scenario" "wall ms" "stage ms" "planned" "failed"
-for kind in md5 scram; do
+[ "$WHAT" = big ] || [ "$WHAT" = all ] || exit 0
+
+# The big scenario. psql's statements: pg-reconcile's own plan on an empty cluster.
+fresh
+document "$WORK/spec-big.json" >"$WORK/doc-big.json"
+reconcile "$WORK/doc-big.json" "$WORK/dry-big.json" --dry-run >/dev/null
+drop_run
+python3 - "$WORK/spec-big.json" "$WORK/dry-big.json" "$WORK/floor-big.sql" <<'PY'
+import json, re, sys
+spec = json.load(open(sys.argv[1]))
+plan = json.load(open(sys.argv[2]))["reconcile"]["plan"]
+hashes = {}
+for r in spec["cluster"]["roles"]:
+    p = r["encrypted_password"]
+    hashes[r["name"]] = p if p.startswith(("SCRAM", "md5")) else "md5" + p
+role = re.compile(r'^(?:CREATE|ALTER) ROLE "((?:[^"]|"")*)"')
+def statement(sql):
+    if "PASSWORD '********'" in sql:
+        name = role.match(sql).group(1).replace('""', '"')
+        sql = sql.replace("PASSWORD '********'", "PASSWORD '%s'" % hashes[name])
+    return sql
+# Runs of statements in one database; a run opens a transaction unless it has a statement
+# that cannot run in one.
+runs, db = [], None
+for p in plan:
+    if p["database"] != db or not runs:
+        runs.append((p["database"], []))
+        db = p["database"]
+    runs[-1][1].append(statement(p["sql"]))
+with open(sys.argv[3], "w") as f:
+    current = "postgres"
+    for database, sqls in runs:
+        if database != current:
+            f.write('\\c "%s"\n' % database.replace('"', '""'))
+            current = database
+        blocked = any(re.match(r"(CREATE|DROP) DATABASE", s) for s in sqls)
+        if not blocked and len(sqls) > 1:
+            f.write("BEGIN;\n")
+        for s in sqls:
+            f.write(s + ";\n")
+        if not blocked and len(sqls) > 1:
+            f.write("COMMIT;\n")
+print(len(plan), "statements,", sum(1 for d, _ in runs if d != "postgres"), "runs outside postgres",
+      file=sys.stderr)
+PY
+for i in $(seq 0 999); do printf '\\c db%s\nSELECT 1;\n' "$i"; done >"$WORK/connect-each.sql"
+chmod a+r "$WORK/floor-big.sql" "$WORK/connect-each.sql"
+
+RESULTS=$WORK/results.txt
+: >"$RESULTS"
+row "scenario (10000 roles + 1000 dbs)" "wall ms" "stage ms" "planned" "failed"
+for round in $(seq 1 "$ROUNDS"); do
     fresh
     t0=$(now_ms)
-    psql_run -1 -f "$SMALL/floor-$kind-roles.sql"
-    psql_run -f "$SMALL/floor-$kind-dbs.sql"
+    psql_run -f "$WORK/floor-big.sql" >/dev/null
     t1=$(now_ms)
-    stop
-    statements=$(cat "$SMALL/floor-$kind-roles.sql" "$SMALL/floor-$kind-dbs.sql" | wc -l)
-    printf '%-44s %10s %10s %9s %8s\n' "floor: psql, 1000 roles ($kind) + 100 dbs" "$((t1 - t0))" "-" "$statements" 0
+    drop_run
+    sent=$(grep -cv '^\\c\|^BEGIN;$\|^COMMIT;$' "$WORK/floor-big.sql")
+    row "psql, same statements (round $round)" "$((t1 - t0))" "-" "$sent" 0
+    echo "psql $((t1 - t0))" >>"$RESULTS"
     fresh
-    document "$SMALL/spec-$kind.json" "$SMALL/run" >"$SMALL/doc-$kind.json"
-    read -r wall config planned applied failed < <(reconcile "$SMALL/doc-$kind.json" "$SMALL/out-$kind.json")
-    printf '%-44s %10s %10s %9s %8s\n' "pg-reconcile, 1000 roles ($kind) + 100 dbs" "$wall" "$config" "$planned" "$failed"
-    read -r wall config planned applied failed < <(reconcile "$SMALL/doc-$kind.json" "$SMALL/out2-$kind.json")
-    printf '%-44s %10s %10s %9s %8s\n' "pg-reconcile again (no-op), $kind" "$wall" "$config" "$planned" "$failed"
-    stop
-done
-
-# The big cluster: 10,000 roles + 1,000 databases, set up by psql (not timed).
-as_pg "$PGBIN/initdb" -D "$BIG/data" -U cloud_admin -A trust >/dev/null
-SOCK=$BIG
-start "$BIG/data" "$SOCK"
-psql_run -1 -f "$BIG/setup-roles.sql"
-psql_run -f "$BIG/setup-dbs.sql"
-document "$BIG/spec.json" "$BIG/data" >"$BIG/doc.json"
-for i in 1 2 3; do
+    read -r wall config planned applied failed < <(reconcile "$WORK/doc-big.json" "$WORK/out-big.json")
+    row "pg-reconcile first apply (round $round)" "$wall" "$config" "$planned" "$failed"
+    echo "first $wall $failed" >>"$RESULTS"
+    for i in $(seq 1 "$NOOPS"); do
+        cpu0=$(backend_cpu)
+        read -r wall config planned applied failed < <(reconcile "$WORK/doc-big.json" "$WORK/noop-big.json")
+        cpu1=$(backend_cpu)
+        row "pg-reconcile no-op (round $round, run $i)" "$wall" "$config" "$planned" "$failed"
+        echo "noop $wall $planned $failed $((cpu1 - cpu0))" >>"$RESULTS"
+    done
+    # The floor of checking every database: a session each (psql, one after the other).
+    cpu0=$(backend_cpu)
     t0=$(now_ms)
-    psql_run -c "SELECT 1" >/dev/null
+    psql_run -f "$WORK/connect-each.sql" >/dev/null
     t1=$(now_ms)
-    printf '%-44s %10s %10s %9s %8s\n' "baseline: psql connect + SELECT 1 (run $i)" "$((t1 - t0))" "-" 1 0
-done
-for i in 1 2 3 4 5; do
-    read -r wall config planned applied failed < <(reconcile "$BIG/doc.json" "$BIG/out.json")
-    printf '%-44s %10s %10s %9s %8s\n' "no-op, 10000 roles + 1000 dbs (run $i)" "$wall" "$config" "$planned" "$failed"
-done
-python3 - "$BIG/out.json" <<'PY'
+    cpu1=$(backend_cpu)
+    row "psql: \\c to each db + SELECT 1 (round $round)" "$((t1 - t0))" "-" 1000 0
+    echo "connect $((t1 - t0)) $((cpu1 - cpu0))" >>"$RESULTS"
+    python3 - "$WORK/noop-big.json" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))["reconcile"]
-print("last no-op: " + ", ".join(f"{k} {s[k]} ms" for k in ("connect_ms", "snapshot_ms", "plan_ms", "apply_ms", "config_ms")))
+print("  last no-op: " + ", ".join(f"{k} {s[k]} ms" for k in ("connect_ms", "snapshot_ms", "plan_ms", "apply_ms", "config_ms")))
 PY
-stop
+    drop_run
+done
+python3 - "$RESULTS" <<'PY'
+import statistics, sys
+rows = [line.split() for line in open(sys.argv[1])]
+psql = [int(r[1]) for r in rows if r[0] == "psql"]
+first = [int(r[1]) for r in rows if r[0] == "first"]
+noop = [int(r[1]) for r in rows if r[0] == "noop"]
+noop_cpu = [int(r[4]) for r in rows if r[0] == "noop"]
+connect = [int(r[1]) for r in rows if r[0] == "connect"]
+connect_cpu = [int(r[2]) for r in rows if r[0] == "connect"]
+failed = sum(int(r[2]) for r in rows if r[0] == "first") + sum(int(r[3]) for r in rows if r[0] == "noop")
+planned = max(int(r[2]) for r in rows if r[0] == "noop")
+mp, mf, mn = statistics.median(psql), statistics.median(first), statistics.median(noop)
+print()
+print(f"{'median wall ms':<32} {'value':>10} {'ratio to psql':>14} {'goal':>12}")
+print(f"{'psql, same statements':<32} {mp:>10.0f} {'1.00':>14} {'':>12}")
+print(f"{'pg-reconcile first apply':<32} {mf:>10.0f} {mf / mp:>14.2f} {'<= 1.20':>12}")
+print(f"{'pg-reconcile no-op':<32} {mn:>10.0f} {'-':>14} {'<= 1000 ms':>12}")
+print(f"{'psql: a session per db, serial':<32} {statistics.median(connect):>10.0f} {'-':>14} {'':>12}")
+print(f"no-op statements planned (max): {planned}; failed statements in all runs: {failed}")
+print(f"server CPU of the backends (median ms): no-op {statistics.median(noop_cpu):.0f}, "
+      f"psql's session per db + SELECT 1 {statistics.median(connect_cpu):.0f}")
+PY
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"

@@ -4,16 +4,17 @@
 //! sent together, many statements per round trip in one implicit transaction; if that
 //! batch fails, its steps are rerun one by one so that exactly the failing objects are
 //! reported and the others still apply. Steps that cannot run in a transaction block
-//! (`CREATE/DROP DATABASE`) run statement by statement. Parallel phases (roles, per-database
-//! cleanup) spread their work over several connections.
+//! (`CREATE/DROP DATABASE`) run statement by statement. Parallel phases (roles, databases,
+//! per-database work) spread their work over up to [`Connections::limit`] connections, all
+//! taken from the run's one [`Connections`]: a database's connection is reused from phase
+//! to phase, and no phase opens more than the limit.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use compute_spec::section::StatementFailure;
 use postgres::Client;
 
+use crate::connections::{parallel, Connections};
 use crate::plan::{Phase, Sql, Step};
 
 /// Statements sent in one round trip at most.
@@ -31,9 +32,6 @@ fn slow_per_connection(phase: Phase) -> usize {
         _ => SLOW_PER_CONNECTION,
     }
 }
-
-/// Opens an admin connection to a database, or says why it could not.
-pub type Connect<'a> = dyn Fn(&str) -> Result<Client, String> + Sync + 'a;
 
 /// What applying a plan did.
 #[derive(Clone, Debug, Default)]
@@ -61,42 +59,15 @@ impl Outcome {
     }
 }
 
-/// Connections by database, opened on first use.
-struct Pool<'a> {
-    connect: &'a Connect<'a>,
-    clients: HashMap<String, Client>,
-}
-
-impl Pool<'_> {
-    fn get(&mut self, database: &str) -> Result<&mut Client, String> {
-        if !self.clients.contains_key(database) {
-            let client = (self.connect)(database)?;
-            self.clients.insert(database.to_string(), client);
-        }
-        self.clients
-            .get_mut(database)
-            .ok_or_else(|| format!("no connection to database {database:?}"))
-    }
-}
-
 /// One unit of work: steps that run on one connection to `database`, in order.
 struct Job<'s> {
     database: String,
     steps: Vec<&'s Step>,
 }
 
-/// Runs `steps` in order; `system` is the already open connection to `system_db`.
-pub fn apply(
-    steps: &[Step],
-    system: Client,
-    system_db: &str,
-    connect: &Connect<'_>,
-    concurrency: usize,
-) -> Outcome {
-    let mut pool = Pool {
-        connect,
-        clients: HashMap::from([(system_db.to_string(), system)]),
-    };
+/// Runs `steps` in order, on connections from `pool` (`system_db`: the system database).
+pub fn apply(steps: &[Step], pool: &Connections<'_>, system_db: &str) -> Outcome {
+    let concurrency = pool.limit();
     let mut outcome = Outcome::default();
     // Databases whose `CREATE DATABASE` failed.
     let mut uncreated: HashSet<String> = HashSet::new();
@@ -129,15 +100,25 @@ pub fn apply(
             kept.as_slice()
         };
         let jobs = jobs(group, phase, concurrency);
+        if matches!(
+            phase,
+            Phase::DropInvalidDatabases
+                | Phase::RenameAndDeleteDatabases
+                | Phase::CreateAndAlterDatabases
+        ) {
+            pool.close_idle_except(system_db);
+        }
         if phase == Phase::Settings {
-            if let Ok(client) = pool.get(system_db) {
-                reload(client, group, &mut outcome);
+            if let Ok(mut client) = pool.take(system_db) {
+                reload(&mut client, group, &mut outcome);
             }
         } else if phase.parallel() && concurrency > 1 && jobs.len() > 1 {
-            outcome.merge(run_parallel(&jobs, concurrency, connect));
+            for done in parallel(&jobs, concurrency, |job| run_job(pool, job)) {
+                outcome.merge(done);
+            }
         } else {
             for job in &jobs {
-                run_job(&mut pool, job, &mut outcome);
+                outcome.merge(run_job(pool, job));
             }
         }
         for step in group {
@@ -219,37 +200,12 @@ fn jobs(group: &[Step], phase: Phase, concurrency: usize) -> Vec<Job<'_>> {
         .collect()
 }
 
-fn run_parallel(jobs: &[Job<'_>], concurrency: usize, connect: &Connect<'_>) -> Outcome {
-    let next = AtomicUsize::new(0);
-    let total = Mutex::new(Outcome::default());
-    let workers = concurrency.min(jobs.len()).max(1);
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| {
-                let mut pool = Pool {
-                    connect,
-                    clients: HashMap::new(),
-                };
-                let mut outcome = Outcome::default();
-                loop {
-                    let index = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(job) = jobs.get(index) else { break };
-                    // A fresh connection per job: jobs of one database run side by side.
-                    pool.clients.remove(&job.database);
-                    run_job(&mut pool, job, &mut outcome);
-                }
-                if let Ok(mut total) = total.lock() {
-                    total.merge(outcome);
-                }
-            });
-        }
-    });
-    total.into_inner().unwrap_or_default()
-}
-
-fn run_job(pool: &mut Pool<'_>, job: &Job<'_>, outcome: &mut Outcome) {
-    match pool.get(&job.database) {
-        Ok(client) => run_steps(client, &job.steps, outcome),
+/// A job on a connection to its database from `pool` (while the job runs, no other job
+/// has that connection: jobs of one database side by side get one each).
+fn run_job(pool: &Connections<'_>, job: &Job<'_>) -> Outcome {
+    let mut outcome = Outcome::default();
+    match pool.take(&job.database) {
+        Ok(mut client) => run_steps(&mut client, &job.steps, &mut outcome),
         Err(error) => {
             for step in &job.steps {
                 if let Some(sql) = step.statements.first() {
@@ -258,6 +214,7 @@ fn run_job(pool: &mut Pool<'_>, job: &Job<'_>, outcome: &mut Outcome) {
             }
         }
     }
+    outcome
 }
 
 /// Runs steps on one connection: transactional runs batched, the rest one by one.

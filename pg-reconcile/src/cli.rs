@@ -24,8 +24,10 @@ pub struct Cli {
     /// Only plan: write `reconcile.plan` and change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Parallel connections (default: from `max_connections` at start-up, the spec's
-    /// `reconfigure_concurrency` with --reconfigure).
+    /// Most connections open at once, for all the run's work (default: from
+    /// `max_connections` at start-up, the spec's `reconfigure_concurrency` with
+    /// --reconfigure); never more than the server's `max_connections` less its reserved
+    /// connections and a tenth.
     #[arg(long)]
     pub concurrency: Option<usize>,
     /// Live-compute mode (a reconfiguration rather than a start-up): the whole

@@ -13,7 +13,10 @@
 //! previous file and fails the run before any catalog work); take one catalog snapshot in one
 //! round trip ([`snapshot`]); compute the ordered plan with the pure [`plan::plan`]; apply
 //! it ([`apply`]) under the temporary override ([`override_file`]), batching statements and
-//! spreading slow or per-database work over several connections; with
+//! spreading slow or per-database work over several connections; every fan-out takes its
+//! connections from one pool ([`connections`]) that never holds more than
+//! [`connection_limit`] open (the concurrency, capped well under the server's
+//! `max_connections`), reusing a database's connection from phase to phase; with
 //! `drop_subscriptions_before_start`, drop the subscriptions once per timeline and enable the
 //! subscribers again ([`subscriptions`]). The configuration is reloaded (and the reload
 //! awaited) when the file is newer than the server's last load, so a run that died between
@@ -43,15 +46,19 @@
 //! ```
 //!
 //! Tests: planner cases in `src/plan_tests.rs`; real-Postgres tests in `tests/` (fixtures,
-//! hostile names, deltas, delete_role across databases, quoting round trips).
+//! hostile names, deltas, delete_role across databases and grantors, more databases than
+//! the server has connections, quoting round trips).
 #![warn(missing_docs)]
 
 pub mod apply;
 pub mod cli;
+pub mod concurrency;
 pub mod conf;
+pub mod connections;
 pub mod migrate;
 pub mod override_file;
 pub mod plan;
+pub mod revoke;
 pub mod roles;
 pub mod schema_perms;
 pub mod settings;
@@ -68,6 +75,10 @@ use compute_spec::error::{ErrorKind, StageError};
 use compute_spec::section::{PlannedStatement, ReconcileSection};
 use compute_spec::spec::ComputeSpec;
 use compute_spec::ComputeDocument;
+pub use concurrency::{
+    concurrency_at_startup, concurrency_on_reconfigure, connection_limit, startup_concurrency,
+};
+use connections::{Connections, Lease};
 use stage_kit::local::{admin_config, admin_user};
 use stage_kit::stage::elapsed_ms;
 
@@ -96,7 +107,8 @@ pub struct Options {
     pub spec_file: Option<PathBuf>,
     /// Only plan.
     pub dry_run: bool,
-    /// Parallel connections for per-database work (overrides the computed default).
+    /// Most connections open at once (overrides the computed default; still capped by
+    /// [`connection_limit`]).
     pub concurrency: Option<usize>,
 }
 
@@ -291,8 +303,19 @@ fn reconcile_with(
     };
     let mut snapshot = snapshot::take(&mut client, &deleted)
         .map_err(|error| postgres_error("reading the catalog snapshot", &error))?;
+    // Every fan-out from here on takes its connections from `pool`, bounded by `limit`.
+    let limit = connection_limit(concurrency(spec, snapshot.max_connections), &snapshot);
+    let connector = |database: &str| connect(document, Some(database)).map_err(|e| e.message);
+    let pool = Connections::new(&connector, limit);
+    pool.adopt(&system_db, client);
+    let admin = admin_user(document);
     if !section.catalog_skipped {
-        schema_perms::read_all(document, spec, &system_db, &mut snapshot);
+        let names = schema_perms::Names {
+            system_db: &system_db,
+            admin_user: &admin,
+            privileged_role: &document.privileged_role_name,
+        };
+        schema_perms::read_all(&pool, &names, spec, &mut snapshot);
         if !snapshot.extensions.contains_key("neon") {
             tracing::info!(
                 "the neon extension is not available (vanilla Postgres): its phase is skipped"
@@ -304,7 +327,7 @@ fn reconcile_with(
     section.conf_errors = snapshot.conf_errors.clone();
     let context = plan::PlanContext {
         privileged_role: document.privileged_role_name.clone(),
-        admin_user: admin_user(document),
+        admin_user: admin.clone(),
         system_db: system_db.clone(),
         // A file with errors is ignored whole by a reload: then only report them.
         reload: snapshot.conf_errors.is_empty()
@@ -318,24 +341,39 @@ fn reconcile_with(
     section.plan_ms = elapsed_ms(plan_started);
     if options.dry_run && mode == Mode::Startup && !section.catalog_skipped {
         // The start-up run is followed by the migrations: show which are pending.
-        let report = migrate::dry_run(&mut client)
+        let report = migrate::dry_run(&mut *take(&pool, &system_db)?)
             .map_err(|error| postgres_error("reading neon_migration.migration_id", &error))?;
         put_report(&mut section, &report)?;
     }
     if !options.dry_run {
         let apply_started = Instant::now();
-        let concurrency = concurrency(spec, snapshot.max_connections);
-        let connector = |database: &str| connect(document, Some(database)).map_err(|e| e.message);
         let catalog_work = steps.iter().any(|step| step.phase != plan::Phase::Settings);
         if catalog_work {
-            override_file::set(&document.pgdata, &mut client)?;
+            override_file::set(&document.pgdata, &mut *take(&pool, &system_db)?)?;
         }
-        let outcome = apply::apply(&steps, client, &system_db, &connector, concurrency);
+        let outcome = apply::apply(&steps, &pool, &system_db);
         section.applied = outcome.applied;
         section.failures = outcome.failures;
-        after_apply(document, spec, catalog_work, drop_due.as_deref(), &conf)?;
+        let system = || {
+            take(&pool, &system_db)?
+                .keep()
+                .ok_or_else(|| lost(&system_db))
+        };
+        after_apply(
+            spec,
+            catalog_work,
+            drop_due.as_deref(),
+            &conf,
+            &document.pgdata,
+            &system,
+        )?;
         section.apply_ms = elapsed_ms(apply_started);
     }
+    tracing::info!(
+        limit = pool.limit(),
+        opened = pool.opened(),
+        "connections: at most `limit` open at once, `opened` in all"
+    );
     section.config_ms = elapsed_ms(started);
     log_summary(&section);
     Ok(section)
@@ -345,16 +383,16 @@ fn reconcile_with(
 /// it was set; the subscribers enabled once `drop_subscriptions_before_start` is recorded for
 /// the timeline (`drop_due`: the timeline this run was to record, if any).
 fn after_apply(
-    document: &ComputeDocument,
     spec: &ComputeSpec,
     catalog_work: bool,
     drop_due: Option<&str>,
     conf: &Path,
+    pgdata: &Path,
+    system: &dyn Fn() -> Result<postgres::Client, StageError>,
 ) -> Result<(), StageError> {
-    let system = || connect(document, None);
     if catalog_work {
         // Also after failures: `-1` must not stay live.
-        override_file::clear(&document.pgdata, &system)?;
+        override_file::clear(pgdata, system)?;
     }
     if !spec.drop_subscriptions_before_start || !plan::catalog_enabled(spec) {
         return Ok(());
@@ -436,6 +474,20 @@ fn rewrite_settings(path: &Path, spec: &ComputeSpec, dry_run: bool) -> Result<bo
     Ok(true)
 }
 
+/// A connection to `database` from `pool`, or the stage error saying why there is none.
+fn take<'p, 'a>(pool: &'p Connections<'a>, database: &str) -> Result<Lease<'p, 'a>, StageError> {
+    pool.take(database)
+        .map_err(|message| StageError::new(STAGE, ErrorKind::Network, message))
+}
+
+fn lost(database: &str) -> StageError {
+    StageError::new(
+        STAGE,
+        ErrorKind::Network,
+        format!("the connection to {database:?} was lost"),
+    )
+}
+
 /// An admin connection to `database` (the system database when `None`).
 fn connect(
     document: &ComputeDocument,
@@ -463,51 +515,6 @@ fn connect(
             ),
         )
     })
-}
-
-/// `--concurrency`, else the spec's `reconfigure_concurrency` (on a live compute).
-pub fn concurrency_on_reconfigure(spec: &ComputeSpec, options: &Options) -> usize {
-    options
-        .concurrency
-        .unwrap_or(spec.reconfigure_concurrency)
-        .max(1)
-}
-
-/// `--concurrency`, else upstream's start-up rule from `max_connections` (spec settings,
-/// then `postgresql_conf`, then the running server).
-pub fn concurrency_at_startup(
-    spec: &ComputeSpec,
-    options: &Options,
-    server_max: Option<u32>,
-) -> usize {
-    if let Some(n) = options.concurrency {
-        return n.max(1);
-    }
-    let from_conf = spec.cluster.postgresql_conf.as_deref().and_then(|text| {
-        text.lines().rev().find_map(|line| {
-            let (name, value) = line.split_once('=')?;
-            (name.trim() == "max_connections")
-                .then(|| value.trim().trim_matches('\'').parse().ok())?
-        })
-    });
-    let max = spec
-        .setting("max_connections")
-        .and_then(|value| value.trim().parse().ok())
-        .or(from_conf)
-        .or(server_max);
-    startup_concurrency(max)
-}
-
-/// The per-database concurrency at start-up, from `max_connections` (upstream's rule):
-/// below 10 as is, 10–29 → 10, 30–299 → a third, 300 and more → 100, unknown → 10.
-pub fn startup_concurrency(max_connections: Option<u32>) -> usize {
-    match max_connections {
-        None => 10,
-        Some(n @ 0..=9) => (n as usize).max(1),
-        Some(10..=29) => 10,
-        Some(n @ 30..=299) => n as usize / 3,
-        Some(_) => 100,
-    }
 }
 
 fn planned(steps: &[plan::Step]) -> Vec<PlannedStatement> {

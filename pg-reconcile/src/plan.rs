@@ -487,14 +487,14 @@ fn delete_role_steps(planner: &Planner<'_>) -> Vec<Step> {
             } else {
                 state.owner.as_str()
             };
-            let statements = vec![
-                Sql::destructive(format!(
-                    "REASSIGN OWNED BY {} TO {}",
-                    ident(role),
-                    ident(new_owner)
-                )),
-                Sql::destructive(format!("DROP OWNED BY {}", ident(role))),
-            ];
+            // Upstream's order: reassign, revoke what other grantors gave, drop the rest.
+            let mut statements = vec![Sql::destructive(format!(
+                "REASSIGN OWNED BY {} TO {}",
+                ident(role),
+                ident(new_owner)
+            ))];
+            statements.extend(crate::revoke::statements(role, database == system));
+            statements.push(Sql::destructive(format!("DROP OWNED BY {}", ident(role))));
             let phase = if database == system {
                 Phase::DeleteRoleSharedReferences
             } else {

@@ -10,10 +10,11 @@
 //! is planned from the state a new database has (schema `public` owned by
 //! `pg_database_owner`, nothing granted).
 
+use compute_spec::quote::Literal;
 use compute_spec::spec::{ComputeSpec, DeltaAction};
-use compute_spec::ComputeDocument;
-use postgres::Client;
-use stage_kit::local::admin_user;
+use postgres::{Client, SimpleQueryMessage};
+
+use crate::connections::{parallel, Connections};
 
 use crate::sql::ident;
 use crate::step::{Phase, Sql, Step};
@@ -51,106 +52,185 @@ impl Default for SchemaState {
 /// admin user is added).
 const ADMIN_OWNERS: [&str; 2] = ["cloud_admin", "zenith_admin"];
 
-/// Whether the default ACL of object type `kind` (`r` tables, `S` sequences) held by role
-/// `$1` in `public` gives role `$2` every privilege (`count` of them) with grant option.
-fn default_acl(kind: char, count: &str) -> String {
-    format!(
-        "EXISTS (SELECT FROM pg_catalog.pg_default_acl d \
-         WHERE d.defaclrole OPERATOR(pg_catalog.=) (SELECT oid FROM pg_catalog.pg_roles \
-               WHERE rolname OPERATOR(pg_catalog.=) $1::pg_catalog.name) \
-         AND d.defaclnamespace OPERATOR(pg_catalog.=) n.oid \
-         AND d.defaclobjtype OPERATOR(pg_catalog.=) '{kind}' \
-         AND (SELECT pg_catalog.count(DISTINCT a.privilege_type) \
-              FROM pg_catalog.aclexplode(d.defaclacl) a \
-              WHERE a.is_grantable AND a.grantee OPERATOR(pg_catalog.=) \
-                  (SELECT oid FROM pg_catalog.pg_roles \
-                   WHERE rolname OPERATOR(pg_catalog.=) $2::pg_catalog.name)) \
-             OPERATOR(pg_catalog.>=) {count})"
-    )
+/// The roles [`read`] compares with, by oid (roles are shared by all databases, so their
+/// oids are read once, in the system database).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RoleOids {
+    /// The admin user, who holds the default privileges.
+    pub admin: Option<u32>,
+    /// The privileged role, who receives them.
+    pub privileged: Option<u32>,
+    /// `web_access`, if it exists.
+    pub web_access: Option<u32>,
 }
 
-/// Reads [`SchemaState`] through `client` (connected to the database); `admin_user` holds
-/// the default privileges, `privileged_role` receives them.
+impl RoleOids {
+    /// Looks the three roles up through `client`.
+    pub fn read(client: &mut Client, names: &Names<'_>) -> Result<RoleOids, postgres::Error> {
+        let query = format!(
+            "SELECT rolname, oid FROM pg_catalog.pg_authid WHERE rolname OPERATOR(pg_catalog.=) \
+             ANY (ARRAY[{}, {}, 'web_access']::pg_catalog.name[])",
+            Literal(names.admin_user),
+            Literal(names.privileged_role)
+        );
+        let mut oids = RoleOids::default();
+        for message in client.simple_query(&query)? {
+            if let SimpleQueryMessage::Row(row) = message {
+                let (Ok(Some(name)), Ok(Some(oid))) = (row.try_get(0), row.try_get(1)) else {
+                    continue;
+                };
+                let oid = oid.parse().ok();
+                if name == names.admin_user {
+                    oids.admin = oid;
+                }
+                if name == names.privileged_role {
+                    oids.privileged = oid;
+                }
+                if name == "web_access" {
+                    oids.web_access = oid;
+                }
+            }
+        }
+        Ok(oids)
+    }
+}
+
+/// Reads [`SchemaState`] through `client` (connected to the database) in one round trip:
+/// the owner of `public` (`o`), its privileges (`s`), and the admin's default privileges in
+/// it (`r` tables, `S` sequences), as (kind, role, privilege type, grantable) rows, judged
+/// here. Only oids go in, so the new session touches as few catalogs as it can (each
+/// database is read by a new session: its cost is most of a no-op run).
 pub fn read(
     client: &mut Client,
-    admin_user: &str,
-    privileged_role: &str,
+    oids: &RoleOids,
+    server_version: u32,
 ) -> Result<SchemaState, postgres::Error> {
-    // ALL on tables is 7 privileges, 8 from PostgreSQL 17 (MAINTAIN); on sequences 3.
-    let tables = default_acl(
-        'r',
-        "CASE WHEN pg_catalog.current_setting('server_version_num')::pg_catalog.int4 \
-         OPERATOR(pg_catalog.>=) 170000 THEN 8 ELSE 7 END",
-    );
-    let sequences = default_acl('S', "3");
+    // A role that does not exist matches no grant: oid 0 is no role's.
+    let admin = oids.admin.unwrap_or(0);
     let query = format!(
-        "SELECT n.nspowner::pg_catalog.regrole::pg_catalog.text, \
-         EXISTS (SELECT FROM pg_catalog.aclexplode(n.nspacl) a \
-                 WHERE a.privilege_type OPERATOR(pg_catalog.=) 'CREATE' \
-                 AND a.grantee OPERATOR(pg_catalog.=) (SELECT oid FROM pg_catalog.pg_roles \
-                     WHERE rolname OPERATOR(pg_catalog.=) 'web_access')), \
-         {tables}, {sequences} \
-         FROM pg_catalog.pg_namespace n WHERE n.nspname OPERATOR(pg_catalog.=) 'public'"
+        "SELECT 'o', pg_catalog.pg_get_userbyid(n.nspowner)::pg_catalog.text, NULL, NULL \
+           FROM pg_catalog.pg_namespace n WHERE n.nspname OPERATOR(pg_catalog.=) 'public' \
+         UNION ALL SELECT 's', a.grantee::pg_catalog.text, a.privilege_type, \
+           a.is_grantable::pg_catalog.text \
+           FROM pg_catalog.pg_namespace n CROSS JOIN LATERAL pg_catalog.aclexplode(n.nspacl) a \
+           WHERE n.nspname OPERATOR(pg_catalog.=) 'public' \
+         UNION ALL SELECT d.defaclobjtype::pg_catalog.text, a.grantee::pg_catalog.text, \
+           a.privilege_type, a.is_grantable::pg_catalog.text \
+           FROM pg_catalog.pg_default_acl d \
+           JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) d.defaclnamespace \
+           CROSS JOIN LATERAL pg_catalog.aclexplode(d.defaclacl) a \
+           WHERE n.nspname OPERATOR(pg_catalog.=) 'public' \
+           AND d.defaclrole OPERATOR(pg_catalog.=) {admin}::pg_catalog.oid"
     );
-    let row = client.query_opt(&query, &[&admin_user, &privileged_role])?;
-    Ok(match row {
-        None => SchemaState {
-            public_exists: false,
-            ..SchemaState::default()
-        },
-        Some(row) => SchemaState {
-            public_exists: true,
-            // `regrole` text is quoted when the name needs it; compare with the bare name.
-            owner: unquote(&row.get::<_, String>(0)),
-            web_access_create: row.get(1),
-            default_tables: row.get(2),
-            default_sequences: row.get(3),
-        },
-    })
+    let mut rows = Vec::new();
+    for message in client.simple_query(&query)? {
+        if let SimpleQueryMessage::Row(row) = message {
+            let text = |i: usize| row.try_get(i).ok().flatten().map(str::to_string);
+            rows.push([text(0), text(1), text(2), text(3)]);
+        }
+    }
+    Ok(judge(&rows, oids, server_version))
 }
 
-/// A `regrole` output (`"we""ird"` or `plain`) as the name.
-fn unquote(text: &str) -> String {
-    match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
-        Some(inner) => inner.replace("\"\"", "\""),
-        None => text.to_string(),
+/// One row of [`read`]'s query: kind, role (owner name or grantee oid), privilege type,
+/// grantable.
+type AclRow = [Option<String>; 4];
+
+/// Column `i` of `row`.
+fn field(row: &AclRow, i: usize) -> Option<&str> {
+    row[i].as_deref()
+}
+
+/// The [`SchemaState`] the rows of [`read`] describe.
+fn judge(rows: &[AclRow], oids: &RoleOids, server_version: u32) -> SchemaState {
+    let Some(owner) = rows
+        .iter()
+        .find(|row| field(row, 0) == Some("o"))
+        .and_then(|row| row[1].clone())
+    else {
+        return SchemaState {
+            public_exists: false,
+            ..SchemaState::default()
+        };
+    };
+    let is = |row: &AclRow, oid: Option<u32>| {
+        oid.is_some_and(|oid| field(row, 1) == Some(oid.to_string().as_str()))
+    };
+    let web_access_create = rows.iter().any(|row| {
+        field(row, 0) == Some("s") && is(row, oids.web_access) && field(row, 2) == Some("CREATE")
+    });
+    // Every privilege of the kind, grantable, for the privileged role.
+    let complete = |kind: &str, count: usize| {
+        let granted: std::collections::BTreeSet<&str> = rows
+            .iter()
+            .filter(|row| {
+                field(row, 0) == Some(kind)
+                    && is(row, oids.privileged)
+                    && field(row, 3) == Some("true")
+            })
+            .filter_map(|row| field(row, 2))
+            .collect();
+        granted.len() >= count
+    };
+    // ALL on tables is 7 privileges, 8 from PostgreSQL 17 (MAINTAIN); on sequences 3.
+    let tables = if server_version >= 170000 { 8 } else { 7 };
+    SchemaState {
+        public_exists: true,
+        owner,
+        web_access_create,
+        default_tables: complete("r", tables),
+        default_sequences: complete("S", 3),
     }
 }
 
 /// Reads schema `public` of each spec database (and each a `rename_db` delta renames) that
-/// exists, accepts connections and is valid, for the `change_schema_perms` phase. A database
-/// that cannot be read is planned as a new one (its statements then report the failure).
+/// exists, accepts connections and is valid, for the `change_schema_perms` phase: side by
+/// side, on connections from `pool` (each database is read, none skipped). A database that
+/// cannot be read is planned as a new one (its statements then report the failure).
 pub fn read_all(
-    document: &ComputeDocument,
+    pool: &Connections<'_>,
+    names: &Names<'_>,
     spec: &ComputeSpec,
-    system_db: &str,
     snapshot: &mut crate::snapshot::Snapshot,
 ) {
-    let admin = admin_user(document);
     let renamed = spec
         .delta_operations
         .iter()
         .flatten()
         .filter_map(|op| (op.action == DeltaAction::RenameDb).then_some(op.name.as_str()));
-    let names: std::collections::BTreeSet<&str> = spec
+    let wanted: std::collections::BTreeSet<&str> = spec
         .cluster
         .databases
         .iter()
         .map(|db| db.name.as_str())
         .chain(renamed)
         .collect();
-    for name in names {
-        let usable = snapshot
-            .databases
-            .get(name)
-            .is_some_and(|db| db.allow_conn && !db.invalid);
-        if name == system_db || !usable {
-            continue;
-        }
-        let state = crate::connect(document, Some(name)).and_then(|mut client| {
-            read(&mut client, &admin, &document.privileged_role_name)
-                .map_err(|error| crate::postgres_error("reading schema public", &error))
+    let databases: Vec<&str> = wanted
+        .into_iter()
+        .filter(|name| {
+            let usable = snapshot
+                .databases
+                .get(*name)
+                .is_some_and(|db| db.allow_conn && !db.invalid);
+            *name != names.system_db && usable
+        })
+        .collect();
+    let oids = pool
+        .take(names.system_db)
+        .and_then(|mut client| {
+            RoleOids::read(&mut client, names).map_err(|error| crate::apply::message(&error))
+        })
+        .unwrap_or_else(|error| {
+            tracing::warn!(%error, "cannot read the roles' oids; schema public is compared with no role");
+            RoleOids::default()
         });
+    let version = snapshot.server_version;
+    let states = parallel(&databases, pool.limit(), |name| {
+        let mut client = pool.take(name)?;
+        read(&mut client, &oids, version)
+            .map_err(|error| format!("reading schema public: {}", crate::apply::message(&error)))
+    });
+    for (name, state) in databases.into_iter().zip(states) {
         match state {
             Ok(state) => {
                 snapshot.schemas.insert(name.to_string(), state);
@@ -160,6 +240,16 @@ pub fn read_all(
             }
         }
     }
+}
+
+/// The names [`read_all`] needs.
+pub struct Names<'a> {
+    /// The system database (not read: upstream leaves its `public` alone).
+    pub system_db: &'a str,
+    /// The admin user, who holds the default privileges.
+    pub admin_user: &'a str,
+    /// The privileged role, who receives them.
+    pub privileged_role: &'a str,
 }
 
 /// What the planner passes to [`step`].
@@ -227,9 +317,53 @@ pub fn step(target: &Target<'_>) -> Option<Step> {
 mod tests {
     use super::*;
 
+    fn row(kind: &str, role: &str, privilege: Option<&str>, grantable: bool) -> AclRow {
+        [
+            Some(kind.to_string()),
+            Some(role.to_string()),
+            privilege.map(str::to_string),
+            Some(grantable.to_string()),
+        ]
+    }
+
     #[test]
-    fn regrole_text_is_unquoted() {
-        assert_eq!(unquote("cloud_admin"), "cloud_admin");
-        assert_eq!(unquote("\"we\"\"ird\""), "we\"ird");
+    fn rows_are_judged_by_oid_and_grant_option() {
+        let oids = RoleOids {
+            admin: Some(10),
+            privileged: Some(20),
+            web_access: Some(30),
+        };
+        assert!(!judge(&[], &oids, 150000).public_exists);
+        let tables = [
+            "INSERT",
+            "SELECT",
+            "UPDATE",
+            "DELETE",
+            "TRUNCATE",
+            "REFERENCES",
+        ];
+        let mut rows = vec![
+            row("o", "we\"ird", None, false),
+            row("s", "30", Some("CREATE"), false),
+            row("S", "20", Some("USAGE"), true),
+            row("S", "20", Some("SELECT"), true),
+            row("S", "20", Some("UPDATE"), false),
+        ];
+        rows.extend(tables.iter().map(|p| row("r", "20", Some(p), true)));
+        let state = judge(&rows, &oids, 150000);
+        assert_eq!(state.owner, "we\"ird");
+        assert!(state.web_access_create);
+        // Six of seven table privileges; a sequence privilege without grant option.
+        assert!(!state.default_tables && !state.default_sequences);
+        rows.push(row("r", "21", Some("TRIGGER"), true));
+        assert!(!judge(&rows, &oids, 150000).default_tables);
+        rows.push(row("r", "20", Some("TRIGGER"), true));
+        assert!(judge(&rows, &oids, 150000).default_tables);
+        assert!(
+            !judge(&rows, &oids, 170000).default_tables,
+            "MAINTAIN missing"
+        );
+        let nobody = RoleOids::default();
+        assert!(!judge(&rows, &nobody, 150000).web_access_create);
     }
 }

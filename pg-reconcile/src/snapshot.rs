@@ -81,6 +81,8 @@ pub struct Snapshot {
     pub preloaded: Vec<String>,
     /// The running server's `max_connections`.
     pub max_connections: Option<u32>,
+    /// Its `superuser_reserved_connections` plus `reserved_connections` (PostgreSQL 16).
+    pub reserved_connections: u32,
     /// Settings in the configuration files that need a restart to apply.
     pub pending_restart: Vec<String>,
     /// Settings in the configuration files the server rejects (`name: error`).
@@ -114,7 +116,9 @@ const SERVER: &str = "SELECT pg_catalog.current_setting('shared_preload_librarie
              JOIN pg_catalog.pg_database d ON d.oid OPERATOR(pg_catalog.=) s.setdatabase \
              WHERE d.datname OPERATOR(pg_catalog.=) 'postgres' AND s.setrole OPERATOR(pg_catalog.=) 0 \
              AND 'pgaudit.log=none' OPERATOR(pg_catalog.=) ANY (s.setconfig)), \
-     pg_catalog.current_setting('server_version_num')";
+     pg_catalog.current_setting('server_version_num'), \
+     pg_catalog.current_setting('superuser_reserved_connections'), \
+     pg_catalog.current_setting('reserved_connections', true)";
 const FILE_SETTINGS: &str = "SELECT DISTINCT coalesce(name, sourcefile), error \
      FROM pg_catalog.pg_file_settings WHERE error IS NOT NULL ORDER BY 1, 2";
 /// `pg_file_settings.error` of a setting that only a restart applies.
@@ -240,6 +244,11 @@ fn add_server(snapshot: &mut Snapshot, row: &SimpleQueryRow) {
     snapshot.health_check = flag(row, 4);
     snapshot.postgres_audit_off = flag(row, 5);
     snapshot.server_version = text(row, 6).and_then(|v| v.parse().ok()).unwrap_or(0);
+    // `reserved_connections` exists from PostgreSQL 16 (NULL before).
+    snapshot.reserved_connections = [7, 8]
+        .iter()
+        .filter_map(|&i| text(row, i).and_then(|v| v.parse::<u32>().ok()))
+        .sum();
 }
 
 /// [`FILE_SETTINGS`]: setting (or file), error.

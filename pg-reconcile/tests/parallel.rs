@@ -113,7 +113,8 @@ fn per_database_work_runs_in_parallel_and_with_reconfigure_concurrency() {
         .plan
         .iter()
         .filter(|p| p.phase == "delete_role_references");
-    assert_eq!(per_database.count(), 12);
+    // Reassign, the pre-drop revoke (settings, block), drop owned: in each of 6 databases.
+    assert_eq!(per_database.count(), 24);
     assert_eq!(user_roles(&pg), ["o"]);
     let at_startup =
         |options: &Options| pg_reconcile::concurrency_at_startup(&delete, options, Some(100));
@@ -158,4 +159,62 @@ fn large_sets_spread_over_connections() {
     let section = common::apply_with(&pg, &wanted, &options);
     let planned: Vec<&str> = section.plan.iter().map(|p| p.sql.as_str()).collect();
     assert_eq!(planned.len(), 1, "only the failing role again: {planned:?}");
+}
+
+/// More databases than the server has connections (`max_connections = 20`, 60 databases):
+/// the first apply and a no-op apply succeed, with the default concurrency and with
+/// `--concurrency` far above what the server allows (capped by the server's limit).
+#[test]
+fn more_databases_than_connections() {
+    let pg = TestPostgres::builder()
+        .setting("max_connections", 20)
+        .start();
+    let databases: Vec<_> = (0..60)
+        .map(|i| json!({"name": format!("db{i}"), "owner": "o"}))
+        .collect();
+    let wanted = spec(
+        json!([{"name": "o", "encrypted_password": common::SCRAM}]),
+        json!(databases),
+        json!([]),
+    );
+    let section = apply_ok(&pg, &wanted);
+    assert_eq!(common::user_databases(&pg).len(), 60);
+    assert!(section.plan.len() > 120, "{}", section.plan.len());
+    // One connection per database per run: the first creates and then fills each one...
+    assert_eq!(sessions_per_database(&pg, 1), [1]);
+    assert_noop(&pg, &wanted);
+    // ... the no-op reads each one.
+    assert_eq!(sessions_per_database(&pg, 2), [2]);
+    let greedy = Options {
+        concurrency: Some(200),
+        ..Default::default()
+    };
+    let section = common::apply_with(&pg, &wanted, &greedy);
+    assert!(section.failures.is_empty(), "{:#?}", section.failures);
+    assert!(section.plan.is_empty(), "{:#?}", section.plan);
+    // The same databases created again by a greedy first apply.
+    let pg = TestPostgres::builder()
+        .setting("max_connections", 20)
+        .start();
+    let section = common::apply_with(&pg, &wanted, &greedy);
+    assert!(section.failures.is_empty(), "{:#?}", section.failures);
+    assert_noop(&pg, &wanted);
+}
+
+/// The distinct session counts (`pg_stat_database.sessions`) of the `db…` databases, once
+/// every one of them has at least `least` (a session is counted when it ends).
+fn sessions_per_database(pg: &TestPostgres, least: i64) -> Vec<i64> {
+    let query =
+        "SELECT DISTINCT sessions FROM pg_stat_database WHERE datname LIKE 'db%' ORDER BY 1";
+    let counts = || -> Vec<i64> {
+        pg.client()
+            .query(query, &[])
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect()
+    };
+    let settled = std::time::Duration::from_secs(10);
+    pg_test_support::probe::wait_until(settled, || counts().first() >= Some(&least));
+    counts()
 }
