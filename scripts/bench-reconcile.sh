@@ -195,7 +195,8 @@ print(len(plan), "statements,", sum(1 for d, _ in runs if d != "postgres"), "run
       file=sys.stderr)
 PY
 for i in $(seq 0 999); do printf '\\c db%s\nSELECT 1;\n' "$i"; done >"$WORK/connect-each.sql"
-chmod a+r "$WORK/floor-big.sql" "$WORK/connect-each.sql"
+echo 'SELECT 1;' >"$WORK/select1.sql"
+chmod a+r "$WORK/floor-big.sql" "$WORK/connect-each.sql" "$WORK/select1.sql"
 
 RESULTS=$WORK/results.txt
 : >"$RESULTS"
@@ -228,6 +229,14 @@ for round in $(seq 1 "$ROUNDS"); do
     cpu1=$(backend_cpu)
     row "psql: \\c to each db + SELECT 1 (round $round)" "$((t1 - t0))" "-" 1000 0
     echo "connect $((t1 - t0)) $((cpu1 - cpu0))" >>"$RESULTS"
+    # The floor of any check that opens 1,000 sessions side by side: pgbench opening a new
+    # session for each of 1,000 `SELECT 1`s, 4 clients at once (nothing of the catalog read).
+    t0=$(now_ms)
+    "$PGBIN/pgbench" -n -C -c 4 -t 250 -f "$WORK/select1.sql" -h "$SOCK" -p "$PORT" \
+        -U cloud_admin postgres >/dev/null
+    t1=$(now_ms)
+    row "pgbench -C: 1000 sessions, 4 at once (round $round)" "$((t1 - t0))" "-" 1000 0
+    echo "sessions $((t1 - t0))" >>"$RESULTS"
     python3 - "$WORK/noop-big.json" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))["reconcile"]
@@ -244,6 +253,7 @@ noop = [int(r[1]) for r in rows if r[0] == "noop"]
 noop_cpu = [int(r[4]) for r in rows if r[0] == "noop"]
 connect = [int(r[1]) for r in rows if r[0] == "connect"]
 connect_cpu = [int(r[2]) for r in rows if r[0] == "connect"]
+sessions = [int(r[1]) for r in rows if r[0] == "sessions"]
 failed = sum(int(r[2]) for r in rows if r[0] == "first") + sum(int(r[3]) for r in rows if r[0] == "noop")
 planned = max(int(r[2]) for r in rows if r[0] == "noop")
 mp, mf, mn = statistics.median(psql), statistics.median(first), statistics.median(noop)
@@ -253,6 +263,9 @@ print(f"{'psql, same statements':<32} {mp:>10.0f} {'1.00':>14} {'':>12}")
 print(f"{'pg-reconcile first apply':<32} {mf:>10.0f} {mf / mp:>14.2f} {'<= 1.20':>12}")
 print(f"{'pg-reconcile no-op':<32} {mn:>10.0f} {'-':>14} {'<= 1000 ms':>12}")
 print(f"{'psql: a session per db, serial':<32} {statistics.median(connect):>10.0f} {'-':>14} {'':>12}")
+ms = statistics.median(sessions)
+print(f"{'pgbench -C: 1000 sessions, 4 at once':<32} {ms:>10.0f} {'-':>14} {'':>12}")
+print(f"no-op / 1000 bare sessions side by side: {mn / ms:.2f}")
 print(f"no-op statements planned (max): {planned}; failed statements in all runs: {failed}")
 print(f"server CPU of the backends (median ms): no-op {statistics.median(noop_cpu):.0f}, "
       f"psql's session per db + SELECT 1 {statistics.median(connect_cpu):.0f}")
