@@ -1,90 +1,318 @@
-//! The route table (upstream's paths, methods, ports and authentication, plus our
-//! `/healthz` and `/readyz`) and the dispatch to the handlers.
+//! The one route table ([`ROUTES`]: upstream's paths, methods, servers and authentication,
+//! plus our `/healthz` and `/readyz`), each entry with its handler. Both servers' axum
+//! routers are built from it ([`router`]), so a path cannot be served without a handler or
+//! a handler left without a path; unknown paths (404, empty) and methods (405 with `Allow`,
+//! before authentication) are axum's routing answers, as upstream.
+//!
+//! Each entry's adapter ([`answer`]) does, in upstream's order: authentication (external
+//! server only), the `Content-Type` check of a JSON body (415), the body (at most
+//! [`MAX_BODY`], 413; within the body deadline, 408; both close the connection), then the
+//! handler, on the runtime's bounded blocking pool when it may block.
 
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, MethodRouter};
+use axum::Router;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::Method;
 
-use crate::http::{Api, ApiRequest, Port, Reply};
+use crate::http::{Api, ApiRequest, Port, Reply, MAX_BODY};
 use crate::state::ComputeStatus;
 
-/// One path on one server.
-#[derive(Clone, Copy, Debug)]
+/// A handler: the request, read whole, to the answer.
+pub type Handler = fn(&Api, &ApiRequest) -> Reply;
+
+/// Which servers serve a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Servers {
+    /// The external server only.
+    External,
+    /// The internal server only.
+    Internal,
+    /// Both.
+    Both,
+}
+
+impl Servers {
+    fn serves(self, which: Port) -> bool {
+        matches!(
+            (self, which),
+            (Servers::Both, _)
+                | (Servers::External, Port::External)
+                | (Servers::Internal, Port::Internal)
+        )
+    }
+}
+
+/// What a route asks of the caller on the external server (the internal one never
+/// authenticates).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone: probes, scrapers and `/autoscaling_metrics`.
+    Open,
+    /// A valid JWT (see [`crate::auth`]).
+    Token,
+}
+
+/// What a route reads from the body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyKind {
+    /// Nothing asked: whatever comes is read (within the limits) and ignored.
+    Any,
+    /// JSON: 415 `{"error"}` without `Content-Type: application/json`.
+    Json,
+    /// JSON, the 415 in plain text (`/promote`, as upstream's raw extractor).
+    JsonPlainText,
+}
+
+/// One method on one path.
+#[derive(Debug)]
 pub struct Route {
-    /// Accepted methods (HEAD is implied by GET).
-    pub methods: &'static [Method],
-    /// Needs a token on the external server.
-    pub authenticated: bool,
-    /// The body is JSON (415 without `Content-Type: application/json`).
-    pub json_body: bool,
-    /// The handler may block (SQL, child processes, waits): run it on the blocking pool.
+    /// The path, in axum's syntax (`{*name}` for the rest of the path).
+    pub path: &'static str,
+    /// The method (HEAD is implied by GET).
+    pub method: Method,
+    /// The servers that serve it.
+    pub servers: Servers,
+    /// Who may call it on the external server.
+    pub access: Access,
+    /// What it reads from the body.
+    pub body: BodyKind,
+    /// The handler may block (SQL, child processes, waits): it runs on the blocking pool.
     pub blocking: bool,
+    /// The handler.
+    pub handler: Handler,
 }
 
-impl Route {
-    /// Whether `method` is accepted (HEAD wherever GET is).
-    pub fn accepts(&self, method: &Method) -> bool {
-        self.methods.contains(method)
-            || (method == Method::HEAD && self.methods.contains(&Method::GET))
-    }
-
-    /// The `Allow` header of a 405 (`GET,HEAD,POST`).
-    pub fn allow(&self) -> String {
-        let mut names = Vec::new();
-        for method in self.methods {
-            names.push(method.as_str());
-            if method == Method::GET {
-                names.push("HEAD");
-            }
-        }
-        names.join(",")
-    }
-}
-
-const GET: &[Method] = &[Method::GET];
-const POST: &[Method] = &[Method::POST];
-
-const fn entry(
-    methods: &'static [Method],
-    authenticated: bool,
-    json_body: bool,
+const fn at(
+    path: &'static str,
+    method: Method,
+    servers: Servers,
+    access: Access,
+    body: BodyKind,
     blocking: bool,
+    handler: Handler,
 ) -> Route {
     Route {
-        methods,
-        authenticated,
-        json_body,
+        path,
+        method,
+        servers,
+        access,
+        body,
         blocking,
+        handler,
     }
 }
 
-/// The route for `path` on `which` server; `None` answers 404.
-pub fn lookup(which: Port, path: &str) -> Option<Route> {
-    const LFC_PREWARM: &[Method] = &[Method::GET, Method::POST, Method::DELETE];
-    const LFC_OFFLOAD: &[Method] = &[Method::GET, Method::POST];
-    let found = match (which, path) {
-        // Ours on both servers, never authenticated: probes and scrapers.
-        (_, "/healthz") => entry(GET, false, false, false),
-        (_, "/readyz") => entry(GET, false, false, true),
-        (_, "/metrics") => entry(GET, false, false, false),
-        // Ours on the internal server (loopback): the status without a token.
-        (Port::Internal, "/status" | "/metrics.json") => entry(GET, false, false, false),
-        (Port::External, "/status" | "/metrics.json") => entry(GET, true, false, false),
-        (Port::External, "/autoscaling_metrics") => entry(GET, false, false, true),
-        (Port::External, "/configure") => entry(POST, true, true, true),
-        (Port::External, "/terminate") => entry(POST, true, false, true),
-        (Port::External, "/check_writability") => entry(POST, true, false, true),
-        (Port::External, "/dbs_and_roles" | "/insights" | "/database_schema") => {
-            entry(GET, true, false, true)
-        }
-        (Port::External, "/hadron_liveness_probe") => entry(GET, true, false, true),
-        (Port::External, "/promote") => entry(POST, true, true, true),
-        (Port::External, "/lfc/prewarm") => entry(LFC_PREWARM, true, false, true),
-        (Port::External, "/lfc/offload") => entry(LFC_OFFLOAD, true, false, true),
-        (Port::Internal, "/extensions" | "/grants") => entry(POST, false, true, true),
-        (Port::Internal, "/refresh_configuration") => entry(POST, false, false, false),
-        (Port::Internal, path) if extension_file(path).is_some() => entry(POST, false, false, true),
-        _ => return None,
-    };
-    Some(found)
+use Access::{Open, Token};
+use BodyKind::{Any, Json, JsonPlainText};
+use Servers::{Both, External, Internal};
+
+/// Every route of both servers. The methods of one path are listed in the order of their
+/// `Allow` header (GET brings HEAD right after it).
+pub const ROUTES: &[Route] = &[
+    // Ours on both servers, never authenticated: probes and scrapers.
+    at("/healthz", Method::GET, Both, Open, Any, false, healthz),
+    at("/readyz", Method::GET, Both, Open, Any, true, |api, _| {
+        crate::sql::readyz(api)
+    }),
+    at("/metrics", Method::GET, Both, Open, Any, false, metrics),
+    // Authenticated on the external server; open on the internal one (loopback).
+    at("/status", Method::GET, Both, Token, Any, false, |api, _| {
+        Reply::json(200, &api.shared.lock().status_body())
+    }),
+    at(
+        "/metrics.json",
+        Method::GET,
+        Both,
+        Token,
+        Any,
+        false,
+        |api, _| Reply::json(200, &api.shared.lock().metrics_json()),
+    ),
+    at(
+        "/autoscaling_metrics",
+        Method::GET,
+        External,
+        Open,
+        Any,
+        true,
+        |api, _| crate::probes::autoscaling_metrics(api),
+    ),
+    at(
+        "/configure",
+        Method::POST,
+        External,
+        Token,
+        Json,
+        true,
+        |api, request| crate::control::configure(api, &request.body),
+    ),
+    at(
+        "/terminate",
+        Method::POST,
+        External,
+        Token,
+        Any,
+        true,
+        |api, request| crate::control::terminate(api, request.query.as_deref()),
+    ),
+    at(
+        "/check_writability",
+        Method::POST,
+        External,
+        Token,
+        Any,
+        true,
+        |api, _| crate::sql::check_writability(api),
+    ),
+    at(
+        "/dbs_and_roles",
+        Method::GET,
+        External,
+        Token,
+        Any,
+        true,
+        |api, _| crate::sql::dbs_and_roles(api),
+    ),
+    at(
+        "/insights",
+        Method::GET,
+        External,
+        Token,
+        Any,
+        true,
+        |api, _| crate::sql::insights(api),
+    ),
+    at(
+        "/database_schema",
+        Method::GET,
+        External,
+        Token,
+        Any,
+        true,
+        crate::catalog::database_schema,
+    ),
+    at(
+        "/hadron_liveness_probe",
+        Method::GET,
+        External,
+        Token,
+        Any,
+        true,
+        |api, _| crate::probes::hadron_liveness_probe(api),
+    ),
+    at(
+        "/promote",
+        Method::POST,
+        External,
+        Token,
+        JsonPlainText,
+        true,
+        crate::promote::promote,
+    ),
+    at(
+        "/lfc/prewarm",
+        Method::GET,
+        External,
+        Token,
+        Any,
+        true,
+        |api, _| crate::lfc::get_prewarm(&api.lfc),
+    ),
+    at(
+        "/lfc/prewarm",
+        Method::POST,
+        External,
+        Token,
+        Any,
+        true,
+        |api, request| crate::lfc::post_prewarm(&api.lfc, &api.shared, request),
+    ),
+    at(
+        "/lfc/prewarm",
+        Method::DELETE,
+        External,
+        Token,
+        Any,
+        true,
+        |api, _| crate::lfc::delete_prewarm(&api.lfc),
+    ),
+    at(
+        "/lfc/offload",
+        Method::GET,
+        External,
+        Token,
+        Any,
+        true,
+        |api, _| crate::lfc::get_offload(&api.lfc),
+    ),
+    at(
+        "/lfc/offload",
+        Method::POST,
+        External,
+        Token,
+        Any,
+        true,
+        |api, _| crate::lfc::post_offload(&api.lfc, &api.shared),
+    ),
+    // Postgres's own callers, on the internal server.
+    at(
+        "/extensions",
+        Method::POST,
+        Internal,
+        Open,
+        Json,
+        true,
+        crate::catalog::extensions,
+    ),
+    at(
+        "/grants",
+        Method::POST,
+        Internal,
+        Open,
+        Json,
+        true,
+        crate::catalog::grants,
+    ),
+    at(
+        "/refresh_configuration",
+        Method::POST,
+        Internal,
+        Open,
+        Any,
+        false,
+        |api, _| crate::control::refresh_configuration(api),
+    ),
+    at(
+        "/extension_server/{*filename}",
+        Method::POST,
+        Internal,
+        Open,
+        Any,
+        true,
+        |api, request| {
+            crate::control::extension_server(
+                api,
+                extension_file(&request.path).unwrap_or_default(),
+                request.query.as_deref(),
+            )
+        },
+    ),
+];
+
+fn healthz(_: &Api, _: &ApiRequest) -> Reply {
+    Reply::json(200, &serde_json::json!({"status": "ok"}))
+}
+
+fn metrics(api: &Api, _: &ApiRequest) -> Reply {
+    let mut text = crate::metrics::render(&api.shared.lock());
+    text.push_str(&api.lfc.render_metrics());
+    text.push_str(&api.remote_ext.render_metrics());
+    Reply::text(200, "text/plain; version=0.0.4", text)
 }
 
 /// The file name of `/extension_server/{*filename}`.
@@ -93,50 +321,136 @@ pub fn extension_file(path: &str) -> Option<&str> {
         .filter(|name| !name.is_empty())
 }
 
-/// Answers one request that passed the method, authentication and body checks.
+/// The router of `which` server: every [`ROUTES`] entry it serves, each method of a path
+/// on that path's one method router (so axum answers 405 with their `Allow`).
+pub fn router(which: Port) -> Router<Api> {
+    let mut paths: Vec<(&'static str, MethodRouter<Api>)> = Vec::new();
+    for entry in ROUTES.iter().filter(|entry| entry.servers.serves(which)) {
+        let Ok(filter) = MethodFilter::try_from(entry.method.clone()) else {
+            tracing::error!(method = %entry.method, path = entry.path, "a route's method cannot be routed");
+            continue;
+        };
+        let handler =
+            move |State(api): State<Api>, request: Request| answer(api, which, entry, request);
+        match paths.iter_mut().find(|(path, _)| *path == entry.path) {
+            Some((_, methods)) => *methods = std::mem::take(methods).on(filter, handler),
+            None => paths.push((entry.path, MethodRouter::new().on(filter, handler))),
+        }
+    }
+    paths
+        .into_iter()
+        .fold(Router::new(), |router, (path, methods)| {
+            router.route(path, methods)
+        })
+}
+
+/// Authentication, the JSON `Content-Type`, the body, then `entry`'s handler.
+async fn answer(api: Api, which: Port, entry: &'static Route, request: Request) -> Response {
+    let headers = request.headers();
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|value: &HeaderValue| value.to_str().ok())
+            .map(str::to_string)
+    };
+    let authorization = header(AUTHORIZATION);
+    let content_type = header(CONTENT_TYPE);
+    let declared = header(CONTENT_LENGTH).and_then(|length| length.trim().parse::<u64>().ok());
+    if which == Port::External && entry.access == Access::Token {
+        if let Err(reply) = api
+            .auth
+            .check(authorization.as_deref(), api.compute_id.as_deref())
+        {
+            return reply.into_response();
+        }
+    }
+    let checked = match entry.body {
+        BodyKind::Any => Ok(()),
+        BodyKind::Json => crate::extract::require_json_content_type(content_type.as_deref()),
+        BodyKind::JsonPlainText => {
+            crate::promote::require_json_content_type(content_type.as_deref())
+        }
+    };
+    if let Err(reply) = checked {
+        return reply.into_response();
+    }
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let query = request.uri().query().map(str::to_string);
+    let body = match read_body(request.into_body(), declared, api.deadlines.body).await {
+        Ok(body) => body,
+        Err(reply) => return reply.into_response(),
+    };
+    let request = ApiRequest {
+        method,
+        path,
+        query,
+        authorization,
+        body,
+    };
+    if !entry.blocking {
+        return (entry.handler)(&api, &request).into_response();
+    }
+    match tokio::task::spawn_blocking(move || (entry.handler)(&api, &request)).await {
+        Ok(reply) => reply.into_response(),
+        Err(error) => {
+            tracing::error!(%error, "an HTTP handler failed");
+            Reply::error(500, "internal error while handling the request").into_response()
+        }
+    }
+}
+
+async fn read_body(
+    body: axum::body::Body,
+    declared: Option<u64>,
+    deadline: Duration,
+) -> Result<Vec<u8>, Reply> {
+    let too_large = || {
+        Reply::error(
+            413,
+            "failed to buffer the request body: length limit exceeded",
+        )
+        .closing()
+    };
+    if declared.is_some_and(|length| length > MAX_BODY as u64) {
+        return Err(too_large());
+    }
+    let limited = Limited::new(body, MAX_BODY);
+    match tokio::time::timeout(deadline, limited.collect()).await {
+        Err(_) => Err(Reply::error(
+            408,
+            format!(
+                "the request body did not arrive within {} ms",
+                deadline.as_millis()
+            ),
+        )
+        .closing()),
+        Ok(Err(error)) if error.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Ok(Err(error)) => {
+            Err(Reply::error(400, format!("failed to read the request body: {error}")).closing())
+        }
+        Ok(Ok(collected)) => Ok(collected.to_bytes().to_vec()),
+    }
+}
+
+/// Answers one request that passed the method, authentication and body checks, by the
+/// [`ROUTES`] entry of `which` server for its path and method (404 when none; for tests
+/// that call handlers without a server).
 pub fn route(api: &Api, which: Port, request: &ApiRequest) -> Reply {
-    let path = request.path.as_str();
-    let method = &request.method;
-    match path {
-        "/status" => Reply::json(200, &api.shared.lock().status_body()),
-        "/metrics.json" => Reply::json(200, &api.shared.lock().metrics_json()),
-        "/metrics" => {
-            let mut text = crate::metrics::render(&api.shared.lock());
-            text.push_str(&api.lfc.render_metrics());
-            text.push_str(&api.remote_ext.render_metrics());
-            Reply::text(200, "text/plain; version=0.0.4", text)
-        }
-        "/healthz" => Reply::json(200, &serde_json::json!({"status": "ok"})),
-        "/readyz" => crate::sql::readyz(api),
-        "/configure" => crate::control::configure(api, &request.body),
-        "/terminate" => crate::control::terminate(api, request.query.as_deref()),
-        "/refresh_configuration" => crate::control::refresh_configuration(api),
-        "/dbs_and_roles" => crate::sql::dbs_and_roles(api),
-        "/check_writability" => crate::sql::check_writability(api),
-        "/insights" => crate::sql::insights(api),
-        "/database_schema" => crate::catalog::database_schema(api, request),
-        "/grants" => crate::catalog::grants(api, request),
-        "/extensions" => crate::catalog::extensions(api, request),
-        "/hadron_liveness_probe" => crate::probes::hadron_liveness_probe(api),
-        "/autoscaling_metrics" => crate::probes::autoscaling_metrics(api),
-        "/lfc/prewarm" => match *method {
-            Method::POST => crate::lfc::post_prewarm(&api.lfc, &api.shared, request),
-            Method::DELETE => crate::lfc::delete_prewarm(&api.lfc),
-            _ => crate::lfc::get_prewarm(&api.lfc),
-        },
-        "/lfc/offload" => match *method {
-            Method::POST => crate::lfc::post_offload(&api.lfc, &api.shared),
-            _ => crate::lfc::get_offload(&api.lfc),
-        },
-        "/promote" => crate::promote::promote(api, request),
-        _ if which == Port::Internal && extension_file(path).is_some() => {
-            crate::control::extension_server(
-                api,
-                extension_file(path).unwrap_or_default(),
-                request.query.as_deref(),
-            )
-        }
-        _ => Reply::empty(404),
+    let found = ROUTES.iter().find(|entry| {
+        entry.servers.serves(which)
+            && entry.method == request.method
+            && match entry.path.strip_suffix("{*filename}") {
+                Some(prefix) => request
+                    .path
+                    .strip_prefix(prefix)
+                    .is_some_and(|rest| !rest.is_empty()),
+                None => entry.path == request.path,
+            }
+    });
+    match found {
+        Some(entry) => (entry.handler)(api, request),
+        None => Reply::empty(404),
     }
 }
 
