@@ -433,22 +433,25 @@ async fn read_body(
     }
 }
 
-/// Answers one request that passed the method, authentication and body checks, by the
-/// [`ROUTES`] entry of `which` server for its path and method (404 when none; for tests
-/// that call handlers without a server).
-pub fn route(api: &Api, which: Port, request: &ApiRequest) -> Reply {
-    let found = ROUTES.iter().find(|entry| {
+/// The [`ROUTES`] entry of `which` server for `method` on `path` (what the server's router
+/// picks; `None` where it answers 404 or 405).
+pub fn lookup(which: Port, method: &Method, path: &str) -> Option<&'static Route> {
+    ROUTES.iter().find(|entry| {
         entry.servers.serves(which)
-            && entry.method == request.method
+            && (entry.method == *method || (*method == Method::HEAD && entry.method == Method::GET))
             && match entry.path.strip_suffix("{*filename}") {
-                Some(prefix) => request
-                    .path
+                Some(prefix) => path
                     .strip_prefix(prefix)
                     .is_some_and(|rest| !rest.is_empty()),
-                None => entry.path == request.path,
+                None => entry.path == path,
             }
-    });
-    match found {
+    })
+}
+
+/// Answers one request that passed the method, authentication and body checks, by its
+/// [`lookup`] entry (404 when none; for tests that call handlers without a server).
+pub fn route(api: &Api, which: Port, request: &ApiRequest) -> Reply {
+    match lookup(which, &request.method, &request.path) {
         Some(entry) => (entry.handler)(api, request),
         None => Reply::empty(404),
     }

@@ -1,9 +1,9 @@
 //! HTTP request handling of compute-ctl without a socket: the route table
-//! (`routes::lookup`, `Route::accepts`, `Route::allow`), JWT checking (`auth::Auth::check`
+//! (`routes::lookup`, the entry the router picks), JWT checking (`auth::Auth::check`
 //! with a real Ed25519 key set, tokens signed with fuzz-chosen claims, mutated tokens and raw
 //! headers), the query-string and `Content-Type` readers (`extract`), and the JSON body
 //! decoding every POST route uses (`http::parse_json_in`), in the server's order of checks
-//! (404, 405, auth, 415, body), structure-aware.
+//! (route, auth, 415, body), structure-aware. The 404 and 405 answers are axum's router's.
 //!
 //! Then the handlers themselves (`routes::route`) on an `http::Api` built from its public
 //! parts: a compute in `empty` without a document, or `running` with a document whose
@@ -27,10 +27,10 @@ use compute_ctl::auth::Auth;
 use compute_ctl::catalog::{ExtensionRequest, GrantsRequest};
 use compute_ctl::extract;
 use compute_ctl::http::{parse_json_in, Api, ApiRequest, Deadlines, Port, Rejection, Reply};
-use compute_ctl::state::{ComputeStatus, Shared};
-use compute_spec::ComputeDocument;
 use compute_ctl::promote::PromoteRequest;
 use compute_ctl::routes;
+use compute_ctl::state::{ComputeStatus, Shared};
+use compute_spec::ComputeDocument;
 use ed25519_dalek::pkcs8::EncodePrivateKey;
 use ed25519_dalek::SigningKey;
 use hyper::Method;
@@ -260,17 +260,13 @@ fn one(u: &mut Unstructured<'_>) -> Result<()> {
     check_auth(authorization.as_deref(), signed.as_ref());
 
     let _ = routes::extension_file(&path);
-    let Some(route) = routes::lookup(which, &path) else {
-        return Ok(());
-    };
     let Ok(method) = Method::from_bytes(method.as_bytes()) else {
         return Ok(());
     };
-    if !route.accepts(&method) {
-        assert!(!route.allow().is_empty(), "a 405 without an Allow header");
+    let Some(route) = routes::lookup(which, &method, &path) else {
         return Ok(());
-    }
-    if route.json_body {
+    };
+    if route.body != routes::BodyKind::Any {
         if extract::require_json_content_type(content_type.as_deref()).is_err() {
             return Ok(());
         }
@@ -292,7 +288,10 @@ fn one(u: &mut Unstructured<'_>) -> Result<()> {
 /// Whether the handler of `method path` answers by itself (see the module doc).
 fn dispatched(method: &Method, path: &str) -> bool {
     match path {
-        "/configure" | "/terminate" | "/refresh_configuration" | "/promote"
+        "/configure"
+        | "/terminate"
+        | "/refresh_configuration"
+        | "/promote"
         | "/autoscaling_metrics" => false,
         "/lfc/prewarm" | "/lfc/offload" => *method != Method::POST,
         _ => true,
