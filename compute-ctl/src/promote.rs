@@ -62,24 +62,6 @@ impl Promotion {
     }
 }
 
-/// Upstream's raw framework rejection: plain text, original case.
-fn plain(status: u16, text: String) -> Reply {
-    Reply::text(status, "text/plain; charset=utf-8", text)
-}
-
-/// Upstream's 415 for `/promote` (axum's raw extractor: plain text, original case); for
-/// the lead to call once the request carries its `Content-Type`.
-pub fn require_json_content_type(content_type: Option<&str>) -> Result<(), Reply> {
-    if crate::extract::is_json_content_type(content_type) {
-        Ok(())
-    } else {
-        Err(plain(
-            415,
-            "Expected request with `Content-Type: application/json`".to_string(),
-        ))
-    }
-}
-
 /// Reads the body: 400/422 plain text for JSON that does not fit (as axum's raw
 /// extractor), 400 `{"error"}` for a spec that fails validation.
 pub fn parse(body: &[u8]) -> Result<PromoteRequest, Reply> {
@@ -229,17 +211,6 @@ mod tests {
             "{error}"
         );
         assert!(api.promotion.result().is_none(), "nothing ran");
-    }
-
-    #[test]
-    fn content_type_is_checked_in_plain_text() {
-        assert!(require_json_content_type(Some("application/json")).is_ok());
-        let reply = require_json_content_type(Some("text/json")).unwrap_err();
-        assert_eq!(reply.status, 415);
-        assert_eq!(
-            String::from_utf8_lossy(&reply.body),
-            "Expected request with `Content-Type: application/json`"
-        );
     }
 
     #[test]

@@ -16,10 +16,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter};
 use axum::Router;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH};
 use hyper::Method;
 
-use crate::http::{Api, ApiRequest, Port, Reply, MAX_BODY};
+use crate::http::{Api, ApiRequest, Port, Rejection, Reply, MAX_BODY};
 use crate::state::ComputeStatus;
 
 /// A handler: the request, read whole, to the answer.
@@ -354,7 +354,6 @@ async fn answer(api: Api, which: Port, entry: &'static Route, request: Request) 
             .map(str::to_string)
     };
     let authorization = header(AUTHORIZATION);
-    let content_type = header(CONTENT_TYPE);
     let declared = header(CONTENT_LENGTH).and_then(|length| length.trim().parse::<u64>().ok());
     if which == Port::External && entry.access == Access::Token {
         if let Err(reply) = api
@@ -364,15 +363,15 @@ async fn answer(api: Api, which: Port, entry: &'static Route, request: Request) 
             return reply.into_response();
         }
     }
-    let checked = match entry.body {
-        BodyKind::Any => Ok(()),
-        BodyKind::Json => crate::extract::require_json_content_type(content_type.as_deref()),
-        BodyKind::JsonPlainText => {
-            crate::promote::require_json_content_type(content_type.as_deref())
-        }
+    let style = match entry.body {
+        BodyKind::Any => None,
+        BodyKind::Json => Some(Rejection::Lower),
+        BodyKind::JsonPlainText => Some(Rejection::PlainText),
     };
-    if let Err(reply) = checked {
-        return reply.into_response();
+    if let Some(style) = style {
+        if let Err(reply) = crate::extract::json_content_type(request.headers(), style).await {
+            return reply.into_response();
+        }
     }
     let method = request.method().clone();
     let path = request.uri().path().to_string();

@@ -26,11 +26,6 @@ pub use extensions::{extensions, install_extension, ExtensionRequest};
 pub use grants::{grants, set_role_grants, GrantsRequest, Privilege};
 pub use schema::{database_schema, PG_DUMP_DEADLINE, PG_DUMP_IDLE, PG_DUMP_LIMITS};
 
-// The request helpers lived here before `crate::extract`; other modules still name them here.
-pub use crate::extract::{
-    is_json_content_type, query_pairs, query_single, query_value, require_json_content_type,
-};
-
 /// The compute's document when it is `running`; upstream's 412 otherwise.
 pub fn running_document(api: &Api) -> Result<ComputeDocument, Reply> {
     let inner = api.shared.lock();

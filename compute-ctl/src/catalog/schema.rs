@@ -7,8 +7,8 @@ use std::time::Duration;
 use compute_spec::ComputeDocument;
 
 use super::dump::{self, Head, Limits};
-use crate::extract::query_single;
-use crate::http::{Api, ApiRequest, Reply};
+use crate::extract::query;
+use crate::http::{Api, ApiRequest, Rejection, Reply};
 
 /// pg_dump is killed when its output stays silent this long (before the first byte, between
 /// chunks, or before it exits).
@@ -26,19 +26,17 @@ pub const PG_DUMP_LIMITS: Limits = Limits {
 /// `GET /database_schema?database=<name>` (external, authenticated, any status): the
 /// database's `pg_dump --schema-only`, 200 with upstream's `Content-Type: application/json`
 /// (sic) as soon as pg_dump writes, the SQL streamed; 404 when the database does not exist;
+/// The query of `GET /database_schema`.
+#[derive(Debug, serde::Deserialize)]
+struct SchemaQuery {
+    database: String,
+}
+
 /// 500 otherwise.
 pub fn database_schema(api: &Api, request: &ApiRequest) -> Reply {
-    let database = match query_single(request.query.as_deref().unwrap_or_default(), "database") {
-        Ok(Some(database)) => database,
-        Ok(None) => {
-            return Reply::error(
-                400,
-                "failed to deserialize query string: missing field `database`",
-            )
-        }
-        Err(error) => {
-            return Reply::error(400, format!("failed to deserialize query string: {error}"))
-        }
+    let SchemaQuery { database } = match query(request.query.as_deref(), Rejection::Lower) {
+        Ok(parsed) => parsed,
+        Err(reply) => return reply,
     };
     let document = api.shared.lock().document.clone();
     let Some(document) = document else {

@@ -140,9 +140,11 @@ impl IntoResponse for Reply {
     }
 }
 
-/// How [`parse_json_in`] answers a body it cannot decode. Upstream's framework words it
-/// `Failed to parse the request body as JSON: …` (400) and `Failed to deserialize the JSON
-/// body into the target type: <path>: …` (422), serde's message with its position.
+/// How an axum extractor's rejection is answered ([`parse_json_in`],
+/// [`crate::extract::query`], [`crate::extract::json_content_type`]): axum words them
+/// `Failed to parse the request body as JSON: …` (400), `Failed to deserialize the JSON body
+/// into the target type: <path>: …` (422), `Failed to deserialize query string: …` (400),
+/// `Expected request with `Content-Type: application/json`` (415).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rejection {
     /// `{"error": …}` lower-cased whole, as upstream's JSON extractor (`/configure`).
@@ -156,17 +158,18 @@ pub enum Rejection {
 }
 
 impl Rejection {
-    fn reply(self, status: u16, words: &str, detail: &dyn std::fmt::Display) -> Reply {
+    /// An axum rejection (`status`, its `body_text`) worded as this style says.
+    pub fn reply(self, status: StatusCode, text: String) -> Reply {
+        let status = status.as_u16();
         match self {
-            Rejection::Lower => Reply::error(status, format!("{words}: {detail}").to_lowercase()),
-            Rejection::AsWritten => {
-                Reply::error(status, format!("{}: {detail}", words.to_lowercase()))
-            }
-            Rejection::PlainText => Reply::text(
-                status,
-                "text/plain; charset=utf-8",
-                format!("{words}: {detail}"),
-            ),
+            Rejection::Lower => Reply::error(status, text.to_lowercase()),
+            Rejection::AsWritten => match text.split_once(": ") {
+                Some((words, detail)) => {
+                    Reply::error(status, format!("{}: {detail}", words.to_lowercase()))
+                }
+                None => Reply::error(status, text.to_lowercase()),
+            },
+            Rejection::PlainText => Reply::text(status, "text/plain; charset=utf-8", text),
         }
     }
 }
@@ -177,32 +180,13 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Reply> {
     parse_json_in(body, Rejection::Lower)
 }
 
-/// Parses a JSON request body as upstream's framework does: 400 for a syntax error or
-/// trailing data, 422 for a body of the wrong shape, naming the JSON path (from
-/// `serde_path_to_error`), worded as `rejection` says.
+/// Parses a JSON request body with axum's JSON extractor (`axum::Json::from_bytes`, what
+/// upstream's routes use): 400 for a syntax error or trailing data, 422 for a body of the
+/// wrong shape, naming the JSON path; its rejection worded as `rejection` says.
 pub fn parse_json_in<T: DeserializeOwned>(body: &[u8], rejection: Rejection) -> Result<T, Reply> {
-    const SYNTAX: &str = "Failed to parse the request body as JSON";
-    const SHAPE: &str = "Failed to deserialize the JSON body into the target type";
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let value: T = match serde_path_to_error::deserialize(&mut deserializer) {
-        Ok(value) => value,
-        Err(error) => {
-            let inner = error.inner();
-            if inner.classify() != serde_json::error::Category::Data {
-                return Err(rejection.reply(400, SYNTAX, inner));
-            }
-            let path = error.path().to_string();
-            return Err(if path == "." {
-                rejection.reply(422, SHAPE, inner)
-            } else {
-                rejection.reply(422, SHAPE, &format_args!("{path}: {inner}"))
-            });
-        }
-    };
-    deserializer
-        .end()
-        .map_err(|error| rejection.reply(400, SYNTAX, &error))?;
-    Ok(value)
+    axum::Json::<T>::from_bytes(body)
+        .map(|axum::Json(value)| value)
+        .map_err(|refused| rejection.reply(refused.status(), refused.body_text()))
 }
 
 #[cfg(test)]

@@ -15,18 +15,17 @@ pub fn get_prewarm(lfc: &Lfc) -> Reply {
 
 /// `POST /lfc/prewarm[?from_endpoint=<id>]` (external): 202, or 429 while one runs.
 pub fn post_prewarm(lfc: &Arc<Lfc>, shared: &Arc<Shared>, request: &ApiRequest) -> Reply {
-    let from_endpoint = match crate::extract::query_single(
-        request.query.as_deref().unwrap_or_default(),
-        "from_endpoint",
+    /// The query of `POST /lfc/prewarm`.
+    #[derive(serde::Deserialize)]
+    struct PrewarmQuery {
+        from_endpoint: Option<String>,
+    }
+    let from_endpoint = match crate::extract::query::<PrewarmQuery>(
+        request.query.as_deref(),
+        crate::http::Rejection::PlainText,
     ) {
-        Ok(from_endpoint) => from_endpoint,
-        Err(error) => {
-            return Reply::text(
-                400,
-                "text/plain; charset=utf-8",
-                format!("Failed to deserialize query string: {error}"),
-            )
-        }
+        Ok(PrewarmQuery { from_endpoint }) => from_endpoint,
+        Err(reply) => return reply,
     };
     if lfc.start_prewarm(shared, from_endpoint) {
         Reply::empty(202)
