@@ -7,8 +7,11 @@
 //! Each entry's adapter ([`answer`]) does, in upstream's order: authentication (external
 //! server only), the `Content-Type` check of a JSON body (415), the body (at most
 //! [`MAX_BODY`], 413; within the body deadline, 408; both close the connection), then the
-//! handler, on the runtime's bounded blocking pool when it may block.
+//! handler, as its [`Handler`] kind says: at once, on the runtime's bounded blocking pool, or
+//! as a task that waits on I/O.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use axum::extract::{Request, State};
@@ -22,8 +25,20 @@ use hyper::Method;
 use crate::http::{Api, ApiRequest, Port, Rejection, Reply, MAX_BODY};
 use crate::state::ComputeStatus;
 
-/// A handler: the request, read whole, to the answer.
-pub type Handler = fn(&Api, &ApiRequest) -> Reply;
+/// An answer still to come.
+pub type Pending = Pin<Box<dyn Future<Output = Reply> + Send>>;
+
+/// A handler: the request, read whole, to the answer, by how it waits.
+#[derive(Clone, Copy, Debug)]
+pub enum Handler {
+    /// Answers at once (state, counters): runs on the server's thread.
+    Quick(fn(&Api, &ApiRequest) -> Reply),
+    /// May block (SQL, child processes, waits on the controller): runs on the runtime's
+    /// bounded blocking pool ([`crate::http`]).
+    Blocking(fn(&Api, &ApiRequest) -> Reply),
+    /// Waits on I/O without a thread (a relay over a socket): a task on the runtime.
+    Waits(fn(Api, ApiRequest) -> Pending),
+}
 
 /// Which servers serve a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,8 +96,6 @@ pub struct Route {
     pub access: Access,
     /// What it reads from the body.
     pub body: BodyKind,
-    /// The handler may block (SQL, child processes, waits): it runs on the blocking pool.
-    pub blocking: bool,
     /// The handler.
     pub handler: Handler,
 }
@@ -93,7 +106,6 @@ const fn at(
     servers: Servers,
     access: Access,
     body: BodyKind,
-    blocking: bool,
     handler: Handler,
 ) -> Route {
     Route {
@@ -102,7 +114,6 @@ const fn at(
         servers,
         access,
         body,
-        blocking,
         handler,
     }
 }
@@ -115,23 +126,46 @@ use Servers::{Both, External, Internal};
 /// `Allow` header (GET brings HEAD right after it).
 pub const ROUTES: &[Route] = &[
     // Ours on both servers, never authenticated: probes and scrapers.
-    at("/healthz", Method::GET, Both, Open, Any, false, healthz),
-    at("/readyz", Method::GET, Both, Open, Any, true, |api, _| {
-        crate::sql::readyz(api)
-    }),
-    at("/metrics", Method::GET, Both, Open, Any, false, metrics),
+    at(
+        "/healthz",
+        Method::GET,
+        Both,
+        Open,
+        Any,
+        Handler::Quick(healthz),
+    ),
+    at(
+        "/readyz",
+        Method::GET,
+        Both,
+        Open,
+        Any,
+        Handler::Blocking(|api, _| crate::sql::readyz(api)),
+    ),
+    at(
+        "/metrics",
+        Method::GET,
+        Both,
+        Open,
+        Any,
+        Handler::Quick(metrics),
+    ),
     // Authenticated on the external server; open on the internal one (loopback).
-    at("/status", Method::GET, Both, Token, Any, false, |api, _| {
-        Reply::json(200, &api.shared.lock().status_body())
-    }),
+    at(
+        "/status",
+        Method::GET,
+        Both,
+        Token,
+        Any,
+        Handler::Quick(|api, _| Reply::json(200, &api.shared.lock().status_body())),
+    ),
     at(
         "/metrics.json",
         Method::GET,
         Both,
         Token,
         Any,
-        false,
-        |api, _| Reply::json(200, &api.shared.lock().metrics_json()),
+        Handler::Quick(|api, _| Reply::json(200, &api.shared.lock().metrics_json())),
     ),
     at(
         "/autoscaling_metrics",
@@ -139,8 +173,7 @@ pub const ROUTES: &[Route] = &[
         External,
         Open,
         Any,
-        true,
-        |api, _| crate::probes::autoscaling_metrics(api),
+        Handler::Waits(|api, _| Box::pin(crate::probes::autoscaling_metrics(api))),
     ),
     at(
         "/configure",
@@ -148,8 +181,7 @@ pub const ROUTES: &[Route] = &[
         External,
         Token,
         Json,
-        true,
-        |api, request| crate::control::configure(api, &request.body),
+        Handler::Blocking(|api, request| crate::control::configure(api, &request.body)),
     ),
     at(
         "/terminate",
@@ -157,8 +189,7 @@ pub const ROUTES: &[Route] = &[
         External,
         Token,
         Any,
-        true,
-        |api, request| crate::control::terminate(api, request.query.as_deref()),
+        Handler::Blocking(|api, request| crate::control::terminate(api, request.query.as_deref())),
     ),
     at(
         "/check_writability",
@@ -166,8 +197,7 @@ pub const ROUTES: &[Route] = &[
         External,
         Token,
         Any,
-        true,
-        |api, _| crate::sql::check_writability(api),
+        Handler::Blocking(|api, _| crate::sql::check_writability(api)),
     ),
     at(
         "/dbs_and_roles",
@@ -175,8 +205,7 @@ pub const ROUTES: &[Route] = &[
         External,
         Token,
         Any,
-        true,
-        |api, _| crate::sql::dbs_and_roles(api),
+        Handler::Blocking(|api, _| crate::sql::dbs_and_roles(api)),
     ),
     at(
         "/insights",
@@ -184,8 +213,7 @@ pub const ROUTES: &[Route] = &[
         External,
         Token,
         Any,
-        true,
-        |api, _| crate::sql::insights(api),
+        Handler::Blocking(|api, _| crate::sql::insights(api)),
     ),
     at(
         "/database_schema",
@@ -193,8 +221,7 @@ pub const ROUTES: &[Route] = &[
         External,
         Token,
         Any,
-        true,
-        crate::catalog::database_schema,
+        Handler::Blocking(crate::catalog::database_schema),
     ),
     at(
         "/hadron_liveness_probe",
@@ -202,8 +229,7 @@ pub const ROUTES: &[Route] = &[
         External,
         Token,
         Any,
-        true,
-        |api, _| crate::probes::hadron_liveness_probe(api),
+        Handler::Blocking(|api, _| crate::probes::hadron_liveness_probe(api)),
     ),
     at(
         "/promote",
@@ -211,8 +237,7 @@ pub const ROUTES: &[Route] = &[
         External,
         Token,
         JsonPlainText,
-        true,
-        crate::promote::promote,
+        Handler::Blocking(crate::promote::promote),
     ),
     at(
         "/lfc/prewarm",
@@ -220,8 +245,7 @@ pub const ROUTES: &[Route] = &[
         External,
         Token,
         Any,
-        true,
-        |api, _| crate::lfc::get_prewarm(&api.lfc),
+        Handler::Blocking(|api, _| crate::lfc::get_prewarm(&api.lfc)),
     ),
     at(
         "/lfc/prewarm",
@@ -229,8 +253,7 @@ pub const ROUTES: &[Route] = &[
         External,
         Token,
         Any,
-        true,
-        |api, request| crate::lfc::post_prewarm(&api.lfc, &api.shared, request),
+        Handler::Blocking(|api, request| crate::lfc::post_prewarm(&api.lfc, &api.shared, request)),
     ),
     at(
         "/lfc/prewarm",
@@ -238,8 +261,7 @@ pub const ROUTES: &[Route] = &[
         External,
         Token,
         Any,
-        true,
-        |api, _| crate::lfc::delete_prewarm(&api.lfc),
+        Handler::Blocking(|api, _| crate::lfc::delete_prewarm(&api.lfc)),
     ),
     at(
         "/lfc/offload",
@@ -247,8 +269,7 @@ pub const ROUTES: &[Route] = &[
         External,
         Token,
         Any,
-        true,
-        |api, _| crate::lfc::get_offload(&api.lfc),
+        Handler::Blocking(|api, _| crate::lfc::get_offload(&api.lfc)),
     ),
     at(
         "/lfc/offload",
@@ -256,8 +277,7 @@ pub const ROUTES: &[Route] = &[
         External,
         Token,
         Any,
-        true,
-        |api, _| crate::lfc::post_offload(&api.lfc, &api.shared),
+        Handler::Blocking(|api, _| crate::lfc::post_offload(&api.lfc, &api.shared)),
     ),
     // Postgres's own callers, on the internal server.
     at(
@@ -266,8 +286,7 @@ pub const ROUTES: &[Route] = &[
         Internal,
         Open,
         Json,
-        true,
-        crate::catalog::extensions,
+        Handler::Blocking(crate::catalog::extensions),
     ),
     at(
         "/grants",
@@ -275,8 +294,7 @@ pub const ROUTES: &[Route] = &[
         Internal,
         Open,
         Json,
-        true,
-        crate::catalog::grants,
+        Handler::Blocking(crate::catalog::grants),
     ),
     at(
         "/refresh_configuration",
@@ -284,8 +302,7 @@ pub const ROUTES: &[Route] = &[
         Internal,
         Open,
         Any,
-        false,
-        |api, _| crate::control::refresh_configuration(api),
+        Handler::Quick(|api, _| crate::control::refresh_configuration(api)),
     ),
     at(
         "/extension_server/{*filename}",
@@ -293,14 +310,13 @@ pub const ROUTES: &[Route] = &[
         Internal,
         Open,
         Any,
-        true,
-        |api, request| {
+        Handler::Blocking(|api, request| {
             crate::control::extension_server(
                 api,
                 extension_file(&request.path).unwrap_or_default(),
                 request.query.as_deref(),
             )
-        },
+        }),
     ),
 ];
 
@@ -387,14 +403,17 @@ async fn answer(api: Api, which: Port, entry: &'static Route, request: Request) 
         authorization,
         body,
     };
-    if !entry.blocking {
-        return (entry.handler)(&api, &request).into_response();
-    }
-    match tokio::task::spawn_blocking(move || (entry.handler)(&api, &request)).await {
-        Ok(reply) => reply.into_response(),
-        Err(error) => {
-            tracing::error!(%error, "an HTTP handler failed");
-            Reply::error(500, "internal error while handling the request").into_response()
+    match entry.handler {
+        Handler::Quick(handler) => handler(&api, &request).into_response(),
+        Handler::Waits(handler) => handler(api, request).await.into_response(),
+        Handler::Blocking(handler) => {
+            match tokio::task::spawn_blocking(move || handler(&api, &request)).await {
+                Ok(reply) => reply.into_response(),
+                Err(error) => {
+                    tracing::error!(%error, "an HTTP handler failed");
+                    Reply::error(500, "internal error while handling the request").into_response()
+                }
+            }
         }
     }
 }
@@ -450,8 +469,12 @@ pub fn lookup(which: Port, method: &Method, path: &str) -> Option<&'static Route
 /// Answers one request that passed the method, authentication and body checks, by its
 /// [`lookup`] entry (404 when none; for tests that call handlers without a server).
 pub fn route(api: &Api, which: Port, request: &ApiRequest) -> Reply {
-    match lookup(which, &request.method, &request.path) {
-        Some(entry) => (entry.handler)(api, request),
+    match lookup(which, &request.method, &request.path).map(|entry| entry.handler) {
+        Some(Handler::Quick(handler) | Handler::Blocking(handler)) => handler(api, request),
+        Some(Handler::Waits(_)) => Reply::error(
+            500,
+            "this route waits on I/O: call it through the server (or its handler in a runtime)",
+        ),
         None => Reply::empty(404),
     }
 }
