@@ -19,6 +19,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::http::Reply;
+use hyper::StatusCode;
 
 /// The scope that grants access to any compute.
 pub const ADMIN_SCOPE: &str = "compute_ctl:admin";
@@ -76,7 +77,7 @@ impl Auth {
             return Ok(());
         };
         let token = bearer(authorization)
-            .ok_or_else(|| Reply::error(400, "invalid authorization token"))?;
+            .ok_or_else(|| Reply::error(StatusCode::BAD_REQUEST, "invalid authorization token"))?;
         let claims = set.verify(token)?;
         authorize(&claims, compute_id)
     }
@@ -167,7 +168,10 @@ impl KeySet {
                 }
             }
         }
-        Err(Reply::error(401, "failed to verify authorization token"))
+        Err(Reply::error(
+            StatusCode::UNAUTHORIZED,
+            "failed to verify authorization token",
+        ))
     }
 }
 
@@ -192,24 +196,24 @@ fn authorize(claims: &Claims, compute_id: Option<&str>) -> Result<(), Reply> {
     if claims.scope == Some(Scope::Admin) {
         return match &claims.aud {
             None => Err(Reply::error(
-                401,
+                StatusCode::UNAUTHORIZED,
                 "missing audience in authorization token claims",
             )),
             Some(aud) if aud.iter().any(|aud| aud == COMPUTE_AUDIENCE) => Ok(()),
             Some(_) => Err(Reply::error(
-                401,
+                StatusCode::UNAUTHORIZED,
                 "invalid audience in authorization token claims",
             )),
         };
     }
     match (claims.compute_id.as_deref(), compute_id) {
         (None, _) => Err(Reply::error(
-            403,
+            StatusCode::FORBIDDEN,
             "missing compute_id in authorization token claims",
         )),
         (Some(claimed), Some(ours)) if claimed == ours => Ok(()),
         _ => Err(Reply::error(
-            403,
+            StatusCode::FORBIDDEN,
             "invalid compute ID in authorization token claims",
         )),
     }
@@ -225,7 +229,10 @@ mod tests {
 
     fn message(reply: Reply) -> (u16, String) {
         let body: Value = serde_json::from_slice(&reply.body).unwrap();
-        (reply.status, body["error"].as_str().unwrap().to_string())
+        (
+            reply.status.as_u16(),
+            body["error"].as_str().unwrap().to_string(),
+        )
     }
 
     #[test]

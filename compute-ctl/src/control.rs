@@ -12,6 +12,7 @@ use serde_json::json;
 use crate::http::{parse_json, Api, Rejection, Reply};
 use crate::routes::wrong_status;
 use crate::state::{ComputeStatus, PendingConfig};
+use hyper::StatusCode;
 
 /// How long a blocked request sleeps between checks (it is woken on every change anyway).
 const POLL: Duration = Duration::from_secs(1);
@@ -34,7 +35,7 @@ pub fn configure(api: &Api, body: &[u8]) -> Reply {
         Err(reply) => return reply,
     };
     if let Err(errors) = validate(api, &request.spec) {
-        return Reply::error(400, errors.to_string());
+        return Reply::error(StatusCode::BAD_REQUEST, errors.to_string());
     }
     let pending = PendingConfig { spec: request.spec };
     let accepted = api.shared.update(|inner| {
@@ -55,14 +56,17 @@ pub fn configure(api: &Api, body: &[u8]) -> Reply {
     loop {
         let inner = api.shared.wait_until(POLL, |inner| settled(inner.status()));
         match inner.status() {
-            ComputeStatus::Running => return Reply::json(200, &inner.status_body()),
+            ComputeStatus::Running => return Reply::json(StatusCode::OK, &inner.status_body()),
             ComputeStatus::Failed => {
                 let error = inner.error.as_deref().unwrap_or("unknown error");
-                return Reply::error(500, format!("compute configuration failed: {error:?}"));
+                return Reply::error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("compute configuration failed: {error:?}"),
+                );
             }
             status if settled(status) => {
                 return Reply::error(
-                    500,
+                    StatusCode::INTERNAL_SERVER_ERROR,
                     format!("the compute stopped while configuring: {status}"),
                 );
             }
@@ -146,7 +150,7 @@ pub fn terminate(api: &Api, query: Option<&str>) -> Reply {
         Err(status) => return wrong_status(status),
         Ok(false) => {
             let lsn = api.shared.lock().terminate_lsn.clone();
-            return Reply::json(201, &json!({ "lsn": lsn }));
+            return Reply::json(StatusCode::CREATED, &json!({ "lsn": lsn }));
         }
         Ok(true) => api.wake(),
     }
@@ -155,7 +159,7 @@ pub fn terminate(api: &Api, query: Option<&str>) -> Reply {
             .shared
             .wait_until(POLL, |inner| inner.status() == ComputeStatus::Terminated);
         if inner.status() == ComputeStatus::Terminated {
-            return Reply::json(200, &json!({ "lsn": inner.terminate_lsn }));
+            return Reply::json(StatusCode::OK, &json!({ "lsn": inner.terminate_lsn }));
         }
     }
 }
@@ -197,11 +201,11 @@ pub fn refresh_configuration(api: &Api) -> Reply {
     match outcome {
         Ok(true) => {
             api.wake();
-            Reply::empty(200)
+            Reply::empty(StatusCode::OK)
         }
-        Ok(false) => Reply::empty(200),
+        Ok(false) => Reply::empty(StatusCode::OK),
         Err(status) => Reply::error(
-            500,
+            StatusCode::INTERNAL_SERVER_ERROR,
             format!("Cannot refresh compute configuration in state {status:?}"),
         ),
     }

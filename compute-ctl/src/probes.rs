@@ -15,6 +15,7 @@ use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::http::{Api, Reply};
+use hyper::StatusCode;
 
 /// `pg_isready` is killed when it runs longer than this.
 pub const PG_ISREADY_DEADLINE: Duration = Duration::from_secs(10);
@@ -40,7 +41,7 @@ pub fn hadron_liveness_probe(api: &Api) -> Reply {
     let document = api.shared.lock().document.clone();
     let Some(document) = document else {
         return Reply::error(
-            500,
+            StatusCode::INTERNAL_SERVER_ERROR,
             "liveness probe failed: the compute has no document yet",
         );
     };
@@ -59,7 +60,7 @@ fn liveness(document: &ComputeDocument, deadline: Duration) -> Reply {
     }
     crate::stages::hide_notify_socket(&mut command);
     match stage_kit::child::run(&mut command, deadline, 64 * 1024) {
-        Ok(output) if output.status.success() => Reply::json(200, &json!("ok")),
+        Ok(output) if output.status.success() => Reply::json(StatusCode::OK, &json!("ok")),
         Ok(output) => {
             let said = String::from_utf8_lossy(&output.stdout).trim().to_string();
             let said = if said.is_empty() {
@@ -68,14 +69,17 @@ fn liveness(document: &ComputeDocument, deadline: Duration) -> Reply {
                 said
             };
             Reply::error(
-                500,
+                StatusCode::INTERNAL_SERVER_ERROR,
                 format!(
                     "liveness probe failed: pg_isready {}: {said}",
                     output.status
                 ),
             )
         }
-        Err(error) => Reply::error(500, format!("liveness probe failed: {error}")),
+        Err(error) => Reply::error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("liveness probe failed: {error}"),
+        ),
     }
 }
 
@@ -95,7 +99,7 @@ pub async fn autoscaling_metrics(api: Api) -> Reply {
         .map(|document| document.pgdata.clone());
     let Some(pgdata) = pgdata else {
         return Reply::error(
-            500,
+            StatusCode::INTERNAL_SERVER_ERROR,
             "failed to get autoscaling metrics: the compute has no data directory yet",
         );
     };
@@ -107,7 +111,10 @@ pub async fn autoscaling_metrics(api: Api) -> Reply {
     .await
     {
         Ok(reply) => reply,
-        Err(message) => Reply::error(500, format!("failed to get autoscaling metrics: {message}")),
+        Err(message) => Reply::error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("failed to get autoscaling metrics: {message}"),
+        ),
     }
 }
 
@@ -156,7 +163,7 @@ where
         .send_request(request)
         .await
         .map_err(|error| describe(&error))?;
-    let status = response.status().as_u16();
+    let status = response.status();
     let content_type = response
         .headers()
         .get(CONTENT_TYPE)
@@ -261,7 +268,7 @@ impl Drop for ShortPath {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Response {
     /// Status code.
-    pub status: u16,
+    pub status: StatusCode,
     /// `Content-Type`, if sent.
     pub content_type: Option<String>,
     /// The body (de-chunked).
@@ -461,12 +468,12 @@ mod tests {
         // An HTTP/1.0 body runs to the end of the connection; exactly the cap is fine.
         let ok = exchange_with(response("HTTP/1.0 200 OK\r\n\r\n"), 100).unwrap();
         assert_eq!(
-            (ok.status, ok.content_type, ok.body.len()),
+            (ok.status.as_u16(), ok.content_type, ok.body.len()),
             (200, None, 100)
         );
         // A 204 has no body, whatever follows it.
         let ok = exchange_with(response("HTTP/1.0 204 No Content\r\n\r\n"), 100).unwrap();
-        assert_eq!((ok.status, ok.body.len()), (204, 0));
+        assert_eq!((ok.status.as_u16(), ok.body.len()), (204, 0));
         assert!(exchange_with(b"SSH-2.0-x\r\n".to_vec(), 10).is_err());
         assert!(exchange_with(b"HTTP/1.1 abc\r\n\r\n".to_vec(), 10).is_err());
     }

@@ -20,6 +20,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::http::{parse_json_in, Api, ApiRequest, Rejection, Reply};
+use hyper::StatusCode;
 
 pub use steps::Timings;
 
@@ -27,7 +28,7 @@ pub use steps::Timings;
 /// as `Api::promotion: Arc<Promotion>`.
 #[derive(Debug, Default)]
 pub struct Promotion {
-    result: OnceLock<(u16, Value)>,
+    result: OnceLock<(StatusCode, Value)>,
 }
 
 /// A `/promote` body.
@@ -57,7 +58,7 @@ impl Promotion {
     }
 
     /// The cached result, if a promotion ran.
-    pub fn result(&self) -> Option<&(u16, Value)> {
+    pub fn result(&self) -> Option<&(StatusCode, Value)> {
         self.result.get()
     }
 }
@@ -67,7 +68,10 @@ impl Promotion {
 pub fn parse(body: &[u8]) -> Result<PromoteRequest, Reply> {
     let request: PromoteRequest = parse_json_in(body, Rejection::PlainText)?;
     if let Err(errors) = request.spec.validate() {
-        return Err(Reply::error(400, format!("invalid spec: {errors}")));
+        return Err(Reply::error(
+            StatusCode::BAD_REQUEST,
+            format!("invalid spec: {errors}"),
+        ));
     }
     Ok(request)
 }
@@ -90,19 +94,19 @@ pub fn promote(api: &Api, request: &ApiRequest) -> Reply {
     };
     // The compute's admin and privileged roles (`parse` knows only PostgreSQL's own names).
     if let Err(errors) = crate::control::validate(api, &parsed.spec) {
-        return Reply::error(400, format!("invalid spec: {errors}"));
+        return Reply::error(StatusCode::BAD_REQUEST, format!("invalid spec: {errors}"));
     }
     let (status, body) = api.promotion.result.get_or_init(|| answer(api, &parsed));
     Reply::json(*status, body)
 }
 
 /// Runs the promotion once and shapes its answer.
-fn answer(api: &Api, request: &PromoteRequest) -> (u16, Value) {
+fn answer(api: &Api, request: &PromoteRequest) -> (StatusCode, Value) {
     match steps::run(api, request) {
         Ok(timings) => {
             tracing::info!(?timings, "promotion completed");
             (
-                200,
+                StatusCode::OK,
                 json!({
                     "status": "completed",
                     "lsn_wait_time_ms": timings.lsn_wait_time_ms,
@@ -113,7 +117,10 @@ fn answer(api: &Api, request: &PromoteRequest) -> (u16, Value) {
         }
         Err(error) => {
             tracing::error!(%error, "promotion failed");
-            (500, json!({"status": "failed", "error": error}))
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json!({"status": "failed", "error": error}),
+            )
         }
     }
 }

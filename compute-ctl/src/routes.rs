@@ -24,6 +24,7 @@ use hyper::Method;
 
 use crate::http::{Api, ApiRequest, Port, Rejection, Reply, MAX_BODY};
 use crate::state::ComputeStatus;
+use hyper::StatusCode;
 
 /// An answer still to come.
 pub type Pending = Pin<Box<dyn Future<Output = Reply> + Send>>;
@@ -157,7 +158,7 @@ pub const ROUTES: &[Route] = &[
         Both,
         Token,
         Any,
-        Handler::Quick(|api, _| Reply::json(200, &api.shared.lock().status_body())),
+        Handler::Quick(|api, _| Reply::json(StatusCode::OK, &api.shared.lock().status_body())),
     ),
     at(
         "/metrics.json",
@@ -165,7 +166,7 @@ pub const ROUTES: &[Route] = &[
         Both,
         Token,
         Any,
-        Handler::Quick(|api, _| Reply::json(200, &api.shared.lock().metrics_json())),
+        Handler::Quick(|api, _| Reply::json(StatusCode::OK, &api.shared.lock().metrics_json())),
     ),
     at(
         "/autoscaling_metrics",
@@ -321,14 +322,14 @@ pub const ROUTES: &[Route] = &[
 ];
 
 fn healthz(_: &Api, _: &ApiRequest) -> Reply {
-    Reply::json(200, &serde_json::json!({"status": "ok"}))
+    Reply::json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
 }
 
 fn metrics(api: &Api, _: &ApiRequest) -> Reply {
     let mut text = crate::metrics::render(&api.shared.lock());
     text.push_str(&api.lfc.render_metrics());
     text.push_str(&api.remote_ext.render_metrics());
-    Reply::text(200, "text/plain; version=0.0.4", text)
+    Reply::text(StatusCode::OK, "text/plain; version=0.0.4", text)
 }
 
 /// The file name of `/extension_server/{*filename}`.
@@ -411,7 +412,11 @@ async fn answer(api: Api, which: Port, entry: &'static Route, request: Request) 
                 Ok(reply) => reply.into_response(),
                 Err(error) => {
                     tracing::error!(%error, "an HTTP handler failed");
-                    Reply::error(500, "internal error while handling the request").into_response()
+                    Reply::error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal error while handling the request",
+                    )
+                    .into_response()
                 }
             }
         }
@@ -425,7 +430,7 @@ async fn read_body(
 ) -> Result<Vec<u8>, Reply> {
     let too_large = || {
         Reply::error(
-            413,
+            StatusCode::PAYLOAD_TOO_LARGE,
             "failed to buffer the request body: length limit exceeded",
         )
         .closing()
@@ -436,7 +441,7 @@ async fn read_body(
     let limited = Limited::new(body, MAX_BODY);
     match tokio::time::timeout(deadline, limited.collect()).await {
         Err(_) => Err(Reply::error(
-            408,
+            StatusCode::REQUEST_TIMEOUT,
             format!(
                 "the request body did not arrive within {} ms",
                 deadline.as_millis()
@@ -444,9 +449,11 @@ async fn read_body(
         )
         .closing()),
         Ok(Err(error)) if error.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-        Ok(Err(error)) => {
-            Err(Reply::error(400, format!("failed to read the request body: {error}")).closing())
-        }
+        Ok(Err(error)) => Err(Reply::error(
+            StatusCode::BAD_REQUEST,
+            format!("failed to read the request body: {error}"),
+        )
+        .closing()),
         Ok(Ok(collected)) => Ok(collected.to_bytes().to_vec()),
     }
 }
@@ -472,14 +479,17 @@ pub fn route(api: &Api, which: Port, request: &ApiRequest) -> Reply {
     match lookup(which, &request.method, &request.path).map(|entry| entry.handler) {
         Some(Handler::Quick(handler) | Handler::Blocking(handler)) => handler(api, request),
         Some(Handler::Waits(_)) => Reply::error(
-            500,
+            StatusCode::INTERNAL_SERVER_ERROR,
             "this route waits on I/O: call it through the server (or its handler in a runtime)",
         ),
-        None => Reply::empty(404),
+        None => Reply::empty(StatusCode::NOT_FOUND),
     }
 }
 
 /// 412 with upstream's message.
 pub fn wrong_status(status: ComputeStatus) -> Reply {
-    Reply::error(412, format!("invalid compute status: {}", status.label()))
+    Reply::error(
+        StatusCode::PRECONDITION_FAILED,
+        format!("invalid compute status: {}", status.label()),
+    )
 }

@@ -32,7 +32,7 @@ fn drain(reply: Reply) -> (u16, Vec<u8>, Option<String>) {
             }
         }
     }
-    (reply.status, bytes, failure)
+    (reply.status.as_u16(), bytes, failure)
 }
 
 /// A directory whose `pg_dump` is `script` (a shell script; `$PIDFILE` is where it may

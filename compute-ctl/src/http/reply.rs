@@ -37,7 +37,7 @@ struct ErrorBody {
 #[derive(Debug)]
 pub struct Reply {
     /// HTTP status code.
-    pub status: u16,
+    pub status: StatusCode,
     /// The body.
     pub body: Vec<u8>,
     /// Its content type (none for an empty body).
@@ -50,15 +50,18 @@ pub struct Reply {
 
 impl Reply {
     /// A JSON body; a value serde cannot write (a map with non-string keys) is a 500.
-    pub fn json<T: Serialize + ?Sized>(status: u16, value: &T) -> Reply {
+    pub fn json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Reply {
         match serde_json::to_vec(value) {
             Ok(body) => Reply::bytes(status, Cow::Borrowed("application/json"), body),
-            Err(error) => Reply::error(500, format!("writing the response body: {error}")),
+            Err(error) => Reply::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("writing the response body: {error}"),
+            ),
         }
     }
 
     /// `{"error": message}`.
-    pub fn error(status: u16, message: impl std::fmt::Display) -> Reply {
+    pub fn error(status: StatusCode, message: impl std::fmt::Display) -> Reply {
         Reply::json(
             status,
             &ErrorBody {
@@ -68,12 +71,12 @@ impl Reply {
     }
 
     /// Plain text with a content type.
-    pub fn text(status: u16, content_type: &'static str, body: String) -> Reply {
+    pub fn text(status: StatusCode, content_type: &'static str, body: String) -> Reply {
         Reply::bytes(status, Cow::Borrowed(content_type), body.into_bytes())
     }
 
     /// Any body with its content type.
-    pub fn bytes(status: u16, content_type: Cow<'static, str>, body: Vec<u8>) -> Reply {
+    pub fn bytes(status: StatusCode, content_type: Cow<'static, str>, body: Vec<u8>) -> Reply {
         Reply {
             status,
             body,
@@ -85,7 +88,7 @@ impl Reply {
 
     /// `first`, then the chunks of `rest` (chunked encoding: see [`body`]).
     pub fn streaming(
-        status: u16,
+        status: StatusCode,
         content_type: Cow<'static, str>,
         first: Vec<u8>,
         rest: BodyStream,
@@ -97,7 +100,7 @@ impl Reply {
     }
 
     /// An empty body.
-    pub fn empty(status: u16) -> Reply {
+    pub fn empty(status: StatusCode) -> Reply {
         Reply {
             status,
             body: Vec::new(),
@@ -124,8 +127,7 @@ impl IntoResponse for Reply {
             },
         };
         let mut response = Response::new(axum::body::Body::new(body));
-        *response.status_mut() =
-            StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        *response.status_mut() = self.status;
         let headers = response.headers_mut();
         if let Some(content_type) = self
             .content_type
@@ -160,7 +162,6 @@ pub enum Rejection {
 impl Rejection {
     /// An axum rejection (`status`, its `body_text`) worded as this style says.
     pub fn reply(self, status: StatusCode, text: String) -> Reply {
-        let status = status.as_u16();
         match self {
             Rejection::Lower => Reply::error(status, text.to_lowercase()),
             Rejection::AsWritten => match text.split_once(": ") {
