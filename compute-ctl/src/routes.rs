@@ -4,25 +4,27 @@
 //! a handler left without a path; unknown paths (404, empty) and methods (405 with `Allow`,
 //! before authentication) are axum's routing answers, as upstream.
 //!
-//! Each entry's adapter ([`answer`]) does, in upstream's order: authentication (external
-//! server only), the `Content-Type` check of a JSON body (415), the body (at most
-//! [`MAX_BODY`], 413; within the body deadline, 408; both close the connection), then the
-//! handler, as its [`Handler`] kind says: at once, on the runtime's bounded blocking pool, or
-//! as a task that waits on I/O.
+//! Each entry's handler sits behind the layers its entry asks for, in upstream's order
+//! ([`crate::http::checks`]): authentication (a `Token` route on the external server), the
+//! `Content-Type` of a JSON body (415), the body (limit 413, deadline 408); then it runs as
+//! its [`Handler`] kind says: at once, on the runtime's bounded blocking pool, or as a task
+//! that waits on I/O.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::time::Duration;
 
 use axum::extract::{Request, State};
+use axum::handler::Handler as _;
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter};
 use axum::Router;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
-use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH};
+use http_body_util::BodyExt;
+use hyper::header::AUTHORIZATION;
 use hyper::Method;
+use tower::ServiceBuilder;
 
-use crate::http::{Api, ApiRequest, Port, Rejection, Reply, MAX_BODY};
+use crate::http::{checks, Api, ApiRequest, Port, Rejection, Reply};
 use crate::state::ComputeStatus;
 use hyper::StatusCode;
 
@@ -339,16 +341,30 @@ pub fn extension_file(path: &str) -> Option<&str> {
 }
 
 /// The router of `which` server: every [`ROUTES`] entry it serves, each method of a path
-/// on that path's one method router (so axum answers 405 with their `Allow`).
-pub fn router(which: Port) -> Router<Api> {
+/// on that path's one method router (so axum answers 405 with their `Allow`), each handler
+/// behind the layers its entry asks for ([`crate::http::checks`]).
+pub fn router(api: &Api, which: Port) -> Router {
     let mut paths: Vec<(&'static str, MethodRouter<Api>)> = Vec::new();
     for entry in ROUTES.iter().filter(|entry| entry.servers.serves(which)) {
         let Ok(filter) = MethodFilter::try_from(entry.method.clone()) else {
             tracing::error!(method = %entry.method, path = entry.path, "a route's method cannot be routed");
             continue;
         };
-        let handler =
-            move |State(api): State<Api>, request: Request| answer(api, which, entry, request);
+        let token = which == Port::External && entry.access == Access::Token;
+        let json = match entry.body {
+            BodyKind::Any => None,
+            BodyKind::Json => Some(Rejection::Lower),
+            BodyKind::JsonPlainText => Some(Rejection::PlainText),
+        };
+        let checks = ServiceBuilder::new()
+            .layer(from_fn_with_state(
+                (api.clone(), token),
+                checks::authenticate,
+            ))
+            .layer(from_fn_with_state(json, checks::json_content_type))
+            .layer(from_fn_with_state(api.deadlines.body, checks::buffer_body));
+        let handler = move |State(api): State<Api>, request: Request| answer(api, entry, request);
+        let handler = handler.layer(checks);
         match paths.iter_mut().find(|(path, _)| *path == entry.path) {
             Some((_, methods)) => *methods = std::mem::take(methods).on(filter, handler),
             None => paths.push((entry.path, MethodRouter::new().on(filter, handler))),
@@ -359,49 +375,31 @@ pub fn router(which: Port) -> Router<Api> {
         .fold(Router::new(), |router, (path, methods)| {
             router.route(path, methods)
         })
+        .with_state(api.clone())
 }
 
-/// Authentication, the JSON `Content-Type`, the body, then `entry`'s handler.
-async fn answer(api: Api, which: Port, entry: &'static Route, request: Request) -> Response {
-    let headers = request.headers();
-    let header = |name| {
-        headers
-            .get(name)
-            .and_then(|value: &HeaderValue| value.to_str().ok())
-            .map(str::to_string)
-    };
-    let authorization = header(AUTHORIZATION);
-    let declared = header(CONTENT_LENGTH).and_then(|length| length.trim().parse::<u64>().ok());
-    if which == Port::External && entry.access == Access::Token {
-        if let Err(reply) = api
-            .auth
-            .check(authorization.as_deref(), api.compute_id.as_deref())
-        {
-            return reply.into_response();
+/// Runs `entry`'s handler on a request that passed its checks (its body buffered).
+async fn answer(api: Api, entry: &'static Route, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = match body.collect().await {
+        Ok(collected) => collected.to_bytes().to_vec(),
+        Err(error) => {
+            return Reply::error(
+                StatusCode::BAD_REQUEST,
+                format!("failed to read the request body: {error}"),
+            )
+            .into_response()
         }
-    }
-    let style = match entry.body {
-        BodyKind::Any => None,
-        BodyKind::Json => Some(Rejection::Lower),
-        BodyKind::JsonPlainText => Some(Rejection::PlainText),
-    };
-    if let Some(style) = style {
-        if let Err(reply) = crate::extract::json_content_type(request.headers(), style).await {
-            return reply.into_response();
-        }
-    }
-    let method = request.method().clone();
-    let path = request.uri().path().to_string();
-    let query = request.uri().query().map(str::to_string);
-    let body = match read_body(request.into_body(), declared, api.deadlines.body).await {
-        Ok(body) => body,
-        Err(reply) => return reply.into_response(),
     };
     let request = ApiRequest {
-        method,
-        path,
-        query,
-        authorization,
+        method: parts.method,
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().map(str::to_string),
+        authorization: parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_string),
         body,
     };
     match entry.handler {
@@ -420,41 +418,6 @@ async fn answer(api: Api, which: Port, entry: &'static Route, request: Request) 
                 }
             }
         }
-    }
-}
-
-async fn read_body(
-    body: axum::body::Body,
-    declared: Option<u64>,
-    deadline: Duration,
-) -> Result<Vec<u8>, Reply> {
-    let too_large = || {
-        Reply::error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "failed to buffer the request body: length limit exceeded",
-        )
-        .closing()
-    };
-    if declared.is_some_and(|length| length > MAX_BODY as u64) {
-        return Err(too_large());
-    }
-    let limited = Limited::new(body, MAX_BODY);
-    match tokio::time::timeout(deadline, limited.collect()).await {
-        Err(_) => Err(Reply::error(
-            StatusCode::REQUEST_TIMEOUT,
-            format!(
-                "the request body did not arrive within {} ms",
-                deadline.as_millis()
-            ),
-        )
-        .closing()),
-        Ok(Err(error)) if error.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-        Ok(Err(error)) => Err(Reply::error(
-            StatusCode::BAD_REQUEST,
-            format!("failed to read the request body: {error}"),
-        )
-        .closing()),
-        Ok(Ok(collected)) => Ok(collected.to_bytes().to_vec()),
     }
 }
 

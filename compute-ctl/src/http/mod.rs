@@ -47,6 +47,7 @@ use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 pub mod body;
+pub mod checks;
 mod reply;
 mod write_deadline;
 
@@ -205,7 +206,7 @@ async fn accept_loop(listener: std::net::TcpListener, api: Api, which: Port) {
 /// 405 included, carries it), then the log line and in-flight count.
 fn app(api: Api, which: Port) -> axum::Router {
     let request_id = HeaderName::from_static("x-request-id");
-    crate::routes::router(which)
+    crate::routes::router(&api, which)
         .layer(axum::middleware::from_fn_with_state(
             (api.clone(), which),
             log_request,
@@ -216,7 +217,6 @@ fn app(api: Api, which: Port) -> axum::Router {
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
                 .layer(PropagateRequestIdLayer::new(request_id)),
         )
-        .with_state(api)
 }
 
 /// Drops an `x-request-id` that is not visible ASCII, so that a UUID replaces it.
