@@ -27,8 +27,8 @@ pub async fn authenticate(
             .headers()
             .get(AUTHORIZATION)
             .and_then(|value| value.to_str().ok());
-        if let Err(reply) = api.auth.check(authorization, api.compute_id.as_deref()) {
-            return reply.into_response();
+        if let Err(refused) = api.auth.check(authorization, api.compute_id.as_deref()) {
+            return Reply::error(refused.status(), refused).into_response();
         }
     }
     next.run(request).await
