@@ -261,7 +261,7 @@ async fn log_request(
     next: Next,
 ) -> Result<Response, Infallible> {
     let started = Instant::now();
-    api.shared.inflight.fetch_add(1, Ordering::SeqCst);
+    let in_flight = InFlight::new(api.shared.clone());
     let request_id = request
         .headers()
         .get("x-request-id")
@@ -271,7 +271,7 @@ async fn log_request(
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let response = next.run(request).await;
-    api.shared.inflight.fetch_sub(1, Ordering::SeqCst);
+    drop(in_flight);
     tracing::info!(
         request_id = %request_id,
         method = %method,
@@ -282,4 +282,58 @@ async fn log_request(
         "http request"
     );
     Ok(response)
+}
+
+/// One request counted in [`Shared::inflight`] until it is dropped: answered, or abandoned
+/// when its client goes away mid-request (hyper then drops the request's future).
+struct InFlight(Arc<Shared>);
+
+impl InFlight {
+    fn new(shared: Arc<Shared>) -> InFlight {
+        shared.inflight.fetch_add(1, Ordering::SeqCst);
+        InFlight(shared)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    use tower::ServiceExt;
+
+    /// A request body that never sends a byte.
+    struct Stalled;
+
+    impl hyper::body::Body for Stalled {
+        type Data = bytes::Bytes;
+        type Error = io::Error;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, io::Error>>> {
+            Poll::Pending
+        }
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_request_is_no_longer_in_flight() {
+        let api = crate::testing::api(None, false);
+        let request = hyper::Request::post("/grants")
+            .header("content-type", "application/json")
+            .body(axum::body::Body::new(Stalled))
+            .unwrap();
+        let answer = app(api.clone(), Port::Internal).oneshot(request);
+        // The client goes away while its body is awaited: the request's future is dropped.
+        let abandoned = tokio::time::timeout(Duration::from_millis(50), answer).await;
+        assert!(abandoned.is_err(), "the stalled request was answered");
+        assert_eq!(api.shared.inflight.load(Ordering::SeqCst), 0);
+    }
 }
