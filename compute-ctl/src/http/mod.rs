@@ -1,6 +1,7 @@
-//! The HTTP servers: an [`axum::Router`] per server (built from the one route table,
-//! [`crate::routes::ROUTES`]) on hyper's HTTP/1.1 connections, in a small tokio runtime (one
-//! thread per server), with limits no client can get around:
+//! The HTTP servers: the caller's [`axum::Router`] per server (built from the one route
+//! table, [`crate::routes::ROUTES`]; this module knows no route) on hyper's HTTP/1.1
+//! connections, in a small tokio runtime (one thread per server), with limits no client can
+//! get around:
 //!
 //! * at most [`MAX_CONNECTIONS`] open connections per server (the accept loop); the next one
 //!   gets a fast 503 and is closed, so a flood cannot exhaust threads or file descriptors;
@@ -8,7 +9,7 @@
 //!   [`HEADER_TIMEOUT`], at most [`MAX_HEADER_BYTES`] bytes and [`MAX_HEADERS`] fields (431)
 //!   (hyper's connection settings);
 //! * a body of at most [`MAX_BODY`] bytes (413) that arrives within [`BODY_TIMEOUT`] (408,
-//!   connection closed) ([`crate::routes`], the routes that take a body);
+//!   connection closed) ([`checks`], stacked on each route);
 //! * every write to a client that stops reading fails after [`WRITE_TIMEOUT`] (the
 //!   connection's stream).
 //!
@@ -21,9 +22,9 @@
 //! producer's failure ends the connection without the terminating chunk).
 //!
 //! A connection waiting for its headers or body is a task, not a thread: hundreds of stalled
-//! clients leave `/status`, `/healthz` and `/metrics` answering. Handlers are synchronous;
-//! the ones that may block (SQL, `/configure`, `/terminate`) run on the runtime's bounded
-//! blocking pool.
+//! clients leave `/status`, `/healthz` and `/metrics` answering. Handlers that may block
+//! (SQL, `/configure`, `/terminate`) run on the runtime's bounded blocking pool
+//! (`BLOCKING_THREADS`); the ones that wait on I/O are tasks.
 
 use std::convert::Infallible;
 use std::io;
@@ -138,8 +139,15 @@ impl Api {
     }
 }
 
-/// Binds `address:port` and serves it on a thread of its own.
-pub fn serve(api: Api, address: IpAddr, port: u16, which: Port) -> Result<SocketAddr, StageError> {
+/// Binds `address:port` and serves `router` (the server's routes, [`crate::routes::router`])
+/// on a thread of its own, with `deadlines`; `shared` counts the requests in flight.
+pub fn serve(
+    router: axum::Router,
+    shared: Arc<Shared>,
+    deadlines: Deadlines,
+    (address, port): (IpAddr, u16),
+    which: Port,
+) -> Result<SocketAddr, StageError> {
     let bind_error = |error: io::Error| {
         StageError::new(
             crate::STAGE,
@@ -158,14 +166,20 @@ pub fn serve(api: Api, address: IpAddr, port: u16, which: Port) -> Result<Socket
         .build()
         .map_err(|error| crate::internal(format!("starting the HTTP runtime: {error}")))?;
     tracing::info!(address = %bound, server = ?which, "HTTP API listening");
+    let app = app(router, shared, which);
     std::thread::Builder::new()
         .name(format!("http-{which:?}"))
-        .spawn(move || runtime.block_on(accept_loop(listener, api, which)))
+        .spawn(move || runtime.block_on(accept_loop(listener, app, deadlines, which)))
         .map_err(|error| crate::internal(format!("starting the HTTP server thread: {error}")))?;
     Ok(bound)
 }
 
-async fn accept_loop(listener: std::net::TcpListener, api: Api, which: Port) {
+async fn accept_loop(
+    listener: std::net::TcpListener,
+    app: axum::Router,
+    deadlines: Deadlines,
+    which: Port,
+) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(listener) => listener,
         Err(error) => {
@@ -173,8 +187,6 @@ async fn accept_loop(listener: std::net::TcpListener, api: Api, which: Port) {
             return;
         }
     };
-    let deadlines = api.deadlines;
-    let app = app(api, which);
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let stream = match listener.accept().await {
@@ -204,11 +216,11 @@ async fn accept_loop(listener: std::net::TcpListener, api: Api, which: Port) {
 
 /// The server's router with its layers: the request id outermost (so every answer, 404 and
 /// 405 included, carries it), then the log line and in-flight count.
-fn app(api: Api, which: Port) -> axum::Router {
+fn app(router: axum::Router, shared: Arc<Shared>, which: Port) -> axum::Router {
     let request_id = HeaderName::from_static("x-request-id");
-    crate::routes::router(&api, which)
+    router
         .layer(axum::middleware::from_fn_with_state(
-            (api.clone(), which),
+            (shared, which),
             log_request,
         ))
         .layer(
@@ -256,12 +268,12 @@ async fn connection(stream: TcpStream, app: axum::Router, deadlines: Deadlines, 
 /// One log line per request (its id, method, path, server, status and latency), and the
 /// in-flight count while it runs.
 async fn log_request(
-    State((api, which)): State<(Api, Port)>,
+    State((shared, which)): State<(Arc<Shared>, Port)>,
     request: Request,
     next: Next,
 ) -> Result<Response, Infallible> {
     let started = Instant::now();
-    let in_flight = InFlight::new(api.shared.clone());
+    let in_flight = InFlight::new(shared);
     let request_id = request
         .headers()
         .get("x-request-id")
@@ -330,7 +342,8 @@ mod tests {
             .header("content-type", "application/json")
             .body(axum::body::Body::new(Stalled))
             .unwrap();
-        let answer = app(api.clone(), Port::Internal).oneshot(request);
+        let router = crate::routes::router(&api, Port::Internal);
+        let answer = app(router, api.shared.clone(), Port::Internal).oneshot(request);
         // The client goes away while its body is awaited: the request's future is dropped.
         let abandoned = tokio::time::timeout(Duration::from_millis(50), answer).await;
         assert!(abandoned.is_err(), "the stalled request was answered");

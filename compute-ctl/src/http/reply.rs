@@ -86,7 +86,7 @@ impl Reply {
         }
     }
 
-    /// `first`, then the chunks of `rest` (chunked encoding: see [`body`]).
+    /// `first`, then the chunks of `rest` (chunked encoding: see [`super::body`]).
     pub fn streaming(
         status: StatusCode,
         content_type: Cow<'static, str>,
