@@ -18,7 +18,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::http::Reply;
+use hyper::StatusCode;
 
 /// The scope that grants access to any compute.
 pub const ADMIN_SCOPE: &str = "compute_ctl:admin";
@@ -71,12 +71,11 @@ impl Auth {
         &self,
         authorization: Option<&str>,
         compute_id: Option<&str>,
-    ) -> Result<(), Reply> {
+    ) -> Result<(), Refused> {
         let Auth::Keys(set) = self else {
             return Ok(());
         };
-        let token = bearer(authorization)
-            .ok_or_else(|| Reply::error(400, "invalid authorization token"))?;
+        let token = bearer(authorization).ok_or(Refused::Malformed)?;
         let claims = set.verify(token)?;
         authorize(&claims, compute_id)
     }
@@ -152,7 +151,7 @@ impl KeySet {
         self.keys.is_empty()
     }
 
-    fn verify(&self, token: &str) -> Result<Claims, Reply> {
+    fn verify(&self, token: &str) -> Result<Claims, Refused> {
         let mut validation = Validation::new(self.algorithm);
         validation.validate_aud = false;
         validation.validate_nbf = false;
@@ -167,7 +166,7 @@ impl KeySet {
                 }
             }
         }
-        Err(Reply::error(401, "failed to verify authorization token"))
+        Err(Refused::Unverified)
     }
 }
 
@@ -188,30 +187,54 @@ enum Scope {
     Admin,
 }
 
-fn authorize(claims: &Claims, compute_id: Option<&str>) -> Result<(), Reply> {
+fn authorize(claims: &Claims, compute_id: Option<&str>) -> Result<(), Refused> {
     if claims.scope == Some(Scope::Admin) {
         return match &claims.aud {
-            None => Err(Reply::error(
-                401,
-                "missing audience in authorization token claims",
-            )),
+            None => Err(Refused::MissingAudience),
             Some(aud) if aud.iter().any(|aud| aud == COMPUTE_AUDIENCE) => Ok(()),
-            Some(_) => Err(Reply::error(
-                401,
-                "invalid audience in authorization token claims",
-            )),
+            Some(_) => Err(Refused::WrongAudience),
         };
     }
     match (claims.compute_id.as_deref(), compute_id) {
-        (None, _) => Err(Reply::error(
-            403,
-            "missing compute_id in authorization token claims",
-        )),
+        (None, _) => Err(Refused::MissingComputeId),
         (Some(claimed), Some(ours)) if claimed == ours => Ok(()),
-        _ => Err(Reply::error(
-            403,
-            "invalid compute ID in authorization token claims",
-        )),
+        _ => Err(Refused::WrongComputeId),
+    }
+}
+
+/// Why a request's token was refused; its text is upstream's `{"error"}` message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// No `Authorization: Bearer <token>` header (400).
+    #[error("invalid authorization token")]
+    Malformed,
+    /// No key verifies the token, or it expired (401).
+    #[error("failed to verify authorization token")]
+    Unverified,
+    /// An admin token without `aud` (401).
+    #[error("missing audience in authorization token claims")]
+    MissingAudience,
+    /// An admin token for another audience (401).
+    #[error("invalid audience in authorization token claims")]
+    WrongAudience,
+    /// A token without `compute_id` (403).
+    #[error("missing compute_id in authorization token claims")]
+    MissingComputeId,
+    /// A token for another compute (403).
+    #[error("invalid compute ID in authorization token claims")]
+    WrongComputeId,
+}
+
+impl Refused {
+    /// The status upstream answers it with.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Refused::Malformed => StatusCode::BAD_REQUEST,
+            Refused::Unverified | Refused::MissingAudience | Refused::WrongAudience => {
+                StatusCode::UNAUTHORIZED
+            }
+            Refused::MissingComputeId | Refused::WrongComputeId => StatusCode::FORBIDDEN,
+        }
     }
 }
 
@@ -223,9 +246,8 @@ mod tests {
         serde_json::from_str(text).unwrap()
     }
 
-    fn message(reply: Reply) -> (u16, String) {
-        let body: Value = serde_json::from_slice(&reply.body).unwrap();
-        (reply.status, body["error"].as_str().unwrap().to_string())
+    fn message(refused: Refused) -> (u16, String) {
+        (refused.status().as_u16(), refused.to_string())
     }
 
     #[test]
@@ -251,7 +273,7 @@ mod tests {
                 "invalid compute ID in authorization token claims".into()
             )
         );
-        assert_eq!(authorize(&ours, None).unwrap_err().status, 403);
+        assert_eq!(authorize(&ours, None).unwrap_err().status(), 403);
         assert_eq!(
             message(authorize(&claims("{}"), Some("c1")).unwrap_err()),
             (

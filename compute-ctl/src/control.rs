@@ -9,9 +9,10 @@ use compute_spec::validate::{SpecErrors, StorageSource};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::http::{parse_json, Api, Reply};
+use crate::http::{parse_json, Api, Rejection, Reply};
 use crate::routes::wrong_status;
 use crate::state::{ComputeStatus, PendingConfig};
+use hyper::StatusCode;
 
 /// How long a blocked request sleeps between checks (it is woken on every change anyway).
 const POLL: Duration = Duration::from_secs(1);
@@ -34,7 +35,7 @@ pub fn configure(api: &Api, body: &[u8]) -> Reply {
         Err(reply) => return reply,
     };
     if let Err(errors) = validate(api, &request.spec) {
-        return Reply::error(400, errors.to_string());
+        return Reply::error(StatusCode::BAD_REQUEST, errors.to_string());
     }
     let pending = PendingConfig { spec: request.spec };
     let accepted = api.shared.update(|inner| {
@@ -55,14 +56,17 @@ pub fn configure(api: &Api, body: &[u8]) -> Reply {
     loop {
         let inner = api.shared.wait_until(POLL, |inner| settled(inner.status()));
         match inner.status() {
-            ComputeStatus::Running => return Reply::json(200, &inner.status_body()),
+            ComputeStatus::Running => return Reply::json(StatusCode::OK, &inner.status_body()),
             ComputeStatus::Failed => {
                 let error = inner.error.as_deref().unwrap_or("unknown error");
-                return Reply::error(500, format!("compute configuration failed: {error:?}"));
+                return Reply::error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("compute configuration failed: {error:?}"),
+                );
             }
             status if settled(status) => {
                 return Reply::error(
-                    500,
+                    StatusCode::INTERNAL_SERVER_ERROR,
                     format!("the compute stopped while configuring: {status}"),
                 );
             }
@@ -96,21 +100,24 @@ fn settled(status: ComputeStatus) -> bool {
 /// The termination mode of a `/terminate` query: none or no `mode` means fast; any other
 /// parameter is ignored; a bad `mode` is a 400 in plain text, as upstream's extractor.
 fn termination_mode(query: Option<&str>) -> Result<ComputeStatus, Reply> {
-    let plain = |message: String| {
-        Reply::text(
-            400,
-            "text/plain; charset=utf-8",
-            format!("Failed to deserialize query string: {message}"),
-        )
-    };
-    let mode = crate::catalog::query_single(query.unwrap_or_default(), "mode").map_err(plain)?;
-    match mode.as_deref() {
-        None | Some("fast") => Ok(ComputeStatus::TerminationPendingFast),
-        Some("immediate") => Ok(ComputeStatus::TerminationPendingImmediate),
-        Some(other) => Err(plain(format!(
-            "mode: unknown variant `{other}`, expected `fast` or `immediate`"
-        ))),
+    /// The query of `POST /terminate`.
+    #[derive(serde::Deserialize)]
+    struct TerminateQuery {
+        #[serde(default)]
+        mode: Mode,
     }
+    #[derive(Default, serde::Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    enum Mode {
+        #[default]
+        Fast,
+        Immediate,
+    }
+    let TerminateQuery { mode } = crate::extract::query(query, Rejection::PlainText)?;
+    Ok(match mode {
+        Mode::Fast => ComputeStatus::TerminationPendingFast,
+        Mode::Immediate => ComputeStatus::TerminationPendingImmediate,
+    })
 }
 
 /// `POST /terminate[?mode=fast|immediate]`: 200 `{"lsn"}` once terminated, 201 if it already
@@ -143,7 +150,7 @@ pub fn terminate(api: &Api, query: Option<&str>) -> Reply {
         Err(status) => return wrong_status(status),
         Ok(false) => {
             let lsn = api.shared.lock().terminate_lsn.clone();
-            return Reply::json(201, &json!({ "lsn": lsn }));
+            return Reply::json(StatusCode::CREATED, &json!({ "lsn": lsn }));
         }
         Ok(true) => api.wake(),
     }
@@ -152,7 +159,7 @@ pub fn terminate(api: &Api, query: Option<&str>) -> Reply {
             .shared
             .wait_until(POLL, |inner| inner.status() == ComputeStatus::Terminated);
         if inner.status() == ComputeStatus::Terminated {
-            return Reply::json(200, &json!({ "lsn": inner.terminate_lsn }));
+            return Reply::json(StatusCode::OK, &json!({ "lsn": inner.terminate_lsn }));
         }
     }
 }
@@ -160,24 +167,18 @@ pub fn terminate(api: &Api, query: Option<&str>) -> Reply {
 /// `POST /extension_server/{*filename}` (internal; Postgres asks for a missing file): the
 /// query checked here (`is_library`), the rest in [`crate::remote_ext::extension_server`].
 pub fn extension_server(api: &Api, filename: &str, query: Option<&str>) -> Reply {
-    let is_library = crate::catalog::query_single(query.unwrap_or_default(), "is_library");
-    match is_library.as_ref().map(Option::as_deref) {
-        Ok(None | Some("true" | "false")) => {}
-        Ok(Some(other)) => {
-            return Reply::error(
-                400,
-                format!(
-                    "failed to deserialize query string: is_library: provided string was not \
-                     `true` or `false` ({other:?})"
-                ),
-            )
-        }
-        Err(error) => {
-            return Reply::error(400, format!("failed to deserialize query string: {error}"))
-        }
+    /// The query of `POST /extension_server/{*filename}`.
+    #[derive(serde::Deserialize)]
+    struct ExtensionQuery {
+        #[serde(default)]
+        is_library: bool,
     }
-    let is_library = matches!(is_library.as_ref().map(Option::as_deref), Ok(Some("true")));
-    crate::remote_ext::extension_server(api, filename, is_library)
+    match crate::extract::query::<ExtensionQuery>(query, Rejection::Lower) {
+        Ok(ExtensionQuery { is_library }) => {
+            crate::remote_ext::extension_server(api, filename, is_library)
+        }
+        Err(reply) => reply,
+    }
 }
 
 /// `POST /refresh_configuration` (internal): counts the call, then from `running`, `failed`
@@ -200,11 +201,11 @@ pub fn refresh_configuration(api: &Api) -> Reply {
     match outcome {
         Ok(true) => {
             api.wake();
-            Reply::empty(200)
+            Reply::empty(StatusCode::OK)
         }
-        Ok(false) => Reply::empty(200),
+        Ok(false) => Reply::empty(StatusCode::OK),
         Err(status) => Reply::error(
-            500,
+            StatusCode::INTERNAL_SERVER_ERROR,
             format!("Cannot refresh compute configuration in state {status:?}"),
         ),
     }
@@ -285,10 +286,19 @@ mod tests {
             bad.content_type.as_deref(),
             Some("text/plain; charset=utf-8")
         );
-        for duplicate in ["mode=fast&mode=slow", "mode=slow&mode=fast"] {
-            let refused = termination_mode(Some(duplicate)).unwrap_err();
+        // axum's `Query` reads the fields in order: a bad first value is refused before
+        // the duplicate is seen.
+        for (query, refusal) in [
+            ("mode=fast&mode=slow", "duplicate field `mode`"),
+            ("mode=slow&mode=fast", "mode: unknown variant `slow`"),
+        ] {
+            let refused = termination_mode(Some(query)).unwrap_err();
             assert_eq!(refused.status, 400);
-            assert!(String::from_utf8_lossy(&refused.body).contains("duplicate field `mode`"));
+            let text = String::from_utf8_lossy(&refused.body);
+            assert!(
+                text.starts_with("Failed to deserialize query string: ") && text.contains(refusal),
+                "{text}"
+            );
         }
     }
 

@@ -1,62 +1,52 @@
-//! What the handlers read from a request besides its JSON body: the query string (form
-//! decoding, as upstream's `serde_urlencoded`-based extractor, by the `form_urlencoded`
-//! crate) and the `Content-Type` check of the JSON body routes (upstream's 415).
+//! What the handlers read from a request besides its JSON body, by axum's own extractors
+//! (upstream's routes use them, so the rejections are theirs): the query string
+//! (`axum::extract::Query`, serde_urlencoded) and the `Content-Type` check of the JSON body
+//! routes (`axum::Json`'s 415).
 //!
-//! JSON bodies are decoded by [`crate::http::parse_json`].
+//! JSON bodies are decoded by [`crate::http::parse_json_in`] (`axum::Json::from_bytes`).
 
-use crate::http::Reply;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Query};
+use hyper::header::CONTENT_TYPE;
+use hyper::{HeaderMap, StatusCode, Uri};
+use serde::de::{DeserializeOwned, IgnoredAny};
 
-/// The decoded `(name, value)` pairs of a query string (`a=1&b=x%20y`): `+` is a space,
-/// `%XX` the byte, a malformed escape stays as written, invalid UTF-8 becomes U+FFFD.
-pub fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
-    form_urlencoded::parse(query.as_bytes())
-        .map(|(key, value)| (key.into_owned(), value.into_owned()))
+use crate::http::{Rejection, Reply};
+
+/// The query string (without `?`; `None` when the URL has none) decoded into `T` by axum's
+/// `Query` extractor: `+` is a space, `%XX` the byte, a malformed escape stays as written,
+/// invalid UTF-8 becomes U+FFFD; a field given twice, a missing one or a bad value is its
+/// 400 `Failed to deserialize query string: …`, worded as `rejection` says.
+pub fn query<T: DeserializeOwned>(query: Option<&str>, rejection: Rejection) -> Result<T, Reply> {
+    let uri = match query {
+        None => Uri::from_static("/"),
+        Some(query) => Uri::try_from(format!("/?{query}")).map_err(|error| {
+            rejection.reply(
+                StatusCode::BAD_REQUEST,
+                format!("Failed to deserialize query string: {error}"),
+            )
+        })?,
+    };
+    Query::<T>::try_from_uri(&uri)
+        .map(|Query(value)| value)
+        .map_err(|refused| rejection.reply(refused.status(), refused.body_text()))
 }
 
-/// The value of `name` in a query string; the first occurrence wins.
-pub fn query_value(query: &str, name: &str) -> Option<String> {
-    query_pairs(query)
-        .find(|(key, _)| key == name)
-        .map(|(_, value)| value)
-}
-
-/// The value of `name` in a query string, or the serde_urlencoded error text for a field
-/// given twice (`duplicate field `name``), which upstream's extractor rejects.
-pub fn query_single(query: &str, name: &str) -> Result<Option<String>, String> {
-    let mut values = query_pairs(query)
-        .filter(|(key, _)| key == name)
-        .map(|(_, value)| value);
-    let first = values.next();
-    if values.next().is_some() {
-        return Err(format!("duplicate field `{name}`"));
+/// axum's JSON `Content-Type` check (`application/json` or `application/*+json`,
+/// parameters allowed; `text/json` is not): its 415 worded as `rejection` says.
+pub async fn json_content_type(headers: &HeaderMap, rejection: Rejection) -> Result<(), Reply> {
+    let mut probe = axum::extract::Request::new(axum::body::Body::empty());
+    if let Some(content_type) = headers.get(CONTENT_TYPE) {
+        probe
+            .headers_mut()
+            .insert(CONTENT_TYPE, content_type.clone());
     }
-    Ok(first)
-}
-
-/// Whether a `Content-Type` is one upstream's JSON extractor accepts: `application/json` or
-/// `application/*+json`, parameters allowed (`text/json` is not).
-pub fn is_json_content_type(content_type: Option<&str>) -> bool {
-    let essence = content_type
-        .and_then(|value| value.split(';').next())
-        .map(|value| value.trim().to_ascii_lowercase());
-    essence.as_deref().is_some_and(|essence| {
-        essence == "application/json"
-            || essence
-                .strip_prefix("application/")
-                .is_some_and(|subtype| subtype.ends_with("+json") && !subtype.contains('/'))
-    })
-}
-
-/// Upstream's 415 for a JSON body route whose `Content-Type` is missing or not JSON (see
-/// [`is_json_content_type`]).
-pub fn require_json_content_type(content_type: Option<&str>) -> Result<(), Reply> {
-    if is_json_content_type(content_type) {
-        Ok(())
-    } else {
-        Err(Reply::error(
-            415,
-            "expected request with `content-type: application/json`",
-        ))
+    match axum::Json::<IgnoredAny>::from_request(probe, &()).await {
+        Err(refused @ JsonRejection::MissingJsonContentType(_)) => {
+            Err(rejection.reply(refused.status(), refused.body_text()))
+        }
+        // The empty probe body's own rejection: the real body is read and parsed later.
+        _ => Ok(()),
     }
 }
 
@@ -64,54 +54,67 @@ pub fn require_json_content_type(content_type: Option<&str>) -> Result<(), Reply
 mod tests {
     use super::*;
     use crate::testing::body;
+    use hyper::header::HeaderValue;
     use serde_json::json;
 
-    fn decoded(text: &str) -> String {
-        query_value(&format!("v={text}"), "v").unwrap()
+    #[derive(Debug, serde::Deserialize)]
+    struct Database {
+        database: Option<String>,
+    }
+
+    fn database(query: &str) -> Option<String> {
+        super::query::<Database>(Some(query), Rejection::Lower)
+            .unwrap()
+            .database
     }
 
     #[test]
     fn query_strings_decode_like_forms() {
+        assert_eq!(database("database=a%20b+c").as_deref(), Some("a b c"));
+        assert_eq!(database("x=1&database=").as_deref(), Some(""));
+        assert_eq!(database("database").as_deref(), Some(""));
+        assert_eq!(database("a=1"), None);
+        assert_eq!(database(""), None);
         assert_eq!(
-            query_value("database=a%20b+c", "database").as_deref(),
-            Some("a b c")
+            database("database=%22%3B%0A%zz%4").as_deref(),
+            Some("\";\n%zz%4")
         );
-        assert_eq!(
-            query_value("x=1&database=", "database").as_deref(),
-            Some("")
-        );
-        assert_eq!(query_value("database", "database").as_deref(), Some(""));
-        assert_eq!(query_value("a=1", "database"), None);
-        assert_eq!(query_value("", "database"), None);
-        assert_eq!(decoded("%22%3B%0A%zz%4"), "\";\n%zz%4");
-        assert_eq!(decoded("%C3%A9%FF"), "é\u{FFFD}");
-        assert_eq!(
-            query_pairs("a=1&&b=x%3Dy=z").collect::<Vec<_>>(),
-            [
-                ("a".to_string(), "1".to_string()),
-                ("b".to_string(), "x=y=z".to_string())
-            ]
-        );
+        assert_eq!(database("database=%C3%A9%FF").as_deref(), Some("é\u{FFFD}"));
+        #[derive(Debug, serde::Deserialize)]
+        struct Pair {
+            a: String,
+            b: String,
+        }
+        let pair: Pair = query(Some("a=1&&b=x%3Dy=z"), Rejection::Lower).unwrap();
+        assert_eq!((pair.a.as_str(), pair.b.as_str()), ("1", "x=y=z"));
+        let none: Database = query(None, Rejection::Lower).unwrap();
+        assert_eq!(none.database, None);
     }
 
-    #[test]
-    fn duplicate_fields_and_content_types() {
+    #[tokio::test]
+    async fn duplicate_fields_and_content_types() {
+        let duplicate =
+            query::<Database>(Some("database=a&database=b"), Rejection::Lower).unwrap_err();
+        assert_eq!(duplicate.status, 400);
         assert_eq!(
-            query_single("database=a", "database"),
-            Ok(Some("a".to_string()))
+            body(&duplicate),
+            json!({"error": "failed to deserialize query string: duplicate field `database`"})
         );
-        assert_eq!(query_single("x=1", "database"), Ok(None));
-        assert_eq!(
-            query_single("database=a&database=b", "database"),
-            Err("duplicate field `database`".to_string())
-        );
+        let headers = |value: Option<&'static str>| {
+            let mut headers = HeaderMap::new();
+            if let Some(value) = value {
+                headers.insert(CONTENT_TYPE, HeaderValue::from_static(value));
+            }
+            headers
+        };
         for good in [
             "application/json",
             "application/json; charset=utf-8",
             "Application/JSON",
             "application/merge-patch+json",
         ] {
-            assert!(require_json_content_type(Some(good)).is_ok(), "{good}");
+            let checked = json_content_type(&headers(Some(good)), Rejection::Lower).await;
+            assert!(checked.is_ok(), "{good}");
         }
         for bad in [
             None,
@@ -120,12 +123,22 @@ mod tests {
             Some("application/jsonx"),
             Some(""),
         ] {
-            let reply = require_json_content_type(bad).unwrap_err();
+            let reply = json_content_type(&headers(bad), Rejection::Lower)
+                .await
+                .unwrap_err();
             assert_eq!(reply.status, 415);
             assert_eq!(
                 body(&reply),
                 json!({"error": "expected request with `content-type: application/json`"})
             );
         }
+        let plain = json_content_type(&headers(Some("text/json")), Rejection::PlainText)
+            .await
+            .unwrap_err();
+        assert_eq!(plain.status, 415);
+        assert_eq!(
+            String::from_utf8_lossy(&plain.body),
+            "Expected request with `Content-Type: application/json`"
+        );
     }
 }

@@ -1,7 +1,6 @@
 //! `GET /hadron_liveness_probe` (`pg_isready` against the compute) and
 //! `GET /autoscaling_metrics` (relayed from the `neon` extension's communicator socket).
 
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +15,7 @@ use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::http::{Api, Reply};
+use hyper::StatusCode;
 
 /// `pg_isready` is killed when it runs longer than this.
 pub const PG_ISREADY_DEADLINE: Duration = Duration::from_secs(10);
@@ -41,7 +41,7 @@ pub fn hadron_liveness_probe(api: &Api) -> Reply {
     let document = api.shared.lock().document.clone();
     let Some(document) = document else {
         return Reply::error(
-            500,
+            StatusCode::INTERNAL_SERVER_ERROR,
             "liveness probe failed: the compute has no document yet",
         );
     };
@@ -60,7 +60,7 @@ fn liveness(document: &ComputeDocument, deadline: Duration) -> Reply {
     }
     crate::stages::hide_notify_socket(&mut command);
     match stage_kit::child::run(&mut command, deadline, 64 * 1024) {
-        Ok(output) if output.status.success() => Reply::json(200, &json!("ok")),
+        Ok(output) if output.status.success() => Reply::json(StatusCode::OK, &json!("ok")),
         Ok(output) => {
             let said = String::from_utf8_lossy(&output.stdout).trim().to_string();
             let said = if said.is_empty() {
@@ -69,14 +69,17 @@ fn liveness(document: &ComputeDocument, deadline: Duration) -> Reply {
                 said
             };
             Reply::error(
-                500,
+                StatusCode::INTERNAL_SERVER_ERROR,
                 format!(
                     "liveness probe failed: pg_isready {}: {said}",
                     output.status
                 ),
             )
         }
-        Err(error) => Reply::error(500, format!("liveness probe failed: {error}")),
+        Err(error) => Reply::error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("liveness probe failed: {error}"),
+        ),
     }
 }
 
@@ -87,7 +90,7 @@ fn liveness(document: &ComputeDocument, deadline: Duration) -> Reply {
 /// `GET /autoscaling_metrics` over `PGDATA/neon-communicator.socket`: the communicator's
 /// status, `Content-Type` and body; 500 `{"error"}` when the socket is missing or the
 /// exchange fails.
-pub fn autoscaling_metrics(api: &Api) -> Reply {
+pub async fn autoscaling_metrics(api: Api) -> Reply {
     let pgdata = api
         .shared
         .lock()
@@ -96,7 +99,7 @@ pub fn autoscaling_metrics(api: &Api) -> Reply {
         .map(|document| document.pgdata.clone());
     let Some(pgdata) = pgdata else {
         return Reply::error(
-            500,
+            StatusCode::INTERNAL_SERVER_ERROR,
             "failed to get autoscaling metrics: the compute has no data directory yet",
         );
     };
@@ -104,60 +107,38 @@ pub fn autoscaling_metrics(api: &Api) -> Reply {
         &pgdata.join(COMMUNICATOR_SOCKET),
         EXCHANGE_TIMEOUT,
         METRICS_CAP,
-    ) {
+    )
+    .await
+    {
         Ok(reply) => reply,
-        Err(message) => Reply::error(500, format!("failed to get autoscaling metrics: {message}")),
+        Err(message) => Reply::error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("failed to get autoscaling metrics: {message}"),
+        ),
     }
 }
 
-/// One HTTP/1.1 exchange with the server on the Unix socket `socket` (hyper's client), all
-/// of it within `timeout`, the body at most `cap` bytes.
-pub fn relay(socket: &Path, timeout: Duration, cap: usize) -> Result<Reply, String> {
+/// One HTTP/1.1 exchange with the server on the Unix socket `socket` (hyper's client, a task
+/// on the caller's runtime): the connect within `timeout`, then the whole exchange within
+/// `timeout`, the body at most `cap` bytes.
+pub async fn relay(socket: &Path, timeout: Duration, cap: usize) -> Result<Reply, String> {
     if !socket.exists() {
         return Err(format!(
             "{} does not exist (the neon extension creates it)",
             socket.display()
         ));
     }
-    let stream = connect(socket, timeout)?;
-    let response = exchange_with_deadline(stream, timeout, cap)
+    let stream = connect(socket, timeout).await?;
+    let response = tokio::time::timeout(timeout, exchange(stream, cap))
+        .await
+        .map_err(|_| "the response did not complete in time".to_string())
+        .and_then(|exchanged| exchanged)
         .map_err(|error| format!("reading the response from {}: {error}", socket.display()))?;
     Ok(Reply::bytes(
         response.status,
         relayed_content_type(response.content_type),
         response.body,
     ))
-}
-
-/// Runs [`exchange`] on a thread of its own with a one-thread runtime (the caller may be a
-/// thread of the HTTP server's runtime, where no runtime can be started), within `timeout`.
-fn exchange_with_deadline(
-    stream: UnixStream,
-    timeout: Duration,
-    cap: usize,
-) -> Result<Response, String> {
-    stream
-        .set_nonblocking(true)
-        .map_err(|error| format!("setting up the socket: {error}"))?;
-    let worker = std::thread::Builder::new()
-        .name("communicator-http".to_string())
-        .spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|error| format!("starting the HTTP client runtime: {error}"))?;
-            runtime.block_on(async move {
-                let stream = tokio::net::UnixStream::from_std(stream)
-                    .map_err(|error| format!("setting up the socket: {error}"))?;
-                tokio::time::timeout(timeout, exchange(stream, cap))
-                    .await
-                    .map_err(|_| "the response did not complete in time".to_string())?
-            })
-        })
-        .map_err(|error| format!("starting the HTTP client thread: {error}"))?;
-    worker
-        .join()
-        .map_err(|_| "the HTTP client thread panicked".to_string())?
 }
 
 /// `GET /autoscaling_metrics` over `io`: the status, `Content-Type` and body (de-chunked, at
@@ -182,7 +163,7 @@ where
         .send_request(request)
         .await
         .map_err(|error| describe(&error))?;
-    let status = response.status().as_u16();
+    let status = response.status();
     let content_type = response
         .headers()
         .get(CONTENT_TYPE)
@@ -217,25 +198,19 @@ fn describe(error: &hyper::Error) -> String {
 }
 
 /// Connects to `socket`, through a short symlink when its path is too long for `sun_path`;
-/// a connect that hangs (full backlog) is abandoned after `timeout`.
-fn connect(socket: &Path, timeout: Duration) -> Result<UnixStream, String> {
+/// a connect that does not complete within `timeout` is abandoned.
+async fn connect(socket: &Path, timeout: Duration) -> Result<tokio::net::UnixStream, String> {
     let short = ShortPath::new(socket)?;
-    let target = short.path().to_path_buf();
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name("communicator-connect".to_string())
-        .spawn(move || {
-            let _ = sender.send(UnixStream::connect(&target));
-        })
-        .map_err(|error| format!("starting the connect thread: {error}"))?;
-    let result = receiver.recv_timeout(timeout).map_err(|_| {
-        format!(
-            "connecting to {}: timed out after {timeout:?}",
-            socket.display()
-        )
-    })?;
+    let connected = tokio::time::timeout(timeout, tokio::net::UnixStream::connect(short.path()))
+        .await
+        .map_err(|_| {
+            format!(
+                "connecting to {}: timed out after {timeout:?}",
+                socket.display()
+            )
+        })?;
     drop(short);
-    result.map_err(|error| format!("connecting to {}: {error}", socket.display()))
+    connected.map_err(|error| format!("connecting to {}: {error}", socket.display()))
 }
 
 /// The socket path itself, or a symlink to it in the temp directory, removed on drop.
@@ -293,7 +268,7 @@ impl Drop for ShortPath {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Response {
     /// Status code.
-    pub status: u16,
+    pub status: StatusCode,
     /// `Content-Type`, if sent.
     pub content_type: Option<String>,
     /// The body (de-chunked).
@@ -358,8 +333,8 @@ mod tests {
         )
     }
 
-    #[test]
-    fn relays_status_content_type_and_body() {
+    #[tokio::test]
+    async fn relays_status_content_type_and_body() {
         let dir = tempfile::tempdir().unwrap();
         let server = communicator(
             &dir.path().join(COMMUNICATOR_SOCKET),
@@ -367,7 +342,7 @@ mod tests {
                 .to_vec(),
             false,
         );
-        let reply = autoscaling_metrics(&api_with_pgdata(dir.path()));
+        let reply = autoscaling_metrics(api_with_pgdata(dir.path())).await;
         let request = server.join().unwrap();
         assert!(
             request.starts_with("GET /autoscaling_metrics HTTP/1.1\r\n"),
@@ -382,8 +357,8 @@ mod tests {
         assert_eq!(reply.body, b"lfc_hits 42\n");
     }
 
-    #[test]
-    fn relays_chunked_errors_through_a_long_path() {
+    #[tokio::test]
+    async fn relays_chunked_errors_through_a_long_path() {
         let root = tempfile::tempdir().unwrap();
         let pgdata = root.path().join("p".repeat(120));
         std::fs::create_dir(&pgdata).unwrap();
@@ -398,7 +373,7 @@ mod tests {
             false,
         );
         std::fs::rename(&short, &socket).unwrap();
-        let reply = autoscaling_metrics(&api_with_pgdata(&pgdata));
+        let reply = autoscaling_metrics(api_with_pgdata(&pgdata)).await;
         server.join().unwrap();
         assert_eq!(reply.status, 503);
         assert_eq!(reply.content_type.as_deref(), Some("application/json"));
@@ -416,21 +391,21 @@ mod tests {
         assert_eq!(leftovers, 0, "the short symlink is removed");
     }
 
-    #[test]
-    fn failures_are_500_json() {
+    #[tokio::test]
+    async fn failures_are_500_json() {
         let dir = tempfile::tempdir().unwrap();
-        let reply = autoscaling_metrics(&api_with_pgdata(dir.path()));
+        let reply = autoscaling_metrics(api_with_pgdata(dir.path())).await;
         assert_eq!(reply.status, 500);
         let message = body(&reply)["error"].as_str().unwrap().to_string();
         assert!(
             message.contains("neon-communicator.socket does not exist"),
             "{message}"
         );
-        assert_eq!(autoscaling_metrics(&api(None, false)).status, 500);
+        assert_eq!(autoscaling_metrics(api(None, false)).await.status, 500);
 
         let socket = dir.path().join(COMMUNICATOR_SOCKET);
         let server = communicator(&socket, b"HTTP/1.1 200 OK\r\nContent-Le".to_vec(), false);
-        let reply = autoscaling_metrics(&api_with_pgdata(dir.path()));
+        let reply = autoscaling_metrics(api_with_pgdata(dir.path())).await;
         server.join().unwrap();
         assert_eq!(reply.status, 500);
         assert!(body(&reply)["error"]
@@ -441,7 +416,9 @@ mod tests {
 
         let server = communicator(&socket, Vec::new(), true);
         let started = Instant::now();
-        let error = relay(&socket, Duration::from_millis(300), 1024).unwrap_err();
+        let error = relay(&socket, Duration::from_millis(300), 1024)
+            .await
+            .unwrap_err();
         assert!(started.elapsed() < Duration::from_secs(2), "{error}");
         assert!(error.contains("reading the response"), "{error}");
         server.join().unwrap();
@@ -491,12 +468,12 @@ mod tests {
         // An HTTP/1.0 body runs to the end of the connection; exactly the cap is fine.
         let ok = exchange_with(response("HTTP/1.0 200 OK\r\n\r\n"), 100).unwrap();
         assert_eq!(
-            (ok.status, ok.content_type, ok.body.len()),
+            (ok.status.as_u16(), ok.content_type, ok.body.len()),
             (200, None, 100)
         );
         // A 204 has no body, whatever follows it.
         let ok = exchange_with(response("HTTP/1.0 204 No Content\r\n\r\n"), 100).unwrap();
-        assert_eq!((ok.status, ok.body.len()), (204, 0));
+        assert_eq!((ok.status.as_u16(), ok.body.len()), (204, 0));
         assert!(exchange_with(b"SSH-2.0-x\r\n".to_vec(), 10).is_err());
         assert!(exchange_with(b"HTTP/1.1 abc\r\n\r\n".to_vec(), 10).is_err());
     }

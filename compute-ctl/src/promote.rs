@@ -20,6 +20,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::http::{parse_json_in, Api, ApiRequest, Rejection, Reply};
+use hyper::StatusCode;
 
 pub use steps::Timings;
 
@@ -27,7 +28,7 @@ pub use steps::Timings;
 /// as `Api::promotion: Arc<Promotion>`.
 #[derive(Debug, Default)]
 pub struct Promotion {
-    result: OnceLock<(u16, Value)>,
+    result: OnceLock<(StatusCode, Value)>,
 }
 
 /// A `/promote` body.
@@ -57,26 +58,8 @@ impl Promotion {
     }
 
     /// The cached result, if a promotion ran.
-    pub fn result(&self) -> Option<&(u16, Value)> {
+    pub fn result(&self) -> Option<&(StatusCode, Value)> {
         self.result.get()
-    }
-}
-
-/// Upstream's raw framework rejection: plain text, original case.
-fn plain(status: u16, text: String) -> Reply {
-    Reply::text(status, "text/plain; charset=utf-8", text)
-}
-
-/// Upstream's 415 for `/promote` (axum's raw extractor: plain text, original case); for
-/// the lead to call once the request carries its `Content-Type`.
-pub fn require_json_content_type(content_type: Option<&str>) -> Result<(), Reply> {
-    if crate::extract::is_json_content_type(content_type) {
-        Ok(())
-    } else {
-        Err(plain(
-            415,
-            "Expected request with `Content-Type: application/json`".to_string(),
-        ))
     }
 }
 
@@ -85,7 +68,10 @@ pub fn require_json_content_type(content_type: Option<&str>) -> Result<(), Reply
 pub fn parse(body: &[u8]) -> Result<PromoteRequest, Reply> {
     let request: PromoteRequest = parse_json_in(body, Rejection::PlainText)?;
     if let Err(errors) = request.spec.validate() {
-        return Err(Reply::error(400, format!("invalid spec: {errors}")));
+        return Err(Reply::error(
+            StatusCode::BAD_REQUEST,
+            format!("invalid spec: {errors}"),
+        ));
     }
     Ok(request)
 }
@@ -108,19 +94,19 @@ pub fn promote(api: &Api, request: &ApiRequest) -> Reply {
     };
     // The compute's admin and privileged roles (`parse` knows only PostgreSQL's own names).
     if let Err(errors) = crate::control::validate(api, &parsed.spec) {
-        return Reply::error(400, format!("invalid spec: {errors}"));
+        return Reply::error(StatusCode::BAD_REQUEST, format!("invalid spec: {errors}"));
     }
     let (status, body) = api.promotion.result.get_or_init(|| answer(api, &parsed));
     Reply::json(*status, body)
 }
 
 /// Runs the promotion once and shapes its answer.
-fn answer(api: &Api, request: &PromoteRequest) -> (u16, Value) {
+fn answer(api: &Api, request: &PromoteRequest) -> (StatusCode, Value) {
     match steps::run(api, request) {
         Ok(timings) => {
             tracing::info!(?timings, "promotion completed");
             (
-                200,
+                StatusCode::OK,
                 json!({
                     "status": "completed",
                     "lsn_wait_time_ms": timings.lsn_wait_time_ms,
@@ -131,7 +117,10 @@ fn answer(api: &Api, request: &PromoteRequest) -> (u16, Value) {
         }
         Err(error) => {
             tracing::error!(%error, "promotion failed");
-            (500, json!({"status": "failed", "error": error}))
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json!({"status": "failed", "error": error}),
+            )
         }
     }
 }
@@ -229,17 +218,6 @@ mod tests {
             "{error}"
         );
         assert!(api.promotion.result().is_none(), "nothing ran");
-    }
-
-    #[test]
-    fn content_type_is_checked_in_plain_text() {
-        assert!(require_json_content_type(Some("application/json")).is_ok());
-        let reply = require_json_content_type(Some("text/json")).unwrap_err();
-        assert_eq!(reply.status, 415);
-        assert_eq!(
-            String::from_utf8_lossy(&reply.body),
-            "Expected request with `Content-Type: application/json`"
-        );
     }
 
     #[test]

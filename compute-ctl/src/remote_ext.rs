@@ -11,6 +11,7 @@ use compute_spec::ComputeDocument;
 use pg_extensions_fetch::{access, Downloader, FetchError, Fetched, Installation, Limits};
 
 use crate::http::{Api, Reply};
+use hyper::StatusCode;
 
 /// The process's remote extension state: the storage URL (`-r`) and, once a request needed
 /// it, the downloader (one per process, so an archive is downloaded once).
@@ -112,24 +113,34 @@ fn current(api: &Api) -> Option<(ComputeDocument, RemoteExtensions)> {
 /// 500 for a failed download or unpack, 200 (empty) when the files are in place.
 pub fn extension_server(api: &Api, filename: &str, is_library: bool) -> Reply {
     if api.remote_ext.base_url().is_none() {
-        return Reply::error(412, "remote storage is not configured");
+        return Reply::error(
+            StatusCode::PRECONDITION_FAILED,
+            "remote storage is not configured",
+        );
     }
     let Some((document, remote)) = current(api) else {
-        return Reply::error(409, "information about remote extensions is unavailable");
+        return Reply::error(
+            StatusCode::CONFLICT,
+            "information about remote extensions is unavailable",
+        );
     };
     let extension = match access::resolve(&remote, filename, is_library) {
         Ok(extension) => extension,
-        Err(error) => return Reply::error(404, error),
+        Err(error) => return Reply::error(StatusCode::NOT_FOUND, error),
     };
     let fetched = api
         .remote_ext
         .downloader(&document)
         .and_then(|downloader| downloader.fetch(&extension));
     match fetched {
-        Ok(_) => Reply::empty(200),
+        Ok(_) => Reply::empty(StatusCode::OK),
         Err(error) => {
             tracing::error!(%filename, %extension, %error, "extension download failed");
-            Reply::error(error.http_status(), error)
+            Reply::error(
+                StatusCode::from_u16(error.http_status())
+                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                error,
+            )
         }
     }
 }

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use crate::http::{Api, Reply};
 use crate::routes::wrong_status;
 use crate::state::ComputeStatus;
+use hyper::StatusCode;
 
 const APPLICATION_NAME: &str = "compute_ctl:http";
 
@@ -29,7 +30,8 @@ fn client(api: &Api) -> Result<postgres::Client, Reply> {
     if status != ComputeStatus::Running {
         return Err(wrong_status(status));
     }
-    connect(document.as_ref()).map_err(|error| Reply::error(500, error))
+    connect(document.as_ref())
+        .map_err(|error| Reply::error(StatusCode::INTERNAL_SERVER_ERROR, error))
 }
 
 fn connect(document: Option<&ComputeDocument>) -> Result<postgres::Client, String> {
@@ -48,15 +50,21 @@ pub fn readyz(api: &Api) -> Reply {
         (inner.status(), inner.document.clone())
     };
     if status != ComputeStatus::Running {
-        return Reply::error(503, format!("not ready: compute status is {status}"));
+        return Reply::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: compute status is {status}"),
+        );
     }
     match connect(document.as_ref()).and_then(|mut client| {
         client
             .simple_query("SELECT 1")
             .map_err(|error| format!("postgres did not answer: {error}"))
     }) {
-        Ok(_) => Reply::json(200, &json!({"status": "ready"})),
-        Err(error) => Reply::error(503, format!("not ready: {error}")),
+        Ok(_) => Reply::json(StatusCode::OK, &json!({"status": "ready"})),
+        Err(error) => Reply::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {error}"),
+        ),
     }
 }
 
@@ -119,11 +127,14 @@ pub fn dbs_and_roles(api: &Api) -> Reply {
     let document = api.shared.lock().document.clone();
     let mut client = match connect(document.as_ref()) {
         Ok(client) => client,
-        Err(error) => return Reply::error(500, error),
+        Err(error) => return Reply::error(StatusCode::INTERNAL_SERVER_ERROR, error),
     };
     match read_dbs_and_roles(&mut client) {
-        Ok(listing) => Reply::json(200, &listing),
-        Err(error) => Reply::error(500, format!("reading roles and databases: {error}")),
+        Ok(listing) => Reply::json(StatusCode::OK, &listing),
+        Err(error) => Reply::error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("reading roles and databases: {error}"),
+        ),
     }
 }
 
@@ -140,12 +151,12 @@ pub fn check_writability(api: &Api) -> Reply {
            ON CONFLICT (id) DO UPDATE SET updated_at = pg_catalog.now()",
     );
     match result {
-        Ok(()) => Reply::json(200, &json!(true)),
+        Ok(()) => Reply::json(StatusCode::OK, &json!(true)),
         Err(error) if error.code().is_some_and(|code| code.code() == DISK_FULL) => {
-            Reply::json(200, &json!(true))
+            Reply::json(StatusCode::OK, &json!(true))
         }
         Err(error) => Reply::error(
-            500,
+            StatusCode::INTERNAL_SERVER_ERROR,
             format!(
                 "check_writability failed: {}",
                 crate::catalog::pg_error_text(&error)
@@ -187,7 +198,7 @@ pub fn insights(api: &Api) -> Reply {
         tracing::warn!(%error, "reading pg_stat_statements failed");
         EMPTY_INSIGHTS.to_string()
     });
-    Reply::json(200, &Value::String(text))
+    Reply::json(StatusCode::OK, &Value::String(text))
 }
 
 #[cfg(test)]

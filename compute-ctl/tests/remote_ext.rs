@@ -186,7 +186,7 @@ fn extension_server_and_extensions_download_what_postgres_needs() {
     // Upstream's codes.
     let forbidden = post(&api, "/extension_server/postgis", Value::Null);
     assert_eq!(
-        (forbidden.status, error_of(&forbidden)),
+        (forbidden.status.as_u16(), error_of(&forbidden)),
         (404, "extension postgis is not found".into())
     );
     let library = post(
@@ -195,12 +195,12 @@ fn extension_server_and_extensions_download_what_postgres_needs() {
         Value::Null,
     );
     assert_eq!(
-        (library.status, error_of(&library)),
+        (library.status.as_u16(), error_of(&library)),
         (404, "library nope is not found".into())
     );
     let gone = post(&api, "/extension_server/gone", Value::Null);
     assert_eq!(
-        (gone.status, error_of(&gone)),
+        (gone.status.as_u16(), error_of(&gone)),
         (404, "real_ext_name gone is not found".into())
     );
     let broken = post(&api, "/extension_server/broken", Value::Null);
@@ -245,13 +245,13 @@ fn extension_server_and_extensions_download_what_postgres_needs() {
     let no_url = api_without(&pg, &farm, Some(remote), None);
     let reply = post(&no_url, "/extension_server/ext_demo", Value::Null);
     assert_eq!(
-        (reply.status, error_of(&reply)),
+        (reply.status.as_u16(), error_of(&reply)),
         (412, "remote storage is not configured".into())
     );
     let no_spec = api_without(&pg, &farm, None, Some(server.base_url.clone()));
     let reply = post(&no_spec, "/extension_server/ext_demo", Value::Null);
     assert_eq!(
-        (reply.status, error_of(&reply)),
+        (reply.status.as_u16(), error_of(&reply)),
         (
             409,
             "information about remote extensions is unavailable".into()

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{apply_request, connect, execute, pg_error_text};
 use crate::http::{parse_json_in, Api, ApiRequest, Rejection, Reply};
+use hyper::StatusCode;
 
 /// An `/extensions` request.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -47,7 +48,7 @@ pub fn extensions(api: &Api, request: &ApiRequest) -> Reply {
         },
         |extension: &ExtensionRequest| {
             Reply::json(
-                201,
+                StatusCode::CREATED,
                 &Installed {
                     extension: &extension.extension,
                     version: &extension.version,

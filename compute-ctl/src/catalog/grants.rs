@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{apply_request, connect, execute, pg_error_text};
 use crate::http::{parse_json_in, Api, ApiRequest, Rejection, Reply};
+use hyper::StatusCode;
 
 /// Upstream's closed set of schema/database/function privileges (`compute_api::privilege`),
 /// written in upper case on the wire; anything else is a 422 naming the list.
@@ -88,7 +89,7 @@ pub fn grants(api: &Api, request: &ApiRequest) -> Reply {
         api,
         request,
         set_role_grants,
-        |grants: &GrantsRequest| Reply::json(201, grants),
+        |grants: &GrantsRequest| Reply::json(StatusCode::CREATED, grants),
         "failed to grant role privileges to the schema",
     )
 }

@@ -20,16 +20,12 @@ use serde::de::DeserializeOwned;
 use crate::http::{parse_json_in, Api, ApiRequest, Rejection, Reply};
 use crate::routes::wrong_status;
 use crate::state::ComputeStatus;
+use hyper::StatusCode;
 
 pub use dump::Limits;
 pub use extensions::{extensions, install_extension, ExtensionRequest};
 pub use grants::{grants, set_role_grants, GrantsRequest, Privilege};
 pub use schema::{database_schema, PG_DUMP_DEADLINE, PG_DUMP_IDLE, PG_DUMP_LIMITS};
-
-// The request helpers lived here before `crate::extract`; other modules still name them here.
-pub use crate::extract::{
-    is_json_content_type, query_pairs, query_single, query_value, require_json_content_type,
-};
 
 /// The compute's document when it is `running`; upstream's 412 otherwise.
 pub fn running_document(api: &Api) -> Result<ComputeDocument, Reply> {
@@ -38,10 +34,12 @@ pub fn running_document(api: &Api) -> Result<ComputeDocument, Reply> {
     if status != ComputeStatus::Running {
         return Err(wrong_status(status));
     }
-    inner
-        .document
-        .clone()
-        .ok_or_else(|| Reply::error(500, "the compute is running without a document"))
+    inner.document.clone().ok_or_else(|| {
+        Reply::error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the compute is running without a document",
+        )
+    })
 }
 
 /// A Postgres error as its server message (`ERROR: …` with detail and hint), else the
@@ -73,7 +71,10 @@ fn apply_request<R: DeserializeOwned>(
     };
     match apply(&document, &parsed) {
         Ok(_) => created(&parsed),
-        Err(message) => Reply::error(500, format!("{failure}: {message}")),
+        Err(message) => Reply::error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{failure}: {message}"),
+        ),
     }
 }
 

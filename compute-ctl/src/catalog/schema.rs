@@ -7,8 +7,9 @@ use std::time::Duration;
 use compute_spec::ComputeDocument;
 
 use super::dump::{self, Head, Limits};
-use crate::extract::query_single;
-use crate::http::{Api, ApiRequest, Reply};
+use crate::extract::query;
+use crate::http::{Api, ApiRequest, Rejection, Reply};
+use hyper::StatusCode;
 
 /// pg_dump is killed when its output stays silent this long (before the first byte, between
 /// chunks, or before it exits).
@@ -26,23 +27,24 @@ pub const PG_DUMP_LIMITS: Limits = Limits {
 /// `GET /database_schema?database=<name>` (external, authenticated, any status): the
 /// database's `pg_dump --schema-only`, 200 with upstream's `Content-Type: application/json`
 /// (sic) as soon as pg_dump writes, the SQL streamed; 404 when the database does not exist;
+/// The query of `GET /database_schema`.
+#[derive(Debug, serde::Deserialize)]
+struct SchemaQuery {
+    database: String,
+}
+
 /// 500 otherwise.
 pub fn database_schema(api: &Api, request: &ApiRequest) -> Reply {
-    let database = match query_single(request.query.as_deref().unwrap_or_default(), "database") {
-        Ok(Some(database)) => database,
-        Ok(None) => {
-            return Reply::error(
-                400,
-                "failed to deserialize query string: missing field `database`",
-            )
-        }
-        Err(error) => {
-            return Reply::error(400, format!("failed to deserialize query string: {error}"))
-        }
+    let SchemaQuery { database } = match query(request.query.as_deref(), Rejection::Lower) {
+        Ok(parsed) => parsed,
+        Err(reply) => return reply,
     };
     let document = api.shared.lock().document.clone();
     let Some(document) = document else {
-        return Reply::error(500, "unexpected I/O error: the compute has no document yet");
+        return Reply::error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "unexpected I/O error: the compute has no document yet",
+        );
     };
     dump_schema(&document, &database, PG_DUMP_LIMITS)
 }
@@ -54,13 +56,13 @@ fn dump_schema(document: &ComputeDocument, database: &str, limits: Limits) -> Re
         // failing later ends the chunked body without its terminating chunk, so the client
         // sees an incomplete body, never a complete 200 (README, compatibility table).
         Head::Output { first, rest } => {
-            Reply::streaming(200, "application/json".into(), first, rest)
+            Reply::streaming(StatusCode::OK, "application/json".into(), first, rest)
         }
         Head::Ended { status, stderr } => {
             let stderr = String::from_utf8_lossy(&stderr);
             let missing = format!("FATAL:  database \"{database}\" does not exist");
             if stderr.contains(&missing) {
-                return Reply::error(404, "database does not exist");
+                return Reply::error(StatusCode::NOT_FOUND, "database does not exist");
             }
             tracing::error!(
                 database,
@@ -68,11 +70,17 @@ fn dump_schema(document: &ComputeDocument, database: &str, limits: Limits) -> Re
                 stderr = %stderr.trim_end(),
                 "pg_dump failed"
             );
-            Reply::error(500, "failed to execute pg_dump")
+            Reply::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "failed to execute pg_dump",
+            )
         }
         Head::Failed(error) => {
             tracing::error!(database, %error, "pg_dump failed");
-            Reply::error(500, format!("failed to execute pg_dump: {error}"))
+            Reply::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("failed to execute pg_dump: {error}"),
+            )
         }
     }
 }

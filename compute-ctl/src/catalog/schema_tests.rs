@@ -32,7 +32,7 @@ fn drain(reply: Reply) -> (u16, Vec<u8>, Option<String>) {
             }
         }
     }
-    (reply.status, bytes, failure)
+    (reply.status.as_u16(), bytes, failure)
 }
 
 /// A directory whose `pg_dump` is `script` (a shell script; `$PIDFILE` is where it may
@@ -196,7 +196,16 @@ fn a_silent_pg_dump_is_killed_before_and_after_its_first_output() {
 
 /// Serves `api`'s external server on a free loopback port.
 fn http_server(api: &crate::http::Api) -> SocketAddr {
-    crate::http::serve(api.clone(), [127, 0, 0, 1].into(), 0, Port::External).unwrap()
+    let router = crate::routes::router(api, Port::External);
+    let listen = ([127, 0, 0, 1].into(), 0);
+    crate::http::serve(
+        router,
+        api.shared.clone(),
+        api.deadlines,
+        listen,
+        Port::External,
+    )
+    .unwrap()
 }
 
 /// The raw bytes of a `GET` answered on a `Connection: close` request, up to the end of the

@@ -68,14 +68,13 @@ impl Controller {
                 self.params.deferred.remote_ext_base_url.clone(),
             )),
         };
-        http::serve(
-            api.clone(),
-            address,
-            self.params.external_port,
-            Port::External,
-        )?;
+        let serve = |which, listen| {
+            let router = crate::routes::router(&api, which);
+            http::serve(router, api.shared.clone(), api.deadlines, listen, which)
+        };
+        serve(Port::External, (address, self.params.external_port))?;
         if let Some(port) = self.params.internal_port {
-            http::serve(api, self.params.internal_http_listen, port, Port::Internal)?;
+            serve(Port::Internal, (self.params.internal_http_listen, port))?;
         }
         Ok(())
     }

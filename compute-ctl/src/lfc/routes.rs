@@ -7,32 +7,32 @@ use serde_json::json;
 use super::Lfc;
 use crate::http::{ApiRequest, Reply};
 use crate::state::Shared;
+use hyper::StatusCode;
 
 /// `GET /lfc/prewarm` (external): 200 with the prewarm state.
 pub fn get_prewarm(lfc: &Lfc) -> Reply {
-    Reply::json(200, &lfc.prewarm_state())
+    Reply::json(StatusCode::OK, &lfc.prewarm_state())
 }
 
 /// `POST /lfc/prewarm[?from_endpoint=<id>]` (external): 202, or 429 while one runs.
 pub fn post_prewarm(lfc: &Arc<Lfc>, shared: &Arc<Shared>, request: &ApiRequest) -> Reply {
-    let from_endpoint = match crate::extract::query_single(
-        request.query.as_deref().unwrap_or_default(),
-        "from_endpoint",
+    /// The query of `POST /lfc/prewarm`.
+    #[derive(serde::Deserialize)]
+    struct PrewarmQuery {
+        from_endpoint: Option<String>,
+    }
+    let from_endpoint = match crate::extract::query::<PrewarmQuery>(
+        request.query.as_deref(),
+        crate::http::Rejection::PlainText,
     ) {
-        Ok(from_endpoint) => from_endpoint,
-        Err(error) => {
-            return Reply::text(
-                400,
-                "text/plain; charset=utf-8",
-                format!("Failed to deserialize query string: {error}"),
-            )
-        }
+        Ok(PrewarmQuery { from_endpoint }) => from_endpoint,
+        Err(reply) => return reply,
     };
     if lfc.start_prewarm(shared, from_endpoint) {
-        Reply::empty(202)
+        Reply::empty(StatusCode::ACCEPTED)
     } else {
         Reply::json(
-            429,
+            StatusCode::TOO_MANY_REQUESTS,
             &json!({"error": "Multiple requests for prewarm are not allowed"}),
         )
     }
@@ -41,21 +41,21 @@ pub fn post_prewarm(lfc: &Arc<Lfc>, shared: &Arc<Shared>, request: &ApiRequest) 
 /// `DELETE /lfc/prewarm` (external): always 202.
 pub fn delete_prewarm(lfc: &Lfc) -> Reply {
     lfc.cancel_prewarm();
-    Reply::empty(202)
+    Reply::empty(StatusCode::ACCEPTED)
 }
 
 /// `GET /lfc/offload` (external): 200 with the offload state.
 pub fn get_offload(lfc: &Lfc) -> Reply {
-    Reply::json(200, &lfc.offload_state())
+    Reply::json(StatusCode::OK, &lfc.offload_state())
 }
 
 /// `POST /lfc/offload` (external): 202, or 429 while one runs.
 pub fn post_offload(lfc: &Arc<Lfc>, shared: &Arc<Shared>) -> Reply {
     if lfc.start_offload(shared) {
-        Reply::empty(202)
+        Reply::empty(StatusCode::ACCEPTED)
     } else {
         Reply::json(
-            429,
+            StatusCode::TOO_MANY_REQUESTS,
             &json!({"error": "Multiple requests for prewarm offload are not allowed"}),
         )
     }
@@ -74,7 +74,7 @@ mod tests {
         let lfc = Arc::new(Lfc::new());
         let reply = get_prewarm(&lfc);
         assert_eq!(
-            (reply.status, body(&reply)),
+            (reply.status.as_u16(), body(&reply)),
             (200, json!({"status": "not_prewarmed"}))
         );
 
