@@ -7,9 +7,10 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::*;
+use pg_test_support::probe::eventually;
 use pg_test_support::TestPostgres;
 use serde_json::json;
 
@@ -46,14 +47,6 @@ while True:
     time.sleep(0.1)
 "#;
 
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn scans_export_the_metric_and_are_not_user_activity() {
     let server = TestPostgres::start();
@@ -82,7 +75,7 @@ fn scans_export_the_metric_and_are_not_user_activity() {
     compute.wait_status("running");
     // The scan after start-up: plpgsql in postgres, template1 and userdb; pg_trgm in userdb.
     let plpgsql = "compute_installed_extensions{extension_name=\"plpgsql\",owned_by_superuser=\"1\",version=\"1.0\"} 3";
-    eventually("the first scan", || {
+    eventually(Duration::from_secs(30), "the first scan", || {
         compute.get("/metrics").body.contains(plpgsql)
     });
     let metrics = compute.get("/metrics").body;
@@ -93,7 +86,7 @@ fn scans_export_the_metric_and_are_not_user_activity() {
     assert!(metrics.contains("# TYPE compute_installed_extensions gauge"));
     // The loop's scan (after 2 × 1 s) sees a new database.
     server.psql("CREATE DATABASE later");
-    eventually("the loop's scan", || {
+    eventually(Duration::from_secs(30), "the loop's scan", || {
         compute
             .get("/metrics")
             .body
@@ -101,13 +94,15 @@ fn scans_export_the_metric_and_are_not_user_activity() {
     });
     // The loop's scan connected to userdb; once compute-ctl has handled the activity the
     // monitor reported for it (the marker after it), last_active is still unset.
-    eventually("the scan's sessions reported", || {
-        compute
-            .get("/metrics")
-            .body
-            .lines()
-            .any(|line| line.starts_with("compute_pg_downtime_ms_total ") && !line.ends_with(" 0"))
-    });
+    eventually(
+        Duration::from_secs(30),
+        "the scan's sessions reported",
+        || {
+            compute.get("/metrics").body.lines().any(|line| {
+                line.starts_with("compute_pg_downtime_ms_total ") && !line.ends_with(" 0")
+            })
+        },
+    );
     assert_eq!(compute.get("/status").json()["last_active"], json!(null));
     // A user's session is (once the scan's quiet margin has passed: sessions until then
     // are taken for the scan's).
@@ -116,7 +111,7 @@ fn scans_export_the_metric_and_are_not_user_activity() {
         server.socket_dir().display(),
         server.port()
     );
-    eventually("a user's session to count", || {
+    eventually(Duration::from_secs(30), "a user's session to count", || {
         postgres::Client::connect(&url, postgres::NoTls)
             .unwrap()
             .batch_execute("SELECT 1")

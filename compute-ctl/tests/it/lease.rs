@@ -16,6 +16,7 @@ use compute_ctl::lease::{LeaseKeeper, LeaseSettings};
 use compute_ctl::state::Shared;
 use compute_spec::ComputeDocument;
 use pg_test_support::fake_pg::{Answer, FakeBackend, Responder, Response, Script};
+use pg_test_support::probe::eventually;
 use serde_json::{json, Value};
 
 const TENANT: &str = "0123456789abcdef0123456789abcdef";
@@ -156,13 +157,6 @@ fn fast_settings() -> LeaseSettings {
         retry_initial: Duration::from_millis(200),
         ..LeaseSettings::default()
     }
-}
-
-fn eventually(limit: Duration, what: &str, check: impl FnMut() -> bool) {
-    assert!(
-        pg_test_support::wait_until(limit, check),
-        "timed out waiting for {what}"
-    );
 }
 
 fn command(shard: &str) -> String {

@@ -6,9 +6,10 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::*;
+use pg_test_support::probe::eventually;
 use pg_test_support::TestPostgres;
 use serde_json::{json, Value};
 
@@ -42,15 +43,6 @@ fn migration_id(server: &TestPostgres) -> Option<i64> {
         .map(|row| row.get(0))
 }
 
-/// Polls `check` until it holds (30 s at most).
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn signal_backend_granted(server: &TestPostgres) -> bool {
     server
         .client()
@@ -68,7 +60,9 @@ fn start_up_migrates_in_the_background_and_configure_does_not() {
     let mut harness = harness_on(&server);
     let mut compute = harness.start(&["-s", &spec(&server, json!([])).to_string()]);
     compute.wait_status("running");
-    eventually("migration id 12", || migration_id(&server) == Some(12));
+    eventually(Duration::from_secs(30), "migration id 12", || {
+        migration_id(&server) == Some(12)
+    });
     assert!(signal_backend_granted(&server));
     let metrics = compute.get("/metrics").body;
     assert!(
@@ -116,7 +110,7 @@ fn a_failing_migration_is_counted_and_start_up_still_runs() {
     let mut compute = harness.start(&["-s", &spec(&server, json!([])).to_string()]);
     compute.wait_status("running");
     let counted = "compute_ctl_db_migration_failed_total{migration_id=\"12\"} 1";
-    eventually("the failure counted", || {
+    eventually(Duration::from_secs(30), "the failure counted", || {
         compute.get("/metrics").body.contains(counted)
     });
     let metrics = compute.get("/metrics").body;

@@ -53,16 +53,8 @@ impl Compute {
     }
 
     fn wait_for_status(&self, wanted: &str, timeout: Duration) -> Value {
-        let mut last = Value::Null;
-        let reached = wait_until(timeout, || {
-            if let Some(status) = self.status() {
-                last = status;
-            }
-            assert_ne!(last["status"], "failed", "compute failed: {last}");
-            last["status"] == wanted
-        });
-        assert!(reached, "status never became {wanted}; last: {last}");
-        last
+        pg_test_support::probe::wait_for_status(timeout, wanted, || self.status())
+            .unwrap_or_else(|last| panic!("status never became {wanted}; last: {last}"))
     }
 }
 

@@ -67,17 +67,10 @@ fn status(http_port: u16) -> Option<Value> {
     response.body_mut().read_json().ok()
 }
 
-/// Polls `/status` until `done` says yes; the last body.
-fn wait_status(http_port: u16, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {
-    let mut last = Value::Null;
-    let reached = wait_until(timeout, || {
-        if let Some(status) = status(http_port) {
-            last = status;
-        }
-        done(&last)
-    });
-    assert!(reached, "status never reached the condition; last: {last}");
-    last
+/// Polls `/status` until it says `wanted` (or `failed`); the last body.
+fn wait_status(http_port: u16, timeout: Duration, wanted: &str) -> Value {
+    pg_test_support::probe::wait_for_status(timeout, wanted, || status(http_port))
+        .unwrap_or_else(|last| last)
 }
 
 /// `psql` over TCP to `localhost`, verifying the server certificate against `ca`.
@@ -128,9 +121,7 @@ fn verified_tls_connections_and_a_renewal_without_restart() {
         http_port,
         &[("COMPUTE_CTL_TLS_WATCH_INTERVAL", "200ms")],
     );
-    let running = wait_status(http_port, Duration::from_secs(90), |s| {
-        s["status"] == "running" || s["status"] == "failed"
-    });
+    let running = wait_status(http_port, Duration::from_secs(90), "running");
     assert_eq!(running["status"], "running", "{running}");
 
     for file in ["server.crt", "server.key"] {
@@ -213,9 +204,7 @@ fn a_key_that_does_not_match_fails_the_start_naming_the_file() {
         http_port,
         &[("COMPUTE_CTL_TLS_WAIT", "1s")],
     );
-    let failed = wait_status(http_port, Duration::from_secs(60), |s| {
-        s["status"] == "failed" || s["status"] == "running"
-    });
+    let failed = wait_status(http_port, Duration::from_secs(60), "failed");
     assert_eq!(failed["status"], "failed", "{failed}");
     let error = failed["error"].as_str().unwrap();
     let named = format!(

@@ -240,12 +240,10 @@ impl Compute {
 
     /// Waits until /status says `status`.
     pub fn wait_status(&self, status: &str) -> Value {
-        let mut last = Value::Null;
-        let reached = wait_for(Duration::from_secs(20), || {
-            last = self.get("/status").json();
-            (last["status"] == status).then(|| last.clone())
-        });
-        reached.unwrap_or_else(|| panic!("status stayed {last}"))
+        pg_test_support::probe::wait_for_status(Duration::from_secs(20), status, || {
+            Some(self.get("/status").json())
+        })
+        .unwrap_or_else(|last| panic!("status never became {status}; last: {last}"))
     }
 
     pub fn signal(&self, signal: nix::sys::signal::Signal) {

@@ -77,19 +77,13 @@ impl Compute {
     pub fn wait_for_status(&self, wanted: &str, timeout: Duration) -> Result<(), String> {
         let authorization = self.keys.authorization(Tok::Ours).expect("a token");
         let headers = [("Authorization".to_string(), authorization)];
-        let mut last = Value::Null;
-        wait_until(timeout, || {
-            let answer =
-                send(self.external, "GET", "/status", &headers, b"").and_then(|reply| reply.json());
-            if let Ok(status) = answer {
-                last = status;
-            }
-            last["status"] == wanted || last["status"] == "failed"
-        });
-        match last["status"] == wanted {
-            true => Ok(()),
-            false => Err(format!("status never became {wanted}; last: {last}")),
-        }
+        pg_test_support::probe::wait_for_status(timeout, wanted, || {
+            send(self.external, "GET", "/status", &headers, b"")
+                .and_then(|reply| reply.json())
+                .ok()
+        })
+        .map(|_| ())
+        .map_err(|last| format!("status never became {wanted}; last: {last}"))
     }
 
     pub fn run_row(&self, row: &Row) -> (String, Vec<String>) {

@@ -334,22 +334,9 @@ impl Compute {
 
     /// Waits (at most `limit`) for `/status` to say `wanted`; fails at once on `failed`.
     pub fn wait_for_status(&self, wanted: &str, limit: Duration) -> Value {
-        let mut last = Value::Null;
-        let reached = wait_until(limit, || {
-            last = self.status();
-            assert_ne!(
-                last["status"],
-                "failed",
-                "compute failed: {last}\n{}",
-                self.log()
-            );
-            last["status"] == wanted
-        });
-        assert!(
-            reached,
-            "status never became {wanted}; last: {last}\n{}",
-            self.log()
-        );
-        last
+        pg_test_support::probe::wait_for_status(limit, wanted, || Some(self.status()))
+            .unwrap_or_else(|last| {
+                panic!("status never became {wanted}; last: {last}\n{}", self.log())
+            })
     }
 }
