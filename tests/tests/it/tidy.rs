@@ -1,7 +1,8 @@
 //! What lints cannot say about the workspace, checked on every test run: no Rust source file
 //! over 600 lines, every package documented by a `//!` comment and named in
-//! docs/ARCHITECTURE.md, every package under the workspace's lint policy, and the
-//! `compute-spec` model crate free of I/O dependencies.
+//! docs/ARCHITECTURE.md, every package under the workspace's lint policy, the
+//! `compute-spec` model crate free of I/O dependencies, and every file of a package's one test
+//! binary (`tests/it/`) a module of it.
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
 
@@ -152,4 +153,41 @@ fn the_model_crate_does_no_io() {
              put I/O in stage-kit or compute-spec-cli"
         );
     }
+}
+
+/// A file in `tests/it/` that `main.rs` does not name is compiled nowhere: its tests would
+/// silently never run.
+#[test]
+fn every_file_of_a_test_binary_is_one_of_its_modules() {
+    let mut binaries = 0;
+    for member in members() {
+        let dir = match member.as_str() {
+            "tests" => root().join("tests/tests/it"),
+            _ => root().join(&member).join("tests/it"),
+        };
+        let Ok(main) = std::fs::read_to_string(dir.join("main.rs")) else {
+            continue;
+        };
+        binaries += 1;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let module = match name.strip_suffix(".rs") {
+                Some("main") => continue,
+                Some(module) => module.to_string(),
+                None if path.join("mod.rs").exists() => name,
+                None => continue,
+            };
+            assert!(
+                main.lines().any(|line| line == format!("mod {module};")),
+                "{} is not a module of {}: add `mod {module};` there",
+                path.display(),
+                dir.join("main.rs").display()
+            );
+        }
+    }
+    assert!(
+        binaries >= 8,
+        "only {binaries} packages have tests/it/main.rs"
+    );
 }
