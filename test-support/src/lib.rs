@@ -62,6 +62,7 @@
 mod bins;
 mod cleanup;
 pub mod crash;
+pub mod fake_http;
 pub mod fake_pg;
 mod fsutil;
 mod install;

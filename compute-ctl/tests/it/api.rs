@@ -266,24 +266,9 @@ fn terminate_a_primary_with_safekeepers_syncs_after_shutdown() {
     assert!(!alive(pid));
 }
 
-/// Serves one control-plane answer to every request on a background thread; returns the URL.
+/// Serves one control-plane answer to every request; returns the URL.
 fn control_plane(answer: serde_json::Value) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let mut buffer = [0u8; 4096];
-            let _ = std::io::Read::read(&mut stream, &mut buffer);
-            let body = answer.to_string();
-            let response = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = std::io::Write::write_all(&mut stream, response.as_bytes());
-        }
-    });
-    url
+    crate::common::control_plane(std::sync::Arc::new(std::sync::Mutex::new(answer)))
 }
 
 #[test]

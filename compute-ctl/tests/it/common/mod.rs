@@ -334,22 +334,8 @@ pub fn workspace_bin(package: &str) -> PathBuf {
 /// A control-plane stand-in answering every request with the current value of `answer`
 /// (which the test may change); returns its URL.
 pub fn control_plane(answer: std::sync::Arc<std::sync::Mutex<Value>>) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let mut buffer = [0u8; 4096];
-            let _ = stream.read(&mut buffer);
-            let body = answer.lock().map(|a| a.to_string()).unwrap_or_default();
-            let response = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.write_all(response.as_bytes());
-        }
-    });
-    url
+    let (address, _) = pg_test_support::fake_http::json_server(answer);
+    format!("http://{address}")
 }
 
 /// A harness whose stages are the stand-ins but pg-reconcile, which is the real one, on

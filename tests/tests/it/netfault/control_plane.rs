@@ -1,8 +1,6 @@
 //! Scenario 4: compute-ctl fetching its spec (`-p <uri> -i <id>`) from a control-plane
 //! stand-in behind a proxy in a namespace that resets every other connection.
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,34 +15,7 @@ use super::common::{self, Compute, Watchdog};
 /// A control-plane stand-in answering every request with `answer`; its address and the
 /// number of requests it answered.
 fn control_plane(answer: Value) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap();
-    let served = Arc::new(AtomicUsize::new(0));
-    let count = served.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let mut request = Vec::new();
-            let mut buffer = [0u8; 4096];
-            // Read the request head (a GET has no body).
-            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                match stream.read(&mut buffer) {
-                    Ok(0) | Err(_) => break,
-                    Ok(read) => request.extend_from_slice(&buffer[..read]),
-                }
-            }
-            let body = answer.to_string();
-            let response = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-                 Connection: close\r\n\r\n{body}",
-                body.len()
-            );
-            if stream.write_all(response.as_bytes()).is_ok() {
-                count.fetch_add(1, Ordering::SeqCst);
-            }
-        }
-    });
-    (address, served)
+    pg_test_support::fake_http::json_server(Arc::new(std::sync::Mutex::new(answer)))
 }
 
 #[test]
