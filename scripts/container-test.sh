@@ -167,7 +167,7 @@ step "/metrics through promtool check metrics"
 curl -sf -m 5 "http://127.0.0.1:$http_port/metrics" > "$work/metrics"
 grep -q '^compute_ctl_up{' "$work/metrics" || fail "/metrics has no compute_ctl_up"
 # A parse error fails; so does a lint finding, except on upstream's two names, which a drop-in
-# replacement keeps as upstream spells them (compute-ctl/tests/promtool.rs checks the same).
+# replacement keeps as upstream spells them (compute-ctl/tests/it/promtool.rs checks the same).
 promtool_code=0
 promtool check metrics < "$work/metrics" > "$work/promtool.out" 2>&1 || promtool_code=$?
 if [ "$promtool_code" != 0 ]; then

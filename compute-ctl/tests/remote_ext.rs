@@ -3,6 +3,9 @@
 //! `POST /extension_server/…` as the `neon` extension's hook would call it, then
 //! `CREATE EXTENSION`; `POST /extensions` downloading first, in one call; upstream's error
 //! codes; the request counter in `/metrics`.
+//!
+//! A test binary of its own (not a module of `tests/it`): it sets `PG_BIN_DIR` for the whole
+//! process, which would move the Postgres of every test sharing the process.
 #![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
 
 #[path = "../../pg-extensions-fetch/tests/common/mod.rs"]

@@ -6,7 +6,7 @@
 # Without a spec file it uses the embedded sample (initdb, roles app_owner and app_reader,
 # databases app and analytics, port 55432). It brings Postgres up, applies the spec once
 # Postgres is ready, prints the roles, then stops Postgres with a fast shutdown.
-# tests/tests/contracts.rs runs this file as written.
+# tests/tests/it/contracts.rs runs this file as written.
 set -euo pipefail
 work=${1:?usage: pipeline.sh WORKDIR [SPEC]}
 mkdir -p "$work"

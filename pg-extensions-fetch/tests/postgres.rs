@@ -3,6 +3,9 @@
 //! control files before start, a preload library downloaded before start and loaded,
 //! `CREATE EXTENSION` of a SQL-only and of a C extension after their download, and a
 //! preload library the spec does not allow failing the stage.
+//!
+//! A test binary of its own (not a module of `tests/it`): it sets `PG_BIN_DIR` for the whole
+//! process, which would move the Postgres of every test sharing the process.
 #![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
 
 mod common;

@@ -18,7 +18,7 @@
 //! * [`Pidfd`]: a handle that signals exactly the process it was opened for, never a process
 //!   that reused its pid.
 //!
-//! Tests: `stage-kit/tests/child.rs` (real processes).
+//! Tests: `stage-kit/tests/it/child.rs` (real processes).
 
 use std::io;
 use std::os::unix::process::CommandExt;

@@ -26,7 +26,7 @@
 //! Invariants: no password (or hash of one) ever appears in an error or a log line; every
 //! error names the server; with a deadline or a read timeout set, no call waits unbounded on
 //! the server once the connection is open. Tests: `wire/tests.rs` talks to a scripted server on a Unix
-//! socket; `tests/wire.rs` runs `IDENTIFY_SYSTEM` against a real Postgres.
+//! socket; `tests/it/wire.rs` runs `IDENTIFY_SYSTEM` against a real Postgres.
 
 use std::io;
 use std::path::PathBuf;

@@ -62,12 +62,14 @@
 mod bins;
 mod cleanup;
 pub mod crash;
+pub mod fake_http;
 pub mod fake_pg;
 mod fsutil;
 mod install;
 pub mod netns;
 pub mod probe;
 mod server;
+mod skip;
 pub mod stage_run;
 mod template;
 pub mod tls;
@@ -85,6 +87,7 @@ pub use cleanup::kill_leftover_postmasters;
 pub use fake_pg::{Answer, FakeBackend, Responder, Response, Script, Seen, Silence};
 pub use probe::{process_alive, wait_for, wait_until};
 pub use server::{TestPostgres, TestPostgresBuilder};
+pub use skip::skip_or_fail;
 pub use stage_run::{run_stage, run_stage_within, StageRun};
 
 /// Directory under which all test directories and templates live when `/dev/shm` exists.

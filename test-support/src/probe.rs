@@ -43,6 +43,42 @@ pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
     wait_for(timeout, || condition().then_some(())).is_some()
 }
 
+/// Polls `check` until it holds, for at most `limit`, every 20 ms (a check usually asks the
+/// system under test something).
+///
+/// # Panics
+///
+/// When it did not hold within `limit`, naming `what`.
+pub fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let held = wait_for_every(Duration::from_millis(20), limit, || check().then_some(()));
+    assert!(
+        held.is_some(),
+        "timed out after {limit:?} waiting for {what}"
+    );
+}
+
+/// Polls `status` (a compute's `/status` answer, `None` when there was none) until its
+/// `status` field says `wanted`, for at most `timeout`: `Ok` with that answer, `Err` with the
+/// last answer seen (`null` when none) when the time ran out or the compute said `failed`
+/// (when `failed` is not what is wanted: the wait ends at once).
+pub fn wait_for_status(
+    timeout: Duration,
+    wanted: &str,
+    mut status: impl FnMut() -> Option<serde_json::Value>,
+) -> Result<serde_json::Value, serde_json::Value> {
+    let mut last = serde_json::Value::Null;
+    wait_until(timeout, || {
+        if let Some(answer) = status() {
+            last = answer;
+        }
+        last["status"] == wanted || last["status"] == "failed"
+    });
+    match last["status"] == wanted {
+        true => Ok(last),
+        false => Err(last),
+    }
+}
+
 /// How long `condition` took to hold, or `None` when it did not within `timeout`.
 pub fn time_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> Option<Duration> {
     let started = Instant::now();

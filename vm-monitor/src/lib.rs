@@ -27,8 +27,8 @@
 //! when Postgres exits.
 //!
 //! Tests: unit tests sit next to the code in each module; end-to-end tests
-//! with a fake agent and a fake cgroup directory are in `tests/agent.rs`, the
-//! real-Postgres file-cache test in `tests/filecache_pg.rs`.
+//! with a fake agent and a fake cgroup directory are in `tests/it/agent.rs`, the
+//! real-Postgres file-cache test in `tests/it/filecache_pg.rs`.
 
 pub mod cgroup;
 pub mod cli;

@@ -1,0 +1,263 @@
+//! The pageserver source against a stand-in serving a real data directory: the exact
+//! command and connection parameters, a start with real `postgres`, and the faults.
+
+#![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
+
+use crate::util;
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use compute_spec::exit_code;
+use compute_spec::section::SyncSafekeepersSection;
+use pg_test_support::{free_tcp_port, TestDir};
+use pg_test_support::{Answer, FakeBackend, Script, Silence};
+use serde_json::json;
+
+const TENANT: &str = "3aa8fcc61f6d357410b7de754b1d9001";
+const TIMELINE: &str = "de5a2f3ab7e1d7cd4e0e6a1c1a5d2f0b";
+const OTHER_TIMELINE: &str = "0000000000000000000000000000dead";
+const TOKEN: &str = "storage-token";
+
+/// The archive is made once per test binary (it needs a Postgres start and stop).
+fn archive() -> &'static [u8] {
+    static ARCHIVE: OnceLock<Vec<u8>> = OnceLock::new();
+    ARCHIVE.get_or_init(|| {
+        util::archive::clean_cluster_tar_gz(&[("zenith.signal", b"PREV LSN: none\n")])
+    })
+}
+
+fn standin(command: &str, cut_first: usize, archive: Vec<u8>) -> FakeBackend {
+    FakeBackend::start(Script {
+        password: TOKEN.to_string(),
+        command: command.to_string(),
+        answer: copy(archive),
+        cut_first,
+        late_error: false,
+        ..Default::default()
+    })
+}
+
+/// The gzip tar as a plain (not `BASE_BACKUP`-framed) COPY OUT.
+fn copy(archive: Vec<u8>) -> Answer {
+    Answer::Copy {
+        bytes: archive,
+        replication: false,
+    }
+}
+
+fn neon_document(
+    pgdata: &std::path::Path,
+    standin: &FakeBackend,
+    timeline: &str,
+    token: &str,
+) -> compute_spec::document::ComputeDocument {
+    let url = standin.url();
+    util::document(pgdata, free_tcp_port(), |spec| {
+        spec["tenant_id"] = json!(TENANT);
+        spec["timeline_id"] = json!(timeline);
+        spec["pageserver_connstring"] = json!(url);
+        spec["safekeeper_connstrings"] = json!(["127.0.0.1:1"]);
+        spec["storage_auth_token"] = json!(token);
+    })
+}
+
+#[test]
+fn fetches_a_startable_pgdata_with_the_exact_command() {
+    let command = format!("basebackup {TENANT} {TIMELINE} 0/16B5A50 --gzip");
+    let standin = standin(&command, 0, archive().to_vec());
+    let dir = TestDir::new("bbf-");
+    let pgdata = dir.path().join("pgdata");
+    let mut document = neon_document(&pgdata, &standin, TIMELINE, TOKEN);
+    document.sync_safekeepers = Some(SyncSafekeepersSection {
+        lsn: "0/16B5A50".parse().unwrap(),
+        method: "test".into(),
+        sync_sk_check_ms: None,
+        sync_safekeepers_ms: None,
+        extra: Default::default(),
+    });
+    let outcome = util::run_stage(&document, &[]);
+    assert_eq!(outcome.code, i32::from(exit_code::OK), "{}", outcome.stderr);
+    let section = &outcome.json["basebackup"];
+    assert_eq!(section["source"], "pageserver");
+    assert_eq!(section["basebackup_bytes"], archive().len() as u64);
+    assert!(section["pageserver_connect_micros"].as_u64().unwrap() > 0);
+    assert_eq!(section["attempts"], 1);
+
+    let seen = standin.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].password, TOKEN);
+    assert_eq!(seen[0].commands, [command]);
+    let param = |name: &str| {
+        seen[0]
+            .params
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(param("application_name").as_deref(), Some("compute_ctl"));
+    assert_eq!(
+        param("options").as_deref(),
+        Some("-c neon.compute_mode=primary")
+    );
+    assert_eq!(param("user").as_deref(), Some("no_user"));
+
+    assert!(pgdata.join("neon.signal").exists());
+    assert!(pgdata.join("pg_dynshmem").is_symlink());
+    assert!(!pgdata.join("standby.signal").exists());
+    let postgres = util::RunningPostgres::start(&document);
+    let rows = postgres
+        .client()
+        .query("SELECT v FROM fetched ORDER BY v", &[])
+        .unwrap();
+    let values: Vec<i32> = rows.iter().map(|row| row.get(0)).collect();
+    assert_eq!(values, [1, 2, 3]);
+}
+
+#[test]
+fn a_stream_cut_midway_is_retried_on_a_fresh_pgdata() {
+    // No LSN in the document: the command has none; a replica asks with --replica.
+    let command = format!("basebackup {TENANT} {TIMELINE} --gzip --replica");
+    let standin = standin(&command, 1, archive().to_vec());
+    let dir = TestDir::new("bbf-");
+    let pgdata = dir.path().join("pgdata");
+    let mut document = neon_document(&pgdata, &standin, TIMELINE, TOKEN);
+    document.spec.as_mut().unwrap().mode = compute_spec::spec::ComputeMode::Replica;
+    let outcome = util::run_stage(&document, &["--retry-initial-ms", "10"]);
+    assert_eq!(outcome.code, i32::from(exit_code::OK), "{}", outcome.stderr);
+    assert_eq!(outcome.json["basebackup"]["attempts"], 2);
+    assert!(
+        outcome.stderr.contains("attempt 1 failed"),
+        "{}",
+        outcome.stderr
+    );
+    let seen = standin.seen();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(
+        seen[1]
+            .params
+            .iter()
+            .find(|(k, _)| k == "options")
+            .unwrap()
+            .1,
+        "-c neon.compute_mode=replica"
+    );
+    assert!(pgdata.join("standby.signal").exists());
+    assert!(pgdata.join("global/pg_control").exists());
+}
+
+#[test]
+fn an_unknown_timeline_fails_at_once_with_the_servers_message() {
+    let command = format!("basebackup {TENANT} {TIMELINE} --gzip");
+    let standin = standin(&command, 0, archive().to_vec());
+    let dir = TestDir::new("bbf-");
+    let document = neon_document(&dir.path().join("pgdata"), &standin, OTHER_TIMELINE, TOKEN);
+    let outcome = util::run_stage(&document, &["--retry-initial-ms", "10"]);
+    let error = outcome.failed_with(exit_code::RUNTIME, "server");
+    assert_eq!(error["retryable"], false);
+    let message = error["message"].as_str().unwrap();
+    assert!(message.contains("unknown timeline"), "{message}");
+    assert!(message.contains(OTHER_TIMELINE), "{message}");
+    assert_eq!(standin.seen().len(), 1);
+}
+
+#[test]
+fn a_bad_token_fails_at_once_as_auth() {
+    let command = format!("basebackup {TENANT} {TIMELINE} --gzip");
+    let standin = standin(&command, 0, archive().to_vec());
+    let dir = TestDir::new("bbf-");
+    let document = neon_document(&dir.path().join("pgdata"), &standin, TIMELINE, "wrong");
+    let outcome = util::run_stage(&document, &["--retry-initial-ms", "10"]);
+    let error = outcome.failed_with(exit_code::RUNTIME, "auth");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("password authentication failed"),
+        "{message}"
+    );
+    assert!(!message.contains("wrong"), "the token leaked: {message}");
+    assert_eq!(standin.seen().len(), 1);
+}
+
+#[test]
+fn a_hostile_archive_from_the_pageserver_is_refused() {
+    let command = format!("basebackup {TENANT} {TIMELINE} --gzip");
+    let dir = TestDir::new("bbf-");
+    let outside = dir.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    let evil = "../outside/evil";
+    let tar = util::archive::raw_tar(&[util::archive::raw_entry(
+        evil,
+        tar::EntryType::Regular,
+        b"pwned",
+        None,
+    )]);
+    let standin = standin(&command, 0, util::archive::gzip(&tar));
+    let document = neon_document(&dir.path().join("pgdata"), &standin, TIMELINE, TOKEN);
+    let outcome = util::run_stage(&document, &["--retry-initial-ms", "10"]);
+    outcome.failed_with(exit_code::RUNTIME, "refused");
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+    assert_eq!(standin.seen().len(), 1);
+}
+
+#[test]
+fn an_error_after_the_archive_is_not_missed() {
+    let command = format!("basebackup {TENANT} {TIMELINE} --gzip");
+    let standin = FakeBackend::start(Script {
+        password: TOKEN.to_string(),
+        command: command.clone(),
+        answer: copy(archive().to_vec()),
+        cut_first: 0,
+        late_error: true,
+        ..Default::default()
+    });
+    let dir = TestDir::new("bbf-");
+    let document = neon_document(&dir.path().join("pgdata"), &standin, TIMELINE, TOKEN);
+    let outcome = util::run_stage(&document, &["--retry-initial-ms", "10"]);
+    let error = outcome.failed_with(exit_code::RUNTIME, "server");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("late failure after the archive"),
+        "{message}"
+    );
+    assert_eq!(standin.seen().len(), 1);
+}
+
+/// A pageserver that falls silent at `silence`: with 1 s timeouts and one retry, the stage
+/// gives up after two attempts, well within a bound, naming the pageserver.
+fn gives_up_on_a_silent_pageserver(silence: Silence) {
+    let command = format!("basebackup {TENANT} {TIMELINE} --gzip");
+    let standin = FakeBackend::start(Script {
+        password: TOKEN.to_string(),
+        command,
+        answer: copy(archive().to_vec()),
+        silence,
+        ..Default::default()
+    });
+    let dir = TestDir::new("bbf-");
+    let document = neon_document(&dir.path().join("pgdata"), &standin, TIMELINE, TOKEN);
+    let (outcome, took) =
+        util::run_stage_within(&document, &util::QUICK_GIVE_UP, Duration::from_secs(30));
+    let error = outcome.failed_with(exit_code::RUNTIME, "network");
+    assert_eq!(error["retryable"], true);
+    let message = error["message"].as_str().unwrap();
+    let server = format!("pageserver 127.0.0.1:{}", standin.port);
+    assert!(message.contains(&server), "{message}");
+    assert!(message.contains("said nothing for 1s"), "{message}");
+    assert_eq!(standin.seen().len(), 2, "{}", outcome.stderr);
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+}
+
+#[test]
+fn a_pageserver_silent_after_the_connect_is_given_up_on() {
+    gives_up_on_a_silent_pageserver(Silence::AtStartup);
+}
+
+#[test]
+fn a_pageserver_silent_after_the_command_is_given_up_on() {
+    gives_up_on_a_silent_pageserver(Silence::AfterCommand);
+}
+
+#[test]
+fn a_pageserver_silent_in_the_middle_of_the_stream_is_given_up_on() {
+    gives_up_on_a_silent_pageserver(Silence::MidStream);
+}

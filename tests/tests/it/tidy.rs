@@ -1,0 +1,193 @@
+//! What lints cannot say about the workspace, checked on every test run: no Rust source file
+//! over 600 lines, every package documented by a `//!` comment and named in
+//! docs/ARCHITECTURE.md, every package under the workspace's lint policy, the
+//! `compute-spec` model crate free of I/O dependencies, and every file of a package's one test
+//! binary (`tests/it/`) a module of it.
+
+#![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
+
+use std::path::{Path, PathBuf};
+
+/// The longest a source file may be: past it, a file holds more than one idea.
+const MAX_LINES: usize = 600;
+
+/// What the model crate may depend on: the format, nothing that does I/O.
+const MODEL_DEPENDENCIES: &[&str] = &[
+    "serde",
+    "serde_json",
+    "schemars",
+    "indexmap",
+    "thiserror",
+    "serde_path_to_error",
+];
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The workspace members, from the root Cargo.toml's `members = [...]`.
+fn members() -> Vec<String> {
+    let manifest = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
+    let start = manifest.find("members = [").expect("a members list") + "members = [".len();
+    let end = start
+        + manifest[start..]
+            .find(']')
+            .expect("the end of the members list");
+    let members: Vec<String> = manifest[start..end]
+        .split(',')
+        .map(|item| item.trim().trim_matches('"').to_string())
+        .filter(|item| !item.is_empty())
+        .collect();
+    assert!(members.len() >= 8, "members: {members:?}");
+    members
+}
+
+/// The `name = "…"` of a package's manifest.
+fn package_name(manifest: &str) -> String {
+    manifest
+        .lines()
+        .find_map(|line| line.strip_prefix("name = \""))
+        .and_then(|rest| rest.strip_suffix('"'))
+        .expect("a package name")
+        .to_string()
+}
+
+fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if path.is_dir() {
+            if name != "target" && !name.starts_with('.') {
+                rust_files(&path, found);
+            }
+        } else if name.ends_with(".rs") {
+            found.push(path);
+        }
+    }
+}
+
+#[test]
+fn no_source_file_is_over_the_limit() {
+    let mut files = Vec::new();
+    for member in members() {
+        rust_files(&root().join(member), &mut files);
+    }
+    assert!(files.len() > 50, "found only {} files", files.len());
+    let mut long: Vec<String> = files
+        .iter()
+        .filter_map(|path| {
+            let lines = std::fs::read_to_string(path).unwrap().lines().count();
+            let shown = path.strip_prefix(root()).unwrap_or(path).display();
+            (lines > MAX_LINES).then(|| format!("{shown}: {lines} lines"))
+        })
+        .collect();
+    long.sort();
+    assert!(
+        long.is_empty(),
+        "split these files (at most {MAX_LINES} lines each):\n{}",
+        long.join("\n")
+    );
+}
+
+#[test]
+fn every_package_is_documented_named_and_linted() {
+    let architecture = std::fs::read_to_string(root().join("docs/ARCHITECTURE.md")).unwrap();
+    let mut problems = Vec::new();
+    for member in members() {
+        let dir = root().join(&member);
+        let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+        let name = package_name(&manifest);
+        let crate_root = ["src/lib.rs", "src/main.rs"]
+            .iter()
+            .map(|file| dir.join(file))
+            .find(|path| path.exists());
+        match crate_root {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path).unwrap();
+                if !text.trim_start().starts_with("//!") {
+                    problems.push(format!("{}: no `//!` doc first", path.display()));
+                }
+            }
+            None => problems.push(format!("{member}: neither src/lib.rs nor src/main.rs")),
+        }
+        if !architecture.contains(&format!("`{member}/`")) {
+            problems.push(format!(
+                "docs/ARCHITECTURE.md does not name `{member}/` (package {name})"
+            ));
+        }
+        let linted = manifest
+            .split("[lints]")
+            .nth(1)
+            .is_some_and(|rest| rest.trim_start().starts_with("workspace = true"));
+        if !linted {
+            problems.push(format!(
+                "{member}/Cargo.toml: no `[lints] workspace = true`"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn the_model_crate_does_no_io() {
+    let manifest = std::fs::read_to_string(root().join("compute-spec/Cargo.toml")).unwrap();
+    let section = manifest
+        .split("[dependencies]")
+        .nth(1)
+        .expect("a [dependencies] section");
+    let section = section.split("\n[").next().unwrap();
+    let dependencies: Vec<&str> = section
+        .lines()
+        .filter_map(|line| line.split(['=', '.']).next())
+        .map(str::trim)
+        .filter(|name| !name.is_empty() && !name.starts_with('#'))
+        .collect();
+    assert!(!dependencies.is_empty());
+    for dependency in dependencies {
+        assert!(
+            MODEL_DEPENDENCIES.contains(&dependency),
+            "compute-spec depends on {dependency}: the model crate is format only; \
+             put I/O in stage-kit or compute-spec-cli"
+        );
+    }
+}
+
+/// A file in `tests/it/` that `main.rs` does not name is compiled nowhere: its tests would
+/// silently never run.
+#[test]
+fn every_file_of_a_test_binary_is_one_of_its_modules() {
+    let mut binaries = 0;
+    for member in members() {
+        let dir = match member.as_str() {
+            "tests" => root().join("tests/tests/it"),
+            _ => root().join(&member).join("tests/it"),
+        };
+        let Ok(main) = std::fs::read_to_string(dir.join("main.rs")) else {
+            continue;
+        };
+        binaries += 1;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let module = match name.strip_suffix(".rs") {
+                Some("main") => continue,
+                Some(module) => module.to_string(),
+                None if path.join("mod.rs").exists() => name,
+                None => continue,
+            };
+            assert!(
+                main.lines().any(|line| line == format!("mod {module};")),
+                "{} is not a module of {}: add `mod {module};` there",
+                path.display(),
+                dir.join("main.rs").display()
+            );
+        }
+    }
+    assert!(
+        binaries >= 8,
+        "only {binaries} packages have tests/it/main.rs"
+    );
+}
