@@ -3,9 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
 
-mod common;
-
-use common::{apply_ok, assert_noop, column, fixture, sorted, user_databases, user_roles};
+use crate::common::{apply_ok, assert_noop, column, fixture, sorted, user_databases, user_roles};
 use compute_spec::parse::parse_any;
 use compute_spec::spec::ComputeSpec;
 use pg_test_support::TestPostgres;

@@ -4,9 +4,8 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
 
-mod common;
-
-use common::{column, spec, user_databases, user_roles};
+use crate::common;
+use crate::common::{column, spec, user_databases, user_roles};
 use pg_test_support::{run_stage, StageRun, TestDir, TestPostgres};
 use serde_json::json;
 

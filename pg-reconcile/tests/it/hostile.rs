@@ -3,9 +3,8 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
 
-mod common;
-
-use common::{apply_ok, assert_noop, sorted, spec, user_databases, user_roles};
+use crate::common;
+use crate::common::{apply_ok, assert_noop, sorted, spec, user_databases, user_roles};
 use pg_test_support::TestPostgres;
 use serde_json::{json, Value};
 

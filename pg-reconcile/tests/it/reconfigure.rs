@@ -5,9 +5,8 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
 
-mod common;
-
-use common::{column, empty_document, show};
+use crate::common;
+use crate::common::{column, empty_document, show};
 use compute_spec::pgconf;
 use compute_spec::section::{ReconcileSection, SettingOutcome};
 use compute_spec::spec::ComputeSpec;

@@ -6,9 +6,8 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
 
-mod common;
-
-use common::{apply_ok, assert_noop, column, spec};
+use crate::common;
+use crate::common::{apply_ok, assert_noop, column, spec};
 use compute_spec::quote::quote_ident;
 use pg_test_support::TestPostgres;
 use serde_json::json;

@@ -5,9 +5,8 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
 
-mod common;
-
-use common::{apply_ok, apply_with, column, spec};
+use crate::common;
+use crate::common::{apply_ok, apply_with, column, spec};
 use pg_reconcile::migrate::{MigrationReport, MIGRATIONS};
 use pg_reconcile::{migrations, Options};
 use pg_test_support::TestPostgres;

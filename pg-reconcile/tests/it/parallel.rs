@@ -4,9 +4,8 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
 
-mod common;
-
-use common::{apply_ok, assert_noop, column, spec, user_roles};
+use crate::common;
+use crate::common::{apply_ok, assert_noop, column, spec, user_roles};
 use pg_reconcile::Options;
 use pg_test_support::TestPostgres;
 use serde_json::json;

@@ -5,9 +5,8 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
 
-mod common;
-
-use common::{apply_ok, column, spec, user_databases, user_roles};
+use crate::common;
+use crate::common::{apply_ok, column, spec, user_databases, user_roles};
 use compute_spec::error::ErrorKind;
 use compute_spec::spec::{ComputeSpec, GenericOption};
 use pg_reconcile::{startup, Options};

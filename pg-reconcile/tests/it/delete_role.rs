@@ -4,9 +4,7 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
 
-mod common;
-
-use common::{apply, apply_ok, assert_noop, column, spec, user_roles};
+use crate::common::{apply, apply_ok, assert_noop, column, spec, user_roles};
 use compute_spec::quote::quote_ident;
 use pg_test_support::TestPostgres;
 use serde_json::json;

@@ -3,11 +3,12 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
 
-mod common;
-
+use crate::common;
 use std::time::Duration;
 
-use common::{apply, apply_ok, apply_with, assert_noop, column, spec, user_databases, user_roles};
+use crate::common::{
+    apply, apply_ok, apply_with, assert_noop, column, spec, user_databases, user_roles,
+};
 use compute_spec::pgconf::{MANAGED_BEGIN, MANAGED_END};
 use pg_reconcile::Options;
 use pg_test_support::{wait_until, TestPostgres};
