@@ -17,7 +17,8 @@
 # Usage: scripts/bench-reconcile.sh [small|big|all]   (default all; builds release binaries
 # of pg-reconcile and compute-spec-cli; needs python3 and psql; run as root or as a user that
 # can run postgres). Env: PGBIN, CARGO_TARGET_DIR, ROUNDS (3), NOOPS (3), BENCH_DIR (work
-# directories, default target/bench: on disk, ~8 GB per 1,000-database cluster).
+# directories, default target/bench: on disk, ~8 GB per 1,000-database cluster), RECONCILE_ARGS
+# (extra pg-reconcile flags, e.g. "--concurrency 4").
 set -euo pipefail
 
 WHAT=${1:-all}
@@ -74,7 +75,8 @@ reconcile() {
     local doc=$1 out=$2 t0 t1
     shift 2
     t0=$(now_ms)
-    "$BIN/pg-reconcile" "$@" <"$doc" >"$out" 2>"$out.log" || { tail -5 "$out.log" >&2; exit 1; }
+    # shellcheck disable=SC2086 # RECONCILE_ARGS: extra flags, word-split on purpose.
+    "$BIN/pg-reconcile" ${RECONCILE_ARGS:-} "$@" <"$doc" >"$out" 2>"$out.log" || { tail -5 "$out.log" >&2; exit 1; }
     t1=$(now_ms)
     python3 - "$out" "$((t1 - t0))" <<'PY'
 import json, sys
