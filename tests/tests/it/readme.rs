@@ -31,12 +31,22 @@ fn the_demo_command_runs_a_compute_and_stops_on_ctrl_c() {
     bin_dir(); // the demo builds the binaries too; make sure they are fresh first
                // The demo's Postgres port is fixed (55432, as the README says); the pipeline example run
                // by another test uses it too, so wait until nothing listens there.
-    assert!(
-        wait_until(Duration::from_secs(30), || {
-            std::net::TcpListener::bind(("127.0.0.1", 55432)).is_ok()
-        }),
-        "port 55432 stayed busy"
-    );
+    let free = wait_until(Duration::from_secs(30), || {
+        std::net::TcpListener::bind(("127.0.0.1", 55432)).is_ok()
+    });
+    if !free {
+        // Who holds it: a listener, or a connection given 55432 as its ephemeral port
+        // (scripts/test.sh reserves it where it can).
+        let sockets = Command::new("ss").arg("-tanp").output();
+        let held: Vec<String> = sockets
+            .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| line.contains(":55432"))
+            .map(str::to_string)
+            .collect();
+        panic!("port 55432 stayed busy: {held:#?}");
+    }
     let dir = TestDir::new("e2e-demo");
     let http_port = free_tcp_port();
     let mut demo = Command::new("bash")
