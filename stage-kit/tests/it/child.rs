@@ -53,12 +53,12 @@ fn long_lived_parent() {
     std::thread::sleep(Duration::from_secs(300));
 }
 
-#[test]
-fn a_long_lived_child_outlives_its_thread_and_dies_with_the_process() {
-    let mut parent = Command::new(std::env::current_exe().unwrap())
+/// This test binary re-run as the helper test `child::<name>`, its stdout piped.
+fn helper_process(name: &str) -> std::process::Child {
+    Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "child::long_lived_parent",
+            &format!("child::{name}"),
             "--ignored",
             "--nocapture",
         ])
@@ -66,7 +66,12 @@ fn a_long_lived_child_outlives_its_thread_and_dies_with_the_process() {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn a_long_lived_child_outlives_its_thread_and_dies_with_the_process() {
+    let mut parent = helper_process("long_lived_parent");
     let stdout = BufReader::new(parent.stdout.take().unwrap());
     let child: i32 = stdout
         .lines()
@@ -133,18 +138,7 @@ fn children_of(pid: u32) -> Vec<i32> {
 /// the `getppid()` re-check must end the child before it runs the program.
 #[test]
 fn a_child_whose_parent_died_before_the_prctl_exits_before_exec() {
-    let mut parent = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child::slow_fork_parent",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env(HELPER, "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut parent = helper_process("slow_fork_parent");
     let mut stdout = BufReader::new(parent.stdout.take().unwrap());
     let mut line = String::new();
     while !line.starts_with("FORKING") {
