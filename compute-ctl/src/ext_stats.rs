@@ -133,7 +133,7 @@ fn connect(document: &ComputeDocument, database: Option<&str>) -> Result<postgre
         .map_err(|error| error.message)?;
     config
         .connect(postgres::NoTls)
-        .map_err(|error| crate::catalog::pg_error_text(&error))
+        .map_err(|error| stage_kit::local::pg_error_text(&error))
 }
 
 /// Scans every connectable, valid database (at most [`MAX_DATABASES`]).
@@ -148,7 +148,7 @@ pub fn scan(document: &ComputeDocument) -> Result<Vec<InstalledExtension>, Strin
         .map_err(|error| {
             format!(
                 "listing databases: {}",
-                crate::catalog::pg_error_text(&error)
+                stage_kit::local::pg_error_text(&error)
             )
         })?
         .iter()
@@ -167,7 +167,7 @@ pub fn scan(document: &ComputeDocument) -> Result<Vec<InstalledExtension>, Strin
             .map_err(|error| {
                 format!(
                     "reading the extensions of {database:?}: {}",
-                    crate::catalog::pg_error_text(&error)
+                    stage_kit::local::pg_error_text(&error)
                 )
             })?;
         rows.extend(found.iter().map(|row| (row.get(0), row.get(1), row.get(2))));

@@ -72,7 +72,7 @@ pub fn run(document: &ComputeDocument) -> Result<Decision, String> {
         .map_err(|error| error.message)?;
     let mut client = config
         .connect(postgres::NoTls)
-        .map_err(|error| format!("connecting: {}", crate::catalog::pg_error_text(&error)))?;
+        .map_err(|error| format!("connecting: {}", stage_kit::local::pg_error_text(&error)))?;
     let row = client
         .query_one(
             "SELECT EXISTS (SELECT FROM pg_catalog.pg_available_extensions \
@@ -84,7 +84,7 @@ pub fn run(document: &ComputeDocument) -> Result<Decision, String> {
         .map_err(|error| {
             format!(
                 "reading whether the neon extension exists: {}",
-                crate::catalog::pg_error_text(&error)
+                stage_kit::local::pg_error_text(&error)
             )
         })?;
     let decision = decide(row.get(0), row.get(1));
@@ -98,7 +98,7 @@ pub fn run(document: &ComputeDocument) -> Result<Decision, String> {
         Decision::Update => {
             client
                 .batch_execute(STATEMENT)
-                .map_err(|error| crate::catalog::pg_error_text(&error))?;
+                .map_err(|error| stage_kit::local::pg_error_text(&error))?;
             tracing::info!("the neon extension is up to date");
         }
     }

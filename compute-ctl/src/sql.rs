@@ -159,7 +159,7 @@ pub fn check_writability(api: &Api) -> Reply {
             StatusCode::INTERNAL_SERVER_ERROR,
             format!(
                 "check_writability failed: {}",
-                crate::catalog::pg_error_text(&error)
+                stage_kit::local::pg_error_text(&error)
             ),
         ),
     }

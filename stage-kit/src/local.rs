@@ -93,3 +93,12 @@ pub fn admin_user(document: &ComputeDocument) -> String {
         .and_then(|config| config.get_user().map(str::to_string))
         .unwrap_or_else(|| "cloud_admin".to_string())
 }
+
+/// A Postgres error as its server message (`ERROR: …` with detail and hint), else the
+/// client's text.
+pub fn pg_error_text(error: &postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => db.to_string(),
+        None => error.to_string(),
+    }
+}

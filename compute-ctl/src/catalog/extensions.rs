@@ -5,9 +5,10 @@ use compute_spec::quote::{Ident, Literal};
 use compute_spec::ComputeDocument;
 use serde::{Deserialize, Serialize};
 
-use super::{apply_request, connect, execute, pg_error_text};
+use super::{apply_request, connect, execute};
 use crate::http::{parse_json_in, Api, ApiRequest, Rejection, Reply};
 use hyper::StatusCode;
+use stage_kit::local::pg_error_text;
 
 /// An `/extensions` request.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]

@@ -6,9 +6,10 @@ use compute_spec::quote::Ident;
 use compute_spec::ComputeDocument;
 use serde::{Deserialize, Serialize};
 
-use super::{apply_request, connect, execute, pg_error_text};
+use super::{apply_request, connect, execute};
 use crate::http::{parse_json_in, Api, ApiRequest, Rejection, Reply};
 use hyper::StatusCode;
+use stage_kit::local::pg_error_text;
 
 /// Upstream's closed set of schema/database/function privileges (`compute_api::privilege`),
 /// written in upper case on the wire; anything else is a 422 naming the list.

@@ -16,6 +16,7 @@ mod schema;
 
 use compute_spec::ComputeDocument;
 use serde::de::DeserializeOwned;
+use stage_kit::local::pg_error_text;
 
 use crate::http::{parse_json_in, Api, ApiRequest, Rejection, Reply};
 use crate::routes::wrong_status;
@@ -40,15 +41,6 @@ pub fn running_document(api: &Api) -> Result<ComputeDocument, Reply> {
             "the compute is running without a document",
         )
     })
-}
-
-/// A Postgres error as its server message (`ERROR: …` with detail and hint), else the
-/// client's text.
-pub fn pg_error_text(error: &postgres::Error) -> String {
-    match error.as_db_error() {
-        Some(db) => db.to_string(),
-        None => error.to_string(),
-    }
 }
 
 /// The shape of `POST /grants` and `POST /extensions`: the body decoded first (as upstream's

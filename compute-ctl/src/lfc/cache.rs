@@ -26,7 +26,7 @@ use compute_spec::validate::StorageSource;
 use compute_spec::ComputeDocument;
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::pg_error_text;
+use stage_kit::local::pg_error_text;
 
 const APPLICATION_NAME: &str = "compute_ctl:lfc";
 /// The vanilla state's `format`.

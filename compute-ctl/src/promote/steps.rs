@@ -21,10 +21,10 @@ use compute_spec::validate::StorageSource;
 use compute_spec::ComputeDocument;
 
 use super::{mode_name, PromoteRequest};
-use crate::catalog::pg_error_text;
 use crate::http::Api;
 use crate::lfc::PrewarmState;
 use crate::state::{ComputeStatus, PendingConfig};
+use stage_kit::local::pg_error_text;
 
 const APPLICATION_NAME: &str = "compute_ctl:promote";
 
