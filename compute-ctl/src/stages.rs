@@ -194,9 +194,10 @@ impl Slot {
 }
 
 /// Keeps compute-ctl's systemd notification socket from a child: compute-ctl alone tells
-/// systemd when the compute is ready (not Postgres, not a stage, not a tool).
+/// systemd when the compute is ready (not Postgres, not a stage, not a tool):
+/// [`stage_kit::notify::hide_from`].
 pub fn hide_notify_socket(command: &mut Command) {
-    command.env_remove(stage_kit::notify::NOTIFY_SOCKET);
+    stage_kit::notify::hide_from(command);
 }
 
 /// Spawns stage `stage` with `args`, stdin/stdout piped, stderr inherited: in its own process

@@ -6,6 +6,7 @@ use std::ffi::OsStr;
 use std::io;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::process::Command;
 
 /// The environment variable systemd sets for `Type=notify` services.
 pub const NOTIFY_SOCKET: &str = "NOTIFY_SOCKET";
@@ -28,6 +29,12 @@ pub fn send(socket: &OsStr, state: &str) -> io::Result<()> {
     };
     UnixDatagram::unbound()?.send_to_addr(state.as_bytes(), &address)?;
     Ok(())
+}
+
+/// Keeps the notification socket from `command`'s child: only the process systemd started
+/// tells it when the service is ready (not Postgres, not a stage, not a tool or sidecar).
+pub fn hide_from(command: &mut Command) {
+    command.env_remove(NOTIFY_SOCKET);
 }
 
 /// [`notify`], logging instead of failing: a lost notification must not stop Postgres.
@@ -59,5 +66,15 @@ mod tests {
         send(OsStr::new(&format!("@{name}")), "STOPPING=1").unwrap();
         let n = listener.recv(&mut buffer).unwrap();
         assert_eq!(&buffer[..n], b"STOPPING=1");
+    }
+
+    #[test]
+    fn a_hidden_socket_is_removed_from_the_child_s_environment() {
+        let mut command = Command::new("env");
+        command.env(NOTIFY_SOCKET, "/run/systemd/notify");
+        hide_from(&mut command);
+        let output = command.output().unwrap();
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(!text.contains(NOTIFY_SOCKET), "{text}");
     }
 }
