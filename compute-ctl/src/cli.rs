@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use compute_sidecars::vm_monitor::VmMonitorParams;
 use stage_kit::logging::LogFormat;
 
 /// The compute node controller: loads the spec, chains the stage binaries (compute-spec,
@@ -110,35 +111,35 @@ pub struct Cli {
     #[arg(long, env = "PGBOUNCER_ADMIN")]
     pub pgbouncer_admin: Option<String>,
     /// pgbouncer's pid file: that process gets SIGKILL on termination.
-    #[arg(long, env = "PGBOUNCER_PID_FILE", default_value = crate::pgbouncer::PID_FILE)]
+    #[arg(long, env = "PGBOUNCER_PID_FILE", default_value = compute_sidecars::pgbouncer::PID_FILE)]
     pub pgbouncer_pid_file: PathBuf,
     /// local_proxy's configuration file, written from `local_proxy_config`.
-    #[arg(long, env = "LOCAL_PROXY_CONFIG", default_value = crate::local_proxy::CONFIG)]
+    #[arg(long, env = "LOCAL_PROXY_CONFIG", default_value = compute_sidecars::local_proxy::CONFIG)]
     pub local_proxy_config: PathBuf,
     /// local_proxy's pid file: SIGHUP after a new configuration, SIGTERM on termination, each
     /// only while the file is flock-held.
-    #[arg(long, env = "LOCAL_PROXY_PID_FILE", default_value = crate::local_proxy::PID_FILE)]
+    #[arg(long, env = "LOCAL_PROXY_PID_FILE", default_value = compute_sidecars::local_proxy::PID_FILE)]
     pub local_proxy_pid_file: PathBuf,
     /// The swap tool `--resize-swap-on-bind` runs (through `--vm-tools-sudo`).
-    #[arg(long, default_value = crate::vm_tools::RESIZE_SWAP)]
+    #[arg(long, default_value = compute_sidecars::vm_tools::RESIZE_SWAP)]
     pub resize_swap_tool: PathBuf,
     /// The disk-quota tool `--set-disk-quota-for-fs` runs (through `--vm-tools-sudo`).
-    #[arg(long, default_value = crate::vm_tools::SET_DISK_QUOTA)]
+    #[arg(long, default_value = compute_sidecars::vm_tools::SET_DISK_QUOTA)]
     pub set_disk_quota_tool: PathBuf,
     /// sudo for the swap and disk-quota tools; an empty value runs them directly.
-    #[arg(long, default_value = crate::vm_tools::SUDO)]
+    #[arg(long, default_value = compute_sidecars::vm_tools::SUDO)]
     pub vm_tools_sudo: PathBuf,
     /// Log line format on stderr.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
     /// Where the audit and log-export rsyslog files are written (rsyslog must include it).
-    #[arg(long, env = "COMPUTE_CTL_RSYSLOG_DIR", default_value = crate::audit::RSYSLOG_DIR)]
+    #[arg(long, env = "COMPUTE_CTL_RSYSLOG_DIR", default_value = compute_sidecars::audit::RSYSLOG_DIR)]
     pub rsyslog_dir: PathBuf,
     /// rsyslog's work directory (imfile's state), written into the audit configuration.
-    #[arg(long, env = "COMPUTE_CTL_RSYSLOG_WORK_DIR", default_value = crate::audit::WORK_DIR)]
+    #[arg(long, env = "COMPUTE_CTL_RSYSLOG_WORK_DIR", default_value = compute_sidecars::audit::WORK_DIR)]
     pub rsyslog_work_dir: PathBuf,
     /// CA bundle rsyslog checks the AUDIT_LOGGING_TLS_ENDPOINT receiver's certificate with.
-    #[arg(long, env = "COMPUTE_CTL_RSYSLOG_CA_FILE", default_value = crate::audit::CA_FILE)]
+    #[arg(long, env = "COMPUTE_CTL_RSYSLOG_CA_FILE", default_value = compute_sidecars::audit::CA_FILE)]
     pub rsyslog_ca_file: PathBuf,
     /// Shell command that restarts rsyslog after its files changed (default: upstream's
     /// `pkill rsyslogd`, which stops every rsyslogd on the machine, and a wait of at most 5 s
@@ -210,13 +211,13 @@ pub struct Params {
     /// `--tls-watch-interval`.
     pub tls_watch_interval: Duration,
     /// pgbouncer's files and admin console.
-    pub pgbouncer: crate::pgbouncer::PgbouncerParams,
+    pub pgbouncer: compute_sidecars::pgbouncer::PgbouncerParams,
     /// local_proxy's files.
-    pub local_proxy: crate::local_proxy::LocalProxyParams,
+    pub local_proxy: compute_sidecars::local_proxy::LocalProxyParams,
     /// The pre-start swap and disk-quota tools.
-    pub vm_tools: crate::vm_tools::VmToolParams,
+    pub vm_tools: compute_sidecars::vm_tools::VmToolParams,
     /// rsyslog's files and restart, the audit log upkeep.
-    pub audit: crate::audit::AuditParams,
+    pub audit: compute_sidecars::audit::AuditParams,
 }
 
 /// Upstream flags that are not one subsystem's parameters: `-r` (remote extensions),
@@ -264,17 +265,6 @@ impl DeferredFlags {
             );
         }
     }
-}
-
-/// What the vm-monitor integration point needs.
-#[derive(Clone, Debug)]
-pub struct VmMonitorParams {
-    /// The cgroup to watch.
-    pub cgroup: String,
-    /// Postgres connection for file-cache sizing.
-    pub pgconnstr: Option<String>,
-    /// Websocket listen address.
-    pub addr: String,
 }
 
 impl Cli {
@@ -340,23 +330,23 @@ impl Cli {
                 addr: self.vm_monitor_addr,
             },
             tls_watch_interval: self.tls_watch_interval,
-            pgbouncer: crate::pgbouncer::PgbouncerParams::new(
+            pgbouncer: compute_sidecars::pgbouncer::PgbouncerParams::new(
                 self.pgbouncer_config,
                 self.pgbouncer_admin,
                 self.pgbouncer_pid_file,
             ),
-            local_proxy: crate::local_proxy::LocalProxyParams {
+            local_proxy: compute_sidecars::local_proxy::LocalProxyParams {
                 config: self.local_proxy_config,
                 pid_file: self.local_proxy_pid_file,
             },
-            vm_tools: crate::vm_tools::VmToolParams {
+            vm_tools: compute_sidecars::vm_tools::VmToolParams {
                 resize_swap_on_bind: self.resize_swap_on_bind,
                 disk_quota_mountpoint: self.set_disk_quota_for_fs,
                 resize_swap: self.resize_swap_tool,
                 set_disk_quota: self.set_disk_quota_tool,
                 sudo: self.vm_tools_sudo,
             },
-            audit: crate::audit::AuditParams {
+            audit: compute_sidecars::audit::AuditParams {
                 rsyslog_dir: self.rsyslog_dir,
                 work_dir: self.rsyslog_work_dir,
                 ca_file: self.rsyslog_ca_file,

@@ -8,6 +8,7 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 use std::time::Instant;
 
+use compute_sidecars::vm_monitor::{self, VmMonitor};
 use compute_spec::error::{ErrorKind, StageError};
 use compute_spec::exit_code;
 use compute_spec::ComputeDocument;
@@ -19,11 +20,11 @@ use crate::lfc::Lfc;
 use crate::stages::{self, name, ChildPid};
 use crate::state::{ComputeStatus, Shared};
 use crate::supervise::{Event, Supervisor};
-use crate::vm_monitor::VmMonitor;
 
 mod http_start;
 mod live;
 mod reconfigure;
+mod sidecars;
 mod termination;
 mod tls_watch;
 
@@ -196,16 +197,16 @@ impl Controller {
         // Leases first (upstream's order): the basebackup reads at a Static compute's LSN.
         self.lease = LeaseKeeper::start(self.shared.clone(), LeaseSettings::default());
         if let Some(spec) = document.spec.as_ref() {
-            crate::vm_tools::before_start(&self.params.vm_tools, spec)
-                .map_err(|message| StageError::new(crate::STAGE, ErrorKind::Child, message))?;
+            compute_sidecars::vm_tools::before_start(&self.params.vm_tools, spec)
+                .map_err(|error| sidecars::sidecar_error(ErrorKind::Child, error))?;
         }
-        let audit = crate::audit::plan_for_start(&self.params.audit, &document)?;
+        let audit = sidecars::audit_plan(&self.params.audit, &document)?;
         let log_args = self.log_args();
         let document = self.run_document_stage(name::SYNC_SAFEKEEPERS, &log_args, &document)?;
         let document = self.run_document_stage(name::BASEBACKUP_FETCH, &log_args, &document)?;
         let document = self.fetch_extensions(&log_args, document)?;
         self.check_not_terminating()?;
-        crate::audit::install_for_start(&self.params.audit, &audit, &document.pgdata)?;
+        sidecars::audit_install(&self.params.audit, &audit, &document)?;
         let bytes = stages::document_bytes(&document)?;
         self.supervisor = Some(Supervisor::start(
             &log_args,
@@ -240,8 +241,8 @@ impl Controller {
             }
         };
         let document = self.reconcile_at_start(document)?;
-        crate::local_proxy::configure(&self.params.local_proxy, &document)
-            .map_err(|message| StageError::new(crate::STAGE, ErrorKind::Io, message))?;
+        compute_sidecars::local_proxy::configure(&self.params.local_proxy, &document)
+            .map_err(|error| sidecars::sidecar_error(ErrorKind::Io, error))?;
         self.shared
             .update(|inner| {
                 inner.metrics.config_ms = ready_at.elapsed().as_millis() as u64;
@@ -260,13 +261,14 @@ impl Controller {
             .installed_extensions_collection_interval;
         crate::ext_stats::spawn(&self.shared, &document, interval);
         let upkeep = self.params.audit.cleanup_interval;
-        crate::audit::cleanup::spawn(&self.shared, &document.pgdata, upkeep);
+        compute_sidecars::audit::cleanup::spawn(&self.shared, &document.pgdata, upkeep);
         self.start_lfc_tasks(&document);
         self.start_tls_watch();
-        crate::pgbouncer::apply_in_background(&self.params.pgbouncer, &document);
-        if crate::vm_monitor::requested() {
-            let file_cache_connstr = crate::vm_monitor::file_cache_connstr(&document);
-            self.vm_monitor = VmMonitor::start(&self.params.vm_monitor, file_cache_connstr);
+        compute_sidecars::pgbouncer::apply_in_background(&self.params.pgbouncer, &document);
+        if vm_monitor::requested() {
+            let file_cache_connstr = vm_monitor::file_cache_connstr(&document);
+            let path = stages::locate(name::VM_MONITOR);
+            self.vm_monitor = VmMonitor::start(&path, &self.params.vm_monitor, file_cache_connstr);
         }
         self.supervise()
     }

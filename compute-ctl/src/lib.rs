@@ -16,12 +16,11 @@
 //! * [`http`], [`routes`], [`extract`], [`control`], [`sql`], [`catalog`], [`lfc`],
 //!   [`probes`], [`promote`], [`auth`], [`metrics`]: the HTTP API.
 //! * [`signals`]: SIGTERM/SIGINT → fast, SIGQUIT → immediate shutdown through pg-supervise.
-//! * [`vm_monitor`]: the AUTOSCALING integration point.
 //! * [`migrations`]: `pg-reconcile --migrate` in the background after a primary's start-up
 //!   apply; [`ext_stats`]: the installed-extension scans and their metric.
 //! * [`lease`]: LSN leases of a Static compute, renewed while its Postgres runs.
-//! * [`audit`]: the compliance audit and log export rsyslog files, rsyslog restarts, and the
-//!   audit log directory's upkeep.
+//! * The sidecars (pgbouncer, local_proxy, rsyslog and the audit log upkeep, the NeonVM
+//!   tools, vm-monitor) are the `compute-sidecars` crate, called from [`compute`].
 //!
 //! Reads from the document: the spec (mode, safekeepers, `skip_pg_catalog_updates`, tenant and
 //! timeline), `compute_ctl_config` (JWT keys), the stage sections (timings for
@@ -35,7 +34,6 @@
 //! real PostgreSQL in `compute-ctl/tests/`.
 #![warn(missing_docs)]
 
-pub mod audit;
 pub mod auth;
 pub mod catalog;
 pub mod cli;
@@ -47,11 +45,9 @@ pub mod generate;
 pub mod http;
 pub mod lease;
 pub mod lfc;
-pub mod local_proxy;
 pub mod metrics;
 pub mod migrations;
 pub mod neon_update;
-pub mod pgbouncer;
 pub mod probes;
 pub mod promote;
 pub mod remote_ext;
@@ -63,8 +59,6 @@ pub mod state;
 pub mod supervise;
 #[cfg(test)]
 mod testing;
-pub mod vm_monitor;
-pub mod vm_tools;
 pub mod warm;
 
 use std::ffi::OsString;

@@ -187,7 +187,7 @@ pub struct Counters {
     /// Failed catalog migrations by id (`compute_ctl_db_migration_failed_total`).
     pub migration_failures: std::collections::BTreeMap<i64, u64>,
     /// Bytes of the `*log` files in `<PGDATA>/log` (`compute_audit_log_dir_size`, set by
-    /// [`crate::audit::cleanup`]).
+    /// `compute_sidecars::audit::cleanup`).
     pub audit_log_dir_size: u64,
 }
 

@@ -7,7 +7,7 @@
 //! logged. On termination local_proxy gets SIGTERM, under the same lock rule. The roles of
 //! `jwks[].role_names` are created by pg-reconcile.
 //!
-//! The paths are flags (`--local-proxy-config`, `--local-proxy-pid-file`) with upstream's
+//! The paths are compute-ctl's flags (`--local-proxy-config`, `--local-proxy-pid-file`) with upstream's
 //! defaults, `/etc/local_proxy/config.json` and `/etc/local_proxy/pid`.
 
 use std::fs::File;
@@ -18,11 +18,28 @@ use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
+use thiserror::Error;
 
 /// Upstream's configuration file.
 pub const CONFIG: &str = "/etc/local_proxy/config.json";
 /// Upstream's pid file.
 pub const PID_FILE: &str = "/etc/local_proxy/pid";
+
+/// Why local_proxy's configuration was not written.
+#[derive(Debug, Error)]
+pub enum LocalProxyError {
+    /// The configuration cannot be serialised.
+    #[error("local_proxy_config: cannot be written as JSON: {0}")]
+    Json(serde_json::Error),
+    /// The configuration file cannot be written.
+    #[error("writing the local_proxy configuration {}: {source}", path.display())]
+    Write {
+        /// The configuration file.
+        path: PathBuf,
+        /// The failure.
+        source: std::io::Error,
+    },
+}
 
 /// Where local_proxy's files are.
 #[derive(Clone, Debug)]
@@ -65,22 +82,22 @@ fn drop_nulls(value: &mut Value) {
 
 /// Writes the configuration (when the spec has one) and sends SIGHUP to a running
 /// local_proxy. The error names the file.
-pub fn configure(params: &LocalProxyParams, document: &ComputeDocument) -> Result<(), String> {
+pub fn configure(
+    params: &LocalProxyParams,
+    document: &ComputeDocument,
+) -> Result<(), LocalProxyError> {
     let Some(json) = config_json(document) else {
         return Ok(());
     };
     let path = &params.config;
-    let mut text = serde_json::to_string_pretty(&json)
-        .map_err(|e| format!("local_proxy_config: cannot be written as JSON: {e}"))?;
+    let mut text = serde_json::to_string_pretty(&json).map_err(LocalProxyError::Json)?;
     text.push('\n');
     let temporary = path.with_extension("json.compute-tools");
     std::fs::write(&temporary, text)
         .and_then(|()| std::fs::rename(&temporary, path))
-        .map_err(|e| {
-            format!(
-                "writing the local_proxy configuration {}: {e}",
-                path.display()
-            )
+        .map_err(|source| LocalProxyError::Write {
+            path: path.clone(),
+            source,
         })?;
     tracing::info!(file = %path.display(), "local_proxy configuration written");
     if signal_if_held(&params.pid_file, Signal::SIGHUP) {

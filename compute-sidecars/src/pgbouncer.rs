@@ -9,7 +9,7 @@
 //! settings also get `client_tls_cert_file`/`client_tls_key_file` (the original paths) and
 //! `client_tls_sslmode = allow`, as upstream.
 //!
-//! Paths and the admin connection are flags (`--pgbouncer-config`, `--pgbouncer-admin`,
+//! Paths and the admin connection are compute-ctl's flags (`--pgbouncer-config`, `--pgbouncer-admin`,
 //! `--pgbouncer-pid-file`); their defaults are upstream's: in a VM (`AUTOSCALING` set)
 //! `/etc/pgbouncer.ini` and `host=/tmp port=6432 dbname=pgbouncer user=pgbouncer`, in a pod
 //! `/var/db/postgres/pgbouncer/pgbouncer.ini` and `host=localhost port=6432
@@ -24,6 +24,7 @@ use compute_spec::ComputeDocument;
 use indexmap::IndexMap;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use thiserror::Error;
 
 /// Upstream's INI file in a VM.
 pub const VM_CONFIG: &str = "/etc/pgbouncer.ini";
@@ -39,6 +40,69 @@ pub const PID_FILE: &str = "/tmp/pgbouncer.pid";
 
 const ATTEMPTS: u32 = 4;
 const PAUSE: Duration = Duration::from_secs(1);
+
+/// Why `pgbouncer_settings` cannot be written into an INI text.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum IniError {
+    /// A key that is not a setting name (letters, digits, `_`, `.`).
+    #[error("pgbouncer_settings: {key:?} is not a setting name")]
+    BadName {
+        /// The key.
+        key: String,
+    },
+    /// A value with a control character (a newline would add a line).
+    #[error("pgbouncer_settings.{key}: the value has a control character")]
+    ControlCharacter {
+        /// The setting.
+        key: String,
+    },
+    /// The text has no `[pgbouncer]` section.
+    #[error("the pgbouncer configuration has no [pgbouncer] section")]
+    NoSection,
+}
+
+/// Why pgbouncer was not configured.
+#[derive(Debug, Error)]
+pub enum PgbouncerError {
+    /// The INI file cannot be read.
+    #[error("reading the pgbouncer configuration {}: {source}", path.display())]
+    Read {
+        /// The INI file.
+        path: PathBuf,
+        /// The failure.
+        source: std::io::Error,
+    },
+    /// The settings cannot be written into the INI file.
+    #[error("{}: {source}", path.display())]
+    Ini {
+        /// The INI file.
+        path: PathBuf,
+        /// Why.
+        source: IniError,
+    },
+    /// The new INI file cannot be written (`step`: what was being done).
+    #[error("{step} {}: {source}", path.display())]
+    Write {
+        /// What was being done: `writing next to`, `keeping the mode and owner of`,
+        /// `replacing`.
+        step: &'static str,
+        /// The INI file.
+        path: PathBuf,
+        /// The failure.
+        source: std::io::Error,
+    },
+    /// The admin connection string does not parse.
+    #[error("--pgbouncer-admin: not a connection string: {0}")]
+    Admin(postgres::Error),
+    /// Every `RELOAD` attempt failed.
+    #[error("pgbouncer RELOAD failed {attempts} times; last: {last}")]
+    Reload {
+        /// Attempts made.
+        attempts: u32,
+        /// The last attempt's error.
+        last: String,
+    },
+}
 
 /// Where pgbouncer's files and admin console are.
 #[derive(Clone, Debug)]
@@ -85,21 +149,8 @@ pub fn settings_for(document: &ComputeDocument) -> Option<IndexMap<String, Strin
 /// line (the key compared without case) is replaced in place, a new key is appended after the
 /// section's last setting; every other line is kept. An error names the setting that cannot
 /// be written, or says the section is missing.
-pub fn set_ini(text: &str, settings: &IndexMap<String, String>) -> Result<String, String> {
-    for (key, value) in settings {
-        let key_ok = !key.is_empty()
-            && key
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
-        if !key_ok {
-            return Err(format!("pgbouncer_settings: {key:?} is not a setting name"));
-        }
-        if value.chars().any(char::is_control) {
-            return Err(format!(
-                "pgbouncer_settings.{key}: the value has a control character"
-            ));
-        }
-    }
+pub fn set_ini(text: &str, settings: &IndexMap<String, String>) -> Result<String, IniError> {
+    check_settings(settings)?;
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
     let section = |line: &str| {
         let line = line.trim();
@@ -109,7 +160,7 @@ pub fn set_ini(text: &str, settings: &IndexMap<String, String>) -> Result<String
     let start = lines
         .iter()
         .position(|line| section(line).as_deref() == Some("pgbouncer"))
-        .ok_or_else(|| "the pgbouncer configuration has no [pgbouncer] section".to_string())?;
+        .ok_or(IniError::NoSection)?;
     for (key, value) in settings {
         let end = lines[start + 1..]
             .iter()
@@ -141,23 +192,41 @@ pub fn set_ini(text: &str, settings: &IndexMap<String, String>) -> Result<String
     Ok(out)
 }
 
+/// Checks that each of `settings` can be written as one `key = value` line: a setting name
+/// (letters, digits, `_`, `.`) and a value without control characters.
+pub fn check_settings(settings: &IndexMap<String, String>) -> Result<(), IniError> {
+    for (key, value) in settings {
+        let key_ok = !key.is_empty()
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+        if !key_ok {
+            return Err(IniError::BadName { key: key.clone() });
+        }
+        if value.chars().any(char::is_control) {
+            return Err(IniError::ControlCharacter { key: key.clone() });
+        }
+    }
+    Ok(())
+}
+
 /// Rewrites the INI file with `settings` (mode and owner kept; written to a temporary file
 /// and renamed) and sends `RELOAD` to the admin console.
-pub fn apply(params: &PgbouncerParams, settings: &IndexMap<String, String>) -> Result<(), String> {
+pub fn apply(
+    params: &PgbouncerParams,
+    settings: &IndexMap<String, String>,
+) -> Result<(), PgbouncerError> {
     let path = &params.config;
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        format!(
-            "reading the pgbouncer configuration {}: {e}",
-            path.display()
-        )
+    let read = |source| PgbouncerError::Read {
+        path: path.clone(),
+        source,
+    };
+    let text = std::fs::read_to_string(path).map_err(read)?;
+    let metadata = std::fs::metadata(path).map_err(read)?;
+    let updated = set_ini(&text, settings).map_err(|source| PgbouncerError::Ini {
+        path: path.clone(),
+        source,
     })?;
-    let metadata = std::fs::metadata(path).map_err(|e| {
-        format!(
-            "reading the pgbouncer configuration {}: {e}",
-            path.display()
-        )
-    })?;
-    let updated = set_ini(&text, settings).map_err(|e| format!("{}: {e}", path.display()))?;
     if updated != text {
         write_like(path, &updated, &metadata)?;
         tracing::info!(file = %path.display(), settings = settings.len(), "pgbouncer configuration written");
@@ -165,8 +234,12 @@ pub fn apply(params: &PgbouncerParams, settings: &IndexMap<String, String>) -> R
     reload(&params.admin)
 }
 
-fn write_like(path: &Path, text: &str, metadata: &std::fs::Metadata) -> Result<(), String> {
-    let fail = |what: &str, e: std::io::Error| format!("{what} {}: {e}", path.display());
+fn write_like(path: &Path, text: &str, metadata: &std::fs::Metadata) -> Result<(), PgbouncerError> {
+    let fail = |step: &'static str, source| PgbouncerError::Write {
+        step,
+        path: path.to_path_buf(),
+        source,
+    };
     let temporary = path.with_extension("ini.compute-tools");
     std::fs::write(&temporary, text).map_err(|e| fail("writing next to", e))?;
     let kept = std::fs::set_permissions(
@@ -184,10 +257,8 @@ fn write_like(path: &Path, text: &str, metadata: &std::fs::Metadata) -> Result<(
 }
 
 /// `RELOAD` on the admin console, 4 attempts 1 s apart.
-pub fn reload(admin: &str) -> Result<(), String> {
-    let mut config: postgres::Config = admin
-        .parse()
-        .map_err(|e| format!("--pgbouncer-admin: not a connection string: {e}"))?;
+pub fn reload(admin: &str) -> Result<(), PgbouncerError> {
+    let mut config: postgres::Config = admin.parse().map_err(PgbouncerError::Admin)?;
     config.connect_timeout(Duration::from_secs(2));
     if let Some(password) = std::env::var_os("PGBOUNCER_PASSWORD") {
         config.password(password.as_encoded_bytes());
@@ -208,9 +279,10 @@ pub fn reload(admin: &str) -> Result<(), String> {
             std::thread::sleep(PAUSE);
         }
     }
-    Err(format!(
-        "pgbouncer RELOAD failed {ATTEMPTS} times; last: {last}"
-    ))
+    Err(PgbouncerError::Reload {
+        attempts: ATTEMPTS,
+        last,
+    })
 }
 
 /// Applies `document`'s settings in a background thread (errors logged).
@@ -302,14 +374,20 @@ mod tests {
     #[test]
     fn bad_input_is_refused_with_its_name() {
         let text = "[pgbouncer]\n";
-        let error = set_ini(text, &settings(&[("a b", "1")])).unwrap_err();
+        let error = set_ini(text, &settings(&[("a b", "1")]))
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("\"a b\" is not a setting name"), "{error}");
-        let error = set_ini(text, &settings(&[("pool", "1\n[x]")])).unwrap_err();
+        let error = set_ini(text, &settings(&[("pool", "1\n[x]")]))
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             error,
             "pgbouncer_settings.pool: the value has a control character"
         );
-        let error = set_ini("[databases]\n", &settings(&[("a", "1")])).unwrap_err();
+        let error = set_ini("[databases]\n", &settings(&[("a", "1")]))
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("no [pgbouncer] section"), "{error}");
     }
 }

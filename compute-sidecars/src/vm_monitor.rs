@@ -1,16 +1,26 @@
 //! The AUTOSCALING integration point: when the `AUTOSCALING` environment variable is set,
-//! compute-ctl starts a `vm-monitor` binary (found like a stage: `$COMPUTE_CTL_STAGE_VM_MONITOR`
-//! or beside this executable) with `--cgroup`, `--pgconnstr` and `--addr`, once the compute is
-//! running, and stops it (SIGTERM, then wait) when Postgres stops. compute-ctl does not link
-//! the vm-monitor package; the binary's flags are the whole interface.
+//! compute-ctl starts a `vm-monitor` binary (found like a stage by compute-ctl:
+//! `$COMPUTE_CTL_STAGE_VM_MONITOR` or beside its executable; [`VmMonitor::start`] is given the
+//! path) with `--cgroup`, `--pgconnstr` and `--addr`, once the compute is running, and stops
+//! it (SIGTERM, then wait) when Postgres stops. Nothing links the vm-monitor package; the
+//! binary's flags are the whole interface.
 
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use compute_spec::quote::quote_libpq_value;
 use compute_spec::ComputeDocument;
 
-use crate::cli::VmMonitorParams;
-use crate::stages::{locate, name};
+/// What the vm-monitor integration point needs (compute-ctl's flags).
+#[derive(Clone, Debug)]
+pub struct VmMonitorParams {
+    /// The cgroup to watch.
+    pub cgroup: String,
+    /// Postgres connection for file-cache sizing.
+    pub pgconnstr: Option<String>,
+    /// Websocket listen address.
+    pub addr: String,
+}
 
 /// The monitor's file-cache connection: the compute's own instance through its socket
 /// directory, as the admin user; none when the spec sets `disable_lfc_resizing`.
@@ -43,14 +53,17 @@ pub fn requested() -> bool {
 }
 
 impl VmMonitor {
-    /// Starts vm-monitor; a failure is logged and autoscaling stays off (as upstream, it is
-    /// not fatal to the compute).
+    /// Starts the vm-monitor binary at `path`; a failure is logged and autoscaling stays off
+    /// (as upstream, it is not fatal to the compute).
     /// `default_connstr` is used when `--filecache-connstr` is not given; with neither, the
     /// monitor does no file-cache sizing.
-    pub fn start(params: &VmMonitorParams, default_connstr: Option<String>) -> Option<VmMonitor> {
-        let path = locate(name::VM_MONITOR);
-        let mut command = Command::new(&path);
-        crate::stages::hide_notify_socket(&mut command);
+    pub fn start(
+        path: &Path,
+        params: &VmMonitorParams,
+        default_connstr: Option<String>,
+    ) -> Option<VmMonitor> {
+        let mut command = Command::new(path);
+        stage_kit::notify::hide_from(&mut command);
         if let Some(connstr) = params.pgconnstr.clone().or(default_connstr) {
             command.arg("--pgconnstr").arg(connstr);
         }

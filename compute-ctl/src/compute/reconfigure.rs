@@ -87,8 +87,10 @@ impl Controller {
             );
         }
         self.store(&reconciled);
-        crate::pgbouncer::apply_in_background(&self.params.pgbouncer, &reconciled);
-        if let Err(error) = crate::local_proxy::configure(&self.params.local_proxy, &reconciled) {
+        compute_sidecars::pgbouncer::apply_in_background(&self.params.pgbouncer, &reconciled);
+        if let Err(error) =
+            compute_sidecars::local_proxy::configure(&self.params.local_proxy, &reconciled)
+        {
             tracing::error!(%error, "configuring local_proxy failed");
         }
         Ok(reconciled)
@@ -215,13 +217,13 @@ impl Controller {
             .clone()
             .ok_or_else(|| crate::internal("no document for a running compute"))?;
         // logs_export_host is checked before anything changes, written once the rest applied.
-        let export = crate::audit::export_text(&spec)
-            .map_err(|message| StageError::new(crate::STAGE, ErrorKind::InvalidSpec, message))?;
+        let export = compute_sidecars::audit::export_text(&spec)
+            .map_err(|error| super::sidecars::sidecar_error(ErrorKind::InvalidSpec, error))?;
         let stored = spec.clone();
         let previous = document.spec.replace(spec);
         self.reconcile_live(document, previous.as_ref())?;
-        crate::audit::install_export(&self.params.audit, export.as_deref())
-            .map_err(|message| StageError::new(crate::STAGE, ErrorKind::Io, message))?;
+        compute_sidecars::audit::install_export(&self.params.audit, export.as_deref())
+            .map_err(|error| super::sidecars::sidecar_error(ErrorKind::Io, error))?;
         crate::ext_stats::store_interval(&self.shared, &stored);
         Ok(())
     }

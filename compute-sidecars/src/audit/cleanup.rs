@@ -3,18 +3,30 @@
 //! has forwarded them by then; pgauditlogtofile rotates every 5 minutes), and
 //! `compute_audit_log_dir_size` is set to the bytes of the regular files there whose names
 //! end in `log`. The thread ends when the compute terminates.
+//!
+//! The compute's state is its caller's: the thread reports the size and asks whether to stop
+//! through [`UpkeepHost`], which compute-ctl implements on its shared state.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::state::{ComputeStatus, Shared};
+use serde::Serialize;
+
+/// What the upkeep thread needs from the compute it runs for.
+pub trait UpkeepHost: Send + Sync + 'static {
+    /// Records the bytes of the directory's `*log` files (`compute_audit_log_dir_size`).
+    fn record_size(&self, bytes: u64);
+    /// Waits until the compute is terminating or terminated, at most `interval`; true when
+    /// it is (the thread ends).
+    fn wait_stopped(&self, interval: Duration) -> bool;
+}
 
 /// Audit files older than this are deleted.
 pub const MAX_AGE: Duration = Duration::from_secs(15 * 60);
 
 /// What one pass found and did.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Pass {
     /// Files deleted.
     pub deleted: Vec<PathBuf>,
@@ -65,9 +77,10 @@ pub fn pass(dir: &Path, now: SystemTime) -> std::io::Result<Pass> {
     Ok(result)
 }
 
-/// Starts the upkeep thread for `<pgdata>/log`, a pass at once and then every `interval`.
-pub fn spawn(shared: &Arc<Shared>, pgdata: &Path, interval: Duration) {
-    let shared = shared.clone();
+/// Starts the upkeep thread for `<pgdata>/log`, a pass at once and then every `interval`,
+/// until `host` says the compute stopped.
+pub fn spawn<H: UpkeepHost>(host: &Arc<H>, pgdata: &Path, interval: Duration) {
+    let host = host.clone();
     let dir = pgdata.join("log");
     let started = std::thread::Builder::new()
         .name("audit-log-upkeep".into())
@@ -77,26 +90,19 @@ pub fn spawn(shared: &Arc<Shared>, pgdata: &Path, interval: Duration) {
                     if !done.deleted.is_empty() {
                         tracing::info!(files = done.deleted.len(), dir = %dir.display(), "deleted old audit log files");
                     }
-                    shared.update(|inner| inner.counters.audit_log_dir_size = done.size);
+                    host.record_size(done.size);
                 }
                 Err(error) => {
                     tracing::warn!(dir = %dir.display(), %error, "cannot read the audit log directory");
                 }
             }
-            let status = shared
-                .wait_until(interval, |inner| stopped(inner.status()))
-                .status();
-            if stopped(status) {
+            if host.wait_stopped(interval) {
                 return;
             }
         });
     if let Err(error) = started {
         tracing::error!(%error, "cannot start the audit log upkeep");
     }
-}
-
-fn stopped(status: ComputeStatus) -> bool {
-    status.is_terminating() || status == ComputeStatus::Terminated
 }
 
 #[cfg(test)]
@@ -139,5 +145,43 @@ mod tests {
         assert_eq!(done.size, 10 + 20 + 1000 + 3);
         let missing = pass(&dir.path().join("missing"), now).unwrap();
         assert_eq!(missing, Pass::default());
+    }
+
+    /// Records the sizes it is given; says "stopped" at its second wait.
+    #[derive(Default)]
+    struct Host {
+        sizes: std::sync::Mutex<Vec<u64>>,
+        waits: std::sync::atomic::AtomicUsize,
+    }
+
+    impl UpkeepHost for Host {
+        fn record_size(&self, bytes: u64) {
+            self.sizes.lock().unwrap().push(bytes);
+        }
+
+        fn wait_stopped(&self, interval: Duration) -> bool {
+            assert_eq!(interval, Duration::from_millis(5));
+            let seen = self.waits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            seen >= 1
+        }
+    }
+
+    /// The thread reports each pass's size to its host and ends once the host says the
+    /// compute stopped (it drops its handle on the host).
+    #[test]
+    fn the_thread_reports_to_its_host_until_it_stops() {
+        let pgdata = tempfile::tempdir().unwrap();
+        std::fs::create_dir(pgdata.path().join("log")).unwrap();
+        std::fs::write(pgdata.path().join("log/postgresql.log"), [b'x'; 42]).unwrap();
+        let host = Arc::new(Host::default());
+        spawn(&host, pgdata.path(), Duration::from_millis(5));
+        let ended = pg_test_support::probe::wait_until(Duration::from_secs(10), || {
+            Arc::strong_count(&host) == 1
+        });
+        assert!(
+            ended,
+            "the upkeep thread still runs after its host said stop"
+        );
+        assert_eq!(*host.sizes.lock().unwrap(), [42, 42]);
     }
 }

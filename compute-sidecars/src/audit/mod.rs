@@ -10,7 +10,7 @@
 //! * **Log export** (`logs_export_host`; start and every reconfiguration): [`EXPORT_CONF`] in
 //!   the same directory. The same content already there: nothing; export no longer asked
 //!   for: nothing (the old file stays, as upstream); else written and rsyslog restarted.
-//! * **Restart**: `--rsyslog-restart` (env `COMPUTE_CTL_RSYSLOG_RESTART`), a shell command
+//! * **Restart**: compute-ctl's `--rsyslog-restart` (env `COMPUTE_CTL_RSYSLOG_RESTART`), a shell command
 //!   run with `sh -c` (through `stage_kit::child::run`: its stderr goes into the error, its
 //!   process group is killed after [`RESTART_TIMEOUT`]); without it, upstream's `pkill
 //!   rsyslogd` and a wait of at most 5 s for a supervisor to start it again (`pgrep
@@ -30,11 +30,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use compute_spec::error::{ErrorKind, StageError};
 use compute_spec::pgconf::audit::is_compliance;
 use compute_spec::spec::ComputeSpec;
 use compute_spec::ComputeDocument;
+use serde::Serialize;
 use stage_kit::child::RunError;
+use thiserror::Error;
 
 use self::rsyslog::AuditConf;
 use self::target::Target;
@@ -58,6 +59,22 @@ pub const RESTART_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long upstream's restart waits for rsyslogd to be back.
 pub const RESPAWN_WAIT: Duration = Duration::from_secs(5);
 
+/// Why an rsyslog file was not written or rsyslog not restarted; each message says what to
+/// do.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum AuditError {
+    /// A value from the spec, the environment or a flag cannot be written into an rsyslog
+    /// file (or a compliance level has no endpoint); nothing was written.
+    #[error("{0}")]
+    Refused(String),
+    /// A file or directory could not be written.
+    #[error("{0}")]
+    Write(String),
+    /// rsyslog was not restarted.
+    #[error("{0}")]
+    Restart(String),
+}
+
 /// The audit and log-export flags.
 #[derive(Clone, Debug)]
 pub struct AuditParams {
@@ -74,12 +91,12 @@ pub struct AuditParams {
 }
 
 /// The rsyslog files a start writes, decided (and every value checked) before the stages run.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct StartPlan {
-    /// The compliance audit configuration, when the level asks for it.
-    audit: Option<String>,
-    /// The log export configuration, when the spec asks for it.
-    export: Option<String>,
+    /// The compliance audit configuration ([`AUDIT_CONF`]), when the level asks for it.
+    pub audit: Option<String>,
+    /// The log export configuration ([`EXPORT_CONF`]), when the spec asks for it.
+    pub export: Option<String>,
 }
 
 /// Decides the start's rsyslog files for `document` (`env` reads a variable): refuses a
@@ -88,7 +105,7 @@ pub fn plan_start(
     params: &AuditParams,
     document: &ComputeDocument,
     env: impl Fn(&str) -> Option<OsString>,
-) -> Result<StartPlan, String> {
+) -> Result<StartPlan, AuditError> {
     let Some(spec) = document.spec.as_ref() else {
         return Ok(StartPlan::default());
     };
@@ -97,7 +114,8 @@ pub fn plan_start(
         export: export_text(spec)?,
     };
     if is_compliance(spec.audit_log_level) {
-        plan.audit = Some(audit_text(params, document, spec, env)?);
+        let text = audit_text(params, document, spec, env).map_err(AuditError::Refused)?;
+        plan.audit = Some(text);
     }
     Ok(plan)
 }
@@ -153,37 +171,22 @@ fn audit_text(
 
 /// The log export configuration of `spec` (`None` when it asks for none), or why
 /// `logs_export_host` cannot be used.
-pub fn export_text(spec: &ComputeSpec) -> Result<Option<String>, String> {
+pub fn export_text(spec: &ComputeSpec) -> Result<Option<String>, AuditError> {
     let Some(host) = spec.logs_export_host.as_deref() else {
         return Ok(None);
     };
-    let target: Target =
-        target::export_host(host).map_err(|why| format!("logs_export_host: {why}"))?;
+    let target: Target = target::export_host(host)
+        .map_err(|why| AuditError::Refused(format!("logs_export_host: {why}")))?;
     Ok(Some(rsyslog::export_conf(&target)))
-}
-
-/// [`plan_start`] with the process environment, as a start-up error.
-pub fn plan_for_start(
-    params: &AuditParams,
-    document: &ComputeDocument,
-) -> Result<StartPlan, StageError> {
-    plan_start(params, document, |name| std::env::var_os(name))
-        .map_err(|message| StageError::new(crate::STAGE, ErrorKind::InvalidSpec, message))
-}
-
-/// [`install_start`], as a start-up error.
-pub fn install_for_start(
-    params: &AuditParams,
-    plan: &StartPlan,
-    pgdata: &Path,
-) -> Result<(), StageError> {
-    install_start(params, plan, pgdata)
-        .map_err(|message| StageError::new(crate::STAGE, ErrorKind::Io, message))
 }
 
 /// Writes the start's files (the audit one always, the export one when it changed), creates
 /// `<pgdata>/log` for the audit one, and restarts rsyslog once if anything was written.
-pub fn install_start(params: &AuditParams, plan: &StartPlan, pgdata: &Path) -> Result<(), String> {
+pub fn install_start(
+    params: &AuditParams,
+    plan: &StartPlan,
+    pgdata: &Path,
+) -> Result<(), AuditError> {
     let mut restart = false;
     if let Some(text) = &plan.audit {
         make_log_dir(pgdata)?;
@@ -202,7 +205,7 @@ pub fn install_start(params: &AuditParams, plan: &StartPlan, pgdata: &Path) -> R
 
 /// A reconfiguration's log export: `text` from [`export_text`]; written and rsyslog
 /// restarted only when it differs from the file. True when rsyslog was restarted.
-pub fn install_export(params: &AuditParams, text: Option<&str>) -> Result<bool, String> {
+pub fn install_export(params: &AuditParams, text: Option<&str>) -> Result<bool, AuditError> {
     let Some(text) = text else {
         return Ok(false);
     };
@@ -215,13 +218,13 @@ pub fn install_export(params: &AuditParams, text: Option<&str>) -> Result<bool, 
 }
 
 /// `<pgdata>/log`, owned like PGDATA, mode 0700.
-fn make_log_dir(pgdata: &Path) -> Result<(), String> {
+fn make_log_dir(pgdata: &Path) -> Result<(), AuditError> {
     let dir = pgdata.join("log");
     let failed = |error: std::io::Error| {
-        format!(
+        AuditError::Write(format!(
             "cannot prepare the audit log directory {}: {error}",
             dir.display()
-        )
+        ))
     };
     let owner = std::fs::metadata(pgdata).map_err(failed)?;
     match std::fs::create_dir(&dir) {
@@ -233,7 +236,7 @@ fn make_log_dir(pgdata: &Path) -> Result<(), String> {
     std::os::unix::fs::chown(&dir, Some(owner.uid()), Some(owner.gid())).map_err(failed)
 }
 
-fn write_if_changed(path: &Path, text: &str) -> Result<bool, String> {
+fn write_if_changed(path: &Path, text: &str) -> Result<bool, AuditError> {
     if std::fs::read_to_string(path).is_ok_and(|old| old == text) {
         return Ok(false);
     }
@@ -243,14 +246,14 @@ fn write_if_changed(path: &Path, text: &str) -> Result<bool, String> {
 
 /// Writes `text` to `path` through a temporary file in the same directory (mode 0644) and a
 /// rename, so rsyslog never reads half a file.
-fn write_file(path: &Path, text: &str) -> Result<(), String> {
+fn write_file(path: &Path, text: &str) -> Result<(), AuditError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     if !dir.is_dir() {
-        return Err(format!(
+        return Err(AuditError::Write(format!(
             "the rsyslog directory {} does not exist: create it, or point --rsyslog-dir \
              (COMPUTE_CTL_RSYSLOG_DIR) at the directory rsyslog includes",
             dir.display()
-        ));
+        )));
     }
     let file_name = path
         .file_name()
@@ -262,25 +265,26 @@ fn write_file(path: &Path, text: &str) -> Result<(), String> {
         .and_then(|()| std::fs::rename(&temporary, path));
     written.map_err(|error| {
         let _ = std::fs::remove_file(&temporary);
-        format!(
+        AuditError::Write(format!(
             "cannot write {}: {error}; check --rsyslog-dir (COMPUTE_CTL_RSYSLOG_DIR)",
             path.display()
-        )
+        ))
     })
 }
 
 /// Restarts rsyslog: the configured command, or upstream's `pkill rsyslogd` and wait.
-pub fn restart_rsyslog(params: &AuditParams) -> Result<(), String> {
+pub fn restart_rsyslog(params: &AuditParams) -> Result<(), AuditError> {
     match &params.restart {
         Some(command) => run_restart_command(command),
         None => pkill_and_wait(),
     }
+    .map_err(AuditError::Restart)
 }
 
 fn run_restart_command(command: &str) -> Result<(), String> {
     let mut shell = Command::new("sh");
     shell.args(["-c", command]);
-    crate::stages::hide_notify_socket(&mut shell);
+    stage_kit::notify::hide_from(&mut shell);
     match stage_kit::child::run(&mut shell, RESTART_TIMEOUT, OUTPUT_CAP) {
         Ok(output) if output.status.success() => Ok(()),
         Ok(output) => Err(format!(
@@ -309,7 +313,7 @@ const QUIET_TIMEOUT: Duration = Duration::from_secs(10);
 fn quiet(program: &str, args: &[&str]) -> Result<std::process::ExitStatus, RunError> {
     let mut command = Command::new(program);
     command.args(args);
-    crate::stages::hide_notify_socket(&mut command);
+    stage_kit::notify::hide_from(&mut command);
     stage_kit::child::run(&mut command, QUIET_TIMEOUT, OUTPUT_CAP).map(|output| output.status)
 }
 

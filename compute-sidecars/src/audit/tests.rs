@@ -84,7 +84,9 @@ fn compliance_levels_need_an_endpoint() {
     for level in ["Hipaa", "Extended", "Full"] {
         let doc = document(&setup.pgdata(), spec(level, serde_json::json!({})));
         for vars in [&[][..], &[(ENDPOINT_VAR, ""), (TLS_ENDPOINT_VAR, " ")][..]] {
-            let error = plan_start(&setup.params, &doc, env(vars)).unwrap_err();
+            let error = plan_start(&setup.params, &doc, env(vars))
+                .unwrap_err()
+                .to_string();
             assert!(
                 error.contains(TLS_ENDPOINT_VAR) && error.contains(ENDPOINT_VAR),
                 "{error}"
@@ -103,36 +105,48 @@ fn compliance_levels_need_an_endpoint() {
 fn bad_endpoints_and_ids_are_refused_naming_their_source() {
     let setup = Setup::new();
     let doc = document(&setup.pgdata(), spec("Hipaa", serde_json::json!({})));
-    let error = plan_start(&setup.params, &doc, env(&[(ENDPOINT_VAR, "nohost")])).unwrap_err();
+    let error = plan_start(&setup.params, &doc, env(&[(ENDPOINT_VAR, "nohost")]))
+        .unwrap_err()
+        .to_string();
     assert!(
         error.starts_with("AUDIT_LOGGING_ENDPOINT: \"nohost\""),
         "{error}"
     );
     // The TLS one wins, so its error is the one reported.
     let vars = [(ENDPOINT_VAR, "ok:1"), (TLS_ENDPOINT_VAR, "h:1\"\naction(")];
-    let error = plan_start(&setup.params, &doc, env(&vars)).unwrap_err();
+    let error = plan_start(&setup.params, &doc, env(&vars))
+        .unwrap_err()
+        .to_string();
     assert!(error.starts_with("AUDIT_LOGGING_TLS_ENDPOINT: "), "{error}");
     let hostile = spec(
         "Full",
         serde_json::json!({"endpoint_id": "ep\"; action(type=\"omfile\" file=\"/tmp/x\")"}),
     );
     let doc = document(&setup.pgdata(), hostile);
-    let error = plan_start(&setup.params, &doc, env(&[(ENDPOINT_VAR, "h:1")])).unwrap_err();
+    let error = plan_start(&setup.params, &doc, env(&[(ENDPOINT_VAR, "h:1")]))
+        .unwrap_err()
+        .to_string();
     assert!(error.starts_with("endpoint_id "), "{error}");
     let hostile = spec("Full", serde_json::json!({"project_id": "p\nq"}));
     let doc = document(&setup.pgdata(), hostile);
-    let error = plan_start(&setup.params, &doc, env(&[(ENDPOINT_VAR, "h:1")])).unwrap_err();
+    let error = plan_start(&setup.params, &doc, env(&[(ENDPOINT_VAR, "h:1")]))
+        .unwrap_err()
+        .to_string();
     assert!(error.starts_with("project_id "), "{error}");
     let bad_export = spec(
         "Disabled",
         serde_json::json!({"logs_export_host": "h:1\"x"}),
     );
     let doc = document(&setup.pgdata(), bad_export);
-    let error = plan_start(&setup.params, &doc, env(&[])).unwrap_err();
+    let error = plan_start(&setup.params, &doc, env(&[]))
+        .unwrap_err()
+        .to_string();
     assert!(error.starts_with("logs_export_host: "), "{error}");
     let quoted_dir = setup.dir.path().join("pg\"data");
     let doc = document(&quoted_dir, spec("Hipaa", serde_json::json!({})));
-    let error = plan_start(&setup.params, &doc, env(&[(ENDPOINT_VAR, "h:1")])).unwrap_err();
+    let error = plan_start(&setup.params, &doc, env(&[(ENDPOINT_VAR, "h:1")]))
+        .unwrap_err()
+        .to_string();
     assert!(error.starts_with("--pgdata "), "{error}");
 }
 
@@ -216,10 +230,14 @@ fn reconfigured_export_restarts_only_on_a_change() {
 fn restart_and_write_failures_say_what_to_do() {
     let mut setup = Setup::new();
     setup.params.restart = Some("echo nope >&2; exit 3".into());
-    let error = install_export(&setup.params, Some("x\n")).unwrap_err();
+    let error = install_export(&setup.params, Some("x\n"))
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("COMPUTE_CTL_RSYSLOG_RESTART"), "{error}");
     setup.params.rsyslog_dir = setup.dir.path().join("missing");
-    let error = install_export(&setup.params, Some("y\n")).unwrap_err();
+    let error = install_export(&setup.params, Some("y\n"))
+        .unwrap_err()
+        .to_string();
     assert!(
         error.contains("does not exist") && error.contains("--rsyslog-dir"),
         "{error}"
