@@ -1,5 +1,6 @@
 //! compute-sidecars: the programs beside Postgres that a compute configures, starts or stops —
-//! what compute-ctl does to them, as a library it calls from its controller.
+//! what compute-ctl does to them, as a library it calls from its controller (and the
+//! `compute-sidecars` binary, which renders their files from a compute document by hand).
 //!
 //! * [`pgbouncer`]: `pgbouncer_settings` into pgbouncer's INI file, `RELOAD`, SIGKILL on
 //!   termination.
@@ -9,6 +10,7 @@
 //!   audit log directory's upkeep ([`audit::cleanup`]).
 //! * [`vm_tools`]: the NeonVM swap and disk-quota tools run before Postgres starts.
 //! * [`vm_monitor`]: the `vm-monitor` child of an autoscaling compute.
+//! * [`render`]: every file above as one typed, serialisable result (the binary's output).
 //!
 //! Input is a [`compute_spec::ComputeDocument`] or its spec plus typed parameters (paths,
 //! flags); errors are typed per sidecar, each naming what failed. Where a sidecar needs the
@@ -22,5 +24,6 @@
 pub mod audit;
 pub mod local_proxy;
 pub mod pgbouncer;
+pub mod render;
 pub mod vm_monitor;
 pub mod vm_tools;

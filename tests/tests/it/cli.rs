@@ -16,6 +16,7 @@ const BINARIES: &[&str] = &[
     "pg-reconcile",
     "compute-ctl",
     "compute_ctl",
+    "compute-sidecars",
     "vm-monitor",
 ];
 
