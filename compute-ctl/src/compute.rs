@@ -15,11 +15,11 @@ use nix::sys::signal::Signal;
 
 use crate::cli::{log_format_name, Params};
 use crate::lease::{LeaseKeeper, LeaseSettings};
-use crate::lfc::Lfc;
 use crate::stages::{self, name, ChildPid};
 use crate::state::{ComputeStatus, Shared};
 use crate::supervise::{Event, Supervisor};
 use crate::vm_monitor::VmMonitor;
+use pg_prewarm::Lfc;
 
 mod http_start;
 mod live;
