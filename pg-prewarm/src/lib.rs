@@ -12,11 +12,14 @@
 //!   [`OffloadState`]), a second start refused while one runs, the prewarm's cancellation,
 //!   the four [`Counters`], the periodic offload. It knows its compute only through the
 //!   [`Compute`] trait.
+//! * [`cli`]: the `pg-prewarm` binary (`offload`, `prewarm`: the compute document on stdin,
+//!   the resulting state on stdout; README.md).
 //!
 //! Errors are [`Error`]s: the text is a failed state's `error`, the kind the binary's error
 //! envelope. No token is ever in a message or a log line (the URL holds none).
 
 pub mod cache;
+pub mod cli;
 mod error;
 mod job;
 mod state;
