@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::http::{ApiRequest, Reply};
 use crate::state::{ComputeStatus, Inner, Shared};
 pub use pg_prewarm::{
-    Counters, Lfc, OffloadState, PrewarmState, StorageTarget, VanillaState, VANILLA_FORMAT,
+    Lfc, OffloadState, PrewarmState, StorageTarget, VanillaState, VANILLA_FORMAT,
 };
 
 /// The jobs see the current document, and stop with the compute.
