@@ -16,10 +16,10 @@ use nix::sys::signal::Signal;
 
 use crate::cli::{log_format_name, Params};
 use crate::lease::{LeaseKeeper, LeaseSettings};
-use crate::lfc::Lfc;
 use crate::stages::{self, name, ChildPid};
 use crate::state::{ComputeStatus, Shared};
 use crate::supervise::{Event, Supervisor};
+use pg_prewarm::Lfc;
 
 mod http_start;
 mod live;

@@ -128,9 +128,9 @@ fn answer(api: &Api, request: &PromoteRequest) -> (StatusCode, Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lfc::PrewarmState;
     use crate::testing::{api as test_api, body, document, request, spec};
     use hyper::Method;
+    use pg_prewarm::PrewarmState;
     use std::path::Path;
     use std::sync::Arc;
 

@@ -125,7 +125,7 @@ pub struct Api {
     /// The deadlines on each connection.
     pub deadlines: Deadlines,
     /// LFC prewarm/offload state and counters (shared with the controller).
-    pub lfc: Arc<crate::lfc::Lfc>,
+    pub lfc: Arc<pg_prewarm::Lfc>,
     /// The process-lifetime `/promote` result.
     pub promotion: Arc<crate::promote::Promotion>,
     /// `-r` and the remote extension downloads (`remote_ext`).

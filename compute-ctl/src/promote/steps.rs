@@ -22,8 +22,8 @@ use compute_spec::ComputeDocument;
 
 use super::{mode_name, PromoteRequest};
 use crate::http::Api;
-use crate::lfc::PrewarmState;
 use crate::state::{ComputeStatus, PendingConfig};
+use pg_prewarm::PrewarmState;
 use stage_kit::local::pg_error_text;
 
 const APPLICATION_NAME: &str = "compute_ctl:promote";

@@ -14,6 +14,7 @@ const BINARIES: &[&str] = &[
     "pg-extensions-fetch",
     "pg-supervise",
     "pg-reconcile",
+    "pg-prewarm",
     "compute-ctl",
     "compute_ctl",
     "compute-sidecars",

@@ -28,6 +28,8 @@ use serde::{Deserialize, Serialize};
 
 use stage_kit::local::pg_error_text;
 
+use crate::Error;
+
 const APPLICATION_NAME: &str = "compute_ctl:lfc";
 /// The vanilla state's `format`.
 pub const VANILLA_FORMAT: &str = "compute-tools/pg_buffercache/1";
@@ -95,16 +97,21 @@ impl VanillaState {
     }
 }
 
-fn connect(document: &ComputeDocument, database: Option<&str>) -> Result<postgres::Client, String> {
+/// A Postgres error while doing `what`.
+fn failed(what: impl std::fmt::Display, error: &postgres::Error) -> Error {
+    Error::Postgres(format!("{what}: {}", pg_error_text(error)))
+}
+
+fn connect(document: &ComputeDocument, database: Option<&str>) -> Result<postgres::Client, Error> {
     let config = stage_kit::local::admin_config(document, crate::STAGE, APPLICATION_NAME, database)
-        .map_err(|error| error.message)?;
+        .map_err(|error| Error::Connstr(error.message))?;
     config.connect(postgres::NoTls).map_err(|error| {
-        format!(
-            "connecting to the compute's postgres{}: {}",
-            database
-                .map(|name| format!(" (database {name})"))
-                .unwrap_or_default(),
-            pg_error_text(&error)
+        let database = database
+            .map(|name| format!(" (database {name})"))
+            .unwrap_or_default();
+        failed(
+            format!("connecting to the compute's postgres{database}"),
+            &error,
         )
     })
 }
@@ -141,13 +148,13 @@ fn cancellable<T>(
 }
 
 /// The cache state to offload; `None` when there is none (upstream's `skipped`).
-pub fn read_state(document: &ComputeDocument, kind: CacheKind) -> Result<Option<Vec<u8>>, String> {
+pub fn read_state(document: &ComputeDocument, kind: CacheKind) -> Result<Option<Vec<u8>>, Error> {
     let mut client = connect(document, None)?;
     match kind {
         CacheKind::Neon => {
             let row = client
                 .query_one("SELECT neon.get_local_cache_state()", &[])
-                .map_err(|error| format!("reading the LFC state: {}", pg_error_text(&error)))?;
+                .map_err(|error| failed("reading the LFC state", &error))?;
             Ok(row.get::<_, Option<Vec<u8>>>(0))
         }
         CacheKind::Vanilla => {
@@ -157,13 +164,13 @@ pub fn read_state(document: &ComputeDocument, kind: CacheKind) -> Result<Option<
             }
             serde_json::to_vec(&state)
                 .map(Some)
-                .map_err(|error| format!("writing the block list: {error}"))
+                .map_err(|error| Error::Internal(format!("writing the block list: {error}")))
         }
     }
 }
 
 /// The buffer cache's block list, through `pg_buffercache`.
-fn read_vanilla(client: &mut postgres::Client) -> Result<VanillaState, String> {
+fn read_vanilla(client: &mut postgres::Client) -> Result<VanillaState, Error> {
     let schema = ensure_extension(client, "pg_buffercache")?;
     let sql = format!(
         "SELECT d.datname::text, b.reltablespace, b.relfilenode, b.relforknumber::int4, \
@@ -174,7 +181,7 @@ fn read_vanilla(client: &mut postgres::Client) -> Result<VanillaState, String> {
     );
     let rows = client
         .query(&sql, &[])
-        .map_err(|error| format!("reading pg_buffercache: {}", pg_error_text(&error)))?;
+        .map_err(|error| failed("reading pg_buffercache", &error))?;
     let mut state = VanillaState {
         format: VANILLA_FORMAT.to_string(),
         relations: Vec::new(),
@@ -207,13 +214,9 @@ fn read_vanilla(client: &mut postgres::Client) -> Result<VanillaState, String> {
 
 /// Creates `extension` (in `public`) in the connected database unless it is there; a replica
 /// cannot. Returns its schema, quoted (the admin session has no search path).
-fn ensure_extension(client: &mut postgres::Client, extension: &str) -> Result<String, String> {
-    let failed = |error: postgres::Error| {
-        format!(
-            "checking the {extension} extension: {}",
-            pg_error_text(&error)
-        )
-    };
+fn ensure_extension(client: &mut postgres::Client, extension: &str) -> Result<String, Error> {
+    let checking =
+        |error: postgres::Error| failed(format!("checking the {extension} extension"), &error);
     let row = client
         .query_one(
             "SELECT (SELECT n.nspname::text FROM pg_catalog.pg_extension e \
@@ -222,17 +225,17 @@ fn ensure_extension(client: &mut postgres::Client, extension: &str) -> Result<St
                     pg_catalog.pg_is_in_recovery(), pg_catalog.current_database()::text",
             &[&extension],
         )
-        .map_err(failed)?;
+        .map_err(checking)?;
     let (schema, replica, database): (Option<String>, bool, String) =
         (row.get(0), row.get(1), row.get(2));
     if let Some(schema) = schema {
         return Ok(quote_ident(&schema));
     }
     if replica {
-        return Err(format!(
+        return Err(Error::Postgres(format!(
             "the {extension} extension is not installed in database {database}, and a replica \
              cannot install it: CREATE EXTENSION {extension} in that database on the primary"
-        ));
+        )));
     }
     client
         .batch_execute(&format!(
@@ -240,9 +243,9 @@ fn ensure_extension(client: &mut postgres::Client, extension: &str) -> Result<St
             quote_ident(extension)
         ))
         .map_err(|error| {
-            format!(
-                "creating the {extension} extension in database {database}: {}",
-                pg_error_text(&error)
+            failed(
+                format!("creating the {extension} extension in database {database}"),
+                &error,
             )
         })?;
     Ok("public".to_string())
@@ -254,19 +257,26 @@ pub fn load_state(
     kind: CacheKind,
     state: &[u8],
     cancel: &AtomicBool,
-) -> Result<Option<Loaded>, String> {
+) -> Result<Option<Loaded>, Error> {
     match kind {
         CacheKind::Neon => load_neon(document, state, cancel),
         CacheKind::Vanilla => {
-            let state: VanillaState = serde_json::from_slice(state).map_err(|error| {
-                format!("the stored state is not a pg_buffercache block list: {error}")
-            })?;
+            let state: VanillaState =
+                serde_json::from_slice(state).map_err(|error| Error::BadState {
+                    file: None,
+                    message: format!(
+                        "the stored state is not a pg_buffercache block list: {error}"
+                    ),
+                })?;
             if state.format != VANILLA_FORMAT {
-                return Err(format!(
-                    "the stored state has format {:?}, not {VANILLA_FORMAT:?} (was it offloaded \
-                     by a Neon compute?)",
-                    state.format
-                ));
+                return Err(Error::BadState {
+                    file: None,
+                    message: format!(
+                        "the stored state has format {:?}, not {VANILLA_FORMAT:?} (was it \
+                         offloaded by a Neon compute?)",
+                        state.format
+                    ),
+                });
             }
             load_vanilla(document, &state, cancel)
         }
@@ -277,19 +287,19 @@ fn load_neon(
     document: &ComputeDocument,
     state: &[u8],
     cancel: &AtomicBool,
-) -> Result<Option<Loaded>, String> {
+) -> Result<Option<Loaded>, Error> {
     let mut client = connect(document, None)?;
     let state = state.to_vec();
     let loaded = cancellable(&mut client, cancel, |client| {
         client.execute("SELECT neon.prewarm_local_cache($1)", &[&state])
     })
-    .map_err(|error| format!("prewarming the LFC: {}", pg_error_text(&error)))?;
+    .map_err(|error| failed("prewarming the LFC", &error))?;
     if loaded.is_none() {
         return Ok(None);
     }
     let info = client
         .query_one("SELECT * FROM neon.get_prewarm_info()", &[])
-        .map_err(|error| format!("reading the prewarm info: {}", pg_error_text(&error)))?;
+        .map_err(|error| failed("reading the prewarm info", &error))?;
     let column = |index: usize| info.try_get::<_, i32>(index).unwrap_or(0);
     Ok(Some(Loaded {
         total: column(0),
@@ -341,7 +351,7 @@ fn load_vanilla(
     document: &ComputeDocument,
     state: &VanillaState,
     cancel: &AtomicBool,
-) -> Result<Option<Loaded>, String> {
+) -> Result<Option<Loaded>, Error> {
     let total = state.blocks();
     let mut by_database: BTreeMap<&str, Vec<&CachedFork>> = BTreeMap::new();
     for fork in &state.relations {
@@ -354,7 +364,7 @@ fn load_vanilla(
                 "SELECT datname::text FROM pg_catalog.pg_database WHERE datallowconn",
                 &[],
             )
-            .map_err(|error| format!("listing the databases: {}", pg_error_text(&error)))?
+            .map_err(|error| failed("listing the databases", &error))?
             .iter()
             .map(|row| row.get(0))
             .collect()
@@ -397,12 +407,7 @@ fn load_vanilla(
                 )
                 .map(|row| row.get::<_, i64>(0))
         })
-        .map_err(|error| {
-            format!(
-                "pg_prewarm in database {database}: {}",
-                pg_error_text(&error)
-            )
-        })?;
+        .map_err(|error| failed(format!("pg_prewarm in database {database}"), &error))?;
         match loaded {
             Some(loaded) => prewarmed += loaded,
             None => return Ok(None),
@@ -487,7 +492,7 @@ mod tests {
         assert_eq!(state.blocks(), 11);
         assert_eq!(fork_name(2), Some("vm"));
         assert_eq!(fork_name(7), None);
-        let neon: ComputeSpec = serde_json::from_value(crate::testing::spec(serde_json::json!({
+        let neon: ComputeSpec = serde_json::from_value(crate::test_kit::spec(serde_json::json!({
             "tenant_id": "0123456789abcdef0123456789abcdef",
             "timeline_id": "fedcba9876543210fedcba9876543210",
             "pageserver_connstring": "host=ps",
@@ -496,7 +501,7 @@ mod tests {
         .unwrap();
         assert_eq!(kind_of(&neon), CacheKind::Neon);
         let vanilla: ComputeSpec =
-            serde_json::from_value(crate::testing::spec(serde_json::json!({}))).unwrap();
+            serde_json::from_value(crate::test_kit::spec(serde_json::json!({}))).unwrap();
         assert_eq!(kind_of(&vanilla), CacheKind::Vanilla);
     }
 }
