@@ -14,6 +14,7 @@ const BINARIES: &[&str] = &[
     "pg-extensions-fetch",
     "pg-supervise",
     "pg-reconcile",
+    "pg-catalog",
     "compute-ctl",
     "compute_ctl",
     "vm-monitor",
