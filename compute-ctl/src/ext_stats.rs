@@ -1,100 +1,23 @@
-//! Installed-extension statistics (upstream's §4.7): which extension versions are installed
-//! in how many databases, logged as one `[NEON_EXT_STAT] {"extensions":[…]}` line and
-//! exported as `compute_installed_extensions{extension_name,owned_by_superuser,version}`
-//! (series are overwritten by each scan, never removed, as upstream).
-//!
-//! The scan connects to the system database (`application_name =
-//! compute_ctl:get_installed_extensions`), lists at most 500 databases that accept
-//! connections and are valid, connects to each and reads `pg_extension`; any error aborts
-//! the scan (logged; the metric keeps its previous values).
-//!
-//! Schedule: one scan right after start-up on a primary; then, in every mode, sleep twice
-//! the interval, scan, and raise the interval to at least twice the stored one. The
-//! interval starts at `--installed-extensions-collection-interval`; the stored value is that
-//! flag, replaced by the spec's `suspend_timeout_seconds` (`-1`/`0` → 3600) when a start-up
-//! applies the catalog (a primary without `skip_pg_catalog_updates`) and at each
-//! `/configure`. The loop never shrinks the interval and stops when Postgres does.
-//!
-//! Unlike upstream, a scan is not user activity: its connections (one session per database)
-//! would move the `pg_stat_database.sessions` signal of the activity monitor, so activity
-//! reported while a scan runs, and for [`QUIET_MARGIN`] after it, leaves `last_active` as it
-//! was ([`ExtStats::is_scan_activity`]). The admin role's own backends never count anyway.
+//! Installed-extension statistics (upstream's §4.7): [`pg_catalog::ext_stats`]'s scans and
+//! job, wired to the shared state. compute-ctl keeps the statistics in
+//! [`crate::state::Inner::ext_stats`] (the `compute_installed_extensions` series of
+//! `/metrics`, the scan window the activity events are checked against) and decides the
+//! schedule's inputs: the first scan at once on a primary; the stored interval is
+//! `--installed-extensions-collection-interval`, replaced by the spec's
+//! `suspend_timeout_seconds` (`-1`/`0` → 3600) when a start-up applies the catalog (a primary
+//! without `skip_pg_catalog_updates`) and at each `/configure`. The job ends when Postgres
+//! stops (a terminating or terminated status).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use compute_spec::spec::{ComputeMode, ComputeSpec};
 use compute_spec::ComputeDocument;
-use serde::Serialize;
+use pg_catalog::ext_stats::{interval_of, Host};
 
 use crate::state::{ComputeStatus, Shared};
 
-/// The scan's `application_name` (as upstream).
-pub const APPLICATION_NAME: &str = "compute_ctl:get_installed_extensions";
-/// At most this many databases are scanned (as upstream).
-pub const MAX_DATABASES: i64 = 500;
-/// Activity reported up to this long after a scan ended is the scan's own (the activity
-/// monitor ticks every 500 ms).
-pub const QUIET_MARGIN: Duration = Duration::from_secs(2);
-/// The stored interval when the spec's `suspend_timeout_seconds` is `-1` or `0`.
-pub const DEFAULT_INTERVAL: u64 = 3600;
-
-/// One group of the scan: an extension version, installed by a superuser or not.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-pub struct InstalledExtension {
-    /// `pg_extension.extname`.
-    pub extname: String,
-    /// `pg_extension.extversion`.
-    pub version: String,
-    /// How many databases have it.
-    pub n_databases: u64,
-    /// `"1"` when its owner is the bootstrap superuser (OID 10), else `"0"`.
-    pub owned_by_superuser: String,
-}
-
-/// The statistics' state in the shared state.
-#[derive(Clone, Debug, Default)]
-pub struct ExtStats {
-    /// `compute_installed_extensions`: (name, owned_by_superuser, version) → databases.
-    pub installed: BTreeMap<(String, String, String), u64>,
-    /// The running (or last) scan: when it started, and when it ended.
-    pub scan: Option<(SystemTime, Option<SystemTime>)>,
-    /// The stored interval (seconds): the flag's, or the spec's (see [`spawn`]).
-    pub stored_interval: u64,
-}
-
-impl ExtStats {
-    /// Whether activity at `time` is the scan's own: during a scan or up to
-    /// [`QUIET_MARGIN`] after it.
-    pub fn is_scan_activity(&self, time: SystemTime) -> bool {
-        match self.scan {
-            None => false,
-            Some((started, None)) => time >= started,
-            Some((started, Some(ended))) => time >= started && time <= ended + QUIET_MARGIN,
-        }
-    }
-
-    /// Sets the metric from one scan.
-    pub fn record(&mut self, extensions: &[InstalledExtension]) {
-        for ext in extensions {
-            let key = (
-                ext.extname.clone(),
-                ext.owned_by_superuser.clone(),
-                ext.version.clone(),
-            );
-            self.installed.insert(key, ext.n_databases);
-        }
-    }
-}
-
-/// The stored interval a spec gives: its `suspend_timeout_seconds`, `-1`/`0` → 3600.
-pub fn interval_of(spec: &ComputeSpec) -> u64 {
-    u64::try_from(spec.suspend_timeout_seconds)
-        .ok()
-        .filter(|seconds| *seconds > 0)
-        .unwrap_or(DEFAULT_INTERVAL)
-}
+pub use pg_catalog::ext_stats::ExtStats;
 
 /// Stores the interval `spec` gives (start-up, `/configure`).
 pub fn store_interval(shared: &Shared, spec: &ComputeSpec) {
@@ -102,98 +25,30 @@ pub fn store_interval(shared: &Shared, spec: &ComputeSpec) {
     shared.update(|inner| inner.ext_stats.stored_interval = seconds);
 }
 
-/// The loop's next interval: never shrinks, at least twice the stored one.
-pub fn next_interval(current: u64, stored: u64) -> u64 {
-    current.max(stored.saturating_mul(2))
-}
+/// The job's view of the shared state.
+struct SharedHost(Arc<Shared>);
 
-/// Groups `(database, extname, version, owner is superuser)` rows.
-pub fn group(rows: &[(String, String, bool)]) -> Vec<InstalledExtension> {
-    let mut counts: BTreeMap<(String, String, String), u64> = BTreeMap::new();
-    for (name, version, superuser) in rows {
-        let owned = if *superuser { "1" } else { "0" };
-        let key = (name.clone(), version.clone(), owned.to_string());
-        *counts.entry(key).or_insert(0) += 1;
+impl Host for SharedHost {
+    fn document(&self) -> Option<ComputeDocument> {
+        self.0.lock().document.clone()
     }
-    counts
-        .into_iter()
-        .map(
-            |((extname, version, owned_by_superuser), n_databases)| InstalledExtension {
-                extname,
-                version,
-                n_databases,
-                owned_by_superuser,
-            },
-        )
-        .collect()
-}
 
-fn connect(document: &ComputeDocument, database: Option<&str>) -> Result<postgres::Client, String> {
-    let config = stage_kit::local::admin_config(document, crate::STAGE, APPLICATION_NAME, database)
-        .map_err(|error| error.message)?;
-    config
-        .connect(postgres::NoTls)
-        .map_err(|error| stage_kit::local::pg_error_text(&error))
-}
-
-/// Scans every connectable, valid database (at most [`MAX_DATABASES`]).
-pub fn scan(document: &ComputeDocument) -> Result<Vec<InstalledExtension>, String> {
-    let mut system = connect(document, None)?;
-    let databases: Vec<String> = system
-        .query(
-            "SELECT datname::pg_catalog.text FROM pg_catalog.pg_database \
-             WHERE datallowconn AND datconnlimit OPERATOR(pg_catalog.<>) -2 LIMIT $1",
-            &[&MAX_DATABASES],
-        )
-        .map_err(|error| {
-            format!(
-                "listing databases: {}",
-                stage_kit::local::pg_error_text(&error)
-            )
-        })?
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    drop(system);
-    let mut rows = Vec::new();
-    for database in &databases {
-        let mut client = connect(document, Some(database))?;
-        let found = client
-            .query(
-                "SELECT extname::pg_catalog.text, extversion, \
-                 extowner OPERATOR(pg_catalog.=) 10 FROM pg_catalog.pg_extension",
-                &[],
-            )
-            .map_err(|error| {
-                format!(
-                    "reading the extensions of {database:?}: {}",
-                    stage_kit::local::pg_error_text(&error)
-                )
-            })?;
-        rows.extend(found.iter().map(|row| (row.get(0), row.get(1), row.get(2))));
+    fn stats(&self, change: &mut dyn FnMut(&mut ExtStats)) {
+        self.0.update(|inner| change(&mut inner.ext_stats));
     }
-    Ok(group(&rows))
+
+    fn wait_for_stop(&self, pause: Duration) -> bool {
+        let status = self
+            .0
+            .wait_until(pause, |inner| stopped(inner.status()))
+            .status();
+        stopped(status)
+    }
 }
 
-/// One scan with its window recorded, its log line and the metric.
-pub fn scan_and_record(shared: &Shared) {
-    let Some(document) = shared.lock().document.clone() else {
-        return;
-    };
-    shared.update(|inner| inner.ext_stats.scan = Some((SystemTime::now(), None)));
-    let result = scan(&document);
-    shared.update(|inner| {
-        if let Some((started, _)) = inner.ext_stats.scan {
-            inner.ext_stats.scan = Some((started, Some(SystemTime::now())));
-        }
-    });
-    match result {
-        Ok(extensions) => {
-            tracing::info!("[NEON_EXT_STAT] {}", stat_line(&extensions));
-            shared.update(|inner| inner.ext_stats.record(&extensions));
-        }
-        Err(error) => tracing::warn!(%error, "the installed-extensions scan failed"),
-    }
+/// Whether Postgres is stopping or stopped: the scans end.
+fn stopped(status: ComputeStatus) -> bool {
+    status.is_terminating() || status == ComputeStatus::Terminated
 }
 
 /// Starts the schedule in a background thread: the first scan at once on a primary, then
@@ -211,92 +66,8 @@ pub fn spawn(shared: &Arc<Shared>, document: &ComputeDocument, interval: u64) {
             store_interval(shared, spec);
         }
     }
-    let shared = shared.clone();
-    let started = std::thread::Builder::new()
-        .name("ext-stats".into())
-        .spawn(move || run(&shared, primary, interval.max(1)));
-    if let Err(error) = started {
+    let host = Arc::new(SharedHost(shared.clone()));
+    if let Err(error) = pg_catalog::ext_stats::spawn(host, primary, interval) {
         tracing::error!(%error, "cannot start the installed-extensions scans");
-    }
-}
-
-fn run(shared: &Shared, primary: bool, mut interval: u64) {
-    if primary {
-        scan_and_record(shared);
-    }
-    loop {
-        let pause = Duration::from_secs(interval.saturating_mul(2));
-        let status = shared
-            .wait_until(pause, |inner| stopped(inner.status()))
-            .status();
-        if stopped(status) {
-            return;
-        }
-        scan_and_record(shared);
-        let stored = shared.lock().ext_stats.stored_interval;
-        interval = next_interval(interval, stored);
-    }
-}
-
-/// Whether Postgres is stopping or stopped: the scans end.
-fn stopped(status: ComputeStatus) -> bool {
-    status.is_terminating() || status == ComputeStatus::Terminated
-}
-
-/// The `[NEON_EXT_STAT]` payload, fields in upstream's order.
-#[derive(Serialize)]
-struct StatLine<'a> {
-    extensions: &'a [InstalledExtension],
-}
-
-/// The `[NEON_EXT_STAT]` line's JSON.
-pub fn stat_line(extensions: &[InstalledExtension]) -> String {
-    serde_json::to_string(&StatLine { extensions }).unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rows_group_by_name_version_and_owner() {
-        let rows = vec![
-            ("plpgsql".to_string(), "1.0".to_string(), true),
-            ("plpgsql".to_string(), "1.0".to_string(), true),
-            ("pg_trgm".to_string(), "1.6".to_string(), false),
-            ("pg_trgm".to_string(), "1.6".to_string(), true),
-        ];
-        assert_eq!(
-            stat_line(&group(&rows)),
-            r#"{"extensions":[{"extname":"pg_trgm","version":"1.6","n_databases":1,"owned_by_superuser":"0"},{"extname":"pg_trgm","version":"1.6","n_databases":1,"owned_by_superuser":"1"},{"extname":"plpgsql","version":"1.0","n_databases":2,"owned_by_superuser":"1"}]}"#
-        );
-    }
-
-    #[test]
-    fn the_interval_never_shrinks_and_follows_the_spec() {
-        assert_eq!(next_interval(3600, 3600), 7200);
-        assert_eq!(next_interval(7200, 60), 7200);
-        let spec = |seconds: i64| -> ComputeSpec {
-            serde_json::from_value(crate::testing::spec(
-                serde_json::json!({"suspend_timeout_seconds": seconds}),
-            ))
-            .unwrap()
-        };
-        assert_eq!(interval_of(&spec(-1)), 3600);
-        assert_eq!(interval_of(&spec(0)), 3600);
-        assert_eq!(interval_of(&spec(300)), 300);
-    }
-
-    #[test]
-    fn activity_during_and_just_after_a_scan_is_the_scans() {
-        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
-        let mut stats = ExtStats::default();
-        assert!(!stats.is_scan_activity(start));
-        stats.scan = Some((start, None));
-        assert!(stats.is_scan_activity(start + Duration::from_secs(30)));
-        assert!(!stats.is_scan_activity(start - Duration::from_secs(1)));
-        stats.scan = Some((start, Some(start + Duration::from_secs(1))));
-        assert!(stats.is_scan_activity(start + Duration::from_millis(2500)));
-        assert!(!stats.is_scan_activity(start + Duration::from_secs(4)));
     }
 }

@@ -1,11 +1,8 @@
 //! Handlers that talk SQL to the compute's own Postgres (through its socket, with the
-//! admin connection of [`stage_kit::local::admin_config`]): `/readyz`, `/dbs_and_roles`,
-//! `/check_writability`, `/insights`.
+//! admin connection of [`stage_kit::local::admin_config`]): `/readyz`, `/dbs_and_roles`
+//! (the snapshot is [`pg_catalog::listing`]'s), `/check_writability`, `/insights`.
 
-use compute_spec::secret::Secret;
-use compute_spec::spec::{GenericOption, Role};
 use compute_spec::ComputeDocument;
-use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::http::{Api, Reply};
@@ -68,59 +65,6 @@ pub fn readyz(api: &Api) -> Reply {
     }
 }
 
-/// `GET /dbs_and_roles` body: upstream's catalog snapshot.
-#[derive(Debug, Serialize)]
-struct DbsAndRoles {
-    roles: Vec<Role>,
-    databases: Vec<CatalogDatabase>,
-}
-
-/// A database as `/dbs_and_roles` lists it: upstream's `Database` with both flags always
-/// written (the spec's [`compute_spec::spec::Database`] leaves them out when false, so it
-/// cannot stand in here) and `options` always null.
-#[derive(Debug, Serialize)]
-struct CatalogDatabase {
-    name: String,
-    owner: Option<String>,
-    options: Option<Vec<GenericOption>>,
-    restrict_conn: bool,
-    invalid: bool,
-}
-
-fn read_dbs_and_roles(client: &mut postgres::Client) -> Result<DbsAndRoles, postgres::Error> {
-    let roles = client
-        .query(
-            "SELECT rolname::text, rolpassword FROM pg_catalog.pg_authid ORDER BY rolname",
-            &[],
-        )?
-        .iter()
-        .map(|row| Role {
-            name: row.get(0),
-            encrypted_password: row.get::<_, Option<String>>(1).map(Secret::new),
-            options: None,
-            extra: Default::default(),
-        })
-        .collect();
-    let databases = client
-        .query(
-            "SELECT datname::text, \
-             (SELECT rolname::text FROM pg_catalog.pg_roles WHERE oid = datdba), \
-             NOT datallowconn, datconnlimit = -2 \
-             FROM pg_catalog.pg_database ORDER BY datname",
-            &[],
-        )?
-        .iter()
-        .map(|row| CatalogDatabase {
-            name: row.get(0),
-            owner: row.get(1),
-            options: None,
-            restrict_conn: row.get(2),
-            invalid: row.get(3),
-        })
-        .collect();
-    Ok(DbsAndRoles { roles, databases })
-}
-
 /// `GET /dbs_and_roles`: the roles and databases as upstream's catalog snapshot, in any
 /// status (500 when Postgres cannot be reached).
 pub fn dbs_and_roles(api: &Api) -> Reply {
@@ -129,7 +73,7 @@ pub fn dbs_and_roles(api: &Api) -> Reply {
         Ok(client) => client,
         Err(error) => return Reply::error(StatusCode::INTERNAL_SERVER_ERROR, error),
     };
-    match read_dbs_and_roles(&mut client) {
+    match pg_catalog::read_dbs_and_roles(&mut client) {
         Ok(listing) => Reply::json(StatusCode::OK, &listing),
         Err(error) => Reply::error(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -1,38 +1,24 @@
-//! `POST /extensions` (internal): creates an extension in `public` at a version, or updates
-//! it to that version.
+//! `POST /extensions` (internal): [`pg_catalog::extensions`] behind upstream's answers, with
+//! compute-ctl's remote extension download as the crate's preparation hook.
 
-use compute_spec::quote::{Ident, Literal};
 use compute_spec::ComputeDocument;
-use serde::{Deserialize, Serialize};
+use pg_catalog::extensions::Prepare;
+use pg_catalog::ExtensionRequest;
 
-use super::{apply_request, connect, execute};
-use crate::http::{parse_json_in, Api, ApiRequest, Rejection, Reply};
+use super::apply_request;
+#[cfg(test)]
+use super::{install_extension, ParseBody};
+use crate::http::{Api, ApiRequest, Reply};
 use hyper::StatusCode;
-use stage_kit::local::pg_error_text;
 
-/// An `/extensions` request.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-pub struct ExtensionRequest {
-    /// The extension's name.
-    pub extension: String,
-    /// The database to install it in.
-    pub database: String,
-    /// The version to install or update to.
-    pub version: String,
-}
+/// Remote extensions (pg-extensions-fetch): a missing one the spec allows is downloaded
+/// before `CREATE EXTENSION` ([`crate::remote_ext::ensure_for_create`]).
+struct RemoteFetch<'a>(&'a Api);
 
-impl ExtensionRequest {
-    /// Reads a body; the reply is upstream's rejection (400 syntax, 422 shape).
-    pub fn parse(body: &[u8]) -> Result<ExtensionRequest, Reply> {
-        parse_json_in(body, Rejection::AsWritten)
+impl Prepare for RemoteFetch<'_> {
+    fn prepare(&self, document: &ComputeDocument, extension: &str) -> Result<(), String> {
+        crate::remote_ext::ensure_for_create(self.0, document, extension).map(drop)
     }
-}
-
-/// The 201 body: `{"extension","version"}`.
-#[derive(Debug, Serialize)]
-struct Installed<'a> {
-    extension: &'a str,
-    version: &'a str,
 }
 
 /// `POST /extensions` (internal): creates the extension in `public` at the version, or
@@ -42,57 +28,12 @@ pub fn extensions(api: &Api, request: &ApiRequest) -> Reply {
     apply_request(
         api,
         request,
-        // Remote extensions (pg-extensions-fetch): download a missing one before CREATE.
         |document: &ComputeDocument, extension: &ExtensionRequest| {
-            crate::remote_ext::ensure_for_create(api, document, &extension.extension)?;
-            install_extension(document, extension)
+            pg_catalog::extensions::install(document, extension, &RemoteFetch(api))
         },
-        |extension: &ExtensionRequest| {
-            Reply::json(
-                StatusCode::CREATED,
-                &Installed {
-                    extension: &extension.extension,
-                    version: &extension.version,
-                },
-            )
-        },
+        |extension: &ExtensionRequest| Reply::json(StatusCode::CREATED, &extension.installed()),
         "failed to install extension",
     )
-}
-
-/// Installs or updates the extension; returns the statement it ran, if any.
-pub fn install_extension(
-    document: &ComputeDocument,
-    request: &ExtensionRequest,
-) -> Result<Option<String>, String> {
-    let mut client = connect(document, "compute_ctl:install_extension", &request.database)?;
-    let installed: Option<String> = client
-        .query_opt(
-            "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = $1",
-            &[&request.extension],
-        )
-        .map_err(|error| {
-            format!(
-                "reading the installed version of {:?}: {}",
-                request.extension,
-                pg_error_text(&error)
-            )
-        })?
-        .map(|row| row.get(0));
-    let statement = match installed {
-        Some(version) if version == request.version => return Ok(None),
-        Some(_) => format!(
-            "ALTER EXTENSION {} UPDATE TO {}",
-            Ident(&request.extension),
-            Literal(&request.version)
-        ),
-        None => format!(
-            "CREATE EXTENSION IF NOT EXISTS {} WITH SCHEMA public VERSION {}",
-            Ident(&request.extension),
-            Literal(&request.version)
-        ),
-    };
-    execute(&mut client, statement)
 }
 
 #[cfg(test)]

@@ -1,86 +1,14 @@
-//! `POST /grants` (internal): grants a role the schema privileges it lacks, in one statement.
+//! `POST /grants` (internal): [`pg_catalog::grants`] behind upstream's answers.
 
-use std::collections::BTreeSet;
-
-use compute_spec::quote::Ident;
-use compute_spec::ComputeDocument;
-use serde::{Deserialize, Serialize};
-
-use super::{apply_request, connect, execute};
-use crate::http::{parse_json_in, Api, ApiRequest, Rejection, Reply};
+use super::apply_request;
+// What the tests below reach through `super::*`.
+use crate::http::{Api, ApiRequest, Reply};
 use hyper::StatusCode;
-use stage_kit::local::pg_error_text;
-
-/// Upstream's closed set of schema/database/function privileges (`compute_api::privilege`),
-/// written in upper case on the wire; anything else is a 422 naming the list.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Privilege {
-    /// `SELECT`.
-    Select,
-    /// `INSERT`.
-    Insert,
-    /// `UPDATE`.
-    Update,
-    /// `DELETE`.
-    Delete,
-    /// `TRUNCATE`.
-    Truncate,
-    /// `REFERENCES`.
-    References,
-    /// `TRIGGER`.
-    Trigger,
-    /// `USAGE`.
-    Usage,
-    /// `CREATE`.
-    Create,
-    /// `CONNECT`.
-    Connect,
-    /// `TEMPORARY`.
-    Temporary,
-    /// `EXECUTE`.
-    Execute,
-}
-
-impl Privilege {
-    /// The SQL keyword, which is also its wire name and its `aclexplode` `privilege_type`.
-    pub fn keyword(self) -> &'static str {
-        match self {
-            Privilege::Select => "SELECT",
-            Privilege::Insert => "INSERT",
-            Privilege::Update => "UPDATE",
-            Privilege::Delete => "DELETE",
-            Privilege::Truncate => "TRUNCATE",
-            Privilege::References => "REFERENCES",
-            Privilege::Trigger => "TRIGGER",
-            Privilege::Usage => "USAGE",
-            Privilege::Create => "CREATE",
-            Privilege::Connect => "CONNECT",
-            Privilege::Temporary => "TEMPORARY",
-            Privilege::Execute => "EXECUTE",
-        }
-    }
-}
-
-/// A `/grants` request, echoed as the 201 body.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GrantsRequest {
-    /// The database to connect to.
-    pub database: String,
-    /// The schema the privileges are on.
-    pub schema: String,
-    /// The privileges, as given (repeats included).
-    pub privileges: Vec<Privilege>,
-    /// The role that receives them.
-    pub role: String,
-}
-
-impl GrantsRequest {
-    /// Reads a body; the reply is upstream's rejection (400 syntax, 422 shape).
-    pub fn parse(body: &[u8]) -> Result<GrantsRequest, Reply> {
-        parse_json_in(body, Rejection::AsWritten)
-    }
-}
+#[cfg(test)]
+use {
+    super::{set_role_grants, GrantsRequest, ParseBody, Privilege},
+    compute_spec::quote::Ident,
+};
 
 /// `POST /grants` (internal): grants the role the privileges it lacks on the schema, in one
 /// statement; 201 echoing the request. The body is checked before the status, as upstream's
@@ -89,59 +17,10 @@ pub fn grants(api: &Api, request: &ApiRequest) -> Reply {
     apply_request(
         api,
         request,
-        set_role_grants,
-        |grants: &GrantsRequest| Reply::json(StatusCode::CREATED, grants),
+        pg_catalog::set_role_grants,
+        |grants: &pg_catalog::GrantsRequest| Reply::json(StatusCode::CREATED, grants),
         "failed to grant role privileges to the schema",
     )
-}
-
-/// Grants what `grants.role` lacks of `grants.privileges` on the schema; returns the
-/// statement it ran, if any.
-pub fn set_role_grants(
-    document: &ComputeDocument,
-    grants: &GrantsRequest,
-) -> Result<Option<String>, String> {
-    let mut client = connect(document, "compute_ctl:set_role_grants", &grants.database)?;
-    // As upstream: the ACL joined to pg_user, so a NOLOGIN role looks ungranted.
-    let held: BTreeSet<String> = client
-        .query(
-            "SELECT acl.privilege_type::text \
-             FROM pg_catalog.pg_namespace AS n, pg_catalog.aclexplode(n.nspacl) AS acl \
-             JOIN pg_catalog.pg_user AS u ON u.usesysid = acl.grantee \
-             WHERE n.nspname = $1 AND u.usename = $2",
-            &[&grants.schema, &grants.role],
-        )
-        .map_err(|error| {
-            format!(
-                "reading the privileges of role {:?}: {}",
-                grants.role,
-                pg_error_text(&error)
-            )
-        })?
-        .iter()
-        .map(|row| row.get::<_, String>(0))
-        .collect();
-    let mut missing: Vec<&str> = Vec::new();
-    for privilege in grants
-        .privileges
-        .iter()
-        .map(|privilege| privilege.keyword())
-    {
-        if !held.contains(privilege) && !missing.contains(&privilege) {
-            missing.push(privilege);
-        }
-    }
-    if missing.is_empty() {
-        return Ok(None);
-    }
-    // The privileges are keywords of the closed set.
-    let statement = format!(
-        "GRANT {} ON SCHEMA {} TO {}",
-        missing.join(", "),
-        Ident(&grants.schema),
-        Ident(&grants.role)
-    );
-    execute(&mut client, statement)
 }
 
 #[cfg(test)]
@@ -196,29 +75,6 @@ mod tests {
             serde_json::to_value(&parsed).unwrap(),
             json!({"database": "d", "schema": "s", "privileges": ["USAGE", "TEMPORARY"], "role": "r"})
         );
-    }
-
-    #[test]
-    fn keywords_are_the_wire_names() {
-        for privilege in [
-            Privilege::Select,
-            Privilege::Insert,
-            Privilege::Update,
-            Privilege::Delete,
-            Privilege::Truncate,
-            Privilege::References,
-            Privilege::Trigger,
-            Privilege::Usage,
-            Privilege::Create,
-            Privilege::Connect,
-            Privilege::Temporary,
-            Privilege::Execute,
-        ] {
-            assert_eq!(
-                serde_json::to_value(privilege).unwrap(),
-                json!(privilege.keyword())
-            );
-        }
     }
 
     fn post(api: &Api, body: &[u8]) -> Reply {

@@ -1,32 +1,45 @@
 //! `GET /database_schema`, `POST /grants` and `POST /extensions` (upstream's `catalog.rs`,
-//! `set_role_grants` and `install_extension`): one module per route, and the connection and
-//! status helpers they share.
+//! `set_role_grants` and `install_extension`): the HTTP adapters of [`pg_catalog`], one
+//! module per route. Each decodes the request, calls the crate, and maps its result or
+//! error to upstream's status and body.
 //!
-//! Every name and literal that reaches SQL goes through [`compute_spec::quote`]; values are
-//! read back with bind parameters; `pg_dump` gets the database through `PGDATABASE`, which
-//! libpq never expands as a connection string. Request bodies are decoded by
-//! [`crate::http::parse_json_in`] into the typed requests ([`GrantsRequest`],
-//! [`ExtensionRequest`]), with serde's messages in their original case (see
-//! [`crate::http::Rejection::AsWritten`]).
+//! Request bodies are decoded by [`crate::http::parse_json_in`] into the crate's typed
+//! requests ([`GrantsRequest`], [`ExtensionRequest`]; [`ParseBody::parse`]), with serde's
+//! messages in their original case (see [`crate::http::Rejection::AsWritten`]).
 
-mod dump;
 mod extensions;
 mod grants;
 mod schema;
 
+use std::fmt::Display;
+
 use compute_spec::ComputeDocument;
 use serde::de::DeserializeOwned;
-use stage_kit::local::pg_error_text;
 
 use crate::http::{parse_json_in, Api, ApiRequest, Rejection, Reply};
 use crate::routes::wrong_status;
 use crate::state::ComputeStatus;
 use hyper::StatusCode;
 
-pub use dump::Limits;
-pub use extensions::{extensions, install_extension, ExtensionRequest};
-pub use grants::{grants, set_role_grants, GrantsRequest, Privilege};
-pub use schema::{database_schema, PG_DUMP_DEADLINE, PG_DUMP_IDLE, PG_DUMP_LIMITS};
+pub use extensions::extensions;
+pub use grants::grants;
+pub use pg_catalog::dump::Limits;
+pub use pg_catalog::schema::{PG_DUMP_DEADLINE, PG_DUMP_IDLE, PG_DUMP_LIMITS};
+pub use pg_catalog::{
+    install_extension, set_role_grants, ExtensionRequest, GrantsRequest, Privilege,
+};
+pub use schema::database_schema;
+
+/// A request body of the catalog routes, read as upstream's extractor reads it.
+pub trait ParseBody: DeserializeOwned {
+    /// Reads a body; the reply is upstream's rejection (400 syntax, 422 shape).
+    fn parse(body: &[u8]) -> Result<Self, Reply> {
+        parse_json_in(body, Rejection::AsWritten)
+    }
+}
+
+impl ParseBody for GrantsRequest {}
+impl ParseBody for ExtensionRequest {}
 
 /// The compute's document when it is `running`; upstream's 412 otherwise.
 pub fn running_document(api: &Api) -> Result<ComputeDocument, Reply> {
@@ -46,10 +59,10 @@ pub fn running_document(api: &Api) -> Result<ComputeDocument, Reply> {
 /// The shape of `POST /grants` and `POST /extensions`: the body decoded first (as upstream's
 /// extractor runs before the handler checks the status), then 412 unless `running`, then
 /// `apply`; `created`'s 201 on success, else 500 `<failure>: <message>`.
-fn apply_request<R: DeserializeOwned>(
+fn apply_request<R: DeserializeOwned, E: Display>(
     api: &Api,
     request: &ApiRequest,
-    apply: impl FnOnce(&ComputeDocument, &R) -> Result<Option<String>, String>,
+    apply: impl FnOnce(&ComputeDocument, &R) -> Result<Option<String>, E>,
     created: impl FnOnce(&R) -> Reply,
     failure: &str,
 ) -> Reply {
@@ -68,31 +81,6 @@ fn apply_request<R: DeserializeOwned>(
             format!("{failure}: {message}"),
         ),
     }
-}
-
-/// Runs one statement; returns it (what the change functions report having run).
-fn execute(client: &mut postgres::Client, statement: String) -> Result<Option<String>, String> {
-    client
-        .batch_execute(&statement)
-        .map_err(|error| pg_error_text(&error))?;
-    Ok(Some(statement))
-}
-
-/// An admin connection to `database` of the compute's Postgres.
-fn connect(
-    document: &ComputeDocument,
-    application_name: &str,
-    database: &str,
-) -> Result<postgres::Client, String> {
-    let config =
-        stage_kit::local::admin_config(document, crate::STAGE, application_name, Some(database))
-            .map_err(|error| error.message)?;
-    config.connect(postgres::NoTls).map_err(|error| {
-        format!(
-            "connecting to database {database:?}: {}",
-            pg_error_text(&error)
-        )
-    })
 }
 
 /// Fixtures of the route modules' tests.

@@ -1,38 +1,44 @@
-//! `GET /database_schema?database=<name>`: the database's `pg_dump --schema-only`, streamed
-//! ([`super::dump`]).
+//! `GET /database_schema?database=<name>`: the database's `pg_dump --schema-only`
+//! ([`pg_catalog::schema`]), streamed as the response body.
 
-use std::process::Command;
-use std::time::Duration;
-
+use bytes::Bytes;
 use compute_spec::ComputeDocument;
+use pg_catalog::dump::{Gone, Limits, Sink, CHUNKS_IN_FLIGHT};
+use pg_catalog::schema::SchemaError;
 
-use super::dump::{self, Head, Limits};
+use super::PG_DUMP_LIMITS;
+#[cfg(test)]
+use super::{PG_DUMP_DEADLINE, PG_DUMP_IDLE};
 use crate::extract::query;
+use crate::http::body::{body_channel, BodySender};
 use crate::http::{Api, ApiRequest, Rejection, Reply};
 use hyper::StatusCode;
 
-/// pg_dump is killed when its output stays silent this long (before the first byte, between
-/// chunks, or before it exits).
-pub const PG_DUMP_IDLE: Duration = Duration::from_secs(60);
+/// The dump's output goes out as the response body: dropping the sender ends it with the
+/// terminating chunk, a failure ends the connection without it (see [`crate::http::body`]).
+impl Sink for BodySender {
+    fn send(&self, chunk: Vec<u8>) -> Result<(), Gone> {
+        BodySender::send(self, Bytes::from(chunk)).map_err(|_| Gone)
+    }
 
-/// pg_dump is killed when the whole dump runs longer than this.
-pub const PG_DUMP_DEADLINE: Duration = Duration::from_secs(30 * 60);
+    fn fail(&self, why: String) {
+        BodySender::fail(self, why);
+    }
 
-/// The limits of a dump started by the route.
-pub const PG_DUMP_LIMITS: Limits = Limits {
-    idle: PG_DUMP_IDLE,
-    total: PG_DUMP_DEADLINE,
-};
+    fn is_closed(&self) -> bool {
+        BodySender::is_closed(self)
+    }
+}
 
-/// `GET /database_schema?database=<name>` (external, authenticated, any status): the
-/// database's `pg_dump --schema-only`, 200 with upstream's `Content-Type: application/json`
-/// (sic) as soon as pg_dump writes, the SQL streamed; 404 when the database does not exist;
 /// The query of `GET /database_schema`.
 #[derive(Debug, serde::Deserialize)]
 struct SchemaQuery {
     database: String,
 }
 
+/// `GET /database_schema?database=<name>` (external, authenticated, any status): the
+/// database's `pg_dump --schema-only`, 200 with upstream's `Content-Type: application/json`
+/// (sic) as soon as pg_dump writes, the SQL streamed; 404 when the database does not exist;
 /// 500 otherwise.
 pub fn database_schema(api: &Api, request: &ApiRequest) -> Reply {
     let SchemaQuery { database } = match query(request.query.as_deref(), Rejection::Lower) {
@@ -50,32 +56,23 @@ pub fn database_schema(api: &Api, request: &ApiRequest) -> Reply {
 }
 
 fn dump_schema(document: &ComputeDocument, database: &str, limits: Limits) -> Reply {
-    let command = pg_dump_command(document, database);
-    match dump::start(command, limits, database.to_string()) {
+    let (sender, rest) = body_channel(CHUNKS_IN_FLIGHT);
+    match pg_catalog::schema::dump_schema(document, database, limits, sender) {
         // As upstream, the 200 goes out with the first chunk. Unlike upstream, a pg_dump
         // failing later ends the chunked body without its terminating chunk, so the client
         // sees an incomplete body, never a complete 200 (README, compatibility table).
-        Head::Output { first, rest } => {
-            Reply::streaming(StatusCode::OK, "application/json".into(), first, rest)
+        Ok(first) => Reply::streaming(StatusCode::OK, "application/json".into(), first, rest),
+        Err(SchemaError::NoSuchDatabase { .. }) => {
+            Reply::error(StatusCode::NOT_FOUND, "database does not exist")
         }
-        Head::Ended { status, stderr } => {
-            let stderr = String::from_utf8_lossy(&stderr);
-            let missing = format!("FATAL:  database \"{database}\" does not exist");
-            if stderr.contains(&missing) {
-                return Reply::error(StatusCode::NOT_FOUND, "database does not exist");
-            }
-            tracing::error!(
-                database,
-                %status,
-                stderr = %stderr.trim_end(),
-                "pg_dump failed"
-            );
+        Err(SchemaError::Exited { status, stderr }) => {
+            tracing::error!(database, %status, %stderr, "pg_dump failed");
             Reply::error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "failed to execute pg_dump",
             )
         }
-        Head::Failed(error) => {
+        Err(SchemaError::Failed(error)) => {
             tracing::error!(database, %error, "pg_dump failed");
             Reply::error(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -83,43 +80,6 @@ fn dump_schema(document: &ComputeDocument, database: &str, limits: Limits) -> Re
             )
         }
     }
-}
-
-fn pg_dump_command(document: &ComputeDocument, database: &str) -> Command {
-    let mut command = Command::new(document.sibling_binary("pg_dump"));
-    command
-        .arg("--host")
-        .arg(&document.instance.socket_dir)
-        .arg("--port")
-        .arg(document.instance.port.to_string())
-        .arg("--username")
-        .arg(stage_kit::local::admin_user(document))
-        .arg("--schema-only")
-        .env("PGDATABASE", database)
-        .env("PGAPPNAME", "compute_ctl:database_schema")
-        .env("PGCONNECT_TIMEOUT", "10");
-    // Nothing from compute-ctl's own environment may redirect the connection.
-    for variable in [
-        "PGSERVICE",
-        "PGSERVICEFILE",
-        "PGOPTIONS",
-        "PGHOSTADDR",
-        "PGPASSFILE",
-    ] {
-        command.env_remove(variable);
-    }
-    if let Some(password) = document
-        .connstr
-        .parse::<postgres::Config>()
-        .ok()
-        .and_then(|config| config.get_password().map(<[u8]>::to_vec))
-    {
-        command.env(
-            "PGPASSWORD",
-            String::from_utf8_lossy(&password).into_owned(),
-        );
-    }
-    command
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ const BINARIES: &[&str] = &[
     "pg-supervise",
     "pg-reconcile",
     "pg-prewarm",
+    "pg-catalog",
     "compute-ctl",
     "compute_ctl",
     "compute-sidecars",

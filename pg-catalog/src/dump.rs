@@ -1,35 +1,36 @@
-//! `pg_dump` streamed to a client, as upstream: the reply is decided by pg_dump's first
-//! output (a non-empty chunk → 200 and the SQL streamed; none → its exit status and stderr),
-//! and pg_dump is killed when the client goes away.
+//! `pg_dump` streamed to a reader, as upstream's `/database_schema`: what happens is decided by
+//! pg_dump's first output (a non-empty chunk → the SQL streamed; none → its exit status and
+//! stderr), and pg_dump is killed when the reader goes away.
 //!
 //! One thread per dump owns the child from spawn to reaping (so the parent-death signal set
 //! by [`stage_kit::child::spawn`], which follows the spawning *thread*, lasts exactly as long
-//! as the dump), reads its stdout and hands chunks to the response through a
-//! [`body_channel`]. Every wait is bounded: the pipe is polled in short slices, so a silent
-//! pg_dump is killed after [`Limits::idle`], the whole dump after [`Limits::total`], and a
-//! client that went away is noticed within a slice even while pg_dump says nothing. Once
-//! output has started, a failure (pg_dump's exit status, a deadline) ends the body without
-//! its terminating chunk (see [`crate::http::body`]): a truncated schema never looks whole.
+//! as the dump), reads its stdout and hands chunks to the caller's [`Sink`] (compute-ctl's
+//! HTTP body, or [`channel`]'s receiving end). Every wait is bounded: the pipe is polled in
+//! short slices, so a silent pg_dump is killed after [`Limits::idle`], the whole dump after
+//! [`Limits::total`], and a reader that went away is noticed within a slice even while
+//! pg_dump says nothing. Once output has started, a failure (pg_dump's exit status, a
+//! deadline) is told to the sink with [`Sink::fail`] instead of its normal end (the sink
+//! dropped): a truncated schema never looks whole.
 
 use std::fmt;
 use std::io::{self, Read};
 use std::os::fd::AsFd;
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-use crate::http::body::{body_channel, BodySender, BodyStream};
 use stage_kit::child::STDERR_CAP;
 
-/// Largest chunk read from pg_dump's pipe and sent as one HTTP chunk.
+/// Largest chunk read from pg_dump's pipe and sent as one chunk.
 const CHUNK: usize = 64 * 1024;
-/// Chunks waiting between the reading thread and a slow client.
-const CHUNKS_IN_FLIGHT: usize = 4;
+/// Chunks waiting between the reading thread and a slow reader (see [`channel`]).
+pub const CHUNKS_IN_FLIGHT: usize = 4;
 /// The longest single wait on the pipe: how soon a departed client is noticed.
 const SLICE: Duration = Duration::from_millis(100);
 
@@ -43,16 +44,26 @@ pub struct Limits {
     pub total: Duration,
 }
 
+/// Where the output after the first chunk goes: a dump ends by dropping its sink (complete)
+/// or by [`Sink::fail`] (incomplete).
+pub trait Sink: Send + 'static {
+    /// Sends a chunk, waiting while the reader is behind; `Err` when it went away.
+    fn send(&self, chunk: Vec<u8>) -> Result<(), Gone>;
+    /// Ends the output as incomplete, saying why.
+    fn fail(&self, why: String);
+    /// Whether the reader went away.
+    fn is_closed(&self) -> bool;
+}
+
+/// The reader went away: nothing more can be sent.
+#[derive(Debug)]
+pub struct Gone;
+
 /// How a dump began.
 #[derive(Debug)]
 pub enum Head {
-    /// pg_dump wrote `first`; the rest follows through `rest`.
-    Output {
-        /// Its first output (not empty).
-        first: Vec<u8>,
-        /// The rest, ending incomplete if pg_dump fails.
-        rest: BodyStream,
-    },
+    /// pg_dump wrote this first output (not empty); the rest goes to the sink.
+    Output(Vec<u8>),
     /// pg_dump exited without writing anything.
     Ended {
         /// Its exit status.
@@ -64,12 +75,13 @@ pub enum Head {
     Failed(String),
 }
 
-/// Runs `command` (pg_dump) for `database` and waits for its first output or its end.
-pub fn start(command: Command, limits: Limits, database: String) -> Head {
+/// Runs `command` (pg_dump) for `database` and waits for its first output or its end; the
+/// rest of a started output goes to `sink`.
+pub fn start(command: Command, limits: Limits, database: String, sink: impl Sink) -> Head {
     let (head, answer) = sync_channel(1);
     let spawned = std::thread::Builder::new()
         .name("pg_dump".into())
-        .spawn(move || run(command, limits, &head, &database));
+        .spawn(move || run(command, limits, &head, &database, sink));
     if let Err(error) = spawned {
         return Head::Failed(format!("starting the pg_dump thread: {error}"));
     }
@@ -79,7 +91,13 @@ pub fn start(command: Command, limits: Limits, database: String) -> Head {
 }
 
 /// The dump thread: spawn, first output (or end), then the rest.
-fn run(mut command: Command, limits: Limits, head: &SyncSender<Head>, database: &str) {
+fn run(
+    mut command: Command,
+    limits: Limits,
+    head: &SyncSender<Head>,
+    database: &str,
+    sink: impl Sink,
+) {
     let mut dump = match Dump::spawn(&mut command) {
         Ok(dump) => dump,
         Err(error) => {
@@ -103,15 +121,14 @@ fn run(mut command: Command, limits: Limits, head: &SyncSender<Head>, database: 
             return;
         }
     };
-    let (sender, rest) = body_channel(CHUNKS_IN_FLIGHT);
     let sent = first.len();
-    if head.send(Head::Output { first, rest }).is_err() {
-        // The handler is gone: `dump` is dropped, which kills pg_dump.
+    if head.send(Head::Output(first)).is_err() {
+        // The caller is gone: `dump` is dropped, which kills pg_dump.
         return;
     }
-    dump.pump(&sender, limits, database, sent);
-    // Dropping `sender` after a success ends the body with its terminating chunk.
-    drop(sender);
+    dump.pump(&sink, limits, database, sent);
+    // Dropping the sink after a success ends the output complete.
+    drop(sink);
 }
 
 /// Why reading pg_dump's output stopped before its end.
@@ -164,7 +181,8 @@ impl Dump {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        crate::stages::hide_notify_socket(command);
+        // pg_dump is no service of ours: it must not talk to systemd.
+        command.env_remove(stage_kit::notify::NOTIFY_SOCKET);
         let mut child = stage_kit::child::spawn(command, nix::sys::signal::Signal::SIGKILL)
             .map_err(|error| format!("starting {program}: {error}"))?;
         let stderr = child
@@ -226,13 +244,13 @@ impl Dump {
         }
     }
 
-    /// Sends the rest of the output to `sender`; a failure ends the body incomplete.
-    fn pump(&mut self, sender: &BodySender, limits: Limits, database: &str, mut sent: usize) {
+    /// Sends the rest of the output to `sender`; a failure ends it incomplete.
+    fn pump(&mut self, sender: &impl Sink, limits: Limits, database: &str, mut sent: usize) {
         loop {
             match self.read_chunk(limits, || sender.is_closed()) {
                 Ok(Some(chunk)) => {
                     sent += chunk.len();
-                    if sender.send(Bytes::from(chunk)).is_err() {
+                    if sender.send(chunk).is_err() {
                         return self.client_gone(database, sent);
                     }
                 }
@@ -256,7 +274,7 @@ impl Dump {
                     %status,
                     stderr = %stderr.trim_end(),
                     bytes = sent,
-                    "pg_dump failed after its output started; the body ends incomplete"
+                    "pg_dump failed after its output started; the output ends incomplete"
                 );
                 sender.fail(format!("pg_dump failed ({status})"));
             }
@@ -315,5 +333,62 @@ impl Dump {
 impl Drop for Dump {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A [`Sink`] over a bounded in-process channel (the `pg-catalog schema` binary's); its
+/// other end is [`Chunks`].
+#[derive(Debug)]
+pub struct ChannelSink {
+    sender: SyncSender<Result<Vec<u8>, String>>,
+    closed: Arc<AtomicBool>,
+}
+
+/// The reading end of [`channel`]: the chunks in order, then `Err(why)` if the output ends
+/// incomplete; dropping it is the reader going away.
+#[derive(Debug)]
+pub struct Chunks {
+    receiver: Receiver<Result<Vec<u8>, String>>,
+    closed: Arc<AtomicBool>,
+}
+
+/// A sink and its reader; at most `chunks` chunks wait between them.
+pub fn channel(chunks: usize) -> (ChannelSink, Chunks) {
+    let (sender, receiver) = sync_channel(chunks.max(1));
+    let closed = Arc::new(AtomicBool::new(false));
+    (
+        ChannelSink {
+            sender,
+            closed: closed.clone(),
+        },
+        Chunks { receiver, closed },
+    )
+}
+
+impl Sink for ChannelSink {
+    fn send(&self, chunk: Vec<u8>) -> Result<(), Gone> {
+        self.sender.send(Ok(chunk)).map_err(|_| Gone)
+    }
+
+    fn fail(&self, why: String) {
+        let _ = self.sender.send(Err(why));
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+}
+
+impl Iterator for Chunks {
+    type Item = Result<Vec<u8>, String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.receiver.recv().ok()
+    }
+}
+
+impl Drop for Chunks {
+    fn drop(&mut self) {
+        self.closed.store(true, Ordering::SeqCst);
     }
 }
