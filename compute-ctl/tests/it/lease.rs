@@ -1,4 +1,4 @@
-//! LSN leases against a page-service stand-in (the kit's `FakeBackend`, answering
+//! LSN leases against a page-service stand-in (the kit's `fake_pg::page_service`, answering
 //! `lease lsn` with a `valid_until`, NULL, an error, or slowly, as a script says): every
 //! shard × pageserver with the token as password, renewals on upstream's schedule, a
 //! refusal ending renewals, errors backing off and recovering, a slow server timing out, a
@@ -9,13 +9,13 @@
 
 use crate::common;
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use compute_ctl::lease::{LeaseKeeper, LeaseSettings};
 use compute_ctl::state::Shared;
 use compute_spec::ComputeDocument;
-use pg_test_support::fake_pg::{Answer, FakeBackend, Responder, Response, Script};
+use pg_test_support::fake_pg::page_service::{Behaviour, Pageserver};
 use pg_test_support::probe::eventually;
 use serde_json::{json, Value};
 
@@ -23,104 +23,6 @@ const TENANT: &str = "0123456789abcdef0123456789abcdef";
 const TIMELINE: &str = "fedcba9876543210fedcba9876543210";
 const LSN: &str = "0/16B3748";
 const TOKEN: &str = "storage-token";
-
-/// How the stand-in answers the next `lease lsn`.
-#[derive(Clone, Debug)]
-enum Behaviour {
-    /// `valid_until` = now + this.
-    ValidFor(Duration),
-    /// NULL: refused.
-    Refuse,
-    /// An ErrorResponse.
-    Fail,
-    /// Waits this long, then answers valid for 10 s.
-    Slow(Duration),
-}
-
-/// One query the stand-in received.
-#[derive(Clone, Debug)]
-struct Seen {
-    password: String,
-    query: String,
-    at: Instant,
-}
-
-/// A page-service stand-in on 127.0.0.1 (cleartext password, the storage token): the kit's
-/// fake backend, answering each query with the next [`Behaviour`] of its script.
-struct Pageserver {
-    backend: FakeBackend,
-    /// Answers in order; the last one repeats.
-    script: Arc<Mutex<Vec<Behaviour>>>,
-}
-
-impl Pageserver {
-    fn start(script: Vec<Behaviour>) -> Pageserver {
-        let script = Arc::new(Mutex::new(script));
-        let behaviours = script.clone();
-        let respond = move |_: &str| {
-            let behaviour = {
-                let mut script = behaviours.lock().unwrap();
-                if script.len() > 1 {
-                    script.remove(0)
-                } else {
-                    script[0].clone()
-                }
-            };
-            answer(behaviour)
-        };
-        let backend = FakeBackend::start(Script {
-            password: TOKEN.to_string(),
-            answer: Answer::Computed(Responder::new(respond)),
-            ..Script::default()
-        });
-        Pageserver { backend, script }
-    }
-
-    fn connstr(&self) -> String {
-        format!("host=127.0.0.1 port={} user=cloud_admin", self.backend.port)
-    }
-
-    /// Every query of every connection, in order.
-    fn seen(&self) -> Vec<Seen> {
-        let mut all = Vec::new();
-        for connection in self.backend.seen() {
-            for (query, at) in connection.commands.iter().zip(&connection.command_times) {
-                all.push(Seen {
-                    password: connection.password.clone(),
-                    query: query.clone(),
-                    at: *at,
-                });
-            }
-        }
-        all
-    }
-
-    fn set(&self, script: Vec<Behaviour>) {
-        *self.script.lock().unwrap() = script;
-    }
-}
-
-/// The page service's answer: one `valid_until` column (milliseconds since the epoch as
-/// text, NULL for a refusal), or an error.
-fn answer(behaviour: Behaviour) -> Response {
-    let valid = match behaviour {
-        Behaviour::ValidFor(valid) => Some(valid),
-        Behaviour::Refuse => None,
-        Behaviour::Slow(delay) => {
-            std::thread::sleep(delay);
-            Some(Duration::from_secs(10))
-        }
-        Behaviour::Fail => return Response::Error("tenant shard not found".to_string()),
-    };
-    let until = valid.map(|valid| {
-        (SystemTime::now() + valid)
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis()
-            .to_string()
-    });
-    Response::Row(vec![("valid_until".to_string(), until)])
-}
 
 /// A Static spec on these pageserver settings.
 fn static_spec(pageservers: Value) -> Value {
@@ -166,8 +68,8 @@ fn command(shard: &str) -> String {
 #[test]
 fn every_shard_and_pageserver_is_leased_and_renewed_on_schedule() {
     // valid 2 s → renewed after max(2 s − 60 s, 1 s) = 1 s.
-    let a = Pageserver::start(vec![Behaviour::ValidFor(Duration::from_secs(2))]);
-    let b = Pageserver::start(vec![Behaviour::ValidFor(Duration::from_secs(2))]);
+    let a = Pageserver::start(TOKEN, vec![Behaviour::ValidFor(Duration::from_secs(2))]);
+    let b = Pageserver::start(TOKEN, vec![Behaviour::ValidFor(Duration::from_secs(2))]);
     let spec = static_spec(json!({
         "shard_stripe_size": 2048,
         "pageserver_connection_info": {"shard_count": 2, "shards": {
@@ -205,11 +107,14 @@ fn every_shard_and_pageserver_is_leased_and_renewed_on_schedule() {
 
 #[test]
 fn a_refusal_ends_renewals_and_wins_over_leases() {
-    let a = Pageserver::start(vec![Behaviour::ValidFor(Duration::from_secs(1))]);
-    let b = Pageserver::start(vec![
-        Behaviour::ValidFor(Duration::from_secs(1)),
-        Behaviour::Refuse,
-    ]);
+    let a = Pageserver::start(TOKEN, vec![Behaviour::ValidFor(Duration::from_secs(1))]);
+    let b = Pageserver::start(
+        TOKEN,
+        vec![
+            Behaviour::ValidFor(Duration::from_secs(1)),
+            Behaviour::Refuse,
+        ],
+    );
     let spec = static_spec(json!({
         "pageserver_connstring": format!("{},{}", a.connstr(), b.connstr()),
         "shard_stripe_size": 2048,
@@ -231,12 +136,15 @@ fn a_refusal_ends_renewals_and_wins_over_leases() {
 
 #[test]
 fn errors_back_off_and_a_lease_resets_them() {
-    let a = Pageserver::start(vec![
-        Behaviour::Fail,
-        Behaviour::Fail,
-        Behaviour::Fail,
-        Behaviour::ValidFor(Duration::from_secs(3600)),
-    ]);
+    let a = Pageserver::start(
+        TOKEN,
+        vec![
+            Behaviour::Fail,
+            Behaviour::Fail,
+            Behaviour::Fail,
+            Behaviour::ValidFor(Duration::from_secs(3600)),
+        ],
+    );
     let keeper = LeaseKeeper::start(
         shared_with(static_spec(json!({"pageserver_connstring": a.connstr()}))),
         fast_settings(),
@@ -263,10 +171,13 @@ fn errors_back_off_and_a_lease_resets_them() {
 
 #[test]
 fn a_slow_pageserver_times_out_and_is_retried() {
-    let a = Pageserver::start(vec![
-        Behaviour::Slow(Duration::from_secs(3)),
-        Behaviour::ValidFor(Duration::from_secs(3600)),
-    ]);
+    let a = Pageserver::start(
+        TOKEN,
+        vec![
+            Behaviour::Slow(Duration::from_secs(3)),
+            Behaviour::ValidFor(Duration::from_secs(3600)),
+        ],
+    );
     let settings = LeaseSettings {
         request_timeout: Duration::from_millis(300),
         ..fast_settings()
@@ -296,8 +207,8 @@ fn a_slow_pageserver_times_out_and_is_retried() {
 
 #[test]
 fn a_pageserver_change_ends_the_wait_and_a_stop_ends_the_thread() {
-    let a = Pageserver::start(vec![Behaviour::ValidFor(Duration::from_secs(3600))]);
-    let b = Pageserver::start(vec![Behaviour::ValidFor(Duration::from_secs(3600))]);
+    let a = Pageserver::start(TOKEN, vec![Behaviour::ValidFor(Duration::from_secs(3600))]);
+    let b = Pageserver::start(TOKEN, vec![Behaviour::ValidFor(Duration::from_secs(3600))]);
     let shared = shared_with(static_spec(json!({"pageserver_connstring": a.connstr()})));
     let mut keeper = LeaseKeeper::start(shared.clone(), fast_settings()).unwrap();
     eventually(Duration::from_secs(20), "the first lease", || {
@@ -324,7 +235,7 @@ fn a_pageserver_change_ends_the_wait_and_a_stop_ends_the_thread() {
 
 #[test]
 fn compute_ctl_leases_a_static_computes_lsn() {
-    let pageserver = Pageserver::start(vec![Behaviour::ValidFor(Duration::from_secs(3600))]);
+    let pageserver = Pageserver::start(TOKEN, vec![Behaviour::ValidFor(Duration::from_secs(3600))]);
     let mut harness = common::Harness::new();
     let spec = static_spec(json!({"pageserver_connstring": pageserver.connstr()}));
     let mut compute = harness.start(&["-s", &spec.to_string()]);

@@ -10,13 +10,15 @@
 //! (Parse/Describe/Bind/Execute/Sync/Close). It answers exactly one command ([`Script::command`])
 //! with the [`Answer`] and every other one with an error — or, with [`Answer::Computed`],
 //! every command with what a test's function says (a page service's `lease lsn`, whose
-//! answer changes from one request to the next); it records each connection ([`Seen`]) as
-//! it happens, so a test can look while the connection is still open.
+//! answer changes from one request to the next; [`page_service`] wraps that for leases);
+//! it records each connection ([`Seen`]) as it happens, so a test can look while the
+//! connection is still open.
 //!
 //! For a wire client's unit tests, [`scripted`] replays a byte-level transcript on a Unix
 //! socket instead, built with the same encoder ([`messages`]).
 
 pub mod messages;
+pub mod page_service;
 mod scripted;
 
 use std::io::{Read, Write};
