@@ -18,7 +18,8 @@
 //! * [`signals`]: SIGTERM/SIGINT → fast, SIGQUIT → immediate shutdown through pg-supervise.
 //! * [`migrations`]: `pg-reconcile --migrate` in the background after a primary's start-up
 //!   apply; [`ext_stats`]: the installed-extension scans and their metric.
-//! * [`lease`]: LSN leases of a Static compute, renewed while its Postgres runs.
+//! * [`lease`]: LSN leases of a Static compute, renewed while its Postgres runs (the
+//!   `pg-lsn-lease` crate's keeper on the shared state).
 //! * The sidecars (pgbouncer, local_proxy, rsyslog and the audit log upkeep, the NeonVM
 //!   tools, vm-monitor) are the `compute-sidecars` crate, called from [`compute`].
 //!

@@ -134,7 +134,7 @@ mod tests {
     const TIMELINE: &str = "fedcba9876543210fedcba9876543210";
 
     fn spec(extra: Value) -> ComputeSpec {
-        let mut value = crate::testing::spec(json!({
+        let mut value = crate::test_kit::spec(json!({
             "tenant_id": TENANT, "timeline_id": TIMELINE, "mode": {"Static": "0/16B3748"},
         }));
         if let (Some(value), Value::Object(extra)) = (value.as_object_mut(), extra) {
@@ -208,7 +208,7 @@ mod tests {
         assert!(targets(&bad_key)
             .unwrap_err()
             .starts_with("pageserver_connection_info.shards.zz02: "));
-        let vanilla: ComputeSpec = serde_json::from_value(crate::testing::spec(
+        let vanilla: ComputeSpec = serde_json::from_value(crate::test_kit::spec(
             json!({"upstream_connstring": "host=x"}),
         ))
         .unwrap();

@@ -1,27 +1,6 @@
-//! LSN leases for Static (time-travel) computes, upstream's `lsn_lease.rs` (reference §8):
-//! a pageserver keeps a Static compute's LSN out of garbage collection only while the compute
-//! holds a lease on it.
-//!
-//! One thread per compute, started when the spec is known (before the basebackup, which reads
-//! at that LSN), only for `{"Static": "<lsn>"}`; the LSN is the one of the spec at start. Each
-//! attempt re-reads the stored spec's pageservers and `storage_auth_token` and sends
-//! `lease lsn <tenant_shard_id> <timeline_id> <lsn> ` to every shard × every listed
-//! pageserver ([`targets`]), over libpq through [`stage_kit::wire`] (token as password, no
-//! TLS, every wait bounded: [`LeaseSettings`]). The attempt's result is the earliest
-//! `valid_until`; a refusal (NULL: the LSN is below the GC cutoff) anywhere ends the thread
-//! with a warning and no more renewals, the compute keeps running. After a lease the thread
-//! sleeps max(valid − 60 s, valid / 2); after a failed attempt (any pageserver failing) it
-//! retries after 500 ms × 1.5ⁿ, at most 60 s, without limit. Both waits end early when the
-//! stored pageservers or token change (`/configure`, `/refresh_configuration`). The thread
-//! lives in compute-ctl (the process that holds the current spec and outlives each
-//! Postgres run) and stops with Postgres: [`LeaseKeeper::stop`] when pg-supervise exits or
-//! the start fails.
-//!
-//! Upstream's gRPC path (`prefer_protocol: "grpc"`) is not implemented: spec validation
-//! already requires a `libpq_url` for every shard.
-
-mod request;
-pub mod targets;
+//! The lease keeper of a Static compute: one thread that leases the compute's LSN on every
+//! shard and renews it on upstream's schedule ([`LeaseSettings`]) until stopped or refused.
+//! It knows its compute only through [`Compute`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,13 +8,30 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
 use compute_spec::ids::Lsn;
-use compute_spec::spec::ComputeMode;
+use compute_spec::spec::{ComputeMode, ComputeSpec};
 
-pub use request::{command, Answer};
+use crate::{lease_every_shard, targets, Error, Leases};
 
-use crate::state::Shared;
+/// What the keeper needs of the compute it works for (compute-ctl implements it on its
+/// shared state; the `pg-lsn-lease` binary on a fixed document).
+pub trait Compute: Send + Sync + 'static {
+    /// The compute's current spec; `None` before it has one. Read again before each
+    /// attempt: a new spec's pageservers and token are used from the next one on.
+    fn spec(&self) -> Option<ComputeSpec>;
 
-/// The time limits and the schedule of the lease thread.
+    /// Waits at most `timeout` for `done` to hold of the current spec, checking it again
+    /// whenever the compute's state changes and after each [`Compute::wake`].
+    fn wait_for_spec(&self, timeout: Duration, done: &mut dyn FnMut(Option<&ComputeSpec>) -> bool);
+
+    /// Ends every [`Compute::wait_for_spec`] that is under way for a new check.
+    fn wake(&self);
+
+    /// Each attempt's outcome as it ends, before the keeper's pause (default: nothing; the
+    /// keeper counts them in its own [`LeaseStats`]).
+    fn record(&self, _attempt: &Result<Leases, Error>) {}
+}
+
+/// The time limits and the schedule of the keeper.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LeaseSettings {
     /// Connecting and authenticating, per pageserver.
@@ -85,7 +81,7 @@ impl LeaseSettings {
     }
 }
 
-/// What the lease thread has done so far.
+/// What the keeper has done so far.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LeaseStats {
     /// Attempts (each covers every shard × pageserver).
@@ -101,51 +97,64 @@ pub struct LeaseStats {
 }
 
 /// The lease thread of a Static compute.
-#[derive(Debug)]
 pub struct LeaseKeeper {
     stop: Arc<AtomicBool>,
-    shared: Arc<Shared>,
+    compute: Arc<dyn Compute>,
     stats: Arc<Mutex<LeaseStats>>,
-    thread: Option<JoinHandle<()>>,
+    thread: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for LeaseKeeper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaseKeeper")
+            .field("stats", &self.stats())
+            .field("finished", &self.is_finished())
+            .finish_non_exhaustive()
+    }
 }
 
 impl LeaseKeeper {
-    /// Starts the thread if the stored spec is Static; `None` otherwise (or if the thread
-    /// cannot be spawned, which is logged).
-    pub fn start(shared: Arc<Shared>, settings: LeaseSettings) -> Option<LeaseKeeper> {
-        let mode = shared
-            .lock()
-            .document
-            .as_ref()
-            .and_then(|document| document.spec.as_ref())
-            .map(|spec| spec.mode);
+    /// Starts the thread if the compute's spec is Static, on its LSN; `None` otherwise (or
+    /// if the thread cannot be spawned, which is logged).
+    pub fn start<C: Compute>(compute: Arc<C>, settings: LeaseSettings) -> Option<LeaseKeeper> {
+        let mode = compute.spec().map(|spec| spec.mode);
         let Some(ComputeMode::Static(lsn)) = mode else {
             return None;
         };
-        let stop = Arc::new(AtomicBool::new(false));
-        let stats = Arc::new(Mutex::new(LeaseStats::default()));
-        let run = Run {
-            lsn,
-            settings,
-            shared: shared.clone(),
-            stop: stop.clone(),
-            stats: stats.clone(),
-        };
-        let thread = std::thread::Builder::new()
-            .name("lsn-lease".to_string())
-            .spawn(move || run.run());
-        match thread {
-            Ok(thread) => Some(LeaseKeeper {
-                stop,
-                shared,
-                stats,
-                thread: Some(thread),
-            }),
+        match LeaseKeeper::spawn(compute, lsn, settings) {
+            Ok(keeper) => Some(keeper),
             Err(error) => {
                 tracing::error!(%error, "cannot start the LSN lease thread: no leases");
                 None
             }
         }
+    }
+
+    /// Starts the thread on `lsn`, whatever the spec's mode.
+    pub fn spawn<C: Compute>(
+        compute: Arc<C>,
+        lsn: Lsn,
+        settings: LeaseSettings,
+    ) -> std::io::Result<LeaseKeeper> {
+        let compute: Arc<dyn Compute> = compute;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(Mutex::new(LeaseStats::default()));
+        let run = Run {
+            lsn,
+            settings,
+            compute: compute.clone(),
+            stop: stop.clone(),
+            stats: stats.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("lsn-lease".to_string())
+            .spawn(move || run.run())?;
+        Ok(LeaseKeeper {
+            stop,
+            compute,
+            stats,
+            thread,
+        })
     }
 
     /// What the thread has done so far.
@@ -155,16 +164,14 @@ impl LeaseKeeper {
 
     /// Whether the thread has ended (a refusal, or a stop).
     pub fn is_finished(&self) -> bool {
-        self.thread.as_ref().is_none_or(JoinHandle::is_finished)
+        self.thread.is_finished()
     }
 
     /// Stops renewing: the thread ends at once if it waits, or after the request under way
     /// (which has its time limit); this call does not wait for it.
     pub fn stop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        // Wakes the thread's wait on the shared state.
-        self.shared.update(|_| ());
-        self.thread = None;
+        self.compute.wake();
     }
 }
 
@@ -184,19 +191,9 @@ fn lock(stats: &Mutex<LeaseStats>) -> std::sync::MutexGuard<'_, LeaseStats> {
 struct Run {
     lsn: Lsn,
     settings: LeaseSettings,
-    shared: Arc<Shared>,
+    compute: Arc<dyn Compute>,
     stop: Arc<AtomicBool>,
     stats: Arc<Mutex<LeaseStats>>,
-}
-
-/// How one attempt ended.
-enum Attempt {
-    /// Every pageserver leased; the earliest expiry.
-    Leased(SystemTime),
-    /// A pageserver refused.
-    Refused(String),
-    /// Something failed (the refusal check still saw every pageserver).
-    Failed(String),
 }
 
 impl Run {
@@ -204,17 +201,23 @@ impl Run {
         tracing::info!(lsn = %self.lsn, "LSN lease thread started");
         let mut failures = 0u32;
         while !self.stop.load(Ordering::SeqCst) {
-            let (fingerprint, attempt) = self.attempt();
+            let spec = self.compute.spec();
+            let fingerprint = targets::fingerprint(spec.as_ref());
+            let attempt = match &spec {
+                Some(spec) => lease_every_shard(spec, self.lsn, &self.settings, &self.stop),
+                None => Err(Error::NoSpec),
+            };
             if self.stop.load(Ordering::SeqCst) {
                 break;
             }
+            self.compute.record(&attempt);
             let pause = {
                 let mut stats = lock(&self.stats);
                 stats.attempts += 1;
                 match attempt {
-                    Attempt::Refused(error) => {
+                    Err(error) if error.is_refusal() => {
                         stats.refused = true;
-                        stats.last_error = Some(error.clone());
+                        stats.last_error = Some(error.to_string());
                         drop(stats);
                         tracing::warn!(
                             lsn = %self.lsn,
@@ -223,11 +226,12 @@ impl Run {
                         );
                         return;
                     }
-                    Attempt::Leased(valid_until) => {
+                    Ok(leases) => {
                         failures = 0;
-                        stats.valid_until = Some(valid_until);
+                        stats.valid_until = Some(leases.valid_until);
                         stats.last_error = None;
-                        let valid = valid_until
+                        let valid = leases
+                            .valid_until
                             .duration_since(SystemTime::now())
                             .unwrap_or_default();
                         let pause = self.settings.renew_after(valid);
@@ -239,10 +243,10 @@ impl Run {
                         );
                         pause
                     }
-                    Attempt::Failed(error) => {
+                    Err(error) => {
                         failures = failures.saturating_add(1);
                         stats.failures += 1;
-                        stats.last_error = Some(error.clone());
+                        stats.last_error = Some(error.to_string());
                         let pause = self.settings.retry_after(failures);
                         tracing::warn!(
                             lsn = %self.lsn,
@@ -254,81 +258,19 @@ impl Run {
                     }
                 }
             };
-            drop(self.shared.wait_until(pause, |inner| {
-                self.stop.load(Ordering::SeqCst)
-                    || targets::fingerprint(
-                        inner
-                            .document
-                            .as_ref()
-                            .and_then(|document| document.spec.as_ref()),
-                    ) != fingerprint
-            }));
+            self.compute.wait_for_spec(pause, &mut |spec| {
+                self.stop.load(Ordering::SeqCst) || targets::fingerprint(spec) != fingerprint
+            });
         }
         tracing::info!(lsn = %self.lsn, "LSN lease thread stopped");
-    }
-
-    /// One attempt on the stored spec's pageservers; also returns their fingerprint.
-    fn attempt(&self) -> (String, Attempt) {
-        let spec = self
-            .shared
-            .lock()
-            .document
-            .as_ref()
-            .and_then(|document| document.spec.clone());
-        let fingerprint = targets::fingerprint(spec.as_ref());
-        let Some(spec) = spec else {
-            return (
-                fingerprint,
-                Attempt::Failed("the compute has no spec".to_string()),
-            );
-        };
-        let targets = match targets::targets(&spec) {
-            Ok(targets) => targets,
-            Err(error) => return (fingerprint, Attempt::Failed(error)),
-        };
-        let token = spec.storage_auth_token.as_ref().map(|token| token.expose());
-        let mut earliest: Option<SystemTime> = None;
-        let mut refused = None;
-        let mut failed = None;
-        for target in &targets {
-            if self.stop.load(Ordering::SeqCst) {
-                break;
-            }
-            let answer = request::lease(
-                target,
-                token,
-                self.lsn,
-                self.settings.connect_timeout,
-                self.settings.request_timeout,
-            );
-            match answer {
-                Ok(Answer::ValidUntil(until)) => {
-                    earliest = Some(earliest.map_or(until, |earliest| earliest.min(until)));
-                }
-                Ok(Answer::Refused) => {
-                    refused.get_or_insert(format!(
-                        "the pageserver refused to lease {} on {} (below its GC cutoff)",
-                        self.lsn, target.tenant_shard_id
-                    ));
-                }
-                Err(error) => {
-                    failed.get_or_insert(format!("{}: {error}", target.tenant_shard_id));
-                }
-            }
-        }
-        let attempt = match (refused, failed, earliest) {
-            (Some(refused), _, _) => Attempt::Refused(refused),
-            (None, Some(failed), _) => Attempt::Failed(failed),
-            (None, None, Some(earliest)) => Attempt::Leased(earliest),
-            (None, None, None) => Attempt::Failed("no pageserver was asked".to_string()),
-        };
-        (fingerprint, attempt)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_kit::fixed;
+    use serde_json::json;
 
     #[test]
     fn the_schedule_is_upstreams() {
@@ -351,13 +293,45 @@ mod tests {
 
     #[test]
     fn only_a_static_compute_leases() {
-        for mode in [serde_json::json!("Primary"), serde_json::json!("Replica")] {
-            let shared = crate::testing::shared_with(Some(serde_json::json!({"mode": mode})));
-            assert!(LeaseKeeper::start(shared, LeaseSettings::default()).is_none());
+        for mode in [json!("Primary"), json!("Replica")] {
+            let (compute, _) = fixed(Some(json!({"mode": mode})));
+            assert!(LeaseKeeper::start(compute, LeaseSettings::default()).is_none());
         }
-        assert!(
-            LeaseKeeper::start(crate::testing::shared_with(None), LeaseSettings::default())
-                .is_none()
-        );
+        assert!(LeaseKeeper::start(fixed(None).0, LeaseSettings::default()).is_none());
+    }
+
+    #[test]
+    fn a_compute_without_pageservers_is_retried_and_a_stop_ends_the_wait() {
+        let (compute, outcomes) = fixed(Some(json!({"mode": {"Static": "0/16B3748"}})));
+        let settings = LeaseSettings {
+            retry_initial: Duration::from_secs(3600),
+            ..LeaseSettings::default()
+        };
+        let mut keeper = LeaseKeeper::start(compute, settings).unwrap();
+        let waited = std::time::Instant::now();
+        while keeper.stats().attempts == 0 {
+            assert!(waited.elapsed() < Duration::from_secs(10), "no attempt");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let stats = keeper.stats();
+        assert_eq!((stats.attempts, stats.failures), (1, 1));
+        let error = stats.last_error.unwrap();
+        assert!(error.contains("names no pageserver"), "{error}");
+        let recorded: Vec<_> = outcomes.try_iter().collect();
+        match recorded.as_slice() {
+            [Err((false, envelope))] => {
+                assert_eq!(envelope.message, error);
+                assert_eq!(envelope.kind, compute_spec::ErrorKind::InvalidSpec);
+            }
+            other => panic!("{other:?}"),
+        }
+        // The retry is an hour away: only the stop ends the wait.
+        keeper.stop();
+        let stopped = std::time::Instant::now();
+        while !keeper.is_finished() {
+            assert!(stopped.elapsed() < Duration::from_secs(10), "still waiting");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(keeper.stats().attempts, 1);
     }
 }
