@@ -16,6 +16,7 @@ const BINARIES: &[&str] = &[
     "pg-reconcile",
     "pg-prewarm",
     "pg-catalog",
+    "pg-promote",
     "compute-ctl",
     "compute_ctl",
     "compute-sidecars",
