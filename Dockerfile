@@ -23,7 +23,7 @@ ENV COMPUTE_TOOLS_GIT_HASH=${COMPUTE_TOOLS_GIT_HASH}
 RUN cargo build --release --locked --bins \
     && mkdir /out \
     && for bin in compute-ctl compute_ctl compute-spec pg-sync-safekeepers pg-basebackup-fetch pg-extensions-fetch \
-                  pg-reconcile pg-supervise pg-prewarm pg-catalog pg-lsn-lease vm-monitor; do cp "target/release/$bin" /out/; done
+                  pg-reconcile pg-supervise pg-prewarm pg-catalog pg-lsn-lease pg-promote vm-monitor; do cp "target/release/$bin" /out/; done
 
 FROM scratch AS prebuilt
 COPY target/container/bin/ /out/

@@ -98,7 +98,7 @@ cargo build "${build_flags[@]}" -q --locked --bins
 rm -rf "$DIR/bin"
 mkdir -p "$DIR/bin"
 for bin in compute-ctl compute_ctl compute-spec pg-sync-safekeepers pg-basebackup-fetch pg-extensions-fetch \
-           pg-reconcile pg-supervise pg-prewarm pg-catalog pg-lsn-lease vm-monitor; do
+           pg-reconcile pg-supervise pg-prewarm pg-catalog pg-lsn-lease pg-promote vm-monitor; do
     cp "$out/$bin" "$DIR/bin/"
 done
 done_step

@@ -1,126 +1,95 @@
-//! `POST /promote` (replica → primary): the request, the single flight and the answer; the steps
-//! themselves are [`steps`]'s.
-//!
-//! Upstream's steps: (1) the compute's mode must be `Replica`; (2) prewarm state not
-//! `not_prewarmed`/`prewarming` (Neon replicas only: a vanilla replica needs no prewarm); (3) wait
-//! for replay to reach `wal_flush_lsn` (`null` allowed for a vanilla replica: the primary's current WAL
-//! insert position); (4) point `neon.safekeepers` at the new safekeepers (Neon only); (5)
-//! `pg_promote()`; (6) check writability; (7) store the new spec and reconfigure.
-//!
-//! As upstream, the first promotion's result (failures included) is the answer to every later or
-//! concurrent call for the life of the process; concurrent callers wait for it.
+//! `POST /promote` (replica → primary): the route adapter over the `pg-promote` crate, which
+//! owns upstream's steps, the vanilla variant, the single flight and the answers. Here: the
+//! compute a promotion sees (`Api`, through [`pg_promote::Host`]: the shared state's document
+//! and status, the LFC prewarm state, `control::validate`, and the reconfiguration through
+//! the controller), and the codes — 400/422 plain text for a body that does not fit (as
+//! axum's raw extractor), 400 `{"error"}` for a spec that fails validation, 200 `completed`,
+//! 500 `failed`.
 
-mod steps;
+use std::time::Duration;
 
-use std::sync::OnceLock;
-
-use compute_spec::ids::Lsn;
-use compute_spec::spec::{ComputeMode, ComputeSpec};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use compute_spec::spec::ComputeSpec;
+use compute_spec::validate::SpecErrors;
+use compute_spec::ComputeDocument;
+use hyper::StatusCode;
+use pg_prewarm::PrewarmState;
+use pg_promote::{PromoteState, Status};
 
 use crate::http::{parse_json_in, Api, ApiRequest, Rejection, Reply};
-use hyper::StatusCode;
+use crate::state::{ComputeStatus, PendingConfig};
+pub use pg_promote::{PromoteRequest, Promotion};
 
-pub use steps::Timings;
-
-/// The single-flight, process-lifetime promotion result. One per process: the lead keeps it
-/// as `Api::promotion: Arc<Promotion>`.
-#[derive(Debug, Default)]
-pub struct Promotion {
-    result: OnceLock<(StatusCode, Value)>,
-}
-
-/// A `/promote` body.
-#[derive(Clone, Debug, Deserialize)]
-pub struct PromoteRequest {
-    /// The spec of the new primary.
-    pub spec: ComputeSpec,
-    /// The LSN replay must reach first. The field is required, as upstream (a body without
-    /// it is a 422); `null` — only for a vanilla replica, beyond upstream — means the
-    /// primary's current WAL position (`pg_current_wal_insert_lsn()`).
-    #[serde(deserialize_with = "present_or_null")]
-    pub wal_flush_lsn: Option<Lsn>,
-}
-
-/// Deserialises an `Option` whose field must be present (serde requires a field with
-/// `deserialize_with` and no `default`), `null` giving `None`.
-fn present_or_null<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<Lsn>, D::Error> {
-    Option::<Lsn>::deserialize(deserializer)
-}
-
-impl Promotion {
-    /// No promotion yet.
-    pub fn new() -> Promotion {
-        Promotion::default()
-    }
-
-    /// The cached result, if a promotion ran.
-    pub fn result(&self) -> Option<&(StatusCode, Value)> {
-        self.result.get()
-    }
-}
-
-/// Reads the body: 400/422 plain text for JSON that does not fit (as axum's raw
-/// extractor), 400 `{"error"}` for a spec that fails validation.
-pub fn parse(body: &[u8]) -> Result<PromoteRequest, Reply> {
-    let request: PromoteRequest = parse_json_in(body, Rejection::PlainText)?;
-    if let Err(errors) = request.spec.validate() {
-        return Err(Reply::error(
-            StatusCode::BAD_REQUEST,
-            format!("invalid spec: {errors}"),
-        ));
-    }
-    Ok(request)
-}
-
-/// How upstream names a mode in its error (`compute mode "Primary" is not replica`).
-pub fn mode_name(mode: ComputeMode) -> String {
-    match mode {
-        ComputeMode::Primary => "Primary".to_string(),
-        ComputeMode::Replica => "Replica".to_string(),
-        ComputeMode::Static(lsn) => format!("Static({lsn})"),
-    }
-}
+/// How long a blocked promotion waits between checks of the reconfiguration.
+const POLL: Duration = Duration::from_secs(1);
 
 /// `POST /promote` (external, authenticated): 200 `{"status":"completed",…}` or 500
-/// `{"status":"failed","error"}`; the first result is cached for the process lifetime.
+/// `{"status":"failed","error"}`; the first result is kept for the process lifetime.
 pub fn promote(api: &Api, request: &ApiRequest) -> Reply {
-    let parsed = match parse(&request.body) {
+    let parsed: PromoteRequest = match parse_json_in(&request.body, Rejection::PlainText) {
         Ok(parsed) => parsed,
         Err(reply) => return reply,
     };
-    // The compute's admin and privileged roles (`parse` knows only PostgreSQL's own names).
-    if let Err(errors) = crate::control::validate(api, &parsed.spec) {
-        return Reply::error(StatusCode::BAD_REQUEST, format!("invalid spec: {errors}"));
+    match api.promotion.promote(api, &parsed) {
+        Err(invalid) => Reply::error(StatusCode::BAD_REQUEST, invalid.to_string()),
+        Ok(state @ PromoteState::Completed(_)) => Reply::json(StatusCode::OK, state),
+        Ok(state @ PromoteState::Failed { .. }) => {
+            Reply::json(StatusCode::INTERNAL_SERVER_ERROR, state)
+        }
     }
-    let (status, body) = api.promotion.result.get_or_init(|| answer(api, &parsed));
-    Reply::json(*status, body)
 }
 
-/// Runs the promotion once and shapes its answer.
-fn answer(api: &Api, request: &PromoteRequest) -> (StatusCode, Value) {
-    match steps::run(api, request) {
-        Ok(timings) => {
-            tracing::info!(?timings, "promotion completed");
-            (
-                StatusCode::OK,
-                json!({
-                    "status": "completed",
-                    "lsn_wait_time_ms": timings.lsn_wait_time_ms,
-                    "pg_promote_time_ms": timings.pg_promote_time_ms,
-                    "reconfigure_time_ms": timings.reconfigure_time_ms,
-                }),
-            )
-        }
-        Err(error) => {
-            tracing::error!(%error, "promotion failed");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                json!({"status": "failed", "error": error}),
-            )
+/// The compute a promotion sees.
+impl pg_promote::Host for Api {
+    fn current(&self) -> (Option<ComputeDocument>, Status) {
+        let inner = self.shared.lock();
+        let status = match inner.status() {
+            ComputeStatus::Running => Status::Running,
+            other => Status::Other(other.to_string()),
+        };
+        (inner.document.clone(), status)
+    }
+
+    fn prewarm_state(&self) -> Option<PrewarmState> {
+        Some(self.lfc.prewarm_state())
+    }
+
+    /// The compute's admin and privileged roles (the crate checks PostgreSQL's own names).
+    fn validate(&self, spec: &ComputeSpec) -> Result<(), SpecErrors> {
+        crate::control::validate(self, spec).map(|_| ())
+    }
+
+    /// Store the new spec and reconfigure, through the controller (as `/configure`),
+    /// waiting for the outcome.
+    fn reconfigure(&self, spec: ComputeSpec) -> Result<(), String> {
+        self.shared
+            .update(|inner| {
+                if inner.status() != ComputeStatus::Running {
+                    return Err(inner.status());
+                }
+                inner.pending = Some(PendingConfig { spec });
+                inner.error = None;
+                inner
+                    .transition(ComputeStatus::ConfigurationPending)
+                    .map_err(|error| error.from)
+            })
+            .map_err(|status| format!("the compute became {status} before its reconfiguration"))?;
+        self.wake();
+        loop {
+            let inner = self.shared.wait_until(POLL, |inner| {
+                !matches!(
+                    inner.status(),
+                    ComputeStatus::ConfigurationPending | ComputeStatus::Configuration
+                )
+            });
+            match inner.status() {
+                ComputeStatus::Running => return Ok(()),
+                ComputeStatus::ConfigurationPending | ComputeStatus::Configuration => {}
+                ComputeStatus::Failed => {
+                    let error = inner.error.as_deref().unwrap_or("unknown error");
+                    return Err(format!("reconfiguring as primary failed: {error}"));
+                }
+                status => return Err(format!("the compute became {status} while reconfiguring")),
+            }
         }
     }
 }
@@ -131,6 +100,7 @@ mod tests {
     use crate::testing::{api as test_api, body, document, request, spec};
     use hyper::Method;
     use pg_prewarm::PrewarmState;
+    use serde_json::{json, Value};
     use std::path::Path;
     use std::sync::Arc;
 

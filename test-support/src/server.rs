@@ -32,6 +32,8 @@ pub struct TestPostgresBuilder {
     hba_lines: Vec<String>,
     tcp: bool,
     extension_files: Vec<(String, String)>,
+    /// The primary's connection string, for a standby.
+    standby_of: Option<String>,
 }
 
 impl Default for TestPostgresBuilder {
@@ -42,6 +44,7 @@ impl Default for TestPostgresBuilder {
             hba_lines: Vec::new(),
             tcp: false,
             extension_files: Vec::new(),
+            standby_of: None,
         }
     }
 }
@@ -106,8 +109,20 @@ impl TestPostgresBuilder {
         )
     }
 
-    /// Creates the data directory from the template cluster and starts the server, waiting
-    /// until it accepts connections.
+    /// Makes the server a streaming replica of `primary`: the data directory is
+    /// `pg_basebackup -R -X stream` of it (over its Unix socket, as its superuser, who becomes
+    /// this server's), not a copy of the template; the kit's settings follow the primary's
+    /// in `postgresql.conf`; `primary_conninfo` and `standby.signal` are pg_basebackup's. The
+    /// server counts as started once it accepts (read-only) connections.
+    pub fn standby_of(mut self, primary: &TestPostgres) -> Self {
+        self.superuser = primary.superuser().to_string();
+        self.standby_of = Some(primary.connstr("postgres"));
+        self
+    }
+
+    /// Creates the data directory from the template cluster (or the primary's base backup,
+    /// [`standby_of`](Self::standby_of)) and starts the server, waiting until it accepts
+    /// connections.
     ///
     /// # Panics
     ///
@@ -130,7 +145,6 @@ impl TestPostgresBuilder {
 
     fn try_start(&self) -> Result<TestPostgres, StartError> {
         let bin_dir = pg_bin_dir();
-        let template = template::ensure_template(&bin_dir, &self.superuser);
         let dir = TestDir::new("pg");
         let port = free_tcp_port();
         let socket_dir = dir.path().to_path_buf();
@@ -144,7 +158,13 @@ impl TestPostgresBuilder {
             socket_dir.display()
         );
         let data_dir = dir.path().join("data");
-        fsutil::copy_dir_recursive(&template, &data_dir);
+        match &self.standby_of {
+            None => {
+                let template = template::ensure_template(&bin_dir, &self.superuser);
+                fsutil::copy_dir_recursive(&template, &data_dir);
+            }
+            Some(primary) => base_backup(&bin_dir, primary, dir.path(), &data_dir),
+        }
         self.write_config(&data_dir, &socket_dir, port);
         let log_path = dir.path().join("postgres.log");
         let log = fs::File::create(&log_path)
@@ -247,6 +267,37 @@ impl TestPostgresBuilder {
                 .unwrap_or_else(|e| panic!("cannot write {}: {e}", hba_path.display()));
         }
     }
+}
+
+/// `pg_basebackup` of the server at `primary` into `data_dir` (below `dir`), as the
+/// `postgres` user, with the standby configuration (`-R`) and the WAL it needs.
+fn base_backup(bin_dir: &Path, primary: &str, dir: &Path, data_dir: &Path) {
+    chown_to_postgres(dir);
+    let pg_basebackup = bin_dir.join("pg_basebackup");
+    let mut cmd = Command::new(&pg_basebackup);
+    as_postgres_user(&mut cmd)
+        .args([
+            "-R",
+            "-X",
+            "stream",
+            "-c",
+            "fast",
+            "--no-sync",
+            "-d",
+            primary,
+            "-D",
+        ])
+        .arg(data_dir)
+        .stdin(Stdio::null());
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", pg_basebackup.display()));
+    assert!(
+        out.status.success(),
+        "pg_basebackup of {primary} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 enum StartError {

@@ -127,7 +127,7 @@ pub struct Api {
     /// LFC prewarm/offload state and counters (shared with the controller).
     pub lfc: Arc<pg_prewarm::Lfc>,
     /// The process-lifetime `/promote` result.
-    pub promotion: Arc<crate::promote::Promotion>,
+    pub promotion: Arc<pg_promote::Promotion>,
     /// `-r` and the remote extension downloads (`remote_ext`).
     pub remote_ext: Arc<crate::remote_ext::RemoteExt>,
 }

@@ -17,6 +17,7 @@ const BINARIES: &[&str] = &[
     "pg-prewarm",
     "pg-catalog",
     "pg-lsn-lease",
+    "pg-promote",
     "compute-ctl",
     "compute_ctl",
     "compute-sidecars",
