@@ -87,7 +87,8 @@ pub fn audit_conf(conf: &AuditConf) -> String {
     text
 }
 
-/// `postgres_logs.conf`.
+/// `postgres_logs.conf`: Postgres's messages go to the collector and no further (`stop`, as
+/// upstream's rule): the host's later rules never see them.
 pub fn export_conf(target: &Target) -> String {
     format!(
         "# Written by compute_ctl from the spec's logs_export_host: Postgres's syslog\n\
@@ -95,7 +96,8 @@ pub fn export_conf(target: &Target) -> String {
          if $programname == \"postgres\" then {{\n    \
          action(type=\"omfwd\" target=\"{host}\" port=\"{port}\" protocol=\"tcp\"\n           \
          template=\"RSYSLOG_SyslogProtocol23Format\" action.resumeRetryCount=\"3\"\n           \
-         queue.type=\"linkedList\" queue.size=\"1000\")\n\
+         queue.type=\"linkedList\" queue.size=\"1000\")\n    \
+         stop\n\
          }}\n",
         host = target.host,
         port = target.port,
@@ -174,6 +176,7 @@ if $programname == "postgres" then {
     action(type="omfwd" target="10.0.0.7" port="10514" protocol="tcp"
            template="RSYSLOG_SyslogProtocol23Format" action.resumeRetryCount="3"
            queue.type="linkedList" queue.size="1000")
+    stop
 }
 "#;
         assert_eq!(export_conf(&target), expected);

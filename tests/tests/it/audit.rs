@@ -309,6 +309,18 @@ fn exported_postgres_log_lines_reach_the_collector_at_start_and_after_configure(
         "{line}"
     );
     assert_eq!(fields[3], "postgres", "{line}");
+    // The export rule ends with `stop`: the host's later rules (here the catch-all file)
+    // never see an exported line.
+    raise("export-probe-marker");
+    assert!(first
+        .wait_for("export-probe-marker", Duration::from_secs(60))
+        .is_some());
+    std::thread::sleep(Duration::from_millis(500));
+    let rest = std::fs::read_to_string(rsyslog.dir.join("all.log")).unwrap_or_default();
+    assert!(
+        !rest.contains("export-probe"),
+        "an exported line reached the host's later rules:\n{rest}"
+    );
 
     // /configure with another collector: the file is rewritten, rsyslog restarted.
     let second = Receiver::start();
