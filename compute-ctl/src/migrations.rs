@@ -9,42 +9,15 @@
 use std::ffi::OsString;
 use std::sync::Arc;
 
+use compute_spec::section::MigrationReport;
 use compute_spec::spec::ComputeMode;
 use compute_spec::ComputeDocument;
-use serde::Deserialize;
 
 use crate::stages::{self, name, ChildPid};
 use crate::state::Shared;
 
 /// The flag that makes pg-reconcile run only the migrations.
 pub const MIGRATE_FLAG: &str = "--migrate";
-
-/// The part of pg-reconcile's migration report compute-ctl reads.
-#[derive(Debug, Default, Deserialize)]
-pub struct Report {
-    /// `migration_id.id` before the run.
-    #[serde(default)]
-    pub from: i64,
-    /// `migration_id.id` after the run.
-    #[serde(default)]
-    pub to: i64,
-    /// The migration that failed, if one did.
-    #[serde(default)]
-    pub failed: Option<Failed>,
-}
-
-/// A failed migration.
-#[derive(Debug, Default, Deserialize)]
-pub struct Failed {
-    /// Its id (the `migration_id` label).
-    pub id: i64,
-    /// Its file name.
-    #[serde(default)]
-    pub name: String,
-    /// Postgres's message.
-    #[serde(default)]
-    pub error: String,
-}
 
 /// Whether the start-up of `document` runs the migrations: a primary without
 /// `skip_pg_catalog_updates` (the same rule as the start-up apply).
@@ -56,9 +29,8 @@ pub fn wanted(document: &ComputeDocument) -> bool {
 }
 
 /// The report in a document pg-reconcile `--migrate` wrote (`None` when it has none).
-pub fn report_of(document: &ComputeDocument) -> Option<Report> {
-    let value = document.reconcile.as_ref()?.extra.get("migrations")?;
-    serde_json::from_value(value.clone()).ok()
+pub fn report_of(document: &ComputeDocument) -> Option<&MigrationReport> {
+    document.reconcile.as_ref()?.migrations.as_ref()
 }
 
 /// Counts a failed migration in `shared` (the metric's series for its id).
@@ -96,20 +68,21 @@ fn run(document: &[u8], shared: &Shared, mut args: Vec<OsString>) {
     let started = std::time::Instant::now();
     let result = stages::run(name::RECONCILE, &args, document, &ChildPid::default());
     let ms = started.elapsed().as_millis() as u64;
-    let report = match result {
-        Ok(document) => report_of(&document),
+    let written = match result {
+        Ok(written) => written,
         Err(error) => {
             // The bookkeeping itself failed (or the instance went away): no migration ran.
             tracing::error!(%error, ms, "migrations failed before any ran; retried at the next start");
             return;
         }
     };
-    match report {
+    match report_of(&written) {
         None => tracing::warn!(ms, "pg-reconcile --migrate wrote no migration report"),
-        Some(Report {
+        Some(MigrationReport {
             failed: Some(failed),
             from,
             to,
+            ..
         }) => {
             tracing::error!(
                 migration_id = failed.id,
@@ -163,7 +136,7 @@ mod tests {
         );
         let report = report_of(&doc).unwrap();
         assert_eq!((report.from, report.to), (10, 11));
-        assert_eq!(report.failed.map(|f| f.id), Some(12));
+        assert_eq!(report.failed.as_ref().map(|f| f.id), Some(12));
         assert!(report_of(&document(json!({}), json!({}))).is_none());
         let shared = Shared::new();
         count_failure(&shared, 12);

@@ -124,17 +124,13 @@ fn handle_event(event: SuperviseEvent, shared: &Shared) -> Option<Event> {
             start_postgres_ms, ..
         } => Some(Event::Ready { start_postgres_ms }),
         SuperviseEvent::Activity { last_active } => {
-            match humantime::parse_rfc3339_weak(last_active.trim_end_matches('Z')) {
-                Ok(time) => shared.update(|inner| {
-                    // The installed-extensions scan's own sessions are not user activity.
-                    if !inner.ext_stats.is_scan_activity(time) {
-                        inner.last_active = Some(time);
-                    }
-                }),
-                Err(error) => {
-                    tracing::warn!(%last_active, %error, "pg-supervise sent an unreadable last_active")
+            let time = last_active.system_time();
+            shared.update(|inner| {
+                // The installed-extensions scan's own sessions are not user activity.
+                if !inner.ext_stats.is_scan_activity(time) {
+                    inner.last_active = Some(time);
                 }
-            }
+            });
             None
         }
         SuperviseEvent::Downtime {
@@ -242,6 +238,48 @@ mod tests {
         assert_eq!(
             receiver.recv().unwrap(),
             Event::SupervisorGone { error: None }
+        );
+    }
+
+    /// An `activity` line whose `last_active` is not a timestamp is skipped (logged, naming
+    /// the field): it neither sets `last_active` nor stops the reader.
+    #[test]
+    fn a_bad_last_active_is_skipped() {
+        let shared = Shared::new();
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let output = concat!(
+            r#"{"event":"activity","last_active":"2026-11-24 22:00:00"}"#,
+            "\n",
+            r#"{"event":"activity","last_active":"soon"}"#,
+            "\n",
+        );
+        read_events(output.as_bytes(), &shared, &sender);
+        assert_eq!(shared.lock().last_active, None);
+        assert_eq!(
+            receiver.recv().unwrap(),
+            Event::SupervisorGone { error: None }
+        );
+        let output = concat!(
+            r#"{"event":"activity","last_active":"yesterday"}"#,
+            "\n",
+            r#"{"event":"activity","last_active":"2026-11-24T22:00:00.123Z"}"#,
+            "\n",
+            r#"{"event":"exited","code":0,"signal":null}"#,
+            "\n",
+        );
+        let (sender, receiver) = std::sync::mpsc::channel();
+        read_events(output.as_bytes(), &shared, &sender);
+        let last_active = shared.lock().last_active.unwrap();
+        assert_eq!(
+            crate::state::rfc3339(last_active, "+00:00"),
+            "2026-11-24T22:00:00.123+00:00"
+        );
+        assert_eq!(
+            receiver.recv().unwrap(),
+            Event::Exited {
+                code: Some(0),
+                signal: None
+            }
         );
     }
 }

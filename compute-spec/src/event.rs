@@ -10,7 +10,9 @@
 //! `exited` is always the last line. A start failure is an error envelope line instead.
 
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::timestamp::Timestamp;
 
 /// One line of `pg-supervise`'s stdout.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -25,8 +27,9 @@ pub enum SuperviseEvent {
     },
     /// The last moment user activity was seen moved forward.
     Activity {
-        /// RFC 3339, UTC, milliseconds.
-        last_active: String,
+        /// RFC 3339, UTC, milliseconds (`2026-11-24T22:00:00.123Z`).
+        #[serde(deserialize_with = "last_active")]
+        last_active: Timestamp,
     },
     /// The monitor connection's downtime changed.
     Downtime {
@@ -42,6 +45,13 @@ pub enum SuperviseEvent {
         /// Signal number, when a signal killed it.
         signal: Option<i32>,
     },
+}
+
+/// Reads `last_active`, naming the field in an error: inside an internally tagged enum serde
+/// reports a field's error without its path.
+fn last_active<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Timestamp, D::Error> {
+    Timestamp::deserialize(deserializer)
+        .map_err(|error| serde::de::Error::custom(format_args!("last_active: {error}")))
 }
 
 #[cfg(test)]
@@ -67,5 +77,38 @@ mod tests {
                 signal: Some(9)
             }
         );
+    }
+
+    #[test]
+    fn activity_carries_a_timestamp_in_the_exact_wire_form() {
+        let line = r#"{"event":"activity","last_active":"2026-11-24T22:00:00.123Z"}"#;
+        let event: SuperviseEvent = serde_json::from_str(line).unwrap();
+        let SuperviseEvent::Activity { last_active } = &event else {
+            panic!("not an activity event: {event:?}");
+        };
+        assert_eq!(
+            last_active.system_time(),
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_795_557_600_123)
+        );
+        assert_eq!(serde_json::to_string(&event).unwrap(), line);
+    }
+
+    #[test]
+    fn a_bad_last_active_is_refused_naming_the_field() {
+        for bad in [
+            r#""yesterday""#,
+            r#""2026-11-24 22:00:00.123Z""#,
+            r#""2026-11-24T22:00:00.123+02:00""#,
+            "1795557600123",
+            "null",
+        ] {
+            let line = format!(r#"{{"event":"activity","last_active":{bad}}}"#);
+            let error = serde_json::from_str::<SuperviseEvent>(&line)
+                .unwrap_err()
+                .to_string();
+            assert!(error.starts_with("last_active: "), "{line}: {error}");
+        }
+        let missing = serde_json::from_str::<SuperviseEvent>(r#"{"event":"activity"}"#);
+        assert!(missing.unwrap_err().to_string().contains("`last_active`"));
     }
 }

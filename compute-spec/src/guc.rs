@@ -19,10 +19,26 @@
 //!   `scram-sha-256`), and quoted otherwise (`'64 MB'`, `'read committed'`), which means the
 //!   same to Postgres.
 
+use crate::open_enum::open_enum;
 use crate::quote::quote_conf_value;
 
-/// The vartypes Postgres reports in `pg_settings.vartype`.
-pub const VARTYPES: [&str; 5] = ["bool", "integer", "real", "enum", "string"];
+open_enum! {
+    /// A setting's or option's type, as Postgres reports it in `pg_settings.vartype`
+    /// (`GenericOption::vartype`). A value this version does not know is kept verbatim;
+    /// [`check_value`] refuses it for a setting with a value.
+    pub enum VarType {
+        /// `on`/`off` and the other forms of `parse_bool`.
+        Bool = "bool",
+        /// A whole number, optionally with a unit.
+        Integer = "integer",
+        /// A number, optionally with a unit.
+        Real = "real",
+        /// One of a setting's named values.
+        Enum = "enum",
+        /// Free text, always written quoted.
+        String = "string",
+    }
+}
 
 /// Directives of the configuration file that look like settings.
 const DIRECTIVES: [&str; 3] = ["include", "include_dir", "include_if_exists"];
@@ -74,26 +90,27 @@ pub fn check_text(value: &str) -> Result<(), String> {
 }
 
 /// Checks a value for its vartype (and for control characters).
-pub fn check_value(value: &str, vartype: &str) -> Result<(), String> {
+pub fn check_value(value: &str, vartype: &VarType) -> Result<(), String> {
     check_text(value)?;
     let ok = match vartype {
-        "bool" => is_bool(value),
-        "integer" => is_number(value, true),
-        "real" => is_number(value, false),
-        "enum" | "string" => true,
-        other => {
+        VarType::Bool => is_bool(value),
+        VarType::Integer => is_number(value, true),
+        VarType::Real => is_number(value, false),
+        VarType::Enum | VarType::String => true,
+        VarType::Unknown(other) => {
+            let known: Vec<&str> = VarType::KNOWN.iter().map(VarType::as_str).collect();
             return Err(format!(
                 "vartype {other:?} is not one of {}: give the setting's pg_settings.vartype",
-                VARTYPES.join(", ")
-            ))
+                known.join(", ")
+            ));
         }
     };
     if ok {
         return Ok(());
     }
     let expected = match vartype {
-        "bool" => "on, off, true, false, yes, no, 1 or 0",
-        "integer" => {
+        VarType::Bool => "on, off, true, false, yes, no, 1 or 0",
+        VarType::Integer => {
             "a number such as 100, -1, 0x1F or 64MB (units B, kB, MB, GB, TB, us, ms, s, min, h, d)"
         }
         _ => "a number such as 0.5, 1e3 or 10ms",
@@ -236,8 +253,8 @@ pub fn is_bare_token(value: &str) -> bool {
 }
 
 /// The value as written: vartype `string` always quoted, others bare when that is one token.
-pub fn render_value(value: &str, vartype: &str) -> String {
-    if vartype != "string" && is_bare_token(value) {
+pub fn render_value(value: &str, vartype: &VarType) -> String {
+    if *vartype != VarType::String && is_bare_token(value) {
         value.to_string()
     } else {
         quote_conf_value(value)
@@ -366,7 +383,11 @@ mod tests {
             ("tab\there", "string"),
         ];
         for (value, vartype) in good {
-            assert_eq!(check_value(value, vartype), Ok(()), "{value:?} {vartype}");
+            assert_eq!(
+                check_value(value, &VarType::from(vartype)),
+                Ok(()),
+                "{value:?} {vartype}"
+            );
         }
         let bad = [
             ("5\ncluster_name = 'X'", "integer"),
@@ -388,7 +409,7 @@ mod tests {
         ];
         for (value, vartype) in bad {
             assert!(
-                check_value(value, vartype).is_err(),
+                check_value(value, &VarType::from(vartype)).is_err(),
                 "{value:?} {vartype} accepted"
             );
         }
@@ -414,7 +435,11 @@ mod tests {
             ("é-1", "enum", "é-1"),
         ];
         for (value, vartype, rendered) in cases {
-            assert_eq!(render_value(value, vartype), rendered, "{value:?}");
+            assert_eq!(
+                render_value(value, &VarType::from(vartype)),
+                rendered,
+                "{value:?}"
+            );
         }
     }
 

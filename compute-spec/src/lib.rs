@@ -1,8 +1,9 @@
 //! compute-spec: the shared model of compute-tools — the contract every stage speaks.
 //!
-//! This crate is format only (serde, schemars, thiserror for error types): no I/O, no
-//! processes, no network. The stage plumbing lives in `stage-kit`, and the `compute-spec`
-//! binary (loading a spec from a file, stdin or a control plane) in `compute-spec-cli`.
+//! This crate is format only (serde, schemars, thiserror for error types, humantime for
+//! timestamps' text): no I/O, no processes, no network. The stage plumbing lives in
+//! `stage-kit`, and the `compute-spec` binary (loading a spec from a file, stdin or a control
+//! plane) in `compute-spec-cli`.
 //!
 //! * [`spec`]: the Neon-compatible [`ComputeSpec`](spec::ComputeSpec) (unknown fields kept,
 //!   upstream's defaults), the `{spec, compute_ctl_config}` envelope, and
@@ -13,7 +14,8 @@
 //!   ([`validate_for`](spec::ComputeSpec::validate_for) knows the compute's admin and
 //!   privileged roles).
 //! * [`ids`]: [`Lsn`](ids::Lsn), [`TenantId`](ids::TenantId), [`TimelineId`](ids::TimelineId)
-//!   with upstream's text forms.
+//!   with upstream's text forms; [`timestamp`]: [`Timestamp`](timestamp::Timestamp), a UTC
+//!   moment in RFC 3339 with milliseconds.
 //! * [`document`]: the compute document that flows between stages on stdin/stdout, one
 //!   section per stage ([`section`]); [`error`]: the error envelope and its kinds;
 //!   [`exit_code`]: the one exit-code policy (0/1/2, Postgres's code passed through);
@@ -51,9 +53,11 @@ pub mod secret;
 pub mod section;
 pub mod spec;
 pub mod sqlopt;
+pub mod timestamp;
 pub mod validate;
 
 pub use document::ComputeDocument;
 pub use error::{ErrorKind, StageError};
 pub use ids::{Lsn, TenantId, TimelineId};
 pub use spec::ComputeSpec;
+pub use timestamp::Timestamp;

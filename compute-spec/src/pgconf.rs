@@ -57,7 +57,7 @@ pub fn check_setting(option: &GenericOption, index: usize) -> Result<(), ConfErr
     let field = |part: &str| format!("cluster.settings[{index}].{part}");
     guc::check_name(&option.name).map_err(|message| conf_error(field("name"), message))?;
     if let Some(value) = &option.value {
-        let part = if guc::VARTYPES.contains(&option.vartype.as_str()) {
+        let part = if option.vartype.is_known() {
             "value"
         } else {
             "vartype"

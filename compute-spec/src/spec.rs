@@ -12,6 +12,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
+use crate::guc::VarType;
 use crate::ids::{Lsn, TenantId, TimelineId};
 use crate::open_enum::open_enum;
 use crate::secret::Secret;
@@ -299,9 +300,10 @@ pub struct GenericOption {
     /// newline or other control character.
     #[serde(default)]
     pub value: Option<String>,
-    /// `bool`, `integer`, `real`, `enum` or `string`: settings values are checked for it;
-    /// `string` values are always quoted, others when they are not one token.
-    pub vartype: String,
+    /// `bool`, `integer`, `real`, `enum` or `string` (another value is kept verbatim):
+    /// settings values are checked for it; `string` values are always quoted, others when
+    /// they are not one token.
+    pub vartype: VarType,
 }
 
 /// An explicit drop or rename: `delete_db`, `rename_db`, `delete_role`, `rename_role`.
@@ -386,7 +388,7 @@ pub enum PageserverProtocol {
 /// Extensions available for download (upstream's `RemoteExtSpec`). An extension may be
 /// downloaded when `public_extensions` or `custom_extensions` names it (an absent or null list
 /// is empty) and `extension_data` describes it; a library is found through `library_index`.
-#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RemoteExtensions {
     /// Allowed for everyone.
     #[serde(default)]
@@ -404,7 +406,7 @@ pub struct RemoteExtensions {
 }
 
 /// Control files and archive path of one remote extension.
-#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RemoteExtensionData {
     /// Control file name (`<name>.control`) → its text; written before Postgres starts.
     pub control_data: IndexMap<String, String>,

@@ -24,6 +24,7 @@
 
 use std::fmt::Write as _;
 
+use crate::guc::VarType;
 use crate::quote::{Ident, Literal};
 use crate::spec::GenericOption;
 
@@ -393,14 +394,14 @@ fn role_name(name: &str) -> String {
 }
 
 /// An argument given in `value`.
-fn render_value(arg: Arg, value: &str, vartype: &str) -> Result<String, String> {
+fn render_value(arg: Arg, value: &str, vartype: &VarType) -> Result<String, String> {
     Ok(match arg {
         Arg::Integer => parse_integer(value)?.to_string(),
         Arg::Bool => parse_bool(value)?.to_string(),
         Arg::Text if value.bytes().all(|b| b.is_ascii_digit()) && !value.is_empty() => {
             value.to_string()
         }
-        Arg::Text if vartype != "string" && is_plain_word(value) => value.to_string(),
+        Arg::Text if *vartype != VarType::String && is_plain_word(value) => value.to_string(),
         Arg::Text | Arg::Literal => Literal(value).to_string(),
         Arg::Roles if value.is_empty() => return Err("the role name is empty".to_string()),
         Arg::Roles => role_name(value),
@@ -409,7 +410,7 @@ fn render_value(arg: Arg, value: &str, vartype: &str) -> Result<String, String> 
 }
 
 /// An argument given in the name after the keyword: SQL text, parsed, never pasted.
-fn render_embedded(arg: Arg, text: &str, vartype: &str) -> Result<String, String> {
+fn render_embedded(arg: Arg, text: &str, vartype: &VarType) -> Result<String, String> {
     match arg {
         Arg::Integer | Arg::Bool => render_value(arg, text, vartype),
         Arg::Text | Arg::Literal => {

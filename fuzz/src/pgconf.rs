@@ -42,7 +42,7 @@ fn option(u: &mut Unstructured<'_>) -> Result<GenericOption> {
     } else {
         Some(any_string(u, VALUE_CHARS, 16)?)
     };
-    let vartype = u.choose(VARTYPES)?.to_string();
+    let vartype = (*u.choose(VARTYPES)?).into();
     Ok(GenericOption {
         name,
         value,

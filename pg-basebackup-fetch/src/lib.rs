@@ -187,10 +187,6 @@ pub fn run(
     }
     // initdb fetches nothing: no attempts, files or unpacked bytes to report.
     let fetched_data = name != BasebackupSource::Initdb;
-    let mut extra = serde_json::Map::new();
-    if let Some(template) = template {
-        extra.insert("template".to_string(), template.as_str().into());
-    }
     let section = BasebackupSection {
         pageserver_connect_micros: fetched.connect_micros,
         basebackup_ms: stage_kit::stage::elapsed_ms(started),
@@ -199,7 +195,8 @@ pub fn run(
         files: fetched_data.then_some(fetched.unpacked.files),
         unpacked_bytes: fetched_data.then_some(fetched.unpacked.bytes),
         source: name,
-        extra,
+        template,
+        extra: Default::default(),
     };
     tracing::info!(
         "PGDATA {} prepared from {} in {} ms ({} bytes read)",

@@ -51,30 +51,8 @@ pub enum TemplateCache {
     Dir(PathBuf),
 }
 
-/// How PGDATA was made (the `template` value of the `basebackup` section).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// Copied from a valid template.
-    Hit,
-    /// No valid template: `initdb` built one, then it was copied.
-    Miss,
-    /// The cache is off.
-    Off,
-    /// The cache failed (logged); `initdb` ran straight into PGDATA.
-    Fallback,
-}
-
-impl Outcome {
-    /// The name written to the document.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Hit => "hit",
-            Outcome::Miss => "miss",
-            Outcome::Off => "off",
-            Outcome::Fallback => "fallback",
-        }
-    }
-}
+/// How PGDATA was made: the `template` value of the `basebackup` section.
+pub use compute_spec::section::TemplateOutcome as Outcome;
 
 impl TemplateCache {
     /// The default: `/var/cache/compute-tools` when it is (or can be made) writable, else

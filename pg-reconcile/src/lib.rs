@@ -223,25 +223,9 @@ pub fn migrations(
         dry_run = options.dry_run,
         "migrations finished"
     );
-    put_report(&mut section, &report)?;
+    section.migrations = Some(report);
     section.config_ms = elapsed_ms(started);
     Ok(section)
-}
-
-/// Stores `report` as the section's `migrations` member.
-fn put_report(
-    section: &mut ReconcileSection,
-    report: &migrate::MigrationReport,
-) -> Result<(), StageError> {
-    let value = serde_json::to_value(report).map_err(|error| {
-        StageError::new(
-            STAGE,
-            ErrorKind::Internal,
-            format!("serialising the migration report: {error}"),
-        )
-    })?;
-    section.extra.insert(migrate::REPORT_KEY.to_string(), value);
-    Ok(())
 }
 
 /// What [`startup`] and [`reconfigure`] share; `concurrency` gives the number of connections
@@ -343,7 +327,7 @@ fn reconcile_with(
         // The start-up run is followed by the migrations: show which are pending.
         let report = migrate::dry_run(&mut *take(&pool, &system_db)?)
             .map_err(|error| postgres_error("reading neon_migration.migration_id", &error))?;
-        put_report(&mut section, &report)?;
+        section.migrations = Some(report);
     }
     if !options.dry_run {
         let apply_started = Instant::now();

@@ -15,8 +15,8 @@
 //! `neon_migration.privileged_role` instead, so no name is ever pasted into a block body.
 
 use compute_spec::quote::{Ident, Literal};
+pub use compute_spec::section::{FailedMigration, MigrationReport};
 use postgres::Client;
-use serde::{Deserialize, Serialize};
 
 /// One migration file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,36 +74,6 @@ pub fn pending(current: i64) -> &'static [Migration] {
     let done = usize::try_from(current.max(0)).unwrap_or(usize::MAX);
     MIGRATIONS.get(done..).unwrap_or_default()
 }
-
-/// A migration that failed (and was rolled back).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FailedMigration {
-    /// Its id.
-    pub id: i64,
-    /// Its file name.
-    pub name: String,
-    /// Postgres's message.
-    pub error: String,
-}
-
-/// What a migration run did (or, dry, would do): the `migrations` member of the
-/// `reconcile` section.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MigrationReport {
-    /// `migration_id.id` before the run (0 when the bookkeeping table does not exist yet).
-    pub from: i64,
-    /// `migration_id.id` after the run (unchanged by a dry run).
-    pub to: i64,
-    /// The migrations still to apply after the run (a dry run: all it would apply).
-    pub pending: Vec<String>,
-    /// The migrations applied by this run.
-    pub applied: Vec<String>,
-    /// The migration that failed, if one did: it and the later ones are retried next time.
-    pub failed: Option<FailedMigration>,
-}
-
-/// The key of the section's extra member holding the [`MigrationReport`].
-pub const REPORT_KEY: &str = "migrations";
 
 const READ_ID: &str = "SELECT id FROM neon_migration.migration_id \
      WHERE key OPERATOR(pg_catalog.=) 0";

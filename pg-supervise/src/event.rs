@@ -11,11 +11,12 @@
 use std::time::SystemTime;
 
 use compute_spec::event::SuperviseEvent;
+use compute_spec::Timestamp;
 
-/// The `activity` event for a moment (RFC 3339, UTC, milliseconds).
+/// The `activity` event for a moment (written RFC 3339, UTC, milliseconds).
 pub fn activity(last_active: SystemTime) -> SuperviseEvent {
     SuperviseEvent::Activity {
-        last_active: humantime::format_rfc3339_millis(last_active).to_string(),
+        last_active: Timestamp::from(last_active),
     }
 }
 

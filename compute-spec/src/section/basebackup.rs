@@ -27,6 +27,9 @@ pub struct BasebackupSection {
     /// Bytes written to PGDATA (uncompressed); absent for `initdb`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unpacked_bytes: Option<u64>,
+    /// How the template cache served an `initdb` source; absent for the other sources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<TemplateOutcome>,
     /// Fields this version does not know.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -41,5 +44,19 @@ open_enum! {
         Upstream = "upstream",
         /// A fresh cluster from `initdb`.
         Initdb = "initdb",
+    }
+}
+
+open_enum! {
+    /// How `pg-basebackup-fetch`'s template cache made PGDATA for the `initdb` source.
+    pub enum TemplateOutcome {
+        /// Copied from a valid template.
+        Hit = "hit",
+        /// No valid template: `initdb` built one, then it was copied.
+        Miss = "miss",
+        /// The cache is off: `initdb` ran straight into PGDATA.
+        Off = "off",
+        /// The cache failed (logged); `initdb` ran straight into PGDATA.
+        Fallback = "fallback",
     }
 }

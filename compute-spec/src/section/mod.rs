@@ -7,11 +7,11 @@ mod reconcile;
 mod spec_load;
 mod sync_safekeepers;
 
-pub use basebackup::{BasebackupSection, BasebackupSource};
+pub use basebackup::{BasebackupSection, BasebackupSource, TemplateOutcome};
 pub use extensions::ExtensionsSection;
 pub use reconcile::{
-    PlannedStatement, ReconcilePhase, ReconcileSection, SettingChange, SettingOutcome,
-    StatementFailure,
+    FailedMigration, MigrationReport, PlannedStatement, ReconcilePhase, ReconcileSection,
+    SettingChange, SettingOutcome, StatementFailure,
 };
 pub use spec_load::{SpecLoadSection, SpecLoadSource};
 pub use sync_safekeepers::{SyncMethod, SyncSafekeepersSection};

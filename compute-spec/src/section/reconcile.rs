@@ -58,9 +58,48 @@ pub struct ReconcileSection {
     /// Time to apply the plan.
     #[serde(default)]
     pub apply_ms: u64,
+    /// What `pg-reconcile --migrate` (or a start-up `--dry-run`) did with the catalog
+    /// migrations; absent from other runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migrations: Option<MigrationReport>,
     /// Fields this version does not know.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+/// What a migration run did (or, dry, would do): `reconcile.migrations`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct MigrationReport {
+    /// `migration_id.id` before the run (0 when the bookkeeping table does not exist yet).
+    #[serde(default)]
+    pub from: i64,
+    /// `migration_id.id` after the run (unchanged by a dry run).
+    #[serde(default)]
+    pub to: i64,
+    /// The migrations still to apply after the run (a dry run: all it would apply), by file
+    /// name.
+    #[serde(default)]
+    pub pending: Vec<String>,
+    /// The migrations applied by this run, by file name.
+    #[serde(default)]
+    pub applied: Vec<String>,
+    /// The migration that failed (rolled back), if one did: it and the later ones are
+    /// retried at the next run. Written as `null` when none did.
+    #[serde(default)]
+    pub failed: Option<FailedMigration>,
+}
+
+/// A migration that failed and was rolled back.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct FailedMigration {
+    /// Its id: the value of `migration_id.id` once it is applied.
+    pub id: i64,
+    /// Its file name without `.sql`.
+    #[serde(default)]
+    pub name: String,
+    /// Postgres's message.
+    #[serde(default)]
+    pub error: String,
 }
 
 /// One statement of the plan.

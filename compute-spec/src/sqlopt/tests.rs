@@ -6,7 +6,7 @@ fn opt(name: &str, value: Option<&str>, vartype: &str) -> GenericOption {
     GenericOption {
         name: name.to_string(),
         value: value.map(str::to_string),
-        vartype: vartype.to_string(),
+        vartype: vartype.into(),
     }
 }
 

@@ -4,10 +4,12 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
 
+use compute_spec::guc::VarType;
 use compute_spec::section::{
-    BasebackupSection, BasebackupSource, ReconcilePhase, SpecLoadSource, SyncMethod,
+    BasebackupSection, BasebackupSource, FailedMigration, MigrationReport, ReconcilePhase,
+    ReconcileSection, SpecLoadSource, SyncMethod, TemplateOutcome,
 };
-use compute_spec::spec::DeltaAction;
+use compute_spec::spec::{DeltaAction, GenericOption};
 use compute_spec::ComputeDocument;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -101,6 +103,103 @@ fn delta_action_round_trips() {
 }
 
 #[test]
+fn template_outcome_round_trips() {
+    let names = ["hit", "miss", "off", "fallback"];
+    round_trips(TemplateOutcome::KNOWN, &names, "shared");
+}
+
+#[test]
+fn vartype_round_trips() {
+    let names = ["bool", "integer", "real", "enum", "string"];
+    round_trips(VarType::KNOWN, &names, "float");
+    // An option whose vartype this version does not know keeps it, byte for byte.
+    for unknown in ["float", "", "Bool", "string "] {
+        let text = format!(r#"{{"name":"x","value":"1","vartype":{unknown:?}}}"#);
+        let option: GenericOption = serde_json::from_str(&text).unwrap();
+        assert_eq!(option.vartype, VarType::Unknown(unknown.to_string()));
+        assert_eq!(serde_json::to_string(&option).unwrap(), text);
+    }
+    let option: GenericOption =
+        serde_json::from_str(r#"{"name":"x","value":"1","vartype":"integer"}"#).unwrap();
+    assert_eq!(option.vartype, VarType::Integer);
+}
+
+#[test]
+fn a_setting_with_an_unknown_vartype_is_refused_naming_the_vartype() {
+    let setting: GenericOption =
+        serde_json::from_value(json!({"name": "work_mem", "value": "1", "vartype": "float"}))
+            .unwrap();
+    let error = compute_spec::pgconf::check_setting(&setting, 3).unwrap_err();
+    assert_eq!(error.field, "cluster.settings[3].vartype");
+    assert!(error.message.contains("\"float\""), "{}", error.message);
+}
+
+#[test]
+fn the_template_outcome_is_a_field_not_an_extra() {
+    // As pg-basebackup-fetch has always written it for an `initdb` source.
+    let text = r#"{"source":"initdb","basebackup_ms":5,"basebackup_bytes":0,"template":"miss"}"#;
+    let section: BasebackupSection = serde_json::from_str(text).unwrap();
+    assert_eq!(section.template, Some(TemplateOutcome::Miss));
+    assert!(section.extra.is_empty());
+    assert_eq!(serde_json::to_string(&section).unwrap(), text);
+    // A value a newer stage writes is kept verbatim.
+    let newer = text.replace("miss", "shared");
+    let section: BasebackupSection = serde_json::from_str(&newer).unwrap();
+    assert_eq!(
+        section.template,
+        Some(TemplateOutcome::Unknown("shared".into()))
+    );
+    assert_eq!(serde_json::to_string(&section).unwrap(), newer);
+    // Other sources have none, and write none.
+    let pageserver = r#"{"source":"pageserver","basebackup_ms":5,"basebackup_bytes":9}"#;
+    let section: BasebackupSection = serde_json::from_str(pageserver).unwrap();
+    assert_eq!(section.template, None);
+    assert_eq!(serde_json::to_string(&section).unwrap(), pageserver);
+}
+
+#[test]
+fn the_migration_report_is_a_field_not_an_extra() {
+    // As `pg-reconcile --migrate` has always written it, after the section's other fields.
+    let done = json!({"from": 10, "to": 12, "pending": [], "applied": ["0011-a", "0012-b"],
+                      "failed": null});
+    let failed = json!({"from": 10, "to": 11, "pending": ["0012-b"], "applied": ["0011-a"],
+                        "failed": {"id": 12, "name": "0012-b", "error": "boom"}});
+    for report in [done, failed] {
+        let mut text = serde_json::to_value(ReconcileSection::default()).unwrap();
+        text["migrations"] = report.clone();
+        let text = serde_json::to_string(&text).unwrap();
+        let section: ReconcileSection = serde_json::from_str(&text).unwrap();
+        assert!(section.extra.is_empty());
+        let typed = section.migrations.as_ref().unwrap();
+        assert_eq!(serde_json::to_value(typed).unwrap(), report);
+        assert_eq!(serde_json::to_string(&section).unwrap(), text);
+    }
+    let text = serde_json::to_string(&json!({"migrations": {"from": 3, "to": 4,
+        "failed": {"id": 4}}}))
+    .unwrap();
+    let section: ReconcileSection = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        section.migrations,
+        Some(MigrationReport {
+            from: 3,
+            to: 4,
+            failed: Some(FailedMigration {
+                id: 4,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    );
+    // Runs other than the migrations write no `migrations` member.
+    let plain = serde_json::to_value(ReconcileSection::default()).unwrap();
+    assert!(plain.get("migrations").is_none());
+    // A report of the wrong shape is an error naming it, not an extra passed along.
+    let bad = r#"{"migrations": {"from": "ten"}}"#;
+    let error = compute_spec::parse::decode::<ReconcileSection>(bad).unwrap_err();
+    assert!(error.starts_with("migrations.from: "), "{error}");
+}
+
+#[test]
 fn basebackup_counters_are_fields_not_extras() {
     let text = json!({
         "source": "pageserver", "basebackup_ms": 5, "basebackup_bytes": 10,
@@ -144,11 +243,14 @@ fn a_newer_stages_document_is_written_back_unchanged() {
         "spec_load": {"source": "vault", "spec_load_ms": 1, "control_plane_attempts": 0},
         "sync_safekeepers": {"lsn": "0/16B5A50", "method": "safekeepers-grpc", "quorum": 3},
         "basebackup": {"source": "s3-snapshot", "basebackup_ms": 7, "basebackup_bytes": 9,
-                       "attempts": 1, "files": 2, "unpacked_bytes": 3, "layers": 4},
+                       "attempts": 1, "files": 2, "unpacked_bytes": 3, "template": "shared",
+                       "layers": 4},
         "reconcile": {"plan": [{"sql": "GRANT x TO y", "phase": "grants", "database": "postgres",
                                 "destructive": false}],
                       "failures": [{"object": "role \"y\"", "phase": "grants", "sql": "GRANT x TO y",
-                                    "database": "postgres", "error": "no"}]},
+                                    "database": "postgres", "error": "no"}],
+                      "migrations": {"from": 12, "to": 13, "pending": [], "applied": ["0013-x"],
+                                     "failed": null}},
     });
     let parsed: ComputeDocument = serde_json::from_value(document.clone()).unwrap();
     let sync = parsed.sync_safekeepers.as_ref().unwrap();
@@ -156,6 +258,7 @@ fn a_newer_stages_document_is_written_back_unchanged() {
     let basebackup = parsed.basebackup.as_ref().unwrap();
     assert_eq!(basebackup.source, "s3-snapshot");
     assert_eq!(basebackup.attempts, Some(1));
+    assert_eq!(basebackup.template, Some(TemplateOutcome::from("shared")));
     let deltas = parsed
         .spec
         .as_ref()
@@ -174,6 +277,7 @@ fn a_newer_stages_document_is_written_back_unchanged() {
         "/basebackup",
         "/reconcile/plan",
         "/reconcile/failures",
+        "/reconcile/migrations",
     ] {
         assert_eq!(written.pointer(path), document.pointer(path), "{path}");
     }

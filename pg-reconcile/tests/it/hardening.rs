@@ -17,7 +17,7 @@ fn setting(name: &str, value: &str, vartype: &str) -> GenericOption {
     GenericOption {
         name: name.to_string(),
         value: Some(value.to_string()),
-        vartype: vartype.to_string(),
+        vartype: vartype.into(),
     }
 }
 

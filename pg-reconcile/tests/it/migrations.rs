@@ -21,7 +21,11 @@ fn migrate(pg: &TestPostgres, privileged: &str, dry: bool) -> MigrationReport {
         ..Default::default()
     };
     let section = migrations(&doc, &options).unwrap();
-    serde_json::from_value(section.extra["migrations"].clone()).unwrap()
+    // On the wire: the section's `migrations` member, read back as the model's type.
+    let wire = serde_json::to_value(&section).unwrap();
+    let report: MigrationReport = serde_json::from_value(wire["migrations"].clone()).unwrap();
+    assert_eq!(section.migrations.as_ref(), Some(&report));
+    report
 }
 
 fn names(range: std::ops::RangeInclusive<usize>) -> Vec<String> {
@@ -238,8 +242,7 @@ fn dry_run_lists_the_pending_migrations() {
     };
     // Start-up dry run: the plan, and the migrations that would follow it.
     let section = apply_with(&pg, &empty, &dry);
-    let report: MigrationReport =
-        serde_json::from_value(section.extra["migrations"].clone()).unwrap();
+    let report = section.migrations.clone().unwrap();
     assert_eq!(report.pending, names(1..=12));
     // --migrate --dry-run: the same list, and nothing changed (no bookkeeping table).
     assert_eq!(migrate(&pg, "neon_superuser", true).pending, names(1..=12));
@@ -251,9 +254,9 @@ fn dry_run_lists_the_pending_migrations() {
     assert_eq!(table, ["none"]);
     apply_ok(&pg, &empty);
     migrate(&pg, "neon_superuser", false);
-    let section = apply_with(&pg, &empty, &dry);
-    assert_eq!(section.extra["migrations"]["pending"], json!([]));
-    assert_eq!(section.extra["migrations"]["from"], json!(12));
+    let section = serde_json::to_value(apply_with(&pg, &empty, &dry)).unwrap();
+    assert_eq!(section["migrations"]["pending"], json!([]));
+    assert_eq!(section["migrations"]["from"], json!(12));
 }
 
 #[test]
@@ -265,7 +268,11 @@ fn migrations_skip_replicas_and_skip_pg_catalog_updates() {
     doc.spec = Some(skip);
     let section = migrations(&doc, &Options::default()).unwrap();
     assert!(section.catalog_skipped);
-    assert!(!section.extra.contains_key("migrations"));
+    assert_eq!(section.migrations, None);
+    assert!(serde_json::to_value(&section)
+        .unwrap()
+        .get("migrations")
+        .is_none());
     let table = column(
         &pg,
         "postgres",

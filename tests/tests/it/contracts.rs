@@ -96,3 +96,53 @@ fn error_envelopes_match_their_schema() {
     assert_valid(&envelope, &bad_document.json, "pg-basebackup-fetch error");
     assert_eq!(bad_document.json["error"]["kind"], "invalid_document");
 }
+
+/// The typed fields' schemas say what their types read: `last_active` only in the RFC 3339
+/// UTC form, a `vartype` or `template` this version does not know kept (any string).
+#[test]
+fn the_typed_fields_schemas_match_their_types() {
+    let event = validator("supervise-event.schema.json");
+    let activity = |text: &str| serde_json::json!({"event": "activity", "last_active": text});
+    for good in [
+        "2026-11-24T22:00:00.123Z",
+        "2026-11-24T22:00:00Z",
+        "2026-11-24T22:00:00.5+00:00",
+    ] {
+        assert_valid(&event, &activity(good), good);
+        compute_spec::Timestamp::parse(good).unwrap();
+    }
+    for bad in [
+        "2026-11-24 22:00:00.123Z",
+        "2026-11-24T22:00:00.123",
+        "2026-11-24T22:00:00.123+02:00",
+        "2026-11-24T22:00:00.Z",
+        "yesterday",
+    ] {
+        assert!(
+            !event.is_valid(&activity(bad)),
+            "the schema accepts {bad:?}"
+        );
+        assert!(compute_spec::Timestamp::parse(bad).is_err(), "{bad:?}");
+    }
+    let document = validator("compute-document.schema.json");
+    let newer = serde_json::json!({
+        "document_version": 1,
+        "spec": {"format_version": 1.0, "cluster": {"roles": [], "databases": [],
+            "settings": [{"name": "x", "value": "1", "vartype": "float"}]}},
+        "pgdata": "/data",
+        "pgbin": "/usr/bin/postgres",
+        "connstr": "postgresql://cloud_admin@localhost/postgres",
+        "instance": {"port": 5432, "socket_dir": "/data"},
+        "basebackup": {"source": "initdb", "basebackup_ms": 1, "basebackup_bytes": 0,
+                       "template": "shared"},
+        "reconcile": {"migrations": {"from": 1, "to": 2, "pending": [], "applied": ["0002-x"],
+                                     "failed": null}},
+    });
+    assert_valid(&document, &newer, "a newer stage's document");
+    let mut bad = newer.clone();
+    bad["reconcile"]["migrations"]["from"] = "one".into();
+    assert!(
+        !document.is_valid(&bad),
+        "the schema accepts a non-integer `from`"
+    );
+}

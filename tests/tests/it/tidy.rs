@@ -1,8 +1,9 @@
 //! What lints cannot say about the workspace, checked on every test run: no Rust source file
 //! over 600 lines, every package documented by a `//!` comment and named in
 //! docs/ARCHITECTURE.md, every package under the workspace's lint policy, the
-//! `compute-spec` model crate free of I/O dependencies, and every file of a package's one test
-//! binary (`tests/it/`) a module of it.
+//! `compute-spec` model crate free of I/O dependencies, no package but the model crate
+//! touching the `extra` maps, and every file of a package's one test binary (`tests/it/`) a
+//! module of it.
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
 
@@ -19,7 +20,12 @@ const MODEL_DEPENDENCIES: &[&str] = &[
     "indexmap",
     "thiserror",
     "serde_path_to_error",
+    // RFC 3339 text of a timestamp, to and from `SystemTime`; it reads no clock.
+    "humantime",
 ];
+
+/// The model crate: the only package that may touch the `extra` maps.
+const MODEL_CRATE: &str = "compute-spec";
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -153,6 +159,67 @@ fn the_model_crate_does_no_io() {
              put I/O in stage-kit or compute-spec-cli"
         );
     }
+}
+
+/// Whether a line of code reads or writes a field named `extra` (`doc.extra`,
+/// `section.extra.insert(…)`, `&mut x.extra`), or initialises one by shorthand (`extra,` on
+/// its own line), but not `x.extra_y`, `x.extract()` or a struct base `..extra`.
+fn touches_extra(code: &str) -> bool {
+    let field = code.match_indices(".extra").any(|(at, found)| {
+        let before = code[..at].chars().next_back();
+        let after = code[at + found.len()..].chars().next();
+        before != Some('.') && !after.is_some_and(|c| c.is_alphanumeric() || c == '_')
+    });
+    field || code.trim() == "extra,"
+}
+
+/// The `extra` maps of the document, its sections and the spec hold only fields this version
+/// does not know, passed through: a stage result is a named field of the model, never an
+/// entry of `extra`. So no package but the model crate touches them: in `src/` of every other
+/// package (its unit tests included) there is no `.extra` and no `extra` shorthand; a value is
+/// built with `extra: Default::default()`. Integration tests (`tests/`) may look.
+#[test]
+fn only_the_model_crate_touches_extra() {
+    assert!(touches_extra("section.extra.insert(key, value);"));
+    assert!(touches_extra(
+        "let found = document.reconcile.as_ref()?.extra.get(\"x\")?;"
+    ));
+    assert!(touches_extra("        extra,"));
+    assert!(!touches_extra(
+        "let extra = [(\"a\", \"b\")]; x.extract(&extra, ..extra)"
+    ));
+    assert!(!touches_extra("        extra: Default::default(),"));
+    let mut found = Vec::new();
+    let mut scanned = 0;
+    for member in members() {
+        if member == MODEL_CRATE {
+            continue;
+        }
+        let mut files = Vec::new();
+        rust_files(&root().join(&member).join("src"), &mut files);
+        for path in files {
+            scanned += 1;
+            let text = std::fs::read_to_string(&path).unwrap();
+            let shown = path
+                .strip_prefix(root())
+                .unwrap_or(&path)
+                .display()
+                .to_string();
+            for (number, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or_default();
+                if touches_extra(code) {
+                    found.push(format!("{shown}:{}: {}", number + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(scanned > 50, "scanned only {scanned} files");
+    assert!(
+        found.is_empty(),
+        "only {MODEL_CRATE} may touch the `extra` maps (fields this version does not know): \
+         make a stage's result a named field of its section in {MODEL_CRATE}:\n{}",
+        found.join("\n")
+    );
 }
 
 /// A file in `tests/it/` that `main.rs` does not name is compiled nowhere: its tests would
