@@ -7,7 +7,8 @@
 //!    in `pg_stat_database` (except `postgres`, `template0`, `template1`) changed since the
 //!    previous tick ⇒ now (catches connections shorter than a tick);
 //! 2. a client backend, other than the monitor's own and the admin role's, that is not `idle`
-//!    (idle in transaction counts) ⇒ now; else the latest `state_change` of idle ones;
+//!    (idle in transaction counts) ⇒ now; else the latest `state_change` of idle ones, when
+//!    it is newer than `last_active` (when it is not, the checks below still run);
 //! 3. a walsender other than `walproposer` ⇒ now;
 //! 4. a subscription worker with a pid ⇒ now;
 //! 5. an autovacuum worker ⇒ now.
@@ -110,8 +111,13 @@ impl ActivityTracker {
         if observation.busy_clients > 0 {
             return Some(now);
         }
+        // An idle session's state change is a candidate only when it is news; otherwise the
+        // tick goes on (as upstream): a compute whose only activity is replication, a
+        // subscription or autovacuum must not look idle because a pooler holds idle sessions.
         if let Some(idle_since) = observation.idle_since {
-            return Some(idle_since);
+            if self.last_active.is_none_or(|last| idle_since > last) {
+                return Some(idle_since);
+            }
         }
         let others = [
             observation.walsenders,
@@ -338,6 +344,45 @@ mod tests {
         };
         assert_eq!(tracker.observe(&older, at(12)), None);
         assert_eq!(tracker.last_active(), Some(at(5)));
+    }
+
+    #[test]
+    fn an_old_idle_session_does_not_hide_the_other_signals() {
+        let idle = |more: Observation| Observation {
+            idle_since: Some(at(5)),
+            ..more
+        };
+        let signals = [
+            Observation {
+                walsenders: 1,
+                ..Observation::default()
+            },
+            Observation {
+                subscriptions: 1,
+                ..Observation::default()
+            },
+            Observation {
+                autovacuum_workers: 1,
+                ..Observation::default()
+            },
+        ];
+        for signal in signals {
+            let mut tracker = ActivityTracker::new(false);
+            assert_eq!(
+                tracker.observe(&idle(Observation::default()), at(6)),
+                Some(at(5))
+            );
+            assert_eq!(
+                tracker.observe(&idle(signal.clone()), at(20)),
+                Some(at(20)),
+                "{signal:?}"
+            );
+            assert_eq!(
+                tracker.observe(&idle(signal.clone()), at(21)),
+                Some(at(21)),
+                "{signal:?}"
+            );
+        }
     }
 
     #[test]

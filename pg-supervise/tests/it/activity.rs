@@ -57,12 +57,28 @@ fn queries_and_idle_transactions_count_but_the_admin_does_not() {
     assert!(second > first);
 }
 
+/// A user's session left idle (as a pooler keeps them), once its state change was reported:
+/// from then on it gives no news, and must hide no other signal.
+fn idle_user_session(fixture: &Fixture, supervisor: &Supervisor) -> postgres::Client {
+    fixture
+        .client()
+        .batch_execute("CREATE ROLE idler LOGIN")
+        .unwrap();
+    let before = SystemTime::now();
+    let mut idle = fixture.client_as("idler", "postgres");
+    idle.batch_execute("SELECT 1").unwrap();
+    activity_since(supervisor, before, 3 * SECOND);
+    supervisor.assert_quiet(Duration::from_millis(1200));
+    idle
+}
+
 #[test]
 fn a_walsender_counts() {
     let fixture = Fixture::new("");
     let supervisor = fixture.supervise(&[]);
     supervisor.wait_event("ready", 30 * SECOND);
     supervisor.assert_quiet(Duration::from_millis(600));
+    let _idle = idle_user_session(&fixture, &supervisor);
 
     // A logical-replication connection as the admin: not a client backend, but a walsender.
     let psql = fixture.pg.bin_dir().join("psql");
@@ -79,6 +95,9 @@ fn a_walsender_counts() {
     let started = SystemTime::now();
     let seen = activity_since(&supervisor, started, 3 * SECOND);
     assert!(seen >= started);
+    // And on every tick while it runs, not only once.
+    let again = activity_since(&supervisor, seen + Duration::from_millis(100), 3 * SECOND);
+    assert!(again > seen);
     drop(stdin);
     walsender.wait().unwrap();
 }
@@ -169,6 +188,7 @@ fn a_running_subscription_counts() {
         .batch_execute("CREATE TABLE t (id int PRIMARY KEY)")
         .unwrap();
     supervisor.assert_quiet(Duration::from_millis(600));
+    let _idle = idle_user_session(&fixture, &supervisor);
 
     // Created by the admin, but its apply worker is user activity.
     let created = SystemTime::now();
@@ -186,4 +206,36 @@ fn a_running_subscription_counts() {
     let seen = activity_since(&supervisor, created, 5 * SECOND);
     assert!(seen >= created);
     admin.batch_execute("DROP SUBSCRIPTION s").unwrap();
+}
+
+#[test]
+fn an_autovacuum_worker_counts() {
+    // Autovacuum wakes every second; on table `dead` it starts at once and crawls (a
+    // 1-credit budget per 100 ms), so its worker is seen by many ticks.
+    let fixture = Fixture::new("autovacuum_naptime = 1");
+    let supervisor = fixture.supervise(&[]);
+    supervisor.wait_event("ready", 30 * SECOND);
+    let _idle = idle_user_session(&fixture, &supervisor);
+    let mut admin = fixture.client();
+    let started = SystemTime::now();
+    admin
+        .batch_execute(
+            "CREATE TABLE dead WITH (autovacuum_vacuum_threshold = 1, \
+               autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_cost_delay = 100, \
+               autovacuum_vacuum_cost_limit = 1) \
+             AS SELECT g AS id FROM generate_series(1, 20000) g; \
+             DELETE FROM dead",
+        )
+        .unwrap();
+    let seen = activity_since(&supervisor, started, 15 * SECOND);
+    let working: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(working, 1, "the activity came from the autovacuum worker");
+    let again = activity_since(&supervisor, seen + Duration::from_millis(100), 3 * SECOND);
+    assert!(again > seen);
 }
