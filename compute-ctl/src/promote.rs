@@ -196,19 +196,16 @@ mod tests {
         let reply = post(&api, &promote_body(spec(json!({})), Some("0/3000060")));
         assert_eq!(
             body(&reply),
-            json!({"status": "failed", "error": "compute mode \"Primary\" is not replica"})
+            json!({"status": "failed", "error": "compute mode \"primary\" is not replica"})
         );
         // Even after the compute became a replica, the first answer stands.
         let replica = api_in(json!({"mode": "Replica"}));
         api.shared = replica.shared.clone();
         let reply = post(&api, &promote_body(spec(json!({})), Some("0/1")));
-        assert_eq!(error_of(&reply), "compute mode \"Primary\" is not replica");
+        assert_eq!(error_of(&reply), "compute mode \"primary\" is not replica");
         let stat = api_in(json!({"mode": {"Static": "0/16B3748"}}));
         let reply = post(&stat, &promote_body(spec(json!({})), Some("0/1")));
-        assert_eq!(
-            error_of(&reply),
-            "compute mode \"Static(0/16B3748)\" is not replica"
-        );
+        assert_eq!(error_of(&reply), "compute mode \"static\" is not replica");
         let nothing = test_api(None, false);
         let reply = post(&nothing, &promote_body(spec(json!({})), Some("0/1")));
         assert!(error_of(&reply).contains("no spec yet"));
@@ -260,7 +257,7 @@ mod tests {
         let reply = post(&replica(), &promote_body(as_replica, Some("0/1")));
         assert_eq!(
             error_of(&reply),
-            "spec.mode: the new spec must be Primary, not \"Replica\""
+            "spec.mode: the new spec must be Primary, not \"replica\""
         );
         // Past every check, a compute whose Postgres is not there fails connecting.
         for state in [PrewarmState::Skipped, PrewarmState::Cancelled] {

@@ -99,11 +99,12 @@ impl Error {
     }
 }
 
-/// How upstream names a mode in its error (`compute mode "Primary" is not replica`).
-pub(crate) fn mode_name(mode: ComputeMode) -> String {
+/// How upstream names a mode in its error: its type string, lower case, without the LSN
+/// (`compute mode "primary" is not replica`, `… "static" …`).
+pub(crate) fn mode_name(mode: ComputeMode) -> &'static str {
     match mode {
-        ComputeMode::Primary => "Primary".to_string(),
-        ComputeMode::Replica => "Replica".to_string(),
-        ComputeMode::Static(lsn) => format!("Static({lsn})"),
+        ComputeMode::Primary => "primary",
+        ComputeMode::Replica => "replica",
+        ComputeMode::Static(_) => "static",
     }
 }

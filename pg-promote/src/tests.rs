@@ -165,7 +165,7 @@ fn the_checks_before_postgres_in_upstream_s_order() {
     let mut host = FakeHost::new(json!({"mode": {"Static": "0/16B3748"}}));
     assert_eq!(
         promoted(&host, &valid).to_string(),
-        "compute mode \"Static(0/16B3748)\" is not replica"
+        "compute mode \"static\" is not replica"
     );
     *host.document.get_mut().unwrap() = None;
     assert_eq!(promoted(&host, &valid), Error::NoSpec);
@@ -203,7 +203,7 @@ fn the_checks_before_postgres_in_upstream_s_order() {
     as_replica["mode"] = json!("Replica");
     assert_eq!(
         promoted(&host, &request(as_replica, Some("0/1"))).to_string(),
-        "spec.mode: the new spec must be Primary, not \"Replica\""
+        "spec.mode: the new spec must be Primary, not \"replica\""
     );
     // Past every check, a Postgres that is not there.
     let error = promoted(&host, &valid);

@@ -179,7 +179,7 @@ fn a_primary_is_not_promoted() {
     assert_eq!(answer.status, 500, "{}", answer.body);
     assert_eq!(
         answer.json(),
-        json!({"status": "failed", "error": "compute mode \"Primary\" is not replica"})
+        json!({"status": "failed", "error": "compute mode \"primary\" is not replica"})
     );
     assert_eq!(compute.status(), "running");
     assert!(

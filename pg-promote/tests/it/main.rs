@@ -198,7 +198,7 @@ fn a_primary_is_not_promoted() {
     // Its document says so.
     let run = pg_promote(&[], &document(&primary, spec(json!({}))));
     let error = run.failed_with(2, "invalid_spec");
-    assert_eq!(error["message"], "compute mode \"Primary\" is not replica");
+    assert_eq!(error["message"], "compute mode \"primary\" is not replica");
     // Its document says Replica, but the server is not in recovery: refused at once, not
     // after replay's 20 s wait (LIMIT is shorter).
     let run = pg_promote(&[], &document(&primary, replica_spec(&primary)));
@@ -282,7 +282,7 @@ fn bad_input_is_refused_naming_what_is_wrong() {
     let error = run.failed_with(2, "invalid_spec");
     assert_eq!(
         error["message"],
-        "spec.mode: the new spec must be Primary, not \"Replica\""
+        "spec.mode: the new spec must be Primary, not \"replica\""
     );
     // A flag that is not an LSN.
     let run = run_stage_within(PG_PROMOTE, &["--wal-flush-lsn", "x"], &replica(), LIMIT).0;

@@ -250,7 +250,7 @@ pub fn rows(inputs: &Inputs) -> Vec<Row> {
             .expect(
                 500,
                 vec![Json(
-                    json!({"status": "failed", "error": "compute mode \"Primary\" is not replica"}),
+                    json!({"status": "failed", "error": "compute mode \"primary\" is not replica"}),
                 )],
             ),
         ext("POST", "/promote", "result cached")
