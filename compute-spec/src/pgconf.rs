@@ -251,15 +251,14 @@ fn storage_settings(spec: &ComputeSpec, conf: &mut String) -> Result<(), ConfErr
     }
     conf.push_str("# Neon storage settings\n");
     if let Some(connstrings) = connstrings {
-        if connstrings.len() > 1 {
-            let stripe_size = spec
-                .pageserver_connection_info
-                .as_ref()
-                .and_then(|info| info.stripe_size)
-                .or(spec.shard_stripe_size);
-            if let Some(stripe_size) = stripe_size {
-                line(conf, "neon.stripe_size", &stripe_size.to_string());
-            }
+        // Whenever the spec sets a stripe size (as upstream), before the connection string.
+        let stripe_size = spec
+            .pageserver_connection_info
+            .as_ref()
+            .and_then(|info| info.stripe_size)
+            .or(spec.shard_stripe_size);
+        if let Some(stripe_size) = stripe_size {
+            line(conf, "neon.stripe_size", &stripe_size.to_string());
         }
         let joined = connstrings.join(",");
         line(

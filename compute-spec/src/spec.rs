@@ -352,6 +352,16 @@ pub struct PageserverConnectionInfo {
     pub prefer_protocol: PageserverProtocol,
 }
 
+impl PageserverConnectionInfo {
+    /// The keys of the shards a compute needs, in order: `<number><count>` in two-digit hex
+    /// each, for every number below `shard_count` (one shard, `0000`, when unsharded).
+    pub fn shard_keys(&self) -> Vec<String> {
+        (0..self.shard_count.max(1))
+            .map(|number| format!("{number:02x}{:02x}", self.shard_count))
+            .collect()
+    }
+}
+
 /// The pageservers of one shard (only the first is used).
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct PageserverShardInfo {

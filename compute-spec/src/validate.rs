@@ -100,21 +100,11 @@ impl ComputeSpec {
     /// The libpq pageserver connection strings, shard 0 first, if the spec names any.
     pub fn pageserver_connstrings(&self) -> Option<Vec<String>> {
         if let Some(info) = &self.pageserver_connection_info {
-            let mut shards: Vec<(&String, Option<&String>)> = info
-                .shards
+            // Shards 0..count in order, as upstream (a missing one is a validation error).
+            return info
+                .shard_keys()
                 .iter()
-                .map(|(index, shard)| {
-                    let url = shard
-                        .pageservers
-                        .first()
-                        .and_then(|ps| ps.libpq_url.as_ref());
-                    (index, url)
-                })
-                .collect();
-            shards.sort_by(|a, b| a.0.cmp(b.0));
-            return shards
-                .into_iter()
-                .map(|(_, url)| url.cloned())
+                .map(|key| info.shards.get(key)?.pageservers.first()?.libpq_url.clone())
                 .collect::<Option<Vec<String>>>();
         }
         let list = self
@@ -216,6 +206,21 @@ fn neon_storage(spec: &ComputeSpec, error: &mut impl FnMut(&str, String)) -> Opt
         "neon.timeline_id",
         error,
     );
+    if let Some(info) = &spec.pageserver_connection_info {
+        for key in info.shard_keys() {
+            if !info.shards.contains_key(&key) {
+                error(
+                    "pageserver_connection_info.shards",
+                    format!(
+                        "shard {key} is missing from the shard map (shard_count {}: shards \
+                         0..{} are keyed <number><count> in hex)",
+                        info.shard_count,
+                        info.shard_count.max(1)
+                    ),
+                );
+            }
+        }
+    }
     let pageserver_connstrings = match spec.pageserver_connstrings() {
         Some(list) => list,
         None => {

@@ -223,3 +223,70 @@ fn embedded_sample_is_valid_and_uses_initdb() {
     let loaded = parse_bare(compute_spec::parse::EMBEDDED_SAMPLE_SPEC, "embedded").unwrap();
     assert_eq!(loaded.spec.unwrap().validate(), Ok(StorageSource::Empty));
 }
+
+/// The real fixture with `pageserver_connection_info` in place of its connection string.
+fn with_shards(shard_count: u8, keys: &[&str], stripe_size: Option<u32>) -> ComputeSpec {
+    let mut value: Value = serde_json::from_str(&fixture("compute_api-cluster_spec.json")).unwrap();
+    let shards: serde_json::Map<String, Value> = keys
+        .iter()
+        .map(|key| {
+            let url = format!("postgresql://no_user@ps{key}:6400");
+            (
+                key.to_string(),
+                serde_json::json!({"pageservers": [{"libpq_url": url}]}),
+            )
+        })
+        .collect();
+    value["pageserver_connstring"] = Value::Null;
+    value["pageserver_connection_info"] = serde_json::json!({"shard_count": shard_count, "stripe_size": stripe_size, "shards": shards});
+    serde_json::from_value(value).unwrap()
+}
+
+fn conf_of(spec: &ComputeSpec) -> String {
+    let params = compute_spec::pgconf::ConfParams {
+        port: 55432,
+        socket_dir: PathBuf::from("/run/pg"),
+        privileged_role_name: "neon_superuser".to_string(),
+        extension_server_port: None,
+        dynamic_shared_memory_mmap: false,
+        extra_lines: Vec::new(),
+        neon_library: false,
+    };
+    compute_spec::pgconf::render(spec, &params).unwrap()
+}
+
+#[test]
+fn a_stripe_size_is_written_whenever_the_spec_sets_one() {
+    let unsharded = with_shards(0, &["0000"], Some(2048));
+    assert!(unsharded.validate().is_ok());
+    let conf = conf_of(&unsharded);
+    let stripe = conf.find("neon.stripe_size=2048\n").expect(&conf);
+    let connstring = conf
+        .find("neon.pageserver_connstring='postgresql://no_user@ps0000:6400'")
+        .expect(&conf);
+    assert!(stripe < connstring, "the stripe size comes first:\n{conf}");
+    assert!(!conf_of(&with_shards(0, &["0000"], None)).contains("neon.stripe_size"));
+}
+
+#[test]
+fn a_shard_missing_from_the_map_is_refused_naming_it() {
+    let error = with_shards(4, &["0004", "0104", "0304"], Some(2048))
+        .validate()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("pageserver_connection_info.shards: shard 0204 is missing"),
+        "{error}"
+    );
+    // All four, in shard order; a key for another count is not one of them.
+    let spec = with_shards(4, &["0304", "0004", "0204", "0104", "0002"], Some(2048));
+    let StorageSource::Neon(neon) = spec.validate().unwrap() else {
+        panic!("expected Neon storage");
+    };
+    let hosts: Vec<&str> = neon
+        .pageserver_connstrings
+        .iter()
+        .map(|url| &url["postgresql://no_user@ps".len()..][..4])
+        .collect();
+    assert_eq!(hosts, ["0004", "0104", "0204", "0304"]);
+}
