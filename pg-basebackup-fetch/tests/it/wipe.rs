@@ -130,6 +130,19 @@ fn a_real_cluster_is_wiped() {
 }
 
 #[test]
+fn a_cluster_with_a_crashed_backend_s_core_dumps_is_wiped() {
+    let dir = TestDir::new("bbf-");
+    let pgdata = dir.path().join("pgdata");
+    initdb(&pgdata);
+    std::fs::write(pgdata.join("core"), [0u8; 64]).unwrap();
+    std::fs::write(pgdata.join("core.4242"), [0u8; 64]).unwrap();
+    assert_wiped_and_rebuilt(&pgdata, "core.4242");
+    // A name that only starts like one is still foreign.
+    std::fs::write(pgdata.join("core.dump.sql"), "COPY precious FROM stdin;").unwrap();
+    assert_refused(&pgdata, "\"core.dump.sql\"");
+}
+
+#[test]
 fn a_half_built_tree_of_ours_is_wiped() {
     let dir = TestDir::new("bbf-");
     let pgdata = dir.path().join("pgdata");
