@@ -37,7 +37,7 @@ RUN groupadd --system --gid 999 postgres \
     && useradd --system --uid 999 --gid postgres --home-dir /var/lib/postgresql --shell /bin/bash postgres \
     && apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        postgresql-15 postgresql-contrib ca-certificates \
+        postgresql-15 postgresql-contrib ca-certificates gdb \
     && rm -rf /var/lib/apt/lists/* \
     && mkdir -p /var/db/postgres/specs /var/db/postgres/compute \
     && chown -R postgres:postgres /var/db/postgres

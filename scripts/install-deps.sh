@@ -4,7 +4,7 @@
 # openssl (the JWT tests make RSA keys with it), promtool (package prometheus: the tests check
 # every /metrics scrape with it), pgbouncer (its tests run the real one), rsyslog and
 # rsyslog-gnutls (the audit forwarding tests, plain and TLS), iproute2 and nftables (the
-# network-fault tests) and, for every installed major version, the pgaudit and
+# network-fault tests), gdb (core-dump backtraces) and, for every installed major version, the pgaudit and
 # pgauditlogtofile extensions (pg-reconcile's audit phases and their tests).
 set -euo pipefail
 
@@ -35,6 +35,8 @@ compgen -G '/usr/lib/*/rsyslog/lmnsd_gtls.so' >/dev/null ||
 # iproute2 and nftables: the network-fault tests put peers in namespaces (issue 22).
 command -v ip >/dev/null || [ -x /usr/sbin/ip ] || missing+=(iproute2)
 command -v nft >/dev/null || [ -x /usr/sbin/nft ] || missing+=(nftables)
+# gdb: pg-supervise logs a crashed backend's backtrace from its core dump (and its test).
+command -v gdb >/dev/null || missing+=(gdb)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "installing: ${missing[*]}" >&2
     sudo_if_needed apt-get update -qq

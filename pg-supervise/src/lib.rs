@@ -36,6 +36,7 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod cores;
 pub mod event;
 pub mod logs;
 pub mod monitor;

@@ -33,6 +33,9 @@ use stage_kit::notify;
 /// How long to wait for the postmaster after an immediate shutdown request made because start-up
 /// failed, before `SIGKILL`.
 const FAILED_START_GRACE: Duration = Duration::from_secs(5);
+/// The debugger that prints a core dump's backtrace (looked up on `PATH`).
+const DEBUGGER: &str = "gdb";
+
 /// How long to wait for Postgres's last log lines after it exited.
 const LOG_DRAIN: Duration = Duration::from_millis(300);
 /// How often to retry a signal the just-spawned postmaster does not handle yet.
@@ -122,6 +125,7 @@ pub fn supervise(document: &ComputeDocument, options: &Options) -> Result<Outcom
             ),
         ));
     }
+    crate::cores::enable();
     let command = postmaster::postgres_command(document, options.user.as_deref())?;
     let started = Instant::now();
     let exit_sender = sender.clone();
@@ -163,6 +167,12 @@ pub fn supervise(document: &ComputeDocument, options: &Options) -> Result<Outcom
     };
     let result = supervisor.run(&receiver);
     supervisor.stop.store(true, Ordering::Relaxed);
+    // After `exited` (stdout's last line): the backtraces go to the log only.
+    crate::cores::report(
+        &document.pgdata,
+        &document.pgbin,
+        std::path::Path::new(DEBUGGER),
+    );
     result
 }
 

@@ -7,6 +7,7 @@
 mod activity;
 mod cgexec;
 mod common;
+mod cores;
 mod lifecycle;
 mod lock;
 mod reaping;
