@@ -204,6 +204,13 @@ pub fn classify_wire(server: &str, error: &WireError) -> BasebackupError {
             server,
             message: format!("protocol violation: {message}"),
         },
+        WireError::TooLarge { limit, .. } => BasebackupError::Server {
+            server,
+            message: format!(
+                "the answer is larger than the {} rows and {} bytes allowed for it",
+                limit.rows, limit.bytes
+            ),
+        },
         WireError::Io { action, source, .. } => BasebackupError::Network {
             server,
             detail: format!("{action}: {source}"),
@@ -318,11 +325,16 @@ mod tests {
             endpoint: "db:5432".into(),
             message: "no password".into(),
         };
+        let flood = WireError::TooLarge {
+            endpoint: "db:5432".into(),
+            limit: stage_kit::wire::AnswerLimit::ONE_ROW,
+        };
         for (error, kind) in [
             (refused, ErrorKind::Network),
             (timeout, ErrorKind::Network),
             (closed, ErrorKind::Network),
             (no_password, ErrorKind::Auth),
+            (flood, ErrorKind::Server),
             (server("28P01"), ErrorKind::Auth),
             (server("58P01"), ErrorKind::Server),
         ] {

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use compute_spec::quote::quote_literal;
-use stage_kit::wire::{Connection, CopyOut, WireError};
+use stage_kit::wire::{AnswerLimit, Connection, CopyOut, WireError};
 
 use crate::error::{classify_read, classify_wire, BasebackupError, ServerMessage};
 use crate::progress::Counting;
@@ -128,7 +128,7 @@ pub fn check_admin_role(
         .and_then(|mut connection| {
             connection.set_deadline(None);
             connection.set_read_timeout(Some(timeouts.idle));
-            let rows = connection.simple_query(&query);
+            let rows = connection.simple_query_limited(&query, AnswerLimit::ONE_ROW);
             connection.close();
             rows
         });
