@@ -289,7 +289,7 @@ fn load_neon(
     cancel: &AtomicBool,
 ) -> Result<Option<Loaded>, Error> {
     let mut client = connect(document, None)?;
-    let state = state.to_vec();
+    // The decompressed buffer itself, not a copy of it.
     let loaded = cancellable(&mut client, cancel, |client| {
         client.execute("SELECT neon.prewarm_local_cache($1)", &[&state])
     })

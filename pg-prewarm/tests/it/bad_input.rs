@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use pg_prewarm::transfer::{MAX_STATE, MAX_UNCOMPRESSED};
 use pg_prewarm::{CachedFork, VanillaState};
 use pg_test_support::{run_stage_within, TestDir};
 
@@ -93,17 +94,59 @@ fn a_fifo_a_directory_or_a_huge_file_is_refused_unread() {
     assert!(message.ends_with(": not a regular file"), "{message}");
     let message = prewarm_fails(dir.path(), 2, "usage");
     assert!(message.ends_with(": not a regular file"), "{message}");
-    // 1 GiB and a byte, sparse: reading it would take a gigabyte of memory.
+    // A byte over the cap, sparse: reading it would take that much memory.
     let huge = dir.path().join("huge.zst");
     std::fs::File::create(&huge)
         .unwrap()
-        .set_len((1 << 30) + 1)
+        .set_len(MAX_STATE + 1)
         .unwrap();
     let message = prewarm_fails(&huge, 2, "usage");
-    assert!(
-        message.ends_with(": 1073741825 bytes, more than the 1073741824 a state may have"),
-        "{message}"
+    let expected = format!(
+        ": {} bytes, more than the {MAX_STATE} a state may have",
+        MAX_STATE + 1
     );
+    assert!(message.ends_with(&expected), "{message}");
+}
+
+/// A zstd frame of RLE blocks: `blocks` × 128 KiB of zeros in 4 bytes each.
+fn zstd_bomb(blocks: usize) -> Vec<u8> {
+    // Magic; a descriptor without content size; a 128 KiB window (2^(10+7)).
+    let mut frame = 0xFD2F_B528u32.to_le_bytes().to_vec();
+    frame.extend_from_slice(&[0x00, 7 << 3]);
+    for index in 0..blocks {
+        let last = u32::from(index + 1 == blocks);
+        // Block header (little-endian, 3 bytes): last flag, type 1 (RLE), size.
+        let header = last | (1 << 1) | ((128 << 10) << 3);
+        frame.extend_from_slice(&header.to_le_bytes()[..3]);
+        frame.push(0);
+    }
+    frame
+}
+
+#[test]
+fn a_zstd_bomb_is_refused_without_the_memory() {
+    let dir = TestDir::new("pg-prewarm");
+    // ~10 KB expanding to 300 MiB, past the 256 MiB cap (and far past the ratio).
+    let blocks = 2400;
+    let bomb = zstd_bomb(blocks);
+    assert!(blocks * (128 << 10) > MAX_UNCOMPRESSED && bomb.len() < 10_000);
+    let path = dir.path().join("bomb.zst");
+    std::fs::write(&path, &bomb).unwrap();
+    let (run, took, peak_kib) = pg_test_support::run_stage_measured(
+        PG_PREWARM,
+        &["prewarm", "--file", &path.to_string_lossy()],
+        &nowhere(),
+        Duration::from_secs(60),
+    );
+    eprintln!(
+        "{} compressed bytes: peak RSS {peak_kib} KiB, {took:?}",
+        bomb.len()
+    );
+    let error = failed(&run.expect_json(), 2, "usage");
+    let message = error["message"].as_str().unwrap();
+    assert!(message.contains("expands past"), "{message}");
+    assert!(message.contains(&path.display().to_string()), "{message}");
+    assert!(peak_kib < 64 << 10, "peak RSS {peak_kib} KiB");
 }
 
 #[test]
