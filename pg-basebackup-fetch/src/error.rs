@@ -80,6 +80,17 @@ pub enum BasebackupError {
         /// The server's message (with its SQLSTATE).
         message: String,
     },
+    /// A retryable failure, given up on: retries used up, or no progress for
+    /// `--no-progress-timeout` (`why`); its kind is the last failure's.
+    #[error("{last}; gave up after {attempts} attempts ({why})")]
+    GaveUp {
+        /// Attempts made.
+        attempts: u32,
+        /// Why no more are made.
+        why: String,
+        /// The last attempt's failure (it names the server).
+        last: Box<BasebackupError>,
+    },
     /// The archive holds an entry this tool refuses to write.
     #[error("refusing basebackup entry {entry:?}: {why}; nothing outside PGDATA was written")]
     UnsafeEntry {
@@ -112,6 +123,7 @@ impl BasebackupError {
             BasebackupError::Network { .. } => ErrorKind::Network,
             BasebackupError::Auth { .. } => ErrorKind::Auth,
             BasebackupError::Server { .. } => ErrorKind::Server,
+            BasebackupError::GaveUp { last, .. } => last.kind(),
         }
     }
 
@@ -340,6 +352,23 @@ mod tests {
         ] {
             assert_eq!(classify_wire("primary x", &error).kind(), kind, "{error:?}");
         }
+    }
+
+    #[test]
+    fn giving_up_keeps_the_last_failures_kind_and_text() {
+        let last = classify_wire("pageserver ps:6400", &server("XX000"));
+        let gave_up = BasebackupError::GaveUp {
+            attempts: 3,
+            why: "--retries 2 used up".into(),
+            last: Box::new(last),
+        };
+        assert_eq!(gave_up.kind(), ErrorKind::Server);
+        let text = gave_up.to_string();
+        assert!(text.starts_with("pageserver ps:6400 answered"), "{text}");
+        assert!(
+            text.ends_with("gave up after 3 attempts (--retries 2 used up)"),
+            "{text}"
+        );
     }
 
     #[test]

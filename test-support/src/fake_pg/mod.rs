@@ -46,6 +46,8 @@ pub struct Script {
     pub cut_first: usize,
     /// Send an error after the whole COPY stream instead of ending it.
     pub late_error: bool,
+    /// A pause after each CopyData message of a COPY stream (a slow but steady server).
+    pub pace: Option<std::time::Duration>,
 }
 
 /// The answer to the expected command.
@@ -479,6 +481,10 @@ fn copy_out(
         match replication {
             true => send(stream, b'd', &[b"d", chunk].concat())?,
             false => send(stream, b'd', chunk)?,
+        }
+        if let Some(pace) = script.pace {
+            stream.flush()?;
+            thread::sleep(pace);
         }
     }
     if script.late_error {
