@@ -37,7 +37,9 @@
 //!   bytes arriving ([`progress::ProgressClock`]): no attempt starts past it, and an
 //!   attempt's deadlines are capped by what is left of it, so a peer that never answers
 //!   ends the start within that time, whatever `--retries` says.
-//! - Nothing is written outside PGDATA: archive entries are checked ([`unpack`]).
+//! - Nothing is written outside PGDATA: archive entries are checked ([`unpack`]). A corrupt
+//!   archive is final, never retried ([`BasebackupError::Corrupt`]): only a broken
+//!   connection is.
 //! - PGDATA is `0700` and owned by the user Postgres runs as; so is a separate socket dir.
 //! - `postgresql.conf` is always rendered from the spec (`compute_spec::pgconf::render`).
 //! - Unpacked files are not fsynced: PGDATA is rebuilt on every start (see README).
@@ -316,7 +318,8 @@ fn with_retries(
     loop {
         wipe::wipe_and_create_marked(pgdata, None)?;
         let started = Instant::now();
-        let left = policy.no_progress.saturating_sub(clock.without_progress());
+        // Whole milliseconds: the deadline appears in messages.
+        let left = round_ms(policy.no_progress.saturating_sub(clock.without_progress()));
         match fetch(&timeouts.within(left), &clock) {
             Ok(fetched) => {
                 tracing::info!(

@@ -346,3 +346,32 @@ fn a_slow_pageserver_that_keeps_sending_is_not_cut() {
         "not slow enough to tell: {took:?}"
     );
 }
+
+#[test]
+fn a_corrupt_archive_fails_at_once_not_after_a_minute_of_retries() {
+    let command = format!("basebackup {TENANT} {TIMELINE} --gzip");
+    let whole = archive();
+    let cases = [
+        ("not gzip", b"certainly not gzip".repeat(1000)),
+        ("gzip, not tar", util::archive::gzip(&[b'A'; 64 << 10])),
+        ("gzip cut short", whole[..whole.len() / 2].to_vec()),
+    ];
+    for (case, bytes) in cases {
+        let standin = standin(&command, 0, bytes);
+        let dir = TestDir::new("bbf-");
+        let document = neon_document(&dir.path().join("pgdata"), &standin, TIMELINE, TOKEN);
+        // The default retry policy: ~1 minute of retries if it were retried.
+        let (outcome, took) = util::run_stage_within(&document, &[], Duration::from_secs(120));
+        eprintln!("{case}: failed after {took:?}");
+        let error = outcome.failed_with(exit_code::RUNTIME, "server");
+        assert_eq!(error["retryable"], false, "{case}");
+        let message = error["message"].as_str().unwrap();
+        let server = format!("pageserver 127.0.0.1:{}", standin.port);
+        assert!(
+            message.starts_with(&format!("{server} sent a corrupt basebackup archive")),
+            "{case}: {message}"
+        );
+        assert_eq!(standin.seen().len(), 1, "{case}: {}", outcome.stderr);
+        assert!(took < Duration::from_secs(10), "{case}: took {took:?}");
+    }
+}

@@ -304,16 +304,41 @@ fn silent_primary(silence: Silence) -> FakeBackend {
         header.set_mode(0o600);
         tar.append_data(&mut header, name, data.as_slice()).unwrap();
     }
+    primary_standin(tar.into_inner().unwrap(), silence)
+}
+
+/// A primary stand-in answering `BASE_BACKUP` with `archive`, falling silent at `silence`.
+fn primary_standin(archive: Vec<u8>, silence: Silence) -> FakeBackend {
     FakeBackend::start(Script {
         password: "secret".to_string(),
         command: pg_basebackup_fetch::replication::BASE_BACKUP.to_string(),
         answer: Answer::Copy {
-            bytes: tar.into_inner().unwrap(),
+            bytes: archive,
             replication: true,
         },
         silence,
         ..Default::default()
     })
+}
+
+#[test]
+fn a_corrupt_archive_from_a_primary_fails_at_once_not_after_a_minute_of_retries() {
+    // Not a tar: the first header's checksum is wrong.
+    let standin = primary_standin(vec![b'A'; 64 << 10], Silence::Never);
+    let dir = TestDir::new("bbf-");
+    let document = primary_standin_document(&dir, &standin, "Primary");
+    let (outcome, took) = util::run_stage_within(&document, &[], Duration::from_secs(120));
+    let error = outcome.failed_with(exit_code::RUNTIME, "server");
+    assert_eq!(error["retryable"], false);
+    let message = error["message"].as_str().unwrap();
+    let server = format!("primary 127.0.0.1:{}", standin.port);
+    assert!(
+        message.starts_with(&format!("{server} sent a corrupt basebackup archive")),
+        "{message}"
+    );
+    assert!(message.contains("cksum"), "{message}");
+    assert_eq!(standin.seen().len(), 1, "{}", outcome.stderr);
+    assert!(took < Duration::from_secs(10), "took {took:?}");
 }
 
 /// A document for a compute in `mode` cloning the stand-in, with PGDATA in `dir`.
