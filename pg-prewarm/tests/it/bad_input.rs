@@ -182,3 +182,66 @@ fn unusable_documents_fail_naming_what_is_missing() {
         "{error}"
     );
 }
+
+/// An endpoint-storage stand-in: answers every request 404 and records its request line.
+fn recording_storage() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = lines.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            seen.lock().unwrap().push(line.trim_end().to_string());
+            // The rest of the head, then the answer.
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+                    break;
+                }
+            }
+            let _ = stream.write_all(
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    (address, lines)
+}
+
+#[test]
+fn a_from_endpoint_cannot_leave_its_place_in_the_storage_path() {
+    let (address, requests) = recording_storage();
+    let tenant = "0123456789abcdef0123456789abcdef";
+    let timeline = "fedcba9876543210fedcba9876543210";
+    let mut document: serde_json::Value = serde_json::from_str(&nowhere()).unwrap();
+    document["spec"]["tenant_id"] = json!(tenant);
+    document["spec"]["timeline_id"] = json!(timeline);
+    document["spec"]["endpoint_id"] = json!("ep-own");
+    document["spec"]["endpoint_storage_addr"] = json!(address);
+    document["spec"]["endpoint_storage_token"] = json!("t0ken");
+    let document = document.to_string();
+    // Dot segments are refused before any request.
+    for dots in ["..", "."] {
+        let run = pg_prewarm(&["prewarm", "--from-endpoint", dots], &document);
+        let error = failed(&run, 2, "invalid_spec");
+        let message = error["message"].as_str().unwrap();
+        assert!(message.starts_with("from_endpoint"), "{message}");
+    }
+    assert!(requests.lock().unwrap().is_empty(), "{:?}", requests.lock());
+    // Anything else is one segment: `../x` asks for the object of an endpoint named `../x`,
+    // inside this timeline (none here: skipped), never `/{tenant}/x/lfc_state`.
+    let run = pg_prewarm(&["prewarm", "--from-endpoint", "../../x"], &document);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.json["status"], "skipped");
+    let requests = requests.lock().unwrap().clone();
+    assert_eq!(
+        requests,
+        [format!(
+            "GET /{tenant}/{timeline}/..%2F..%2Fx/lfc_state HTTP/1.1"
+        )]
+    );
+}
