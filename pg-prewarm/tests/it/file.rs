@@ -252,7 +252,10 @@ fn a_large_state_is_loaded_as_it_is_read_not_held() {
         &document(&server),
         Duration::from_secs(120),
     );
-    eprintln!("{} bytes of JSON: peak RSS {peak_kib} KiB, {took:?}", json.len());
+    eprintln!(
+        "{} bytes of JSON: peak RSS {peak_kib} KiB, {took:?}",
+        json.len()
+    );
     let run = run.expect_json();
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.json["status"], "completed", "{}", run.json);
