@@ -80,6 +80,30 @@ pub enum BasebackupError {
         /// The server's message (with its SQLSTATE).
         message: String,
     },
+    /// A retryable failure, given up on: retries used up, or no progress for
+    /// `--no-progress-timeout` (`why`); its kind is the last failure's.
+    #[error("{last}; gave up after {attempts} attempts ({why})")]
+    GaveUp {
+        /// Attempts made.
+        attempts: u32,
+        /// Why no more are made.
+        why: String,
+        /// The last attempt's failure (it names the server).
+        last: Box<BasebackupError>,
+    },
+    /// The server sent an archive that is not one: corrupt gzip or tar, a header no archive
+    /// can hold, or data ending before the archive does (the copy itself ended properly).
+    /// Not retried: the server would send the same bytes again.
+    #[error(
+        "{server} sent a corrupt basebackup archive: {detail}; not retried (the same archive \
+         would come again): check the server and its log"
+    )]
+    Corrupt {
+        /// Which server.
+        server: String,
+        /// What is wrong with the archive.
+        detail: String,
+    },
     /// The archive holds an entry this tool refuses to write.
     #[error("refusing basebackup entry {entry:?}: {why}; nothing outside PGDATA was written")]
     UnsafeEntry {
@@ -111,7 +135,8 @@ impl BasebackupError {
             BasebackupError::Document(_) => ErrorKind::InvalidSpec,
             BasebackupError::Network { .. } => ErrorKind::Network,
             BasebackupError::Auth { .. } => ErrorKind::Auth,
-            BasebackupError::Server { .. } => ErrorKind::Server,
+            BasebackupError::Server { .. } | BasebackupError::Corrupt { .. } => ErrorKind::Server,
+            BasebackupError::GaveUp { last, .. } => last.kind(),
         }
     }
 
@@ -158,8 +183,9 @@ impl ServerMessage {
 }
 
 /// Classifies an error met while reading a basebackup stream from `server`: a server's
-/// error message is final (auth or not); a broken or corrupt stream is a network error,
-/// worth retrying.
+/// error message is final (auth or not); a broken connection (a [`WireError`] in the chain)
+/// is classified by [`classify_wire`] (a cut or a silence is worth retrying); anything else
+/// came from decoding what the server sent — a corrupt archive, final.
 pub fn classify_read(server: &str, error: io::Error) -> BasebackupError {
     if let Some(message) = find::<ServerMessage>(&error) {
         return message.clone().into_error(server);
@@ -170,12 +196,9 @@ pub fn classify_read(server: &str, error: io::Error) -> BasebackupError {
     if let Some(error) = find::<postgres::Error>(&error) {
         return classify_client(server, error);
     }
-    BasebackupError::Network {
+    BasebackupError::Corrupt {
         server: server.to_string(),
-        detail: format!(
-            "the basebackup stream broke off or is corrupt: {}",
-            error_chain(&error)
-        ),
+        detail: error_chain(&error),
     }
 }
 
@@ -203,6 +226,13 @@ pub fn classify_wire(server: &str, error: &WireError) -> BasebackupError {
         WireError::Protocol { message, .. } => BasebackupError::Server {
             server,
             message: format!("protocol violation: {message}"),
+        },
+        WireError::TooLarge { limit, .. } => BasebackupError::Server {
+            server,
+            message: format!(
+                "the answer is larger than the {} rows and {} bytes allowed for it",
+                limit.rows, limit.bytes
+            ),
         },
         WireError::Io { action, source, .. } => BasebackupError::Network {
             server,
@@ -318,16 +348,38 @@ mod tests {
             endpoint: "db:5432".into(),
             message: "no password".into(),
         };
+        let flood = WireError::TooLarge {
+            endpoint: "db:5432".into(),
+            limit: stage_kit::wire::AnswerLimit::ONE_ROW,
+        };
         for (error, kind) in [
             (refused, ErrorKind::Network),
             (timeout, ErrorKind::Network),
             (closed, ErrorKind::Network),
             (no_password, ErrorKind::Auth),
+            (flood, ErrorKind::Server),
             (server("28P01"), ErrorKind::Auth),
             (server("58P01"), ErrorKind::Server),
         ] {
             assert_eq!(classify_wire("primary x", &error).kind(), kind, "{error:?}");
         }
+    }
+
+    #[test]
+    fn giving_up_keeps_the_last_failures_kind_and_text() {
+        let last = classify_wire("pageserver ps:6400", &server("XX000"));
+        let gave_up = BasebackupError::GaveUp {
+            attempts: 3,
+            why: "--retries 2 used up".into(),
+            last: Box::new(last),
+        };
+        assert_eq!(gave_up.kind(), ErrorKind::Server);
+        let text = gave_up.to_string();
+        assert!(text.starts_with("pageserver ps:6400 answered"), "{text}");
+        assert!(
+            text.ends_with("gave up after 3 attempts (--retries 2 used up)"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -339,7 +391,23 @@ mod tests {
             classified.to_string().contains("FATAL 28000: no"),
             "{classified}"
         );
-        let cut = io::Error::new(io::ErrorKind::UnexpectedEof, "cut");
-        assert_eq!(classify_read("primary x", cut).kind(), ErrorKind::Network);
+        // Through the decoders' wrappers, a cut connection is still a network error...
+        let closed = WireError::Closed {
+            endpoint: "db:5432".into(),
+        };
+        let wrapped = io::Error::other(io::Error::other(closed));
+        assert_eq!(
+            classify_read("primary x", wrapped).kind(),
+            ErrorKind::Network
+        );
+        // ...while bytes that do not decode, or end early, are a corrupt archive: final.
+        let cut = io::Error::new(io::ErrorKind::UnexpectedEof, "the stream ended");
+        let corrupt = classify_read("primary x", cut);
+        assert_eq!(corrupt.kind(), ErrorKind::Server);
+        assert!(!corrupt.is_retryable());
+        assert!(
+            corrupt.to_string().starts_with("primary x sent a corrupt"),
+            "{corrupt}"
+        );
     }
 }

@@ -33,7 +33,13 @@
 //! - No network wait is unbounded: connect + startup + authentication within
 //!   [`Timeouts::startup`], and at most [`Timeouts::idle`] of silence after that, for every
 //!   server (pageserver, primary, the admin-role check); a timeout is retried like a cut.
-//! - Nothing is written outside PGDATA: archive entries are checked ([`unpack`]).
+//!   Across attempts, the fetch goes at most [`RetryPolicy::no_progress`] without archive
+//!   bytes arriving ([`progress::ProgressClock`]): no attempt starts past it, and an
+//!   attempt's deadlines are capped by what is left of it, so a peer that never answers
+//!   ends the start within that time, whatever `--retries` says.
+//! - Nothing is written outside PGDATA: archive entries are checked ([`unpack`]). A corrupt
+//!   archive is final, never retried ([`BasebackupError::Corrupt`]): only a broken
+//!   connection is.
 //! - PGDATA is `0700` and owned by the user Postgres runs as; so is a separate socket dir.
 //! - `postgresql.conf` is always rendered from the spec (`compute_spec::pgconf::render`).
 //! - Unpacked files are not fsynced: PGDATA is rebuilt on every start (see README).
@@ -82,6 +88,10 @@ pub struct RetryPolicy {
     pub initial_backoff: Duration,
     /// Factor applied to the pause after each retry.
     pub multiplier: f64,
+    /// The longest the fetch may go without progress (archive bytes arriving), over all its
+    /// attempts and the pauses between them (`--no-progress-timeout`). Not a bound on the
+    /// whole fetch: a large archive that keeps arriving may take as long as it takes.
+    pub no_progress: Duration,
 }
 
 impl RetryPolicy {
@@ -103,6 +113,7 @@ impl Default for RetryPolicy {
             retries: 10,
             initial_backoff: Duration::from_millis(500),
             multiplier: 1.5,
+            no_progress: Duration::from_secs(120),
         }
     }
 }
@@ -125,6 +136,22 @@ pub struct Timeouts {
     /// The least a stream must bring per window, `(bytes, window)` (None: no minimum): a
     /// server trickling bytes just inside `idle` fails the attempt.
     pub min_rate: Option<(u64, Duration)>,
+    /// A cap on every deadline of one attempt (`Duration::MAX`: none): what is left of
+    /// [`RetryPolicy::no_progress`] when the attempt starts; it also caps a primary's
+    /// `connect_timeout`.
+    pub attempt_cap: Duration,
+}
+
+impl Timeouts {
+    /// These timeouts for one attempt that may take at most `left` without progress.
+    pub fn within(&self, left: Duration) -> Timeouts {
+        Timeouts {
+            startup: self.startup.min(left),
+            idle: self.idle.min(left),
+            attempt_cap: self.attempt_cap.min(left),
+            ..*self
+        }
+    }
 }
 
 impl Default for Timeouts {
@@ -134,6 +161,7 @@ impl Default for Timeouts {
             idle: Duration::from_secs(60),
             tls_wait: Duration::from_secs(60),
             min_rate: Some((DEFAULT_MIN_RATE_BYTES, Duration::from_secs(60))),
+            attempt_cap: Duration::MAX,
         }
     }
 }
@@ -249,9 +277,10 @@ fn fetch_source(
                 lsn,
                 token,
             };
-            let (fetched, attempts) = with_retries(pgdata, user, policy, || {
-                pageserver::fetch(&request, pgdata, timeouts)
-            })?;
+            let (fetched, attempts) =
+                with_retries(pgdata, user, policy, timeouts, |timeouts, clock| {
+                    pageserver::fetch(&request, pgdata, timeouts, clock)
+                })?;
             Ok((BasebackupSource::Pageserver, fetched, attempts, None))
         }
         StorageSource::Upstream { connstr } => {
@@ -260,27 +289,35 @@ fn fetch_source(
                 let admin = stage_kit::local::admin_user(document);
                 replication::check_admin_role(connstr, &admin, timeouts)?;
             }
-            let (fetched, attempts) = with_retries(pgdata, user, policy, || {
-                replication::fetch(connstr, pgdata, timeouts)
-            })?;
+            let (fetched, attempts) =
+                with_retries(pgdata, user, policy, timeouts, |timeouts, clock| {
+                    replication::fetch(connstr, pgdata, timeouts, clock)
+                })?;
             Ok((BasebackupSource::Upstream, fetched, attempts, None))
         }
     }
 }
 
-/// Runs `fetch` into a freshly wiped PGDATA (marker first), retrying retryable failures.
+/// Runs `fetch` into a freshly wiped PGDATA (marker first), retrying retryable failures
+/// while retries are left and the fetch has not gone [`RetryPolicy::no_progress`] without
+/// progress; each attempt gets `timeouts` capped by what is left of that, and the clock that
+/// its archive bytes tick.
 fn with_retries(
     pgdata: &std::path::Path,
     user: Option<&PostgresUser>,
     policy: &RetryPolicy,
-    mut fetch: impl FnMut() -> Result<Fetched, BasebackupError>,
+    timeouts: &Timeouts,
+    mut fetch: impl FnMut(&Timeouts, &progress::ProgressClock) -> Result<Fetched, BasebackupError>,
 ) -> Result<(Fetched, u32), BasebackupError> {
     let mut backoff = policy.initial_backoff;
     let mut attempt = 1;
+    let clock = progress::ProgressClock::new();
     loop {
         wipe::wipe_and_create_marked(pgdata, None)?;
         let started = Instant::now();
-        match fetch() {
+        // Whole milliseconds: the deadline appears in messages.
+        let left = round_ms(policy.no_progress.saturating_sub(clock.without_progress()));
+        match fetch(&timeouts.within(left), &clock) {
             Ok(fetched) => {
                 tracing::info!(
                     "fetched {} bytes into {} files in {} ms",
@@ -294,18 +331,40 @@ fn with_retries(
                 }
                 return Ok((fetched, attempt));
             }
-            Err(error) if error.is_retryable() && attempt <= policy.retries => {
-                tracing::warn!(
-                    "attempt {attempt} failed: {error}; retrying in {} ms",
-                    backoff.as_millis()
-                );
-                std::thread::sleep(backoff);
-                backoff = policy.next_backoff(backoff);
-                attempt += 1;
+            Err(error) if error.is_retryable() => {
+                let idle = clock.without_progress();
+                let why = if attempt > policy.retries {
+                    format!("--retries {} used up", policy.retries)
+                } else if idle.saturating_add(backoff) >= policy.no_progress {
+                    format!(
+                        "no progress for {}, --no-progress-timeout {}",
+                        humantime::format_duration(round_ms(idle)),
+                        humantime::format_duration(policy.no_progress)
+                    )
+                } else {
+                    tracing::warn!(
+                        "attempt {attempt} failed: {error}; retrying in {} ms",
+                        backoff.as_millis()
+                    );
+                    std::thread::sleep(backoff);
+                    backoff = policy.next_backoff(backoff);
+                    attempt += 1;
+                    continue;
+                };
+                return Err(BasebackupError::GaveUp {
+                    attempts: attempt,
+                    why,
+                    last: Box::new(error),
+                });
             }
             Err(error) => return Err(error),
         }
     }
+}
+
+/// `duration` to whole milliseconds (for messages).
+fn round_ms(duration: Duration) -> Duration {
+    Duration::from_millis(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Configuration, fixups, the admin role of a cloned primary, and standby.signal.

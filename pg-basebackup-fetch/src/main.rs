@@ -23,6 +23,12 @@ struct Cli {
     /// Factor applied to the pause after each retry.
     #[arg(long, default_value_t = 1.5, value_parser = parse_multiplier)]
     retry_multiplier: f64,
+    /// The longest the fetch may go without progress (archive bytes arriving from the
+    /// server), over all attempts and the pauses between them, e.g. `2m`: then the start
+    /// fails naming the server and the attempts made. A large archive that keeps arriving is
+    /// never cut by it.
+    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+    no_progress_timeout: Duration,
     /// Time allowed to connect, start up and authenticate, per attempt, e.g. `30s`, `500ms`
     /// (a `connect_timeout` in `upstream_connstring` takes its place for a primary).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
@@ -78,6 +84,7 @@ fn main() -> ExitCode {
         retries: cli.retries,
         initial_backoff: Duration::from_millis(cli.retry_initial_ms),
         multiplier: cli.retry_multiplier,
+        no_progress: cli.no_progress_timeout,
     };
     let timeouts = Timeouts {
         startup: cli.startup_timeout,
@@ -85,6 +92,7 @@ fn main() -> ExitCode {
         tls_wait: cli.tls_wait,
         min_rate: (cli.min_rate_bytes > 0 && !cli.min_rate_window.is_zero())
             .then_some((cli.min_rate_bytes, cli.min_rate_window)),
+        attempt_cap: Duration::MAX,
     };
     let cache = match (cli.no_template_cache, cli.template_cache_dir) {
         (true, _) => TemplateCache::Off,

@@ -19,7 +19,7 @@ use compute_spec::validate::NeonStorage;
 use stage_kit::wire::{Connection, CopyOut};
 
 use crate::error::{classify_read, classify_wire, BasebackupError};
-use crate::progress::Counting;
+use crate::progress::{Counting, ProgressClock};
 use crate::unpack::{self, UnpackError};
 use crate::{Fetched, Timeouts};
 
@@ -49,11 +49,12 @@ pub fn command(request: &PageserverRequest<'_>) -> String {
     text
 }
 
-/// Fetches the basebackup into the (empty) `pgdata`.
+/// Fetches the basebackup into the (empty) `pgdata`; bytes from the wire tick `clock`.
 pub fn fetch(
     request: &PageserverRequest<'_>,
     pgdata: &Path,
     timeouts: &Timeouts,
+    clock: &ProgressClock,
 ) -> Result<Fetched, BasebackupError> {
     let connstr = request
         .storage
@@ -89,7 +90,7 @@ pub fn fetch(
     // The stream has started: from now on it must keep a minimum rate.
     copy.set_min_rate(timeouts.min_rate);
     let mut stream = CopyStream { copy, done: false };
-    let mut wire = Counting::new(&mut stream, "basebackup from the pageserver");
+    let mut wire = Counting::new(&mut stream, "basebackup from the pageserver").ticking(clock);
     let mut gzip = std::io::BufReader::with_capacity(
         unpack::READ_BUFFER,
         flate2::read::GzDecoder::new(&mut wire),

@@ -1,6 +1,9 @@
-//! Counting the bytes read from the wire, with progress lines on stderr for long fetches.
+//! Counting the bytes read from the wire, with progress lines on stderr for long fetches, and
+//! the clock of the last progress across attempts ([`ProgressClock`]).
 
 use std::io::{self, Read};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How often a progress line is logged.
@@ -14,6 +17,7 @@ pub struct Counting<R> {
     started: Instant,
     next_report: Instant,
     what: &'static str,
+    clock: Option<ProgressClock>,
 }
 
 impl<R> Counting<R> {
@@ -26,7 +30,14 @@ impl<R> Counting<R> {
             started: now,
             next_report: stage_kit::deadline::saturating_add(now, PROGRESS_EVERY),
             what,
+            clock: None,
         }
+    }
+
+    /// Also ticks `clock` whenever bytes go past.
+    pub fn ticking(mut self, clock: &ProgressClock) -> Self {
+        self.clock = Some(clock.clone());
+        self
     }
 
     /// Bytes read so far.
@@ -39,6 +50,11 @@ impl<R> Counting<R> {
     /// Counts `n` bytes that went past (for a stream read by other means than `read`).
     pub fn add(&mut self, n: usize) {
         self.bytes += n as u64;
+        if n > 0 {
+            if let Some(clock) = &self.clock {
+                clock.tick();
+            }
+        }
         let now = Instant::now();
         if now >= self.next_report {
             self.next_report = stage_kit::deadline::saturating_add(now, PROGRESS_EVERY);
@@ -58,5 +74,59 @@ impl<R: Read> Read for Counting<R> {
         let n = self.inner.read(buf)?;
         self.add(n);
         Ok(n)
+    }
+}
+
+/// When the archive last moved (bytes arrived from the server), shared by every attempt of a
+/// fetch: what `--no-progress-timeout` bounds.
+#[derive(Clone, Debug)]
+pub struct ProgressClock {
+    origin: Instant,
+    /// Milliseconds from `origin` to the last progress.
+    last: Arc<AtomicU64>,
+}
+
+impl ProgressClock {
+    /// A clock whose last progress is now.
+    pub fn new() -> Self {
+        ProgressClock {
+            origin: Instant::now(),
+            last: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Records progress now.
+    pub fn tick(&self) {
+        let millis = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(millis, Ordering::Relaxed);
+    }
+
+    /// How long since the last progress (or since the clock was made).
+    pub fn without_progress(&self) -> Duration {
+        let last = Duration::from_millis(self.last.load(Ordering::Relaxed));
+        self.origin.elapsed().saturating_sub(last)
+    }
+}
+
+impl Default for ProgressClock {
+    fn default() -> Self {
+        ProgressClock::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_going_past_tick_the_clock_and_nothing_else_does() {
+        let clock = ProgressClock::new();
+        std::thread::sleep(Duration::from_millis(30));
+        let mut counting = Counting::new(io::empty(), "test").ticking(&clock);
+        counting.add(0);
+        assert!(clock.without_progress() >= Duration::from_millis(30));
+        counting.add(1);
+        assert!(clock.without_progress() < Duration::from_millis(30));
+        assert_eq!(Counting::bytes(&counting), 1);
     }
 }

@@ -13,10 +13,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use compute_spec::quote::quote_literal;
-use stage_kit::wire::{Connection, CopyOut, WireError};
+use stage_kit::wire::{AnswerLimit, Connection, CopyOut, WireError};
 
 use crate::error::{classify_read, classify_wire, BasebackupError, ServerMessage};
-use crate::progress::Counting;
+use crate::progress::{Counting, ProgressClock};
 use crate::spliced::{self, ArchiveSource};
 use crate::unpack::{self, UnpackError};
 use crate::{Fetched, Timeouts};
@@ -28,11 +28,12 @@ pub const BASE_BACKUP: &str =
 /// Where the primary's socket is when the connection string names no host.
 const DEFAULT_SOCKET_DIR: &str = "/var/run/postgresql";
 
-/// Clones the primary at `connstr` into the (empty) `pgdata`.
+/// Clones the primary at `connstr` into the (empty) `pgdata`; archive bytes tick `clock`.
 pub fn fetch(
     connstr: &str,
     pgdata: &Path,
     timeouts: &Timeouts,
+    clock: &ProgressClock,
 ) -> Result<Fetched, BasebackupError> {
     let mut config: postgres::Config = connstr.parse().map_err(|error| {
         BasebackupError::Document(format!("upstream_connstring is not valid: {error}"))
@@ -65,7 +66,7 @@ pub fn fetch(
         "{server}: backup started after {} ms (the primary's checkpoint)",
         asked.elapsed().as_millis()
     );
-    let mut stream = ArchiveStream::new(copy);
+    let mut stream = ArchiveStream::new(copy, clock);
     let unpacked = spliced::unpack(&mut stream, pgdata).map_err(|error| match error {
         UnpackError::Read(error) => classify_read(&server, error),
         UnpackError::Write(error) => error,
@@ -90,12 +91,14 @@ fn server_name(endpoint: &str) -> String {
 }
 
 /// The time allowed to connect, start up and authenticate: the connection string's
-/// `connect_timeout` when it has one, else [`Timeouts::startup`].
+/// `connect_timeout` when it has one, else [`Timeouts::startup`]; at most
+/// [`Timeouts::attempt_cap`].
 fn startup_timeout(config: &postgres::Config, timeouts: &Timeouts) -> Duration {
     config
         .get_connect_timeout()
         .copied()
         .unwrap_or(timeouts.startup)
+        .min(timeouts.attempt_cap)
 }
 
 /// Makes sure the compute's admin role exists on the primary (for standbys, which cannot
@@ -128,7 +131,7 @@ pub fn check_admin_role(
         .and_then(|mut connection| {
             connection.set_deadline(None);
             connection.set_read_timeout(Some(timeouts.idle));
-            let rows = connection.simple_query(&query);
+            let rows = connection.simple_query_limited(&query, AnswerLimit::ONE_ROW);
             connection.close();
             rows
         });
@@ -164,13 +167,13 @@ struct ArchiveStream<'a> {
 const MAX_CONTROL_PAYLOAD: usize = 64 << 10;
 
 impl<'a> ArchiveStream<'a> {
-    fn new(mut copy: CopyOut<'a>) -> Self {
+    fn new(mut copy: CopyOut<'a>, clock: &ProgressClock) -> Self {
         copy.read_exactly();
         ArchiveStream {
             copy,
             in_data: false,
             done: false,
-            progress: Counting::new(io::empty(), "basebackup from the primary"),
+            progress: Counting::new(io::empty(), "basebackup from the primary").ticking(clock),
         }
     }
 

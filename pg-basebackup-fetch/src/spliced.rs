@@ -128,6 +128,8 @@ fn read_entries(
         let header = tar::Header::from_byte_slice(&block);
         check_checksum(&block)?;
         let size = header.entry_size().map_err(UnpackError::Read)?;
+        // The entry's data and padding: refused at once when no tar could hold it.
+        let stored = padded(size)?;
         let kind = header.entry_type();
         match kind {
             EntryType::GNULongName | EntryType::XHeader => {
@@ -140,7 +142,7 @@ fn read_entries(
                 continue;
             }
             EntryType::XGlobalHeader => {
-                skip(source, padded(size))?;
+                skip(source, stored)?;
                 continue;
             }
             _ => {}
@@ -151,12 +153,12 @@ fn read_entries(
         let name = String::from_utf8_lossy(&raw_name).into_owned();
         let relative = accepted_path(&name, kind)?;
         let Some(relative) = relative else {
-            skip(source, padded(size))?;
+            skip(source, stored)?;
             continue;
         };
         if kind == EntryType::Directory {
             jobs.send(Job::Dir(relative)).map_err(|_| writer_gone())?;
-            skip(source, padded(size))?;
+            skip(source, stored)?;
             continue;
         }
         jobs.send(Job::File { relative, size })
@@ -173,7 +175,7 @@ fn read_entries(
                 Err(error) => return Err(UnpackError::Read(error).into()),
             }
         }
-        skip(source, padded(size) - size)?;
+        skip(source, stored - size)?;
         unpacked.files += 1;
         unpacked.bytes += size;
     }
@@ -212,7 +214,7 @@ fn read_small(
             "a long name or pax header over 64 KiB is refused",
         ));
     }
-    let mut data = vec![0u8; padded(size) as usize];
+    let mut data = vec![0u8; padded(size)? as usize];
     let mut filled = 0;
     while filled < data.len() {
         match source.read(&mut data[filled..]) {
@@ -248,9 +250,15 @@ fn skip(source: &mut impl ArchiveSource, mut count: u64) -> Result<(), UnpackErr
     Ok(())
 }
 
-/// `size` rounded up to whole 512-byte blocks.
-fn padded(size: u64) -> u64 {
-    size.div_ceil(512) * 512
+/// `size` rounded up to whole 512-byte blocks; an error (a corrupt header) when that does
+/// not fit in 64 bits.
+fn padded(size: u64) -> Result<u64, UnpackError> {
+    size.checked_next_multiple_of(512).ok_or_else(|| {
+        UnpackError::Read(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("a tar header claims {size} bytes, more than any archive holds: the stream is corrupt"),
+        ))
+    })
 }
 
 fn cut_short(name: &str, got: u64, expected: u64) -> UnpackError {

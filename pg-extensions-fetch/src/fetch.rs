@@ -163,7 +163,8 @@ impl Downloader {
     }
 
     fn download_and_unpack(&self, extension: &str, name: &str) -> Result<Fetched, FetchError> {
-        let url = archive_url(&self.base_url, &self.installation.pg_major, extension);
+        let url = archive_url(&self.base_url, &self.installation.pg_major, extension)
+            .map_err(FetchError::Spec)?;
         let started = Instant::now();
         tracing::info!(%url, "downloading a remote extension");
         let mut response = match self.agent.get(&url).call() {

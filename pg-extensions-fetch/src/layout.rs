@@ -130,13 +130,17 @@ pub fn archive_name(extension: &str) -> String {
     format!("{extension}.tar.zst")
 }
 
-/// `{base}{BUILD_TAG}/{arch}/{pg_major}/extensions/{extension}.tar.zst`, as upstream.
-pub fn archive_url(base_url: &str, pg_major: &str, extension: &str) -> String {
-    format!(
+/// `{base}{BUILD_TAG}/{arch}/{pg_major}/extensions/{extension}.tar.zst`, as upstream, the
+/// extension's name percent-encoded as one path segment: a name holding `/` or `..` (the
+/// spec allows any) cannot reach another object. An empty name, `.` and `..` are refused.
+pub fn archive_url(base_url: &str, pg_major: &str, extension: &str) -> Result<String, String> {
+    let segment = stage_kit::url::path_segment(extension)
+        .map_err(|why| format!("extension name {extension:?} cannot be downloaded: {why}"))?;
+    Ok(format!(
         "{base_url}{BUILD_TAG}/{}/{pg_major}/extensions/{}",
         arch(),
-        archive_name(extension)
-    )
+        archive_name(&segment)
+    ))
 }
 
 #[cfg(test)]
@@ -149,11 +153,21 @@ mod tests {
         assert_eq!(base, "http://pg-ext-s3-gateway/");
         assert_eq!(
             archive_url(&base, "v17", "postgis"),
-            format!(
+            Ok(format!(
                 "http://pg-ext-s3-gateway/latest/{}/v17/extensions/postgis.tar.zst",
                 arch()
-            )
+            ))
         );
+        assert_eq!(
+            archive_url(&base, "v17", "../../x"),
+            Ok(format!(
+                "http://pg-ext-s3-gateway/latest/{}/v17/extensions/..%2F..%2Fx.tar.zst",
+                arch()
+            ))
+        );
+        for refused in ["", ".", ".."] {
+            assert!(archive_url(&base, "v17", refused).is_err(), "{refused:?}");
+        }
         assert!(normalize_base_url("http://x/?a=b").is_err());
         assert!(normalize_base_url("ftp://x").is_err());
         assert!(normalize_base_url("http://").is_err());

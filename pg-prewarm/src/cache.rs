@@ -4,19 +4,19 @@
 //!   `neon.get_local_cache_state()` (NULL: nothing to offload), `neon.prewarm_local_cache($1)`
 //!   and `neon.get_prewarm_info()` (total, prewarmed, skipped: the first three int4 columns,
 //!   0 when unreadable).
-//! * **Vanilla** Postgres (beyond upstream): the state is the block list of the buffer cache,
-//!   read from `pg_buffercache` in the admin database (every database's buffers, by database
-//!   name, tablespace, relfilenode, fork and block, coalesced into ranges) as JSON
-//!   ([`VanillaState`]); a prewarm connects to each listed database that exists and allows
-//!   connections and loads the ranges with `pg_prewarm(…, 'buffer', …)`, clamped to each
-//!   relation's current size; blocks of relations or databases that are gone are `skipped`.
+//! * **Vanilla** Postgres (beyond upstream, [`crate::vanilla`]): the state is the block list
+//!   of the buffer cache, read from `pg_buffercache` in the admin database (every database's
+//!   buffers, by database name, tablespace, relfilenode, fork and block, coalesced into
+//!   ranges) as JSON ([`crate::VanillaState`]); a prewarm connects to each listed database
+//!   that exists and allows connections and loads the ranges with
+//!   `pg_prewarm(…, 'buffer', …)`, clamped to each relation's current size, streaming the
+//!   state in batches; blocks of relations or databases that are gone are `skipped`.
 //!   The `pg_buffercache` (admin database) and `pg_prewarm` (each prewarmed database)
 //!   extensions are created when missing; a replica cannot create them (the error says to
 //!   create them on the primary).
 //!
 //! A cancelled prewarm sends Postgres a cancel request for the query under way.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -24,16 +24,12 @@ use compute_spec::quote::quote_ident;
 use compute_spec::spec::ComputeSpec;
 use compute_spec::validate::StorageSource;
 use compute_spec::ComputeDocument;
-use serde::{Deserialize, Serialize};
 
 use stage_kit::local::pg_error_text;
 
 use crate::Error;
 
 const APPLICATION_NAME: &str = "compute_ctl:lfc";
-/// The vanilla state's `format`.
-pub const VANILLA_FORMAT: &str = "compute-tools/pg_buffercache/1";
-
 /// Where the cache state lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CacheKind {
@@ -62,47 +58,15 @@ pub struct Loaded {
     pub skipped: i32,
 }
 
-/// The vanilla state: the buffer cache's blocks, per relation file.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VanillaState {
-    /// [`VANILLA_FORMAT`].
-    pub format: String,
-    /// Relation forks with cached blocks.
-    pub relations: Vec<CachedFork>,
-}
-
-/// The cached blocks of one relation fork.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CachedFork {
-    /// The database's name.
-    pub database: String,
-    /// `pg_buffercache.reltablespace`.
-    pub tablespace: u32,
-    /// `pg_buffercache.relfilenode`.
-    pub filenode: u32,
-    /// 0 main, 1 fsm, 2 vm, 3 init.
-    pub fork: i32,
-    /// Inclusive block ranges, ascending.
-    pub ranges: Vec<(i64, i64)>,
-}
-
-impl VanillaState {
-    /// The number of blocks.
-    pub fn blocks(&self) -> i64 {
-        self.relations
-            .iter()
-            .flat_map(|fork| &fork.ranges)
-            .map(|(first, last)| last - first + 1)
-            .sum()
-    }
-}
-
 /// A Postgres error while doing `what`.
-fn failed(what: impl std::fmt::Display, error: &postgres::Error) -> Error {
+pub(crate) fn failed(what: impl std::fmt::Display, error: &postgres::Error) -> Error {
     Error::Postgres(format!("{what}: {}", pg_error_text(error)))
 }
 
-fn connect(document: &ComputeDocument, database: Option<&str>) -> Result<postgres::Client, Error> {
+pub(crate) fn connect(
+    document: &ComputeDocument,
+    database: Option<&str>,
+) -> Result<postgres::Client, Error> {
     let config = stage_kit::local::admin_config(document, crate::STAGE, APPLICATION_NAME, database)
         .map_err(|error| Error::Connstr(error.message))?;
     config.connect(postgres::NoTls).map_err(|error| {
@@ -118,7 +82,7 @@ fn connect(document: &ComputeDocument, database: Option<&str>) -> Result<postgre
 
 /// Runs `work` on `client`; when `cancel` trips meanwhile, Postgres gets a cancel request and
 /// the result is `Ok(None)`.
-fn cancellable<T>(
+pub(crate) fn cancellable<T>(
     client: &mut postgres::Client,
     cancel: &AtomicBool,
     work: impl FnOnce(&mut postgres::Client) -> Result<T, postgres::Error>,
@@ -158,7 +122,7 @@ pub fn read_state(document: &ComputeDocument, kind: CacheKind) -> Result<Option<
             Ok(row.get::<_, Option<Vec<u8>>>(0))
         }
         CacheKind::Vanilla => {
-            let state = read_vanilla(&mut client)?;
+            let state = crate::vanilla::read_vanilla(&mut client)?;
             if state.relations.is_empty() {
                 return Ok(None);
             }
@@ -169,52 +133,12 @@ pub fn read_state(document: &ComputeDocument, kind: CacheKind) -> Result<Option<
     }
 }
 
-/// The buffer cache's block list, through `pg_buffercache`.
-fn read_vanilla(client: &mut postgres::Client) -> Result<VanillaState, Error> {
-    let schema = ensure_extension(client, "pg_buffercache")?;
-    let sql = format!(
-        "SELECT d.datname::text, b.reltablespace, b.relfilenode, b.relforknumber::int4, \
-                b.relblocknumber::int8 \
-         FROM {schema}.pg_buffercache b JOIN pg_catalog.pg_database d ON d.oid = b.reldatabase \
-         WHERE b.relfilenode IS NOT NULL AND d.datallowconn \
-         ORDER BY 1, 2, 3, 4, 5"
-    );
-    let rows = client
-        .query(&sql, &[])
-        .map_err(|error| failed("reading pg_buffercache", &error))?;
-    let mut state = VanillaState {
-        format: VANILLA_FORMAT.to_string(),
-        relations: Vec::new(),
-    };
-    for row in rows {
-        let (database, tablespace, filenode, fork, block): (String, u32, u32, i32, i64) =
-            (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
-        let same = state.relations.last_mut().filter(|last| {
-            last.database == database
-                && last.tablespace == tablespace
-                && last.filenode == filenode
-                && last.fork == fork
-        });
-        match same {
-            Some(last) => match last.ranges.last_mut() {
-                Some(range) if range.1 + 1 == block => range.1 = block,
-                _ => last.ranges.push((block, block)),
-            },
-            None => state.relations.push(CachedFork {
-                database,
-                tablespace,
-                filenode,
-                fork,
-                ranges: vec![(block, block)],
-            }),
-        }
-    }
-    Ok(state)
-}
-
 /// Creates `extension` (in `public`) in the connected database unless it is there; a replica
 /// cannot. Returns its schema, quoted (the admin session has no search path).
-fn ensure_extension(client: &mut postgres::Client, extension: &str) -> Result<String, Error> {
+pub(crate) fn ensure_extension(
+    client: &mut postgres::Client,
+    extension: &str,
+) -> Result<String, Error> {
     let checking =
         |error: postgres::Error| failed(format!("checking the {extension} extension"), &error);
     let row = client
@@ -260,26 +184,7 @@ pub fn load_state(
 ) -> Result<Option<Loaded>, Error> {
     match kind {
         CacheKind::Neon => load_neon(document, state, cancel),
-        CacheKind::Vanilla => {
-            let state: VanillaState =
-                serde_json::from_slice(state).map_err(|error| Error::BadState {
-                    file: None,
-                    message: format!(
-                        "the stored state is not a pg_buffercache block list: {error}"
-                    ),
-                })?;
-            if state.format != VANILLA_FORMAT {
-                return Err(Error::BadState {
-                    file: None,
-                    message: format!(
-                        "the stored state has format {:?}, not {VANILLA_FORMAT:?} (was it \
-                         offloaded by a Neon compute?)",
-                        state.format
-                    ),
-                });
-            }
-            load_vanilla(document, &state, cancel)
-        }
+        CacheKind::Vanilla => crate::vanilla::load(document, state, cancel),
     }
 }
 
@@ -289,7 +194,7 @@ fn load_neon(
     cancel: &AtomicBool,
 ) -> Result<Option<Loaded>, Error> {
     let mut client = connect(document, None)?;
-    let state = state.to_vec();
+    // The decompressed buffer itself, not a copy of it.
     let loaded = cancellable(&mut client, cancel, |client| {
         client.execute("SELECT neon.prewarm_local_cache($1)", &[&state])
     })
@@ -305,119 +210,6 @@ fn load_neon(
         total: column(0),
         prewarmed: column(1),
         skipped: column(2),
-    }))
-}
-
-/// Loads a database's ranges with `pg_prewarm` (in `schema`), clamped to the relations'
-/// sizes; the blocks loaded.
-fn prewarm_sql(schema: &str) -> String {
-    format!(
-        "WITH wanted AS ( \
-             SELECT pg_catalog.pg_filenode_relation(w.ts, w.fn) AS rel, w.fork, w.first, w.last \
-             FROM unnest($1::oid[], $2::oid[], $3::text[], $4::int8[], $5::int8[]) \
-                  AS w(ts, fn, fork, first, last)), \
-         sized AS ( \
-             SELECT rel, fork, first, last, \
-                    pg_catalog.pg_relation_size(rel, fork) \
-                        / pg_catalog.current_setting('block_size')::int8 AS blocks \
-             FROM wanted WHERE rel IS NOT NULL) \
-         SELECT coalesce(sum({schema}.pg_prewarm(rel, 'buffer', fork, first, \
-                                                 least(last, blocks - 1))), 0)::int8 \
-         FROM sized WHERE first < blocks"
-    )
-}
-
-/// The arrays of [`prewarm_sql`]'s parameters: one entry per block range.
-#[derive(Default)]
-struct Columns {
-    tablespaces: Vec<u32>,
-    filenodes: Vec<u32>,
-    forks: Vec<&'static str>,
-    firsts: Vec<i64>,
-    lasts: Vec<i64>,
-}
-
-fn fork_name(fork: i32) -> Option<&'static str> {
-    match fork {
-        0 => Some("main"),
-        1 => Some("fsm"),
-        2 => Some("vm"),
-        3 => Some("init"),
-        _ => None,
-    }
-}
-
-fn load_vanilla(
-    document: &ComputeDocument,
-    state: &VanillaState,
-    cancel: &AtomicBool,
-) -> Result<Option<Loaded>, Error> {
-    let total = state.blocks();
-    let mut by_database: BTreeMap<&str, Vec<&CachedFork>> = BTreeMap::new();
-    for fork in &state.relations {
-        by_database.entry(&fork.database).or_default().push(fork);
-    }
-    let open: Vec<String> = {
-        let mut admin = connect(document, None)?;
-        admin
-            .query(
-                "SELECT datname::text FROM pg_catalog.pg_database WHERE datallowconn",
-                &[],
-            )
-            .map_err(|error| failed("listing the databases", &error))?
-            .iter()
-            .map(|row| row.get(0))
-            .collect()
-    };
-    let mut prewarmed: i64 = 0;
-    for (database, forks) in by_database {
-        if !open.iter().any(|name| name == database) {
-            tracing::info!(
-                database,
-                "prewarm: the database is gone; its blocks are skipped"
-            );
-            continue;
-        }
-        let mut columns = Columns::default();
-        for fork in forks {
-            let Some(name) = fork_name(fork.fork) else {
-                continue;
-            };
-            for (first, last) in &fork.ranges {
-                columns.tablespaces.push(fork.tablespace);
-                columns.filenodes.push(fork.filenode);
-                columns.forks.push(name);
-                columns.firsts.push(*first);
-                columns.lasts.push(*last);
-            }
-        }
-        let mut client = connect(document, Some(database))?;
-        let sql = prewarm_sql(&ensure_extension(&mut client, "pg_prewarm")?);
-        let loaded = cancellable(&mut client, cancel, |client| {
-            client
-                .query_one(
-                    &sql,
-                    &[
-                        &columns.tablespaces,
-                        &columns.filenodes,
-                        &columns.forks,
-                        &columns.firsts,
-                        &columns.lasts,
-                    ],
-                )
-                .map(|row| row.get::<_, i64>(0))
-        })
-        .map_err(|error| failed(format!("pg_prewarm in database {database}"), &error))?;
-        match loaded {
-            Some(loaded) => prewarmed += loaded,
-            None => return Ok(None),
-        }
-    }
-    let clamp = |value: i64| i32::try_from(value).unwrap_or(i32::MAX);
-    Ok(Some(Loaded {
-        total: clamp(total),
-        prewarmed: clamp(prewarmed),
-        skipped: clamp(total - prewarmed),
     }))
 }
 
@@ -478,20 +270,7 @@ mod tests {
     }
 
     #[test]
-    fn block_counts_and_kinds() {
-        let state = VanillaState {
-            format: VANILLA_FORMAT.to_string(),
-            relations: vec![CachedFork {
-                database: "postgres".into(),
-                tablespace: 1663,
-                filenode: 16384,
-                fork: 0,
-                ranges: vec![(0, 9), (20, 20)],
-            }],
-        };
-        assert_eq!(state.blocks(), 11);
-        assert_eq!(fork_name(2), Some("vm"));
-        assert_eq!(fork_name(7), None);
+    fn kinds() {
         let neon: ComputeSpec = serde_json::from_value(crate::test_kit::spec(serde_json::json!({
             "tenant_id": "0123456789abcdef0123456789abcdef",
             "timeline_id": "fedcba9876543210fedcba9876543210",

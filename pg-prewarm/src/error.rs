@@ -18,6 +18,17 @@ pub enum Error {
         /// The missing fields, each with the settings that may stand in for it.
         missing: Vec<&'static str>,
     },
+    /// A value that names a part of the endpoint-storage path cannot be one path segment
+    /// (`.`, `..`, empty).
+    #[error("{field} {value:?} cannot name a part of an endpoint-storage path: {why}")]
+    StoragePath {
+        /// Which value (`from_endpoint`, `endpoint_id`, `tenant_id`, `timeline_id`).
+        field: &'static str,
+        /// The value.
+        value: String,
+        /// Why not.
+        why: String,
+    },
     /// Endpoint storage could not be reached, or the transfer broke off.
     #[error("{0}")]
     StorageUnreachable(String),
@@ -60,7 +71,7 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::NoSpec | Error::Connstr(_) => ErrorKind::InvalidDocument,
-            Error::StorageSettings { .. } => ErrorKind::InvalidSpec,
+            Error::StorageSettings { .. } | Error::StoragePath { .. } => ErrorKind::InvalidSpec,
             Error::StorageUnreachable(_) => ErrorKind::Network,
             Error::StorageRefused(_) | Error::BadState { file: None, .. } => ErrorKind::Server,
             Error::BadState { file: Some(_), .. } => ErrorKind::Usage,

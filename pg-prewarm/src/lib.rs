@@ -5,6 +5,8 @@
 //!   pageservers): the `neon` extension's local file cache. Vanilla Postgres (beyond
 //!   upstream): the block list of shared buffers, read with `pg_buffercache` and loaded with
 //!   `pg_prewarm`, so a clone or a restarted server starts hot.
+//! * [`vanilla`]: the vanilla state (a `pg_buffercache` block list), read, and loaded with
+//!   `pg_prewarm` as it is parsed, in batches.
 //! * [`transfer`]: endpoint storage (`GET`/`PUT` with the bearer token), a local file, zstd.
 //! * [`storage`]: where the state lives in endpoint storage, from the spec.
 //! * [`work`]: one timed prewarm or offload, to or from a [`work::Location`].
@@ -25,16 +27,17 @@ mod job;
 mod state;
 pub mod storage;
 pub mod transfer;
+pub mod vanilla;
 pub mod work;
 
 #[cfg(test)]
 mod test_kit;
 
-pub use cache::{CachedFork, VanillaState, VANILLA_FORMAT};
 pub use error::Error;
 pub use job::{Compute, Counters, Lfc};
 pub use state::{OffloadState, PrewarmState};
 pub use storage::{storage_target, StorageTarget};
+pub use vanilla::{CachedFork, VanillaState, VANILLA_FORMAT};
 
 /// The name in error envelopes.
 pub const STAGE: &str = "pg-prewarm";

@@ -8,7 +8,8 @@ use crate::Error;
 /// Where the LFC state lives in endpoint storage, and the token for it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct StorageTarget {
-    /// `http://{addr}/{tenant_id}/{timeline_id}/{endpoint_id}/lfc_state`.
+    /// `http://{addr}/{tenant_id}/{timeline_id}/{endpoint_id}/lfc_state`, each id one
+    /// percent-encoded path segment.
     pub url: String,
     /// The bearer token.
     pub token: String,
@@ -25,7 +26,9 @@ impl std::fmt::Debug for StorageTarget {
 }
 
 /// The endpoint-storage location of the LFC state of `from_endpoint` (else of the compute's
-/// own endpoint), from the compute's spec; the error names every missing piece.
+/// own endpoint), from the compute's spec; the error names every missing piece. Each id is
+/// one percent-encoded path segment ([`stage_kit::url::path_segment`]): `../x` cannot reach
+/// another object, and `.` or `..` are refused.
 pub fn storage_target(
     document: &ComputeDocument,
     from_endpoint: Option<&str>,
@@ -50,10 +53,11 @@ pub fn storage_target(
                 .map(str::to_string)
         })
         .filter(|value| !value.is_empty());
-    let endpoint = from_endpoint
-        .map(str::to_string)
-        .or_else(|| spec.endpoint_id.clone())
-        .filter(|value| !value.is_empty());
+    let endpoint = match from_endpoint {
+        Some(name) => Some(("from_endpoint", name.to_string())),
+        None => spec.endpoint_id.clone().map(|id| ("endpoint_id", id)),
+    }
+    .filter(|(_, value)| !value.is_empty());
     let tenant = spec
         .tenant_id
         .as_ref()
@@ -81,7 +85,10 @@ pub fn storage_target(
         missing.push("timeline_id");
     }
     match (address, token, endpoint, tenant, timeline) {
-        (Some(address), Some(token), Some(endpoint), Some(tenant), Some(timeline)) => {
+        (Some(address), Some(token), Some((field, endpoint)), Some(tenant), Some(timeline)) => {
+            let tenant = segment("tenant_id", &tenant)?;
+            let timeline = segment("timeline_id", &timeline)?;
+            let endpoint = segment(field, &endpoint)?;
             Ok(StorageTarget {
                 url: format!("http://{address}/{tenant}/{timeline}/{endpoint}/lfc_state"),
                 token,
@@ -89,6 +96,15 @@ pub fn storage_target(
         }
         _ => Err(Error::StorageSettings { missing }),
     }
+}
+
+/// `value` of `field` as one URL path segment.
+fn segment(field: &'static str, value: &str) -> Result<String, Error> {
+    stage_kit::url::path_segment(value).map_err(|why| Error::StoragePath {
+        field,
+        value: value.to_string(),
+        why,
+    })
 }
 
 #[cfg(test)]
@@ -123,5 +139,69 @@ mod tests {
         let mut none = bare.clone();
         none.spec = None;
         assert_eq!(storage_target(&none, None), Err(Error::NoSpec));
+    }
+
+    #[test]
+    fn ids_are_one_encoded_segment_each_and_dot_segments_are_refused() {
+        let spec = document(json!({
+            "tenant_id": TENANT,
+            "timeline_id": TIMELINE,
+            "endpoint_id": "ep-own",
+            "endpoint_storage_addr": "s:1",
+            "endpoint_storage_token": "t0ken",
+        }));
+        let url = |from: &str| storage_target(&spec, Some(from)).map(|target| target.url);
+        let base = format!("http://s:1/{TENANT}/{TIMELINE}");
+        assert_eq!(url("../x").unwrap(), format!("{base}/..%2Fx/lfc_state"));
+        assert_eq!(
+            url("a/../../b?c#d").unwrap(),
+            format!("{base}/a%2F..%2F..%2Fb%3Fc%23d/lfc_state")
+        );
+        for dots in [".", ".."] {
+            let error = url(dots).unwrap_err();
+            assert!(
+                matches!(
+                    error,
+                    Error::StoragePath {
+                        field: "from_endpoint",
+                        ..
+                    }
+                ),
+                "{error}"
+            );
+            assert!(error.to_string().starts_with("from_endpoint"), "{error}");
+        }
+        // The spec's own ids (settings may stand in for the tenant and timeline) too.
+        let settings = document(json!({
+            "endpoint_id": "..",
+            "cluster": {"roles": [], "databases": [], "settings": [
+                {"name": "neon.endpoint_storage_addr", "value": "s:1", "vartype": "string"},
+                {"name": "neon.endpoint_storage_token", "value": "t", "vartype": "string"},
+                {"name": "neon.tenant_id", "value": "../..", "vartype": "string"},
+                {"name": "neon.timeline_id", "value": ".", "vartype": "string"}
+            ]}
+        }));
+        let error = storage_target(&settings, None).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                Error::StoragePath {
+                    field: "timeline_id",
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        let error = storage_target(&settings, Some("ep")).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                Error::StoragePath {
+                    field: "timeline_id",
+                    ..
+                }
+            ),
+            "{error}"
+        );
     }
 }

@@ -2,9 +2,10 @@
 //! [`StorageTarget::url`] with `Authorization: Bearer <token>`; the same bytes in a local file;
 //! the zstd (de)compression.
 //!
-//! Every request has a deadline, a downloaded body (or a file read) a size cap, and errors
-//! name the URL (which holds no secret) and the status, never the token. A file is written
-//! whole or not at all (a temporary file beside it, renamed).
+//! Every request has a deadline, a downloaded body (or a file read) a size cap
+//! ([`MAX_STATE`]), a decompressed state two ([`MAX_UNCOMPRESSED`], [`MAX_RATIO`]) and one
+//! buffer, and errors name the URL (which holds no secret) and the status, never the token.
+//! A file is written whole or not at all (a temporary file beside it, renamed).
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -15,10 +16,23 @@ use crate::{Error, StorageTarget};
 
 /// The whole of one request, body included.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
-/// The largest state accepted from endpoint storage (compressed).
-const MAX_STATE: u64 = 1 << 30;
-/// The largest state after decompression.
-const MAX_UNCOMPRESSED: u64 = 4 << 30;
+/// The largest state after decompression: 256 MiB. The state is handed to Postgres as one
+/// value (`neon.prewarm_local_cache($1)`, a `bytea`, which cannot pass 1 GiB anyway); a Neon
+/// LFC state takes tens of bytes per cached MiB, so this covers caches of terabytes.
+pub const MAX_UNCOMPRESSED: usize = 256 << 20;
+/// The largest state accepted from endpoint storage or a file (compressed): the
+/// decompressed cap and zstd's worst-case overhead.
+pub const MAX_STATE: u64 = (MAX_UNCOMPRESSED + MAX_UNCOMPRESSED / 128) as u64;
+/// The highest compression ratio accepted above [`RATIO_FLOOR`]: a state expanding more
+/// than this many times its compressed size is refused (a real one compresses ~10:1).
+pub const MAX_RATIO: usize = 256;
+/// Up to this size a state is accepted whatever its ratio (a tiny state can compress far).
+const RATIO_FLOOR: usize = 1 << 20;
+/// The largest zstd window accepted, as a power of two (16 MiB: any level but `--ultra`
+/// compresses within it); a frame asking for more is refused before its window is allocated.
+const WINDOW_LOG_MAX: u32 = 24;
+/// How much is decompressed between two looks at the cancellation token.
+const DECOMPRESS_STEP: usize = 1 << 20;
 /// zstd level (upstream uses the default).
 const LEVEL: i32 = 3;
 
@@ -171,31 +185,50 @@ fn bad_state(message: String) -> Error {
     }
 }
 
-/// Decompresses a zstd state, at most [`MAX_UNCOMPRESSED`] bytes, stopping when `cancel`
-/// trips (`Ok(None)`).
+/// The most `compressed` bytes may expand to: [`MAX_UNCOMPRESSED`], and at most
+/// [`MAX_RATIO`] times their size beyond [`RATIO_FLOOR`].
+pub fn allowed_size(compressed: usize) -> usize {
+    // Both bounds are constants, the floor below the cap.
+    compressed
+        .saturating_mul(MAX_RATIO)
+        .clamp(RATIO_FLOOR, MAX_UNCOMPRESSED)
+}
+
+/// Decompresses a zstd state into one buffer of at most [`allowed_size`] bytes (memory is
+/// taken as the state is written into it, never for more than that), stopping when `cancel`
+/// trips (`Ok(None)`). A state that would expand further is refused, before the excess is
+/// decompressed.
 pub fn decompress(bytes: &[u8], cancel: &AtomicBool) -> Result<Option<Vec<u8>>, Error> {
-    let decoder = zstd::Decoder::new(bytes)
-        .map_err(|error| bad_state(format!("decompressing the state: {error}")))?;
-    let mut limited = decoder.take(MAX_UNCOMPRESSED + 1);
-    let mut out = Vec::new();
-    let mut chunk = vec![0u8; 1 << 20];
+    let failed = |error: std::io::Error| {
+        bad_state(format!("decompressing the state (is it zstd?): {error}"))
+    };
+    let mut decoder = zstd::Decoder::with_buffer(bytes).map_err(failed)?;
+    decoder.window_log_max(WINDOW_LOG_MAX).map_err(failed)?;
+    let allowed = allowed_size(bytes.len());
+    // One byte more than allowed, to tell a state that fills it from one that goes beyond.
+    // Zeroed memory of this size is mapped lazily: only what is written costs memory.
+    let mut out = vec![0u8; allowed + 1];
+    let mut filled = 0;
     loop {
         if cancel.load(Ordering::SeqCst) {
             return Ok(None);
         }
-        let read = limited.read(&mut chunk).map_err(|error| {
-            bad_state(format!("decompressing the state (is it zstd?): {error}"))
-        })?;
+        let end = out.len().min(filled + DECOMPRESS_STEP);
+        if filled == end {
+            return Err(bad_state(format!(
+                "the state expands past {allowed} bytes (from {} compressed): at most \
+                 {MAX_UNCOMPRESSED} bytes, and {MAX_RATIO} times the compressed size above \
+                 {RATIO_FLOOR}, are accepted",
+                bytes.len()
+            )));
+        }
+        let read = decoder.read(&mut out[filled..end]).map_err(failed)?;
         if read == 0 {
             break;
         }
-        out.extend_from_slice(&chunk[..read]);
+        filled += read;
     }
-    if out.len() as u64 > MAX_UNCOMPRESSED {
-        return Err(bad_state(format!(
-            "the state is larger than {MAX_UNCOMPRESSED} bytes once decompressed"
-        )));
-    }
+    out.truncate(filled);
     Ok(Some(out))
 }
 
@@ -218,5 +251,44 @@ mod tests {
             decompress(&compressed, &AtomicBool::new(true)).unwrap(),
             None
         );
+    }
+
+    #[test]
+    fn the_allowed_size_follows_the_ratio_between_the_floor_and_the_cap() {
+        assert_eq!(allowed_size(0), RATIO_FLOOR);
+        assert_eq!(allowed_size(1000), RATIO_FLOOR);
+        assert_eq!(allowed_size(RATIO_FLOOR), MAX_RATIO * RATIO_FLOOR);
+        assert_eq!(allowed_size(MAX_UNCOMPRESSED / 2), MAX_UNCOMPRESSED);
+        assert_eq!(allowed_size(usize::MAX), MAX_UNCOMPRESSED);
+    }
+
+    #[test]
+    fn a_state_at_the_allowed_size_passes_and_one_byte_more_is_refused() {
+        let never = AtomicBool::new(false);
+        let exact = compress(&vec![7u8; RATIO_FLOOR]).unwrap();
+        assert!(allowed_size(exact.len()) == RATIO_FLOOR, "{}", exact.len());
+        assert_eq!(
+            decompress(&exact, &never).unwrap().unwrap().len(),
+            RATIO_FLOOR
+        );
+        let over = compress(&vec![7u8; RATIO_FLOOR + 1]).unwrap();
+        let error = decompress(&over, &never).unwrap_err().to_string();
+        assert!(error.contains("expands past 1048576 bytes"), "{error}");
+    }
+
+    #[test]
+    fn a_frame_asking_for_a_window_over_the_limit_is_refused() {
+        // Magic, a descriptor without content size, a window of 2^log bytes, then one empty
+        // last raw block.
+        let frame = |log: u8| {
+            let mut frame = 0xFD2F_B528u32.to_le_bytes().to_vec();
+            frame.extend_from_slice(&[0x00, (log - 10) << 3, 0x01, 0x00, 0x00]);
+            frame
+        };
+        let never = AtomicBool::new(false);
+        let within = decompress(&frame(WINDOW_LOG_MAX as u8), &never).unwrap();
+        assert_eq!(within, Some(Vec::new()));
+        let error = decompress(&frame(31), &never).unwrap_err().to_string();
+        assert!(error.starts_with("decompressing the state"), "{error}");
     }
 }

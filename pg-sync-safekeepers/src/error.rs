@@ -142,6 +142,7 @@ impl SyncError {
                     WireError::Server { code, .. } if code.starts_with("28") => ErrorKind::Auth,
                     WireError::Server { .. }
                     | WireError::Protocol { .. }
+                    | WireError::TooLarge { .. }
                     | WireError::Closed { .. } => ErrorKind::Server,
                     WireError::Auth { .. } => ErrorKind::Auth,
                 }
@@ -201,6 +202,13 @@ mod tests {
             ),
             (server("28P01"), ErrorKind::Auth),
             (server("XX000"), ErrorKind::Server),
+            (
+                WireError::TooLarge {
+                    endpoint: endpoint(),
+                    limit: stage_kit::wire::AnswerLimit::ONE_ROW,
+                },
+                ErrorKind::Server,
+            ),
         ];
         for (error, kind) in cases {
             assert_eq!(SyncError::Upstream(error).kind(), kind);

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use compute_spec::ids::{TenantId, TimelineId};
 use compute_spec::Lsn;
 
-use stage_kit::wire::{Connection, Endpoint, Startup, WireError};
+use stage_kit::wire::{AnswerLimit, Connection, Endpoint, Startup, WireError};
 
 /// Extra time allowed to the whole check beyond one safekeeper's timeout.
 const RESOLVE_MARGIN: Duration = Duration::from_millis(100);
@@ -143,7 +143,7 @@ fn ask(safekeeper: &str, query: &StatusQuery) -> Result<TimelineStatus, WireErro
         password: query.token.as_ref().map(|t| t.as_bytes().to_vec()),
     };
     let mut connection = Connection::connect(&endpoint, &startup, query.timeout)?;
-    let rows = connection.simple_query("TIMELINE_STATUS")?;
+    let rows = connection.simple_query_limited("TIMELINE_STATUS", AnswerLimit::ONE_ROW)?;
     connection.close();
     let protocol = |message: String| WireError::Protocol {
         endpoint: endpoint.to_string(),

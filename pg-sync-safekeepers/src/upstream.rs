@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use compute_spec::Lsn;
-use stage_kit::wire::{endpoints, Connection, Endpoint, Startup, WireError};
+use stage_kit::wire::{endpoints, AnswerLimit, Connection, Endpoint, Startup, WireError};
 
 use crate::error::SyncError;
 
@@ -104,9 +104,13 @@ fn identify_system(
 ) -> Result<Lsn, SyncError> {
     let mut connection =
         Connection::connect(endpoint, startup, timeout).map_err(SyncError::Upstream)?;
+    // One row of four short columns: anything more is not a primary's answer.
     let rows = connection
-        .simple_query("IDENTIFY_SYSTEM")
-        .map_err(SyncError::Upstream)?;
+        .simple_query_limited("IDENTIFY_SYSTEM", AnswerLimit::ONE_ROW)
+        .map_err(|error| match error {
+            WireError::TooLarge { .. } => SyncError::UpstreamAnswer(error.to_string()),
+            other => SyncError::Upstream(other),
+        })?;
     connection.close();
     let text = rows
         .first()

@@ -17,6 +17,7 @@
 //! * [`tls`]: the Postgres TLS certificate and key, checked and copied into PGDATA.
 //! * [`pgdata_lock`]: one owner per PGDATA, an exclusive `flock` beside it, inherited by the
 //!   stages and their children.
+//! * [`url`]: URL path segments from input values, percent-encoded, dot segments refused.
 //!
 //! Invariants: depends on `compute-spec` only among the workspace's packages; nothing here
 //! logs a secret.
@@ -32,6 +33,7 @@ pub mod pgdata_lock;
 pub mod runas;
 pub mod stage;
 pub mod tls;
+pub mod url;
 pub mod wire;
 
 /// The version every binary of the workspace reports: the package version and the git commit

@@ -15,6 +15,11 @@
 //!   one by one, read straight from the receive buffer (one copy from the socket to the
 //!   caller, whatever the message size), then [`CopyOut::finish`] reads the trailing result
 //!   sets and surfaces an error the server sends after the copy.
+//! * Size limits: every answer (the start-up exchange, a query's result sets, what a COPY
+//!   OUT sends besides its data) has an [`AnswerLimit`] of rows and bytes, chosen by the
+//!   caller per call ([`Connection::simple_query_limited`]; [`AnswerLimit::DEFAULT`]
+//!   otherwise); an answer over it fails with [`WireError::TooLarge`] before the message
+//!   over the limit is received, so a peer cannot make the client hold more than the limit.
 //! * Time limits: an overall deadline (set at connect, changeable with
 //!   [`Connection::set_deadline`]) and an optional bound on each wait for the server
 //!   ([`Connection::set_read_timeout`]: every read, splice and write), so a server that
@@ -24,7 +29,7 @@
 //!   resolver decides).
 //!
 //! Invariants: no password (or hash of one) ever appears in an error or a log line; every
-//! error names the server; with a deadline or a read timeout set, no call waits unbounded on
+//! error names the server; no answer is held beyond its [`AnswerLimit`]; with a deadline or a read timeout set, no call waits unbounded on
 //! the server once the connection is open. Tests: `wire/tests.rs` talks to a scripted server on a Unix
 //! socket; `tests/it/wire.rs` runs `IDENTIFY_SYSTEM` against a real Postgres.
 
@@ -35,9 +40,11 @@ use std::time::Duration;
 use postgres::config::Host;
 
 mod connection;
+mod limit;
 mod stream;
 
 pub use connection::{server_error, Connection, CopyOut};
+pub use limit::AnswerLimit;
 
 /// Where a server listens.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -195,6 +202,19 @@ pub enum WireError {
         /// The least allowed in a window.
         minimum: u64,
     },
+    /// An answer brought more than its [`AnswerLimit`] (the connection is then mid-answer:
+    /// drop it).
+    #[error(
+        "{endpoint}: the answer is larger than the {} rows and {} bytes allowed for it; \
+         check that the server is the one meant (a PostgreSQL-protocol server of the \
+         expected kind)", limit.rows, limit.bytes
+    )]
+    TooLarge {
+        /// The server.
+        endpoint: String,
+        /// The limit it went over.
+        limit: AnswerLimit,
+    },
     /// The server closed the connection unasked.
     #[error("{endpoint}: the server closed the connection; see the server's log")]
     Closed {
@@ -238,6 +258,7 @@ impl WireError {
             WireError::Io { endpoint, .. }
             | WireError::Timeout { endpoint, .. }
             | WireError::TooSlow { endpoint, .. }
+            | WireError::TooLarge { endpoint, .. }
             | WireError::Closed { endpoint }
             | WireError::Server { endpoint, .. }
             | WireError::Auth { endpoint, .. }

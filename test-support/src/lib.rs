@@ -88,7 +88,7 @@ pub use fake_pg::{Answer, FakeBackend, Responder, Response, Script, Seen, Silenc
 pub use probe::{process_alive, wait_for, wait_until};
 pub use server::{TestPostgres, TestPostgresBuilder};
 pub use skip::skip_or_fail;
-pub use stage_run::{run_stage, run_stage_within, StageRun};
+pub use stage_run::{run_stage, run_stage_measured, run_stage_within, StageRun};
 
 /// Directory under which all test directories and templates live when `/dev/shm` exists.
 const SHM_ROOT: &str = "/dev/shm/compute-tools-tests";

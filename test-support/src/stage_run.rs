@@ -3,7 +3,7 @@
 
 use std::ffi::OsStr;
 use std::io::{Read, Write};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -94,7 +94,41 @@ pub fn run_stage_within(
     stdin: &str,
     limit: Duration,
 ) -> (StageRun, Duration) {
-    let program = program.as_ref();
+    let (run, took, _) = run_until(program.as_ref(), args, stdin, limit, |child| {
+        let status = child.try_wait().ok().flatten()?;
+        Some((status, 0))
+    });
+    (run, took)
+}
+
+/// [`run_stage_within`], also measuring the program's peak resident memory: the result, how
+/// long the run took, and the peak in KiB (`ru_maxrss` of `wait4(2)`: exact, however short
+/// the run).
+///
+/// # Panics
+///
+/// Panics when the program cannot be spawned or waited for, or still runs after `limit`.
+pub fn run_stage_measured(
+    program: impl AsRef<OsStr>,
+    args: &[&str],
+    stdin: &str,
+    limit: Duration,
+) -> (StageRun, Duration, u64) {
+    run_until(program.as_ref(), args, stdin, limit, |child| {
+        let pid = i32::try_from(child.id()).ok()?;
+        reap(pid)
+    })
+}
+
+/// Runs `program` on `stdin` until `ended` (polled) returns its exit status and peak memory,
+/// for at most `limit`.
+fn run_until(
+    program: &OsStr,
+    args: &[&str],
+    stdin: &str,
+    limit: Duration,
+    mut ended: impl FnMut(&mut Child) -> Option<(ExitStatus, u64)>,
+) -> (StageRun, Duration, u64) {
     let name = program.to_string_lossy().into_owned();
     let started = Instant::now();
     let mut child = Command::new(program)
@@ -111,7 +145,7 @@ pub fn run_stage_within(
     }
     let stdout = drain(child.stdout.take());
     let stderr = drain(child.stderr.take());
-    let status = crate::probe::wait_for(limit, || child.try_wait().ok().flatten())
+    let (status, peak_kib) = crate::probe::wait_for(limit, || ended(&mut child))
         .unwrap_or_else(|| panic!("{name} still runs after {limit:?}"));
     guard.0 = None;
     let took = started.elapsed();
@@ -120,7 +154,30 @@ pub fn run_stage_within(
         stdout: stdout.join().unwrap_or_default(),
         stderr: stderr.join().unwrap_or_default(),
     };
-    (StageRun::from_output(&output), took)
+    (StageRun::from_output(&output), took, peak_kib)
+}
+
+/// Reaps child `pid` if it has ended: its exit status and peak resident memory (KiB).
+fn reap(pid: i32) -> Option<(ExitStatus, u64)> {
+    use std::os::unix::process::ExitStatusExt;
+    let mut status = 0;
+    // SAFETY: all-zero bytes are a valid `rusage` (plain integers).
+    let mut usage: nix::libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `status` and `usage` are valid, writable and live for the call; `pid` is a
+    // child of this process that nothing else waits for (its `Child` is never waited on,
+    // and it is reaped here once).
+    let reaped = unsafe { nix::libc::wait4(pid, &mut status, nix::libc::WNOHANG, &mut usage) };
+    match reaped {
+        0 => None,
+        reaped if reaped == pid => Some((
+            ExitStatus::from_raw(status),
+            u64::try_from(usage.ru_maxrss).unwrap_or(0),
+        )),
+        _ => panic!(
+            "waiting for child {pid}: {}",
+            std::io::Error::last_os_error()
+        ),
+    }
 }
 
 /// Reads a pipe to its end on a thread (so a full pipe never blocks the child).

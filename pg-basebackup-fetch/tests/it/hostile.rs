@@ -239,3 +239,37 @@ fn a_failing_writer_stops_the_splicing_reader_instead_of_blocking_it() {
     let result = splicing(&tar, &scene.pgdata);
     assert!(matches!(result, Err(UnpackError::Write(_))), "{result:?}");
 }
+
+/// A GNU header (binary size field) for `name` of `kind` claiming `size` bytes, with no data.
+fn claiming(name: &str, kind: EntryType, size: u64) -> Vec<u8> {
+    let mut header = tar::Header::new_gnu();
+    header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+    header.set_entry_type(kind);
+    header.set_mode(0o600);
+    header.set_size(size);
+    header.set_cksum();
+    header.as_bytes().to_vec()
+}
+
+#[test]
+fn a_header_claiming_a_size_no_tar_can_hold_is_a_read_error_not_an_overflow() {
+    // Rounded up to whole blocks, these sizes pass 2^64 (a debug build panicked, a release
+    // one wrapped to a tiny size and read file data as headers).
+    for size in [u64::MAX, u64::MAX - 510, (u64::MAX / 512) * 512 + 1] {
+        for kind in [
+            EntryType::Regular,
+            EntryType::Directory,
+            EntryType::XGlobalHeader,
+        ] {
+            let tar = raw_tar(&[claiming("base/huge", kind, size)]);
+            for (name, unpacker) in UNPACKERS {
+                let scene = scene();
+                let result = unpacker(&tar, &scene.pgdata);
+                assert!(
+                    matches!(result, Err(UnpackError::Read(_))),
+                    "{name}, {kind:?} of {size}: {result:?}"
+                );
+            }
+        }
+    }
+}

@@ -261,3 +261,117 @@ fn a_pageserver_silent_after_the_command_is_given_up_on() {
 fn a_pageserver_silent_in_the_middle_of_the_stream_is_given_up_on() {
     gives_up_on_a_silent_pageserver(Silence::MidStream);
 }
+
+/// A pageserver that never answers (at `silence`) is given up on once nothing has arrived for
+/// `--no-progress-timeout`, whatever `--retries` allows: the error names the pageserver and
+/// the attempts.
+fn gives_up_without_progress(silence: Silence) {
+    let command = format!("basebackup {TENANT} {TIMELINE} --gzip");
+    let standin = FakeBackend::start(Script {
+        password: TOKEN.to_string(),
+        command,
+        answer: copy(archive().to_vec()),
+        silence,
+        ..Default::default()
+    });
+    let dir = TestDir::new("bbf-");
+    let document = neon_document(&dir.path().join("pgdata"), &standin, TIMELINE, TOKEN);
+    let flags = [
+        "--no-progress-timeout",
+        "3s",
+        "--startup-timeout",
+        "1s",
+        "--idle-timeout",
+        "1s",
+        "--retries",
+        "100",
+        "--retry-initial-ms",
+        "10",
+        "--retry-multiplier",
+        "1",
+    ];
+    let (outcome, took) = util::run_stage_within(&document, &flags, Duration::from_secs(30));
+    eprintln!("{silence:?}: gave up after {took:?}");
+    let error = outcome.failed_with(exit_code::RUNTIME, "network");
+    let message = error["message"].as_str().unwrap();
+    let server = format!("pageserver 127.0.0.1:{}", standin.port);
+    assert!(message.contains(&server), "{message}");
+    let attempts = standin.seen().len();
+    assert!(
+        (2..=5).contains(&attempts),
+        "{attempts}: {}",
+        outcome.stderr
+    );
+    let gave_up = format!("gave up after {attempts} attempts (no progress for");
+    assert!(message.contains(&gave_up), "{message}");
+    assert!(message.contains("--no-progress-timeout 3s"), "{message}");
+    assert!(took >= Duration::from_millis(2900), "took only {took:?}");
+    assert!(took < Duration::from_secs(6), "took {took:?}");
+}
+
+#[test]
+fn a_pageserver_silent_at_startup_is_given_up_on_without_progress() {
+    gives_up_without_progress(Silence::AtStartup);
+}
+
+#[test]
+fn a_pageserver_silent_after_the_command_is_given_up_on_without_progress() {
+    gives_up_without_progress(Silence::AfterCommand);
+}
+
+#[test]
+fn a_slow_pageserver_that_keeps_sending_is_not_cut() {
+    // The archive arrives in 16 KiB messages 10 ms apart: seconds in all, far past the
+    // no-progress timeout, but never a second without progress.
+    let command = format!("basebackup {TENANT} {TIMELINE} --gzip");
+    let standin = FakeBackend::start(Script {
+        password: TOKEN.to_string(),
+        command,
+        answer: copy(archive().to_vec()),
+        pace: Some(Duration::from_millis(10)),
+        ..Default::default()
+    });
+    let dir = TestDir::new("bbf-");
+    let document = neon_document(&dir.path().join("pgdata"), &standin, TIMELINE, TOKEN);
+    let (outcome, took) = util::run_stage_within(
+        &document,
+        &["--no-progress-timeout", "1s"],
+        Duration::from_secs(120),
+    );
+    eprintln!("{} bytes at a steady pace: {took:?}", archive().len());
+    assert_eq!(outcome.code, i32::from(exit_code::OK), "{}", outcome.stderr);
+    assert_eq!(outcome.json["basebackup"]["attempts"], 1);
+    assert!(
+        took > Duration::from_secs(2),
+        "not slow enough to tell: {took:?}"
+    );
+}
+
+#[test]
+fn a_corrupt_archive_fails_at_once_not_after_a_minute_of_retries() {
+    let command = format!("basebackup {TENANT} {TIMELINE} --gzip");
+    let whole = archive();
+    let cases = [
+        ("not gzip", b"certainly not gzip".repeat(1000)),
+        ("gzip, not tar", util::archive::gzip(&[b'A'; 64 << 10])),
+        ("gzip cut short", whole[..whole.len() / 2].to_vec()),
+    ];
+    for (case, bytes) in cases {
+        let standin = standin(&command, 0, bytes);
+        let dir = TestDir::new("bbf-");
+        let document = neon_document(&dir.path().join("pgdata"), &standin, TIMELINE, TOKEN);
+        // The default retry policy: ~1 minute of retries if it were retried.
+        let (outcome, took) = util::run_stage_within(&document, &[], Duration::from_secs(120));
+        eprintln!("{case}: failed after {took:?}");
+        let error = outcome.failed_with(exit_code::RUNTIME, "server");
+        assert_eq!(error["retryable"], false, "{case}");
+        let message = error["message"].as_str().unwrap();
+        let server = format!("pageserver 127.0.0.1:{}", standin.port);
+        assert!(
+            message.starts_with(&format!("{server} sent a corrupt basebackup archive")),
+            "{case}: {message}"
+        );
+        assert_eq!(standin.seen().len(), 1, "{case}: {}", outcome.stderr);
+        assert!(took < Duration::from_secs(10), "{case}: took {took:?}");
+    }
+}

@@ -279,34 +279,9 @@ fn a_clone_over_tcp_has_every_row() {
 /// retry the stage gives up well within a bound, naming the primary; `connections` is how
 /// many it must have opened.
 fn gives_up_on_a_silent_primary(silence: Silence, mode: &str, connections: usize) {
-    let mut tar = tar::Builder::new(Vec::new());
-    for name in ["global/1", "global/2", "global/3", "global/4"] {
-        let data = vec![7u8; 64 << 10];
-        let mut header = tar::Header::new_gnu();
-        header.set_size(data.len() as u64);
-        header.set_mode(0o600);
-        tar.append_data(&mut header, name, data.as_slice()).unwrap();
-    }
-    let standin = FakeBackend::start(Script {
-        password: "secret".to_string(),
-        command: pg_basebackup_fetch::replication::BASE_BACKUP.to_string(),
-        answer: Answer::Copy {
-            bytes: tar.into_inner().unwrap(),
-            replication: true,
-        },
-        silence,
-        ..Default::default()
-    });
+    let standin = silent_primary(silence);
     let dir = TestDir::new("bbf-");
-    let pgdata = dir.path().join("pgdata");
-    let connstr = format!(
-        "host=127.0.0.1 port={} user=rep password=secret",
-        standin.port
-    );
-    let document = util::document(&pgdata, free_tcp_port(), |spec| {
-        spec["upstream_connstring"] = json!(connstr);
-        spec["mode"] = json!(mode);
-    });
+    let document = primary_standin_document(&dir, &standin, mode);
     let (outcome, took) =
         util::run_stage_within(&document, &util::QUICK_GIVE_UP, Duration::from_secs(30));
     let error = outcome.failed_with(exit_code::RUNTIME, "network");
@@ -317,6 +292,102 @@ fn gives_up_on_a_silent_primary(silence: Silence, mode: &str, connections: usize
     assert!(!message.contains("secret"), "{message}");
     assert_eq!(standin.seen().len(), connections, "{}", outcome.stderr);
     assert!(took < Duration::from_secs(10), "took {took:?}");
+}
+
+/// A primary stand-in serving a small tar as `BASE_BACKUP`, falling silent at `silence`.
+fn silent_primary(silence: Silence) -> FakeBackend {
+    let mut tar = tar::Builder::new(Vec::new());
+    for name in ["global/1", "global/2", "global/3", "global/4"] {
+        let data = vec![7u8; 64 << 10];
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o600);
+        tar.append_data(&mut header, name, data.as_slice()).unwrap();
+    }
+    primary_standin(tar.into_inner().unwrap(), silence)
+}
+
+/// A primary stand-in answering `BASE_BACKUP` with `archive`, falling silent at `silence`.
+fn primary_standin(archive: Vec<u8>, silence: Silence) -> FakeBackend {
+    FakeBackend::start(Script {
+        password: "secret".to_string(),
+        command: pg_basebackup_fetch::replication::BASE_BACKUP.to_string(),
+        answer: Answer::Copy {
+            bytes: archive,
+            replication: true,
+        },
+        silence,
+        ..Default::default()
+    })
+}
+
+#[test]
+fn a_corrupt_archive_from_a_primary_fails_at_once_not_after_a_minute_of_retries() {
+    // Not a tar: the first header's checksum is wrong.
+    let standin = primary_standin(vec![b'A'; 64 << 10], Silence::Never);
+    let dir = TestDir::new("bbf-");
+    let document = primary_standin_document(&dir, &standin, "Primary");
+    let (outcome, took) = util::run_stage_within(&document, &[], Duration::from_secs(120));
+    let error = outcome.failed_with(exit_code::RUNTIME, "server");
+    assert_eq!(error["retryable"], false);
+    let message = error["message"].as_str().unwrap();
+    let server = format!("primary 127.0.0.1:{}", standin.port);
+    assert!(
+        message.starts_with(&format!("{server} sent a corrupt basebackup archive")),
+        "{message}"
+    );
+    assert!(message.contains("cksum"), "{message}");
+    assert_eq!(standin.seen().len(), 1, "{}", outcome.stderr);
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+}
+
+/// A document for a compute in `mode` cloning the stand-in, with PGDATA in `dir`.
+fn primary_standin_document(
+    dir: &TestDir,
+    standin: &FakeBackend,
+    mode: &str,
+) -> compute_spec::document::ComputeDocument {
+    let connstr = format!(
+        "host=127.0.0.1 port={} user=rep password=secret",
+        standin.port
+    );
+    util::document(&dir.path().join("pgdata"), free_tcp_port(), |spec| {
+        spec["upstream_connstring"] = json!(connstr);
+        spec["mode"] = json!(mode);
+    })
+}
+
+#[test]
+fn a_primary_that_stalls_after_some_progress_is_retried_past_the_no_progress_timeout() {
+    // Every attempt brings half the archive, then 1 s of silence ends it: each made
+    // progress, so the 2 s without progress never run out; --retries decides (5 attempts,
+    // ~5 s in all, more than the no-progress timeout).
+    let standin = silent_primary(Silence::MidStream);
+    let dir = TestDir::new("bbf-");
+    let document = primary_standin_document(&dir, &standin, "Primary");
+    let flags = [
+        "--no-progress-timeout",
+        "2s",
+        "--idle-timeout",
+        "1s",
+        "--retries",
+        "4",
+        "--retry-initial-ms",
+        "10",
+        "--retry-multiplier",
+        "1",
+    ];
+    let (outcome, took) = util::run_stage_within(&document, &flags, Duration::from_secs(30));
+    let error = outcome.failed_with(exit_code::RUNTIME, "network");
+    let message = error["message"].as_str().unwrap();
+    let server = format!("primary 127.0.0.1:{}", standin.port);
+    assert!(message.contains(&server), "{message}");
+    assert!(
+        message.contains("gave up after 5 attempts (--retries 4 used up)"),
+        "{message}"
+    );
+    assert_eq!(standin.seen().len(), 5, "{}", outcome.stderr);
+    assert!(took > Duration::from_secs(4), "took only {took:?}");
 }
 
 #[test]

@@ -11,3 +11,4 @@
 mod common;
 mod download;
 mod stage;
+mod url;

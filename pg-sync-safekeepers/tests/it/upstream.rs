@@ -136,3 +136,51 @@ fn an_upstream_silent_after_the_connect_is_retried_then_reported() {
 fn an_upstream_silent_after_the_startup_is_retried_then_reported() {
     gives_up_on_a_silent_upstream(Behaviour::SilentAfterStartup);
 }
+
+/// An upstream answering `IDENTIFY_SYSTEM` with ~40 MiB of rows (the protocol sends one):
+/// the stage refuses the answer, naming the server, without keeping the rows (its peak
+/// resident memory is sampled while it runs).
+#[test]
+fn an_upstream_flooding_identify_system_is_refused_without_the_memory() {
+    let columns = [
+        ("systemid", "7412345678901234567"),
+        ("timeline", "1"),
+        ("xlogpos", "0/16B5A50"),
+        ("dbname", "postgres"),
+    ];
+    let upstream = pg_test_support::FakeBackend::start(pg_test_support::Script {
+        password: "secret".to_string(),
+        command: "IDENTIFY_SYSTEM".to_string(),
+        answer: pg_test_support::Answer::Rows {
+            columns: columns
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect(),
+            // A DataRow of these columns is 65 bytes: ~40 MiB in all.
+            count: 40 << 20 >> 6,
+        },
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let connstr = format!("postgresql://rep:secret@{}/postgres", upstream.address());
+    let spec = spec_json(json!({"upstream_connstring": connstr}));
+    let doc = document(
+        &spec,
+        &dir.path().join("pgdata"),
+        &pg_test_support::pg_bin("postgres"),
+    );
+    let (outcome, took, peak_kib) = pg_test_support::run_stage_measured(
+        env!("CARGO_BIN_EXE_pg-sync-safekeepers"),
+        &["--timeout", "60s"],
+        &serde_json::to_string(&doc).unwrap(),
+        Duration::from_secs(120),
+    );
+    eprintln!("peak RSS {peak_kib} KiB, {took:?}");
+    let outcome = outcome.expect_json();
+    let error = outcome.error_of_kind("server");
+    let message = error["message"].as_str().unwrap();
+    assert!(message.contains(&upstream.address()), "{message}");
+    assert!(message.contains("larger than"), "{message}");
+    assert_eq!(upstream.connections(), 1, "{}", outcome.stderr);
+    assert!(peak_kib < 64 << 10, "peak RSS {peak_kib} KiB");
+}

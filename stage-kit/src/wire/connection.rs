@@ -12,8 +12,9 @@ use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM
 use postgres_protocol::message::backend::{DataRowBody, ErrorResponseBody, Message};
 use postgres_protocol::message::frontend;
 
+use super::limit::Budget;
 use super::stream::{is_timeout, open, retry_interrupted, Stream};
-use super::{endpoints, Endpoint, Row, Startup, WireError};
+use super::{endpoints, AnswerLimit, Endpoint, Row, Startup, WireError};
 
 mod copy_out;
 pub use copy_out::CopyOut;
@@ -40,6 +41,8 @@ pub struct Connection {
     exact: bool,
     /// The least the server must deliver per window, once set.
     min_rate: Option<MinRate>,
+    /// What the answer under way may still bring.
+    answer: Budget,
     /// Received bytes: `buf[start..end]` are not consumed yet.
     buf: Vec<u8>,
     start: usize,
@@ -65,6 +68,7 @@ impl Connection {
             socket_timeout: None,
             exact: false,
             min_rate: None,
+            answer: Budget::new(AnswerLimit::DEFAULT),
             buf: vec![0; READ_CHUNK],
             start: 0,
             end: 0,
@@ -148,15 +152,31 @@ impl Connection {
         Ok(())
     }
 
-    /// Runs one simple query and returns its rows (of the last result set). An error the
-    /// server sends is returned after its ReadyForQuery, so the connection stays usable.
+    /// Runs one simple query and returns its rows (of the last result set), the answer
+    /// limited by [`AnswerLimit::DEFAULT`]. An error the server sends is returned after its
+    /// ReadyForQuery, so the connection stays usable.
     pub fn simple_query(&mut self, sql: &str) -> Result<Vec<Row>, WireError> {
+        self.simple_query_limited(sql, AnswerLimit::DEFAULT)
+    }
+
+    /// [`simple_query`](Self::simple_query) with the answer limited by `limit`: an answer
+    /// over it fails with [`WireError::TooLarge`] (and the connection, mid-answer, is then
+    /// of no further use).
+    pub fn simple_query_limited(
+        &mut self,
+        sql: &str,
+        limit: AnswerLimit,
+    ) -> Result<Vec<Row>, WireError> {
+        self.answer = Budget::new(limit);
         self.send_query(sql)?;
         self.read_results(Vec::new())
     }
 
-    /// Starts `sql`, which must answer with COPY OUT (e.g. `BASE_BACKUP`).
+    /// Starts `sql`, which must answer with COPY OUT (e.g. `BASE_BACKUP`). What the server
+    /// sends besides the CopyData (result sets before and after the copy, notices) is
+    /// limited by [`AnswerLimit::DEFAULT`]; the CopyData are streamed, not limited.
     pub fn copy_out(&mut self, sql: &str) -> Result<CopyOut<'_>, WireError> {
+        self.answer = Budget::new(AnswerLimit::DEFAULT);
         self.send_query(sql)?;
         loop {
             match self.receive()? {
@@ -203,7 +223,12 @@ impl Connection {
                         .map_err(|e| self.io("receiving", e))?;
                     rows.clear();
                 }
-                Message::DataRow(body) => rows.push(self.row(&names, &body)?),
+                Message::DataRow(body) => {
+                    if !self.answer.take_row() {
+                        return Err(self.too_large());
+                    }
+                    rows.push(self.row(&names, &body)?);
+                }
                 Message::ErrorResponse(body) => failure = Some(self.server_error(&body)),
                 Message::ReadyForQuery(_) => break,
                 _ => {}
@@ -342,9 +367,13 @@ impl Connection {
         }
     }
 
-    /// The next whole message.
+    /// The next whole message, charged to the answer under way (refused before it is
+    /// received when it does not fit).
     fn receive(&mut self) -> Result<Message, WireError> {
         let (_, total) = self.peek_header(5)?;
+        if !self.answer.take_bytes(total) {
+            return Err(self.too_large());
+        }
         self.fill(total)?;
         let mut bytes = BytesMut::from(&self.buf[self.start..self.start + total]);
         self.start += total;
@@ -483,6 +512,13 @@ impl Connection {
         WireError::Protocol {
             endpoint: self.endpoint.clone(),
             message: message.to_string(),
+        }
+    }
+
+    fn too_large(&self) -> WireError {
+        WireError::TooLarge {
+            endpoint: self.endpoint.clone(),
+            limit: self.answer.limit,
         }
     }
 

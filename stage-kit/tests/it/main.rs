@@ -7,4 +7,5 @@
 mod child;
 mod tls;
 mod wire;
+mod wire_answer_limit;
 mod wire_claimed_length;

@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixListener;
 use std::time::{Duration, Instant};
 
-use stage_kit::wire::{Connection, Endpoint, Startup, WireError};
+use stage_kit::wire::{AnswerLimit, Connection, Endpoint, Startup, WireError};
 
 fn message(kind: u8, body: &[u8]) -> Vec<u8> {
     let mut out = vec![kind];
@@ -59,15 +59,25 @@ fn startup() -> Startup {
 
 #[test]
 fn a_claimed_length_costs_no_memory_until_the_bytes_arrive() {
-    let mut script = message(b'R', &0u32.to_be_bytes());
-    // ReadyForQuery claiming 1 GiB (within the protocol's limit), then the server is gone.
-    script.push(b'Z');
+    // A CopyData claiming 1 GiB (within the protocol's limit; the data of a COPY OUT is
+    // streamed, not held, so no answer limit applies), a few bytes of it, then the server
+    // is gone. (Whole messages are refused earlier, by their answer's limit.)
+    let mut script = startup_ok();
+    script.extend(message(b'H', &[0, 0, 0]));
+    script.push(b'd');
     script.extend_from_slice(&(1u32 << 30).to_be_bytes());
-    script.push(b'I');
+    script.extend_from_slice(b"data");
     let before = peak_rss_kib();
     let started = Instant::now();
-    let result = against(script, |endpoint| {
-        Connection::connect(&endpoint, &startup(), Duration::from_secs(20)).map(drop)
+    let result = against(script, |endpoint| -> Result<(), WireError> {
+        let mut connection = Connection::connect(&endpoint, &startup(), Duration::from_secs(20))?;
+        let mut copy = connection.copy_out("BASE_BACKUP")?;
+        let claimed = copy.next_data()?;
+        assert_eq!(claimed, Some((1 << 30) - 4));
+        let mut buffer = vec![0u8; 64 << 10];
+        loop {
+            copy.read(&mut buffer)?;
+        }
     });
     assert!(
         matches!(result, Err(WireError::Closed { .. })),
@@ -104,7 +114,13 @@ fn a_large_message_still_arrives_whole() {
     let rows = against(script, |endpoint| {
         let mut connection =
             Connection::connect(&endpoint, &startup(), Duration::from_secs(20)).unwrap();
-        connection.simple_query("SELECT big").unwrap()
+        let limit = AnswerLimit {
+            rows: 1,
+            bytes: 4 << 20,
+        };
+        connection
+            .simple_query_limited("SELECT big", limit)
+            .unwrap()
     });
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].get("big").map(str::len), Some(value.len()));

@@ -48,6 +48,8 @@ pub struct Script {
     pub cut_first: usize,
     /// Send an error after the whole COPY stream instead of ending it.
     pub late_error: bool,
+    /// A pause after each CopyData message of a COPY stream (a slow but steady server).
+    pub pace: Option<std::time::Duration>,
 }
 
 /// The answer to the expected command.
@@ -67,6 +69,14 @@ pub enum Answer {
     /// Every command (whatever [`Script::command`] says) answered by a function of its
     /// text, called on the connection's thread (it may sleep, to play a slow server).
     Computed(Responder),
+    /// The same row of text columns `(name, value)` `count` times: a flood of rows (a peer
+    /// answering far more than the protocol allows), streamed as it is written.
+    Rows {
+        /// The columns of each row.
+        columns: Vec<(String, String)>,
+        /// How many rows.
+        count: usize,
+    },
 }
 
 /// What an [`Answer::Computed`] function answers one command with.
@@ -427,6 +437,20 @@ fn run_command(
             Ok(true)
         }
         Answer::Copy { bytes, replication } => copy_out(stream, script, cut, bytes, *replication),
+        Answer::Rows { columns, count } => {
+            let names: Vec<&str> = columns.iter().map(|(name, _)| name.as_str()).collect();
+            let values: Vec<Option<&str>> = columns
+                .iter()
+                .map(|(_, value)| Some(value.as_str()))
+                .collect();
+            stream.write_all(&messages::row_description(&names))?;
+            let row = messages::data_row(&values);
+            for _ in 0..*count {
+                stream.write_all(&row)?;
+            }
+            send(stream, b'C', format!("SELECT {count}\0").as_bytes())?;
+            Ok(true)
+        }
         Answer::Computed(_) => Ok(true),
     }
 }
@@ -459,6 +483,10 @@ fn copy_out(
         match replication {
             true => send(stream, b'd', &[b"d", chunk].concat())?,
             false => send(stream, b'd', chunk)?,
+        }
+        if let Some(pace) = script.pace {
+            stream.flush()?;
+            thread::sleep(pace);
         }
     }
     if script.late_error {
