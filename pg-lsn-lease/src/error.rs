@@ -102,8 +102,9 @@ fn wire_kind(error: &WireError) -> ErrorKind {
     match error {
         WireError::Timeout { .. } | WireError::TooSlow { .. } => ErrorKind::Timeout,
         WireError::Io { .. } | WireError::Closed { .. } => ErrorKind::Network,
-        WireError::Server { .. } | WireError::Auth { .. } | WireError::Protocol { .. } => {
-            ErrorKind::Server
-        }
+        WireError::Server { .. }
+        | WireError::Auth { .. }
+        | WireError::Protocol { .. }
+        | WireError::TooLarge { .. } => ErrorKind::Server,
     }
 }

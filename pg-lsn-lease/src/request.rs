@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use compute_spec::ids::Lsn;
-use stage_kit::wire::Connection;
+use stage_kit::wire::{AnswerLimit, Connection};
 
 use crate::targets::Target;
 use crate::Failure;
@@ -60,7 +60,7 @@ pub fn lease(
         .map_err(|error| Failure::Connect(Box::new(error)))?;
     connection.set_deadline(Some(request_timeout));
     let rows = connection
-        .simple_query(&command(target, lsn))
+        .simple_query_limited(&command(target, lsn), AnswerLimit::ONE_ROW)
         .map_err(|error| Failure::Request(Box::new(error)))?;
     let server = connection.endpoint().to_string();
     connection.close();

@@ -170,3 +170,26 @@ fn bad_input_exits_2_before_any_pageserver_is_asked() {
     assert_eq!(run.code, 1);
     assert_eq!(run.json["error"]["stage"], "compute-spec");
 }
+
+#[test]
+fn a_pageserver_flooding_its_answer_is_refused_without_the_memory() {
+    // ~40 MiB of rows where one is due: refused once past one row, read no further.
+    let flood = FakeBackend::start(pg_test_support::fake_pg::Script {
+        password: TOKEN.to_string(),
+        command: command(TENANT),
+        answer: pg_test_support::fake_pg::Answer::Rows {
+            columns: vec![("valid_until".to_string(), "9".repeat(48))],
+            count: 655_360,
+        },
+        ..Default::default()
+    });
+    let doc = document(
+        json!({"Static": LSN}),
+        json!({"pageserver_connstring": format!("host=127.0.0.1 port={} user=cloud_admin", flood.port)}),
+    );
+    let (run, took, peak_kib) =
+        pg_test_support::run_stage_measured(PG_LSN_LEASE, &[], &doc, Duration::from_secs(30));
+    let message = failed(&run.expect_json(), 1, "server");
+    assert!(message.contains(&flood.address()), "{message}");
+    assert!(peak_kib < 64 * 1024, "peak RSS {peak_kib} KiB in {took:?}");
+}
