@@ -206,9 +206,26 @@ fn neon_storage(spec: &ComputeSpec, error: &mut impl FnMut(&str, String)) -> Opt
         "neon.timeline_id",
         error,
     );
+    let mut shard_map_broken = false;
     if let Some(info) = &spec.pageserver_connection_info {
+        for key in info.shards.keys() {
+            let index = (key.len() == 4)
+                .then(|| u16::from_str_radix(key, 16).ok())
+                .flatten()
+                .filter(|_| key.bytes().all(|b| b.is_ascii_hexdigit()));
+            if index.is_none() {
+                shard_map_broken = true;
+                error(
+                    &format!("pageserver_connection_info.shards.{key}"),
+                    "a shard index is 4 hex digits: the shard number, then the shard count \
+                     (0000 unsharded, 0104 = shard 1 of 4)"
+                        .to_string(),
+                );
+            }
+        }
         for key in info.shard_keys() {
             if !info.shards.contains_key(&key) {
+                shard_map_broken = true;
                 error(
                     "pageserver_connection_info.shards",
                     format!(
@@ -228,10 +245,14 @@ fn neon_storage(spec: &ComputeSpec, error: &mut impl FnMut(&str, String)) -> Opt
                 Some(info) if info.prefer_protocol == PageserverProtocol::Grpc => {
                     "only libpq pageservers are supported: give every shard a libpq_url"
                 }
+                // Already reported, key by key.
+                Some(_) if shard_map_broken => "",
                 Some(_) => "a shard has no pageserver with a libpq_url",
                 None => "names no pageserver",
             };
-            error("pageserver_connection_info", message.to_string());
+            if !message.is_empty() {
+                error("pageserver_connection_info", message.to_string());
+            }
             Vec::new()
         }
     };
