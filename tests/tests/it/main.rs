@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
 
+mod alerts;
 mod audit;
 mod audit_tls;
 mod cli;
