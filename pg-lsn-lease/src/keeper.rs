@@ -46,6 +46,10 @@ pub struct LeaseSettings {
     pub retry_factor: f64,
     /// The longest pause between two retries.
     pub retry_max: Duration,
+    /// The shortest pause between two renewals, whatever the lease's length: a lease that
+    /// ends within it (or has already ended: a pageserver's nonsensical answer) is renewed
+    /// on the retry schedule instead, backing off, never in a loop.
+    pub min_renewal: Duration,
 }
 
 impl Default for LeaseSettings {
@@ -58,6 +62,7 @@ impl Default for LeaseSettings {
             retry_initial: Duration::from_millis(500),
             retry_factor: 1.5,
             retry_max: Duration::from_secs(60),
+            min_renewal: Duration::from_secs(1),
         }
     }
 }
@@ -200,6 +205,8 @@ impl Run {
     fn run(self) {
         tracing::info!(lsn = %self.lsn, "LSN lease thread started");
         let mut failures = 0u32;
+        // Successive leases too short to renew on schedule.
+        let mut short = 0u32;
         while !self.stop.load(Ordering::SeqCst) {
             let spec = self.compute.spec();
             let fingerprint = targets::fingerprint(spec.as_ref());
@@ -234,7 +241,24 @@ impl Run {
                             .valid_until
                             .duration_since(SystemTime::now())
                             .unwrap_or_default();
-                        let pause = self.settings.renew_after(valid);
+                        let on_schedule = self.settings.renew_after(valid);
+                        let pause = if on_schedule < self.settings.min_renewal {
+                            short = short.saturating_add(1);
+                            let pause = self
+                                .settings
+                                .retry_after(short)
+                                .max(self.settings.min_renewal);
+                            tracing::warn!(
+                                lsn = %self.lsn,
+                                valid_ms = valid.as_millis() as u64,
+                                retry_ms = pause.as_millis() as u64,
+                                "the pageserver granted a lease that ends at once; renewing with back-off"
+                            );
+                            pause
+                        } else {
+                            short = 0;
+                            on_schedule
+                        };
                         tracing::info!(
                             lsn = %self.lsn,
                             valid_s = valid.as_secs(),

@@ -128,3 +128,29 @@ fn a_first_failure_ends_the_run_at_once() {
     assert_eq!(run.exit_within(Duration::from_secs(10)), Some(1));
     assert_eq!(silent.seen().len(), 1);
 }
+
+#[test]
+fn a_lease_that_has_already_ended_is_renewed_with_back_off_not_in_a_loop() {
+    // A pageserver granting leases that ended ten seconds ago, every time.
+    let past = SystemTime::now() - Duration::from_secs(10);
+    let millis = past
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let a = Pageserver::start(TOKEN, vec![Behaviour::Says(Some(millis.to_string()))]);
+    let run = Keeping::start(&[], &one_shard(&a));
+    run.next();
+    std::thread::sleep(Duration::from_secs(4));
+    let seen = a.seen();
+    // At least a second between renewals, growing: 1 + 1 + 1.1 s… in 4 s.
+    assert!(
+        (2..=5).contains(&seen.len()),
+        "{} lease requests in 4 s",
+        seen.len()
+    );
+    for pair in seen.windows(2) {
+        let gap = pair[1].at - pair[0].at;
+        assert!(gap >= Duration::from_millis(900), "renewed after {gap:?}");
+    }
+    run.signal(Signal::SIGTERM);
+}
