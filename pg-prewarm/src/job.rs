@@ -210,7 +210,23 @@ impl Lfc {
         let spawned = std::thread::Builder::new()
             .name(format!("lfc-{}", S::NAME))
             .spawn(move || {
-                let outcome = work(&lfc).unwrap_or_else(|error| S::failed(error.to_string()));
+                // A panic in the work still settles the job (else it would stay running, and
+                // every later start would be refused).
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&lfc)));
+                let outcome = match ran {
+                    Ok(done) => done.unwrap_or_else(|error| S::failed(error.to_string())),
+                    Err(panic) => {
+                        let what = panic
+                            .downcast_ref::<&str>()
+                            .map(|text| text.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "no message".to_string());
+                        S::failed(
+                            Error::Internal(format!("the {} job panicked: {what}", S::NAME))
+                                .to_string(),
+                        )
+                    }
+                };
                 lfc.finish(outcome);
             });
         if let Err(error) = spawned {

@@ -113,3 +113,18 @@ fn the_periodic_offload_runs_until_the_compute_stops() {
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(lfc.counters().offloads, count);
 }
+
+#[test]
+fn a_panicking_job_settles_as_failed_and_a_new_run_may_start() {
+    let lfc = Arc::new(Lfc::new());
+    assert!(lfc.start::<PrewarmState>(|_| panic!("a bug in the work")));
+    let state = settled_prewarm(&lfc);
+    assert!(
+        error_of(&state).contains("the prewarm job panicked: a bug in the work"),
+        "{state:?}"
+    );
+    assert_eq!(lfc.counters().prewarm_errors, 1);
+    // Not stuck `prewarming`: the next start is accepted.
+    assert!(lfc.start::<PrewarmState>(|_| Ok(PrewarmState::NotPrewarmed)));
+    assert_eq!(settled_prewarm(&lfc), PrewarmState::NotPrewarmed);
+}
