@@ -64,6 +64,8 @@ pub struct Controller {
     vm_monitor: Option<VmMonitor>,
     /// LFC prewarm/offload, shared with the HTTP API.
     lfc: Arc<Lfc>,
+    /// Installed-extension statistics, shared with the HTTP API and the event reader.
+    ext_stats: crate::ext_stats::Stats,
     /// The LSN lease thread of a Static compute, while its Postgres runs.
     lease: Option<LeaseKeeper>,
 }
@@ -89,6 +91,7 @@ impl Controller {
             http_unbound: false,
             vm_monitor: None,
             lfc: Arc::default(),
+            ext_stats: Arc::default(),
             lease: None,
         }
     }
@@ -213,7 +216,10 @@ impl Controller {
             &bytes,
             self.shared.clone(),
             self.sender.clone(),
-            self.children.supervise.clone(),
+            (
+                self.children.supervise.clone(),
+                crate::ext_stats::own_activity(&self.ext_stats),
+            ),
         )?);
         let ready_at = loop {
             match self.next_event() {
@@ -259,7 +265,7 @@ impl Controller {
             .params
             .deferred
             .installed_extensions_collection_interval;
-        crate::ext_stats::spawn(&self.shared, &document, interval);
+        crate::ext_stats::spawn(&self.shared, &self.ext_stats, &document, interval);
         let upkeep = self.params.audit.cleanup_interval;
         compute_sidecars::audit::cleanup::spawn(&self.shared, &document.pgdata, upkeep);
         self.start_lfc_tasks(&document);
@@ -500,7 +506,7 @@ fn describe_exit(code: Option<i32>, signal: Option<i32>) -> String {
 
 fn terminating() -> StageError {
     StageError::new(
-        crate::STAGE,
+        crate::stages::STAGE,
         ErrorKind::Child,
         "the compute is terminating; start-up stopped",
     )
@@ -515,5 +521,5 @@ fn supervisor_gone() -> StageError {
 }
 
 fn internal_state(error: crate::state::InvalidTransition) -> StageError {
-    crate::internal(error.to_string())
+    crate::stages::internal(error.to_string())
 }

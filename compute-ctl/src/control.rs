@@ -224,6 +224,7 @@ mod tests {
             auth: std::sync::Arc::new(crate::auth::Auth::Open),
             deadlines: crate::http::Deadlines::default(),
             lfc: Default::default(),
+            ext_stats: Default::default(),
             promotion: Default::default(),
             remote_ext: Default::default(),
         }

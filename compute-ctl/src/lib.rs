@@ -69,19 +69,11 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use compute_spec::error::{ErrorKind, StageError};
 
 use crate::cli::{Cli, Params};
 use crate::compute::{Children, Controller};
+pub use crate::stages::{internal, STAGE};
 use crate::state::{ComputeStatus, Shared};
-
-/// The name compute-ctl uses in its own errors.
-pub const STAGE: &str = "compute-ctl";
-
-/// An internal error of compute-ctl.
-pub fn internal(message: impl Into<String>) -> StageError {
-    StageError::new(STAGE, ErrorKind::Internal, message)
-}
 
 /// Parses the flags, sets up logging and runs the compute (both binary names call this).
 pub fn main_entry() -> ExitCode {

@@ -68,8 +68,9 @@ pub fn spawn(document: &ComputeDocument) {
 
 /// Reads the decision's inputs and acts on it; what it decided.
 pub fn run(document: &ComputeDocument) -> Result<Decision, String> {
-    let config = stage_kit::local::admin_config(document, crate::STAGE, APPLICATION_NAME, None)
-        .map_err(|error| error.message)?;
+    let config =
+        stage_kit::local::admin_config(document, crate::stages::STAGE, APPLICATION_NAME, None)
+            .map_err(|error| error.message)?;
     let mut client = config
         .connect(postgres::NoTls)
         .map_err(|error| format!("connecting: {}", stage_kit::local::pg_error_text(&error)))?;

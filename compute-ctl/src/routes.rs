@@ -329,6 +329,7 @@ fn healthz(_: &Api, _: &ApiRequest) -> Reply {
 
 fn metrics(api: &Api, _: &ApiRequest) -> Reply {
     let mut text = crate::metrics::render(&api.shared.lock());
+    text.push_str(&crate::ext_stats::render_metrics(&api.ext_stats));
     text.push_str(&crate::lfc::render_metrics(&api.lfc));
     text.push_str(&api.remote_ext.render_metrics());
     Reply::text(StatusCode::OK, "text/plain; version=0.0.4", text)

@@ -33,8 +33,9 @@ fn client(api: &Api) -> Result<postgres::Client, Reply> {
 
 fn connect(document: Option<&ComputeDocument>) -> Result<postgres::Client, String> {
     let document = document.ok_or("the compute has no document yet")?;
-    let config = stage_kit::local::admin_config(document, crate::STAGE, APPLICATION_NAME, None)
-        .map_err(|error| error.message)?;
+    let config =
+        stage_kit::local::admin_config(document, crate::stages::STAGE, APPLICATION_NAME, None)
+            .map_err(|error| error.message)?;
     config
         .connect(postgres::NoTls)
         .map_err(|error| format!("connecting to postgres: {error}"))

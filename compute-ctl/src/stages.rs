@@ -13,7 +13,13 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use stage_kit::child::Pidfd;
 
-use crate::STAGE;
+/// The name compute-ctl uses in its own errors.
+pub const STAGE: &str = "compute-ctl";
+
+/// An internal error of compute-ctl.
+pub fn internal(message: impl Into<String>) -> StageError {
+    StageError::new(STAGE, ErrorKind::Internal, message)
+}
 
 /// The stage binaries compute-ctl runs.
 pub mod name {

@@ -214,8 +214,6 @@ pub struct Inner {
     pub metrics: StartupMetrics,
     /// Counters.
     pub counters: Counters,
-    /// Installed-extension statistics: the metric, the scan window, the stored interval.
-    pub ext_stats: crate::ext_stats::ExtStats,
     /// The LSN reported by the post-shutdown sync (`/terminate`).
     pub terminate_lsn: Option<String>,
     /// JWT keys and TLS as given at start; never replaced (`/configure` ignores its own).
@@ -327,7 +325,6 @@ impl Shared {
                 pending: None,
                 metrics: StartupMetrics::default(),
                 counters: Counters::default(),
-                ext_stats: crate::ext_stats::ExtStats::default(),
                 terminate_lsn: None,
                 compute_ctl_config: ComputeCtlConfig::default(),
                 terminate_requested: None,

@@ -58,6 +58,7 @@ pub fn api(document: Option<ComputeDocument>, running: bool) -> Api {
         auth: Arc::new(crate::auth::Auth::Open),
         deadlines: crate::http::Deadlines::default(),
         lfc: Arc::default(),
+        ext_stats: Arc::default(),
         promotion: Arc::default(),
         remote_ext: Arc::default(),
     }

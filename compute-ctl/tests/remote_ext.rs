@@ -38,6 +38,7 @@ fn api(document: ComputeDocument, base_url: Option<String>) -> Api {
         auth: Arc::new(compute_ctl::auth::Auth::Open),
         deadlines: compute_ctl::http::Deadlines::default(),
         lfc: Arc::default(),
+        ext_stats: Arc::default(),
         promotion: Arc::default(),
         remote_ext: Arc::new(RemoteExt::new(base_url)),
     }

@@ -26,12 +26,13 @@ impl Controller {
     /// Loads the authentication and binds the servers.
     fn bind_http(&mut self) -> Result<(), StageError> {
         let jwks = self.shared.lock().compute_ctl_config.jwks.clone();
-        let auth = Auth::load(jwks.as_ref().map(|jwks| jwks.keys.as_slice()))
-            .map_err(|error| StageError::new(crate::STAGE, ErrorKind::InvalidSpec, error))?;
+        let auth = Auth::load(jwks.as_ref().map(|jwks| jwks.keys.as_slice())).map_err(|error| {
+            StageError::new(crate::stages::STAGE, ErrorKind::InvalidSpec, error)
+        })?;
         let address = match (self.params.http_listen, &auth) {
             (Some(address), Auth::Open) if !address.is_loopback() => {
                 return Err(StageError::new(
-                    crate::STAGE,
+                    crate::stages::STAGE,
                     ErrorKind::Usage,
                     format!(
                         "refusing to serve the HTTP API on {address} without authentication: \
@@ -63,6 +64,7 @@ impl Controller {
             auth: Arc::new(auth),
             deadlines: self.params.http_deadlines,
             lfc: self.lfc.clone(),
+            ext_stats: self.ext_stats.clone(),
             promotion: Arc::default(),
             remote_ext: Arc::new(crate::remote_ext::RemoteExt::new(
                 self.params.deferred.remote_ext_base_url.clone(),

@@ -126,6 +126,8 @@ pub struct Api {
     pub deadlines: Deadlines,
     /// LFC prewarm/offload state and counters (shared with the controller).
     pub lfc: Arc<pg_prewarm::Lfc>,
+    /// Installed-extension statistics (`compute_installed_extensions` on `/metrics`).
+    pub ext_stats: Arc<std::sync::Mutex<pg_catalog::ext_stats::ExtStats>>,
     /// The process-lifetime `/promote` result.
     pub promotion: Arc<pg_promote::Promotion>,
     /// `-r` and the remote extension downloads (`remote_ext`).
@@ -150,7 +152,7 @@ pub fn serve(
 ) -> Result<SocketAddr, StageError> {
     let bind_error = |error: io::Error| {
         StageError::new(
-            crate::STAGE,
+            crate::stages::STAGE,
             ErrorKind::Io,
             format!("binding the HTTP API to {address}:{port}: {error}; choose another port"),
         )
@@ -164,13 +166,15 @@ pub fn serve(
         .max_blocking_threads(BLOCKING_THREADS)
         .thread_name(format!("http-{which:?}-blocking"))
         .build()
-        .map_err(|error| crate::internal(format!("starting the HTTP runtime: {error}")))?;
+        .map_err(|error| crate::stages::internal(format!("starting the HTTP runtime: {error}")))?;
     tracing::info!(address = %bound, server = ?which, "HTTP API listening");
     let app = app(router, shared, which);
     std::thread::Builder::new()
         .name(format!("http-{which:?}"))
         .spawn(move || runtime.block_on(accept_loop(listener, app, deadlines, which)))
-        .map_err(|error| crate::internal(format!("starting the HTTP server thread: {error}")))?;
+        .map_err(|error| {
+            crate::stages::internal(format!("starting the HTTP server thread: {error}"))
+        })?;
     Ok(bound)
 }
 
