@@ -199,7 +199,7 @@ pub struct Params {
     /// How long HTTP stays up after a fast `/terminate`.
     pub terminated_grace: Duration,
     /// The HTTP servers' deadlines.
-    pub http_deadlines: crate::http::Deadlines,
+    pub http_deadlines: compute_http::Deadlines,
     /// Whether the spec source can be read again (`-c` or `-p`) by `/refresh_configuration`.
     pub refreshable_source: bool,
     /// Upstream flags accepted now and acted on by features still to come.
@@ -308,7 +308,7 @@ impl Cli {
             internal_http_listen: self.internal_http_listen,
             failed_grace: self.failed_grace,
             terminated_grace: self.terminated_grace,
-            http_deadlines: crate::http::Deadlines {
+            http_deadlines: compute_http::Deadlines {
                 header: self.http_header_timeout,
                 body: self.http_body_timeout,
             },

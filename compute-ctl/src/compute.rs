@@ -44,6 +44,10 @@ enum Outcome {
     Exit(u8),
 }
 
+/// Builds a server's router: the route table's, which lives above the controller
+/// ([`crate::routes::router`], handed in by [`crate::run`]).
+pub type RouterFor = fn(&crate::api::Api, compute_http::Port) -> axum::Router;
+
 /// Runs the compute until Postgres stops; returns the process exit code.
 pub struct Controller {
     params: Params,
@@ -68,15 +72,17 @@ pub struct Controller {
     ext_stats: crate::ext_stats::Stats,
     /// The LSN lease thread of a Static compute, while its Postgres runs.
     lease: Option<LeaseKeeper>,
+    /// The HTTP servers' routers.
+    router: RouterFor,
 }
 
 impl Controller {
-    /// A controller over `shared`, fed by `events`.
+    /// A controller over `shared`, fed by `events`, serving HTTP with `router`'s routers.
     pub fn new(
         params: Params,
         shared: Arc<Shared>,
         events: (Sender<Event>, Receiver<Event>),
-        children: Children,
+        (children, router): (Children, RouterFor),
     ) -> Controller {
         Controller {
             params,
@@ -93,6 +99,7 @@ impl Controller {
             lfc: Arc::default(),
             ext_stats: Arc::default(),
             lease: None,
+            router,
         }
     }
 

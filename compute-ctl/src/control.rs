@@ -3,15 +3,14 @@
 
 use std::time::Duration;
 
-use compute_spec::reserved::Reserved;
 use compute_spec::spec::{ComputeCtlConfig, ComputeSpec};
-use compute_spec::validate::{SpecErrors, StorageSource};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::http::{parse_json, Api, Rejection, Reply};
-use crate::routes::wrong_status;
+use crate::api::wrong_status;
+use crate::api::Api;
 use crate::state::{ComputeStatus, PendingConfig};
+use compute_http::{parse_json, Rejection, Reply};
 use hyper::StatusCode;
 
 /// How long a blocked request sleeps between checks (it is woken on every change anyway).
@@ -34,7 +33,7 @@ pub fn configure(api: &Api, body: &[u8]) -> Reply {
         Ok(request) => request,
         Err(reply) => return reply,
     };
-    if let Err(errors) = validate(api, &request.spec) {
+    if let Err(errors) = crate::api::validate(api, &request.spec) {
         return Reply::error(StatusCode::BAD_REQUEST, errors.to_string());
     }
     let pending = PendingConfig { spec: request.spec };
@@ -75,21 +74,6 @@ pub fn configure(api: &Api, body: &[u8]) -> Reply {
     }
 }
 
-/// Validates a spec that arrives by HTTP against this compute's reserved names
-/// (`compute_spec::reserved`): the admin role of the document's `connstr` and its privileged
-/// role. Before the first document exists only PostgreSQL's own names are known here; the
-/// `compute-spec` stage then checks the rest.
-pub fn validate(api: &Api, spec: &ComputeSpec) -> Result<StorageSource, SpecErrors> {
-    let names = api.shared.lock().document.as_ref().map(|document| {
-        let admin = stage_kit::local::admin_user(document);
-        (admin, document.privileged_role_name.clone())
-    });
-    match &names {
-        Some((admin, privileged)) => spec.validate_for(&Reserved { admin, privileged }),
-        None => spec.validate(),
-    }
-}
-
 fn settled(status: ComputeStatus) -> bool {
     !matches!(
         status,
@@ -113,7 +97,7 @@ fn termination_mode(query: Option<&str>) -> Result<ComputeStatus, Reply> {
         Fast,
         Immediate,
     }
-    let TerminateQuery { mode } = crate::extract::query(query, Rejection::PlainText)?;
+    let TerminateQuery { mode } = compute_http::extract::query(query, Rejection::PlainText)?;
     Ok(match mode {
         Mode::Fast => ComputeStatus::TerminationPendingFast,
         Mode::Immediate => ComputeStatus::TerminationPendingImmediate,
@@ -173,7 +157,7 @@ pub fn extension_server(api: &Api, filename: &str, query: Option<&str>) -> Reply
         #[serde(default)]
         is_library: bool,
     }
-    match crate::extract::query::<ExtensionQuery>(query, Rejection::Lower) {
+    match compute_http::extract::query::<ExtensionQuery>(query, Rejection::Lower) {
         Ok(ExtensionQuery { is_library }) => {
             crate::remote_ext::extension_server(api, filename, is_library)
         }
@@ -221,8 +205,8 @@ mod tests {
             shared: std::sync::Arc::new(crate::state::Shared::new()),
             wake: sender,
             compute_id: None,
-            auth: std::sync::Arc::new(crate::auth::Auth::Open),
-            deadlines: crate::http::Deadlines::default(),
+            auth: std::sync::Arc::new(compute_http::auth::Auth::Open),
+            deadlines: compute_http::Deadlines::default(),
             lfc: Default::default(),
             ext_stats: Default::default(),
             promotion: Default::default(),

@@ -13,8 +13,8 @@
 //! * [`state`]: [`state::ComputeStatus`] and its only allowed transitions; the shared state.
 //! * [`compute`]: the controller thread that drives the stages and the statuses.
 //! * [`stages`], [`supervise`]: the child processes.
-//! * [`http`], [`routes`], [`extract`], [`control`], [`sql`], [`catalog`], [`lfc`],
-//!   [`probes`], [`promote`], [`auth`], [`metrics`]: the HTTP API.
+//! * [`api`], [`routes`], [`control`], [`sql`], [`catalog`], [`lfc`], [`probes`],
+//!   [`promote`], [`metrics`]: the HTTP API, served by the `compute-http` crate.
 //! * [`signals`]: SIGTERM/SIGINT → fast, SIGQUIT → immediate shutdown through pg-supervise.
 //! * [`migrations`]: `pg-reconcile --migrate` in the background after a primary's start-up
 //!   apply; [`ext_stats`]: the installed-extension scans and their metric.
@@ -35,15 +35,13 @@
 //! real PostgreSQL in `compute-ctl/tests/`.
 #![warn(missing_docs)]
 
-pub mod auth;
+pub mod api;
 pub mod catalog;
 pub mod cli;
 pub mod compute;
 pub mod control;
 pub mod ext_stats;
-pub mod extract;
 pub mod generate;
-pub mod http;
 pub mod lease;
 pub mod lfc;
 pub mod metrics;
@@ -111,7 +109,8 @@ pub fn run(params: Params) -> u8 {
     params.deferred.log();
     stages::set_cgroup(&params.vm_monitor.cgroup);
     let terminated_grace = params.terminated_grace;
-    let controller = Controller::new(params, shared.clone(), (sender, receiver), children);
+    let events = (sender, receiver);
+    let controller = Controller::new(params, shared.clone(), events, (children, routes::router));
     let code = controller.run();
     let requested = shared.lock().terminate_requested;
     if shared.status() == ComputeStatus::Terminated {

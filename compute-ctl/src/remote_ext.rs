@@ -10,7 +10,8 @@ use compute_spec::spec::RemoteExtensions;
 use compute_spec::ComputeDocument;
 use pg_extensions_fetch::{access, Downloader, FetchError, Fetched, Installation, Limits};
 
-use crate::http::{Api, Reply};
+use crate::api::Api;
+use compute_http::Reply;
 use hyper::StatusCode;
 
 /// The process's remote extension state: the storage URL (`-r`) and, once a request needed

@@ -5,9 +5,10 @@
 use compute_spec::ComputeDocument;
 use serde_json::{json, Value};
 
-use crate::http::{Api, Reply};
-use crate::routes::wrong_status;
+use crate::api::wrong_status;
+use crate::api::Api;
 use crate::state::ComputeStatus;
+use compute_http::Reply;
 use hyper::StatusCode;
 
 const APPLICATION_NAME: &str = "compute_ctl:http";

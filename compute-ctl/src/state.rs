@@ -3,7 +3,7 @@
 //! thread read and change under one lock.
 
 use std::sync::atomic::AtomicUsize;
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use compute_spec::spec::{ComputeCtlConfig, ComputeSpec};
@@ -306,8 +306,8 @@ impl Inner {
 pub struct Shared {
     inner: Mutex<Inner>,
     changed: Condvar,
-    /// HTTP requests being answered right now.
-    pub inflight: AtomicUsize,
+    /// HTTP requests being answered right now (counted by the servers).
+    pub inflight: Arc<AtomicUsize>,
 }
 
 impl Shared {
@@ -331,7 +331,7 @@ impl Shared {
                 immediate_shutdown: false,
             }),
             changed: Condvar::new(),
-            inflight: AtomicUsize::new(0),
+            inflight: Arc::default(),
         }
     }
 

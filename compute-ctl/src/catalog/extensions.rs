@@ -8,7 +8,8 @@ use pg_catalog::ExtensionRequest;
 use super::apply_request;
 #[cfg(test)]
 use super::{install_extension, ParseBody};
-use crate::http::{Api, ApiRequest, Reply};
+use crate::api::Api;
+use compute_http::{ApiRequest, Reply};
 use hyper::StatusCode;
 
 /// Remote extensions (pg-extensions-fetch): a missing one the spec allows is downloaded

@@ -6,9 +6,11 @@ use std::sync::Arc;
 
 use compute_spec::error::{ErrorKind, StageError};
 
+use compute_http::auth::Auth;
+use compute_http::{Port, ServeError};
+
 use super::Controller;
-use crate::auth::Auth;
-use crate::http::{self, Api, Port};
+use crate::api::Api;
 
 impl Controller {
     /// Starts the HTTP servers with the authentication of the start-time
@@ -71,8 +73,15 @@ impl Controller {
             )),
         };
         let serve = |which, listen| {
-            let router = crate::routes::router(&api, which);
-            http::serve(router, api.shared.clone(), api.deadlines, listen, which)
+            let router = (self.router)(&api, which);
+            let in_flight = api.shared.inflight.clone();
+            compute_http::serve(router, in_flight, api.deadlines, listen, which).map_err(|error| {
+                let kind = match error {
+                    ServeError::Bind { .. } => ErrorKind::Io,
+                    ServeError::Start { .. } => ErrorKind::Internal,
+                };
+                StageError::new(crate::stages::STAGE, kind, error.to_string())
+            })
         };
         serve(Port::External, (address, self.params.external_port))?;
         if let Some(port) = self.params.internal_port {
