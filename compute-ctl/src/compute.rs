@@ -267,7 +267,7 @@ impl Controller {
         tracing::info!(?metrics, "compute start finished");
         crate::migrations::spawn(&document, &self.shared, self.log_args());
         // Upstream's post-apply `ALTER EXTENSION neon UPDATE`: every primary start.
-        crate::neon_update::spawn(&document);
+        pg_catalog::neon_update::spawn(&document);
         let interval = self
             .params
             .deferred

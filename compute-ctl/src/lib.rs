@@ -46,7 +46,6 @@ pub mod lease;
 pub mod lfc;
 pub mod metrics;
 pub mod migrations;
-pub mod neon_update;
 pub mod probes;
 pub mod promote;
 pub mod remote_ext;
