@@ -35,8 +35,8 @@ pub struct Api {
     pub ext_stats: Arc<Mutex<pg_catalog::ext_stats::ExtStats>>,
     /// The process-lifetime `/promote` result.
     pub promotion: Arc<pg_promote::Promotion>,
-    /// `-r` and the remote extension downloads (`remote_ext`).
-    pub remote_ext: Arc<crate::remote_ext::RemoteExt>,
+    /// `-r` and the remote extension downloads.
+    pub remote_ext: Arc<pg_extensions_fetch::on_demand::OnDemand>,
 }
 
 impl Api {

@@ -148,23 +148,6 @@ pub fn terminate(api: &Api, query: Option<&str>) -> Reply {
     }
 }
 
-/// `POST /extension_server/{*filename}` (internal; Postgres asks for a missing file): the
-/// query checked here (`is_library`), the rest in [`crate::remote_ext::extension_server`].
-pub fn extension_server(api: &Api, filename: &str, query: Option<&str>) -> Reply {
-    /// The query of `POST /extension_server/{*filename}`.
-    #[derive(serde::Deserialize)]
-    struct ExtensionQuery {
-        #[serde(default)]
-        is_library: bool,
-    }
-    match compute_http::extract::query::<ExtensionQuery>(query, Rejection::Lower) {
-        Ok(ExtensionQuery { is_library }) => {
-            crate::remote_ext::extension_server(api, filename, is_library)
-        }
-        Err(reply) => reply,
-    }
-}
-
 /// `POST /refresh_configuration` (internal): counts the call, then from `running`, `failed`
 /// or `refresh_configuration_pending` asks the controller to fetch the configuration again
 /// (200); from `init` nothing (200); from anything else 500, as upstream.

@@ -10,7 +10,7 @@ use compute_http::{ApiRequest, Port, Reply};
 use hyper::{Method, StatusCode};
 
 use crate::api::Api;
-use crate::{catalog, control, lfc, probes, promote, sql};
+use crate::{catalog, control, lfc, probes, promote, remote_ext, sql};
 
 use Access::{Open, Token};
 use BodyKind::{Any, Json, JsonPlainText};
@@ -59,10 +59,8 @@ pub const ROUTES: &[Route<Api>] = &[
     at("/grants", POST, Internal, Open, Json, Blocking(catalog::grants)),
     at("/refresh_configuration", POST, Internal, Open, Any,
         Quick(|api, _| control::refresh_configuration(api))),
-    at("/extension_server/{*filename}", POST, Internal, Open, Any, Blocking(|api, request| {
-        let filename = extension_file(&request.path).unwrap_or_default();
-        control::extension_server(api, filename, request.query.as_deref())
-    })),
+    at("/extension_server/{*filename}", POST, Internal, Open, Any,
+        Blocking(remote_ext::extension_server)),
 ];
 
 fn healthz(_: &Api, _: &ApiRequest) -> Reply {
@@ -81,14 +79,8 @@ fn metrics(api: &Api, _: &ApiRequest) -> Reply {
     let mut text = crate::metrics::render(&api.shared.lock());
     text.push_str(&crate::ext_stats::render_metrics(&api.ext_stats));
     text.push_str(&crate::lfc::render_metrics(&api.lfc));
-    text.push_str(&api.remote_ext.render_metrics());
+    text.push_str(&crate::remote_ext::render_metrics(&api.remote_ext));
     Reply::text(StatusCode::OK, "text/plain; version=0.0.4", text)
-}
-
-/// The file name of `/extension_server/{*filename}`.
-pub fn extension_file(path: &str) -> Option<&str> {
-    path.strip_prefix("/extension_server/")
-        .filter(|name| !name.is_empty())
 }
 
 /// The router of `which` server, from [`ROUTES`].

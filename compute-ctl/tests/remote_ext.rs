@@ -16,7 +16,6 @@ use std::sync::Arc;
 
 use common::{archive, Answer, ArchiveServer, Farm};
 use compute_ctl::api::Api;
-use compute_ctl::remote_ext::RemoteExt;
 use compute_ctl::state::{ComputeStatus, Shared};
 use compute_http::{ApiRequest, Port, Reply};
 use compute_spec::ComputeDocument;
@@ -41,7 +40,7 @@ fn api(document: ComputeDocument, base_url: Option<String>) -> Api {
         lfc: Arc::default(),
         ext_stats: Arc::default(),
         promotion: Arc::default(),
-        remote_ext: Arc::new(RemoteExt::new(base_url)),
+        remote_ext: Arc::new(pg_extensions_fetch::on_demand::OnDemand::new(base_url)),
     }
 }
 

@@ -260,7 +260,7 @@ fn one(u: &mut Unstructured<'_>) -> Result<()> {
     );
     check_auth(authorization.as_deref(), signed.as_ref());
 
-    let _ = routes::extension_file(&path);
+    let _ = compute_ctl::remote_ext::extension_file(&path);
     let Ok(method) = Method::from_bytes(method.as_bytes()) else {
         return Ok(());
     };

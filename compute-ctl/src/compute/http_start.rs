@@ -68,7 +68,7 @@ impl Controller {
             lfc: self.lfc.clone(),
             ext_stats: self.ext_stats.clone(),
             promotion: Arc::default(),
-            remote_ext: Arc::new(crate::remote_ext::RemoteExt::new(
+            remote_ext: Arc::new(pg_extensions_fetch::on_demand::OnDemand::new(
                 self.params.deferred.remote_ext_base_url.clone(),
             )),
         };
