@@ -207,16 +207,16 @@ impl Controller {
         // Leases first (upstream's order): the basebackup reads at a Static compute's LSN.
         self.lease = LeaseKeeper::start(self.shared.clone(), LeaseSettings::default());
         if let Some(spec) = document.spec.as_ref() {
-            compute_sidecars::vm_tools::before_start(&self.params.vm_tools, spec)
+            compute_sidecars::vm_tools::before_start(&self.params.sidecars.vm_tools, spec)
                 .map_err(|error| sidecars::sidecar_error(ErrorKind::Child, error))?;
         }
-        let audit = sidecars::audit_plan(&self.params.audit, &document)?;
+        let audit = sidecars::audit_plan(&self.params.sidecars.audit, &document)?;
         let log_args = self.log_args();
         let document = self.run_document_stage(name::SYNC_SAFEKEEPERS, &log_args, &document)?;
         let document = self.run_document_stage(name::BASEBACKUP_FETCH, &log_args, &document)?;
         let document = self.fetch_extensions(&log_args, document)?;
         self.check_not_terminating()?;
-        sidecars::audit_install(&self.params.audit, &audit, &document)?;
+        sidecars::audit_install(&self.params.sidecars.audit, &audit, &document)?;
         let bytes = stages::document_bytes(&document)?;
         self.supervisor = Some(Supervisor::start(
             &log_args,
@@ -254,7 +254,7 @@ impl Controller {
             }
         };
         let document = self.reconcile_at_start(document)?;
-        compute_sidecars::local_proxy::configure(&self.params.local_proxy, &document)
+        compute_sidecars::local_proxy::configure(&self.params.sidecars.local_proxy, &document)
             .map_err(|error| sidecars::sidecar_error(ErrorKind::Io, error))?;
         self.shared
             .update(|inner| {
@@ -273,15 +273,19 @@ impl Controller {
             .deferred
             .installed_extensions_collection_interval;
         crate::ext_stats::spawn(&self.shared, &self.ext_stats, &document, interval);
-        let upkeep = self.params.audit.cleanup_interval;
+        let upkeep = self.params.sidecars.audit.cleanup_interval;
         compute_sidecars::audit::cleanup::spawn(&self.shared, &document.pgdata, upkeep);
         self.start_lfc_tasks(&document);
         self.start_tls_watch();
-        compute_sidecars::pgbouncer::apply_in_background(&self.params.pgbouncer, &document);
+        compute_sidecars::pgbouncer::apply_in_background(
+            &self.params.sidecars.pgbouncer,
+            &document,
+        );
         if vm_monitor::requested() {
             let file_cache_connstr = vm_monitor::file_cache_connstr(&document);
             let path = stages::locate(name::VM_MONITOR);
-            self.vm_monitor = VmMonitor::start(&path, &self.params.vm_monitor, file_cache_connstr);
+            self.vm_monitor =
+                VmMonitor::start(&path, &self.params.sidecars.vm_monitor, file_cache_connstr);
         }
         self.supervise()
     }

@@ -106,7 +106,7 @@ pub fn run(params: Params) -> u8 {
         return compute_spec::exit_code::RUNTIME;
     }
     params.deferred.log();
-    stages::set_cgroup(&params.vm_monitor.cgroup);
+    stages::set_cgroup(&params.sidecars.vm_monitor.cgroup);
     let terminated_grace = params.terminated_grace;
     let events = (sender, receiver);
     let controller = Controller::new(params, shared.clone(), events, (children, routes::router));

@@ -87,9 +87,12 @@ impl Controller {
             );
         }
         self.store(&reconciled);
-        compute_sidecars::pgbouncer::apply_in_background(&self.params.pgbouncer, &reconciled);
+        compute_sidecars::pgbouncer::apply_in_background(
+            &self.params.sidecars.pgbouncer,
+            &reconciled,
+        );
         if let Err(error) =
-            compute_sidecars::local_proxy::configure(&self.params.local_proxy, &reconciled)
+            compute_sidecars::local_proxy::configure(&self.params.sidecars.local_proxy, &reconciled)
         {
             tracing::error!(%error, "configuring local_proxy failed");
         }
@@ -222,7 +225,7 @@ impl Controller {
         let stored = spec.clone();
         let previous = document.spec.replace(spec);
         self.reconcile_live(document, previous.as_ref())?;
-        compute_sidecars::audit::install_export(&self.params.audit, export.as_deref())
+        compute_sidecars::audit::install_export(&self.params.sidecars.audit, export.as_deref())
             .map_err(|error| super::sidecars::sidecar_error(ErrorKind::Io, error))?;
         crate::ext_stats::store_interval(&self.ext_stats, &stored);
         Ok(())
