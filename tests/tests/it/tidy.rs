@@ -1,12 +1,15 @@
 //! What lints cannot say about the workspace, checked on every test run: no Rust source file
 //! over 600 lines, every package documented by a `//!` comment and named in
 //! docs/ARCHITECTURE.md, every package under the workspace's lint policy, the
-//! `compute-spec` model crate free of I/O dependencies, and every file of a package's one test
-//! binary (`tests/it/`) a module of it.
+//! `compute-spec` model crate free of I/O dependencies, every file of a package's one test
+//! binary (`tests/it/`) a module of it; and in [`layers`], compute-ctl's modules in layers
+//! without a cycle and the production line budgets.
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
 
 use std::path::{Path, PathBuf};
+
+mod layers;
 
 /// The longest a source file may be: past it, a file holds more than one idea.
 const MAX_LINES: usize = 600;
