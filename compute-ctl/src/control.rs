@@ -26,7 +26,7 @@ struct ConfigureRequest {
 }
 
 /// `POST /configure` with `{spec, compute_ctl_config}`: 400/422 for a bad body, 400 for a spec
-/// that fails validation ([`validate`], checked before the status), 412 unless `empty` or `running`; then
+/// that fails validation ([`crate::api::validate`], checked before the status), 412 unless `empty` or `running`; then
 /// blocks until `running` (200 and the status body) or `failed` (500 and the error).
 pub fn configure(api: &Api, body: &[u8]) -> Reply {
     let request: ConfigureRequest = match parse_json(body) {

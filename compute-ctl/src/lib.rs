@@ -9,19 +9,22 @@
 //! once Postgres is ready (unless `skip_pg_catalog_updates`), and `pg-reconcile
 //! --reconfigure` for each `/configure` on a running compute.
 //!
-//! * [`cli`]: upstream's flags and the validated [`cli::Params`].
-//! * [`state`]: [`state::ComputeStatus`] and its only allowed transitions; the shared state.
-//! * [`compute`]: the controller thread that drives the stages and the statuses.
-//! * [`stages`], [`supervise`]: the child processes.
-//! * [`api`], [`routes`], [`control`], [`sql`], [`catalog`], [`lfc`], [`probes`],
-//!   [`promote`], [`metrics`]: the HTTP API, served by the `compute-http` crate.
-//! * [`signals`]: SIGTERM/SIGINT → fast, SIGQUIT → immediate shutdown through pg-supervise.
-//! * [`migrations`]: `pg-reconcile --migrate` in the background after a primary's start-up
-//!   apply; [`ext_stats`]: the installed-extension scans and their metric.
-//! * [`lease`]: LSN leases of a Static compute, renewed while its Postgres runs (the
-//!   `pg-lsn-lease` crate's keeper on the shared state).
-//! * The sidecars (pgbouncer, local_proxy, rsyslog and the audit log upkeep, the NeonVM
-//!   tools, vm-monitor) are the `compute-sidecars` crate, called from [`compute`].
+//! Its modules form layers, bottom first; a module imports only its own layer or below
+//! (`tests/tests/it/tidy/layers.rs` checks it, and that there is no cycle):
+//!
+//! 1. [`cli`], [`generate`], [`state`] (the statuses and their only allowed transitions; the
+//!    shared state), [`stages`] (the stage runner);
+//! 2. [`supervise`] (pg-supervise's events), [`metrics`], [`warm`];
+//! 3. [`api`]: what every handler reaches;
+//! 4. the features, route adapters and background jobs over their crates: [`control`],
+//!    [`sql`], [`catalog`], [`probes`], [`remote_ext`], [`lfc`], [`promote`], [`lease`],
+//!    [`ext_stats`], [`migrations`];
+//! 5. [`compute`] (the controller thread that drives the stages and the statuses),
+//!    [`signals`] (SIGTERM/SIGINT → fast, SIGQUIT → immediate shutdown through pg-supervise);
+//! 6. [`routes`]: the one route table, served by the `compute-http` crate.
+//!
+//! The sidecars (pgbouncer, local_proxy, rsyslog and the audit log upkeep, the NeonVM tools,
+//! vm-monitor) are the `compute-sidecars` crate, called from [`compute`].
 //!
 //! Reads from the document: the spec (mode, safekeepers, `skip_pg_catalog_updates`, tenant and
 //! timeline), `compute_ctl_config` (JWT keys), the stage sections (timings for
