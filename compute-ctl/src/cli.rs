@@ -3,11 +3,10 @@
 
 use std::ffi::OsString;
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use compute_sidecars::vm_monitor::VmMonitorParams;
+use stage_kit::deadline::parse_flag as parse_duration;
 use stage_kit::logging::LogFormat;
 
 /// The compute node controller: loads the spec, chains the stage binaries (compute-spec,
@@ -72,12 +71,6 @@ pub struct Cli {
     /// Development mode: a shutdown signal spares pgbouncer and local_proxy.
     #[arg(long)]
     pub dev: bool,
-    /// Resize swap to the spec's swap_size_bytes before start.
-    #[arg(long)]
-    pub resize_swap_on_bind: bool,
-    /// Set a disk quota of the spec's disk_quota_bytes on this mountpoint before start.
-    #[arg(long)]
-    pub set_disk_quota_for_fs: Option<String>,
     /// Seconds between scans of installed extensions.
     #[arg(long, default_value_t = 3600)]
     pub installed_extensions_collection_interval: u64,
@@ -87,79 +80,16 @@ pub struct Cli {
     /// Databricks Lakebase mode (`--lakebase-mode true`); accepted, not supported.
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
     pub lakebase_mode: bool,
-    /// vm-monitor cgroup (AUTOSCALING only).
-    #[arg(long, env = "COMPUTE_CTL_CGROUP", default_value = "neon-postgres")]
-    pub cgroup: String,
-    /// vm-monitor's Postgres connection (AUTOSCALING only).
-    #[arg(long)]
-    pub filecache_connstr: Option<String>,
-    /// vm-monitor websocket listen address (AUTOSCALING only).
-    #[arg(long, default_value = "0.0.0.0:10301")]
-    pub vm_monitor_addr: String,
     /// How often the TLS certificate and key (`compute_ctl_config.tls`) are checked for a
     /// change, which reconfigures Postgres with the new pair.
     #[arg(long, env = "COMPUTE_CTL_TLS_WATCH_INTERVAL", default_value = "60s", value_parser = parse_duration)]
     pub tls_watch_interval: Duration,
-    /// pgbouncer's INI file, where `pgbouncer_settings` are written (default: upstream's,
-    /// `/etc/pgbouncer.ini` with AUTOSCALING set, else
-    /// `/var/db/postgres/pgbouncer/pgbouncer.ini`).
-    #[arg(long, env = "PGBOUNCER_CONFIG")]
-    pub pgbouncer_config: Option<PathBuf>,
-    /// pgbouncer's admin console, a libpq key=value string (default: upstream's,
-    /// `host=/tmp port=6432 dbname=pgbouncer user=pgbouncer` with AUTOSCALING set, else
-    /// `host=localhost port=6432 dbname=pgbouncer user=postgres sslmode=disable`).
-    #[arg(long, env = "PGBOUNCER_ADMIN")]
-    pub pgbouncer_admin: Option<String>,
-    /// pgbouncer's pid file: that process gets SIGKILL on termination.
-    #[arg(long, env = "PGBOUNCER_PID_FILE", default_value = compute_sidecars::pgbouncer::PID_FILE)]
-    pub pgbouncer_pid_file: PathBuf,
-    /// local_proxy's configuration file, written from `local_proxy_config`.
-    #[arg(long, env = "LOCAL_PROXY_CONFIG", default_value = compute_sidecars::local_proxy::CONFIG)]
-    pub local_proxy_config: PathBuf,
-    /// local_proxy's pid file: SIGHUP after a new configuration, SIGTERM on termination, each
-    /// only while the file is flock-held.
-    #[arg(long, env = "LOCAL_PROXY_PID_FILE", default_value = compute_sidecars::local_proxy::PID_FILE)]
-    pub local_proxy_pid_file: PathBuf,
-    /// The swap tool `--resize-swap-on-bind` runs (through `--vm-tools-sudo`).
-    #[arg(long, default_value = compute_sidecars::vm_tools::RESIZE_SWAP)]
-    pub resize_swap_tool: PathBuf,
-    /// The disk-quota tool `--set-disk-quota-for-fs` runs (through `--vm-tools-sudo`).
-    #[arg(long, default_value = compute_sidecars::vm_tools::SET_DISK_QUOTA)]
-    pub set_disk_quota_tool: PathBuf,
-    /// sudo for the swap and disk-quota tools; an empty value runs them directly.
-    #[arg(long, default_value = compute_sidecars::vm_tools::SUDO)]
-    pub vm_tools_sudo: PathBuf,
     /// Log line format on stderr.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
-    /// Where the audit and log-export rsyslog files are written (rsyslog must include it).
-    #[arg(long, env = "COMPUTE_CTL_RSYSLOG_DIR", default_value = compute_sidecars::audit::RSYSLOG_DIR)]
-    pub rsyslog_dir: PathBuf,
-    /// rsyslog's work directory (imfile's state), written into the audit configuration.
-    #[arg(long, env = "COMPUTE_CTL_RSYSLOG_WORK_DIR", default_value = compute_sidecars::audit::WORK_DIR)]
-    pub rsyslog_work_dir: PathBuf,
-    /// CA bundle rsyslog checks the AUDIT_LOGGING_TLS_ENDPOINT receiver's certificate with.
-    #[arg(long, env = "COMPUTE_CTL_RSYSLOG_CA_FILE", default_value = compute_sidecars::audit::CA_FILE)]
-    pub rsyslog_ca_file: PathBuf,
-    /// Shell command that restarts rsyslog after its files changed (default: upstream's
-    /// `pkill rsyslogd`, which stops every rsyslogd on the machine, and a wait of at most 5 s
-    /// for a supervisor to start it again).
-    #[arg(long, env = "COMPUTE_CTL_RSYSLOG_RESTART")]
-    pub rsyslog_restart: Option<String>,
-    /// How often old audit log files (`<PGDATA>/log/audit*.log`, over 15 min) are deleted
-    /// and `compute_audit_log_dir_size` is measured.
-    #[arg(long, env = "COMPUTE_CTL_AUDIT_LOG_CLEANUP_INTERVAL", default_value = "60s", value_parser = parse_duration)]
-    pub audit_log_cleanup_interval: Duration,
-}
-
-/// A duration flag: humantime's forms (`30s`, `1500ms`, `2m`, `1h 30m`, …), or a bare number
-/// of seconds, which humantime refuses ("time unit needed") and these flags have always taken.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    if let Ok(seconds) = text.parse::<u64>() {
-        return Ok(Duration::from_secs(seconds));
-    }
-    humantime::parse_duration(text)
-        .map_err(|error| format!("{text:?} is not a duration ({error}); write e.g. 30s or 500ms"))
+    /// --resize-swap-on-bind, --cgroup, --pgbouncer-*, --rsyslog-*, …: the sidecars' flags.
+    #[command(flatten)]
+    pub sidecars: compute_sidecars::flags::SidecarArgs,
 }
 
 /// `-r`: one trailing `/`, no query string (as upstream).
@@ -199,25 +129,17 @@ pub struct Params {
     /// How long HTTP stays up after a fast `/terminate`.
     pub terminated_grace: Duration,
     /// The HTTP servers' deadlines.
-    pub http_deadlines: crate::http::Deadlines,
+    pub http_deadlines: compute_http::Deadlines,
     /// Whether the spec source can be read again (`-c` or `-p`) by `/refresh_configuration`.
     pub refreshable_source: bool,
     /// Upstream flags accepted now and acted on by features still to come.
     pub deferred: DeferredFlags,
     /// Log format, passed on to the stages.
     pub log_format: LogFormat,
-    /// vm-monitor flags (used only with AUTOSCALING).
-    pub vm_monitor: VmMonitorParams,
     /// `--tls-watch-interval`.
     pub tls_watch_interval: Duration,
-    /// pgbouncer's files and admin console.
-    pub pgbouncer: compute_sidecars::pgbouncer::PgbouncerParams,
-    /// local_proxy's files.
-    pub local_proxy: compute_sidecars::local_proxy::LocalProxyParams,
-    /// The pre-start swap and disk-quota tools.
-    pub vm_tools: compute_sidecars::vm_tools::VmToolParams,
-    /// rsyslog's files and restart, the audit log upkeep.
-    pub audit: compute_sidecars::audit::AuditParams,
+    /// The sidecars' parameters (pgbouncer, local_proxy, the VM tools, rsyslog, vm-monitor).
+    pub sidecars: compute_sidecars::flags::SidecarParams,
 }
 
 /// Upstream flags that are not one subsystem's parameters: `-r` (remote extensions),
@@ -308,7 +230,7 @@ impl Cli {
             internal_http_listen: self.internal_http_listen,
             failed_grace: self.failed_grace,
             terminated_grace: self.terminated_grace,
-            http_deadlines: crate::http::Deadlines {
+            http_deadlines: compute_http::Deadlines {
                 header: self.http_header_timeout,
                 body: self.http_body_timeout,
             },
@@ -316,45 +238,16 @@ impl Cli {
             deferred: DeferredFlags {
                 remote_ext_base_url: self.remote_ext_base_url,
                 dev: self.dev,
-                resize_swap_on_bind: self.resize_swap_on_bind,
-                set_disk_quota_for_fs: self.set_disk_quota_for_fs.clone(),
+                resize_swap_on_bind: self.sidecars.resize_swap_on_bind,
+                set_disk_quota_for_fs: self.sidecars.set_disk_quota_for_fs.clone(),
                 installed_extensions_collection_interval: self
                     .installed_extensions_collection_interval,
                 pg_init_timeout: self.pg_init_timeout,
                 lakebase_mode: self.lakebase_mode,
             },
             log_format: self.log_format,
-            vm_monitor: VmMonitorParams {
-                cgroup: self.cgroup,
-                pgconnstr: self.filecache_connstr,
-                addr: self.vm_monitor_addr,
-            },
             tls_watch_interval: self.tls_watch_interval,
-            pgbouncer: compute_sidecars::pgbouncer::PgbouncerParams::new(
-                self.pgbouncer_config,
-                self.pgbouncer_admin,
-                self.pgbouncer_pid_file,
-            ),
-            local_proxy: compute_sidecars::local_proxy::LocalProxyParams {
-                config: self.local_proxy_config,
-                pid_file: self.local_proxy_pid_file,
-            },
-            vm_tools: compute_sidecars::vm_tools::VmToolParams {
-                resize_swap_on_bind: self.resize_swap_on_bind,
-                disk_quota_mountpoint: self.set_disk_quota_for_fs,
-                resize_swap: self.resize_swap_tool,
-                set_disk_quota: self.set_disk_quota_tool,
-                sudo: self.vm_tools_sudo,
-            },
-            audit: compute_sidecars::audit::AuditParams {
-                rsyslog_dir: self.rsyslog_dir,
-                work_dir: self.rsyslog_work_dir,
-                ca_file: self.rsyslog_ca_file,
-                restart: self
-                    .rsyslog_restart
-                    .filter(|command| !command.trim().is_empty()),
-                cleanup_interval: self.audit_log_cleanup_interval,
-            },
+            sidecars: self.sidecars.into_params(),
         }
     }
 }
@@ -469,28 +362,6 @@ mod tests {
             let mut args = vec!["compute_ctl", "-D", "/d"];
             args.extend_from_slice(conflicting);
             assert!(Cli::try_parse_from(&args).is_err(), "{conflicting:?}");
-        }
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
-        assert_eq!(
-            parse_duration(&u64::MAX.to_string()),
-            Ok(Duration::from_secs(u64::MAX))
-        );
-        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
-        assert_eq!(parse_duration("2min"), Ok(Duration::from_secs(120)));
-        // humantime's other units and compound forms.
-        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
-        assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert!(parse_duration(&format!("{}m", u64::MAX)).is_err());
-        for bad in ["x", "", "-1s", "2 parsecs", "30 s x"] {
-            let error = parse_duration(bad).unwrap_err();
-            assert!(error.contains("write e.g. 30s"), "{bad}: {error}");
         }
     }
 }

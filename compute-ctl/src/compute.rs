@@ -44,6 +44,10 @@ enum Outcome {
     Exit(u8),
 }
 
+/// Builds a server's router: the route table's, which lives above the controller
+/// ([`crate::routes::router`], handed in by [`crate::run`]).
+pub type RouterFor = fn(&crate::api::Api, compute_http::Port) -> axum::Router;
+
 /// Runs the compute until Postgres stops; returns the process exit code.
 pub struct Controller {
     params: Params,
@@ -64,17 +68,21 @@ pub struct Controller {
     vm_monitor: Option<VmMonitor>,
     /// LFC prewarm/offload, shared with the HTTP API.
     lfc: Arc<Lfc>,
+    /// Installed-extension statistics, shared with the HTTP API and the event reader.
+    ext_stats: crate::ext_stats::Stats,
     /// The LSN lease thread of a Static compute, while its Postgres runs.
     lease: Option<LeaseKeeper>,
+    /// The HTTP servers' routers.
+    router: RouterFor,
 }
 
 impl Controller {
-    /// A controller over `shared`, fed by `events`.
+    /// A controller over `shared`, fed by `events`, serving HTTP with `router`'s routers.
     pub fn new(
         params: Params,
         shared: Arc<Shared>,
         events: (Sender<Event>, Receiver<Event>),
-        children: Children,
+        (children, router): (Children, RouterFor),
     ) -> Controller {
         Controller {
             params,
@@ -89,7 +97,9 @@ impl Controller {
             http_unbound: false,
             vm_monitor: None,
             lfc: Arc::default(),
+            ext_stats: Arc::default(),
             lease: None,
+            router,
         }
     }
 
@@ -197,23 +207,26 @@ impl Controller {
         // Leases first (upstream's order): the basebackup reads at a Static compute's LSN.
         self.lease = LeaseKeeper::start(self.shared.clone(), LeaseSettings::default());
         if let Some(spec) = document.spec.as_ref() {
-            compute_sidecars::vm_tools::before_start(&self.params.vm_tools, spec)
+            compute_sidecars::vm_tools::before_start(&self.params.sidecars.vm_tools, spec)
                 .map_err(|error| sidecars::sidecar_error(ErrorKind::Child, error))?;
         }
-        let audit = sidecars::audit_plan(&self.params.audit, &document)?;
+        let audit = sidecars::audit_plan(&self.params.sidecars.audit, &document)?;
         let log_args = self.log_args();
         let document = self.run_document_stage(name::SYNC_SAFEKEEPERS, &log_args, &document)?;
         let document = self.run_document_stage(name::BASEBACKUP_FETCH, &log_args, &document)?;
         let document = self.fetch_extensions(&log_args, document)?;
         self.check_not_terminating()?;
-        sidecars::audit_install(&self.params.audit, &audit, &document)?;
+        sidecars::audit_install(&self.params.sidecars.audit, &audit, &document)?;
         let bytes = stages::document_bytes(&document)?;
         self.supervisor = Some(Supervisor::start(
             &log_args,
             &bytes,
             self.shared.clone(),
             self.sender.clone(),
-            self.children.supervise.clone(),
+            (
+                self.children.supervise.clone(),
+                crate::ext_stats::own_activity(&self.ext_stats),
+            ),
         )?);
         let ready_at = loop {
             match self.next_event() {
@@ -241,7 +254,7 @@ impl Controller {
             }
         };
         let document = self.reconcile_at_start(document)?;
-        compute_sidecars::local_proxy::configure(&self.params.local_proxy, &document)
+        compute_sidecars::local_proxy::configure(&self.params.sidecars.local_proxy, &document)
             .map_err(|error| sidecars::sidecar_error(ErrorKind::Io, error))?;
         self.shared
             .update(|inner| {
@@ -254,21 +267,25 @@ impl Controller {
         tracing::info!(?metrics, "compute start finished");
         crate::migrations::spawn(&document, &self.shared, self.log_args());
         // Upstream's post-apply `ALTER EXTENSION neon UPDATE`: every primary start.
-        crate::neon_update::spawn(&document);
+        pg_catalog::neon_update::spawn(&document);
         let interval = self
             .params
             .deferred
             .installed_extensions_collection_interval;
-        crate::ext_stats::spawn(&self.shared, &document, interval);
-        let upkeep = self.params.audit.cleanup_interval;
+        crate::ext_stats::spawn(&self.shared, &self.ext_stats, &document, interval);
+        let upkeep = self.params.sidecars.audit.cleanup_interval;
         compute_sidecars::audit::cleanup::spawn(&self.shared, &document.pgdata, upkeep);
         self.start_lfc_tasks(&document);
         self.start_tls_watch();
-        compute_sidecars::pgbouncer::apply_in_background(&self.params.pgbouncer, &document);
+        compute_sidecars::pgbouncer::apply_in_background(
+            &self.params.sidecars.pgbouncer,
+            &document,
+        );
         if vm_monitor::requested() {
             let file_cache_connstr = vm_monitor::file_cache_connstr(&document);
             let path = stages::locate(name::VM_MONITOR);
-            self.vm_monitor = VmMonitor::start(&path, &self.params.vm_monitor, file_cache_connstr);
+            self.vm_monitor =
+                VmMonitor::start(&path, &self.params.sidecars.vm_monitor, file_cache_connstr);
         }
         self.supervise()
     }
@@ -500,7 +517,7 @@ fn describe_exit(code: Option<i32>, signal: Option<i32>) -> String {
 
 fn terminating() -> StageError {
     StageError::new(
-        crate::STAGE,
+        crate::stages::STAGE,
         ErrorKind::Child,
         "the compute is terminating; start-up stopped",
     )
@@ -515,5 +532,5 @@ fn supervisor_gone() -> StageError {
 }
 
 fn internal_state(error: crate::state::InvalidTransition) -> StageError {
-    crate::internal(error.to_string())
+    crate::stages::internal(error.to_string())
 }

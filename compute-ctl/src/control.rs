@@ -3,15 +3,14 @@
 
 use std::time::Duration;
 
-use compute_spec::reserved::Reserved;
 use compute_spec::spec::{ComputeCtlConfig, ComputeSpec};
-use compute_spec::validate::{SpecErrors, StorageSource};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::http::{parse_json, Api, Rejection, Reply};
-use crate::routes::wrong_status;
+use crate::api::wrong_status;
+use crate::api::Api;
 use crate::state::{ComputeStatus, PendingConfig};
+use compute_http::{parse_json, Rejection, Reply};
 use hyper::StatusCode;
 
 /// How long a blocked request sleeps between checks (it is woken on every change anyway).
@@ -27,14 +26,14 @@ struct ConfigureRequest {
 }
 
 /// `POST /configure` with `{spec, compute_ctl_config}`: 400/422 for a bad body, 400 for a spec
-/// that fails validation ([`validate`], checked before the status), 412 unless `empty` or `running`; then
+/// that fails validation ([`crate::api::validate`], checked before the status), 412 unless `empty` or `running`; then
 /// blocks until `running` (200 and the status body) or `failed` (500 and the error).
 pub fn configure(api: &Api, body: &[u8]) -> Reply {
     let request: ConfigureRequest = match parse_json(body) {
         Ok(request) => request,
         Err(reply) => return reply,
     };
-    if let Err(errors) = validate(api, &request.spec) {
+    if let Err(errors) = crate::api::validate(api, &request.spec) {
         return Reply::error(StatusCode::BAD_REQUEST, errors.to_string());
     }
     let pending = PendingConfig { spec: request.spec };
@@ -75,21 +74,6 @@ pub fn configure(api: &Api, body: &[u8]) -> Reply {
     }
 }
 
-/// Validates a spec that arrives by HTTP against this compute's reserved names
-/// (`compute_spec::reserved`): the admin role of the document's `connstr` and its privileged
-/// role. Before the first document exists only PostgreSQL's own names are known here; the
-/// `compute-spec` stage then checks the rest.
-pub fn validate(api: &Api, spec: &ComputeSpec) -> Result<StorageSource, SpecErrors> {
-    let names = api.shared.lock().document.as_ref().map(|document| {
-        let admin = stage_kit::local::admin_user(document);
-        (admin, document.privileged_role_name.clone())
-    });
-    match &names {
-        Some((admin, privileged)) => spec.validate_for(&Reserved { admin, privileged }),
-        None => spec.validate(),
-    }
-}
-
 fn settled(status: ComputeStatus) -> bool {
     !matches!(
         status,
@@ -113,7 +97,7 @@ fn termination_mode(query: Option<&str>) -> Result<ComputeStatus, Reply> {
         Fast,
         Immediate,
     }
-    let TerminateQuery { mode } = crate::extract::query(query, Rejection::PlainText)?;
+    let TerminateQuery { mode } = compute_http::extract::query(query, Rejection::PlainText)?;
     Ok(match mode {
         Mode::Fast => ComputeStatus::TerminationPendingFast,
         Mode::Immediate => ComputeStatus::TerminationPendingImmediate,
@@ -164,23 +148,6 @@ pub fn terminate(api: &Api, query: Option<&str>) -> Reply {
     }
 }
 
-/// `POST /extension_server/{*filename}` (internal; Postgres asks for a missing file): the
-/// query checked here (`is_library`), the rest in [`crate::remote_ext::extension_server`].
-pub fn extension_server(api: &Api, filename: &str, query: Option<&str>) -> Reply {
-    /// The query of `POST /extension_server/{*filename}`.
-    #[derive(serde::Deserialize)]
-    struct ExtensionQuery {
-        #[serde(default)]
-        is_library: bool,
-    }
-    match crate::extract::query::<ExtensionQuery>(query, Rejection::Lower) {
-        Ok(ExtensionQuery { is_library }) => {
-            crate::remote_ext::extension_server(api, filename, is_library)
-        }
-        Err(reply) => reply,
-    }
-}
-
 /// `POST /refresh_configuration` (internal): counts the call, then from `running`, `failed`
 /// or `refresh_configuration_pending` asks the controller to fetch the configuration again
 /// (200); from `init` nothing (200); from anything else 500, as upstream.
@@ -221,9 +188,10 @@ mod tests {
             shared: std::sync::Arc::new(crate::state::Shared::new()),
             wake: sender,
             compute_id: None,
-            auth: std::sync::Arc::new(crate::auth::Auth::Open),
-            deadlines: crate::http::Deadlines::default(),
+            auth: std::sync::Arc::new(compute_http::auth::Auth::Open),
+            deadlines: compute_http::Deadlines::default(),
             lfc: Default::default(),
+            ext_stats: Default::default(),
             promotion: Default::default(),
             remote_ext: Default::default(),
         }

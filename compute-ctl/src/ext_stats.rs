@@ -1,14 +1,14 @@
 //! Installed-extension statistics (upstream's §4.7): [`pg_catalog::ext_stats`]'s scans and
-//! job, wired to the shared state. compute-ctl keeps the statistics in
-//! [`crate::state::Inner::ext_stats`] (the `compute_installed_extensions` series of
-//! `/metrics`, the scan window the activity events are checked against) and decides the
-//! schedule's inputs: the first scan at once on a primary; the stored interval is
+//! job, wired to the shared state. The statistics ([`Stats`]: the `compute_installed_extensions`
+//! series of `/metrics`, the scan window the activity events are checked against) live under
+//! a lock of their own, not in the shared state; compute-ctl decides the schedule's inputs: the first scan at once on a primary; the stored interval is
 //! `--installed-extensions-collection-interval`, replaced by the spec's
 //! `suspend_timeout_seconds` (`-1`/`0` → 3600) when a start-up applies the catalog (a primary
 //! without `skip_pg_catalog_updates`) and at each `/configure`. The job ends when Postgres
 //! stops (a terminating or terminated status).
 
-use std::sync::Arc;
+use std::fmt::Write;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use compute_spec::spec::{ComputeMode, ComputeSpec};
@@ -16,17 +16,56 @@ use compute_spec::ComputeDocument;
 use pg_catalog::ext_stats::{interval_of, Host};
 
 use crate::state::{ComputeStatus, Shared};
+use crate::supervise::OwnActivity;
 
 pub use pg_catalog::ext_stats::ExtStats;
 
-/// Stores the interval `spec` gives (start-up, `/configure`).
-pub fn store_interval(shared: &Shared, spec: &ComputeSpec) {
-    let seconds = interval_of(spec);
-    shared.update(|inner| inner.ext_stats.stored_interval = seconds);
+/// The statistics, the scan window and the stored interval, under their own lock: made by
+/// the controller, read by `/metrics` and the activity filter ([`own_activity`]).
+pub type Stats = Arc<Mutex<ExtStats>>;
+
+/// Locks the statistics (a poisoned lock is recovered: every change is one assignment).
+fn lock(stats: &Mutex<ExtStats>) -> MutexGuard<'_, ExtStats> {
+    stats.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The job's view of the shared state.
-struct SharedHost(Arc<Shared>);
+/// Stores the interval `spec` gives (start-up, `/configure`).
+pub fn store_interval(stats: &Mutex<ExtStats>, spec: &ComputeSpec) {
+    lock(stats).stored_interval = interval_of(spec);
+}
+
+/// The activity pg-supervise reports during a scan (or just after it): the scan's own
+/// sessions, not user activity.
+pub fn own_activity(stats: &Stats) -> OwnActivity {
+    let stats = stats.clone();
+    Arc::new(move |time| lock(&stats).is_scan_activity(time))
+}
+
+/// `compute_installed_extensions{extension_name,owned_by_superuser,version}` in Prometheus
+/// text (the family absent while empty, as upstream).
+pub fn render_metrics(stats: &Mutex<ExtStats>) -> String {
+    let stats = lock(stats);
+    let mut out = String::new();
+    if stats.installed.is_empty() {
+        return out;
+    }
+    let name = "compute_installed_extensions";
+    let help = "Number of databases where the version of extension is installed";
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+    for ((extension, owned, version), count) in &stats.installed {
+        let _ = writeln!(
+            out,
+            "{name}{{extension_name=\"{}\",owned_by_superuser=\"{}\",version=\"{}\"}} {count}",
+            crate::metrics::escape(extension),
+            crate::metrics::escape(owned),
+            crate::metrics::escape(version)
+        );
+    }
+    out
+}
+
+/// The job's view of the shared state and of the statistics.
+struct SharedHost(Arc<Shared>, Stats);
 
 impl Host for SharedHost {
     fn document(&self) -> Option<ComputeDocument> {
@@ -34,7 +73,7 @@ impl Host for SharedHost {
     }
 
     fn stats(&self, change: &mut dyn FnMut(&mut ExtStats)) {
-        self.0.update(|inner| change(&mut inner.ext_stats));
+        change(&mut lock(&self.1));
     }
 
     fn wait_for_stop(&self, pause: Duration) -> bool {
@@ -53,20 +92,20 @@ fn stopped(status: ComputeStatus) -> bool {
 
 /// Starts the schedule in a background thread: the first scan at once on a primary, then
 /// the loop. `interval` is `--installed-extensions-collection-interval` (seconds).
-pub fn spawn(shared: &Arc<Shared>, document: &ComputeDocument, interval: u64) {
+pub fn spawn(shared: &Arc<Shared>, stats: &Stats, document: &ComputeDocument, interval: u64) {
     let primary = document
         .spec
         .as_ref()
         .is_some_and(|spec| spec.mode == ComputeMode::Primary);
     // The stored interval: the flag's, replaced by the spec's when the catalog was applied
     // (a primary without skip_pg_catalog_updates), as upstream.
-    shared.update(|inner| inner.ext_stats.stored_interval = interval);
+    lock(stats).stored_interval = interval;
     if crate::migrations::wanted(document) {
         if let Some(spec) = document.spec.as_ref() {
-            store_interval(shared, spec);
+            store_interval(stats, spec);
         }
     }
-    let host = Arc::new(SharedHost(shared.clone()));
+    let host = Arc::new(SharedHost(shared.clone(), stats.clone()));
     if let Err(error) = pg_catalog::ext_stats::spawn(host, primary, interval) {
         tracing::error!(%error, "cannot start the installed-extensions scans");
     }

@@ -10,8 +10,8 @@ use std::time::Duration;
 use hyper::StatusCode;
 use serde_json::json;
 
-use crate::http::{ApiRequest, Reply};
 use crate::state::{ComputeStatus, Inner, Shared};
+use compute_http::{ApiRequest, Reply};
 pub use pg_prewarm::{
     Lfc, OffloadState, PrewarmState, StorageTarget, VanillaState, VANILLA_FORMAT,
 };
@@ -42,9 +42,9 @@ pub fn post_prewarm(lfc: &Arc<Lfc>, shared: &Arc<Shared>, request: &ApiRequest) 
     struct PrewarmQuery {
         from_endpoint: Option<String>,
     }
-    let from_endpoint = match crate::extract::query::<PrewarmQuery>(
+    let from_endpoint = match compute_http::extract::query::<PrewarmQuery>(
         request.query.as_deref(),
-        crate::http::Rejection::PlainText,
+        compute_http::Rejection::PlainText,
     ) {
         Ok(PrewarmQuery { from_endpoint }) => from_endpoint,
         Err(reply) => return reply,

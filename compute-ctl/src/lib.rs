@@ -9,19 +9,22 @@
 //! once Postgres is ready (unless `skip_pg_catalog_updates`), and `pg-reconcile
 //! --reconfigure` for each `/configure` on a running compute.
 //!
-//! * [`cli`]: upstream's flags and the validated [`cli::Params`].
-//! * [`state`]: [`state::ComputeStatus`] and its only allowed transitions; the shared state.
-//! * [`compute`]: the controller thread that drives the stages and the statuses.
-//! * [`stages`], [`supervise`]: the child processes.
-//! * [`http`], [`routes`], [`extract`], [`control`], [`sql`], [`catalog`], [`lfc`],
-//!   [`probes`], [`promote`], [`auth`], [`metrics`]: the HTTP API.
-//! * [`signals`]: SIGTERM/SIGINT → fast, SIGQUIT → immediate shutdown through pg-supervise.
-//! * [`migrations`]: `pg-reconcile --migrate` in the background after a primary's start-up
-//!   apply; [`ext_stats`]: the installed-extension scans and their metric.
-//! * [`lease`]: LSN leases of a Static compute, renewed while its Postgres runs (the
-//!   `pg-lsn-lease` crate's keeper on the shared state).
-//! * The sidecars (pgbouncer, local_proxy, rsyslog and the audit log upkeep, the NeonVM
-//!   tools, vm-monitor) are the `compute-sidecars` crate, called from [`compute`].
+//! Its modules form layers, bottom first; a module imports only its own layer or below
+//! (`tests/tests/it/tidy/layers.rs` checks it, and that there is no cycle):
+//!
+//! 1. [`cli`], [`generate`], [`state`] (the statuses and their only allowed transitions; the
+//!    shared state), [`stages`] (the stage runner);
+//! 2. [`supervise`] (pg-supervise's events), [`metrics`], [`warm`];
+//! 3. [`api`]: what every handler reaches;
+//! 4. the features, route adapters and background jobs over their crates: [`control`],
+//!    [`sql`], [`catalog`], [`probes`], [`remote_ext`], [`lfc`], [`promote`], [`lease`],
+//!    [`ext_stats`], [`migrations`];
+//! 5. [`compute`] (the controller thread that drives the stages and the statuses),
+//!    [`signals`] (SIGTERM/SIGINT → fast, SIGQUIT → immediate shutdown through pg-supervise);
+//! 6. [`routes`]: the one route table, served by the `compute-http` crate.
+//!
+//! The sidecars (pgbouncer, local_proxy, rsyslog and the audit log upkeep, the NeonVM tools,
+//! vm-monitor) are the `compute-sidecars` crate, called from [`compute`].
 //!
 //! Reads from the document: the spec (mode, safekeepers, `skip_pg_catalog_updates`, tenant and
 //! timeline), `compute_ctl_config` (JWT keys), the stage sections (timings for
@@ -35,20 +38,17 @@
 //! real PostgreSQL in `compute-ctl/tests/`.
 #![warn(missing_docs)]
 
-pub mod auth;
+pub mod api;
 pub mod catalog;
 pub mod cli;
 pub mod compute;
 pub mod control;
 pub mod ext_stats;
-pub mod extract;
 pub mod generate;
-pub mod http;
 pub mod lease;
 pub mod lfc;
 pub mod metrics;
 pub mod migrations;
-pub mod neon_update;
 pub mod probes;
 pub mod promote;
 pub mod remote_ext;
@@ -69,19 +69,11 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use compute_spec::error::{ErrorKind, StageError};
 
 use crate::cli::{Cli, Params};
 use crate::compute::{Children, Controller};
+pub use crate::stages::{internal, STAGE};
 use crate::state::{ComputeStatus, Shared};
-
-/// The name compute-ctl uses in its own errors.
-pub const STAGE: &str = "compute-ctl";
-
-/// An internal error of compute-ctl.
-pub fn internal(message: impl Into<String>) -> StageError {
-    StageError::new(STAGE, ErrorKind::Internal, message)
-}
 
 /// Parses the flags, sets up logging and runs the compute (both binary names call this).
 pub fn main_entry() -> ExitCode {
@@ -117,9 +109,10 @@ pub fn run(params: Params) -> u8 {
         return compute_spec::exit_code::RUNTIME;
     }
     params.deferred.log();
-    stages::set_cgroup(&params.vm_monitor.cgroup);
+    stages::set_cgroup(&params.sidecars.vm_monitor.cgroup);
     let terminated_grace = params.terminated_grace;
-    let controller = Controller::new(params, shared.clone(), (sender, receiver), children);
+    let events = (sender, receiver);
+    let controller = Controller::new(params, shared.clone(), events, (children, routes::router));
     let code = controller.run();
     let requested = shared.lock().terminate_requested;
     if shared.status() == ComputeStatus::Terminated {

@@ -102,24 +102,7 @@ pub fn render(inner: &Inner) -> String {
     ] {
         single(&mut out, (name, kind), help, value);
     }
-    // Labelled: dropped while empty, as upstream; labels sorted by name.
-    if !inner.ext_stats.installed.is_empty() {
-        family(
-            &mut out,
-            "compute_installed_extensions",
-            "gauge",
-            "Number of databases where the version of extension is installed",
-        );
-        for ((name, owned, version), count) in &inner.ext_stats.installed {
-            let _ = writeln!(
-                out,
-                "compute_installed_extensions{{extension_name=\"{}\",owned_by_superuser=\"{}\",version=\"{}\"}} {count}",
-                escape(name),
-                escape(owned),
-                escape(version)
-            );
-        }
-    }
+    // Labelled: dropped while empty, as upstream.
     if !counters.migration_failures.is_empty() {
         family(
             &mut out,

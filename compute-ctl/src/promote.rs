@@ -1,7 +1,7 @@
 //! `POST /promote` (replica → primary): the route adapter over the `pg-promote` crate, which
 //! owns upstream's steps, the vanilla variant, the single flight and the answers. Here: the
 //! compute a promotion sees (`Api`, through [`pg_promote::Host`]: the shared state's document
-//! and status, the LFC prewarm state, `control::validate`, and the reconfiguration through
+//! and status, the LFC prewarm state, `api::validate`, and the reconfiguration through
 //! the controller), and the codes — 400/422 plain text for a body that does not fit (as
 //! axum's raw extractor), 400 `{"error"}` for a spec that fails validation, 200 `completed`,
 //! 500 `failed`.
@@ -15,8 +15,9 @@ use hyper::StatusCode;
 use pg_prewarm::PrewarmState;
 use pg_promote::{PromoteState, Status};
 
-use crate::http::{parse_json_in, Api, ApiRequest, Rejection, Reply};
+use crate::api::Api;
 use crate::state::{ComputeStatus, PendingConfig};
+use compute_http::{parse_json_in, ApiRequest, Rejection, Reply};
 pub use pg_promote::{PromoteRequest, Promotion};
 
 /// How long a blocked promotion waits between checks of the reconfiguration.
@@ -55,7 +56,7 @@ impl pg_promote::Host for Api {
 
     /// The compute's admin and privileged roles (the crate checks PostgreSQL's own names).
     fn validate(&self, spec: &ComputeSpec) -> Result<(), SpecErrors> {
-        crate::control::validate(self, spec).map(|_| ())
+        crate::api::validate(self, spec).map(|_| ())
     }
 
     /// Store the new spec and reconfigure, through the controller (as `/configure`),

@@ -21,7 +21,7 @@ pub fn install(
     children: Children,
 ) -> Result<(), StageError> {
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGQUIT])
-        .map_err(|error| crate::internal(format!("installing signal handlers: {error}")))?;
+        .map_err(|error| crate::stages::internal(format!("installing signal handlers: {error}")))?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
@@ -37,7 +37,7 @@ pub fn install(
                 let _ = wake.send(Event::Wake);
             }
         })
-        .map_err(|error| crate::internal(format!("starting the signal thread: {error}")))?;
+        .map_err(|error| crate::stages::internal(format!("starting the signal thread: {error}")))?;
     Ok(())
 }
 

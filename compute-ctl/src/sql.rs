@@ -1,22 +1,18 @@
 //! Handlers that talk SQL to the compute's own Postgres (through its socket, with the
 //! admin connection of [`stage_kit::local::admin_config`]): `/readyz`, `/dbs_and_roles`
-//! (the snapshot is [`pg_catalog::listing`]'s), `/check_writability`, `/insights`.
+//! (the snapshot is [`pg_catalog::listing`]'s), `/check_writability` and `/insights` (the SQL
+//! is [`pg_catalog::health`]'s).
 
 use compute_spec::ComputeDocument;
 use serde_json::{json, Value};
 
-use crate::http::{Api, Reply};
-use crate::routes::wrong_status;
+use crate::api::wrong_status;
+use crate::api::Api;
 use crate::state::ComputeStatus;
+use compute_http::Reply;
 use hyper::StatusCode;
 
 const APPLICATION_NAME: &str = "compute_ctl:http";
-
-/// The `/insights` text when there is nothing to report.
-const EMPTY_INSIGHTS: &str = r#"{"pg_stat_statements": []}"#;
-
-/// SQLSTATE disk_full: the write reached the storage limit, which proves writability.
-const DISK_FULL: &str = "53100";
 
 /// A client for the running compute, or the reply to send instead.
 fn client(api: &Api) -> Result<postgres::Client, Reply> {
@@ -33,8 +29,9 @@ fn client(api: &Api) -> Result<postgres::Client, Reply> {
 
 fn connect(document: Option<&ComputeDocument>) -> Result<postgres::Client, String> {
     let document = document.ok_or("the compute has no document yet")?;
-    let config = stage_kit::local::admin_config(document, crate::STAGE, APPLICATION_NAME, None)
-        .map_err(|error| error.message)?;
+    let config =
+        stage_kit::local::admin_config(document, crate::stages::STAGE, APPLICATION_NAME, None)
+            .map_err(|error| error.message)?;
     config
         .connect(postgres::NoTls)
         .map_err(|error| format!("connecting to postgres: {error}"))
@@ -86,63 +83,26 @@ pub fn dbs_and_roles(api: &Api) -> Reply {
 /// is pg-reconcile's (its `create_availability_check` phase, at every catalog apply of a
 /// primary); when it is missing the answer is 500, as upstream.
 pub fn check_writability(api: &Api) -> Reply {
-    let mut client = match client(api) {
-        Ok(client) => client,
-        Err(reply) => return reply,
-    };
-    let result = client.batch_execute(
-        "INSERT INTO public.health_check VALUES (1, pg_catalog.now()) \
-           ON CONFLICT (id) DO UPDATE SET updated_at = pg_catalog.now()",
-    );
-    match result {
-        Ok(()) => Reply::json(StatusCode::OK, &json!(true)),
-        Err(error) if error.code().is_some_and(|code| code.code() == DISK_FULL) => {
-            Reply::json(StatusCode::OK, &json!(true))
-        }
-        Err(error) => Reply::error(
+    match client(api).map(|mut client| pg_catalog::health::check_writability(&mut client)) {
+        Ok(Ok(())) => Reply::json(StatusCode::OK, &json!(true)),
+        Ok(Err(error)) => Reply::error(
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!(
-                "check_writability failed: {}",
-                stage_kit::local::pg_error_text(&error)
-            ),
+            format!("check_writability failed: {error}"),
         ),
+        Err(reply) => reply,
     }
 }
 
-/// `GET /insights`: the top 100 `pg_stat_statements` rows by mean plan + execution time,
-/// excluding the admin role. Like upstream, the body is a JSON **string** holding
-/// `{"pg_stat_statements": [...]}`; when the view cannot be read the list is empty (upstream
-/// writes doubled braces there, which no JSON parser reads).
+/// `GET /insights`: [`pg_catalog::health::insights`]. Like upstream, the body is a JSON
+/// **string** holding `{"pg_stat_statements": [...]}`.
 pub fn insights(api: &Api) -> Reply {
-    let mut client = match client(api) {
-        Ok(client) => client,
-        Err(reply) => return reply,
-    };
-    let result = (|| -> Result<String, postgres::Error> {
-        let installed = client.query_one(
-            "SELECT count(*) > 0 FROM pg_catalog.pg_extension WHERE extname = 'pg_stat_statements'",
-            &[],
-        )?;
-        if !installed.get::<_, bool>(0) {
-            return Ok(EMPTY_INSIGHTS.to_string());
+    match client(api) {
+        Ok(mut client) => {
+            let text = pg_catalog::health::insights(&mut client);
+            Reply::json(StatusCode::OK, &Value::String(text))
         }
-        let row = client.query_one(
-            "SELECT coalesce(json_agg(row_to_json(pss)), '[]'::json)::text FROM \
-             (SELECT * FROM public.pg_stat_statements \
-              WHERE userid IS DISTINCT FROM (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user) \
-              ORDER BY (mean_exec_time + mean_plan_time) DESC LIMIT 100) AS pss",
-            &[],
-        )?;
-        Ok(format!(
-            "{{\"pg_stat_statements\": {}}}",
-            row.get::<_, String>(0)
-        ))
-    })();
-    let text = result.unwrap_or_else(|error| {
-        tracing::warn!(%error, "reading pg_stat_statements failed");
-        EMPTY_INSIGHTS.to_string()
-    });
-    Reply::json(StatusCode::OK, &Value::String(text))
+        Err(reply) => reply,
+    }
 }
 
 #[cfg(test)]

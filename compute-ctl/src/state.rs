@@ -3,7 +3,7 @@
 //! thread read and change under one lock.
 
 use std::sync::atomic::AtomicUsize;
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use compute_spec::spec::{ComputeCtlConfig, ComputeSpec};
@@ -214,8 +214,6 @@ pub struct Inner {
     pub metrics: StartupMetrics,
     /// Counters.
     pub counters: Counters,
-    /// Installed-extension statistics: the metric, the scan window, the stored interval.
-    pub ext_stats: crate::ext_stats::ExtStats,
     /// The LSN reported by the post-shutdown sync (`/terminate`).
     pub terminate_lsn: Option<String>,
     /// JWT keys and TLS as given at start; never replaced (`/configure` ignores its own).
@@ -308,8 +306,8 @@ impl Inner {
 pub struct Shared {
     inner: Mutex<Inner>,
     changed: Condvar,
-    /// HTTP requests being answered right now.
-    pub inflight: AtomicUsize,
+    /// HTTP requests being answered right now (counted by the servers).
+    pub inflight: Arc<AtomicUsize>,
 }
 
 impl Shared {
@@ -327,14 +325,13 @@ impl Shared {
                 pending: None,
                 metrics: StartupMetrics::default(),
                 counters: Counters::default(),
-                ext_stats: crate::ext_stats::ExtStats::default(),
                 terminate_lsn: None,
                 compute_ctl_config: ComputeCtlConfig::default(),
                 terminate_requested: None,
                 immediate_shutdown: false,
             }),
             changed: Condvar::new(),
-            inflight: AtomicUsize::new(0),
+            inflight: Arc::default(),
         }
     }
 

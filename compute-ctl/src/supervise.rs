@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ExitStatus};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use compute_spec::error::{ErrorEnvelope, StageError};
 use compute_spec::event::SuperviseEvent;
@@ -39,6 +40,10 @@ pub enum Event {
     Wake,
 }
 
+/// Says whether an `activity` time is the compute's own work rather than a user's (the
+/// installed-extensions scan's sessions): such activity leaves `last_active` as it was.
+pub type OwnActivity = Arc<dyn Fn(SystemTime) -> bool + Send + Sync>;
+
 /// The running pg-supervise.
 #[derive(Debug)]
 pub struct Supervisor {
@@ -54,7 +59,7 @@ impl Supervisor {
         document: &[u8],
         shared: Arc<Shared>,
         events: Sender<Event>,
-        pid: ChildPid,
+        (pid, own_activity): (ChildPid, OwnActivity),
     ) -> Result<Supervisor, StageError> {
         pid.starting();
         let mut child =
@@ -70,9 +75,11 @@ impl Supervisor {
         if let Some(stdout) = child.stdout.take() {
             std::thread::Builder::new()
                 .name("supervise-events".into())
-                .spawn(move || read_events(BufReader::new(stdout), &shared, &events))
+                .spawn(move || {
+                    read_events(BufReader::new(stdout), &shared, &events, &*own_activity)
+                })
                 .map_err(|error| {
-                    crate::internal(format!("starting the event reader thread: {error}"))
+                    crate::stages::internal(format!("starting the event reader thread: {error}"))
                 })?;
         }
         Ok(Supervisor { child, pid })
@@ -87,7 +94,12 @@ impl Supervisor {
     }
 }
 
-fn read_events(reader: impl BufRead, shared: &Shared, events: &Sender<Event>) {
+fn read_events(
+    reader: impl BufRead,
+    shared: &Shared,
+    events: &Sender<Event>,
+    own_activity: &dyn Fn(SystemTime) -> bool,
+) {
     let mut reported = None;
     for line in reader.lines() {
         let Ok(line) = line else { break };
@@ -107,7 +119,7 @@ fn read_events(reader: impl BufRead, shared: &Shared, events: &Sender<Event>) {
                 continue;
             }
         };
-        if let Some(event) = handle_event(event, shared) {
+        if let Some(event) = handle_event(event, shared, own_activity) {
             let exited = matches!(event, Event::Exited { .. });
             if events.send(event).is_err() || exited {
                 return;
@@ -118,19 +130,22 @@ fn read_events(reader: impl BufRead, shared: &Shared, events: &Sender<Event>) {
 }
 
 /// Applies an event to the shared state; returns what the controller must hear about.
-fn handle_event(event: SuperviseEvent, shared: &Shared) -> Option<Event> {
+fn handle_event(
+    event: SuperviseEvent,
+    shared: &Shared,
+    own_activity: &dyn Fn(SystemTime) -> bool,
+) -> Option<Event> {
     match event {
         SuperviseEvent::Ready {
             start_postgres_ms, ..
         } => Some(Event::Ready { start_postgres_ms }),
         SuperviseEvent::Activity { last_active } => {
             let time = last_active.system_time();
-            shared.update(|inner| {
-                // The installed-extensions scan's own sessions are not user activity.
-                if !inner.ext_stats.is_scan_activity(time) {
-                    inner.last_active = Some(time);
-                }
-            });
+            // The controller's own sessions (e.g. the installed-extensions scan) are not user
+            // activity.
+            if !own_activity(time) {
+                shared.update(|inner| inner.last_active = Some(time));
+            }
             None
         }
         SuperviseEvent::Downtime {
@@ -156,20 +171,25 @@ mod tests {
         serde_json::from_value(value).unwrap()
     }
 
+    /// Every activity is a user's.
+    fn users(_: SystemTime) -> bool {
+        false
+    }
+
     #[test]
     fn activity_inside_an_extension_scan_is_not_user_activity() {
         let shared = Shared::new();
+        let stats = crate::ext_stats::Stats::default();
+        let own = crate::ext_stats::own_activity(&stats);
         let start =
             std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
-        shared.update(|inner| inner.ext_stats.scan = Some((start, None)));
+        stats.lock().unwrap().scan = Some((start, None));
         let during = json!({"event": "activity", "last_active": "2027-01-15T08:00:01Z"});
-        handle_event(decode(during), &shared);
+        handle_event(decode(during), &shared, &*own);
         assert_eq!(shared.lock().last_active, None);
         let later = json!({"event": "activity", "last_active": "2027-01-15T09:00:00Z"});
-        shared.update(|inner| {
-            inner.ext_stats.scan = Some((start, Some(start + std::time::Duration::from_secs(5))))
-        });
-        handle_event(decode(later), &shared);
+        stats.lock().unwrap().scan = Some((start, Some(start + std::time::Duration::from_secs(5))));
+        handle_event(decode(later), &shared, &*own);
         assert!(shared.lock().last_active.is_some());
     }
 
@@ -179,7 +199,8 @@ mod tests {
         assert_eq!(
             handle_event(
                 decode(json!({"event": "ready", "pid": 1, "start_postgres_ms": 57})),
-                &shared
+                &shared,
+                &users
             ),
             Some(Event::Ready {
                 start_postgres_ms: 57
@@ -188,7 +209,8 @@ mod tests {
         assert_eq!(
             handle_event(
                 decode(json!({"event": "activity", "last_active": "2026-11-24T22:00:00.123Z"})),
-                &shared
+                &shared,
+                &users
             ),
             None
         );
@@ -200,12 +222,14 @@ mod tests {
         handle_event(
             decode(json!({"event": "downtime", "current_ms": 5, "total_ms": 1500})),
             &shared,
+            &users,
         );
         assert_eq!(shared.lock().counters.downtime_total_ms, 1500);
         assert_eq!(
             handle_event(
                 decode(json!({"event": "exited", "code": null, "signal": 9})),
-                &shared
+                &shared,
+                &users
             ),
             Some(Event::Exited {
                 code: None,
@@ -225,7 +249,7 @@ mod tests {
             r#"{"error":{"stage":"pg-supervise","kind":"postgres","message":"postgres exited during start-up: bad shared_buffers","retryable":false}}"#,
             "\n"
         );
-        read_events(output.as_bytes(), &shared, &sender);
+        read_events(output.as_bytes(), &shared, &sender, &users);
         match receiver.recv().unwrap() {
             Event::SupervisorGone { error: Some(error) } => {
                 assert_eq!(error.stage, "pg-supervise");
@@ -234,7 +258,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let (sender, receiver) = std::sync::mpsc::channel();
-        read_events("{\"error\": 5}\n".as_bytes(), &shared, &sender);
+        read_events("{\"error\": 5}\n".as_bytes(), &shared, &sender, &users);
         assert_eq!(
             receiver.recv().unwrap(),
             Event::SupervisorGone { error: None }

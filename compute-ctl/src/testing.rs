@@ -7,8 +7,9 @@ use std::sync::Arc;
 use compute_spec::ComputeDocument;
 use serde_json::{json, Value};
 
-use crate::http::{Api, ApiRequest};
+use crate::api::Api;
 use crate::state::{ComputeStatus, Shared};
+use compute_http::ApiRequest;
 
 /// A document for a Postgres on `socket_dir`/`port` run from `bin_dir`.
 pub fn document(
@@ -55,9 +56,10 @@ pub fn api(document: Option<ComputeDocument>, running: bool) -> Api {
         shared,
         wake,
         compute_id: None,
-        auth: Arc::new(crate::auth::Auth::Open),
-        deadlines: crate::http::Deadlines::default(),
+        auth: Arc::new(compute_http::auth::Auth::Open),
+        deadlines: compute_http::Deadlines::default(),
         lfc: Arc::default(),
+        ext_stats: Arc::default(),
         promotion: Arc::default(),
         remote_ext: Arc::default(),
     }
@@ -89,7 +91,7 @@ pub fn request(method: hyper::Method, path: &str, query: &str, body: &[u8]) -> A
 }
 
 /// The reply's body as JSON.
-pub fn body(reply: &crate::http::Reply) -> Value {
+pub fn body(reply: &compute_http::Reply) -> Value {
     serde_json::from_slice(&reply.body)
         .unwrap_or_else(|error| panic!("{error}: {}", String::from_utf8_lossy(&reply.body)))
 }

@@ -15,9 +15,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::{archive, Answer, ArchiveServer, Farm};
-use compute_ctl::http::{Api, ApiRequest, Port, Reply};
-use compute_ctl::remote_ext::RemoteExt;
+use compute_ctl::api::Api;
 use compute_ctl::state::{ComputeStatus, Shared};
+use compute_http::{ApiRequest, Port, Reply};
 use compute_spec::ComputeDocument;
 use hyper::Method;
 use pg_test_support::{TestDir, TestPostgres};
@@ -35,11 +35,12 @@ fn api(document: ComputeDocument, base_url: Option<String>) -> Api {
         shared,
         wake,
         compute_id: None,
-        auth: Arc::new(compute_ctl::auth::Auth::Open),
-        deadlines: compute_ctl::http::Deadlines::default(),
+        auth: Arc::new(compute_http::auth::Auth::Open),
+        deadlines: compute_http::Deadlines::default(),
         lfc: Arc::default(),
+        ext_stats: Arc::default(),
         promotion: Arc::default(),
-        remote_ext: Arc::new(RemoteExt::new(base_url)),
+        remote_ext: Arc::new(pg_extensions_fetch::on_demand::OnDemand::new(base_url)),
     }
 }
 

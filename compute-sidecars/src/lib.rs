@@ -11,6 +11,7 @@
 //! * [`vm_tools`]: the NeonVM swap and disk-quota tools run before Postgres starts.
 //! * [`vm_monitor`]: the `vm-monitor` child of an autoscaling compute.
 //! * [`render`]: every file above as one typed, serialisable result (the binary's output).
+//! * [`flags`]: their command-line flags as compute-ctl takes them, and the parameters.
 //!
 //! Input is a [`compute_spec::ComputeDocument`] or its spec plus typed parameters (paths,
 //! flags); errors are typed per sidecar, each naming what failed. Where a sidecar needs the
@@ -22,6 +23,7 @@
 //! Depends on `compute-spec` and `stage-kit` only in the workspace; no HTTP.
 
 pub mod audit;
+pub mod flags;
 pub mod local_proxy;
 pub mod pgbouncer;
 pub mod render;

@@ -1,12 +1,12 @@
 //! HTTP request handling of compute-ctl without a socket: the route table
-//! (`routes::lookup`, the entry the router picks), JWT checking (`auth::Auth::check`
+//! (`routes::lookup`, the entry the router picks), JWT checking (`compute_http::auth::Auth::check`
 //! with a real Ed25519 key set, tokens signed with fuzz-chosen claims, mutated tokens and raw
 //! headers), the query-string and `Content-Type` readers (`extract`: axum's extractors), and
-//! the JSON body decoding every POST route uses (`http::parse_json_in`), in the server's order
+//! the JSON body decoding every POST route uses (`compute_http::parse_json_in`), in the server's order
 //! of checks
 //! (route, auth, 415, body), structure-aware. The 404 and 405 answers are axum's router's.
 //!
-//! Then the handlers themselves (`routes::route`) on an `http::Api` built from its public
+//! Then the handlers themselves (`routes::route`) on an `api::Api` built from its public
 //! parts: a compute in `empty` without a document, or `running` with a document whose
 //! Postgres, socket and binaries do not exist (so a handler that connects or spawns fails
 //! fast). Not dispatched: the routes that wait for the controller (`/configure`,
@@ -25,12 +25,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use arbitrary::{Arbitrary, Result, Unstructured};
 use base64::Engine as _;
-use compute_ctl::auth::Auth;
+use compute_ctl::api::Api;
 use compute_ctl::catalog::{ExtensionRequest, GrantsRequest};
-use compute_ctl::extract;
-use compute_ctl::http::{parse_json_in, Api, ApiRequest, Deadlines, Port, Rejection, Reply};
 use compute_ctl::promote::PromoteRequest;
 use compute_ctl::routes;
+use compute_http::auth::Auth;
+use compute_http::extract;
+use compute_http::{parse_json_in, ApiRequest, Deadlines, Port, Rejection, Reply};
 use compute_ctl::state::{ComputeStatus, Shared};
 use compute_spec::ComputeDocument;
 use ed25519_dalek::pkcs8::EncodePrivateKey;
@@ -199,7 +200,7 @@ fn check_auth(authorization: Option<&str>, signed: Option<&Value>) {
             );
             if let Some(exp) = claims.get("exp").and_then(Value::as_u64) {
                 assert!(
-                    exp + compute_ctl::auth::LEEWAY_SECONDS >= now(),
+                    exp + compute_http::auth::LEEWAY_SECONDS >= now(),
                     "an expired token was accepted: {claims}"
                 );
             }
@@ -259,14 +260,14 @@ fn one(u: &mut Unstructured<'_>) -> Result<()> {
     );
     check_auth(authorization.as_deref(), signed.as_ref());
 
-    let _ = routes::extension_file(&path);
+    let _ = compute_ctl::remote_ext::extension_file(&path);
     let Ok(method) = Method::from_bytes(method.as_bytes()) else {
         return Ok(());
     };
     let Some(route) = routes::lookup(which, &method, &path) else {
         return Ok(());
     };
-    if route.body != routes::BodyKind::Any {
+    if route.body != compute_http::routes::BodyKind::Any {
         let mut headers = hyper::HeaderMap::new();
         if let Some(value) = content_type
             .as_deref()
@@ -334,6 +335,7 @@ fn api(running: bool) -> &'static Api {
                 auth: Arc::new(Auth::Open),
                 deadlines: Deadlines::default(),
                 lfc: Arc::default(),
+                ext_stats: Arc::default(),
                 promotion: Arc::default(),
                 remote_ext: Arc::default(),
             }

@@ -11,6 +11,9 @@
 //! * [`listing`]: the roles and databases as upstream's catalog snapshot (`GET /dbs_and_roles`).
 //! * [`ext_stats`]: the installed-extensions scan, its grouping and `[NEON_EXT_STAT]` line,
 //!   and the periodic job, which reaches its caller only through [`ext_stats::Host`].
+//! * [`neon_update`]: the background `ALTER EXTENSION neon UPDATE` after a primary's start.
+//! * [`health`]: the writability check and the `pg_stat_statements` insights
+//!   (`POST /check_writability`, `GET /insights`).
 //!
 //! Input is a [`ComputeDocument`] (its `connstr`, `instance` and `pgbin`) and typed requests;
 //! output is typed, `Serialize` results and typed errors ([`CatalogError`],
@@ -30,7 +33,9 @@ pub mod dump;
 pub mod ext_stats;
 pub mod extensions;
 pub mod grants;
+pub mod health;
 pub mod listing;
+pub mod neon_update;
 pub mod schema;
 
 pub use extensions::{install_extension, ExtensionRequest, Installed};

@@ -11,12 +11,15 @@
 //! - [`archive`]: unpacking a zstd tar safely and atomically.
 //! - [`fetch`]: one download per archive per process; waiters have a deadline.
 //! - [`control`], [`preload`]: the start-up work.
+//! - [`on_demand`]: the downloads once Postgres runs (compute-ctl's `/extension_server` and
+//!   `/extensions`).
 
 pub mod access;
 pub mod archive;
 pub mod control;
 pub mod fetch;
 pub mod layout;
+pub mod on_demand;
 pub mod preload;
 pub mod start;
 

@@ -16,7 +16,8 @@
 //! * [`run`]: a short-lived program with a deadline and capped output; at the deadline or
 //!   past the cap the whole group is killed, and the child is always reaped.
 //! * [`Pidfd`]: a handle that signals exactly the process it was opened for, never a process
-//!   that reused its pid.
+//!   that reused its pid; [`ChildPid`]: the child another thread may signal, kept for it
+//!   while it starts, never signalled once reaped.
 //!
 //! Tests: `stage-kit/tests/it/child.rs` (real processes).
 
@@ -32,9 +33,11 @@ use nix::unistd::Pid;
 
 mod pidfd;
 mod run;
+mod slot;
 
 pub use pidfd::Pidfd;
 pub use run::{join, read_capped, run, run_with_input, Output, RunError, STDERR_CAP};
+pub use slot::ChildPid;
 
 /// Makes `command`'s child lead its own process group and receive `death_signal` when this
 /// process dies. Call it after any credential change registered on `command` (the spawn

@@ -1,5 +1,6 @@
 //! Deadlines from durations that input chose (flags, spec values, the environment, a server's
-//! answer), without the panicking `Instant + Duration`.
+//! answer), without the panicking `Instant + Duration`, and the duration flag parser
+//! ([`parse_flag`]).
 //!
 //! A duration too long to add to the clock saturates to a far-future deadline: `--timeout` of
 //! `u64::MAX` seconds means "wait as long as it takes", not a panic. Every `Instant` deadline in
@@ -31,9 +32,43 @@ pub fn since_epoch(since_epoch: Duration) -> Option<SystemTime> {
     UNIX_EPOCH.checked_add(since_epoch)
 }
 
+/// A duration flag: humantime's forms (`30s`, `1500ms`, `2m`, `1h 30m`, …), or a bare number
+/// of seconds, which humantime refuses ("time unit needed") and compute-ctl's flags have
+/// always taken.
+pub fn parse_flag(text: &str) -> Result<Duration, String> {
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
+    }
+    humantime::parse_duration(text)
+        .map_err(|error| format!("{text:?} is not a duration ({error}); write e.g. 30s or 500ms"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations() {
+        let parse_duration = parse_flag;
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(
+            parse_duration(&u64::MAX.to_string()),
+            Ok(Duration::from_secs(u64::MAX))
+        );
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("2min"), Ok(Duration::from_secs(120)));
+        // humantime's other units and compound forms.
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration(&format!("{}m", u64::MAX)).is_err());
+        for bad in ["x", "", "-1s", "2 parsecs", "30 s x"] {
+            let error = parse_duration(bad).unwrap_err();
+            assert!(error.contains("write e.g. 30s"), "{bad}: {error}");
+        }
+    }
 
     #[test]
     fn an_ordinary_duration_adds_exactly() {

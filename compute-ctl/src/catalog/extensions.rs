@@ -8,16 +8,20 @@ use pg_catalog::ExtensionRequest;
 use super::apply_request;
 #[cfg(test)]
 use super::{install_extension, ParseBody};
-use crate::http::{Api, ApiRequest, Reply};
+use crate::api::Api;
+use compute_http::{ApiRequest, Reply};
 use hyper::StatusCode;
 
 /// Remote extensions (pg-extensions-fetch): a missing one the spec allows is downloaded
-/// before `CREATE EXTENSION` ([`crate::remote_ext::ensure_for_create`]).
+/// before `CREATE EXTENSION` ([`pg_extensions_fetch::on_demand::OnDemand::ensure_for_create`]).
 struct RemoteFetch<'a>(&'a Api);
 
 impl Prepare for RemoteFetch<'_> {
     fn prepare(&self, document: &ComputeDocument, extension: &str) -> Result<(), String> {
-        crate::remote_ext::ensure_for_create(self.0, document, extension).map(drop)
+        self.0
+            .remote_ext
+            .ensure_for_create(document, extension)
+            .map(drop)
     }
 }
 

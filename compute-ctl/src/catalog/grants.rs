@@ -2,7 +2,8 @@
 
 use super::apply_request;
 // What the tests below reach through `super::*`.
-use crate::http::{Api, ApiRequest, Reply};
+use crate::api::Api;
+use compute_http::{ApiRequest, Reply};
 use hyper::StatusCode;
 #[cfg(test)]
 use {

@@ -3,9 +3,9 @@
 //! module per route. Each decodes the request, calls the crate, and maps its result or
 //! error to upstream's status and body.
 //!
-//! Request bodies are decoded by [`crate::http::parse_json_in`] into the crate's typed
+//! Request bodies are decoded by [`compute_http::parse_json_in`] into the crate's typed
 //! requests ([`GrantsRequest`], [`ExtensionRequest`]; [`ParseBody::parse`]), with serde's
-//! messages in their original case (see [`crate::http::Rejection::AsWritten`]).
+//! messages in their original case (see [`compute_http::Rejection::AsWritten`]).
 
 mod extensions;
 mod grants;
@@ -16,9 +16,10 @@ use std::fmt::Display;
 use compute_spec::ComputeDocument;
 use serde::de::DeserializeOwned;
 
-use crate::http::{parse_json_in, Api, ApiRequest, Rejection, Reply};
-use crate::routes::wrong_status;
+use crate::api::wrong_status;
+use crate::api::Api;
 use crate::state::ComputeStatus;
+use compute_http::{parse_json_in, ApiRequest, Rejection, Reply};
 use hyper::StatusCode;
 
 pub use extensions::extensions;

@@ -9,24 +9,27 @@ use pg_catalog::schema::SchemaError;
 use super::PG_DUMP_LIMITS;
 #[cfg(test)]
 use super::{PG_DUMP_DEADLINE, PG_DUMP_IDLE};
-use crate::extract::query;
-use crate::http::body::{body_channel, BodySender};
-use crate::http::{Api, ApiRequest, Rejection, Reply};
+use crate::api::Api;
+use compute_http::body::{body_channel, BodySender};
+use compute_http::extract::query;
+use compute_http::{ApiRequest, Rejection, Reply};
 use hyper::StatusCode;
 
 /// The dump's output goes out as the response body: dropping the sender ends it with the
-/// terminating chunk, a failure ends the connection without it (see [`crate::http::body`]).
-impl Sink for BodySender {
+/// terminating chunk, a failure ends the connection without it (see [`compute_http::body`]).
+struct BodySink(BodySender);
+
+impl Sink for BodySink {
     fn send(&self, chunk: Vec<u8>) -> Result<(), Gone> {
-        BodySender::send(self, Bytes::from(chunk)).map_err(|_| Gone)
+        self.0.send(Bytes::from(chunk)).map_err(|_| Gone)
     }
 
     fn fail(&self, why: String) {
-        BodySender::fail(self, why);
+        self.0.fail(why);
     }
 
     fn is_closed(&self) -> bool {
-        BodySender::is_closed(self)
+        self.0.is_closed()
     }
 }
 
@@ -57,7 +60,7 @@ pub fn database_schema(api: &Api, request: &ApiRequest) -> Reply {
 
 fn dump_schema(document: &ComputeDocument, database: &str, limits: Limits) -> Reply {
     let (sender, rest) = body_channel(CHUNKS_IN_FLIGHT);
-    match pg_catalog::schema::dump_schema(document, database, limits, sender) {
+    match pg_catalog::schema::dump_schema(document, database, limits, BodySink(sender)) {
         // As upstream, the 200 goes out with the first chunk. Unlike upstream, a pg_dump
         // failing later ends the chunked body without its terminating chunk, so the client
         // sees an incomplete body, never a complete 200 (README, compatibility table).

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::http::{Port, Reply};
 use crate::testing::*;
+use compute_http::{Port, Reply};
 use compute_spec::quote::Ident;
 use hyper::Method;
 use pg_test_support::probe::{process_alive, wait_dead, wait_for};
@@ -195,12 +195,12 @@ fn a_silent_pg_dump_is_killed_before_and_after_its_first_output() {
 }
 
 /// Serves `api`'s external server on a free loopback port.
-fn http_server(api: &crate::http::Api) -> SocketAddr {
+fn http_server(api: &crate::api::Api) -> SocketAddr {
     let router = crate::routes::router(api, Port::External);
     let listen = ([127, 0, 0, 1].into(), 0);
-    crate::http::serve(
+    compute_http::serve(
         router,
-        api.shared.clone(),
+        api.shared.inflight.clone(),
         api.deadlines,
         listen,
         Port::External,

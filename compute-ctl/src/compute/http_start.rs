@@ -6,9 +6,11 @@ use std::sync::Arc;
 
 use compute_spec::error::{ErrorKind, StageError};
 
+use compute_http::auth::Auth;
+use compute_http::{Port, ServeError};
+
 use super::Controller;
-use crate::auth::Auth;
-use crate::http::{self, Api, Port};
+use crate::api::Api;
 
 impl Controller {
     /// Starts the HTTP servers with the authentication of the start-time
@@ -26,12 +28,13 @@ impl Controller {
     /// Loads the authentication and binds the servers.
     fn bind_http(&mut self) -> Result<(), StageError> {
         let jwks = self.shared.lock().compute_ctl_config.jwks.clone();
-        let auth = Auth::load(jwks.as_ref().map(|jwks| jwks.keys.as_slice()))
-            .map_err(|error| StageError::new(crate::STAGE, ErrorKind::InvalidSpec, error))?;
+        let auth = Auth::load(jwks.as_ref().map(|jwks| jwks.keys.as_slice())).map_err(|error| {
+            StageError::new(crate::stages::STAGE, ErrorKind::InvalidSpec, error)
+        })?;
         let address = match (self.params.http_listen, &auth) {
             (Some(address), Auth::Open) if !address.is_loopback() => {
                 return Err(StageError::new(
-                    crate::STAGE,
+                    crate::stages::STAGE,
                     ErrorKind::Usage,
                     format!(
                         "refusing to serve the HTTP API on {address} without authentication: \
@@ -63,14 +66,22 @@ impl Controller {
             auth: Arc::new(auth),
             deadlines: self.params.http_deadlines,
             lfc: self.lfc.clone(),
+            ext_stats: self.ext_stats.clone(),
             promotion: Arc::default(),
-            remote_ext: Arc::new(crate::remote_ext::RemoteExt::new(
+            remote_ext: Arc::new(pg_extensions_fetch::on_demand::OnDemand::new(
                 self.params.deferred.remote_ext_base_url.clone(),
             )),
         };
         let serve = |which, listen| {
-            let router = crate::routes::router(&api, which);
-            http::serve(router, api.shared.clone(), api.deadlines, listen, which)
+            let router = (self.router)(&api, which);
+            let in_flight = api.shared.inflight.clone();
+            compute_http::serve(router, in_flight, api.deadlines, listen, which).map_err(|error| {
+                let kind = match error {
+                    ServeError::Bind { .. } => ErrorKind::Io,
+                    ServeError::Start { .. } => ErrorKind::Internal,
+                };
+                StageError::new(crate::stages::STAGE, kind, error.to_string())
+            })
         };
         serve(Port::External, (address, self.params.external_port))?;
         if let Some(port) = self.params.internal_port {

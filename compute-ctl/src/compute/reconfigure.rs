@@ -87,9 +87,12 @@ impl Controller {
             );
         }
         self.store(&reconciled);
-        compute_sidecars::pgbouncer::apply_in_background(&self.params.pgbouncer, &reconciled);
+        compute_sidecars::pgbouncer::apply_in_background(
+            &self.params.sidecars.pgbouncer,
+            &reconciled,
+        );
         if let Err(error) =
-            compute_sidecars::local_proxy::configure(&self.params.local_proxy, &reconciled)
+            compute_sidecars::local_proxy::configure(&self.params.sidecars.local_proxy, &reconciled)
         {
             tracing::error!(%error, "configuring local_proxy failed");
         }
@@ -180,7 +183,7 @@ impl Controller {
     fn refetch_and_apply(&mut self) -> Result<Refetched, StageError> {
         if !self.params.refreshable_source {
             return Err(StageError::new(
-                crate::STAGE,
+                crate::stages::STAGE,
                 ErrorKind::Usage,
                 "the configuration can be refreshed only from -c FILE or -p URL",
             ));
@@ -215,16 +218,16 @@ impl Controller {
             .lock()
             .document
             .clone()
-            .ok_or_else(|| crate::internal("no document for a running compute"))?;
+            .ok_or_else(|| crate::stages::internal("no document for a running compute"))?;
         // logs_export_host is checked before anything changes, written once the rest applied.
         let export = compute_sidecars::audit::export_text(&spec)
             .map_err(|error| super::sidecars::sidecar_error(ErrorKind::InvalidSpec, error))?;
         let stored = spec.clone();
         let previous = document.spec.replace(spec);
         self.reconcile_live(document, previous.as_ref())?;
-        compute_sidecars::audit::install_export(&self.params.audit, export.as_deref())
+        compute_sidecars::audit::install_export(&self.params.sidecars.audit, export.as_deref())
             .map_err(|error| super::sidecars::sidecar_error(ErrorKind::Io, error))?;
-        crate::ext_stats::store_interval(&self.shared, &stored);
+        crate::ext_stats::store_interval(&self.ext_stats, &stored);
         Ok(())
     }
 }

@@ -32,8 +32,13 @@ pub(super) fn audit_plan(
     params: &AuditParams,
     document: &ComputeDocument,
 ) -> Result<StartPlan, StageError> {
-    audit::plan_start(params, document, |name| std::env::var_os(name))
-        .map_err(|error| StageError::new(crate::STAGE, ErrorKind::InvalidSpec, error.to_string()))
+    audit::plan_start(params, document, |name| std::env::var_os(name)).map_err(|error| {
+        StageError::new(
+            crate::stages::STAGE,
+            ErrorKind::InvalidSpec,
+            error.to_string(),
+        )
+    })
 }
 
 /// [`audit::install_start`]; any failure is an I/O error.
@@ -43,10 +48,10 @@ pub(super) fn audit_install(
     document: &ComputeDocument,
 ) -> Result<(), StageError> {
     audit::install_start(params, plan, &document.pgdata)
-        .map_err(|error| StageError::new(crate::STAGE, ErrorKind::Io, error.to_string()))
+        .map_err(|error| StageError::new(crate::stages::STAGE, ErrorKind::Io, error.to_string()))
 }
 
 /// A sidecar's error as a start or reconfiguration error of `kind`.
 pub(super) fn sidecar_error(kind: ErrorKind, error: impl std::fmt::Display) -> StageError {
-    StageError::new(crate::STAGE, kind, error.to_string())
+    StageError::new(crate::stages::STAGE, kind, error.to_string())
 }

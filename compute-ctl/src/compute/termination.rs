@@ -101,8 +101,8 @@ impl Controller {
         if self.params.deferred.dev && !by_route {
             return;
         }
-        compute_sidecars::pgbouncer::kill_pgbouncer(&self.params.pgbouncer);
-        compute_sidecars::local_proxy::stop(&self.params.local_proxy);
+        compute_sidecars::pgbouncer::kill_pgbouncer(&self.params.sidecars.pgbouncer);
+        compute_sidecars::local_proxy::stop(&self.params.sidecars.local_proxy);
         self.helpers_stopped = true;
     }
 

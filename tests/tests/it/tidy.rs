@@ -2,12 +2,15 @@
 //! over 600 lines, every package documented by a `//!` comment and named in
 //! docs/ARCHITECTURE.md, every package under the workspace's lint policy, the
 //! `compute-spec` model crate free of I/O dependencies, no package but the model crate
-//! touching the `extra` maps, and every file of a package's one test binary (`tests/it/`) a
-//! module of it.
+//! touching the `extra` maps, every file of a package's one test binary (`tests/it/`) a
+//! module of it; and in [`layers`], compute-ctl's modules in layers without a cycle and the
+//! production line budgets.
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
 
 use std::path::{Path, PathBuf};
+
+mod layers;
 
 /// The longest a source file may be: past it, a file holds more than one idea.
 const MAX_LINES: usize = 600;

@@ -1,5 +1,5 @@
-//! The HTTP servers: the caller's [`axum::Router`] per server (built from the one route
-//! table, [`crate::routes::ROUTES`]; this module knows no route) on hyper's HTTP/1.1
+//! The servers: a caller's [`axum::Router`] (for compute-ctl, built from its one route
+//! table by [`crate::routes::router`]; this module knows no route) on hyper's HTTP/1.1
 //! connections, in a small tokio runtime (one thread per server), with limits no client can
 //! get around:
 //!
@@ -9,7 +9,7 @@
 //!   [`HEADER_TIMEOUT`], at most [`MAX_HEADER_BYTES`] bytes and [`MAX_HEADERS`] fields (431)
 //!   (hyper's connection settings);
 //! * a body of at most [`MAX_BODY`] bytes (413) that arrives within [`BODY_TIMEOUT`] (408,
-//!   connection closed) ([`checks`], stacked on each route);
+//!   connection closed) ([`crate::checks`], stacked on each route);
 //! * every write to a client that stops reading fails after [`WRITE_TIMEOUT`] (the
 //!   connection's stream).
 //!
@@ -18,8 +18,8 @@
 //! log line and in-flight count of each request. 404 (unknown path, empty body) and 405
 //! (known path, `Allow`, before authentication) are axum's own routing answers, as upstream.
 //!
-//! A reply is a whole body, or a first chunk and a stream ([`body`]: chunked encoding; a
-//! producer's failure ends the connection without the terminating chunk).
+//! A reply is a whole body, or a first chunk and a stream ([`crate::body`]: chunked
+//! encoding; a producer's failure ends the connection without the terminating chunk).
 //!
 //! A connection waiting for its headers or body is a task, not a thread: hundreds of stalled
 //! clients leave `/status`, `/healthz` and `/metrics` answering. Handlers that may block
@@ -29,15 +29,13 @@
 use std::convert::Infallible;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::Ordering;
-use std::sync::mpsc::Sender;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use compute_spec::error::{ErrorKind, StageError};
 use hyper::header::HeaderName;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -47,17 +45,7 @@ use tokio::sync::Semaphore;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
-pub mod body;
-pub mod checks;
-mod reply;
-mod write_deadline;
-
-pub use reply::{parse_json, parse_json_in, ApiRequest, Rejection, Reply};
-
-use crate::auth::Auth;
-use crate::state::Shared;
-use crate::supervise::Event;
-use write_deadline::WriteDeadline;
+use crate::write_deadline::WriteDeadline;
 
 /// Largest request body accepted (2 MiB, as upstream); larger ones get 413.
 pub const MAX_BODY: usize = 2 * 1024 * 1024;
@@ -111,49 +99,42 @@ pub enum Port {
     Internal,
 }
 
-/// What every handler can reach.
-#[derive(Clone, Debug)]
-pub struct Api {
-    /// The compute's state.
-    pub shared: Arc<Shared>,
-    /// Wakes the controller.
-    pub wake: Sender<Event>,
-    /// `-i`, for the JWT `compute_id` check.
-    pub compute_id: Option<String>,
-    /// The authentication fixed at start.
-    pub auth: Arc<Auth>,
-    /// The deadlines on each connection.
-    pub deadlines: Deadlines,
-    /// LFC prewarm/offload state and counters (shared with the controller).
-    pub lfc: Arc<pg_prewarm::Lfc>,
-    /// The process-lifetime `/promote` result.
-    pub promotion: Arc<pg_promote::Promotion>,
-    /// `-r` and the remote extension downloads (`remote_ext`).
-    pub remote_ext: Arc<crate::remote_ext::RemoteExt>,
-}
-
-impl Api {
-    /// Wakes the controller after a change to the shared state.
-    pub fn wake(&self) {
-        let _ = self.wake.send(Event::Wake);
-    }
+/// Why a server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The address could not be bound (in use, not ours, no permission).
+    #[error("binding the HTTP API to {address}:{port}: {error}; choose another port")]
+    Bind {
+        /// The address.
+        address: IpAddr,
+        /// The port.
+        port: u16,
+        /// The system's error.
+        error: io::Error,
+    },
+    /// Its runtime or thread could not be started.
+    #[error("starting the HTTP {what}: {error}")]
+    Start {
+        /// `runtime` or `server thread`.
+        what: &'static str,
+        /// The system's error.
+        error: io::Error,
+    },
 }
 
 /// Binds `address:port` and serves `router` (the server's routes, [`crate::routes::router`])
-/// on a thread of its own, with `deadlines`; `shared` counts the requests in flight.
+/// on a thread of its own, with `deadlines`; `in_flight` counts the requests being answered.
 pub fn serve(
     router: axum::Router,
-    shared: Arc<Shared>,
+    in_flight: Arc<AtomicUsize>,
     deadlines: Deadlines,
     (address, port): (IpAddr, u16),
     which: Port,
-) -> Result<SocketAddr, StageError> {
-    let bind_error = |error: io::Error| {
-        StageError::new(
-            crate::STAGE,
-            ErrorKind::Io,
-            format!("binding the HTTP API to {address}:{port}: {error}; choose another port"),
-        )
+) -> Result<SocketAddr, ServeError> {
+    let bind_error = |error: io::Error| ServeError::Bind {
+        address,
+        port,
+        error,
     };
     let listener =
         std::net::TcpListener::bind(SocketAddr::new(address, port)).map_err(bind_error)?;
@@ -164,13 +145,19 @@ pub fn serve(
         .max_blocking_threads(BLOCKING_THREADS)
         .thread_name(format!("http-{which:?}-blocking"))
         .build()
-        .map_err(|error| crate::internal(format!("starting the HTTP runtime: {error}")))?;
+        .map_err(|error| ServeError::Start {
+            what: "runtime",
+            error,
+        })?;
     tracing::info!(address = %bound, server = ?which, "HTTP API listening");
-    let app = app(router, shared, which);
+    let app = app(router, in_flight, which);
     std::thread::Builder::new()
         .name(format!("http-{which:?}"))
         .spawn(move || runtime.block_on(accept_loop(listener, app, deadlines, which)))
-        .map_err(|error| crate::internal(format!("starting the HTTP server thread: {error}")))?;
+        .map_err(|error| ServeError::Start {
+            what: "server thread",
+            error,
+        })?;
     Ok(bound)
 }
 
@@ -216,11 +203,11 @@ async fn accept_loop(
 
 /// The server's router with its layers: the request id outermost (so every answer, 404 and
 /// 405 included, carries it), then the log line and in-flight count.
-fn app(router: axum::Router, shared: Arc<Shared>, which: Port) -> axum::Router {
+fn app(router: axum::Router, in_flight: Arc<AtomicUsize>, which: Port) -> axum::Router {
     let request_id = HeaderName::from_static("x-request-id");
     router
         .layer(axum::middleware::from_fn_with_state(
-            (shared, which),
+            (in_flight, which),
             log_request,
         ))
         .layer(
@@ -268,12 +255,12 @@ async fn connection(stream: TcpStream, app: axum::Router, deadlines: Deadlines, 
 /// One log line per request (its id, method, path, server, status and latency), and the
 /// in-flight count while it runs.
 async fn log_request(
-    State((shared, which)): State<(Arc<Shared>, Port)>,
+    State((in_flight, which)): State<(Arc<AtomicUsize>, Port)>,
     request: Request,
     next: Next,
 ) -> Result<Response, Infallible> {
     let started = Instant::now();
-    let in_flight = InFlight::new(shared);
+    let in_flight = InFlight::new(in_flight);
     let request_id = request
         .headers()
         .get("x-request-id")
@@ -296,20 +283,20 @@ async fn log_request(
     Ok(response)
 }
 
-/// One request counted in [`Shared::inflight`] until it is dropped: answered, or abandoned
-/// when its client goes away mid-request (hyper then drops the request's future).
-struct InFlight(Arc<Shared>);
+/// One request counted in the server's in-flight count until it is dropped: answered, or
+/// abandoned when its client goes away mid-request (hyper then drops the request's future).
+struct InFlight(Arc<AtomicUsize>);
 
 impl InFlight {
-    fn new(shared: Arc<Shared>) -> InFlight {
-        shared.inflight.fetch_add(1, Ordering::SeqCst);
-        InFlight(shared)
+    fn new(count: Arc<AtomicUsize>) -> InFlight {
+        count.fetch_add(1, Ordering::SeqCst);
+        InFlight(count)
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.inflight.fetch_sub(1, Ordering::SeqCst);
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -335,18 +322,46 @@ mod tests {
         }
     }
 
+    /// A state for a one-route table, without authentication.
+    #[derive(Clone)]
+    struct Open(Arc<crate::auth::Auth>);
+
+    impl crate::routes::Context for Open {
+        fn auth(&self) -> &crate::auth::Auth {
+            &self.0
+        }
+
+        fn compute_id(&self) -> Option<&str> {
+            None
+        }
+
+        fn body_deadline(&self) -> Duration {
+            BODY_TIMEOUT
+        }
+    }
+
+    static GRANTS: &[crate::routes::Route<Open>] = &[crate::routes::at(
+        "/grants",
+        hyper::Method::POST,
+        crate::routes::Servers::Internal,
+        crate::routes::Access::Open,
+        crate::routes::BodyKind::Json,
+        crate::routes::Handler::Quick(|_, _| crate::Reply::empty(hyper::StatusCode::CREATED)),
+    )];
+
     #[tokio::test]
     async fn an_abandoned_request_is_no_longer_in_flight() {
-        let api = crate::testing::api(None, false);
         let request = hyper::Request::post("/grants")
             .header("content-type", "application/json")
             .body(axum::body::Body::new(Stalled))
             .unwrap();
-        let router = crate::routes::router(&api, Port::Internal);
-        let answer = app(router, api.shared.clone(), Port::Internal).oneshot(request);
+        let state = Open(Arc::new(crate::auth::Auth::Open));
+        let router = crate::routes::router(GRANTS, &state, Port::Internal);
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let answer = app(router, in_flight.clone(), Port::Internal).oneshot(request);
         // The client goes away while its body is awaited: the request's future is dropped.
         let abandoned = tokio::time::timeout(Duration::from_millis(50), answer).await;
         assert!(abandoned.is_err(), "the stalled request was answered");
-        assert_eq!(api.shared.inflight.load(Ordering::SeqCst), 0);
+        assert_eq!(in_flight.load(Ordering::SeqCst), 0);
     }
 }

@@ -3,7 +3,7 @@
 //! (`axum::extract::Query`, serde_urlencoded) and the `Content-Type` check of the JSON body
 //! routes (`axum::Json`'s 415).
 //!
-//! JSON bodies are decoded by [`crate::http::parse_json_in`] (`axum::Json::from_bytes`).
+//! JSON bodies are decoded by [`crate::parse_json_in`] (`axum::Json::from_bytes`).
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Query};
@@ -11,7 +11,7 @@ use hyper::header::CONTENT_TYPE;
 use hyper::{HeaderMap, StatusCode, Uri};
 use serde::de::{DeserializeOwned, IgnoredAny};
 
-use crate::http::{Rejection, Reply};
+use crate::reply::{Rejection, Reply};
 
 /// The query string (without `?`; `None` when the URL has none) decoded into `T` by axum's
 /// `Query` extractor: `+` is a space, `%XX` the byte, a malformed escape stays as written,
@@ -53,9 +53,12 @@ pub async fn json_content_type(headers: &HeaderMap, rejection: Rejection) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::body;
     use hyper::header::HeaderValue;
-    use serde_json::json;
+    use serde_json::{json, Value};
+
+    fn body(reply: &Reply) -> Value {
+        serde_json::from_slice(&reply.body).unwrap()
+    }
 
     #[derive(Debug, serde::Deserialize)]
     struct Database {

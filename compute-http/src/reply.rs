@@ -10,7 +10,7 @@ use hyper::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::body::{BodyStream, ReplyBody};
+use crate::body::{BodyStream, ReplyBody};
 
 /// One request, read and ready for a handler.
 #[derive(Debug)]
@@ -23,7 +23,7 @@ pub struct ApiRequest {
     pub query: Option<String>,
     /// The `Authorization` header.
     pub authorization: Option<String>,
-    /// The body (at most [`super::MAX_BODY`]).
+    /// The body (at most [`crate::MAX_BODY`]).
     pub body: Vec<u8>,
 }
 
@@ -86,7 +86,7 @@ impl Reply {
         }
     }
 
-    /// `first`, then the chunks of `rest` (chunked encoding: see [`super::body`]).
+    /// `first`, then the chunks of `rest` (chunked encoding: see [`crate::body`]).
     pub fn streaming(
         status: StatusCode,
         content_type: Cow<'static, str>,

@@ -14,11 +14,14 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::header::{AUTHORIZATION, CONTENT_LENGTH};
 use hyper::StatusCode;
 
-use super::{Api, Rejection, Reply, MAX_BODY};
+use crate::reply::{Rejection, Reply};
+use crate::routes::Context;
+use crate::server::MAX_BODY;
 
-/// Refuses a request without a valid token when `required` (see [`crate::auth`]).
-pub async fn authenticate(
-    State((api, required)): State<(Api, bool)>,
+/// Refuses a request without a valid token when `required` (see [`crate::auth`]); the
+/// refusal's status and upstream's `{"error"}` text.
+pub async fn authenticate<S: Context>(
+    State((state, required)): State<(S, bool)>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -27,7 +30,7 @@ pub async fn authenticate(
             .headers()
             .get(AUTHORIZATION)
             .and_then(|value| value.to_str().ok());
-        if let Err(refused) = api.auth.check(authorization, api.compute_id.as_deref()) {
+        if let Err(refused) = state.auth().check(authorization, state.compute_id()) {
             return Reply::error(refused.status(), refused).into_response();
         }
     }

@@ -11,6 +11,9 @@
 
 use compute_spec::spec::ComputeMode;
 use compute_spec::ComputeDocument;
+use stage_kit::local::pg_error_text;
+
+use crate::CatalogError;
 
 /// The connection's `application_name` (upstream's).
 pub const APPLICATION_NAME: &str = "compute_ctl:post_apply_config";
@@ -67,12 +70,8 @@ pub fn spawn(document: &ComputeDocument) {
 }
 
 /// Reads the decision's inputs and acts on it; what it decided.
-pub fn run(document: &ComputeDocument) -> Result<Decision, String> {
-    let config = stage_kit::local::admin_config(document, crate::STAGE, APPLICATION_NAME, None)
-        .map_err(|error| error.message)?;
-    let mut client = config
-        .connect(postgres::NoTls)
-        .map_err(|error| format!("connecting: {}", stage_kit::local::pg_error_text(&error)))?;
+pub fn run(document: &ComputeDocument) -> Result<Decision, CatalogError> {
+    let mut client = crate::connect(document, APPLICATION_NAME, None)?;
     let row = client
         .query_one(
             "SELECT EXISTS (SELECT FROM pg_catalog.pg_available_extensions \
@@ -81,11 +80,9 @@ pub fn run(document: &ComputeDocument) -> Result<Decision, String> {
              WHERE extname OPERATOR(pg_catalog.=) 'neon')",
             &[],
         )
-        .map_err(|error| {
-            format!(
-                "reading whether the neon extension exists: {}",
-                stage_kit::local::pg_error_text(&error)
-            )
+        .map_err(|error| CatalogError::Read {
+            what: "reading whether the neon extension exists".into(),
+            message: pg_error_text(&error),
         })?;
     let decision = decide(row.get(0), row.get(1));
     match decision {
@@ -96,9 +93,7 @@ pub fn run(document: &ComputeDocument) -> Result<Decision, String> {
             tracing::info!("the neon extension is available but not installed: nothing to update")
         }
         Decision::Update => {
-            client
-                .batch_execute(STATEMENT)
-                .map_err(|error| stage_kit::local::pg_error_text(&error))?;
+            crate::execute(&mut client, STATEMENT.to_string())?;
             tracing::info!("the neon extension is up to date");
         }
     }
@@ -118,14 +113,45 @@ mod tests {
         assert_eq!(decide(false, true), Decision::Update);
     }
 
+    /// A document for `server` (a stand-in at `/nonexistent` for `None`) with `spec`.
+    fn document_for(
+        server: Option<&pg_test_support::TestPostgres>,
+        spec: serde_json::Value,
+    ) -> ComputeDocument {
+        let (bin, data, port, user) = match server {
+            Some(server) => (
+                server.bin_dir().to_path_buf(),
+                server.data_dir().to_path_buf(),
+                server.port(),
+                server.superuser().to_string(),
+            ),
+            None => (
+                "/usr/bin".into(),
+                "/nonexistent".into(),
+                5432,
+                "cloud_admin".into(),
+            ),
+        };
+        serde_json::from_value(serde_json::json!({
+            "document_version": 1,
+            "spec": spec,
+            "pgdata": data,
+            "pgbin": bin.join("postgres"),
+            "connstr": format!("postgresql://{user}@localhost/postgres"),
+            "instance": {"port": port, "socket_dir": server.map_or(data.clone(), |server| server.socket_dir().to_path_buf())},
+        }))
+        .unwrap()
+    }
+
     #[test]
     fn only_a_primary_updates() {
         let document = |mode: serde_json::Value| {
-            crate::testing::shared_with(Some(serde_json::json!({"mode": mode})))
-                .lock()
-                .document
-                .clone()
-                .unwrap()
+            let spec = serde_json::json!({
+                "format_version": 1.0,
+                "cluster": {"roles": [], "databases": []},
+                "mode": mode,
+            });
+            document_for(None, spec)
         };
         assert!(wanted(&document(serde_json::json!("Primary"))));
         assert!(!wanted(&document(serde_json::json!("Replica"))));
@@ -144,14 +170,10 @@ mod tests {
             .setting("log_line_prefix", "app=%a ")
     }
 
-    fn run_on(server: &pg_test_support::TestPostgres) -> Result<Decision, String> {
-        let document = crate::testing::api_for(server, true)
-            .shared
-            .lock()
-            .document
-            .clone()
-            .unwrap();
-        run(&document)
+    fn run_on(server: &pg_test_support::TestPostgres) -> Result<Decision, CatalogError> {
+        let spec =
+            serde_json::json!({"format_version": 1.0, "cluster": {"roles": [], "databases": []}});
+        run(&document_for(Some(server), spec))
     }
 
     fn server_log(server: &pg_test_support::TestPostgres) -> String {

@@ -1,4 +1,4 @@
-//! The connection wrapper behind [`crate::http::WRITE_TIMEOUT`]: a write that stays blocked
+//! The connection wrapper behind [`crate::WRITE_TIMEOUT`]: a write that stays blocked
 //! (a client that stops reading) fails with `TimedOut` instead of holding the connection.
 
 use std::future::Future;
@@ -13,7 +13,7 @@ use tokio::time::Sleep;
 
 /// A stream whose writes fail with `TimedOut` once one stays blocked for `timeout` (a
 /// client that stops reading cannot hold its connection forever).
-pub(super) struct WriteDeadline {
+pub(crate) struct WriteDeadline {
     inner: TcpStream,
     timeout: Duration,
     deadline: Option<Pin<Box<Sleep>>>,
