@@ -277,7 +277,7 @@ mod tests {
             r#"{"event":"activity","last_active":"soon"}"#,
             "\n",
         );
-        read_events(output.as_bytes(), &shared, &sender);
+        read_events(output.as_bytes(), &shared, &sender, &|_| false);
         assert_eq!(shared.lock().last_active, None);
         assert_eq!(
             receiver.recv().unwrap(),
@@ -292,7 +292,7 @@ mod tests {
             "\n",
         );
         let (sender, receiver) = std::sync::mpsc::channel();
-        read_events(output.as_bytes(), &shared, &sender);
+        read_events(output.as_bytes(), &shared, &sender, &|_| false);
         let last_active = shared.lock().last_active.unwrap();
         assert_eq!(
             crate::state::rfc3339(last_active, "+00:00"),
