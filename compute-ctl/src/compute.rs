@@ -282,7 +282,10 @@ impl Controller {
             &document,
         );
         if vm_monitor::requested() {
-            let file_cache_connstr = vm_monitor::file_cache_connstr(&document);
+            let file_cache_connstr = vm_monitor::file_cache_connstr(
+                &document,
+                self.params.sidecars.vm_monitor.pgconnstr.as_deref(),
+            );
             let path = stages::locate(name::VM_MONITOR);
             self.vm_monitor =
                 VmMonitor::start(&path, &self.params.sidecars.vm_monitor, file_cache_connstr);

@@ -22,9 +22,12 @@ pub struct VmMonitorParams {
     pub addr: String,
 }
 
-/// The monitor's file-cache connection: the compute's own instance through its socket
-/// directory, as the admin user; none when the spec sets `disable_lfc_resizing`.
-pub fn file_cache_connstr(document: &ComputeDocument) -> Option<String> {
+/// The monitor's file-cache connection: none at all when the spec sets
+/// `disable_lfc_resizing` (as upstream, whatever `--filecache-connstr` says); else
+/// `--filecache-connstr` (`flag`) when given, else the compute's own instance through its
+/// socket directory, as the admin user (upstream's default is a fixed TCP string on port 5432,
+/// which is not where this compute listens).
+pub fn file_cache_connstr(document: &ComputeDocument, flag: Option<&str>) -> Option<String> {
     let disabled = document
         .spec
         .as_ref()
@@ -32,6 +35,9 @@ pub fn file_cache_connstr(document: &ComputeDocument) -> Option<String> {
         .unwrap_or(false);
     if disabled {
         return None;
+    }
+    if let Some(flag) = flag {
+        return Some(flag.to_string());
     }
     Some(format!(
         "host={} port={} user={} dbname=postgres application_name=vm-monitor",
@@ -55,16 +61,16 @@ pub fn requested() -> bool {
 impl VmMonitor {
     /// Starts the vm-monitor binary at `path`; a failure is logged and autoscaling stays off
     /// (as upstream, it is not fatal to the compute).
-    /// `default_connstr` is used when `--filecache-connstr` is not given; with neither, the
+    /// `file_cache` ([`file_cache_connstr`]) is passed as `--pgconnstr`; without it the
     /// monitor does no file-cache sizing.
     pub fn start(
         path: &Path,
         params: &VmMonitorParams,
-        default_connstr: Option<String>,
+        file_cache: Option<String>,
     ) -> Option<VmMonitor> {
         let mut command = Command::new(path);
         stage_kit::notify::hide_from(&mut command);
-        if let Some(connstr) = params.pgconnstr.clone().or(default_connstr) {
+        if let Some(connstr) = file_cache {
             command.arg("--pgconnstr").arg(connstr);
         }
         command
@@ -98,5 +104,47 @@ impl VmMonitor {
             );
         }
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn document(disable_lfc_resizing: Option<bool>) -> ComputeDocument {
+        serde_json::from_value(serde_json::json!({
+            "document_version": 1,
+            "spec": {
+                "format_version": 1.0,
+                "cluster": {"roles": [], "databases": []},
+                "disable_lfc_resizing": disable_lfc_resizing,
+            },
+            "pgdata": "/pgdata",
+            "pgbin": "/usr/lib/postgresql/15/bin/postgres",
+            "connstr": "postgresql://cloud_admin@localhost/postgres",
+            "instance": {"port": 55432, "socket_dir": "/run/pg"},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_file_cache_connection_follows_the_spec_then_the_flag() {
+        let flag = Some("host=10.0.0.1 user=monitor");
+        // disable_lfc_resizing: no connection at all, whatever the flag says (as upstream).
+        assert_eq!(file_cache_connstr(&document(Some(true)), flag), None);
+        assert_eq!(file_cache_connstr(&document(Some(true)), None), None);
+        for enabled in [None, Some(false)] {
+            assert_eq!(
+                file_cache_connstr(&document(enabled), flag).as_deref(),
+                flag
+            );
+            assert_eq!(
+                file_cache_connstr(&document(enabled), None).as_deref(),
+                Some(
+                    "host='/run/pg' port=55432 user='cloud_admin' dbname=postgres \
+                     application_name=vm-monitor"
+                )
+            );
+        }
     }
 }
