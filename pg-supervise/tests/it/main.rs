@@ -9,6 +9,7 @@ mod cgexec;
 mod common;
 mod lifecycle;
 mod lock;
+mod log_bounds;
 mod reaping;
 mod secrets;
 mod shmem;
