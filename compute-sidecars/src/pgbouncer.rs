@@ -24,7 +24,7 @@ use compute_spec::ComputeDocument;
 use indexmap::IndexMap;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use stage_kit::bounded::{Problem, CONFIG_FILE_MAX_BYTES};
+use stage_kit::bounded::{Problem, CONFIG_FILE_MAX_BYTES, PID_FILE_MAX_BYTES};
 use thiserror::Error;
 
 /// Upstream's INI file in a VM.
@@ -316,8 +316,14 @@ const PGBOUNCER_COMM: &str = "pgbouncer";
 
 /// SIGKILL to the pid in the pid file, when there is one and it is pgbouncer (termination).
 pub fn kill_pgbouncer(params: &PgbouncerParams) {
-    let Ok(text) = std::fs::read_to_string(&params.pid_file) else {
-        return;
+    // A regular file of at most 4 KiB: a FIFO there cannot hold up the termination.
+    let text = match stage_kit::bounded::read_file_string(&params.pid_file, PID_FILE_MAX_BYTES) {
+        Ok(text) => text,
+        Err(error) if error.is_not_found() => return,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the pgbouncer pid file");
+            return;
+        }
     };
     let Some(pid) = text
         .lines()
@@ -397,6 +403,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("no [pgbouncer] section"), "{error}");
+    }
+
+    /// A FIFO as the pid file (nobody writes it): the termination's kill does not block.
+    #[test]
+    fn a_fifo_as_the_pid_file_does_not_block_the_kill() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pgbouncer.pid");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let params = PgbouncerParams {
+            config: dir.path().join("pgbouncer.ini"),
+            admin: "host=/nonexistent".into(),
+            pid_file: fifo,
+        };
+        let (done, result) = std::sync::mpsc::channel();
+        // On a thread: without the defence the read blocks for ever.
+        std::thread::spawn(move || {
+            kill_pgbouncer(&params);
+            let _ = done.send(());
+        });
+        result
+            .recv_timeout(Duration::from_secs(10))
+            .expect("still reading the FIFO after 10 s");
     }
 
     /// A FIFO nobody writes as the INI file: refused at once, unread (`/dev/zero` and huge

@@ -16,7 +16,7 @@
 //! The caps are constants here ([`SPEC_MAX_BYTES`] …), each said in the README.
 
 use std::fmt;
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::{self, IsTerminal, Read};
 use std::os::fd::AsFd;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
@@ -32,6 +32,8 @@ pub const DOCUMENT_MAX_BYTES: u64 = 2 * SPEC_MAX_BYTES;
 pub const TLS_FILE_MAX_BYTES: u64 = 1 << 20;
 /// The largest configuration file of a sidecar (`pgbouncer.ini`).
 pub const CONFIG_FILE_MAX_BYTES: u64 = 16 << 20;
+/// The largest pid file (pgbouncer's, local_proxy's): a number and a newline, in practice.
+pub const PID_FILE_MAX_BYTES: u64 = 4 << 10;
 
 /// Why a file could not be read; the message names the file (`stdin` for stdin).
 #[derive(Debug, thiserror::Error)]
@@ -114,8 +116,9 @@ pub fn human(bytes: u64) -> String {
     format!("{bytes} bytes")
 }
 
-/// The regular file at `path`, whole, if it holds at most `cap` bytes (see the module doc).
-pub fn read_file(path: &Path, cap: u64) -> Result<Vec<u8>, ReadError> {
+/// The regular file at `path`, opened for reading without blocking (a FIFO, a device or
+/// anything else not a regular file is refused), and its size.
+pub fn open_regular(path: &Path) -> Result<(File, u64), ReadError> {
     let fail = |problem| ReadError {
         path: path.display().to_string(),
         problem,
@@ -128,16 +131,26 @@ pub fn read_file(path: &Path, cap: u64) -> Result<Vec<u8>, ReadError> {
     let metadata = file
         .metadata()
         .map_err(|error| fail(Problem::Read(error)))?;
-    if let Some(kind) = irregular(&metadata.file_type()) {
-        return Err(fail(Problem::NotRegular(kind)));
+    match irregular(&metadata.file_type()) {
+        Some(kind) => Err(fail(Problem::NotRegular(kind))),
+        None => Ok((file, metadata.len())),
     }
-    if metadata.len() > cap {
+}
+
+/// The regular file at `path`, whole, if it holds at most `cap` bytes (see the module doc).
+pub fn read_file(path: &Path, cap: u64) -> Result<Vec<u8>, ReadError> {
+    let fail = |problem| ReadError {
+        path: path.display().to_string(),
+        problem,
+    };
+    let (file, size) = open_regular(path)?;
+    if size > cap {
         return Err(fail(Problem::TooLarge {
             cap,
-            size: Some(metadata.len()),
+            size: Some(size),
         }));
     }
-    read_capped(file, cap, metadata.len()).map_err(fail)
+    read_capped(file, cap, size).map_err(fail)
 }
 
 /// [`read_file`], as UTF-8 text.
