@@ -10,7 +10,6 @@
 //! The paths are compute-ctl's flags (`--local-proxy-config`, `--local-proxy-pid-file`) with upstream's
 //! defaults, `/etc/local_proxy/config.json` and `/etc/local_proxy/pid`.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use compute_spec::ComputeDocument;
@@ -116,8 +115,15 @@ pub fn stop(params: &LocalProxyParams) {
 /// Sends `signal` to the pid in `pid_file` when another process holds the file's `flock`;
 /// true when it was sent.
 pub fn signal_if_held(pid_file: &Path, signal: Signal) -> bool {
-    let Ok(file) = File::open(pid_file) else {
-        return false;
+    // Regular files only (opened without blocking), at most 4 KiB: a FIFO there cannot hold
+    // up the termination.
+    let file = match stage_kit::bounded::open_regular(pid_file) {
+        Ok((file, _)) => file,
+        Err(error) if error.is_not_found() => return false,
+        Err(error) => {
+            tracing::warn!(%error, "cannot open the local_proxy pid file");
+            return false;
+        }
     };
     match Flock::lock(file, FlockArg::LockSharedNonblock) {
         // Not held (we got the lock): a stale file; the lock goes with the drop.
@@ -128,10 +134,11 @@ pub fn signal_if_held(pid_file: &Path, signal: Signal) -> bool {
             return false;
         }
     }
-    let pid = std::fs::read_to_string(pid_file)
-        .ok()
-        .and_then(|text| text.trim().parse::<i32>().ok())
-        .filter(|pid| *pid > 1);
+    let pid =
+        stage_kit::bounded::read_file_string(pid_file, stage_kit::bounded::PID_FILE_MAX_BYTES)
+            .ok()
+            .and_then(|text| text.trim().parse::<i32>().ok())
+            .filter(|pid| *pid > 1);
     let Some(pid) = pid else {
         tracing::warn!(file = %pid_file.display(), "the local_proxy pid file holds no pid");
         return false;
@@ -148,6 +155,24 @@ pub fn signal_if_held(pid_file: &Path, signal: Signal) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::File;
+
+    /// A FIFO as the pid file (nobody writes it): no signal, and no blocking in `open`.
+    #[test]
+    fn a_fifo_as_the_pid_file_does_not_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pid");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let (done, result) = std::sync::mpsc::channel();
+        // On a thread: without the defence the open blocks for ever.
+        std::thread::spawn(move || {
+            let _ = done.send(signal_if_held(&fifo, Signal::SIGHUP));
+        });
+        let signalled = result
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("still opening the FIFO after 10 s");
+        assert!(!signalled);
+    }
 
     /// A pid file nobody holds gets no signal through; once locked (by another open file
     /// description, as local_proxy's own), its pid gets the signal.

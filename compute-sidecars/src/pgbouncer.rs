@@ -24,6 +24,7 @@ use compute_spec::ComputeDocument;
 use indexmap::IndexMap;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use stage_kit::bounded::{Problem, CONFIG_FILE_MAX_BYTES, PID_FILE_MAX_BYTES};
 use thiserror::Error;
 
 /// Upstream's INI file in a VM.
@@ -221,7 +222,14 @@ pub fn apply(
         path: path.clone(),
         source,
     };
-    let text = std::fs::read_to_string(path).map_err(read)?;
+    // A regular file of at most 16 MiB: a FIFO or a device given as the path cannot block
+    // or grow us.
+    let text = stage_kit::bounded::read_file_string(path, CONFIG_FILE_MAX_BYTES).map_err(|e| {
+        read(match e.problem {
+            Problem::Open(source) | Problem::Read(source) => source,
+            problem => std::io::Error::new(std::io::ErrorKind::InvalidData, problem.to_string()),
+        })
+    })?;
     let metadata = std::fs::metadata(path).map_err(read)?;
     let updated = set_ini(&text, settings).map_err(|source| PgbouncerError::Ini {
         path: path.clone(),
@@ -308,8 +316,14 @@ const PGBOUNCER_COMM: &str = "pgbouncer";
 
 /// SIGKILL to the pid in the pid file, when there is one and it is pgbouncer (termination).
 pub fn kill_pgbouncer(params: &PgbouncerParams) {
-    let Ok(text) = std::fs::read_to_string(&params.pid_file) else {
-        return;
+    // A regular file of at most 4 KiB: a FIFO there cannot hold up the termination.
+    let text = match stage_kit::bounded::read_file_string(&params.pid_file, PID_FILE_MAX_BYTES) {
+        Ok(text) => text,
+        Err(error) if error.is_not_found() => return,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the pgbouncer pid file");
+            return;
+        }
     };
     let Some(pid) = text
         .lines()
@@ -389,5 +403,58 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("no [pgbouncer] section"), "{error}");
+    }
+
+    /// A FIFO as the pid file (nobody writes it): the termination's kill does not block.
+    #[test]
+    fn a_fifo_as_the_pid_file_does_not_block_the_kill() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pgbouncer.pid");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let params = PgbouncerParams {
+            config: dir.path().join("pgbouncer.ini"),
+            admin: "host=/nonexistent".into(),
+            pid_file: fifo,
+        };
+        let (done, result) = std::sync::mpsc::channel();
+        // On a thread: without the defence the read blocks for ever.
+        std::thread::spawn(move || {
+            kill_pgbouncer(&params);
+            let _ = done.send(());
+        });
+        result
+            .recv_timeout(Duration::from_secs(10))
+            .expect("still reading the FIFO after 10 s");
+    }
+
+    /// A FIFO nobody writes as the INI file: refused at once, unread (`/dev/zero` and huge
+    /// files are the shared reader's, tested end to end in `tests/tests/it/operator_input.rs`).
+    #[test]
+    fn a_config_that_is_a_fifo_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pgbouncer.ini");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let params = PgbouncerParams {
+            config: fifo,
+            admin: "host=/nonexistent".into(),
+            pid_file: dir.path().join("pid"),
+        };
+        let (done, result) = std::sync::mpsc::channel();
+        // On a thread: without the defence the open blocks for ever.
+        std::thread::spawn(move || {
+            let _ = done.send(apply(&params, &settings(&[("a", "1")])).map_err(|e| e.to_string()));
+        });
+        let error = result
+            .recv_timeout(Duration::from_secs(10))
+            .expect("still opening the FIFO after 10 s")
+            .unwrap_err();
+        assert!(
+            error.starts_with("reading the pgbouncer configuration "),
+            "{error}"
+        );
+        assert!(
+            error.contains("it is a FIFO, not a regular file"),
+            "{error}"
+        );
     }
 }

@@ -1,7 +1,6 @@
 //! Obtaining a spec: a file, inline JSON, the `{spec, compute_ctl_config}` envelope, stdin,
 //! the embedded sample, or a control plane.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::thread::sleep;
 use std::time::Duration;
@@ -11,6 +10,7 @@ use compute_spec::parse::{decode, parse_any, parse_bare, parse_envelope, EMBEDDE
 use compute_spec::spec::{ControlPlaneComputeStatus, ControlPlaneSpecResponse};
 
 use compute_spec::parse::LoadedSpec;
+use stage_kit::bounded::{self, Problem, SPEC_MAX_BYTES};
 
 const STAGE: &str = "compute-spec";
 
@@ -56,21 +56,16 @@ impl SpecSource {
 pub fn load(source: &SpecSource) -> Result<LoadedSpec, StageError> {
     match source {
         SpecSource::SpecPath(path) => {
-            let text = read_file(path)?;
+            let text = read_file(path, "spec file")?;
             parse_bare(&text, &format!("spec file {}", path.display()))
         }
         SpecSource::Inline(text) => parse_bare(text, "--spec"),
         SpecSource::Config(path) => {
-            let text = read_file(path)?;
+            let text = read_file(path, "config file")?;
             parse_envelope(&text, &format!("config file {}", path.display()))
         }
         SpecSource::Stdin => {
-            let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .map_err(|error| {
-                    StageError::new(STAGE, ErrorKind::Io, format!("reading stdin: {error}"))
-                })?;
+            let text = read_bounded("the spec from", bounded::read_stdin_string(SPEC_MAX_BYTES))?;
             parse_any(&text, "stdin")
         }
         SpecSource::Embedded => parse_bare(EMBEDDED_SAMPLE_SPEC, "the embedded sample spec"),
@@ -82,13 +77,25 @@ pub fn load(source: &SpecSource) -> Result<LoadedSpec, StageError> {
     }
 }
 
-fn read_file(path: &Path) -> Result<String, StageError> {
-    std::fs::read_to_string(path).map_err(|error| {
-        let kind = match error.kind() {
-            std::io::ErrorKind::NotFound => ErrorKind::Usage,
-            _ => ErrorKind::Io,
+/// A spec or config file: a regular file of at most [`SPEC_MAX_BYTES`] (64 MiB), refused
+/// before reading when it is a FIFO, a device or larger.
+fn read_file(path: &Path, what: &str) -> Result<String, StageError> {
+    read_bounded(what, bounded::read_file_string(path, SPEC_MAX_BYTES))
+}
+
+fn read_bounded(
+    what: &str,
+    result: Result<String, bounded::ReadError>,
+) -> Result<String, StageError> {
+    result.map_err(|error| {
+        // A file that cannot be read for the system's reasons is a run-time failure; a
+        // missing, irregular or oversized one is bad input.
+        let kind = match &error.problem {
+            Problem::Open(e) if e.kind() != std::io::ErrorKind::NotFound => ErrorKind::Io,
+            Problem::Read(_) => ErrorKind::Io,
+            _ => ErrorKind::Usage,
         };
-        StageError::new(STAGE, kind, format!("reading {}: {error}", path.display()))
+        StageError::new(STAGE, kind, format!("reading {what} {error}"))
     })
 }
 

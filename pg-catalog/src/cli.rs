@@ -2,7 +2,7 @@
 //! `--document FILE` or stdin, a result as one JSON line on stdout (the SQL for `schema`), or
 //! the error envelope and [`compute_spec::exit_code`]'s code.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -10,6 +10,7 @@ use std::time::Duration;
 use compute_spec::error::{exit_code, ErrorKind, StageError};
 use compute_spec::ComputeDocument;
 use serde::de::DeserializeOwned;
+use stage_kit::bounded::{self, Problem, DOCUMENT_MAX_BYTES};
 use stage_kit::logging::LogFormat;
 use stage_kit::stage::{fail, write_json, StageInput};
 
@@ -251,18 +252,20 @@ fn is_stdin(document: &DocumentArg) -> bool {
 /// bad input (exit 2), a failing stdin a run-time failure.
 fn read_text(path: &str, what: &str) -> Result<String, Exit> {
     if path == "-" {
-        let mut text = String::new();
-        return match std::io::stdin().read_to_string(&mut text) {
-            Ok(_) => Ok(text),
-            Err(error) => Err(Exit::Error(StageError::new(
-                STAGE,
-                ErrorKind::Io,
-                format!("reading {what} from stdin: {error}"),
-            ))),
-        };
+        return bounded::read_stdin_string(DOCUMENT_MAX_BYTES).map_err(|error| {
+            match error.problem {
+                Problem::Read(_) => Exit::Error(StageError::new(
+                    STAGE,
+                    ErrorKind::Io,
+                    format!("reading {what} from stdin: {}", error.problem),
+                )),
+                problem => usage(format!("reading {what} from stdin: {problem}")),
+            }
+        });
     }
-    std::fs::read_to_string(path)
-        .map_err(|error| usage(format!("cannot read {what} {path}: {error}")))
+    // A regular file of at most 128 MiB: a FIFO or a device cannot block or grow us.
+    bounded::read_file_string(std::path::Path::new(path), DOCUMENT_MAX_BYTES)
+        .map_err(|error| usage(format!("cannot read {what} {error}")))
 }
 
 /// The compute document of `--document` (or stdin).

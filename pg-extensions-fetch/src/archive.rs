@@ -4,7 +4,9 @@
 //! installation's extension directory, each under `lib/` into its library directory; other
 //! entries are ignored. The archive is hostile until proven otherwise (the same rules as
 //! basebackup tars): only regular files and directories, names relative and free of `..`,
-//! no link of any kind anywhere in the archive, and a cap on the unpacked size.
+//! no link of any kind anywhere in the archive, a cap on the unpacked size and one on the
+//! number of entries (an archive of 100,000 empty files costs nothing to send and a file each
+//! to unpack).
 //!
 //! **Atomic.** Every top-level entry is first written beside its destination under a
 //! hidden name unique to this process and call (`.<name>.compute-tools-<pid>-<n>`), inside
@@ -45,21 +47,32 @@ enum Target {
 /// Distinguishes the staging names of concurrent calls in one process.
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 
+/// The default of `--max-entries`: far more than any extension ships (PostGIS: a few hundred).
+pub const DEFAULT_MAX_ENTRIES: u64 = 10_000;
+
+/// What one archive may unpack to.
+#[derive(Clone, Copy, Debug)]
+pub struct Caps {
+    /// Bytes of file data.
+    pub bytes: u64,
+    /// Entries of the tar stream, of any type (ignored ones too).
+    pub entries: u64,
+}
+
 /// Unpacks the zstd-compressed tar stream `compressed` (the archive `name`, for messages)
-/// into `installation`, writing at most `max_bytes` of file data. The stream is read to its
-/// end.
+/// into `installation`, within `caps`. The stream is read to its end.
 pub fn unpack(
     compressed: impl Read,
     name: &str,
     installation: &Installation,
-    max_bytes: u64,
+    caps: Caps,
 ) -> Result<Unpacked, FetchError> {
     let mut staging = Staging {
         installation,
         tops: HashMap::new(),
         order: Vec::new(),
     };
-    let result = staging.read_all(compressed, name, max_bytes);
+    let result = staging.read_all(compressed, name, caps);
     match result {
         Ok(mut unpacked) => {
             unpacked.installed = staging.commit();
@@ -93,8 +106,10 @@ impl Staging<'_> {
         &mut self,
         compressed: impl Read,
         name: &str,
-        max_bytes: u64,
+        caps: Caps,
     ) -> Result<Unpacked, FetchError> {
+        let max_bytes = caps.bytes;
+        let mut seen: u64 = 0;
         let bad = |why: String| FetchError::Archive(format!("archive {name}: {why}"));
         let decoder = zstd::stream::read::Decoder::new(compressed)
             .map_err(|error| bad(format!("not zstd: {error}")))?;
@@ -104,6 +119,13 @@ impl Staging<'_> {
             .entries()
             .map_err(|error| bad(format!("reading it: {error}")))?;
         for entry in entries {
+            seen += 1;
+            if seen > caps.entries {
+                return Err(bad(format!(
+                    "holds more than {} entries (the --max-entries cap); nothing was installed",
+                    caps.entries
+                )));
+            }
             let mut entry = entry.map_err(|error| bad(format!("reading it: {error}")))?;
             let path_bytes = entry.path_bytes().into_owned();
             let path = std::str::from_utf8(&path_bytes)

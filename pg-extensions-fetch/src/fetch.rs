@@ -22,6 +22,8 @@ pub struct Limits {
     pub max_download_bytes: u64,
     /// The most file data one archive may unpack to.
     pub max_unpacked_bytes: u64,
+    /// The most entries (files, directories, headers) one archive may hold.
+    pub max_entries: u64,
 }
 
 impl Default for Limits {
@@ -32,6 +34,7 @@ impl Default for Limits {
             wait_timeout: Duration::from_secs(60),
             max_download_bytes: 512 << 20,
             max_unpacked_bytes: 2 << 30,
+            max_entries: archive::DEFAULT_MAX_ENTRIES,
         }
     }
 }
@@ -209,7 +212,10 @@ impl Downloader {
             &mut body,
             name,
             &self.installation,
-            self.limits.max_unpacked_bytes,
+            archive::Caps {
+                bytes: self.limits.max_unpacked_bytes,
+                entries: self.limits.max_entries,
+            },
         );
         let unpacked = match (unpacked, body.failure) {
             (Ok(unpacked), _) => unpacked,

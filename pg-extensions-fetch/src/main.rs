@@ -30,6 +30,9 @@ struct Cli {
     /// The most file data one archive may unpack to, in bytes.
     #[arg(long, default_value_t = 2 << 30)]
     max_unpacked_bytes: u64,
+    /// The most entries (files, directories) one archive may hold.
+    #[arg(long, default_value_t = pg_extensions_fetch::archive::DEFAULT_MAX_ENTRIES)]
+    max_entries: u64,
     /// Log line format on stderr.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
             wait_timeout: cli.download_timeout,
             max_download_bytes: cli.max_download_bytes,
             max_unpacked_bytes: cli.max_unpacked_bytes,
+            max_entries: cli.max_entries,
         },
     };
     stage_kit::stage::run(STAGE, |document| {

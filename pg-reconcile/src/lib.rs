@@ -420,14 +420,12 @@ fn apply_overrides(document: &mut ComputeDocument, options: &Options) -> Result<
         document.connstr = connstr.clone();
     }
     if let Some(path) = &options.spec_file {
-        let text = std::fs::read_to_string(path).map_err(|error| {
+        let text = stage_kit::bounded::read_file_string(path, stage_kit::bounded::SPEC_MAX_BYTES)
+            .map_err(|error| {
             StageError::new(
                 STAGE,
                 ErrorKind::Usage,
-                format!(
-                    "reading --spec {}: {error}; give a readable spec file",
-                    path.display()
-                ),
+                format!("reading --spec {error}; give a readable spec file"),
             )
         })?;
         document.spec = compute_spec::parse::parse_any(&text, &path.display().to_string())?.spec;

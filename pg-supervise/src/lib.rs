@@ -19,7 +19,8 @@
 //!   `--shutdown-timeout` escalates (fast → immediate → SIGKILL);
 //! - secrets (the storage token) are passed in the environment, never logged; Postgres's log
 //!   messages are redacted (password literals, SCRAM verifiers, md5 hashes) before they are
-//!   forwarded or kept ([`redact`]);
+//!   forwarded or kept ([`redact`]); the log pipeline is bounded (lines, messages, lines in
+//!   flight: [`logs`]) and a cut never lets a secret through;
 //! - after the postmaster exits, the shared memory it left (killed: System V and POSIX
 //!   segments) is removed before `exited` is written, only what provably is its own
 //!   ([`shmem`]);

@@ -34,6 +34,53 @@ pub fn redact(message: &str) -> String {
     redact_hashes(&redact_password_literals(message))
 }
 
+/// Whether `text` ends inside a password value: a keyword with nothing but separators after
+/// it, or a quoted literal not closed yet. What would follow it (the next line of the same
+/// message) may be the secret, so a message cut there must not go on with a message of its own.
+pub fn ends_open(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let mut at = 0;
+    while let Some(found) = find_keyword(bytes, at) {
+        let after = found + KEYWORD.len();
+        let (start, assigned) = skip_separators(bytes, after);
+        if start == bytes.len() {
+            return true;
+        }
+        match literal_end(bytes, start, assigned) {
+            Some((end, _, closed)) if end == bytes.len() => return !closed,
+            Some((end, _, _)) => at = end,
+            None => at = after,
+        }
+    }
+    false
+}
+
+/// Masks what the end of a line cut at a byte limit may hold of an md5 hash: `md5` and 1 to
+/// 31 hex digits, which [`redact`] would not recognise once the rest of the hash is gone. (A
+/// SCRAM verifier is recognised by its prefix alone; a password literal cut short is
+/// unterminated, so masked to the end.)
+pub fn mask_cut_tail(line: &mut Vec<u8>) {
+    // `md5`'s `d` and `5` are hex digits too: the run of hex digits at the end starts with
+    // them, right after the `m`.
+    let hex = line
+        .iter()
+        .rev()
+        .take_while(|byte| byte.is_ascii_hexdigit())
+        .count();
+    let Some(m) = line.len().checked_sub(hex + 1) else {
+        return;
+    };
+    let digits = hex.saturating_sub(2);
+    if line[m].eq_ignore_ascii_case(&b'm')
+        && line[m + 1..].len() >= 2
+        && line[m + 1..m + 3].eq_ignore_ascii_case(b"d5")
+        && (1..MD5_HEX_DIGITS).contains(&digits)
+    {
+        line.truncate(m);
+        line.extend_from_slice(MASK.as_bytes());
+    }
+}
+
 /// Masks the literal that follows each word `PASSWORD`.
 fn redact_password_literals(text: &str) -> String {
     let bytes = text.as_bytes();
@@ -44,7 +91,7 @@ fn redact_password_literals(text: &str) -> String {
         let after = found + KEYWORD.len();
         let (start, assigned) = skip_separators(bytes, after);
         match literal_end(bytes, start, assigned) {
-            Some((end, shape)) => {
+            Some((end, shape, _)) => {
                 out.push_str(&text[copied..start]);
                 let quote = match shape {
                     Shape::SingleQuoted => "'",
@@ -142,46 +189,54 @@ enum Shape {
 }
 
 /// Where the literal starting at `start` ends (exclusive; the end of `bytes` when it is not
-/// closed) and its shape, or None when no literal starts there. A double-quoted (JSON) or bare
-/// value counts only after `=` or `:` (`password=secret` in a connection string).
-fn literal_end(bytes: &[u8], start: usize, assigned: bool) -> Option<(usize, Shape)> {
+/// closed), its shape and whether it is closed, or None when no literal starts there. A
+/// double-quoted (JSON) or bare value counts only after `=` or `:` (`password=secret` in a
+/// connection string); a bare value ends at the end of its line, so it is always closed.
+fn literal_end(bytes: &[u8], start: usize, assigned: bool) -> Option<(usize, Shape, bool)> {
     let rest = &bytes[start..];
-    let quoted = |prefix: usize, quote: u8, backslash_escapes: bool| {
-        start + prefix + quoted_len(&rest[prefix..], quote, backslash_escapes)
+    let quoted = |prefix: usize, quote: u8, backslash_escapes: bool, shape: Shape| {
+        let (len, closed) = quoted_len(&rest[prefix..], quote, backslash_escapes);
+        Some((start + prefix + len, shape, closed))
     };
     match rest {
-        [b'\'', ..] => Some((quoted(1, b'\'', false), Shape::SingleQuoted)),
-        [b'E' | b'e', b'\'', ..] => Some((quoted(2, b'\'', true), Shape::SingleQuoted)),
-        [b'U' | b'u', b'&', b'\'', ..] => Some((quoted(3, b'\'', false), Shape::SingleQuoted)),
+        [b'\'', ..] => quoted(1, b'\'', false, Shape::SingleQuoted),
+        [b'E' | b'e', b'\'', ..] => quoted(2, b'\'', true, Shape::SingleQuoted),
+        [b'U' | b'u', b'&', b'\'', ..] => quoted(3, b'\'', false, Shape::SingleQuoted),
         [b'$', ..] if dollar_tag_len(rest).is_some() => {
             let tag_len = dollar_tag_len(rest)?;
             let (tag, body) = rest.split_at(tag_len);
-            let body_len = find(body, tag).map_or(body.len(), |close| close + tag_len);
-            Some((start + tag_len + body_len, Shape::SingleQuoted))
+            let close = find(body, tag);
+            let body_len = close.map_or(body.len(), |close| close + tag_len);
+            Some((
+                start + tag_len + body_len,
+                Shape::SingleQuoted,
+                close.is_some(),
+            ))
         }
-        [b'"', ..] if assigned => Some((quoted(1, b'"', true), Shape::DoubleQuoted)),
+        [b'"', ..] if assigned => quoted(1, b'"', true, Shape::DoubleQuoted),
         [first, ..] if assigned && !is_value_end(*first) => {
             let value = count_while(rest, |byte| !is_value_end(byte));
-            Some((start + value, Shape::Bare))
+            Some((start + value, Shape::Bare, true))
         }
         _ => None,
     }
 }
 
 /// The length of a quoted literal's body and closing `quote` (`body` starts after the opening
-/// one): a doubled quote is a quote inside, and with `backslash_escapes` (`E'…'`, JSON) `\`
-/// escapes the next byte. An unterminated literal runs to the end.
-fn quoted_len(body: &[u8], quote: u8, backslash_escapes: bool) -> usize {
+/// one), and whether it is closed: a doubled quote is a quote inside, and with
+/// `backslash_escapes` (`E'…'`, JSON) `\` escapes the next byte. An unterminated literal runs
+/// to the end.
+fn quoted_len(body: &[u8], quote: u8, backslash_escapes: bool) -> (usize, bool) {
     let mut at = 0;
     while at < body.len() {
         match body[at] {
             b'\\' if backslash_escapes => at += 2,
             byte if byte == quote && body.get(at + 1) == Some(&quote) => at += 2,
-            byte if byte == quote => return at + 1,
+            byte if byte == quote => return (at + 1, true),
             _ => at += 1,
         }
     }
-    body.len()
+    (body.len(), false)
 }
 
 /// The length of the opening `$tag$` (or `$$`) at the start of `bytes`, if it is one.
@@ -466,6 +521,52 @@ mod tests {
                 !output.contains("md50123456789abcdef0123456789abcdef"),
                 "{input:?} -> {output:?}"
             );
+        }
+    }
+
+    #[test]
+    fn an_md5_hash_cut_short_at_the_end_is_masked() {
+        for kept in 1..MD5_HEX_DIGITS {
+            let mut line = format!("x {}", &MD5[..3 + kept]).into_bytes();
+            mask_cut_tail(&mut line);
+            assert_eq!(line, b"x ********", "{kept} digits");
+        }
+        for unchanged in ["x md5", "x md", "x 0123456789abcdef", MD5, "md5 x", "xmd"] {
+            let mut line = unchanged.as_bytes().to_vec();
+            mask_cut_tail(&mut line);
+            assert_eq!(line, unchanged.as_bytes());
+        }
+        let mut line = b"LOG: MD5D8578EDF".to_vec();
+        mask_cut_tail(&mut line);
+        assert_eq!(line, b"LOG: ********");
+    }
+
+    #[test]
+    fn a_text_ending_inside_a_password_value_is_open() {
+        let j = LINE_JOINER;
+        for open in [
+            "CREATE ROLE a PASSWORD".to_string(),
+            format!("CREATE ROLE a PASSWORD{j}\t"),
+            "ALTER ROLE a PASSWORD 'abc".into(),
+            "ALTER ROLE a PASSWORD 'it''".into(),
+            "ALTER ROLE a PASSWORD E'ab\\'".into(),
+            "ALTER ROLE a PASSWORD $pw$abc".into(),
+            "host=h password =".into(),
+            r#"{"password": "abc"#.into(),
+            "CREATE ROLE a PASSWORD 'x'; CREATE ROLE b PASSWORD".into(),
+        ] {
+            assert!(ends_open(&open), "{open:?}");
+        }
+        for closed in [
+            "CREATE ROLE a PASSWORD 'abc'",
+            "CREATE ROLE a PASSWORD 'abc' LOGIN",
+            "ALTER ROLE a PASSWORD $pw$abc$pw$",
+            "host=h password=abc",
+            "password authentication failed",
+            "nothing here",
+            "",
+        ] {
+            assert!(!ends_open(closed), "{closed:?}");
         }
     }
 

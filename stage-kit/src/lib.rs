@@ -15,6 +15,8 @@
 //! * [`cgexec`]: the `cgexec -g memory:<cgroup>` wrapping of Postgres under `AUTOSCALING`.
 //! * [`deadline`]: deadlines from input durations that saturate instead of panicking.
 //! * [`tls`]: the Postgres TLS certificate and key, checked and copied into PGDATA.
+//! * [`bounded`]: reading operator input (spec, config, TLS files, stdin) with a size cap;
+//!   only regular files, opened without blocking.
 //! * [`pgdata_lock`]: one owner per PGDATA, an exclusive `flock` beside it, inherited by the
 //!   stages and their children.
 //! * [`url`]: URL path segments from input values, percent-encoded, dot segments refused.
@@ -23,6 +25,7 @@
 //! logs a secret.
 #![warn(missing_docs)]
 
+pub mod bounded;
 pub mod cgexec;
 pub mod child;
 pub mod deadline;

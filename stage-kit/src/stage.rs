@@ -3,15 +3,18 @@
 //! [`run`] does the plumbing every stage binary shares: read and parse stdin, pass an
 //! earlier stage's error envelope through (exiting non-zero at once), call the stage, write
 //! the document or the error envelope, log the error on stderr, and choose the exit code.
-//! A closed stdout means the next stage died: that is a run-time failure (exit 1).
+//! A closed stdout means the next stage died: that is a run-time failure (exit 1). Stdin is
+//! read up to [`DOCUMENT_MAX_BYTES`] (128 MiB); more is bad input (exit 2).
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::ExitCode;
 
 use serde_json::Value;
 
 use compute_spec::document::{ComputeDocument, DOCUMENT_VERSION};
 use compute_spec::error::{exit_code, ErrorEnvelope, ErrorKind, StageError};
+
+use crate::bounded::{Problem, DOCUMENT_MAX_BYTES};
 
 /// What arrived on stdin.
 pub enum StageInput {
@@ -65,14 +68,23 @@ pub fn parse_input(stage: &str, text: &str) -> Result<StageInput, StageError> {
     Ok(StageInput::Document(Box::new(document)))
 }
 
-/// Reads stdin whole and parses it.
+/// Reads stdin whole (at most [`DOCUMENT_MAX_BYTES`]) and parses it.
 pub fn read_input(stage: &str) -> Result<StageInput, StageError> {
-    let mut text = String::new();
-    std::io::stdin()
-        .read_to_string(&mut text)
-        .map_err(|error| {
-            StageError::new(stage, ErrorKind::Io, format!("reading stdin: {error}"))
-        })?;
+    let text = crate::bounded::read_stdin_string(DOCUMENT_MAX_BYTES).map_err(|error| {
+        let kind = match error.problem {
+            Problem::Read(_) => ErrorKind::Io,
+            _ => ErrorKind::InvalidDocument,
+        };
+        StageError::new(
+            stage,
+            kind,
+            format!(
+                "reading the document on stdin: {}; pipe the output of compute-spec into \
+                 this stage",
+                error.problem
+            ),
+        )
+    })?;
     parse_input(stage, &text)
 }
 

@@ -7,6 +7,8 @@
 //! upstream, or PKCS#8 `PRIVATE KEY`) or RSA (PKCS#1 `RSA PRIVATE KEY` or PKCS#8). Upstream
 //! accepts only P-256 SEC1 and blocks forever on anything else; here every refusal is an error
 //! naming the file and the problem, and [`install_waiting`] gives up after a bounded wait.
+//! Each file must be a regular file of at most 1 MiB ([`crate::bounded`]): a FIFO or a device
+//! is refused without blocking or reading it.
 //!
 //! Parsing is the RustCrypto crates' (`x509-cert`, `p256`, `rsa`); nothing is parsed by hand.
 //! The key's contents are never logged.
@@ -24,6 +26,7 @@ use sha2::{Digest, Sha256};
 use x509_cert::der::Encode;
 use x509_cert::Certificate;
 
+use crate::bounded::TLS_FILE_MAX_BYTES;
 use crate::runas::PostgresUser;
 
 pub use compute_spec::pgconf::tls::{SERVER_CRT, SERVER_KEY};
@@ -99,8 +102,11 @@ fn digest_of(chain: &[u8], key: &[u8]) -> [u8; 32] {
     hasher.finalize().into()
 }
 
+/// One of the two files: a regular file of at most [`TLS_FILE_MAX_BYTES`] (a FIFO cannot
+/// block us, `/dev/zero` cannot grow our memory).
 fn read(path: &str, field: &str) -> Result<Vec<u8>, TlsError> {
-    fs::read(path).map_err(|e| error(field, path, format!("cannot read: {e}")))
+    crate::bounded::read_file(Path::new(path), TLS_FILE_MAX_BYTES)
+        .map_err(|e| error(field, path, format!("cannot read: {}", e.problem)))
 }
 
 /// Reads both files and checks that they are a usable pair (see the module doc).

@@ -45,6 +45,8 @@
 //!   paths, PostgreSQL accepting connections, processes ending) instead of sleeping.
 //! * [`crash`]: a process tree killed at one instant ([`crash::kill_tree`]), a small tmpfs
 //!   to fill and grow ([`crash::SmallTmpfs`]).
+//! * [`rss`]: a program run to its end with its peak resident memory ([`rss::run_measured`]),
+//!   or a running process's high-water mark ([`rss::peak_rss_kib`]).
 //! * [`workspace_binary`]: the path of another package's binary, built by cargo if needed.
 //! * [`fake_pg`]: a scripted fake libpq server ([`FakeBackend`]) standing in for safekeepers,
 //!   pageservers and silent primaries.
@@ -68,6 +70,7 @@ mod fsutil;
 mod install;
 pub mod netns;
 pub mod probe;
+pub mod rss;
 mod server;
 mod skip;
 pub mod stage_run;

@@ -87,6 +87,42 @@ fn a_failing_stage_fails_the_compute_with_its_error() {
     );
 }
 
+/// `-S` naming a FIFO nobody writes or a 2 GiB sparse file: the real compute-spec refuses it
+/// at once, and the compute is `failed` with its error, exit 1 (`/dev/zero` and the other
+/// readers: `tests/tests/it/operator_input.rs`, under an address-space limit).
+#[test]
+fn a_spec_path_that_is_a_fifo_a_device_or_huge_fails_the_start_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("spec.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let sparse = dir.path().join("spec.json");
+    std::fs::File::create(&sparse)
+        .unwrap()
+        .set_len(2 << 30)
+        .unwrap();
+    for (path, problem) in [
+        (fifo, "it is a FIFO, not a regular file"),
+        (sparse, "it is 2147483648 bytes, over the 64 MiB cap"),
+    ] {
+        let mut harness = Harness::new();
+        let started = std::time::Instant::now();
+        let path = path.to_str().unwrap();
+        let mut compute = harness.start(&["-S", path, "--failed-grace", "200ms"]);
+        let status = compute.wait_status("failed");
+        let error = status["error"].as_str().unwrap();
+        assert!(
+            error.contains(&format!("reading spec file {path}: {problem}")),
+            "{error}"
+        );
+        assert_eq!(compute.wait_exit(Duration::from_secs(20)), 1);
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+}
+
 #[test]
 fn postgres_failing_to_start_is_a_failed_start() {
     let mut harness = Harness::new();

@@ -200,6 +200,52 @@ fn the_unpacked_size_is_capped() {
     assert_eq!(tree(dir.path()), ["lib", "share", "share/extension"]);
 }
 
+/// 100,000 empty files cost a few hundred KiB compressed and a file each to unpack: refused
+/// at the entry cap, with nothing installed and nothing staged left behind.
+#[test]
+fn an_archive_of_too_many_entries_is_refused_and_installs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ArchiveServer::start();
+    let names: Vec<String> = (0..100_000).map(|i| format!("lib/many-{i}.so")).collect();
+    let entries: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b""[..])).collect();
+    let body = archive(&entries);
+    eprintln!("100,000 empty files: {} bytes compressed", body.len());
+    server.serve("v15", "many", Answer::ok(body));
+    let default = downloader(&server, dir.path(), Limits::default());
+    let started = Instant::now();
+    let error = default.fetch("many").unwrap_err();
+    let took = started.elapsed();
+    eprintln!("refused in {took:?}");
+    assert!(
+        error
+            .to_string()
+            .contains("more than 10000 entries (the --max-entries cap); nothing was installed"),
+        "{error}"
+    );
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    assert_eq!(tree(dir.path()), ["lib", "share", "share/extension"]);
+    // At the cap exactly, an archive is installed.
+    let limits = Limits {
+        max_entries: 3,
+        ..Limits::default()
+    };
+    let exact = downloader(&server, dir.path(), limits);
+    server.serve(
+        "v15",
+        "three",
+        Answer::ok(archive(&[
+            ("lib/a.so", b"a"),
+            ("lib/b.so", b"b"),
+            ("share/extension/c.control", b"c"),
+        ])),
+    );
+    assert!(
+        exact.fetch("three").is_ok(),
+        "an archive of exactly the cap is installed"
+    );
+    assert!(dir.path().join("share/extension/c.control").is_file());
+}
+
 #[test]
 fn concurrent_requests_download_once() {
     let dir = tempfile::tempdir().unwrap();

@@ -10,6 +10,7 @@ mod common;
 mod cores;
 mod lifecycle;
 mod lock;
+mod log_bounds;
 mod reaping;
 mod secrets;
 mod shmem;

@@ -197,3 +197,61 @@ fn the_digest_follows_either_file() {
     std::fs::copy(&second.cert, &first.cert).unwrap();
     assert_ne!(key_changed, tls::digest(&config(&first)).unwrap());
 }
+
+/// A FIFO given as the certificate or the key (nobody writes it) is refused at each try: the
+/// bounded wait ends on time instead of blocking in `open` for ever.
+#[test]
+fn a_fifo_as_certificate_or_key_does_not_block_the_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let kit = CertKit::new(&dir.path().join("certs"));
+    let good = kit.server("good", KeyType::EcSec1, "0C", 2);
+    let pgdata = dir.path().join("pgdata");
+    std::fs::create_dir(&pgdata).unwrap();
+    let fifo = dir.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let fifo = fifo.to_string_lossy().into_owned();
+    for (field, config) in [
+        (
+            "cert_path",
+            TlsConfig {
+                cert_path: fifo.clone(),
+                key_path: good.key.to_string_lossy().into_owned(),
+            },
+        ),
+        (
+            "key_path",
+            TlsConfig {
+                cert_path: good.cert.to_string_lossy().into_owned(),
+                key_path: fifo.clone(),
+            },
+        ),
+    ] {
+        let (done, result) = std::sync::mpsc::channel();
+        let pgdata = pgdata.clone();
+        let started = Instant::now();
+        // On a thread: without the defence it blocks for ever, and the test must still end.
+        std::thread::spawn(move || {
+            let _ = done.send(tls::install_waiting(
+                &pgdata,
+                &config,
+                None,
+                Duration::from_millis(1500),
+            ));
+        });
+        let error = result
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("{field} as a FIFO blocked the wait for 10 s"))
+            .unwrap_err()
+            .message;
+        let waited = started.elapsed();
+        assert!(
+            error.starts_with(&format!("compute_ctl_config.tls.{field} {fifo:?}: ")),
+            "{error}"
+        );
+        assert!(
+            error.contains("it is a FIFO, not a regular file"),
+            "{error}"
+        );
+        assert!(waited < Duration::from_secs(5), "{waited:?}");
+    }
+}

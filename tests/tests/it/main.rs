@@ -13,6 +13,7 @@ mod compute_ctl;
 mod contracts;
 mod local_proxy;
 mod netfault;
+mod operator_input;
 mod pgbouncer;
 mod pgdata_lock;
 mod pipeline;

@@ -107,6 +107,26 @@ pub struct Supervisor {
 impl Supervisor {
     /// Runs `command` (the supervisor, or a wrapper around it) with `stdin_text` on stdin.
     pub fn start(command: &mut Command, stdin_text: &str) -> Supervisor {
+        let stderr_text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let collected = stderr_text.clone();
+        let mut supervisor = Supervisor::start_scanning(command, stdin_text, move |line| {
+            let line = String::from_utf8_lossy(line);
+            eprintln!("[supervisor] {line}");
+            let mut text = collected.lock().unwrap();
+            text.push_str(&line);
+            text.push('\n');
+        });
+        supervisor.stderr = stderr_text;
+        supervisor
+    }
+
+    /// [`Supervisor::start`], handing each stderr line (without its newline) to `scan` instead
+    /// of keeping it (for floods of log; `stderr_text` is then empty).
+    pub fn start_scanning(
+        command: &mut Command,
+        stdin_text: &str,
+        mut scan: impl FnMut(&[u8]) + Send + 'static,
+    ) -> Supervisor {
         let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -126,22 +146,22 @@ impl Supervisor {
                 }
             }
         });
-        let stderr_text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let stderr = child.stderr.take().unwrap();
-        let collected = stderr_text.clone();
         std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { return };
-                eprintln!("[supervisor] {line}");
-                let mut text = collected.lock().unwrap();
-                text.push_str(&line);
-                text.push('\n');
+            let mut stderr = BufReader::with_capacity(1 << 20, stderr);
+            let mut line = Vec::new();
+            while matches!(stderr.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+                if line.last() == Some(&b'\n') {
+                    line.pop();
+                }
+                scan(&line);
+                line.clear();
             }
         });
         Supervisor {
             child,
             lines,
-            stderr: stderr_text,
+            stderr: Default::default(),
         }
     }
 
