@@ -485,6 +485,11 @@ impl Controller {
             return Err(terminating());
         }
         let result = stages::run(stage, args, input, &self.children.stage);
+        if stage == name::COMPUTE_SPEC {
+            // The fetch's requests; later stages pass its section through unchanged.
+            self.shared
+                .update(|inner| crate::metrics::count_requests(&mut inner.counters, &result));
+        }
         tracing::info!(
             stage,
             ms = started.elapsed().as_millis() as u64,

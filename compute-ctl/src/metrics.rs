@@ -117,8 +117,46 @@ pub fn render(inner: &Inner) -> String {
             );
         }
     }
+    if !counters.cplane_requests.is_empty() {
+        family(
+            &mut out,
+            "compute_ctl_cplane_requests_total",
+            "counter",
+            "Total number of control plane requests made by compute_ctl by status",
+        );
+        for ((rpc, status), count) in &counters.cplane_requests {
+            let _ = writeln!(
+                out,
+                "compute_ctl_cplane_requests_total{{http_status=\"{}\",rpc=\"{}\"}} {count}",
+                escape(status),
+                escape(rpc)
+            );
+        }
+    }
     startup_timings(&mut out, &inner.metrics);
     out
+}
+
+/// Counts the control-plane requests a stage made (`compute-spec`'s spec fetches): from its
+/// `spec_load` section, or from its error when it failed.
+pub fn count_requests(
+    counters: &mut crate::state::Counters,
+    result: &Result<ComputeDocument, compute_spec::error::StageError>,
+) {
+    let requests = match result {
+        Ok(document) => document
+            .spec_load
+            .as_ref()
+            .map(|section| section.requests.as_slice())
+            .unwrap_or_default(),
+        Err(error) => error.requests.as_slice(),
+    };
+    for request in requests {
+        *counters
+            .cplane_requests
+            .entry((request.rpc.clone(), request.http_status.clone()))
+            .or_default() += 1;
+    }
 }
 
 /// The start-up timings of `/metrics.json` in Prometheus's units: one gauge family in seconds

@@ -189,6 +189,9 @@ pub struct Counters {
     /// Bytes of the `*log` files in `<PGDATA>/log` (`compute_audit_log_dir_size`, set by
     /// `compute_sidecars::audit::cleanup`).
     pub audit_log_dir_size: u64,
+    /// Requests to the control plane by (rpc, http_status)
+    /// (`compute_ctl_cplane_requests_total`).
+    pub cplane_requests: std::collections::BTreeMap<(String, String), u64>,
 }
 
 /// Everything behind the lock.

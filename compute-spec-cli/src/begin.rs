@@ -98,6 +98,7 @@ pub fn start_document(
             source: source.into(),
             spec_load_ms,
             control_plane_attempts: loaded.control_plane_attempts,
+            requests: loaded.requests.clone(),
             extra: Default::default(),
         }),
         sync_safekeepers: None,

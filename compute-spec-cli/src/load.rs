@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::thread::sleep;
 use std::time::Duration;
 
-use compute_spec::error::{ErrorKind, StageError};
+use compute_spec::error::{ErrorKind, PeerRequest, StageError};
 use compute_spec::parse::{decode, parse_any, parse_bare, parse_envelope, EMBEDDED_SAMPLE_SPEC};
 use compute_spec::spec::{ControlPlaneComputeStatus, ControlPlaneSpecResponse};
 
@@ -112,6 +112,18 @@ enum Attempt {
     Retry(StageError),
 }
 
+/// The `rpc` label of a spec fetch (upstream's `CPlaneRequestRPC::GetConfig`).
+const GET_CONFIG: &str = "GetConfig";
+/// The `http_status` of a request that got no answer (upstream's `UNKNOWN_HTTP_STATUS`).
+const UNKNOWN_STATUS: &str = "unknown";
+
+fn request(http_status: String) -> PeerRequest {
+    PeerRequest {
+        rpc: GET_CONFIG.to_string(),
+        http_status,
+    }
+}
+
 /// `GET {base_url}/compute/api/v2/computes/{compute_id}/spec`, up to 3 attempts 100 ms
 /// apart; each attempt must have its whole answer within `deadline`. 500, 502, 503 and 504,
 /// network errors, timeouts and undecodable answers are retried; other statuses are not.
@@ -133,16 +145,26 @@ pub fn fetch_from_control_plane(
         .build()
         .into();
     let mut last_error = None;
+    let mut requests = Vec::new();
     for attempt in 1..=CONTROL_PLANE_ATTEMPTS {
         if attempt > 1 {
             sleep(CONTROL_PLANE_RETRY_DELAY);
         }
-        match fetch_once(&agent, &url, token, deadline) {
+        let (status, outcome) = fetch_once(&agent, &url, token, deadline);
+        requests.push(request(status));
+        match outcome {
             Attempt::Done(result) => {
-                return (*result).map(|mut loaded| {
-                    loaded.control_plane_attempts = attempt;
-                    loaded
-                })
+                return match *result {
+                    Ok(mut loaded) => {
+                        loaded.control_plane_attempts = attempt;
+                        loaded.requests = requests;
+                        Ok(loaded)
+                    }
+                    Err(mut error) => {
+                        error.requests = requests;
+                        Err(error)
+                    }
+                };
             }
             Attempt::Retry(error) => {
                 tracing::warn!(attempt, %url, "control plane request failed: {}", error.message);
@@ -161,27 +183,48 @@ pub fn fetch_from_control_plane(
         "{} (gave up after {CONTROL_PLANE_ATTEMPTS} attempts)",
         error.message
     );
+    error.requests = requests;
     Err(error)
 }
 
-fn fetch_once(agent: &ureq::Agent, url: &str, token: &str, deadline: Duration) -> Attempt {
+/// One request: its `http_status` (the answer's status with its reason phrase, `unknown`
+/// without one) and what it means.
+fn fetch_once(
+    agent: &ureq::Agent,
+    url: &str,
+    token: &str,
+    deadline: Duration,
+) -> (String, Attempt) {
     let response = agent
         .get(url)
         .header("Authorization", &format!("Bearer {token}"))
         .call();
-    let mut response = match response {
+    let response = match response {
         Ok(response) => response,
         Err(error) => {
-            return Attempt::Retry(StageError::new(
+            let failed = Attempt::Retry(StageError::new(
                 STAGE,
                 ErrorKind::Network,
                 format!(
                     "control plane {url}: {error} (deadline {deadline:?} for the whole answer); \
                      check that the control plane is up and reachable from here"
                 ),
-            ))
+            ));
+            return (UNKNOWN_STATUS.to_string(), failed);
         }
     };
+    (
+        response.status().to_string(),
+        answered(response, url, deadline),
+    )
+}
+
+/// What an answer means.
+fn answered(
+    mut response: ureq::http::Response<ureq::Body>,
+    url: &str,
+    deadline: Duration,
+) -> Attempt {
     let status = response.status().as_u16();
     let body = response.body_mut().read_to_string();
     if let Err(error) = &body {
@@ -238,11 +281,13 @@ fn fetch_once(agent: &ureq::Agent, url: &str, token: &str, deadline: Duration) -
             spec: None,
             compute_ctl_config: response.compute_ctl_config,
             control_plane_attempts: 0,
+            requests: Vec::new(),
         }),
         (ControlPlaneComputeStatus::Attached, Some(spec)) => Ok(LoadedSpec {
             spec: Some(spec),
             compute_ctl_config: response.compute_ctl_config,
             control_plane_attempts: 0,
+            requests: Vec::new(),
         }),
     };
     Attempt::Done(Box::new(result))

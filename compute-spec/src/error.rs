@@ -93,6 +93,19 @@ pub struct StageError {
     pub message: String,
     /// Whether running the stage again may succeed.
     pub retryable: bool,
+    /// The requests the stage made to its peers before it failed (e.g. `compute-spec`'s to
+    /// the control plane), for the caller's metrics; absent when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requests: Vec<PeerRequest>,
+}
+
+/// One request a stage made to a peer, as a metric counts it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PeerRequest {
+    /// What was asked, by upstream's name (`GetConfig`: the spec from the control plane).
+    pub rpc: String,
+    /// The HTTP status with its reason phrase (`200 OK`), or `unknown` when no answer came.
+    pub http_status: String,
 }
 
 impl StageError {
@@ -103,6 +116,7 @@ impl StageError {
             kind,
             message: message.into(),
             retryable: kind.is_retryable(),
+            requests: Vec::new(),
         }
     }
 

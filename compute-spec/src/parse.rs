@@ -22,6 +22,8 @@ pub struct LoadedSpec {
     pub compute_ctl_config: ComputeCtlConfig,
     /// Requests made to a control plane.
     pub control_plane_attempts: u32,
+    /// Each of them and its answer.
+    pub requests: Vec<crate::error::PeerRequest>,
 }
 
 /// Decodes JSON text into `T`; a type error names the field by its JSON path
@@ -73,6 +75,7 @@ pub fn parse_bare(text: &str, origin: &str) -> Result<LoadedSpec, StageError> {
         spec: Some(spec),
         compute_ctl_config: ComputeCtlConfig::default(),
         control_plane_attempts: 0,
+        requests: Vec::new(),
     })
 }
 
@@ -83,6 +86,7 @@ pub fn parse_envelope(text: &str, origin: &str) -> Result<LoadedSpec, StageError
         spec: config.spec,
         compute_ctl_config: config.compute_ctl_config,
         control_plane_attempts: 0,
+        requests: Vec::new(),
     })
 }
 

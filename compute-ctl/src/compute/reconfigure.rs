@@ -190,7 +190,10 @@ impl Controller {
         }
         let args = self.params.spec_args.clone();
         let started = Instant::now();
-        let fetched = stages::run(name::COMPUTE_SPEC, &args, b"", &self.children.stage)?;
+        let fetched = stages::run(name::COMPUTE_SPEC, &args, b"", &self.children.stage);
+        self.shared
+            .update(|inner| crate::metrics::count_requests(&mut inner.counters, &fetched));
+        let fetched = fetched?;
         tracing::info!(
             ms = started.elapsed().as_millis() as u64,
             "configuration fetched again"

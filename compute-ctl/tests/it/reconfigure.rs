@@ -293,6 +293,18 @@ fn refresh_configuration_asks_the_control_plane_and_exits_when_it_is_empty() {
     let url = control_plane(answer.clone());
     let mut compute = harness.start(&["-p", &url, "-i", "compute-7"]);
     compute.wait_status("running");
+    // Every spec fetch is counted (upstream's compute_ctl_cplane_requests_total).
+    let fetches = |compute: &Compute| {
+        let metrics = compute.get("/metrics").body;
+        let series = "compute_ctl_cplane_requests_total{http_status=\"200 OK\",rpc=\"GetConfig\"} ";
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(series))
+            .unwrap_or_else(|| panic!("no {series}in\n{metrics}"))
+            .parse::<u64>()
+            .unwrap()
+    };
+    assert_eq!(fetches(&compute), 1);
 
     let moved = spec(&server, "", "host=ps3 port=6403", json!([]));
     *answer.lock().unwrap() =
@@ -303,6 +315,7 @@ fn refresh_configuration_asks_the_control_plane_and_exits_when_it_is_empty() {
         show(&server, "neon.pageserver_connstring"),
         "host=ps3 port=6403"
     );
+    assert_eq!(fetches(&compute), 2);
 
     *answer.lock().unwrap() = json!({"status": "empty", "spec": null, "compute_ctl_config": {}});
     assert_eq!(refresh(&harness).status, 200);

@@ -66,6 +66,11 @@ fn retries_503_and_garbage_then_succeeds() {
     let loaded = load(&source(&url)).unwrap();
     assert!(loaded.spec.is_some());
     assert_eq!(loaded.control_plane_attempts, 3);
+    // Each request as upstream's metric counts it: an undecodable 200 is `200 OK`.
+    assert_eq!(
+        statuses(&loaded.requests),
+        ["503 Service Unavailable", "200 OK", "200 OK"]
+    );
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 3);
     assert_eq!(seen[0].0, "/compute/api/v2/computes/compute-1/spec");
@@ -84,6 +89,32 @@ fn gives_up_after_three_attempts() {
     assert!(error.retryable);
     assert!(error.message.contains("3 attempts"), "{}", error.message);
     assert_eq!(seen.lock().unwrap().len(), 3);
+    // The failed requests travel with the error, for compute-ctl's metric.
+    assert_eq!(
+        statuses(&error.requests),
+        [
+            "502 Bad Gateway",
+            "502 Bad Gateway",
+            "503 Service Unavailable"
+        ]
+    );
+}
+
+fn statuses(requests: &[compute_spec::error::PeerRequest]) -> Vec<&str> {
+    assert!(requests.iter().all(|request| request.rpc == "GetConfig"));
+    requests
+        .iter()
+        .map(|request| request.http_status.as_str())
+        .collect()
+}
+
+#[test]
+fn a_control_plane_that_does_not_answer_counts_unknown() {
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let error = load(&source(&url)).unwrap_err();
+    assert_eq!(statuses(&error.requests), ["unknown", "unknown", "unknown"]);
 }
 
 #[test]
@@ -97,6 +128,7 @@ fn other_statuses_are_not_retried() {
     assert!(error.message.contains("404"), "{}", error.message);
     assert!(error.message.contains("compute-1"), "{}", error.message);
     assert_eq!(seen.lock().unwrap().len(), 1);
+    assert_eq!(statuses(&error.requests), ["404 Not Found"]);
 }
 
 #[test]

@@ -16,6 +16,9 @@ pub struct SpecLoadSection {
     /// Requests made to the control plane (0 for other sources).
     #[serde(default)]
     pub control_plane_attempts: u32,
+    /// Each request made to the control plane and its answer, in order (absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requests: Vec<crate::error::PeerRequest>,
     /// Fields this version does not know.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
