@@ -147,7 +147,10 @@ fn with_reconfigure_the_new_spec_is_applied_after_the_promotion() {
     });
     std::fs::write(&new_spec, primary_spec.to_string()).unwrap();
     let pg_reconcile = pg_test_support::workspace_binary("pg-reconcile");
-    let run = pg_promote(
+    // No replay wait here (the LSN is given): a longer limit than LIMIT, for a loaded machine
+    // running pg-reconcile too.
+    let run = run_stage_within(
+        PG_PROMOTE,
         &[
             "--wal-flush-lsn",
             &lsn,
@@ -158,7 +161,10 @@ fn with_reconfigure_the_new_spec_is_applied_after_the_promotion() {
             &pg_reconcile.to_string_lossy(),
         ],
         &document(&replica, replica_spec(&primary)),
-    );
+        Duration::from_secs(90),
+    )
+    .0
+    .expect_json();
     assert_completed(&run);
     assert_promoted(&replica, 42);
     assert_eq!(
