@@ -4,8 +4,8 @@
 #   1. 1,000 roles + 100 databases from empty (md5 and SCRAM passwords), against the floor:
 #      the same statements sent by psql (roles in one transaction, then the databases, which
 #      cannot run in a transaction block), each on a fresh copy of the same cluster.
-#   2. 10,000 roles + 1,000 databases from empty, ROUNDS times, alternating on fresh copies
-#      of one cluster: psql sending exactly the statements pg-reconcile plans (taken from
+#   2. 10,000 roles + 1,000 databases from empty, ROUNDS times, on fresh copies of one
+#      cluster, the order of the two first applies alternating from round to round: psql sending exactly the statements pg-reconcile plans (taken from
 #      `pg-reconcile --dry-run`, the passwords put back from the spec; `\c` to each database
 #      its statements run in, runs of statements in one database in one transaction), then
 #      pg-reconcile's first apply, then NOOPS no-op applies (goal: 0 statements, <= 1 s).
@@ -16,7 +16,7 @@
 #
 # Usage: scripts/bench-reconcile.sh [small|big|all]   (default all; builds release binaries
 # of pg-reconcile and compute-spec-cli; needs python3 and psql; run as root or as a user that
-# can run postgres). Env: PGBIN, CARGO_TARGET_DIR, ROUNDS (3), NOOPS (3), BENCH_DIR (work
+# can run postgres). Env: PGBIN, CARGO_TARGET_DIR, ROUNDS (4), NOOPS (3), BENCH_DIR (work
 # directories, default target/bench: on disk, ~8 GB per 1,000-database cluster), RECONCILE_ARGS
 # (extra pg-reconcile flags, e.g. "--concurrency 4").
 set -euo pipefail
@@ -25,7 +25,7 @@ WHAT=${1:-all}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 PGBIN=${PGBIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-4}
 NOOPS=${NOOPS:-3}
 (cd "$ROOT" && cargo build --release -q -p pg-reconcile -p compute-spec-cli)
 BIN=$CARGO_TARGET_DIR/release
@@ -61,7 +61,9 @@ start() {
 stop() { as_pg "$PGBIN/pg_ctl" -D "$RUNNING" -m immediate stop >/dev/null; RUNNING=""; }
 psql_run() { "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$SOCK" -p "$PORT" -U cloud_admin "$@" postgres; }
 # fresh: a new copy of the empty cluster at $WORK/run, started.
-fresh() { rm -rf "$WORK/run"; as_pg cp -a "$WORK/template" "$WORK/run"; start "$WORK/run"; }
+# Each timed run starts after a `sync`: the previous run's writes (gigabytes at 1,000
+# databases) must not be written back while the next one is timed.
+fresh() { rm -rf "$WORK/run"; as_pg cp -a "$WORK/template" "$WORK/run"; start "$WORK/run"; sync; }
 drop_run() { stop; rm -rf "$WORK/run"; }
 
 # document SPEC: the compute document for SPEC on the running cluster.
@@ -203,7 +205,9 @@ chmod a+r "$WORK/floor-big.sql" "$WORK/connect-each.sql" "$WORK/select1.sql"
 RESULTS=$WORK/results.txt
 : >"$RESULTS"
 row "scenario (10000 roles + 1000 dbs)" "wall ms" "stage ms" "planned" "failed"
-for round in $(seq 1 "$ROUNDS"); do
+# The big floor: psql sending the same statements on a fresh copy.
+psql_round() {
+    local round=$1 t0 t1 sent
     fresh
     t0=$(now_ms)
     psql_run -f "$WORK/floor-big.sql" >/dev/null
@@ -212,6 +216,11 @@ for round in $(seq 1 "$ROUNDS"); do
     sent=$(grep -cv '^\\c\|^BEGIN;$\|^COMMIT;$' "$WORK/floor-big.sql")
     row "psql, same statements (round $round)" "$((t1 - t0))" "-" "$sent" 0
     echo "psql $((t1 - t0))" >>"$RESULTS"
+}
+
+# pg-reconcile's first apply on a fresh copy, then its no-ops and the session floors on it.
+reconcile_round() {
+    local round=$1 t0 t1 cpu0 cpu1 wall config planned applied failed
     fresh
     read -r wall config planned applied failed < <(reconcile "$WORK/doc-big.json" "$WORK/out-big.json")
     row "pg-reconcile first apply (round $round)" "$wall" "$config" "$planned" "$failed"
@@ -245,6 +254,18 @@ s = json.load(open(sys.argv[1]))["reconcile"]
 print("  last no-op: " + ", ".join(f"{k} {s[k]} ms" for k in ("connect_ms", "snapshot_ms", "plan_ms", "apply_ms", "config_ms")))
 PY
     drop_run
+}
+
+# Rounds alternate which of the two first applies goes first: on these machines a run that
+# follows another's gigabytes of writes is slower (the disk's write-back), whatever it is.
+for round in $(seq 1 "$ROUNDS"); do
+    if [ $((round % 2)) = 1 ]; then
+        psql_round "$round"
+        reconcile_round "$round"
+    else
+        reconcile_round "$round"
+        psql_round "$round"
+    fi
 done
 python3 - "$RESULTS" <<'PY'
 import statistics, sys

@@ -100,6 +100,7 @@ pub fn apply(steps: &[Step], pool: &Connections<'_>, system_db: &str) -> Outcome
             kept.as_slice()
         };
         let jobs = jobs(group, phase, concurrency);
+        let began = std::time::Instant::now();
         if matches!(
             phase,
             Phase::DropInvalidDatabases
@@ -121,6 +122,13 @@ pub fn apply(steps: &[Step], pool: &Connections<'_>, system_db: &str) -> Outcome
                 outcome.merge(run_job(pool, job));
             }
         }
+        tracing::debug!(
+            phase = phase.name(),
+            steps = group.len(),
+            jobs = jobs.len(),
+            ms = began.elapsed().as_millis() as u64,
+            "phase applied"
+        );
         for step in group {
             let failed = outcome
                 .failures
@@ -181,9 +189,11 @@ fn jobs(group: &[Step], phase: Phase, concurrency: usize) -> Vec<Job<'_>> {
         return jobs;
     }
     let slow = group.iter().filter(|step| step.slow).count();
-    let split = concurrency
-        .min(slow.div_ceil(slow_per_connection(phase)))
-        .max(1);
+    let lanes = match phase {
+        Phase::CreateAndAlterDatabases => crate::concurrency::copy_lanes(concurrency),
+        _ => concurrency,
+    };
+    let split = lanes.min(slow.div_ceil(slow_per_connection(phase))).max(1);
     if split == 1 {
         return jobs;
     }

@@ -225,11 +225,16 @@ pub fn read_all(
             RoleOids::default()
         });
     let version = snapshot.server_version;
-    let states = parallel(&databases, pool.limit(), |name| {
-        let mut client = pool.take(name)?;
-        read(&mut client, &oids, version)
-            .map_err(|error| format!("reading schema public: {}", crate::apply::message(&error)))
-    });
+    let states = parallel(
+        &databases,
+        crate::concurrency::read_lanes(pool.limit()),
+        |name| {
+            let mut client = pool.take(name)?;
+            read(&mut client, &oids, version).map_err(|error| {
+                format!("reading schema public: {}", crate::apply::message(&error))
+            })
+        },
+    );
     for (name, state) in databases.into_iter().zip(states) {
         match state {
             Ok(state) => {
