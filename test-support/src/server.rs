@@ -34,6 +34,8 @@ pub struct TestPostgresBuilder {
     extension_files: Vec<(String, String)>,
     /// The primary's connection string, for a standby.
     standby_of: Option<String>,
+    /// The server's binaries (None: [`pg_bin_dir`]).
+    bin_dir: Option<PathBuf>,
 }
 
 impl Default for TestPostgresBuilder {
@@ -45,6 +47,7 @@ impl Default for TestPostgresBuilder {
             tcp: false,
             extension_files: Vec::new(),
             standby_of: None,
+            bin_dir: None,
         }
     }
 }
@@ -68,6 +71,26 @@ impl TestPostgresBuilder {
     /// file trusts every local and loopback connection.
     pub fn hba_line(mut self, line: &str) -> Self {
         self.hba_lines.push(line.to_string());
+        self
+    }
+
+    /// Runs PostgreSQL `major` (Debian's or the cache's, see [`crate::majors`]) instead of
+    /// the run's ([`pg_bin_dir`]). Call [`crate::require_major`] first to skip where it is not
+    /// installed.
+    ///
+    /// # Panics
+    ///
+    /// When `major` is not installed.
+    pub fn major(mut self, major: u32) -> Self {
+        let dir = crate::majors::major_bin_dir(major)
+            .unwrap_or_else(|| panic!("{}", crate::majors::missing(major)));
+        self.bin_dir = Some(dir);
+        self
+    }
+
+    /// Runs the server binaries of `dir` instead of the run's ([`pg_bin_dir`]).
+    pub fn bin_dir(mut self, dir: &Path) -> Self {
+        self.bin_dir = Some(dir.to_path_buf());
         self
     }
 
@@ -117,6 +140,7 @@ impl TestPostgresBuilder {
     pub fn standby_of(mut self, primary: &TestPostgres) -> Self {
         self.superuser = primary.superuser().to_string();
         self.standby_of = Some(primary.connstr("postgres"));
+        self.bin_dir = Some(primary.bin_dir().to_path_buf());
         self
     }
 
@@ -144,7 +168,7 @@ impl TestPostgresBuilder {
     }
 
     fn try_start(&self) -> Result<TestPostgres, StartError> {
-        let bin_dir = pg_bin_dir();
+        let bin_dir = self.bin_dir.clone().unwrap_or_else(pg_bin_dir);
         let dir = TestDir::new("pg");
         let port = free_tcp_port();
         let socket_dir = dir.path().to_path_buf();
@@ -273,7 +297,7 @@ impl TestPostgresBuilder {
 /// `postgres` user, with the standby configuration (`-R`) and the WAL it needs.
 fn base_backup(bin_dir: &Path, primary: &str, dir: &Path, data_dir: &Path) {
     chown_to_postgres(dir);
-    let pg_basebackup = bin_dir.join("pg_basebackup");
+    let pg_basebackup = crate::majors::client_program(bin_dir, "pg_basebackup");
     let mut cmd = Command::new(&pg_basebackup);
     as_postgres_user(&mut cmd)
         .args([
@@ -365,6 +389,17 @@ impl TestPostgres {
         &self.bin_dir
     }
 
+    /// The PostgreSQL program `name` to use with this server: its own, or Debian's client
+    /// program when its installation has none (see [`crate::majors::client_program`]).
+    pub fn program(&self, name: &str) -> PathBuf {
+        crate::majors::client_program(&self.bin_dir, name)
+    }
+
+    /// The server's major version (14, 15, …).
+    pub fn major(&self) -> u32 {
+        crate::majors::bin_major(&self.bin_dir)
+    }
+
     /// The postmaster's process id.
     pub fn pid(&self) -> i32 {
         i32::try_from(self.child.id()).expect("process id out of i32 range")
@@ -448,7 +483,7 @@ impl TestPostgres {
     ///
     /// Panics with psql's standard error when it fails.
     pub fn psql(&self, sql: &str) -> String {
-        let psql = self.bin_dir.join("psql");
+        let psql = crate::majors::client_program(&self.bin_dir, "psql");
         let mut cmd = Command::new(&psql);
         as_postgres_user(&mut cmd)
             .current_dir(self.dir.path())
