@@ -94,7 +94,7 @@ for major in "${majors[@]}"; do
         if [ "$ran" -eq 0 ]; then
             cell="FAIL (no test)"
             failed=1
-            notes+=("$major #$number: no test matched \"$filters\" (renamed?); see $log")
+            notes+=("$major #$number: no test ran for \"$filters\" (renamed? or the build failed); see $log")
         elif [ "$status" -eq 0 ] && [ -n "$reason" ]; then
             cell="XPASS"
             failed=1

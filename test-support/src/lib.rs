@@ -65,6 +65,7 @@
 
 mod bins;
 mod cleanup;
+mod conninfo;
 pub mod crash;
 pub mod fake_http;
 pub mod fake_pg;
@@ -76,6 +77,7 @@ pub mod probe;
 mod server;
 mod skip;
 pub mod stage_run;
+mod standby;
 mod template;
 pub mod tls;
 

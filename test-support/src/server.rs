@@ -187,7 +187,7 @@ impl TestPostgresBuilder {
                 let template = template::ensure_template(&bin_dir, &self.superuser);
                 fsutil::copy_dir_recursive(&template, &data_dir);
             }
-            Some(primary) => base_backup(&bin_dir, primary, dir.path(), &data_dir),
+            Some(primary) => crate::standby::base_backup(&bin_dir, primary, dir.path(), &data_dir),
         }
         self.write_config(&data_dir, &socket_dir, port);
         let log_path = dir.path().join("postgres.log");
@@ -293,37 +293,6 @@ impl TestPostgresBuilder {
     }
 }
 
-/// `pg_basebackup` of the server at `primary` into `data_dir` (below `dir`), as the
-/// `postgres` user, with the standby configuration (`-R`) and the WAL it needs.
-fn base_backup(bin_dir: &Path, primary: &str, dir: &Path, data_dir: &Path) {
-    chown_to_postgres(dir);
-    let pg_basebackup = crate::majors::client_program(bin_dir, "pg_basebackup");
-    let mut cmd = Command::new(&pg_basebackup);
-    as_postgres_user(&mut cmd)
-        .args([
-            "-R",
-            "-X",
-            "stream",
-            "-c",
-            "fast",
-            "--no-sync",
-            "-d",
-            primary,
-            "-D",
-        ])
-        .arg(data_dir)
-        .stdin(Stdio::null());
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", pg_basebackup.display()));
-    assert!(
-        out.status.success(),
-        "pg_basebackup of {primary} failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 enum StartError {
     PortTaken(String),
     Failed(String),
@@ -410,10 +379,10 @@ impl TestPostgres {
     pub fn connstr(&self, dbname: &str) -> String {
         format!(
             "host={} port={} user={} dbname={}",
-            quote_conn_value(&self.socket_dir.to_string_lossy()),
+            crate::conninfo::quote_conn_value(&self.socket_dir.to_string_lossy()),
             self.port,
-            quote_conn_value(&self.superuser),
-            quote_conn_value(dbname)
+            crate::conninfo::quote_conn_value(&self.superuser),
+            crate::conninfo::quote_conn_value(dbname)
         )
     }
 
@@ -423,10 +392,10 @@ impl TestPostgres {
     pub fn url(&self, dbname: &str) -> String {
         format!(
             "postgresql://{}@localhost:{}/{}?host={}",
-            percent_encode(&self.superuser),
+            crate::conninfo::percent_encode(&self.superuser),
             self.port,
-            percent_encode(dbname),
-            percent_encode(&self.socket_dir.to_string_lossy())
+            crate::conninfo::percent_encode(dbname),
+            crate::conninfo::percent_encode(&self.socket_dir.to_string_lossy())
         )
     }
 
@@ -586,40 +555,5 @@ impl Drop for TestPostgres {
     fn drop(&mut self) {
         self.shut_down(Signal::SIGQUIT, DROP_TIMEOUT);
         // `self.dir` is dropped next and removes the directory.
-    }
-}
-
-/// Quotes a libpq key/value connection-string value when it needs it.
-fn quote_conn_value(value: &str) -> String {
-    if !value.is_empty() && !value.contains(|c: char| c.is_whitespace() || c == '\'' || c == '\\') {
-        return value.to_string();
-    }
-    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
-}
-
-/// Percent-encodes everything except RFC 3986 unreserved characters.
-fn percent_encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quoting() {
-        assert_eq!(quote_conn_value("/dev/shm/x"), "/dev/shm/x");
-        assert_eq!(quote_conn_value("a b"), "'a b'");
-        assert_eq!(quote_conn_value("it's"), "'it\\'s'");
-        assert_eq!(quote_conn_value(""), "''");
-        assert_eq!(percent_encode("/dev/shm/a_b"), "%2Fdev%2Fshm%2Fa_b");
     }
 }
