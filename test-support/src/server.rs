@@ -32,8 +32,8 @@ pub struct TestPostgresBuilder {
     hba_lines: Vec<String>,
     tcp: bool,
     extension_files: Vec<(String, String)>,
-    /// The primary's connection string, for a standby.
-    standby_of: Option<String>,
+    /// The primary, for a standby.
+    standby_of: Option<crate::standby::Primary>,
     /// The server's binaries (None: [`pg_bin_dir`]).
     bin_dir: Option<PathBuf>,
 }
@@ -132,14 +132,20 @@ impl TestPostgresBuilder {
         )
     }
 
-    /// Makes the server a streaming replica of `primary`: the data directory is
-    /// `pg_basebackup -R -X stream` of it (over its Unix socket, as its superuser, who becomes
-    /// this server's), not a copy of the template; the kit's settings follow the primary's
-    /// in `postgresql.conf`; `primary_conninfo` and `standby.signal` are pg_basebackup's. The
-    /// server counts as started once it accepts (read-only) connections.
+    /// Makes the server a streaming replica of `primary` (of its binaries): the data
+    /// directory is `pg_basebackup -R -X stream` of it (over its Unix socket, as its
+    /// superuser, who becomes this server's), not a copy of the template — or, when no
+    /// `pg_basebackup` as new as the primary is at hand (the cache's builds of majors newer
+    /// than Debian's), the same made by hand (a low-level backup, see the `standby` module);
+    /// the kit's settings follow the primary's in `postgresql.conf`. The server counts as
+    /// started once it accepts (read-only) connections.
     pub fn standby_of(mut self, primary: &TestPostgres) -> Self {
         self.superuser = primary.superuser().to_string();
-        self.standby_of = Some(primary.connstr("postgres"));
+        self.standby_of = Some(crate::standby::Primary {
+            connstr: primary.connstr("postgres"),
+            data_dir: primary.data_dir().to_path_buf(),
+            major: primary.major(),
+        });
         self.bin_dir = Some(primary.bin_dir().to_path_buf());
         self
     }

@@ -39,3 +39,31 @@ fn the_run_s_major_is_the_one_pg_test_major_names() {
         assert_eq!(server.major(), asked);
     }
 }
+
+#[test]
+fn a_standby_of_every_supported_major_streams_from_its_primary() {
+    for major in SUPPORTED {
+        let test = format!("majors::a_standby_of_every_supported_major_streams ({major})");
+        if require_major(&test, major).is_none() {
+            continue;
+        }
+        let primary = TestPostgres::builder().major(major).start();
+        primary.psql("CREATE TABLE t AS SELECT generate_series(1, 1000) AS v");
+        let standby = TestPostgres::builder().standby_of(&primary).start();
+        assert_eq!(standby.major(), major);
+        assert_eq!(standby.psql("SELECT pg_is_in_recovery()"), "t");
+        assert_eq!(standby.psql("SELECT count(*) FROM t"), "1000");
+        primary.psql("INSERT INTO t VALUES (1001)");
+        assert!(
+            pg_test_support::wait_until(std::time::Duration::from_secs(15), || {
+                standby.psql("SELECT count(*) FROM t") == "1001"
+            }),
+            "the PostgreSQL {major} standby did not stream the new row"
+        );
+        // The backup's temporary slot is gone with its session.
+        assert_eq!(
+            primary.psql("SELECT count(*) FROM pg_replication_slots WHERE temporary"),
+            "0"
+        );
+    }
+}
