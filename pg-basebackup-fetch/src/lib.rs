@@ -62,6 +62,7 @@ pub mod single;
 pub mod spliced;
 pub mod template;
 pub mod unpack;
+pub mod version;
 pub mod wipe;
 
 use std::time::{Duration, Instant};
@@ -284,14 +285,16 @@ fn fetch_source(
             Ok((BasebackupSource::Pageserver, fetched, attempts, None))
         }
         StorageSource::Upstream { connstr } => {
+            // The primary must run the major of the compute's Postgres (checked on connect).
+            let compute = version::compute_version(&document.pgbin)?;
             if spec.mode != ComputeMode::Primary {
                 // A standby cannot create the admin role: it must come from the primary.
                 let admin = stage_kit::local::admin_user(document);
-                replication::check_admin_role(connstr, &admin, timeouts)?;
+                replication::check_admin_role(connstr, &admin, timeouts, &compute)?;
             }
             let (fetched, attempts) =
                 with_retries(pgdata, user, policy, timeouts, |timeouts, clock| {
-                    replication::fetch(connstr, pgdata, timeouts, clock)
+                    replication::fetch(connstr, pgdata, timeouts, clock, &compute)
                 })?;
             Ok((BasebackupSource::Upstream, fetched, attempts, None))
         }

@@ -1,10 +1,19 @@
 //! The vanilla primary source: `BASE_BACKUP` over a physical replication connection.
 //!
 //! The `postgres` crate cannot open a replication connection, so this module uses the shared
-//! client [`stage_kit::wire`]: startup with `replication=true`, authentication, then PG15's
-//! `BASE_BACKUP (LABEL 'compute-tools', CHECKPOINT 'fast', WAL true, WAIT false, MANIFEST
-//! 'no')`. Its COPY OUT stream carries CopyData payloads tagged `n` (new archive), `d`
-//! (archive data), `p` (progress), `m` (manifest); result sets come before and after.
+//! client [`stage_kit::wire`]: startup with `replication=true`, authentication, then
+//! `SHOW server_version_num`: a primary of another major than the compute's Postgres is
+//! refused at once, naming both versions ([`crate::version`]), and every later error names
+//! the primary's version. The command and its stream depend on that version:
+//! - 15 and later: `BASE_BACKUP (LABEL 'compute-tools', CHECKPOINT 'fast', WAL true, WAIT
+//!   false, MANIFEST 'no')`. One COPY OUT whose CopyData payloads are tagged `n` (new
+//!   archive), `d` (archive data), `p` (progress), `m` (manifest); result sets come before
+//!   and after.
+//! - 14 (and older): `BASE_BACKUP LABEL 'compute-tools' FAST WAL NOWAIT` (15's parenthesized
+//!   options are a syntax error there). A result set lists the tablespaces (the data
+//!   directory last, with a NULL oid), then one COPY OUT per tablespace carries its tar as
+//!   plain CopyData (no tags).
+//!
 //! Only the main archive (`base.tar`) is accepted: tablespaces are not supported.
 
 use std::io::{self, Read};
@@ -19,21 +28,36 @@ use crate::error::{classify_read, classify_wire, BasebackupError, ServerMessage}
 use crate::progress::{Counting, ProgressClock};
 use crate::spliced::{self, ArchiveSource};
 use crate::unpack::{self, UnpackError};
+use crate::version::{check_same_major, ComputeVersion, ServerVersion};
 use crate::{Fetched, Timeouts};
 
-/// The command sent to the primary.
+/// The command sent to a primary of PostgreSQL 15 or later.
 pub const BASE_BACKUP: &str =
     "BASE_BACKUP (LABEL 'compute-tools', CHECKPOINT 'fast', WAL true, WAIT false, MANIFEST 'no')";
+
+/// The command sent to a primary of PostgreSQL 14 (and older): the same options in the
+/// keyword syntax (no manifest unless asked for).
+pub const BASE_BACKUP_14: &str = "BASE_BACKUP LABEL 'compute-tools' FAST WAL NOWAIT";
+
+/// The `BASE_BACKUP` command for a primary of `version`.
+pub fn base_backup_command(version: ServerVersion) -> &'static str {
+    match version.major() >= 15 {
+        true => BASE_BACKUP,
+        false => BASE_BACKUP_14,
+    }
+}
 
 /// Where the primary's socket is when the connection string names no host.
 const DEFAULT_SOCKET_DIR: &str = "/var/run/postgresql";
 
-/// Clones the primary at `connstr` into the (empty) `pgdata`; archive bytes tick `clock`.
+/// Clones the primary at `connstr` into the (empty) `pgdata`, when it runs the major version
+/// of `compute`; archive bytes tick `clock`.
 pub fn fetch(
     connstr: &str,
     pgdata: &Path,
     timeouts: &Timeouts,
     clock: &ProgressClock,
+    compute: &ComputeVersion,
 ) -> Result<Fetched, BasebackupError> {
     let mut config: postgres::Config = connstr.parse().map_err(|error| {
         BasebackupError::Document(format!("upstream_connstring is not valid: {error}"))
@@ -55,10 +79,17 @@ pub fn fetch(
     connection.set_deadline(None);
     connection.set_read_timeout(Some(timeouts.idle));
     let server = server_name(connection.endpoint());
+    let version = primary_version(&mut connection, &server)?;
+    let server = format!("{server} (PostgreSQL {version})");
+    check_same_major(&server, version, compute)?;
     let asked = Instant::now();
-    let mut copy = connection
-        .copy_out(BASE_BACKUP)
+    let (tablespaces, mut copy) = connection
+        .copy_out_with_rows(base_backup_command(version))
         .map_err(|error| classify_wire(&server, &error))?;
+    let framed = version.major() >= 15;
+    if !framed {
+        check_tablespaces(&tablespaces).map_err(|message| message.into_error(&server))?;
+    }
     // The archive has started (after the checkpoint): from now on it must keep a minimum rate.
     copy.set_min_rate(timeouts.min_rate);
     // The server checkpoints before it answers: a slow start here is the primary's.
@@ -66,7 +97,7 @@ pub fn fetch(
         "{server}: backup started after {} ms (the primary's checkpoint)",
         asked.elapsed().as_millis()
     );
-    let mut stream = ArchiveStream::new(copy, clock);
+    let mut stream = ArchiveStream::new(copy, framed, clock);
     let unpacked = spliced::unpack(&mut stream, pgdata).map_err(|error| match error {
         UnpackError::Read(error) => classify_read(&server, error),
         UnpackError::Write(error) => error,
@@ -82,6 +113,46 @@ pub fn fetch(
         connect_micros: Some(connect_micros),
         wire_bytes,
         unpacked,
+    })
+}
+
+/// The primary's `server_version_num`.
+fn primary_version(
+    connection: &mut Connection,
+    server: &str,
+) -> Result<ServerVersion, BasebackupError> {
+    let rows = connection
+        .simple_query("SHOW server_version_num")
+        .map_err(|error| classify_wire(server, &error))?;
+    let text = rows.first().and_then(|row| row.get("server_version_num"));
+    text.and_then(ServerVersion::parse)
+        .ok_or_else(|| BasebackupError::Server {
+            server: server.to_string(),
+            message: format!(
+            "SHOW server_version_num answered {text:?}, not a version number; check that it is \
+             a PostgreSQL server"
+        ),
+        })
+}
+
+/// Accepts PG14's tablespace list only when it names the data directory alone (a NULL oid).
+fn check_tablespaces(rows: &[stage_kit::wire::Row]) -> Result<(), ServerMessage> {
+    let others: Vec<String> = rows
+        .iter()
+        .filter(|row| row.get("spcoid").is_some())
+        .map(|row| row.get("spclocation").unwrap_or("?").to_string())
+        .collect();
+    if others.is_empty() {
+        return Ok(());
+    }
+    Err(ServerMessage {
+        severity: "ERROR".into(),
+        code: "0A000".into(),
+        message: format!(
+            "the primary has tablespaces ({}): tablespaces are not supported; clone a primary \
+             without tablespaces",
+            others.join(", ")
+        ),
     })
 }
 
@@ -109,6 +180,7 @@ pub fn check_admin_role(
     connstr: &str,
     admin: &str,
     timeouts: &Timeouts,
+    compute: &ComputeVersion,
 ) -> Result<(), BasebackupError> {
     let mut config: postgres::Config = connstr.parse().map_err(|error| {
         BasebackupError::Document(format!("upstream_connstring is not valid: {error}"))
@@ -122,8 +194,10 @@ pub fn check_admin_role(
     if config.get_dbname().is_none() {
         config.dbname("postgres");
     }
+    // The version too: a primary of another major is refused here, before the role question.
     let query = format!(
-        "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = {}",
+        "SELECT pg_catalog.current_setting('server_version_num') AS server_version_num, \
+         EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = {}) AS has_role",
         quote_literal(admin)
     );
     let extra = [("application_name", "compute_ctl")];
@@ -131,17 +205,28 @@ pub fn check_admin_role(
         .and_then(|mut connection| {
             connection.set_deadline(None);
             connection.set_read_timeout(Some(timeouts.idle));
+            let server = server_name(connection.endpoint());
             let rows = connection.simple_query_limited(&query, AnswerLimit::ONE_ROW);
             connection.close();
-            rows
+            rows.map(|rows| (server, rows))
         });
     match found {
-        Ok(rows) if !rows.is_empty() => Ok(()),
-        Ok(_) => Err(BasebackupError::Document(format!(
-            "the admin role {admin:?} (the -C user) does not exist on the primary, and a \
-             standby cannot create it: create it on the primary (CREATE ROLE … SUPERUSER \
-             LOGIN) or pass -C with a role the primary has"
-        ))),
+        Ok((server, rows)) => {
+            let row = rows.first();
+            let version = row.and_then(|row| row.get("server_version_num"));
+            if let Some(version) = version.and_then(ServerVersion::parse) {
+                let server = format!("{server} (PostgreSQL {version})");
+                check_same_major(&server, version, compute)?;
+            }
+            match row.and_then(|row| row.get("has_role")) {
+                Some("t") => Ok(()),
+                _ => Err(BasebackupError::Document(format!(
+                    "the admin role {admin:?} (the -C user) does not exist on the primary, and \
+                     a standby cannot create it: create it on the primary (CREATE ROLE … \
+                     SUPERUSER LOGIN) or pass -C with a role the primary has"
+                ))),
+            }
+        }
         Err(error) => {
             tracing::warn!(
                 "could not check on the primary that the admin role {admin:?} exists ({error}); \
@@ -156,6 +241,8 @@ pub fn check_admin_role(
 /// connection's receive buffer.
 struct ArchiveStream<'a> {
     copy: CopyOut<'a>,
+    /// Payloads are tagged (`n`, `d`, `p`, `m`: PG15 and later), else all archive data.
+    framed: bool,
     /// Inside a payload of archive data (`d`).
     in_data: bool,
     done: bool,
@@ -167,10 +254,11 @@ struct ArchiveStream<'a> {
 const MAX_CONTROL_PAYLOAD: usize = 64 << 10;
 
 impl<'a> ArchiveStream<'a> {
-    fn new(mut copy: CopyOut<'a>, clock: &ProgressClock) -> Self {
+    fn new(mut copy: CopyOut<'a>, framed: bool, clock: &ProgressClock) -> Self {
         copy.read_exactly();
         ArchiveStream {
             copy,
+            framed,
             in_data: false,
             done: false,
             progress: Counting::new(io::empty(), "basebackup from the primary").ticking(clock),
@@ -193,6 +281,9 @@ impl<'a> ArchiveStream<'a> {
         while let Some(length) = self.copy.next_data().map_err(io::Error::other)? {
             if length == 0 {
                 continue;
+            }
+            if !self.framed {
+                return Ok(true);
             }
             let mut kind = [0u8];
             self.copy.read(&mut kind).map_err(io::Error::other)?;

@@ -56,24 +56,31 @@
 //!
 //! # Environment
 //!
-//! * `PG_BIN_DIR` selects the directory holding `postgres`, `initdb` and `psql`; by default
-//!   the highest `/usr/lib/postgresql/<version>/bin` is used.
+//! * `PG_BIN_DIR` selects the directory holding `postgres`, `initdb` and `psql`; else
+//!   `PG_TEST_MAJOR=<major>` selects that major's (Debian's, or the cache
+//!   `scripts/install-pg-majors.sh` fills, see [`majors`]); by default the highest
+//!   `/usr/lib/postgresql/<version>/bin` is used.
+//! * `COMPUTE_TOOLS_PG_CACHE`: the cache of other majors' builds (default
+//!   `/var/cache/compute-tools/pg`).
 
 #![warn(missing_docs)]
 
 mod bins;
 mod cleanup;
+mod conninfo;
 pub mod crash;
 pub mod fake_http;
 pub mod fake_pg;
 mod fsutil;
 mod install;
+pub mod majors;
 pub mod netns;
 pub mod probe;
 pub mod rss;
 mod server;
 mod skip;
 pub mod stage_run;
+mod standby;
 mod template;
 pub mod tls;
 
@@ -88,6 +95,7 @@ use std::sync::{Mutex, OnceLock};
 pub use bins::workspace_binary;
 pub use cleanup::kill_leftover_postmasters;
 pub use fake_pg::{Answer, FakeBackend, Responder, Response, Script, Seen, Silence};
+pub use majors::{installed_majors, major_bin_dir, pg_major, require_major};
 pub use probe::{process_alive, wait_for, wait_until};
 pub use server::{TestPostgres, TestPostgresBuilder};
 pub use skip::skip_or_fail;
@@ -123,14 +131,16 @@ pub fn test_root() -> PathBuf {
     .clone()
 }
 
-/// The directory holding the PostgreSQL server binaries (`postgres`, `initdb`, `psql`, …).
+/// The directory holding the PostgreSQL server binaries (`postgres`, `initdb`, …).
 ///
-/// Uses `$PG_BIN_DIR` when set, otherwise the highest-numbered
+/// Uses `$PG_BIN_DIR` when set, else the major `$PG_TEST_MAJOR` names
+/// ([`majors::major_bin_dir`]), otherwise the highest-numbered
 /// `/usr/lib/postgresql/<version>/bin` that contains a `postgres` binary.
 ///
 /// # Panics
 ///
-/// Panics with an explanatory message when no such directory exists.
+/// Panics with an explanatory message when no such directory exists (or the major
+/// `PG_TEST_MAJOR` names is not installed).
 pub fn pg_bin_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(find_pg_bin_dir).clone()
@@ -146,6 +156,19 @@ fn find_pg_bin_dir() -> PathBuf {
         );
         return dir;
     }
+    if let Some(dir) = majors::test_major_bin_dir() {
+        return dir;
+    }
+    highest_debian_bin_dir().unwrap_or_else(|| {
+        panic!(
+            "no PostgreSQL installation found: no /usr/lib/postgresql/*/bin/postgres; \
+             install PostgreSQL or set PG_BIN_DIR to the directory holding `postgres`"
+        )
+    })
+}
+
+/// The highest-numbered `/usr/lib/postgresql/<version>/bin` holding a `postgres`.
+pub(crate) fn highest_debian_bin_dir() -> Option<PathBuf> {
     let mut best: Option<(Vec<u32>, PathBuf)> = None;
     if let Ok(entries) = std::fs::read_dir("/usr/lib/postgresql") {
         for entry in entries.flatten() {
@@ -165,18 +188,14 @@ fn find_pg_bin_dir() -> PathBuf {
             }
         }
     }
-    match best {
-        Some((_, dir)) => dir,
-        None => panic!(
-            "no PostgreSQL installation found: no /usr/lib/postgresql/*/bin/postgres; \
-             install PostgreSQL or set PG_BIN_DIR to the directory holding `postgres`"
-        ),
-    }
+    best.map(|(_, dir)| dir)
 }
 
-/// The path of the PostgreSQL program `name` (e.g. `"psql"`) in [`pg_bin_dir`].
+/// The path of the PostgreSQL program `name` (e.g. `"psql"`) for [`pg_bin_dir`]'s server:
+/// its own, or a client program from Debian's installation when the server's directory has
+/// none (see [`majors::client_program`]).
 pub fn pg_bin(name: &str) -> PathBuf {
-    pg_bin_dir().join(name)
+    majors::client_program(&pg_bin_dir(), name)
 }
 
 /// The `postgres` OS user's `(uid, gid, home)` when the current process runs as root, and

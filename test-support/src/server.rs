@@ -32,8 +32,10 @@ pub struct TestPostgresBuilder {
     hba_lines: Vec<String>,
     tcp: bool,
     extension_files: Vec<(String, String)>,
-    /// The primary's connection string, for a standby.
-    standby_of: Option<String>,
+    /// The primary, for a standby.
+    standby_of: Option<crate::standby::Primary>,
+    /// The server's binaries (None: [`pg_bin_dir`]).
+    bin_dir: Option<PathBuf>,
 }
 
 impl Default for TestPostgresBuilder {
@@ -45,6 +47,7 @@ impl Default for TestPostgresBuilder {
             tcp: false,
             extension_files: Vec::new(),
             standby_of: None,
+            bin_dir: None,
         }
     }
 }
@@ -68,6 +71,26 @@ impl TestPostgresBuilder {
     /// file trusts every local and loopback connection.
     pub fn hba_line(mut self, line: &str) -> Self {
         self.hba_lines.push(line.to_string());
+        self
+    }
+
+    /// Runs PostgreSQL `major` (Debian's or the cache's, see [`crate::majors`]) instead of
+    /// the run's ([`pg_bin_dir`]). Call [`crate::require_major`] first to skip where it is not
+    /// installed.
+    ///
+    /// # Panics
+    ///
+    /// When `major` is not installed.
+    pub fn major(mut self, major: u32) -> Self {
+        let dir = crate::majors::major_bin_dir(major)
+            .unwrap_or_else(|| panic!("{}", crate::majors::missing(major)));
+        self.bin_dir = Some(dir);
+        self
+    }
+
+    /// Runs the server binaries of `dir` instead of the run's ([`pg_bin_dir`]).
+    pub fn bin_dir(mut self, dir: &Path) -> Self {
+        self.bin_dir = Some(dir.to_path_buf());
         self
     }
 
@@ -109,14 +132,21 @@ impl TestPostgresBuilder {
         )
     }
 
-    /// Makes the server a streaming replica of `primary`: the data directory is
-    /// `pg_basebackup -R -X stream` of it (over its Unix socket, as its superuser, who becomes
-    /// this server's), not a copy of the template; the kit's settings follow the primary's
-    /// in `postgresql.conf`; `primary_conninfo` and `standby.signal` are pg_basebackup's. The
-    /// server counts as started once it accepts (read-only) connections.
+    /// Makes the server a streaming replica of `primary` (of its binaries): the data
+    /// directory is `pg_basebackup -R -X stream` of it (over its Unix socket, as its
+    /// superuser, who becomes this server's), not a copy of the template — or, when no
+    /// `pg_basebackup` as new as the primary is at hand (the cache's builds of majors newer
+    /// than Debian's), the same made by hand (a low-level backup, see the `standby` module);
+    /// the kit's settings follow the primary's in `postgresql.conf`. The server counts as
+    /// started once it accepts (read-only) connections.
     pub fn standby_of(mut self, primary: &TestPostgres) -> Self {
         self.superuser = primary.superuser().to_string();
-        self.standby_of = Some(primary.connstr("postgres"));
+        self.standby_of = Some(crate::standby::Primary {
+            connstr: primary.connstr("postgres"),
+            data_dir: primary.data_dir().to_path_buf(),
+            major: primary.major(),
+        });
+        self.bin_dir = Some(primary.bin_dir().to_path_buf());
         self
     }
 
@@ -144,7 +174,7 @@ impl TestPostgresBuilder {
     }
 
     fn try_start(&self) -> Result<TestPostgres, StartError> {
-        let bin_dir = pg_bin_dir();
+        let bin_dir = self.bin_dir.clone().unwrap_or_else(pg_bin_dir);
         let dir = TestDir::new("pg");
         let port = free_tcp_port();
         let socket_dir = dir.path().to_path_buf();
@@ -163,7 +193,7 @@ impl TestPostgresBuilder {
                 let template = template::ensure_template(&bin_dir, &self.superuser);
                 fsutil::copy_dir_recursive(&template, &data_dir);
             }
-            Some(primary) => base_backup(&bin_dir, primary, dir.path(), &data_dir),
+            Some(primary) => crate::standby::base_backup(&bin_dir, primary, dir.path(), &data_dir),
         }
         self.write_config(&data_dir, &socket_dir, port);
         let log_path = dir.path().join("postgres.log");
@@ -269,37 +299,6 @@ impl TestPostgresBuilder {
     }
 }
 
-/// `pg_basebackup` of the server at `primary` into `data_dir` (below `dir`), as the
-/// `postgres` user, with the standby configuration (`-R`) and the WAL it needs.
-fn base_backup(bin_dir: &Path, primary: &str, dir: &Path, data_dir: &Path) {
-    chown_to_postgres(dir);
-    let pg_basebackup = bin_dir.join("pg_basebackup");
-    let mut cmd = Command::new(&pg_basebackup);
-    as_postgres_user(&mut cmd)
-        .args([
-            "-R",
-            "-X",
-            "stream",
-            "-c",
-            "fast",
-            "--no-sync",
-            "-d",
-            primary,
-            "-D",
-        ])
-        .arg(data_dir)
-        .stdin(Stdio::null());
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", pg_basebackup.display()));
-    assert!(
-        out.status.success(),
-        "pg_basebackup of {primary} failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 enum StartError {
     PortTaken(String),
     Failed(String),
@@ -365,6 +364,17 @@ impl TestPostgres {
         &self.bin_dir
     }
 
+    /// The PostgreSQL program `name` to use with this server: its own, or Debian's client
+    /// program when its installation has none (see [`crate::majors::client_program`]).
+    pub fn program(&self, name: &str) -> PathBuf {
+        crate::majors::client_program(&self.bin_dir, name)
+    }
+
+    /// The server's major version (14, 15, …).
+    pub fn major(&self) -> u32 {
+        crate::majors::bin_major(&self.bin_dir)
+    }
+
     /// The postmaster's process id.
     pub fn pid(&self) -> i32 {
         i32::try_from(self.child.id()).expect("process id out of i32 range")
@@ -375,10 +385,10 @@ impl TestPostgres {
     pub fn connstr(&self, dbname: &str) -> String {
         format!(
             "host={} port={} user={} dbname={}",
-            quote_conn_value(&self.socket_dir.to_string_lossy()),
+            crate::conninfo::quote_conn_value(&self.socket_dir.to_string_lossy()),
             self.port,
-            quote_conn_value(&self.superuser),
-            quote_conn_value(dbname)
+            crate::conninfo::quote_conn_value(&self.superuser),
+            crate::conninfo::quote_conn_value(dbname)
         )
     }
 
@@ -388,10 +398,10 @@ impl TestPostgres {
     pub fn url(&self, dbname: &str) -> String {
         format!(
             "postgresql://{}@localhost:{}/{}?host={}",
-            percent_encode(&self.superuser),
+            crate::conninfo::percent_encode(&self.superuser),
             self.port,
-            percent_encode(dbname),
-            percent_encode(&self.socket_dir.to_string_lossy())
+            crate::conninfo::percent_encode(dbname),
+            crate::conninfo::percent_encode(&self.socket_dir.to_string_lossy())
         )
     }
 
@@ -448,7 +458,7 @@ impl TestPostgres {
     ///
     /// Panics with psql's standard error when it fails.
     pub fn psql(&self, sql: &str) -> String {
-        let psql = self.bin_dir.join("psql");
+        let psql = crate::majors::client_program(&self.bin_dir, "psql");
         let mut cmd = Command::new(&psql);
         as_postgres_user(&mut cmd)
             .current_dir(self.dir.path())
@@ -551,40 +561,5 @@ impl Drop for TestPostgres {
     fn drop(&mut self) {
         self.shut_down(Signal::SIGQUIT, DROP_TIMEOUT);
         // `self.dir` is dropped next and removes the directory.
-    }
-}
-
-/// Quotes a libpq key/value connection-string value when it needs it.
-fn quote_conn_value(value: &str) -> String {
-    if !value.is_empty() && !value.contains(|c: char| c.is_whitespace() || c == '\'' || c == '\\') {
-        return value.to_string();
-    }
-    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
-}
-
-/// Percent-encodes everything except RFC 3986 unreserved characters.
-fn percent_encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quoting() {
-        assert_eq!(quote_conn_value("/dev/shm/x"), "/dev/shm/x");
-        assert_eq!(quote_conn_value("a b"), "'a b'");
-        assert_eq!(quote_conn_value("it's"), "'it\\'s'");
-        assert_eq!(quote_conn_value(""), "''");
-        assert_eq!(percent_encode("/dev/shm/a_b"), "%2Fdev%2Fshm%2Fa_b");
     }
 }

@@ -7,6 +7,7 @@
 mod hostile;
 mod initdb;
 mod lock;
+mod majors;
 mod pageserver;
 mod template;
 mod upstream;

@@ -8,6 +8,8 @@ use crate::util;
 use std::time::Duration;
 
 use compute_spec::exit_code;
+use pg_basebackup_fetch::replication;
+use pg_basebackup_fetch::version::ServerVersion;
 use pg_test_support::{free_tcp_port, wait_until, TestDir, TestPostgres};
 use pg_test_support::{Answer, FakeBackend, Script, Silence};
 use serde_json::json;
@@ -311,7 +313,10 @@ fn silent_primary(silence: Silence) -> FakeBackend {
 fn primary_standin(archive: Vec<u8>, silence: Silence) -> FakeBackend {
     FakeBackend::start(Script {
         password: "secret".to_string(),
-        command: pg_basebackup_fetch::replication::BASE_BACKUP.to_string(),
+        command: replication::base_backup_command(ServerVersion(
+            pg_test_support::pg_major() * 10_000,
+        ))
+        .to_string(),
         answer: Answer::Copy {
             bytes: archive,
             replication: true,

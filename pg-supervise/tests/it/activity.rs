@@ -81,7 +81,7 @@ fn a_walsender_counts() {
     let _idle = idle_user_session(&fixture, &supervisor);
 
     // A logical-replication connection as the admin: not a client backend, but a walsender.
-    let psql = fixture.pg.bin_dir().join("psql");
+    let psql = fixture.pg.program("psql");
     let mut walsender = Command::new(psql)
         .arg("-XAtq")
         .arg(fixture.connstr("replication=database"))

@@ -9,7 +9,9 @@ use bytes::BytesMut;
 use fallible_iterator::FallibleIterator;
 use postgres_protocol::authentication::md5_hash;
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256};
-use postgres_protocol::message::backend::{DataRowBody, ErrorResponseBody, Message};
+use postgres_protocol::message::backend::{
+    DataRowBody, ErrorResponseBody, Message, RowDescriptionBody,
+};
 use postgres_protocol::message::frontend;
 
 use super::limit::Budget;
@@ -176,17 +178,32 @@ impl Connection {
     /// sends besides the CopyData (result sets before and after the copy, notices) is
     /// limited by [`AnswerLimit::DEFAULT`]; the CopyData are streamed, not limited.
     pub fn copy_out(&mut self, sql: &str) -> Result<CopyOut<'_>, WireError> {
+        self.copy_out_with_rows(sql).map(|(_, copy)| copy)
+    }
+
+    /// Starts `sql` like [`copy_out`](Self::copy_out), and returns the rows of the last
+    /// result set the server sent before its COPY OUT too (PG14's `BASE_BACKUP` lists its
+    /// tablespaces there).
+    pub fn copy_out_with_rows(&mut self, sql: &str) -> Result<(Vec<Row>, CopyOut<'_>), WireError> {
         self.answer = Budget::new(AnswerLimit::DEFAULT);
         self.send_query(sql)?;
+        let mut names: Vec<String> = Vec::new();
+        let mut rows = Vec::new();
         loop {
             match self.receive()? {
                 Message::CopyOutResponse(_) => {
-                    return Ok(CopyOut {
+                    let copy = CopyOut {
                         connection: self,
                         done: false,
                         left: 0,
-                    })
+                    };
+                    return Ok((rows, copy));
                 }
+                Message::RowDescription(body) => {
+                    names = self.column_names(&body)?;
+                    rows.clear();
+                }
+                Message::DataRow(body) => rows.push(self.row(&names, &body)?),
                 Message::ErrorResponse(body) => return Err(self.server_error(&body)),
                 Message::ReadyForQuery(_) => {
                     return Err(self.protocol("the command ended without a COPY OUT"))
@@ -338,6 +355,13 @@ impl Connection {
             Message::ErrorResponse(body) => Err(self.server_error(&body)),
             _ => Err(self.protocol("expected AuthenticationOk")),
         }
+    }
+
+    fn column_names(&self, body: &RowDescriptionBody) -> Result<Vec<String>, WireError> {
+        body.fields()
+            .map(|field| Ok(field.name().to_string()))
+            .collect()
+            .map_err(|e| self.io("receiving", e))
     }
 
     fn row(&self, names: &[String], body: &DataRowBody) -> Result<Row, WireError> {

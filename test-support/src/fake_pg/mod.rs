@@ -57,9 +57,11 @@ pub struct Script {
 pub enum Answer {
     /// One row of text columns `(name, value)`, tagged with the command.
     Row(Vec<(String, String)>),
-    /// The bytes as COPY OUT (in 16 KiB CopyData messages). With `replication`, framed the
-    /// way a primary answers `BASE_BACKUP`: an `n` payload naming `base.tar`, then the bytes
-    /// in `d` payloads.
+    /// The bytes as COPY OUT (in 16 KiB CopyData messages). With `replication`, the way a
+    /// primary of the run's major ([`crate::pg_major`]) answers `BASE_BACKUP`: 15 and later,
+    /// an `n` payload naming `base.tar`, then the bytes in `d` payloads; 14, a result set
+    /// listing the data directory as the only tablespace, then the bytes untagged. It then
+    /// answers `SHOW server_version_num` with that major's version too (`<major>0000`).
     Copy {
         /// The bytes to stream (a tar, or a gzip tar).
         bytes: Vec<u8>,
@@ -401,6 +403,20 @@ fn run_command(
         seen.commands.push(statement.to_string());
         seen.command_times.push(Instant::now());
     });
+    if matches!(
+        script.answer,
+        Answer::Copy {
+            replication: true,
+            ..
+        }
+    ) && statement == "SHOW server_version_num"
+    {
+        let version = (crate::pg_major() * 10_000).to_string();
+        stream.write_all(&messages::row_description(&["server_version_num"]))?;
+        stream.write_all(&messages::data_row(&[Some(&version)]))?;
+        send(stream, b'C', b"SHOW\0")?;
+        return Ok(true);
+    }
     if script.silence == Silence::AfterCommand {
         wait_for_hang_up(stream)?;
         return Ok(false);
@@ -463,8 +479,19 @@ fn copy_out(
     bytes: &[u8],
     replication: bool,
 ) -> std::io::Result<bool> {
+    // PG14 and older: the tablespaces first (only the data directory), then untagged data.
+    let tagged = replication && crate::pg_major() >= 15;
+    if replication && !tagged {
+        stream.write_all(&messages::row_description(&[
+            "spcoid",
+            "spclocation",
+            "size",
+        ]))?;
+        stream.write_all(&messages::data_row(&[None, None, None]))?;
+        send(stream, b'C', b"SELECT 1\0")?;
+    }
     send(stream, b'H', &[0, 0, 0])?;
-    if replication {
+    if tagged {
         send(stream, b'd', b"nbase.tar\0\0")?;
     }
     let half = bytes.len() / 2;
@@ -480,7 +507,7 @@ fn copy_out(
                 return Ok(false);
             }
         }
-        match replication {
+        match tagged {
             true => send(stream, b'd', &[b"d", chunk].concat())?,
             false => send(stream, b'd', chunk)?,
         }

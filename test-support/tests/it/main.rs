@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
 
 mod fake_pg;
+mod majors;
 mod netns;
 mod postgres;
 mod probe;

@@ -98,7 +98,7 @@ fn url_and_connstr_work() {
         .get(0);
     assert_eq!(db, "other");
     // psql understands the URL form too.
-    let mut cmd = std::process::Command::new(pg.bin_dir().join("psql"));
+    let mut cmd = std::process::Command::new(pg.program("psql"));
     pg_test_support::as_postgres_user(&mut cmd);
     let out = cmd
         .current_dir(pg.dir())
