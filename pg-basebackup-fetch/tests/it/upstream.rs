@@ -337,8 +337,13 @@ fn a_corrupt_archive_from_a_primary_fails_at_once_not_after_a_minute_of_retries(
     assert_eq!(error["retryable"], false);
     let message = error["message"].as_str().unwrap();
     let server = format!("primary 127.0.0.1:{}", standin.port);
+    // The primary is named with its version (`… (PostgreSQL 15.0) sent a corrupt …`).
     assert!(
-        message.starts_with(&format!("{server} sent a corrupt basebackup archive")),
+        message.starts_with(&format!("{server} (PostgreSQL ")),
+        "{message}"
+    );
+    assert!(
+        message.contains(") sent a corrupt basebackup archive"),
         "{message}"
     );
     assert!(message.contains("cksum"), "{message}");
