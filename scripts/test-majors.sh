@@ -20,22 +20,27 @@ cache="${COMPUTE_TOOLS_PG_CACHE:-/var/cache/compute-tools/pg}"
 logs=target/test-majors
 mkdir -p "$logs"
 
-# id | scenario | package | test binary | test name filters (substrings, space-separated)
+# id | scenario | test binary | test name filters (substrings, space-separated)
+# Each scenario runs as `cargo test --workspace --test <binary> -- <filters>`: the workspace's
+# feature set is the one scripts/test.sh built, so nothing is compiled again (with `-p <pkg>`
+# cargo resolves features for that package alone and rebuilt ~2 minutes of dependencies). Every
+# crate's integration tests are one binary named `it`; the filters are module paths that match
+# in one crate only (a scenario that matches nothing fails).
 SCENARIOS=(
-    "initdb|initdb start, embedded spec, SIGTERM → 0|compute-tools-tests|it|compute_ctl::compute_ctl_runs_the_spec_and_exits_with_postgres_code_on_sigterm"
-    "clone|clone of a vanilla primary (Primary, Replica)|pg-basebackup-fetch|it|upstream::a_primary_clone_is_writable_and_gets_the_admin_role upstream::a_replica_clone_streams_from_the_primary"
-    "ctl-clone|compute-ctl clones a vanilla primary|compute-tools-tests|it|compute_ctl::compute_ctl_clones_a_vanilla_primary"
-    "deltas|reconcile: upstream's deltas|pg-reconcile|it|fixtures::fixture_deltas_take_effect_once"
-    "public|reconcile: a spec database's public schema|pg-reconcile|it|phases::schema_public_is_given_to_the_owner_with_default_privileges"
-    "migrations|migrations (pg-reconcile)|pg-reconcile|it|migrations::a_fresh_database_ends_at_12_with_every_grant"
-    "ctl-migrations|migrations in the background of a compute-ctl start|compute-ctl|it|migrations::start_up_migrates_in_the_background_and_configure_does_not"
-    "configure|/configure then /terminate|compute-tools-tests|it|compute_ctl::empty_then_configure_then_reconfigure_then_terminate"
-    "promote|/promote of a vanilla replica|compute-ctl|it|promote::a_vanilla_replica_is_promoted_to_a_writable_primary"
-    "pg-promote|pg-promote of a streaming replica, then the new spec|pg-promote|it|a_streaming_replica_catches_up_with_its_primary_and_is_promoted with_reconfigure_the_new_spec_is_applied_after_the_promotion"
-    "lfc|LFC offload and prewarm (vanilla)|compute-ctl|it|prewarm::a_restarted_vanilla_compute_is_prewarmed_from_its_offload"
-    "catalog|catalog: /grants, /extensions, dbs and roles|pg-catalog|it|grants_grant_what_is_missing_and_say_what_they_ran extensions_create_update_and_keep_from_files dbs_and_roles_list_every_role_and_database"
-    "schema|catalog: /database_schema (pg_dump)|pg-catalog|it|schema_writes_the_dump_to_stdout_and_names_a_missing_database"
-    "compat|upstream's requests on every route, against a running compute|compute-tools-tests|it|compat::upstream_requests_get_upstream_answers"
+    "initdb|initdb start, embedded spec, SIGTERM → 0|it|compute_ctl::compute_ctl_runs_the_spec_and_exits_with_postgres_code_on_sigterm"
+    "clone|clone of a vanilla primary (Primary, Replica)|it|upstream::a_primary_clone_is_writable_and_gets_the_admin_role upstream::a_replica_clone_streams_from_the_primary"
+    "ctl-clone|compute-ctl clones a vanilla primary|it|compute_ctl::compute_ctl_clones_a_vanilla_primary"
+    "deltas|reconcile: upstream's deltas|it|fixtures::fixture_deltas_take_effect_once"
+    "public|reconcile: a spec database's public schema|it|phases::schema_public_is_given_to_the_owner_with_default_privileges"
+    "migrations|migrations (pg-reconcile)|it|migrations::a_fresh_database_ends_at_12_with_every_grant"
+    "ctl-migrations|migrations in the background of a compute-ctl start|it|migrations::start_up_migrates_in_the_background_and_configure_does_not"
+    "configure|/configure then /terminate|it|compute_ctl::empty_then_configure_then_reconfigure_then_terminate"
+    "promote|/promote of a vanilla replica|it|promote::a_vanilla_replica_is_promoted_to_a_writable_primary"
+    "pg-promote|pg-promote of a streaming replica, then the new spec|it|a_streaming_replica_catches_up_with_its_primary_and_is_promoted with_reconfigure_the_new_spec_is_applied_after_the_promotion"
+    "lfc|LFC offload and prewarm (vanilla)|it|prewarm::a_restarted_vanilla_compute_is_prewarmed_from_its_offload"
+    "catalog|catalog: /grants, /extensions, dbs and roles|it|grants_grant_what_is_missing_and_say_what_they_ran extensions_create_update_and_keep_from_files dbs_and_roles_list_every_role_and_database"
+    "schema|catalog: /database_schema (pg_dump)|it|schema_writes_the_dump_to_stdout_and_names_a_missing_database"
+    "compat|upstream's requests on every route, against a running compute|it|compat::upstream_requests_get_upstream_answers"
 )
 
 # Known failures, each with the work that fixes it: "scenario id|majors|reason". Only these
@@ -80,12 +85,12 @@ for major in "${majors[@]}"; do
         continue
     fi
     for index in "${!SCENARIOS[@]}"; do
-        IFS='|' read -r id name package binary filters <<<"${SCENARIOS[$index]}"
+        IFS='|' read -r id name binary filters <<<"${SCENARIOS[$index]}"
         log="$logs/$major-$id.log"
         read -r -a names <<<"$filters"
         t0=$(date +%s)
         status=0
-        PG_TEST_MAJOR="$major" cargo test -q -p "$package" --test "$binary" -- "${names[@]}" \
+        PG_TEST_MAJOR="$major" cargo test -q --workspace --test "$binary" -- "${names[@]}" \
             >"$log" 2>&1 || status=$?
         took=$(($(date +%s) - t0))
         ran=$(sed -n 's/^test result: .*\. \([0-9]*\) passed; \([0-9]*\) failed.*/\1 \2/p' "$log" |
