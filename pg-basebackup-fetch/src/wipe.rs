@@ -337,20 +337,9 @@ fn vouch(pgdata: &Path, names: &[String]) -> Result<(), BasebackupError> {
 
 /// Whether `name` is something PostgreSQL or compute-tools creates in PGDATA.
 pub fn is_known(name: &str) -> bool {
-    KNOWN_ENTRIES.contains(&name) || is_socket_file(name) || is_core_dump(name)
-}
-
-/// `core` and `core.<pid>`: the core dump a crashed backend leaves in its working directory,
-/// PGDATA, under the kernel's default `core_pattern` (pg-supervise raises the core limit, as
-/// upstream). Refusing them would make one crash block every later start.
-fn is_core_dump(name: &str) -> bool {
-    match name.strip_prefix("core") {
-        Some("") => true,
-        Some(rest) => rest.strip_prefix('.').is_some_and(|pid| {
-            !pid.is_empty() && pid.len() <= 10 && pid.bytes().all(|b| b.is_ascii_digit())
-        }),
-        None => false,
-    }
+    KNOWN_ENTRIES.contains(&name)
+        || is_socket_file(name)
+        || stage_kit::core_dump::is_core_dump_name(name)
 }
 
 /// `.s.PGSQL.<port>` and `.s.PGSQL.<port>.lock`: the server's socket, when its socket

@@ -18,6 +18,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::redact::redact;
+use stage_kit::core_dump::is_core_dump_name;
+
 
 /// The most dumps one exit reports (each costs a debugger run).
 pub const MAX_DUMPS: usize = 4;
@@ -48,17 +50,6 @@ pub fn enable() {
     }
 }
 
-/// Whether `name` is a core dump's under the default `core_pattern`.
-pub fn is_dump_name(name: &str) -> bool {
-    match name.strip_prefix("core") {
-        Some("") => true,
-        Some(rest) => rest.strip_prefix('.').is_some_and(|pid| {
-            !pid.is_empty() && pid.len() <= 10 && pid.bytes().all(|b| b.is_ascii_digit())
-        }),
-        None => false,
-    }
-}
-
 /// The core dumps in `pgdata` (regular files only), oldest name first, at most
 /// [`MAX_DUMPS`] of them, and how many there were.
 pub fn find(pgdata: &Path) -> (Vec<PathBuf>, usize) {
@@ -67,7 +58,7 @@ pub fn find(pgdata: &Path) -> (Vec<PathBuf>, usize) {
     };
     let mut found: Vec<PathBuf> = entries
         .filter_map(Result::ok)
-        .filter(|entry| entry.file_name().to_str().is_some_and(is_dump_name))
+        .filter(|entry| entry.file_name().to_str().is_some_and(is_core_dump_name))
         .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_file()))
         .map(|entry| entry.path())
         .collect();
@@ -117,23 +108,6 @@ pub fn report(pgdata: &Path, postgres: &Path, debugger: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dump_names() {
-        for name in ["core", "core.1", "core.4294967295"] {
-            assert!(is_dump_name(name), "{name}");
-        }
-        for name in [
-            "core.",
-            "core.x",
-            "core.1.sql",
-            "cores",
-            "score",
-            "core.12345678901",
-        ] {
-            assert!(!is_dump_name(name), "{name}");
-        }
-    }
 
     #[test]
     fn only_regular_files_are_found_and_at_most_a_few() {

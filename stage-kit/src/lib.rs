@@ -13,6 +13,7 @@
 //! * [`child`]: the one child runner: own process group, parent-death signal, a spawner
 //!   thread for long-lived children, deadlines and output caps, pidfds.
 //! * [`cgexec`]: the `cgexec -g memory:<cgroup>` wrapping of Postgres under `AUTOSCALING`.
+//! * [`core_dump`]: the names of the core dumps a crashed backend leaves in PGDATA.
 //! * [`deadline`]: deadlines from input durations that saturate instead of panicking.
 //! * [`tls`]: the Postgres TLS certificate and key, checked and copied into PGDATA.
 //! * [`bounded`]: reading operator input (spec, config, TLS files, stdin) with a size cap;
@@ -28,6 +29,7 @@
 pub mod bounded;
 pub mod cgexec;
 pub mod child;
+pub mod core_dump;
 pub mod deadline;
 pub mod local;
 pub mod logging;
