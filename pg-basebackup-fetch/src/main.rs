@@ -27,15 +27,15 @@ struct Cli {
     /// server), over all attempts and the pauses between them, e.g. `2m`: then the start
     /// fails naming the server and the attempts made. A large archive that keeps arriving is
     /// never cut by it.
-    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "2m", value_parser = stage_kit::deadline::parse_flag)]
     no_progress_timeout: Duration,
     /// Time allowed to connect, start up and authenticate, per attempt, e.g. `30s`, `500ms`
     /// (a `connect_timeout` in `upstream_connstring` takes its place for a primary).
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = stage_kit::deadline::parse_flag)]
     startup_timeout: Duration,
     /// The longest a server may stay silent once connected (before answering the command,
     /// and between two reads of the stream); then the attempt fails and is retried.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = stage_kit::deadline::parse_flag)]
     idle_timeout: Duration,
     /// The least number of bytes a basebackup stream must bring in every
     /// `--min-rate-window` once it has started (0: no minimum); a server trickling bytes
@@ -43,12 +43,12 @@ struct Cli {
     #[arg(long, default_value_t = pg_basebackup_fetch::DEFAULT_MIN_RATE_BYTES)]
     min_rate_bytes: u64,
     /// The window of `--min-rate-bytes`.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = stage_kit::deadline::parse_flag)]
     min_rate_window: Duration,
     /// How long an unusable TLS certificate or key (`compute_ctl_config.tls`, missing,
     /// unreadable, expired or not matching) is waited for, re-checked every second, before
     /// the start fails naming the file.
-    #[arg(long, env = "COMPUTE_CTL_TLS_WAIT", default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "COMPUTE_CTL_TLS_WAIT", default_value = "60s", value_parser = stage_kit::deadline::parse_flag)]
     tls_wait: Duration,
     /// Where pristine `initdb` clusters are cached for the `initdb` source (default:
     /// /var/cache/compute-tools when writable, else $XDG_CACHE_HOME/compute-tools or
@@ -60,7 +60,7 @@ struct Cli {
     no_template_cache: bool,
     /// How long to wait for another process's lock on PGDATA (`<pgdata>.compute-tools.lock`)
     /// before failing naming it; run by compute-ctl, the stage uses the lock it hands down.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = stage_kit::deadline::parse_flag)]
     pgdata_lock_timeout: Duration,
     /// Log line format on stderr.
     #[arg(long, value_enum, default_value = "text")]

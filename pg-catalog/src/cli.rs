@@ -81,10 +81,10 @@ pub enum Command {
         #[arg(long)]
         database: String,
         /// pg_dump is killed when it writes nothing for this long.
-        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        #[arg(long, default_value = "60s", value_parser = stage_kit::deadline::parse_flag)]
         idle_timeout: Duration,
         /// pg_dump is killed when the whole dump takes longer.
-        #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
+        #[arg(long, default_value = "30m", value_parser = stage_kit::deadline::parse_flag)]
         timeout: Duration,
         /// The compute document.
         #[command(flatten)]

@@ -22,7 +22,7 @@ struct Cli {
     #[arg(short = 'r', long, value_parser = normalize_base_url)]
     remote_ext_base_url: Option<String>,
     /// The whole download of one archive (connect, headers, body) must finish within this.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = stage_kit::deadline::parse_flag)]
     download_timeout: Duration,
     /// The largest compressed archive accepted, in bytes.
     #[arg(long, default_value_t = 512 << 20)]

@@ -42,10 +42,10 @@ pub struct Cli {
     #[arg(long)]
     pub keep: bool,
     /// Connecting and authenticating, per pageserver.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = stage_kit::deadline::parse_flag)]
     pub connect_timeout: Duration,
     /// Each pageserver's answer (every read on its connection).
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = stage_kit::deadline::parse_flag)]
     pub request_timeout: Duration,
     /// Log line format on stderr.
     #[arg(long, value_enum, default_value = "text")]

@@ -52,20 +52,11 @@ pub struct Cli {
     pub pg_reconcile: Option<PathBuf>,
     /// How long --reconfigure's `pg-reconcile` may run before it is killed (humantime, or
     /// seconds).
-    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = stage_kit::deadline::parse_flag)]
     pub reconfigure_timeout: Duration,
     /// Log line format on stderr (also passed to `pg-reconcile`).
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
-}
-
-/// A duration flag: humantime's forms (`30s`, `10m`, …), or a bare number of seconds.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    if let Ok(seconds) = text.parse::<u64>() {
-        return Ok(Duration::from_secs(seconds));
-    }
-    humantime::parse_duration(text)
-        .map_err(|error| format!("{text:?} is not a duration ({error}); write e.g. 10m or 90s"))
 }
 
 /// The most of `pg-reconcile`'s stdout kept (the document it writes back).

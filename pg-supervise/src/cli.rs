@@ -16,10 +16,10 @@ use stage_kit::logging::LogFormat;
 #[command(name = "pg-supervise", version = stage_kit::VERSION)]
 pub struct Cli {
     /// How long to wait for `postmaster.pid` to say `ready` (e.g. `60s`, `500ms`).
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = stage_kit::deadline::parse_flag)]
     pub ready_timeout: Duration,
     /// How long each shutdown step may take before escalating (fast → immediate → SIGKILL).
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = stage_kit::deadline::parse_flag)]
     pub shutdown_timeout: Duration,
     /// The OS user to run Postgres as when started as root (default `postgres`).
     #[arg(long)]
@@ -35,7 +35,7 @@ pub struct Cli {
     pub no_monitor: bool,
     /// How long to wait for another process's lock on PGDATA (`<pgdata>.compute-tools.lock`)
     /// before failing naming it; run by compute-ctl, the stage uses the lock it hands down.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = stage_kit::deadline::parse_flag)]
     pub pgdata_lock_timeout: Duration,
 }
 

@@ -20,7 +20,6 @@ use std::time::Duration;
 use crate::redact::redact;
 use stage_kit::core_dump::is_core_dump_name;
 
-
 /// The most dumps one exit reports (each costs a debugger run).
 pub const MAX_DUMPS: usize = 4;
 /// How long one backtrace may take.

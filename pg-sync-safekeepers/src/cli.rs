@@ -18,18 +18,18 @@ pub struct Cli {
     pub log_format: LogFormat,
     /// Deadline for `postgres --sync-safekeepers` (all attempts) or the upstream query, e.g.
     /// `60s`, `500ms`; at the deadline the child is killed.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = stage_kit::deadline::parse_flag)]
     pub timeout: Duration,
     /// Time allowed to one connection to a vanilla upstream primary (connect, startup,
     /// authentication, IDENTIFY_SYSTEM); a refused, cut or silent one is tried again while
     /// --timeout lasts.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = stage_kit::deadline::parse_flag)]
     pub startup_timeout: Duration,
     /// Retries after a failed `postgres --sync-safekeepers` (backoff min(1.1^n, 3) s).
     #[arg(long, default_value_t = 5)]
     pub retries: u32,
     /// Time allowed to each safekeeper for TIMELINE_STATUS on the fast path.
-    #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "100ms", value_parser = stage_kit::deadline::parse_flag)]
     pub fast_path_timeout: Duration,
     /// Sync once more after Postgres exited: no fast path, PGDATA and its postgresql.conf are
     /// used as they are.
