@@ -1,5 +1,5 @@
 //! The route adapters and the compute the jobs see: codes, bodies, counters, and the
-//! periodic offload stopping with the compute's status.
+//! adapter's stop signal following the compute's status.
 
 use std::time::{Duration, Instant};
 
@@ -234,31 +234,26 @@ fn a_cancel_while_idle_cancels_the_next_prewarm() {
     assert!(!lfc.periodic_offload_allowed());
 }
 
+/// The adapter the jobs see (the periodic offload itself is pg-prewarm's test): a running
+/// compute waits out the timeout, a terminating one answers at once.
 #[test]
-fn periodic_offload_runs_and_stops_with_the_compute() {
-    let lfc = Arc::new(Lfc::new());
+fn the_compute_adapter_stops_with_the_status() {
+    use pg_prewarm::Compute;
     let shared = shared_with(Some(complete()));
-    let periodic = lfc
-        .spawn_periodic_offload(&shared, Duration::from_millis(20))
-        .unwrap();
+    assert!(shared.document().is_some());
     let started = Instant::now();
-    while lfc.counters().offloads < 2 {
-        assert!(started.elapsed() < Duration::from_secs(10));
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    assert!(!shared.wait_stopping(Duration::from_millis(50)));
+    assert!(started.elapsed() >= Duration::from_millis(50));
+    let waiter = {
+        let shared = Arc::clone(&shared);
+        std::thread::spawn(move || shared.wait_stopping(Duration::from_secs(30)))
+    };
+    std::thread::sleep(Duration::from_millis(20));
+    let transitioned = Instant::now();
     shared
         .transition(ComputeStatus::TerminationPendingFast)
         .unwrap();
-    let stopping = Instant::now();
-    while !periodic.is_finished() {
-        assert!(
-            stopping.elapsed() < Duration::from_secs(10),
-            "the periodic offload outlived the compute"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let count = lfc.counters().offloads;
-    // Waits out an offload that must not happen (the thread has ended).
-    std::thread::sleep(Duration::from_millis(100));
-    assert_eq!(lfc.counters().offloads, count);
+    assert!(waiter.join().unwrap());
+    assert!(transitioned.elapsed() < Duration::from_secs(5));
+    assert!(shared.wait_stopping(Duration::from_secs(30)));
 }
