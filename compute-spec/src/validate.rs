@@ -209,11 +209,7 @@ fn neon_storage(spec: &ComputeSpec, error: &mut impl FnMut(&str, String)) -> Opt
     let mut shard_map_broken = false;
     if let Some(info) = &spec.pageserver_connection_info {
         for key in info.shards.keys() {
-            let index = (key.len() == 4)
-                .then(|| u16::from_str_radix(key, 16).ok())
-                .flatten()
-                .filter(|_| key.bytes().all(|b| b.is_ascii_hexdigit()));
-            if index.is_none() {
+            if crate::spec::ShardIndex::parse(key).is_none() {
                 shard_map_broken = true;
                 error(
                     &format!("pageserver_connection_info.shards.{key}"),

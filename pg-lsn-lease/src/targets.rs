@@ -1,7 +1,7 @@
 //! What a Static compute leases: its LSN on every shard of its timeline, at every pageserver
 //! the spec lists for that shard, with the tenant-shard id each pageserver expects.
 
-use compute_spec::spec::ComputeSpec;
+use compute_spec::spec::{ComputeSpec, ShardIndex};
 use compute_spec::validate::StorageSource;
 
 /// One `lease lsn` to send.
@@ -46,11 +46,12 @@ pub fn targets(spec: &ComputeSpec) -> Result<Vec<Target>, String> {
                 let tenant_shard_id = if count <= 1 {
                     tenant.clone()
                 } else {
-                    let number = u8::try_from(number)
-                        .map_err(|_| "pageserver_connstring: more than 255 shards".to_string())?;
-                    let count = u8::try_from(count)
-                        .map_err(|_| "pageserver_connstring: more than 255 shards".to_string())?;
-                    format!("{tenant}-{number:02x}{count:02x}")
+                    let too_many = |_| "pageserver_connstring: more than 255 shards".to_string();
+                    let index = ShardIndex {
+                        number: u8::try_from(number).map_err(too_many)?,
+                        count: u8::try_from(count).map_err(too_many)?,
+                    };
+                    format!("{tenant}-{index}")
                 };
                 Ok(Target {
                     connstr: connstr.clone(),
@@ -60,28 +61,27 @@ pub fn targets(spec: &ComputeSpec) -> Result<Vec<Target>, String> {
             })
             .collect();
     };
-    let mut shards: Vec<(u8, u8, &_)> = Vec::new();
+    let mut shards: Vec<(ShardIndex, &_)> = Vec::new();
     for (key, shard) in &info.shards {
-        let (number, count) = shard_index(key).ok_or_else(|| {
+        let index = ShardIndex::parse(key).ok_or_else(|| {
             format!(
                 "pageserver_connection_info.shards.{key}: a shard index is 4 hex digits, \
                  shard number then shard count"
             )
         })?;
-        shards.push((number, count, shard));
+        shards.push((index, shard));
     }
-    shards.sort_by_key(|(number, _, _)| *number);
+    shards.sort_by_key(|(index, _)| index.number);
     let mut targets = Vec::new();
-    for (number, count, shard) in shards {
+    for (index, shard) in shards {
         let tenant_shard_id = if info.shard_count == 0 {
             tenant.clone()
         } else {
-            format!("{tenant}-{number:02x}{count:02x}")
+            format!("{tenant}-{index}")
         };
         for (position, pageserver) in shard.pageservers.iter().enumerate() {
-            let field = format!(
-                "pageserver_connection_info.shards.{number:02x}{count:02x}.pageservers[{position}]"
-            );
+            let field =
+                format!("pageserver_connection_info.shards.{index}.pageservers[{position}]");
             let Some(connstr) = pageserver.libpq_url.clone() else {
                 return Err(format!(
                     "{field} has no libpq_url: leases go over libpq only"
@@ -98,16 +98,6 @@ pub fn targets(spec: &ComputeSpec) -> Result<Vec<Target>, String> {
         return Err("pageserver_connection_info.shards lists no pageserver".to_string());
     }
     Ok(targets)
-}
-
-/// `"0204"` → shard 2 of 4.
-fn shard_index(key: &str) -> Option<(u8, u8)> {
-    if key.len() != 4 || !key.bytes().all(|byte| byte.is_ascii_hexdigit()) {
-        return None;
-    }
-    let number = u8::from_str_radix(key.get(..2)?, 16).ok()?;
-    let count = u8::from_str_radix(key.get(2..)?, 16).ok()?;
-    Some((number, count))
 }
 
 /// What identifies the pageservers and the token of a spec: a change ends a lease wait
