@@ -46,8 +46,6 @@ SCENARIOS=(
 # Known failures, each with the work that fixes it: "scenario id|majors|reason". Only these
 # may fail; once fixed, their pass fails the run until the line is removed.
 EXPECTED=(
-    "deltas|14|PG14's public belongs to the bootstrap superuser: pg-reconcile's planner assumes 15's pg_database_owner, so a second apply plans ALTER SCHEMA public OWNER (issue 31, pg-reconcile)"
-    "public|14|PG14's public belongs to the bootstrap superuser: pg-reconcile's planner assumes 15's pg_database_owner (issue 31, pg-reconcile)"
     "schema|16 17 18|/database_schema runs the pg_dump beside -b: the cache's builds ship none, and Debian's 15 refuses newer servers; 16+ need one at least as new as the server (issue 31, pg_dump)"
     "compat|16 17 18|its /database_schema rows, as for schema (issue 31, pg_dump)"
 )

@@ -568,8 +568,7 @@ mod tests {
         for bad in ["", "000", "00000", "+001", "0x01", "zz00", "00é"] {
             assert_eq!(ShardIndex::parse(bad), None, "{bad}");
         }
-        let info: PageserverConnectionInfo =
-            serde_json::from_str(r#"{"shard_count": 2}"#).unwrap();
+        let info: PageserverConnectionInfo = serde_json::from_str(r#"{"shard_count": 2}"#).unwrap();
         assert_eq!(info.shard_keys(), ["0002", "0102"]);
         let unsharded: PageserverConnectionInfo = serde_json::from_str("{}").unwrap();
         assert_eq!(unsharded.shard_keys(), ["0000"]);

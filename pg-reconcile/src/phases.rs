@@ -15,7 +15,10 @@ use crate::step::Phase;
 /// accepts connections and is valid; not the system database.
 pub(super) fn change_schema_perms(planner: &mut Planner<'_>) {
     let system = planner.system();
-    let new_database = SchemaState::default();
+    let new_database = SchemaState::of_new_database(
+        planner.snapshot.server_version,
+        planner.snapshot.bootstrap_superuser.as_deref(),
+    );
     let mut steps = Vec::new();
     for db in &planner.spec.cluster.databases {
         let usable = planner

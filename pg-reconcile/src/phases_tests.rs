@@ -158,6 +158,33 @@ fn a_new_database_gets_the_default_privileges() {
     check(&spec, &snap, &expected);
 }
 
+/// Before PostgreSQL 15 a new database's `public` is the bootstrap superuser's: when that is
+/// the admin user, the plan hands it to the owner at once (else a second apply would).
+#[test]
+fn a_new_database_before_15_has_its_public_handed_to_the_owner() {
+    let spec = with_databases(json!([{"name": "fresh", "owner": "o"}]));
+    let mut snap = snapshot(&[("o", None), ("web_access", None)], &[]);
+    snap.server_version = 140013;
+    snap.bootstrap_superuser = Some("cloud_admin".into());
+    let steps = plan(&spec, &context(), &snap).unwrap();
+    let perms: Vec<&str> = steps
+        .iter()
+        .filter(|step| step.phase == Phase::ChangeSchemaPerms)
+        .flat_map(|step| step.statements.iter().map(|sql| sql.text.as_str()))
+        .collect();
+    assert_eq!(
+        perms,
+        ["ALTER SCHEMA public OWNER TO \"o\"", TABLES, SEQUENCES]
+    );
+    // Another bootstrap superuser is not the admin's: upstream leaves it.
+    snap.bootstrap_superuser = Some("postgres".into());
+    let steps = plan(&spec, &context(), &snap).unwrap();
+    assert!(!steps
+        .iter()
+        .flat_map(|step| &step.statements)
+        .any(|sql| sql.text.starts_with("ALTER SCHEMA")));
+}
+
 #[test]
 fn the_availability_check_table_is_created_once() {
     let spec = with_databases(json!([]));

@@ -8,7 +8,7 @@
 //! The state is read per database before planning ([`read`], one query on one connection
 //! each), so an instance already in that state plans nothing. A database the plan creates
 //! is planned from the state a new database has (schema `public` owned by
-//! `pg_database_owner`, nothing granted).
+//! `pg_database_owner`, or by the bootstrap superuser before PostgreSQL 15; nothing granted).
 
 use compute_spec::quote::Literal;
 use compute_spec::spec::{ComputeSpec, DeltaAction};
@@ -35,8 +35,23 @@ pub struct SchemaState {
     pub default_sequences: bool,
 }
 
+impl SchemaState {
+    /// `public` of a database created from `template1` on a server of `server_version`:
+    /// PostgreSQL 15 made `pg_database_owner` its owner; before, the bootstrap superuser
+    /// owns it (and `PUBLIC` may create in it).
+    pub fn of_new_database(server_version: u32, bootstrap_superuser: Option<&str>) -> Self {
+        match bootstrap_superuser {
+            Some(owner) if server_version < 150000 => SchemaState {
+                owner: owner.to_string(),
+                ..SchemaState::default()
+            },
+            _ => SchemaState::default(),
+        }
+    }
+}
+
 impl Default for SchemaState {
-    /// A new database's `public`.
+    /// A new database's `public` on PostgreSQL 15 and later.
     fn default() -> SchemaState {
         SchemaState {
             public_exists: true,
@@ -263,7 +278,7 @@ pub struct Target<'a> {
     pub database: &'a str,
     /// Its owner in the spec.
     pub owner: &'a str,
-    /// Its schema state ([`SchemaState::default`] for a database the plan creates).
+    /// Its schema state ([`SchemaState::of_new_database`] for a database the plan creates).
     pub state: &'a SchemaState,
     /// The admin user (`cloud_admin`).
     pub admin_user: &'a str,

@@ -72,6 +72,9 @@ pub struct Snapshot {
     pub postgres_audit_off: bool,
     /// `server_version_num`.
     pub server_version: u32,
+    /// The bootstrap superuser (oid 10, the role `initdb` made): before PostgreSQL 15 it owns
+    /// schema `public` of every database created from `template1`.
+    pub bootstrap_superuser: Option<String>,
     /// Schema `public` of the spec's databases, by database name ([`crate::schema_perms`]:
     /// read through one connection per database; absent when not read).
     pub schemas: BTreeMap<String, crate::schema_perms::SchemaState>,
@@ -118,7 +121,8 @@ const SERVER: &str = "SELECT pg_catalog.current_setting('shared_preload_librarie
              AND 'pgaudit.log=none' OPERATOR(pg_catalog.=) ANY (s.setconfig)), \
      pg_catalog.current_setting('server_version_num'), \
      pg_catalog.current_setting('superuser_reserved_connections'), \
-     pg_catalog.current_setting('reserved_connections', true)";
+     pg_catalog.current_setting('reserved_connections', true), \
+     pg_catalog.pg_get_userbyid(10)::pg_catalog.text";
 const FILE_SETTINGS: &str = "SELECT DISTINCT coalesce(name, sourcefile), error \
      FROM pg_catalog.pg_file_settings WHERE error IS NOT NULL ORDER BY 1, 2";
 /// `pg_file_settings.error` of a setting that only a restart applies.
@@ -249,6 +253,7 @@ fn add_server(snapshot: &mut Snapshot, row: &SimpleQueryRow) {
         .iter()
         .filter_map(|&i| text(row, i).and_then(|v| v.parse::<u32>().ok()))
         .sum();
+    snapshot.bootstrap_superuser = owned(row, 9);
 }
 
 /// [`FILE_SETTINGS`]: setting (or file), error.
