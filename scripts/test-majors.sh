@@ -46,8 +46,6 @@ SCENARIOS=(
 # Known failures, each with the work that fixes it: "scenario id|majors|reason". Only these
 # may fail; once fixed, their pass fails the run until the line is removed.
 EXPECTED=(
-    "schema|16 17 18|/database_schema runs the pg_dump beside -b: the cache's builds ship none, and Debian's 15 refuses newer servers; 16+ need one at least as new as the server (issue 31, pg_dump)"
-    "compat|16 17 18|its /database_schema rows, as for schema (issue 31, pg_dump)"
 )
 
 installed() {
