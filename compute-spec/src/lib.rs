@@ -51,6 +51,7 @@ pub mod reserved;
 pub mod schema;
 pub mod secret;
 pub mod section;
+pub mod shard;
 pub mod spec;
 pub mod sqlopt;
 pub mod timestamp;

@@ -1,4 +1,4 @@
-//! The wire client (`stage_kit::wire::Connection`) against a scripted server: the input is
+//! The wire client (`pg_wire::Connection`) against a scripted server: the input is
 //! the whole byte stream a server sends (startup answers, authentication requests — cleartext,
 //! MD5, SCRAM —, parameter statuses, row descriptions, data rows, COPY OUT, errors, notices),
 //! written to a Unix socket of a server thread, which then closes its side.
@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use stage_kit::wire::{Connection, Endpoint, Startup};
+use pg_wire::{Connection, Endpoint, Startup};
 
 struct Server {
     _dir: tempfile::TempDir,

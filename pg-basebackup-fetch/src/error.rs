@@ -5,7 +5,7 @@ use std::io;
 use std::path::PathBuf;
 
 use compute_spec::error::{ErrorKind, StageError};
-use stage_kit::wire::WireError;
+use pg_wire::WireError;
 
 use crate::STAGE;
 
@@ -350,7 +350,7 @@ mod tests {
         };
         let flood = WireError::TooLarge {
             endpoint: "db:5432".into(),
-            limit: stage_kit::wire::AnswerLimit::ONE_ROW,
+            limit: pg_wire::AnswerLimit::ONE_ROW,
         };
         for (error, kind) in [
             (refused, ErrorKind::Network),

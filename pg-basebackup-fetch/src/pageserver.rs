@@ -1,7 +1,7 @@
 //! The Neon pageserver source: `basebackup <tenant> <timeline> [<lsn>] --gzip [--replica]`
 //! read as a COPY OUT stream, through gzip, straight into PGDATA.
 //!
-//! The connection is the shared client [`stage_kit::wire`] (the page service accepts
+//! The connection is the shared client [`pg_wire`] (the page service accepts
 //! simple queries, as its `lease lsn` and the safekeepers' `TIMELINE_STATUS` show), because
 //! the `postgres` crate bounds only the TCP connect: a pageserver that accepts and then says
 //! nothing would hold the start forever. Here connect, startup and authentication share
@@ -16,7 +16,7 @@ use std::time::Instant;
 use compute_spec::ids::Lsn;
 use compute_spec::spec::ComputeMode;
 use compute_spec::validate::NeonStorage;
-use stage_kit::wire::{Connection, CopyOut};
+use pg_wire::{Connection, CopyOut};
 
 use crate::error::{classify_read, classify_wire, BasebackupError};
 use crate::progress::{Counting, ProgressClock};

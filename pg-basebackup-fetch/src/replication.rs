@@ -1,7 +1,7 @@
 //! The vanilla primary source: `BASE_BACKUP` over a physical replication connection.
 //!
 //! The `postgres` crate cannot open a replication connection, so this module uses the shared
-//! client [`stage_kit::wire`]: startup with `replication=true`, authentication, then
+//! client [`pg_wire`]: startup with `replication=true`, authentication, then
 //! `SHOW server_version_num`: a primary of another major than the compute's Postgres is
 //! refused at once, naming both versions ([`crate::version`]), and every later error names
 //! the primary's version. The command and its stream depend on that version:
@@ -22,7 +22,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use compute_spec::quote::quote_literal;
-use stage_kit::wire::{AnswerLimit, Connection, CopyOut, WireError};
+use pg_wire::{AnswerLimit, Connection, CopyOut, WireError};
 
 use crate::error::{classify_read, classify_wire, BasebackupError, ServerMessage};
 use crate::progress::{Counting, ProgressClock};
@@ -136,7 +136,7 @@ fn primary_version(
 }
 
 /// Accepts PG14's tablespace list only when it names the data directory alone (a NULL oid).
-fn check_tablespaces(rows: &[stage_kit::wire::Row]) -> Result<(), ServerMessage> {
+fn check_tablespaces(rows: &[pg_wire::Row]) -> Result<(), ServerMessage> {
     let others: Vec<String> = rows
         .iter()
         .filter(|row| row.get("spcoid").is_some())

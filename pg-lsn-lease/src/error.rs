@@ -5,7 +5,7 @@
 
 use compute_spec::ids::Lsn;
 use compute_spec::ErrorKind;
-use stage_kit::wire::WireError;
+use pg_wire::WireError;
 
 /// Why an attempt leased nothing (or not everything).
 #[derive(Debug, thiserror::Error)]

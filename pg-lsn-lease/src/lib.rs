@@ -6,7 +6,7 @@
 //!   (`pageserver_connection_info`, or the legacy `pageserver_connstring` list), each with
 //!   the tenant-shard id the pageserver expects.
 //! * [`request`]: one `lease lsn <tenant_shard_id> <timeline_id> <lsn> ` over libpq through
-//!   [`stage_kit::wire`] (the `storage_auth_token` as password, no TLS, every wait bounded).
+//!   [`pg_wire`] (the `storage_auth_token` as password, no TLS, every wait bounded).
 //! * [`lease_every_shard`]: one attempt on every target; the [`Leases`] (each
 //!   `valid_until`, and the earliest), or the first refusal (NULL: below the GC cutoff) —
 //!   which wins over other failures — or the first failure.

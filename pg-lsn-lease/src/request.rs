@@ -1,10 +1,10 @@
 //! One `lease lsn` request over the page-service protocol (libpq, simple query, no TLS),
-//! through [`stage_kit::wire`] so that every wait on the pageserver has a time limit.
+//! through [`pg_wire`] so that every wait on the pageserver has a time limit.
 
 use std::time::{Duration, SystemTime};
 
 use compute_spec::ids::Lsn;
-use stage_kit::wire::{AnswerLimit, Connection};
+use pg_wire::{AnswerLimit, Connection};
 
 use crate::targets::Target;
 use crate::Failure;
@@ -70,7 +70,7 @@ pub fn lease(
 
 /// The lease in `rows`: one row with a `valid_until` column, milliseconds since the epoch,
 /// NULL for a refusal.
-fn read_answer(server: &str, rows: &[stage_kit::wire::Row]) -> Result<Answer, Failure> {
+fn read_answer(server: &str, rows: &[pg_wire::Row]) -> Result<Answer, Failure> {
     let [row] = rows else {
         return Err(Failure::Answer(format!(
             "pageserver {server} answered lease lsn with {} rows, not 1",
@@ -103,7 +103,7 @@ fn read_answer(server: &str, rows: &[stage_kit::wire::Row]) -> Result<Answer, Fa
 #[cfg(test)]
 mod tests {
     use super::*;
-    use stage_kit::wire::Row;
+    use pg_wire::Row;
 
     fn answer(value: Option<&str>) -> Result<Answer, String> {
         let row = Row {

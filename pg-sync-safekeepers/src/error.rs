@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use compute_spec::{ErrorKind, StageError};
 
-use stage_kit::wire::WireError;
+use pg_wire::WireError;
 
 /// A failure deciding the start LSN.
 #[derive(Debug, thiserror::Error)]
@@ -205,7 +205,7 @@ mod tests {
             (
                 WireError::TooLarge {
                     endpoint: endpoint(),
-                    limit: stage_kit::wire::AnswerLimit::ONE_ROW,
+                    limit: pg_wire::AnswerLimit::ONE_ROW,
                 },
                 ErrorKind::Server,
             ),

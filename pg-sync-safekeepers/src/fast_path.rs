@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use compute_spec::ids::{TenantId, TimelineId};
 use compute_spec::Lsn;
 
-use stage_kit::wire::{AnswerLimit, Connection, Endpoint, Startup, WireError};
+use pg_wire::{AnswerLimit, Connection, Endpoint, Startup, WireError};
 
 /// Extra time allowed to the whole check beyond one safekeeper's timeout.
 const RESOLVE_MARGIN: Duration = Duration::from_millis(100);

@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use compute_spec::Lsn;
-use stage_kit::wire::{endpoints, AnswerLimit, Connection, Endpoint, Startup, WireError};
+use pg_wire::{endpoints, AnswerLimit, Connection, Endpoint, Startup, WireError};
 
 use crate::error::SyncError;
 

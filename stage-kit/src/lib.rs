@@ -8,14 +8,13 @@
 //!   nothing but async-signal-safe calls between `fork` and `exec`.
 //! * [`notify`]: systemd's `sd_notify` datagram protocol.
 //! * [`local`]: the admin connection of the tools to their own Postgres.
-//! * [`wire`]: a minimal Postgres wire client with a deadline on every read and write, for
-//!   servers `postgres` cannot talk to (the pageserver, safekeepers).
 //! * [`child`]: the one child runner: own process group, parent-death signal, a spawner
 //!   thread for long-lived children, deadlines and output caps, pidfds.
 //! * [`cgexec`]: the `cgexec -g memory:<cgroup>` wrapping of Postgres under `AUTOSCALING`.
 //! * [`core_dump`]: the names of the core dumps a crashed backend leaves in PGDATA.
 //! * [`deadline`]: deadlines from input durations that saturate instead of panicking.
-//! * [`tls`]: the Postgres TLS certificate and key, checked and copied into PGDATA.
+//! * `tls` (feature `tls`, a default one; the workspace dependency turns it off): the
+//!   Postgres TLS certificate and key, checked and copied into PGDATA.
 //! * [`bounded`]: reading operator input (spec, config, TLS files, stdin) with a size cap;
 //!   only regular files, opened without blocking.
 //! * [`pgdata_lock`]: one owner per PGDATA, an exclusive `flock` beside it, inherited by the
@@ -37,9 +36,9 @@ pub mod notify;
 pub mod pgdata_lock;
 pub mod runas;
 pub mod stage;
+#[cfg(feature = "tls")]
 pub mod tls;
 pub mod url;
-pub mod wire;
 
 /// The version every binary of the workspace reports: the package version and the git commit
 /// it was built from.

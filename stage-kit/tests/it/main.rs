@@ -5,7 +5,5 @@
 #![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
 
 mod child;
+#[cfg(feature = "tls")]
 mod tls;
-mod wire;
-mod wire_answer_limit;
-mod wire_claimed_length;

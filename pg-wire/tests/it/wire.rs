@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use compute_spec::Lsn;
 use pg_test_support::TestPostgres;
-use stage_kit::wire::{Connection, WireError};
+use pg_wire::{Connection, WireError};
 
 #[test]
 fn identify_system_over_a_replication_connection() {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use pg_test_support::fake_pg::messages::{auth, data_row, message, ready, row_description};
 use pg_test_support::fake_pg::{scripted, Scripted};
-use stage_kit::wire::{AnswerLimit, Connection, Endpoint, Startup, WireError};
+use pg_wire::{AnswerLimit, Connection, Endpoint, Startup, WireError};
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 

@@ -1,4 +1,4 @@
-//! A minimal blocking PostgreSQL frontend over `std` sockets, built on `postgres-protocol`'s
+//! pg-wire: a minimal blocking PostgreSQL frontend over `std` sockets, built on `postgres-protocol`'s
 //! message encoders and parsers, shared by the stages that need what the `postgres` crate
 //! cannot do: a replication connection (`replication=true` at startup), and time limits on
 //! everything after the TCP connect (the `postgres` crate bounds only the connect, so a
@@ -30,8 +30,10 @@
 //!
 //! Invariants: no password (or hash of one) ever appears in an error or a log line; every
 //! error names the server; no answer is held beyond its [`AnswerLimit`]; with a deadline or a read timeout set, no call waits unbounded on
-//! the server once the connection is open. Tests: `wire/tests.rs` talks to a scripted server on a Unix
+//! the server once the connection is open. Tests: `src/tests.rs` talks to a scripted server on a Unix
 //! socket; `tests/it/wire.rs` runs `IDENTIFY_SYSTEM` against a real Postgres.
+
+#![warn(missing_docs)]
 
 use std::io;
 use std::path::PathBuf;

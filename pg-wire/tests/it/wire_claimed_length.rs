@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixListener;
 use std::time::{Duration, Instant};
 
-use stage_kit::wire::{AnswerLimit, Connection, Endpoint, Startup, WireError};
+use pg_wire::{AnswerLimit, Connection, Endpoint, Startup, WireError};
 
 fn message(kind: u8, body: &[u8]) -> Vec<u8> {
     let mut out = vec![kind];

@@ -59,7 +59,7 @@ impl Connection {
         startup: &Startup,
         timeout: Duration,
     ) -> Result<Connection, WireError> {
-        let deadline = (crate::deadline::after(timeout), timeout);
+        let deadline = (stage_kit::deadline::after(timeout), timeout);
         let name = endpoint.to_string();
         let stream = open(endpoint, &name, deadline)?;
         let mut connection = Connection {
@@ -108,7 +108,7 @@ impl Connection {
 
     /// Sets the overall deadline to `timeout` from now (None: no deadline).
     pub fn set_deadline(&mut self, timeout: Option<Duration>) {
-        self.deadline = timeout.map(|timeout| (crate::deadline::after(timeout), timeout));
+        self.deadline = timeout.map(|timeout| (stage_kit::deadline::after(timeout), timeout));
     }
 
     /// Bounds each wait for the server by `timeout`: every read (a silent server), and every

@@ -9,7 +9,7 @@ use nix::fcntl::{splice, SpliceFFlags};
 use postgres_protocol::message::backend::Message;
 
 use super::{retry_interrupted, Connection};
-use crate::wire::{Row, WireError};
+use crate::{Row, WireError};
 
 /// A COPY OUT in progress. Each CopyData payload is streamed straight from the receive
 /// buffer: [`next_data`](Self::next_data) starts the next one, [`read`](Self::read) reads
