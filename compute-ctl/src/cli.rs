@@ -40,8 +40,8 @@ pub struct Cli {
     /// Internal HTTP API port (no authentication; 0 disables it) [default: 3081].
     #[arg(long)]
     pub internal_http_port: Option<u16>,
-    /// Address the external API listens on (default: 0.0.0.0 with JWT keys, else 127.0.0.1;
-    /// a non-loopback address needs keys).
+    /// Address the external API listens on (default: [::] with JWT keys, which takes IPv4
+    /// too, or 0.0.0.0 where IPv6 is off; else 127.0.0.1; a non-loopback address needs keys).
     #[arg(long)]
     pub http_listen: Option<IpAddr>,
     /// Address the internal API (unauthenticated) listens on.
@@ -285,6 +285,18 @@ mod tests {
         assert_eq!(params.internal_port, Some(3081));
         assert!(params.has_spec_source);
         assert!(params.spec_args.contains(&OsString::from("-S")));
+    }
+
+    /// `--help` names the address the code binds with keys (`compute/http_start.rs`).
+    #[test]
+    fn the_help_names_the_default_listen_address() {
+        use clap::CommandFactory;
+        let help = Cli::command().render_long_help().to_string();
+        let listen = help
+            .split("--http-listen")
+            .nth(1)
+            .expect("an --http-listen entry");
+        assert!(listen.contains("default: [::] with JWT keys"), "{listen}");
     }
 
     #[test]

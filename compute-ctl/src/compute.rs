@@ -59,6 +59,8 @@ pub struct Controller {
     /// The shutdown signal already sent to pg-supervise (each is sent once: a second one
     /// escalates).
     signalled: Option<Signal>,
+    /// pg-supervise was started: Postgres ran (or tried to), so a final sync follows its exit.
+    postgres_started: bool,
     /// pgbouncer and local_proxy were stopped for the termination (once).
     helpers_stopped: bool,
     http_started: bool,
@@ -92,6 +94,7 @@ impl Controller {
             children,
             supervisor: None,
             signalled: None,
+            postgres_started: false,
             helpers_stopped: false,
             http_started: false,
             http_unbound: false,
@@ -138,7 +141,7 @@ impl Controller {
             }
             None => match self.wait_for_spec(document)? {
                 Some(document) => document,
-                None => return self.finish_termination(None),
+                None => return Ok(self.after_postgres(exit_code::OK)),
             },
         };
         self.start_compute(document)
@@ -228,6 +231,7 @@ impl Controller {
                 crate::ext_stats::own_activity(&self.ext_stats),
             ),
         )?);
+        self.postgres_started = true;
         let ready_at = loop {
             match self.next_event() {
                 Event::Ready { start_postgres_ms } => {
@@ -393,11 +397,8 @@ impl Controller {
     ) -> Result<Outcome, StageError> {
         self.reap_supervisor();
         tracing::info!(exit = %describe_exit(code, signal), "postgres stopped");
-        let exit = exit_code::of_postgres(code, signal);
-        if self.shared.status().is_terminating() {
-            return self.finish_termination(Some(exit));
-        }
-        Ok(Outcome::Exit(exit))
+        // Terminating or not (a crash while running), as upstream: the final sync first.
+        Ok(self.after_postgres(exit_code::of_postgres(code, signal)))
     }
 
     /// Start-up failure: `failed`, Postgres stopped, HTTP up for the grace period.
@@ -410,9 +411,7 @@ impl Controller {
                 Signal::SIGTERM
             };
             self.stop_postgres(signal);
-            return self
-                .finish_termination(Some(exit_code::RUNTIME))
-                .unwrap_or(Outcome::Exit(exit_code::RUNTIME));
+            return self.after_postgres(exit_code::RUNTIME);
         }
         tracing::error!(%error, "compute start failed");
         self.stop_lease();
@@ -428,6 +427,8 @@ impl Controller {
             }
         });
         self.stop_postgres(Signal::SIGQUIT);
+        // Postgres had started: the final sync runs as after any exit (upstream's rule).
+        let sync = self.final_sync();
         if self.http_unbound {
             tracing::error!("the HTTP API is not listening: exiting now, without --failed-grace");
             return Outcome::Exit(exit_code::RUNTIME);
@@ -440,10 +441,9 @@ impl Controller {
             .status()
             .is_terminating();
         if terminating {
-            // `/terminate` from `failed` (upstream answers 412): Postgres is already down.
-            self.shared.update(|inner| {
-                let _ = inner.transition(ComputeStatus::Terminated);
-            });
+            // `/terminate` from `failed` (upstream answers 412): Postgres is already down;
+            // its answer is the final sync's.
+            return self.settle(sync, exit_code::RUNTIME);
         }
         Outcome::Exit(exit_code::RUNTIME)
     }

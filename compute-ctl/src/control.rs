@@ -106,46 +106,66 @@ fn termination_mode(query: Option<&str>) -> Result<ComputeStatus, Reply> {
 
 /// `POST /terminate[?mode=fast|immediate]`: 200 `{"lsn"}` once terminated, 201 if it already
 /// was; accepted in `empty`, `running` and — unlike upstream, which leaves only a signal —
-/// `failed`; joins a termination already under way.
+/// `failed`. During a termination it joins it and gets the same answer (upstream: 412), so a
+/// control plane that retries a timed-out call learns the outcome. When the safekeeper sync
+/// after Postgres stopped failed, 500 naming the failure, to every caller: the WAL may not be
+/// on the safekeepers (upstream drops the connection as it exits 1).
 pub fn terminate(api: &Api, query: Option<&str>) -> Reply {
     let next = match termination_mode(query) {
         Ok(next) => next,
         Err(reply) => return reply,
     };
-    let requested = api.shared.update(|inner| match inner.status() {
-        ComputeStatus::Terminated => Ok(false),
-        ComputeStatus::Empty | ComputeStatus::Running | ComputeStatus::Failed => {
-            inner.terminate_requested = Some(next);
-            inner
-                .transition(next)
-                .map(|_| true)
-                .map_err(|error| error.from)
+    let requested = api.shared.update(|inner| {
+        if let Some(error) = &inner.final_sync_error {
+            return Err(failed_sync(error));
         }
-        status if status.is_terminating() => {
-            if next == ComputeStatus::TerminationPendingImmediate {
-                let _ = inner.transition(next);
+        match inner.status() {
+            ComputeStatus::Terminated => Err(Reply::json(
+                StatusCode::CREATED,
+                &json!({ "lsn": inner.terminate_lsn }),
+            )),
+            ComputeStatus::Empty | ComputeStatus::Running | ComputeStatus::Failed => {
+                inner.terminate_requested = Some(next);
+                inner
+                    .transition(next)
+                    .map_err(|error| wrong_status(error.from))
             }
-            inner.terminate_requested.get_or_insert(next);
-            Ok(true)
+            status if status.is_terminating() => {
+                if next == ComputeStatus::TerminationPendingImmediate {
+                    let _ = inner.transition(next);
+                }
+                inner.terminate_requested.get_or_insert(next);
+                Ok(())
+            }
+            status => Err(wrong_status(status)),
         }
-        status => Err(status),
     });
-    match requested {
-        Err(status) => return wrong_status(status),
-        Ok(false) => {
-            let lsn = api.shared.lock().terminate_lsn.clone();
-            return Reply::json(StatusCode::CREATED, &json!({ "lsn": lsn }));
-        }
-        Ok(true) => api.wake(),
+    if let Err(reply) = requested {
+        return reply;
     }
+    api.wake();
     loop {
-        let inner = api
-            .shared
-            .wait_until(POLL, |inner| inner.status() == ComputeStatus::Terminated);
+        let inner = api.shared.wait_until(POLL, |inner| {
+            inner.status() == ComputeStatus::Terminated || inner.final_sync_error.is_some()
+        });
+        if let Some(error) = &inner.final_sync_error {
+            return failed_sync(error);
+        }
         if inner.status() == ComputeStatus::Terminated {
             return Reply::json(StatusCode::OK, &json!({ "lsn": inner.terminate_lsn }));
         }
     }
+}
+
+/// The answer to `/terminate` when the final safekeeper sync failed.
+fn failed_sync(error: &str) -> Reply {
+    Reply::error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!(
+            "the safekeeper sync after Postgres stopped failed, so the WAL may not be on the \
+             safekeepers: {error}"
+        ),
+    )
 }
 
 /// `POST /refresh_configuration` (internal): counts the call, then from `running`, `failed`
@@ -234,6 +254,31 @@ mod tests {
         );
     }
 
+    /// Every problem of a spec in one 400, each as `<JSON path>: <message>`, joined by `; `
+    /// (upstream answers with the first problem's bare message).
+    #[test]
+    fn a_spec_with_several_problems_is_one_400_naming_each() {
+        let api = api();
+        let body = br#"{"spec": {"format_version": 1.0,
+            "tenant_id": "00000000000000000000000000000001",
+            "timeline_id": "00000000000000000000000000000002",
+            "pageserver_connstring": "host=ps1 port=6400",
+            "safekeeper_connstrings": ["sk1:5454", "sk1:5454"],
+            "cluster": {"roles": [], "databases": []},
+            "delta_operations": [{"action": "delete_db", "name": "template1"}]},
+            "compute_ctl_config": {}}"#;
+        let refused = configure(&api, body);
+        assert_eq!(refused.status, 400);
+        let error = error_of(&refused);
+        let (first, second) = ("delta_operations[0].name: ", "safekeeper_connstrings: ");
+        assert!(
+            error.starts_with(first) && error.contains(&format!("; {second}"))
+                || error.starts_with(second) && error.contains(&format!("; {first}")),
+            "{error}"
+        );
+        assert_eq!(api.shared.status(), ComputeStatus::Empty);
+    }
+
     #[test]
     fn terminate_modes() {
         assert_eq!(
@@ -267,6 +312,50 @@ mod tests {
                 text.starts_with("Failed to deserialize query string: ") && text.contains(refusal),
                 "{text}"
             );
+        }
+    }
+
+    /// A `/terminate` during a termination joins it (upstream: 412) and gets its outcome: the
+    /// LSN, or — when the final sync failed — the 500, as does any later call.
+    #[test]
+    fn terminate_joins_a_termination_and_a_failed_sync_is_500() {
+        for failed in [false, true] {
+            let api = std::sync::Arc::new(api());
+            api.shared
+                .transition(ComputeStatus::TerminationPendingFast)
+                .unwrap();
+            let joiner = {
+                let api = api.clone();
+                std::thread::spawn(move || terminate(&api, None))
+            };
+            // The joiner waits for the controller's outcome.
+            std::thread::sleep(Duration::from_millis(50));
+            assert!(!joiner.is_finished());
+            api.shared.update(|inner| {
+                if failed {
+                    inner.final_sync_error = Some("safekeepers unreachable".into());
+                } else {
+                    inner.terminate_lsn = Some("0/2A00028".into());
+                    inner.transition(ComputeStatus::Terminated).unwrap();
+                }
+            });
+            let joined = joiner.join().unwrap();
+            if failed {
+                assert_eq!(joined.status, 500);
+                let error = error_of(&joined);
+                assert!(
+                    error.starts_with("the safekeeper sync after Postgres stopped failed, so the WAL may not be on the safekeepers: ")
+                        && error.ends_with("safekeepers unreachable"),
+                    "{error}"
+                );
+                let later = terminate(&api, Some("mode=immediate"));
+                assert_eq!(later.status, 500);
+                assert_eq!(error_of(&later), error);
+                assert_eq!(api.shared.status(), ComputeStatus::TerminationPendingFast);
+            } else {
+                assert_eq!(joined.status, 200);
+                assert_eq!(joined.body, br#"{"lsn":"0/2A00028"}"#);
+            }
         }
     }
 

@@ -114,17 +114,27 @@ pub fn run(params: Params) -> u8 {
     let events = (sender, receiver);
     let controller = Controller::new(params, shared.clone(), events, (children, routes::router));
     let code = controller.run();
-    let requested = shared.lock().terminate_requested;
-    if shared.status() == ComputeStatus::Terminated {
-        // As upstream, the API stays up after a `/terminate` (repeated calls get 201): 30 s
-        // after a fast one, 300 ms after an immediate one.
-        let linger = match requested {
-            Some(ComputeStatus::TerminationPendingFast) => terminated_grace,
-            Some(_) => terminated_grace.min(Duration::from_millis(300)),
-            None => Duration::ZERO,
-        };
+    let (requested, failed_sync) = {
+        let inner = shared.lock();
+        (inner.terminate_requested, inner.final_sync_error.is_some())
+    };
+    // As upstream, the API stays up after a `/terminate` (repeated calls get 201): 30 s
+    // after a fast one, 300 ms after an immediate one. After a failed final sync upstream
+    // exits at once; here the waiting `/terminate` requests get their 500 first.
+    let linger = match (shared.status(), requested) {
+        (ComputeStatus::Terminated, Some(ComputeStatus::TerminationPendingFast)) => {
+            Some(terminated_grace)
+        }
+        (ComputeStatus::Terminated, Some(_)) => {
+            Some(terminated_grace.min(Duration::from_millis(300)))
+        }
+        (ComputeStatus::Terminated, None) => Some(Duration::ZERO),
+        _ if failed_sync => Some(Duration::from_millis(300)),
+        _ => None,
+    };
+    if let Some(linger) = linger {
         let until = stage_kit::deadline::after(linger);
-        // Let the requests that waited for `terminated` get their answer, at least.
+        // Let the requests that waited for the outcome get their answer, at least.
         let deadline = stage_kit::deadline::after(Duration::from_secs(2));
         while (shared.inflight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline)
             || Instant::now() < until

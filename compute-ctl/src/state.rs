@@ -219,6 +219,9 @@ pub struct Inner {
     pub counters: Counters,
     /// The LSN reported by the post-shutdown sync (`/terminate`).
     pub terminate_lsn: Option<String>,
+    /// The safekeeper sync after Postgres exited failed (on a Primary): the status never
+    /// becomes `terminated`, `/terminate` answers 500 with this, compute-ctl exits 1.
+    pub final_sync_error: Option<String>,
     /// JWT keys and TLS as given at start; never replaced (`/configure` ignores its own).
     pub compute_ctl_config: ComputeCtlConfig,
     /// The mode of the `/terminate` that is under way or done (the HTTP API stays up after
@@ -329,6 +332,7 @@ impl Shared {
                 metrics: StartupMetrics::default(),
                 counters: Counters::default(),
                 terminate_lsn: None,
+                final_sync_error: None,
                 compute_ctl_config: ComputeCtlConfig::default(),
                 terminate_requested: None,
                 immediate_shutdown: false,

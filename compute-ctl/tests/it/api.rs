@@ -230,6 +230,37 @@ fn configure_during_init_is_412_and_errors_are_json() {
     assert_eq!(compute.get("/readyz").status, 503);
 }
 
+/// The listening sockets on `port`, as the kernel lists them (`/proc/net/tcp` and `tcp6`):
+/// each local address in hex, `0100007F` for 127.0.0.1, thirty-two zeros for `[::]`.
+fn listeners_on(port: u16) -> Vec<String> {
+    let mut found = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state)) = (fields.get(1), fields.get(3)) else {
+                continue;
+            };
+            let listening = *state == "0A";
+            if listening && local.ends_with(&format!(":{port:04X}")) {
+                found.push(local.split(':').next().unwrap().to_string());
+            }
+        }
+    }
+    found
+}
+
+/// Upstream binds its unauthenticated internal server on `[::]`; ours listens on 127.0.0.1
+/// only (the external server, without keys, too).
+#[test]
+fn the_internal_server_listens_on_loopback_only() {
+    let mut harness = Harness::new();
+    let compute = harness.start(&[]);
+    compute.wait_status("empty");
+    assert_eq!(listeners_on(harness.internal_port), ["0100007F"]);
+    assert_eq!(listeners_on(harness.port), ["0100007F"]);
+}
+
 #[test]
 fn terminate_from_empty_does_not_hang() {
     let mut harness = Harness::new();

@@ -84,6 +84,9 @@ fn jwt_cases() {
     assert_eq!(status_with(&compute, Some(&just_expired)).status, 200);
     let no_exp = token(&key, json!({"compute_id": "compute-1"}));
     assert_eq!(status_with(&compute, Some(&no_exp)).status, 200);
+    // A malformed `exp` is not a missing one (upstream lets it pass).
+    let text_exp = token(&key, json!({"compute_id": "compute-1", "exp": "tomorrow"}));
+    assert_eq!(status_with(&compute, Some(&text_exp)).status, 401);
     let elsewhere = token(&key, json!({"compute_id": "compute-2", "exp": exp}));
     assert_eq!(status_with(&compute, Some(&elsewhere)).status, 403);
     let anonymous = token(&key, json!({"exp": exp}));

@@ -271,3 +271,28 @@ fn terminate_is_a_fast_shutdown_in_both_modes_and_lingers() {
         );
     }
 }
+
+/// local_proxy's configuration is written before `running` on every compute, and a failure
+/// fails the start naming the file — also with `skip_pg_catalog_updates`, where upstream only
+/// writes it in the background and starts anyway.
+#[test]
+fn a_local_proxy_config_that_cannot_be_written_fails_any_start() {
+    let mut harness = Harness::new();
+    let unwritable = harness.path().join("no-such-dir").join("config.json");
+    let mut spec = empty_spec(None);
+    spec["skip_pg_catalog_updates"] = true.into();
+    spec["local_proxy_config"] = serde_json::json!({"jwks": []});
+    let unwritable = unwritable.to_str().unwrap().to_string();
+    let mut compute = harness.start(&[
+        "-s",
+        &spec.to_string(),
+        "--local-proxy-config",
+        &unwritable,
+        "--failed-grace",
+        "200ms",
+    ]);
+    let status = compute.wait_status("failed");
+    let error = status["error"].as_str().unwrap();
+    assert!(error.contains(&unwritable), "{error}");
+    assert_eq!(compute.wait_exit(Duration::from_secs(20)), 1);
+}

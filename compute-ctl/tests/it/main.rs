@@ -15,6 +15,7 @@ mod ext_stats;
 #[path = "../../../pg-extensions-fetch/tests/common/mod.rs"]
 mod farm;
 mod hostile_http;
+mod last_sync;
 mod lease;
 mod lifecycle;
 mod migrations;

@@ -4,12 +4,14 @@
 //! `compute-spec` model crate free of I/O dependencies, no package but the model crate
 //! touching the `extra` maps, every file of a package's one test binary (`tests/it/`) a
 //! module of it; and in [`layers`], compute-ctl's modules in layers without a cycle and the
-//! production line budgets.
+//! production line budgets; in [`compat_table`], every row of the README's compatibility table
+//! names a test that exists.
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
 
 use std::path::{Path, PathBuf};
 
+mod compat_table;
 mod layers;
 
 /// The longest a source file may be: past it, a file holds more than one idea.

@@ -50,7 +50,8 @@ print(json.dumps(doc))
 "#;
 
 /// Stand-in `pg-supervise`: `ready`, activity and downtime, then waits for SIGTERM/SIGQUIT and
-/// reports `exited` with $STANDIN_PG_EXIT.
+/// reports `exited` with $STANDIN_PG_EXIT; a file `crash` in $STANDIN_DIR is Postgres dying
+/// on its own (`exited` with code 3).
 pub const SUPERVISE: &str = r#"import sys, json, os, signal, time
 doc = json.load(sys.stdin)
 d = os.environ["STANDIN_DIR"]
@@ -71,8 +72,10 @@ if os.environ.get("STANDIN_PG_FAIL"):
 out({"event": "ready", "pid": os.getpid(), "start_postgres_ms": 42})
 out({"event": "activity", "last_active": "2026-11-24T22:00:00.123Z"})
 out({"event": "downtime", "current_ms": 0, "total_ms": 1500})
-while True:
-    time.sleep(1)
+while not os.path.exists(os.path.join(d, "crash")):
+    time.sleep(0.05)
+out({"event": "exited", "code": 3, "signal": None})
+sys.exit(3)
 "#;
 
 /// A stage that fails with its own error envelope.
@@ -97,6 +100,12 @@ pub struct Harness {
 
 impl Harness {
     pub fn new() -> Harness {
+        Harness::with_pgbin(&pg_test_support::pg_bin("postgres"))
+    }
+
+    /// A harness whose `-b` is `pgbin` (e.g. a script standing in for `postgres
+    /// --sync-safekeepers`).
+    pub fn with_pgbin(pgbin: &Path) -> Harness {
         let dir = tempfile::Builder::new()
             .prefix("compute-ctl-test")
             .tempdir_in("/dev/shm")
@@ -107,7 +116,7 @@ impl Harness {
         command
             .arg("-D")
             .arg(dir.path().join("pgdata"))
-            .args(["-b", &pg_test_support::pg_bin("postgres").to_string_lossy()])
+            .args(["-b", &pgbin.to_string_lossy()])
             .args([
                 "--external-http-port",
                 &port.to_string(),
