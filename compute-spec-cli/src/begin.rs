@@ -79,6 +79,7 @@ pub fn start_document(
         Some(dir) => absolute(stage, dir)?,
         None => default_socket_dir(&pgdata, port),
     };
+    let host = stage_kit::host::probe(&pgbin);
     Ok(ComputeDocument {
         document_version: DOCUMENT_VERSION,
         spec: loaded.spec,
@@ -92,6 +93,7 @@ pub fn start_document(
             port,
             socket_dir,
             extension_server_port: None,
+            host,
             extra: Default::default(),
         },
         spec_load: Some(SpecLoadSection {

@@ -91,9 +91,26 @@ pub struct LocalInstance {
     /// files; written as `neon.extension_server_port`. Absent when no server listens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extension_server_port: Option<u16>,
+    /// What the configuration depends on in the host, probed once by the first stage (this
+    /// crate does no I/O); both false when absent.
+    #[serde(default)]
+    pub host: HostFacts,
     /// Fields this version does not know.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+/// The host facts `postgresql.conf` depends on (`stage_kit::host::probe` reads them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct HostFacts {
+    /// `/proc/sys/vm/overcommit_memory` is 2 (strict): dynamic shared memory uses `mmap`, as
+    /// upstream.
+    #[serde(default)]
+    pub overcommit_strict: bool,
+    /// Neon's `neon` library is installed beside the Postgres binary (`<bin>/../lib/neon.so`
+    /// or `<bin>/../lib/postgresql/neon.so`).
+    #[serde(default)]
+    pub neon_library: bool,
 }
 
 impl ComputeDocument {

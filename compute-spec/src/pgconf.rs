@@ -388,29 +388,19 @@ pub fn unquote(value: &str) -> String {
 }
 
 /// The rendering parameters a document implies: its port, socket directory, privileged role,
-/// and `mmap` shared memory when `/proc/sys/vm/overcommit_memory` is 2 (as upstream).
+/// and from its host facts `mmap` shared memory when overcommit is strict (as upstream) and
+/// whether the `neon` library is there.
 pub fn params_for(document: &ComputeDocument) -> ConfParams {
-    let overcommit = std::fs::read_to_string("/proc/sys/vm/overcommit_memory").unwrap_or_default();
+    let host = document.instance.host;
     ConfParams {
         port: document.instance.port,
         socket_dir: document.instance.socket_dir.clone(),
         privileged_role_name: document.privileged_role_name.clone(),
         extension_server_port: document.instance.extension_server_port,
-        dynamic_shared_memory_mmap: overcommit.trim() == "2",
+        dynamic_shared_memory_mmap: host.overcommit_strict,
         extra_lines: Vec::new(),
-        neon_library: has_neon_library(&document.pgbin),
+        neon_library: host.neon_library,
     }
-}
-
-/// Whether Neon's `neon` library is installed beside `pgbin` (`<bin>/../lib/neon.so`, Neon's
-/// image layout, or `<bin>/../lib/postgresql/neon.so`, PostgreSQL's default `pkglibdir`).
-pub fn has_neon_library(pgbin: &std::path::Path) -> bool {
-    let Some(prefix) = pgbin.parent().and_then(std::path::Path::parent) else {
-        return false;
-    };
-    ["lib/neon.so", "lib/postgresql/neon.so"]
-        .iter()
-        .any(|candidate| prefix.join(candidate).is_file())
 }
 
 #[cfg(test)]

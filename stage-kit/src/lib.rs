@@ -12,6 +12,7 @@
 //!   thread for long-lived children, deadlines and output caps, pidfds.
 //! * [`cgexec`]: the `cgexec -g memory:<cgroup>` wrapping of Postgres under `AUTOSCALING`.
 //! * [`core_dump`]: the names of the core dumps a crashed backend leaves in PGDATA.
+//! * [`host`]: the host facts `postgresql.conf` depends on, probed for the first document.
 //! * [`deadline`]: deadlines from input durations that saturate instead of panicking.
 //! * `tls` (feature `tls`, a default one; the workspace dependency turns it off): the
 //!   Postgres TLS certificate and key, checked and copied into PGDATA.
@@ -30,6 +31,7 @@ pub mod cgexec;
 pub mod child;
 pub mod core_dump;
 pub mod deadline;
+pub mod host;
 pub mod local;
 pub mod logging;
 pub mod notify;

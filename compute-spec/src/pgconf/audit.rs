@@ -280,37 +280,6 @@ mod tests {
     }
 
     #[test]
-    fn the_neon_library_is_looked_up_beside_pgbin() {
-        let dir = tempfile_dir();
-        let bin = dir.join("bin");
-        std::fs::create_dir_all(&bin).unwrap();
-        let postgres = bin.join("postgres");
-        assert!(!crate::pgconf::has_neon_library(&postgres));
-        for layout in ["lib", "lib/postgresql"] {
-            let lib = dir.join(layout);
-            std::fs::create_dir_all(&lib).unwrap();
-            std::fs::write(lib.join("neon.so"), b"").unwrap();
-            assert!(crate::pgconf::has_neon_library(&postgres), "{layout}");
-            std::fs::remove_file(lib.join("neon.so")).unwrap();
-        }
-        assert!(!crate::pgconf::has_neon_library(std::path::Path::new(
-            "postgres"
-        )));
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    /// A fresh directory (the model crate has no tempfile dependency).
-    fn tempfile_dir() -> PathBuf {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir = std::env::temp_dir().join(format!("pgconf-audit-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
-    #[test]
     fn a_control_character_in_the_libraries_is_refused_naming_the_field() {
         let mut bad = spec("Log", preload("neon"), None);
         if let Some(settings) = bad.cluster.settings.as_mut() {

@@ -166,6 +166,41 @@ fn the_model_crate_does_no_io() {
     }
 }
 
+/// What no production code of the model crate may name: the file system, the network,
+/// processes, the standard streams, the environment and the clock (its I/O happens in
+/// stage-kit and the stages; the document carries what they found).
+const MODEL_IO: &[&str] = &[
+    "std::fs",
+    "std::net",
+    "std::process",
+    "std::os",
+    "std::env",
+    "stdin()",
+    "stdout()",
+    "stderr()",
+    "File::",
+    "SystemTime::now",
+    "Instant::now",
+];
+
+#[test]
+fn the_model_crate_code_does_no_io() {
+    let mut found = Vec::new();
+    for (file, code) in layers::production_code(&root().join(MODEL_CRATE)) {
+        for (number, line) in code.lines().enumerate() {
+            for name in MODEL_IO.iter().filter(|name| line.contains(*name)) {
+                found.push(format!("{}:{}: {name}", file.display(), number + 1));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "the model crate's production code does I/O (probe in stage-kit, e.g. stage_kit::host, \
+         and carry the result in the document):\n{}",
+        found.join("\n")
+    );
+}
+
 /// Whether a line of code reads or writes a field named `extra` (`doc.extra`,
 /// `section.extra.insert(…)`, `&mut x.extra`), or initialises one by shorthand (`extra,` on
 /// its own line), but not `x.extra_y`, `x.extract()` or a struct base `..extra`.

@@ -170,8 +170,8 @@ fn module_tree(files: Vec<(PathBuf, bool)>) -> Vec<(PathBuf, Production)> {
     tree
 }
 
-/// A package's production lines (see the module doc).
-fn production_lines(package: &Path) -> usize {
+/// A package's production files and their production parts (see the module doc).
+fn production_files(package: &Path) -> Vec<(PathBuf, Production)> {
     let src = package.join("src");
     let mut roots: Vec<(PathBuf, bool)> = ["lib.rs", "main.rs"]
         .iter()
@@ -188,6 +188,19 @@ fn production_lines(package: &Path) -> usize {
         }
     }
     module_tree(roots)
+}
+
+/// A package's production code, file by file, comments left out.
+pub(super) fn production_code(package: &Path) -> Vec<(PathBuf, String)> {
+    production_files(package)
+        .iter()
+        .map(|(file, part)| (file.clone(), code_of(part)))
+        .collect()
+}
+
+/// A package's production lines (see the module doc).
+fn production_lines(package: &Path) -> usize {
+    production_files(package)
         .iter()
         .flat_map(|(_, part)| &part.lines)
         .filter(|line| !line.trim().is_empty())
