@@ -84,12 +84,30 @@ pub struct Cli {
     /// change, which reconfigures Postgres with the new pair.
     #[arg(long, env = "COMPUTE_CTL_TLS_WATCH_INTERVAL", default_value = "60s", value_parser = parse_duration)]
     pub tls_watch_interval: Duration,
+    /// Before waiting for a spec, warm the VM's memory up (upstream's pooled-VM prewarm: a
+    /// throwaway Postgres beside PGDATA with 512 MiB of shared_buffers, started, stopped,
+    /// removed): `auto` when `AUTOSCALING` is set (a NeonVM, where it makes the hypervisor
+    /// hand the memory over), `always` (upstream: every start without a spec), `never`.
+    /// Never in lakebase mode (as upstream).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub warm_up_memory: WarmUpMemory,
     /// Log line format on stderr.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
     /// --resize-swap-on-bind, --cgroup, --pgbouncer-*, --rsyslog-*, …: the sidecars' flags.
     #[command(flatten)]
     pub sidecars: compute_sidecars::flags::SidecarArgs,
+}
+
+/// `--warm-up-memory`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum WarmUpMemory {
+    /// When `AUTOSCALING` is set.
+    Auto,
+    /// On every start without a spec (upstream).
+    Always,
+    /// Not at all.
+    Never,
 }
 
 /// `-r`: one trailing `/`, no query string (as upstream).
@@ -138,6 +156,8 @@ pub struct Params {
     pub log_format: LogFormat,
     /// `--tls-watch-interval`.
     pub tls_watch_interval: Duration,
+    /// Whether a start without a spec warms the VM's memory up first (`--warm-up-memory`).
+    pub warm_up_memory: bool,
     /// The sidecars' parameters (pgbouncer, local_proxy, the VM tools, rsyslog, vm-monitor).
     pub sidecars: compute_sidecars::flags::SidecarParams,
 }
@@ -247,6 +267,12 @@ impl Cli {
             },
             log_format: self.log_format,
             tls_watch_interval: self.tls_watch_interval,
+            warm_up_memory: !self.lakebase_mode
+                && match self.warm_up_memory {
+                    WarmUpMemory::Always => true,
+                    WarmUpMemory::Never => false,
+                    WarmUpMemory::Auto => std::env::var_os("AUTOSCALING").is_some(),
+                },
             sidecars: self.sidecars.into_params(),
         }
     }

@@ -130,6 +130,10 @@ impl Controller {
             let envelope = br#"{"spec": null, "compute_ctl_config": {}}"#;
             self.run_stage(name::COMPUTE_SPEC, &args, envelope)?
         };
+        // A pooled compute warms its VM up before it serves (upstream: before the HTTP servers).
+        if document.spec.is_none() && self.params.warm_up_memory {
+            crate::warm::memory(&document);
+        }
         // The key set and TLS paths are the start-time ones for the life of the process.
         self.shared
             .update(|inner| inner.compute_ctl_config = document.compute_ctl_config.clone());

@@ -273,6 +273,32 @@ fn terminate_from_empty_does_not_hang() {
     assert_eq!(compute.wait_exit(Duration::from_secs(10)), 0);
 }
 
+/// `--warm-up-memory always`: before it serves, a compute without a spec runs the memory
+/// warm-up on the real Postgres (a throwaway cluster beside PGDATA, gone afterwards); the
+/// default (`auto`, no `AUTOSCALING`) does not.
+#[test]
+fn a_start_without_a_spec_warms_memory_up_when_asked() {
+    use std::os::unix::fs::PermissionsExt;
+    for (args, warms) in [
+        (&[][..], false),
+        (&["--warm-up-memory", "always"][..], true),
+    ] {
+        let mut harness = Harness::new();
+        // The postgres user runs the throwaway cluster beside PGDATA.
+        std::fs::set_permissions(harness.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+        let log = harness.path().join("compute-ctl.stderr");
+        harness.command.stderr(std::fs::File::create(&log).unwrap());
+        let mut compute = harness.start(args);
+        compute.wait_status("empty");
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(text.contains("memory warm-up done"), warms, "{text}");
+        assert!(!text.contains("memory warm-up failed"), "{text}");
+        assert!(!harness.path().join("pgdata.warmup").exists());
+        assert_eq!(compute.post("/terminate?mode=immediate", b"").status, 200);
+        assert_eq!(compute.wait_exit(Duration::from_secs(10)), 0);
+    }
+}
+
 #[test]
 fn terminate_a_primary_with_safekeepers_syncs_after_shutdown() {
     let mut harness = Harness::new();
