@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
 
 mod child;
+mod fsutil;
 mod tls;
 mod wire;
 mod wire_answer_limit;
