@@ -11,7 +11,8 @@
 //!   refused (another name is tried), a link at the path is replaced, never written
 //!   through, and the content is never readable by others before the final mode is set.
 //! * [`private_dir`]: creates a directory 0700 for its owner. One that exists already in a
-//!   directory others can write to (`/tmp`) is accepted only when it is a real directory
+//!   directory others can write to (`/tmp`: group- or world-writable, or owned by a user
+//!   other than root, us and the owner-to-be) is accepted only when it is a real directory
 //!   (not a link), owned by us or the owner-to-be, mode 0700; otherwise the call fails
 //!   naming the path. Elsewhere an existing directory is adopted (made 0700 and chowned
 //!   through its descriptor); a link there is refused too.
@@ -299,13 +300,15 @@ pub fn replace_file(path: &Path, bytes: &[u8], options: FileOptions) -> io::Resu
     Ok(())
 }
 
-/// Whether users other than root and us may create entries in `dir` (group- or
+/// Whether users other than root, us and `owner` may create entries in `dir` (group- or
 /// world-writable, or owned by another user): a name there may have been planted.
-fn shared(dir: &Path) -> io::Result<bool> {
+fn shared(dir: &Path, owner: Option<Owner>) -> io::Result<bool> {
     let metadata = std::fs::metadata(dir)
         .map_err(|error| io::Error::new(error.kind(), format!("{}: {error}", dir.display())))?;
-    let euid = Uid::effective().as_raw();
-    Ok(metadata.mode() & 0o022 != 0 || (metadata.uid() != 0 && metadata.uid() != euid))
+    let uid = metadata.uid();
+    let trusted =
+        uid == 0 || uid == Uid::effective().as_raw() || owner.is_some_and(|owner| owner.uid == uid);
+    Ok(metadata.mode() & 0o022 != 0 || !trusted)
 }
 
 /// Creates the directory `path` (and missing parents) with mode 0700, given to `owner` (see
@@ -321,7 +324,7 @@ pub fn private_dir(path: &Path, owner: Option<Owner>) -> io::Result<()> {
             format!("creating {}: {error}", parent.display()),
         )
     })?;
-    let shared = shared(parent)?;
+    let shared = shared(parent, owner)?;
     let created = match nix::unistd::mkdir(path, Mode::from_bits_truncate(0o700)) {
         Ok(()) => true,
         Err(Errno::EEXIST) => false,
