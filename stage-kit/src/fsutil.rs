@@ -16,6 +16,8 @@
 //!   (not a link), owned by us or the owner-to-be, mode 0700; otherwise the call fails
 //!   naming the path. Elsewhere an existing directory is adopted (made 0700 and chowned
 //!   through its descriptor); a link there is refused too.
+//! * [`open_own_file`]: opens (creating) a file to keep, such as a lock file, never through a
+//!   link; in a directory others can write to, an existing file must be ours.
 //!
 //! Tests: `stage-kit/tests/it/fsutil.rs` (each plants the link or the foreign directory).
 
@@ -380,4 +382,48 @@ pub fn private_dir(path: &Path, owner: Option<Owner>) -> io::Result<()> {
         fchown(&fd, uid, gid).map_err(|e| failed("changing the owner of", path, e))?;
     }
     Ok(())
+}
+
+/// Opens the regular file `path` for reading and writing, creating it with `mode` (close on
+/// exec, not truncated), never through a symbolic link; when its directory is writable by
+/// others (see [`private_dir`]), an existing file must belong to this user. The error names
+/// the path and says what to do (its kind is never `PermissionDenied` for a refusal).
+pub fn open_own_file(path: &Path, mode: u32) -> io::Result<File> {
+    let refuse = |why: String| {
+        io::Error::other(format!(
+            "{} {why}; another user may have planted it: remove it",
+            path.display()
+        ))
+    };
+    let file = match OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(error) if error.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(refuse("is a symbolic link".into()))
+        }
+        Err(error) => return Err(error),
+    };
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
+        return Err(refuse("is not a regular file".into()));
+    }
+    let parent = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if metadata.uid() != Uid::effective().as_raw() && shared(parent, None)? {
+        return Err(refuse(format!(
+            "belongs to uid {} in {}, which others can write to",
+            metadata.uid(),
+            parent.display()
+        )));
+    }
+    Ok(file)
 }

@@ -231,3 +231,39 @@ fn private_dir_adopts_an_existing_directory_in_a_private_parent() {
     private_dir(&nested, None).unwrap();
     assert_eq!(fs::metadata(&nested).unwrap().mode() & 0o7777, 0o700);
 }
+
+/// A link planted where PGDATA's lock file goes (beside PGDATA, or in `/tmp` for the
+/// fallback): the lock is refused naming it, and the link's target is neither truncated nor
+/// given the holder's text.
+#[test]
+fn the_pgdata_lock_never_opens_a_planted_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("shadow");
+    fs::write(&victim, "root:secret\n").unwrap();
+    let pgdata = dir.path().join("pgdata");
+    let lock = stage_kit::pgdata_lock::lock_path(&pgdata).unwrap();
+    std::os::unix::fs::symlink(&victim, &lock).unwrap();
+    let error = stage_kit::pgdata_lock::acquire(&pgdata, "test", Duration::from_millis(100))
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains(&lock.display().to_string()), "{error}");
+    assert!(error.contains("symbolic link"), "{error}");
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "root:secret\n");
+}
+
+/// In a directory like `/tmp`, a lock file another user created first (and could hold the
+/// lock on, or read) is refused.
+#[test]
+fn the_pgdata_lock_refuses_another_user_s_file_in_a_shared_directory() {
+    let parent = shared_parent();
+    let pgdata = parent.path().join("pgdata");
+    let lock = stage_kit::pgdata_lock::lock_path(&pgdata).unwrap();
+    fs::write(&lock, "").unwrap();
+    fs::set_permissions(&lock, fs::Permissions::from_mode(0o666)).unwrap();
+    std::os::unix::fs::chown(&lock, Some(12_345), Some(12_345)).unwrap();
+    let error = stage_kit::pgdata_lock::acquire(&pgdata, "test", Duration::from_millis(100))
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("belongs to uid 12345"), "{error}");
+    assert_eq!(fs::read_to_string(&lock).unwrap(), "");
+}
