@@ -91,13 +91,14 @@ pub fn configure(
     let path = &params.config;
     let mut text = serde_json::to_string_pretty(&json).map_err(LocalProxyError::Json)?;
     text.push('\n');
-    let temporary = path.with_extension("json.compute-tools");
-    std::fs::write(&temporary, text)
-        .and_then(|()| std::fs::rename(&temporary, path))
-        .map_err(|source| LocalProxyError::Write {
+    // A new temporary file renamed over the path: never written through a link.
+    let options = stage_kit::fsutil::FileOptions::mode(0o644);
+    stage_kit::fsutil::replace_file(path, text.as_bytes(), options).map_err(|source| {
+        LocalProxyError::Write {
             path: path.clone(),
             source,
-        })?;
+        }
+    })?;
     tracing::info!(file = %path.display(), "local_proxy configuration written");
     if signal_if_held(&params.pid_file, Signal::SIGHUP) {
         tracing::info!("local_proxy told to reload");
@@ -198,6 +199,34 @@ mod tests {
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(status.signal(), Some(Signal::SIGHUP as i32));
         drop(held);
+    }
+
+    /// A link planted at the temporary name the old code used: the configuration is
+    /// written, the link's target is untouched.
+    #[test]
+    fn the_configuration_is_never_written_through_a_planted_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("passwd");
+        std::fs::write(&victim, "root:x:0:0\n").unwrap();
+        let params = LocalProxyParams {
+            config: dir.path().join("config.json"),
+            pid_file: dir.path().join("pid"),
+        };
+        std::os::unix::fs::symlink(&victim, dir.path().join("config.json.compute-tools")).unwrap();
+        let document: ComputeDocument = serde_json::from_value(serde_json::json!({
+            "document_version": 1,
+            "spec": {"format_version": 1.0, "cluster": {"roles": [], "databases": []},
+                     "local_proxy_config": {"jwks": []}},
+            "pgdata": "/d", "pgbin": "/b/postgres",
+            "connstr": "postgresql://a@localhost/postgres",
+            "instance": {"port": 5432, "socket_dir": "/d"},
+        }))
+        .unwrap();
+        configure(&params, &document).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root:x:0:0\n");
+        let written: Value =
+            serde_json::from_str(&std::fs::read_to_string(&params.config).unwrap()).unwrap();
+        assert_eq!(written, serde_json::json!({"jwks": []}));
     }
 
     #[test]

@@ -16,7 +16,6 @@
 //! dbname=pgbouncer user=postgres sslmode=disable`; `PGBOUNCER_PASSWORD` is the admin password
 //! when set. The pid file is `/tmp/pgbouncer.pid`.
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -242,26 +241,17 @@ pub fn apply(
     reload(&params.admin)
 }
 
+/// Replaces `path` with `text`, keeping the mode and owner of `metadata` (the old file's),
+/// through a new temporary file (never through a link planted beside or at the path).
 fn write_like(path: &Path, text: &str, metadata: &std::fs::Metadata) -> Result<(), PgbouncerError> {
-    let fail = |step: &'static str, source| PgbouncerError::Write {
-        step,
-        path: path.to_path_buf(),
-        source,
-    };
-    let temporary = path.with_extension("ini.compute-tools");
-    std::fs::write(&temporary, text).map_err(|e| fail("writing next to", e))?;
-    let kept = std::fs::set_permissions(
-        &temporary,
-        std::fs::Permissions::from_mode(metadata.mode() & 0o7777),
-    )
-    .and_then(|()| {
-        std::os::unix::fs::chown(&temporary, Some(metadata.uid()), Some(metadata.gid()))
-    });
-    if let Err(e) = kept {
-        let _ = std::fs::remove_file(&temporary);
-        return Err(fail("keeping the mode and owner of", e));
-    }
-    std::fs::rename(&temporary, path).map_err(|e| fail("replacing", e))
+    let options = stage_kit::fsutil::FileOptions::like(metadata);
+    stage_kit::fsutil::replace_file(path, text.as_bytes(), options).map_err(|source| {
+        PgbouncerError::Write {
+            step: "replacing",
+            path: path.to_path_buf(),
+            source,
+        }
+    })
 }
 
 /// `RELOAD` on the admin console, 4 attempts 1 s apart.
@@ -363,6 +353,30 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    /// A link planted at the temporary name the old code used: the new file is written
+    /// elsewhere and renamed over the configuration, which keeps its mode; the link's target
+    /// is untouched.
+    #[test]
+    fn the_configuration_is_never_written_through_a_planted_link() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("passwd");
+        std::fs::write(&victim, "root:x:0:0\n").unwrap();
+        let ini = dir.path().join("pgbouncer.ini");
+        std::fs::write(&ini, "[pgbouncer]\n").unwrap();
+        std::fs::set_permissions(&ini, std::fs::Permissions::from_mode(0o640)).unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join("pgbouncer.ini.compute-tools"))
+            .unwrap();
+        let metadata = std::fs::metadata(&ini).unwrap();
+        write_like(&ini, "[pgbouncer]\nmax_client_conn = 1\n", &metadata).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root:x:0:0\n");
+        assert_eq!(
+            std::fs::read_to_string(&ini).unwrap(),
+            "[pgbouncer]\nmax_client_conn = 1\n"
+        );
+        assert_eq!(std::fs::metadata(&ini).unwrap().mode() & 0o7777, 0o640);
     }
 
     #[test]

@@ -2,11 +2,12 @@
 //! compute-ctl starts a `vm-monitor` binary (found like a stage by compute-ctl:
 //! `$COMPUTE_CTL_STAGE_VM_MONITOR` or beside its executable; [`VmMonitor::start`] is given the
 //! path) with `--cgroup`, `--pgconnstr` and `--addr`, once the compute is running, and stops
-//! it (SIGTERM, then wait) when Postgres stops. Nothing links the vm-monitor package; the
+//! it (SIGTERM, then SIGKILL to its process group after [`STOP_GRACE`]) when Postgres stops. Nothing links the vm-monitor package; the
 //! binary's flags are the whole interface.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use compute_spec::quote::quote_libpq_value;
 use compute_spec::ComputeDocument;
@@ -95,21 +96,102 @@ impl VmMonitor {
         }
     }
 
-    /// Stops vm-monitor and reaps it.
-    pub fn stop(mut self) {
+    /// Stops vm-monitor: SIGTERM, at most [`STOP_GRACE`] to exit, then SIGKILL to its whole
+    /// process group (itself if still running, and anything it left there); always reaped.
+    pub fn stop(self) {
+        self.stop_within(STOP_GRACE);
+    }
+
+    fn stop_within(mut self, grace: Duration) {
+        // Not reaped before `kill_group`: its pid (and group id) cannot be another's.
         if let Ok(pid) = i32::try_from(self.child.id()) {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGTERM,
             );
         }
-        let _ = self.child.wait();
+        let deadline = stage_kit::deadline::after(grace);
+        loop {
+            match stage_kit::child::exited_unreaped(&self.child, false) {
+                Ok(false) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                Ok(false) => {
+                    tracing::warn!(
+                        "vm-monitor did not exit within {} s of SIGTERM; killing its group",
+                        grace.as_secs_f64()
+                    );
+                    break;
+                }
+                _ => break,
+            }
+        }
+        stage_kit::child::kill_group(&mut self.child);
     }
 }
+
+/// How long vm-monitor gets to exit after SIGTERM.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A vm-monitor that ignores SIGTERM and left a helper in its group: `stop` returns
+    /// after the grace, and neither survives.
+    #[test]
+    fn stop_kills_a_monitor_that_ignores_sigterm_and_its_group() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("vm-monitor");
+        let pid_file = dir.path().join("helper.pid");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\ntrap '' TERM\nsleep 300 &\necho $! > '{}'\nwhile :; do sleep 1; done\n",
+                pid_file.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let params = VmMonitorParams {
+            cgroup: "neon-postgres".into(),
+            pgconnstr: None,
+            addr: "127.0.0.1:0".into(),
+        };
+        let monitor = VmMonitor::start(&script, &params, None).unwrap();
+        let monitor_pid = monitor.child.id() as i32;
+        assert!(pg_test_support::probe::wait_until(
+            Duration::from_secs(5),
+            || { std::fs::read_to_string(&pid_file).is_ok_and(|text| text.ends_with('\n')) }
+        ));
+        let helper: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // On a thread: a stop without a deadline would never return.
+        let (done, stopped) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            monitor.stop_within(Duration::from_millis(500));
+            let _ = done.send(());
+        });
+        if stopped.recv_timeout(Duration::from_secs(5)).is_err() {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(monitor_pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            panic!("stop still waited for the monitor after 5 s");
+        }
+        assert!(pg_test_support::probe::wait_dead(
+            monitor_pid,
+            Duration::from_secs(2)
+        ));
+        assert!(
+            pg_test_support::probe::wait_dead(helper, Duration::from_secs(2)),
+            "the monitor's helper outlived stop"
+        );
+    }
 
     fn document(disable_lfc_resizing: Option<bool>) -> ComputeDocument {
         serde_json::from_value(serde_json::json!({

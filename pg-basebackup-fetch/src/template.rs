@@ -312,9 +312,12 @@ fn build_in(
     let data = building.join("data");
     run_initdb(initdb, &data, admin, user)?;
     let entries = clone::walk(&data)?;
+    // `building` is the postgres user's (initdb ran in it): never written through a link.
     let write = |name: &str, text: &str| {
         let path = building.join(name);
-        fs::write(&path, text).map_err(|e| BasebackupError::io("writing", &path, e))
+        let options = stage_kit::fsutil::FileOptions::mode(0o644);
+        stage_kit::fsutil::replace_file(&path, text.as_bytes(), options)
+            .map_err(|e| BasebackupError::io("writing", &path, e))
     };
     write("version", key)?;
     write("complete", &render_manifest(&entries))?;

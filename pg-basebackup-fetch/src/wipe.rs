@@ -15,7 +15,6 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -398,16 +397,11 @@ fn foreign(path: &Path, why: String) -> BasebackupError {
     }
 }
 
-/// Creates `dir` (and missing parents), sets mode `0700`, and chowns it to `user`.
+/// Creates `dir` (and missing parents) mode `0700`, owned by `user`; an existing one is made
+/// so through its descriptor, never through a link ([`stage_kit::fsutil::private_dir`]).
 pub fn create_private_dir(dir: &Path, user: Option<&PostgresUser>) -> Result<(), BasebackupError> {
-    fs::create_dir_all(dir).map_err(|e| BasebackupError::io("creating", dir, e))?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-        .map_err(|e| BasebackupError::io("setting mode 0700 on", dir, e))?;
-    if let Some(user) = user {
-        user.chown_recursive(dir)
-            .map_err(|e| BasebackupError::io("changing the owner of", dir, e))?;
-    }
-    Ok(())
+    stage_kit::fsutil::private_dir(dir, user.map(PostgresUser::owner))
+        .map_err(|e| BasebackupError::io("creating", dir, e))
 }
 
 #[cfg(test)]

@@ -1,7 +1,6 @@
 //! The managed block of `$PGDATA/postgresql.conf`: the spec's settings, between
 //! `compute_spec::pgconf::MANAGED_BEGIN` and `MANAGED_END`, rewritten when they changed.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use compute_spec::pgconf::{managed_block, ConfError, MANAGED_BEGIN, MANAGED_END};
@@ -92,41 +91,28 @@ pub fn read(path: &Path) -> Result<String, SettingsError> {
 }
 
 /// Replaces the file atomically, keeping its owner and mode (Postgres must still read it
-/// when this runs as root): a temporary file beside it, written and fsynced, renamed over
-/// it, then the directory fsynced — Postgres never reads a half-written file.
+/// when this runs as root): a new temporary file beside it (`O_EXCL|O_NOFOLLOW`, 0600 until
+/// its final mode), written and fsynced, renamed over it, then the directory fsynced —
+/// Postgres never reads a half-written file, and nothing is written through a link planted
+/// in PGDATA ([`stage_kit::fsutil::replace_file`]).
 pub fn write(path: &Path, text: &str) -> Result<(), SettingsError> {
     let metadata = std::fs::metadata(path).map_err(|source| SettingsError::Io {
         file: path.display().to_string(),
         source,
     })?;
-    let temp = path.with_extension("conf.pg-reconcile");
-    write_new(&temp, text, &metadata)?;
-    let io = |source| SettingsError::Io {
-        file: path.display().to_string(),
-        source,
-    };
-    std::fs::rename(&temp, path).map_err(io)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)
-            .and_then(|dir| dir.sync_all())
-            .map_err(io)?;
-    }
-    Ok(())
+    write_new(path, text, &metadata)
 }
 
-/// Writes `text` to `path` (created or truncated), fsynced, with the owner and mode of
-/// `like`.
+/// Writes `text` as the whole of `path` (replaced as in [`write`]), with the owner and mode
+/// of `like`.
 pub fn write_new(path: &Path, text: &str, like: &std::fs::Metadata) -> Result<(), SettingsError> {
-    use std::io::Write as _;
-    let io = |source| SettingsError::Io {
-        file: path.display().to_string(),
-        source,
-    };
-    let mut file = std::fs::File::create(path).map_err(io)?;
-    file.write_all(text.as_bytes()).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    std::fs::set_permissions(path, like.permissions()).map_err(io)?;
-    std::os::unix::fs::chown(path, Some(like.uid()), Some(like.gid())).map_err(io)
+    let options = stage_kit::fsutil::FileOptions::like(like).synced();
+    stage_kit::fsutil::replace_file(path, text.as_bytes(), options).map_err(|source| {
+        SettingsError::Io {
+            file: path.display().to_string(),
+            source,
+        }
+    })
 }
 
 #[cfg(test)]
@@ -139,6 +125,27 @@ mod tests {
             value: Some(value.into()),
             vartype: vartype.into(),
         }
+    }
+
+    /// Links planted in PGDATA at the temporary name the old code used and at the override
+    /// file's path: their target is neither truncated nor written.
+    #[test]
+    fn a_link_planted_in_pgdata_is_never_written_through() {
+        let dir = pg_test_support::TestDir::new("reconcile-link-");
+        let victim = dir.path().join("shadow");
+        std::fs::write(&victim, "root:secret\n").unwrap();
+        let conf = dir.path().join("postgresql.conf");
+        std::fs::write(&conf, "port = 5432\n").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join("postgresql.conf.pg-reconcile"))
+            .unwrap();
+        write(&conf, "port = 5433\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&conf).unwrap(), "port = 5433\n");
+        let override_file = dir.path().join("compute_ctl_temp_override.conf");
+        std::os::unix::fs::symlink(&victim, &override_file).unwrap();
+        let like = std::fs::metadata(&conf).unwrap();
+        write_new(&override_file, "neon.max_cluster_size=-1", &like).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root:secret\n");
+        assert!(std::fs::symlink_metadata(&override_file).unwrap().is_file());
     }
 
     #[test]

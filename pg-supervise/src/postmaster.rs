@@ -26,6 +26,7 @@ use nix::fcntl::OFlag;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
+use stage_kit::child::Pidfd;
 use stage_kit::runas::{apply_user, PostgresUser};
 
 use crate::STAGE;
@@ -73,6 +74,10 @@ impl std::fmt::Display for ExitStatus {
 pub struct Spawned {
     /// Its process id.
     pub pid: Pid,
+    /// Its pidfd, opened before it can be reaped (`None` when the kernel has none): signals
+    /// through it never reach a process that reused the pid after the postmaster thread
+    /// reaped it.
+    pub pidfd: Option<Pidfd>,
     /// The read end of the pipe its stdout and stderr both write to, to forward.
     pub output: File,
 }
@@ -115,7 +120,13 @@ pub fn spawn(
             let child = match spawned {
                 Ok(child) => {
                     let pid = Pid::from_raw(child.id() as i32);
-                    let _ = started_tx.send(Ok(Spawned { pid, output }));
+                    // Before `reap_until`: this thread is its only reaper.
+                    let pidfd = Pidfd::open(&child)
+                        .inspect_err(|error| {
+                            tracing::warn!("no pidfd for postgres ({error}): signalled by pid")
+                        })
+                        .ok();
+                    let _ = started_tx.send(Ok(Spawned { pid, pidfd, output }));
                     pid
                 }
                 Err(error) if error.raw_os_error() == Some(libc::ESRCH) => {
@@ -219,9 +230,15 @@ pub fn postgres_command(
     Ok(command)
 }
 
-/// Sends `signal` to the postmaster, logging a failure (it may have exited already).
-pub fn signal_postmaster(pid: Pid, signal: Signal) {
-    if let Err(error) = kill(pid, signal) {
+/// Sends `signal` to the postmaster: through `pidfd` when there is one (once the postmaster
+/// thread reaped it, nothing is sent, even if its pid was given to another process), else by
+/// pid. A failure is logged (it may have exited already).
+pub fn signal_postmaster(pid: Pid, pidfd: Option<&Pidfd>, signal: Signal) {
+    let sent = match pidfd {
+        Some(pidfd) => pidfd.signal(Some(signal)),
+        None => kill(pid, signal).map_err(io::Error::from),
+    };
+    if let Err(error) = sent {
         tracing::warn!("sending {signal} to postgres (pid {pid}): {error}");
     }
 }

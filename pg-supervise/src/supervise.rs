@@ -157,6 +157,7 @@ pub fn supervise(document: &ComputeDocument, options: &Options) -> Result<Outcom
         document,
         sender,
         pid: spawned.pid,
+        pidfd: spawned.pidfd,
         started,
         ready: false,
         shutdown: None,
@@ -246,6 +247,8 @@ struct Supervisor<'a> {
     document: &'a ComputeDocument,
     sender: Sender<Message>,
     pid: Pid,
+    /// The postmaster's pidfd: every signal goes through it (see `postmaster::Spawned`).
+    pidfd: Option<stage_kit::child::Pidfd>,
     started: Instant,
     ready: bool,
     /// The current shutdown step and when to escalate (None: never, the timeout is too large).
@@ -398,7 +401,7 @@ impl Supervisor<'_> {
             return;
         }
         self.pending = None;
-        postmaster::signal_postmaster(self.pid, signal);
+        postmaster::signal_postmaster(self.pid, self.pidfd.as_ref(), signal);
     }
 
     fn retry_pending(&mut self) {
@@ -437,7 +440,7 @@ impl Supervisor<'_> {
         let timeout = self.options.ready_timeout;
         tracing::error!("postgres was not ready within {timeout:?}; stopping it");
         for signal in [Signal::SIGQUIT, Signal::SIGKILL] {
-            postmaster::signal_postmaster(self.pid, signal);
+            postmaster::signal_postmaster(self.pid, self.pidfd.as_ref(), signal);
             if wait_exit(receiver, FAILED_START_GRACE).is_some() {
                 break;
             }

@@ -10,7 +10,6 @@
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Child, ExitStatus, Stdio};
 use std::thread::JoinHandle;
@@ -87,15 +86,15 @@ pub fn prepare_pgdata(
             path: pgdata.to_path_buf(),
         });
     }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(pgdata)
-        .map_err(io(pgdata))?;
-    std::fs::set_permissions(pgdata, std::fs::Permissions::from_mode(0o700)).map_err(io(pgdata))?;
+    // Through descriptors and new files renamed into place: a link planted in PGDATA (the
+    // postgres user's) is never followed.
+    let owner = user.map(PostgresUser::owner);
+    stage_kit::fsutil::private_dir(pgdata, owner).map_err(io(pgdata))?;
+    let options = stage_kit::fsutil::FileOptions::mode(0o600).owned_by(owner);
     let marker = pgdata.join(PGDATA_MARKER);
-    std::fs::write(&marker, b"").map_err(io(&marker))?;
-    std::fs::write(&conf_path, conf).map_err(io(&conf_path))?;
+    stage_kit::fsutil::replace_file(&marker, b"", options).map_err(io(&marker))?;
+    stage_kit::fsutil::replace_file(&conf_path, conf.as_bytes(), options)
+        .map_err(io(&conf_path))?;
     if let Some(user) = user {
         user.chown_recursive(pgdata).map_err(io(pgdata))?;
     }
@@ -330,6 +329,7 @@ fn command_line(command: &SyncCommand<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn a_timeout_of_u64_max_seconds_does_not_panic() {
@@ -365,6 +365,23 @@ mod tests {
         prepare_pgdata(dir.path(), "x", None).unwrap();
         let kept = std::fs::read_to_string(dir.path().join("postgresql.conf")).unwrap();
         assert_eq!(kept, "port=1");
+    }
+
+    /// A PGDATA we built earlier with a link planted at `postgresql.conf`: the link is
+    /// replaced, its target untouched.
+    #[test]
+    fn a_link_planted_at_the_conf_is_never_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("shadow");
+        std::fs::write(&victim, "root:secret\n").unwrap();
+        let pgdata = dir.path().join("pgdata");
+        std::fs::create_dir(&pgdata).unwrap();
+        std::fs::write(pgdata.join(PGDATA_MARKER), "").unwrap();
+        std::os::unix::fs::symlink(&victim, pgdata.join("postgresql.conf")).unwrap();
+        prepare_pgdata(&pgdata, "neon.safekeepers = 'x'\n", None).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root:secret\n");
+        let conf = std::fs::read_to_string(pgdata.join("postgresql.conf")).unwrap();
+        assert_eq!(conf, "neon.safekeepers = 'x'\n");
     }
 
     #[test]

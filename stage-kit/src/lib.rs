@@ -21,6 +21,9 @@
 //! * [`pgdata_lock`]: one owner per PGDATA, an exclusive `flock` beside it, inherited by the
 //!   stages and their children.
 //! * [`url`]: URL path segments from input values, percent-encoded, dot segments refused.
+//! * [`fsutil`]: files and directories written as root where a link may be planted: a chown
+//!   walk that never follows a link, whole-file replacement (0600 until the final mode, never
+//!   through a link), private directories (a planted one refused).
 //!
 //! Invariants: depends on `compute-spec` only among the workspace's packages; nothing here
 //! logs a secret.
@@ -31,6 +34,7 @@ pub mod cgexec;
 pub mod child;
 pub mod core_dump;
 pub mod deadline;
+pub mod fsutil;
 pub mod host;
 pub mod local;
 pub mod logging;

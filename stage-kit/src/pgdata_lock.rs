@@ -26,10 +26,10 @@
 //! children's `exec` ([`PgdataLock::pass_to_children`]), so `initdb` and the postmaster hold
 //! it too.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Seek, Write};
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -161,14 +161,9 @@ fn open_lock_file(pgdata: &Path, path: &Path) -> Result<(File, PathBuf), LockErr
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs::create_dir_all(parent)?;
         }
-        // Close-on-exec (std's default): only `hand_to` and `pass_to_children` let it through.
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o644)
-            .open(path)
+        // Close-on-exec: only `hand_to` and `pass_to_children` let it through. Never through
+        // a link (the fallback is in /tmp): the holder's text is written into it.
+        crate::fsutil::open_own_file(path, 0o644)
     };
     let failed = |path: &Path, error: io::Error| {
         LockError::Io(format!(

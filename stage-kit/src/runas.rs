@@ -94,33 +94,23 @@ impl PostgresUser {
         }
     }
 
-    /// Gives `path` and everything below it to this user (symlinks are not followed).
+    /// Gives `path` and everything below it to this user, never following a symbolic link,
+    /// even one swapped in during the walk ([`crate::fsutil::chown_tree`]).
     pub fn chown_recursive(&self, path: &Path) -> io::Result<()> {
-        let uid = Some(Uid::from_raw(self.uid));
-        let gid = Some(Gid::from_raw(self.gid));
-        let chown = |path: &Path| {
-            nix::unistd::fchownat(
-                nix::fcntl::AT_FDCWD,
-                path,
-                uid,
-                gid,
-                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        crate::fsutil::chown_tree(path, self.owner()).map_err(|error| {
+            io::Error::new(
+                error.kind(),
+                format!("giving {} to {}: {error}", path.display(), self.name),
             )
-            .map_err(|errno| {
-                io::Error::new(
-                    io::Error::from(errno).kind(),
-                    format!("chown {} to {}: {errno}", path.display(), self.name),
-                )
-            })
-        };
-        chown(path)?;
-        let metadata = std::fs::symlink_metadata(path)?;
-        if metadata.is_dir() {
-            for entry in std::fs::read_dir(path)? {
-                self.chown_recursive(&entry?.path())?;
-            }
+        })
+    }
+
+    /// The user's ids, as [`crate::fsutil`] takes them.
+    pub fn owner(&self) -> crate::fsutil::Owner {
+        crate::fsutil::Owner {
+            uid: self.uid,
+            gid: self.gid,
         }
-        Ok(())
     }
 }
 

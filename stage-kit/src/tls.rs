@@ -14,9 +14,7 @@
 //! The key's contents are never logged.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use compute_spec::spec::TlsConfig;
@@ -272,24 +270,10 @@ pub fn is_installed(pgdata: &Path, checked: &Checked) -> bool {
 }
 
 fn write_private(path: &Path, bytes: &[u8], user: Option<&PostgresUser>) -> Result<(), TlsError> {
-    let fail = |what: &str, target: &Path, e: std::io::Error| TlsError {
-        message: format!("{what} {}: {e}", target.display()),
-    };
-    let mut temporary = PathBuf::from(path);
-    temporary.set_extension("tmp");
-    let _ = fs::remove_file(&temporary);
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&temporary)
-        .map_err(|e| fail("creating", &temporary, e))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| fail("writing", &temporary, e))?;
-    if let Some(user) = user {
-        user.chown_recursive(&temporary)
-            .map_err(|e| fail("changing the owner of", &temporary, e))?;
-    }
-    fs::rename(&temporary, path).map_err(|e| fail("renaming onto", path, e))
+    let options = crate::fsutil::FileOptions::mode(0o600)
+        .owned_by(user.map(PostgresUser::owner))
+        .synced();
+    crate::fsutil::replace_file(path, bytes, options).map_err(|error| TlsError {
+        message: error.to_string(),
+    })
 }

@@ -156,3 +156,25 @@ pub fn processes_of(program: &str, needle: &str) -> Vec<i32> {
     }
     found
 }
+
+/// Starts `sleep 60` (leading its own process group) with the process id `wanted`, through
+/// `/proc/sys/kernel/ns_last_pid` (root), retried while another process takes the pid first:
+/// a process that reused a pid, for the tests that no signal meant for an exited process
+/// reaches it. `None` when that never worked. The caller kills and reaps it.
+pub fn sleeper_with_pid(wanted: i32) -> Option<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    for _ in 0..200 {
+        std::fs::write("/proc/sys/kernel/ns_last_pid", (wanted - 1).to_string()).ok()?;
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .process_group(0)
+            .spawn()
+            .ok()?;
+        if i32::try_from(child.id()) == Ok(wanted) {
+            return Some(child);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    None
+}

@@ -25,7 +25,7 @@ pub mod rsyslog;
 pub mod target;
 
 use std::ffi::OsString;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -217,7 +217,8 @@ pub fn install_export(params: &AuditParams, text: Option<&str>) -> Result<bool, 
     Ok(true)
 }
 
-/// `<pgdata>/log`, owned like PGDATA, mode 0700.
+/// `<pgdata>/log`, owned like PGDATA, mode 0700; made so through its descriptor, so a link
+/// planted there (PGDATA is the postgres user's) is refused, never followed.
 fn make_log_dir(pgdata: &Path) -> Result<(), AuditError> {
     let dir = pgdata.join("log");
     let failed = |error: std::io::Error| {
@@ -227,13 +228,11 @@ fn make_log_dir(pgdata: &Path) -> Result<(), AuditError> {
         ))
     };
     let owner = std::fs::metadata(pgdata).map_err(failed)?;
-    match std::fs::create_dir(&dir) {
-        Ok(()) => {}
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(error) => return Err(failed(error)),
-    }
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(failed)?;
-    std::os::unix::fs::chown(&dir, Some(owner.uid()), Some(owner.gid())).map_err(failed)
+    let owner = stage_kit::fsutil::Owner {
+        uid: owner.uid(),
+        gid: owner.gid(),
+    };
+    stage_kit::fsutil::private_dir(&dir, Some(owner)).map_err(failed)
 }
 
 fn write_if_changed(path: &Path, text: &str) -> Result<bool, AuditError> {
@@ -244,8 +243,8 @@ fn write_if_changed(path: &Path, text: &str) -> Result<bool, AuditError> {
     Ok(true)
 }
 
-/// Writes `text` to `path` through a temporary file in the same directory (mode 0644) and a
-/// rename, so rsyslog never reads half a file.
+/// Writes `text` to `path` through a new temporary file in the same directory (mode 0644,
+/// never through a link) and a rename, so rsyslog never reads half a file.
 fn write_file(path: &Path, text: &str) -> Result<(), AuditError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     if !dir.is_dir() {
@@ -255,16 +254,8 @@ fn write_file(path: &Path, text: &str) -> Result<(), AuditError> {
             dir.display()
         )));
     }
-    let file_name = path
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temporary = dir.join(format!(".{file_name}.compute-ctl-{}", std::process::id()));
-    let written = std::fs::write(&temporary, text)
-        .and_then(|()| std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o644)))
-        .and_then(|()| std::fs::rename(&temporary, path));
-    written.map_err(|error| {
-        let _ = std::fs::remove_file(&temporary);
+    let options = stage_kit::fsutil::FileOptions::mode(0o644);
+    stage_kit::fsutil::replace_file(path, text.as_bytes(), options).map_err(|error| {
         AuditError::Write(format!(
             "cannot write {}: {error}; check --rsyslog-dir (COMPUTE_CTL_RSYSLOG_DIR)",
             path.display()

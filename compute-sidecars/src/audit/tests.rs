@@ -2,6 +2,7 @@
 //! that counts its runs.
 
 use super::*;
+use std::os::unix::fs::PermissionsExt;
 
 fn document(pgdata: &Path, spec: serde_json::Value) -> ComputeDocument {
     serde_json::from_value(serde_json::json!({
@@ -242,4 +243,35 @@ fn restart_and_write_failures_say_what_to_do() {
         error.contains("does not exist") && error.contains("--rsyslog-dir"),
         "{error}"
     );
+}
+
+/// Links planted where the configuration's temporary file (the name the old code used) and
+/// `<pgdata>/log` go: the victim file keeps its content, the victim directory its mode and
+/// owner (it is not made 0700 nor given to PGDATA's owner).
+#[test]
+fn planted_links_are_never_followed() {
+    let setup = Setup::new();
+    let victim = setup.dir.path().join("passwd");
+    std::fs::write(&victim, "root:x:0:0\n").unwrap();
+    let path = setup.params.rsyslog_dir.join(EXPORT_CONF);
+    let old_temporary = setup
+        .params
+        .rsyslog_dir
+        .join(format!(".{EXPORT_CONF}.compute-ctl-{}", std::process::id()));
+    std::os::unix::fs::symlink(&victim, &old_temporary).unwrap();
+    write_file(&path, "export\n").unwrap();
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root:x:0:0\n");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "export\n");
+
+    let pgdata = setup.pgdata();
+    std::os::unix::fs::chown(&pgdata, Some(54_321), Some(54_321)).unwrap();
+    let victim_dir = setup.dir.path().join("etc");
+    std::fs::create_dir(&victim_dir).unwrap();
+    std::fs::set_permissions(&victim_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink(&victim_dir, pgdata.join("log")).unwrap();
+    let error = make_log_dir(&pgdata).unwrap_err().to_string();
+    assert!(error.contains("symbolic link"), "{error}");
+    let metadata = std::fs::metadata(&victim_dir).unwrap();
+    assert_eq!(metadata.permissions().mode() & 0o7777, 0o755);
+    assert_eq!(metadata.uid(), 0, "the linked directory was given away");
 }

@@ -9,6 +9,7 @@ mod initdb;
 mod lock;
 mod majors;
 mod pageserver;
+mod socket_dir;
 mod template;
 mod upstream;
 mod util;

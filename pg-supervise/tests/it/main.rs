@@ -11,6 +11,7 @@ mod cores;
 mod lifecycle;
 mod lock;
 mod log_bounds;
+mod pid_reuse;
 mod reaping;
 mod secrets;
 mod shmem;

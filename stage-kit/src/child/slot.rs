@@ -172,20 +172,6 @@ mod tests {
         );
     }
 
-    /// Starts `sleep` with the pid `wanted` (through `ns_last_pid`, retried while other
-    /// processes take it first); `None` when that never worked.
-    fn sleeper_with_pid(wanted: i32) -> Option<Child> {
-        for _ in 0..200 {
-            std::fs::write("/proc/sys/kernel/ns_last_pid", (wanted - 1).to_string()).ok()?;
-            let mut child = sleeper();
-            if child.id() as i32 == wanted {
-                return Some(child);
-            }
-            crate::child::kill_group(&mut child);
-        }
-        None
-    }
-
     /// A recorded child that exited and was reaped: its pid, given to another process since,
     /// is not signalled (the record holds a pidfd, not a pid).
     #[test]
@@ -197,7 +183,7 @@ mod tests {
         let pid = first.id() as i32;
         // Reaped while still recorded (what a stale record looks like).
         first.wait().unwrap();
-        let Some(mut stranger) = sleeper_with_pid(pid) else {
+        let Some(mut stranger) = pg_test_support::probe::sleeper_with_pid(pid) else {
             panic!("could not start a process with pid {pid} (ns_last_pid)");
         };
         running.signal(Signal::SIGKILL);

@@ -5,5 +5,6 @@
 #![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
 
 mod child;
+mod fsutil;
 #[cfg(feature = "tls")]
 mod tls;
