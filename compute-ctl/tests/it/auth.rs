@@ -386,9 +386,11 @@ fn rsa_key_pair(dir: &std::path::Path) -> (Vec<u8>, Value) {
     (std::fs::read(&der).unwrap(), jwk)
 }
 
-/// A key set with an RS256 key verifies RS256 tokens; EdDSA tokens then never verify.
+/// A key set with an RS256 and an Ed25519 key verifies the tokens of each with its own key
+/// (upstream refuses the Ed25519 key's once any key is RS256); a wrong signature of either
+/// algorithm, and a token of one algorithm signed by nobody in the set, are refused.
 #[test]
-fn rs256_key_sets() {
+fn mixed_key_sets_verify_each_key() {
     let mut harness = Harness::new();
     let (der, rsa_jwk) = rsa_key_pair(harness.path());
     let ed_key = key_pair();
@@ -397,6 +399,22 @@ fn rs256_key_sets() {
     let encoding = EncodingKey::from_rsa_der(&der);
     let rs256 = jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &encoding).unwrap();
     assert_eq!(status_with(&compute, Some(&rs256)).status, 200);
-    let eddsa = token(&ed_key, claims);
-    assert_eq!(status_with(&compute, Some(&eddsa)).status, 401);
+    let eddsa = token(&ed_key, claims.clone());
+    let answer = status_with(&compute, Some(&eddsa));
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    // Another signature on the same header and claims: refused, for either algorithm.
+    for valid in [&rs256, &eddsa] {
+        let (signed, signature) = valid.rsplit_once('.').unwrap();
+        let mut bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(signature)
+            .unwrap();
+        bytes[0] ^= 0x01;
+        let tampered = format!(
+            "{signed}.{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+        );
+        assert_eq!(status_with(&compute, Some(&tampered)).status, 401);
+    }
+    let stranger = token(&key_pair(), claims);
+    assert_eq!(status_with(&compute, Some(&stranger)).status, 401);
 }
