@@ -11,25 +11,25 @@ use ed25519_dalek::SigningKey;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
-fn key_pair() -> SigningKey {
+pub(crate) fn key_pair() -> SigningKey {
     let mut seed = [0u8; 32];
     seed[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
     seed[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
     SigningKey::from_bytes(&seed)
 }
 
-fn jwk(key: &SigningKey) -> Value {
+pub(crate) fn jwk(key: &SigningKey) -> Value {
     let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes());
     json!({"kty": "OKP", "crv": "Ed25519", "x": x, "use": "sig", "kid": "test"})
 }
 
-fn token(key: &SigningKey, claims: Value) -> String {
+pub(crate) fn token(key: &SigningKey, claims: Value) -> String {
     let der = key.to_pkcs8_der().unwrap();
     let encoding = EncodingKey::from_ed_der(der.as_bytes());
     jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &encoding).unwrap()
 }
 
-fn in_an_hour() -> u64 {
+pub(crate) fn in_an_hour() -> u64 {
     (SystemTime::now() + Duration::from_secs(3600))
         .duration_since(UNIX_EPOCH)
         .unwrap()
