@@ -24,7 +24,8 @@
 //! connection with a request in flight is never closed to make room; the order
 //! of checks is 404, 405 (both axum's, before authentication), authentication, 415, body;
 //! handlers that may block run on the runtime's bounded blocking pool, so quick routes never
-//! wait on them. Depends on no other package of the workspace.
+//! wait on them, and those that talk to Postgres hold at most half of it (503 beyond), so
+//! the others (`/terminate`) never queue behind SQL. Depends on no other package of the workspace.
 
 pub mod auth;
 pub mod body;
@@ -40,5 +41,5 @@ mod write_deadline;
 pub use reply::{parse_json, parse_json_in, ApiRequest, Rejection, Reply};
 pub use server::{
     serve, Deadlines, Port, ServeError, BODY_TIMEOUT, HEADER_TIMEOUT, MAX_BODY, MAX_CONNECTIONS,
-    MAX_HEADERS, MAX_HEADER_BYTES, WRITE_TIMEOUT,
+    MAX_HEADERS, MAX_HEADER_BYTES, SQL_HANDLERS, WRITE_TIMEOUT,
 };

@@ -30,7 +30,8 @@
 //! up to a newer connection at the cap: any number of stalled clients leave `/status`,
 //! `/healthz`, `/readyz` and `/metrics` answering. Handlers that may block
 //! (SQL, `/configure`, `/terminate`) run on the runtime's bounded blocking pool
-//! (`BLOCKING_THREADS`); the ones that wait on I/O are tasks.
+//! (`BLOCKING_THREADS`), those that talk to Postgres at most [`SQL_HANDLERS`] at once (503
+//! beyond), so that SQL never queues `/terminate`; the ones that wait on I/O are tasks.
 
 use std::convert::Infallible;
 use std::io;
@@ -96,6 +97,11 @@ pub const MAX_HEADERS: usize = 64;
 
 /// Blocking handlers (SQL, waits) that may run at once per server; more wait their turn.
 const BLOCKING_THREADS: usize = 32;
+
+/// Handlers that talk to Postgres ([`crate::routes::Handler::Sql`]) that may run at once per
+/// server; one more is answered 503. Half the blocking pool: the rest is always there for
+/// `/terminate`, `/configure` and the other blocking routes.
+pub const SQL_HANDLERS: usize = BLOCKING_THREADS / 2;
 
 /// Which server a request came to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
