@@ -179,8 +179,9 @@ fn terminate_completes_while_sql_routes_are_blocked() {
             })
         })
         .collect();
-    // The /grants and the 16 /check_writability the SQL slots let in.
-    let blocked = 1 + compute_http::SQL_HANDLERS as i64;
+    // The /grants and the 16 /check_writability the SQL slots let in (compute-http's
+    // `SQL_HANDLERS`; a literal, so the test also runs against a server without them).
+    let blocked = 1 + 16;
     pg_test_support::probe::eventually(Duration::from_secs(10), "the probes wait", || {
         waiting_for_locks(&server) >= blocked
     });
@@ -203,4 +204,62 @@ fn terminate_completes_while_sql_routes_are_blocked() {
         assert!([200, 412, 500, 503].contains(&status), "{status}");
     }
     drop(locks);
+}
+
+/// Resumes a stopped postmaster, even when the test fails.
+struct Resume(i32);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.0),
+            nix::sys::signal::Signal::SIGCONT,
+        );
+    }
+}
+
+/// A postmaster that accepts nothing (stopped: connections wait in its backlog for ever):
+/// 16 concurrent `/readyz` still answer 503 within 3 s (before, each waited for Postgres as
+/// long as it stayed stopped), and once it resumes, 200 again.
+#[test]
+fn readyz_answers_in_time_when_postgres_stalls() {
+    let server = TestPostgres::start();
+    let mut harness = Harness::new();
+    harness
+        .command
+        .env("STANDIN_PG_PORT", server.port().to_string())
+        .env("STANDIN_PG_SOCKET", server.socket_dir());
+    let compute = harness.start(&["--embedded-default"]);
+    compute.wait_status("running");
+    assert_eq!(compute.get("/readyz").status, 200);
+    std::thread::sleep(Duration::from_millis(1100));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server.pid()),
+        nix::sys::signal::Signal::SIGSTOP,
+    )
+    .unwrap();
+    let resume = Resume(server.pid());
+    let port = compute.port;
+    let probes: Vec<_> = (0..16)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let started = std::time::Instant::now();
+                let answer = http(port, "GET", "/readyz", &[], b"");
+                (answer, started.elapsed())
+            })
+        })
+        .collect();
+    let answers: Vec<_> = probes.into_iter().map(|p| p.join().unwrap()).collect();
+    let slowest = answers.iter().map(|(_, took)| *took).max().unwrap();
+    eprintln!("measured: 16 /readyz on a stopped postmaster, slowest {slowest:?}");
+    for (answer, _) in &answers {
+        assert_eq!(answer.status, 503, "{}", answer.body);
+        assert!(answer.body.contains("readiness check"), "{}", answer.body);
+    }
+    assert!(slowest < Duration::from_secs(3), "{slowest:?}");
+    assert_eq!(compute.get("/healthz").status, 200);
+    drop(resume);
+    pg_test_support::probe::eventually(Duration::from_secs(20), "ready again", || {
+        compute.get("/readyz").status == 200
+    });
 }
