@@ -8,7 +8,7 @@
 //!   of the one that has waited longest without a request being answered (no headers yet,
 //!   idle keep-alive, or an unauthenticated body still coming), which is closed — connections
 //!   with a request in flight are never closed, and only when all are is the new one
-//!   answered a fast 503 ([`crate::slots`]): clients that send nothing cannot starve the
+//!   answered a fast 503 (the `slots` module): clients that send nothing cannot starve the
 //!   probes or the control plane;
 //! * request headers (and the idle time between keep-alive requests) within
 //!   [`HEADER_TIMEOUT`], at most [`MAX_HEADER_BYTES`] bytes and [`MAX_HEADERS`] fields (431)
