@@ -58,8 +58,14 @@ fn connect(document: Option<&ComputeDocument>, limits: Limits) -> Result<Session
         limits,
     )
     .map_err(|error| error.message)?;
-    Session::connect(&config, limits)
-        .map_err(|error| format!("connecting to postgres: {}", pg_error_text(&error)))
+    Session::connect(&config, limits).map_err(|error| {
+        // The client's own text ("error connecting to server") leaves out why.
+        let cause = std::error::Error::source(&error)
+            .filter(|_| error.as_db_error().is_none())
+            .map(|cause| format!(": {cause}"))
+            .unwrap_or_default();
+        format!("connecting to postgres: {}{cause}", pg_error_text(&error))
+    })
 }
 
 /// `GET /readyz`: 200 when running and Postgres answered the shared check, else 503. A call
@@ -130,6 +136,9 @@ fn cached_or_started(
                     format!("postgres did not answer: {}", session.describe(&error))
                 })
             });
+            if let Err(error) = &outcome {
+                tracing::warn!(%error, "the readiness check failed");
+            }
             let mut state = shared
                 .state
                 .lock()

@@ -268,10 +268,11 @@ impl Drop for Attack {
     }
 }
 
-/// One probe: its status (0 without an answer) and how long it took.
-fn probe(port: u16, path: &str, token: Option<&str>) -> (u16, Duration) {
+/// One probe: its status (0 without an answer), how long it took, and the start of its
+/// answer (or why there was none).
+fn probe(port: u16, path: &str, token: Option<&str>) -> (u16, Duration, String) {
     let started = Instant::now();
-    let attempt = || -> std::io::Result<u16> {
+    let attempt = || -> std::io::Result<(u16, String)> {
         let mut stream = TcpStream::connect(("127.0.0.1", port))?;
         stream.set_read_timeout(Some(Duration::from_secs(5)))?;
         let authorization = token
@@ -283,13 +284,16 @@ fn probe(port: u16, path: &str, token: Option<&str>) -> (u16, Duration) {
         let mut answer = Vec::new();
         stream.read_to_end(&mut answer)?;
         let text = String::from_utf8_lossy(&answer);
-        Ok(text
+        let status = text
             .split_whitespace()
             .nth(1)
             .and_then(|code| code.parse().ok())
-            .unwrap_or(0))
+            .unwrap_or(0);
+        let body = text.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+        Ok((status, body.chars().take(200).collect()))
     };
-    (attempt().unwrap_or(0), started.elapsed())
+    let (status, said) = attempt().unwrap_or_else(|error| (0, error.to_string()));
+    (status, started.elapsed(), said)
 }
 
 /// 600 connections that never finish their headers (or their body), re-opened as the
@@ -344,17 +348,17 @@ fn probes_answer_while_600_stalled_connections_are_held() {
             ("/readyz", None),
             ("/status", Some(&token)),
         ] {
-            let (status, took) = probe(compute.port, path, token.map(String::as_str));
-            results.push((path, status, took));
+            let (status, took, said) = probe(compute.port, path, token.map(String::as_str));
+            results.push((path, status, took, said));
         }
         std::thread::sleep(Duration::from_millis(500));
     }
     let reopened = opened.load(Ordering::SeqCst) - 600;
     drop(attack);
-    let slowest = results.iter().map(|(_, _, took)| *took).max().unwrap();
+    let slowest = results.iter().map(|(_, _, took, _)| *took).max().unwrap();
     let failed: Vec<_> = results
         .iter()
-        .filter(|(_, status, took)| *status != 200 || *took >= Duration::from_secs(2))
+        .filter(|(_, status, took, _)| *status != 200 || *took >= Duration::from_secs(2))
         .collect();
     eprintln!(
         "measured: {} probes under 600 stalled connections ({reopened} re-opened after the server closed them), slowest {slowest:?}, {} not 200 within 2 s",
