@@ -214,6 +214,7 @@ mod tests {
             ext_stats: Default::default(),
             promotion: Default::default(),
             remote_ext: Default::default(),
+            ready: Default::default(),
         }
     }
 

@@ -14,7 +14,7 @@ use crate::{catalog, control, lfc, probes, promote, remote_ext, sql};
 
 use Access::{Open, Token};
 use BodyKind::{Any, Json, JsonPlainText};
-use Handler::{Blocking, Quick, Waits};
+use Handler::{Blocking, Quick, Sql, Waits};
 use Servers::{Both, External, Internal};
 
 const GET: Method = Method::GET;
@@ -27,7 +27,7 @@ const DELETE: Method = Method::DELETE;
 pub const ROUTES: &[Route<Api>] = &[
     // Ours on both servers, never authenticated: probes and scrapers.
     at("/healthz", GET, Both, Open, Any, Quick(healthz)),
-    at("/readyz", GET, Both, Open, Any, Blocking(|api, _| sql::readyz(api))),
+    at("/readyz", GET, Both, Open, Any, Waits(|api, _| Box::pin(sql::readyz(api)))),
     at("/metrics", GET, Both, Open, Any, Quick(metrics)),
     // Authenticated on the external server; open on the internal one (loopback).
     at("/status", GET, Both, Token, Any, Quick(status)),
@@ -39,13 +39,13 @@ pub const ROUTES: &[Route<Api>] = &[
     at("/terminate", POST, External, Token, Any,
         Blocking(|api, request| control::terminate(api, request.query.as_deref()))),
     at("/check_writability", POST, External, Token, Any,
-        Blocking(|api, _| sql::check_writability(api))),
-    at("/dbs_and_roles", GET, External, Token, Any, Blocking(|api, _| sql::dbs_and_roles(api))),
-    at("/insights", GET, External, Token, Any, Blocking(|api, _| sql::insights(api))),
-    at("/database_schema", GET, External, Token, Any, Blocking(catalog::database_schema)),
+        Sql(|api, _| sql::check_writability(api))),
+    at("/dbs_and_roles", GET, External, Token, Any, Sql(|api, _| sql::dbs_and_roles(api))),
+    at("/insights", GET, External, Token, Any, Sql(|api, _| sql::insights(api))),
+    at("/database_schema", GET, External, Token, Any, Sql(catalog::database_schema)),
     at("/hadron_liveness_probe", GET, External, Token, Any,
-        Blocking(|api, _| probes::hadron_liveness_probe(api))),
-    at("/promote", POST, External, Token, JsonPlainText, Blocking(promote::promote)),
+        Sql(|api, _| probes::hadron_liveness_probe(api))),
+    at("/promote", POST, External, Token, JsonPlainText, Sql(promote::promote)),
     at("/lfc/prewarm", GET, External, Token, Any, Blocking(|api, _| lfc::get_prewarm(&api.lfc))),
     at("/lfc/prewarm", POST, External, Token, Any,
         Blocking(|api, request| lfc::post_prewarm(&api.lfc, &api.shared, request))),
@@ -55,8 +55,8 @@ pub const ROUTES: &[Route<Api>] = &[
     at("/lfc/offload", POST, External, Token, Any,
         Blocking(|api, _| lfc::post_offload(&api.lfc, &api.shared))),
     // Postgres's own callers, on the internal server.
-    at("/extensions", POST, Internal, Open, Json, Blocking(catalog::extensions)),
-    at("/grants", POST, Internal, Open, Json, Blocking(catalog::grants)),
+    at("/extensions", POST, Internal, Open, Json, Sql(catalog::extensions)),
+    at("/grants", POST, Internal, Open, Json, Sql(catalog::grants)),
     at("/refresh_configuration", POST, Internal, Open, Any,
         Quick(|api, _| control::refresh_configuration(api))),
     at("/extension_server/{*filename}", POST, Internal, Open, Any,

@@ -62,6 +62,7 @@ pub fn api(document: Option<ComputeDocument>, running: bool) -> Api {
         ext_stats: Arc::default(),
         promotion: Arc::default(),
         remote_ext: Arc::default(),
+        ready: Arc::default(),
     }
 }
 

@@ -41,6 +41,7 @@ fn api(document: ComputeDocument, base_url: Option<String>) -> Api {
         ext_stats: Arc::default(),
         promotion: Arc::default(),
         remote_ext: Arc::new(pg_extensions_fetch::on_demand::OnDemand::new(base_url)),
+        ready: Arc::default(),
     }
 }
 

@@ -8,9 +8,11 @@
 //! * [`Auth::Open`]: no `compute_ctl_config.jwks` was given at all — our development mode;
 //!   the caller binds loopback only (see `compute::Controller::ensure_http`).
 //!
-//! Keys are Ed25519 (`OKP`) for EdDSA, or RSA for RS256 when any key says `"alg": "RS256"`;
-//! a key without `kid`, a symmetric (`oct`) key or an unusable one is refused when the set
-//! is loaded. Claims: `compute_id`, `scope` (only `compute_ctl:admin`), `aud` (a list of
+//! Each key verifies the tokens of its own family: an Ed25519 (`OKP`) key EdDSA tokens, an
+//! RSA key RS256 tokens, so a set may mix both (upstream picks one algorithm for the whole
+//! set — RS256 as soon as one key says `"alg": "RS256"` — and then refuses every token of
+//! the set's Ed25519 keys). An RSA key whose `alg` names another algorithm is refused when
+//! the set is loaded, as is a key without `kid`, a symmetric (`oct`) key or an unusable one. Claims: `compute_id`, `scope` (only `compute_ctl:admin`), `aud` (a list of
 //! strings); `exp` is checked with 60 s of leeway when present. Tokens are never logged.
 
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, KeyAlgorithm};
@@ -42,12 +44,10 @@ impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Auth::Open => f.write_str("Auth::Open"),
-            Auth::Keys(set) => write!(
-                f,
-                "Auth::Keys({} keys, {:?})",
-                set.keys.len(),
-                set.algorithm
-            ),
+            Auth::Keys(set) => {
+                let algorithms: Vec<Algorithm> = set.keys.iter().map(|key| key.1).collect();
+                write!(f, "Auth::Keys({} keys, {algorithms:?})", set.keys.len())
+            }
         }
     }
 }
@@ -92,11 +92,10 @@ fn bearer(header: Option<&str>) -> Option<&str> {
     (!token.is_empty()).then_some(token)
 }
 
-/// The verified keys, all of one algorithm.
+/// The verified keys: each with its `kid` and the one algorithm it verifies.
 #[derive(Clone)]
 pub struct KeySet {
-    algorithm: Algorithm,
-    keys: Vec<(String, DecodingKey)>,
+    keys: Vec<(String, Algorithm, DecodingKey)>,
 }
 
 impl KeySet {
@@ -113,32 +112,26 @@ impl KeySet {
                 .clone()
                 .filter(|kid| !kid.is_empty())
                 .ok_or_else(|| format!("{path}: the key has no \"kid\"; give every key an id"))?;
-            match &jwk.algorithm {
-                AlgorithmParameters::OctetKeyPair(_) | AlgorithmParameters::RSA(_) => {}
+            let algorithm = match (&jwk.algorithm, jwk.common.key_algorithm) {
+                (AlgorithmParameters::OctetKeyPair(_), _) => Algorithm::EdDSA,
+                (AlgorithmParameters::RSA(_), None | Some(KeyAlgorithm::RS256)) => Algorithm::RS256,
+                (AlgorithmParameters::RSA(_), Some(other)) => {
+                    return Err(format!(
+                        "{path}: an RSA key must be for RS256, not {other:?}; \
+                         drop its \"alg\" or set it to \"RS256\""
+                    ))
+                }
                 _ => {
                     return Err(format!(
                         "{path}: only Ed25519 (kty OKP) and RSA keys are accepted"
                     ))
                 }
-            }
-            parsed.push((kid, jwk));
+            };
+            let decoding = DecodingKey::from_jwk(&jwk)
+                .map_err(|error| format!("{path}: not a usable key: {error}"))?;
+            parsed.push((kid, algorithm, decoding));
         }
-        let rs256 = parsed
-            .iter()
-            .any(|(_, jwk)| jwk.common.key_algorithm == Some(KeyAlgorithm::RS256));
-        let algorithm = if rs256 {
-            Algorithm::RS256
-        } else {
-            Algorithm::EdDSA
-        };
-        let mut keys = Vec::with_capacity(parsed.len());
-        for (index, (kid, jwk)) in parsed.into_iter().enumerate() {
-            let decoding = DecodingKey::from_jwk(&jwk).map_err(|error| {
-                format!("compute_ctl_config.jwks.keys[{index}]: not a usable key: {error}")
-            })?;
-            keys.push((kid, decoding));
-        }
-        Ok(KeySet { algorithm, keys })
+        Ok(KeySet { keys: parsed })
     }
 
     /// The number of keys.
@@ -151,14 +144,16 @@ impl KeySet {
         self.keys.is_empty()
     }
 
+    /// The claims of `token` when one key verifies it; each key only checks tokens of its
+    /// own algorithm (the token's header must name it).
     fn verify(&self, token: &str) -> Result<Claims, Refused> {
-        let mut validation = Validation::new(self.algorithm);
-        validation.validate_aud = false;
-        validation.validate_nbf = false;
-        validation.validate_exp = true;
-        validation.required_spec_claims.clear();
-        validation.leeway = LEEWAY_SECONDS;
-        for (kid, key) in &self.keys {
+        for (kid, algorithm, key) in &self.keys {
+            let mut validation = Validation::new(*algorithm);
+            validation.validate_aud = false;
+            validation.validate_nbf = false;
+            validation.validate_exp = true;
+            validation.required_spec_claims.clear();
+            validation.leeway = LEEWAY_SECONDS;
             match jsonwebtoken::decode::<Claims>(token, key, &validation) {
                 Ok(data) => return Ok(data.claims),
                 Err(error) => {
@@ -308,6 +303,13 @@ mod tests {
             "{error}"
         );
         assert!(error.contains("kid"), "{error}");
+        let rs512 =
+            serde_json::json!({"kty": "RSA", "n": "AQAB", "e": "AQAB", "alg": "RS512", "kid": "r"});
+        let error = KeySet::load(&[good.clone(), rs512]).err().unwrap();
+        assert!(
+            error.starts_with("compute_ctl_config.jwks.keys[1]: ") && error.contains("RS256"),
+            "{error}"
+        );
         let symmetric = serde_json::json!({"kty": "oct", "k": "c2VjcmV0", "kid": "s"});
         assert!(KeySet::load(&[symmetric]).is_err());
         assert!(KeySet::load(&[serde_json::json!({"kid": "x"})]).is_err());

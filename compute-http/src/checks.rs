@@ -3,7 +3,13 @@
 //! upstream's order after routing: authentication ([`authenticate`]), the JSON
 //! `Content-Type` ([`json_content_type`]), then the body ([`buffer_body`]: at most
 //! [`MAX_BODY`], 413; within the body deadline, 408; both close the connection).
+//!
+//! A connection is busy (never closed to make room, see the server's connection slots)
+//! from its request's headers on, except while [`buffer_body`] waits for the body of a
+//! request that no token vouched for: a client that promises a body and never sends it is
+//! then as evictable as one that never finishes its headers.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -11,18 +17,24 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::Body as _;
 use hyper::header::{AUTHORIZATION, CONTENT_LENGTH};
 use hyper::StatusCode;
 
 use crate::reply::{Rejection, Reply};
 use crate::routes::Context;
 use crate::server::MAX_BODY;
+use crate::slots::Slot;
+
+/// A request extension: a token vouched for the request.
+#[derive(Clone, Copy, Debug)]
+struct Authenticated;
 
 /// Refuses a request without a valid token when `required` (see [`crate::auth`]); the
 /// refusal's status and upstream's `{"error"}` text.
 pub async fn authenticate<S: Context>(
     State((state, required)): State<(S, bool)>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     if required {
@@ -33,6 +45,7 @@ pub async fn authenticate<S: Context>(
         if let Err(refused) = state.auth().check(authorization, state.compute_id()) {
             return Reply::error(refused.status(), refused).into_response();
         }
+        request.extensions_mut().insert(Authenticated);
     }
     next.run(request).await
 }
@@ -52,7 +65,8 @@ pub async fn json_content_type(
 }
 
 /// Reads the whole body within `deadline` and at most [`MAX_BODY`] bytes, and hands it on
-/// buffered; answers 413 or 408 (closing the connection) instead.
+/// buffered; answers 413 or 408 (closing the connection) instead. While the body of a request
+/// without a token is awaited, its connection may be closed to make room.
 pub async fn buffer_body(
     State(deadline): State<Duration>,
     request: Request,
@@ -64,7 +78,19 @@ pub async fn buffer_body(
         .get(CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|length| length.trim().parse::<u64>().ok());
-    match read_body(body, declared, deadline).await {
+    let evictable = parts
+        .extensions
+        .get::<Arc<Slot>>()
+        .filter(|_| parts.extensions.get::<Authenticated>().is_none() && !body.is_end_stream())
+        .cloned();
+    if let Some(slot) = &evictable {
+        slot.awaiting_body();
+    }
+    let read = read_body(body, declared, deadline).await;
+    if let Some(slot) = &evictable {
+        slot.busy();
+    }
+    match read {
         Ok(bytes) => {
             next.run(Request::from_parts(parts, Body::from(bytes)))
                 .await

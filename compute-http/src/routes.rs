@@ -7,12 +7,14 @@
 //! Each entry's handler sits behind the layers its entry asks for, in upstream's order
 //! ([`crate::checks`]): authentication (a [`Access::Token`] route on the external server),
 //! the `Content-Type` of a JSON body (415), the body (limit 413, deadline 408); then it runs
-//! as its [`Handler`] kind says: at once, on the runtime's bounded blocking pool, or as a
-//! task that waits on I/O. The handlers share one state `S`, a [`Context`].
+//! as its [`Handler`] kind says: at once, on the runtime's bounded blocking pool (a handler
+//! that talks to Postgres only while one of the server's [`SQL_HANDLERS`] slots is free), or
+//! as a task that waits on I/O. The handlers share one state `S`, a [`Context`].
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Request, State};
@@ -24,12 +26,13 @@ use axum::Router;
 use http_body_util::BodyExt;
 use hyper::header::AUTHORIZATION;
 use hyper::{Method, StatusCode};
+use tokio::sync::Semaphore;
 use tower::ServiceBuilder;
 
 use crate::auth::Auth;
 use crate::checks;
 use crate::reply::{ApiRequest, Rejection, Reply};
-use crate::server::Port;
+use crate::server::{Port, SQL_HANDLERS};
 
 /// What the checks in front of a table's handlers need from the handlers' shared state.
 pub trait Context: Clone + Send + Sync + 'static {
@@ -48,9 +51,14 @@ pub type Pending = Pin<Box<dyn Future<Output = Reply> + Send>>;
 pub enum Handler<S> {
     /// Answers at once (state, counters): runs on the server's thread.
     Quick(fn(&S, &ApiRequest) -> Reply),
-    /// May block (SQL, child processes, waits on the controller): runs on the runtime's
-    /// bounded blocking pool ([`crate::server`]).
+    /// May block (child processes, waits on the controller): runs on the runtime's bounded
+    /// blocking pool ([`crate::server`]).
     Blocking(fn(&S, &ApiRequest) -> Reply),
+    /// Talks to Postgres (SQL sessions, `pg_dump`, `pg_isready`): on the blocking pool too,
+    /// but at most [`SQL_HANDLERS`] at once per server — one more is answered 503 at once —
+    /// so a stuck or lock-blocked Postgres holds at most that many of the pool's threads, and
+    /// the [`Handler::Blocking`] routes (`/terminate`, `/configure`) always find one.
+    Sql(fn(&S, &ApiRequest) -> Reply),
     /// Waits on I/O without a thread (a relay over a socket): a task on the runtime.
     Waits(fn(S, ApiRequest) -> Pending),
 }
@@ -68,6 +76,7 @@ impl<S> fmt::Debug for Handler<S> {
         f.write_str(match self {
             Handler::Quick(_) => "Quick",
             Handler::Blocking(_) => "Blocking",
+            Handler::Sql(_) => "Sql",
             Handler::Waits(_) => "Waits",
         })
     }
@@ -157,6 +166,7 @@ pub const fn at<S>(
 /// on that path's one method router (so axum answers 405 with their `Allow`), each handler
 /// behind the layers its entry asks for ([`crate::checks`]), all sharing `state`.
 pub fn router<S: Context>(routes: &'static [Route<S>], state: &S, which: Port) -> Router {
+    let sql = Arc::new(Semaphore::new(SQL_HANDLERS));
     let mut paths: Vec<(&'static str, MethodRouter<S>)> = Vec::new();
     for entry in routes.iter().filter(|entry| entry.servers.serves(which)) {
         let Ok(filter) = MethodFilter::try_from(entry.method.clone()) else {
@@ -179,7 +189,9 @@ pub fn router<S: Context>(routes: &'static [Route<S>], state: &S, which: Port) -
                 state.body_deadline(),
                 checks::buffer_body,
             ));
-        let handler = move |State(state): State<S>, request: Request| answer(state, entry, request);
+        let sql = sql.clone();
+        let handler =
+            move |State(state): State<S>, request: Request| answer(state, entry, sql, request);
         let handler = handler.layer(checks);
         match paths.iter_mut().find(|(path, _)| *path == entry.path) {
             Some((_, methods)) => *methods = std::mem::take(methods).on(filter, handler),
@@ -194,8 +206,14 @@ pub fn router<S: Context>(routes: &'static [Route<S>], state: &S, which: Port) -
         .with_state(state.clone())
 }
 
-/// Runs `entry`'s handler on a request that passed its checks (its body buffered).
-async fn answer<S: Context>(state: S, entry: &'static Route<S>, request: Request) -> Response {
+/// Runs `entry`'s handler on a request that passed its checks (its body buffered); a
+/// [`Handler::Sql`] one only with one of `sql`'s permits.
+async fn answer<S: Context>(
+    state: S,
+    entry: &'static Route<S>,
+    sql: Arc<Semaphore>,
+    request: Request,
+) -> Response {
     let (parts, body) = request.into_parts();
     let body = match body.collect().await {
         Ok(collected) => collected.to_bytes().to_vec(),
@@ -221,18 +239,38 @@ async fn answer<S: Context>(state: S, entry: &'static Route<S>, request: Request
     match entry.handler {
         Handler::Quick(handler) => handler(&state, &request).into_response(),
         Handler::Waits(handler) => handler(state, request).await.into_response(),
-        Handler::Blocking(handler) => {
-            match tokio::task::spawn_blocking(move || handler(&state, &request)).await {
-                Ok(reply) => reply.into_response(),
-                Err(error) => {
-                    tracing::error!(%error, "an HTTP handler failed");
-                    Reply::error(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "internal error while handling the request",
-                    )
-                    .into_response()
-                }
-            }
+        Handler::Blocking(handler) => blocking(move || handler(&state, &request)).await,
+        Handler::Sql(handler) => {
+            let Ok(permit) = sql.try_acquire_owned() else {
+                return Reply::error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "{SQL_HANDLERS} requests to Postgres are in flight already; try again later"
+                    ),
+                )
+                .into_response();
+            };
+            blocking(move || {
+                let reply = handler(&state, &request);
+                drop(permit);
+                reply
+            })
+            .await
+        }
+    }
+}
+
+/// Runs `handler` on the runtime's blocking pool.
+async fn blocking(handler: impl FnOnce() -> Reply + Send + 'static) -> Response {
+    match tokio::task::spawn_blocking(handler).await {
+        Ok(reply) => reply.into_response(),
+        Err(error) => {
+            tracing::error!(%error, "an HTTP handler failed");
+            Reply::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error while handling the request",
+            )
+            .into_response()
         }
     }
 }
@@ -266,7 +304,9 @@ pub fn route<S>(
     request: &ApiRequest,
 ) -> Reply {
     match lookup(routes, which, &request.method, &request.path).map(|entry| entry.handler) {
-        Some(Handler::Quick(handler) | Handler::Blocking(handler)) => handler(state, request),
+        Some(Handler::Quick(handler) | Handler::Blocking(handler) | Handler::Sql(handler)) => {
+            handler(state, request)
+        }
         Some(Handler::Waits(_)) => Reply::error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "this route waits on I/O: call it through the server (or its handler in a runtime)",

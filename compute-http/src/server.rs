@@ -3,8 +3,13 @@
 //! connections, in a small tokio runtime (one thread per server), with limits no client can
 //! get around:
 //!
-//! * at most [`MAX_CONNECTIONS`] open connections per server (the accept loop); the next one
-//!   gets a fast 503 and is closed, so a flood cannot exhaust threads or file descriptors;
+//! * at most [`MAX_CONNECTIONS`] open connections per server (the accept loop), so a flood
+//!   cannot exhaust threads or file descriptors; at the cap a new connection takes the slot
+//!   of the one that has waited longest without a request being answered (no headers yet,
+//!   idle keep-alive, or an unauthenticated body still coming), which is closed — connections
+//!   with a request in flight are never closed, and only when all are is the new one
+//!   answered a fast 503 (the `slots` module): clients that send nothing cannot starve the
+//!   probes or the control plane;
 //! * request headers (and the idle time between keep-alive requests) within
 //!   [`HEADER_TIMEOUT`], at most [`MAX_HEADER_BYTES`] bytes and [`MAX_HEADERS`] fields (431)
 //!   (hyper's connection settings);
@@ -21,10 +26,12 @@
 //! A reply is a whole body, or a first chunk and a stream ([`crate::body`]: chunked
 //! encoding; a producer's failure ends the connection without the terminating chunk).
 //!
-//! A connection waiting for its headers or body is a task, not a thread: hundreds of stalled
-//! clients leave `/status`, `/healthz` and `/metrics` answering. Handlers that may block
+//! A connection waiting for its headers or body is a task, not a thread, and gives its slot
+//! up to a newer connection at the cap: any number of stalled clients leave `/status`,
+//! `/healthz`, `/readyz` and `/metrics` answering. Handlers that may block
 //! (SQL, `/configure`, `/terminate`) run on the runtime's bounded blocking pool
-//! (`BLOCKING_THREADS`); the ones that wait on I/O are tasks.
+//! (`BLOCKING_THREADS`), those that talk to Postgres at most [`SQL_HANDLERS`] at once (503
+//! beyond), so that SQL never queues `/terminate`; the ones that wait on I/O are tasks.
 
 use std::convert::Infallible;
 use std::io;
@@ -41,16 +48,17 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::Semaphore;
-use tower::ServiceBuilder;
+use tower::{ServiceBuilder, ServiceExt};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
+use crate::slots::{Answering, Slot, Slots};
 use crate::write_deadline::WriteDeadline;
 
 /// Largest request body accepted (2 MiB, as upstream); larger ones get 413.
 pub const MAX_BODY: usize = 2 * 1024 * 1024;
 
-/// Open connections per server; more are answered 503 and closed.
+/// Open connections per server; at the cap the one waiting longest for a request is closed
+/// to make room, and a new one is answered 503 only when every one has a request in flight.
 pub const MAX_CONNECTIONS: usize = 512;
 
 /// Default time for a request's headers to arrive, and for the next request on an idle
@@ -89,6 +97,11 @@ pub const MAX_HEADERS: usize = 64;
 
 /// Blocking handlers (SQL, waits) that may run at once per server; more wait their turn.
 const BLOCKING_THREADS: usize = 32;
+
+/// Handlers that talk to Postgres ([`crate::routes::Handler::Sql`]) that may run at once per
+/// server; one more is answered 503. Half the blocking pool: the rest is always there for
+/// `/terminate`, `/configure` and the other blocking routes.
+pub const SQL_HANDLERS: usize = BLOCKING_THREADS / 2;
 
 /// Which server a request came to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -174,7 +187,7 @@ async fn accept_loop(
             return;
         }
     };
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = Slots::new(MAX_CONNECTIONS);
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -186,15 +199,16 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        match slots.clone().try_acquire_owned() {
-            Ok(slot) => {
+        match slots.admit() {
+            Some(slot) => {
                 let app = app.clone();
+                let slots = slots.clone();
                 tokio::spawn(async move {
-                    connection(stream, app, deadlines, which).await;
-                    drop(slot);
+                    connection(stream, app, deadlines, which, &slot).await;
+                    slots.release(&slot);
                 });
             }
-            Err(_) => {
+            None => {
                 tokio::spawn(refuse(stream));
             }
         }
@@ -230,15 +244,35 @@ fn visible_request_id(mut request: Request) -> Request {
     request
 }
 
-/// Answers a connection over the cap with 503 and closes it, without reading it.
+/// Answers a connection over the cap (every open one has a request in flight) with 503 and
+/// closes it, without reading it.
 async fn refuse(mut stream: TcpStream) {
     const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
 content-length: 49\r\nconnection: close\r\n\r\n{\"error\":\"too many connections; try again later\"}";
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(BUSY)).await;
 }
 
-async fn connection(stream: TcpStream, app: axum::Router, deadlines: Deadlines, which: Port) {
+/// Serves one connection until it ends or the accept loop evicts it. Each request marks
+/// its connection busy when its headers have arrived (and carries its [`Slot`], for the body
+/// check), and waiting again once its answer's body is dropped.
+async fn connection(
+    stream: TcpStream,
+    app: axum::Router,
+    deadlines: Deadlines,
+    which: Port,
+    slot: &Arc<Slot>,
+) {
     let io = TokioIo::new(WriteDeadline::new(stream, WRITE_TIMEOUT));
+    let (on_request, on_answer) = (slot.clone(), slot.clone());
+    let app = app
+        .map_request(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            on_request.busy();
+            request.extensions_mut().insert(on_request.clone());
+            request
+        })
+        .map_response(move |response: Response| {
+            response.map(|body| axum::body::Body::new(Answering::new(body, on_answer.clone())))
+        });
     let service = TowerToHyperService::new(app);
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -247,8 +281,15 @@ async fn connection(stream: TcpStream, app: axum::Router, deadlines: Deadlines, 
         .max_buf_size(MAX_HEADER_BYTES)
         .max_headers(MAX_HEADERS)
         .keep_alive(true);
-    if let Err(error) = builder.serve_connection(io, service).await {
-        tracing::debug!(%error, server = ?which, "HTTP connection ended with an error");
+    tokio::select! {
+        served = builder.serve_connection(io, service) => {
+            if let Err(error) = served {
+                tracing::debug!(%error, server = ?which, "HTTP connection ended with an error");
+            }
+        }
+        () = slot.evicted() => {
+            tracing::debug!(server = ?which, "HTTP connection closed to make room for a new one");
+        }
     }
 }
 

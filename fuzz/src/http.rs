@@ -338,6 +338,7 @@ fn api(running: bool) -> &'static Api {
                 ext_stats: Arc::default(),
                 promotion: Arc::default(),
                 remote_ext: Arc::default(),
+                ready: Arc::default(),
             }
         };
         let document = serde_json::from_value(json!({

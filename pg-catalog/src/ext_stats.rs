@@ -28,12 +28,15 @@ use std::time::{Duration, SystemTime};
 use compute_spec::spec::ComputeSpec;
 use compute_spec::ComputeDocument;
 use serde::Serialize;
-use stage_kit::local::pg_error_text;
+use stage_kit::local::Limits;
 
 use crate::{connect, CatalogError};
 
 /// The scan's `application_name` (as upstream).
 pub const APPLICATION_NAME: &str = "compute_ctl:get_installed_extensions";
+/// Each of the scan's sessions (one per database): 30 s per statement, 5 s per lock wait,
+/// a cancel request after 35 s.
+pub const LIMITS: Limits = Limits::seconds(30, 5, 35);
 /// At most this many databases are scanned (as upstream).
 pub const MAX_DATABASES: i64 = 500;
 /// Activity reported up to this long after a scan ended is the scan's own (the activity
@@ -126,7 +129,7 @@ pub fn group(rows: &[(String, String, bool)]) -> Vec<InstalledExtension> {
 
 /// Scans every connectable, valid database (at most [`MAX_DATABASES`]).
 pub fn scan(document: &ComputeDocument) -> Result<Vec<InstalledExtension>, CatalogError> {
-    let mut system = connect(document, APPLICATION_NAME, None)?;
+    let mut system = connect(document, APPLICATION_NAME, None, LIMITS)?;
     let databases: Vec<String> = system
         .query(
             "SELECT datname::pg_catalog.text FROM pg_catalog.pg_database \
@@ -135,7 +138,7 @@ pub fn scan(document: &ComputeDocument) -> Result<Vec<InstalledExtension>, Catal
         )
         .map_err(|error| CatalogError::Read {
             what: "listing databases".into(),
-            message: pg_error_text(&error),
+            message: system.describe(&error),
         })?
         .iter()
         .map(|row| row.get(0))
@@ -143,8 +146,8 @@ pub fn scan(document: &ComputeDocument) -> Result<Vec<InstalledExtension>, Catal
     drop(system);
     let mut rows = Vec::new();
     for database in &databases {
-        let mut client = connect(document, APPLICATION_NAME, Some(database))?;
-        let found = client
+        let mut session = connect(document, APPLICATION_NAME, Some(database), LIMITS)?;
+        let found = session
             .query(
                 "SELECT extname::pg_catalog.text, extversion, \
                  extowner OPERATOR(pg_catalog.=) 10 FROM pg_catalog.pg_extension",
@@ -152,7 +155,7 @@ pub fn scan(document: &ComputeDocument) -> Result<Vec<InstalledExtension>, Catal
             )
             .map_err(|error| CatalogError::Read {
                 what: format!("reading the extensions of {database:?}"),
-                message: pg_error_text(&error),
+                message: session.describe(&error),
             })?;
         rows.extend(found.iter().map(|row| (row.get(0), row.get(1), row.get(2))));
     }

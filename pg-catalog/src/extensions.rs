@@ -4,12 +4,16 @@
 use compute_spec::quote::{Ident, Literal};
 use compute_spec::ComputeDocument;
 use serde::{Deserialize, Serialize};
-use stage_kit::local::pg_error_text;
+use stage_kit::local::Limits;
 
 use crate::{connect, execute, CatalogError};
 
 /// The connections' `application_name` (as upstream).
 pub const APPLICATION_NAME: &str = "compute_ctl:install_extension";
+
+/// `POST /extensions`: an extension's script may take minutes (5 per statement), a lock wait
+/// 30 s (`CREATE EXTENSION` behind another session's), a cancel request after 310 s.
+pub const LIMITS: Limits = Limits::seconds(300, 30, 310);
 
 /// An extension request (the `POST /extensions` body).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,15 +80,15 @@ pub fn install_extension(
     document: &ComputeDocument,
     request: &ExtensionRequest,
 ) -> Result<Option<String>, CatalogError> {
-    let mut client = connect(document, APPLICATION_NAME, Some(&request.database))?;
-    let installed: Option<String> = client
+    let mut session = connect(document, APPLICATION_NAME, Some(&request.database), LIMITS)?;
+    let installed: Option<String> = session
         .query_opt(
             "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = $1",
             &[&request.extension],
         )
         .map_err(|error| CatalogError::Read {
             what: format!("reading the installed version of {:?}", request.extension),
-            message: pg_error_text(&error),
+            message: session.describe(&error),
         })?
         .map(|row| row.get(0));
     let statement = match installed {
@@ -100,5 +104,5 @@ pub fn install_extension(
             Literal(&request.version)
         ),
     };
-    execute(&mut client, statement)
+    execute(&mut session, statement)
 }

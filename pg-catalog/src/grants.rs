@@ -6,12 +6,16 @@ use std::collections::BTreeSet;
 use compute_spec::quote::Ident;
 use compute_spec::ComputeDocument;
 use serde::{Deserialize, Serialize};
-use stage_kit::local::pg_error_text;
+use stage_kit::local::Limits;
 
 use crate::{connect, execute, CatalogError};
 
 /// The connections' `application_name` (as upstream).
 pub const APPLICATION_NAME: &str = "compute_ctl:set_role_grants";
+
+/// `POST /grants`: 30 s per statement, 5 s per lock wait (a session holding the schema's
+/// row), a cancel request after 35 s.
+pub const LIMITS: Limits = Limits::seconds(30, 5, 35);
 
 /// Upstream's closed set of schema/database/function privileges (`compute_api::privilege`),
 /// written in upper case on the wire; anything else is a decoding error naming the list.
@@ -83,9 +87,9 @@ pub fn set_role_grants(
     document: &ComputeDocument,
     grants: &GrantsRequest,
 ) -> Result<Option<String>, CatalogError> {
-    let mut client = connect(document, APPLICATION_NAME, Some(&grants.database))?;
+    let mut session = connect(document, APPLICATION_NAME, Some(&grants.database), LIMITS)?;
     // As upstream: the ACL joined to pg_user, so a NOLOGIN role looks ungranted.
-    let held: BTreeSet<String> = client
+    let held: BTreeSet<String> = session
         .query(
             "SELECT acl.privilege_type::text \
              FROM pg_catalog.pg_namespace AS n, pg_catalog.aclexplode(n.nspacl) AS acl \
@@ -95,7 +99,7 @@ pub fn set_role_grants(
         )
         .map_err(|error| CatalogError::Read {
             what: format!("reading the privileges of role {:?}", grants.role),
-            message: pg_error_text(&error),
+            message: session.describe(&error),
         })?
         .iter()
         .map(|row| row.get::<_, String>(0))
@@ -120,7 +124,7 @@ pub fn set_role_grants(
         Ident(&grants.schema),
         Ident(&grants.role)
     );
-    execute(&mut client, statement)
+    execute(&mut session, statement)
 }
 
 #[cfg(test)]

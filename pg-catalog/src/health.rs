@@ -1,10 +1,6 @@
 //! What a running compute's own SQL reports about it: whether it takes writes
 //! ([`check_writability`], `POST /check_writability`) and its costliest statements
-//! ([`insights`], `GET /insights`), on a session the caller opened.
-
-use stage_kit::local::pg_error_text;
-
-use crate::CatalogError;
+//! ([`insights`], `GET /insights`), on a session the caller opened (with its limits).
 
 /// The row `check_writability` upserts (the table is pg-reconcile's
 /// `create_availability_check`, made at every catalog apply of a primary).
@@ -19,15 +15,11 @@ const DISK_FULL: &str = "53100";
 pub const EMPTY_INSIGHTS: &str = r#"{"pg_stat_statements": []}"#;
 
 /// Upserts `public.health_check` row 1: the server took a write (a disk-full refusal counts,
-/// as upstream). A missing table is an error with Postgres's message.
-pub fn check_writability(client: &mut postgres::Client) -> Result<(), CatalogError> {
+/// as upstream). A missing table is Postgres's error (the caller words it with its limits).
+pub fn check_writability(client: &mut postgres::Client) -> Result<(), postgres::Error> {
     match client.batch_execute(WRITABILITY_STATEMENT) {
-        Ok(()) => Ok(()),
         Err(error) if error.code().is_some_and(|code| code.code() == DISK_FULL) => Ok(()),
-        Err(error) => Err(CatalogError::Statement {
-            statement: WRITABILITY_STATEMENT.to_string(),
-            message: pg_error_text(&error),
-        }),
+        done => done,
     }
 }
 
@@ -72,7 +64,8 @@ mod tests {
         let server = TestPostgres::start();
         let mut client = server.client();
         let missing = check_writability(&mut client).unwrap_err();
-        assert!(missing.to_string().contains("health_check"), "{missing}");
+        let missing = stage_kit::local::pg_error_text(&missing);
+        assert!(missing.contains("health_check"), "{missing}");
         server
             .psql("CREATE TABLE public.health_check (id int PRIMARY KEY, updated_at timestamptz)");
         check_writability(&mut client).unwrap();

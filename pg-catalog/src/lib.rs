@@ -20,13 +20,17 @@
 //! [`schema::SchemaError`]) that name what failed. Nothing here knows HTTP: compute-ctl maps
 //! these to its status codes and bodies.
 //!
+//! Every session is a [`stage_kit::local::Session`] with its work's limits (each module's
+//! `LIMITS`: statement and lock timeouts, a cancel request at the deadline); a failed
+//! statement's message names the limit it hit.
+//!
 //! Invariants: every name and literal that reaches SQL goes through [`compute_spec::quote`];
 //! values are read with bind parameters; `pg_dump` gets its database through `PGDATABASE`
 //! (libpq never expands it as a connection string) and runs through [`stage_kit::child`] in
 //! its own process group, killed when its reader goes away or a deadline passes.
 
 use compute_spec::ComputeDocument;
-use stage_kit::local::pg_error_text;
+use stage_kit::local::{pg_error_text, Limits, Session};
 
 pub mod cli;
 pub mod dump;
@@ -81,32 +85,29 @@ pub enum CatalogError {
     Prepare(String),
 }
 
-/// An admin connection to `database` (the document's own database for `None`) of the
-/// compute's Postgres, through its socket directory.
+/// An admin session on `database` (the document's own database for `None`) of the
+/// compute's Postgres, through its socket directory, bounded by `limits`.
 pub fn connect(
     document: &ComputeDocument,
     application_name: &str,
     database: Option<&str>,
-) -> Result<postgres::Client, CatalogError> {
-    let config = stage_kit::local::admin_config(document, STAGE, application_name, database)
-        .map_err(|error| CatalogError::Document(error.message))?;
-    config
-        .connect(postgres::NoTls)
-        .map_err(|error| CatalogError::Connect {
-            database: config.get_dbname().unwrap_or("postgres").to_string(),
-            message: pg_error_text(&error),
-        })
+    limits: Limits,
+) -> Result<Session, CatalogError> {
+    let config =
+        stage_kit::local::limited_config(document, STAGE, application_name, database, limits)
+            .map_err(|error| CatalogError::Document(error.message))?;
+    Session::connect(&config, limits).map_err(|error| CatalogError::Connect {
+        database: config.get_dbname().unwrap_or("postgres").to_string(),
+        message: pg_error_text(&error),
+    })
 }
 
 /// Runs one statement; returns it (what the change functions report having run).
-fn execute(
-    client: &mut postgres::Client,
-    statement: String,
-) -> Result<Option<String>, CatalogError> {
-    match client.batch_execute(&statement) {
+fn execute(session: &mut Session, statement: String) -> Result<Option<String>, CatalogError> {
+    match session.batch_execute(&statement) {
         Ok(()) => Ok(Some(statement)),
         Err(error) => Err(CatalogError::Statement {
-            message: pg_error_text(&error),
+            message: session.describe(&error),
             statement,
         }),
     }

@@ -5,12 +5,16 @@ use compute_spec::secret::Secret;
 use compute_spec::spec::{GenericOption, Role};
 use compute_spec::ComputeDocument;
 use serde::Serialize;
+use stage_kit::local::Limits;
 
 use crate::{connect, CatalogError};
 
 /// The binary's `application_name` (compute-ctl reads through its own `compute_ctl:http`
 /// connection).
 pub const APPLICATION_NAME: &str = "pg-catalog:dbs_and_roles";
+
+/// The binary's snapshot: 10 s per statement, 5 s per lock wait, a cancel request after 15 s.
+pub const LIMITS: Limits = Limits::seconds(10, 5, 15);
 
 /// Upstream's catalog snapshot: every role and every database.
 #[derive(Debug, Serialize)]
@@ -75,9 +79,9 @@ pub fn read_dbs_and_roles(client: &mut postgres::Client) -> Result<DbsAndRoles, 
 
 /// Connects to the document's own database and reads the snapshot.
 pub fn dbs_and_roles(document: &ComputeDocument) -> Result<DbsAndRoles, CatalogError> {
-    let mut client = connect(document, APPLICATION_NAME, None)?;
-    read_dbs_and_roles(&mut client).map_err(|error| CatalogError::Read {
+    let mut session = connect(document, APPLICATION_NAME, None, LIMITS)?;
+    read_dbs_and_roles(&mut session).map_err(|error| CatalogError::Read {
         what: "reading roles and databases".into(),
-        message: stage_kit::local::pg_error_text(&error),
+        message: session.describe(&error),
     })
 }

@@ -11,12 +11,16 @@
 
 use compute_spec::spec::ComputeMode;
 use compute_spec::ComputeDocument;
-use stage_kit::local::pg_error_text;
+use stage_kit::local::Limits;
 
 use crate::CatalogError;
 
 /// The connection's `application_name` (upstream's).
 pub const APPLICATION_NAME: &str = "compute_ctl:post_apply_config";
+
+/// The update: 5 min per statement, 30 s per lock wait (the extension's objects in use), a
+/// cancel request after 310 s.
+pub const LIMITS: Limits = Limits::seconds(300, 30, 310);
 
 /// The statement run.
 pub const STATEMENT: &str = "ALTER EXTENSION neon UPDATE";
@@ -71,8 +75,8 @@ pub fn spawn(document: &ComputeDocument) {
 
 /// Reads the decision's inputs and acts on it; what it decided.
 pub fn run(document: &ComputeDocument) -> Result<Decision, CatalogError> {
-    let mut client = crate::connect(document, APPLICATION_NAME, None)?;
-    let row = client
+    let mut session = crate::connect(document, APPLICATION_NAME, None, LIMITS)?;
+    let row = session
         .query_one(
             "SELECT EXISTS (SELECT FROM pg_catalog.pg_available_extensions \
              WHERE name OPERATOR(pg_catalog.=) 'neon'), \
@@ -82,7 +86,7 @@ pub fn run(document: &ComputeDocument) -> Result<Decision, CatalogError> {
         )
         .map_err(|error| CatalogError::Read {
             what: "reading whether the neon extension exists".into(),
-            message: pg_error_text(&error),
+            message: session.describe(&error),
         })?;
     let decision = decide(row.get(0), row.get(1));
     match decision {
@@ -93,7 +97,7 @@ pub fn run(document: &ComputeDocument) -> Result<Decision, CatalogError> {
             tracing::info!("the neon extension is available but not installed: nothing to update")
         }
         Decision::Update => {
-            crate::execute(&mut client, STATEMENT.to_string())?;
+            crate::execute(&mut session, STATEMENT.to_string())?;
             tracing::info!("the neon extension is up to date");
         }
     }

@@ -15,7 +15,9 @@
 //!   extensions are created when missing; a replica cannot create them (the error says to
 //!   create them on the primary).
 //!
-//! A cancelled prewarm sends Postgres a cancel request for the query under way.
+//! A cancelled prewarm sends Postgres a cancel request for the query under way. Every
+//! session is bounded ([`OFFLOAD_LIMITS`], [`PREWARM_LIMITS`]: statement and lock timeouts, a
+//! cancel request at the deadline).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -25,11 +27,19 @@ use compute_spec::spec::ComputeSpec;
 use compute_spec::validate::StorageSource;
 use compute_spec::ComputeDocument;
 
-use stage_kit::local::pg_error_text;
+use stage_kit::local::{pg_error_text, Limits, Session};
 
 use crate::Error;
 
 const APPLICATION_NAME: &str = "compute_ctl:lfc";
+
+/// An offload's session (reading the LFC state or `pg_buffercache`): 5 min per statement,
+/// 10 s per lock wait, a cancel request after 310 s.
+pub const OFFLOAD_LIMITS: Limits = Limits::seconds(300, 10, 310);
+
+/// A prewarm's sessions (`neon.prewarm_local_cache`, or `pg_prewarm` batches per database):
+/// an hour per statement and per session, 30 s per lock wait.
+pub const PREWARM_LIMITS: Limits = Limits::seconds(3600, 30, 3610);
 /// Where the cache state lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CacheKind {
@@ -63,13 +73,29 @@ pub(crate) fn failed(what: impl std::fmt::Display, error: &postgres::Error) -> E
     Error::Postgres(format!("{what}: {}", pg_error_text(error)))
 }
 
+/// A Postgres error of `session` while doing `what`, naming the limit it hit.
+pub(crate) fn failed_in(
+    session: &Session,
+    what: impl std::fmt::Display,
+    error: &postgres::Error,
+) -> Error {
+    Error::Postgres(format!("{what}: {}", session.describe(error)))
+}
+
 pub(crate) fn connect(
     document: &ComputeDocument,
     database: Option<&str>,
-) -> Result<postgres::Client, Error> {
-    let config = stage_kit::local::admin_config(document, crate::STAGE, APPLICATION_NAME, database)
-        .map_err(|error| Error::Connstr(error.message))?;
-    config.connect(postgres::NoTls).map_err(|error| {
+    limits: Limits,
+) -> Result<Session, Error> {
+    let config = stage_kit::local::limited_config(
+        document,
+        crate::STAGE,
+        APPLICATION_NAME,
+        database,
+        limits,
+    )
+    .map_err(|error| Error::Connstr(error.message))?;
+    Session::connect(&config, limits).map_err(|error| {
         let database = database
             .map(|name| format!(" (database {name})"))
             .unwrap_or_default();
@@ -113,12 +139,12 @@ pub(crate) fn cancellable<T>(
 
 /// The cache state to offload; `None` when there is none (upstream's `skipped`).
 pub fn read_state(document: &ComputeDocument, kind: CacheKind) -> Result<Option<Vec<u8>>, Error> {
-    let mut client = connect(document, None)?;
+    let mut client = connect(document, None, OFFLOAD_LIMITS)?;
     match kind {
         CacheKind::Neon => {
             let row = client
                 .query_one("SELECT neon.get_local_cache_state()", &[])
-                .map_err(|error| failed("reading the LFC state", &error))?;
+                .map_err(|error| failed_in(&client, "reading the LFC state", &error))?;
             Ok(row.get::<_, Option<Vec<u8>>>(0))
         }
         CacheKind::Vanilla => {
@@ -193,18 +219,18 @@ fn load_neon(
     state: &[u8],
     cancel: &AtomicBool,
 ) -> Result<Option<Loaded>, Error> {
-    let mut client = connect(document, None)?;
+    let mut client = connect(document, None, PREWARM_LIMITS)?;
     // The decompressed buffer itself, not a copy of it.
     let loaded = cancellable(&mut client, cancel, |client| {
         client.execute("SELECT neon.prewarm_local_cache($1)", &[&state])
     })
-    .map_err(|error| failed("prewarming the LFC", &error))?;
+    .map_err(|error| failed_in(&client, "prewarming the LFC", &error))?;
     if loaded.is_none() {
         return Ok(None);
     }
     let info = client
         .query_one("SELECT * FROM neon.get_prewarm_info()", &[])
-        .map_err(|error| failed("reading the prewarm info", &error))?;
+        .map_err(|error| failed_in(&client, "reading the prewarm info", &error))?;
     let column = |index: usize| info.try_get::<_, i32>(index).unwrap_or(0);
     Ok(Some(Loaded {
         total: column(0),

@@ -16,7 +16,9 @@ use compute_spec::ComputeDocument;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
-use crate::cache::{cancellable, connect, ensure_extension, failed, Loaded};
+use crate::cache::{
+    cancellable, connect, ensure_extension, failed, failed_in, Loaded, PREWARM_LIMITS,
+};
 use crate::Error;
 
 /// The vanilla state's `format`.
@@ -199,7 +201,7 @@ enum Stop {
 /// (its blocks are skipped).
 struct Session {
     database: String,
-    client: Option<(postgres::Client, String)>,
+    client: Option<(stage_kit::local::Session, String)>,
 }
 
 /// The load under way: the ranges seen so far, the batch being filled, the session.
@@ -234,13 +236,13 @@ impl Loader<'_> {
         self.flush()?;
         self.session = None;
         if self.open.is_none() {
-            let listed = connect(self.document, None).and_then(|mut admin| {
+            let listed = connect(self.document, None, PREWARM_LIMITS).and_then(|mut admin| {
                 admin
                     .query(
                         "SELECT datname::text FROM pg_catalog.pg_database WHERE datallowconn",
                         &[],
                     )
-                    .map_err(|error| failed("listing the databases", &error))
+                    .map_err(|error| failed_in(&admin, "listing the databases", &error))
             });
             match listed {
                 Ok(rows) => self.open = Some(rows.iter().map(|row| row.get(0)).collect()),
@@ -252,10 +254,11 @@ impl Loader<'_> {
             .as_ref()
             .is_some_and(|open| open.iter().any(|name| name == database));
         let client = if exists {
-            let session = connect(self.document, Some(database)).and_then(|mut client| {
-                let sql = prewarm_sql(&ensure_extension(&mut client, "pg_prewarm")?);
-                Ok((client, sql))
-            });
+            let session =
+                connect(self.document, Some(database), PREWARM_LIMITS).and_then(|mut client| {
+                    let sql = prewarm_sql(&ensure_extension(&mut client, "pg_prewarm")?);
+                    Ok((client, sql))
+                });
             match session {
                 Ok(session) => Some(session),
                 Err(error) => return self.fail(error),
@@ -338,7 +341,8 @@ impl Loader<'_> {
                 Err(())
             }
             Err(error) => {
-                let error = failed(format!("pg_prewarm in database {database}"), &error);
+                let what = format!("pg_prewarm in database {database}");
+                let error = failed_in(client, what, &error);
                 self.fail(error)
             }
         }

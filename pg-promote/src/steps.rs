@@ -10,6 +10,9 @@
 //! acknowledged, even with `synchronous_commit = off`), read over `upstream_connstring`. Both
 //! then `pg_promote()`, check that the server takes writes, and are reconfigured as the new
 //! Primary spec by the [`Host`].
+//!
+//! Both sessions are bounded: the compute's by [`LIMITS`], the primary's by
+//! [`UPSTREAM_LIMITS`] (statement and lock timeouts, a cancel request at the deadline).
 
 use std::time::{Duration, Instant};
 
@@ -20,7 +23,7 @@ use compute_spec::validate::StorageSource;
 use compute_spec::ComputeDocument;
 use pg_prewarm::PrewarmState;
 use serde::Serialize;
-use stage_kit::local::pg_error_text;
+use stage_kit::local::{pg_error_text, Limits, Session};
 
 use crate::{Error, Host, PromoteRequest, Status, STAGE};
 
@@ -35,6 +38,13 @@ const CATCH_UP_INTERVAL: Duration = Duration::from_secs(1);
 const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// `pg_promote(wait => true, wait_seconds => …)`.
 const PG_PROMOTE_WAIT_SECONDS: i32 = 60;
+/// The session on the compute: `pg_promote()` waits up to a minute (90 s per statement), 10 s
+/// per lock wait, a cancel request after 150 s (the replay catch-up, the promotion and the
+/// safekeepers in all).
+pub const LIMITS: Limits = Limits::seconds(90, 10, 150);
+/// The session on a vanilla replica's primary (its WAL position): 10 s per statement, 5 s
+/// per lock wait, a cancel request after 15 s.
+pub const UPSTREAM_LIMITS: Limits = Limits::seconds(10, 5, 15);
 
 /// The timings of a completed promotion (the fields of the `completed` answer).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -165,11 +175,11 @@ fn elapsed_ms(started: Instant) -> u64 {
     u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
-/// The admin connection to the compute's own Postgres.
-fn connect(document: &ComputeDocument) -> Result<postgres::Client, Error> {
-    let config = stage_kit::local::admin_config(document, STAGE, APPLICATION_NAME, None)
+/// The admin session on the compute's own Postgres.
+fn connect(document: &ComputeDocument) -> Result<Session, Error> {
+    let config = stage_kit::local::limited_config(document, STAGE, APPLICATION_NAME, None, LIMITS)
         .map_err(|error| Error::Connstr(error.message))?;
-    config.connect(postgres::NoTls).map_err(|error| {
+    Session::connect(&config, LIMITS).map_err(|error| {
         Error::Postgres(format!(
             "connecting to the compute's postgres: {}",
             pg_error_text(&error)
@@ -226,9 +236,16 @@ fn primary_current_lsn(upstream: &str) -> Result<Lsn, Error> {
         config.dbname("postgres");
     }
     config.application_name(APPLICATION_NAME);
-    let mut client = config
-        .connect(postgres::NoTls)
+    let mut client = Session::connect(&config, UPSTREAM_LIMITS)
         .map_err(|error| Error::PrimaryUnreachable(pg_error_text(&error)))?;
+    // SET rather than startup options: a pooler in front of the primary may refuse those.
+    client
+        .batch_execute(&format!(
+            "SET statement_timeout = {}; SET lock_timeout = {}",
+            UPSTREAM_LIMITS.statement.as_millis(),
+            UPSTREAM_LIMITS.lock.as_millis()
+        ))
+        .map_err(|error| Error::Primary(client.describe(&error)))?;
     let insert = query_lsn(
         &mut client,
         "SELECT pg_current_wal_insert_lsn()::text",

@@ -71,6 +71,7 @@ impl Controller {
             remote_ext: Arc::new(pg_extensions_fetch::on_demand::OnDemand::new(
                 self.params.deferred.remote_ext_base_url.clone(),
             )),
+            ready: Arc::default(),
         };
         let serve = |which, listen| {
             let router = (self.router)(&api, which);

@@ -11,25 +11,25 @@ use ed25519_dalek::SigningKey;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
-fn key_pair() -> SigningKey {
+pub(crate) fn key_pair() -> SigningKey {
     let mut seed = [0u8; 32];
     seed[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
     seed[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
     SigningKey::from_bytes(&seed)
 }
 
-fn jwk(key: &SigningKey) -> Value {
+pub(crate) fn jwk(key: &SigningKey) -> Value {
     let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes());
     json!({"kty": "OKP", "crv": "Ed25519", "x": x, "use": "sig", "kid": "test"})
 }
 
-fn token(key: &SigningKey, claims: Value) -> String {
+pub(crate) fn token(key: &SigningKey, claims: Value) -> String {
     let der = key.to_pkcs8_der().unwrap();
     let encoding = EncodingKey::from_ed_der(der.as_bytes());
     jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &encoding).unwrap()
 }
 
-fn in_an_hour() -> u64 {
+pub(crate) fn in_an_hour() -> u64 {
     (SystemTime::now() + Duration::from_secs(3600))
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -389,9 +389,11 @@ fn rsa_key_pair(dir: &std::path::Path) -> (Vec<u8>, Value) {
     (std::fs::read(&der).unwrap(), jwk)
 }
 
-/// A key set with an RS256 key verifies RS256 tokens; EdDSA tokens then never verify.
+/// A key set with an RS256 and an Ed25519 key verifies the tokens of each with its own key
+/// (upstream refuses the Ed25519 key's once any key is RS256); a wrong signature of either
+/// algorithm, and a token of one algorithm signed by nobody in the set, are refused.
 #[test]
-fn rs256_key_sets() {
+fn mixed_key_sets_verify_each_key() {
     let mut harness = Harness::new();
     let (der, rsa_jwk) = rsa_key_pair(harness.path());
     let ed_key = key_pair();
@@ -400,6 +402,22 @@ fn rs256_key_sets() {
     let encoding = EncodingKey::from_rsa_der(&der);
     let rs256 = jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &encoding).unwrap();
     assert_eq!(status_with(&compute, Some(&rs256)).status, 200);
-    let eddsa = token(&ed_key, claims);
-    assert_eq!(status_with(&compute, Some(&eddsa)).status, 401);
+    let eddsa = token(&ed_key, claims.clone());
+    let answer = status_with(&compute, Some(&eddsa));
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    // Another signature on the same header and claims: refused, for either algorithm.
+    for valid in [&rs256, &eddsa] {
+        let (signed, signature) = valid.rsplit_once('.').unwrap();
+        let mut bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(signature)
+            .unwrap();
+        bytes[0] ^= 0x01;
+        let tampered = format!(
+            "{signed}.{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+        );
+        assert_eq!(status_with(&compute, Some(&tampered)).status, 401);
+    }
+    let stranger = token(&key_pair(), claims);
+    assert_eq!(status_with(&compute, Some(&stranger)).status, 401);
 }

@@ -99,3 +99,167 @@ fn readyz_fails_when_postgres_does_not_answer() {
         .contains("not ready"));
     assert_eq!(compute.get("/dbs_and_roles").status, 500);
 }
+
+/// Sessions that hold what the routes need: the writability row's table and the schema's
+/// catalog row (an uncommitted GRANT), until dropped (rolled back).
+fn hold_locks(server: &TestPostgres) -> (postgres::Client, postgres::Client) {
+    let mut table = server.client();
+    table
+        .batch_execute("BEGIN; LOCK TABLE public.health_check IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    let mut schema = server.client_for("app");
+    schema
+        .batch_execute("BEGIN; GRANT USAGE ON SCHEMA s TO other")
+        .unwrap();
+    (table, schema)
+}
+
+/// Sessions of the compute waiting for a lock.
+fn waiting_for_locks(server: &TestPostgres) -> i64 {
+    server
+        .client()
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE wait_event_type = 'Lock' AND application_name LIKE 'compute_ctl:%'",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+}
+
+/// A lock-blocked `/grants` and 64 slow probes (lock-blocked `/check_writability`, `/readyz`)
+/// in flight: `/terminate` still completes within 10 s (it never queues behind SQL), and the
+/// `/grants` ends with its lock timeout, named. Before the SQL limits every blocked request
+/// held a blocking thread for as long as the lock was held, and `/terminate` queued behind
+/// them.
+#[test]
+fn terminate_completes_while_sql_routes_are_blocked() {
+    let server = TestPostgres::start();
+    server.psql(
+        "CREATE TABLE public.health_check (id int4 PRIMARY KEY, updated_at timestamptz); \
+         CREATE ROLE r1 LOGIN; CREATE ROLE other",
+    );
+    server.psql("CREATE DATABASE app");
+    server
+        .client_for("app")
+        .batch_execute("CREATE SCHEMA s")
+        .unwrap();
+    let mut harness = Harness::new();
+    harness
+        .command
+        .env("STANDIN_PG_PORT", server.port().to_string())
+        .env("STANDIN_PG_SOCKET", server.socket_dir());
+    // The API lingers after /terminate, so the requests in flight get their answers.
+    let compute = harness.start(&["--embedded-default", "--terminated-grace", "15s"]);
+    compute.wait_status("running");
+    let (external, internal) = (compute.port, harness.internal_port);
+    let locks = hold_locks(&server);
+
+    let grants = std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        let body = json!({"database": "app", "schema": "s", "privileges": ["USAGE"], "role": "r1"});
+        let json = [("Content-Type", "application/json")];
+        let answer = http(
+            internal,
+            "POST",
+            "/grants",
+            &json,
+            body.to_string().as_bytes(),
+        );
+        (answer, started.elapsed())
+    });
+    pg_test_support::probe::eventually(Duration::from_secs(10), "/grants waits", || {
+        waiting_for_locks(&server) >= 1
+    });
+    let probes: Vec<_> = (0..64)
+        .map(|index| {
+            std::thread::spawn(move || match index % 4 {
+                0 => http(external, "GET", "/readyz", &[], b"").status,
+                _ => http(external, "POST", "/check_writability", &[], b"").status,
+            })
+        })
+        .collect();
+    // The /grants and the 16 /check_writability the SQL slots let in (compute-http's
+    // `SQL_HANDLERS`; a literal, so the test also runs against a server without them).
+    let blocked = 1 + 16;
+    pg_test_support::probe::eventually(Duration::from_secs(10), "the probes wait", || {
+        waiting_for_locks(&server) >= blocked
+    });
+
+    let started = std::time::Instant::now();
+    let terminated = http(external, "POST", "/terminate", &[], b"");
+    let took = started.elapsed();
+    eprintln!("measured: /terminate with 64 slow probes and a blocked /grants: {took:?}");
+    assert_eq!(terminated.status, 200, "{}", terminated.body);
+    assert!(took < Duration::from_secs(10), "{took:?}");
+
+    let (granted, grants_took) = grants.join().unwrap();
+    eprintln!("measured: the lock-blocked /grants answered in {grants_took:?}");
+    assert_eq!(granted.status, 500, "{}", granted.body);
+    let error = granted.json()["error"].as_str().unwrap().to_string();
+    assert!(error.contains("lock timeout"), "{error}");
+    assert!(error.contains("lock_timeout 5s"), "{error}");
+    for probe in probes {
+        let status = probe.join().unwrap();
+        assert!([200, 412, 500, 503].contains(&status), "{status}");
+    }
+    drop(locks);
+}
+
+/// Resumes a stopped postmaster, even when the test fails.
+struct Resume(i32);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.0),
+            nix::sys::signal::Signal::SIGCONT,
+        );
+    }
+}
+
+/// A postmaster that accepts nothing (stopped: connections wait in its backlog for ever):
+/// 16 concurrent `/readyz` still answer 503 within 3 s (before, each waited for Postgres as
+/// long as it stayed stopped), and once it resumes, 200 again.
+#[test]
+fn readyz_answers_in_time_when_postgres_stalls() {
+    let server = TestPostgres::start();
+    let mut harness = Harness::new();
+    harness
+        .command
+        .env("STANDIN_PG_PORT", server.port().to_string())
+        .env("STANDIN_PG_SOCKET", server.socket_dir());
+    let compute = harness.start(&["--embedded-default"]);
+    compute.wait_status("running");
+    assert_eq!(compute.get("/readyz").status, 200);
+    std::thread::sleep(Duration::from_millis(1100));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server.pid()),
+        nix::sys::signal::Signal::SIGSTOP,
+    )
+    .unwrap();
+    let resume = Resume(server.pid());
+    let port = compute.port;
+    let probes: Vec<_> = (0..16)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let started = std::time::Instant::now();
+                let answer = http(port, "GET", "/readyz", &[], b"");
+                (answer, started.elapsed())
+            })
+        })
+        .collect();
+    let answers: Vec<_> = probes.into_iter().map(|p| p.join().unwrap()).collect();
+    let slowest = answers.iter().map(|(_, took)| *took).max().unwrap();
+    eprintln!("measured: 16 /readyz on a stopped postmaster, slowest {slowest:?}");
+    for (answer, _) in &answers {
+        assert_eq!(answer.status, 503, "{}", answer.body);
+        assert!(answer.body.contains("readiness check"), "{}", answer.body);
+    }
+    assert!(slowest < Duration::from_secs(3), "{slowest:?}");
+    assert_eq!(compute.get("/healthz").status, 200);
+    drop(resume);
+    pg_test_support::probe::eventually(Duration::from_secs(20), "ready again", || {
+        compute.get("/readyz").status == 200
+    });
+}
