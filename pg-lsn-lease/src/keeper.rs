@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use compute_spec::ids::Lsn;
 use compute_spec::spec::{ComputeMode, ComputeSpec};
+use stage_kit::retry::Backoff;
 
 use crate::{lease_every_shard, targets, Error, Leases};
 
@@ -76,13 +77,7 @@ impl LeaseSettings {
     /// The pause after the `failures`-th failed attempt in a row (1 for the first):
     /// initial × factorⁿ⁻¹, at most the maximum.
     pub fn retry_after(&self, failures: u32) -> Duration {
-        let exponent = i32::try_from(failures.saturating_sub(1)).unwrap_or(i32::MAX);
-        let seconds = self.retry_initial.as_secs_f64() * self.retry_factor.powi(exponent);
-        if seconds.is_finite() && seconds < self.retry_max.as_secs_f64() {
-            Duration::from_secs_f64(seconds.max(0.0))
-        } else {
-            self.retry_max
-        }
+        Backoff::exponential(self.retry_initial, self.retry_factor, self.retry_max).pause(failures)
     }
 }
 

@@ -20,6 +20,9 @@
 //! * [`pgdata_lock`]: one owner per PGDATA, an exclusive `flock` beside it, inherited by the
 //!   stages and their children.
 //! * [`url`]: URL path segments from input values, percent-encoded, dot segments refused.
+//! * [`retry`]: the one retry loop: a typed policy (attempts, back-off, a deadline without
+//!   progress) and a predicate for the errors worth another attempt.
+//! * [`prom`]: the Prometheus text exposition format: HELP and TYPE lines, escaped labels.
 //!
 //! Invariants: depends on `compute-spec` only among the workspace's packages; nothing here
 //! logs a secret.
@@ -34,6 +37,8 @@ pub mod local;
 pub mod logging;
 pub mod notify;
 pub mod pgdata_lock;
+pub mod prom;
+pub mod retry;
 pub mod runas;
 pub mod stage;
 #[cfg(feature = "tls")]
