@@ -289,6 +289,7 @@ impl Run {
 mod tests {
     use super::*;
     use crate::test_kit::fixed;
+    use pg_test_support::probe::eventually;
     use serde_json::json;
 
     #[test]
@@ -327,11 +328,9 @@ mod tests {
             ..LeaseSettings::default()
         };
         let mut keeper = LeaseKeeper::start(compute, settings).unwrap();
-        let waited = std::time::Instant::now();
-        while keeper.stats().attempts == 0 {
-            assert!(waited.elapsed() < Duration::from_secs(10), "no attempt");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        eventually(Duration::from_secs(10), "an attempt", || {
+            keeper.stats().attempts > 0
+        });
         let stats = keeper.stats();
         assert_eq!((stats.attempts, stats.failures), (1, 1));
         let error = stats.last_error.unwrap();
@@ -346,11 +345,9 @@ mod tests {
         }
         // The retry is an hour away: only the stop ends the wait.
         keeper.stop();
-        let stopped = std::time::Instant::now();
-        while !keeper.is_finished() {
-            assert!(stopped.elapsed() < Duration::from_secs(10), "still waiting");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        eventually(Duration::from_secs(10), "the stop to end the wait", || {
+            keeper.is_finished()
+        });
         assert_eq!(keeper.stats().attempts, 1);
     }
 }
