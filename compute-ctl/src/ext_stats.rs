@@ -7,13 +7,13 @@
 //! without `skip_pg_catalog_updates`) and at each `/configure`. The job ends when Postgres
 //! stops (a terminating or terminated status).
 
-use std::fmt::Write;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use compute_spec::spec::{ComputeMode, ComputeSpec};
 use compute_spec::ComputeDocument;
 use pg_catalog::ext_stats::{interval_of, Host};
+use stage_kit::prom::{Kind, Text};
 
 use crate::state::{ComputeStatus, Shared};
 use crate::supervise::OwnActivity;
@@ -45,23 +45,26 @@ pub fn own_activity(stats: &Stats) -> OwnActivity {
 /// text (the family absent while empty, as upstream).
 pub fn render_metrics(stats: &Mutex<ExtStats>) -> String {
     let stats = lock(stats);
-    let mut out = String::new();
+    let mut text = Text::new();
     if stats.installed.is_empty() {
-        return out;
+        return text.finish();
     }
-    let name = "compute_installed_extensions";
-    let help = "Number of databases where the version of extension is installed";
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+    let mut family = text.family(
+        "compute_installed_extensions",
+        Kind::Gauge,
+        "Number of databases where the version of extension is installed",
+    );
     for ((extension, owned, version), count) in &stats.installed {
-        let _ = writeln!(
-            out,
-            "{name}{{extension_name=\"{}\",owned_by_superuser=\"{}\",version=\"{}\"}} {count}",
-            crate::metrics::escape(extension),
-            crate::metrics::escape(owned),
-            crate::metrics::escape(version)
+        family.sample(
+            &[
+                ("extension_name", extension),
+                ("owned_by_superuser", owned),
+                ("version", version),
+            ],
+            *count,
         );
     }
-    out
+    text.finish()
 }
 
 /// The job's view of the shared state and of the statistics.

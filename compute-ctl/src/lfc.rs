@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use hyper::StatusCode;
 use serde_json::json;
+use stage_kit::prom::{Kind, Text};
 
 use crate::state::{ComputeStatus, Inner, Shared};
 use compute_http::{ApiRequest, Reply};
@@ -85,7 +86,7 @@ pub fn post_offload(lfc: &Arc<Lfc>, shared: &Arc<Shared>) -> Reply {
 /// The four counters in Prometheus text format (HELP and TYPE as upstream), for `/metrics`.
 pub fn render_metrics(lfc: &Lfc) -> String {
     let counters = lfc.counters();
-    let mut out = String::new();
+    let mut text = Text::new();
     for (name, help, value) in [
         (
             "compute_ctl_lfc_prewarms_total",
@@ -108,9 +109,9 @@ pub fn render_metrics(lfc: &Lfc) -> String {
             counters.offload_errors,
         ),
     ] {
-        crate::metrics::single(&mut out, (name, "counter"), help, value);
+        text.single(name, Kind::Counter, help, value);
     }
-    out
+    text.finish()
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use super::*;
 use crate::testing::{body, request, shared_with};
 use pg_prewarm::storage_target;
+use pg_test_support::probe::settle;
 
 const TENANT: &str = "0123456789abcdef0123456789abcdef";
 const TIMELINE: &str = "fedcba9876543210fedcba9876543210";
@@ -23,25 +24,17 @@ fn complete() -> Value {
     })
 }
 
-/// The state once no run of its kind is on (polled, at most 10 s: a run still on then is
+/// The prewarm state once no prewarm runs (polled, at most 10 s: a run still on then is
 /// returned as is and fails the test's assertion).
-fn settled<S: PartialEq>(state: impl Fn() -> S, running: &S) -> S {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let state = state();
-        if state != *running || Instant::now() > deadline {
-            return state;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 fn settled_prewarm(lfc: &Lfc) -> PrewarmState {
-    settled(|| lfc.prewarm_state(), &PrewarmState::Prewarming)
+    let prewarming = |state: &PrewarmState| *state == PrewarmState::Prewarming;
+    settle(Duration::from_secs(10), || lfc.prewarm_state(), prewarming)
 }
 
+/// The offload state once no offload runs (as [`settled_prewarm`]).
 fn settled_offload(lfc: &Lfc) -> OffloadState {
-    settled(|| lfc.offload_state(), &OffloadState::Offloading)
+    let offloading = |state: &OffloadState| *state == OffloadState::Offloading;
+    settle(Duration::from_secs(10), || lfc.offload_state(), offloading)
 }
 
 fn error_of(state: &PrewarmState) -> &str {

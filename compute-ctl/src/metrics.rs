@@ -1,9 +1,8 @@
 //! Metrics: the startup timings taken from the stage sections (`/metrics.json`) and the
 //! Prometheus text exposition (`/metrics`).
 
-use std::fmt::Write;
-
 use compute_spec::ComputeDocument;
+use stage_kit::prom::{Kind, Text};
 
 use crate::state::{Inner, StartupMetrics};
 
@@ -35,106 +34,96 @@ pub fn absorb_sections(metrics: &mut StartupMetrics, document: &ComputeDocument)
 /// The Prometheus text for the current state: upstream's families with upstream's names,
 /// HELP texts and labels first (`compute_ctl_up` as one series), then our own.
 pub fn render(inner: &Inner) -> String {
-    let mut out = String::new();
-    family(
-        &mut out,
+    let mut text = Text::new();
+    text.family(
         "compute_ctl_up",
-        "gauge",
+        Kind::Gauge,
         "Whether compute_ctl is running",
-    );
-    let _ = writeln!(
-        out,
-        "compute_ctl_up{{build_tag=\"{}\",status=\"{}\"}} 1",
-        escape(BUILD_TAG),
-        inner.gauge_status().label()
+    )
+    .sample(
+        &[
+            ("build_tag", BUILD_TAG),
+            ("status", &inner.gauge_status().label()),
+        ],
+        1u64,
     );
     let counters = &inner.counters;
     for (name, kind, help, value) in [
         (
             "compute_audit_log_dir_size",
-            "gauge",
+            Kind::Gauge,
             "Size of audit log directory in bytes",
             counters.audit_log_dir_size,
         ),
         (
             "compute_pg_current_downtime_ms",
-            "gauge",
+            Kind::Gauge,
             "Non-cumulative duration of Postgres downtime in ms; resets after successful check",
             counters.downtime_current_ms,
         ),
         (
             "compute_pg_downtime_ms_total",
-            "counter",
+            Kind::Counter,
             "Cumulative duration of Postgres downtime in ms",
             counters.downtime_total_ms,
         ),
         (
             "pg_cctl_pagestream_request_errors_total",
-            "counter",
+            Kind::Counter,
             "Number of PageStream request errors reported by the postgres process",
             counters.pagestream_request_errors_total,
         ),
         (
             "pg_cctl_configure_statement_timeout_errors_total",
-            "counter",
+            Kind::Counter,
             "Number of compute configuration errors due to Postgres statement timeouts.",
             0,
         ),
         // Ours.
         (
             "compute_ctl_reconciles_total",
-            "counter",
+            Kind::Counter,
             "pg-reconcile runs (start-up and /configure)",
             counters.reconciles_total,
         ),
         (
             "compute_ctl_reconcile_failures_total",
-            "counter",
+            Kind::Counter,
             "pg-reconcile runs that failed",
             counters.reconcile_failures_total,
         ),
         (
             "compute_ctl_reconcile_statements_applied",
-            "gauge",
+            Kind::Gauge,
             "statements the last pg-reconcile applied",
             counters.reconcile_statements_applied,
         ),
     ] {
-        single(&mut out, (name, kind), help, value);
+        text.single(name, kind, help, value);
     }
     // Labelled: dropped while empty, as upstream.
     if !counters.migration_failures.is_empty() {
-        family(
-            &mut out,
+        let mut family = text.family(
             "compute_ctl_db_migration_failed_total",
-            "counter",
+            Kind::Counter,
             "Total number of failed database migrations",
         );
         for (id, count) in &counters.migration_failures {
-            let _ = writeln!(
-                out,
-                "compute_ctl_db_migration_failed_total{{migration_id=\"{id}\"}} {count}"
-            );
+            family.sample(&[("migration_id", &id.to_string())], *count);
         }
     }
     if !counters.cplane_requests.is_empty() {
-        family(
-            &mut out,
+        let mut family = text.family(
             "compute_ctl_cplane_requests_total",
-            "counter",
+            Kind::Counter,
             "Total number of control plane requests made by compute_ctl by status",
         );
         for ((rpc, status), count) in &counters.cplane_requests {
-            let _ = writeln!(
-                out,
-                "compute_ctl_cplane_requests_total{{http_status=\"{}\",rpc=\"{}\"}} {count}",
-                escape(status),
-                escape(rpc)
-            );
+            family.sample(&[("http_status", status), ("rpc", rpc)], *count);
         }
     }
-    startup_timings(&mut out, &inner.metrics);
-    out
+    startup_timings(&mut text, &inner.metrics);
+    text.finish()
 }
 
 /// Counts the control-plane requests a stage made (`compute-spec`'s spec fetches): from its
@@ -162,7 +151,7 @@ pub fn count_requests(
 /// The start-up timings of `/metrics.json` in Prometheus's units: one gauge family in seconds
 /// with the phase as a label (`compute_ctl_startup_duration_seconds{phase="basebackup"}`), and
 /// the byte counts as gauges of their own.
-fn startup_timings(out: &mut String, metrics: &StartupMetrics) {
+fn startup_timings(text: &mut Text, metrics: &StartupMetrics) {
     let Ok(serde_json::Value::Object(timings)) = serde_json::to_value(metrics) else {
         return;
     };
@@ -174,43 +163,22 @@ fn startup_timings(out: &mut String, metrics: &StartupMetrics) {
         } else if let Some(phase) = name.strip_suffix("_micros") {
             durations.push((phase, value as f64 / 1e6));
         } else {
-            single(
-                out,
-                (&format!("compute_ctl_startup_{name}"), "gauge"),
+            text.family_named(
+                format!("compute_ctl_startup_{name}"),
+                Kind::Gauge,
                 "start-up count or size (see /metrics.json)",
-                value,
-            );
+            )
+            .sample(&[], value);
         }
     }
-    let name = "compute_ctl_startup_duration_seconds";
-    family(
-        out,
-        name,
-        "gauge",
+    let mut family = text.family(
+        "compute_ctl_startup_duration_seconds",
+        Kind::Gauge,
         "start-up phase durations of the last start (see /metrics.json)",
     );
     for (phase, seconds) in durations {
-        let _ = writeln!(out, "{name}{{phase=\"{}\"}} {seconds}", escape(phase));
+        family.sample(&[("phase", phase)], seconds);
     }
-}
-
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-/// One series without labels, with its `# HELP` and `# TYPE` lines.
-pub(crate) fn single(out: &mut String, (name, kind): (&str, &str), help: &str, value: u64) {
-    family(out, name, kind, help);
-    let _ = writeln!(out, "{name} {value}");
-}
-
-/// A Prometheus label value, escaped.
-pub(crate) fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]

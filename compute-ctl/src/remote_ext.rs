@@ -4,12 +4,11 @@
 //! `pg-extensions-fetch` stage runs before Postgres starts; `POST /extensions` downloads
 //! through it too (`catalog::extensions`).
 
-use std::fmt::Write;
-
 use compute_http::extract::query;
 use compute_http::{ApiRequest, Rejection, Reply};
 use hyper::StatusCode;
 use pg_extensions_fetch::on_demand::{OnDemand, OnDemandError};
+use stage_kit::prom::{Kind, Text};
 
 use crate::api::Api;
 
@@ -59,24 +58,18 @@ pub fn extension_file(path: &str) -> Option<&str> {
 /// was tried, as upstream drops empty families).
 pub fn render_metrics(remote_ext: &OnDemand) -> String {
     let requests = remote_ext.requests();
-    let mut out = String::new();
+    let mut text = Text::new();
     if requests.is_empty() {
-        return out;
+        return text.finish();
     }
-    let name = "compute_ctl_remote_ext_requests_total";
-    let _ = writeln!(
-        out,
-        "# HELP {name} Total number of requests made by compute_ctl to download extensions \
-         from S3 proxy by status"
+    let mut family = text.family(
+        "compute_ctl_remote_ext_requests_total",
+        Kind::Counter,
+        "Total number of requests made by compute_ctl to download extensions from S3 proxy \
+         by status",
     );
-    let _ = writeln!(out, "# TYPE {name} counter");
     for (filename, status, count) in requests {
-        let _ = writeln!(
-            out,
-            "{name}{{filename=\"{}\",http_status=\"{}\"}} {count}",
-            crate::metrics::escape(&filename),
-            crate::metrics::escape(&status)
-        );
+        family.sample(&[("filename", &filename), ("http_status", &status)], count);
     }
-    out
+    text.finish()
 }

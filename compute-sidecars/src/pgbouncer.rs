@@ -24,6 +24,7 @@ use indexmap::IndexMap;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use stage_kit::bounded::{Problem, CONFIG_FILE_MAX_BYTES, PID_FILE_MAX_BYTES};
+use stage_kit::retry::{Backoff, Policy, Retry, Stop};
 use thiserror::Error;
 
 /// Upstream's INI file in a VM.
@@ -38,8 +39,12 @@ pub const POD_ADMIN: &str =
 /// Upstream's pid file.
 pub const PID_FILE: &str = "/tmp/pgbouncer.pid";
 
-const ATTEMPTS: u32 = 4;
-const PAUSE: Duration = Duration::from_secs(1);
+/// `RELOAD`: 4 attempts 1 s apart.
+const RELOAD_RETRIES: Policy = Policy {
+    attempts: 4,
+    backoff: Backoff::fixed(Duration::from_secs(1)),
+    deadline: None,
+};
 
 /// Why `pgbouncer_settings` cannot be written into an INI text.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
@@ -261,26 +266,30 @@ pub fn reload(admin: &str) -> Result<(), PgbouncerError> {
     if let Some(password) = std::env::var_os("PGBOUNCER_PASSWORD") {
         config.password(password.as_encoded_bytes());
     }
-    let mut last = String::new();
-    for attempt in 1..=ATTEMPTS {
-        let result = config
-            .connect(postgres::NoTls)
-            .and_then(|mut client| client.simple_query("RELOAD").map(|_| ()));
-        match result {
-            Ok(()) => {
-                tracing::info!(attempt, "pgbouncer reloaded");
-                return Ok(());
-            }
-            Err(error) => last = error.to_string(),
+    let outcome = Retry::new(&RELOAD_RETRIES)
+        .when(|_: &postgres::Error| true)
+        .run(|_| {
+            config
+                .connect(postgres::NoTls)
+                .and_then(|mut client| client.simple_query("RELOAD").map(|_| ()))
+        });
+    match outcome {
+        Ok(((), attempt)) => {
+            tracing::info!(attempt, "pgbouncer reloaded");
+            Ok(())
         }
-        if attempt < ATTEMPTS {
-            std::thread::sleep(PAUSE);
-        }
+        Err(
+            Stop::Exhausted { attempts, last }
+            | Stop::OutOfTime { attempts, last, .. }
+            | Stop::Final {
+                attempts,
+                error: last,
+            },
+        ) => Err(PgbouncerError::Reload {
+            attempts,
+            last: last.to_string(),
+        }),
     }
-    Err(PgbouncerError::Reload {
-        attempts: ATTEMPTS,
-        last,
-    })
 }
 
 /// Applies `document`'s settings in a background thread (errors logged).

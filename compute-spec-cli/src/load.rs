@@ -2,7 +2,6 @@
 //! the embedded sample, or a control plane.
 
 use std::path::{Path, PathBuf};
-use std::thread::sleep;
 use std::time::Duration;
 
 use compute_spec::error::{ErrorKind, PeerRequest, StageError};
@@ -11,6 +10,7 @@ use compute_spec::spec::{ControlPlaneComputeStatus, ControlPlaneSpecResponse};
 
 use compute_spec::parse::LoadedSpec;
 use stage_kit::bounded::{self, Problem, SPEC_MAX_BYTES};
+use stage_kit::retry::{Backoff, Policy, Retry, Stop};
 
 const STAGE: &str = "compute-spec";
 
@@ -99,8 +99,12 @@ fn read_bounded(
     })
 }
 
-const CONTROL_PLANE_ATTEMPTS: u32 = 3;
-const CONTROL_PLANE_RETRY_DELAY: Duration = Duration::from_millis(100);
+/// Up to 3 attempts 100 ms apart (upstream's).
+const CONTROL_PLANE_RETRIES: Policy = Policy {
+    attempts: 3,
+    backoff: Backoff::fixed(Duration::from_millis(100)),
+    deadline: None,
+};
 /// The deadline of one control-plane request: connecting, sending, and reading the whole
 /// answer, body included.
 pub const CONTROL_PLANE_DEADLINE: Duration = Duration::from_secs(30);
@@ -144,47 +148,44 @@ pub fn fetch_from_control_plane(
         .timeout_connect(Some(deadline))
         .build()
         .into();
-    let mut last_error = None;
     let mut requests = Vec::new();
-    for attempt in 1..=CONTROL_PLANE_ATTEMPTS {
-        if attempt > 1 {
-            sleep(CONTROL_PLANE_RETRY_DELAY);
+    let outcome = Retry::new(&CONTROL_PLANE_RETRIES)
+        .when(|_: &StageError| true)
+        .run(|attempt| {
+            let (status, outcome) = fetch_once(&agent, &url, token, deadline);
+            requests.push(request(status));
+            match outcome {
+                Attempt::Done(result) => Ok(result),
+                Attempt::Retry(error) => {
+                    let attempt = attempt.number;
+                    tracing::warn!(attempt, %url, "control plane request failed: {}", error.message);
+                    Err(error)
+                }
+            }
+        });
+    match outcome {
+        Ok((result, attempts)) => match *result {
+            Ok(mut loaded) => {
+                loaded.control_plane_attempts = attempts;
+                loaded.requests = requests;
+                Ok(loaded)
+            }
+            Err(mut error) => {
+                error.requests = requests;
+                Err(error)
+            }
+        },
+        Err(Stop::Exhausted { attempts, last } | Stop::OutOfTime { attempts, last, .. }) => {
+            let mut error = last;
+            error.message = format!("{} (gave up after {attempts} attempts)", error.message);
+            error.requests = requests;
+            Err(error)
         }
-        let (status, outcome) = fetch_once(&agent, &url, token, deadline);
-        requests.push(request(status));
-        match outcome {
-            Attempt::Done(result) => {
-                return match *result {
-                    Ok(mut loaded) => {
-                        loaded.control_plane_attempts = attempt;
-                        loaded.requests = requests;
-                        Ok(loaded)
-                    }
-                    Err(mut error) => {
-                        error.requests = requests;
-                        Err(error)
-                    }
-                };
-            }
-            Attempt::Retry(error) => {
-                tracing::warn!(attempt, %url, "control plane request failed: {}", error.message);
-                last_error = Some(error);
-            }
+        Err(Stop::Final { mut error, .. }) => {
+            error.requests = requests;
+            Err(error)
         }
     }
-    let mut error = last_error.unwrap_or_else(|| {
-        StageError::new(
-            STAGE,
-            ErrorKind::Internal,
-            "control plane: no attempt was made",
-        )
-    });
-    error.message = format!(
-        "{} (gave up after {CONTROL_PLANE_ATTEMPTS} attempts)",
-        error.message
-    );
-    error.requests = requests;
-    Err(error)
 }
 
 /// One request: its `http_status` (the answer's status with its reason phrase, `unknown`

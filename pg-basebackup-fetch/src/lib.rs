@@ -34,7 +34,8 @@
 //!   [`Timeouts::startup`], and at most [`Timeouts::idle`] of silence after that, for every
 //!   server (pageserver, primary, the admin-role check); a timeout is retried like a cut.
 //!   Across attempts, the fetch goes at most [`RetryPolicy::no_progress`] without archive
-//!   bytes arriving ([`progress::ProgressClock`]): no attempt starts past it, and an
+//!   bytes arriving ([`stage_kit::retry::Progress`], the loop [`stage_kit::retry`]'s): no attempt
+//!   starts past it, and an
 //!   attempt's deadlines are capped by what is left of it, so a peer that never answers
 //!   ends the start within that time, whatever `--retries` says.
 //! - Nothing is written outside PGDATA: archive entries are checked ([`unpack`]). A corrupt
@@ -73,6 +74,7 @@ use compute_spec::ids::Lsn;
 use compute_spec::section::{BasebackupSection, BasebackupSource};
 use compute_spec::spec::{ComputeMode, ComputeSpec};
 use compute_spec::validate::StorageSource;
+use stage_kit::retry::{Backoff, Policy, Progress, Retry, Stop};
 use stage_kit::runas::PostgresUser;
 
 pub use error::BasebackupError;
@@ -96,14 +98,20 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// The pause after `backoff`: `backoff × multiplier`, saturating at the longest duration
-    /// (never a panic, whatever the flags say); zero for a negative or NaN multiplier.
-    pub fn next_backoff(&self, backoff: Duration) -> Duration {
-        let scaled = backoff.as_secs_f64() * self.multiplier;
-        match Duration::try_from_secs_f64(scaled) {
-            Ok(next) => next,
-            Err(_) if scaled > 0.0 => Duration::MAX,
-            Err(_) => Duration::ZERO,
+    /// The pauses: `initial_backoff`, then × `multiplier` each time, saturating at the longest
+    /// duration (never a panic, whatever the flags say; zero for a negative or NaN
+    /// multiplier). No cap: [`RetryPolicy::no_progress`] bounds them.
+    pub fn backoff(&self) -> Backoff {
+        Backoff::exponential(self.initial_backoff, self.multiplier, Duration::MAX)
+    }
+
+    /// The loop's policy: `retries` after the first attempt, the back-off, and the deadline
+    /// without progress.
+    fn policy(&self) -> Policy {
+        Policy {
+            attempts: self.retries.saturating_add(1),
+            backoff: self.backoff(),
+            deadline: Some(self.no_progress),
         }
     }
 }
@@ -310,59 +318,61 @@ fn with_retries(
     user: Option<&PostgresUser>,
     policy: &RetryPolicy,
     timeouts: &Timeouts,
-    mut fetch: impl FnMut(&Timeouts, &progress::ProgressClock) -> Result<Fetched, BasebackupError>,
+    mut fetch: impl FnMut(&Timeouts, &Progress) -> Result<Fetched, BasebackupError>,
 ) -> Result<(Fetched, u32), BasebackupError> {
-    let mut backoff = policy.initial_backoff;
-    let mut attempt = 1;
-    let clock = progress::ProgressClock::new();
-    loop {
-        wipe::wipe_and_create_marked(pgdata, None)?;
-        let started = Instant::now();
-        // Whole milliseconds: the deadline appears in messages.
-        let left = round_ms(policy.no_progress.saturating_sub(clock.without_progress()));
-        match fetch(&timeouts.within(left), &clock) {
-            Ok(fetched) => {
-                tracing::info!(
-                    "fetched {} bytes into {} files in {} ms",
-                    fetched.wire_bytes,
-                    fetched.unpacked.files,
-                    stage_kit::stage::elapsed_ms(started)
-                );
-                if let Some(user) = user {
-                    user.chown_recursive(pgdata)
-                        .map_err(|e| BasebackupError::io("changing the owner of", pgdata, e))?;
-                }
-                return Ok((fetched, attempt));
+    let outcome = Retry::new(&policy.policy())
+        .when(BasebackupError::is_retryable)
+        .before_pause(|error, attempt, pause| {
+            tracing::warn!(
+                "attempt {attempt} failed: {error}; retrying in {} ms",
+                pause.as_millis()
+            );
+        })
+        .run(|attempt| {
+            wipe::wipe_and_create_marked(pgdata, None)?;
+            let started = Instant::now();
+            // Whole milliseconds: the deadline appears in messages.
+            let left = round_ms(attempt.left().unwrap_or(Duration::MAX));
+            let fetched = fetch(&timeouts.within(left), attempt.progress())?;
+            tracing::info!(
+                "fetched {} bytes into {} files in {} ms",
+                fetched.wire_bytes,
+                fetched.unpacked.files,
+                stage_kit::stage::elapsed_ms(started)
+            );
+            Ok(fetched)
+        });
+    let (why, attempts, last) = match outcome {
+        Ok((fetched, attempts)) => {
+            if let Some(user) = user {
+                user.chown_recursive(pgdata)
+                    .map_err(|e| BasebackupError::io("changing the owner of", pgdata, e))?;
             }
-            Err(error) if error.is_retryable() => {
-                let idle = clock.without_progress();
-                let why = if attempt > policy.retries {
-                    format!("--retries {} used up", policy.retries)
-                } else if idle.saturating_add(backoff) >= policy.no_progress {
-                    format!(
-                        "no progress for {}, --no-progress-timeout {}",
-                        humantime::format_duration(round_ms(idle)),
-                        humantime::format_duration(policy.no_progress)
-                    )
-                } else {
-                    tracing::warn!(
-                        "attempt {attempt} failed: {error}; retrying in {} ms",
-                        backoff.as_millis()
-                    );
-                    std::thread::sleep(backoff);
-                    backoff = policy.next_backoff(backoff);
-                    attempt += 1;
-                    continue;
-                };
-                return Err(BasebackupError::GaveUp {
-                    attempts: attempt,
-                    why,
-                    last: Box::new(error),
-                });
-            }
-            Err(error) => return Err(error),
+            return Ok((fetched, attempts));
         }
-    }
+        Err(Stop::Final { error, .. }) => return Err(error),
+        Err(Stop::Exhausted { attempts, last }) => {
+            let why = format!("--retries {} used up", policy.retries);
+            (why, attempts, last)
+        }
+        Err(Stop::OutOfTime {
+            attempts,
+            without_progress,
+            last,
+        }) => {
+            let why = format!(
+                "no progress for {}, --no-progress-timeout {}",
+                humantime::format_duration(round_ms(without_progress)),
+                humantime::format_duration(policy.no_progress)
+            );
+            (why, attempts, last)
+        }
+    };
+    Err(BasebackupError::GaveUp {
+        attempts,
+        why,
+        last: Box::new(last),
+    })
 }
 
 /// `duration` to whole milliseconds (for messages).
@@ -406,22 +416,25 @@ mod tests {
     #[test]
     fn the_backoff_grows_and_saturates_instead_of_panicking() {
         let policy = RetryPolicy::default();
-        assert_eq!(
-            policy.next_backoff(Duration::from_millis(500)),
-            Duration::from_millis(750)
-        );
+        assert_eq!(policy.backoff().pause(1), Duration::from_millis(500));
+        assert_eq!(policy.backoff().pause(2), Duration::from_millis(750));
         let huge = RetryPolicy {
             multiplier: f64::MAX,
             ..RetryPolicy::default()
         };
-        assert_eq!(huge.next_backoff(Duration::from_secs(1)), Duration::MAX);
-        assert_eq!(huge.next_backoff(Duration::MAX), Duration::MAX);
+        assert_eq!(huge.backoff().pause(2), Duration::MAX);
+        assert_eq!(huge.backoff().pause(u32::MAX), Duration::MAX);
         for odd in [-1.0, f64::NAN] {
             let policy = RetryPolicy {
                 multiplier: odd,
                 ..RetryPolicy::default()
             };
-            assert_eq!(policy.next_backoff(Duration::from_secs(1)), Duration::ZERO);
+            assert_eq!(policy.backoff().pause(2), Duration::ZERO);
         }
+        let policy = RetryPolicy {
+            retries: u32::MAX,
+            ..RetryPolicy::default()
+        };
+        assert_eq!(policy.policy().attempts, u32::MAX);
     }
 }

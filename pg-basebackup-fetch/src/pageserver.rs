@@ -19,9 +19,10 @@ use compute_spec::validate::NeonStorage;
 use pg_wire::{Connection, CopyOut};
 
 use crate::error::{classify_read, classify_wire, BasebackupError};
-use crate::progress::{Counting, ProgressClock};
+use crate::progress::Counting;
 use crate::unpack::{self, UnpackError};
 use crate::{Fetched, Timeouts};
+use stage_kit::retry::Progress;
 
 /// What to ask the pageserver for.
 pub struct PageserverRequest<'a> {
@@ -54,7 +55,7 @@ pub fn fetch(
     request: &PageserverRequest<'_>,
     pgdata: &Path,
     timeouts: &Timeouts,
-    clock: &ProgressClock,
+    clock: &Progress,
 ) -> Result<Fetched, BasebackupError> {
     let connstr = request
         .storage

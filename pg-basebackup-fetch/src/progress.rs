@@ -1,10 +1,10 @@
 //! Counting the bytes read from the wire, with progress lines on stderr for long fetches, and
-//! the clock of the last progress across attempts ([`ProgressClock`]).
+//! the retry loop's progress clock ([`Progress`]) ticked whenever bytes go past.
 
 use std::io::{self, Read};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use stage_kit::retry::Progress;
 
 /// How often a progress line is logged.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
@@ -17,7 +17,7 @@ pub struct Counting<R> {
     started: Instant,
     next_report: Instant,
     what: &'static str,
-    clock: Option<ProgressClock>,
+    clock: Option<Progress>,
 }
 
 impl<R> Counting<R> {
@@ -35,7 +35,7 @@ impl<R> Counting<R> {
     }
 
     /// Also ticks `clock` whenever bytes go past.
-    pub fn ticking(mut self, clock: &ProgressClock) -> Self {
+    pub fn ticking(mut self, clock: &Progress) -> Self {
         self.clock = Some(clock.clone());
         self
     }
@@ -77,50 +77,13 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
-/// When the archive last moved (bytes arrived from the server), shared by every attempt of a
-/// fetch: what `--no-progress-timeout` bounds.
-#[derive(Clone, Debug)]
-pub struct ProgressClock {
-    origin: Instant,
-    /// Milliseconds from `origin` to the last progress.
-    last: Arc<AtomicU64>,
-}
-
-impl ProgressClock {
-    /// A clock whose last progress is now.
-    pub fn new() -> Self {
-        ProgressClock {
-            origin: Instant::now(),
-            last: Arc::new(AtomicU64::new(0)),
-        }
-    }
-
-    /// Records progress now.
-    pub fn tick(&self) {
-        let millis = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last.store(millis, Ordering::Relaxed);
-    }
-
-    /// How long since the last progress (or since the clock was made).
-    pub fn without_progress(&self) -> Duration {
-        let last = Duration::from_millis(self.last.load(Ordering::Relaxed));
-        self.origin.elapsed().saturating_sub(last)
-    }
-}
-
-impl Default for ProgressClock {
-    fn default() -> Self {
-        ProgressClock::new()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn bytes_going_past_tick_the_clock_and_nothing_else_does() {
-        let clock = ProgressClock::new();
+        let clock = Progress::new();
         std::thread::sleep(Duration::from_millis(30));
         let mut counting = Counting::new(io::empty(), "test").ticking(&clock);
         counting.add(0);

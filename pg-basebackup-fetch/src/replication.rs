@@ -25,11 +25,12 @@ use compute_spec::quote::quote_literal;
 use pg_wire::{AnswerLimit, Connection, CopyOut, WireError};
 
 use crate::error::{classify_read, classify_wire, BasebackupError, ServerMessage};
-use crate::progress::{Counting, ProgressClock};
+use crate::progress::Counting;
 use crate::spliced::{self, ArchiveSource};
 use crate::unpack::{self, UnpackError};
 use crate::version::{check_same_major, ComputeVersion, ServerVersion};
 use crate::{Fetched, Timeouts};
+use stage_kit::retry::Progress;
 
 /// The command sent to a primary of PostgreSQL 15 or later.
 pub const BASE_BACKUP: &str =
@@ -56,7 +57,7 @@ pub fn fetch(
     connstr: &str,
     pgdata: &Path,
     timeouts: &Timeouts,
-    clock: &ProgressClock,
+    clock: &Progress,
     compute: &ComputeVersion,
 ) -> Result<Fetched, BasebackupError> {
     let mut config: postgres::Config = connstr.parse().map_err(|error| {
@@ -254,7 +255,7 @@ struct ArchiveStream<'a> {
 const MAX_CONTROL_PAYLOAD: usize = 64 << 10;
 
 impl<'a> ArchiveStream<'a> {
-    fn new(mut copy: CopyOut<'a>, framed: bool, clock: &ProgressClock) -> Self {
+    fn new(mut copy: CopyOut<'a>, framed: bool, clock: &Progress) -> Self {
         copy.read_exactly();
         ArchiveStream {
             copy,

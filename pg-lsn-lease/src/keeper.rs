@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use compute_spec::ids::Lsn;
 use compute_spec::spec::{ComputeMode, ComputeSpec};
+use stage_kit::retry::Backoff;
 
 use crate::{lease_every_shard, targets, Error, Leases};
 
@@ -76,13 +77,7 @@ impl LeaseSettings {
     /// The pause after the `failures`-th failed attempt in a row (1 for the first):
     /// initial × factorⁿ⁻¹, at most the maximum.
     pub fn retry_after(&self, failures: u32) -> Duration {
-        let exponent = i32::try_from(failures.saturating_sub(1)).unwrap_or(i32::MAX);
-        let seconds = self.retry_initial.as_secs_f64() * self.retry_factor.powi(exponent);
-        if seconds.is_finite() && seconds < self.retry_max.as_secs_f64() {
-            Duration::from_secs_f64(seconds.max(0.0))
-        } else {
-            self.retry_max
-        }
+        Backoff::exponential(self.retry_initial, self.retry_factor, self.retry_max).pause(failures)
     }
 }
 
@@ -294,6 +289,7 @@ impl Run {
 mod tests {
     use super::*;
     use crate::test_kit::fixed;
+    use pg_test_support::probe::eventually;
     use serde_json::json;
 
     #[test]
@@ -332,11 +328,9 @@ mod tests {
             ..LeaseSettings::default()
         };
         let mut keeper = LeaseKeeper::start(compute, settings).unwrap();
-        let waited = std::time::Instant::now();
-        while keeper.stats().attempts == 0 {
-            assert!(waited.elapsed() < Duration::from_secs(10), "no attempt");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        eventually(Duration::from_secs(10), "an attempt", || {
+            keeper.stats().attempts > 0
+        });
         let stats = keeper.stats();
         assert_eq!((stats.attempts, stats.failures), (1, 1));
         let error = stats.last_error.unwrap();
@@ -351,11 +345,9 @@ mod tests {
         }
         // The retry is an hour away: only the stop ends the wait.
         keeper.stop();
-        let stopped = std::time::Instant::now();
-        while !keeper.is_finished() {
-            assert!(stopped.elapsed() < Duration::from_secs(10), "still waiting");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        eventually(Duration::from_secs(10), "the stop to end the wait", || {
+            keeper.is_finished()
+        });
         assert_eq!(keeper.stats().attempts, 1);
     }
 }

@@ -19,6 +19,7 @@ use compute_spec::document::PGDATA_MARKER;
 use compute_spec::Lsn;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
+use stage_kit::retry::{Backoff, Policy, Retry, Stop};
 use stage_kit::runas::PostgresUser;
 
 use crate::error::SyncError;
@@ -51,9 +52,8 @@ pub struct SyncCommand<'a> {
 }
 
 /// Upstream's backoff before retry `n` (1-based): `min(1.1^n, 3.0)` seconds.
-pub fn backoff(retry: u32) -> Duration {
-    Duration::from_secs_f64(1.1f64.powi(retry as i32).min(3.0))
-}
+pub const BACKOFF: Backoff =
+    Backoff::exponential(Duration::from_millis(1100), 1.1, Duration::from_secs(3));
 
 /// Makes sure `$PGDATA/postgresql.conf` exists. An absent PGDATA, an empty one or one holding
 /// only our marker is created (0700, owned by `user`) with the marker and `conf`; a PGDATA we
@@ -117,33 +117,44 @@ pub fn sync(command: &SyncCommand<'_>) -> Result<(Lsn, u32), SyncError> {
     let guard = command.signals.map(SignalForwarding::forwarding);
     let signals = Signals(guard.as_ref());
     let deadline = stage_kit::deadline::after(command.timeout);
-    let mut attempts = 0;
-    loop {
-        attempts += 1;
-        let error = match attempt(command, deadline, signals) {
-            Ok(lsn) => return Ok((lsn, attempts)),
-            Err(error @ (SyncError::ChildFailed { .. } | SyncError::BadLsn { .. })) => error,
-            Err(error) => return Err(error),
-        };
-        if attempts > command.retries {
-            return Err(with_attempts(error, attempts));
-        }
-        let pause = backoff(attempts);
-        tracing::warn!("{error}; retrying in {pause:?}");
-        let wake = stage_kit::deadline::after(pause);
-        while Instant::now() < wake {
-            if Instant::now() >= deadline {
-                return Err(timeout(command));
+    let policy = Policy {
+        attempts: command.retries.saturating_add(1),
+        backoff: BACKOFF,
+        // The deadline bounds the pauses themselves (below) and each attempt.
+        deadline: None,
+    };
+    let outcome = Retry::new(&policy)
+        .when(|error| {
+            matches!(
+                error,
+                SyncError::ChildFailed { .. } | SyncError::BadLsn { .. }
+            )
+        })
+        .before_pause(|error, _, pause| tracing::warn!("{error}; retrying in {pause:?}"))
+        // A pause ends early at the deadline (time is up) or at a forwarded signal.
+        .pause_with(|pause| {
+            let wake = stage_kit::deadline::after(pause);
+            while Instant::now() < wake {
+                if Instant::now() >= deadline {
+                    return Err(timeout(command));
+                }
+                if let Some(signal) = signals.received() {
+                    return Err(SyncError::Interrupted {
+                        command: command_line(command),
+                        signal,
+                    });
+                }
+                std::thread::sleep(POLL);
             }
-            if let Some(signal) = signals.received() {
-                return Err(SyncError::Interrupted {
-                    command: command_line(command),
-                    signal,
-                });
-            }
-            std::thread::sleep(POLL);
+            Ok(())
+        })
+        .run(|_| attempt(command, deadline, signals));
+    outcome.map_err(|stop| match stop {
+        Stop::Exhausted { attempts, last } | Stop::OutOfTime { attempts, last, .. } => {
+            with_attempts(last, attempts)
         }
-    }
+        Stop::Final { error, .. } => error,
+    })
 }
 
 fn with_attempts(error: SyncError, made: u32) -> SyncError {
@@ -350,9 +361,9 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_is_capped() {
-        assert_eq!(backoff(1), Duration::from_secs_f64(1.1));
-        assert!(backoff(5) > backoff(4));
-        assert_eq!(backoff(20), Duration::from_secs(3));
+        assert_eq!(BACKOFF.pause(1), Duration::from_secs_f64(1.1));
+        assert!(BACKOFF.pause(5) > BACKOFF.pause(4));
+        assert_eq!(BACKOFF.pause(20), Duration::from_secs(3));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //!
 //! Each connection (connect, startup, authentication and the query) has
 //! [`UpstreamTimeouts::attempt`]; a refused, cut or silent connection is tried again (each
-//! host in turn, pausing [`crate::slow_path::backoff`] between rounds) until
+//! host in turn, pausing [`crate::slow_path::BACKOFF`] between rounds) until
 //! [`UpstreamTimeouts::overall`] runs out. A server's answer (wrong password, an error) is
 //! final at once.
 
@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use compute_spec::Lsn;
 use pg_wire::{endpoints, AnswerLimit, Connection, Endpoint, Startup, WireError};
+use stage_kit::retry::{Policy, Retry, Stop};
 
 use crate::error::SyncError;
 
@@ -43,43 +44,67 @@ pub fn current_wal_position(connstr: &str, timeouts: UpstreamTimeouts) -> Result
         });
     }
     let deadline = stage_kit::deadline::after(timeouts.overall);
-    let mut round = 0;
+    let policy = Policy {
+        attempts: u32::MAX,
+        backoff: crate::slow_path::BACKOFF,
+        deadline: Some(timeouts.overall),
+    };
     let mut attempts = 0;
-    loop {
-        let mut last_error = None;
-        for endpoint in &endpoints {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            attempts += 1;
-            match identify_system(endpoint, &startup, timeouts.attempt.min(left)) {
-                Ok(lsn) => return Ok(lsn),
-                Err(SyncError::Upstream(error)) if worth_retrying(&error) => {
-                    tracing::warn!("{error}");
-                    last_error = Some(error);
+    // One attempt of the loop is a round: every host in turn.
+    let outcome = Retry::new(&policy)
+        .when(|round: &Round| matches!(round, Round::Retry(_)))
+        .before_pause(|_, round, pause| {
+            tracing::info!(
+                "no upstream answered IDENTIFY_SYSTEM (round {round}); trying again in {} ms",
+                pause.as_millis()
+            );
+        })
+        .run(|_| {
+            let mut last_error = None;
+            for endpoint in &endpoints {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
                 }
-                Err(error) => return Err(error),
+                attempts += 1;
+                match identify_system(endpoint, &startup, timeouts.attempt.min(left)) {
+                    Ok(lsn) => return Ok(lsn),
+                    Err(SyncError::Upstream(error)) if worth_retrying(&error) => {
+                        tracing::warn!("{error}");
+                        last_error = Some(error);
+                    }
+                    Err(error) => return Err(Round::Final(error)),
+                }
             }
-        }
-        round += 1;
-        let pause = crate::slow_path::backoff(round);
-        let Some(last) = last_error else {
-            return Err(out_of_time(timeouts.overall));
-        };
-        if deadline.saturating_duration_since(Instant::now()) <= pause {
-            return Err(SyncError::UpstreamGaveUp {
-                overall: timeouts.overall,
-                attempts,
-                last,
-            });
-        }
-        tracing::info!(
-            "no upstream answered IDENTIFY_SYSTEM (round {round}); trying again in {} ms",
-            pause.as_millis()
-        );
-        std::thread::sleep(pause);
-    }
+            match last_error {
+                Some(last) => Err(Round::Retry(last)),
+                None => Err(Round::Final(out_of_time(timeouts.overall))),
+            }
+        });
+    let last = match outcome {
+        Ok((lsn, _)) => return Ok(lsn),
+        Err(
+            Stop::Final { error: last, .. }
+            | Stop::Exhausted { last, .. }
+            | Stop::OutOfTime { last, .. },
+        ) => last,
+    };
+    Err(match last {
+        Round::Final(error) => error,
+        Round::Retry(last) => SyncError::UpstreamGaveUp {
+            overall: timeouts.overall,
+            attempts,
+            last,
+        },
+    })
+}
+
+/// How a round over the hosts failed.
+enum Round {
+    /// Every host tried failed in a way worth another round; the last host's error.
+    Retry(WireError),
+    /// An answer, or no time left for any host: final.
+    Final(SyncError),
 }
 
 /// A refused, cut or silent connection may work the next time; an answer will not change.

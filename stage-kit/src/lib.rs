@@ -24,6 +24,9 @@
 //! * [`fsutil`]: files and directories written as root where a link may be planted: a chown
 //!   walk that never follows a link, whole-file replacement (0600 until the final mode, never
 //!   through a link), private directories (a planted one refused).
+//! * [`retry`]: the one retry loop: a typed policy (attempts, back-off, a deadline without
+//!   progress) and a predicate for the errors worth another attempt.
+//! * [`prom`]: the Prometheus text exposition format: HELP and TYPE lines, escaped labels.
 //!
 //! Invariants: depends on `compute-spec` only among the workspace's packages; nothing here
 //! logs a secret.
@@ -40,6 +43,8 @@ pub mod local;
 pub mod logging;
 pub mod notify;
 pub mod pgdata_lock;
+pub mod prom;
+pub mod retry;
 pub mod runas;
 pub mod stage;
 #[cfg(feature = "tls")]

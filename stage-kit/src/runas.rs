@@ -190,17 +190,20 @@ mod tests {
     }
 
     /// The user to drop to, or None (with a note) when these tests cannot run here.
-    fn postgres_user() -> Option<PostgresUser> {
+    /// The user to drop to; `None` (a skip, a failure under `CI`) when not root.
+    fn postgres_user(test: &str) -> Option<PostgresUser> {
         let user = PostgresUser::for_current_process(None).unwrap();
         if user.is_none() {
-            eprintln!("not root: nothing to drop, the run-as tests do not apply");
+            pg_test_support::skip_or_fail(test, "not root: there is no user to drop to");
         }
         user
     }
 
     #[test]
     fn a_child_gets_exactly_the_groups_of_the_user() {
-        let Some(user) = postgres_user() else { return };
+        let Some(user) = postgres_user("runas::a_child_gets_exactly_the_groups_of_the_user") else {
+            return;
+        };
         let expected = sorted_ids(&stdout_of(Command::new("id").arg("-G").arg(&user.name)));
         assert!(!expected.is_empty());
         let mut resolved = user.groups.clone();
@@ -223,12 +226,17 @@ mod tests {
     /// every group. (`initgroups` in the child would read the hidden, empty file.)
     #[test]
     fn groups_are_resolved_before_the_fork() {
-        let Some(user) = postgres_user() else { return };
+        let test = "runas::groups_are_resolved_before_the_fork";
+        let Some(user) = postgres_user(test) else {
+            return;
+        };
         let probe = Command::new("unshare")
             .args(["--mount", "--propagation", "private", "true"])
             .status();
         if !probe.is_ok_and(|status| status.success()) {
-            eprintln!("unshare --mount is not available here; cannot hide /etc/group");
+            let why = "`unshare --mount` (root, util-linux) is not available: /etc/group \
+                       cannot be hidden";
+            pg_test_support::skip_or_fail(test, why);
             return;
         }
         let expected = sorted_ids(&stdout_of(Command::new("id").arg("-G").arg(&user.name)));

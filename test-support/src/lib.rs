@@ -41,8 +41,11 @@
 //!
 //! * [`stage_run`]: run a stage binary on a document ([`run_stage`], [`run_stage_within`])
 //!   and read the one result type, [`StageRun`].
-//! * [`probe`]: poll for a condition with a deadline ([`wait_for`], [`wait_until`], ports,
-//!   paths, PostgreSQL accepting connections, processes ending) instead of sleeping.
+//! * [`probe`]: poll for a condition with a deadline ([`wait_for`], [`wait_until`],
+//!   [`probe::eventually`], [`probe::settle`], a compute's `/status`, ports, paths, PostgreSQL
+//!   accepting connections, processes ending) instead of sleeping.
+//! * [`fake_http`]: the HTTP stand-in ([`fake_http::FakeHttp`]: a control plane, the endpoint
+//!   storage, the remote extension storage; late, stalled or cut answers).
 //! * [`crash`]: a process tree killed at one instant ([`crash::kill_tree`]), a small tmpfs
 //!   to fill and grow ([`crash::SmallTmpfs`]).
 //! * [`rss`]: a program run to its end with its peak resident memory ([`rss::run_measured`]),

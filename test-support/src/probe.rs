@@ -57,6 +57,28 @@ pub fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> bool) 
     );
 }
 
+/// `value` once `busy` no longer holds of it (a job's state once it stopped running), polled
+/// every [`POLL_INTERVAL`] for at most `timeout`; the last value seen when the time ran out
+/// (still busy: the caller's assertion on it fails, showing it).
+pub fn settle<T>(
+    timeout: Duration,
+    mut value: impl FnMut() -> T,
+    mut busy: impl FnMut(&T) -> bool,
+) -> T {
+    let mut last = None;
+    let settled = wait_for(timeout, || {
+        let now = value();
+        match busy(&now) {
+            true => {
+                last = Some(now);
+                None
+            }
+            false => Some(now),
+        }
+    });
+    settled.or(last).unwrap_or_else(value)
+}
+
 /// Polls `status` (a compute's `/status` answer, `None` when there was none) until its
 /// `status` field says `wanted`, for at most `timeout`: `Ok` with that answer, `Err` with the
 /// last answer seen (`null` when none) when the time ran out or the compute said `failed`

@@ -187,15 +187,8 @@ pub fn post(url: &str, body: &str) -> (u16, Value) {
 ///
 /// Panics as soon as it is `failed`, or when it is not `running` in time (with its status).
 pub fn wait_running(http_port: u16, timeout: std::time::Duration) {
-    assert!(
-        wait_until(timeout, || {
-            let status = status(http_port);
-            assert_ne!(status["status"], "failed", "{status}");
-            status["status"] == "running"
-        }),
-        "never running: {}",
-        status(http_port)
-    );
+    pg_test_support::probe::wait_for_status(timeout, "running", || Some(status(http_port)))
+        .unwrap_or_else(|last| panic!("never running: {last}"));
 }
 
 /// `GET /status` of an unauthenticated compute-ctl on `http_port`; `Null` when it does not

@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use crate::common::*;
+use pg_test_support::probe::eventually;
 use serde_json::json;
 
 #[test]
@@ -73,20 +74,19 @@ fn reconfigure_a_running_compute_runs_reconcile_with_reconfigure() {
         )
     });
     // While the reconcile runs, /status answers at once and says configuration.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let asked = Instant::now();
-        let status = compute.status();
-        assert!(
-            asked.elapsed() < Duration::from_millis(500),
-            "/status was blocked"
-        );
-        if status == "configuration" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never saw configuration");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    eventually(
+        Duration::from_secs(10),
+        "/status saying configuration",
+        || {
+            let asked = Instant::now();
+            let status = compute.status();
+            assert!(
+                asked.elapsed() < Duration::from_millis(500),
+                "/status was blocked"
+            );
+            status == "configuration"
+        },
+    );
     let during = compute.post(
         "/configure",
         json!({"spec": empty_spec(None), "compute_ctl_config": {}})
@@ -323,17 +323,17 @@ fn terminate_a_primary_with_safekeepers_syncs_after_shutdown() {
     assert!(!alive(pid));
 }
 
-/// Serves one control-plane answer to every request; returns the URL.
-fn control_plane(answer: serde_json::Value) -> String {
+/// Serves one control-plane answer to every request.
+fn control_plane(answer: serde_json::Value) -> pg_test_support::fake_http::FakeHttp {
     crate::common::control_plane(std::sync::Arc::new(std::sync::Mutex::new(answer)))
 }
 
 #[test]
 fn a_control_plane_without_a_spec_leaves_the_compute_empty() {
-    let url = control_plane(json!({"status": "empty", "spec": null,
+    let plane = control_plane(json!({"status": "empty", "spec": null,
         "compute_ctl_config": {}}));
     let mut harness = Harness::new();
-    let mut compute = harness.start(&["-p", &url, "-i", "compute-7"]);
+    let mut compute = harness.start(&["-p", &plane.url(), "-i", "compute-7"]);
     compute.wait_status("empty");
     // Waits out a start that must not happen: without a spec the compute stays `empty`.
     std::thread::sleep(Duration::from_millis(100));

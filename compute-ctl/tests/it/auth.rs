@@ -9,6 +9,8 @@ use base64::Engine;
 use ed25519_dalek::pkcs8::EncodePrivateKey;
 use ed25519_dalek::SigningKey;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use pg_test_support::probe::wait_for_status;
+use pg_test_support::wait_for;
 use serde_json::{json, Value};
 
 pub(crate) fn key_pair() -> SigningKey {
@@ -121,11 +123,10 @@ fn jwt_cases() {
     );
 
     // The internal port needs no token.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while http(harness.internal_port, "GET", "/status", &[], b"").json()["status"] != "running" {
-        assert!(std::time::Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_status(Duration::from_secs(20), "running", || {
+        Some(http(harness.internal_port, "GET", "/status", &[], b"").json())
+    })
+    .unwrap_or_else(|last| panic!("never running: {last}"));
     // Routes other than /status are protected too.
     assert_eq!(compute.post("/terminate", b"").status, 400);
     let bearer = format!("Bearer {admin}");
@@ -180,11 +181,10 @@ fn configure_cannot_weaken_the_key_set() {
         &key,
         json!({"scope": "compute_ctl:admin", "aud": ["compute"], "exp": in_an_hour()}),
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while call(&compute, "GET", "/status", Some(&admin), b"").json()["status"] != "running" {
-        assert!(std::time::Instant::now() < deadline, "never running");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_status(Duration::from_secs(30), "running", || {
+        Some(call(&compute, "GET", "/status", Some(&admin), b"").json())
+    })
+    .unwrap_or_else(|last| panic!("never running: {last}"));
     for config in [
         json!({"jwks": {"keys": []}}),
         json!({}),
@@ -291,17 +291,8 @@ fn refused_start(command: &mut std::process::Command) -> String {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "compute-ctl kept running"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_for(Duration::from_secs(30), || child.try_wait().unwrap())
+        .expect("compute-ctl kept running");
     assert!(!status.success());
     let mut stderr = String::new();
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::common::*;
 use nix::sys::signal::Signal;
+use pg_test_support::probe::{wait_dead, wait_for_path};
 
 #[test]
 fn spec_file_start_runs_every_stage_then_sigterm_propagates_the_exit_code() {
@@ -142,14 +143,10 @@ fn sigterm_during_a_stage_stops_it_and_exits() {
     harness.command.env("STANDIN_SYNC_SLEEP", "30");
     let mut compute = harness.start(&["--embedded-default"]);
     let pid_file = harness.path().join("sync.pid");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !pid_file.exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the sync stage never started"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    assert!(
+        wait_for_path(&pid_file, Duration::from_secs(10)),
+        "the sync stage never started"
+    );
     let sync_pid: i32 = std::fs::read_to_string(&pid_file)
         .unwrap()
         .trim()
@@ -170,14 +167,10 @@ fn sigkill_of_compute_ctl_leaves_no_supervisor() {
     let pid = supervise_pid(harness.path());
     compute.signal(Signal::SIGKILL);
     compute.wait_exit(Duration::from_secs(5));
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while alive(pid) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "pg-supervise outlived compute-ctl"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(
+        wait_dead(pid, Duration::from_secs(5)),
+        "pg-supervise outlived compute-ctl"
+    );
 }
 
 #[test]

@@ -1,20 +1,20 @@
 //! LFC offload and prewarm on vanilla Postgres (`pg_buffercache` → endpoint storage →
-//! `pg_prewarm`), against an endpoint-storage stand-in in this file that checks the path and
-//! the bearer token as the real one does (PUT: the token's own endpoint only; GET: any
-//! endpoint of its tenant and timeline; 404 no object, 400 bad token, 401 mismatch).
+//! `pg_prewarm`), against an endpoint-storage stand-in (on the kit's `FakeHttp`) that checks
+//! the path and the bearer token as the real one does (PUT: the token's own endpoint only;
+//! GET: any endpoint of its tenant and timeline; 404 no object, 400 bad token, 401 mismatch).
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use compute_ctl::lfc::{Lfc, OffloadState, PrewarmState, VanillaState, VANILLA_FORMAT};
 use compute_ctl::state::Shared;
 use compute_spec::ComputeDocument;
+use pg_test_support::fake_http::{FakeHttp, Request, Response};
+use pg_test_support::probe::settle;
 use pg_test_support::TestPostgres;
 use serde_json::json;
 
@@ -26,70 +26,36 @@ fn token(endpoint: &str) -> String {
     format!("claims:{TENANT}:{TIMELINE}:{endpoint}")
 }
 
-/// Endpoint storage: objects by path, and every request as `METHOD path status`.
-#[derive(Clone, Default)]
+/// Objects by path.
+type Objects = Arc<Mutex<HashMap<String, Vec<u8>>>>;
+
+/// Endpoint storage on the kit's HTTP stand-in: objects by path, and every request as
+/// `METHOD path status`.
 struct Storage {
-    objects: Arc<Mutex<HashMap<String, Vec<u8>>>>,
-    log: Arc<Mutex<Vec<String>>>,
+    objects: Objects,
+    server: FakeHttp,
 }
 
 impl Storage {
     fn start() -> (Storage, String) {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let address = listener.local_addr().unwrap().to_string();
-        let storage = Storage::default();
-        let server = storage.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { return };
-                let server = server.clone();
-                std::thread::spawn(move || server.serve(stream));
-            }
+        let objects = Objects::default();
+        let stored = objects.clone();
+        let server = FakeHttp::start(move |request| {
+            let (status, body) = Storage::answer(
+                &stored,
+                &request.method,
+                &request.target,
+                request.header("Authorization"),
+                request.body.clone(),
+            );
+            Response::new(status, body)
         });
-        (storage, address)
-    }
-
-    fn serve(&self, mut stream: std::net::TcpStream) {
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        let mut parts = line.split_whitespace();
-        let (method, path) = (
-            parts.next().unwrap().to_string(),
-            parts.next().unwrap().to_string(),
-        );
-        let (mut length, mut authorization) = (0usize, None);
-        loop {
-            let mut header = String::new();
-            reader.read_line(&mut header).unwrap();
-            let header = header.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            let (name, value) = header.split_once(':').unwrap();
-            match name.to_ascii_lowercase().as_str() {
-                "content-length" => length = value.trim().parse().unwrap(),
-                "authorization" => authorization = Some(value.trim().to_string()),
-                _ => {}
-            }
-        }
-        let mut body = vec![0u8; length];
-        reader.read_exact(&mut body).unwrap();
-        let (status, answer) = self.answer(&method, &path, authorization.as_deref(), body);
-        self.log
-            .lock()
-            .unwrap()
-            .push(format!("{method} {path} {status}"));
-        let head = format!(
-            "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            answer.len()
-        );
-        let _ = stream.write_all(head.as_bytes());
-        let _ = stream.write_all(&answer);
+        let address = server.address().to_string();
+        (Storage { objects, server }, address)
     }
 
     fn answer(
-        &self,
+        objects: &Objects,
         method: &str,
         path: &str,
         authorization: Option<&str>,
@@ -109,7 +75,7 @@ impl Storage {
         if claims.len() != 3 || claims[0] != *tenant || claims[1] != *timeline {
             return (401, Vec::new());
         }
-        let mut objects = self.objects.lock().unwrap();
+        let mut objects = objects.lock().unwrap();
         match method {
             "GET" => match objects.get(path) {
                 Some(object) => (200, object.clone()),
@@ -135,7 +101,9 @@ impl Storage {
     }
 
     fn log(&self) -> Vec<String> {
-        self.log.lock().unwrap().clone()
+        let log = self.server.log();
+        let line = |(request, status): &(Request, u16)| format!("{} {status}", request.line());
+        log.iter().map(line).collect()
     }
 }
 
@@ -160,28 +128,16 @@ fn shared_for(server: &TestPostgres, storage: &str, endpoint: &str, token: &str)
     shared
 }
 
+/// The prewarm state once no prewarm runs (at most 60 s).
 fn settled_prewarm(lfc: &Lfc) -> PrewarmState {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let state = lfc.prewarm_state();
-        if state != PrewarmState::Prewarming {
-            return state;
-        }
-        assert!(Instant::now() < deadline, "the prewarm never ended");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let prewarming = |state: &PrewarmState| *state == PrewarmState::Prewarming;
+    settle(Duration::from_secs(60), || lfc.prewarm_state(), prewarming)
 }
 
+/// The offload state once no offload runs (at most 60 s).
 fn settled_offload(lfc: &Lfc) -> OffloadState {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let state = lfc.offload_state();
-        if state != OffloadState::Offloading {
-            return state;
-        }
-        assert!(Instant::now() < deadline, "the offload never ended");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let offloading = |state: &OffloadState| *state == OffloadState::Offloading;
+    settle(Duration::from_secs(60), || lfc.offload_state(), offloading)
 }
 
 /// `pg_ctl` as the postgres user on `data`.

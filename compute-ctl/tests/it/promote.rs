@@ -9,10 +9,10 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::*;
-use pg_test_support::probe::eventually;
+use pg_test_support::probe::{eventually, wait_for_status};
 use pg_test_support::TestPostgres;
 use serde_json::{json, Value};
 
@@ -82,17 +82,10 @@ fn a_vanilla_replica_is_promoted_to_a_writable_primary() {
     std::fs::write(&spec_path, spec(&primary, port, "Replica").to_string()).unwrap();
     let pgdata = harness.path().join("pgdata");
     let compute = harness.start(&["-S", spec_path.to_str().unwrap()]);
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while compute.status() != "running" {
-        assert!(Instant::now() < deadline, "the replica never ran");
-        assert_ne!(
-            compute.status(),
-            "failed",
-            "{}",
-            compute.get("/status").body
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_status(Duration::from_secs(90), "running", || {
+        Some(compute.get("/status").json())
+    })
+    .unwrap_or_else(|last| panic!("the replica never ran: {last}"));
     let sql = |statement: &str| psql(&pgdata, port, "postgres", statement);
     assert_eq!(sql("select pg_is_in_recovery()").unwrap(), "t");
     let refused = sql("insert into accounts values (1000)").unwrap_err();

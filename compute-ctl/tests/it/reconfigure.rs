@@ -8,12 +8,13 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::*;
 use compute_spec::parse::parse_any;
 use compute_spec::pgconf;
 use compute_spec_cli::begin::{start_document, DocumentParams};
+use pg_test_support::probe::eventually;
 use pg_test_support::TestPostgres;
 use serde_json::{json, Value};
 
@@ -193,11 +194,7 @@ fn metric(compute: &Compute, needle: &str) -> bool {
 }
 
 fn wait_for_metric(compute: &Compute, needle: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !metric(compute, needle) {
-        assert!(Instant::now() < deadline, "no {needle} in /metrics");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually(Duration::from_secs(20), needle, || metric(compute, needle));
 }
 
 fn reconciles(compute: &Compute) -> String {
@@ -290,8 +287,8 @@ fn refresh_configuration_asks_the_control_plane_and_exits_when_it_is_empty() {
     let answer = Arc::new(Mutex::new(
         json!({"status": "attached", "spec": first, "compute_ctl_config": {}}),
     ));
-    let url = control_plane(answer.clone());
-    let mut compute = harness.start(&["-p", &url, "-i", "compute-7"]);
+    let plane = control_plane(answer.clone());
+    let mut compute = harness.start(&["-p", &plane.url(), "-i", "compute-7"]);
     compute.wait_status("running");
     // Every spec fetch is counted (upstream's compute_ctl_cplane_requests_total).
     let fetches = |compute: &Compute| {

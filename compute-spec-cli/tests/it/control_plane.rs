@@ -4,45 +4,25 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
 
-use std::io::{Read, Write};
+use std::collections::VecDeque;
 use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
-use std::thread;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use compute_spec::error::ErrorKind;
 use compute_spec_cli::load::{fetch_from_control_plane, load, SpecSource};
+use pg_test_support::fake_http::{FakeHttp, Response};
 
 const SPEC: &str = r#"{"format_version": 1.0, "cluster": {"roles": [], "databases": []}}"#;
 
-/// (path, Authorization header) of each request seen.
-type Seen = Arc<Mutex<Vec<(String, String)>>>;
-
-/// Serves the given (status, body) answers in order, recording each request's path and
-/// Authorization header.
-fn control_plane(answers: Vec<(u16, String)>) -> (String, Seen) {
-    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", server.server_addr().to_ip().unwrap());
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let recorded = seen.clone();
-    thread::spawn(move || {
-        for (status, body) in answers {
-            let Ok(request) = server.recv() else { return };
-            let auth = request
-                .headers()
-                .iter()
-                .find(|h| h.field.equiv("Authorization"))
-                .map(|h| h.value.to_string())
-                .unwrap_or_default();
-            recorded
-                .lock()
-                .unwrap()
-                .push((request.url().to_string(), auth));
-            let response = tiny_http::Response::from_string(body).with_status_code(status);
-            let _ = request.respond(response);
-        }
-    });
-    (url, seen)
+/// Serves the given (status, body) answers in order (then 500, which the tests' request
+/// counts would show); its log has each request's path and Authorization header.
+fn control_plane(answers: Vec<(u16, String)>) -> FakeHttp {
+    let answers = Mutex::new(VecDeque::from(answers));
+    FakeHttp::start(move |_| match answers.lock().unwrap().pop_front() {
+        Some((status, body)) => Response::new(status, body),
+        None => Response::new(500, "this test has no answer left"),
+    })
 }
 
 fn source(url: &str) -> SpecSource {
@@ -58,12 +38,12 @@ fn retries_503_and_garbage_then_succeeds() {
     let attached = format!(
         r#"{{"status": "attached", "spec": {SPEC}, "compute_ctl_config": {{"jwks": {{"keys": []}}}}}}"#
     );
-    let (url, seen) = control_plane(vec![
+    let server = control_plane(vec![
         (503, "busy".to_string()),
         (200, "{not json".to_string()),
         (200, attached),
     ]);
-    let loaded = load(&source(&url)).unwrap();
+    let loaded = load(&source(&server.url())).unwrap();
     assert!(loaded.spec.is_some());
     assert_eq!(loaded.control_plane_attempts, 3);
     // Each request as upstream's metric counts it: an undecodable 200 is `200 OK`.
@@ -71,24 +51,24 @@ fn retries_503_and_garbage_then_succeeds() {
         statuses(&loaded.requests),
         ["503 Service Unavailable", "200 OK", "200 OK"]
     );
-    let seen = seen.lock().unwrap();
+    let seen = server.requests();
     assert_eq!(seen.len(), 3);
-    assert_eq!(seen[0].0, "/compute/api/v2/computes/compute-1/spec");
-    assert_eq!(seen[0].1, "Bearer cp-token");
+    assert_eq!(seen[0].target, "/compute/api/v2/computes/compute-1/spec");
+    assert_eq!(seen[0].header("Authorization"), Some("Bearer cp-token"));
 }
 
 #[test]
 fn gives_up_after_three_attempts() {
-    let (url, seen) = control_plane(vec![
+    let server = control_plane(vec![
         (502, String::new()),
         (502, String::new()),
         (503, String::new()),
     ]);
-    let error = load(&source(&url)).unwrap_err();
+    let error = load(&source(&server.url())).unwrap_err();
     assert_eq!(error.kind, ErrorKind::Network);
     assert!(error.retryable);
     assert!(error.message.contains("3 attempts"), "{}", error.message);
-    assert_eq!(seen.lock().unwrap().len(), 3);
+    assert_eq!(server.requests().len(), 3);
     // The failed requests travel with the error, for compute-ctl's metric.
     assert_eq!(
         statuses(&error.requests),
@@ -119,30 +99,30 @@ fn a_control_plane_that_does_not_answer_counts_unknown() {
 
 #[test]
 fn other_statuses_are_not_retried() {
-    let (url, seen) = control_plane(vec![
+    let server = control_plane(vec![
         (404, "unknown compute".to_string()),
         (200, String::new()),
     ]);
-    let error = load(&source(&url)).unwrap_err();
+    let error = load(&source(&server.url())).unwrap_err();
     assert_eq!(error.kind, ErrorKind::Server);
     assert!(error.message.contains("404"), "{}", error.message);
     assert!(error.message.contains("compute-1"), "{}", error.message);
-    assert_eq!(seen.lock().unwrap().len(), 1);
+    assert_eq!(server.requests().len(), 1);
     assert_eq!(statuses(&error.requests), ["404 Not Found"]);
 }
 
 #[test]
 fn empty_means_no_spec_yet() {
     let empty = r#"{"status": "empty", "compute_ctl_config": {"jwks": {"keys": []}}}"#;
-    let (url, _) = control_plane(vec![(200, empty.to_string())]);
-    let loaded = load(&source(&url)).unwrap();
+    let server = control_plane(vec![(200, empty.to_string())]);
+    let loaded = load(&source(&server.url())).unwrap();
     assert!(loaded.spec.is_none());
 }
 
 #[test]
 fn attached_without_a_spec_is_an_error() {
-    let (url, _) = control_plane(vec![(200, r#"{"status": "attached"}"#.to_string())]);
-    let error = load(&source(&url)).unwrap_err();
+    let server = control_plane(vec![(200, r#"{"status": "attached"}"#.to_string())]);
+    let error = load(&source(&server.url())).unwrap_err();
     assert_eq!(error.kind, ErrorKind::Server);
 }
 
@@ -154,27 +134,11 @@ fn attached() -> String {
 
 #[test]
 fn retries_500_then_succeeds() {
-    let (url, seen) = control_plane(vec![(500, "internal error".to_string()), (200, attached())]);
-    let loaded = load(&source(&url)).unwrap();
+    let server = control_plane(vec![(500, "internal error".to_string()), (200, attached())]);
+    let loaded = load(&source(&server.url())).unwrap();
     assert!(loaded.spec.is_some());
     assert_eq!(loaded.control_plane_attempts, 2);
-    assert_eq!(seen.lock().unwrap().len(), 2);
-}
-
-/// A server that accepts connections and then, for each, does `behaviour` and holds the
-/// connection open for a long time. Returns its URL.
-fn stalling_server(behaviour: fn(&mut std::net::TcpStream)) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    thread::spawn(move || {
-        let mut held = Vec::new();
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            behaviour(&mut stream);
-            held.push(stream);
-        }
-    });
-    url
+    assert_eq!(server.requests().len(), 2);
 }
 
 fn assert_fails_within_deadline(url: &str) {
@@ -193,17 +157,16 @@ fn assert_fails_within_deadline(url: &str) {
 
 #[test]
 fn a_server_that_never_answers_fails_within_the_deadline() {
-    assert_fails_within_deadline(&stalling_server(|_| {}));
+    let server = FakeHttp::start(|_| Response::stall());
+    assert_fails_within_deadline(&server.url());
 }
 
 #[test]
 fn a_server_that_stalls_mid_body_fails_within_the_deadline() {
-    assert_fails_within_deadline(&stalling_server(|stream| {
-        let mut request = [0u8; 4096];
-        let _ = stream.read(&mut request);
-        let _ = stream.write_all(
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"status\": ",
-        );
-        let _ = stream.flush();
-    }));
+    let server = FakeHttp::start(|_| {
+        Response::partial(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"status\": ",
+        )
+    });
+    assert_fails_within_deadline(&server.url());
 }

@@ -1,6 +1,6 @@
 //! Shared test parts: a private Postgres installation (a copy/symlink farm of the Debian
-//! one, so nothing is written under /usr), an HTTP server serving archives, and archive
-//! builders.
+//! one, so nothing is written under /usr), the remote extension storage (on the kit's HTTP
+//! stand-in), and archive builders.
 #![allow(dead_code)] // Each test crate uses a different part of this module.
 
 use std::collections::HashMap;
@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pg_extensions_fetch::Installation;
+use pg_test_support::fake_http::{FakeHttp, Response};
 
 /// A private installation: `root/usr/lib/postgresql/<v>/{bin,lib}` and
 /// `root/usr/share/postgresql/<v>`, laid out as Debian's so `pg_config` and `postgres`
@@ -182,42 +183,26 @@ impl Answer {
     }
 }
 
-/// An HTTP server on 127.0.0.1 answering GET by path (404 for unknown paths), counting the
-/// requests per path. It stops when dropped.
+/// The remote extension storage: answers GET by path (404 for unknown paths) and counts the
+/// requests per path, on the kit's HTTP stand-in. It stops when dropped.
 pub struct ArchiveServer {
     pub base_url: String,
     answers: Arc<Mutex<HashMap<String, Answer>>>,
-    counts: Arc<Mutex<HashMap<String, u64>>>,
-    server: Arc<tiny_http::Server>,
+    server: FakeHttp,
 }
 
 impl ArchiveServer {
     pub fn start() -> ArchiveServer {
-        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
-        let port = server.server_addr().to_ip().unwrap().port();
         let answers: Arc<Mutex<HashMap<String, Answer>>> = Arc::default();
-        let counts: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
-        for _ in 0..4 {
-            let server = server.clone();
-            let answers = answers.clone();
-            let counts = counts.clone();
-            std::thread::spawn(move || {
-                for request in server.incoming_requests() {
-                    let path = request.url().to_string();
-                    *counts.lock().unwrap().entry(path.clone()).or_default() += 1;
-                    let answer = answers.lock().unwrap().get(&path).cloned();
-                    let answer = answer.unwrap_or_else(|| Answer::status(404));
-                    std::thread::sleep(answer.delay);
-                    let response =
-                        tiny_http::Response::from_data(answer.body).with_status_code(answer.status);
-                    let _ = request.respond(response);
-                }
-            });
-        }
+        let known = answers.clone();
+        let server = FakeHttp::start(move |request| {
+            let answer = known.lock().unwrap().get(&request.target).cloned();
+            let answer = answer.unwrap_or_else(|| Answer::status(404));
+            Response::new(answer.status, answer.body).after(answer.delay)
+        });
         ArchiveServer {
-            base_url: format!("http://127.0.0.1:{port}/"),
+            base_url: format!("{}/", server.url()),
             answers,
-            counts,
             server,
         }
     }
@@ -238,18 +223,7 @@ impl ArchiveServer {
     }
 
     pub fn requests(&self, pg_major: &str, extension: &str) -> u64 {
-        self.counts
-            .lock()
-            .unwrap()
-            .get(&Self::path_of(pg_major, extension))
-            .copied()
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for ArchiveServer {
-    fn drop(&mut self) {
-        self.server.unblock();
+        self.server.count(&Self::path_of(pg_major, extension)) as u64
     }
 }
 

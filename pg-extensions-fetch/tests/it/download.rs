@@ -9,6 +9,7 @@ use crate::common::{
     archive, archive_with_symlink, scratch_installation, tree, Answer, ArchiveServer,
 };
 use pg_extensions_fetch::{Downloader, FetchError, Fetched, Limits};
+use pg_test_support::probe::eventually;
 
 fn downloader(server: &ArchiveServer, root: &std::path::Path, limits: Limits) -> Downloader {
     Downloader::new(server.base_url.clone(), scratch_installation(root), limits)
@@ -284,14 +285,11 @@ fn a_waiter_gives_up_at_its_deadline() {
     std::thread::scope(|scope| {
         let first = scope.spawn(|| downloader.fetch("stuck"));
         // The waiter must arrive while the first download runs: wait until the server saw it.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while server.requests("v15", "stuck") == 0 {
-            assert!(
-                Instant::now() < deadline,
-                "the first request never reached the server"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        eventually(
+            Duration::from_secs(10),
+            "the first request at the server",
+            || server.requests("v15", "stuck") > 0,
+        );
         let started = Instant::now();
         let error = downloader.fetch("stuck").unwrap_err();
         let waited = started.elapsed();
@@ -365,14 +363,11 @@ fn a_waiter_takes_over_when_the_first_download_fails() {
     let started = Instant::now();
     std::thread::scope(|scope| {
         let first = scope.spawn(|| downloader.fetch("flaky"));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while server.requests("v15", "flaky") == 0 {
-            assert!(
-                Instant::now() < deadline,
-                "the first request never reached the server"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        eventually(
+            Duration::from_secs(10),
+            "the first request at the server",
+            || server.requests("v15", "flaky") > 0,
+        );
         // Arrives while the first download runs, waits for it, then tries itself.
         let second = downloader.fetch("flaky").unwrap_err();
         assert!(second.to_string().contains("500"), "{second}");

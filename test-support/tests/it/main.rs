@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
 
+mod fake_http;
 mod fake_pg;
 mod majors;
 mod netns;

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use pg_test_support::probe::{
-    time_until, wait_dead, wait_for_path, wait_for_port, wait_for_postgres,
+    settle, time_until, wait_dead, wait_for_path, wait_for_port, wait_for_postgres,
 };
 use pg_test_support::{free_tcp_port, process_alive, wait_for, wait_until, TestDir, TestPostgres};
 
@@ -33,6 +33,32 @@ fn a_probe_returns_as_soon_as_it_holds_and_gives_up_at_the_deadline() {
         "{took:?}"
     );
     assert!(time_until(Duration::from_millis(10), || true).is_some());
+}
+
+#[test]
+fn settle_returns_the_first_value_not_busy_or_the_last_one_seen() {
+    let mut calls = 0;
+    let state = settle(
+        Duration::from_secs(10),
+        || {
+            calls += 1;
+            calls
+        },
+        |calls| *calls < 3,
+    );
+    assert_eq!(state, 3);
+    let started = Instant::now();
+    let mut calls = 0;
+    let state = settle(
+        Duration::from_millis(100),
+        || {
+            calls += 1;
+            calls
+        },
+        |_| true,
+    );
+    assert!(started.elapsed() >= Duration::from_millis(100));
+    assert_eq!(state, calls, "the last value seen");
 }
 
 #[test]

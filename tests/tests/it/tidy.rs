@@ -5,13 +5,15 @@
 //! touching the `extra` maps, every file of a package's one test binary (`tests/it/`) a
 //! module of it; and in [`layers`], compute-ctl's modules in layers without a cycle and the
 //! production line budgets; in [`compat_table`], every row of the README's compatibility table
-//! names a test that exists.
+//! names a test that exists; in [`deps`], every declared dependency used where its section
+//! says.
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
 
 use std::path::{Path, PathBuf};
 
 mod compat_table;
+mod deps;
 mod layers;
 
 /// The longest a source file may be: past it, a file holds more than one idea.

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use pg_test_support::fake_http::FakeHttp;
 use pg_test_support::probe::wait_for_port;
 use pg_test_support::wait_for;
 use serde_json::Value;
@@ -341,10 +342,9 @@ pub fn workspace_bin(package: &str) -> PathBuf {
 }
 
 /// A control-plane stand-in answering every request with the current value of `answer`
-/// (which the test may change); returns its URL.
-pub fn control_plane(answer: std::sync::Arc<std::sync::Mutex<Value>>) -> String {
-    let (address, _) = pg_test_support::fake_http::json_server(answer);
-    format!("http://{address}")
+/// (which the test may change); it stops when dropped.
+pub fn control_plane(answer: std::sync::Arc<std::sync::Mutex<Value>>) -> FakeHttp {
+    pg_test_support::fake_http::json_server(answer)
 }
 
 /// A harness whose stages are the stand-ins but pg-reconcile, which is the real one, on

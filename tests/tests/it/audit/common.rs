@@ -205,21 +205,13 @@ pub fn compute_ctl(
 /// Waits up to `timeout` for `running`; `failed` ends the test at once, with rsyslogd's
 /// output.
 pub fn wait_running(http_port: u16, rsyslog: Option<&Rsyslog>, timeout: Duration) {
-    let running = wait_until(timeout, || {
-        let status = status(http_port);
-        assert_ne!(
-            status["status"],
-            "failed",
-            "{status}\nrsyslogd: {}",
-            rsyslog.map(Rsyslog::output).unwrap_or_default()
-        );
-        status["status"] == "running"
-    });
-    assert!(
-        running,
-        "not running within {timeout:?}: {}",
-        status(http_port)
-    );
+    pg_test_support::probe::wait_for_status(timeout, "running", || Some(status(http_port)))
+        .unwrap_or_else(|last| {
+            panic!(
+                "not running within {timeout:?}: {last}\nrsyslogd: {}",
+                rsyslog.map(Rsyslog::output).unwrap_or_default()
+            )
+        });
 }
 
 /// The JSON payload of an audit record (`<PRI>1 TIMESTAMP HOST - - - - {json}`).

@@ -1,20 +1,19 @@
 //! Scenario 4: compute-ctl fetching its spec (`-p <uri> -i <id>`) from a control-plane
 //! stand-in behind a proxy in a namespace that resets every other connection.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use compute_tools_tests::psql;
+use pg_test_support::fake_http::FakeHttp;
 use pg_test_support::netns::{netns_or_skip, Proxy};
 use pg_test_support::pg_bin;
 use serde_json::{json, Value};
 
 use super::common::{self, Compute, Watchdog};
 
-/// A control-plane stand-in answering every request with `answer`; its address and the
-/// number of requests it answered.
-fn control_plane(answer: Value) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+/// A control-plane stand-in answering every request with `answer`.
+fn control_plane(answer: Value) -> FakeHttp {
     pg_test_support::fake_http::json_server(Arc::new(std::sync::Mutex::new(answer)))
 }
 
@@ -27,8 +26,8 @@ fn a_control_plane_link_dropping_every_other_connection_still_starts_the_compute
     let (dir, port) = common::compute_dir("nf-cp");
     let spec_path = common::spec_file(dir.path(), port, |_| {});
     let spec: Value = serde_json::from_str(&std::fs::read_to_string(&spec_path).unwrap()).unwrap();
-    let (address, served) = control_plane(json!({"status": "attached", "spec": spec}));
-    let proxy = Proxy::start(ns.listen(0), address);
+    let plane = control_plane(json!({"status": "attached", "spec": spec}));
+    let proxy = Proxy::start(ns.listen(0), plane.address());
     proxy.drop_every_other(true);
     let uri = format!("http://{}:{}", ns.peer_addr(), proxy.port());
     let pgdata = dir.path().join("pgdata");
@@ -57,7 +56,11 @@ fn a_control_plane_link_dropping_every_other_connection_still_starts_the_compute
     let (accepted, dropped, answered) = (
         proxy.accepted(),
         proxy.dropped(),
-        served.load(Ordering::SeqCst),
+        plane
+            .log()
+            .iter()
+            .filter(|(_, status)| *status == 200)
+            .count(),
     );
     eprintln!(
         "measured: control plane behind a link dropping every other connection: \
