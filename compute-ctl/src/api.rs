@@ -4,7 +4,7 @@
 
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use compute_http::auth::Auth;
 use compute_http::{Deadlines, Reply};
@@ -38,28 +38,7 @@ pub struct Api {
     /// `-r` and the remote extension downloads.
     pub remote_ext: Arc<pg_extensions_fetch::on_demand::OnDemand>,
     /// The readiness check `/readyz` callers share (`sql::readyz`).
-    pub ready: Arc<ReadyCheck>,
-}
-
-/// The one readiness check of `/readyz`: at most one runs at a time, and its outcome answers
-/// every call for a short while.
-#[derive(Debug, Default)]
-pub struct ReadyCheck {
-    /// The last outcome, the check under way, the count.
-    pub state: Mutex<ReadyState>,
-    /// Woken when a check ends.
-    pub done: tokio::sync::Notify,
-}
-
-/// What [`ReadyCheck`] knows.
-#[derive(Debug, Default)]
-pub struct ReadyState {
-    /// When the last check ended, and its outcome (the reason when not ready).
-    pub last: Option<(Instant, Result<(), String>)>,
-    /// When the check under way started.
-    pub running: Option<Instant>,
-    /// Checks started since the process started.
-    pub checks: u64,
+    pub ready: Arc<compute_http::shared_check::SharedCheck>,
 }
 
 impl Api {

@@ -1,8 +1,7 @@
-//! `GET /hadron_liveness_probe` (`pg_isready` against the compute) and
+//! `GET /hadron_liveness_probe` (`pg_isready` against the compute, [`pg_catalog::health::liveness`]) and
 //! `GET /autoscaling_metrics` (relayed from the `neon` extension's communicator socket).
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use compute_http::Reply;
@@ -41,33 +40,8 @@ pub fn hadron_liveness_probe(api: &Api) -> Reply {
 }
 
 fn liveness(document: &ComputeDocument, deadline: Duration) -> Reply {
-    let mut command = Command::new(document.sibling_binary("pg_isready"));
-    command
-        .arg("-h")
-        .arg(&document.instance.socket_dir)
-        .arg("-p")
-        .arg(document.instance.port.to_string());
-    for variable in ["PGSERVICE", "PGSERVICEFILE", "PGHOSTADDR"] {
-        command.env_remove(variable);
-    }
-    crate::stages::hide_notify_socket(&mut command);
-    match stage_kit::child::run(&mut command, deadline, 64 * 1024) {
-        Ok(output) if output.status.success() => Reply::json(StatusCode::OK, &json!("ok")),
-        Ok(output) => {
-            let said = String::from_utf8_lossy(&output.stdout).trim().to_string();
-            let said = if said.is_empty() {
-                String::from_utf8_lossy(&output.stderr).trim().to_string()
-            } else {
-                said
-            };
-            Reply::error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!(
-                    "liveness probe failed: pg_isready {}: {said}",
-                    output.status
-                ),
-            )
-        }
+    match pg_catalog::health::liveness(document, deadline) {
+        Ok(()) => Reply::json(StatusCode::OK, &json!("ok")),
         Err(error) => Reply::error(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("liveness probe failed: {error}"),

@@ -5,18 +5,19 @@
 //!
 //! Each session is a [`Session`] with its route's [`Limits`] (statement and lock timeouts, a
 //! cancel request at the deadline); an error names the limit it hit. `/readyz` opens no
-//! session per request: callers share one check at a time ([`crate::api::ReadyCheck`]),
+//! session per request: callers share one check at a time ([`compute_http::shared_check`]),
 //! whose outcome answers for [`READY_CACHE`], and none waits longer than [`READY_WAIT`].
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use compute_spec::ComputeDocument;
 use serde_json::{json, Value};
 use stage_kit::local::{limited_config, pg_error_text, Limits, Session};
 
+use crate::api::wrong_status;
 use crate::api::Api;
-use crate::api::{wrong_status, ReadyCheck};
 use crate::state::ComputeStatus;
+use compute_http::shared_check::Outcome;
 use compute_http::Reply;
 use hyper::StatusCode;
 
@@ -68,9 +69,9 @@ fn connect(document: Option<&ComputeDocument>, limits: Limits) -> Result<Session
     })
 }
 
-/// `GET /readyz`: 200 when running and Postgres answered the shared check, else 503. A call
-/// takes the outcome of a check that ended less than [`READY_CACHE`] ago, or waits (at most
-/// [`READY_WAIT`]) for the check under way, starting one when none is.
+/// `GET /readyz`: 200 when running and Postgres answered the shared check
+/// ([`compute_http::shared_check`]: one at a time, its outcome answering for [`READY_CACHE`],
+/// no caller waiting longer than [`READY_WAIT`]), else 503.
 pub async fn readyz(api: Api) -> Reply {
     let (status, document) = {
         let inner = api.shared.lock();
@@ -82,55 +83,9 @@ pub async fn readyz(api: Api) -> Reply {
             format!("not ready: compute status is {status}"),
         );
     }
-    let deadline = tokio::time::Instant::now() + READY_WAIT;
-    loop {
-        let ended = api.ready.done.notified();
-        tokio::pin!(ended);
-        ended.as_mut().enable();
-        if let Some(reply) = cached_or_started(&api.ready, document.as_ref()) {
-            return reply;
-        }
-        if tokio::time::timeout_at(deadline, ended).await.is_err() {
-            return Reply::error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "not ready: postgres has not answered the readiness check within {}",
-                    humantime::format_duration(READY_WAIT)
-                ),
-            );
-        }
-    }
-}
-
-/// The answer of a fresh outcome; else `None`, a check being under way (started here when
-/// none was).
-fn cached_or_started(
-    ready: &std::sync::Arc<ReadyCheck>,
-    document: Option<&ComputeDocument>,
-) -> Option<Reply> {
-    let mut state = ready
-        .state
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some((ended, outcome)) = &state.last {
-        if ended.elapsed() < READY_CACHE {
-            return Some(match outcome {
-                Ok(()) => Reply::json(StatusCode::OK, &json!({"status": "ready"})),
-                Err(error) => Reply::error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("not ready: {error}"),
-                ),
-            });
-        }
-    }
-    if state.running.is_some() {
-        return None;
-    }
-    let document = document.cloned();
-    let shared = ready.clone();
-    let started = std::thread::Builder::new()
-        .name("readyz".into())
-        .spawn(move || {
+    let check = || {
+        let document = document.clone();
+        move || {
             let outcome = connect(document.as_ref(), READYZ_LIMITS).and_then(|mut session| {
                 session.simple_query("SELECT 1").map(drop).map_err(|error| {
                     format!("postgres did not answer: {}", session.describe(&error))
@@ -139,24 +94,23 @@ fn cached_or_started(
             if let Err(error) = &outcome {
                 tracing::warn!(%error, "the readiness check failed");
             }
-            let mut state = shared
-                .state
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            state.last = Some((Instant::now(), outcome));
-            state.running = None;
-            drop(state);
-            shared.done.notify_waiters();
-        });
-    match started {
-        Ok(_) => {
-            state.running = Some(Instant::now());
-            state.checks += 1;
-            None
+            outcome
         }
-        Err(error) => Some(Reply::error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: cannot start the readiness check: {error}"),
+    };
+    let not_ready = |why: String| Reply::error(StatusCode::SERVICE_UNAVAILABLE, why);
+    match api
+        .ready
+        .outcome("readyz", READY_CACHE, READY_WAIT, check)
+        .await
+    {
+        Outcome::Done(Ok(())) => Reply::json(StatusCode::OK, &json!({"status": "ready"})),
+        Outcome::Done(Err(error)) => not_ready(format!("not ready: {error}")),
+        Outcome::TimedOut => not_ready(format!(
+            "not ready: postgres has not answered the readiness check within {}",
+            humantime::format_duration(READY_WAIT)
+        )),
+        Outcome::CannotStart(error) => not_ready(format!(
+            "not ready: cannot start the readiness check: {error}"
         )),
     }
 }
@@ -214,9 +168,10 @@ mod tests {
     use nix::sys::signal::{kill, Signal};
     use nix::unistd::Pid;
     use pg_test_support::TestPostgres;
+    use std::time::Instant;
 
     fn checks(api: &Api) -> u64 {
-        api.ready.state.lock().unwrap().checks
+        api.ready.started()
     }
 
     /// `count` concurrent `/readyz` calls: each one's status and time.

@@ -19,6 +19,7 @@
 //!   [`Reply`]), JSON bodies and query strings decoded by axum's own extractors (so the
 //!   rejection texts are upstream's, [`Rejection`]), streamed bodies.
 //! * [`unix_client`]: one `GET` to a server on a Unix socket, with deadlines and a cap.
+//! * [`shared_check`]: a probe's check shared by concurrent callers, its result cached.
 //!
 //! Invariants: every connection has deadlines and the connection count is capped, and a
 //! connection with a request in flight is never closed to make room; the order
@@ -34,6 +35,7 @@ pub mod extract;
 pub mod reply;
 pub mod routes;
 pub mod server;
+pub mod shared_check;
 mod slots;
 pub mod unix_client;
 mod write_deadline;

@@ -1,6 +1,8 @@
-//! What a running compute's own SQL reports about it: whether it takes writes
+//! What a running compute reports about itself: whether it takes writes
 //! ([`check_writability`], `POST /check_writability`) and its costliest statements
-//! ([`insights`], `GET /insights`), on a session the caller opened (with its limits).
+//! ([`insights`], `GET /insights`), on a session the caller opened (with its limits), and
+//! whether it accepts connections at all ([`liveness`]: `pg_isready`,
+//! `GET /hadron_liveness_probe`).
 
 /// The row `check_writability` upserts (the table is pg-reconcile's
 /// `create_availability_check`, made at every catalog apply of a primary).
@@ -13,6 +15,35 @@ const DISK_FULL: &str = "53100";
 
 /// The `/insights` text when there is nothing to report.
 pub const EMPTY_INSIGHTS: &str = r#"{"pg_stat_statements": []}"#;
+
+/// `<pgbin dir>/pg_isready -h <socket dir> -p <port>` within `deadline` (its group killed past
+/// it, no libpq service or host address from the environment, no systemd socket): `Ok` when
+/// it exits 0, else what it said.
+pub fn liveness(
+    document: &compute_spec::ComputeDocument,
+    deadline: std::time::Duration,
+) -> Result<(), String> {
+    let mut command = std::process::Command::new(document.sibling_binary("pg_isready"));
+    command
+        .arg("-h")
+        .arg(&document.instance.socket_dir)
+        .arg("-p")
+        .arg(document.instance.port.to_string());
+    for variable in ["PGSERVICE", "PGSERVICEFILE", "PGHOSTADDR"] {
+        command.env_remove(variable);
+    }
+    stage_kit::notify::hide_from(&mut command);
+    let output =
+        stage_kit::child::run(&mut command, deadline, 64 * 1024).map_err(|e| e.to_string())?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let said = match String::from_utf8_lossy(&output.stdout).trim() {
+        "" => String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        said => said.to_string(),
+    };
+    Err(format!("pg_isready {}: {said}", output.status))
+}
 
 /// Upserts `public.health_check` row 1: the server took a write (a disk-full refusal counts,
 /// as upstream). A missing table is Postgres's error (the caller words it with its limits).
