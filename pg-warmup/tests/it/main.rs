@@ -99,16 +99,23 @@ fn a_leftover_of_ours_is_replaced() {
     assert!(!leftover.exists());
 }
 
-/// A `postgres` that never says ready (a stand-in beside a real initdb): killed with its
+/// A `postgres` that never says ready (a stand-in, beside a stand-in initdb): killed with its
 /// group at the deadline, the directory removed, exit 1 naming the deadline.
 #[test]
 fn a_server_that_is_never_ready_is_killed_at_the_deadline() {
     let dir = TestDir::new("warm");
     let bin = dir.path().join("bin");
     std::fs::create_dir(&bin).unwrap();
-    std::os::unix::fs::symlink(pg_bin_dir().join("initdb"), bin.join("initdb")).unwrap();
-    // initdb finds postgres beside itself through the link's target; the stand-in is what
-    // pg-warmup starts. It and a child of its group sleep until killed.
+    // A stand-in initdb (the real one may take longer than the deadline on a loaded machine):
+    // the data directory with an empty configuration, as initdb leaves it.
+    let initdb = bin.join("initdb");
+    std::fs::write(
+        &initdb,
+        "#!/bin/sh\nmkdir -p \"$2\" && chmod 700 \"$2\" && : > \"$2/postgresql.conf\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&initdb, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // The stand-in postgres and a child of its group sleep until killed.
     let stand_in = bin.join("postgres");
     let pids = dir.path().join("pids");
     std::fs::write(
