@@ -135,8 +135,12 @@ pub fn run(
     running.starting();
     let mut child = spawn(stage, args).inspect_err(|_| running.clear())?;
     running.record(&child);
-    exchange(stage, &mut child, input, running)
+    exchange(stage, &mut child, input, running, DOCUMENT_CAP)
 }
+
+/// The most of a stage's stdout read: a document's cap ([`stage_kit::bounded`]), as a stage
+/// reads one; a stage writing more is killed with its group.
+const DOCUMENT_CAP: u64 = stage_kit::bounded::DOCUMENT_MAX_BYTES;
 
 /// Feeds the stage, reads its output, then reaps it ([`ChildPid::clear`]ed first).
 fn exchange(
@@ -144,6 +148,7 @@ fn exchange(
     child: &mut Child,
     input: &[u8],
     running: &ChildPid,
+    cap: u64,
 ) -> Result<ComputeDocument, StageError> {
     let child_error = |message: String| StageError::new(STAGE, ErrorKind::Child, message);
     let writer = child.stdin.take().map(|mut stdin| {
@@ -155,7 +160,12 @@ fn exchange(
     });
     let mut output = Vec::new();
     let read = match child.stdout.take() {
-        Some(mut stdout) => stdout.read_to_end(&mut output).map(|_| ()),
+        Some(stdout) => match stdout.take(cap.saturating_add(1)).read_to_end(&mut output) {
+            Ok(read) if read as u64 > cap => Err(std::io::Error::other(format!(
+                "it wrote more than the {cap}-byte limit of a document"
+            ))),
+            other => other.map(|_| ()),
+        },
         None => Ok(()),
     };
     if read.is_err() {
@@ -200,6 +210,28 @@ pub fn document_bytes(document: &ComputeDocument) -> Result<Vec<u8>, StageError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stage that writes without end is cut at the cap and killed with its group, never
+    /// read into memory whole.
+    #[test]
+    fn a_stage_writing_past_the_cap_is_killed_and_named() {
+        let mut command = std::process::Command::new("sh");
+        command
+            .args(["-c", "yes compute-tools"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        let mut child = stage_kit::child::spawn(&mut command, Signal::SIGKILL).unwrap();
+        let running = ChildPid::default();
+        running.starting();
+        running.record(&child);
+        let error = exchange("pg-endless", &mut child, b"{}", &running, 1 << 20).unwrap_err();
+        assert!(
+            error.message.contains("reading stage pg-endless's stdout")
+                && error.message.contains("1048576-byte limit"),
+            "{}",
+            error.message
+        );
+    }
 
     #[test]
     fn override_names() {
