@@ -150,6 +150,33 @@ impl GrpcError {
         }
     }
 
+    /// The pageserver, `host:port`.
+    pub fn server(&self) -> &str {
+        match self {
+            GrpcError::Invalid { server, .. }
+            | GrpcError::Connect { server, .. }
+            | GrpcError::Timeout { server, .. }
+            | GrpcError::Transport { server, .. }
+            | GrpcError::Status { server, .. }
+            | GrpcError::TooSlow { server, .. }
+            | GrpcError::Answer { server, .. } => server,
+        }
+    }
+
+    /// What happened, without the server's name: a status as `CODE: message`, anything
+    /// else as its message.
+    pub fn detail(&self) -> String {
+        if let GrpcError::Status { code, message, .. } = self {
+            return format!("{}: {message}", code_name(*code));
+        }
+        let text = self.to_string();
+        let prefix = format!("pageserver {}: ", self.server());
+        match text.strip_prefix(&prefix) {
+            Some(rest) => rest.to_string(),
+            None => text,
+        }
+    }
+
     /// The status code the server answered, if it did.
     pub fn code(&self) -> Option<Code> {
         match self {
@@ -201,6 +228,12 @@ mod tests {
         let broken = GrpcError::from_status("ps:1", broken);
         assert!(matches!(broken, GrpcError::Transport { .. }), "{broken:?}");
         assert!(broken.to_string().contains("reset by peer"), "{broken}");
+        assert_eq!(broken.server(), "ps:1");
+        assert!(
+            broken.detail().starts_with("the connection broke: "),
+            "{broken}"
+        );
+        assert_eq!(answer.detail(), "UNKNOWN: boom");
         assert!(broken.is_transient());
     }
 
