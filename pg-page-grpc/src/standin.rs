@@ -60,6 +60,8 @@ pub struct Config {
     pub chunk: usize,
     /// How long a lease lasts.
     pub lease: Duration,
+    /// Grant leases that ended [`Config::lease`] ago instead (a confused server).
+    pub lease_already_ended: bool,
 }
 
 impl Config {
@@ -74,6 +76,7 @@ impl Config {
             archive: Bytes::from(archive),
             chunk: CHUNK,
             lease: Duration::from_secs(600),
+            lease_already_ended: false,
         }
     }
 }
@@ -127,6 +130,8 @@ pub struct Seen {
     pub full: bool,
     /// `GetBaseBackup`'s `compression` (2: gzip).
     pub compression: i32,
+    /// When it arrived, from the stand-in's start.
+    pub at: Duration,
 }
 
 /// What the server's tasks share with the test.
@@ -139,6 +144,7 @@ struct Shared {
     /// Connections never served ([`Behaviour::SilentAtStartup`]), held open.
     parked: Mutex<Vec<std::net::TcpStream>>,
     connections: AtomicUsize,
+    started: std::time::Instant,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -220,6 +226,7 @@ impl StandIn {
             sockets: Mutex::new(Vec::new()),
             parked: Mutex::new(Vec::new()),
             connections: AtomicUsize::new(0),
+            started: std::time::Instant::now(),
         });
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -312,6 +319,7 @@ impl Service {
         seen.timeline_id = text(metadata, "neon-timeline-id");
         seen.shard_id = text(metadata, "neon-shard-id");
         seen.authorization = text(metadata, "authorization");
+        seen.at = self.shared.started.elapsed();
         let method = seen.method;
         lock(&self.shared.seen).push(seen.clone());
         let behaviour = self.shared.next();
@@ -454,7 +462,11 @@ impl PageService for Service {
         if lsn == 0 {
             return Err(Status::invalid_argument("invalid LSN 0"));
         }
-        let expires = SystemTime::now() + self.shared.config.lease;
+        let config = &self.shared.config;
+        let expires = match config.lease_already_ended {
+            true => SystemTime::now() - config.lease,
+            false => SystemTime::now() + config.lease,
+        };
         Ok(Response::new(LeaseLsnResponse {
             expires: Some(prost_types::Timestamp::from(expires)),
         }))
