@@ -9,7 +9,8 @@
 //! but a `/`.
 
 use std::fmt;
-use std::net::Ipv6Addr;
+// `core::net`: the address types only (parsing, no sockets).
+use core::net::Ipv6Addr;
 
 /// The port of a `grpc://` URL without one (upstream's transport: 80 for plain HTTP/2).
 pub const DEFAULT_PORT: u16 = 80;
