@@ -1,14 +1,20 @@
 #!/usr/bin/env python3
 """Cold start of a tiny database: compute-ctl against the floor, measured in the same run.
 
-  scripts/bench-startup.py [RUNS] [pageserver|upstream|pooled|embedded]
-      (default 20 pageserver; needs `cargo build --release --bins --examples`)
+  scripts/bench-startup.py [RUNS] [pageserver|grpc|upstream|pooled|embedded]
+      (default 20 pageserver; needs `cargo build --release --bins --examples` and, for grpc,
+      `cargo build --release -p pg-page-grpc --features stand-in --examples`;
+      BENCH_PROFILE=debug takes target/debug instead)
 
 Both sources start a Replica with skip_pg_catalog_updates from a tiny cluster (initdb):
   pageserver: the cluster, cleanly shut down, as a gzip tar served by the pageserver stand-in
               (pg-basebackup-fetch/examples/pageserver_standin.rs), as Neon serves a basebackup;
               floor = `tar -xzf` of that same file + a bare `postgres` until postmaster.pid says
               ready: "unpack the same data + bare postgres spawn to ready".
+  grpc:       the same archive served by both stand-ins, the libpq one and the gRPC one
+              (pg-page-grpc/examples/grpc_pageserver_standin.rs: GetBaseBackup in 256 KiB
+              chunks, as the pageserver's gRPC page service sends it); each run starts the
+              floor, a compute on libpq and a compute whose spec prefers gRPC, in turn.
   upstream:   the cluster running as a primary, cloned live with BASE_BACKUP (which checkpoints
               the primary on every start); floor = a tar made once by pg_basebackup -Ft,
               unpacked + a bare postgres.
@@ -30,7 +36,7 @@ RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 20
 SOURCE = sys.argv[2] if len(sys.argv) > 2 else "pageserver"
 TENANT, TIMELINE, TOKEN = "b0554b632bd4d547a63b86c3630317e8", "2414a61ffc94e428f14b5758fe308e13", "bench-token"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release")
+BIN = os.path.join(ROOT, "target", os.environ.get("BENCH_PROFILE", "release"))
 PGBIN = sorted(
     (d for d in (f"/usr/lib/postgresql/{v}/bin" for v in os.listdir("/usr/lib/postgresql"))
      if os.path.exists(f"{d}/postgres")), key=lambda d: int(d.split("/")[4]))[-1]
@@ -106,10 +112,10 @@ def main():
         f.write("local replication all trust\n")
     primary_proc = subprocess.Popen([f"{PGBIN}/postgres", "-D", primary], preexec_fn=demote,
                                     stderr=subprocess.DEVNULL)
-    standin = None
+    standin = grpc_standin = None
     try:
         wait_ready(primary, primary_proc)
-        if SOURCE == "pageserver":
+        if SOURCE in ("pageserver", "grpc"):
             primary_proc.send_signal(signal.SIGINT)  # a clean shutdown, as a pageserver serves
             primary_proc.wait()
             archive = os.path.join(work, "base.tar.gz")
@@ -121,19 +127,38 @@ def main():
             source = {"pageserver_connstring": f"host=127.0.0.1 port={standin.stdout.readline().strip()}",
                       "tenant_id": TENANT, "timeline_id": TIMELINE, "storage_auth_token": TOKEN}
             floor_archive = (archive, "-xzf")
+            if SOURCE == "grpc":
+                grpc_standin = subprocess.Popen(
+                    [f"{BIN}/examples/grpc_pageserver_standin", archive, TENANT, TIMELINE, TOKEN],
+                    stdout=subprocess.PIPE, text=True)
+                grpc_url = f"grpc://no_user@127.0.0.1:{grpc_standin.stdout.readline().strip()}"
+                grpc_source = {"pageserver_connection_info": {
+                    "shard_count": 0, "prefer_protocol": "grpc",
+                    "shards": {"0000": {"pageservers": [{"id": 1, "grpc_url": grpc_url}]}}},
+                    "tenant_id": TENANT, "timeline_id": TIMELINE, "storage_auth_token": TOKEN}
         else:
             tarball = os.path.join(work, "base")
             run_pg([f"{PGBIN}/pg_basebackup", "-h", work, "-p", str(primary_port), "-U",
                     "cloud_admin", "-D", tarball, "-Ft", "-X", "fetch", "--no-sync"])
             source = {"upstream_connstring": f"host={work} port={primary_port} user=cloud_admin"}
             floor_archive = (os.path.join(tarball, "base.tar"), "-xf")
-        ours, floor, pooled = [], [], []
+        ours, floor, pooled, grpc = [], [], [], []
         for i in range(RUNS):
             floor.append(floor_run(work, floor_archive, i))
             ours.append(our_run(work, source, i))
             if SOURCE == "pooled":
                 pooled.append(our_run(work, source, i, pooled=True))
+            if SOURCE == "grpc":
+                grpc.append(our_run(work, grpc_source, f"grpc{i}"))
         report(ours, floor)
+        if grpc:
+            print(f"{os.path.getsize(archive)} bytes of gzip tar; the same starts over gRPC:")
+            report(grpc, floor)
+            for key in ["pageserver_connect_micros", "basebackup_ms", "total_startup_ms"]:
+                libpq_p50 = pct([r.get(key, 0) for r in ours], 50)
+                grpc_p50 = pct([r.get(key, 0) for r in grpc], 50)
+                ratio = grpc_p50 / libpq_p50 if libpq_p50 else float("nan")
+                print(f"{f'gRPC/libpq {key} (p50)':<42} {ratio:>8.2f}")
         if pooled:
             cold = [r["wall_ms"] for r in ours]
             warm = [r["wall_ms"] for r in pooled]
@@ -141,9 +166,10 @@ def main():
             print(f"{'ours: pooled, POST /configure -> running':<42} {pct(warm, 50):>8.1f} {pct(warm, 90):>8.1f}")
             print(f"{'ratio pooled/cold (p50)':<42} {pct(warm, 50) / pct(cold, 50):>8.2f}")
     finally:
-        if standin:
-            standin.kill()
-            standin.wait()
+        for server in (standin, grpc_standin):
+            if server:
+                server.kill()
+                server.wait()
         if primary_proc.poll() is None:
             primary_proc.send_signal(signal.SIGINT)
             primary_proc.wait()
@@ -299,7 +325,8 @@ def report(ours, floor):
     for key in ["sync_safekeepers_ms", "pageserver_connect_micros", "basebackup_ms", "start_postgres_ms", "config_ms",
                 "total_startup_ms"]:
         rows.append((f"ours: {key}", [r.get(key, 0) for r in ours]))
-    print(f"{RUNS} cold starts of a tiny database ({SOURCE} source, Replica, skip_pg_catalog_updates)")
+    print(f"{RUNS} cold starts of a tiny database ({SOURCE} source, Replica, skip_pg_catalog_updates,"
+          f" {os.path.basename(BIN)} build)")
     print(f"{'measure':<42} {'p50 ms':>8} {'p90 ms':>8}")
     for name, values in rows:
         print(f"{name:<42} {pct(values, 50):>8.1f} {pct(values, 90):>8.1f}")

@@ -41,6 +41,7 @@ pub mod document;
 pub mod error;
 pub mod event;
 pub mod exit_code;
+pub mod grpc_url;
 pub mod guc;
 pub mod ids;
 mod open_enum;

@@ -246,20 +246,22 @@ pub fn render_with(
 fn storage_settings(spec: &ComputeSpec, conf: &mut String) -> Result<(), ConfError> {
     let connstrings = spec.pageserver_connstrings();
     let safekeepers = spec.safekeepers();
-    if connstrings.is_none() && safekeepers.is_empty() {
+    let shard_map = spec.pageserver_connection_info.as_ref();
+    if connstrings.is_none() && shard_map.is_none() && safekeepers.is_empty() {
         return Ok(());
     }
     conf.push_str("# Neon storage settings\n");
-    if let Some(connstrings) = connstrings {
-        // Whenever the spec sets a stripe size (as upstream), before the connection string.
-        let stripe_size = spec
-            .pageserver_connection_info
-            .as_ref()
+    // Whenever the spec sets a stripe size (as upstream), before the connection string; also
+    // for a gRPC-only shard map, which has no connection string.
+    if connstrings.is_some() || shard_map.is_some() {
+        let stripe_size = shard_map
             .and_then(|info| info.stripe_size)
             .or(spec.shard_stripe_size);
         if let Some(stripe_size) = stripe_size {
             line(conf, "neon.stripe_size", &stripe_size.to_string());
         }
+    }
+    if let Some(connstrings) = connstrings {
         let joined = connstrings.join(",");
         line(
             conf,

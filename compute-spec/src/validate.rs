@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 use std::fmt;
 
+use crate::grpc_url::GrpcUrl;
 use crate::guc;
 use crate::ids::{TenantId, TimelineId};
 use crate::pgconf::{check_postgresql_conf, check_setting};
@@ -61,8 +62,15 @@ pub struct NeonStorage {
     pub tenant_id: TenantId,
     /// Timeline, from the field or the `neon.timeline_id` setting.
     pub timeline_id: TimelineId,
-    /// One libpq connection string per shard, shard 0 first.
+    /// The protocol basebackups and leases use: `pageserver_connection_info.prefer_protocol`
+    /// (libpq with the legacy `pageserver_connstring` fields), as upstream chooses.
+    pub protocol: PageserverProtocol,
+    /// One libpq connection string per shard, shard 0 first; empty when gRPC is preferred and
+    /// a shard has no `libpq_url`.
     pub pageserver_connstrings: Vec<String>,
+    /// With gRPC preferred, the `grpc_url` of each shard's first pageserver, shard 0 first
+    /// (every listed pageserver has a valid one); empty otherwise.
+    pub pageserver_grpc_urls: Vec<GrpcUrl>,
     /// Stripe size when sharded.
     pub stripe_size: Option<u32>,
     /// Safekeepers `host:port` (may be empty for Replica and Static).
@@ -234,31 +242,26 @@ fn neon_storage(spec: &ComputeSpec, error: &mut impl FnMut(&str, String)) -> Opt
             }
         }
     }
-    let pageserver_connstrings = match spec.pageserver_connstrings() {
-        Some(list) => list,
-        None => {
-            let message = match &spec.pageserver_connection_info {
-                Some(info) if info.prefer_protocol == PageserverProtocol::Grpc => {
-                    "only libpq pageservers are supported: give every shard a libpq_url"
-                }
-                // Already reported, key by key.
-                Some(_) if shard_map_broken => "",
-                Some(_) => "a shard has no pageserver with a libpq_url",
-                None => "names no pageserver",
-            };
-            if !message.is_empty() {
-                error("pageserver_connection_info", message.to_string());
-            }
-            Vec::new()
+    let protocol = spec
+        .pageserver_connection_info
+        .as_ref()
+        .map_or(PageserverProtocol::Libpq, |info| info.prefer_protocol);
+    let (pageserver_connstrings, pageserver_grpc_urls) = match protocol {
+        PageserverProtocol::Libpq => (libpq_connstrings(spec, shard_map_broken, error), Vec::new()),
+        PageserverProtocol::Grpc => {
+            // Both URLs may be given: libpq's still go to neon.pageserver_connstring.
+            let connstrings = spec.pageserver_connstrings().unwrap_or_default();
+            (connstrings, grpc_urls(spec, shard_map_broken, error))
         }
     };
+    let shards = pageserver_connstrings.len().max(pageserver_grpc_urls.len());
     let stripe_size = spec
         .pageserver_connection_info
         .as_ref()
         .and_then(|info| info.stripe_size)
         .or(spec.shard_stripe_size)
         .or_else(|| spec.setting("neon.stripe_size")?.parse().ok());
-    if pageserver_connstrings.len() > 1 && stripe_size.is_none() {
+    if shards > 1 && stripe_size.is_none() {
         error(
             "shard_stripe_size",
             "is required with more than one pageserver shard".to_string(),
@@ -287,10 +290,85 @@ fn neon_storage(spec: &ComputeSpec, error: &mut impl FnMut(&str, String)) -> Opt
     Some(StorageSource::Neon(NeonStorage {
         tenant_id: tenant_id?,
         timeline_id: timeline_id?,
+        protocol,
         pageserver_connstrings,
+        pageserver_grpc_urls,
         stripe_size,
         safekeepers,
     }))
+}
+
+/// The libpq connection string of every shard (libpq preferred); a missing one is an error.
+fn libpq_connstrings(
+    spec: &ComputeSpec,
+    shard_map_broken: bool,
+    error: &mut impl FnMut(&str, String),
+) -> Vec<String> {
+    if let Some(list) = spec.pageserver_connstrings() {
+        return list;
+    }
+    let message = match &spec.pageserver_connection_info {
+        // Already reported, key by key.
+        Some(_) if shard_map_broken => return Vec::new(),
+        Some(_) => {
+            "a shard has no pageserver with a libpq_url (prefer_protocol is libpq; set \
+             \"prefer_protocol\": \"grpc\" for gRPC pageservers)"
+        }
+        None => "names no pageserver",
+    };
+    error("pageserver_connection_info", message.to_string());
+    Vec::new()
+}
+
+/// The `grpc_url` of every shard's first pageserver, shard 0 first (gRPC preferred). As
+/// upstream, every pageserver listed (leases go to each) needs one, and each must be a
+/// `grpc://` URL (its communicator refuses any other scheme); every problem is named.
+fn grpc_urls(
+    spec: &ComputeSpec,
+    shard_map_broken: bool,
+    error: &mut impl FnMut(&str, String),
+) -> Vec<GrpcUrl> {
+    let Some(info) = &spec.pageserver_connection_info else {
+        return Vec::new();
+    };
+    let mut complete = !shard_map_broken;
+    for (key, shard) in &info.shards {
+        if shard.pageservers.is_empty() {
+            complete = false;
+            error(
+                &format!("pageserver_connection_info.shards.{key}.pageservers"),
+                "is empty: a shard needs at least one pageserver".to_string(),
+            );
+        }
+        for (index, pageserver) in shard.pageservers.iter().enumerate() {
+            let field =
+                format!("pageserver_connection_info.shards.{key}.pageservers[{index}].grpc_url");
+            let problem = match pageserver.grpc_url.as_deref().map(GrpcUrl::parse) {
+                Some(Ok(_)) => continue,
+                Some(Err(problem)) => problem,
+                None => "is missing: prefer_protocol is grpc, so every pageserver needs a \
+                         grpc:// URL"
+                    .to_string(),
+            };
+            complete = false;
+            error(&field, problem);
+        }
+    }
+    if !complete {
+        return Vec::new();
+    }
+    info.shard_keys()
+        .iter()
+        .filter_map(|key| {
+            info.shards
+                .get(key)?
+                .pageservers
+                .first()?
+                .grpc_url
+                .as_deref()
+        })
+        .filter_map(|url| GrpcUrl::parse(url).ok())
+        .collect()
 }
 
 fn resolve_id<T: std::str::FromStr>(

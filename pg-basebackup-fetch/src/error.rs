@@ -283,7 +283,7 @@ pub fn classify_client(server: &str, error: &postgres::Error) -> BasebackupError
 }
 
 /// Finds a `T` in the chain of `error`, looking inside `io::Error` wrappers too.
-fn find<'a, T: std::error::Error + 'static>(
+pub(crate) fn find<'a, T: std::error::Error + 'static>(
     error: &'a (dyn std::error::Error + 'static),
 ) -> Option<&'a T> {
     let mut current = Some(error);

@@ -1,7 +1,8 @@
 //! `pg-basebackup-fetch`: the stage that prepares PGDATA before Postgres starts.
 //!
 //! **Sources**, chosen by `spec.validate()`: a Neon pageserver (`basebackup … --gzip` over
-//! libpq COPY OUT, [`pageserver`]), a vanilla PostgreSQL primary (`upstream_connstring`,
+//! libpq COPY OUT, [`pageserver`]; or `GetBaseBackup` over gRPC when the spec prefers it,
+//! [`grpc`]), a vanilla PostgreSQL primary (`upstream_connstring`,
 //! `BASE_BACKUP` over a physical replication connection, [`replication`]), or nothing
 //! (`initdb`, [`initdb`]). Archives stream through [`unpack`] straight into PGDATA.
 //!
@@ -53,6 +54,7 @@ pub mod child;
 pub mod clone;
 pub mod error;
 pub mod finish;
+pub mod grpc;
 pub mod initdb;
 pub mod live;
 pub mod pageserver;
@@ -72,7 +74,7 @@ use compute_spec::document::ComputeDocument;
 use compute_spec::error::{ErrorKind, StageError};
 use compute_spec::ids::Lsn;
 use compute_spec::section::{BasebackupSection, BasebackupSource};
-use compute_spec::spec::{ComputeMode, ComputeSpec};
+use compute_spec::spec::{ComputeMode, ComputeSpec, PageserverProtocol};
 use compute_spec::validate::StorageSource;
 use stage_kit::retry::{Backoff, Policy, Progress, Retry, Stop};
 use stage_kit::runas::PostgresUser;
@@ -286,10 +288,29 @@ fn fetch_source(
                 lsn,
                 token,
             };
-            let (fetched, attempts) =
-                with_retries(pgdata, user, policy, timeouts, |timeouts, clock| {
-                    pageserver::fetch(&request, pgdata, timeouts, clock)
-                })?;
+            // As upstream: the protocol the spec prefers, shard 0's URL of that protocol.
+            let grpc = grpc::GrpcRequest {
+                storage,
+                shard_count: spec
+                    .pageserver_connection_info
+                    .as_ref()
+                    .map_or(0, |info| info.shard_count),
+                mode: spec.mode,
+                lsn,
+                token,
+            };
+            let (fetched, attempts) = with_retries(
+                pgdata,
+                user,
+                policy,
+                timeouts,
+                |timeouts, clock| match storage.protocol {
+                    PageserverProtocol::Grpc => grpc::fetch(&grpc, pgdata, timeouts, clock),
+                    PageserverProtocol::Libpq => {
+                        pageserver::fetch(&request, pgdata, timeouts, clock)
+                    }
+                },
+            )?;
             Ok((BasebackupSource::Pageserver, fetched, attempts, None))
         }
         StorageSource::Upstream { connstr } => {

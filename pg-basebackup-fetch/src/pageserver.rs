@@ -154,7 +154,9 @@ mod tests {
         let storage = NeonStorage {
             tenant_id: "3aa8fcc61f6d357410b7de754b1d9001".parse().unwrap(),
             timeline_id: "de5a2f3ab7e1d7cd4e0e6a1c1a5d2f0b".parse().unwrap(),
+            protocol: compute_spec::spec::PageserverProtocol::Libpq,
             pageserver_connstrings: vec!["postgresql://no_user@ps:6400".into()],
+            pageserver_grpc_urls: Vec::new(),
             stripe_size: None,
             safekeepers: vec![],
         };

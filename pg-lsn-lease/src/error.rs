@@ -63,6 +63,9 @@ pub enum Failure {
     /// The answer is not a lease: the message names the server and what it sent.
     #[error("{0}")]
     Answer(String),
+    /// The gRPC request failed (the error names the server).
+    #[error("LeaseLsn on {0}")]
+    Grpc(Box<pg_page_grpc::GrpcError>),
 }
 
 impl Error {
@@ -90,7 +93,23 @@ impl Failure {
             Failure::Connstr(_) => ErrorKind::InvalidSpec,
             Failure::Connect(error) | Failure::Request(error) => wire_kind(error),
             Failure::Answer(_) => ErrorKind::Server,
+            Failure::Grpc(error) => grpc_kind(error),
         }
+    }
+}
+
+/// The kind of a gRPC client's error.
+fn grpc_kind(error: &pg_page_grpc::GrpcError) -> ErrorKind {
+    use pg_page_grpc::GrpcError;
+    if error.is_auth() {
+        return ErrorKind::Auth;
+    }
+    match error {
+        GrpcError::Timeout { .. } | GrpcError::TooSlow { .. } => ErrorKind::Timeout,
+        GrpcError::Connect { .. } | GrpcError::Transport { .. } => ErrorKind::Network,
+        GrpcError::Invalid { .. } => ErrorKind::InvalidSpec,
+        GrpcError::Status { .. } if error.is_transient() => ErrorKind::Network,
+        GrpcError::Status { .. } | GrpcError::Answer { .. } => ErrorKind::Server,
     }
 }
 

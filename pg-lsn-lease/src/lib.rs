@@ -6,7 +6,10 @@
 //!   (`pageserver_connection_info`, or the legacy `pageserver_connstring` list), each with
 //!   the tenant-shard id the pageserver expects.
 //! * [`request`]: one `lease lsn <tenant_shard_id> <timeline_id> <lsn> ` over libpq through
-//!   [`pg_wire`] (the `storage_auth_token` as password, no TLS, every wait bounded).
+//!   [`pg_wire`] (the `storage_auth_token` as password, no TLS, every wait bounded), or, when
+//!   the spec prefers gRPC (`prefer_protocol: "grpc"`, as upstream), `LeaseLsn` through
+//!   [`pg_page_grpc`] (the shard in the metadata, the token as `Bearer`; `FAILED_PRECONDITION`
+//!   is the refusal), with the same time limits.
 //! * [`lease_every_shard`]: one attempt on every target; the [`Leases`] (each
 //!   `valid_until`, and the earliest), or the first refusal (NULL: below the GC cutoff) —
 //!   which wins over other failures — or the first failure.
@@ -22,9 +25,7 @@
 //!   or `--keep`; README.md).
 //!
 //! Errors are [`Error`]s, each naming the shard and the pageserver's endpoint (never its
-//! connection string, which may hold a password). Upstream's gRPC path (`prefer_protocol:
-//! "grpc"`) is not implemented: spec validation already requires a `libpq_url` for every
-//! shard.
+//! connection string, which may hold a password, nor the token).
 
 mod attempt;
 pub mod cli;

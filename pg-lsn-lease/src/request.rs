@@ -1,12 +1,14 @@
-//! One `lease lsn` request over the page-service protocol (libpq, simple query, no TLS),
-//! through [`pg_wire`] so that every wait on the pageserver has a time limit.
+//! One lease request: `lease lsn` over the page-service protocol (libpq, simple query, no
+//! TLS) through [`pg_wire`], or `LeaseLsn` over gRPC through [`pg_page_grpc`]
+//! (`FAILED_PRECONDITION` is the refusal), so that every wait on the pageserver has a time
+//! limit either way.
 
 use std::time::{Duration, SystemTime};
 
 use compute_spec::ids::Lsn;
 use pg_wire::{AnswerLimit, Connection};
 
-use crate::targets::Target;
+use crate::targets::{Endpoint, Target};
 use crate::Failure;
 
 /// The latest `valid_until` taken: the end of the year 9999 (RFC 3339 has four-digit years).
@@ -38,9 +40,10 @@ pub fn command(target: &Target, lsn: Lsn) -> String {
     )
 }
 
-/// Leases `lsn` at `target`, the storage token as the password; connecting within
-/// `connect_timeout`, the answer within `request_timeout`. The error names the pageserver
-/// (its endpoint, never the connection string, which may hold a password).
+/// Leases `lsn` at `target`, the storage token as the password (libpq) or the bearer token
+/// (gRPC); connecting within `connect_timeout`, the answer within `request_timeout`. The
+/// error names the pageserver (its endpoint, never the connection string, which may hold a
+/// password).
 pub fn lease(
     target: &Target,
     token: Option<&str>,
@@ -48,8 +51,26 @@ pub fn lease(
     connect_timeout: Duration,
     request_timeout: Duration,
 ) -> Result<Granted, Failure> {
-    let mut config: postgres::Config = target
-        .connstr
+    let connstr = match &target.endpoint {
+        Endpoint::Libpq(connstr) => connstr,
+        Endpoint::Grpc(shard) => {
+            let answer =
+                pg_page_grpc::lease_lsn(shard, token, lsn.0, connect_timeout, request_timeout)
+                    .map_err(|error| Failure::Grpc(Box::new(error)))?;
+            let answer = match answer {
+                pg_page_grpc::LeaseAnswer::Until(valid_until) => Answer::ValidUntil(valid_until),
+                pg_page_grpc::LeaseAnswer::Refused(message) => {
+                    tracing::info!("pageserver {} refused the lease: {message}", shard.url);
+                    Answer::Refused
+                }
+            };
+            return Ok(Granted {
+                server: shard.url.to_string(),
+                answer,
+            });
+        }
+    };
+    let mut config: postgres::Config = connstr
         .parse()
         .map_err(|error: postgres::Error| Failure::Connstr(error.to_string()))?;
     if let Some(token) = token {

@@ -1,14 +1,27 @@
 //! What a Static compute leases: its LSN on every shard of its timeline, at every pageserver
-//! the spec lists for that shard, with the tenant-shard id each pageserver expects.
+//! the spec lists for that shard, with the tenant-shard id each pageserver expects — over the
+//! protocol the spec prefers, as upstream (`prefer_protocol`: libpq's `lease lsn`, or gRPC's
+//! `LeaseLsn` with the shard in the request metadata).
 
-use compute_spec::spec::{ComputeSpec, ShardIndex};
+use compute_spec::grpc_url::GrpcUrl;
+use compute_spec::spec::{ComputeSpec, PageserverProtocol, ShardIndex};
 use compute_spec::validate::StorageSource;
+use pg_page_grpc::ShardTarget;
 
-/// One `lease lsn` to send.
+/// How one pageserver is asked.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// Over libpq: its connection string (may hold a password: never logged whole).
+    Libpq(String),
+    /// Over gRPC: its endpoint and the tenant, timeline and shard the metadata names.
+    Grpc(ShardTarget),
+}
+
+/// One lease to ask for.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Target {
-    /// The pageserver's libpq connection string (may hold a password: never logged whole).
-    pub connstr: String,
+    /// The pageserver and the protocol.
+    pub endpoint: Endpoint,
     /// `<tenant>` when unsharded, else `<tenant>-<NNCC>` (shard number and count, two
     /// lowercase hex digits each).
     pub tenant_shard_id: String,
@@ -54,7 +67,7 @@ pub fn targets(spec: &ComputeSpec) -> Result<Vec<Target>, String> {
                     format!("{tenant}-{index}")
                 };
                 Ok(Target {
-                    connstr: connstr.clone(),
+                    endpoint: Endpoint::Libpq(connstr.clone()),
                     tenant_shard_id,
                     timeline_id: timeline_id.clone(),
                 })
@@ -82,13 +95,29 @@ pub fn targets(spec: &ComputeSpec) -> Result<Vec<Target>, String> {
         for (position, pageserver) in shard.pageservers.iter().enumerate() {
             let field =
                 format!("pageserver_connection_info.shards.{index}.pageservers[{position}]");
-            let Some(connstr) = pageserver.libpq_url.clone() else {
-                return Err(format!(
-                    "{field} has no libpq_url: leases go over libpq only"
-                ));
+            let endpoint = match info.prefer_protocol {
+                PageserverProtocol::Libpq => match pageserver.libpq_url.clone() {
+                    Some(connstr) => Endpoint::Libpq(connstr),
+                    None => {
+                        return Err(format!(
+                            "{field} has no libpq_url, and libpq is the preferred protocol"
+                        ))
+                    }
+                },
+                PageserverProtocol::Grpc => {
+                    let url = pageserver.grpc_url.as_deref().unwrap_or_default();
+                    let url = GrpcUrl::parse(url)
+                        .map_err(|problem| format!("{field}.grpc_url {problem}"))?;
+                    Endpoint::Grpc(ShardTarget {
+                        url,
+                        tenant_id: storage.tenant_id,
+                        timeline_id: storage.timeline_id,
+                        shard: index,
+                    })
+                }
             };
             targets.push(Target {
-                connstr,
+                endpoint,
                 tenant_shard_id: tenant_shard_id.clone(),
                 timeline_id: timeline_id.clone(),
             });
@@ -133,10 +162,16 @@ mod tests {
         serde_json::from_value(value).unwrap()
     }
 
-    fn ids(targets: &[Target]) -> Vec<(&str, &str)> {
+    fn ids(targets: &[Target]) -> Vec<(&str, String)> {
         targets
             .iter()
-            .map(|target| (target.tenant_shard_id.as_str(), target.connstr.as_str()))
+            .map(|target| {
+                let endpoint = match &target.endpoint {
+                    Endpoint::Libpq(connstr) => connstr.clone(),
+                    Endpoint::Grpc(shard) => format!("grpc {} {}", shard.url, shard.shard),
+                };
+                (target.tenant_shard_id.as_str(), endpoint)
+            })
             .collect()
     }
 
@@ -157,37 +192,78 @@ mod tests {
         assert_eq!(
             ids(&found),
             vec![
-                (s0.as_str(), "host=a port=1"),
-                (s1.as_str(), "host=b port=1"),
-                (s1.as_str(), "host=c port=1"),
+                (s0.as_str(), "host=a port=1".to_string()),
+                (s1.as_str(), "host=b port=1".to_string()),
+                (s1.as_str(), "host=c port=1".to_string()),
             ]
         );
         assert!(found.iter().all(|target| target.timeline_id == TIMELINE));
         let unsharded = spec(json!({"pageserver_connection_info": {
             "shard_count": 0, "shards": {"0000": {"pageservers": [{"libpq_url": "host=a"}]}},
         }}));
-        assert_eq!(ids(&targets(&unsharded).unwrap()), vec![(TENANT, "host=a")]);
+        assert_eq!(
+            ids(&targets(&unsharded).unwrap()),
+            vec![(TENANT, "host=a".to_string())]
+        );
         let legacy =
             spec(json!({"pageserver_connstring": "host=a,host=b", "shard_stripe_size": 2048}));
         let (s0, s1) = (shard("0002"), shard("0102"));
         assert_eq!(
             ids(&targets(&legacy).unwrap()),
-            vec![(s0.as_str(), "host=a"), (s1.as_str(), "host=b")]
+            vec![
+                (s0.as_str(), "host=a".to_string()),
+                (s1.as_str(), "host=b".to_string())
+            ]
         );
         let one = spec(json!({"pageserver_connstring": "host=a"}));
-        assert_eq!(ids(&targets(&one).unwrap()), vec![(TENANT, "host=a")]);
+        assert_eq!(
+            ids(&targets(&one).unwrap()),
+            vec![(TENANT, "host=a".to_string())]
+        );
+    }
+
+    #[test]
+    fn a_grpc_spec_leases_every_shard_and_pageserver_over_grpc() {
+        let grpc = spec(
+            json!({"shard_stripe_size": 2048, "pageserver_connection_info": {
+                "shard_count": 2, "prefer_protocol": "grpc",
+                "shards": {
+                    "0102": {"pageservers": [{"grpc_url": "grpc://no_user@b:1", "libpq_url": "host=b"},
+                                             {"grpc_url": "grpc://c:1"}]},
+                    "0002": {"pageservers": [{"grpc_url": "grpc://a:1"}]},
+                },
+            }}),
+        );
+        let found = targets(&grpc).unwrap();
+        let shard = |n: &str| format!("{TENANT}-{n}");
+        let (s0, s1) = (shard("0002"), shard("0102"));
+        assert_eq!(
+            ids(&found),
+            vec![
+                (s0.as_str(), "grpc a:1 0002".to_string()),
+                (s1.as_str(), "grpc b:1 0102".to_string()),
+                (s1.as_str(), "grpc c:1 0102".to_string()),
+            ]
+        );
+        let Endpoint::Grpc(first) = &found[0].endpoint else {
+            panic!("not gRPC");
+        };
+        assert_eq!(first.tenant_id.to_string(), TENANT);
+        assert_eq!(first.timeline_id.to_string(), TIMELINE);
     }
 
     #[test]
     fn what_cannot_be_leased_is_named() {
         let grpc = spec(json!({"pageserver_connection_info": {
             "shard_count": 0, "prefer_protocol": "grpc",
-            "shards": {"0000": {"pageservers": [{"grpc_url": "grpc://a:1"}]}},
+            "shards": {"0000": {"pageservers": [{"libpq_url": "host=a"}]}},
         }}));
-        // Refused by validation already: leases go over libpq only.
+        // Refused by validation already, naming the field.
         let error = targets(&grpc).unwrap_err();
         assert!(
-            error.contains("only libpq pageservers are supported"),
+            error.contains(
+                "pageserver_connection_info.shards.0000.pageservers[0].grpc_url: is missing"
+            ),
             "{error}"
         );
         let bad_key = spec(

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
 
 mod fixtures;
+mod grpc;
 mod reserved;
 mod schema;
 mod sections;

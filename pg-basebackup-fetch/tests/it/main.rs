@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
 
+mod grpc;
 mod hostile;
 mod initdb;
 mod lock;

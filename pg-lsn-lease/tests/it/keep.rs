@@ -14,13 +14,13 @@ use super::*;
 
 /// A `pg-lsn-lease --keep` run, its stdout lines as they come; killed on drop (a failing
 /// test leaves nothing running).
-struct Keeping {
+pub(crate) struct Keeping {
     child: Child,
     lines: Receiver<String>,
 }
 
 impl Keeping {
-    fn start(args: &[&str], document: &str) -> Keeping {
+    pub(crate) fn start(args: &[&str], document: &str) -> Keeping {
         let mut child = Command::new(PG_LSN_LEASE)
             .arg("--keep")
             .args(args)
@@ -49,19 +49,19 @@ impl Keeping {
     }
 
     /// The next stdout line as JSON, within 20 s.
-    fn next(&self) -> Value {
+    pub(crate) fn next(&self) -> Value {
         let line = self.lines.recv_timeout(Duration::from_secs(20)).unwrap();
         serde_json::from_str(&line).unwrap()
     }
 
     /// The exit code, within `limit`.
-    fn exit_within(&mut self, limit: Duration) -> Option<i32> {
+    pub(crate) fn exit_within(&mut self, limit: Duration) -> Option<i32> {
         let status = wait_for(limit, || self.child.try_wait().unwrap())
             .unwrap_or_else(|| panic!("pg-lsn-lease still runs after {limit:?}"));
         status.code()
     }
 
-    fn signal(&self, signal: Signal) {
+    pub(crate) fn signal(&self, signal: Signal) {
         kill(Pid::from_raw(self.child.id() as i32), signal).unwrap();
     }
 }

@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the test failing, with its message.
 
+mod grpc;
 mod keep;
 mod once;
 

@@ -11,6 +11,7 @@ mod cli;
 mod compat;
 mod compute_ctl;
 mod contracts;
+mod grpc;
 mod local_proxy;
 mod netfault;
 mod operator_input;

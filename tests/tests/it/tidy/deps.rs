@@ -207,6 +207,9 @@ fn code_under(package_dir: &Path, dir: &Path) -> String {
     code
 }
 
+/// The comment on a manifest line whose dependency only code generated at build time uses.
+const GENERATED_CODE_MARK: &str = "# used by the code build.rs generates";
+
 /// What is wrong with `package`'s dependencies, one line each.
 fn problems_of(package: &Package) -> Vec<String> {
     let parts = ["src", "tests", "benches", "examples", "build.rs"];
@@ -225,8 +228,19 @@ fn problems_of(package: &Package) -> Vec<String> {
         "{}/Cargo.toml",
         package.dir.file_name().unwrap().to_string_lossy()
     );
+    // Code generated at build time (`include!` from `OUT_DIR`) is not in the tree: its
+    // dependencies say so on their manifest line.
+    let manifest_text = std::fs::read_to_string(package.dir.join("Cargo.toml")).unwrap_or_default();
+    let generated = |name: &str| {
+        manifest_text.lines().any(|line| {
+            line.split(['=', '.', ' ']).next() == Some(name) && line.contains(GENERATED_CODE_MARK)
+        })
+    };
     let mut problems = Vec::new();
     for dependency in &package.dependencies {
+        if generated(&dependency.package) {
+            continue;
+        }
         let (section, allowed): (&str, &[&str]) = match dependency.kind.as_deref() {
             Some("build") => ("[build-dependencies]", &["build.rs"]),
             Some(_) => (
@@ -298,7 +312,8 @@ fn the_scan_sees_paths_imports_and_attributes_not_comments_or_other_crates_modul
 }
 
 /// The check itself, against a planted package: an unused dependency, one used only by a
-/// test, a plain repeat in `[dev-dependencies]`, a renamed one used by its new name.
+/// test, a plain repeat in `[dev-dependencies]`, a renamed one used by its new name, one
+/// that only generated code uses (marked so).
 #[test]
 fn a_planted_unused_misplaced_or_repeated_dependency_is_reported() {
     let dir = std::env::temp_dir().join(format!("tidy-deps-{}", std::process::id()));
@@ -311,6 +326,12 @@ fn a_planted_unused_misplaced_or_repeated_dependency_is_reported() {
     )
     .unwrap();
     std::fs::write(dir.join("tests/t.rs"), "tar::Archive::new();\n").unwrap();
+    // Used only by generated code, and said so on its manifest line: not reported.
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        format!("[dependencies]\nprost = \"0.14\" {GENERATED_CODE_MARK}\n"),
+    )
+    .unwrap();
     let dependency = |package: &str, code_name: &str, kind: Option<&str>| Dependency {
         package: package.to_string(),
         key: package.to_string(),
@@ -327,6 +348,7 @@ fn a_planted_unused_misplaced_or_repeated_dependency_is_reported() {
             dependency("nix", "nix", Some("dev")),
             dependency("tar", "tar", None),
             dependency("anyhow", "anyhow", None),
+            dependency("prost", "prost", None),
         ],
     };
     let problems = problems_of(&package);
