@@ -225,6 +225,7 @@ pub fn run(
         unpacked_bytes: fetched_data.then_some(fetched.unpacked.bytes),
         source: name,
         template,
+        spans: Vec::new(),
         extra: Default::default(),
     };
     tracing::info!(

@@ -212,6 +212,7 @@ fn section(lsn: Lsn, method: SyncMethod) -> SyncSafekeepersSection {
         method,
         sync_sk_check_ms: None,
         sync_safekeepers_ms: None,
+        spans: Vec::new(),
         extra: Default::default(),
     }
 }

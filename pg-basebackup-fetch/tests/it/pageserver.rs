@@ -74,6 +74,7 @@ fn fetches_a_startable_pgdata_with_the_exact_command() {
         method: "test".into(),
         sync_sk_check_ms: None,
         sync_safekeepers_ms: None,
+        spans: Vec::new(),
         extra: Default::default(),
     });
     let outcome = util::run_stage(&document, &[]);
