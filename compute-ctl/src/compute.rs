@@ -25,6 +25,7 @@ mod http_start;
 mod live;
 mod reconfigure;
 mod sidecars;
+mod spans;
 mod termination;
 mod tls_watch;
 
@@ -76,6 +77,10 @@ pub struct Controller {
     lease: Option<LeaseKeeper>,
     /// The HTTP servers' routers.
     router: RouterFor,
+    /// The parent of the spans of the stages run now (`start_compute`'s during a start).
+    trace: Option<compute_trace::TraceContext>,
+    /// `start_compute`, open during a start (inert when tracing is off).
+    start_span: compute_trace::Span,
 }
 
 impl Controller {
@@ -103,6 +108,8 @@ impl Controller {
             ext_stats: Arc::default(),
             lease: None,
             router,
+            trace: None,
+            start_span: compute_trace::Span::off(),
         }
     }
 
@@ -123,6 +130,7 @@ impl Controller {
         // Status stays `empty` while the spec loads (as upstream); a control plane that has
         // no spec yet leaves it there.
         let document = if self.params.has_spec_source {
+            self.begin_start_span(crate::trace::startup_parent());
             let args = self.params.spec_args.clone();
             self.run_stage(name::COMPUTE_SPEC, &args, b"")?
         } else {
@@ -194,6 +202,8 @@ impl Controller {
             }
         };
         self.shared.update(|_| ());
+        // As upstream: the start hangs under the `/configure` that brought the spec.
+        self.begin_start_span(pending.trace.or_else(crate::trace::startup_parent));
         let compute_ctl_config = self.shared.lock().compute_ctl_config.clone();
         let envelope = serde_json::json!({
             "spec": pending.spec,
@@ -225,6 +235,7 @@ impl Controller {
         self.check_not_terminating()?;
         sidecars::audit_install(&self.params.sidecars.audit, &audit, &document)?;
         let bytes = stages::document_bytes(&document)?;
+        let mut supervise_span = crate::trace::child(name::SUPERVISE, self.trace.as_ref());
         self.supervisor = Some(Supervisor::start(
             &log_args,
             &bytes,
@@ -241,9 +252,13 @@ impl Controller {
                 Event::Ready { start_postgres_ms } => {
                     self.shared
                         .update(|inner| inner.metrics.start_postgres_ms = start_postgres_ms);
+                    supervise_span.set("start_postgres_ms", start_postgres_ms);
+                    crate::trace::finish(supervise_span);
                     break Instant::now();
                 }
                 Event::Exited { code, signal } => {
+                    supervise_span.fail("postgres exited before it was ready");
+                    crate::trace::finish(supervise_span);
                     self.reap_supervisor();
                     return Err(StageError::new(
                         name::SUPERVISE,
@@ -264,13 +279,16 @@ impl Controller {
         let document = self.reconcile_at_start(document)?;
         compute_sidecars::local_proxy::configure(&self.params.sidecars.local_proxy, &document)
             .map_err(|error| sidecars::sidecar_error(ErrorKind::Io, error))?;
+        let done = Instant::now();
         self.shared
             .update(|inner| {
-                inner.metrics.config_ms = ready_at.elapsed().as_millis() as u64;
-                inner.metrics.total_startup_ms = inner.started.elapsed().as_millis() as u64;
+                inner.metrics.config_ms = done.duration_since(ready_at).as_millis() as u64;
+                inner.metrics.total_startup_ms =
+                    done.duration_since(inner.started).as_millis() as u64;
                 inner.transition(ComputeStatus::Running)
             })
             .map_err(|_| terminating())?;
+        self.end_start_span(done, None);
         let metrics = self.shared.lock().metrics.clone();
         tracing::info!(?metrics, "compute start finished");
         crate::migrations::spawn(&document, &self.shared, self.log_args());
@@ -418,6 +436,7 @@ impl Controller {
             return self.after_postgres(exit_code::RUNTIME);
         }
         tracing::error!(%error, "compute start failed");
+        self.end_start_span(Instant::now(), Some(&error));
         self.stop_lease();
         if let Err(http_error) = self.ensure_http() {
             tracing::error!(%http_error, "the HTTP API is not available to report the error");
@@ -488,7 +507,8 @@ impl Controller {
             self.children.stage.clear();
             return Err(terminating());
         }
-        let result = stages::run(stage, args, input, &self.children.stage);
+        let parent = self.trace;
+        let result = stages::run_traced(stage, args, input, &self.children.stage, parent.as_ref());
         if stage == name::COMPUTE_SPEC {
             // The fetch's requests; later stages pass its section through unchanged.
             self.shared

@@ -13,7 +13,8 @@
 //! (`tests/tests/it/tidy/layers.rs` checks it, and that there is no cycle):
 //!
 //! 1. [`cli`], [`generate`], [`state`] (the statuses and their only allowed transitions; the
-//!    shared state), [`stages`] (the stage runner);
+//!    shared state), [`stages`] (the stage runner), [`trace`] (the exporter, compute-ctl's
+//!    spans);
 //! 2. [`supervise`] (pg-supervise's events), [`metrics`], [`warm`];
 //! 3. [`api`]: what every handler reaches;
 //! 4. the features, route adapters and background jobs over their crates: [`control`],
@@ -60,6 +61,7 @@ pub mod state;
 pub mod supervise;
 #[cfg(test)]
 mod testing;
+pub mod trace;
 pub mod warm;
 
 use std::ffi::OsString;
@@ -84,6 +86,7 @@ pub fn main_entry() -> ExitCode {
     }
     let cli = Cli::parse_from(args);
     stage_kit::logging::init(cli.log_format);
+    trace::init();
     // One owner per PGDATA, before anything is touched or bound (see `pgdata_lock`).
     let pgdata = &cli.instance.pgdata;
     match stage_kit::pgdata_lock::acquire(pgdata, STAGE, cli.pgdata_lock_timeout) {
@@ -142,6 +145,7 @@ pub fn run(params: Params) -> u8 {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
+    trace::flush_at_exit();
     tracing::info!(code, "compute-ctl exiting");
     code
 }

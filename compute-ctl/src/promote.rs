@@ -67,7 +67,7 @@ impl pg_promote::Host for Api {
                 if inner.status() != ComputeStatus::Running {
                     return Err(inner.status());
                 }
-                inner.pending = Some(PendingConfig { spec });
+                inner.pending = Some(PendingConfig::new(spec));
                 inner.error = None;
                 inner
                     .transition(ComputeStatus::ConfigurationPending)

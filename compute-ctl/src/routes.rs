@@ -3,13 +3,15 @@
 //! handler and how it waits. Both servers' axum routers are built from it ([`router`], by
 //! [`compute_http::routes::router`]), so a path cannot be served without a handler or a
 //! handler left without a path; unknown paths (404, empty) and methods (405 with `Allow`,
-//! before authentication) are axum's routing answers, as upstream.
+//! before authentication) are axum's routing answers, as upstream. `/configure`,
+//! `/terminate` and `/promote` are traced (`crate::trace::serve`).
 
 use compute_http::routes::{self, at, Access, BodyKind, Handler, Route, Servers};
 use compute_http::{ApiRequest, Port, Reply};
 use hyper::{Method, StatusCode};
 
 use crate::api::Api;
+use crate::trace::serve;
 use crate::{catalog, control, lfc, probes, promote, remote_ext, sql};
 
 use Access::{Open, Token};
@@ -35,9 +37,9 @@ pub const ROUTES: &[Route<Api>] = &[
     at("/autoscaling_metrics", GET, External, Open, Any,
         Waits(|api, _| Box::pin(probes::autoscaling_metrics(api)))),
     at("/configure", POST, External, Token, Json,
-        Blocking(|api, request| control::configure(api, &request.body))),
+        Blocking(|api, request| serve("POST /configure", request, || control::configure(api, &request.body)))),
     at("/terminate", POST, External, Token, Any,
-        Blocking(|api, request| control::terminate(api, request.query.as_deref()))),
+        Blocking(|api, request| serve("POST /terminate", request, || control::terminate(api, request.query.as_deref())))),
     at("/check_writability", POST, External, Token, Any,
         Blocking(|api, _| sql::check_writability(api))),
     at("/dbs_and_roles", GET, External, Token, Any, Blocking(|api, _| sql::dbs_and_roles(api))),
@@ -45,7 +47,8 @@ pub const ROUTES: &[Route<Api>] = &[
     at("/database_schema", GET, External, Token, Any, Blocking(catalog::database_schema)),
     at("/hadron_liveness_probe", GET, External, Token, Any,
         Blocking(|api, _| probes::hadron_liveness_probe(api))),
-    at("/promote", POST, External, Token, JsonPlainText, Blocking(promote::promote)),
+    at("/promote", POST, External, Token, JsonPlainText,
+        Blocking(|api, request| serve("POST /promote", request, || promote::promote(api, request)))),
     at("/lfc/prewarm", GET, External, Token, Any, Blocking(|api, _| lfc::get_prewarm(&api.lfc))),
     at("/lfc/prewarm", POST, External, Token, Any,
         Blocking(|api, request| lfc::post_prewarm(&api.lfc, &api.shared, request))),

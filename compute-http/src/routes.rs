@@ -216,6 +216,11 @@ async fn answer<S: Context>(state: S, entry: &'static Route<S>, request: Request
             .get(AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
             .map(str::to_string),
+        traceparent: parts
+            .headers
+            .get("traceparent")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_string),
         body,
     };
     match entry.handler {

@@ -17,6 +17,10 @@ use compute_spec::trace::SpanRecord;
 use crate::config::Config;
 use crate::otlp;
 
+/// How long a flush waits for a post to a collector that never answered one: a local
+/// collector answers in milliseconds, and one that is not there must not hold an exit.
+pub const FIRST_ANSWER_GRACE: Duration = Duration::from_millis(100);
+
 /// What the exporter did so far.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -33,6 +37,10 @@ struct Queue {
     spans: VecDeque<SpanRecord>,
     /// Spans of the post under way.
     in_flight: usize,
+    /// When the post under way began.
+    posting_since: Option<Instant>,
+    /// The collector answered a post (accepting it or not) at least once.
+    answered: bool,
     /// Exports that failed, as seen by `flush`.
     failures: u64,
 }
@@ -127,8 +135,10 @@ impl Exporter {
     }
 
     /// Waits until every queued span was posted (accepted or not: see [`Exporter::stats`]), at
-    /// most `within`, and no longer once a post fails (the collector is not there to wait
-    /// for); true when nothing is left to post.
+    /// most `within`, and not while a post hangs — under way for longer than `within`, or for
+    /// longer than [`FIRST_ANSWER_GRACE`] to a collector that never answered one — nor once a
+    /// post fails (the collector is not there to wait for). True when nothing is left to
+    /// post.
     pub fn flush(&self, within: Duration) -> bool {
         let deadline = Instant::now() + within;
         let mut queue = self.shared.lock();
@@ -138,13 +148,22 @@ impl Exporter {
                 return true;
             }
             let now = Instant::now();
-            if now >= deadline || queue.failures != failures {
+            let patience = match queue.answered {
+                true => within,
+                false => within.min(FIRST_ANSWER_GRACE),
+            };
+            let stuck = queue
+                .posting_since
+                .is_some_and(|since| now.duration_since(since) > patience);
+            if now >= deadline || queue.failures != failures || stuck {
                 return false;
             }
+            // Looked at again at least every 10 ms: a post may start to hang meanwhile.
+            let nap = (deadline - now).min(Duration::from_millis(10));
             queue = self
                 .shared
                 .settled
-                .wait_timeout(queue, deadline - now)
+                .wait_timeout(queue, nap)
                 .map_or_else(|poisoned| poisoned.into_inner().0, |(queue, _)| queue);
         }
     }
@@ -169,6 +188,7 @@ fn run(shared: &Shared) {
             let take = queue.spans.len().min(shared.config.max_batch);
             let batch: Vec<SpanRecord> = queue.spans.drain(..take).collect();
             queue.in_flight = batch.len();
+            queue.posting_since = Some(Instant::now());
             batch
         };
         let outcome = post(&agent, &shared.config, &batch);
@@ -176,8 +196,13 @@ fn run(shared: &Shared) {
         {
             let mut queue = shared.lock();
             queue.in_flight = 0;
-            if outcome.is_err() {
-                queue.failures += 1;
+            queue.posting_since = None;
+            match &outcome {
+                Ok(()) => queue.answered = true,
+                Err(failure) => {
+                    queue.answered |= failure.answered;
+                    queue.failures += 1;
+                }
             }
         }
         match outcome {
@@ -202,8 +227,21 @@ fn run(shared: &Shared) {
     }
 }
 
-/// Posts one batch; `Err` says why it was not accepted.
-fn post(agent: &ureq::Agent, config: &Config, batch: &[SpanRecord]) -> Result<(), String> {
+/// Why a post was not accepted.
+struct Failure {
+    /// The collector answered (with an error status).
+    answered: bool,
+    why: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.why)
+    }
+}
+
+/// Posts one batch.
+fn post(agent: &ureq::Agent, config: &Config, batch: &[SpanRecord]) -> Result<(), Failure> {
     let body = otlp::encode(&config.resource, batch);
     let mut request = agent
         .post(&config.endpoint)
@@ -211,9 +249,15 @@ fn post(agent: &ureq::Agent, config: &Config, batch: &[SpanRecord]) -> Result<()
     for (name, value) in &config.headers {
         request = request.header(name.as_str(), value.as_str());
     }
-    let response = request.send(&body[..]).map_err(|error| error.to_string())?;
+    let response = request.send(&body[..]).map_err(|error| Failure {
+        answered: false,
+        why: error.to_string(),
+    })?;
     match response.status().as_u16() {
         200..=299 => Ok(()),
-        status => Err(format!("the collector answered {status}")),
+        status => Err(Failure {
+            answered: true,
+            why: format!("the collector answered {status}"),
+        }),
     }
 }

@@ -126,10 +126,13 @@ impl Controller {
             inner.transition(ComputeStatus::Configuration).ok()?;
             Some(pending)
         });
-        let Some(PendingConfig { spec }) = pending else {
+        let Some(PendingConfig { spec, trace }) = pending else {
             return;
         };
+        // The reconcile runs under the request's span.
+        self.trace = trace;
         let result = self.apply_spec(spec);
+        self.trace = None;
         self.shared.update(|inner| match result {
             Ok(()) => {
                 let _ = inner.transition(ComputeStatus::Running);

@@ -21,3 +21,4 @@ mod readme;
 mod termination;
 mod tidy;
 mod tls;
+mod trace;
