@@ -19,13 +19,13 @@ use crate::lease::{LeaseKeeper, LeaseSettings};
 use crate::stages::{self, name, ChildPid};
 use crate::state::{ComputeStatus, Shared};
 use crate::supervise::{Event, Supervisor};
+use compute_trace::process as trace;
 use pg_prewarm::Lfc;
 
 mod http_start;
 mod live;
 mod reconfigure;
 mod sidecars;
-mod spans;
 mod termination;
 mod tls_watch;
 
@@ -77,10 +77,6 @@ pub struct Controller {
     lease: Option<LeaseKeeper>,
     /// The HTTP servers' routers.
     router: RouterFor,
-    /// The parent of the spans of the stages run now (`start_compute`'s during a start).
-    trace: Option<compute_trace::TraceContext>,
-    /// `start_compute`, open during a start (inert when tracing is off).
-    start_span: compute_trace::Span,
 }
 
 impl Controller {
@@ -108,8 +104,6 @@ impl Controller {
             ext_stats: Arc::default(),
             lease: None,
             router,
-            trace: None,
-            start_span: compute_trace::Span::off(),
         }
     }
 
@@ -130,7 +124,7 @@ impl Controller {
         // Status stays `empty` while the spec loads (as upstream); a control plane that has
         // no spec yet leaves it there.
         let document = if self.params.has_spec_source {
-            self.begin_start_span(crate::trace::startup_parent());
+            trace::begin_start(trace::startup_parent(), self.shared.lock().started);
             let args = self.params.spec_args.clone();
             self.run_stage(name::COMPUTE_SPEC, &args, b"")?
         } else {
@@ -202,8 +196,8 @@ impl Controller {
             }
         };
         self.shared.update(|_| ());
-        // As upstream: the start hangs under the `/configure` that brought the spec.
-        self.begin_start_span(pending.trace.or_else(crate::trace::startup_parent));
+        let parent = trace::take_hand_off().or_else(trace::startup_parent);
+        trace::begin_start(parent, self.shared.lock().started);
         let compute_ctl_config = self.shared.lock().compute_ctl_config.clone();
         let envelope = serde_json::json!({
             "spec": pending.spec,
@@ -235,7 +229,7 @@ impl Controller {
         self.check_not_terminating()?;
         sidecars::audit_install(&self.params.sidecars.audit, &audit, &document)?;
         let bytes = stages::document_bytes(&document)?;
-        let mut supervise_span = crate::trace::child(name::SUPERVISE, self.trace.as_ref());
+        let mut supervising = trace::span(name::SUPERVISE);
         self.supervisor = Some(Supervisor::start(
             &log_args,
             &bytes,
@@ -252,13 +246,11 @@ impl Controller {
                 Event::Ready { start_postgres_ms } => {
                     self.shared
                         .update(|inner| inner.metrics.start_postgres_ms = start_postgres_ms);
-                    supervise_span.set("start_postgres_ms", start_postgres_ms);
-                    crate::trace::finish(supervise_span);
+                    supervising.set("start_postgres_ms", start_postgres_ms);
+                    trace::finish(supervising);
                     break Instant::now();
                 }
                 Event::Exited { code, signal } => {
-                    supervise_span.fail("postgres exited before it was ready");
-                    crate::trace::finish(supervise_span);
                     self.reap_supervisor();
                     return Err(StageError::new(
                         name::SUPERVISE,
@@ -282,13 +274,12 @@ impl Controller {
         let done = Instant::now();
         self.shared
             .update(|inner| {
-                inner.metrics.config_ms = done.duration_since(ready_at).as_millis() as u64;
-                inner.metrics.total_startup_ms =
-                    done.duration_since(inner.started).as_millis() as u64;
+                inner.metrics.config_ms = ready_at.elapsed().as_millis() as u64;
+                inner.metrics.total_startup_ms = (done - inner.started).as_millis() as u64;
                 inner.transition(ComputeStatus::Running)
             })
             .map_err(|_| terminating())?;
-        self.end_start_span(done, None);
+        trace::end_start(done, None);
         let metrics = self.shared.lock().metrics.clone();
         tracing::info!(?metrics, "compute start finished");
         crate::migrations::spawn(&document, &self.shared, self.log_args());
@@ -436,7 +427,7 @@ impl Controller {
             return self.after_postgres(exit_code::RUNTIME);
         }
         tracing::error!(%error, "compute start failed");
-        self.end_start_span(Instant::now(), Some(&error));
+        trace::end_start(Instant::now(), Some(&error.message));
         self.stop_lease();
         if let Err(http_error) = self.ensure_http() {
             tracing::error!(%http_error, "the HTTP API is not available to report the error");
@@ -507,8 +498,7 @@ impl Controller {
             self.children.stage.clear();
             return Err(terminating());
         }
-        let parent = self.trace;
-        let result = stages::run_traced(stage, args, input, &self.children.stage, parent.as_ref());
+        let result = stages::run(stage, args, input, &self.children.stage);
         if stage == name::COMPUTE_SPEC {
             // The fetch's requests; later stages pass its section through unchanged.
             self.shared

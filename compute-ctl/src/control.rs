@@ -36,13 +36,14 @@ pub fn configure(api: &Api, body: &[u8]) -> Reply {
     if let Err(errors) = crate::api::validate(api, &request.spec) {
         return Reply::error(StatusCode::BAD_REQUEST, errors.to_string());
     }
-    let pending = PendingConfig::new(request.spec);
+    let pending = PendingConfig { spec: request.spec };
     let accepted = api.shared.update(|inner| {
         let status = inner.status();
         if !matches!(status, ComputeStatus::Empty | ComputeStatus::Running) {
             return Err(status);
         }
         inner.pending = Some(pending);
+        compute_trace::process::hand_off();
         inner.error = None;
         inner
             .transition(ComputeStatus::ConfigurationPending)
@@ -126,7 +127,7 @@ pub fn terminate(api: &Api, query: Option<&str>) -> Reply {
             )),
             ComputeStatus::Empty | ComputeStatus::Running | ComputeStatus::Failed => {
                 inner.terminate_requested = Some(next);
-                inner.terminate_trace = crate::trace::current_request();
+                compute_trace::process::hand_off();
                 inner
                     .transition(next)
                     .map_err(|error| wrong_status(error.from))

@@ -13,8 +13,7 @@
 //! (`tests/tests/it/tidy/layers.rs` checks it, and that there is no cycle):
 //!
 //! 1. [`cli`], [`generate`], [`state`] (the statuses and their only allowed transitions; the
-//!    shared state), [`stages`] (the stage runner), [`trace`] (the exporter, compute-ctl's
-//!    spans);
+//!    shared state), [`stages`] (the stage runner);
 //! 2. [`supervise`] (pg-supervise's events), [`metrics`], [`warm`];
 //! 3. [`api`]: what every handler reaches;
 //! 4. the features, route adapters and background jobs over their crates: [`control`],
@@ -61,7 +60,6 @@ pub mod state;
 pub mod supervise;
 #[cfg(test)]
 mod testing;
-pub mod trace;
 pub mod warm;
 
 use std::ffi::OsString;
@@ -86,7 +84,7 @@ pub fn main_entry() -> ExitCode {
     }
     let cli = Cli::parse_from(args);
     stage_kit::logging::init(cli.log_format);
-    trace::init();
+    compute_trace::process::init("compute_ctl");
     // One owner per PGDATA, before anything is touched or bound (see `pgdata_lock`).
     let pgdata = &cli.instance.pgdata;
     match stage_kit::pgdata_lock::acquire(pgdata, STAGE, cli.pgdata_lock_timeout) {
@@ -145,7 +143,7 @@ pub fn run(params: Params) -> u8 {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
-    trace::flush_at_exit();
+    compute_trace::process::flush_at_exit();
     tracing::info!(code, "compute-ctl exiting");
     code
 }

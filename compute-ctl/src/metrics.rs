@@ -49,7 +49,6 @@ pub fn render(inner: &Inner) -> String {
         inner.gauge_status().label()
     );
     let counters = &inner.counters;
-    let trace = crate::trace::stats();
     for (name, kind, help, value) in [
         (
             "compute_audit_log_dir_size",
@@ -99,24 +98,6 @@ pub fn render(inner: &Inner) -> String {
             "gauge",
             "statements the last pg-reconcile applied",
             counters.reconcile_statements_applied,
-        ),
-        (
-            "compute_ctl_trace_spans_exported_total",
-            "counter",
-            "spans the trace collector accepted",
-            trace.exported,
-        ),
-        (
-            "compute_ctl_trace_spans_dropped_total",
-            "counter",
-            "spans dropped: the export queue was full or their export failed",
-            trace.dropped,
-        ),
-        (
-            "compute_ctl_trace_export_failures_total",
-            "counter",
-            "trace exports that failed (refused, an error status, or past the deadline)",
-            trace.failed_exports,
         ),
     ] {
         single(&mut out, (name, kind), help, value);

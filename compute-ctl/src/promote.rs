@@ -67,7 +67,8 @@ impl pg_promote::Host for Api {
                 if inner.status() != ComputeStatus::Running {
                     return Err(inner.status());
                 }
-                inner.pending = Some(PendingConfig::new(spec));
+                inner.pending = Some(PendingConfig { spec });
+                compute_trace::process::hand_off();
                 inner.error = None;
                 inner
                     .transition(ComputeStatus::ConfigurationPending)

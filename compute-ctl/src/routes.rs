@@ -3,15 +3,13 @@
 //! handler and how it waits. Both servers' axum routers are built from it ([`router`], by
 //! [`compute_http::routes::router`]), so a path cannot be served without a handler or a
 //! handler left without a path; unknown paths (404, empty) and methods (405 with `Allow`,
-//! before authentication) are axum's routing answers, as upstream. `/configure`,
-//! `/terminate` and `/promote` are traced (`crate::trace::serve`).
+//! before authentication) are axum's routing answers, as upstream.
 
 use compute_http::routes::{self, at, Access, BodyKind, Handler, Route, Servers};
 use compute_http::{ApiRequest, Port, Reply};
 use hyper::{Method, StatusCode};
 
 use crate::api::Api;
-use crate::trace::serve;
 use crate::{catalog, control, lfc, probes, promote, remote_ext, sql};
 
 use Access::{Open, Token};
@@ -37,9 +35,9 @@ pub const ROUTES: &[Route<Api>] = &[
     at("/autoscaling_metrics", GET, External, Open, Any,
         Waits(|api, _| Box::pin(probes::autoscaling_metrics(api)))),
     at("/configure", POST, External, Token, Json,
-        Blocking(|api, request| serve("POST /configure", request, || control::configure(api, &request.body)))),
+        Blocking(|api, request| traced("POST /configure", request, || control::configure(api, &request.body)))),
     at("/terminate", POST, External, Token, Any,
-        Blocking(|api, request| serve("POST /terminate", request, || control::terminate(api, request.query.as_deref())))),
+        Blocking(|api, request| traced("POST /terminate", request, || control::terminate(api, request.query.as_deref())))),
     at("/check_writability", POST, External, Token, Any,
         Blocking(|api, _| sql::check_writability(api))),
     at("/dbs_and_roles", GET, External, Token, Any, Blocking(|api, _| sql::dbs_and_roles(api))),
@@ -47,8 +45,7 @@ pub const ROUTES: &[Route<Api>] = &[
     at("/database_schema", GET, External, Token, Any, Blocking(catalog::database_schema)),
     at("/hadron_liveness_probe", GET, External, Token, Any,
         Blocking(|api, _| probes::hadron_liveness_probe(api))),
-    at("/promote", POST, External, Token, JsonPlainText,
-        Blocking(|api, request| serve("POST /promote", request, || promote::promote(api, request)))),
+    at("/promote", POST, External, Token, JsonPlainText, Blocking(|api, request| traced("POST /promote", request, || promote::promote(api, request)))),
     at("/lfc/prewarm", GET, External, Token, Any, Blocking(|api, _| lfc::get_prewarm(&api.lfc))),
     at("/lfc/prewarm", POST, External, Token, Any,
         Blocking(|api, request| lfc::post_prewarm(&api.lfc, &api.shared, request))),
@@ -65,6 +62,12 @@ pub const ROUTES: &[Route<Api>] = &[
     at("/extension_server/{*filename}", POST, Internal, Open, Any,
         Blocking(remote_ext::extension_server)),
 ];
+
+/// `handler`'s answer inside a server span (`compute_trace::process::serve`).
+fn traced(name: &str, request: &ApiRequest, handler: impl FnOnce() -> Reply) -> Reply {
+    let status = |reply: &Reply| reply.status.as_u16();
+    compute_trace::process::serve(name, request.traceparent.as_deref(), handler, status)
+}
 
 fn healthz(_: &Api, _: &ApiRequest) -> Reply {
     Reply::json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
@@ -83,6 +86,7 @@ fn metrics(api: &Api, _: &ApiRequest) -> Reply {
     text.push_str(&crate::ext_stats::render_metrics(&api.ext_stats));
     text.push_str(&crate::lfc::render_metrics(&api.lfc));
     text.push_str(&crate::remote_ext::render_metrics(&api.remote_ext));
+    text.push_str(&compute_trace::process::render_metrics("compute_ctl"));
     Reply::text(StatusCode::OK, "text/plain; version=0.0.4", text)
 }
 

@@ -9,8 +9,6 @@ use std::sync::OnceLock;
 
 use compute_spec::error::{ErrorEnvelope, ErrorKind, StageError};
 use compute_spec::ComputeDocument;
-use compute_trace::context::{TRACEPARENT, TRACESTATE};
-use compute_trace::TraceContext;
 use nix::sys::signal::Signal;
 
 pub use stage_kit::child::ChildPid;
@@ -99,17 +97,6 @@ pub fn hide_notify_socket(command: &mut Command) {
 /// spawner thread ([`stage_kit::child::spawn_long_lived`]): whichever thread asks, the stage
 /// dies only with the process.
 pub fn spawn(stage: &str, args: &[OsString]) -> Result<Child, StageError> {
-    spawn_traced(stage, args, None)
-}
-
-/// [`spawn`], with `$TRACEPARENT` set to `trace` (the span of this run, under which the stage
-/// records its spans); without one the stage gets no trace context (not even compute-ctl's
-/// own `$TRACEPARENT`), so it records nothing.
-fn spawn_traced(
-    stage: &str,
-    args: &[OsString],
-    trace: Option<TraceContext>,
-) -> Result<Child, StageError> {
     let path = locate(stage);
     let mut command = Command::new(&path);
     command
@@ -120,11 +107,8 @@ fn spawn_traced(
     if let Some(cgroup) = CGROUP.get() {
         command.env(stage_kit::cgexec::CGROUP_ENV, cgroup);
     }
-    command.env_remove(TRACEPARENT).env_remove(TRACESTATE);
-    if let Some(trace) = trace {
-        command.env(TRACEPARENT, trace.traceparent());
-    }
     hide_notify_socket(&mut command);
+    compute_trace::process::stage_env(&mut command);
     if let Some(lock) = PGDATA_LOCK.get() {
         lock.hand_to(&mut command);
     }
@@ -149,40 +133,12 @@ pub fn run(
     input: &[u8],
     running: &ChildPid,
 ) -> Result<ComputeDocument, StageError> {
-    run_traced(stage, args, input, running, None)
-}
-
-/// [`run`] inside a span named after the stage under `parent` (none without one, or with
-/// tracing off): the stage records under it, and the spans it wrote into the document (or
-/// its error envelope) are taken out and queued for export with it.
-pub fn run_traced(
-    stage: &str,
-    args: &[OsString],
-    input: &[u8],
-    running: &ChildPid,
-    parent: Option<&TraceContext>,
-) -> Result<ComputeDocument, StageError> {
-    let mut span = crate::trace::child(stage, parent);
-    running.starting();
-    let result = spawn_traced(stage, args, span.context())
-        .inspect_err(|_| running.clear())
-        .and_then(|mut child| {
-            running.record(&child);
-            exchange(stage, &mut child, input, running)
-        });
-    let result = match result {
-        Ok(mut document) => {
-            crate::trace::export(document.take_spans());
-            Ok(document)
-        }
-        Err(mut error) => {
-            crate::trace::export(std::mem::take(&mut error.spans));
-            span.fail(&error.message);
-            Err(error)
-        }
-    };
-    crate::trace::finish(span);
-    result
+    compute_trace::process::run_stage(stage, || {
+        running.starting();
+        let mut child = spawn(stage, args).inspect_err(|_| running.clear())?;
+        running.record(&child);
+        exchange(stage, &mut child, input, running)
+    })
 }
 
 /// Feeds the stage, reads its output, then reaps it ([`ChildPid::clear`]ed first).

@@ -227,8 +227,6 @@ pub struct Inner {
     /// The mode of the `/terminate` that is under way or done (the HTTP API stays up after
     /// `terminated`: 30 s after a fast one, 300 ms after an immediate one).
     pub terminate_requested: Option<ComputeStatus>,
-    /// The span of the `/terminate` under way, if traced (the final sync runs under it).
-    pub terminate_trace: Option<compute_trace::TraceContext>,
     /// SIGQUIT asked for PostgreSQL's immediate shutdown. `/terminate` always asks for a fast
     /// one (SIGINT to the postmaster), in both of its modes, as upstream.
     pub immediate_shutdown: bool,
@@ -239,18 +237,6 @@ pub struct Inner {
 pub struct PendingConfig {
     /// The spec.
     pub spec: ComputeSpec,
-    /// The span of the request that sent it (the parent of the work it causes), if traced.
-    pub trace: Option<compute_trace::TraceContext>,
-}
-
-impl PendingConfig {
-    /// `spec`, under the span of the request this thread is answering, if any.
-    pub fn new(spec: ComputeSpec) -> PendingConfig {
-        PendingConfig {
-            spec,
-            trace: crate::trace::current_request(),
-        }
-    }
 }
 
 impl Inner {
@@ -349,7 +335,6 @@ impl Shared {
                 final_sync_error: None,
                 compute_ctl_config: ComputeCtlConfig::default(),
                 terminate_requested: None,
-                terminate_trace: None,
                 immediate_shutdown: false,
             }),
             changed: Condvar::new(),

@@ -13,6 +13,8 @@
 //! * [`export`]: [`Exporter`], a bounded queue and one thread posting OTLP/HTTP protobuf
 //!   ([`otlp`]) within a deadline per post; drops and counts when full or when the collector
 //!   fails, so tracing never delays a start.
+//! * [`process`]: compute-ctl's tracing: the one exporter of the process, `start_compute`,
+//!   a span per stage run (and the stage's `$TRACEPARENT`), the requests' server spans.
 //!
 //! **Why a small exporter of our own** rather than the `opentelemetry`, `opentelemetry_sdk`
 //! and `opentelemetry-otlp` crates upstream uses: those bring `prost`, a `reqwest` (and its
@@ -35,6 +37,7 @@ pub mod config;
 pub mod context;
 pub mod export;
 pub mod otlp;
+pub mod process;
 pub mod record;
 pub mod span;
 

@@ -126,13 +126,12 @@ impl Controller {
             inner.transition(ComputeStatus::Configuration).ok()?;
             Some(pending)
         });
-        let Some(PendingConfig { spec, trace }) = pending else {
+        let Some(PendingConfig { spec }) = pending else {
             return;
         };
-        // The reconcile runs under the request's span.
-        self.trace = trace;
+        compute_trace::process::set_operation(compute_trace::process::take_hand_off());
         let result = self.apply_spec(spec);
-        self.trace = None;
+        compute_trace::process::set_operation(None);
         self.shared.update(|inner| match result {
             Ok(()) => {
                 let _ = inner.transition(ComputeStatus::Running);

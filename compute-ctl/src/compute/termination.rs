@@ -81,18 +81,10 @@ impl Controller {
         tracing::info!("syncing the safekeepers after Postgres stopped");
         let mut args = self.log_args();
         args.push("--after-shutdown".into());
-        // Not through run_stage: a termination may be pending, and this stage is part of it
-        // (traced under its `/terminate`, if any).
-        let parent = self.shared.lock().terminate_trace;
+        // Not through run_stage: a termination may be pending, and this stage is part of it.
+        compute_trace::process::set_operation(compute_trace::process::take_hand_off());
         let synced = stages::document_bytes(&document).and_then(|bytes| {
-            let running = &self.children.stage;
-            stages::run_traced(
-                name::SYNC_SAFEKEEPERS,
-                &args,
-                &bytes,
-                running,
-                parent.as_ref(),
-            )
+            stages::run(name::SYNC_SAFEKEEPERS, &args, &bytes, &self.children.stage)
         });
         let outcome = match synced.map(|synced| synced.sync_safekeepers) {
             Ok(Some(section)) => {

@@ -53,7 +53,7 @@ impl Controller {
                     if !spec.features.contains(&ComputeFeature::TlsExperimental) {
                         return false;
                     }
-                    inner.pending = Some(PendingConfig::new(spec));
+                    inner.pending = Some(PendingConfig { spec });
                     inner.error = None;
                     inner
                         .transition(ComputeStatus::ConfigurationPending)

@@ -28,11 +28,8 @@ const MODEL_CRATE: &str = "compute-spec";
 /// modules of its own layer or of a layer below, never of a layer above, nor the crate root
 /// (`lib.rs` wires everything). The HTTP transport is the `compute-http` crate, below all.
 const COMPUTE_CTL_LAYERS: &[(&str, &[&str])] = &[
-    // The command line, the status machine and shared state, the stage runner, the traces.
-    (
-        "foundation",
-        &["cli", "generate", "state", "stages", "trace"],
-    ),
+    // The command line, the status machine and shared state, the stage runner.
+    ("foundation", &["cli", "generate", "state", "stages"]),
     // pg-supervise's events, metrics of the state, the read-ahead of the binaries.
     ("runner", &["supervise", "metrics", "warm"]),
     // What every handler reaches, and what handlers share (`wrong_status`, `validate`).
