@@ -9,7 +9,7 @@ use pg_test_support::otlp::Receiver;
 use pg_test_support::skip_or_fail;
 use serde_json::Value;
 
-use crate::common::{Harness, SYNC};
+use crate::common::{empty_spec, Harness, SYNC};
 
 const TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
 const CONTROL_PLANE: &str = "b7ad6b7169203331";
@@ -139,4 +139,58 @@ fn a_failed_stage_s_spans_come_from_its_error_envelope_and_the_start_fails() {
     let fetch = named("fetch");
     assert_eq!(fetch["parent_span_id"], run["span_id"]);
     assert_eq!(fetch["message"], "refused");
+}
+
+/// A pooled compute's start hangs under the `/configure` that brought its spec (as
+/// upstream), whose span hangs under the request's `traceparent`; `/terminate` is traced too.
+#[test]
+fn a_pooled_start_hangs_under_the_configure_that_brought_the_spec() {
+    let receiver = match Receiver::start(200) {
+        Ok(receiver) => receiver,
+        Err(why) => return skip_or_fail("trace::a_pooled_start_hangs", &why),
+    };
+    let mut harness = Harness::new();
+    harness
+        .command
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint());
+    let mut compute = harness.start(&[]);
+    compute.wait_status("empty");
+    let body = serde_json::json!({"spec": empty_spec(Some("bob")), "compute_ctl_config": {}});
+    let header = format!("00-{TRACE_ID}-{CONTROL_PLANE}-01");
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("traceparent", header.as_str()),
+    ];
+    let answer = compute.request("POST", "/configure", &headers, body.to_string().as_bytes());
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(
+        compute
+            .request("POST", "/terminate", &headers[1..], b"")
+            .status,
+        200
+    );
+    assert_eq!(compute.wait_exit(Duration::from_secs(20)), 0);
+    let spans = receiver.spans();
+    let named = |name: &str| -> Value {
+        spans
+            .iter()
+            .find(|span| span["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {spans:#?}"))
+            .clone()
+    };
+    let configure = named("POST /configure");
+    assert_eq!(configure["parent_span_id"], CONTROL_PLANE);
+    assert_eq!(configure["attributes"]["http.response.status_code"], 200);
+    let start = named("start_compute");
+    assert_eq!(start["parent_span_id"], configure["span_id"]);
+    assert_eq!(
+        named("pg-sync-safekeepers")["parent_span_id"],
+        start["span_id"]
+    );
+    // The compute-spec run before the spec came belongs to no trace.
+    let runs = spans.iter().filter(|span| span["name"] == "compute-spec");
+    assert!(runs.clone().count() == 1, "{spans:#?}");
+    assert_eq!(named("compute-spec")["parent_span_id"], start["span_id"]);
+    assert_eq!(named("POST /terminate")["parent_span_id"], CONTROL_PLANE);
+    assert!(spans.iter().all(|span| span["trace_id"] == TRACE_ID));
 }
