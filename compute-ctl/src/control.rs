@@ -43,6 +43,7 @@ pub fn configure(api: &Api, body: &[u8]) -> Reply {
             return Err(status);
         }
         inner.pending = Some(pending);
+        compute_trace::process::hand_off();
         inner.error = None;
         inner
             .transition(ComputeStatus::ConfigurationPending)
@@ -126,6 +127,7 @@ pub fn terminate(api: &Api, query: Option<&str>) -> Reply {
             )),
             ComputeStatus::Empty | ComputeStatus::Running | ComputeStatus::Failed => {
                 inner.terminate_requested = Some(next);
+                compute_trace::process::hand_off();
                 inner
                     .transition(next)
                     .map_err(|error| wrong_status(error.from))

@@ -84,6 +84,7 @@ pub fn main_entry() -> ExitCode {
     }
     let cli = Cli::parse_from(args);
     stage_kit::logging::init(cli.log_format);
+    compute_trace::process::init("compute_ctl");
     // One owner per PGDATA, before anything is touched or bound (see `pgdata_lock`).
     let pgdata = &cli.instance.pgdata;
     match stage_kit::pgdata_lock::acquire(pgdata, STAGE, cli.pgdata_lock_timeout) {
@@ -142,6 +143,7 @@ pub fn run(params: Params) -> u8 {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
+    compute_trace::process::flush_at_exit();
     tracing::info!(code, "compute-ctl exiting");
     code
 }

@@ -68,6 +68,7 @@ impl pg_promote::Host for Api {
                     return Err(inner.status());
                 }
                 inner.pending = Some(PendingConfig { spec });
+                compute_trace::process::hand_off();
                 inner.error = None;
                 inner
                     .transition(ComputeStatus::ConfigurationPending)

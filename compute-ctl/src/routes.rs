@@ -35,9 +35,9 @@ pub const ROUTES: &[Route<Api>] = &[
     at("/autoscaling_metrics", GET, External, Open, Any,
         Waits(|api, _| Box::pin(probes::autoscaling_metrics(api)))),
     at("/configure", POST, External, Token, Json,
-        Blocking(|api, request| control::configure(api, &request.body))),
+        Blocking(|api, request| traced("POST /configure", request, || control::configure(api, &request.body)))),
     at("/terminate", POST, External, Token, Any,
-        Blocking(|api, request| control::terminate(api, request.query.as_deref()))),
+        Blocking(|api, request| traced("POST /terminate", request, || control::terminate(api, request.query.as_deref())))),
     at("/check_writability", POST, External, Token, Any,
         Sql(|api, _| sql::check_writability(api))),
     at("/dbs_and_roles", GET, External, Token, Any, Sql(|api, _| sql::dbs_and_roles(api))),
@@ -45,7 +45,8 @@ pub const ROUTES: &[Route<Api>] = &[
     at("/database_schema", GET, External, Token, Any, Sql(catalog::database_schema)),
     at("/hadron_liveness_probe", GET, External, Token, Any,
         Sql(|api, _| probes::hadron_liveness_probe(api))),
-    at("/promote", POST, External, Token, JsonPlainText, Sql(promote::promote)),
+    at("/promote", POST, External, Token, JsonPlainText,
+        Sql(|api, request| traced("POST /promote", request, || promote::promote(api, request)))),
     at("/lfc/prewarm", GET, External, Token, Any, Blocking(|api, _| lfc::get_prewarm(&api.lfc))),
     at("/lfc/prewarm", POST, External, Token, Any,
         Blocking(|api, request| lfc::post_prewarm(&api.lfc, &api.shared, request))),
@@ -62,6 +63,12 @@ pub const ROUTES: &[Route<Api>] = &[
     at("/extension_server/{*filename}", POST, Internal, Open, Any,
         Blocking(remote_ext::extension_server)),
 ];
+
+/// `handler`'s answer inside a server span (`compute_trace::process::serve`).
+fn traced(name: &str, request: &ApiRequest, handler: impl FnOnce() -> Reply) -> Reply {
+    let status = |reply: &Reply| reply.status.as_u16();
+    compute_trace::process::serve(name, request.traceparent.as_deref(), handler, status)
+}
 
 fn healthz(_: &Api, _: &ApiRequest) -> Reply {
     Reply::json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
@@ -80,6 +87,7 @@ fn metrics(api: &Api, _: &ApiRequest) -> Reply {
     text.push_str(&crate::ext_stats::render_metrics(&api.ext_stats));
     text.push_str(&crate::lfc::render_metrics(&api.lfc));
     text.push_str(&crate::remote_ext::render_metrics(&api.remote_ext));
+    text.push_str(&compute_trace::process::render_metrics("compute_ctl"));
     Reply::text(StatusCode::OK, "text/plain; version=0.0.4", text)
 }
 

@@ -108,6 +108,7 @@ pub fn spawn(stage: &str, args: &[OsString]) -> Result<Child, StageError> {
         command.env(stage_kit::cgexec::CGROUP_ENV, cgroup);
     }
     hide_notify_socket(&mut command);
+    compute_trace::process::stage_env(&mut command);
     if let Some(lock) = PGDATA_LOCK.get() {
         lock.hand_to(&mut command);
     }
@@ -132,10 +133,12 @@ pub fn run(
     input: &[u8],
     running: &ChildPid,
 ) -> Result<ComputeDocument, StageError> {
-    running.starting();
-    let mut child = spawn(stage, args).inspect_err(|_| running.clear())?;
-    running.record(&child);
-    exchange(stage, &mut child, input, running, DOCUMENT_CAP)
+    compute_trace::process::run_stage(stage, || {
+        running.starting();
+        let mut child = spawn(stage, args).inspect_err(|_| running.clear())?;
+        running.record(&child);
+        exchange(stage, &mut child, input, running, DOCUMENT_CAP)
+    })
 }
 
 /// The most of a stage's stdout read: a document's cap ([`stage_kit::bounded`]), as a stage

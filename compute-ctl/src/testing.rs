@@ -87,6 +87,7 @@ pub fn request(method: hyper::Method, path: &str, query: &str, body: &[u8]) -> A
         path: path.to_string(),
         query: Some(query.to_string()),
         authorization: None,
+        traceparent: None,
         body: body.to_vec(),
     }
 }

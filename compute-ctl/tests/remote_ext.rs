@@ -55,6 +55,7 @@ fn post(api: &Api, path: &str, body: Value) -> Reply {
         path: path.to_string(),
         query,
         authorization: None,
+        traceparent: None,
         body: if body.is_null() {
             Vec::new()
         } else {
@@ -233,6 +234,7 @@ fn extension_server_and_extensions_download_what_postgres_needs() {
         path: "/metrics".into(),
         query: None,
         authorization: None,
+        traceparent: None,
         body: Vec::new(),
     };
     let metrics = compute_ctl::routes::route(&api, Port::Internal, &request);

@@ -23,6 +23,8 @@ pub struct ApiRequest {
     pub query: Option<String>,
     /// The `Authorization` header.
     pub authorization: Option<String>,
+    /// The W3C `traceparent` header (the caller's trace context), if any.
+    pub traceparent: Option<String>,
     /// The body (at most [`crate::MAX_BODY`]).
     pub body: Vec<u8>,
 }

@@ -234,6 +234,11 @@ async fn answer<S: Context>(
             .get(AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
             .map(str::to_string),
+        traceparent: parts
+            .headers
+            .get("traceparent")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_string),
         body,
     };
     match entry.handler {

@@ -168,9 +168,45 @@ pub struct Response {
     pub body: Vec<u8>,
 }
 
+impl Response {
+    /// The `Content-Type` to relay to a client: the server's when it is a plain header value
+    /// (visible ASCII, at most 200 bytes), else `application/octet-stream`.
+    pub fn relayable_content_type(&self) -> std::borrow::Cow<'static, str> {
+        match &self.content_type {
+            Some(value)
+                if value.len() <= 200 && value.bytes().all(|byte| (0x20..0x7f).contains(&byte)) =>
+            {
+                value.clone().into()
+            }
+            _ => "application/octet-stream".into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_types_are_kept_or_replaced() {
+        let with = |content_type: Option<&str>| Response {
+            status: StatusCode::OK,
+            content_type: content_type.map(str::to_string),
+            body: Vec::new(),
+        };
+        assert_eq!(
+            with(Some("text/x-test")).relayable_content_type(),
+            "text/x-test"
+        );
+        assert_eq!(
+            with(None).relayable_content_type(),
+            "application/octet-stream"
+        );
+        assert_eq!(
+            with(Some("text/plain\r\nX-Evil: 1")).relayable_content_type(),
+            "application/octet-stream"
+        );
+    }
 
     /// [`exchange`] with a server that reads the request and answers `response`, then
     /// closes.

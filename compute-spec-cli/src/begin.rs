@@ -101,6 +101,7 @@ pub fn start_document(
             spec_load_ms,
             control_plane_attempts: loaded.control_plane_attempts,
             requests: loaded.requests.clone(),
+            spans: Vec::new(),
             extra: Default::default(),
         }),
         sync_safekeepers: None,

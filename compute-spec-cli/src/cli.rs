@@ -172,6 +172,9 @@ pub struct Cli {
     /// Log line format on stderr.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// `--export-trace`.
+    #[command(flatten)]
+    pub trace: stage_kit::stage::TraceArgs,
 }
 
 impl Cli {
@@ -196,8 +199,12 @@ impl Cli {
 /// Runs the `compute-spec` stage with parsed flags.
 pub fn run(cli: &Cli) -> ExitCode {
     let started = Instant::now();
+    stage_kit::stage::begin_trace(STAGE, cli.trace);
     let result = cli.spec_source().and_then(|source| {
-        let loaded = load(&source)?;
+        let mut span = stage_kit::stage::span("load");
+        span.set("source", source.name());
+        let loaded = load(&source).inspect_err(|error| span.fail(&error.message))?;
+        drop(span);
         start_document(
             STAGE,
             &cli.document_params(),

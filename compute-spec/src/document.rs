@@ -24,6 +24,7 @@ use crate::section::{
     BasebackupSection, ExtensionsSection, ReconcileSection, SpecLoadSection, SyncSafekeepersSection,
 };
 use crate::spec::{ComputeCtlConfig, ComputeSpec};
+use crate::trace::SpanRecord;
 
 /// The current document format version.
 pub const DOCUMENT_VERSION: u32 = 1;
@@ -136,6 +137,41 @@ impl ComputeDocument {
     /// A sibling binary of `postgres` (e.g. `initdb`).
     pub fn sibling_binary(&self, name: &str) -> PathBuf {
         self.bin_dir().join(name)
+    }
+
+    /// The `spans` of the section stage `stage` writes (by its binary's name), when that
+    /// section is in the document; `None` for a stage that writes none, or has not yet.
+    pub fn stage_spans_mut(&mut self, stage: &str) -> Option<&mut Vec<SpanRecord>> {
+        match stage {
+            "compute-spec" => self.spec_load.as_mut().map(|section| &mut section.spans),
+            "pg-sync-safekeepers" => self
+                .sync_safekeepers
+                .as_mut()
+                .map(|section| &mut section.spans),
+            "pg-basebackup-fetch" => self.basebackup.as_mut().map(|section| &mut section.spans),
+            "pg-extensions-fetch" => self.extensions.as_mut().map(|section| &mut section.spans),
+            "pg-reconcile" => self.reconcile.as_mut().map(|section| &mut section.spans),
+            _ => None,
+        }
+    }
+
+    /// Removes and returns the spans of every section (compute-ctl, after each stage run:
+    /// so only the spans of the run that just ended are ever in the document it passes on).
+    pub fn take_spans(&mut self) -> Vec<SpanRecord> {
+        let sections = [
+            self.spec_load.as_mut().map(|section| &mut section.spans),
+            self.sync_safekeepers
+                .as_mut()
+                .map(|section| &mut section.spans),
+            self.basebackup.as_mut().map(|section| &mut section.spans),
+            self.extensions.as_mut().map(|section| &mut section.spans),
+            self.reconcile.as_mut().map(|section| &mut section.spans),
+        ];
+        sections
+            .into_iter()
+            .flatten()
+            .flat_map(std::mem::take)
+            .collect()
     }
 }
 

@@ -97,6 +97,10 @@ pub struct StageError {
     /// the control plane), for the caller's metrics; absent when none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub requests: Vec<PeerRequest>,
+    /// The spans the stage recorded before it failed, for the caller to export; absent when
+    /// none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spans: Vec<crate::trace::SpanRecord>,
 }
 
 /// One request a stage made to a peer, as a metric counts it.
@@ -117,6 +121,7 @@ impl StageError {
             message: message.into(),
             retryable: kind.is_retryable(),
             requests: Vec::new(),
+            spans: Vec::new(),
         }
     }
 

@@ -19,7 +19,8 @@
 //! * [`document`]: the compute document that flows between stages on stdin/stdout, one
 //!   section per stage ([`section`]); [`error`]: the error envelope and its kinds;
 //!   [`exit_code`]: the one exit-code policy (0/1/2, Postgres's code passed through);
-//!   [`event`]: the events `pg-supervise` writes; [`schema`]: the JSON Schemas of all three.
+//!   [`event`]: the events `pg-supervise` writes; [`schema`]: the JSON Schemas of all three;
+//!   [`trace`]: the spans a stage records into its section for compute-ctl to export.
 //! * [`quote`]: the one module that quotes SQL identifiers, literals, dollar-quoted names and
 //!   `postgresql.conf` values; [`pgconf`]: `postgresql.conf` rendering in upstream's order,
 //!   refusing any value that could add a line ([`guc`]: the checks on setting names, values
@@ -56,6 +57,7 @@ pub mod shard;
 pub mod spec;
 pub mod sqlopt;
 pub mod timestamp;
+pub mod trace;
 pub mod validate;
 
 pub use document::ComputeDocument;

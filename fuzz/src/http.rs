@@ -294,6 +294,7 @@ fn one(u: &mut Unstructured<'_>) -> Result<()> {
             path,
             query,
             authorization,
+            traceparent: None,
             body: body.to_vec(),
         };
         check_reply(&routes::route(api(running), which, &request));

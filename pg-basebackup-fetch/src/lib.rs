@@ -214,7 +214,9 @@ pub fn run(
     let retiring = wipe::retire(&document.pgdata)?;
     let (name, fetched, attempts, template) =
         fetch_source(&document, &spec, &source, user, policy, timeouts, cache)?;
-    after_data(&document, &spec, &source, &params, user)?;
+    let mut span = stage_kit::stage::span("configure");
+    after_data(&document, &spec, &source, &params, user).inspect_err(|error| span.fail(error))?;
+    drop(span);
     if let Some(tls) = compute_spec::pgconf::tls::wanted(&document, &spec) {
         let checked =
             stage_kit::tls::install_waiting(&document.pgdata, tls, user, timeouts.tls_wait)
@@ -235,6 +237,7 @@ pub fn run(
         unpacked_bytes: fetched_data.then_some(fetched.unpacked.bytes),
         source: name,
         template,
+        spans: Vec::new(),
         extra: Default::default(),
     };
     tracing::info!(
@@ -268,7 +271,11 @@ fn fetch_source(
             wipe::wipe_and_create_marked(pgdata, user)?;
             let admin = stage_kit::local::admin_user(document);
             let initdb = document.sibling_binary("initdb");
-            let outcome = template::provide(cache, &initdb, pgdata, &admin, user)?;
+            let mut span = stage_kit::stage::span("initdb");
+            let outcome = template::provide(cache, &initdb, pgdata, &admin, user)
+                .inspect_err(|error| span.fail(error))?;
+            span.set("template", outcome.to_string());
+            drop(span);
             Ok((
                 BasebackupSource::Initdb,
                 Fetched::default(),
@@ -354,7 +361,21 @@ fn with_retries(
             let started = Instant::now();
             // Whole milliseconds: the deadline appears in messages.
             let left = round_ms(attempt.left().unwrap_or(Duration::MAX));
-            let fetched = fetch(&timeouts.within(left), attempt.progress())?;
+            // One span per attempt: the archive streams from the server into PGDATA.
+            let mut span = stage_kit::stage::span("fetch");
+            span.set_kind(compute_spec::trace::SpanKind::Client);
+            span.set("attempt", attempt.number);
+            let result = fetch(&timeouts.within(left), attempt.progress());
+            match &result {
+                Ok(fetched) => {
+                    span.set("wire_bytes", fetched.wire_bytes);
+                    span.set("files", fetched.unpacked.files);
+                    span.set("unpacked_bytes", fetched.unpacked.bytes);
+                }
+                Err(error) => span.fail(error),
+            }
+            drop(span);
+            let fetched = result?;
             tracing::info!(
                 "fetched {} bytes into {} files in {} ms",
                 fetched.wire_bytes,

@@ -65,6 +65,9 @@ struct Cli {
     /// Log line format on stderr.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// `--export-trace`.
+    #[command(flatten)]
+    trace: stage_kit::stage::TraceArgs,
 }
 
 /// `--retry-multiplier`: a finite number, zero or more.
@@ -100,6 +103,7 @@ fn main() -> ExitCode {
         (false, None) => TemplateCache::default_location(),
     };
     let lock_timeout = cli.pgdata_lock_timeout;
+    stage_kit::stage::begin_trace(STAGE, cli.trace);
     stage_kit::stage::run(STAGE, |document| {
         // Held until the stage is done; initdb and postgres inherit it.
         let _lock = stage_kit::pgdata_lock::for_stage(STAGE, &document.pgdata, lock_timeout)?;

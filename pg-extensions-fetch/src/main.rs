@@ -36,11 +36,15 @@ struct Cli {
     /// Log line format on stderr.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// `--export-trace`.
+    #[command(flatten)]
+    trace: stage_kit::stage::TraceArgs,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format);
+    stage_kit::stage::begin_trace(STAGE, cli.trace);
     let options = Options {
         base_url: cli.remote_ext_base_url,
         limits: Limits {

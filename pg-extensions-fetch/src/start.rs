@@ -85,7 +85,16 @@ pub fn run(
             .iter()
             .map(|(extension, _)| {
                 let downloader = &downloader;
-                scope.spawn(move || downloader.fetch(extension))
+                scope.spawn(move || {
+                    let mut span = stage_kit::stage::span("download");
+                    span.set_kind(compute_spec::trace::SpanKind::Client);
+                    span.set("extension", extension.as_str());
+                    let fetched = downloader.fetch(extension);
+                    if let Err(error) = &fetched {
+                        span.fail(error);
+                    }
+                    fetched
+                })
             })
             .collect();
         handles

@@ -101,6 +101,11 @@ pub fn apply(steps: &[Step], pool: &Connections<'_>, system_db: &str) -> Outcome
         };
         let jobs = jobs(group, phase, concurrency);
         let began = std::time::Instant::now();
+        // One span per phase, named as the plan names it.
+        let mut span = stage_kit::stage::span(phase.name());
+        span.set("steps", group.len());
+        span.set("jobs", jobs.len());
+        let failed_before = outcome.failures.len();
         if matches!(
             phase,
             Phase::DropInvalidDatabases
@@ -122,6 +127,8 @@ pub fn apply(steps: &[Step], pool: &Connections<'_>, system_db: &str) -> Outcome
                 outcome.merge(run_job(pool, job));
             }
         }
+        span.set("failures", outcome.failures.len() - failed_before);
+        drop(span);
         tracing::debug!(
             phase = phase.name(),
             steps = group.len(),

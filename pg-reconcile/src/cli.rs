@@ -44,6 +44,9 @@ pub struct Cli {
     /// Log line format on stderr.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// `--export-trace`.
+    #[command(flatten)]
+    pub trace: stage_kit::stage::TraceArgs,
 }
 
 impl Cli {

@@ -35,6 +35,9 @@ pub struct Cli {
     /// used as they are.
     #[arg(long)]
     pub after_shutdown: bool,
+    /// `--export-trace`.
+    #[command(flatten)]
+    pub trace: stage_kit::stage::TraceArgs,
 }
 
 impl Cli {
@@ -60,6 +63,7 @@ impl Cli {
             }
         };
         let options = self.options(signals);
+        stage_kit::stage::begin_trace(crate::STAGE, self.trace);
         stage_kit::stage::run(crate::STAGE, |doc| crate::run(doc, &options))
     }
 }

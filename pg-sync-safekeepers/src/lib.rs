@@ -155,7 +155,10 @@ fn sync_neon_primary(
             token: token.clone(),
             timeout: options.fast_path_timeout,
         };
+        let mut span = stage_kit::stage::span("fast_path");
         let verdict = fast_path::check(&neon.safekeepers, &query);
+        span.set("synced", matches!(verdict, fast_path::Verdict::Synced(_)));
+        drop(span);
         check_ms = Some(stage_kit::stage::elapsed_ms(start));
         match verdict {
             fast_path::Verdict::Synced(lsn) => {
@@ -193,7 +196,10 @@ fn sync_neon_primary(
         signals: options.signals.as_ref(),
         user: user.as_ref(),
     };
-    let (lsn, attempts) = slow_path::sync(&command)?;
+    let mut span = stage_kit::stage::span("sync_safekeepers");
+    let (lsn, attempts) = slow_path::sync(&command).inspect_err(|error| span.fail(error))?;
+    span.set("attempts", attempts);
+    drop(span);
     if attempts > 1 {
         tracing::info!(
             attempts,
@@ -212,6 +218,7 @@ fn section(lsn: Lsn, method: SyncMethod) -> SyncSafekeepersSection {
         method,
         sync_sk_check_ms: None,
         sync_safekeepers_ms: None,
+        spans: Vec::new(),
         extra: Default::default(),
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! * [`stage`]: stdin → stage → stdout — read the compute document (or pass an earlier
 //!   stage's error envelope through), run, write the document or the error, exit with the
-//!   code of [`compute_spec::exit_code`].
+//!   code of [`compute_spec::exit_code`]; the stage's spans into its section (`compute-trace`).
 //! * [`logging`]: stderr logging (text or JSON) for every binary.
 //! * [`runas`]: dropping from root to the `postgres` OS user in a child process, with
 //!   nothing but async-signal-safe calls between `fork` and `exec`.
@@ -28,7 +28,7 @@
 //!   progress) and a predicate for the errors worth another attempt.
 //! * [`prom`]: the Prometheus text exposition format: HELP and TYPE lines, escaped labels.
 //!
-//! Invariants: depends on `compute-spec` only among the workspace's packages; nothing here
+//! Invariants: depends on `compute-spec` and `compute-trace` only among the workspace's packages; nothing here
 //! logs a secret.
 #![warn(missing_docs)]
 

@@ -5,6 +5,11 @@
 //! the document or the error envelope, log the error on stderr, and choose the exit code.
 //! A closed stdout means the next stage died: that is a run-time failure (exit 1). Stdin is
 //! read up to [`DOCUMENT_MAX_BYTES`] (128 MiB); more is bad input (exit 2).
+//!
+//! Tracing: a stage records its spans ([`span`]) under the context compute-ctl passes in
+//! `$TRACEPARENT`, and [`finish`] writes them into the stage's section of the document
+//! ([`fail`]: into the error envelope) for compute-ctl to export; a stage never waits for a
+//! collector unless run by hand with `--export-trace` ([`TraceArgs`], [`begin_trace`]).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -15,6 +20,11 @@ use compute_spec::document::{ComputeDocument, DOCUMENT_VERSION};
 use compute_spec::error::{exit_code, ErrorEnvelope, ErrorKind, StageError};
 
 use crate::bounded::{Problem, DOCUMENT_MAX_BYTES};
+
+mod trace;
+
+pub use compute_trace::record::{span, Recorded};
+pub use trace::{begin as begin_trace, TraceArgs};
 
 /// What arrived on stdin.
 pub enum StageInput {
@@ -93,6 +103,8 @@ pub fn run(
     stage: &str,
     stage_fn: impl FnOnce(ComputeDocument) -> Result<ComputeDocument, StageError>,
 ) -> ExitCode {
+    // Records under $TRACEPARENT unless the stage's main set tracing up already.
+    begin_trace(stage, TraceArgs::default());
     let result = match read_input(stage) {
         Ok(StageInput::Failed(envelope)) => {
             tracing::error!("an earlier stage failed; passing its error through");
@@ -108,16 +120,20 @@ pub fn run(
 /// Writes the document (exit 0) or the error envelope (its exit code).
 pub fn finish(result: Result<ComputeDocument, StageError>) -> ExitCode {
     match result {
-        Ok(document) => match write_json(&document) {
-            true => ExitCode::from(exit_code::OK),
-            false => ExitCode::from(exit_code::RUNTIME),
-        },
+        Ok(mut document) => {
+            trace::into_document(&mut document);
+            match write_json(&document) {
+                true => ExitCode::from(exit_code::OK),
+                false => ExitCode::from(exit_code::RUNTIME),
+            }
+        }
         Err(error) => fail(error),
     }
 }
 
 /// Logs the error on stderr, writes its envelope on stdout, and returns its exit code.
-pub fn fail(error: StageError) -> ExitCode {
+pub fn fail(mut error: StageError) -> ExitCode {
+    trace::into_error(&mut error);
     tracing::error!(kind = ?error.kind, "{}: {}", error.stage, error.message);
     let code = error.exit_code();
     write_json(&ErrorEnvelope { error });

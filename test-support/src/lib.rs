@@ -56,6 +56,8 @@
 //! * [`netns`]: network namespaces joined by veth pairs, packets dropped by nftables rules
 //!   inside them, and a forwarding [`netns::Proxy`] that slows, stalls, resets or cuts
 //!   connections — for tests of network faults between real hosts.
+//! * [`otlp`]: a real OTLP/HTTP trace receiver (the official `opentelemetry-proto` classes)
+//!   and a collector that never answers.
 //!
 //! # Environment
 //!
@@ -78,6 +80,7 @@ mod fsutil;
 mod install;
 pub mod majors;
 pub mod netns;
+pub mod otlp;
 pub mod probe;
 pub mod rss;
 mod server;

@@ -129,7 +129,9 @@ impl Controller {
         let Some(PendingConfig { spec }) = pending else {
             return;
         };
+        compute_trace::process::set_operation(compute_trace::process::take_hand_off());
         let result = self.apply_spec(spec);
+        compute_trace::process::set_operation(None);
         self.shared.update(|inner| match result {
             Ok(()) => {
                 let _ = inner.transition(ComputeStatus::Running);

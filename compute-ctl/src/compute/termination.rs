@@ -82,6 +82,7 @@ impl Controller {
         let mut args = self.log_args();
         args.push("--after-shutdown".into());
         // Not through run_stage: a termination may be pending, and this stage is part of it.
+        compute_trace::process::set_operation(compute_trace::process::take_hand_off());
         let synced = stages::document_bytes(&document).and_then(|bytes| {
             stages::run(name::SYNC_SAFEKEEPERS, &args, &bytes, &self.children.stage)
         });

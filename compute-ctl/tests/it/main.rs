@@ -26,4 +26,5 @@ mod reconfigure;
 mod remote_ext_start;
 mod reserved;
 mod sql;
+mod trace;
 mod vm_tools;

@@ -30,6 +30,10 @@ pub struct BasebackupSection {
     /// How the template cache served an `initdb` source; absent for the other sources.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<TemplateOutcome>,
+    /// The spans the stage recorded (compute-ctl exports and removes them); absent when it
+    /// recorded none (no trace context given).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spans: Vec<crate::trace::SpanRecord>,
     /// Fields this version does not know.
     #[serde(flatten)]
     pub extra: Map<String, Value>,

@@ -38,6 +38,10 @@ pub struct ExtensionsSection {
     /// All compressed archives downloaded, in bytes.
     #[serde(default)]
     pub total_ext_download_size: u64,
+    /// The spans the stage recorded (compute-ctl exports and removes them); absent when it
+    /// recorded none (no trace context given).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spans: Vec<crate::trace::SpanRecord>,
     /// Fields this version does not know.
     #[serde(flatten)]
     pub extra: Map<String, Value>,

@@ -62,6 +62,10 @@ pub struct ReconcileSection {
     /// migrations; absent from other runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub migrations: Option<MigrationReport>,
+    /// The spans the stage recorded (compute-ctl exports and removes them); absent when it
+    /// recorded none (no trace context given).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spans: Vec<crate::trace::SpanRecord>,
     /// Fields this version does not know.
     #[serde(flatten)]
     pub extra: Map<String, Value>,

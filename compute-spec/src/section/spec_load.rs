@@ -19,6 +19,10 @@ pub struct SpecLoadSection {
     /// Each request made to the control plane and its answer, in order (absent when none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub requests: Vec<crate::error::PeerRequest>,
+    /// The spans the stage recorded (compute-ctl exports and removes them); absent when it
+    /// recorded none (no trace context given).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spans: Vec<crate::trace::SpanRecord>,
     /// Fields this version does not know.
     #[serde(flatten)]
     pub extra: Map<String, Value>,

@@ -20,6 +20,10 @@ pub struct SyncSafekeepersSection {
     /// Time of `postgres --sync-safekeepers` (or of the upstream query).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync_safekeepers_ms: Option<u64>,
+    /// The spans the stage recorded (compute-ctl exports and removes them); absent when it
+    /// recorded none (no trace context given).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spans: Vec<crate::trace::SpanRecord>,
     /// Fields this version does not know.
     #[serde(flatten)]
     pub extra: Map<String, Value>,

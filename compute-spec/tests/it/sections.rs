@@ -286,3 +286,38 @@ fn a_newer_stages_document_is_written_back_unchanged() {
         Value::from("grants")
     );
 }
+
+/// Each stage's spans are a field of its own section (found by the stage's name), and
+/// `take_spans` empties every section: what compute-ctl passes on carries no span twice.
+#[test]
+fn each_stage_s_spans_are_in_its_section_and_taken_from_all() {
+    let span = |name: &str| {
+        json!({"name": name, "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+               "span_id": "00f067aa0ba902b7", "parent_span_id": "53995c3f42cd8ad8",
+               "start_unix_nanos": 1, "end_unix_nanos": 2})
+    };
+    let mut document: ComputeDocument = serde_json::from_value(json!({
+        "document_version": 1, "spec": null, "pgdata": "/data", "pgbin": "/usr/bin/postgres",
+        "connstr": "postgresql://cloud_admin@localhost/postgres",
+        "instance": {"port": 5432, "socket_dir": "/data"},
+        "spec_load": {"source": "spec", "spec_load_ms": 1, "spans": [span("load")]},
+        "basebackup": {"source": "initdb", "basebackup_ms": 5, "basebackup_bytes": 0,
+                       "spans": [span("initdb"), span("configure")]},
+        "reconcile": {"spans": [span("roles")]},
+    }))
+    .unwrap();
+    let names = |spans: &[compute_spec::trace::SpanRecord]| {
+        spans.iter().map(|s| s.name.clone()).collect::<Vec<_>>()
+    };
+    let basebackup = document.stage_spans_mut("pg-basebackup-fetch").unwrap();
+    assert_eq!(names(basebackup), ["initdb", "configure"]);
+    assert!(document.stage_spans_mut("pg-sync-safekeepers").is_none());
+    assert!(document.stage_spans_mut("pg-supervise").is_none());
+    assert_eq!(
+        names(&document.take_spans()),
+        ["load", "initdb", "configure", "roles"]
+    );
+    assert!(document.take_spans().is_empty());
+    let written = serde_json::to_value(&document).unwrap();
+    assert!(written["basebackup"].get("spans").is_none(), "{written}");
+}

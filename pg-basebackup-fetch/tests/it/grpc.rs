@@ -90,6 +90,7 @@ fn a_sharded_grpc_spec_fetches_shard_zero_over_grpc_not_libpq_and_postgres_start
         method: "test".into(),
         sync_sk_check_ms: None,
         sync_safekeepers_ms: None,
+        spans: Vec::new(),
         extra: Default::default(),
     });
     let outcome = util::run_stage(&document, &[]);

@@ -74,6 +74,7 @@ fn fetches_a_startable_pgdata_with_the_exact_command() {
         method: "test".into(),
         sync_sk_check_ms: None,
         sync_safekeepers_ms: None,
+        spans: Vec::new(),
         extra: Default::default(),
     });
     let outcome = util::run_stage(&document, &[]);
@@ -374,4 +375,64 @@ fn a_corrupt_archive_fails_at_once_not_after_a_minute_of_retries() {
         assert_eq!(standin.seen().len(), 1, "{case}: {}", outcome.stderr);
         assert!(took < Duration::from_secs(10), "{case}: took {took:?}");
     }
+}
+
+/// Under compute-ctl's `$TRACEPARENT` the stage records a span per fetch attempt (the cut one
+/// failed, the next with what it brought) and the configuration, all under the run's span, in
+/// its section; it exports nothing itself.
+#[test]
+fn a_traced_fetch_records_each_attempt_under_the_run_s_span() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    let command = format!("basebackup {TENANT} {TIMELINE} --gzip --replica");
+    let standin = standin(&command, 1, archive().to_vec());
+    let dir = TestDir::new("bbf-");
+    let pgdata = dir.path().join("pgdata");
+    let mut document = neon_document(&pgdata, &standin, TIMELINE, TOKEN);
+    document.spec.as_mut().unwrap().mode = compute_spec::spec::ComputeMode::Replica;
+    let run = "b7ad6b7169203331";
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pg-basebackup-fetch"))
+        .args(["--retry-initial-ms", "10"])
+        .env(
+            "TRACEPARENT",
+            format!("00-0af7651916cd43dd8448eb211c80319c-{run}-01"),
+        )
+        // Set for the stage: it must still not export (only compute-ctl does).
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = serde_json::to_vec(&document).unwrap();
+    child.stdin.take().unwrap().write_all(&input).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let written: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let spans = written["basebackup"]["spans"].as_array().unwrap();
+    let names: Vec<&str> = spans.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["fetch", "fetch", "configure"]);
+    assert!(
+        spans
+            .iter()
+            .all(|s| s["parent_span_id"] == run
+                && s["trace_id"] == "0af7651916cd43dd8448eb211c80319c")
+    );
+    let (first, second) = (&spans[0], &spans[1]);
+    assert_eq!(first["attributes"]["attempt"], 1);
+    assert!(first["error"].is_string(), "{first}");
+    assert_eq!(first["kind"], "client");
+    assert_eq!(second["attributes"]["attempt"], 2);
+    assert!(second.get("error").is_none(), "{second}");
+    assert_eq!(
+        second["attributes"]["wire_bytes"],
+        written["basebackup"]["basebackup_bytes"]
+    );
+    assert!(second["attributes"]["files"].as_u64().unwrap() > 0);
+    assert!(first["end_unix_nanos"].as_u64() <= second["start_unix_nanos"].as_u64());
 }

@@ -22,3 +22,4 @@ mod readme;
 mod termination;
 mod tidy;
 mod tls;
+mod trace;
