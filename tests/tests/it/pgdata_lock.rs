@@ -236,12 +236,16 @@ fn compute_ctl_killed_during_initdb_leaves_it_the_lock_and_the_next_start_runs()
     }
     assert!(log.contains("is in use"), "{log}");
     assert!(log.contains("is no longer running"), "{log}");
-    assert!(
-        ["(initdb)", "(postgres)", "(sh)"]
-            .iter()
-            .any(|name| log.contains(name)),
-        "{log}"
-    );
+    // The holders are listed when they still hold it as the message is written (they may
+    // exit in between): then they are the build's own processes.
+    if log.contains("processes holding it open") {
+        assert!(
+            ["(initdb)", "(postgres)", "(sh)"]
+                .iter()
+                .any(|name| log.contains(name)),
+            "{log}"
+        );
+    }
 }
 
 #[test]
