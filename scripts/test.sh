@@ -14,8 +14,4 @@ fi
 cleanup() { cargo run -q -p pg-test-support --bin pg-test-cleanup || true; }
 cleanup
 trap cleanup EXIT
-# Four test threads per binary on this 2-core machine: most tests wait on a server, a child
-# or a deadline, not the CPU (measured: the integration binaries 3 min 41 s with 2 threads,
-# 2 min 29 s with 4). RUST_TEST_THREADS set by the caller wins.
-export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
 cargo test --workspace "$@"
